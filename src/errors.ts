@@ -1,0 +1,69 @@
+// The one error class of gpen-lab: a closed set of codes, each with a message that names the input, what was
+// expected and what to do. The CLI prints message and fix; the stack only with --debug.
+
+export const ERROR_CODES = [
+  'E_ARGUMENT', // a command-line or API argument out of range or of the wrong type
+  'E_FILE_MISSING', // an input file does not exist
+  'E_FILE_UNREADABLE', // an input exists but cannot be read (permissions, a directory, I/O)
+  'E_FORMAT_UNKNOWN', // the file is none of the formats the command accepts
+  'E_PTH_CORRUPT', // a .pth that is truncated or malformed (zip or pickle)
+  'E_PTH_UNSAFE', // a pickle that asks for something outside the state-dict subset (never executed)
+  'E_ONNX_CORRUPT', // an .onnx that cannot be decoded
+  'E_NOT_GPEN', // a well-formed checkpoint or graph of another network
+  'E_KEY_NOT_FOUND', // the nested key asked for (g_ema, params, ...) is not in the checkpoint
+  'E_SHAPE_MISMATCH', // a tensor whose shape contradicts the architecture the others imply
+  'E_SIZE_UNKNOWN', // a resolution GPEN does not define
+  'E_NPY_INVALID', // a .npy that is not a float32/float16 little-endian C-order array of the expected shape
+  'E_PROVIDER_UNKNOWN', // an execution provider name outside the closed set
+  'E_PROVIDER_UNAVAILABLE', // a provider that this binary or machine cannot run
+  'E_SESSION', // ONNX Runtime failed to create a session
+  'E_INFERENCE', // ONNX Runtime failed while running a session
+  'E_WRITE', // an output could not be written
+] as const;
+
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+export interface ErrorDetails {
+  /** The file or value the error is about. */
+  input?: string;
+  /** What ran or what the underlying library said. */
+  [key: string]: unknown;
+}
+
+export class GpenLabError extends Error {
+  readonly code: ErrorCode;
+  /** One line telling the user what to do. */
+  readonly fix: string;
+  readonly details: ErrorDetails;
+
+  constructor(code: ErrorCode, message: string, fix: string, details: ErrorDetails = {}, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'GpenLabError';
+    this.code = code;
+    this.fix = fix;
+    this.details = details;
+  }
+
+  toJSON(): { code: ErrorCode; message: string; fix: string; details: ErrorDetails } {
+    return { code: this.code, message: this.message, fix: this.fix, details: this.details };
+  }
+}
+
+export function isGpenLabError(e: unknown): e is GpenLabError {
+  return e instanceof GpenLabError;
+}
+
+/** sharp-style argument message: `Expected X for NAME but received V of type T`. */
+export function badArgument(name: string, expected: string, received: unknown, fix?: string): GpenLabError {
+  const shown = typeof received === 'string' ? JSON.stringify(received) : String(received);
+  return new GpenLabError(
+    'E_ARGUMENT',
+    `Expected ${expected} for ${name} but received ${shown} of type ${typeof received}`,
+    fix ?? `Pass ${expected} for ${name}.`,
+    { input: name, received: shown },
+  );
+}
+
+export function errorMessage(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
