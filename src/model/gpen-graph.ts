@@ -1,0 +1,248 @@
+// Builds GPEN's FullGenerator as an ONNX graph from a state dict. The modulated convolution is written in its
+// input-modulated form: conv(x * s, W) * demod(s) equals the official grouped conv with per-sample weights, keeps one
+// weight per layer, and lets the batch be dynamic. Equalised-lr scales are folded into the stored weights.
+import type { GpenArch } from './arch.js';
+import { channels, countParams, log2 } from './arch.js';
+import { GraphBuilder, TensorType } from './onnx-builder.js';
+import type { HostTensor } from './tensor.js';
+import { float32ToHalfArray, toFloat32 } from './tensor.js';
+
+export type Precision = 'fp32' | 'fp16';
+export const PRECISIONS = ['fp32', 'fp16'] as const;
+
+export interface BuildOptions {
+  precision: Precision;
+  /** Extra metadata_props (gpen-lab.* keys describe the model to every later reader). */
+  metadata?: Record<string, string>;
+}
+
+export const OPSET = 17;
+const SQRT2 = Math.SQRT2;
+const NEG_SLOPE = 0.2;
+
+export function gpenMetadata(arch: GpenArch, precision: Precision, extra: Record<string, string>): Record<string, string> {
+  return {
+    'gpen-lab.kind': 'gpen',
+    'gpen-lab.size': String(arch.size),
+    'gpen-lab.channel_multiplier': String(arch.channelMultiplier),
+    'gpen-lab.narrow': String(arch.narrow),
+    'gpen-lab.style_dim': String(arch.styleDim),
+    'gpen-lab.n_mlp': String(arch.nMlp),
+    'gpen-lab.precision': precision,
+    'gpen-lab.params': String(countParams(arch)),
+    'gpen-lab.synthetic': 'false',
+    ...extra,
+  };
+}
+
+export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, opts: BuildOptions): Uint8Array {
+  const g = new GraphBuilder();
+  const half = opts.precision === 'fp16';
+  const ch = channels(arch);
+  const f = arch.isConcat ? 2 : 1;
+  const L = log2(arch.size);
+  const get = (name: string): Float32Array => {
+    const t = tensors.get(name);
+    if (!t) throw new Error(`internal: tensor ${name} missing after validation`);
+    return toFloat32(t);
+  };
+  const scaled = (a: Float32Array, s: number): Float32Array => {
+    const o = new Float32Array(a.length);
+    for (let i = 0; i < a.length; i++) o[i] = a[i] * s;
+    return o;
+  };
+  /** An initializer in the compute precision. */
+  const param = (name: string, dims: number[], data: Float32Array): string =>
+    half ? g.initializer(name, dims, float32ToHalfArray(data)) : g.initializer(name, dims, data);
+  const toCompute = (x: string) => (half ? g.op('Cast', [x], { to: TensorType.FLOAT16 }) : x);
+  const toFloat = (x: string) => (half ? g.op('Cast', [x], { to: TensorType.FLOAT }) : x);
+
+  const R4 = g.constInt64([0, -1, 1, 1], 'shape_nc11');
+  const sqrt2F = g.constFloat([SQRT2], [], 'sqrt2');
+  const sqrt2C = half ? g.constHalf(float32ToHalfArray(Float32Array.of(SQRT2)), [], 'sqrt2_h') : sqrt2F;
+  const epsF = g.constFloat([1e-8], [], 'eps');
+
+  const lrelu = (x: string, computePrecision: boolean) =>
+    g.op('Mul', [g.op('LeakyRelu', [x], { alpha: { float: NEG_SLOPE } }), computePrecision ? sqrt2C : sqrt2F]);
+  /** FusedLeakyReLU over NCHW: leaky_relu(x + b) * sqrt(2). */
+  const fusedLrelu4 = (x: string, biasName: string, c: number) =>
+    lrelu(g.op('Add', [x, param(biasName, [1, c, 1, 1], get(biasName))]), true);
+
+  /** upfirdn2d convolves with the flipped kernel; ONNX Conv correlates, so flip to stay exact for any kernel. */
+  const flipped = (k: Float32Array, n: number) => {
+    const o = new Float32Array(n * n);
+    for (let i = 0; i < n * n; i++) o[i] = k[n * n - 1 - i];
+    return o;
+  };
+  const depthwise = (k: Float32Array, c: number) => {
+    const o = new Float32Array(c * k.length);
+    for (let i = 0; i < c; i++) o.set(k, i * k.length);
+    return o;
+  };
+  /** Blur (upfirdn2d with up = down = 1) as a depthwise convolution. */
+  const blur = (x: string, kernelName: string, c: number, pad0: number, pad1: number) => {
+    const k = flipped(get(kernelName), 4);
+    const w = param(kernelName, [c, 1, 4, 4], depthwise(k, c));
+    return g.op('Conv', [x, w], { group: c, pads: [pad0, pad0, pad1, pad1], kernel_shape: [4, 4] });
+  };
+
+  // ---- input
+  let x = toCompute('input');
+
+  // ---- encoder: ecd0 (1x1 conv), then blur + stride-2 3x3 conv per stage; each stage output feeds the generator
+  const feats: string[] = [];
+  {
+    const w = get('ecd0.0.0.weight');
+    const c = ch[arch.size];
+    x = g.op('Conv', [x, param('ecd0.0.0.weight', [c, 3, 1, 1], scaled(w, 1 / Math.sqrt(3)))], { kernel_shape: [1, 1] });
+    x = fusedLrelu4(x, 'ecd0.0.1.bias', c);
+    feats.push(x);
+  }
+  let cin = ch[arch.size];
+  for (let i = L; i > 2; i--) {
+    const j = L - i + 1;
+    const cout = ch[2 ** (i - 1)];
+    x = blur(x, `ecd${j}.0.0.kernel`, cin, 2, 2);
+    const w = scaled(get(`ecd${j}.0.1.weight`), 1 / Math.sqrt(cin * 9));
+    x = g.op('Conv', [x, param(`ecd${j}.0.1.weight`, [cout, cin, 3, 3], w)], { kernel_shape: [3, 3], strides: [2, 2] });
+    x = fusedLrelu4(x, `ecd${j}.0.2.bias`, cout);
+    feats.push(x);
+    cin = cout;
+  }
+  // ---- final linear: the encoder's 4x4 features become the style code
+  const c4 = ch[4];
+  let w = toFloat(g.op('Flatten', [x], { axis: 1 }));
+  {
+    const fw = g.initializer('final_linear.0.weight', [arch.styleDim, c4 * 16], scaled(get('final_linear.0.weight'), 1 / Math.sqrt(c4 * 16)));
+    w = lrelu(g.op('Gemm', [w, fw, g.initializer('final_linear.0.bias', [arch.styleDim], get('final_linear.0.bias'))], { transB: 1 }), false);
+  }
+  // ---- mapping network (fp32): PixelNorm, then n_mlp EqualLinear with lr_mul
+  {
+    const ms = g.op('ReduceMean', [g.op('Mul', [w, w])], { axes: [1], keepdims: 1 });
+    w = g.op('Div', [w, g.op('Sqrt', [g.op('Add', [ms, epsF])])]);
+    const S = arch.styleDim;
+    for (let i = 1; i <= arch.nMlp; i++) {
+      const mw = g.initializer(`generator.style.${i}.weight`, [S, S], scaled(get(`generator.style.${i}.weight`), arch.lrMlp / Math.sqrt(S)));
+      const mb = g.initializer(`generator.style.${i}.bias`, [S], scaled(get(`generator.style.${i}.bias`), arch.lrMlp));
+      w = lrelu(g.op('Gemm', [w, mw, mb], { transB: 1 }), false);
+    }
+  }
+  const latent = w;
+
+  // ---- all style modulations in one Gemm (one latent for every layer), split per layer
+  const modLayers: { prefix: string; cin: number }[] = [];
+  modLayers.push({ prefix: 'generator.conv1.conv', cin: c4 }, { prefix: 'generator.to_rgb1.conv', cin: c4 * f });
+  {
+    let c = c4;
+    for (let i = 3; i <= L; i++) {
+      const cout = ch[2 ** i];
+      const k = 2 * (i - 3);
+      modLayers.push({ prefix: `generator.convs.${k}.conv`, cin: c * f }, { prefix: `generator.convs.${k + 1}.conv`, cin: cout * f },
+        { prefix: `generator.to_rgbs.${i - 3}.conv`, cin: cout * f });
+      c = cout;
+    }
+  }
+  const styles = new Map<string, string>();
+  {
+    const S = arch.styleDim;
+    const total = modLayers.reduce((a, l) => a + l.cin, 0);
+    const mw = new Float32Array(total * S);
+    const mb = new Float32Array(total);
+    let row = 0;
+    for (const l of modLayers) {
+      mw.set(scaled(get(`${l.prefix}.modulation.weight`), 1 / Math.sqrt(S)), row * S);
+      mb.set(get(`${l.prefix}.modulation.bias`), row);
+      row += l.cin;
+    }
+    const all = g.op('Gemm', [latent, g.initializer('modulation.weight', [total, S], mw), g.initializer('modulation.bias', [total], mb)], { transB: 1 });
+    const outs = g.node('Split', [all, g.constInt64(modLayers.map((l) => l.cin), 'split')], { axis: 1 }, modLayers.length, 'style');
+    modLayers.forEach((l, i) => styles.set(l.prefix, outs[i]));
+  }
+  const modulate = (xin: string, prefix: string) => g.op('Mul', [xin, toCompute(g.op('Reshape', [styles.get(prefix)!, R4]))]);
+
+  /** StyledConv: modulated 3x3 conv (optionally transposed x2 + blur), demodulation, feature injection, activation. */
+  const styledConv = (xin: string, p: string, ci: number, co: number, up: boolean, feat: string) => {
+    const raw = scaled(get(`${p}.conv.weight`), 1 / Math.sqrt(ci * 9));
+    const xs = modulate(xin, `${p}.conv`);
+    let out: string;
+    let wName: string;
+    if (up) {
+      // ConvTranspose wants [cin, cout, k, k]: the official code transposes the same weight this way.
+      const t = new Float32Array(raw.length);
+      for (let o = 0; o < co; o++) for (let i = 0; i < ci; i++) for (let k = 0; k < 9; k++) t[(i * co + o) * 9 + k] = raw[(o * ci + i) * 9 + k];
+      wName = param(`${p}.conv.weight`, [ci, co, 3, 3], t);
+      out = g.op('ConvTranspose', [xs, wName], { kernel_shape: [3, 3], strides: [2, 2] });
+    } else {
+      wName = param(`${p}.conv.weight`, [co, ci, 3, 3], raw);
+      out = g.op('Conv', [xs, wName], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] });
+    }
+    // demod[n, o] = rsqrt(sum_i s[n,i]^2 * sum_k W[o,i,k]^2 + 1e-8), in fp32; the weight sums fold at session creation
+    const wsq = g.op('ReduceSumSquare', [toFloat(wName)], { axes: [2, 3], keepdims: 0 }); // [cin,cout] or [cout,cin]
+    const s = styles.get(`${p}.conv`)!;
+    const s2 = g.op('Mul', [s, s]);
+    const sum = g.op('Gemm', [s2, wsq], { transB: up ? 0 : 1 });
+    const demod = g.op('Reciprocal', [g.op('Sqrt', [g.op('Add', [sum, epsF])])]);
+    out = g.op('Mul', [out, toCompute(g.op('Reshape', [demod, R4]))]);
+    if (up) out = blur(out, `${p}.conv.blur.kernel`, co, 1, 1);
+    const nw = param(`${p}.noise.weight`, [1], get(`${p}.noise.weight`));
+    const injected = g.op('Mul', [feat, nw]);
+    out = arch.isConcat ? g.op('Concat', [out, injected], { axis: 1 }) : g.op('Add', [out, injected]);
+    return fusedLrelu4(out, `${p}.activate.bias`, co * f);
+  };
+
+  /** ToRGB: modulated 1x1 conv without demodulation, bias, plus the upsampled skip (kept in fp32). */
+  const toRgb = (xin: string, p: string, ci: number, skip: string | null) => {
+    const wName = param(`${p}.conv.weight`, [3, ci, 1, 1], scaled(get(`${p}.conv.weight`), 1 / Math.sqrt(ci)));
+    let out = toFloat(g.op('Conv', [modulate(xin, `${p}.conv`), wName], { kernel_shape: [1, 1] }));
+    out = g.op('Add', [out, g.initializer(`${p}.bias`, [1, 3, 1, 1], get(`${p}.bias`))]);
+    if (skip) {
+      // upfirdn2d(up=2, pad=(2,1)) with kernel k is a stride-2 transposed conv with k itself and pads 1
+      const k = get(`${p}.upsample.kernel`);
+      const uk = g.initializer(`${p}.upsample.kernel`, [3, 1, 4, 4], depthwise(k, 3));
+      const up = g.op('ConvTranspose', [skip, uk], { group: 3, kernel_shape: [4, 4], strides: [2, 2], pads: [1, 1, 1, 1] });
+      out = g.op('Add', [out, up]);
+    }
+    return out;
+  };
+
+  // ---- generator: constant 4x4 input, conv1 + to_rgb1, then two styled convs and a ToRGB per resolution
+  const constIn = param('generator.input.input', [1, c4, 4, 4], get('generator.input.input'));
+  let h = styledConv(constIn, 'generator.conv1', c4, c4, false, feats[L - 2]);
+  let skip = toRgb(h, 'generator.to_rgb1', c4 * f, null);
+  let c = c4;
+  for (let i = 3; i <= L; i++) {
+    const co = ch[2 ** i];
+    const k = 2 * (i - 3);
+    const feat = feats[L - i];
+    h = styledConv(h, `generator.convs.${k}`, c * f, co, true, feat);
+    h = styledConv(h, `generator.convs.${k + 1}`, co * f, co, false, feat);
+    skip = toRgb(h, `generator.to_rgbs.${i - 3}`, co * f, skip);
+    c = co;
+  }
+  g.rename(skip, 'output');
+
+  const S = arch.size;
+  return g.encode({
+    name: `gpen_${S}`,
+    opset: OPSET,
+    inputs: [{ name: 'input', elemType: TensorType.FLOAT, dims: ['batch', 3, S, S] }],
+    outputs: [{ name: 'output', elemType: TensorType.FLOAT, dims: ['batch', 3, S, S] }],
+    metadata: gpenMetadata(arch, opts.precision, opts.metadata ?? {}),
+    docString: `GPEN FullGenerator ${S}x${S}, built by gpen-lab; input and output NCHW float32 in [-1, 1]`,
+  });
+}
+
+/** The identity model: input returned as output, for measuring the pipeline's own geometric loss. */
+export function buildIdentityOnnx(size: number, metadata: Record<string, string> = {}): Uint8Array {
+  const g = new GraphBuilder();
+  g.node('Identity', ['input'], {}, 1, 'id');
+  g.rename(g.nodes[0].output![0], 'output');
+  return g.encode({
+    name: `identity_${size}`,
+    opset: OPSET,
+    inputs: [{ name: 'input', elemType: TensorType.FLOAT, dims: ['batch', 3, size, size] }],
+    outputs: [{ name: 'output', elemType: TensorType.FLOAT, dims: ['batch', 3, size, size] }],
+    metadata: { 'gpen-lab.kind': 'identity', 'gpen-lab.size': String(size), 'gpen-lab.precision': 'fp32', 'gpen-lab.params': '0', 'gpen-lab.synthetic': 'false', ...metadata },
+    docString: `Identity ${size}x${size}: output = input, to measure the pipeline without a network`,
+  });
+}
