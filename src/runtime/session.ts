@@ -1,0 +1,173 @@
+// Sessions on one execution provider. This is the only module that imports onnxruntime-node. A session records the
+// provider asked for and, from ONNX Runtime's own profile of the first run, the provider that ran each node.
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import * as ort from 'onnxruntime-node';
+import { GpenLabError, errorMessage } from '../errors.js';
+import type { Provider } from './providers.js';
+import { PROVIDER_SPECS, PROVIDERS, missingProviderFiles, ortBinDir, ortVersion, providerFromEpName } from './providers.js';
+
+export const GRAPH_OPT_LEVELS = ['disabled', 'basic', 'extended', 'all'] as const;
+export type GraphOptLevel = (typeof GRAPH_OPT_LEVELS)[number];
+
+export interface SessionConfig {
+  provider: Provider;
+  deviceId?: number;
+  graphOptimizationLevel?: GraphOptLevel;
+  intraOpNumThreads?: number;
+  /** Profile the first run to learn which provider ran each node (default true). */
+  recordPlacement?: boolean;
+  /** Label used in error messages (the model file, or "synthetic GPEN-512"). */
+  label?: string;
+}
+
+export interface Placement {
+  /** Nodes run per provider, as ONNX Runtime reported them. */
+  nodesByProvider: Record<string, number>;
+  /** Every provider that ran at least one node. */
+  ran: string[];
+  /** True when a node ran on a provider other than the one asked for. */
+  mismatch: boolean;
+}
+
+export interface RunResult {
+  data: Float32Array;
+  dims: number[];
+  ms: number;
+}
+
+/** Providers the installed binary knows, and whether their libraries ship with it. */
+export function knownProviders(): { provider: Provider; bundled: boolean }[] {
+  const listed = new Map(ort.listSupportedBackends().map((b) => [b.name, b.bundled] as const));
+  return PROVIDERS.filter((p) => listed.has(PROVIDER_SPECS[p].ort)).map((p) => ({ provider: p, bundled: listed.get(PROVIDER_SPECS[p].ort) ?? false }));
+}
+
+export function runtimeVersion(): string {
+  return ortVersion();
+}
+
+function providerFailure(cfg: SessionConfig, e: unknown): GpenLabError {
+  const said = errorMessage(e).trim();
+  const p = cfg.provider;
+  const missing = missingProviderFiles(p);
+  const label = cfg.label ?? 'the model';
+  if (missing.length > 0) {
+    return new GpenLabError('E_PROVIDER_UNAVAILABLE',
+      `The ${p} execution provider cannot load: ${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} missing from ${ortBinDir()} (ONNX Runtime said: ${said})`,
+      p === 'cuda' || p === 'tensorrt' ? 'Run `gpen-lab setup cuda` to install the provider libraries, then `gpen-lab doctor --provider ' + p + '`.' : 'Run `gpen-lab doctor`.',
+      { input: label, provider: p, missing, ort: said });
+  }
+  if (/adapter|vulkan|webgpu/i.test(said) && p === 'webgpu') {
+    return new GpenLabError('E_PROVIDER_UNAVAILABLE', `The webgpu execution provider found no GPU adapter for ${label} (ONNX Runtime said: ${said})`,
+      'Install a Vulkan driver (libvulkan1 and the GPU vendor ICD) or use --provider cpu; `gpen-lab doctor --provider webgpu` says which part is missing.',
+      { input: label, provider: p, ort: said });
+  }
+  if (/load|shared library|cannot open/i.test(said)) {
+    return new GpenLabError('E_PROVIDER_UNAVAILABLE', `The ${p} execution provider failed to load for ${label}: a library it depends on did not load (ONNX Runtime said: ${said})`,
+      `Run \`gpen-lab doctor --provider ${p}\`: it names the missing library and where a matching one is.`, { input: label, provider: p, ort: said });
+  }
+  return new GpenLabError('E_SESSION', `ONNX Runtime could not create a ${p} session for ${label}: ${said}`,
+    `Check that the model is a valid ONNX file (\`gpen-lab model info\`) and run \`gpen-lab doctor --provider ${p}\`.`, { input: label, provider: p, ort: said });
+}
+
+export class ModelSession {
+  readonly config: SessionConfig;
+  readonly asked: Provider;
+  readonly createMs: number;
+  readonly inputName: string;
+  readonly outputName: string;
+  /** Input dims as the graph declares them (strings are symbolic). */
+  readonly inputDims: (number | string)[];
+  private placementValue: Placement | null = null;
+  private profileDir: string | null;
+  private runs = 0;
+
+  private constructor(private readonly session: ort.InferenceSession, cfg: SessionConfig, createMs: number, profileDir: string | null) {
+    this.config = cfg;
+    this.asked = cfg.provider;
+    this.createMs = createMs;
+    this.inputName = session.inputNames[0];
+    this.outputName = session.outputNames[0];
+    const meta = session.inputMetadata[0];
+    this.inputDims = meta && meta.isTensor ? [...meta.shape] : [];
+    this.profileDir = profileDir;
+  }
+
+  static async create(model: string | Uint8Array, cfg: SessionConfig): Promise<ModelSession> {
+    const spec = PROVIDER_SPECS[cfg.provider];
+    const deviceId = cfg.deviceId ?? 0;
+    const ep: ort.InferenceSession.ExecutionProviderConfig =
+      cfg.provider === 'cuda' ? { name: 'cuda', deviceId } : cfg.provider === 'tensorrt' ? { name: 'tensorrt', deviceId } : spec.ort;
+    const record = cfg.recordPlacement ?? true;
+    const profileDir = record ? mkdtempSync(path.join(os.tmpdir(), 'gpen-lab-prof-')) : null;
+    const options: ort.InferenceSession.SessionOptions = {
+      executionProviders: [ep],
+      graphOptimizationLevel: cfg.graphOptimizationLevel ?? 'all',
+      logSeverityLevel: 3,
+      ...(cfg.intraOpNumThreads ? { intraOpNumThreads: cfg.intraOpNumThreads } : {}),
+      ...(profileDir ? { enableProfiling: true, profileFilePrefix: path.join(profileDir, 'profile') } : {}),
+    };
+    const t0 = performance.now();
+    let session: ort.InferenceSession;
+    try {
+      session = typeof model === 'string' ? await ort.InferenceSession.create(model, options) : await ort.InferenceSession.create(model, options);
+    } catch (e) {
+      if (profileDir) rmSync(profileDir, { recursive: true, force: true });
+      throw providerFailure(cfg, e);
+    }
+    return new ModelSession(session, cfg, performance.now() - t0, profileDir);
+  }
+
+  /** Where the nodes ran, known after the first run (null before it or when not recorded). */
+  get placement(): Placement | null {
+    return this.placementValue;
+  }
+
+  async run(data: Float32Array, dims: number[]): Promise<RunResult> {
+    const t0 = performance.now();
+    let out: ort.InferenceSession.OnnxValueMapType;
+    try {
+      out = await this.session.run({ [this.inputName]: new ort.Tensor('float32', data, dims) });
+    } catch (e) {
+      throw new GpenLabError('E_INFERENCE', `Inference failed on ${this.asked} for ${this.config.label ?? 'the model'} with input [${dims.join(', ')}]: ${errorMessage(e)}`,
+        `Check the input shape against the model (\`gpen-lab model info\`); for GPU providers run \`gpen-lab doctor --provider ${this.asked}\`.`,
+        { input: this.config.label, provider: this.asked, dims });
+    }
+    const ms = performance.now() - t0;
+    const t = out[this.outputName] as ort.Tensor;
+    const result: RunResult = { data: t.data as Float32Array, dims: [...t.dims], ms };
+    if (this.runs++ === 0 && this.profileDir) this.readPlacement();
+    return result;
+  }
+
+  private readPlacement(): void {
+    const dir = this.profileDir!;
+    this.profileDir = null;
+    try {
+      this.session.endProfiling();
+      const file = readdirSync(dir).find((f) => f.endsWith('.json'));
+      if (!file) return;
+      const events = JSON.parse(readFileSync(path.join(dir, file), 'utf8')) as { cat?: string; name?: string; args?: { provider?: string } }[];
+      const counts: Record<string, number> = {};
+      const seen = new Set<string>();
+      for (const ev of events) {
+        if (ev.cat !== 'Node' || !ev.args?.provider || !ev.name?.endsWith('_kernel_time')) continue;
+        if (seen.has(ev.name)) continue;
+        seen.add(ev.name);
+        const p = String(providerFromEpName(ev.args.provider));
+        counts[p] = (counts[p] ?? 0) + 1;
+      }
+      const ran = Object.keys(counts);
+      this.placementValue = { nodesByProvider: counts, ran, mismatch: ran.some((p) => p !== this.asked) };
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+
+  async release(): Promise<void> {
+    if (this.profileDir) rmSync(this.profileDir, { recursive: true, force: true });
+    await this.session.release();
+  }
+}
