@@ -1,0 +1,38 @@
+#!/usr/bin/env node
+// The gpen-lab command line: one file per command; this one wires them and owns error reporting.
+import { Command, CommanderError } from 'commander';
+import { GpenLabError } from '../errors.js';
+import { demoCommand } from './demo.js';
+import { modelCommand } from './model.js';
+import { reportError } from './output.js';
+
+const argv = process.argv;
+const debug = argv.includes('--debug');
+const json = argv.includes('--json');
+
+const program = new Command('gpen-lab')
+  .description('GPEN face restoration, and a lab that proves where and how well it runs')
+  .version('0.1.0')
+  .option('--debug', 'print stacks with errors')
+  .exitOverride()
+  .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+
+program.addCommand(modelCommand());
+program.addCommand(demoCommand());
+for (const c of program.commands) {
+  c.exitOverride();
+  for (const s of c.commands) s.exitOverride();
+}
+
+try {
+  await program.parseAsync(argv);
+} catch (e) {
+  if (e instanceof CommanderError) {
+    // help and version exit 0; usage errors were already printed by commander
+    process.exitCode = e.exitCode === 0 ? 0 : 2;
+  } else if (e instanceof GpenLabError || e instanceof Error) {
+    process.exitCode = reportError(e, { debug, json });
+  } else {
+    process.exitCode = reportError(new Error(String(e)), { debug, json });
+  }
+}

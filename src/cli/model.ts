@@ -1,0 +1,137 @@
+// `gpen-lab model info|convert|synth|run`: inspect, convert, synthesize and run GPEN graphs on .npy tensors.
+import { Command, Option } from 'commander';
+import path from 'node:path';
+import { GpenLabError, badArgument } from '../errors.js';
+import { writeFileAtomicSafe } from '../io/files.js';
+import { readNpy, writeNpy } from '../io/npy.js';
+import type { ModelInfo } from '../model/registry.js';
+import { convertPth, describeModel, prepareModel, sniffFormat, synthesizeGpen, synthesizeIdentity, DEFAULT_SEED } from '../model/registry.js';
+import { numel, toFloat32 } from '../model/tensor.js';
+import { PROVIDERS, parseProvider } from '../runtime/providers.js';
+import { ModelSession } from '../runtime/session.js';
+import { SYNTHETIC_WARNING, Steps, info, printJson, warn } from './output.js';
+
+export function parseIntArg(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n)) throw badArgument(name, 'an integer', v);
+    return n;
+  };
+}
+
+function describeText(m: ModelInfo): string {
+  const lines = [
+    `file               ${m.file ?? '(in memory)'}`,
+    `format             ${m.format}${m.pth ? ` (${m.pth.format}${m.pth.key ? `, generator under "${m.pth.key}"` : ''}; tensors ${m.pth.dtypes.join('/')})` : ''}`,
+    `origin             ${m.origin}`,
+    `kind               ${m.kind}`,
+    `size               ${m.size}`,
+    `channel_multiplier ${m.channelMultiplier ?? 'unknown'}`,
+    `narrow             ${m.narrow ?? 'unknown'}`,
+    `params             ${m.params.toLocaleString('en-US')}`,
+    `precision          ${m.precision}`,
+    `sha256             ${m.sha256 ?? '-'}`,
+    `synthetic          ${m.synthetic ? `yes (seed ${m.seed}) — ${SYNTHETIC_WARNING}` : 'no'}`,
+  ];
+  if (m.onnx) lines.push(`io                 ${m.onnx.inputName} [${m.onnx.inputDims.join(', ')}] -> ${m.onnx.outputName}; batch ${m.onnx.fixedBatch ?? 'dynamic'}; opset ${m.onnx.opset}; producer ${m.onnx.producer || '-'}`);
+  return lines.join('\n');
+}
+
+export function modelCommand(): Command {
+  const model = new Command('model').description('inspect, convert, synthesize and run GPEN models');
+
+  model.command('info')
+    .description('format, size, channel_multiplier, narrow, params, sha256, synthetic?')
+    .argument('<file>', '.pth checkpoint or .onnx graph')
+    .option('--key <name>', 'key the generator is nested under in a training checkpoint (default: found automatically)')
+    .option('--json', 'machine-readable output')
+    .action(async (file: string, o: { key?: string; json?: boolean }) => {
+      const m = await describeModel(file, o.key);
+      if (o.json) printJson(m);
+      else process.stdout.write(describeText(m) + '\n');
+    });
+
+  model.command('convert')
+    .description('convert an official GPEN .pth to ONNX (architecture inferred from the checkpoint)')
+    .argument('<in>', 'official GPEN checkpoint (.pth, zip or legacy format)')
+    .requiredOption('-o, --output <file>', 'ONNX file to write')
+    .option('--fp16', 'store weights and run convolutions in fp16 (style, demodulation and skips stay fp32)')
+    .option('--key <name>', 'key the generator is nested under (default: found automatically, e.g. g_ema)')
+    .option('--json', 'machine-readable output')
+    .action(async (input: string, o: { output: string; fp16?: boolean; key?: string; json?: boolean }) => {
+      if ((await sniffFormat(input)) !== 'pth') {
+        throw new GpenLabError('E_FORMAT_UNKNOWN', `${input} is not a .pth checkpoint (it looks like an ONNX file)`,
+          'An ONNX file needs no conversion: pass it to `gpen-lab model run` directly.', { input });
+      }
+      const steps = new Steps(2, o.json);
+      steps.step(`reading and building ${path.basename(input)}`);
+      const m = await convertPth(input, o.output, { precision: o.fp16 ? 'fp16' : 'fp32', ...(o.key ? { key: o.key } : {}) });
+      steps.step(`wrote ${o.output}`);
+      steps.done();
+      if (o.json) printJson(m);
+      else process.stdout.write(describeText(m) + '\n');
+    });
+
+  model.command('synth')
+    .description('write a seeded synthetic GPEN (or the identity model) of any official size')
+    .requiredOption('--size <n>', 'output size: 256, 512, 1024, 2048 (or 16..128 for tests)', parseIntArg('--size'))
+    .option('--seed <s>', 'seed of the weights', parseIntArg('--seed'), DEFAULT_SEED)
+    .addOption(new Option('--kind <kind>', 'gpen or identity (input returned as output)').choices(['gpen', 'identity']).default('gpen'))
+    .option('--fp16', 'fp16 variant')
+    .requiredOption('-o, --output <file>', 'ONNX file to write')
+    .option('--json', 'machine-readable output')
+    .action(async (o: { size: number; seed: number; kind: 'gpen' | 'identity'; fp16?: boolean; output: string; json?: boolean }) => {
+      const bytes = o.kind === 'identity' ? synthesizeIdentity(o.size) : synthesizeGpen(o.size, o.seed, o.fp16 ? 'fp16' : 'fp32').bytes;
+      await writeFileAtomicSafe(o.output, bytes);
+      const m = await describeModel(o.output);
+      if (o.kind === 'gpen') warn(SYNTHETIC_WARNING);
+      if (o.json) printJson(m);
+      else process.stdout.write(describeText(m) + '\n');
+    });
+
+  model.command('run')
+    .description('run a model on a float32 NCHW .npy tensor in [-1, 1] and write the output as .npy')
+    .argument('<model>', '.onnx or .pth')
+    .requiredOption('--input <file>', 'input tensor, [N,3,S,S] or [3,S,S], float32 (or float16) .npy')
+    .requiredOption('--output <file>', 'output .npy (float32)')
+    .addOption(new Option('--provider <p>', 'execution provider').choices([...PROVIDERS]).default('cpu'))
+    .option('--fp16', 'for a .pth: build the fp16 variant')
+    .option('--key <name>', 'for a .pth: key the generator is nested under')
+    .option('--json', 'machine-readable output')
+    .action(async (file: string, o: { input: string; output: string; provider: string; fp16?: boolean; key?: string; json?: boolean }) => {
+      const provider = parseProvider(o.provider);
+      const x = await readNpy(o.input);
+      const prepared = await prepareModel({ type: 'file', file, ...(o.key ? { key: o.key } : {}) }, o.fp16 ? 'fp16' : (await sniffFormat(file)) === 'onnx' ? (await describeModel(file)).precision : 'fp32');
+      const S = prepared.info.size;
+      const dims = x.dims.length === 3 ? [1, ...x.dims] : x.dims;
+      if (dims.length !== 4 || dims[1] !== 3 || dims[2] !== S || dims[3] !== S) {
+        throw new GpenLabError('E_NPY_INVALID', `${o.input} has shape [${x.dims.join(', ')}] but ${prepared.label} takes [N, 3, ${S}, ${S}] (or [3, ${S}, ${S}])`,
+          `Resize the face to ${S}x${S} and save it as an NCHW float32 array in [-1, 1].`, { input: o.input });
+      }
+      if (prepared.info.synthetic) warn(SYNTHETIC_WARNING);
+      const session = await ModelSession.create(prepared.model, { provider, label: prepared.label });
+      const fixed = prepared.info.onnx?.fixedBatch ?? null;
+      const data = toFloat32(x);
+      const per = 3 * S * S;
+      const out = new Float32Array(numel(dims));
+      const times: number[] = [];
+      const chunk = fixed ?? dims[0];
+      for (let b = 0; b < dims[0]; b += chunk) {
+        const n = Math.min(chunk, dims[0] - b);
+        const r = await session.run(data.subarray(b * per, (b + n) * per), [n, 3, S, S]);
+        out.set(r.data, b * per);
+        times.push(r.ms);
+      }
+      await writeNpy(o.output, { dtype: 'float32', dims, data: out });
+      const placement = session.placement;
+      await session.release();
+      const result = {
+        model: prepared.info, provider: { asked: provider, ran: placement?.ran ?? null, nodesByProvider: placement?.nodesByProvider ?? null, mismatch: placement?.mismatch ?? null },
+        input: { file: o.input, dims }, output: { file: o.output, dims }, sessionCreateMs: session.createMs, runMs: times, synthetic: prepared.info.synthetic,
+      };
+      if (placement?.mismatch) warn(`asked for ${provider} but nodes ran on ${placement.ran.join(', ')} (${JSON.stringify(placement.nodesByProvider)})`);
+      if (o.json) printJson(result);
+      else info(`ran ${prepared.label} on ${provider} (nodes: ${JSON.stringify(placement?.nodesByProvider ?? {})}): session ${session.createMs.toFixed(0)} ms, run ${times.map((t) => t.toFixed(0)).join('+')} ms -> ${o.output}`);
+    });
+  return model;
+}

@@ -1,0 +1,159 @@
+// One entry point for every model source a user can name: an official .pth, an .onnx (ours, published, upstream
+// export), synthetic weights of any size, or the identity model. Describes, converts and prepares them for a session.
+import { open } from 'node:fs/promises';
+import path from 'node:path';
+import { GpenLabError, badArgument } from '../errors.js';
+import { writeFileAtomicSafe, assertReadableFile } from '../io/files.js';
+import { sha256File } from '../io/hash.js';
+import type { GpenArch } from './arch.js';
+import { checkSize, countParams, defaultArch, inferArch } from './arch.js';
+import type { Precision } from './gpen-graph.js';
+import { buildGpenOnnx, buildIdentityOnnx } from './gpen-graph.js';
+import { inspectOnnx } from './onnx-file.js';
+import { readPth } from './pth.js';
+import { synthStateDict } from './synth.js';
+
+export type ModelFormat = 'pth' | 'onnx' | 'synthetic' | 'identity';
+
+export interface ModelInfo {
+  file: string | null;
+  format: ModelFormat;
+  /** Who made it: gpen-lab, an official checkpoint, a published ONNX, an upstream torch export. */
+  origin: string;
+  kind: 'gpen' | 'identity';
+  size: number;
+  channelMultiplier: number | null;
+  narrow: number | null;
+  params: number;
+  precision: Precision;
+  synthetic: boolean;
+  seed: number | null;
+  sha256: string | null;
+  /** For .pth: zip or legacy, and the key the generator was found under. */
+  pth?: { format: 'zip' | 'legacy'; key: string | null; dtypes: string[] };
+  /** For .onnx: names and dims of the graph input/output, batch fixed or dynamic. */
+  onnx?: { inputName: string; outputName: string; inputDims: (number | string)[]; fixedBatch: number | null; opset: number; producer: string };
+}
+
+/** What `model run`, the pipeline and the lab accept as a model. */
+export type ModelSpec =
+  | { type: 'file'; file: string; key?: string }
+  | { type: 'synthetic'; size: number; seed?: number }
+  | { type: 'identity'; size: number };
+
+export interface PreparedModel {
+  info: ModelInfo;
+  /** A path ONNX Runtime can load, or the serialized graph. */
+  model: string | Uint8Array;
+  /** Human label for messages: the file, or "synthetic GPEN-512 (seed 0)". */
+  label: string;
+}
+
+export const DEFAULT_SEED = 0;
+
+/** Sniffs the container: zip or pickle means .pth, otherwise an ONNX protobuf is assumed. */
+export async function sniffFormat(file: string): Promise<'pth' | 'onnx'> {
+  await assertReadableFile(file, 'a GPEN model (.pth or .onnx)');
+  const fh = await open(file, 'r');
+  try {
+    const head = Buffer.alloc(4);
+    const { bytesRead } = await fh.read(head, 0, 4, 0);
+    if (bytesRead >= 2 && head[0] === 0x50 && head[1] === 0x4b) return 'pth';
+    if (bytesRead >= 1 && head[0] === 0x80) return 'pth';
+    const ext = path.extname(file).toLowerCase();
+    if (ext === '.pth' || ext === '.pt' || ext === '.ckpt') {
+      throw new GpenLabError('E_PTH_CORRUPT', `${file} is neither a zip (torch >= 1.6) nor a legacy pickle checkpoint: it starts with bytes ${head.subarray(0, bytesRead).toString('hex') || '(none: the file is empty)'}`,
+        'The download is probably incomplete or the file is of another kind; download the checkpoint again.', { input: file });
+    }
+    return 'onnx';
+  } finally {
+    await fh.close();
+  }
+}
+
+export async function loadCheckpoint(file: string, key?: string): Promise<{ arch: GpenArch; tensors: Awaited<ReturnType<typeof readPth>>['tensors']; info: ModelInfo }> {
+  const ck = await readPth(file, key !== undefined ? { key } : undefined);
+  const arch = inferArch(ck.tensors, file);
+  const info: ModelInfo = {
+    file, format: 'pth', origin: 'checkpoint', kind: 'gpen', size: arch.size, channelMultiplier: arch.channelMultiplier, narrow: arch.narrow,
+    params: countParams(arch), precision: ck.dtypes.includes('float16') && !ck.dtypes.includes('float32') ? 'fp16' : 'fp32',
+    synthetic: false, seed: null, sha256: await sha256File(file), pth: { format: ck.format, key: ck.key, dtypes: ck.dtypes },
+  };
+  return { arch, tensors: ck.tensors, info };
+}
+
+export async function describeModel(file: string, key?: string): Promise<ModelInfo> {
+  if ((await sniffFormat(file)) === 'pth') return (await loadCheckpoint(file, key)).info;
+  const o = await inspectOnnx(file);
+  return {
+    file, format: 'onnx', origin: o.origin, kind: o.kind, size: o.size, channelMultiplier: o.channelMultiplier, narrow: o.narrow,
+    params: o.params, precision: o.precision, synthetic: o.synthetic, seed: o.metadata['gpen-lab.seed'] !== undefined ? Number(o.metadata['gpen-lab.seed']) : null,
+    sha256: await sha256File(file),
+    onnx: { inputName: o.inputName, outputName: o.outputName, inputDims: o.inputDims, fixedBatch: o.fixedBatch, opset: o.opset, producer: o.producer },
+  };
+}
+
+function checkSeed(seed: number): void {
+  if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) throw badArgument('--seed', 'an integer between 0 and 4294967295', seed);
+}
+
+/** Synthetic GPEN of an official configuration for its size, as ONNX bytes. */
+export function synthesizeGpen(size: number, seed: number, precision: Precision): { bytes: Uint8Array; arch: GpenArch } {
+  checkSize(size, '--size');
+  checkSeed(seed);
+  const arch = defaultArch(size);
+  const tensors = synthStateDict(arch, seed);
+  const bytes = buildGpenOnnx(arch, tensors, {
+    precision,
+    metadata: { 'gpen-lab.synthetic': 'true', 'gpen-lab.seed': String(seed), 'gpen-lab.source': `synthetic (seed ${seed})` },
+  });
+  return { bytes, arch };
+}
+
+export function synthesizeIdentity(size: number): Uint8Array {
+  checkSize(size, '--size');
+  return buildIdentityOnnx(size);
+}
+
+/** Converts an official checkpoint to ONNX, written atomically. */
+export async function convertPth(file: string, out: string, opts: { precision: Precision; key?: string }): Promise<ModelInfo> {
+  const { arch, tensors, info } = await loadCheckpoint(file, opts.key);
+  const bytes = buildGpenOnnx(arch, tensors, {
+    precision: opts.precision,
+    metadata: { 'gpen-lab.source': `${path.basename(file)} sha256:${info.sha256}${info.pth?.key ? ` key:${info.pth.key}` : ''}` },
+  });
+  await writeFileAtomicSafe(out, bytes);
+  return describeModel(out);
+}
+
+export async function prepareModel(spec: ModelSpec, precision: Precision = 'fp32'): Promise<PreparedModel> {
+  if (spec.type === 'synthetic') {
+    const seed = spec.seed ?? DEFAULT_SEED;
+    const { bytes, arch } = synthesizeGpen(spec.size, seed, precision);
+    return {
+      model: bytes,
+      label: `synthetic GPEN-${spec.size} (seed ${seed})`,
+      info: {
+        file: null, format: 'synthetic', origin: 'gpen-lab', kind: 'gpen', size: arch.size, channelMultiplier: arch.channelMultiplier,
+        narrow: arch.narrow, params: countParams(arch), precision, synthetic: true, seed, sha256: null,
+      },
+    };
+  }
+  if (spec.type === 'identity') {
+    return {
+      model: synthesizeIdentity(spec.size), label: `identity-${spec.size}`,
+      info: { file: null, format: 'identity', origin: 'gpen-lab', kind: 'identity', size: spec.size, channelMultiplier: null, narrow: null, params: 0, precision: 'fp32', synthetic: false, seed: null, sha256: null },
+    };
+  }
+  if ((await sniffFormat(spec.file)) === 'pth') {
+    const { arch, tensors, info } = await loadCheckpoint(spec.file, spec.key);
+    return { model: buildGpenOnnx(arch, tensors, { precision }), label: spec.file, info: { ...info, precision } };
+  }
+  const info = await describeModel(spec.file);
+  if (precision !== info.precision) {
+    throw new GpenLabError('E_ARGUMENT', `${spec.file} is an ${info.precision} ONNX graph but ${precision} was asked for`,
+      `Drop --fp16/--precision for a ready-made ONNX file, or convert the official .pth with \`gpen-lab model convert IN.pth -o OUT.onnx${precision === 'fp16' ? ' --fp16' : ''}\`.`,
+      { input: spec.file });
+  }
+  return { model: spec.file, label: spec.file, info };
+}
