@@ -87,7 +87,7 @@ export async function describeModel(file: string, key?: string): Promise<ModelIn
   const o = await inspectOnnx(file);
   return {
     file, format: 'onnx', origin: o.origin, kind: o.kind, size: o.size, channelMultiplier: o.channelMultiplier, narrow: o.narrow,
-    params: o.params, precision: o.precision, synthetic: o.synthetic, seed: o.metadata['gpen-lab.seed'] !== undefined ? Number(o.metadata['gpen-lab.seed']) : null,
+    params: o.metadata['gpen-lab.params'] !== undefined ? Number(o.metadata['gpen-lab.params']) : o.params, precision: o.precision, synthetic: o.synthetic, seed: o.metadata['gpen-lab.seed'] !== undefined ? Number(o.metadata['gpen-lab.seed']) : null,
     sha256: await sha256File(file),
     onnx: { inputName: o.inputName, outputName: o.outputName, inputDims: o.inputDims, fixedBatch: o.fixedBatch, opset: o.opset, producer: o.producer },
   };
