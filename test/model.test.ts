@@ -1,0 +1,147 @@
+// Synthetic weights, the identity model, architecture inference for every official size, and the small pure parts
+// (fp16 conversion, .npy, timing statistics).
+import { describe, it, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { GpenLabError } from '../src/errors.js';
+import { decodeNpy, encodeNpy } from '../src/io/npy.js';
+import { OFFICIAL_ARCH, countParams, defaultArch, expectedShapes, inferArch } from '../src/model/arch.js';
+import { describeModel, synthesizeGpen, synthesizeIdentity } from '../src/model/registry.js';
+import { fillNormal, rng } from '../src/model/synth.js';
+import type { HostTensor } from '../src/model/tensor.js';
+import { floatToHalf, halfToFloat } from '../src/model/tensor.js';
+import { timingStats } from '../src/metrics/stats.js';
+import { ModelSession } from '../src/runtime/session.js';
+
+const tmp = mkdtempSync(path.join(os.tmpdir(), 'gpen-model-'));
+after(() => rmSync(tmp, { recursive: true, force: true }));
+const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+
+describe('architecture', () => {
+  for (const size of [256, 512, 1024, 2048]) {
+    it(`infers GPEN-${size} (official channel_multiplier ${OFFICIAL_ARCH[size].channelMultiplier}, narrow ${OFFICIAL_ARCH[size].narrow}) from names and shapes alone`, () => {
+      const arch = defaultArch(size);
+      const tensors = new Map<string, HostTensor>();
+      for (const [name, dims] of expectedShapes(arch)) tensors.set(name, { dtype: 'float32', dims, data: new Float32Array(0) });
+      assert.deepEqual(inferArch(tensors, 'x.pth'), arch);
+    });
+  }
+  it('counts the official parameter numbers (buffers excluded)', () => {
+    assert.equal(countParams(defaultArch(512)), 71_005_223);
+    assert.equal(countParams(defaultArch(256)), 18_879_010);
+  });
+});
+
+describe('synthetic GPEN', () => {
+  it('is deterministic per seed and differs between seeds', () => {
+    const a = synthesizeGpen(64, 7, 'fp32').bytes;
+    const b = synthesizeGpen(64, 7, 'fp32').bytes;
+    const c = synthesizeGpen(64, 8, 'fp32').bytes;
+    assert.equal(sha(a), sha(b));
+    assert.notEqual(sha(a), sha(c));
+  });
+
+  it('says "synthetic" in its metadata and model info', async () => {
+    const file = path.join(tmp, 'synth-64.onnx');
+    writeFileSync(file, synthesizeGpen(64, 3, 'fp32').bytes);
+    const m = await describeModel(file);
+    assert.equal(m.synthetic, true);
+    assert.equal(m.seed, 3);
+    assert.equal(m.size, 64);
+    assert.equal(m.params, countParams(defaultArch(64)));
+  });
+
+  it('runs with a dynamic batch: each item of a batch equals its batch-1 run', async () => {
+    const s = await ModelSession.create(synthesizeGpen(64, 1, 'fp32').bytes, { provider: 'cpu' });
+    try {
+      const per = 3 * 64 * 64;
+      const x = fillNormal(new Float32Array(per * 3), rng(5), 0.5);
+      const all = await s.run(x, [3, 3, 64, 64]);
+      assert.deepEqual(all.dims, [3, 3, 64, 64]);
+      let sum = 0;
+      let sq = 0;
+      for (const v of all.data) { assert.ok(Number.isFinite(v)); sum += v; sq += v * v; }
+      const std = Math.sqrt(sq / all.data.length - (sum / all.data.length) ** 2);
+      assert.ok(std > 0.05 && std < 3, `output std ${std}`);
+      for (let i = 0; i < 3; i++) {
+        const one = await s.run(x.slice(i * per, (i + 1) * per), [1, 3, 64, 64]);
+        let m = 0;
+        for (let j = 0; j < per; j++) m = Math.max(m, Math.abs(one.data[j] - all.data[i * per + j]));
+        assert.ok(m < 1e-4, `item ${i} differs by ${m}`);
+      }
+      // the encoder path shapes the output: different inputs, different outputs
+      let d = 0;
+      for (let j = 0; j < per; j++) d = Math.max(d, Math.abs(all.data[j] - all.data[per + j]));
+      assert.ok(d > 0.01);
+    } finally {
+      await s.release();
+    }
+  });
+});
+
+describe('identity model', () => {
+  it('returns its input exactly and says it is the identity', async () => {
+    const bytes = synthesizeIdentity(128);
+    const file = path.join(tmp, 'id.onnx');
+    writeFileSync(file, bytes);
+    const m = await describeModel(file);
+    assert.equal(m.kind, 'identity');
+    assert.equal(m.size, 128);
+    const s = await ModelSession.create(bytes, { provider: 'cpu' });
+    const x = fillNormal(new Float32Array(2 * 3 * 128 * 128), rng(9));
+    const r = await s.run(x, [2, 3, 128, 128]);
+    assert.deepEqual(Array.from(r.data), Array.from(x));
+    assert.deepEqual(s.placement?.ran, ['cpu']);
+    await s.release();
+  });
+  it('rejects a size GPEN does not define', () => {
+    assert.throws(() => synthesizeIdentity(100), (e: unknown) => e instanceof GpenLabError && e.code === 'E_SIZE_UNKNOWN');
+  });
+});
+
+describe('fp16 conversion', () => {
+  it('matches IEEE 754 half exactly, rounding to nearest even', () => {
+    assert.equal(floatToHalf(1), 0x3c00);
+    assert.equal(floatToHalf(-2), 0xc000);
+    assert.equal(floatToHalf(65504), 0x7bff);
+    assert.equal(floatToHalf(1e6), 0x7c00);
+    assert.equal(floatToHalf(2 ** -24), 0x0001);
+    assert.equal(floatToHalf(1e-9), 0);
+    assert.equal(floatToHalf(1 + 2 ** -11), 0x3c00); // tie, rounds to even
+    assert.equal(floatToHalf(1 + 3 * 2 ** -11), 0x3c02); // tie, rounds up to even
+    assert.ok(Number.isNaN(halfToFloat(floatToHalf(NaN))));
+    for (const h of [0x0001, 0x03ff, 0x0400, 0x3555, 0x7bff, 0xfbff]) assert.equal(floatToHalf(halfToFloat(h)), h);
+  });
+});
+
+describe('.npy', () => {
+  it('round-trips float32 and float16 arrays', () => {
+    const t: HostTensor = { dtype: 'float32', dims: [2, 3], data: Float32Array.of(1, 2, 3, 4, 5, 6) };
+    assert.deepEqual(decodeNpy(encodeNpy(t)), t);
+    const h: HostTensor = { dtype: 'float16', dims: [3], data: Uint16Array.of(0x3c00, 0, 0x7bff) };
+    assert.deepEqual(decodeNpy(encodeNpy(h)), h);
+  });
+  it('rejects a truncated array, another dtype and a non-npy file with E_NPY_INVALID naming the file', () => {
+    const good = encodeNpy({ dtype: 'float32', dims: [4], data: new Float32Array(4) });
+    const bad = [good.subarray(0, good.length - 3), Buffer.from(good.toString('latin1').replace('<f4', '<i4'), 'latin1'), Buffer.from('hello world')];
+    for (const b of bad) {
+      assert.throws(() => decodeNpy(b, 'x.npy'), (e: unknown) => e instanceof GpenLabError && e.code === 'E_NPY_INVALID' && e.message.includes('x.npy') && e.fix.length > 0);
+    }
+  });
+});
+
+describe('timing statistics', () => {
+  it('computes hyperfine-style mean, σ, median, range and MAD outliers', () => {
+    const s = timingStats([10, 12, 11, 13, 100]);
+    assert.equal(s.runs, 5);
+    assert.equal(s.mean, 29.2);
+    assert.equal(s.median, 12);
+    assert.equal(s.min, 10);
+    assert.equal(s.max, 100);
+    assert.deepEqual(s.outliers, [4]);
+    assert.ok(Math.abs(s.stddev - Math.sqrt(6270.8 / 4)) < 1e-9);
+  });
+});
