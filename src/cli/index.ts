@@ -4,7 +4,7 @@ import { Command, CommanderError } from 'commander';
 import { GpenLabError } from '../errors.js';
 import { demoCommand } from './demo.js';
 import { modelCommand } from './model.js';
-import { reportError } from './output.js';
+import { printJson, reportError } from './output.js';
 
 const argv = process.argv;
 const debug = argv.includes('--debug');
@@ -28,8 +28,11 @@ try {
   await program.parseAsync(argv);
 } catch (e) {
   if (e instanceof CommanderError) {
-    // help and version exit 0; usage errors were already printed by commander
+    // help and version exit 0; usage errors were already printed by commander (in --json, also as an error object)
     process.exitCode = e.exitCode === 0 ? 0 : 2;
+    if (e.exitCode !== 0 && json) {
+      printJson({ error: { code: 'E_ARGUMENT', message: e.message.replace(/^error: /, ''), fix: 'Run the command with --help for its arguments.', details: { commander: e.code } } });
+    }
   } else if (e instanceof GpenLabError || e instanceof Error) {
     process.exitCode = reportError(e, { debug, json });
   } else {

@@ -59,10 +59,6 @@ export function modelCommand(): Command {
     .option('--key <name>', 'key the generator is nested under (default: found automatically, e.g. g_ema)')
     .option('--json', 'machine-readable output')
     .action(async (input: string, o: { output: string; fp16?: boolean; key?: string; json?: boolean }) => {
-      if ((await sniffFormat(input)) !== 'pth') {
-        throw new GpenLabError('E_FORMAT_UNKNOWN', `${input} is not a .pth checkpoint (it looks like an ONNX file)`,
-          'An ONNX file needs no conversion: pass it to `gpen-lab model run` directly.', { input });
-      }
       const steps = new Steps(2, o.json);
       steps.step(`reading and building ${path.basename(input)}`);
       const m = await convertPth(input, o.output, { precision: o.fp16 ? 'fp16' : 'fp32', ...(o.key ? { key: o.key } : {}) });

@@ -117,6 +117,10 @@ export function synthesizeIdentity(size: number): Uint8Array {
 
 /** Converts an official checkpoint to ONNX, written atomically. */
 export async function convertPth(file: string, out: string, opts: { precision: Precision; key?: string }): Promise<ModelInfo> {
+  if ((await sniffFormat(file)) !== 'pth') {
+    throw new GpenLabError('E_FORMAT_UNKNOWN', `${file} is not a .pth checkpoint (it looks like an ONNX file)`,
+      'An ONNX file needs no conversion: pass it to `gpen-lab model run` (or --model) directly.', { input: file });
+  }
   const { arch, tensors, info } = await loadCheckpoint(file, opts.key);
   const bytes = buildGpenOnnx(arch, tensors, {
     precision: opts.precision,

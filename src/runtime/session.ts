@@ -56,20 +56,22 @@ function providerFailure(cfg: SessionConfig, e: unknown): GpenLabError {
   if (missing.length > 0) {
     return new GpenLabError('E_PROVIDER_UNAVAILABLE',
       `The ${p} execution provider cannot load: ${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} missing from ${ortBinDir()} (ONNX Runtime said: ${said})`,
-      p === 'cuda' || p === 'tensorrt' ? 'Run `gpen-lab setup cuda` to install the provider libraries, then `gpen-lab doctor --provider ' + p + '`.' : 'Run `gpen-lab doctor`.',
+      p === 'cuda' || p === 'tensorrt'
+        ? `Install the ${p} provider built for onnxruntime-node ${ortVersion()} (npm package com.github.asus4.onnxruntime.linux-x64-gpu@0.4.9, folder Plugins/Linux/x64) into ${ortBinDir()}, or use --provider cpu.`
+        : 'Use --provider cpu.',
       { input: label, provider: p, missing, ort: said });
   }
   if (/adapter|vulkan|webgpu/i.test(said) && p === 'webgpu') {
     return new GpenLabError('E_PROVIDER_UNAVAILABLE', `The webgpu execution provider found no GPU adapter for ${label} (ONNX Runtime said: ${said})`,
-      'Install a Vulkan driver (libvulkan1 and the GPU vendor ICD) or use --provider cpu; `gpen-lab doctor --provider webgpu` says which part is missing.',
+      'Install a Vulkan driver (libvulkan1 and the GPU vendor ICD) or use --provider cpu.',
       { input: label, provider: p, ort: said });
   }
   if (/load|shared library|cannot open/i.test(said)) {
     return new GpenLabError('E_PROVIDER_UNAVAILABLE', `The ${p} execution provider failed to load for ${label}: a library it depends on did not load (ONNX Runtime said: ${said})`,
-      `Run \`gpen-lab doctor --provider ${p}\`: it names the missing library and where a matching one is.`, { input: label, provider: p, ort: said });
+      `The ${p} provider of this build needs CUDA 13, cuDNN 9 and a driver that supports CUDA 13 on the loader path (LD_LIBRARY_PATH); check them with \`ldd ${ortBinDir()}/libonnxruntime_providers_${p}.so\`.`, { input: label, provider: p, ort: said });
   }
   return new GpenLabError('E_SESSION', `ONNX Runtime could not create a ${p} session for ${label}: ${said}`,
-    `Check that the model is a valid ONNX file (\`gpen-lab model info\`) and run \`gpen-lab doctor --provider ${p}\`.`, { input: label, provider: p, ort: said });
+    'Check that the model is a valid ONNX file with `gpen-lab model info FILE`.', { input: label, provider: p, ort: said });
 }
 
 export class ModelSession {
@@ -132,7 +134,7 @@ export class ModelSession {
       out = await this.session.run({ [this.inputName]: new ort.Tensor('float32', data, dims) });
     } catch (e) {
       throw new GpenLabError('E_INFERENCE', `Inference failed on ${this.asked} for ${this.config.label ?? 'the model'} with input [${dims.join(', ')}]: ${errorMessage(e)}`,
-        `Check the input shape against the model (\`gpen-lab model info\`); for GPU providers run \`gpen-lab doctor --provider ${this.asked}\`.`,
+        'Check the input shape against the model with `gpen-lab model info FILE`.',
         { input: this.config.label, provider: this.asked, dims });
     }
     const ms = performance.now() - t0;
