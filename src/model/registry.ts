@@ -1,5 +1,6 @@
 // One entry point for every model source a user can name: an official .pth, an .onnx (ours, published, upstream
 // export), synthetic weights of any size, or the identity model. Describes, converts and prepares them for a session.
+import { createHash } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import path from 'node:path';
 import { GpenLabError, badArgument } from '../errors.js';
@@ -8,7 +9,7 @@ import { sha256File } from '../io/hash.js';
 import type { GpenArch } from './arch.js';
 import { checkSize, countParams, defaultArch, inferArch } from './arch.js';
 import type { Precision } from './gpen-graph.js';
-import { buildGpenOnnx, buildIdentityOnnx } from './gpen-graph.js';
+import { OPSET, buildGpenOnnx, buildIdentityOnnx } from './gpen-graph.js';
 import { inspectOnnx } from './onnx-file.js';
 import { readPth } from './pth.js';
 import { synthStateDict } from './synth.js';
@@ -72,12 +73,13 @@ export async function sniffFormat(file: string): Promise<'pth' | 'onnx'> {
 }
 
 export async function loadCheckpoint(file: string, key?: string): Promise<{ arch: GpenArch; tensors: Awaited<ReturnType<typeof readPth>>['tensors']; info: ModelInfo }> {
-  const ck = await readPth(file, key !== undefined ? { key } : undefined);
+  // hash while reading: both stream the same file, and the page cache serves the second
+  const [ck, sha256] = await Promise.all([readPth(file, key !== undefined ? { key } : undefined), sha256File(file)]);
   const arch = inferArch(ck.tensors, file);
   const info: ModelInfo = {
     file, format: 'pth', origin: 'checkpoint', kind: 'gpen', size: arch.size, channelMultiplier: arch.channelMultiplier, narrow: arch.narrow,
     params: countParams(arch), precision: ck.dtypes.includes('float16') && !ck.dtypes.includes('float32') ? 'fp16' : 'fp32',
-    synthetic: false, seed: null, sha256: await sha256File(file), pth: { format: ck.format, key: ck.key, dtypes: ck.dtypes },
+    synthetic: false, seed: null, sha256, pth: { format: ck.format, key: ck.key, dtypes: ck.dtypes },
   };
   return { arch, tensors: ck.tensors, info };
 }
@@ -127,7 +129,12 @@ export async function convertPth(file: string, out: string, opts: { precision: P
     metadata: { 'gpen-lab.source': `${path.basename(file)} sha256:${info.sha256}${info.pth?.key ? ` key:${info.pth.key}` : ''}` },
   });
   await writeFileAtomicSafe(out, bytes);
-  return describeModel(out);
+  // described from what was written, without reading 300 MB back
+  return {
+    file: out, format: 'onnx', origin: 'gpen-lab', kind: 'gpen', size: arch.size, channelMultiplier: arch.channelMultiplier, narrow: arch.narrow,
+    params: info.params, precision: opts.precision, synthetic: false, seed: null, sha256: createHash('sha256').update(bytes).digest('hex'),
+    onnx: { inputName: 'input', outputName: 'output', inputDims: ['batch', 3, arch.size, arch.size], fixedBatch: null, opset: OPSET, producer: 'gpen-lab' },
+  };
 }
 
 export async function prepareModel(spec: ModelSpec, precision: Precision = 'fp32'): Promise<PreparedModel> {
