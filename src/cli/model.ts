@@ -37,6 +37,11 @@ function describeText(m: ModelInfo): string {
   return lines.join('\n');
 }
 
+function printModel(m: ModelInfo, json: boolean | undefined): void {
+  if (json) printJson(m);
+  else process.stdout.write(describeText(m) + '\n');
+}
+
 export function modelCommand(): Command {
   const model = new Command('model').description('inspect, convert, synthesize and run GPEN models');
 
@@ -47,8 +52,7 @@ export function modelCommand(): Command {
     .option('--json', 'machine-readable output')
     .action(async (file: string, o: { key?: string; json?: boolean }) => {
       const m = await describeModel(file, o.key);
-      if (o.json) printJson(m);
-      else process.stdout.write(describeText(m) + '\n');
+      printModel(m, o.json);
     });
 
   model.command('convert')
@@ -64,8 +68,7 @@ export function modelCommand(): Command {
       const m = await convertPth(input, o.output, { precision: o.fp16 ? 'fp16' : 'fp32', ...(o.key ? { key: o.key } : {}) });
       steps.step(`wrote ${o.output}`);
       steps.done();
-      if (o.json) printJson(m);
-      else process.stdout.write(describeText(m) + '\n');
+      printModel(m, o.json);
     });
 
   model.command('synth')
@@ -81,8 +84,7 @@ export function modelCommand(): Command {
       await writeFileAtomicSafe(o.output, bytes);
       const m = await describeModel(o.output);
       if (o.kind === 'gpen') warn(SYNTHETIC_WARNING);
-      if (o.json) printJson(m);
-      else process.stdout.write(describeText(m) + '\n');
+      printModel(m, o.json);
     });
 
   model.command('run')
