@@ -128,6 +128,18 @@ export class ModelSession {
   }
 
   async run(data: Float32Array, dims: number[]): Promise<RunResult> {
+    const all = await this.runAll(data, dims);
+    const first = all.outputs[this.outputName];
+    return { data: first.data, dims: first.dims, ms: all.ms };
+  }
+
+  /** Names of every graph output, in order. */
+  get outputNames(): readonly string[] {
+    return this.session.outputNames;
+  }
+
+  /** Runs the first input and returns every float32 output (detectors have several). */
+  async runAll(data: Float32Array, dims: number[]): Promise<{ outputs: Record<string, { data: Float32Array; dims: number[] }>; ms: number }> {
     const t0 = performance.now();
     let out: ort.InferenceSession.OnnxValueMapType;
     try {
@@ -138,10 +150,13 @@ export class ModelSession {
         { input: this.config.label, provider: this.asked, dims });
     }
     const ms = performance.now() - t0;
-    const t = out[this.outputName] as ort.Tensor;
-    const result: RunResult = { data: t.data as Float32Array, dims: [...t.dims], ms };
+    const outputs: Record<string, { data: Float32Array; dims: number[] }> = {};
+    for (const name of this.session.outputNames) {
+      const t = out[name] as ort.Tensor;
+      outputs[name] = { data: t.data as Float32Array, dims: [...t.dims] };
+    }
     if (this.runs++ === 0 && this.profileDir) this.readPlacement();
-    return result;
+    return { outputs, ms };
   }
 
   private readPlacement(): void {
