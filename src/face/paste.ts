@@ -1,0 +1,163 @@
+// Paste back: the official soft mask, small-face smoothing, and a compositor that inverse-warps every restored face
+// into the photo, resolving overlaps by mask strength (the stronger mask wins, as in GPEN's FaceEnhancement).
+import type { Affine } from './align.js';
+import { affineScale, invertAffine } from './align.js';
+import { cropFootprint } from './warp.js';
+
+const maskCache = new Map<number, Float32Array>();
+
+function gaussianKernel(radius: number, sigma: number): Float32Array {
+  const k = new Float32Array(2 * radius + 1);
+  let sum = 0;
+  for (let i = -radius; i <= radius; i++) sum += k[i + radius] = Math.exp(-(i * i) / (2 * sigma * sigma));
+  for (let i = 0; i < k.length; i++) k[i] /= sum;
+  return k;
+}
+
+/** Separable blur with cv2's default border (reflect-101). */
+function blurSeparable(src: Float32Array, size: number, k: Float32Array): Float32Array {
+  const r = (k.length - 1) >> 1;
+  const refl = (i: number) => {
+    let j = i;
+    while (j < 0 || j >= size) j = j < 0 ? -j : 2 * (size - 1) - j;
+    return j;
+  };
+  const tmp = new Float32Array(size * size);
+  const out = new Float32Array(size * size);
+  for (let y = 0; y < size; y++) for (let x = 0; x < size; x++) {
+    let s = 0;
+    for (let t = -r; t <= r; t++) s += src[y * size + refl(x + t)] * k[t + r];
+    tmp[y * size + x] = s;
+  }
+  for (let y = 0; y < size; y++) for (let x = 0; x < size; x++) {
+    let s = 0;
+    for (let t = -r; t <= r; t++) s += tmp[refl(y + t) * size + x] * k[t + r];
+    out[y * size + x] = s;
+  }
+  return out;
+}
+
+/**
+ * GPEN's paste mask: a filled square inset 26/512 of the crop, Gaussian-blurred twice (kernel 101, sigma 11 at 512),
+ * scaled to the crop size. Cached per size.
+ */
+export function pasteMask(size: number): Float32Array {
+  const hit = maskCache.get(size);
+  if (hit) return hit;
+  const s = size / 512;
+  const m = new Float32Array(size * size);
+  const lo = Math.round(26 * s), hi = Math.round(486 * s);
+  for (let y = lo; y <= hi && y < size; y++) m.fill(1, y * size + lo, y * size + Math.min(hi, size - 1) + 1);
+  const k = gaussianKernel(Math.max(1, Math.round(50 * s)), 11 * s);
+  const out = blurSeparable(blurSeparable(m, size, k), size, k);
+  maskCache.set(size, out);
+  return out;
+}
+
+/** The official small-face smoothing: a 3x3 [1 2 1]^T[1 2 1]/16 filter on the restored crop (planar, in place). */
+export function smoothSmallFace(t: Float32Array, size: number, offset = 0): void {
+  const plane = size * size;
+  const tmp = new Float32Array(plane);
+  const refl = (i: number) => (i < 0 ? 1 : i >= size ? size - 2 : i);
+  for (let c = 0; c < 3; c++) {
+    const base = offset + c * plane;
+    tmp.set(t.subarray(base, base + plane));
+    for (let y = 0; y < size; y++) {
+      const y0 = refl(y - 1) * size, y1 = y * size, y2 = refl(y + 1) * size;
+      for (let x = 0; x < size; x++) {
+        const x0 = refl(x - 1), x2 = refl(x + 1);
+        t[base + y1 + x] = (tmp[y0 + x0] + 2 * tmp[y0 + x] + tmp[y0 + x2] + 2 * (tmp[y1 + x0] + 2 * tmp[y1 + x] + tmp[y1 + x2])
+          + tmp[y2 + x0] + 2 * tmp[y2 + x] + tmp[y2 + x2]) / 16;
+      }
+    }
+  }
+}
+
+/** Blends the restored crop with the aligned original: alpha * restored + (1 - alpha) * original (in place). */
+export function blendAlpha(restored: Float32Array, original: Float32Array, alpha: number, n: number, rOff = 0, oOff = 0): void {
+  if (alpha === 1) return;
+  for (let i = 0; i < n; i++) restored[rOff + i] = alpha * restored[rOff + i] + (1 - alpha) * original[oOff + i];
+}
+
+/** Box-reduces a planar crop by k (for pasting a face that shrinks by k or more). */
+function reducePlanar(t: Float32Array, size: number, offset: number, k: number): { data: Float32Array; size: number } {
+  const s = Math.floor(size / k);
+  const out = new Float32Array(3 * s * s);
+  for (let c = 0; c < 3; c++) {
+    const base = offset + c * size * size;
+    for (let j = 0; j < s; j++) for (let i = 0; i < s; i++) {
+      let sum = 0;
+      for (let y = j * k; y < j * k + k; y++) for (let x = i * k; x < i * k + k; x++) sum += t[base + y * size + x];
+      out[c * s * s + j * s + i] = sum / (k * k);
+    }
+  }
+  return { data: out, size: s };
+}
+
+export class Compositor {
+  readonly mask: Float32Array;
+  private readonly face: Float32Array;
+
+  constructor(readonly width: number, readonly height: number) {
+    this.mask = new Float32Array(width * height);
+    this.face = new Float32Array(width * height * 3);
+  }
+
+  /**
+   * Inverse-warps one restored crop (planar [-1, 1]) into the photo with its mask; where its mask is stronger than
+   * what is there, it replaces it. `toCrop` maps photo pixels to crop pixels.
+   */
+  add(crop: Float32Array, size: number, toCrop: Affine, mask: Float32Array, offset = 0): void {
+    const [x0, y0, x1, y1] = cropFootprint(invertAffine(toCrop), size, this.width, this.height);
+    // a crop that shrinks by k >= 2 is sampled from its box-reduced copy, so that the paste does not alias
+    const scale = affineScale(toCrop);
+    const k = scale >= 2 ? Math.floor(scale) : 1;
+    let src = crop, ss = size, so = offset;
+    let m = toCrop;
+    if (k > 1) {
+      const red = reducePlanar(crop, size, offset, k);
+      src = red.data; ss = red.size; so = 0;
+      const sh = (k - 1) / 2;
+      m = [toCrop[0] / k, toCrop[1] / k, (toCrop[2] - sh) / k, toCrop[3] / k, toCrop[4] / k, (toCrop[5] - sh) / k];
+    }
+    const plane = ss * ss;
+    const W = this.width;
+    for (let y = y0; y < y1; y++) {
+      for (let x = x0; x < x1; x++) {
+        // mask at full crop resolution
+        const u = toCrop[0] * x + toCrop[1] * y + toCrop[2];
+        const v = toCrop[3] * x + toCrop[4] * y + toCrop[5];
+        if (u < 0 || v < 0 || u > size - 1 || v > size - 1) continue;
+        const mv = bilinear(mask, size, 0, u, v);
+        const p = y * W + x;
+        if (!(mv > this.mask[p])) continue;
+        this.mask[p] = mv;
+        const su = k > 1 ? Math.min(Math.max(m[0] * x + m[1] * y + m[2], 0), ss - 1) : u;
+        const sv = k > 1 ? Math.min(Math.max(m[3] * x + m[4] * y + m[5], 0), ss - 1) : v;
+        for (let c = 0; c < 3; c++) this.face[p * 3 + c] = (bilinear(src, ss, so + c * plane, su, sv) + 1) * 127.5;
+      }
+    }
+  }
+
+  /** out = photo * (1 - mask) + faces * mask; pixels no mask reaches are returned unchanged, bit for bit. */
+  composite(rgb: Uint8Array): Uint8Array {
+    const out = new Uint8Array(rgb);
+    const n = this.width * this.height;
+    for (let p = 0; p < n; p++) {
+      const a = this.mask[p];
+      if (a === 0) continue;
+      for (let c = 0; c < 3; c++) {
+        const v = rgb[p * 3 + c] * (1 - a) + this.face[p * 3 + c] * a;
+        out[p * 3 + c] = v <= 0 ? 0 : v >= 255 ? 255 : Math.round(v);
+      }
+    }
+    return out;
+  }
+}
+
+function bilinear(t: Float32Array, size: number, base: number, u: number, v: number): number {
+  const x = Math.min(Math.floor(u), size - 2), y = Math.min(Math.floor(v), size - 2);
+  const fx = u - x, fy = v - y;
+  const p = base + y * size + x;
+  return t[p] * (1 - fx) * (1 - fy) + t[p + 1] * fx * (1 - fy) + t[p + size] * (1 - fx) * fy + t[p + size + 1] * fx * fy;
+}

@@ -1,0 +1,136 @@
+// Pure geometry, tested exactly: the similarity fit, affine algebra, the reference points, and warp -> inverse warp.
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import type { Affine } from '../src/face/align.js';
+import { FFHQ_REF_512, affineScale, alignTransform, applyAffine, invertAffine, referencePoints, umeyama } from '../src/face/align.js';
+import { Compositor, pasteMask, smoothSmallFace } from '../src/face/paste.js';
+import type { Pt } from '../src/face/types.js';
+import { warpToTensor } from '../src/face/warp.js';
+
+const similarity = (scale: number, angle: number, tx: number, ty: number): Affine =>
+  [scale * Math.cos(angle), -scale * Math.sin(angle), tx, scale * Math.sin(angle), scale * Math.cos(angle), ty];
+const close = (a: number[], b: number[], tol: number) => a.every((v, i) => Math.abs(v - b[i]) <= tol);
+
+describe('similarity fit (Umeyama)', () => {
+  it('recovers a known similarity exactly from 3, 4 and 5 points', () => {
+    const T = similarity(3.7, 0.31, -120.5, 48.25);
+    const pts: Pt[] = [[10, 20], [55, 18], [33, 40], [15, 61], [50, 60]];
+    for (const n of [3, 4, 5]) {
+      const src = pts.slice(0, n);
+      const got = umeyama(src, src.map((p) => applyAffine(T, p)));
+      assert.ok(close(got, T, 1e-9), `${n} points: ${got} vs ${T}`);
+    }
+  });
+
+  it('is the least-squares optimum: perturbing it raises the error', () => {
+    const src: Pt[] = [[0, 0], [10, 0], [5, 7], [1, 13], [9, 13]];
+    const dst: Pt[] = [[100, 50], [121, 52], [110, 66], [101, 77], [119, 79]];
+    const m = umeyama(src, dst);
+    const err = (a: Affine) => src.reduce((s, p, i) => { const q = applyAffine(a, p); return s + (q[0] - dst[i][0]) ** 2 + (q[1] - dst[i][1]) ** 2; }, 0);
+    const e0 = err(m);
+    for (const d of [[1e-3, 0], [0, 1e-3], [-1e-3, 0], [0, -1e-3]]) {
+      const p: Affine = [m[0] + d[0], m[1] - d[1], m[2], m[3] + d[1], m[4] + d[0], m[5]];
+      assert.ok(err(p) > e0);
+    }
+  });
+
+  it('never reflects', () => {
+    const src: Pt[] = [[0, 0], [1, 0], [0, 1]];
+    const mirrored: Pt[] = [[0, 0], [-1, 0], [0, 1]];
+    const m = umeyama(src, mirrored);
+    assert.ok(m[0] * m[4] - m[1] * m[3] >= 0);
+  });
+});
+
+describe('affine algebra', () => {
+  it('inverts exactly and reports the scale', () => {
+    const T = similarity(0.125, -1.2, 7, -3);
+    const I = invertAffine(T);
+    for (const p of [[0, 0], [100, -40], [3.5, 9.25]] as Pt[]) assert.ok(close(applyAffine(I, applyAffine(T, p)), p, 1e-9));
+    assert.ok(Math.abs(affineScale(T) - 0.125) < 1e-12);
+  });
+});
+
+describe('GPEN reference points', () => {
+  it('are the official 512 points and scale linearly with the crop', () => {
+    assert.deepEqual(referencePoints(512).left_eye, FFHQ_REF_512.left_eye);
+    assert.deepEqual(referencePoints(512).mouth_right, [300.89, 366.34]);
+    assert.ok(close(referencePoints(256).nose, [128.04, 151.98], 1e-9));
+    assert.ok(close(referencePoints(512).mouth, [256.425, 366.585], 1e-9));
+  });
+
+  it('alignTransform maps a face placed by a known similarity back onto the reference', () => {
+    const ref = referencePoints(512);
+    const place = similarity(0.1, 0.2, 400, 300); // crop -> photo: a 51 px face, tilted
+    const lm = { left_eye: applyAffine(place, ref.left_eye), right_eye: applyAffine(place, ref.right_eye), nose: applyAffine(place, ref.nose), mouth: applyAffine(place, ref.mouth) };
+    assert.ok(close(alignTransform(lm, 512), invertAffine(place), 1e-7));
+    const five = { ...lm, mouth: undefined, mouth_left: applyAffine(place, ref.mouth_left), mouth_right: applyAffine(place, ref.mouth_right) };
+    assert.ok(close(alignTransform(five, 512), invertAffine(place), 1e-7));
+  });
+});
+
+/** A smooth test photo (low frequencies only, so interpolation error is small and measurable). */
+function smoothPhoto(w: number, h: number) {
+  const data = new Uint8Array(w * h * 3);
+  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) for (let c = 0; c < 3; c++) {
+    data[(y * w + x) * 3 + c] = Math.round(128 + 90 * Math.sin(x / (9 + c) + c) * Math.cos(y / (11 + 2 * c)));
+  }
+  return { width: w, height: h, data };
+}
+
+function psnr(a: Uint8Array, b: Uint8Array, where: (i: number) => boolean): number {
+  let se = 0, n = 0;
+  for (let i = 0; i < a.length; i++) if (where(i)) { se += (a[i] - b[i]) ** 2; n++; }
+  return se === 0 ? Infinity : 10 * Math.log10((255 * 255 * n) / se);
+}
+
+describe('warp and inverse warp', () => {
+  for (const [label, scale] of [['upscaling a small face', 4.1], ['downscaling a large face', 0.45], ['near 1:1', 1.07]] as const) {
+    it(`crop then paste back is the identity within interpolation error (${label})`, () => {
+      const img = smoothPhoto(300, 260);
+      const size = 128;
+      // face centred in the photo, crop covers ~size/scale photo pixels
+      const toCrop = umeyama([[150, 130], [150 + 10, 130]], [[64, 64], [64 + 10 * scale * Math.cos(0.1), 64 + 10 * scale * Math.sin(0.1)]]);
+      const t = new Float32Array(3 * size * size);
+      warpToTensor(img, toCrop, size, t);
+      const comp = new Compositor(img.width, img.height);
+      comp.add(t, size, toCrop, pasteMask(size));
+      const out = comp.composite(img.data);
+      // untouched outside the mask, bit for bit
+      for (let p = 0; p < img.width * img.height; p++) if (comp.mask[p] === 0) for (let c = 0; c < 3; c++) assert.equal(out[p * 3 + c], img.data[p * 3 + c]);
+      const inside = psnr(out, img.data, (i) => comp.mask[Math.floor(i / 3)] > 0.5);
+      assert.ok(inside > 38, `PSNR inside the mask ${inside.toFixed(1)} dB`);
+      assert.ok(comp.mask.some((v) => v > 0.99), 'the mask reaches full strength');
+    });
+  }
+
+  it('puts the crop where the transform says', () => {
+    const img = { width: 64, height: 64, data: new Uint8Array(64 * 64 * 3) };
+    img.data.set([255, 255, 255], (20 * 64 + 30) * 3); // one white pixel at (30, 20)
+    const toCrop: Affine = [1, 0, 2, 0, 1, 5]; // shift by (2, 5)
+    const t = new Float32Array(3 * 64 * 64);
+    warpToTensor(img, toCrop, 64, t);
+    assert.equal(t[25 * 64 + 32], 1);
+    assert.equal(t[25 * 64 + 31], -1);
+  });
+});
+
+describe('paste mask and smoothing', () => {
+  it('the mask is 0..1, symmetric, full in the middle and faint at the edges', () => {
+    const m = pasteMask(512);
+    assert.ok(Math.abs(m[256 * 512 + 256] - 1) < 1e-6);
+    assert.ok(m[0] < 0.02 && m[0] > 0); // the official mask keeps a faint 1-2% at the crop's corners
+    assert.ok(Math.abs(m[100 * 512 + 3] - m[100 * 512 + 509]) < 1e-6); // the square spans 26..486: symmetric about 256
+    assert.ok(m.every((v) => v >= 0 && v <= 1 + 1e-6));
+  });
+  it('small-face smoothing keeps a flat crop flat and softens an edge', () => {
+    const size = 8;
+    const t = new Float32Array(3 * size * size).fill(0.25);
+    smoothSmallFace(t, size);
+    assert.ok(t.every((v) => Math.abs(v - 0.25) < 1e-7));
+    const e = new Float32Array(3 * size * size);
+    for (let y = 0; y < size; y++) for (let x = 4; x < size; x++) e[y * size + x] = 1;
+    smoothSmallFace(e, size);
+    assert.ok(Math.abs(e[3 * size + 3] - 0.25) < 1e-7 && Math.abs(e[3 * size + 4] - 0.75) < 1e-7);
+  });
+});
