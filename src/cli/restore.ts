@@ -1,0 +1,124 @@
+// `gpen-lab restore` and `gpen-lab detect`: the job users come for, on files and folders.
+import { Command, Option } from 'commander';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { GpenLabError } from '../errors.js';
+import type { RestoreResult } from '../face/restore.js';
+import { Restorer, SYNTHETIC_NOTE } from '../face/restore.js';
+import { createBlazeFace } from '../face/blazeface.js';
+import { decodeImage } from '../io/image.js';
+import type { OutputExt } from '../io/image.js';
+import type { ModelSpec } from '../model/registry.js';
+import { PROVIDERS, parseProvider } from '../runtime/providers.js';
+import { parseIntArg } from './model.js';
+import { Steps, printJson, warn } from './output.js';
+
+export const IMAGE_EXTS = ['.jpg', '.jpeg', '.png', '.webp', '.tif', '.tiff', '.gif'];
+
+/** Files as given; folders expand to their image files (sorted, not recursive). */
+export async function expandInputs(inputs: string[]): Promise<string[]> {
+  const out: string[] = [];
+  for (const i of inputs) {
+    const st = await fs.stat(i).catch(() => null);
+    if (st?.isDirectory()) {
+      const names = (await fs.readdir(i)).filter((n) => IMAGE_EXTS.includes(path.extname(n).toLowerCase())).sort();
+      out.push(...names.map((n) => path.join(i, n)));
+    } else {
+      out.push(i); // missing files become a coded error for that file
+    }
+  }
+  return out;
+}
+
+function parseAlpha(v: string): number {
+  const n = Number(v);
+  if (!(n >= 0 && n <= 1)) throw new GpenLabError('E_ARGUMENT', `Expected a number between 0 and 1 for --alpha but received ${JSON.stringify(v)}`, 'Pass --alpha between 0 (original) and 1 (restored).', { input: '--alpha' });
+  return n;
+}
+
+export function restoreCommand(): Command {
+  return new Command('restore')
+    .description('restore the faces in photos: detect, align, GPEN, paste back; writes NAME_GPEN and NAME_COMP')
+    .argument('<input...>', 'image files or folders')
+    .requiredOption('-o, --out <dir>', 'output folder')
+    .option('--model <file>', 'GPEN weights: the official .pth or an .onnx')
+    .option('--synthetic <size>', 'seeded synthetic GPEN of this size (for measuring only: the faces become noise)', parseIntArg('--synthetic'))
+    .option('--seed <s>', 'seed of --synthetic weights', parseIntArg('--seed'), 0)
+    .option('--key <name>', 'for a .pth: key the generator is nested under')
+    .addOption(new Option('--provider <p>', 'execution provider').choices([...PROVIDERS]).default('cpu'))
+    .option('--fp16', 'fp16 variant (for a .pth or --synthetic)')
+    .option('--alpha <a>', 'blend of restored (1) and original (0) face', parseAlpha, 1)
+    .option('--aligned', 'inputs are aligned faces: GAN only')
+    .option('--save-face', 'also write NAME_faceNN (aligned crop and restored crop)')
+    .addOption(new Option('--ext <ext>', 'output format').choices(['.png', '.jpg', '.webp']).default('.png'))
+    .option('--batch <n>', 'faces per inference', parseIntArg('--batch'), 4)
+    .option('--max-pixels <n>', 'refuse images larger than this (decompression bombs)', parseIntArg('--max-pixels'))
+    .option('--json', 'one RestoreResult per image, a JSON object per line')
+    .action(async (inputs: string[], o: {
+      out: string; model?: string; synthetic?: number; seed: number; key?: string; provider: string; fp16?: boolean; alpha: number;
+      aligned?: boolean; saveFace?: boolean; ext: OutputExt; batch: number; maxPixels?: number; json?: boolean;
+    }) => {
+      if (o.model === undefined && o.synthetic === undefined) {
+        throw new GpenLabError('E_ARGUMENT', 'restore needs GPEN weights and none were given',
+          'Pass --model FILE (the official GPEN-BFR-512.pth or a GPEN .onnx) to restore faces, or --synthetic 512 to measure the pipeline with seeded random weights (its faces are noise).',
+          { input: '--model' });
+      }
+      if (o.model !== undefined && o.synthetic !== undefined) {
+        throw new GpenLabError('E_ARGUMENT', 'restore was given both --model and --synthetic', 'Pass one of them.', { input: '--model' });
+      }
+      const spec: ModelSpec = o.model !== undefined ? { type: 'file', file: o.model, ...(o.key ? { key: o.key } : {}) } : { type: 'synthetic', size: o.synthetic!, seed: o.seed };
+      const files = await expandInputs(inputs);
+      if (files.length === 0) throw new GpenLabError('E_FILE_MISSING', `No image files in ${inputs.join(', ')}`, `Pass image files (${IMAGE_EXTS.join(', ')}) or folders holding them.`, { input: inputs.join(', ') });
+      const restorer = await Restorer.create({
+        model: spec, precision: o.fp16 ? 'fp16' : 'fp32', provider: parseProvider(o.provider), alpha: o.alpha, aligned: !!o.aligned,
+        saveFace: !!o.saveFace, ext: o.ext, batch: o.batch, outDir: o.out, ...(o.maxPixels !== undefined ? { maxPixels: o.maxPixels } : {}),
+      });
+      if (restorer.info.synthetic) warn(`${SYNTHETIC_NOTE}; every output says so`);
+      const steps = new Steps(files.length, o.json);
+      let results: RestoreResult[];
+      try {
+        results = await restorer.restoreFiles(files, (r) => {
+          steps.step(`${path.basename(r.input)}: ${r.error ? `failed (${r.error.code})` : `${r.faces.length} face(s)`}`);
+          if (o.json) process.stdout.write(JSON.stringify(r) + '\n');
+          for (const w of r.warnings) if (w !== SYNTHETIC_NOTE) warn(w);
+        });
+      } finally {
+        steps.done();
+        await restorer.release();
+      }
+      const failed = results.filter((r) => r.error);
+      if (!o.json) {
+        for (const r of results) {
+          if (r.error) process.stdout.write(`${r.input}: error [${r.error.code}] ${r.error.message}\n  fix: ${r.error.fix}\n`);
+          else process.stdout.write(`${r.input}: ${r.faces.length} face(s) -> ${r.outputs.gpen}  (${Object.entries(r.stages_ms).map(([k, v]) => `${k} ${v.toFixed(0)}`).join(', ')} ms)\n`);
+        }
+      }
+      if (failed.length > 0) {
+        process.stderr.write(`${failed.length} of ${results.length} image(s) failed: ${failed.map((r) => `${r.input} (${r.error!.code})`).join(', ')}\n`);
+        process.exitCode = 2;
+      }
+    });
+}
+
+export function detectCommand(): Command {
+  return new Command('detect')
+    .description('find faces: box, score, named landmarks, the detector\'s raw points')
+    .argument('<image>', 'image file')
+    .option('--max-pixels <n>', 'refuse images larger than this', parseIntArg('--max-pixels'))
+    .option('--json', 'machine-readable output')
+    .action(async (file: string, o: { json?: boolean; maxPixels?: number }) => {
+      const img = await decodeImage(file, o.maxPixels !== undefined ? { maxPixels: o.maxPixels } : undefined);
+      const det = await createBlazeFace({ provider: 'cpu' });
+      try {
+        const faces = await det.detect({ width: img.width, height: img.height, data: img.rgb });
+        if (o.json) printJson({ faces });
+        else {
+          process.stdout.write(`${file}: ${faces.length} face(s)\n`);
+          faces.forEach((f, i) => process.stdout.write(`  ${String(i).padStart(2, '0')} score ${f.score.toFixed(3)} box [${f.box.map((v) => v.toFixed(0)).join(', ')}] eyes (${f.landmarks.left_eye.map((v) => v.toFixed(0))}) (${f.landmarks.right_eye.map((v) => v.toFixed(0))})\n`));
+          if (faces.length === 0) warn(`no face found in ${file}`);
+        }
+      } finally {
+        await det.release();
+      }
+    });
+}

@@ -1,0 +1,268 @@
+// The restoration pipeline as a library: decode, detect, align, GPEN (batched across faces and images), paste back,
+// encode, write. The CLI, the lab and the service all call this and share its RestoreResult.
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { GpenLabError, errorMessage, isGpenLabError } from '../errors.js';
+import { writeFileAtomicSafe } from '../io/files.js';
+import type { DecodedImage, OutputExt } from '../io/image.js';
+import { decodeImage, encodeImage } from '../io/image.js';
+import type { Precision } from '../model/gpen-graph.js';
+import type { ModelInfo, ModelSpec } from '../model/registry.js';
+import { prepareModel } from '../model/registry.js';
+import type { Provider } from '../runtime/providers.js';
+import { ModelSession } from '../runtime/session.js';
+import type { Affine } from './align.js';
+import { alignTransform } from './align.js';
+import { createBlazeFace } from './blazeface.js';
+import { Compositor, blendAlpha, pasteMask, smoothSmallFace } from './paste.js';
+import type { DetectedFace, FaceDetector } from './types.js';
+import { tensorToPixels, warpToTensor } from './warp.js';
+
+export const SYNTHETIC_NOTE = 'made with synthetic GPEN weights (seeded random): not a restoration';
+/** Faces narrower than this (in the photo) get the official 3x3 smoothing after restoration. */
+export const SMALL_FACE_PX = 100;
+
+export interface RestoreOptions {
+  model: ModelSpec;
+  precision?: Precision;
+  provider?: Provider;
+  /** Weight of the restored face against the aligned original (official --alpha), 0..1. */
+  alpha?: number;
+  /** Treat each input as an already aligned face: GAN only, no detection or paste. */
+  aligned?: boolean;
+  saveFace?: boolean;
+  ext?: OutputExt;
+  /** Faces per inference (across images); a fixed-batch model runs one at a time. */
+  batch?: number;
+  outDir: string;
+  maxPixels?: number;
+  /** A detector to use instead of BlazeFace (the seam for other detectors). */
+  detector?: FaceDetector;
+  /** A face-parsing mask for a restored crop (size x size, 0..1): the seam for a user-supplied parser. */
+  parser?: (restored: Float32Array, size: number) => Float32Array;
+  /** Write the encoded outputs (default true; the benchmark encodes but does not write). */
+  write?: boolean;
+}
+
+export type StageName = 'decode' | 'detect' | 'align' | 'infer' | 'paste' | 'encode' | 'write';
+
+export interface RestoreResult {
+  input: string;
+  outputs: { gpen: string | null; comp: string | null; faces: string[] };
+  faces: DetectedFace[];
+  stages_ms: Record<StageName, number>;
+  provider: { asked: Provider; ran: string[] | null };
+  model: { file: string | null; sha256: string | null; size: number; synthetic: boolean };
+  warnings: string[];
+  error?: { code: string; message: string; fix: string };
+}
+
+const zeroStages = (): Record<StageName, number> => ({ decode: 0, detect: 0, align: 0, infer: 0, paste: 0, encode: 0, write: 0 });
+
+interface Pending {
+  file: string;
+  img: DecodedImage;
+  faces: DetectedFace[];
+  transforms: Affine[];
+  /** Aligned crops, planar [-1, 1], one after another. */
+  crops: Float32Array;
+  restored: Float32Array;
+  done: number;
+  result: RestoreResult;
+}
+
+export class Restorer {
+  private constructor(
+    readonly info: ModelInfo,
+    private readonly session: ModelSession,
+    private readonly detector: FaceDetector | null,
+    private readonly opts: Required<Pick<RestoreOptions, 'alpha' | 'aligned' | 'saveFace' | 'ext' | 'batch' | 'outDir' | 'write'>> & RestoreOptions,
+    readonly label: string,
+  ) {}
+
+  static async create(opts: RestoreOptions): Promise<Restorer> {
+    const alpha = opts.alpha ?? 1;
+    if (!(alpha >= 0 && alpha <= 1)) throw new GpenLabError('E_ARGUMENT', `Expected a number between 0 and 1 for --alpha but received ${alpha}`, 'Pass --alpha between 0 (original) and 1 (restored).', { input: '--alpha' });
+    const batch = opts.batch ?? 4;
+    if (!Number.isInteger(batch) || batch < 1 || batch > 256) throw new GpenLabError('E_ARGUMENT', `Expected an integer between 1 and 256 for --batch but received ${batch}`, 'Pass --batch between 1 and 256.', { input: '--batch' });
+    const prepared = await prepareModel(opts.model, opts.precision ?? 'fp32');
+    const provider = opts.provider ?? 'cpu';
+    const session = await ModelSession.create(prepared.model, { provider, label: prepared.label });
+    const detector = opts.aligned ? null : (opts.detector ?? (await createBlazeFace({ provider: 'cpu' })));
+    const fixed = prepared.info.onnx?.fixedBatch ?? null;
+    return new Restorer(prepared.info, session, detector, { ...opts, alpha, batch: fixed ?? batch, aligned: opts.aligned ?? false, saveFace: opts.saveFace ?? false, ext: opts.ext ?? '.png', write: opts.write ?? true }, prepared.label);
+  }
+
+  get size(): number {
+    return this.info.size;
+  }
+
+  /** Restores every file; a bad file becomes a result with `error`, and the others go on. */
+  async restoreFiles(files: string[], onResult?: (r: RestoreResult, index: number) => void): Promise<RestoreResult[]> {
+    const results: RestoreResult[] = [];
+    const queue: Pending[] = [];
+    let queuedFaces = 0;
+    const flush = async (all: boolean) => {
+      while (queue.length > 0 && (all || queuedFaces >= this.opts.batch)) {
+        await this.inferSome(queue);
+        while (queue.length > 0 && queue[0].done === queue[0].faces.length) {
+          const p = queue.shift()!;
+          queuedFaces -= p.faces.length;
+          await this.finish(p);
+          results.push(p.result);
+          onResult?.(p.result, results.length - 1);
+        }
+      }
+    };
+    for (const file of files) {
+      let p: Pending | null = null;
+      const r = this.emptyResult(file);
+      try {
+        p = await this.prepare(file, r);
+      } catch (e) {
+        r.error = isGpenLabError(e) ? { code: e.code, message: e.message, fix: e.fix } : { code: 'E_INTERNAL', message: errorMessage(e), fix: 'Re-run with --debug and report it.' };
+      }
+      if (!p) {
+        // an error, or nothing to restore: keep order by flushing what is queued before it
+        await flush(true);
+        if (!r.error) throw new Error('internal: no pending image and no error');
+        results.push(r);
+        onResult?.(r, results.length - 1);
+        continue;
+      }
+      queue.push(p);
+      queuedFaces += p.faces.length;
+      await flush(false);
+    }
+    await flush(true);
+    return results;
+  }
+
+  async restoreFile(file: string): Promise<RestoreResult> {
+    return (await this.restoreFiles([file]))[0];
+  }
+
+  private emptyResult(file: string): RestoreResult {
+    return {
+      input: file, outputs: { gpen: null, comp: null, faces: [] }, faces: [], stages_ms: zeroStages(),
+      provider: { asked: this.session.asked, ran: this.session.placement?.ran ?? null },
+      model: { file: this.info.file, sha256: this.info.sha256, size: this.info.size, synthetic: this.info.synthetic },
+      warnings: this.info.synthetic ? [SYNTHETIC_NOTE] : [],
+    };
+  }
+
+  private async prepare(file: string, r: RestoreResult): Promise<Pending> {
+    const S = this.size;
+    let t = performance.now();
+    const lap = (k: StageName) => { const n = performance.now(); r.stages_ms[k] += n - t; t = n; };
+    const img = await decodeImage(file, this.opts.maxPixels !== undefined ? { maxPixels: this.opts.maxPixels } : undefined);
+    lap('decode');
+    let faces: DetectedFace[];
+    let transforms: Affine[];
+    if (this.opts.aligned) {
+      // the whole image is the face: scale it onto the crop
+      faces = [{ box: [0, 0, img.width, img.height], score: 1, landmarks: { left_eye: [0, 0], right_eye: [0, 0], nose: [0, 0] }, raw: [] }];
+      transforms = [[S / img.width, 0, (S / img.width - 1) / 2, 0, S / img.height, (S / img.height - 1) / 2]];
+    } else {
+      faces = await this.detector!.detect({ width: img.width, height: img.height, data: img.rgb });
+      lap('detect');
+      transforms = faces.map((f) => alignTransform(f.landmarks, S));
+    }
+    r.faces = this.opts.aligned ? [] : faces;
+    if (faces.length === 0) r.warnings.push(`no face found in ${file}: the image is written unchanged`);
+    const per = 3 * S * S;
+    const crops = new Float32Array(per * faces.length);
+    const pix = { width: img.width, height: img.height, data: img.rgb };
+    transforms.forEach((m, i) => warpToTensor(pix, m, S, crops, i * per));
+    lap('align');
+    return { file, img, faces, transforms, crops, restored: new Float32Array(per * faces.length), done: 0, result: r };
+  }
+
+  /** Runs one batch of up to `batch` faces taken in order from the queued images. */
+  private async inferSome(queue: Pending[]): Promise<void> {
+    const S = this.size;
+    const per = 3 * S * S;
+    const take: { p: Pending; i: number }[] = [];
+    for (const p of queue) {
+      for (let i = p.done; i < p.faces.length && take.length < this.opts.batch; i++) take.push({ p, i });
+      if (take.length >= this.opts.batch) break;
+    }
+    if (take.length === 0) return;
+    const x = take.length === 1 ? take[0].p.crops.subarray(take[0].i * per, (take[0].i + 1) * per) : new Float32Array(per * take.length);
+    if (take.length > 1) take.forEach((t, j) => x.set(t.p.crops.subarray(t.i * per, (t.i + 1) * per), j * per));
+    const out = await this.session.run(x, [take.length, 3, S, S]);
+    const share = out.ms / take.length;
+    take.forEach((t, j) => {
+      t.p.restored.set(out.data.subarray(j * per, (j + 1) * per), t.i * per);
+      t.p.done = Math.max(t.p.done, t.i + 1);
+      t.p.result.stages_ms.infer += share;
+    });
+  }
+
+  private async finish(p: Pending): Promise<void> {
+    const r = p.result;
+    r.provider.ran = this.session.placement?.ran ?? null;
+    if (this.session.placement?.mismatch) r.warnings.push(`asked for ${this.session.asked} but nodes ran on ${this.session.placement.ran.join(', ')}`);
+    const S = this.size;
+    const per = 3 * S * S;
+    let t = performance.now();
+    const lap = (k: StageName) => { const n = performance.now(); r.stages_ms[k] += n - t; t = n; };
+    const { img } = p;
+    for (let i = 0; i < p.faces.length; i++) {
+      const [x1, y1, x2, y2] = p.faces[i].box;
+      if (!this.opts.aligned && Math.min(x2 - x1, y2 - y1) < SMALL_FACE_PX) smoothSmallFace(p.restored, S, i * per);
+      blendAlpha(p.restored, p.crops, this.opts.alpha, per, i * per, i * per);
+    }
+    let outRgb: Uint8Array;
+    let outW = img.width, outH = img.height;
+    let outAlpha = img.alpha;
+    if (this.opts.aligned) {
+      const px = tensorToPixels(p.restored, S);
+      outRgb = px.data; outW = S; outH = S; outAlpha = null;
+    } else {
+      const comp = new Compositor(img.width, img.height);
+      for (let i = 0; i < p.faces.length; i++) {
+        const mask = this.opts.parser ? this.opts.parser(p.restored.subarray(i * per, (i + 1) * per), S) : pasteMask(S);
+        comp.add(p.restored, S, p.transforms[i], mask, i * per);
+      }
+      outRgb = comp.composite(img.rgb);
+    }
+    lap('paste');
+    const ext = this.opts.ext;
+    const base = path.join(this.opts.outDir, path.parse(p.file).name);
+    const description = this.info.synthetic ? `gpen-lab: ${SYNTHETIC_NOTE}` : `gpen-lab: restored with ${path.basename(this.label)}`;
+    const files: [string, Buffer][] = [];
+    files.push([`${base}_GPEN${ext}`, await encodeImage({ width: outW, height: outH, rgb: outRgb, alpha: outAlpha }, ext, { description })]);
+    // side by side: the input (scaled to the output's height when aligned) and the result
+    const left = this.opts.aligned ? tensorToPixels(p.crops, S) : { width: img.width, height: img.height, data: img.rgb };
+    files.push([`${base}_COMP${ext}`, await encodeImage(hstack([left, { width: outW, height: outH, data: outRgb }]), ext, { description })]);
+    if (this.opts.saveFace) {
+      for (let i = 0; i < p.faces.length; i++) {
+        const pair = hstack([tensorToPixels(p.crops, S, i * per), tensorToPixels(p.restored, S, i * per)]);
+        files.push([`${base}_face${String(i).padStart(2, '0')}${ext}`, await encodeImage(pair, ext, { description })]);
+      }
+    }
+    lap('encode');
+    if (!this.opts.write) return;
+    for (const [f, buf] of files) await writeFileAtomicSafe(f, buf);
+    lap('write');
+    r.outputs = { gpen: files[0][0], comp: files[1][0], faces: files.slice(2).map((f) => f[0]) };
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+    if (this.detector && !this.opts.detector) await this.detector.release();
+  }
+}
+
+function hstack(parts: { width: number; height: number; data: Uint8Array }[]): { width: number; height: number; rgb: Uint8Array; alpha: null } {
+  const h = Math.max(...parts.map((p) => p.height));
+  const w = parts.reduce((a, p) => a + p.width, 0);
+  const rgb = new Uint8Array(w * h * 3);
+  let x0 = 0;
+  for (const p of parts) {
+    for (let y = 0; y < p.height; y++) rgb.set(p.data.subarray(y * p.width * 3, (y + 1) * p.width * 3), (y * w + x0) * 3);
+    x0 += p.width;
+  }
+  return { width: w, height: h, rgb, alpha: null };
+}

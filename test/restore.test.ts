@@ -1,0 +1,130 @@
+// End to end: the identity model at 512 through detect, align, "restore", paste back and write must give every
+// photo back — exactly outside the paste masks, and by PSNR overall. This proves alignment, inverse warp and blend.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { alignTransform, applyAffine, invertAffine, referencePoints } from '../src/face/align.js';
+import { Compositor, pasteMask } from '../src/face/paste.js';
+import type { RestoreResult } from '../src/face/restore.js';
+import { Restorer } from '../src/face/restore.js';
+import { decodeImage } from '../src/io/image.js';
+import { IMAGES } from './fixtures.js';
+
+const SIZE = 512;
+const PHOTOS = ['Solvay_conference_1927.png', '00002.png', '00005.png', '00009.png', '106000_gray.png', 'selfie_20200320.jpg'];
+const tmp = mkdtempSync(path.join(os.tmpdir(), 'gpen-restore-'));
+after(() => rmSync(tmp, { recursive: true, force: true }));
+
+function psnr(a: Uint8Array, b: Uint8Array): number {
+  let se = 0;
+  for (let i = 0; i < a.length; i++) se += (a[i] - b[i]) ** 2;
+  return se === 0 ? Infinity : 10 * Math.log10((255 * 255 * a.length) / se);
+}
+
+describe('identity model end to end', () => {
+  let restorer: Restorer;
+  const results = new Map<string, RestoreResult>();
+  before(async () => {
+    for (const p of PHOTOS) if (!existsSync(path.join(IMAGES, p))) throw new Error(`shared image missing: ${path.join(IMAGES, p)}`);
+    restorer = await Restorer.create({ model: { type: 'identity', size: SIZE }, outDir: tmp, batch: 8 });
+    for (const r of await restorer.restoreFiles(PHOTOS.map((p) => path.join(IMAGES, p)))) results.set(path.basename(r.input), r);
+  });
+  after(async () => restorer?.release());
+
+  for (const photo of PHOTOS) {
+    it(`${photo}: unchanged outside the masks, >= ${photo.startsWith('Solvay') ? 40 : 32} dB overall, crops where the faces are`, async () => {
+      const r = results.get(photo)!;
+      assert.equal(r.error, undefined, JSON.stringify(r.error));
+      assert.ok(r.faces.length >= (photo.startsWith('Solvay') ? 25 : 1), `${r.faces.length} faces`);
+      const src = await decodeImage(path.join(IMAGES, photo));
+      const out = await decodeImage(r.outputs.gpen!);
+      assert.deepEqual([out.width, out.height], [src.width, src.height]);
+      // the masks the pipeline pasted through, rebuilt from its own faces
+      const comp = new Compositor(src.width, src.height);
+      const dummy = new Float32Array(3 * SIZE * SIZE);
+      const ref = referencePoints(SIZE);
+      for (const f of r.faces) {
+        const m = alignTransform(f.landmarks, SIZE);
+        comp.add(dummy, SIZE, m, pasteMask(SIZE));
+        // the crop is where the face is: the reference eyes land within a few pixels of the detected eyes
+        const eyeDist = Math.hypot(f.landmarks.right_eye[0] - f.landmarks.left_eye[0], f.landmarks.right_eye[1] - f.landmarks.left_eye[1]);
+        for (const k of ['left_eye', 'right_eye'] as const) {
+          const p = applyAffine(invertAffine(m), ref[k]);
+          assert.ok(Math.hypot(p[0] - f.landmarks[k][0], p[1] - f.landmarks[k][1]) < 0.25 * eyeDist, `${k} of face at ${f.box}`);
+        }
+      }
+      let changedOutside = 0;
+      for (let p = 0; p < src.width * src.height; p++) {
+        if (comp.mask[p] !== 0) continue;
+        for (let c = 0; c < 3; c++) if (out.rgb[p * 3 + c] !== src.rgb[p * 3 + c]) changedOutside++;
+      }
+      assert.equal(changedOutside, 0, 'pixels outside every paste mask must be unchanged');
+      const db = psnr(out.rgb, src.rgb);
+      assert.ok(db >= (photo.startsWith('Solvay') ? 40 : 32), `PSNR ${db.toFixed(2)} dB`);
+      assert.ok(existsSync(r.outputs.comp!));
+    });
+  }
+});
+
+describe('restore CLI', () => {
+  const cli = (args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/index.ts', ...args], { encoding: 'utf8', timeout: 120_000 });
+  const identity = path.join(tmp, 'identity-128.onnx');
+  before(() => {
+    const r = cli(['model', 'synth', '--size', '128', '--kind', 'identity', '-o', identity]);
+    assert.equal(r.status, 0, r.stderr);
+  });
+
+  it('without --model or --synthetic stops with a coded error naming both', () => {
+    const r = cli(['restore', path.join(IMAGES, '00002.png'), '-o', path.join(tmp, 'none')]);
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /E_ARGUMENT/);
+    assert.match(r.stderr, /--model/);
+    assert.match(r.stderr, /--synthetic/);
+  });
+
+  it('a folder with a bad file among good ones: the good ones are written, the bad one is a coded error, exit 2', () => {
+    const dir = path.join(tmp, 'mixed');
+    mkdirSync(dir);
+    copyFileSync(path.join(IMAGES, '00002.png'), path.join(dir, 'a.png'));
+    writeFileSync(path.join(dir, 'b.jpg'), 'this is not a JPEG');
+    const out = path.join(tmp, 'mixed-out');
+    const r = cli(['restore', dir, '-o', out, '--model', identity, '--json']);
+    assert.equal(r.status, 2, r.stderr);
+    const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as RestoreResult);
+    assert.equal(lines.length, 2);
+    assert.equal(lines[0].faces.length, 1);
+    assert.ok(lines[1].error && lines[1].error.code.startsWith('E_'), JSON.stringify(lines[1]));
+    assert.match(r.stderr, /1 of 2 image\(s\) failed/);
+    assert.deepEqual(readdirSync(out).sort(), ['a_COMP.png', 'a_GPEN.png']);
+  });
+
+  it('no face found: the image is written unchanged with a warning, exit 0', async () => {
+    const blank = path.join(tmp, 'blank.png');
+    const { encodeImage } = await import('../src/io/image.js');
+    const rgb = new Uint8Array(200 * 120 * 3);
+    for (let i = 0; i < rgb.length; i++) rgb[i] = (i * 7) % 251;
+    writeFileSync(blank, await encodeImage({ width: 200, height: 120, rgb, alpha: null }, '.png'));
+    const out = path.join(tmp, 'blank-out');
+    const r = cli(['restore', blank, '-o', out, '--model', identity, '--json']);
+    assert.equal(r.status, 0, r.stderr);
+    const res = JSON.parse(r.stdout.trim()) as RestoreResult;
+    assert.equal(res.faces.length, 0);
+    assert.ok(res.warnings.some((w) => w.includes('no face')));
+    const got = await decodeImage(res.outputs.gpen!);
+    assert.deepEqual(Array.from(got.rgb), Array.from(rgb));
+  });
+
+  it('--aligned restores the whole input as one face, and --save-face writes the crop pairs', () => {
+    const out = path.join(tmp, 'aligned-out');
+    const r = cli(['restore', path.join(IMAGES, '00009.png'), '-o', out, '--model', identity, '--aligned', '--ext', '.jpg', '--json']);
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(readdirSync(out).sort(), ['00009_COMP.jpg', '00009_GPEN.jpg']);
+    const out2 = path.join(tmp, 'faces-out');
+    const r2 = cli(['restore', path.join(IMAGES, '00005.png'), '-o', out2, '--model', identity, '--save-face']);
+    assert.equal(r2.status, 0, r2.stderr);
+    assert.deepEqual(readdirSync(out2).sort(), ['00005_COMP.png', '00005_GPEN.png', '00005_face00.png']);
+  });
+});
