@@ -4,7 +4,6 @@ import { Command, CommanderError } from 'commander';
 import { GpenLabError } from '../errors.js';
 import { demoCommand } from './demo.js';
 import { modelCommand } from './model.js';
-import { detectCommand, restoreCommand } from './restore.js';
 import { printJson, reportError } from './output.js';
 
 const argv = process.argv;
@@ -18,8 +17,6 @@ const program = new Command('gpen-lab')
   .exitOverride()
   .configureOutput({ writeErr: (s) => process.stderr.write(s) });
 
-program.addCommand(restoreCommand());
-program.addCommand(detectCommand());
 program.addCommand(modelCommand());
 program.addCommand(demoCommand());
 for (const c of program.commands) {
