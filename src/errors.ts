@@ -19,6 +19,9 @@ export const ERROR_CODES = [
   'E_SESSION', // ONNX Runtime failed to create a session
   'E_INFERENCE', // ONNX Runtime failed while running a session
   'E_WRITE', // an output could not be written
+  'E_IMAGE_CORRUPT', // an image whose header reads but whose pixels do not (truncated, damaged)
+  'E_IMAGE_TOO_LARGE', // an image with more pixels than the limit (decompression-bomb guard)
+  'E_INTERNAL', // a bug: not caused by the input (reported with --debug)
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];

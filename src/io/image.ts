@@ -1,7 +1,172 @@
 // Image decode/encode through sharp (the only module that imports it) and the pixel <-> tensor conversions.
 import sharp from 'sharp';
-import { GpenLabError, errorMessage } from '../errors.js';
+import type { Metadata, OutputInfo } from 'sharp';
+import { GpenLabError, badArgument, errorMessage } from '../errors.js';
 import { assertReadableFile, writeFileAtomicSafe } from './files.js';
+
+/** Output formats the writers support, by file extension. */
+export const OUTPUT_EXTS = ['.png', '.jpg', '.webp'] as const;
+export type OutputExt = (typeof OUTPUT_EXTS)[number];
+
+/** Default pixel limit: 64 MP (8000 x 8000), about 0.8 GB of working memory in the restoration pipeline. */
+export const DEFAULT_MAX_PIXELS = 64_000_000;
+
+const ACCEPTED = 'an image (JPEG, PNG, WebP, TIFF or GIF)';
+
+/** What the file was, before decoding: the formats and layouts the decoder converted from. */
+export interface ImageSource {
+  format: string;
+  /** As stored, before the EXIF orientation is applied. */
+  width: number;
+  height: number;
+  orientation: number;
+  channels: number;
+  /** Bits per sample as libvips names it: uchar (8), ushort (16), float... */
+  depth: string;
+  /** Colour space as stored: srgb, b-w, cmyk, rgb16, grey16... */
+  space: string;
+  hasAlpha: boolean;
+  hasProfile: boolean;
+  /** Frames in the file; only the first is read. */
+  pages: number;
+}
+
+/** A decoded photo: upright (EXIF orientation applied), 8-bit sRGB, with its alpha channel kept apart. */
+export interface DecodedImage {
+  file: string;
+  width: number;
+  height: number;
+  /** Interleaved RGB, 8 bits per channel. */
+  rgb: Uint8Array;
+  /** One byte per pixel, or null for an opaque image. */
+  alpha: Uint8Array | null;
+  source: ImageSource;
+}
+
+/** Pixels to encode: RGB plus an optional alpha plane. */
+export interface PixelsOut {
+  width: number;
+  height: number;
+  rgb: Uint8Array;
+  alpha: Uint8Array | null;
+}
+
+export function parseOutputExt(ext: string): OutputExt {
+  const e = (ext.startsWith('.') ? ext : `.${ext}`).toLowerCase();
+  const norm = e === '.jpeg' ? '.jpg' : e;
+  if (!(OUTPUT_EXTS as readonly string[]).includes(norm)) throw badArgument('--ext', `one of ${OUTPUT_EXTS.join(', ')}`, ext);
+  return norm as OutputExt;
+}
+
+/**
+ * Decodes the first frame of a JPEG/PNG/WebP/TIFF/GIF to upright 8-bit sRGB (grey expanded, CMYK and ICC profiles
+ * converted, 16-bit reduced) with alpha kept apart. The header is checked against `maxPixels` before any pixel is
+ * decoded: a decompression bomb costs a header read.
+ */
+export async function decodeImage(file: string, opts: { maxPixels?: number } = {}): Promise<DecodedImage> {
+  const maxPixels = opts.maxPixels ?? DEFAULT_MAX_PIXELS;
+  if (!Number.isInteger(maxPixels) || maxPixels < 1) throw badArgument('maxPixels', 'a positive integer', maxPixels);
+  await assertReadableFile(file, ACCEPTED);
+  let meta: Metadata;
+  try {
+    meta = await sharp(file, { limitInputPixels: false }).metadata(); // header only: the limit is ours, below
+  } catch (e) {
+    throw new GpenLabError('E_FORMAT_UNKNOWN', `Cannot read ${file} as an image: ${errorMessage(e)} (expected ${ACCEPTED})`,
+      'Pass a JPEG, PNG, WebP, TIFF or GIF file; convert other formats first.', { input: file });
+  }
+  const { width = 0, height = 0 } = meta;
+  if (!meta.format || !(width > 0 && height > 0)) {
+    throw new GpenLabError('E_FORMAT_UNKNOWN', `Cannot read ${file} as an image: no size in its header (expected ${ACCEPTED})`,
+      'Pass a JPEG, PNG, WebP, TIFF or GIF file.', { input: file });
+  }
+  if (width * height > maxPixels) {
+    throw new GpenLabError('E_IMAGE_TOO_LARGE',
+      `${file} is ${width}x${height} (${((width * height) / 1e6).toFixed(1)} MP), more than the limit of ${(maxPixels / 1e6).toFixed(1)} MP`,
+      'Downscale the image first, or raise the limit with --max-pixels if the machine has the memory (about 12 bytes per pixel).',
+      { input: file, width, height, maxPixels });
+  }
+  let data: Buffer;
+  let info: OutputInfo;
+  try {
+    ({ data, info } = await sharp(file, { limitInputPixels: maxPixels, failOn: 'error', pages: 1 })
+      .rotate()
+      .toColourspace('srgb')
+      .raw({ depth: 'uchar' })
+      .toBuffer({ resolveWithObject: true }));
+  } catch (e) {
+    throw new GpenLabError('E_IMAGE_CORRUPT', `Cannot decode the pixels of ${file} (${meta.format}, ${width}x${height}): ${errorMessage(e)}`,
+      'The file is truncated or damaged: re-export or re-download it.', { input: file });
+  }
+  const n = info.width * info.height;
+  const ch = info.channels;
+  const rgb = new Uint8Array(n * 3);
+  let alpha: Uint8Array | null = null;
+  if (ch === 3) {
+    rgb.set(data.subarray(0, n * 3));
+  } else if (ch === 4) {
+    alpha = new Uint8Array(n);
+    for (let i = 0; i < n; i++) {
+      rgb[3 * i] = data[4 * i];
+      rgb[3 * i + 1] = data[4 * i + 1];
+      rgb[3 * i + 2] = data[4 * i + 2];
+      alpha[i] = data[4 * i + 3];
+    }
+  } else if (ch === 1 || ch === 2) {
+    if (ch === 2) alpha = new Uint8Array(n);
+    for (let i = 0; i < n; i++) {
+      rgb[3 * i] = rgb[3 * i + 1] = rgb[3 * i + 2] = data[ch * i];
+      if (alpha) alpha[i] = data[2 * i + 1];
+    }
+  } else {
+    throw new GpenLabError('E_FORMAT_UNKNOWN', `${file} decodes to ${ch} channels (expected 1 to 4)`, 'Convert it to RGB or RGBA first.', { input: file });
+  }
+  if (alpha && alpha.every((v) => v === 255)) alpha = null;
+  return {
+    file,
+    width: info.width,
+    height: info.height,
+    rgb,
+    alpha,
+    source: {
+      format: meta.format,
+      width,
+      height,
+      orientation: meta.orientation ?? 1,
+      channels: meta.channels ?? ch,
+      depth: meta.depth ?? 'uchar',
+      space: meta.space ?? 'srgb',
+      hasAlpha: meta.hasAlpha ?? false,
+      hasProfile: meta.hasProfile ?? false,
+      pages: meta.pages ?? 1,
+    },
+  };
+}
+
+/**
+ * Encodes RGB (+ alpha for PNG and WebP; JPEG has none, so it is dropped) as PNG, JPEG (q95, 4:4:4) or WebP (q95);
+ * `description` goes into EXIF ImageDescription.
+ */
+export async function encodeImage(img: PixelsOut, ext: OutputExt, opts: { description?: string } = {}): Promise<Buffer> {
+  const { width, height, rgb } = img;
+  const withAlpha = img.alpha !== null && ext !== '.jpg';
+  let raw: Buffer;
+  if (withAlpha) {
+    const a = img.alpha as Uint8Array;
+    raw = Buffer.alloc(width * height * 4);
+    for (let i = 0; i < width * height; i++) {
+      raw[4 * i] = rgb[3 * i];
+      raw[4 * i + 1] = rgb[3 * i + 1];
+      raw[4 * i + 2] = rgb[3 * i + 2];
+      raw[4 * i + 3] = a[i];
+    }
+  } else {
+    raw = Buffer.from(rgb.buffer, rgb.byteOffset, width * height * 3);
+  }
+  let p = sharp(raw, { raw: { width, height, channels: withAlpha ? 4 : 3 } });
+  if (opts.description) p = p.withExif({ IFD0: { ImageDescription: opts.description } });
+  const enc = ext === '.jpg' ? p.jpeg({ quality: 95, chromaSubsampling: '4:4:4' }) : ext === '.webp' ? p.webp({ quality: 95 }) : p.png({ compressionLevel: 6 });
+  return enc.toBuffer();
+}
 
 export interface RgbImage {
   width: number;
@@ -12,16 +177,11 @@ export interface RgbImage {
 
 /** Decodes an image (EXIF orientation applied) to 8-bit RGB, optionally resized to a square with Lanczos. */
 export async function readRgb(file: string, square?: number): Promise<RgbImage> {
-  await assertReadableFile(file, 'an image (JPEG, PNG, WebP, TIFF or GIF)');
-  try {
-    let p = sharp(file).rotate().removeAlpha().toColourspace('srgb');
-    if (square) p = p.resize(square, square, { fit: 'fill', kernel: 'lanczos3' });
-    const { data, info } = await p.raw().toBuffer({ resolveWithObject: true });
-    return { width: info.width, height: info.height, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
-  } catch (e) {
-    throw new GpenLabError('E_FORMAT_UNKNOWN', `Cannot decode ${file} as an image: ${errorMessage(e)}`,
-      'Pass a JPEG, PNG, WebP, TIFF or GIF file.', { input: file });
-  }
+  const img = await decodeImage(file);
+  if (!square) return { width: img.width, height: img.height, data: img.rgb };
+  const { data, info } = await sharp(Buffer.from(img.rgb.buffer, img.rgb.byteOffset, img.rgb.byteLength), { raw: { width: img.width, height: img.height, channels: 3 } })
+    .resize(square, square, { fit: 'fill', kernel: 'lanczos3' }).raw().toBuffer({ resolveWithObject: true });
+  return { width: info.width, height: info.height, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
 }
 
 /** Writes PNG/JPEG/WebP (by extension) atomically; `description` goes into EXIF ImageDescription. */

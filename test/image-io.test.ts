@@ -1,0 +1,212 @@
+// Image decoding and encoding: every layout a user's photo may come in decodes to the same upright 8-bit sRGB pixels
+// (checked pixel by pixel, lossy formats within a stated error), and every bad file is a coded error.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { GpenLabError } from '../src/errors.js';
+import { decodeImage, encodeImage, parseOutputExt } from '../src/io/image.js';
+import { IMAGES } from './fixtures.js';
+import { imageInfo, pattern, write16BitPng, writeAnimatedGif, writeCmykJpeg, writeOrientation6Jpeg, writePng } from './helpers/images.js';
+
+let dir: string;
+before(() => {
+  dir = mkdtempSync(path.join(os.tmpdir(), 'gpen-lab-image-'));
+});
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+const f = (name: string): string => path.join(dir, name);
+const W = 24, H = 16;
+
+function meanAbs(a: Uint8Array, b: Uint8Array): number {
+  assert.equal(a.length, b.length);
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += Math.abs(a[i] - b[i]);
+  return s / a.length;
+}
+
+const isCode = (code: string, re?: RegExp) => (e: unknown) => e instanceof GpenLabError && e.code === code && (!re || re.test(e.message)) && e.fix.length > 0;
+
+describe('decodeImage', () => {
+  it('decodes an RGB PNG exactly and says what it was', async () => {
+    const p = pattern(W, H);
+    await writePng(f('rgb.png'), p, W, H);
+    const img = await decodeImage(f('rgb.png'));
+    assert.deepEqual([img.width, img.height, img.alpha], [W, H, null]);
+    assert.deepEqual(img.rgb, p);
+    assert.equal(img.source.format, 'png');
+    assert.equal(img.source.orientation, 1);
+  });
+
+  it('keeps alpha apart, exactly', async () => {
+    const p = pattern(W, H);
+    const rgba = new Uint8Array(W * H * 4);
+    for (let i = 0; i < W * H; i++) rgba.set([p[3 * i], p[3 * i + 1], p[3 * i + 2], i % 256], 4 * i);
+    await writePng(f('rgba.png'), rgba, W, H, 4);
+    const img = await decodeImage(f('rgba.png'));
+    assert.deepEqual(img.rgb, p);
+    assert.ok(img.alpha);
+    assert.deepEqual([...img.alpha.subarray(0, 5)], [0, 1, 2, 3, 4]);
+  });
+
+  it('expands grey and grey + alpha to RGB', async () => {
+    const g = Uint8Array.from({ length: W * H }, (_, i) => (i * 7) % 256);
+    await writePng(f('grey.png'), g, W, H, 1);
+    const img = await decodeImage(f('grey.png'));
+    assert.equal(img.alpha, null);
+    for (let i = 0; i < W * H; i++) assert.deepEqual([...img.rgb.subarray(3 * i, 3 * i + 3)], [g[i], g[i], g[i]]);
+    const ga = new Uint8Array(W * H * 2);
+    for (let i = 0; i < W * H; i++) ga.set([g[i], 255 - g[i]], 2 * i);
+    await writePng(f('grey-alpha.png'), ga, W, H, 2);
+    const img2 = await decodeImage(f('grey-alpha.png'));
+    assert.deepEqual(img2.rgb, img.rgb);
+    assert.ok(img2.alpha);
+    assert.equal(img2.alpha[1], 255 - g[1]);
+  });
+
+  it('reduces 16-bit PNG to 8 bits', async () => {
+    const p = pattern(W, H);
+    await write16BitPng(f('16.png'), p, W, H);
+    const img = await decodeImage(f('16.png'));
+    assert.equal(img.source.depth, 'ushort');
+    assert.ok(meanAbs(img.rgb, p) <= 0.01, `mean abs error ${meanAbs(img.rgb, p)}`);
+  });
+
+  it('converts CMYK JPEG to sRGB', async () => {
+    const p = pattern(W, H);
+    await writeCmykJpeg(f('cmyk.jpg'), p, W, H);
+    const img = await decodeImage(f('cmyk.jpg'));
+    assert.equal(img.source.space, 'cmyk');
+    // through a CMYK profile and back: the gamut costs some levels (16 here), a channel mix-up or an inversion far more
+    assert.ok(meanAbs(img.rgb, p) < 25, `mean abs error ${meanAbs(img.rgb, p).toFixed(2)}`);
+    const at = (x: number, y: number, c: number): number => img.rgb[(y * W + x) * 3 + c];
+    assert.ok(at(W - 1, 0, 0) - at(0, 0, 0) > 150, 'red still ramps up with x');
+    assert.ok(at(0, H - 1, 1) - at(0, 0, 1) > 150, 'green still ramps up with y');
+  });
+
+  it('reads the first frame of an animated GIF', async () => {
+    const p = pattern(W, H);
+    await writeAnimatedGif(f('anim.gif'), p, W, H);
+    const img = await decodeImage(f('anim.gif'));
+    assert.equal(img.source.pages, 2);
+    assert.deepEqual([img.width, img.height], [W, H]);
+    // GIF has a 256-colour palette: the ramp is quantised, but this is the pattern, not the black second frame
+    assert.ok(meanAbs(img.rgb, p) < 8, `mean abs error ${meanAbs(img.rgb, p).toFixed(2)}`);
+  });
+
+  it('applies EXIF orientation 6 (the stored pixels turned upright)', async () => {
+    const p = pattern(W, H);
+    await writeOrientation6Jpeg(f('rot6.jpg'), p, W, H);
+    const img = await decodeImage(f('rot6.jpg'));
+    assert.deepEqual([img.source.width, img.source.height, img.source.orientation], [H, W, 6]);
+    assert.deepEqual([img.width, img.height], [W, H]);
+    assert.ok(meanAbs(img.rgb, p) < 3, `mean abs error ${meanAbs(img.rgb, p).toFixed(2)}`);
+  });
+
+  it('applies EXIF orientation 6 to the shared phone selfie', async () => {
+    const img = await decodeImage(path.join(IMAGES, 'selfie_20200320.jpg'));
+    assert.deepEqual([img.source.width, img.source.height, img.source.orientation], [4032, 3024, 6]);
+    assert.deepEqual([img.width, img.height], [3024, 4032]);
+  });
+
+  it('decodes a 1x1 image', async () => {
+    await writePng(f('one.png'), Uint8Array.from([1, 2, 3]), 1, 1);
+    const img = await decodeImage(f('one.png'));
+    assert.deepEqual([img.width, img.height, [...img.rgb]], [1, 1, [1, 2, 3]]);
+  });
+});
+
+describe('decodeImage: bad files are coded errors', () => {
+  it('a missing file, a directory', async () => {
+    await assert.rejects(decodeImage(f('nope.png')), isCode('E_FILE_MISSING', /nope\.png/));
+    await assert.rejects(decodeImage(dir), isCode('E_FILE_UNREADABLE'));
+  });
+
+  it('an empty file and a text file named .jpg', async () => {
+    writeFileSync(f('empty.png'), '');
+    await assert.rejects(decodeImage(f('empty.png')), isCode('E_FORMAT_UNKNOWN', /empty\.png/));
+    writeFileSync(f('text.jpg'), 'this is not a photo\n');
+    await assert.rejects(decodeImage(f('text.jpg')), isCode('E_FORMAT_UNKNOWN', /text\.jpg/));
+  });
+
+  it('a truncated JPEG and a truncated PNG', async () => {
+    const jpg = readFileSync(path.join(IMAGES, 'selfie_20200320.jpg'));
+    writeFileSync(f('half.jpg'), jpg.subarray(0, jpg.length >> 1));
+    await assert.rejects(decodeImage(f('half.jpg')), isCode('E_IMAGE_CORRUPT', /half\.jpg/));
+    const png = readFileSync(path.join(IMAGES, '00002.png'));
+    writeFileSync(f('half.png'), png.subarray(0, png.length >> 1));
+    await assert.rejects(decodeImage(f('half.png')), isCode('E_IMAGE_CORRUPT', /half\.png/));
+  });
+
+  it('a decompression bomb is refused from its header, before decoding', async () => {
+    // a 20000 x 20000 PNG of one colour: a few hundred kB on disk, 1.2 GB decoded
+    const row = 20000;
+    await writePng(f('small.png'), new Uint8Array(3 * 10 * 10), 10, 10);
+    await assert.rejects(decodeImage(f('small.png'), { maxPixels: 99 }), isCode('E_IMAGE_TOO_LARGE', /10x10.*limit/));
+    const { default: zlib } = await import('node:zlib');
+    const crc = (buf: Buffer): number => {
+      let c = ~0;
+      for (const b of buf) {
+        c ^= b;
+        for (let k = 0; k < 8; k++) c = (c >>> 1) ^ (0xedb88320 & -(c & 1));
+      }
+      return ~c >>> 0;
+    };
+    const chunk = (type: string, data: Buffer): Buffer => {
+      const len = Buffer.alloc(4);
+      len.writeUInt32BE(data.length);
+      const td = Buffer.concat([Buffer.from(type, 'latin1'), data]);
+      const c = Buffer.alloc(4);
+      c.writeUInt32BE(crc(td));
+      return Buffer.concat([len, td, c]);
+    };
+    const ihdr = Buffer.alloc(13);
+    ihdr.writeUInt32BE(row, 0);
+    ihdr.writeUInt32BE(row, 4);
+    ihdr.set([8, 2, 0, 0, 0], 8);
+    const scan = Buffer.alloc(1 + row * 3);
+    const idat = zlib.deflateSync(Buffer.concat(Array.from({ length: 64 }, () => scan)), { level: 9 });
+    writeFileSync(f('bomb.png'), Buffer.concat([Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]), chunk('IHDR', ihdr), chunk('IDAT', idat), chunk('IEND', Buffer.alloc(0))]));
+    const rss0 = process.memoryUsage().rss;
+    await assert.rejects(decodeImage(f('bomb.png')), isCode('E_IMAGE_TOO_LARGE', /20000x20000 \(400\.0 MP\)/));
+    assert.ok(process.memoryUsage().rss - rss0 < 200e6, 'nothing was decoded');
+  });
+
+  it('rejects a bad maxPixels', async () => {
+    await assert.rejects(decodeImage(f('one.png'), { maxPixels: 0 }), isCode('E_ARGUMENT', /maxPixels/));
+  });
+});
+
+describe('encodeImage', () => {
+  const p = pattern(W, H);
+
+  it('PNG round-trips exactly, with alpha and the description in EXIF', async () => {
+    const alpha = Uint8Array.from({ length: W * H }, (_, i) => i % 256);
+    const buf = await encodeImage({ width: W, height: H, rgb: p, alpha }, '.png', { description: 'gpen-lab: test' });
+    writeFileSync(f('out.png'), buf);
+    const img = await decodeImage(f('out.png'));
+    assert.deepEqual(img.rgb, p);
+    assert.deepEqual(img.alpha, alpha);
+    assert.equal((await imageInfo(buf)).description, 'gpen-lab: test');
+  });
+
+  it('JPEG drops alpha and stays within 1.5 levels at q95 4:4:4; WebP keeps alpha', async () => {
+    const alpha = new Uint8Array(W * H).fill(128);
+    const jpg = await encodeImage({ width: W, height: H, rgb: p, alpha }, '.jpg');
+    const ji = await imageInfo(jpg);
+    assert.deepEqual([ji.format, ji.channels], ['jpeg', 3]);
+    writeFileSync(f('out.jpg'), jpg);
+    assert.ok(meanAbs((await decodeImage(f('out.jpg'))).rgb, p) < 1.5);
+    const webp = await encodeImage({ width: W, height: H, rgb: p, alpha }, '.webp');
+    const wi = await imageInfo(webp);
+    assert.deepEqual([wi.format, wi.channels], ['webp', 4]);
+  });
+
+  it('parses output extensions', () => {
+    assert.equal(parseOutputExt('.PNG'), '.png');
+    assert.equal(parseOutputExt('jpeg'), '.jpg');
+    assert.equal(parseOutputExt('webp'), '.webp');
+    assert.throws(() => parseOutputExt('.gif'), isCode('E_ARGUMENT', /--ext/));
+  });
+});
