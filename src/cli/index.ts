@@ -5,6 +5,7 @@ import { GpenLabError } from '../errors.js';
 import { demoCommand } from './demo.js';
 import { modelCommand } from './model.js';
 import { printJson, reportError } from './output.js';
+import { detectCommand, restoreCommand } from './restore.js';
 
 const argv = process.argv;
 const debug = argv.includes('--debug');
@@ -17,6 +18,8 @@ const program = new Command('gpen-lab')
   .exitOverride()
   .configureOutput({ writeErr: (s) => process.stderr.write(s) });
 
+program.addCommand(restoreCommand());
+program.addCommand(detectCommand());
 program.addCommand(modelCommand());
 program.addCommand(demoCommand());
 for (const c of program.commands) {

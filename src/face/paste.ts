@@ -122,6 +122,8 @@ export class Compositor {
     }
     const plane = ss * ss;
     const W = this.width;
+    // a crop pasted larger than it is (faces bigger than the crop) is read bicubically: bilinear would blur it further
+    const enlarge = scale < 1;
     for (let y = y0; y < y1; y++) {
       for (let x = x0; x < x1; x++) {
         // mask at full crop resolution
@@ -134,7 +136,8 @@ export class Compositor {
         this.mask[p] = mv;
         const su = k > 1 ? Math.min(Math.max(m[0] * x + m[1] * y + m[2], 0), ss - 1) : u;
         const sv = k > 1 ? Math.min(Math.max(m[3] * x + m[4] * y + m[5], 0), ss - 1) : v;
-        for (let c = 0; c < 3; c++) this.face[p * 3 + c] = (bilinear(src, ss, so + c * plane, su, sv) + 1) * 127.5;
+        if (enlarge) for (let c = 0; c < 3; c++) this.face[p * 3 + c] = (bicubic(src, ss, so + c * plane, su, sv) + 1) * 127.5;
+        else for (let c = 0; c < 3; c++) this.face[p * 3 + c] = (bilinear(src, ss, so + c * plane, su, sv) + 1) * 127.5;
       }
     }
   }
@@ -153,6 +156,30 @@ export class Compositor {
     }
     return out;
   }
+}
+
+/** Keys' cubic convolution weight (a = -0.5, as Catmull-Rom). */
+function cubic(x: number): number {
+  const t = Math.abs(x);
+  if (t <= 1) return (1.5 * t - 2.5) * t * t + 1;
+  if (t < 2) return ((-0.5 * t + 2.5) * t - 4) * t + 2;
+  return 0;
+}
+
+/** Bicubic sample of a size x size plane at (u, v), edges clamped. */
+function bicubic(t: Float32Array, size: number, base: number, u: number, v: number): number {
+  const xf = Math.floor(u), yf = Math.floor(v);
+  const fx = u - xf, fy = v - yf;
+  let acc = 0;
+  for (let j = -1; j <= 2; j++) {
+    const yy = Math.min(Math.max(yf + j, 0), size - 1);
+    const wy = cubic(j - fy);
+    const row = base + yy * size;
+    let r = 0;
+    for (let i = -1; i <= 2; i++) r += t[row + Math.min(Math.max(xf + i, 0), size - 1)] * cubic(i - fx);
+    acc += r * wy;
+  }
+  return acc;
 }
 
 function bilinear(t: Float32Array, size: number, base: number, u: number, v: number): number {

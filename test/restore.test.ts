@@ -35,7 +35,10 @@ describe('identity model end to end', () => {
   after(async () => restorer?.release());
 
   for (const photo of PHOTOS) {
-    it(`${photo}: unchanged outside the masks, >= ${photo.startsWith('Solvay') ? 40 : 32} dB overall, crops where the faces are`, async () => {
+    // A portrait's face is larger than the 512 crop: going through it loses the finest detail (the official GPEN does
+    // the same), which caps PSNR near 32-39 dB on these photos; the Solvay faces are enlarged, so they come back closer.
+    const minDb = photo.startsWith('Solvay') ? 40 : 32;
+    it(`${photo}: unchanged outside the masks, >= ${minDb} dB overall, crops where the faces are`, async (t) => {
       const r = results.get(photo)!;
       assert.equal(r.error, undefined, JSON.stringify(r.error));
       assert.ok(r.faces.length >= (photo.startsWith('Solvay') ? 25 : 1), `${r.faces.length} faces`);
@@ -63,7 +66,8 @@ describe('identity model end to end', () => {
       }
       assert.equal(changedOutside, 0, 'pixels outside every paste mask must be unchanged');
       const db = psnr(out.rgb, src.rgb);
-      assert.ok(db >= (photo.startsWith('Solvay') ? 40 : 32), `PSNR ${db.toFixed(2)} dB`);
+      t.diagnostic(`${photo}: ${r.faces.length} face(s), PSNR ${db.toFixed(2)} dB against the input`);
+      assert.ok(db >= minDb, `PSNR ${db.toFixed(2)} dB`);
       assert.ok(existsSync(r.outputs.comp!));
     });
   }

@@ -111,7 +111,7 @@ export function detectCommand(): Command {
       const det = await createBlazeFace({ provider: 'cpu' });
       try {
         const faces = await det.detect({ width: img.width, height: img.height, data: img.rgb });
-        if (o.json) printJson({ faces });
+        if (o.json) printJson({ faces, warnings: faces.length === 0 ? [`no face found in ${file}`] : [] });
         else {
           process.stdout.write(`${file}: ${faces.length} face(s)\n`);
           faces.forEach((f, i) => process.stdout.write(`  ${String(i).padStart(2, '0')} score ${f.score.toFixed(3)} box [${f.box.map((v) => v.toFixed(0)).join(', ')}] eyes (${f.landmarks.left_eye.map((v) => v.toFixed(0))}) (${f.landmarks.right_eye.map((v) => v.toFixed(0))})\n`));
