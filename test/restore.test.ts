@@ -132,3 +132,58 @@ describe('restore CLI', () => {
     assert.deepEqual(readdirSync(out2).sort(), ['00005_COMP.png', '00005_GPEN.png', '00005_face00.png']);
   });
 });
+
+describe('restore: every odd or bad file', () => {
+  it('is a coded error or a correct output, never a crash or a partial file', async () => {
+    const dir = path.join(tmp, 'odd');
+    mkdirSync(dir);
+    const f = (n: string) => path.join(dir, n);
+    const portrait = path.join(IMAGES, '00009.png');
+    const { pattern, write16BitPng, writeAnimatedGif, writeCmykJpeg, writeGrey, writePng, writePngBomb, withAlphaBand } = await import('./helpers/images.js');
+    const { readFileSync } = await import('node:fs');
+    writeFileSync(f('zero.png'), '');
+    const jpg = readFileSync(path.join(IMAGES, 'selfie_20200320.jpg'));
+    writeFileSync(f('half.jpg'), jpg.subarray(0, jpg.length >> 1));
+    const png = readFileSync(portrait);
+    writeFileSync(f('half.png'), png.subarray(0, png.length >> 1));
+    writeFileSync(f('text.jpg'), 'not a photo\n');
+    writePngBomb(f('bomb.png'), 20000);
+    await writeCmykJpeg(f('cmyk.jpg'), pattern(64, 48), 64, 48);
+    await write16BitPng(f('deep.png'), pattern(64, 48), 64, 48);
+    const alpha = await withAlphaBand(portrait, f('alpha.png'));
+    await writeGrey(portrait, f('grey.png'));
+    await writeAnimatedGif(f('anim.gif'), pattern(64, 48), 64, 48);
+    await writePng(f('one.png'), Uint8Array.from([1, 2, 3]), 1, 1);
+
+    const out = path.join(tmp, 'odd-out');
+    const restorer = await Restorer.create({ model: { type: 'identity', size: 128 }, outDir: out });
+    let results: RestoreResult[];
+    try {
+      results = await restorer.restoreFiles(readdirSync(dir).sort().map(f));
+    } finally {
+      await restorer.release();
+    }
+    const by = new Map(results.map((r) => [path.basename(r.input), r]));
+    const expectError: Record<string, string> = { 'zero.png': 'E_FORMAT_UNKNOWN', 'half.jpg': 'E_IMAGE_CORRUPT', 'half.png': 'E_IMAGE_CORRUPT', 'text.jpg': 'E_FORMAT_UNKNOWN', 'bomb.png': 'E_IMAGE_TOO_LARGE' };
+    for (const [name, code] of Object.entries(expectError)) {
+      const r = by.get(name)!;
+      assert.equal(r.error?.code, code, `${name}: ${JSON.stringify(r.error)}`);
+      assert.ok(r.error!.message.includes(name) && r.error!.fix.length > 0, `${name}: the message names the file and a fix follows`);
+      assert.equal(r.outputs.gpen, null);
+    }
+    for (const name of ['cmyk.jpg', 'deep.png', 'alpha.png', 'grey.png', 'anim.gif', 'one.png']) {
+      const r = by.get(name)!;
+      assert.equal(r.error, undefined, `${name}: ${JSON.stringify(r.error)}`);
+      const got = await decodeImage(r.outputs.gpen!);
+      const src = await decodeImage(f(name));
+      assert.deepEqual([got.width, got.height], [src.width, src.height], name);
+    }
+    assert.equal(by.get('grey.png')!.faces.length, 1, 'the grey portrait is restored');
+    assert.equal(by.get('alpha.png')!.faces.length, 1, 'the portrait with alpha is restored');
+    const outAlpha = (await decodeImage(by.get('alpha.png')!.outputs.gpen!)).alpha;
+    assert.deepEqual(outAlpha, alpha, 'alpha goes through unchanged');
+    // exactly the outputs of the good files: no temporary or partial file from the bad ones
+    const want = ['cmyk.jpg', 'deep.png', 'alpha.png', 'grey.png', 'anim.gif', 'one.png'].flatMap((n) => [`${path.parse(n).name}_COMP.png`, `${path.parse(n).name}_GPEN.png`]);
+    assert.deepEqual(readdirSync(out).sort(), want.sort());
+  });
+});
