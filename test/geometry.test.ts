@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Affine } from '../src/face/align.js';
 import { FFHQ_REF_512, affineScale, alignTransform, applyAffine, invertAffine, referencePoints, umeyama } from '../src/face/align.js';
-import { Compositor, pasteMask, smoothSmallFace } from '../src/face/paste.js';
+import { Compositor, pasteMask, reducePlanar, smoothSmallFace } from '../src/face/paste.js';
 import type { Pt } from '../src/face/types.js';
 import { warpToTensor } from '../src/face/warp.js';
 
@@ -132,5 +132,48 @@ describe('paste mask and smoothing', () => {
     for (let y = 0; y < size; y++) for (let x = 4; x < size; x++) e[y * size + x] = 1;
     smoothSmallFace(e, size);
     assert.ok(Math.abs(e[3 * size + 3] - 0.25) < 1e-7 && Math.abs(e[3 * size + 4] - 0.75) < 1e-7);
+  });
+  it('reducing with the smoothing folded in equals smoothing at full size, then box-reducing', () => {
+    const size = 40;
+    const plane = size * size;
+    let seed = 11;
+    const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648) * 2 - 1;
+    const t = Float32Array.from({ length: 3 + 3 * plane }, rnd);
+    for (const k of [2, 3, 5, 7]) {
+      const folded = reducePlanar(t, size, 3, k, true);
+      const smoothed = new Float32Array(t);
+      smoothSmallFace(smoothed, size, 3);
+      const direct = reducePlanar(smoothed, size, 3, k, false);
+      assert.equal(folded.size, Math.floor(size / k));
+      let worst = 0;
+      for (let i = 0; i < direct.data.length; i++) worst = Math.max(worst, Math.abs(folded.data[i] - direct.data[i]));
+      assert.ok(worst < 1e-5, `k=${k}: max abs difference ${worst}`);
+    }
+    // and the plain box is the mean of each k x k block
+    const box = reducePlanar(t, size, 3, 4);
+    let m = 0;
+    for (let y = 4; y < 8; y++) for (let x = 8; x < 12; x++) m += t[3 + plane + y * size + x] / 16;
+    assert.ok(Math.abs(box.data[box.size * box.size + 1 * box.size + 2] - m) < 1e-6);
+  });
+  it('small-face smoothing equals the direct 3x3 filter with reflect-101 edges (cv2.filter2D), at an offset', () => {
+    const size = 13;
+    const plane = size * size;
+    let seed = 7;
+    const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648) * 2 - 1;
+    const t = Float32Array.from({ length: 5 + 3 * plane }, rnd);
+    const ref = new Float32Array(t);
+    const r = (i: number) => (i < 0 ? -i : i >= size ? 2 * size - 2 - i : i);
+    const k = [1, 2, 1];
+    for (let c = 0; c < 3; c++) {
+      for (let y = 0; y < size; y++) for (let x = 0; x < size; x++) {
+        let v = 0;
+        for (let j = -1; j <= 1; j++) for (let i = -1; i <= 1; i++) v += (k[j + 1] * k[i + 1] * t[5 + c * plane + r(y + j) * size + r(x + i)]) / 16;
+        ref[5 + c * plane + y * size + x] = v;
+      }
+    }
+    smoothSmallFace(t, size, 5);
+    let worst = 0;
+    for (let i = 0; i < t.length; i++) worst = Math.max(worst, Math.abs(t[i] - ref[i]));
+    assert.ok(worst < 1e-6, `max abs difference ${worst}`);
   });
 });

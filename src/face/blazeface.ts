@@ -237,10 +237,10 @@ export async function createBlazeFace(opts: BlazeFaceOptions = {}): Promise<Face
   const maxTiles = opts.maxTiles ?? 300;
   if (!Number.isInteger(maxTiles) || maxTiles < 1) throw badArgument('maxTiles', 'a positive integer', maxTiles);
   const proposalScore = Math.min(PROPOSAL_SCORE, minScore);
-  const back = await ModelSession.create(modelPath(BACK_FILE), { provider, recordPlacement: false, label: `BlazeFace ${BACK_FILE}` });
+  const back = await ModelSession.create(modelPath(BACK_FILE), { provider, recordPlacement: false, allowSpinning: false, label: `BlazeFace ${BACK_FILE}` });
   let front: ModelSession;
   try {
-    front = await ModelSession.create(modelPath(FRONT_FILE), { provider, recordPlacement: false, label: `BlazeFace ${FRONT_FILE}` });
+    front = await ModelSession.create(modelPath(FRONT_FILE), { provider, recordPlacement: false, allowSpinning: false, label: `BlazeFace ${FRONT_FILE}` });
   } catch (e) {
     await back.release();
     throw e;

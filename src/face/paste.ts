@@ -1,5 +1,6 @@
 // Paste back: the official soft mask, small-face smoothing, and a compositor that inverse-warps every restored face
 // into the photo, resolving overlaps by mask strength (the stronger mask wins, as in GPEN's FaceEnhancement).
+import type { FloatPool } from './pool.js';
 import type { Affine } from './align.js';
 import { affineScale, invertAffine } from './align.js';
 import { cropFootprint } from './warp.js';
@@ -54,21 +55,35 @@ export function pasteMask(size: number): Float32Array {
   return out;
 }
 
-/** The official small-face smoothing: a 3x3 [1 2 1]^T[1 2 1]/16 filter on the restored crop (planar, in place). */
+let smoothRows = new Float32Array(0);
+
+/** Horizontal [1 2 1] pass of one row (reflect-101 edges) into `out` at `o`. */
+function hPass(t: Float32Array, row: number, size: number, out: Float32Array, o: number): void {
+  out[o] = 2 * t[row] + 2 * t[row + 1];
+  for (let x = 1; x < size - 1; x++) out[o + x] = t[row + x - 1] + 2 * t[row + x] + t[row + x + 1];
+  out[o + size - 1] = 2 * t[row + size - 2] + 2 * t[row + size - 1];
+}
+
+/**
+ * The official small-face smoothing: a 3x3 [1 2 1]^T[1 2 1]/16 filter (cv2.filter2D, reflect-101 edges) on the
+ * restored crop, planar, in place. Separable, over a ring of three filtered rows: no plane-sized scratch.
+ */
 export function smoothSmallFace(t: Float32Array, size: number, offset = 0): void {
   const plane = size * size;
-  const tmp = new Float32Array(plane);
+  if (smoothRows.length < 3 * size) smoothRows = new Float32Array(3 * size);
+  const h = smoothRows;
   const refl = (i: number) => (i < 0 ? 1 : i >= size ? size - 2 : i);
   for (let c = 0; c < 3; c++) {
     const base = offset + c * plane;
-    tmp.set(t.subarray(base, base + plane));
+    // ring slots: row r lives in slot r % 3; row -1 reflects to row 1
+    hPass(t, base, size, h, 0);
+    hPass(t, base + size, size, h, size);
     for (let y = 0; y < size; y++) {
-      const y0 = refl(y - 1) * size, y1 = y * size, y2 = refl(y + 1) * size;
-      for (let x = 0; x < size; x++) {
-        const x0 = refl(x - 1), x2 = refl(x + 1);
-        t[base + y1 + x] = (tmp[y0 + x0] + 2 * tmp[y0 + x] + tmp[y0 + x2] + 2 * (tmp[y1 + x0] + 2 * tmp[y1 + x] + tmp[y1 + x2])
-          + tmp[y2 + x0] + 2 * tmp[y2 + x] + tmp[y2 + x2]) / 16;
-      }
+      const next = refl(y + 1);
+      if (y + 1 < size && y + 1 > 1) hPass(t, base + next * size, size, h, ((y + 1) % 3) * size);
+      const pa = (refl(y - 1) % 3) * size, pc = (y % 3) * size, pn = (next % 3) * size;
+      const o = base + y * size;
+      for (let x = 0; x < size; x++) t[o + x] = (h[pa + x] + 2 * h[pc + x] + h[pn + x]) * 0.0625;
     }
   }
 }
@@ -79,43 +94,89 @@ export function blendAlpha(restored: Float32Array, original: Float32Array, alpha
   for (let i = 0; i < n; i++) restored[rOff + i] = alpha * restored[rOff + i] + (1 - alpha) * original[oOff + i];
 }
 
-/** Box-reduces a planar crop by k (for pasting a face that shrinks by k or more). */
-function reducePlanar(t: Float32Array, size: number, offset: number, k: number): { data: Float32Array; size: number } {
+let reduceRows = new Float32Array(0);
+
+/**
+ * Reduces a planar crop by k (for pasting a face that shrinks by k or more): a box of k, or with `smooth` the box
+ * convolved with the small-face filter [1 2 1]/4 (taps [1/4, 3/4, 1, ..., 1, 3/4, 1/4]/k, reflect-101 edges), which
+ * is exactly smoothing at full size and then box-reducing, for the cost of the reduction alone.
+ */
+export function reducePlanar(t: Float32Array, size: number, offset: number, k: number, smooth = false): { data: Float32Array; size: number } {
   const s = Math.floor(size / k);
   const out = new Float32Array(3 * s * s);
+  const inv = 1 / k;
+  const refl = (i: number) => (i < 0 ? -i : i >= size ? 2 * size - 2 - i : i);
+  if (reduceRows.length < size * s) reduceRows = new Float32Array(size * s);
+  const h = reduceRows;
   for (let c = 0; c < 3; c++) {
     const base = offset + c * size * size;
-    for (let j = 0; j < s; j++) for (let i = 0; i < s; i++) {
-      let sum = 0;
-      for (let y = j * k; y < j * k + k; y++) for (let x = i * k; x < i * k + k; x++) sum += t[base + y * size + x];
-      out[c * s * s + j * s + i] = sum / (k * k);
+    // horizontal: every row to s columns
+    for (let y = 0; y < size; y++) {
+      const row = base + y * size;
+      const hr = y * s;
+      for (let i = 0; i < s; i++) {
+        const x0 = i * k;
+        let sum = 0;
+        for (let x = x0; x < x0 + k; x++) sum += t[row + x];
+        if (smooth) sum += 0.25 * (t[row + refl(x0 - 1)] - t[row + x0] - t[row + x0 + k - 1] + t[row + refl(x0 + k)]);
+        h[hr + i] = sum * inv;
+      }
+    }
+    // vertical: s rows from the size filtered ones
+    const ob = c * s * s;
+    for (let j = 0; j < s; j++) {
+      const y0 = j * k;
+      const orow = ob + j * s;
+      for (let y = y0; y < y0 + k; y++) {
+        const hr = y * s;
+        for (let i = 0; i < s; i++) out[orow + i] += h[hr + i];
+      }
+      if (smooth) {
+        const a = refl(y0 - 1) * s, b = y0 * s, cc = (y0 + k - 1) * s, d = refl(y0 + k) * s;
+        for (let i = 0; i < s; i++) out[orow + i] += 0.25 * (h[a + i] - h[b + i] - h[cc + i] + h[d + i]);
+      }
+      for (let i = 0; i < s; i++) out[orow + i] *= inv;
     }
   }
   return { data: out, size: s };
+}
+
+/** The reduction factor the paste uses for a crop mapped by `toCrop` (1: sampled directly). */
+export function pasteReduction(toCrop: Affine): number {
+  const scale = affineScale(toCrop);
+  return scale >= 2 ? Math.floor(scale) : 1;
 }
 
 export class Compositor {
   readonly mask: Float32Array;
   private readonly face: Float32Array;
 
-  constructor(readonly width: number, readonly height: number) {
-    this.mask = new Float32Array(width * height);
-    this.face = new Float32Array(width * height * 3);
+  /** With a pool, the two planes come from it (give them back with release()). */
+  constructor(readonly width: number, readonly height: number, private readonly pool?: FloatPool) {
+    this.mask = pool ? pool.take(width * height).fill(0) : new Float32Array(width * height);
+    this.face = pool ? pool.take(width * height * 3) : new Float32Array(width * height * 3);
+  }
+
+  release(): void {
+    this.pool?.give(this.mask);
+    this.pool?.give(this.face);
   }
 
   /**
    * Inverse-warps one restored crop (planar [-1, 1]) into the photo with its mask; where its mask is stronger than
-   * what is there, it replaces it. `toCrop` maps photo pixels to crop pixels.
+   * what is there, it replaces it. `toCrop` maps photo pixels to crop pixels. `smooth` applies the small-face filter
+   * within the reduction (only where pasteReduction(toCrop) > 1; otherwise smooth the crop first).
    */
-  add(crop: Float32Array, size: number, toCrop: Affine, mask: Float32Array, offset = 0): void {
+  add(crop: Float32Array, size: number, toCrop: Affine, mask: Float32Array, offset = 0, smooth = false): void {
     const [x0, y0, x1, y1] = cropFootprint(invertAffine(toCrop), size, this.width, this.height);
     // a crop that shrinks by k >= 2 is sampled from its box-reduced copy, so that the paste does not alias
     const scale = affineScale(toCrop);
-    const k = scale >= 2 ? Math.floor(scale) : 1;
+    const k = pasteReduction(toCrop);
+    if (smooth && k === 1) throw new Error('internal: smooth in add() needs a reduction; smooth the crop first');
     let src = crop, ss = size, so = offset;
     let m = toCrop;
     if (k > 1) {
-      const red = reducePlanar(crop, size, offset, k);
+      const red = reducePlanar(crop, size, offset, k, smooth);
       src = red.data; ss = red.size; so = 0;
       const sh = (k - 1) / 2;
       m = [toCrop[0] / k, toCrop[1] / k, (toCrop[2] - sh) / k, toCrop[3] / k, toCrop[4] / k, (toCrop[5] - sh) / k];

@@ -14,7 +14,8 @@ import { ModelSession } from '../runtime/session.js';
 import type { Affine } from './align.js';
 import { alignTransform } from './align.js';
 import { createBlazeFace } from './blazeface.js';
-import { Compositor, blendAlpha, pasteMask, smoothSmallFace } from './paste.js';
+import { Compositor, blendAlpha, pasteMask, pasteReduction, smoothSmallFace } from './paste.js';
+import { FloatPool } from './pool.js';
 import type { DetectedFace, FaceDetector } from './types.js';
 import { tensorToPixels, warpToTensor } from './warp.js';
 
@@ -72,6 +73,9 @@ interface Pending {
 }
 
 export class Restorer {
+  /** Crops, outputs and paste planes are reused from image to image (fresh large arrays cost a page fault a page). */
+  private readonly pool = new FloatPool();
+
   private constructor(
     readonly info: ModelInfo,
     private readonly session: ModelSession,
@@ -87,7 +91,8 @@ export class Restorer {
     if (!Number.isInteger(batch) || batch < 1 || batch > 256) throw new GpenLabError('E_ARGUMENT', `Expected an integer between 1 and 256 for --batch but received ${batch}`, 'Pass --batch between 1 and 256.', { input: '--batch' });
     const prepared = await prepareModel(opts.model, opts.precision ?? 'fp32');
     const provider = opts.provider ?? 'cpu';
-    const session = await ModelSession.create(prepared.model, { provider, label: prepared.label });
+    // no spinning: between batches the cores belong to alignment and paste (the JavaScript side)
+    const session = await ModelSession.create(prepared.model, { provider, label: prepared.label, allowSpinning: false });
     const detector = opts.aligned ? null : (opts.detector ?? (await createBlazeFace({ provider: 'cpu' })));
     const fixed = prepared.info.onnx?.fixedBatch ?? null;
     return new Restorer(prepared.info, session, detector, { ...opts, alpha, batch: fixed ?? batch, aligned: opts.aligned ?? false, saveFace: opts.saveFace ?? false, ext: opts.ext ?? '.png', write: opts.write ?? true }, prepared.label);
@@ -108,7 +113,14 @@ export class Restorer {
         while (queue.length > 0 && queue[0].done === queue[0].faces.length) {
           const p = queue.shift()!;
           queuedFaces -= p.faces.length;
-          await this.finish(p);
+          try {
+            await this.finish(p);
+          } catch (e) {
+            p.result.error = isGpenLabError(e) ? { code: e.code, message: e.message, fix: e.fix } : { code: 'E_INTERNAL', message: errorMessage(e), fix: 'Re-run with --debug and report it.' };
+          } finally {
+            this.pool.give(p.crops);
+            this.pool.give(p.restored);
+          }
           results.push(p.result);
           onResult?.(p.result, results.length - 1);
         }
@@ -171,11 +183,11 @@ export class Restorer {
     r.faces = this.opts.aligned ? [] : faces;
     if (faces.length === 0) r.warnings.push(`no face found in ${file}: the image is written unchanged`);
     const per = 3 * S * S;
-    const crops = new Float32Array(per * faces.length);
+    const crops = this.pool.take(per * faces.length);
     const pix = { width: img.width, height: img.height, data: img.rgb };
     transforms.forEach((m, i) => warpToTensor(pix, m, S, crops, i * per));
     lap('align');
-    return { file, img, faces, transforms, crops, restored: new Float32Array(per * faces.length), done: 0, result: r };
+    return { file, img, faces, transforms, crops, restored: this.pool.take(per * faces.length), done: 0, result: r };
   }
 
   /** Runs one batch of up to `batch` faces taken in order from the queued images. */
@@ -188,12 +200,22 @@ export class Restorer {
       if (take.length >= this.opts.batch) break;
     }
     if (take.length === 0) return;
-    const x = take.length === 1 ? take[0].p.crops.subarray(take[0].i * per, (take[0].i + 1) * per) : new Float32Array(per * take.length);
-    if (take.length > 1) take.forEach((t, j) => x.set(t.p.crops.subarray(t.i * per, (t.i + 1) * per), j * per));
-    const out = await this.session.run(x, [take.length, 3, S, S]);
+    // one image's faces in a row (the usual case) run in place: no copy in, the output straight into `restored`
+    const first = take[0];
+    const inPlace = take.every((t, j) => t.p === first.p && t.i === first.i + j);
+    let x: Float32Array;
+    if (inPlace) {
+      x = first.p.crops.subarray(first.i * per, (first.i + take.length) * per);
+    } else {
+      x = this.pool.take(per * take.length);
+      take.forEach((t, j) => x.set(t.p.crops.subarray(t.i * per, (t.i + 1) * per), j * per));
+    }
+    const into = inPlace ? first.p.restored.subarray(first.i * per, (first.i + take.length) * per) : undefined;
+    const out = await this.session.run(x, [take.length, 3, S, S], into);
+    if (!inPlace) this.pool.give(x);
     const share = out.ms / take.length;
     take.forEach((t, j) => {
-      t.p.restored.set(out.data.subarray(j * per, (j + 1) * per), t.i * per);
+      if (!inPlace) t.p.restored.set(out.data.subarray(j * per, (j + 1) * per), t.i * per);
       t.p.done = Math.max(t.p.done, t.i + 1);
       t.p.result.stages_ms.infer += share;
     });
@@ -208,9 +230,15 @@ export class Restorer {
     let t = performance.now();
     const lap = (k: StageName) => { const n = performance.now(); r.stages_ms[k] += n - t; t = n; };
     const { img } = p;
+    // The official order: restored crops saved as they are, small faces smoothed, then blended with alpha. Where the
+    // paste reduces the crop anyway (and alpha is 1), the smoothing rides along in the reduction for free.
+    const smoothInPaste = p.faces.map(() => false);
+    const saved = this.opts.saveFace ? new Float32Array(p.restored.subarray(0, per * p.faces.length)) : null;
     for (let i = 0; i < p.faces.length; i++) {
       const [x1, y1, x2, y2] = p.faces[i].box;
-      if (!this.opts.aligned && Math.min(x2 - x1, y2 - y1) < SMALL_FACE_PX) smoothSmallFace(p.restored, S, i * per);
+      const small = !this.opts.aligned && Math.min(x2 - x1, y2 - y1) < SMALL_FACE_PX;
+      if (small && this.opts.alpha === 1 && pasteReduction(p.transforms[i]) > 1) smoothInPaste[i] = true;
+      else if (small) smoothSmallFace(p.restored, S, i * per);
       blendAlpha(p.restored, p.crops, this.opts.alpha, per, i * per, i * per);
     }
     let outRgb: Uint8Array;
@@ -220,28 +248,32 @@ export class Restorer {
       const px = tensorToPixels(p.restored, S);
       outRgb = px.data; outW = S; outH = S; outAlpha = null;
     } else {
-      const comp = new Compositor(img.width, img.height);
+      const comp = new Compositor(img.width, img.height, this.pool);
       for (let i = 0; i < p.faces.length; i++) {
         const mask = this.opts.parser ? this.opts.parser(p.restored.subarray(i * per, (i + 1) * per), S) : pasteMask(S);
-        comp.add(p.restored, S, p.transforms[i], mask, i * per);
+        comp.add(p.restored, S, p.transforms[i], mask, i * per, smoothInPaste[i]);
       }
       outRgb = comp.composite(img.rgb);
+      comp.release();
     }
     lap('paste');
     const ext = this.opts.ext;
     const base = path.join(this.opts.outDir, path.parse(p.file).name);
     const description = this.info.synthetic ? `gpen-lab: ${SYNTHETIC_NOTE}` : `gpen-lab: restored with ${path.basename(this.label)}`;
-    const files: [string, Buffer][] = [];
-    files.push([`${base}_GPEN${ext}`, await encodeImage({ width: outW, height: outH, rgb: outRgb, alpha: outAlpha }, ext, { description })]);
+    // the encodes run in sharp's threads, all at once
+    const jobs: [string, Promise<Buffer>][] = [];
+    jobs.push([`${base}_GPEN${ext}`, encodeImage({ width: outW, height: outH, rgb: outRgb, alpha: outAlpha }, ext, { description })]);
     // side by side: the input (scaled to the output's height when aligned) and the result
     const left = this.opts.aligned ? tensorToPixels(p.crops, S) : { width: img.width, height: img.height, data: img.rgb };
-    files.push([`${base}_COMP${ext}`, await encodeImage(hstack([left, { width: outW, height: outH, data: outRgb }]), ext, { description })]);
+    jobs.push([`${base}_COMP${ext}`, encodeImage(hstack([left, { width: outW, height: outH, data: outRgb }]), ext, { description })]);
     if (this.opts.saveFace) {
       for (let i = 0; i < p.faces.length; i++) {
-        const pair = hstack([tensorToPixels(p.crops, S, i * per), tensorToPixels(p.restored, S, i * per)]);
-        files.push([`${base}_face${String(i).padStart(2, '0')}${ext}`, await encodeImage(pair, ext, { description })]);
+        const pair = hstack([tensorToPixels(p.crops, S, i * per), tensorToPixels(saved!, S, i * per)]);
+        jobs.push([`${base}_face${String(i).padStart(2, '0')}${ext}`, encodeImage(pair, ext, { description })]);
       }
     }
+    const buffers = await Promise.all(jobs.map((j) => j[1]));
+    const files: [string, Buffer][] = jobs.map((j, i) => [j[0], buffers[i]]);
     lap('encode');
     if (!this.opts.write) return;
     for (const [f, buf] of files) await writeFileAtomicSafe(f, buf);
@@ -250,6 +282,7 @@ export class Restorer {
   }
 
   async release(): Promise<void> {
+    this.pool.clear();
     await this.session.release();
     if (this.detector && !this.opts.detector) await this.detector.release();
   }

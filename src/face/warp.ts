@@ -10,18 +10,14 @@ export interface PixelsRgb {
   data: Uint8Array;
 }
 
-/** Float RGB interleaved image (a reduced region). */
-interface FloatRgb {
-  width: number;
-  height: number;
-  data: Float32Array;
-}
-
-/** Box-averages the region [x0,x1)x[y0,y1) by an integer factor k (area interpolation for downscaling). */
-function boxReduce(img: PixelsRgb, x0: number, y0: number, x1: number, y1: number, k: number): FloatRgb {
+/**
+ * Box-averages the region [x0,x1)x[y0,y1) by an integer factor k (area interpolation for downscaling), rounded to 8
+ * bits (at most 1/510 off): the sampler then reads one array type only, which keeps it monomorphic and fast.
+ */
+function boxReduce(img: PixelsRgb, x0: number, y0: number, x1: number, y1: number, k: number): PixelsRgb {
   const w = Math.max(1, Math.ceil((x1 - x0) / k));
   const h = Math.max(1, Math.ceil((y1 - y0) / k));
-  const out = new Float32Array(w * h * 3);
+  const out = new Uint8Array(w * h * 3);
   const W = img.width;
   const src = img.data;
   for (let j = 0; j < h; j++) {
@@ -36,7 +32,7 @@ function boxReduce(img: PixelsRgb, x0: number, y0: number, x1: number, y1: numbe
         for (let x = xa; x < xb; x++, p += 3) { r += src[p]; g += src[p + 1]; b += src[p + 2]; n++; }
       }
       const o = (j * w + i) * 3;
-      if (n > 0) { out[o] = r / n; out[o + 1] = g / n; out[o + 2] = b / n; }
+      if (n > 0) { out[o] = Math.round(r / n); out[o + 1] = Math.round(g / n); out[o + 2] = Math.round(b / n); }
     }
   }
   return { width: w, height: h, data: out };
@@ -62,7 +58,7 @@ export function warpToTensor(img: PixelsRgb, toCrop: Affine, size: number, out: 
   const toImage = invertAffine(toCrop);
   const scale = affineScale(toCrop);
   const k = scale < 0.5 ? Math.floor(1 / scale) : 1;
-  let src: Float32Array | Uint8Array = img.data;
+  let src: Uint8Array = img.data;
   let W = img.width, H = img.height;
   // photo -> source coordinates: identity, or into the reduced region
   let ox = 0, oy = 0;
@@ -75,26 +71,53 @@ export function warpToTensor(img: PixelsRgb, toCrop: Affine, size: number, out: 
     ox = x0 + (k - 1) / 2; oy = y0 + (k - 1) / 2;
     inv = [toImage[0] / k, toImage[1] / k, (toImage[2] - ox) / k, toImage[3] / k, toImage[4] / k, (toImage[5] - oy) / k];
   }
+  sampleBilinear(src, W, H, inv, size, out, offset);
+}
+
+/**
+ * The bilinear sampler: out planes at `offset` get src(inv(u, v)) in [-1, 1]. Interior pixels take a fast path
+ * (truncation instead of floor, two lerps per channel); border pixels weigh only the taps inside (black outside).
+ */
+function sampleBilinear(src: Uint8Array, W: number, H: number, inv: Affine, size: number, out: Float32Array, offset: number): void {
   const plane = size * size;
   const r0 = offset, g0 = offset + plane, b0 = offset + 2 * plane;
   const [a, b, c, d, e, f] = inv;
   const s = 1 / 127.5;
+  const W3 = W * 3;
+  const xMax = W - 1, yMax = H - 1;
+  // The 12 taps of the last source cell: when the crop enlarges the face (small faces), several neighbouring output
+  // pixels fall in one cell and reuse them.
+  let cell = -1;
+  let r00 = 0, rdx = 0, r01 = 0, rdx1 = 0, g00 = 0, gdx = 0, g01 = 0, gdx1 = 0, b00 = 0, bdx = 0, b01 = 0, bdx1 = 0;
   for (let v = 0; v < size; v++) {
     let x = b * v + c;
     let y = e * v + f;
     let o = v * size;
     for (let u = 0; u < size; u++, o++, x += a, y += d) {
-      const xf = Math.floor(x), yf = Math.floor(y);
-      const fx = x - xf, fy = y - yf;
+      if (x >= 0 && y >= 0 && x < xMax && y < yMax) {
+        const xf = x | 0, yf = y | 0;
+        const fx = x - xf, fy = y - yf;
+        const p = yf * W3 + xf * 3;
+        if (p !== cell) {
+          cell = p;
+          const q = p + W3;
+          r00 = src[p]; rdx = src[p + 3] - r00; r01 = src[q]; rdx1 = src[q + 3] - r01;
+          g00 = src[p + 1]; gdx = src[p + 4] - g00; g01 = src[q + 1]; gdx1 = src[q + 4] - g01;
+          b00 = src[p + 2]; bdx = src[p + 5] - b00; b01 = src[q + 2]; bdx1 = src[q + 5] - b01;
+        }
+        let t0 = r00 + fx * rdx;
+        out[r0 + o] = (t0 + fy * (r01 + fx * rdx1 - t0)) * s - 1;
+        t0 = g00 + fx * gdx;
+        out[g0 + o] = (t0 + fy * (g01 + fx * gdx1 - t0)) * s - 1;
+        t0 = b00 + fx * bdx;
+        out[b0 + o] = (t0 + fy * (b01 + fx * bdx1 - t0)) * s - 1;
+        continue;
+      }
       let R = 0, G = 0, B = 0;
-      if (xf >= 0 && yf >= 0 && xf + 1 < W && yf + 1 < H) {
-        const p = (yf * W + xf) * 3, q = p + W * 3;
-        const w00 = (1 - fx) * (1 - fy), w10 = fx * (1 - fy), w01 = (1 - fx) * fy, w11 = fx * fy;
-        R = src[p] * w00 + src[p + 3] * w10 + src[q] * w01 + src[q + 3] * w11;
-        G = src[p + 1] * w00 + src[p + 4] * w10 + src[q + 1] * w01 + src[q + 4] * w11;
-        B = src[p + 2] * w00 + src[p + 5] * w10 + src[q + 2] * w01 + src[q + 5] * w11;
-      } else if (xf >= -1 && yf >= -1 && xf < W && yf < H) {
+      const xf = Math.floor(x), yf = Math.floor(y);
+      if (xf >= -1 && yf >= -1 && xf < W && yf < H) {
         // border: taps outside the photo are black (cv2.BORDER_CONSTANT, value 0)
+        const fx = x - xf, fy = y - yf;
         for (let t = 0; t < 4; t++) {
           const xx = xf + (t & 1), yy = yf + (t >> 1);
           if (xx < 0 || yy < 0 || xx >= W || yy >= H) continue;

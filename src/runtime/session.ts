@@ -17,6 +17,11 @@ export interface SessionConfig {
   deviceId?: number;
   graphOptimizationLevel?: GraphOptLevel;
   intraOpNumThreads?: number;
+  /**
+   * Let ONNX Runtime's idle worker threads spin (its default, true): lowest latency for back-to-back runs, but the
+   * spinning threads take the cores from the JavaScript work between runs (alignment, paste).
+   */
+  allowSpinning?: boolean;
   /** Profile the first run to learn which provider ran each node (default true). */
   recordPlacement?: boolean;
   /** Label used in error messages (the model file, or "synthetic GPEN-512"). */
@@ -109,6 +114,7 @@ export class ModelSession {
       graphOptimizationLevel: cfg.graphOptimizationLevel ?? 'all',
       logSeverityLevel: 3,
       ...(cfg.intraOpNumThreads ? { intraOpNumThreads: cfg.intraOpNumThreads } : {}),
+      ...(cfg.allowSpinning === false ? { extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } } } : {}),
       ...(profileDir ? { enableProfiling: true, profileFilePrefix: path.join(profileDir, 'profile') } : {}),
     };
     const t0 = performance.now();
@@ -127,8 +133,9 @@ export class ModelSession {
     return this.placementValue;
   }
 
-  async run(data: Float32Array, dims: number[]): Promise<RunResult> {
-    const all = await this.runAll(data, dims);
+  /** Runs the first input; `into` receives the first output in place (same dims as the input, e.g. GPEN). */
+  async run(data: Float32Array, dims: number[], into?: Float32Array): Promise<RunResult> {
+    const all = await this.runAll(data, dims, into);
     const first = all.outputs[this.outputName];
     return { data: first.data, dims: first.dims, ms: all.ms };
   }
@@ -139,11 +146,14 @@ export class ModelSession {
   }
 
   /** Runs the first input and returns every float32 output (detectors have several). */
-  async runAll(data: Float32Array, dims: number[]): Promise<{ outputs: Record<string, { data: Float32Array; dims: number[] }>; ms: number }> {
+  async runAll(data: Float32Array, dims: number[], into?: Float32Array): Promise<{ outputs: Record<string, { data: Float32Array; dims: number[] }>; ms: number }> {
     const t0 = performance.now();
     let out: ort.InferenceSession.OnnxValueMapType;
     try {
-      out = await this.session.run({ [this.inputName]: new ort.Tensor('float32', data, dims) });
+      const feeds = { [this.inputName]: new ort.Tensor('float32', data, dims) };
+      out = into
+        ? await this.session.run(feeds, { [this.outputName]: new ort.Tensor('float32', into, dims) })
+        : await this.session.run(feeds);
     } catch (e) {
       throw new GpenLabError('E_INFERENCE', `Inference failed on ${this.asked} for ${this.config.label ?? 'the model'} with input [${dims.join(', ')}]: ${errorMessage(e)}`,
         'Check the input shape against the model with `gpen-lab model info FILE`.',
@@ -153,7 +163,7 @@ export class ModelSession {
     const outputs: Record<string, { data: Float32Array; dims: number[] }> = {};
     for (const name of this.session.outputNames) {
       const t = out[name] as ort.Tensor;
-      outputs[name] = { data: t.data as Float32Array, dims: [...t.dims] };
+      outputs[name] = { data: into && name === this.outputName ? into : (t.data as Float32Array), dims: [...t.dims] };
     }
     if (this.runs++ === 0 && this.profileDir) this.readPlacement();
     return { outputs, ms };
