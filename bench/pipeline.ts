@@ -1,4 +1,4 @@
-// `npm run bench:pipeline`: the restoration pipeline on the Solvay photo (29 faces) at 512.
+// `npm run bench:pipeline` (and the second half of `npm run bench`): the restoration pipeline on the Solvay photo (29 faces) at 512.
 // 1. Pre/post-processing per face: (decode + align + paste + encode) / faces, with the identity model (so that GPEN's
 //    cost is out of the way) and detection excluded; target <= 3 ms per face on the 2-core machine.
 // 2. The whole photo with synthetic GPEN-512 on the CPU, every stage.

@@ -89,6 +89,24 @@ describe('restore CLI', () => {
     assert.match(r.stderr, /--synthetic/);
   });
 
+  it('bad options are coded errors before any work: --alpha, --batch, --ext, both --model and --synthetic', () => {
+    const img = path.join(IMAGES, '00002.png');
+    for (const [args, re] of [
+      [['--model', identity, '--alpha', '2'], /--alpha/],
+      [['--model', identity, '--batch', '0'], /--batch/],
+      [['--model', identity, '--ext', '.gif'], /--ext|\.gif/],
+      [['--model', identity, '--synthetic', '64'], /--model|--synthetic/],
+    ] as [string[], RegExp][]) {
+      const out = path.join(tmp, 'bad-options');
+      const r = cli(['restore', img, '-o', out, ...args, '--json']);
+      assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+      const err = JSON.parse(r.stdout) as { error: { code: string; message: string } };
+      assert.equal(err.error.code, 'E_ARGUMENT', args.join(' '));
+      assert.match(err.error.message, re, args.join(' '));
+      assert.equal(existsSync(out), false, 'nothing written');
+    }
+  });
+
   it('a folder with a bad file among good ones: the good ones are written, the bad one is a coded error, exit 2', () => {
     const dir = path.join(tmp, 'mixed');
     mkdirSync(dir);
@@ -185,5 +203,20 @@ describe('restore: every odd or bad file', () => {
     // exactly the outputs of the good files: no temporary or partial file from the bad ones
     const want = ['cmyk.jpg', 'deep.png', 'alpha.png', 'grey.png', 'anim.gif', 'one.png'].flatMap((n) => [`${path.parse(n).name}_COMP.png`, `${path.parse(n).name}_GPEN.png`]);
     assert.deepEqual(readdirSync(out).sort(), want.sort());
+  });
+});
+
+describe('demo', () => {
+  it('restores the embedded demo face through the whole pipeline, marked synthetic', () => {
+    const out = path.join(tmp, 'demo');
+    const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/index.ts', 'demo', '--size', '64', '-o', out, '--json'], { encoding: 'utf8', timeout: 120_000 });
+    assert.equal(r.status, 0, r.stderr);
+    const res = JSON.parse(r.stdout) as RestoreResult & { setup_ms: number };
+    assert.equal(res.faces.length, 1, 'BlazeFace finds the face in the demo crop');
+    assert.equal(res.model.synthetic, true);
+    assert.ok(res.warnings.some((w) => /synthetic/.test(w)));
+    assert.match(r.stderr, /synthetic/i);
+    assert.deepEqual(readdirSync(out).sort(), ['demo-face_COMP.png', 'demo-face_GPEN.png']);
+    for (const k of ['decode', 'detect', 'align', 'infer', 'paste', 'encode', 'write'] as const) assert.ok(res.stages_ms[k] > 0, `${k} timed`);
   });
 });
