@@ -21,6 +21,9 @@ export const ERROR_CODES = [
   'E_WRITE', // an output could not be written
   'E_IMAGE_CORRUPT', // an image whose header reads but whose pixels do not (truncated, damaged)
   'E_IMAGE_TOO_LARGE', // an image with more pixels than the limit (decompression-bomb guard)
+  'E_SETUP_SOURCE', // setup cuda: the package, archive or folder to install from is missing or is not the expected one
+  'E_CHECKSUM', // a file whose sha256 differs from the value recorded in the project
+  'E_RUNTIME_VERSION', // the installed onnxruntime-node is not the version the provider files were built for
   'E_INTERNAL', // a bug: not caused by the input (reported with --debug)
 ] as const;
 

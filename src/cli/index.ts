@@ -6,6 +6,7 @@ import { demoCommand } from './demo.js';
 import { modelCommand } from './model.js';
 import { printJson, reportError } from './output.js';
 import { detectCommand, restoreCommand } from './restore.js';
+import { setupCommand } from './setup.js';
 
 const argv = process.argv;
 const debug = argv.includes('--debug');
@@ -21,6 +22,7 @@ const program = new Command('gpen-lab')
 program.addCommand(restoreCommand());
 program.addCommand(detectCommand());
 program.addCommand(modelCommand());
+program.addCommand(setupCommand());
 program.addCommand(demoCommand());
 for (const c of program.commands) {
   c.exitOverride();

@@ -1,0 +1,89 @@
+// Shapes of the doctor's report (schema gpen-lab.doctor/1). The lab records one per cell, unchanged.
+
+export type Verdict = 'ok' | 'warn' | 'fail' | 'skip';
+
+/** One problem found, with what to do: `fix` is a line the user can paste where one exists. */
+export interface Finding {
+  /** Stable identifier of the rule or signature that produced it (e.g. "lib-missing", "driver-too-old"). */
+  id: string;
+  verdict: Verdict;
+  /** What is wrong, naming the file, library, version or device. */
+  message: string;
+  /** What to do; a shell command where one exists. */
+  fix: string | null;
+}
+
+/** A shared library a provider needs, resolved as the dynamic loader would. */
+export interface LibraryCheck {
+  /** The soname asked for, e.g. "libcudart.so.13". */
+  soname: string;
+  /** Why it is needed: "DT_NEEDED of libonnxruntime_providers_cuda.so" or "dlopen at run time". */
+  neededBy: string;
+  /** Where the loader's search found it: runpath | ld_library_path | ld.so.cache | default | null (missing). */
+  foundVia: 'runpath' | 'ld_library_path' | 'ld.so.cache' | 'default' | null;
+  /** Absolute path it resolves to (symlinks followed), or null when missing. */
+  path: string | null;
+  /** Version read by calling the library ("13.0", "9.13.0"), null when not readable; `versionError` says why. */
+  version: string | null;
+  versionError?: string;
+  /** Copies of this library (any major) found elsewhere, for the fix. */
+  candidates: LibraryCandidate[];
+}
+
+export interface LibraryCandidate {
+  path: string;
+  soname: string;
+  /** Major of the soname (13 for libcudart.so.13), null when the file has none. */
+  major: number | null;
+  version: string | null;
+  /** Where it was found: "LD_LIBRARY_PATH", "ld.so.cache", "pip wheel", "conda", "/usr/local/cuda-*", "/opt", ... */
+  source: string;
+  /** True when the major is the one the provider build needs. */
+  matches: boolean;
+}
+
+export interface GpuDevice {
+  index: number;
+  name: string;
+  /** "9.0" */
+  computeCapability: string | null;
+  memoryTotalMiB: number | null;
+  uuid?: string | null;
+}
+
+export interface GpuReport {
+  /** Where the figures came from: nvml (libnvidia-ml.so.1), cuda-driver (libcuda.so.1), nvidia-smi, or none. */
+  source: 'nvml' | 'cuda-driver' | 'nvidia-smi' | 'none';
+  /** Each source tried, in order, and why it did not answer. */
+  tried: { source: string; ok: boolean; error?: string }[];
+  driverVersion: string | null;
+  /** Highest CUDA version the driver supports, "13.0". */
+  cudaDriverVersion: string | null;
+  devices: GpuDevice[];
+}
+
+/** Architectures compiled into a CUDA binary's fatbin. */
+export interface FatbinSummary {
+  file: string;
+  /** Real architectures with machine code (cubin): 75, 80, 86, 89, 90, 100, 120 ... */
+  sm: number[];
+  /** Virtual architectures shipped as PTX (JIT-compiled for newer GPUs). */
+  ptx: number[];
+  entries: number;
+}
+
+export interface ProbeResult {
+  provider: string;
+  /** What was asked for and what ran (from the session's placement). */
+  asked: string;
+  ran: string[] | null;
+  ok: boolean;
+  /** Stage reached: spawn | load-runtime | create-session | run | done. */
+  stage: string;
+  ms: number;
+  error: string | null;
+  /** The tail of the child's stderr (ONNX Runtime logs the library it failed to load there). */
+  stderrTail: string;
+  exitCode: number | null;
+  signal: string | null;
+}
