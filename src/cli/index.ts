@@ -7,6 +7,7 @@ import { modelCommand } from './model.js';
 import { printJson, reportError } from './output.js';
 import { detectCommand, restoreCommand } from './restore.js';
 import { setupCommand } from './setup.js';
+import { doctorCommand } from './doctor.js';
 
 const argv = process.argv;
 const debug = argv.includes('--debug');
@@ -23,6 +24,7 @@ program.addCommand(restoreCommand());
 program.addCommand(detectCommand());
 program.addCommand(modelCommand());
 program.addCommand(setupCommand());
+program.addCommand(doctorCommand());
 program.addCommand(demoCommand());
 for (const c of program.commands) {
   c.exitOverride();

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# On the GPU machine (../shared/device), after the stash calls: setup cuda from the kit's provider files, then the
+# doctor on cuda (and tensorrt, which has no TensorRT there), then again with cuDNN hidden from the loader (moved
+# to /opt/cudnn-hidden and ldconfig re-run), then with the fix the doctor printed. JSON and text go to $OUT.
+set -uo pipefail
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+SKIP_CUDA_INSTALL=1 bash .device/bin/setup.sh > "$OUT/setup-kit.txt" 2>&1 || { cat "$OUT/setup-kit.txt"; exit 1; }
+. .device/bin/env.sh
+g() { node --import tsx src/cli/index.ts "$@"; }
+nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
+g setup cuda --from /tmp/devkit/ort-cuda --json > "$OUT/setup-cuda.json" 2> "$OUT/setup-cuda.log"; echo "setup cuda exit $?"
+g setup cuda --from /tmp/devkit/ort-cuda > "$OUT/setup-cuda-again.txt" 2>&1; echo "setup cuda again exit $?"
+g doctor --provider cuda --provider tensorrt --provider webgpu --provider cpu --json > "$OUT/doctor.json" 2> "$OUT/doctor.err"; echo "doctor exit $?"
+g doctor --provider cuda --provider tensorrt > "$OUT/doctor.txt" 2>&1
+# cuDNN made unloadable: every libcudnn*.so.9* moved out of the loader's reach
+mkdir -p /opt/cudnn-hidden
+for f in $(ldconfig -p | awk '/libcudnn.*\.so\.9/ {print $NF}' | sort -u); do [ -e "$f" ] && mv "$(readlink -f "$f")" "$f" /opt/cudnn-hidden/ 2>/dev/null; done
+ldconfig
+g doctor --provider cuda --json > "$OUT/doctor-no-cudnn.json" 2> "$OUT/doctor-no-cudnn.err"; echo "doctor without cudnn exit $?"
+g doctor --provider cuda > "$OUT/doctor-no-cudnn.txt" 2>&1
+# the fix the doctor printed
+fix=$(node -e "const r=require('$OUT/doctor-no-cudnn.json');const f=r.providers[0].findings.find(f=>/^export LD_LIBRARY_PATH/.test(f.fix||''));console.log(f?f.fix:'')")
+echo "fix: $fix"
+( eval "$fix"; g doctor --provider cuda > "$OUT/doctor-fixed.txt" 2>&1; echo "doctor after the fix exit $?" )
+tail -n 40 "$OUT/doctor.txt"; echo ----; tail -n 30 "$OUT/doctor-no-cudnn.txt"; echo ----; tail -n 12 "$OUT/doctor-fixed.txt"
