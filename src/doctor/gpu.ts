@@ -63,7 +63,7 @@ function viaNvml(file: string): Omit<GpuReport, 'source' | 'tried'> {
     const getName = lib.func('int nvmlDeviceGetName(void *h, _Out_ uint8_t *name, unsigned int n)');
     const getCc = lib.func('int nvmlDeviceGetCudaComputeCapability(void *h, _Out_ int *major, _Out_ int *minor)');
     const Mem = koffi.struct('nvmlMemory_t', { total: 'unsigned long long', free: 'unsigned long long', used: 'unsigned long long' });
-    const getMem = lib.func('int nvmlDeviceGetMemoryInfo', 'int', ['void *', koffi.out(koffi.pointer(Mem))]);
+    const getMem = lib.func('nvmlDeviceGetMemoryInfo', 'int', ['void *', koffi.out(koffi.pointer(Mem))]);
     const devices: GpuDevice[] = [];
     for (let i = 0; i < count[0]; i++) {
       const h: unknown[] = [null];

@@ -58,7 +58,7 @@ const sonameMajor = (s: string): number | null => {
   return m ? Number(m[1]) : null;
 };
 
-function libraryFindings(checks: LibraryCheck[]): Finding[] {
+export function libraryFindings(checks: LibraryCheck[]): Finding[] {
   const out: Finding[] = [];
   // missing libraries grouped by family (cuDNN's nine files are one finding)
   const groups = new Map<string, LibraryCheck[]>();
@@ -84,6 +84,10 @@ function libraryFindings(checks: LibraryCheck[]): Finding[] {
     const good = c.candidates.find((k) => k.matches);
     if (c.version && need !== null && c.soname.startsWith('libcudart') && major(c.version) !== need) {
       out.push({ id: 'lib-wrong-major', verdict: 'fail', message: `${c.soname} resolves to ${c.path}, version ${c.version}: this build needs ${need}.x`, fix: good ? exportLine(path.dirname(good.path)) : `install ${familyOf(c.soname)?.install ?? `the CUDA ${need} runtime`}` });
+    } else if (c.candidates.length && c.candidates.every((k) => !k.matches)) {
+      out.push({ id: 'lib-other-major-on-path', verdict: 'warn',
+        message: `LD_LIBRARY_PATH holds ${c.candidates.map((k) => formatCandidate(k, need ?? 0)).join('; ')}; it is not used: ${c.soname} resolves to ${c.path} (${c.version ?? 'version unknown'}) via ${c.foundVia}`,
+        fix: `remove ${[...new Set(c.candidates.map((k) => path.dirname(k.path)))].join(', ')} from LD_LIBRARY_PATH if nothing else needs it` });
     }
   }
   return out;

@@ -108,10 +108,11 @@ const majorOf = (soname: string): number | null => {
 };
 
 /** Candidate roots: label -> folders, expanded from the usual install places. */
-function roots(opts: { ldLibraryPath?: string; extraRoots?: string[] }): [string, string][] {
+function roots(opts: { ldLibraryPath?: string; extraRoots?: string[]; usual?: boolean }): [string, string][] {
   const out: [string, string][] = [];
   for (const d of (opts.ldLibraryPath ?? '').split(':').filter(Boolean)) out.push(['LD_LIBRARY_PATH', d]);
   for (const d of opts.extraRoots ?? []) out.push(['given', d]);
+  if (opts.usual === false) return out;
   const ls = (d: string): string[] => { try { return readdirSync(d); } catch { return []; } };
   for (const c of ls('/usr/local').filter((n) => /^cuda/.test(n))) {
     out.push([`/usr/local/${c}`, `/usr/local/${c}/lib64`], [`/usr/local/${c}`, `/usr/local/${c}/targets/x86_64-linux/lib`]);
@@ -146,7 +147,7 @@ function roots(opts: { ldLibraryPath?: string; extraRoots?: string[] }): [string
 }
 
 /** Every copy of `soname`'s family (any major) in the usual places, with versions; sorted right major first. */
-export function findCandidates(soname: string, opts: { ldLibraryPath?: string; cache?: Map<string, string>; extraRoots?: string[] } = {}): LibraryCandidate[] {
+export function findCandidates(soname: string, opts: { ldLibraryPath?: string; cache?: Map<string, string>; extraRoots?: string[]; usual?: boolean } = {}): LibraryCandidate[] {
   const base = soname.replace(/\.so(\.\d+)*$/, '.so');
   const need = majorOf(soname);
   const seen = new Set<string>();
@@ -179,7 +180,11 @@ export function checkLibrary(soname: string, neededBy: string, needMajor: number
   return {
     soname, neededBy: neededBy === 'dlopen' ? 'dlopen at run time' : `${neededBy}`, foundVia: found.foundVia, path: found.path, version: v.version,
     ...(v.error && found.path ? { versionError: v.error } : {}),
-    candidates: !found.path || wrong ? findCandidates(soname, { ldLibraryPath: opts.ldLibraryPath ?? '', cache: opts.cache ?? new Map(), extraRoots: opts.extraRoots ?? [] }) : [],
+    // missing or wrong: every copy anywhere; resolved: copies of another major on LD_LIBRARY_PATH (a user who put
+    // them there expected them to be used)
+    candidates: !found.path || wrong
+      ? findCandidates(soname, { ldLibraryPath: opts.ldLibraryPath ?? '', cache: opts.cache ?? new Map(), extraRoots: opts.extraRoots ?? [] })
+      : findCandidates(soname, { ldLibraryPath: opts.ldLibraryPath ?? '', usual: false }).filter((k) => !k.matches),
   };
 }
 
