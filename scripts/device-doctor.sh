@@ -12,6 +12,8 @@ g setup cuda --from /tmp/devkit/ort-cuda --json > "$OUT/setup-cuda.json" 2> "$OU
 g setup cuda --from /tmp/devkit/ort-cuda > "$OUT/setup-cuda-again.txt" 2>&1; echo "setup cuda again exit $?"
 g doctor --provider cuda --provider tensorrt --provider webgpu --provider cpu --json > "$OUT/doctor.json" 2> "$OUT/doctor.err"; echo "doctor exit $?"
 g doctor --provider cuda --provider tensorrt > "$OUT/doctor.txt" 2>&1
+# the restoration itself on cuda, once the doctor says it runs
+g restore assets/demo-face.png -o /tmp/gpu-restore --synthetic 512 --provider cuda --json > "$OUT/restore-cuda.json" 2> "$OUT/restore-cuda.err"; echo "restore on cuda exit $?"
 # cuDNN made unloadable: every libcudnn*.so.9* moved out of the loader's reach
 mkdir -p /opt/cudnn-hidden
 for f in $(ldconfig -p | awk '/libcudnn.*\.so\.9/ {print $NF}' | sort -u); do [ -e "$f" ] && mv "$(readlink -f "$f")" "$f" /opt/cudnn-hidden/ 2>/dev/null; done
