@@ -331,6 +331,11 @@ describe('known error signatures (each real message)', () => {
     assert.match(adv.fix!, /^install cuDNN 9/);
   });
 
+  it('cuDNN missing at the first convolution (seen on the GPU machine with cuDNN hidden)', () => {
+    const f = one("Non-zero status code returned while running Conv node. Name:'conv_0' Status Message: /onnxruntime_src/onnxruntime/core/providers/cuda/cuda_kernel.h:272 static cudnnContext* onnxruntime::cuda::CudaKernel::RequireCudnnHandle(cudnnHandle_t) [ONNXRuntimeError] : 9 : NOT_IMPLEMENTED : cuDNN is unavailable or disabled", 'cudnn-unavailable');
+    assert.equal(f.fix, `export LD_LIBRARY_PATH=${cudnnDir}:$LD_LIBRARY_PATH`);
+  });
+
   it('cuDNN 8 looking for NVRTC', () => {
     const f = diagnose('Could not load library libcudnn_cnn_infer.so.8. Error: libnvrtc.so: cannot open shared object file: No such file or directory', ctx);
     assert.deepEqual(f.map((x) => x.id), ['cudnn8-nvrtc']);

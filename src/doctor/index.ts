@@ -120,7 +120,7 @@ async function checkProvider(provider: Provider, gpu: GpuReport, cache: Map<stri
         const dyn = readElfDynamic(file);
         runpath = expandOrigin(dyn.runpath.length ? dyn.runpath : dyn.rpath, file);
         const recorded = new Set(record.filter((x) => x.neededBy === 'DT_NEEDED').map((x) => x.soname));
-        const system = /^(libc|libm|libdl|librt|libpthread|libstdc\+\+|libgcc_s|ld-linux)/;
+        const system = /^(libc|libm|libdl|librt|libpthread|libstdc\+\+|libgcc_s|ld-linux-[\w-]+)\.so/;
         const needed = dyn.needed.filter((n) => !system.test(n));
         r.elf = { file, needed: dyn.needed, runpath, notInRecord: needed.filter((n) => !recorded.has(n)), recordedNotNeeded: [...recorded].filter((n) => !needed.includes(n)) };
         if (r.elf.notInRecord.length || r.elf.recordedNotNeeded.length) {

@@ -68,6 +68,13 @@ export const SIGNATURES: Signature[] = [
     fix: (m, ctx) => libraryFix(m[1], ctx),
   },
   {
+    // the CUDA provider starts without cuDNN and fails at the first convolution
+    id: 'cudnn-unavailable',
+    pattern: /cuDNN is unavailable|RequireCudnnHandle/,
+    cause: () => 'cuDNN 9 did not load when the first convolution ran (the session itself was created: cuDNN is opened at run time)',
+    fix: (_m, ctx) => libraryFix('libcudnn.so.9', ctx),
+  },
+  {
     id: 'tensorrt-missing',
     pattern: /(libnvinfer\w*\.so\.\d+|libnvonnxparser\.so\.\d+): cannot open shared object file/,
     cause: (m) => `${m[1]} (TensorRT) is not found by the dynamic loader`,
