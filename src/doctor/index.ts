@@ -167,6 +167,8 @@ async function checkProvider(provider: Provider, gpu: GpuReport, cache: Map<stri
       // a signature about a library the library section already reported says nothing new
       const missingLibs = r.libraries.filter((c) => !c.path).map((c) => c.soname);
       if (missing.length) known.add('provider-shared-missing').add('provider-file-missing').add('ep-append-failed');
+      // the provider file is there but a library it needs is not: the library finding is the cause, not setup
+      if (missingLibs.length) known.add('ep-append-failed');
       for (const f of diagnose(text, { provider, ortBinDir: dir, found, driverVersion: gpu.driverVersion, cudaDriverVersion: gpu.cudaDriverVersion, requiredCudaMajor: REQUIRED_CUDA_MAJOR, driverMinimum: driverMinimumFor(REQUIRED_CUDA_MAJOR) })) {
         if (!known.has(f.id) && !missingLibs.some((l) => f.message.startsWith(l))) findings.push(f);
       }
