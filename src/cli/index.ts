@@ -8,6 +8,7 @@ import { printJson, reportError } from './output.js';
 import { detectCommand, restoreCommand } from './restore.js';
 import { setupCommand } from './setup.js';
 import { doctorCommand } from './doctor.js';
+import { labCommand, reportCommand } from './lab.js';
 
 const argv = process.argv;
 const debug = argv.includes('--debug');
@@ -20,6 +21,8 @@ const program = new Command('gpen-lab')
   .exitOverride()
   .configureOutput({ writeErr: (s) => process.stderr.write(s) });
 
+program.addCommand(labCommand());
+program.addCommand(reportCommand());
 program.addCommand(restoreCommand());
 program.addCommand(detectCommand());
 program.addCommand(modelCommand());

@@ -10,6 +10,7 @@ import type { Precision } from '../model/gpen-graph.js';
 import type { ModelInfo, ModelSpec } from '../model/registry.js';
 import { prepareModel } from '../model/registry.js';
 import type { Provider } from '../runtime/providers.js';
+import type { SessionConfig } from '../runtime/session.js';
 import { ModelSession } from '../runtime/session.js';
 import type { Affine } from './align.js';
 import { alignTransform } from './align.js';
@@ -41,6 +42,8 @@ export interface RestoreOptions {
   detector?: FaceDetector;
   /** A face-parsing mask for a restored crop (size x size, 0..1): the seam for a user-supplied parser. */
   parser?: (restored: Float32Array, size: number) => Float32Array;
+  /** Session options beyond the provider (graph optimisation level, threads, device): the lab's cells set them. */
+  session?: Partial<Omit<SessionConfig, 'provider' | 'label'>>;
   /** Write the encoded outputs (default true; the benchmark encodes but does not write). */
   write?: boolean;
 }
@@ -75,6 +78,8 @@ interface Pending {
 export class Restorer {
   /** Crops, outputs and paste planes are reused from image to image (fresh large arrays cost a page fault a page). */
   private readonly pool = new FloatPool();
+  /** How long create() took: preparing the model (build or load), the GPEN session, the detector. */
+  createMs = { model: 0, session: 0, detector: 0 };
 
   private constructor(
     readonly info: ModelInfo,
@@ -89,13 +94,18 @@ export class Restorer {
     if (!(alpha >= 0 && alpha <= 1)) throw new GpenLabError('E_ARGUMENT', `Expected a number between 0 and 1 for --alpha but received ${alpha}`, 'Pass --alpha between 0 (original) and 1 (restored).', { input: '--alpha' });
     const batch = opts.batch ?? 4;
     if (!Number.isInteger(batch) || batch < 1 || batch > 256) throw new GpenLabError('E_ARGUMENT', `Expected an integer between 1 and 256 for --batch but received ${batch}`, 'Pass --batch between 1 and 256.', { input: '--batch' });
+    const t0 = performance.now();
     const prepared = await prepareModel(opts.model, opts.precision ?? 'fp32');
+    const t1 = performance.now();
     const provider = opts.provider ?? 'cpu';
     // no spinning: between batches the cores belong to alignment and paste (the JavaScript side)
-    const session = await ModelSession.create(prepared.model, { provider, label: prepared.label, allowSpinning: false });
+    const session = await ModelSession.create(prepared.model, { provider, label: prepared.label, allowSpinning: false, ...opts.session });
+    const t2 = performance.now();
     const detector = opts.aligned ? null : (opts.detector ?? (await createBlazeFace({ provider: 'cpu' })));
     const fixed = prepared.info.onnx?.fixedBatch ?? null;
-    return new Restorer(prepared.info, session, detector, { ...opts, alpha, batch: fixed ?? batch, aligned: opts.aligned ?? false, saveFace: opts.saveFace ?? false, ext: opts.ext ?? '.png', write: opts.write ?? true }, prepared.label);
+    const r = new Restorer(prepared.info, session, detector, { ...opts, alpha, batch: fixed ?? batch, aligned: opts.aligned ?? false, saveFace: opts.saveFace ?? false, ext: opts.ext ?? '.png', write: opts.write ?? true }, prepared.label);
+    r.createMs = { model: t1 - t0, session: t2 - t1, detector: performance.now() - t2 };
+    return r;
   }
 
   get size(): number {

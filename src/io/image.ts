@@ -211,3 +211,11 @@ export function tensorToRgb(t: Float32Array, width: number, height: number): Rgb
   }
   return { width, height, data };
 }
+
+/** A WebP thumbnail (longest side <= maxSide, quality 80) of raw RGB pixels or an image file, for reports. */
+export async function thumbnailWebp(src: string | { width: number; height: number; data: Uint8Array }, maxSide = 1024): Promise<Buffer> {
+  const input = typeof src === 'string'
+    ? sharp(src, { limitInputPixels: DEFAULT_MAX_PIXELS }).rotate()
+    : sharp(Buffer.from(src.data.buffer, src.data.byteOffset, src.data.byteLength), { raw: { width: src.width, height: src.height, channels: 3 } });
+  return input.resize(maxSide, maxSide, { fit: 'inside', withoutEnlargement: true }).webp({ quality: 80 }).toBuffer();
+}

@@ -1,7 +1,8 @@
 // One entry point for every model source a user can name: an official .pth, an .onnx (ours, published, upstream
 // export), synthetic weights of any size, or the identity model. Describes, converts and prepares them for a session.
 import { createHash } from 'node:crypto';
-import { open } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, open } from 'node:fs/promises';
 import path from 'node:path';
 import { GpenLabError, badArgument } from '../errors.js';
 import { writeFileAtomicSafe, assertReadableFile } from '../io/files.js';
@@ -39,7 +40,7 @@ export interface ModelInfo {
 /** What `model run`, the pipeline and the lab accept as a model. */
 export type ModelSpec =
   | { type: 'file'; file: string; key?: string }
-  | { type: 'synthetic'; size: number; seed?: number }
+  | { type: 'synthetic'; size: number; seed?: number; cacheDir?: string }
   | { type: 'identity'; size: number };
 
 export interface PreparedModel {
@@ -140,9 +141,26 @@ export async function convertPth(file: string, out: string, opts: { precision: P
 export async function prepareModel(spec: ModelSpec, precision: Precision = 'fp32'): Promise<PreparedModel> {
   if (spec.type === 'synthetic') {
     const seed = spec.seed ?? DEFAULT_SEED;
-    const { bytes, arch } = synthesizeGpen(spec.size, seed, precision);
+    // with a cache folder the graph is built once and later processes load the file (the lab's cold runs)
+    const cached = spec.cacheDir ? path.join(spec.cacheDir, `synthetic-gpen-${spec.size}-s${seed}-${precision}.onnx`) : null;
+    let model: string | Uint8Array;
+    let arch: GpenArch;
+    if (cached && existsSync(cached)) {
+      checkSize(spec.size, '--synthetic');
+      arch = defaultArch(spec.size);
+      model = cached;
+    } else {
+      const built = synthesizeGpen(spec.size, seed, precision);
+      arch = built.arch;
+      model = built.bytes;
+      if (cached) {
+        await mkdir(path.dirname(cached), { recursive: true });
+        await writeFileAtomicSafe(cached, built.bytes);
+        model = cached;
+      }
+    }
     return {
-      model: bytes,
+      model,
       label: `synthetic GPEN-${spec.size} (seed ${seed})`,
       info: {
         file: null, format: 'synthetic', origin: 'gpen-lab', kind: 'gpen', size: arch.size, channelMultiplier: arch.channelMultiplier,

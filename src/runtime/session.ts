@@ -62,7 +62,7 @@ function providerFailure(cfg: SessionConfig, e: unknown): GpenLabError {
     return new GpenLabError('E_PROVIDER_UNAVAILABLE',
       `The ${p} execution provider cannot load: ${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} missing from ${ortBinDir()} (ONNX Runtime said: ${said})`,
       p === 'cuda' || p === 'tensorrt'
-        ? `Install the ${p} provider built for onnxruntime-node ${ortVersion()} (npm package com.github.asus4.onnxruntime.linux-x64-gpu@0.4.9, folder Plugins/Linux/x64) into ${ortBinDir()}, or use --provider cpu.`
+        ? `Run \`gpen-lab setup cuda\` (installs the ${p} provider built for onnxruntime-node ${ortVersion()} next to libonnxruntime.so.1 in ${ortBinDir()}), or use --provider cpu.`
         : 'Use --provider cpu.',
       { input: label, provider: p, missing, ort: said });
   }

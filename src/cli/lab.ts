@@ -1,0 +1,69 @@
+// `gpen-lab lab [CONFIG] [--out DIR] [--resume] [--json]` and `gpen-lab report RESULTS.json [--out DIR]`.
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { Command } from 'commander';
+import { GpenLabError } from '../errors.js';
+import { defaultConfig, readConfig } from '../lab/config.js';
+import { writeReport } from '../lab/report.js';
+import { cellPassed, readResults, runLab } from '../lab/runner.js';
+import { knownProviders } from '../runtime/session.js';
+import { DEMO_FACE, DEMO_PHOTO } from './demo.js';
+import { Steps, printJson } from './output.js';
+
+const stamp = (d = new Date()): string => d.toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
+
+/** The newest lab folder in the current directory (for --resume without --out). */
+function latestLab(): string | null {
+  const dirs = readdirSync('.').filter((n) => n.startsWith('gpen-lab-') && existsSync(path.join(n, 'results.json')));
+  dirs.sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs);
+  return dirs[0] ?? null;
+}
+
+export function labCommand(): Command {
+  return new Command('lab')
+    .description('the compatibility matrix: every environment (cell) in fresh processes, one report')
+    .argument('[config]', 'a lab config (.json or .yaml, schema/lab.schema.json); default: what this machine can run')
+    .option('--out <dir>', 'folder for results.json, report.md, report.html and the images (default: a new dated folder)')
+    .option('--resume', 'continue an interrupted lab in --out (default: the newest lab folder here) without re-running completed cells')
+    .option('--json', 'print results.json on stdout')
+    .action(async (config: string | undefined, o: { out?: string; resume?: boolean; json?: boolean }) => {
+      let out = o.out;
+      if (o.resume && !out) {
+        out = latestLab() ?? undefined;
+        if (!out) throw new GpenLabError('E_FILE_MISSING', 'lab --resume: no lab folder with a results.json in the current directory', 'Pass --out DIR, the folder of the lab to continue.', { input: '--resume' });
+      }
+      out ??= `gpen-lab-${stamp()}`;
+      const cfg = config ? readConfig(config) : defaultConfig(DEMO_FACE, DEMO_PHOTO, knownProviders().map((p) => p.provider));
+      const steps = new Steps(cfg.cells.length * cfg.coldRuns, false);
+      const tty = process.stderr.isTTY && !process.env.CI;
+      const res = await runLab(cfg, {
+        out, resume: o.resume,
+        onProgress: (e) => {
+          if (tty) {
+            if (/^run \d+\/\d+/.test(e.line)) steps.step(`${e.cell} ${e.line}`);
+          } else process.stderr.write(`[cell ${e.index + 1}/${e.total}] ${e.cell}: ${e.line}\n`);
+        },
+      });
+      steps.done();
+      const files = await writeReport(res, path.resolve(out));
+      if (o.json) printJson(res);
+      else {
+        const pass = res.cells.filter(cellPassed).length;
+        process.stdout.write(`${pass} of ${res.cells.length} cells passed; reference ${res.reference ?? 'none'}\n${res.recommendations.map((r) => `- ${r}`).join('\n')}\n`
+          + `results: ${path.join(out, 'results.json')}\nreport:  ${files.md}\n         ${files.html}\n`);
+      }
+    });
+}
+
+export function reportCommand(): Command {
+  return new Command('report')
+    .description('re-render report.md and report.html from a lab\'s results.json alone')
+    .argument('<results>', 'results.json written by gpen-lab lab')
+    .option('--out <dir>', 'where to write the reports (default: beside results.json)')
+    .action(async (file: string, o: { out?: string }) => {
+      const res = readResults(file);
+      const out = path.resolve(o.out ?? path.dirname(file));
+      const files = await writeReport(res, out);
+      process.stdout.write(`report: ${files.md}\n        ${files.html}\n`);
+    });
+}

@@ -1,0 +1,150 @@
+// The lab's shapes: the declarative config (schema/lab.schema.json publishes it), the job a cell process receives,
+// and results.json (schema gpen-lab.results/1).
+import type { Finding } from '../doctor/types.js';
+import type { RestoreResult } from '../face/restore.js';
+import type { Precision } from '../model/gpen-graph.js';
+import type { ModelSpec } from '../model/registry.js';
+import type { TimingStats } from '../metrics/stats.js';
+import type { Provider } from '../runtime/providers.js';
+import type { GraphOptLevel } from '../runtime/session.js';
+
+export const RESULTS_SCHEMA = 'gpen-lab.results/1';
+
+export interface SessionOptions {
+  graphOptimizationLevel?: GraphOptLevel;
+  intraOpNumThreads?: number;
+  deviceId?: number;
+}
+
+/** How a cell's process is started: local now; docker and ssh are the seam. */
+export interface Launcher {
+  type: 'local';
+}
+
+export interface CellSpec {
+  id: string;
+  provider: Provider;
+  precision: Precision;
+  session?: SessionOptions;
+  /** Variables set for the cell's processes (LD_LIBRARY_PATH points a cell at another CUDA library set). */
+  env?: Record<string, string>;
+  /** Inputs for this cell instead of the lab's. */
+  inputs?: string[];
+  launcher?: Launcher;
+  batch?: number;
+}
+
+export interface MatrixSpec {
+  provider?: Provider[];
+  precision?: Precision[];
+  /** Named environments: each becomes an axis value, its name part of the cell id. */
+  env?: { name: string; vars: Record<string, string> }[];
+  session?: SessionOptions;
+}
+
+export interface LabConfig {
+  name?: string;
+  inputs: string[];
+  /** Inputs of GPU cells when they differ (the default lab gives GPU cells the whole photo). */
+  gpuInputs?: string[];
+  model: { file?: string; synthetic?: number; identity?: number; seed?: number };
+  coldRuns: number;
+  warmRuns: number;
+  timeoutSec: number;
+  reference?: string;
+  cells: CellSpec[];
+}
+
+/** What the config file may say before defaults and the matrix are applied. */
+export interface LabConfigInput extends Partial<Omit<LabConfig, 'cells'>> {
+  cells?: (Partial<CellSpec> & { provider: Provider })[];
+  matrix?: MatrixSpec;
+}
+
+export interface CellJob {
+  cellId: string;
+  run: number;
+  provider: Provider;
+  precision: Precision;
+  session?: SessionOptions;
+  batch?: number;
+  model: ModelSpec;
+  inputs: string[];
+  outDir: string;
+  warmRuns: number;
+}
+
+export type StageVerdict = { ok: boolean; reason: string | null } | null;
+
+export interface RunRecord {
+  run: number;
+  ok: boolean;
+  /** The stage reached: startup, dependencies, inference, output, warm, done. */
+  stage: string;
+  exitCode: number | null;
+  signal: string | null;
+  timedOut: boolean;
+  error: string | null;
+  stderrTail: string;
+  /** Milliseconds per stage of this fresh-process run, and the total from spawn to the image written. */
+  stages_ms: Record<string, number>;
+  total_ms: number | null;
+  maxRssMiB: number | null;
+}
+
+export interface GpuSummary {
+  source: 'nvml' | 'nvidia-smi' | 'none';
+  reason: string | null;
+  samples: number;
+  utilMean: number | null;
+  utilPeak: number | null;
+  memUsedPeakMiB: number | null;
+  /** Memory the cell's processes held, as the driver reports per process. */
+  processPeakMiB: number | null;
+}
+
+export interface OutputAgreement {
+  input: string;
+  output: string;
+  psnr: number;
+  ssim: number;
+  facePsnr: number | null;
+  faceSsim: number | null;
+}
+
+export interface CellResult {
+  id: string;
+  status: 'done' | 'running';
+  env: { provider: Provider; precision: Precision; session: SessionOptions; vars: Record<string, string>; launcher: string; inputs: string[] };
+  stages: { startup: StageVerdict; dependencies: StageVerdict; inference: StageVerdict; output: StageVerdict };
+  /** Provider asked for and what ran (from ONNX Runtime's profile). */
+  provider: { asked: Provider; ran: string[] | null; knownByBinary: string[] | null };
+  runs: RunRecord[];
+  cold: { total: TimingStats | null; stages: Record<string, TimingStats> };
+  warm: { total: TimingStats | null; stages: Record<string, TimingStats> };
+  gpu: GpuSummary;
+  output: { vsInput: OutputAgreement[]; psnr: number | null; ssim: number | null; deltaDbVsReference: number | null; visuallyLossless: boolean | null; vsReference: { psnr: number; ssim: number; heatmap: string | null } | null };
+  doctor: { verdict: string; findings: Finding[]; libraries: { soname: string; path: string | null; version: string | null }[] } | null;
+  restore: RestoreResult | null;
+  flags: string[];
+  finishedAt: string | null;
+}
+
+export interface PairResult {
+  a: string;
+  b: string;
+  psnr: number;
+  ssim: number;
+}
+
+export interface LabResults {
+  schema: typeof RESULTS_SCHEMA;
+  startedAt: string;
+  finishedAt: string | null;
+  machine: Record<string, unknown>;
+  config: LabConfig;
+  reference: string | null;
+  cells: CellResult[];
+  pairs: PairResult[];
+  recommendations: string[];
+}
