@@ -45,7 +45,7 @@ describe('providers', () => {
         assert.equal(e.code, 'E_PROVIDER_UNAVAILABLE');
         assert.ok(e.message.includes(p));
         for (const f of missing) assert.ok(e.message.includes(f), `${f} not named in: ${e.message}`);
-        assert.ok(e.fix.includes('com.github.asus4.onnxruntime.linux-x64-gpu@0.4.9') && e.fix.includes(ortBinDir()), e.fix);
+        assert.ok(e.fix.includes('gpen-lab setup cuda') && e.fix.includes(ortBinDir()), e.fix);
         assert.ok(typeof e.details.ort === 'string' && e.details.ort.length > 0, 'what ONNX Runtime said is kept');
       }
     });
