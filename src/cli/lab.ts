@@ -45,7 +45,7 @@ export function labCommand(): Command {
         },
       });
       steps.done();
-      const files = await writeReport(res, path.resolve(out));
+      const files = { md: path.join(out, 'report.md'), html: path.join(out, 'report.html') };
       if (o.json) printJson(res);
       else {
         const pass = res.cells.filter(cellPassed).length;

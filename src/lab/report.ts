@@ -6,7 +6,7 @@ import path from 'node:path';
 import { writeFileAtomicSafe } from '../io/files.js';
 import { thumbnailWebp } from '../io/image.js';
 import type { TimingStats } from '../metrics/stats.js';
-import { LOSSLESS_DB, cellPassed } from './runner.js';
+import { LOSSLESS_DB, cellPassed } from './verdicts.js';
 import type { CellResult, LabResults, StageVerdict } from './types.js';
 
 const sec = (ms: number): string => (ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(ms >= 100 ? 0 : 1)} ms`);

@@ -22,11 +22,11 @@ import { PROVIDER_SPECS } from '../runtime/providers.js';
 import { inputsOf, modelSpecOf } from './config.js';
 import type { CellJob, CellResult, CellSpec, LabConfig, LabResults, OutputAgreement, PairResult, RunRecord } from './types.js';
 import { RESULTS_SCHEMA } from './types.js';
+import { LOSSLESS_DB, SLOW_RATIO, cellPassed } from './verdicts.js';
+import { writeReport } from './report.js';
 
-/** Below this PSNR difference (dB) two environments are visually the same. */
-export const LOSSLESS_DB = 0.3;
-/** A passing cell this much slower than the best of its provider and precision is flagged. */
-export const SLOW_RATIO = 1.2;
+export { LOSSLESS_DB, SLOW_RATIO, cellPassed };
+
 const TAIL = 4000;
 
 export interface LabOptions {
@@ -177,9 +177,6 @@ function emptyCell(c: CellSpec, cfg: LabConfig): CellResult {
   };
 }
 
-export function cellPassed(c: CellResult): boolean {
-  return c.status === 'done' && !!c.stages.inference?.ok && !!c.stages.output?.ok;
-}
 
 async function runCell(c: CellSpec, cfg: LabConfig, out: string, gpuPresent: string | null, progress: (line: string) => void): Promise<CellResult> {
   const r = emptyCell(c, cfg);
@@ -403,5 +400,6 @@ export async function runLab(cfg: LabConfig, opts: LabOptions): Promise<LabResul
   await analyse(res, out);
   res.finishedAt = new Date().toISOString();
   await save();
+  await writeReport(res, out);
   return res;
 }

@@ -1,0 +1,176 @@
+// The lab: configs (schema, YAML, matrix, every bad case a coded error), and real labs in fresh processes on the
+// identity model (fast): a cell that segfaults, one that hangs past its timeout, one whose provider cannot load, and a
+// lab killed with SIGKILL mid-run then resumed without losing or re-running a completed cell.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { GpenLabError } from '../src/errors.js';
+import { SCHEMA_FILE, defaultConfig, normalizeConfig, readConfig } from '../src/lab/config.js';
+import { renderMarkdown } from '../src/lab/report.js';
+import { expandVars, runLab } from '../src/lab/runner.js';
+import type { LabResults } from '../src/lab/types.js';
+
+const FACE = path.resolve('assets/demo-face.png');
+let tmp: string;
+before(() => { tmp = mkdtempSync(path.join(os.tmpdir(), 'gpen-lab-')); });
+after(() => rmSync(tmp, { recursive: true, force: true }));
+
+const configError = (f: () => unknown, re: RegExp) => assert.throws(f, (e: unknown) => e instanceof GpenLabError && e.code === 'E_CONFIG' && re.test(e.message) && /schema|cell|syntax|id/i.test(e.fix));
+
+describe('lab configs', () => {
+  it('the published schema is JSON Schema, and the defaults, the matrix and relative paths are applied', () => {
+    const schema = JSON.parse(readFileSync(SCHEMA_FILE, 'utf8')) as { $schema: string };
+    assert.match(schema.$schema, /json-schema\.org/);
+    const cfg = normalizeConfig({
+      inputs: ['photos/a.png'], model: { synthetic: 256 },
+      matrix: { provider: ['cpu', 'cuda'], precision: ['fp32', 'fp16'], env: [{ name: 'sys', vars: {} }, { name: 'cu12', vars: { LD_LIBRARY_PATH: '/opt/cu12/lib:$LD_LIBRARY_PATH' } }] },
+      cells: [{ provider: 'webgpu', id: 'wg' }],
+    }, '/base');
+    assert.deepEqual(cfg.cells.map((c) => c.id), ['wg', 'cpu-fp32-sys', 'cpu-fp32-cu12', 'cpu-fp16-sys', 'cpu-fp16-cu12', 'cuda-fp32-sys', 'cuda-fp32-cu12', 'cuda-fp16-sys', 'cuda-fp16-cu12']);
+    assert.deepEqual([cfg.inputs, cfg.coldRuns, cfg.warmRuns, cfg.timeoutSec], [['/base/photos/a.png'], 3, 5, 300]);
+    assert.equal(cfg.cells[2].env?.LD_LIBRARY_PATH, '/opt/cu12/lib:$LD_LIBRARY_PATH');
+    assert.deepEqual(expandVars({ LD_LIBRARY_PATH: '/opt/cu12/lib:$LD_LIBRARY_PATH', X: '${HOME2}/y' }, { LD_LIBRARY_PATH: '/a', HOME2: '/h' }), { LD_LIBRARY_PATH: '/opt/cu12/lib:/a', X: '/h/y' });
+    assert.deepEqual(expandVars({ LD_LIBRARY_PATH: '/opt/x:$LD_LIBRARY_PATH' }, {}), { LD_LIBRARY_PATH: '/opt/x' }, 'an unset variable leaves no empty entry');
+  });
+
+  it('reads YAML and JSON files', () => {
+    const y = path.join(tmp, 'lab.yaml');
+    writeFileSync(y, 'inputs: [face.png]\nmodel: {identity: 64}\ncoldRuns: 1\ncells:\n  - provider: cpu\n    session: {intraOpNumThreads: 1}\n');
+    const cfg = readConfig(y);
+    assert.deepEqual([cfg.inputs[0], cfg.coldRuns, cfg.cells[0].id, cfg.cells[0].session], [path.join(tmp, 'face.png'), 1, 'cpu-fp32', { intraOpNumThreads: 1 }]);
+  });
+
+  it('every bad config is E_CONFIG naming what is wrong', () => {
+    const base = { inputs: ['a.png'], model: { identity: 64 }, cells: [{ provider: 'cpu' as const }] };
+    configError(() => normalizeConfig({ ...base, colds: 3 } as never, '/'), /must NOT have additional properties: colds/);
+    configError(() => normalizeConfig({ ...base, cells: [{ provider: 'dml' }] } as never, '/'), /provider must be equal to one of the allowed values \(cpu, cuda, tensorrt, webgpu\)/);
+    configError(() => normalizeConfig({ ...base, model: {} } as never, '/'), /model/);
+    configError(() => normalizeConfig({ inputs: ['a.png'], model: { identity: 64 } } as never, '/'), /cells|matrix/);
+    configError(() => normalizeConfig({ ...base, cells: [{ provider: 'cpu' }, { provider: 'cpu' }] }, '/'), /two cells with the id "cpu-fp32"/);
+    configError(() => normalizeConfig({ ...base, reference: 'gpu' }, '/'), /reference "gpu" is not a cell/);
+    const bad = path.join(tmp, 'bad.yaml');
+    writeFileSync(bad, 'inputs: [a\nmodel: {');
+    configError(() => readConfig(bad), /is not valid YAML/);
+    assert.throws(() => readConfig(path.join(tmp, 'none.json')), (e: unknown) => e instanceof GpenLabError && e.code === 'E_FILE_MISSING');
+  });
+
+  it('the default lab covers every provider in fp32 and fp16 on synthetic GPEN-512, a face for CPU and the photo for GPUs', () => {
+    const cfg = defaultConfig('/f.png', '/p.png', ['cpu', 'webgpu']);
+    assert.deepEqual(cfg.cells.map((c) => c.id), ['cpu-fp32', 'cpu-fp16', 'cuda-fp32', 'cuda-fp16', 'tensorrt-fp32', 'tensorrt-fp16', 'webgpu-fp32', 'webgpu-fp16']);
+    assert.deepEqual([cfg.model, cfg.inputs, cfg.gpuInputs, cfg.reference], [{ synthetic: 512, seed: 0 }, ['/f.png'], ['/p.png'], 'cpu-fp32']);
+  });
+});
+
+describe('a lab in fresh processes', () => {
+  let res: LabResults;
+  let out: string;
+  before(async () => {
+    const segv = path.join(tmp, 'segv.mjs');
+    writeFileSync(segv, "process.kill(process.pid, 'SIGSEGV');\n");
+    const hang = path.join(tmp, 'hang.mjs');
+    writeFileSync(hang, 'Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);\n');
+    out = path.join(tmp, 'lab');
+    const cfg = normalizeConfig({
+      inputs: [FACE], model: { identity: 64 }, coldRuns: 2, warmRuns: 2, timeoutSec: 10,
+      cells: [
+        { provider: 'cpu', id: 'cpu' },
+        { provider: 'cpu', id: 'cpu-1t', session: { intraOpNumThreads: 1 } },
+        { provider: 'cpu', id: 'segfault', env: { NODE_OPTIONS: `--import=${segv}` } },
+        { provider: 'cpu', id: 'hang', env: { NODE_OPTIONS: `--import=${hang}` } },
+        { provider: 'cuda', id: 'cuda' },
+      ],
+    }, tmp);
+    res = await runLab(cfg, { out });
+  });
+
+  it('passing cells record every stage, cold and warm timings as hyperfine does, and agree with each other', () => {
+    const cpu = res.cells.find((c) => c.id === 'cpu')!;
+    assert.deepEqual([cpu.stages.startup?.ok, cpu.stages.dependencies?.ok, cpu.stages.inference?.ok, cpu.stages.output?.ok], [true, true, true, true]);
+    assert.deepEqual(cpu.provider.ran, ['cpu']);
+    assert.equal(cpu.runs.length, 2);
+    assert.equal(cpu.cold.total?.runs, 2);
+    assert.equal(cpu.cold.total?.times.length, 2);
+    assert.equal(cpu.warm.total?.runs, 2);
+    for (const k of ['spawn', 'module', 'session', 'decode', 'detect', 'align', 'infer', 'paste', 'encode', 'write']) assert.ok(cpu.cold.stages[k]?.runs === 2, k);
+    assert.ok(cpu.output.psnr! > 20 && cpu.output.ssim! > 0.8, `${cpu.output.psnr} ${cpu.output.ssim}`);
+    assert.equal(res.reference, 'cpu');
+    const t1 = res.cells.find((c) => c.id === 'cpu-1t')!;
+    assert.equal(t1.output.visuallyLossless, true);
+    assert.deepEqual([t1.output.vsReference?.psnr, t1.output.vsReference?.ssim], [100, 1]);
+    assert.ok(existsSync(path.join(out, t1.output.vsReference!.heatmap!)));
+    assert.deepEqual(res.pairs.map((p) => [p.a, p.b]), [['cpu', 'cpu-1t']]);
+    assert.equal(res.schema, 'gpen-lab.results/1');
+  });
+
+  it('a segfault is a result with its signal and the stage reached; the lab goes on', () => {
+    const c = res.cells.find((x) => x.id === 'segfault')!;
+    assert.equal(c.status, 'done');
+    assert.equal(c.runs.length, 1, 'a failing environment is not run again');
+    assert.deepEqual([c.runs[0].ok, c.runs[0].signal, c.runs[0].stage], [false, 'SIGSEGV', 'startup']);
+    assert.match(c.runs[0].error ?? '', /killed by SIGSEGV at stage startup/);
+    assert.equal(c.stages.startup?.ok, false);
+  });
+
+  it('a hang is killed at the timeout and recorded', () => {
+    const c = res.cells.find((x) => x.id === 'hang')!;
+    assert.deepEqual([c.runs[0].timedOut, c.runs[0].ok], [true, false]);
+    assert.match(c.runs[0].error ?? '', /timed out after 10 s at stage startup/);
+  });
+
+  it('a provider that cannot load fails at inference with the doctor\'s reason and fix', () => {
+    const c = res.cells.find((x) => x.id === 'cuda')!;
+    assert.deepEqual([c.stages.startup?.ok, c.stages.dependencies?.ok, c.stages.inference?.ok, c.stages.output], [true, false, false, null]);
+    assert.equal(c.runs[0].stage, 'inference');
+    assert.match(c.runs[0].error ?? '', /E_PROVIDER_UNAVAILABLE/);
+    assert.ok(c.doctor?.findings.some((f) => f.fix === 'gpen-lab setup cuda'));
+    assert.ok(res.recommendations.some((r) => r.startsWith('cuda fails at inference') && r.includes('gpen-lab setup cuda')), res.recommendations.join('\n'));
+  });
+
+  it('report re-renders from results.json alone, the same', () => {
+    const md = readFileSync(path.join(out, 'report.md'), 'utf8');
+    assert.equal(md, renderMarkdown(res));
+    const other = path.join(tmp, 'again');
+    const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/index.ts', 'report', path.join(out, 'results.json'), '--out', other], { encoding: 'utf8', timeout: 120_000 });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(readFileSync(path.join(other, 'report.md'), 'utf8'), md);
+    assert.ok(readFileSync(path.join(other, 'report.html'), 'utf8').includes('data-chart="radar"'));
+    assert.match(md, /\| start-up \| pass \| pass \| FAIL \| FAIL \| pass \|/);
+  });
+});
+
+describe('a lab killed with SIGKILL, then resumed', () => {
+  it('keeps every completed cell as it was and runs only the rest', async () => {
+    const cfgFile = path.join(tmp, 'resume.json');
+    writeFileSync(cfgFile, JSON.stringify({ inputs: [FACE], model: { identity: 64 }, coldRuns: 2, warmRuns: 1, timeoutSec: 60, cells: ['a', 'b', 'c', 'd'].map((id) => ({ provider: 'cpu', id })) }));
+    const out = path.join(tmp, 'resume-lab');
+    const results = path.join(out, 'results.json');
+    const lab = spawn(process.execPath, ['--import', 'tsx', 'src/cli/index.ts', 'lab', cfgFile, '--out', out], { stdio: 'ignore' });
+    const doneIds = (): string[] => {
+      try {
+        return (JSON.parse(readFileSync(results, 'utf8')) as LabResults).cells.filter((c) => c.status === 'done').map((c) => c.id);
+      } catch {
+        return [];
+      }
+    };
+    const t0 = Date.now();
+    while (doneIds().length < 1 && Date.now() - t0 < 120_000) await new Promise((r) => setTimeout(r, 100));
+    lab.kill('SIGKILL');
+    await new Promise((r) => lab.once('close', r));
+    const before = JSON.parse(readFileSync(results, 'utf8')) as LabResults;
+    const kept = before.cells.filter((c) => c.status === 'done');
+    assert.ok(kept.length >= 1 && kept.length < 4, `killed after ${kept.length} cells`);
+    const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/index.ts', 'lab', '--resume', '--out', out], { encoding: 'utf8', timeout: 300_000, env: { ...process.env, CI: 'true' } });
+    assert.equal(r.status, 0, r.stderr);
+    const afterRes = JSON.parse(readFileSync(results, 'utf8')) as LabResults;
+    assert.deepEqual(afterRes.cells.map((c) => [c.id, c.status]), [['a', 'done'], ['b', 'done'], ['c', 'done'], ['d', 'done']]);
+    for (const k of kept) {
+      const now = afterRes.cells.find((c) => c.id === k.id)!;
+      assert.deepEqual([now.finishedAt, now.runs], [k.finishedAt, k.runs], `${k.id} was not re-run`);
+      assert.match(r.stderr, new RegExp(`${k.id}: done in an earlier run: kept`));
+    }
+    assert.ok(existsSync(path.join(out, 'report.html')));
+  });
+});
