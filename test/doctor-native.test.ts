@@ -116,6 +116,19 @@ describe('missing and wrong-major libraries, candidates and the fix', () => {
     assert.match(f.message, /resolves to .*liar\/libcudart\.so\.13, version 12\.8: this build needs 13\.x/);
   });
 
+  it('a stub libcudnn.so.9 that reports cuDNN 8 is the wrong major, and a right copy elsewhere is the fix', () => {
+    const stub = dir('stub-cudnn');
+    const real9 = dir('cudnn9');
+    buildLib(stub, 'libcudnn.so.9', VERSION_C.cudnn(80907));
+    buildLib(real9, 'libcudnn.so.9', VERSION_C.cudnn(91400));
+    const c = checkLibrary('libcudnn.so.9', 'dlopen', 9, { ldLibraryPath: stub, cache: new Map(), defaultDirs: [], extraRoots: [real9] });
+    assert.deepEqual([c.path, c.version], [path.join(stub, 'libcudnn.so.9'), '8.9.7']);
+    const f = libraryFindings([c]).find((x) => x.id === 'lib-wrong-major')!;
+    assert.match(f.message, /stub-cudnn\/libcudnn\.so\.9, version 8\.9\.7: this build needs 9\.x/);
+    assert.equal(f.fix, `export LD_LIBRARY_PATH=${real9}:$LD_LIBRARY_PATH`);
+    assert.equal(c.candidates.find((k) => k.path.startsWith(stub))?.matches, false, 'the stub itself is no candidate');
+  });
+
   it('a library found nowhere names what to install', () => {
     const c = checkLibrary('libcudnn_adv.so.9', 'dlopen', 9, { ldLibraryPath: '', cache: new Map(), defaultDirs: [] });
     const [f] = libraryFindings([c, checkLibrary('libcudnn.so.9', 'dlopen', 9, { cache: new Map(), defaultDirs: [] })]);

@@ -9,7 +9,7 @@ import { PROVIDERS, PROVIDER_SPECS, ortBinDir } from '../runtime/providers.js';
 import { expandOrigin, readElfDynamic } from './elf.js';
 import { kernelVerdict, readFatbin } from './fatbin.js';
 import { driverSupportsCuda, maxCudaForDriver, readGpus } from './gpu.js';
-import { checkLibrary, exportLine, formatCandidate, readLdCache } from './libs.js';
+import { checkLibrary, exportLine, formatCandidate, readLdCache, versionTiedToSoname } from './libs.js';
 import { probeProvider } from './probe.js';
 import { PROVIDER_REQUIREMENTS, REQUIRED_CUDA_MAJOR, driverMinimumFor, familyOf } from './requirements.js';
 import { diagnose } from './signatures.js';
@@ -82,7 +82,7 @@ export function libraryFindings(checks: LibraryCheck[]): Finding[] {
   for (const c of checks.filter((x) => x.path)) {
     const need = sonameMajor(c.soname);
     const good = c.candidates.find((k) => k.matches);
-    if (c.version && need !== null && c.soname.startsWith('libcudart') && major(c.version) !== need) {
+    if (c.version && need !== null && versionTiedToSoname(c.soname) && major(c.version) !== need) {
       out.push({ id: 'lib-wrong-major', verdict: 'fail', message: `${c.soname} resolves to ${c.path}, version ${c.version}: this build needs ${need}.x`, fix: good ? exportLine(path.dirname(good.path)) : `install ${familyOf(c.soname)?.install ?? `the CUDA ${need} runtime`}` });
     } else if (c.candidates.length && c.candidates.every((k) => !k.matches)) {
       out.push({ id: 'lib-other-major-on-path', verdict: 'warn',

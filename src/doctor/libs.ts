@@ -102,6 +102,11 @@ export function readVersion(file: string, soname: string = path.basename(file)):
   }
 }
 
+/** Libraries whose own version major must equal the soname's (cudart 13.x is libcudart.so.13; not libcuda.so.1). */
+export function versionTiedToSoname(soname: string): boolean {
+  return !!familyOf(soname)?.version && !soname.startsWith('libcuda.so');
+}
+
 const majorOf = (soname: string): number | null => {
   const m = /\.so\.(\d+)/.exec(soname);
   return m ? Number(m[1]) : null;
@@ -160,7 +165,9 @@ export function findCandidates(soname: string, opts: { ldLibraryPath?: string; c
     seen.add(r);
     const major = majorOf(name);
     const v = readVersion(file, name);
-    out.push({ path: file, soname: name, major, version: v.version, source, matches: major !== null && major === need });
+    const vMajor = v.version ? Number(v.version.split('.')[0]) : null;
+    const versionOk = vMajor === null || !versionTiedToSoname(name) || vMajor === major;
+    out.push({ path: file, soname: name, major, version: v.version, source, matches: major !== null && major === need && versionOk });
   };
   for (const [label, dir] of roots(opts)) {
     let names: string[];
@@ -175,8 +182,8 @@ export function checkLibrary(soname: string, neededBy: string, needMajor: number
   const found = loaderSearch(soname, opts);
   const v = found.path ? readVersion(found.path, soname) : { version: null };
   const vMajor = v.version ? Number(v.version.split('.')[0]) : null;
-  // a library's version major is its product's (cuDNN 9, CUDA 13); only the CUDA runtime's must equal the soname's
-  const wrong = found.path !== null && soname.startsWith('libcudart') && vMajor !== null && vMajor !== needMajor;
+  // a file named for the right major that reports another (a stub, a renamed copy) is the wrong major
+  const wrong = found.path !== null && versionTiedToSoname(soname) && vMajor !== null && vMajor !== needMajor;
   return {
     soname, neededBy: neededBy === 'dlopen' ? 'dlopen at run time' : `${neededBy}`, foundVia: found.foundVia, path: found.path, version: v.version,
     ...(v.error && found.path ? { versionError: v.error } : {}),
