@@ -41,7 +41,7 @@ export function labCommand(): Command {
         onProgress: (e) => {
           if (tty) {
             if (/^run \d+\/\d+/.test(e.line)) steps.step(`${e.cell} ${e.line}`);
-          } else process.stderr.write(`[cell ${e.index + 1}/${e.total}] ${e.cell}: ${e.line}\n`);
+          } else process.stderr.write(`${e.index < 0 ? '[model]' : `[cell ${e.index + 1}/${e.total}]`} ${e.cell}: ${e.line}\n`);
         },
       });
       steps.done();

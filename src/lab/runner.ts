@@ -376,7 +376,11 @@ export async function runLab(cfg: LabConfig, opts: LabOptions): Promise<LabResul
   const save = () => writeFileAtomicSafe(file, JSON.stringify(res, null, 1));
   // synthetic weights are built once here; the cells' processes load the file like a user's model
   if (cfg.model.synthetic) {
-    for (const precision of new Set(cfg.cells.map((c) => c.precision))) await prepareModel(modelSpecOf(cfg.model, path.join(out, '.cache')), precision);
+    for (const precision of new Set(cfg.cells.map((c) => c.precision))) {
+      const t = Date.now();
+      await prepareModel(modelSpecOf(cfg.model, path.join(out, '.cache')), precision);
+      opts.onProgress?.({ cell: 'model', index: -1, total: cfg.cells.length, line: `synthetic GPEN-${cfg.model.synthetic} ${precision} ready in ${path.join(out, '.cache')} (${((Date.now() - t) / 1000).toFixed(1)} s; built once, loaded by every cell)` });
+    }
   }
   const total = cfg.cells.length;
   for (let i = 0; i < total; i++) {
