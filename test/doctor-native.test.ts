@@ -12,6 +12,7 @@ import { GpenLabError } from '../src/errors.js';
 import { expandOrigin, findSection, readElfDynamic } from '../src/doctor/elf.js';
 import { FATBIN_MAGIC, kernelVerdict, parseFatbin, readFatbin } from '../src/doctor/fatbin.js';
 import { driverSupportsCuda, maxCudaForDriver, parseSmiCsv, readGpus } from '../src/doctor/gpu.js';
+import { startGpuSampler, summarizeGpu } from '../src/doctor/gpu-sampler.js';
 import { checkLibrary, exportLine, findCandidates, formatCandidate, loaderSearch, readLdCache, readVersion } from '../src/doctor/libs.js';
 import { libraryFindings } from '../src/doctor/index.js';
 import { driverMinimumFor } from '../src/doctor/requirements.js';
@@ -296,6 +297,7 @@ typedef struct { unsigned long long total, free, used; } M;
 int nvmlDeviceGetMemoryInfo(void *h, M *m) { m->total = 85520809984ULL; m->free = 0; m->used = 0; return 0; }`);
     const r = await readGpus({ nvmlPath: nvml });
     assert.equal(r.source, 'nvml');
+    assert.equal((await readGpus({ nvmlPath: nvml })).source, 'nvml', 'a second reading in the same process (the lab reads once per cell)');
     assert.deepEqual([r.driverVersion, r.cudaDriverVersion], ['580.95.05', '13.0']);
     assert.deepEqual(r.devices, [{ index: 0, name: 'NVIDIA H100 80GB HBM3', computeCapability: '9.0', memoryTotalMiB: 81559 }]);
 
@@ -309,6 +311,34 @@ int nvmlDeviceGetMemoryInfo(void *h, M *m) { m->total = 85520809984ULL; m->free 
     assert.match(s.tried[0].error ?? '', /nvmlInit_v2 returned 9 \(driver not loaded\)/);
     assert.match(s.tried[1].error ?? '', /cuInit returned 100 \(CUDA_ERROR_NO_DEVICE\); the driver supports CUDA 12\.2/);
     assert.deepEqual([s.driverVersion, s.cudaDriverVersion, s.devices[0].computeCapability, s.devices[0].memoryTotalMiB], ['535.183.01', '12.2', '8.0', 40960]);
+  });
+
+  it('samples utilisation and the watched processes\' memory through an NVML stub, again and again', async () => {
+    const nvml = buildLib(dir('sampler'), 'libnvidia-ml.so.1', `#include <string.h>
+#include <unistd.h>
+int nvmlInit_v2(void) { return 0; }
+int nvmlShutdown(void) { return 0; }
+int nvmlDeviceGetHandleByIndex_v2(unsigned i, void **h) { *h = (void *)0x10; return 0; }
+typedef struct { unsigned gpu, memory; } U;
+int nvmlDeviceGetUtilizationRates(void *h, U *u) { u->gpu = 42; u->memory = 7; return 0; }
+typedef struct { unsigned long long total, free, used; } M;
+int nvmlDeviceGetMemoryInfo(void *h, M *m) { m->total = 8ULL << 30; m->used = 3ULL << 30; m->free = 5ULL << 30; return 0; }
+typedef struct { unsigned pid; unsigned long long used; unsigned gi, ci; } P;
+int nvmlDeviceGetComputeRunningProcesses_v3(void *h, unsigned *n, P *p) {
+  if (*n < 2) { *n = 2; return 7; }
+  p[0].pid = (unsigned)getpid(); p[0].used = 512ULL << 20; p[1].pid = 1; p[1].used = 1ULL << 30; *n = 2; return 0;
+}`);
+    for (let round = 0; round < 2; round++) {
+      const s = startGpuSampler({ nvmlPath: nvml, intervalMs: 10, pids: () => [process.pid] });
+      await new Promise((r) => setTimeout(r, 60));
+      const g = summarizeGpu(s.stop());
+      assert.equal(g.source, 'nvml', `round ${round}: ${g.reason}`);
+      assert.ok(g.samples >= 3);
+      assert.deepEqual([g.utilMean, g.utilPeak, g.memUsedPeakMiB, g.processPeakMiB], [42, 42, 3072, 512], 'only the watched process counts');
+    }
+    const none = summarizeGpu(startGpuSampler({ nvmlPath: path.join(tmp, 'none.so'), smi: path.join(tmp, 'no-smi'), pids: () => [] }).stop());
+    assert.equal(none.source, 'none');
+    assert.match(none.reason ?? '', /NVML \(.*none\.so\): /);
   });
 
   it('parses nvidia-smi CSV, including fields it cannot fill', () => {

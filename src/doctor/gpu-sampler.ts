@@ -3,6 +3,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { spawn } from 'node:child_process';
 import koffi from 'koffi';
+import { nvmlMemoryType } from './gpu.js';
 
 export interface GpuSample {
   t: number;
@@ -23,16 +24,26 @@ interface Nvml {
   close(): void;
 }
 
+// koffi type names are global: declared once per process (a second declaration throws)
+type CType = ReturnType<typeof koffi.struct>;
+let types: { Util: CType; Mem: CType; Proc: CType } | null = null;
+function structs(): NonNullable<typeof types> {
+  types ??= {
+    Util: koffi.struct('gpenNvmlUtil', { gpu: 'unsigned int', memory: 'unsigned int' }),
+    Mem: nvmlMemoryType(),
+    // nvmlProcessInfo_t (v2/v3 layout): pid, usedGpuMemory, gpuInstanceId, computeInstanceId
+    Proc: koffi.struct('gpenNvmlProc', { pid: 'unsigned int', usedGpuMemory: 'unsigned long long', gpuInstanceId: 'unsigned int', computeInstanceId: 'unsigned int' }),
+  };
+  return types;
+}
+
 function openNvml(file: string, deviceIndex: number): Nvml {
   const lib = koffi.load(file);
   const rc = lib.func('int nvmlInit_v2(void)')() as number;
   if (rc !== 0) throw new Error(`nvmlInit_v2 returned ${rc}`);
   const h: unknown[] = [null];
   if ((lib.func('int nvmlDeviceGetHandleByIndex_v2(unsigned int i, _Out_ void **h)')(deviceIndex, h) as number) !== 0) throw new Error(`no GPU ${deviceIndex}`);
-  const Util = koffi.struct('gpenUtil', { gpu: 'unsigned int', memory: 'unsigned int' });
-  const Mem = koffi.struct('gpenMem', { total: 'unsigned long long', free: 'unsigned long long', used: 'unsigned long long' });
-  // nvmlProcessInfo_t (v2/v3 layout): pid, usedGpuMemory, gpuInstanceId, computeInstanceId
-  const Proc = koffi.struct('gpenProc', { pid: 'unsigned int', usedGpuMemory: 'unsigned long long', gpuInstanceId: 'unsigned int', computeInstanceId: 'unsigned int' });
+  const { Util, Mem, Proc } = structs();
   const util = lib.func('nvmlDeviceGetUtilizationRates', 'int', ['void *', koffi.out(koffi.pointer(Util))]);
   const mem = lib.func('nvmlDeviceGetMemoryInfo', 'int', ['void *', koffi.out(koffi.pointer(Mem))]);
   let procs: ((...args: unknown[]) => unknown) | null = null;
@@ -77,7 +88,7 @@ export function startGpuSampler(opts: { intervalMs?: number; pids: () => Iterabl
   try {
     nvml = openNvml(opts.nvmlPath ?? 'libnvidia-ml.so.1', opts.deviceIndex ?? 0);
   } catch (e) {
-    reason = `NVML: ${(e as Error).message}`;
+    reason = `NVML (${opts.nvmlPath ?? "libnvidia-ml.so.1"}): ${(e as Error).message}`;
   }
   if (nvml) {
     const n = nvml;

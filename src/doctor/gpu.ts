@@ -42,6 +42,13 @@ export function parseSmiCsv(text: string): GpuDevice[] {
   });
 }
 
+let memType: ReturnType<typeof koffi.struct> | null = null;
+/** nvmlMemory_t, declared once per process (koffi type names are global; a second declaration throws). */
+export function nvmlMemoryType(): ReturnType<typeof koffi.struct> {
+  memType ??= koffi.struct('nvmlMemory_t', { total: 'unsigned long long', free: 'unsigned long long', used: 'unsigned long long' });
+  return memType;
+}
+
 function loadError(lib: string, e: unknown): string {
   return `${lib}: ${(e as Error).message}`;
 }
@@ -62,7 +69,7 @@ function viaNvml(file: string): Omit<GpuReport, 'source' | 'tried'> {
     const getHandle = lib.func('int nvmlDeviceGetHandleByIndex_v2(unsigned int i, _Out_ void **h)');
     const getName = lib.func('int nvmlDeviceGetName(void *h, _Out_ uint8_t *name, unsigned int n)');
     const getCc = lib.func('int nvmlDeviceGetCudaComputeCapability(void *h, _Out_ int *major, _Out_ int *minor)');
-    const Mem = koffi.struct('nvmlMemory_t', { total: 'unsigned long long', free: 'unsigned long long', used: 'unsigned long long' });
+    const Mem = nvmlMemoryType();
     const getMem = lib.func('nvmlDeviceGetMemoryInfo', 'int', ['void *', koffi.out(koffi.pointer(Mem))]);
     const devices: GpuDevice[] = [];
     for (let i = 0; i < count[0]; i++) {

@@ -8,6 +8,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { GpenLabError } from '../errors.js';
 import { runDoctor } from '../doctor/index.js';
+import { REQUIRED_CUDA_MAJOR, driverMinimumFor } from '../doctor/requirements.js';
+import { diagnose } from '../doctor/signatures.js';
 import { startGpuSampler, summarizeGpu } from '../doctor/gpu-sampler.js';
 import { readGpus } from '../doctor/gpu.js';
 import { readSystem } from '../doctor/system.js';
@@ -181,6 +183,8 @@ function emptyCell(c: CellSpec, cfg: LabConfig): CellResult {
 async function runCell(c: CellSpec, cfg: LabConfig, out: string, gpuPresent: string | null, progress: (line: string) => void): Promise<CellResult> {
   const r = emptyCell(c, cfg);
   const vars = expandVars(c.env ?? {});
+  const found: Record<string, string[]> = {};
+  let gpuInfo: { driverVersion: string | null; cudaDriverVersion: string | null } | null = null;
   const env = { ...process.env, ...vars };
   // dependencies: the doctor's static report for this environment (the try-load is the cell itself)
   if (c.provider === 'cpu') {
@@ -188,6 +192,11 @@ async function runCell(c: CellSpec, cfg: LabConfig, out: string, gpuPresent: str
   } else {
     const d = await runDoctor({ providers: [c.provider], probe: false, env });
     const p = d.providers[0];
+    for (const l of p.libraries) {
+      const dirs = l.candidates.filter((k) => k.matches).map((k) => path.dirname(k.path));
+      if (dirs.length) found[l.soname] = dirs;
+    }
+    gpuInfo = d.gpu;
     r.doctor = { verdict: p.verdict, findings: [...d.findings, ...p.findings], libraries: p.libraries.map((l) => ({ soname: l.soname, path: l.path, version: l.version })) };
     const fail = p.findings.find((f) => f.verdict === 'fail');
     r.stages.dependencies = fail ? { ok: false, reason: `${fail.message}${fail.fix ? ` (fix: ${fail.fix})` : ''}` } : { ok: true, reason: `${p.libraries.filter((l) => l.path).length} of ${p.libraries.length} libraries resolved` };
@@ -224,6 +233,17 @@ async function runCell(c: CellSpec, cfg: LabConfig, out: string, gpuPresent: str
     }
     progress(rec.ok ? `run ${i + 1}: ${((rec.total_ms ?? 0) / 1000).toFixed(2)} s to the first image` : `run ${i + 1} failed at ${rec.stage}: ${rec.error}`);
     if (!rec.ok) break; // a failing environment fails the same way again
+  }
+  // the failure's own words matched against the doctor's known signatures: cause and fix
+  const failedRun = r.runs.find((x) => !x.ok);
+  if (failedRun) {
+    const text = `${failedRun.error ?? ''}\n${failedRun.stderrTail}`;
+    const diag = diagnose(text, { provider: c.provider, found, driverVersion: gpuInfo?.driverVersion ?? null, cudaDriverVersion: gpuInfo?.cudaDriverVersion ?? null, requiredCudaMajor: REQUIRED_CUDA_MAJOR, driverMinimum: driverMinimumFor(REQUIRED_CUDA_MAJOR) })
+      .filter((f) => !(r.doctor?.findings ?? []).some((x) => x.id === f.id));
+    if (diag.length) {
+      r.doctor ??= { verdict: 'fail', findings: [], libraries: [] };
+      r.doctor.findings.unshift(...diag);
+    }
   }
   if (sampler) r.gpu = summarizeGpu(sampler.stop());
   else r.gpu = { ...r.gpu, reason: c.provider === 'cpu' ? 'cpu cell' : `no GPU: ${gpuPresent}` };

@@ -155,7 +155,17 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
       row += l.cin;
     }
     const all = g.op('Gemm', [latent, g.initializer('modulation.weight', [total, S], mw), g.initializer('modulation.bias', [total], mb)], { transB: 1 });
-    const outs = g.node('Split', [all, g.constInt64(modLayers.map((l) => l.cin), 'split')], { axis: 1 }, modLayers.length, 'style');
+    // two levels of Split with at most 8 outputs each: WebGPU allows 16 storage buffers per shader, and one Split
+    // into all 20+ styles needs more (found by the lab on an H200: "Too many storage buffers in shader")
+    const sizes = modLayers.map((l) => l.cin);
+    const groups: number[][] = [];
+    for (let i = 0; i < sizes.length; i += 8) groups.push(sizes.slice(i, i + 8));
+    const outs: string[] = [];
+    if (groups.length === 1) outs.push(...g.node('Split', [all, g.constInt64(sizes, 'split')], { axis: 1 }, sizes.length, 'style'));
+    else {
+      const parts = g.node('Split', [all, g.constInt64(groups.map((x) => x.reduce((a, b) => a + b, 0)), 'split')], { axis: 1 }, groups.length, 'style_groups');
+      groups.forEach((x, j) => outs.push(...(x.length === 1 ? [parts[j]] : g.node('Split', [parts[j], g.constInt64(x, `split_${j}`)], { axis: 1 }, x.length, `style_${j}`))));
+    }
     modLayers.forEach((l, i) => styles.set(l.prefix, outs[i]));
   }
   const modulate = (xin: string, prefix: string) => g.op('Mul', [xin, toCompute(g.op('Reshape', [styles.get(prefix)!, R4]))]);

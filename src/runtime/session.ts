@@ -73,10 +73,10 @@ function providerFailure(cfg: SessionConfig, e: unknown): GpenLabError {
   }
   if (/load|shared library|cannot open/i.test(said)) {
     return new GpenLabError('E_PROVIDER_UNAVAILABLE', `The ${p} execution provider failed to load for ${label}: a library it depends on did not load (ONNX Runtime said: ${said})`,
-      `The ${p} provider of this build needs CUDA 13, cuDNN 9 and a driver that supports CUDA 13 on the loader path (LD_LIBRARY_PATH); check them with \`ldd ${ortBinDir()}/libonnxruntime_providers_${p}.so\`.`, { input: label, provider: p, ort: said });
+      `Run \`gpen-lab doctor --provider ${p}\`: it names the library that did not load and prints the line to fix it (the ${p} provider of this build needs CUDA 13, cuDNN 9 and a driver for CUDA 13).`, { input: label, provider: p, ort: said });
   }
   return new GpenLabError('E_SESSION', `ONNX Runtime could not create a ${p} session for ${label}: ${said}`,
-    'Check that the model is a valid ONNX file with `gpen-lab model info FILE`.', { input: label, provider: p, ort: said });
+    p === 'cpu' ? 'Check that the model is a valid ONNX file with `gpen-lab model info FILE`.' : `Run \`gpen-lab doctor --provider ${p}\`: it matches this error against known causes and prints the fix; \`gpen-lab model info FILE\` checks the model itself.`, { input: label, provider: p, ort: said });
 }
 
 export class ModelSession {
@@ -156,7 +156,7 @@ export class ModelSession {
         : await this.session.run(feeds);
     } catch (e) {
       throw new GpenLabError('E_INFERENCE', `Inference failed on ${this.asked} for ${this.config.label ?? 'the model'} with input [${dims.join(', ')}]: ${errorMessage(e)}`,
-        'Check the input shape against the model with `gpen-lab model info FILE`.',
+        this.asked === 'cpu' ? 'Check the input shape against the model with `gpen-lab model info FILE`.' : `Run \`gpen-lab doctor --provider ${this.asked}\` for the cause, or use --provider cpu; \`gpen-lab model info FILE\` checks the input shape.`,
         { input: this.config.label, provider: this.asked, dims });
     }
     const ms = performance.now() - t0;
