@@ -71,7 +71,7 @@ export const SIGNATURES: Signature[] = [
     // the CUDA provider starts without cuDNN and fails at the first convolution
     id: 'cudnn-unavailable',
     pattern: /cuDNN is unavailable|RequireCudnnHandle/,
-    cause: () => 'cuDNN 9 did not load when the first convolution ran (the session itself was created: cuDNN is opened at run time)',
+    cause: () => 'cuDNN 9 could not be used: no libcudnn.so.9 loaded, or the one that loaded is not cuDNN 9 (cuDNN is opened when a session starts or at its first convolution)',
     fix: (_m, ctx) => libraryFix('libcudnn.so.9', ctx),
   },
   {
