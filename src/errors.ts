@@ -24,6 +24,9 @@ export const ERROR_CODES = [
   'E_SETUP_SOURCE', // setup cuda: the package, archive or folder to install from is missing or is not the expected one
   'E_CHECKSUM', // a file whose sha256 differs from the value recorded in the project
   'E_RUNTIME_VERSION', // the installed onnxruntime-node is not the version the provider files were built for
+  'E_BUSY', // the service's queue is full: retry after the time it says
+  'E_NOT_READY', // the service is still loading its model
+  'E_TIMEOUT', // a request took longer than the service's per-request limit
   'E_CONFIG', // a lab config or results file that does not match its schema
   'E_INTERNAL', // a bug: not caused by the input (reported with --debug)
 ] as const;

@@ -9,6 +9,7 @@ import { detectCommand, restoreCommand } from './restore.js';
 import { setupCommand } from './setup.js';
 import { doctorCommand } from './doctor.js';
 import { labCommand, reportCommand } from './lab.js';
+import { serveCommand } from './serve.js';
 
 const argv = process.argv;
 const debug = argv.includes('--debug');
@@ -23,6 +24,7 @@ const program = new Command('gpen-lab')
 
 program.addCommand(labCommand());
 program.addCommand(reportCommand());
+program.addCommand(serveCommand());
 program.addCommand(restoreCommand());
 program.addCommand(detectCommand());
 program.addCommand(modelCommand());

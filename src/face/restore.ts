@@ -48,6 +48,14 @@ export interface RestoreOptions {
   write?: boolean;
 }
 
+/** Per-call overrides of the pipeline's options (the service takes them from each request). */
+export interface FinishOptions {
+  alpha?: number;
+  ext?: OutputExt;
+  saveFace?: boolean;
+  write?: boolean;
+}
+
 export type StageName = 'decode' | 'detect' | 'align' | 'infer' | 'paste' | 'encode' | 'write';
 
 export interface RestoreResult {
@@ -179,6 +187,14 @@ export class Restorer {
     const lap = (k: StageName) => { const n = performance.now(); r.stages_ms[k] += n - t; t = n; };
     const img = await decodeImage(file, this.opts.maxPixels !== undefined ? { maxPixels: this.opts.maxPixels } : undefined);
     lap('decode');
+    return this.prepareDecoded(img, file, r);
+  }
+
+  /** Detect and align a decoded image: the crops of its faces, ready for inference. */
+  private async prepareDecoded(img: DecodedImage, file: string, r: RestoreResult): Promise<Pending> {
+    const S = this.size;
+    let t = performance.now();
+    const lap = (k: StageName) => { const n = performance.now(); r.stages_ms[k] += n - t; t = n; };
     let faces: DetectedFace[];
     let transforms: Affine[];
     if (this.opts.aligned) {
@@ -231,7 +247,38 @@ export class Restorer {
     });
   }
 
-  private async finish(p: Pending): Promise<void> {
+  /**
+   * One decoded image through the pipeline, its faces inferred by `infer` (the service passes a batcher that shares
+   * batches with other requests); nothing is written: the encoded images come back.
+   */
+  async restoreDecoded(img: DecodedImage, name: string, o: FinishOptions, infer: (crops: Float32Array, n: number) => Promise<Float32Array>): Promise<{ result: RestoreResult; images: [string, Buffer][] }> {
+    const r = this.emptyResult(name);
+    const p = await this.prepareDecoded(img, name, r);
+    try {
+      if (p.faces.length > 0) {
+        const t = performance.now();
+        const out = await infer(p.crops.subarray(0, 3 * this.size * this.size * p.faces.length), p.faces.length);
+        p.restored.set(out.subarray(0, 3 * this.size * this.size * p.faces.length));
+        r.stages_ms.infer += performance.now() - t;
+      }
+      const images = await this.finish(p, { ...o, write: false });
+      return { result: r, images };
+    } finally {
+      this.pool.give(p.crops);
+      this.pool.give(p.restored);
+    }
+  }
+
+  /** Runs `n` aligned crops (planar, [-1, 1]) through the session at once: the service's batched inference. */
+  async inferCrops(x: Float32Array, n: number): Promise<Float32Array> {
+    const S = this.size;
+    return (await this.session.run(x, [n, 3, S, S])).data;
+  }
+
+  private async finish(p: Pending, o: FinishOptions = {}): Promise<[string, Buffer][]> {
+    const alpha = o.alpha ?? this.opts.alpha;
+    const saveFace = o.saveFace ?? this.opts.saveFace;
+    const write = o.write ?? this.opts.write;
     const r = p.result;
     r.provider.ran = this.session.placement?.ran ?? null;
     if (this.session.placement?.mismatch) r.warnings.push(`asked for ${this.session.asked} but nodes ran on ${this.session.placement.ran.join(', ')}`);
@@ -243,13 +290,13 @@ export class Restorer {
     // The official order: restored crops saved as they are, small faces smoothed, then blended with alpha. Where the
     // paste reduces the crop anyway (and alpha is 1), the smoothing rides along in the reduction for free.
     const smoothInPaste = p.faces.map(() => false);
-    const saved = this.opts.saveFace ? new Float32Array(p.restored.subarray(0, per * p.faces.length)) : null;
+    const saved = saveFace ? new Float32Array(p.restored.subarray(0, per * p.faces.length)) : null;
     for (let i = 0; i < p.faces.length; i++) {
       const [x1, y1, x2, y2] = p.faces[i].box;
       const small = !this.opts.aligned && Math.min(x2 - x1, y2 - y1) < SMALL_FACE_PX;
-      if (small && this.opts.alpha === 1 && pasteReduction(p.transforms[i]) > 1) smoothInPaste[i] = true;
+      if (small && alpha === 1 && pasteReduction(p.transforms[i]) > 1) smoothInPaste[i] = true;
       else if (small) smoothSmallFace(p.restored, S, i * per);
-      blendAlpha(p.restored, p.crops, this.opts.alpha, per, i * per, i * per);
+      blendAlpha(p.restored, p.crops, alpha, per, i * per, i * per);
     }
     let outRgb: Uint8Array;
     let outW = img.width, outH = img.height;
@@ -267,7 +314,7 @@ export class Restorer {
       comp.release();
     }
     lap('paste');
-    const ext = this.opts.ext;
+    const ext = o.ext ?? this.opts.ext;
     const base = path.join(this.opts.outDir, path.parse(p.file).name);
     const description = this.info.synthetic ? `gpen-lab: ${SYNTHETIC_NOTE}` : `gpen-lab: restored with ${path.basename(this.label)}`;
     // the encodes run in sharp's threads, all at once
@@ -276,7 +323,7 @@ export class Restorer {
     // side by side: the input (scaled to the output's height when aligned) and the result
     const left = this.opts.aligned ? tensorToPixels(p.crops, S) : { width: img.width, height: img.height, data: img.rgb };
     jobs.push([`${base}_COMP${ext}`, encodeImage(hstack([left, { width: outW, height: outH, data: outRgb }]), ext, { description })]);
-    if (this.opts.saveFace) {
+    if (saveFace) {
       for (let i = 0; i < p.faces.length; i++) {
         const pair = hstack([tensorToPixels(p.crops, S, i * per), tensorToPixels(saved!, S, i * per)]);
         jobs.push([`${base}_face${String(i).padStart(2, '0')}${ext}`, encodeImage(pair, ext, { description })]);
@@ -285,10 +332,11 @@ export class Restorer {
     const buffers = await Promise.all(jobs.map((j) => j[1]));
     const files: [string, Buffer][] = jobs.map((j, i) => [j[0], buffers[i]]);
     lap('encode');
-    if (!this.opts.write) return;
+    if (!write) return files;
     for (const [f, buf] of files) await writeFileAtomicSafe(f, buf);
     lap('write');
     r.outputs = { gpen: files[0][0], comp: files[1][0], faces: files.slice(2).map((f) => f[0]) };
+    return files;
   }
 
   async release(): Promise<void> {

@@ -64,12 +64,33 @@ export function parseOutputExt(ext: string): OutputExt {
  * decoded: a decompression bomb costs a header read.
  */
 export async function decodeImage(file: string, opts: { maxPixels?: number } = {}): Promise<DecodedImage> {
+  await assertReadableFile(file, ACCEPTED);
+  return decodeFrom(file, file, opts);
+}
+
+/** decodeImage for bytes already in memory (an upload); `name` stands for the file in messages and results. */
+export async function decodeImageBuffer(buf: Buffer, name: string, opts: { maxPixels?: number } = {}): Promise<DecodedImage> {
+  if (buf.length === 0) throw new GpenLabError('E_FORMAT_UNKNOWN', `${name} is empty (expected ${ACCEPTED})`, 'Send the image bytes.', { input: name });
+  return decodeFrom(buf, name, opts);
+}
+
+/** The container format from the first bytes, or null: JPEG, PNG, WebP, GIF, TIFF (what decodeImage accepts). */
+export function sniffImageFormat(head: Uint8Array): 'jpeg' | 'png' | 'webp' | 'gif' | 'tiff' | null {
+  const b = Buffer.from(head.buffer, head.byteOffset, Math.min(head.byteLength, 12));
+  if (b.length >= 3 && b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff) return 'jpeg';
+  if (b.length >= 8 && b.readUInt32BE(0) === 0x89504e47 && b.readUInt32BE(4) === 0x0d0a1a0a) return 'png';
+  if (b.length >= 12 && b.toString('latin1', 0, 4) === 'RIFF' && b.toString('latin1', 8, 12) === 'WEBP') return 'webp';
+  if (b.length >= 6 && /^GIF8[79]a$/.test(b.toString('latin1', 0, 6))) return 'gif';
+  if (b.length >= 4 && (b.readUInt32BE(0) === 0x49492a00 || b.readUInt32BE(0) === 0x4d4d002a)) return 'tiff';
+  return null;
+}
+
+async function decodeFrom(src: string | Buffer, file: string, opts: { maxPixels?: number }): Promise<DecodedImage> {
   const maxPixels = opts.maxPixels ?? DEFAULT_MAX_PIXELS;
   if (!Number.isInteger(maxPixels) || maxPixels < 1) throw badArgument('maxPixels', 'a positive integer', maxPixels);
-  await assertReadableFile(file, ACCEPTED);
   let meta: Metadata;
   try {
-    meta = await sharp(file, { limitInputPixels: false }).metadata(); // header only: the limit is ours, below
+    meta = await sharp(src, { limitInputPixels: false }).metadata(); // header only: the limit is ours, below
   } catch (e) {
     throw new GpenLabError('E_FORMAT_UNKNOWN', `Cannot read ${file} as an image: ${errorMessage(e)} (expected ${ACCEPTED})`,
       'Pass a JPEG, PNG, WebP, TIFF or GIF file; convert other formats first.', { input: file });
@@ -88,7 +109,7 @@ export async function decodeImage(file: string, opts: { maxPixels?: number } = {
   let data: Buffer;
   let info: OutputInfo;
   try {
-    ({ data, info } = await sharp(file, { limitInputPixels: maxPixels, failOn: 'error', pages: 1 })
+    ({ data, info } = await sharp(src, { limitInputPixels: maxPixels, failOn: 'error', pages: 1 })
       .rotate()
       .toColourspace('srgb')
       .raw({ depth: 'uchar' })

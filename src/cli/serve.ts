@@ -1,0 +1,57 @@
+// `gpen-lab serve`: the restoration service (src/serve/server.ts) with a graceful shutdown on SIGTERM and SIGINT.
+import { Command } from 'commander';
+import { GpenLabError } from '../errors.js';
+import type { ModelSpec } from '../model/registry.js';
+import { parseProvider } from '../runtime/providers.js';
+import { startService } from '../serve/server.js';
+import { parseIntArg } from './model.js';
+import { SYNTHETIC_WARNING, warn } from './output.js';
+
+export function serveCommand(): Command {
+  return new Command('serve')
+    .description('face restoration over HTTP: POST /v1/restore, /healthz, /readyz, /v1/doctor, /metrics')
+    .option('--port <n>', 'port (0: any free one)', parseIntArg('--port'), 8080)
+    .option('--host <h>', 'address to listen on', '127.0.0.1')
+    .option('--model <file>', 'GPEN weights: the official .pth or an .onnx')
+    .option('--synthetic <size>', 'seeded synthetic GPEN of this size (for measuring only: every response says so)', parseIntArg('--synthetic'))
+    .option('--seed <s>', 'seed of --synthetic weights', parseIntArg('--seed'), 0)
+    .option('--key <name>', 'for a .pth: key the generator is nested under')
+    .option('--fp16', 'fp16 variant (for a .pth or --synthetic)')
+    .option('--provider <p>', 'execution provider: cpu, cuda, tensorrt, webgpu', 'cpu')
+    .option('--max-batch <n>', 'faces per inference, across requests', parseIntArg('--max-batch'), 8)
+    .option('--max-wait-ms <m>', 'how long a face waits for others to fill a batch', parseIntArg('--max-wait-ms'), 10)
+    .option('--max-queue <q>', 'requests in progress at once; more get 429', parseIntArg('--max-queue'), 64)
+    .option('--body-limit-mb <n>', 'largest upload (413 above)', parseIntArg('--body-limit-mb'), 32)
+    .option('--timeout-ms <n>', 'per-request limit (504 above)', parseIntArg('--timeout-ms'), 60_000)
+    .option('--max-pixels <n>', 'refuse images larger than this (422)', parseIntArg('--max-pixels'))
+    .option('--log-level <l>', 'JSON log level: fatal, error, warn, info, debug, silent', 'info')
+    .action(async (o: { port: number; host: string; model?: string; synthetic?: number; seed: number; key?: string; fp16?: boolean; provider: string; maxBatch: number; maxWaitMs: number; maxQueue: number; bodyLimitMb: number; timeoutMs: number; maxPixels?: number; logLevel: string }) => {
+      if ((o.model === undefined) === (o.synthetic === undefined)) {
+        throw new GpenLabError('E_ARGUMENT', o.model === undefined ? 'serve needs GPEN weights and none were given' : 'serve takes --model or --synthetic, not both',
+          'Pass --model FILE (the official GPEN-BFR-512.pth or a GPEN .onnx), or --synthetic 512 to measure the service with seeded random weights (every response says they are synthetic).',
+          { input: '--model' });
+      }
+      const model: ModelSpec = o.model !== undefined ? { type: 'file', file: o.model, ...(o.key ? { key: o.key } : {}) } : { type: 'synthetic', size: o.synthetic!, seed: o.seed };
+      if (model.type === 'synthetic') warn(SYNTHETIC_WARNING);
+      const svc = await startService({
+        host: o.host, port: o.port, model, provider: parseProvider(o.provider), precision: o.fp16 ? 'fp16' : 'fp32',
+        maxBatch: o.maxBatch, maxWaitMs: o.maxWaitMs, maxQueue: o.maxQueue, bodyLimit: o.bodyLimitMb * 2 ** 20, timeoutMs: o.timeoutMs,
+        ...(o.maxPixels !== undefined ? { maxPixels: o.maxPixels } : {}), logLevel: o.logLevel === 'silent' ? false : o.logLevel,
+      });
+      let closing = false;
+      const stop = (signal: string) => {
+        if (closing) return;
+        closing = true;
+        svc.app.log.info({ event: 'shutdown', signal }, 'stopping: no new requests, finishing those in progress');
+        void svc.close().then(() => {
+          svc.app.log.info({ event: 'stopped' }, 'stopped');
+          process.exit(0);
+        });
+      };
+      process.on('SIGTERM', () => stop('SIGTERM'));
+      process.on('SIGINT', () => stop('SIGINT'));
+      await svc.ready.catch(() => undefined);
+      // the service stays up (readyz says "failed" when the model did not load)
+      await new Promise<void>(() => undefined);
+    });
+}

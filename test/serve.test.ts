@@ -1,0 +1,211 @@
+// The service against a real server on a loopback port: good images (raw body, multipart, JSON), every bad-input case
+// from the restoration issue with its status and coded error, faces of concurrent requests sharing one batch (seen in
+// /metrics), queue overflow (429 with Retry-After), not ready (503), per-request timeout (504), and a shutdown while
+// busy in which no accepted request is lost or cut.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { Service } from '../src/serve/server.js';
+import { startService } from '../src/serve/server.js';
+import { FaceBatcher } from '../src/serve/batcher.js';
+import { imageInfo, pattern, write16BitPng, writeCmykJpeg, writePng, writePngBomb } from './helpers/images.js';
+
+const FACE = readFileSync('assets/demo-face.png');
+let tmp: string;
+before(() => { tmp = mkdtempSync(path.join(os.tmpdir(), 'gpen-serve-')); });
+after(() => rmSync(tmp, { recursive: true, force: true }));
+
+const post = (url: string, body: Buffer | FormData, headers: Record<string, string> = {}, query = '') =>
+  fetch(`${url}/v1/restore${query}`, { method: 'POST', body: body instanceof FormData ? body : new Uint8Array(body), headers: body instanceof FormData ? headers : { 'content-type': 'application/octet-stream', ...headers } });
+const metric = (text: string, name: string): number => Number(new RegExp(`^${name.replace(/[{}"=]/g, (c) => `\\${c}`)} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
+
+describe('the batcher', () => {
+  it('gives each request its own faces back, splitting requests larger than a batch', async () => {
+    const seen: number[] = [];
+    const b = new FaceBatcher({ maxBatch: 3, maxWaitMs: 20, perFace: 2, run: async (x, n) => { seen.push(n); return x.map((v) => v * 10); } });
+    const reqs = [[1, 2], [3, 4, 5, 6, 7, 8, 9, 10], [11, 12]].map((v) => Float32Array.from(v));
+    const outs = await Promise.all(reqs.map((x) => b.infer(x, x.length / 2)));
+    outs.forEach((o, i) => assert.deepEqual([...o], [...reqs[i]].map((v) => v * 10)));
+    assert.deepEqual(seen, [3, 3], 'six faces (1 + 4 + 1) in batches of at most three, the second request split');
+    const failing = new FaceBatcher({ maxBatch: 4, maxWaitMs: 1, perFace: 1, run: async () => { throw new Error('boom'); } });
+    await assert.rejects(failing.infer(Float32Array.from([1]), 1), /boom/);
+  });
+});
+
+describe('the service on a loopback port (identity model)', () => {
+  let svc: Service;
+  before(async () => {
+    svc = await startService({ port: 0, model: { type: 'identity', size: 64 }, maxBatch: 8, maxWaitMs: 300, maxQueue: 64, bodyLimit: 2 * 2 ** 20, logLevel: false, maxPixels: 4_000_000 });
+    await svc.ready;
+  });
+  after(() => svc.close());
+
+  it('health, readiness, doctor and metrics answer', async () => {
+    assert.equal((await fetch(`${svc.url}/healthz`)).status, 200);
+    const ready = await (await fetch(`${svc.url}/readyz`)).json() as { status: string };
+    assert.equal(ready.status, 'ready');
+    const doc = await (await fetch(`${svc.url}/v1/doctor`)).json() as { schema: string };
+    assert.equal(doc.schema, 'gpen-lab.doctor/1');
+    const m = await (await fetch(`${svc.url}/metrics`)).text();
+    assert.match(m, /^gpen_ready 1$/m);
+    assert.match(m, /^process_resident_memory_bytes /m);
+  });
+
+  it('restores a raw upload into an image of the same size, and multipart with options into JSON', async () => {
+    const r = await post(svc.url, FACE);
+    assert.equal(r.status, 200);
+    assert.equal(r.headers.get('content-type'), 'image/png');
+    assert.equal(r.headers.get('x-gpen-faces'), '1');
+    assert.match(r.headers.get('server-timing') ?? '', /infer;dur=/);
+    const meta = await imageInfo(Buffer.from(await r.arrayBuffer()));
+    assert.deepEqual([meta.width, meta.height], [92, 92]);
+    const form = new FormData();
+    form.append('image', new Blob([FACE]), 'einstein.png');
+    form.append('alpha', '0.5');
+    form.append('format', 'jpg');
+    form.append('save_faces', 'true');
+    const j = await post(svc.url, form, { accept: 'application/json' });
+    assert.equal(j.status, 200);
+    const body = await j.json() as { faces: unknown[]; image: { format: string; base64: string }; face_images: unknown[]; provider: { asked: string; ran: string[] }; stages_ms: Record<string, number> };
+    assert.equal(body.faces.length, 1);
+    assert.equal(body.image.format, 'jpg');
+    assert.equal((await imageInfo(Buffer.from(body.image.base64, 'base64'))).format, 'jpeg');
+    assert.equal(body.face_images.length, 1);
+    assert.deepEqual(body.provider, { asked: 'cpu', ran: ['cpu'] });
+    assert.ok(body.stages_ms.detect > 0);
+  });
+
+  it('every bad input gets its status and coded error; odd but valid images are restored', async () => {
+    const f = (n: string) => path.join(tmp, n);
+    writePngBomb(f('bomb.png'), 20000);
+    await writeCmykJpeg(f('cmyk.jpg'), pattern(64, 48), 64, 48);
+    await write16BitPng(f('deep.png'), pattern(64, 48), 64, 48);
+    await writePng(f('grey.png'), pattern(64, 48).filter((_v, i) => i % 3 === 0), 64, 48, 1);
+    const cases: [string, Buffer, number, string | null, string?][] = [
+      ['empty body', Buffer.alloc(0), 415, 'E_FORMAT_UNKNOWN'],
+      ['text', Buffer.from('hello, this is not an image'), 415, 'E_FORMAT_UNKNOWN'],
+      ['random bytes', Buffer.from(Array.from({ length: 4096 }, (_, i) => (i * 7919) % 251)), 415, 'E_FORMAT_UNKNOWN'],
+      ['truncated PNG', FACE.subarray(0, Math.floor(FACE.length / 2)), 422, 'E_IMAGE_CORRUPT'],
+      ['truncated JPEG header', Buffer.from([0xff, 0xd8, 0xff, 0xe0, 0, 16]), 415, 'E_FORMAT_UNKNOWN'],
+      ['decompression bomb', readFileSync(f('bomb.png')), 422, 'E_IMAGE_TOO_LARGE'],
+      ['body over the limit', Buffer.concat([FACE, Buffer.alloc(3 * 2 ** 20)]), 413, null],
+      ['alpha out of range', FACE, 400, 'E_ARGUMENT', '?alpha=2'],
+      ['unknown format', FACE, 400, 'E_ARGUMENT', '?format=bmp'],
+      ['CMYK JPEG', readFileSync(f('cmyk.jpg')), 200, null],
+      ['16-bit PNG', readFileSync(f('deep.png')), 200, null],
+      ['grey PNG', readFileSync(f('grey.png')), 200, null],
+    ];
+    for (const [what, body, status, code, query] of cases) {
+      const r = await post(svc.url, body, {}, query ?? '');
+      assert.equal(r.status, status, what);
+      if (code) {
+        const e = await r.json() as { error: { code: string; message: string; fix: string } };
+        assert.equal(e.error.code, code, what);
+        assert.ok(e.error.fix.length > 0, `${what}: a fix`);
+      } else await r.arrayBuffer();
+    }
+    // no face: the image back unchanged, with the warning
+    const j = await post(svc.url, readFileSync(f('grey.png')), { accept: 'application/json' });
+    const body = await j.json() as { faces: unknown[]; warnings: string[] };
+    assert.deepEqual([j.status, body.faces.length], [200, 0]);
+    assert.match(body.warnings.join(' '), /no face found/);
+    const m = await (await fetch(`${svc.url}/metrics`)).text();
+    assert.ok(metric(m, 'gpen_errors_total{code="E_FORMAT_UNKNOWN"}') >= 4);
+  });
+
+  it('faces of concurrent requests share one batch (seen in the metrics)', async () => {
+    const before = await (await fetch(`${svc.url}/metrics`)).text();
+    const b0 = metric(before, 'gpen_batch_size_count');
+    const s0 = metric(before, 'gpen_batch_size_sum');
+    const rs = await Promise.all(Array.from({ length: 6 }, () => post(svc.url, FACE)));
+    assert.deepEqual(rs.map((r) => r.status), [200, 200, 200, 200, 200, 200]);
+    await Promise.all(rs.map((r) => r.arrayBuffer()));
+    const m = await (await fetch(`${svc.url}/metrics`)).text();
+    const faces = metric(m, 'gpen_batch_size_sum') - s0;
+    const batches = metric(m, 'gpen_batch_size_count') - b0;
+    assert.equal(faces, 6);
+    assert.ok(batches < 6, `6 faces in ${batches} batches`);
+    assert.ok(metric(m, 'gpen_batch_requests_bucket{le="1"}') < metric(m, 'gpen_batch_requests_count'), 'some batch held faces of several requests');
+  });
+});
+
+describe('limits: queue overflow, not ready, timeout', () => {
+  it('a full queue answers 429 with Retry-After, and the admitted requests finish', async () => {
+    const svc = await startService({ port: 0, model: { type: 'identity', size: 64 }, maxBatch: 8, maxWaitMs: 400, maxQueue: 2, logLevel: false });
+    try {
+      await svc.ready;
+      const rs = await Promise.all(Array.from({ length: 6 }, () => post(svc.url, FACE)));
+      const codes = rs.map((r) => r.status).sort();
+      assert.deepEqual(codes, [200, 200, 429, 429, 429, 429]);
+      const busy = rs.find((r) => r.status === 429)!;
+      assert.ok(Number(busy.headers.get('retry-after')) >= 1);
+      assert.equal((await busy.json() as { error: { code: string } }).error.code, 'E_BUSY');
+    } finally {
+      await svc.close();
+    }
+  });
+
+  it('a model that is not ready answers 503 with Retry-After, and readyz says why', async () => {
+    const svc = await startService({ port: 0, model: { type: 'file', file: path.join(tmp, 'missing.onnx') }, logLevel: false });
+    try {
+      await assert.rejects(svc.ready);
+      const r = await post(svc.url, FACE);
+      assert.equal(r.status, 503);
+      assert.ok(Number(r.headers.get('retry-after')) >= 1);
+      const e = await r.json() as { error: { code: string; message: string } };
+      assert.equal(e.error.code, 'E_NOT_READY');
+      assert.match(e.error.message, /failed to load: .*missing\.onnx/);
+      const rz = await fetch(`${svc.url}/readyz`);
+      assert.equal(rz.status, 503);
+      assert.equal((await rz.json() as { status: string }).status, 'failed');
+      assert.equal((await fetch(`${svc.url}/healthz`)).status, 200, 'the process is up');
+    } finally {
+      await svc.close();
+    }
+  });
+
+  it('a request over its time limit answers 504 E_TIMEOUT', async () => {
+    const svc = await startService({ port: 0, model: { type: 'identity', size: 64 }, logLevel: false, timeoutMs: 1 });
+    try {
+      await svc.ready;
+      const late = await post(svc.url, FACE);
+      assert.equal(late.status, 504);
+      assert.equal((await late.json() as { error: { code: string } }).error.code, 'E_TIMEOUT');
+    } finally {
+      await svc.close();
+    }
+  });
+});
+
+describe('gpen-lab serve, the command', () => {
+  it('without weights it stops with a coded error naming --model and --synthetic', () => {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/index.ts', 'serve'], { encoding: 'utf8', timeout: 60_000 });
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /E_ARGUMENT[\s\S]*--model[\s\S]*--synthetic/);
+  });
+
+  it('SIGTERM while busy: every accepted request completes, then the process exits 0', async () => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/index.ts', 'serve', '--synthetic', '256', '--port', '0', '--max-wait-ms', '50'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let log = '';
+    child.stdout.on('data', (d: Buffer) => { log += d.toString(); });
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    const t0 = Date.now();
+    while (!/"event":"ready"/.test(log) && Date.now() - t0 < 120_000) await new Promise((r) => setTimeout(r, 100));
+    const url = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(log)?.[1];
+    assert.ok(url, log);
+    const pending = Array.from({ length: 4 }, () => post(url, FACE).then(async (r) => ({ status: r.status, bytes: (await r.arrayBuffer()).byteLength, synthetic: r.headers.get('x-gpen-synthetic') })));
+    await new Promise((r) => setTimeout(r, 150)); // accepted and in progress
+    child.kill('SIGTERM');
+    const results = await Promise.all(pending);
+    for (const r of results) assert.deepEqual([r.status, r.bytes > 1000, r.synthetic], [200, true, 'true'], JSON.stringify(results));
+    assert.equal(await exited, 0);
+    await assert.rejects(fetch(`${url}/healthz`), 'the port is closed after the shutdown');
+    assert.match(log, /"event":"shutdown"/);
+    assert.match(log, /"event":"stopped"/);
+    const lines = log.trim().split('\n');
+    assert.ok(lines.every((l) => { try { JSON.parse(l); return true; } catch { return false; } }), 'every log line is JSON');
+  });
+});
