@@ -203,7 +203,14 @@ export async function startService(o: ServeOptions): Promise<Service> {
   return {
     app, ready, metrics: registry, url,
     async close() {
-      await app.close(); // stops accepting; waits for the requests in progress
+      // stops accepting and waits for the requests in progress; keep-alive connections that fall idle after their
+      // last response are closed as they do (the server would otherwise wait out their keep-alive timeout)
+      const idle = setInterval(() => app.server.closeIdleConnections(), 50);
+      try {
+        await app.close();
+      } finally {
+        clearInterval(idle);
+      }
       await ready.catch(() => undefined);
       await restorer?.release();
     },
