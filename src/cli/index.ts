@@ -10,6 +10,7 @@ import { setupCommand } from './setup.js';
 import { doctorCommand } from './doctor.js';
 import { labCommand, reportCommand } from './lab.js';
 import { serveCommand } from './serve.js';
+import { benchCommand } from './bench.js';
 
 const argv = process.argv;
 const debug = argv.includes('--debug');
@@ -25,6 +26,7 @@ const program = new Command('gpen-lab')
 program.addCommand(labCommand());
 program.addCommand(reportCommand());
 program.addCommand(serveCommand());
+program.addCommand(benchCommand());
 program.addCommand(restoreCommand());
 program.addCommand(detectCommand());
 program.addCommand(modelCommand());

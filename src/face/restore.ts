@@ -182,7 +182,6 @@ export class Restorer {
   }
 
   private async prepare(file: string, r: RestoreResult): Promise<Pending> {
-    const S = this.size;
     let t = performance.now();
     const lap = (k: StageName) => { const n = performance.now(); r.stages_ms[k] += n - t; t = n; };
     const img = await decodeImage(file, this.opts.maxPixels !== undefined ? { maxPixels: this.opts.maxPixels } : undefined);

@@ -1,0 +1,112 @@
+// `gpen-lab bench`: GPEN model-only and end-to-end timings per provider, precision and batch size (JSON out), and,
+// given the peer's JSON (torch_gpen.py), the GPU-speed targets P1-P5 as ratios to the official PyTorch GPEN.
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Command } from 'commander';
+import { GpenLabError } from '../errors.js';
+import { writeFileAtomicSafe } from '../io/files.js';
+import type { PeerReport } from '../lab/bench.js';
+import { runBench, targets } from '../lab/bench.js';
+import type { Precision } from '../model/gpen-graph.js';
+import type { ModelSpec } from '../model/registry.js';
+import { prepareModel } from '../model/registry.js';
+import { parseProvider } from '../runtime/providers.js';
+import type { Provider } from '../runtime/providers.js';
+import { DEMO_FACE } from './demo.js';
+import { parseIntArg } from './model.js';
+
+const list = (s: string): string[] => s.split(',').map((x) => x.trim()).filter(Boolean);
+
+/** A new process to the first restored face written as PNG: spawn to the restore's JSON line (printed after the write). */
+async function coldStart(model: string, provider: Provider, precisionArgs: string[]): Promise<{ ms: number; stages: Record<string, number> }> {
+  const cli = fileURLToPath(new URL('./index.js', import.meta.url));
+  const args = cli.endsWith('.js') && !cli.includes('/src/') ? [cli] : ['--import', 'tsx', fileURLToPath(new URL('./index.ts', import.meta.url))];
+  const out = path.join(os.tmpdir(), `gpen-cold-${process.pid}`);
+  const t0 = performance.now();
+  return new Promise((resolve, reject) => {
+    const c = spawn(process.execPath, [...args, 'restore', DEMO_FACE, '-o', out, '--model', model, '--provider', provider, '--batch', '1', '--json', ...precisionArgs], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let buf = '';
+    let err = '';
+    c.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+    c.stdout.on('data', (d: Buffer) => {
+      buf += d.toString();
+      const nl = buf.indexOf('\n');
+      if (nl >= 0) {
+        const ms = performance.now() - t0;
+        try {
+          resolve({ ms, stages: (JSON.parse(buf.slice(0, nl)) as { stages_ms: Record<string, number> }).stages_ms });
+        } catch (e) {
+          reject(e);
+        }
+      }
+    });
+    c.on('close', (code) => { if (!buf.includes('\n')) reject(new Error(`cold restore exited ${code}: ${err.slice(-2000)}`)); });
+  });
+}
+
+export function benchCommand(): Command {
+  return new Command('bench')
+    .description('GPEN speed: model only and end to end, per provider, precision and batch size; JSON out')
+    .option('--model <file>', 'GPEN weights (.pth or .onnx)')
+    .option('--synthetic <size>', 'seeded synthetic GPEN of this size', parseIntArg('--synthetic'))
+    .option('--provider <list>', 'providers, comma-separated', 'cpu')
+    .option('--precision <list>', 'fp32, fp16', 'fp32,fp16')
+    .option('--batch <list>', 'batch sizes', '1,4')
+    .option('--runs <n>', 'timed runs at batch 1 (a third of it, at least 5, for larger batches)', parseIntArg('--runs'), 20)
+    .option('--warmup <n>', 'untimed runs before each batch size', parseIntArg('--warmup'), 3)
+    .option('--photo <file>', 'also time the whole pipeline on this photo, warm')
+    .option('--e2e-runs <n>', 'end-to-end runs', parseIntArg('--e2e-runs'), 5)
+    .option('--cold <n>', 'also time N cold starts: a new process to the demo face restored and written as PNG', parseIntArg('--cold'), 0)
+    .option('--compare <in,out>', "the peer's seeded input and output .npy (torch_gpen.py --save-pth), for the agreement")
+    .option('--peer-native <json>', "torch_gpen.py's JSON, official native ops")
+    .option('--peer-fused <json>', "torch_gpen.py's JSON, official fused CUDA ops (--fused)")
+    .option('--out <file>', 'write the JSON here')
+    .option('--json', 'print the JSON')
+    .action(async (o: { model?: string; synthetic?: number; provider: string; precision: string; batch: string; runs: number; warmup: number; photo?: string; e2eRuns: number; cold: number; compare?: string; peerNative?: string; peerFused?: string; out?: string; json?: boolean }) => {
+      if ((o.model === undefined) === (o.synthetic === undefined)) throw new GpenLabError('E_ARGUMENT', 'bench needs one of --model and --synthetic', 'Pass --model FILE or --synthetic 512.', { input: '--model' });
+      const cache = path.join(os.tmpdir(), 'gpen-lab-bench-cache');
+      const model: ModelSpec = o.model !== undefined ? { type: 'file', file: o.model } : { type: 'synthetic', size: o.synthetic!, seed: 0, cacheDir: cache };
+      const providers = list(o.provider).map((p) => parseProvider(p));
+      const precisions = list(o.precision) as Precision[];
+      if (precisions.some((p) => p !== 'fp32' && p !== 'fp16')) throw new GpenLabError('E_ARGUMENT', `Expected fp32 and/or fp16 for --precision but received ${o.precision}`, 'Pass --precision fp32,fp16.', { input: '--precision' });
+      const batches = list(o.batch).map(Number);
+      if (batches.some((b) => !Number.isInteger(b) || b < 1 || b > 256)) throw new GpenLabError('E_ARGUMENT', `Expected batch sizes 1..256 for --batch but received ${o.batch}`, 'Pass --batch 1,8,16.', { input: '--batch' });
+      const cmp = o.compare ? list(o.compare) : null;
+      const log = (l: string) => process.stderr.write(`${l}\n`);
+      const report = await runBench({ model, providers, precisions, batches, runs: o.runs, warmup: o.warmup, ...(o.photo ? { photo: o.photo } : {}), e2eRuns: o.e2eRuns, ...(cmp ? { compare: { input: cmp[0], output: cmp[1] } } : {}), onProgress: log });
+      const cold: { provider: Provider; precision: Precision; runs: { ms: number; stages: Record<string, number> }[] }[] = [];
+      if (o.cold > 0) {
+        for (const provider of providers) {
+          for (const precision of precisions) {
+            const prepared = await prepareModel(model, precision);
+            if (typeof prepared.model !== 'string') continue;
+            const runs = [];
+            for (let i = 0; i < o.cold; i++) {
+              try {
+                runs.push(await coldStart(prepared.model, provider, precision === 'fp16' ? ['--fp16'] : []));
+                log(`cold ${provider} ${precision}: ${runs.at(-1)!.ms.toFixed(0)} ms`);
+              } catch (e) {
+                log(`cold ${provider} ${precision}: ${(e as Error).message}`);
+                break;
+              }
+            }
+            cold.push({ provider, precision, runs });
+          }
+        }
+      }
+      const readPeer = (f?: string): PeerReport | null => (f ? JSON.parse(readFileSync(f, 'utf8')) as PeerReport : null);
+      const native = readPeer(o.peerNative);
+      const fused = readPeer(o.peerFused);
+      const gpuCold = cold.filter((c) => c.provider !== 'cpu').flatMap((c) => c.runs.map((r) => r.ms)).sort((a, b) => a - b);
+      const full = { ...report, cold, peer: { native, fused }, targets: targets(report, native, fused, gpuCold.length ? gpuCold[gpuCold.length >> 1] : null) };
+      if (o.out) await writeFileAtomicSafe(o.out, `${JSON.stringify(full, null, 1)}\n`);
+      if (o.json) process.stdout.write(`${JSON.stringify(full)}\n`);
+      else {
+        for (const v of report.variants) for (const r of v.rows) process.stdout.write(`${v.provider}\t${v.precision}\tb${r.batch}\t${r.stats.median.toFixed(2)} ms\t${r.msPerFace.toFixed(2)} ms/face\n`);
+        for (const [k, t] of Object.entries(full.targets)) process.stdout.write(`${k}\tvalue ${t.value?.toFixed(3) ?? '—'}\tpeer ${t.peer?.toFixed(3) ?? '—'}\tratio ${t.ratio?.toFixed(2) ?? '—'}\n`);
+      }
+    });
+}

@@ -1,0 +1,39 @@
+// gpen-lab bench: a real run on the identity model (every field filled, fp16 agreement measured), and the P1-P5
+// targets computed from a bench report and the peer's two JSONs as the GPU-speed issue defines them.
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import type { BenchReport, PeerReport } from '../src/lab/bench.js';
+import { runBench, targets } from '../src/lab/bench.js';
+import { timingStats } from '../src/metrics/stats.js';
+
+describe('gpen-lab bench', () => {
+  it('times sessions, first runs and each batch size, and the whole pipeline on a photo', async () => {
+    const r = await runBench({ model: { type: 'identity', size: 64 }, providers: ['cpu'], precisions: ['fp32'], batches: [1, 3], runs: 5, warmup: 1, photo: 'assets/demo-face.png', e2eRuns: 2 });
+    assert.equal(r.schema, 'gpen-lab.bench/1');
+    const v = r.variants[0];
+    assert.equal(v.ok, true, v.error ?? '');
+    assert.deepEqual(v.ran, ['cpu']);
+    assert.deepEqual(v.rows.map((x) => [x.batch, x.stats.runs]), [[1, 5], [3, 5]]);
+    assert.ok(v.rows.every((x) => x.msPerFace > 0 && Math.abs(x.msPerFace - x.stats.median / x.batch) < 1e-9));
+    assert.ok(v.sessionMs > 0 && v.firstRunMs > 0);
+    assert.equal(v.e2e?.faces, 1);
+    assert.equal(v.e2e?.stats.runs, 2);
+    assert.ok(v.e2e!.stagesMedianMs.detect > 0);
+  });
+
+  it('computes P1-P5 against the faster peer variant', () => {
+    const row = (batch: number, ms: number) => ({ provider: 'cuda' as const, precision: 'fp16' as const, batch, stats: timingStats([ms, ms, ms]), msPerFace: ms / batch, gpuProcessPeakMiB: null });
+    const b: BenchReport = {
+      schema: 'gpen-lab.bench/1', date: '', runtime: '1.29.0', gpu: { name: 'H200', driver: '580', cuda: '13.0' }, model: 'synthetic',
+      variants: [{ provider: 'cuda', precision: 'fp16', ok: true, error: null, ran: ['cuda'], prepareMs: 0, sessionMs: 0, firstRunMs: 0, contextMiB: 500, batch1ProcessMiB: 500 + 0.5 * 1024, rows: [row(1, 8), row(16, 32)], agreement: { vsFp32Psnr: 50, vsPeerPsnr: null, vsPeerMaxAbs: null }, e2e: { photo: 'x', faces: 29, stats: timingStats([140, 150, 160]), stagesMedianMs: {} } }],
+    };
+    const peer = (b1: number, best: number, gb: number): PeerReport => ({ fused_ops: false, rows: [{ dtype: 'float16', batch: 1, median_ms: b1, ms_per_face: b1, peak_gb: gb }, { dtype: 'float16', batch: 16, median_ms: best * 16, ms_per_face: best, peak_gb: 2 }] });
+    const t = targets(b, peer(18.3, 5.39, 0.99), { ...peer(16.1, 3.49, 0.45), fused_ops: true }, 900);
+    assert.deepEqual([t.P1.value, t.P1.peer_native, t.P1.peer_fused, t.P1.peer], [8, 18.3, 16.1, 16.1]);
+    assert.ok(Math.abs(t.P1.ratio! - 8 / 16.1) < 1e-12);
+    assert.deepEqual([t.P2.value, t.P2.peer], [2, 3.49]);
+    assert.deepEqual([t.P3.value, t.P3.peer, t.P3.ratio], [900, null, null]);
+    assert.equal(t.P4.value, 150);
+    assert.deepEqual([t.P5.value, t.P5.peer], [0.5, 0.45]);
+  });
+});
