@@ -123,6 +123,32 @@ describe('paste mask and smoothing', () => {
     assert.ok(Math.abs(m[100 * 512 + 30] - m[100 * 512 + 482]) < 1e-3); // the square spans 26..486: symmetric about 256 away from the borders
     assert.ok(m.every((v) => v >= 0 && v <= 1 + 1e-6));
   });
+  it('the mask equals the official recipe: the square blurred twice in 2-D (reflect-101), at 128 and 512', () => {
+    for (const size of [128, 512]) {
+      const sc = size / 512;
+      const r = Math.max(1, Math.round(50 * sc)), sigma = 11 * sc;
+      const k = Array.from({ length: 2 * r + 1 }, (_, i) => Math.exp(-((i - r) ** 2) / (2 * sigma * sigma)));
+      const ks = k.reduce((a, b) => a + b, 0);
+      const refl = (i: number) => { let j = i; while (j < 0 || j >= size) j = j < 0 ? -j : 2 * (size - 1) - j; return j; };
+      let m = new Float64Array(size * size);
+      const lo = Math.round(26 * sc), hi = Math.round(486 * sc);
+      for (let y = lo; y <= hi; y++) for (let x = lo; x <= hi; x++) m[y * size + x] = 1;
+      const pass = (src: Float64Array, horizontal: boolean) => {
+        const out = new Float64Array(size * size);
+        for (let y = 0; y < size; y++) for (let x = 0; x < size; x++) {
+          let acc = 0;
+          for (let t = -r; t <= r; t++) acc += (horizontal ? src[y * size + refl(x + t)] : src[refl(y + t) * size + x]) * k[t + r] / ks;
+          out[y * size + x] = acc;
+        }
+        return out;
+      };
+      for (let i = 0; i < 2; i++) m = pass(pass(m, true), false);
+      const got = pasteMask(size);
+      let worst = 0;
+      for (let i = 0; i < m.length; i++) worst = Math.max(worst, Math.abs(got[i] - m[i]));
+      assert.ok(worst < 1e-6, `size ${size}: max difference ${worst}`);
+    }
+  });
   it('small-face smoothing keeps a flat crop flat and softens an edge', () => {
     const size = 8;
     const t = new Float32Array(3 * size * size).fill(0.25);

@@ -15,42 +15,41 @@ function gaussianKernel(radius: number, sigma: number): Float32Array {
   return k;
 }
 
-/** Separable blur with cv2's default border (reflect-101). */
-function blurSeparable(src: Float32Array, size: number, k: Float32Array): Float32Array {
+/** 1-D Gaussian blur with cv2's default border (reflect-101). */
+function blur1d(src: Float64Array, k: Float32Array): Float64Array {
+  const n = src.length;
   const r = (k.length - 1) >> 1;
   const refl = (i: number) => {
     let j = i;
-    while (j < 0 || j >= size) j = j < 0 ? -j : 2 * (size - 1) - j;
+    while (j < 0 || j >= n) j = j < 0 ? -j : 2 * (n - 1) - j;
     return j;
   };
-  const tmp = new Float32Array(size * size);
-  const out = new Float32Array(size * size);
-  for (let y = 0; y < size; y++) for (let x = 0; x < size; x++) {
+  const out = new Float64Array(n);
+  for (let x = 0; x < n; x++) {
     let s = 0;
-    for (let t = -r; t <= r; t++) s += src[y * size + refl(x + t)] * k[t + r];
-    tmp[y * size + x] = s;
-  }
-  for (let y = 0; y < size; y++) for (let x = 0; x < size; x++) {
-    let s = 0;
-    for (let t = -r; t <= r; t++) s += tmp[refl(y + t) * size + x] * k[t + r];
-    out[y * size + x] = s;
+    for (let t = -r; t <= r; t++) s += src[refl(x + t)] * k[t + r];
+    out[x] = s;
   }
   return out;
 }
 
 /**
  * GPEN's paste mask: a filled square inset 26/512 of the crop, Gaussian-blurred twice (kernel 101, sigma 11 at 512),
- * scaled to the crop size. Cached per size.
+ * scaled to the crop size. Cached per size. The square is the product of two intervals and the blur is separable
+ * with the same border on rows and columns, so the mask is the outer product of one blurred 1-D profile: O(size x
+ * kernel) instead of four 2-D passes (which cost ~0.7 s of a cold start at 512).
  */
 export function pasteMask(size: number): Float32Array {
   const hit = maskCache.get(size);
   if (hit) return hit;
   const s = size / 512;
-  const m = new Float32Array(size * size);
-  const lo = Math.round(26 * s), hi = Math.round(486 * s);
-  for (let y = lo; y <= hi && y < size; y++) m.fill(1, y * size + lo, y * size + Math.min(hi, size - 1) + 1);
+  const lo = Math.round(26 * s), hi = Math.min(Math.round(486 * s), size - 1);
   const k = gaussianKernel(Math.max(1, Math.round(50 * s)), 11 * s);
-  const out = blurSeparable(blurSeparable(m, size, k), size, k);
+  const step = new Float64Array(size);
+  step.fill(1, lo, hi + 1);
+  const f = blur1d(blur1d(step, k), k);
+  const out = new Float32Array(size * size);
+  for (let y = 0; y < size; y++) for (let x = 0; x < size; x++) out[y * size + x] = f[y] * f[x];
   maskCache.set(size, out);
   return out;
 }
