@@ -4,7 +4,6 @@
 // the 256 model with the face at a quarter of its frame and by the 128 model at two framings (with the head and with
 // the shoulders); the score is the mean of the four looks, which is what removes the face-like textures (hands on
 // knees, hair, bokeh) that a few hundred tile runs turn up.
-import os from 'node:os';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -227,23 +226,6 @@ function toFace(c: Candidate, img: RgbImage): DetectedFace | null {
   return { box: [x1, y1, x2, y2], score: c.score, landmarks: { left_eye: raw[0], right_eye: raw[1], nose: raw[2], mouth: raw[3] }, raw };
 }
 
-/** Runs at once: ONNX Runtime's runs go to libuv's pool (4 threads unless UV_THREADPOOL_SIZE says more). */
-const CONCURRENCY = Math.max(1, Math.min(4, os.availableParallelism()));
-
-/** fn(0..n-1) with at most k running at once; results in index order. `slot` (0..k-1) is the caller's buffer. */
-async function inPool<T>(n: number, k: number, fn: (index: number, slot: number) => Promise<T>): Promise<T[]> {
-  const out = new Array<T>(n);
-  let next = 0;
-  const worker = async (slot: number) => {
-    while (next < n) {
-      const i = next++;
-      out[i] = await fn(i, slot);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(k, n) }, (_, slot) => worker(slot)));
-  return out;
-}
-
 /**
  * BlazeFace for photos: faces at any scale from about 20 px (the smallest grow for photos beyond `maxTiles`), each with
  * a box, a score in [0, 1] and the model's six points. Faces come sorted by score, highest first.
@@ -255,10 +237,10 @@ export async function createBlazeFace(opts: BlazeFaceOptions = {}): Promise<Face
   const maxTiles = opts.maxTiles ?? 300;
   if (!Number.isInteger(maxTiles) || maxTiles < 1) throw badArgument('maxTiles', 'a positive integer', maxTiles);
   const proposalScore = Math.min(PROPOSAL_SCORE, minScore);
-  const back = await ModelSession.create(modelPath(BACK_FILE), { provider, recordPlacement: false, allowSpinning: false, intraOpNumThreads: 1, label: `BlazeFace ${BACK_FILE}` });
+  const back = await ModelSession.create(modelPath(BACK_FILE), { provider, recordPlacement: false, allowSpinning: false, label: `BlazeFace ${BACK_FILE}` });
   let front: ModelSession;
   try {
-    front = await ModelSession.create(modelPath(FRONT_FILE), { provider, recordPlacement: false, allowSpinning: false, intraOpNumThreads: 1, label: `BlazeFace ${FRONT_FILE}` });
+    front = await ModelSession.create(modelPath(FRONT_FILE), { provider, recordPlacement: false, allowSpinning: false, label: `BlazeFace ${FRONT_FILE}` });
   } catch (e) {
     await back.release();
     throw e;
@@ -290,38 +272,31 @@ export async function createBlazeFace(opts: BlazeFaceOptions = {}): Promise<Face
     // Start at the finest level whose tiles, with every coarser level's, fit the budget.
     let first = 0;
     while (first < levels.length - 1 && levels.slice(first).reduce((n, l) => n + tileCount(l), 0) > maxTiles) first++;
-    // every tile of every level, run CONCURRENCY at a time (ONNX Runtime runs them on its worker threads; each
-    // session runs single-threaded, so a many-core machine works on several tiles at once)
-    const tiles: { L: number; i: number; j: number; xs: number[]; ys: number[]; xcore: [number, number][]; ycore: [number, number][] }[] = [];
+    const tensor = new Float32Array(BACK * BACK * 3);
     for (let L = first; L < levels.length; L++) {
-      const xs = tilePositions(levels[L].width);
-      const ys = tilePositions(levels[L].height);
+      const level = levels[L];
+      const xs = tilePositions(level.width);
+      const ys = tilePositions(level.height);
       const xcore = coreSpans(xs);
       const ycore = coreSpans(ys);
-      for (let j = 0; j < ys.length; j++) for (let i = 0; i < xs.length; i++) tiles.push({ L, i, j, xs, ys, xcore, ycore });
-    }
-    const buffers = Array.from({ length: CONCURRENCY }, () => new Float32Array(BACK * BACK * 3));
-    const perTile = await inPool(tiles.length, CONCURRENCY, async (t, slot) => {
-      const { L, i, j, xs, ys, xcore, ycore } = tiles[t];
       const f = 2 ** L;
       const minW = L === first ? 0 : LEVEL_MIN_FACE;
       const maxW = L === levels.length - 1 ? Infinity : LEVEL_MAX_FACE;
-      windowToTensor(levels[L], xs[i], ys[j], BACK, buffers[slot]);
-      const { outputs } = await back.runAll(buffers[slot], [1, BACK, BACK, 3]);
-      const got: Candidate[] = [];
-      decode(outputs, { size: BACK, ox: xs[i] * f, oy: ys[j] * f, step: f, xs: xcore[i], ys: ycore[j], minW, maxW }, proposalScore, got);
-      return got;
-    });
-    for (const got of perTile) cands.push(...got);
+      for (let j = 0; j < ys.length; j++) {
+        for (let i = 0; i < xs.length; i++) {
+          windowToTensor(level, xs[i], ys[j], BACK, tensor);
+          const { outputs } = await back.runAll(tensor, [1, BACK, BACK, 3]);
+          decode(outputs, { size: BACK, ox: xs[i] * f, oy: ys[j] * f, step: f, xs: xcore[i], ys: ycore[j], minW, maxW }, proposalScore, cands);
+        }
+      }
+    }
     // The whole photo letterboxed (black) into the front model's frame.
     const side = Math.max(img.width, img.height);
     cands.push(...(await look(front, FRONT, levels, img.width / 2, img.height / 2, side, { minW: FRONT * FRONT_MIN_FACE }, proposalScore)));
 
+    const seen: Candidate[] = [];
     const looks = LOOKS.length + 1;
-    const proposals = weightedNms(cands);
-    // each proposal's looks in order (a proposal stops as soon as it cannot reach the score), proposals concurrently
-    const judged = await inPool(proposals.length, CONCURRENCY, async (n) => {
-      const p = proposals[n];
+    for (const p of weightedNms(cands)) {
       const views = [p];
       let sum = p.score;
       for (let k = 0; k < LOOKS.length && sum + (LOOKS.length - k) >= minScore * looks; k++) {
@@ -331,9 +306,8 @@ export async function createBlazeFace(opts: BlazeFaceOptions = {}): Promise<Face
         views.push(v);
         sum += v.score;
       }
-      return sum >= minScore * looks ? blend(views, sum / looks) : null;
-    });
-    const seen = judged.filter((c): c is Candidate => c !== null);
+      if (sum >= minScore * looks) seen.push(blend(views, sum / looks));
+    }
     // Second looks move boxes a little: two proposals may now be one face.
     const faces: DetectedFace[] = [];
     const kept: Candidate[] = [];
