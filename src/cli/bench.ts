@@ -63,9 +63,10 @@ export function benchCommand(): Command {
     .option('--compare <in,out>', "the peer's seeded input and output .npy (torch_gpen.py --save-pth), for the agreement")
     .option('--peer-native <json>', "torch_gpen.py's JSON, official native ops")
     .option('--peer-fused <json>', "torch_gpen.py's JSON, official fused CUDA ops (--fused)")
+    .option('--capi-cuda <k=v,...>', 'also time CUDA through ONNX Runtime\'s C API with these provider options (e.g. cudnn_conv_algo_search=HEURISTIC,prefer_nhwc=1)')
     .option('--out <file>', 'write the JSON here')
     .option('--json', 'print the JSON')
-    .action(async (o: { model?: string; synthetic?: number; provider: string; precision: string; batch: string; runs: number; warmup: number; photo?: string; e2eRuns: number; cold: number; compare?: string; peerNative?: string; peerFused?: string; out?: string; json?: boolean }) => {
+    .action(async (o: { model?: string; synthetic?: number; provider: string; precision: string; batch: string; runs: number; warmup: number; photo?: string; e2eRuns: number; cold: number; compare?: string; peerNative?: string; peerFused?: string; capiCuda?: string; out?: string; json?: boolean }) => {
       if ((o.model === undefined) === (o.synthetic === undefined)) throw new GpenLabError('E_ARGUMENT', 'bench needs one of --model and --synthetic', 'Pass --model FILE or --synthetic 512.', { input: '--model' });
       const cache = path.join(os.tmpdir(), 'gpen-lab-bench-cache');
       const model: ModelSpec = o.model !== undefined ? { type: 'file', file: o.model } : { type: 'synthetic', size: o.synthetic!, seed: 0, cacheDir: cache };
@@ -76,7 +77,12 @@ export function benchCommand(): Command {
       if (batches.some((b) => !Number.isInteger(b) || b < 1 || b > 256)) throw new GpenLabError('E_ARGUMENT', `Expected batch sizes 1..256 for --batch but received ${o.batch}`, 'Pass --batch 1,8,16.', { input: '--batch' });
       const cmp = o.compare ? list(o.compare) : null;
       const log = (l: string) => process.stderr.write(`${l}\n`);
-      const report = await runBench({ model, providers, precisions, batches, runs: o.runs, warmup: o.warmup, ...(o.photo ? { photo: o.photo } : {}), e2eRuns: o.e2eRuns, ...(cmp ? { compare: { input: cmp[0], output: cmp[1] } } : {}), onProgress: log });
+      const capiCuda = o.capiCuda !== undefined ? Object.fromEntries(list(o.capiCuda).map((kv) => {
+        const i = kv.indexOf('=');
+        if (i <= 0) throw new GpenLabError('E_ARGUMENT', `Expected key=value pairs for --capi-cuda but received ${JSON.stringify(kv)}`, 'Pass --capi-cuda cudnn_conv_algo_search=HEURISTIC,prefer_nhwc=1.', { input: '--capi-cuda' });
+        return [kv.slice(0, i), kv.slice(i + 1)];
+      })) : undefined;
+      const report = await runBench({ ...(capiCuda ? { capiCuda } : {}), model, providers, precisions, batches, runs: o.runs, warmup: o.warmup, ...(o.photo ? { photo: o.photo } : {}), e2eRuns: o.e2eRuns, ...(cmp ? { compare: { input: cmp[0], output: cmp[1] } } : {}), onProgress: log });
       const cold: { provider: Provider; precision: Precision; runs: { ms: number; stages: Record<string, number> }[] }[] = [];
       if (o.cold > 0) {
         for (const provider of providers) {

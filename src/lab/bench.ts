@@ -15,6 +15,7 @@ import { GraphBuilder, TensorType } from '../model/onnx-builder.js';
 import type { ModelSpec } from '../model/registry.js';
 import { prepareModel } from '../model/registry.js';
 import type { Provider } from '../runtime/providers.js';
+import { CapiSession } from '../runtime/capi.js';
 import { ModelSession, runtimeVersion } from '../runtime/session.js';
 
 export const BENCH_SCHEMA = 'gpen-lab.bench/1';
@@ -32,6 +33,8 @@ export interface BenchOptions {
   /** The peer's seeded input and output (.npy), for the agreement on the same weights. */
   compare?: { input: string; output: string };
   onProgress?: (line: string) => void;
+  /** Also time CUDA through ONNX Runtime's C API (src/runtime/capi.ts) with these CUDA provider options. */
+  capiCuda?: Record<string, string>;
 }
 
 export interface BenchRow {
@@ -45,6 +48,9 @@ export interface BenchRow {
 
 export interface BenchVariant {
   provider: Provider;
+  /** 'binding' (onnxruntime-node) or 'capi' (the C API through koffi, with `capiOptions`). */
+  route?: 'binding' | 'capi';
+  capiOptions?: Record<string, string>;
   precision: Precision;
   ok: boolean;
   error: string | null;
@@ -176,6 +182,9 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       }
     }
   }
+  if (o.capiCuda) {
+    for (const precision of o.precisions) variants.push(await capiVariant(o, precision, log));
+  }
   return { schema: BENCH_SCHEMA, date: new Date().toISOString(), runtime: runtimeVersion(), gpu: { name: gpus.devices[0]?.name ?? null, driver: gpus.driverVersion, cuda: gpus.cudaDriverVersion }, model: label, variants };
 }
 
@@ -208,4 +217,46 @@ export function targets(b: BenchReport, native: PeerReport | null, fused: PeerRe
     P4: t(minOf(gpu.map((v) => v.e2e?.stats.median)), null, null),
     P5: t(mem, peerMem(native), peerMem(fused)),
   };
+}
+
+/** CUDA through the C API: session creation, first run and the batch sizes (runs are synchronous: no GPU sampling). */
+async function capiVariant(o: BenchOptions, precision: Precision, log: (l: string) => void): Promise<BenchVariant> {
+  const v: BenchVariant = { provider: 'cuda', route: 'capi', capiOptions: o.capiCuda!, precision, ok: false, error: null, ran: null, prepareMs: 0, sessionMs: 0, firstRunMs: 0, contextMiB: null, batch1ProcessMiB: null, rows: [], agreement: { vsFp32Psnr: null, vsPeerPsnr: null, vsPeerMaxAbs: null }, e2e: null };
+  let s: CapiSession | null = null;
+  try {
+    let t = performance.now();
+    const prepared = await prepareModel(o.model, precision);
+    v.prepareMs = performance.now() - t;
+    const S = prepared.info.size;
+    t = performance.now();
+    s = CapiSession.create(prepared.model, { provider: 'cuda', cuda: o.capiCuda! });
+    v.sessionMs = performance.now() - t;
+    const per = 3 * S * S;
+    t = performance.now();
+    s.run(seededInput(1, S), [1, 3, S, S], per);
+    v.firstRunMs = performance.now() - t;
+    v.ran = ['cuda'];
+    log(`cuda (C API ${JSON.stringify(o.capiCuda)}) ${precision}: session ${(v.sessionMs / 1000).toFixed(2)} s, first run ${(v.firstRunMs / 1000).toFixed(2)} s`);
+    for (const b of o.batches) {
+      const x = seededInput(b, S);
+      for (let i = 0; i < o.warmup; i++) s.run(x, [b, 3, S, S], b * per);
+      const times: number[] = [];
+      const runs = b === 1 ? o.runs : Math.max(5, Math.ceil(o.runs / 3));
+      for (let i = 0; i < runs; i++) {
+        const t1 = performance.now();
+        s.run(x, [b, 3, S, S], b * per);
+        times.push(performance.now() - t1);
+      }
+      const stats = timingStats(times);
+      v.rows.push({ provider: 'cuda', precision, batch: b, stats, msPerFace: stats.median / b, gpuProcessPeakMiB: null });
+      log(`cuda (C API) ${precision} batch ${b}: ${stats.median.toFixed(2)} ms (${(stats.median / b).toFixed(2)} ms/face)`);
+    }
+    v.ok = true;
+  } catch (e) {
+    v.error = (e as Error).message;
+    log(`cuda (C API) ${precision}: ${v.error}`);
+  } finally {
+    s?.release();
+  }
+  return v;
 }
