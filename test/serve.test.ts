@@ -148,6 +148,27 @@ describe('limits: queue overflow, not ready, timeout', () => {
     }
   });
 
+  it('while the model loads (in a worker thread): healthz answers, readyz and restore say 503 loading, then ready', async () => {
+    const svc = await startService({ port: 0, model: { type: 'synthetic', size: 256 }, logLevel: false });
+    try {
+      const t0 = Date.now();
+      const health = await fetch(`${svc.url}/healthz`);
+      assert.equal(health.status, 200);
+      assert.ok(Date.now() - t0 < 1000, 'healthz answers at once while the weights are built');
+      const rz = await fetch(`${svc.url}/readyz`);
+      assert.deepEqual([rz.status, (await rz.json() as { status: string }).status], [503, 'loading']);
+      const early = await post(svc.url, FACE);
+      assert.equal(early.status, 503);
+      assert.ok(Number(early.headers.get('retry-after')) >= 1);
+      assert.deepEqual((await early.json() as { error: { code: string }; synthetic: boolean }), { error: { code: 'E_NOT_READY', message: 'The model is still loading', fix: 'Retry after the time in Retry-After; GET /readyz says when it is ready.' }, synthetic: true });
+      await svc.ready;
+      assert.equal((await fetch(`${svc.url}/readyz`)).status, 200);
+      assert.equal((await post(svc.url, FACE)).status, 200);
+    } finally {
+      await svc.close();
+    }
+  });
+
   it('a model that is not ready answers 503 with Retry-After, and readyz says why', async () => {
     const svc = await startService({ port: 0, model: { type: 'file', file: path.join(tmp, 'missing.onnx') }, logLevel: false });
     try {

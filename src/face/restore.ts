@@ -7,7 +7,7 @@ import { writeFileAtomicSafe } from '../io/files.js';
 import type { DecodedImage, OutputExt } from '../io/image.js';
 import { decodeImage, encodeImage } from '../io/image.js';
 import type { Precision } from '../model/gpen-graph.js';
-import type { ModelInfo, ModelSpec } from '../model/registry.js';
+import type { ModelInfo, ModelSpec, PreparedModel } from '../model/registry.js';
 import { prepareModel } from '../model/registry.js';
 import type { Provider } from '../runtime/providers.js';
 import type { SessionConfig } from '../runtime/session.js';
@@ -42,6 +42,8 @@ export interface RestoreOptions {
   detector?: FaceDetector;
   /** A face-parsing mask for a restored crop (size x size, 0..1): the seam for a user-supplied parser. */
   parser?: (restored: Float32Array, size: number) => Float32Array;
+  /** The model already prepared (the service prepares it in a worker thread); `model` still names it. */
+  prepared?: PreparedModel;
   /** Session options beyond the provider (graph optimisation level, threads, device): the lab's cells set them. */
   session?: Partial<Omit<SessionConfig, 'provider' | 'label'>>;
   /** Write the encoded outputs (default true; the benchmark encodes but does not write). */
@@ -103,7 +105,7 @@ export class Restorer {
     const batch = opts.batch ?? 4;
     if (!Number.isInteger(batch) || batch < 1 || batch > 256) throw new GpenLabError('E_ARGUMENT', `Expected an integer between 1 and 256 for --batch but received ${batch}`, 'Pass --batch between 1 and 256.', { input: '--batch' });
     const t0 = performance.now();
-    const prepared = await prepareModel(opts.model, opts.precision ?? 'fp32');
+    const prepared = opts.prepared ?? (await prepareModel(opts.model, opts.precision ?? 'fp32'));
     const t1 = performance.now();
     const provider = opts.provider ?? 'cpu';
     // no spinning: between batches the cores belong to alignment and paste (the JavaScript side)

@@ -18,6 +18,7 @@ import type { Precision } from '../model/gpen-graph.js';
 import type { ModelSpec } from '../model/registry.js';
 import type { Provider } from '../runtime/providers.js';
 import { FaceBatcher } from './batcher.js';
+import { prepareInWorker } from './prepare.js';
 
 export interface ServeOptions {
   host?: string;
@@ -185,7 +186,8 @@ export async function startService(o: ServeOptions): Promise<Service> {
 
   const ready = (async () => {
     try {
-      const r = await Restorer.create({ model: o.model, provider: o.provider ?? 'cpu', precision: o.precision ?? 'fp32', batch: maxBatch, outDir: os.tmpdir(), write: false, ...(o.maxPixels !== undefined ? { maxPixels: o.maxPixels } : {}) });
+      const prepared = await prepareInWorker(o.model, o.precision ?? 'fp32'); // off the event loop: /healthz answers
+      const r = await Restorer.create({ model: o.model, prepared, provider: o.provider ?? 'cpu', precision: o.precision ?? 'fp32', batch: maxBatch, outDir: os.tmpdir(), write: false, ...(o.maxPixels !== undefined ? { maxPixels: o.maxPixels } : {}) });
       const per = 3 * r.size * r.size;
       await r.inferCrops(new Float32Array(per), 1); // warm-up: the first run pays for allocation and algorithm search
       batcher = new FaceBatcher({ maxBatch, maxWaitMs, perFace: per, run: (x, n) => r.inferCrops(x, n), onBatch: (faces, requests, ms) => { m.batch.observe(faces); m.batchRequests.observe(requests); m.batchSeconds.observe(ms / 1000); } });

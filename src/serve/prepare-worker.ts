@@ -1,0 +1,16 @@
+// Prepares a model (builds synthetic weights, converts a .pth) in a worker thread, so that the service's event loop
+// keeps answering /healthz and /readyz while it loads. Posts the PreparedModel back (the graph bytes transferred).
+import { parentPort, workerData } from 'node:worker_threads';
+import { isGpenLabError } from '../errors.js';
+import { prepareModel } from '../model/registry.js';
+import type { Precision } from '../model/gpen-graph.js';
+import type { ModelSpec } from '../model/registry.js';
+
+const { model, precision } = workerData as { model: ModelSpec; precision: Precision };
+try {
+  const p = await prepareModel(model, precision);
+  const transfer = typeof p.model === 'string' ? [] : [p.model.buffer as ArrayBuffer];
+  parentPort!.postMessage({ ok: true, prepared: p }, transfer);
+} catch (e) {
+  parentPort!.postMessage({ ok: false, error: isGpenLabError(e) ? { code: e.code, message: e.message, fix: e.fix } : { code: 'E_INTERNAL', message: (e as Error).message, fix: 'Report it with the service log.' } });
+}
