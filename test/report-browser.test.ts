@@ -15,7 +15,7 @@ function findChromium(): string {
     const r = spawnSync('sh', ['-c', `command -v ${c}`], { encoding: 'utf8' });
     if (r.status === 0 && r.stdout.trim()) return r.stdout.trim();
   }
-  throw new Error('chromium is not installed: the report test needs a real browser (apt-get install -y chromium; npm test installs it when run as root)');
+  throw new Error('chromium is not installed: the report test needs a real browser (apt-get install -y chromium; npm test installs it when run as root: scripts/ensure-test-deps.sh)');
 }
 
 let tmp: string;
