@@ -3,7 +3,7 @@
 // PNG, text), samples the server's RSS, and writes bench-results/loadtest.json. Bounded in count and in time (it stops
 // itself after LOADTEST_MAX_S, 900 s by default); `-- --soak SECONDS` runs for a duration instead of a count.
 import { spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
@@ -45,10 +45,10 @@ async function findUrl(): Promise<string> {
       if (f[3] !== '0A') continue; // LISTEN
       const inode = f[9];
       try {
-        const fds = (await import('node:fs')).readdirSync(`/proc/${server.pid}/fd`);
+        const fds = readdirSync(`/proc/${server.pid}/fd`);
         for (const fd of fds) {
           try {
-            if ((await import('node:fs')).readlinkSync(`/proc/${server.pid}/fd/${fd}`) === `socket:[${inode}]`) return `http://127.0.0.1:${parseInt(f[1].split(':')[1], 16)}`;
+            if (readlinkSync(`/proc/${server.pid}/fd/${fd}`) === `socket:[${inode}]`) return `http://127.0.0.1:${parseInt(f[1].split(':')[1], 16)}`;
           } catch { /* closed meanwhile */ }
         }
       } catch { /* not started yet */ }

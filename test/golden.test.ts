@@ -2,6 +2,7 @@
 // and by the upstream export, run by onnxruntime-node on CPU. Tolerance: max abs error <= 1e-4 on every case.
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { psnrFloat } from '../src/metrics/quality.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -42,11 +43,7 @@ async function runCases(model: string | Uint8Array, name: string, batched: boole
   }
 }
 
-function psnr(a: Float32Array, b: Float32Array, range = 2): number {
-  let se = 0;
-  for (let i = 0; i < a.length; i++) se += (a[i] - b[i]) ** 2;
-  return 10 * Math.log10((range * range) / (se / a.length));
-}
+const psnr = (a: Float32Array, b: Float32Array): number => psnrFloat(a, b, 2);
 
 for (const name of ['gpen-tiny-64', 'gpen-128']) {
   describe(`golden ${name}`, () => {

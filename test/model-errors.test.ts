@@ -2,6 +2,7 @@
 // each must fail with its GpenLabError code, a message naming the input, a fix, and no output file left behind.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { psnrFloat } from '../src/metrics/quality.js';
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -81,11 +82,7 @@ function zipLayout(buf: Buffer): Map<string, { header: number; data: number; siz
   return out;
 }
 
-function psnr(a: Float32Array, b: Float32Array, range = 2): number {
-  let se = 0;
-  for (let i = 0; i < a.length; i++) se += (a[i] - b[i]) ** 2;
-  return 10 * Math.log10((range * range) / (se / a.length));
-}
+const psnr = (a: Float32Array, b: Float32Array): number => psnrFloat(a, b, 2);
 
 /** Runs an .onnx on in0 with ONNX Runtime on the CPU. */
 async function runOnIn0(model: string): Promise<{ out: Float32Array; ref: Float32Array }> {

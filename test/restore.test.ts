@@ -2,6 +2,7 @@
 // photo back — exactly outside the paste masks, and by PSNR overall. This proves alignment, inverse warp and blend.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { psnrFloat } from '../src/metrics/quality.js';
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -18,11 +19,7 @@ const PHOTOS = ['Solvay_conference_1927.png', '00002.png', '00005.png', '00009.p
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'gpen-restore-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
 
-function psnr(a: Uint8Array, b: Uint8Array): number {
-  let se = 0;
-  for (let i = 0; i < a.length; i++) se += (a[i] - b[i]) ** 2;
-  return se === 0 ? Infinity : 10 * Math.log10((255 * 255 * a.length) / se);
-}
+const psnr = (a: Uint8Array, b: Uint8Array): number => psnrFloat(a, b, 255);
 
 describe('identity model end to end', () => {
   let restorer: Restorer;

@@ -4,10 +4,10 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { GpenLabError } from '../errors.js';
 import { writeFileAtomicSafe } from '../io/files.js';
+import { nodeScriptArgs } from '../io/node-script.js';
 import type { PeerReport } from '../lab/bench.js';
 import { runBench, targets } from '../lab/bench.js';
 import type { Precision } from '../model/gpen-graph.js';
@@ -22,8 +22,7 @@ const list = (s: string): string[] => s.split(',').map((x) => x.trim()).filter(B
 
 /** A new process to the first restored face written as PNG: spawn to the restore's JSON line (printed after the write). */
 async function coldStart(model: string, provider: Provider, precisionArgs: string[]): Promise<{ ms: number; stages: Record<string, number> }> {
-  const cli = fileURLToPath(new URL('./index.js', import.meta.url));
-  const args = cli.endsWith('.js') && !cli.includes('/src/') ? [cli] : ['--import', 'tsx', fileURLToPath(new URL('./index.ts', import.meta.url))];
+  const args = nodeScriptArgs(import.meta.url, 'index');
   const out = path.join(os.tmpdir(), `gpen-cold-${process.pid}`);
   const t0 = performance.now();
   return new Promise((resolve, reject) => {

@@ -2,6 +2,7 @@
 // else nvidia-smi; the source that answered and why the others did not are part of the report.
 import { spawnSync } from 'node:child_process';
 import koffi from 'koffi';
+import { driverMinimumFor } from './requirements.js';
 import type { GpuDevice, GpuReport } from './types.js';
 
 export function formatCudaVersion(n: number): string {
@@ -14,11 +15,9 @@ const cmp = (a: string, b: string): number => {
   return 0;
 };
 
-/** Linux minimum driver per CUDA major (CUDA toolkit release notes, "minor version compatibility"). */
-const MIN_DRIVER: Record<number, string> = { 11: '450.80.02', 12: '525.60.13', 13: '580.65.06' };
 
 export function driverSupportsCuda(driverVersion: string, cudaMajor: number): boolean {
-  const min = MIN_DRIVER[cudaMajor];
+  const min = driverMinimumFor(cudaMajor);
   return min ? cmp(driverVersion, min) >= 0 : false;
 }
 

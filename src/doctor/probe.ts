@@ -1,16 +1,9 @@
 // Runs the try-load child (probe-child) for one provider with a timeout, and reads what it reached, what ran, what
 // failed, and the tail of its stderr; a crash or a hang is a result, not an exception.
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { nodeScriptArgs } from '../io/node-script.js';
 import type { ProbeResult } from './types.js';
 
-/** The child script beside this module: .js when built, .ts under tsx (then node needs `--import tsx`). */
-function childCommand(): { args: string[] } {
-  const js = fileURLToPath(new URL('./probe-child.js', import.meta.url));
-  if (existsSync(js)) return { args: [js] };
-  return { args: ['--import', 'tsx', fileURLToPath(new URL('./probe-child.ts', import.meta.url))] };
-}
 
 export interface ProbeOptions {
   timeoutMs?: number;
@@ -24,7 +17,7 @@ export function probeProvider(provider: string, opts: ProbeOptions = {}): Promis
   const timeoutMs = opts.timeoutMs ?? 120_000;
   const t0 = Date.now();
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [...childCommand().args, provider], { env: opts.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...nodeScriptArgs(import.meta.url, 'probe-child'), provider], { env: opts.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     let timedOut = false;

@@ -9,7 +9,7 @@ import { Restorer } from '../face/restore.js';
 import { readNpy } from '../io/npy.js';
 import { psnrFloat } from '../metrics/quality.js';
 import type { TimingStats } from '../metrics/stats.js';
-import { timingStats } from '../metrics/stats.js';
+import { median, timingStats } from '../metrics/stats.js';
 import type { Precision } from '../model/gpen-graph.js';
 import { GraphBuilder, TensorType } from '../model/onnx-builder.js';
 import type { ModelSpec } from '../model/registry.js';
@@ -170,9 +170,8 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
             for (const [k, val] of Object.entries(res.stages_ms)) (stages[k] ??= []).push(val);
           }
           await r.release();
-          const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
-          v.e2e = { photo: o.photo, faces, stats: timingStats(totals), stagesMedianMs: Object.fromEntries(Object.entries(stages).map(([k, xs]) => [k, med(xs)])) };
-          log(`${provider} ${precision} end to end: ${med(totals).toFixed(0)} ms for ${faces} faces`);
+          v.e2e = { photo: o.photo, faces, stats: timingStats(totals), stagesMedianMs: Object.fromEntries(Object.entries(stages).map(([k, xs]) => [k, median(xs)])) };
+          log(`${provider} ${precision} end to end: ${median(totals).toFixed(0)} ms for ${faces} faces`);
         }
         v.ok = true;
       } catch (e) {

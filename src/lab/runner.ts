@@ -5,7 +5,6 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { GpenLabError } from '../errors.js';
 import { runDoctor } from '../doctor/index.js';
 import { REQUIRED_CUDA_MAJOR, driverMinimumFor } from '../doctor/requirements.js';
@@ -15,6 +14,7 @@ import { readGpus } from '../doctor/gpu.js';
 import { readSystem } from '../doctor/system.js';
 import type { RestoreResult } from '../face/restore.js';
 import { writeFileAtomicSafe } from '../io/files.js';
+import { nodeScriptArgs } from '../io/node-script.js';
 import { encodeImage, readRgb } from '../io/image.js';
 import type { Rgb8 } from '../metrics/quality.js';
 import { clampRegion, crop, diffHeatmap, psnr, ssim } from '../metrics/quality.js';
@@ -38,12 +38,6 @@ export interface LabOptions {
   onProgress?: (e: { cell: string; index: number; total: number; line: string }) => void;
 }
 
-function childArgs(): string[] {
-  const js = fileURLToPath(new URL('./cell-child.js', import.meta.url));
-  if (existsSync(js)) return [js];
-  return ['--import', 'tsx', fileURLToPath(new URL('./cell-child.ts', import.meta.url))];
-}
-
 /** Expands $NAME and ${NAME} from the lab's own environment, so a cell can say "/opt/cuda12/lib:$LD_LIBRARY_PATH". */
 export function expandVars(vars: Record<string, string>, env: NodeJS.ProcessEnv = process.env): Record<string, string> {
   const out: Record<string, string> = {};
@@ -64,7 +58,7 @@ interface ChildOutcome {
 function runChild(jobFile: string, env: NodeJS.ProcessEnv, timeoutMs: number, pids: Set<number>): Promise<ChildOutcome> {
   return new Promise((resolve) => {
     const spawnAt = Date.now();
-    const child = spawn(process.execPath, [...childArgs(), jobFile], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...nodeScriptArgs(import.meta.url, 'cell-child'), jobFile], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     if (child.pid) pids.add(child.pid);
     const events: ChildOutcome['events'] = [];
     let buf = '';
@@ -262,8 +256,6 @@ async function runCell(c: CellSpec, cfg: LabConfig, out: string, gpuPresent: str
   r.cold = statsOf(passed.length ? passed : r.runs.filter((x) => x.total_ms !== null));
   r.warm = statsOf(warmRecords);
   if (r.stages.output?.ok && r.restore) {
-    const res = r.runs.at(-1)!;
-    void res;
     r.output.vsInput = await agreementVsInput([r.restore]);
     r.output.psnr = mean(r.output.vsInput.map((x) => x.psnr));
     r.output.ssim = mean(r.output.vsInput.map((x) => x.ssim));

@@ -40,16 +40,10 @@ export function crop(img: Rgb8, r: Region): Rgb8 {
 /** PSNR in dB over all samples (Infinity when identical); `peak` is the largest value (255 for 8-bit). */
 export function psnr(a: Rgb8, b: Rgb8, peak = 255): number {
   checkSame(a, b);
-  let se = 0;
-  for (let i = 0; i < a.data.length; i++) {
-    const d = a.data[i] - b.data[i];
-    se += d * d;
-  }
-  const mse = se / a.data.length;
-  return mse === 0 ? Infinity : 10 * Math.log10((peak * peak) / mse);
+  return psnrFloat(a.data, b.data, peak);
 }
 
-/** PSNR of two float arrays over a value range (2 for [-1, 1]). */
+/** PSNR of two numeric arrays over a value range (2 for [-1, 1], 255 for 8-bit); Infinity when equal. */
 export function psnrFloat(a: ArrayLike<number>, b: ArrayLike<number>, range = 2): number {
   if (a.length !== b.length) throw new Error(`arrays differ in length: ${a.length} vs ${b.length}`);
   let se = 0;

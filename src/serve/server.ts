@@ -100,7 +100,7 @@ export async function startService(o: ServeOptions): Promise<Service> {
 
   const sendError = (reply: FastifyReply, e: unknown, route: string, t0: number) => {
     const err = isGpenLabError(e) ? e : new GpenLabError('E_INTERNAL', errorMessage(e), 'Report it with the service log.');
-    const status = STATUS[err.code] ?? (err.code === 'E_INTERNAL' ? 500 : 500);
+    const status = STATUS[err.code] ?? 500;
     m.errors.inc({ code: err.code });
     m.latency.observe({ route, status: String(status) }, (Date.now() - t0) / 1000);
     if (status === 429 || status === 503) {
