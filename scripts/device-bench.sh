@@ -21,5 +21,23 @@ case "${1:-}" in
       --peer-native /tmp/peer/native.json --peer-fused /tmp/peer/fused.json --out "$OUT/gpu-bench.json" > "$OUT/bench.txt" 2> "$OUT/bench-progress.txt"
     echo "bench exit $?"; cat "$OUT/bench.txt"; tail -40 "$OUT/bench-progress.txt"
     ;;
-  *) echo "usage: device-bench.sh peer|ours" >&2; exit 2 ;;
+  explore)
+    # the C API route's options, synthetic GPEN-512 (speed does not depend on the weights): stock binding vs C API
+    # with each option set, node profiles under CUDA_LAUNCH_BLOCKING=1, cold starts per route
+    (which nsys ncu; ls /usr/local/cuda/bin 2>/dev/null | tr '\n' ' '; nvidia-smi --query-gpu=name,clocks.max.sm,power.limit --format=csv) > "$OUT/tools.txt" 2>&1
+    B="node dist/cli/index.js bench --synthetic 512"
+    $B --provider cuda --precision fp16,fp32 --batch 1,8,16,32 --runs 20 \
+      --capi-cuda cudnn_conv_algo_search=EXHAUSTIVE --capi-cuda prefer_nhwc=1 --capi-cuda prefer_nhwc=1,enable_cuda_graph=1 \
+      --capi-cuda enable_cuda_graph=1 --capi-cuda cudnn_conv_algo_search=HEURISTIC \
+      --capi-cuda arena_extend_strategy=kSameAsRequested,cudnn_conv_use_max_workspace=0 \
+      --out "$OUT/explore-speed.json" > "$OUT/explore-speed.txt" 2> "$OUT/explore-speed-progress.txt"; echo "speed exit $?"
+    CUDA_LAUNCH_BLOCKING=1 $B --provider '' --precision fp16 --batch 16 --runs 3 --warmup 1 --profile-batch 16 \
+      --capi-cuda cudnn_conv_algo_search=EXHAUSTIVE --capi-cuda prefer_nhwc=1 \
+      --out "$OUT/explore-profile.json" > /dev/null 2> "$OUT/explore-profile-progress.txt"; echo "profile exit $?"
+    $B --provider cuda --precision fp32,fp16 --batch 1 --runs 3 --cold 3 \
+      --cold-cuda-options cudnn_conv_algo_search=HEURISTIC --cold-cuda-options cudnn_conv_algo_search=HEURISTIC,prefer_nhwc=1 \
+      --out "$OUT/explore-cold.json" > /dev/null 2> "$OUT/explore-cold-progress.txt"; echo "cold exit $?"
+    tail -60 "$OUT/explore-speed-progress.txt"; tail -8 "$OUT/explore-profile-progress.txt"; grep cold "$OUT/explore-cold-progress.txt"
+    ;;
+  *) echo "usage: device-bench.sh peer|ours|explore" >&2; exit 2 ;;
 esac

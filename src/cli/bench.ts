@@ -17,11 +17,16 @@ import { parseProvider } from '../runtime/providers.js';
 import type { Provider } from '../runtime/providers.js';
 import { DEMO_FACE } from './demo.js';
 import { parseIntArg } from './model.js';
+import { parseCudaOptions } from '../runtime/capi-model.js';
+import { median } from '../metrics/stats.js';
 
 const list = (s: string): string[] => s.split(',').map((x) => x.trim()).filter(Boolean);
 
 /** A new process to the first restored face written as PNG: spawn to the restore's JSON line (printed after the write). */
-async function coldStart(model: string, provider: Provider, precisionArgs: string[]): Promise<{ ms: number; stages: Record<string, number> }> {
+interface ColdRun { ms: number; stages: Record<string, number>; startup: Record<string, number> | null }
+interface ColdEntry { provider: Provider; precision: Precision; route: 'binding' | 'capi'; cudaOptions: Record<string, string> | null; runs: ColdRun[]; medianMs: number | null }
+
+async function coldStart(model: string, provider: Provider, precisionArgs: string[]): Promise<ColdRun> {
   const args = nodeScriptArgs(import.meta.url, 'index');
   const out = path.join(os.tmpdir(), `gpen-cold-${process.pid}`);
   const t0 = performance.now();
@@ -36,7 +41,8 @@ async function coldStart(model: string, provider: Provider, precisionArgs: strin
       if (nl >= 0) {
         const ms = performance.now() - t0;
         try {
-          resolve({ ms, stages: (JSON.parse(buf.slice(0, nl)) as { stages_ms: Record<string, number> }).stages_ms });
+          const r = JSON.parse(buf.slice(0, nl)) as { stages_ms: Record<string, number>; startup_ms?: Record<string, number> };
+          resolve({ ms, stages: r.stages_ms, startup: r.startup_ms ?? null });
         } catch (e) {
           reject(e);
         }
@@ -62,10 +68,12 @@ export function benchCommand(): Command {
     .option('--compare <in,out>', "the peer's seeded input and output .npy (torch_gpen.py --save-pth), for the agreement")
     .option('--peer-native <json>', "torch_gpen.py's JSON, official native ops")
     .option('--peer-fused <json>', "torch_gpen.py's JSON, official fused CUDA ops (--fused)")
-    .option('--capi-cuda <k=v,...>', 'also time CUDA through ONNX Runtime\'s C API with these provider options (e.g. cudnn_conv_algo_search=HEURISTIC,prefer_nhwc=1)')
+    .option('--capi-cuda <k=v,...>', 'also time CUDA through ONNX Runtime\'s C API with these provider options (e.g. cudnn_conv_algo_search=HEURISTIC,prefer_nhwc=1); repeat for several sets', (v: string, acc: Record<string, string>[] = []) => [...acc, parseCudaOptions(v, '--capi-cuda')])
+    .option('--cold-cuda-options <k=v,...>', 'cold starts also through the C API with these CUDA provider options; repeat for several sets', (v: string, acc: Record<string, string>[] = []) => [...acc, parseCudaOptions(v, '--cold-cuda-options')])
+    .option('--profile-batch <n>', 'with --capi-cuda: profile one run per variant at this batch (node times by operator; run under CUDA_LAUNCH_BLOCKING=1 for GPU times)', parseIntArg('--profile-batch'))
     .option('--out <file>', 'write the JSON here')
     .option('--json', 'print the JSON')
-    .action(async (o: { model?: string; synthetic?: number; provider: string; precision: string; batch: string; runs: number; warmup: number; photo?: string; e2eRuns: number; cold: number; compare?: string; peerNative?: string; peerFused?: string; capiCuda?: string; out?: string; json?: boolean }) => {
+    .action(async (o: { model?: string; synthetic?: number; provider: string; precision: string; batch: string; runs: number; warmup: number; photo?: string; e2eRuns: number; cold: number; compare?: string; peerNative?: string; peerFused?: string; capiCuda?: Record<string, string>[]; coldCudaOptions?: Record<string, string>[]; profileBatch?: number; out?: string; json?: boolean }) => {
       if ((o.model === undefined) === (o.synthetic === undefined)) throw new GpenLabError('E_ARGUMENT', 'bench needs one of --model and --synthetic', 'Pass --model FILE or --synthetic 512.', { input: '--model' });
       const cache = path.join(os.tmpdir(), 'gpen-lab-bench-cache');
       const model: ModelSpec = o.model !== undefined ? { type: 'file', file: o.model } : { type: 'synthetic', size: o.synthetic!, seed: 0, cacheDir: cache };
@@ -76,13 +84,9 @@ export function benchCommand(): Command {
       if (batches.some((b) => !Number.isInteger(b) || b < 1 || b > 256)) throw new GpenLabError('E_ARGUMENT', `Expected batch sizes 1..256 for --batch but received ${o.batch}`, 'Pass --batch 1,8,16.', { input: '--batch' });
       const cmp = o.compare ? list(o.compare) : null;
       const log = (l: string) => process.stderr.write(`${l}\n`);
-      const capiCuda = o.capiCuda !== undefined ? Object.fromEntries(list(o.capiCuda).map((kv) => {
-        const i = kv.indexOf('=');
-        if (i <= 0) throw new GpenLabError('E_ARGUMENT', `Expected key=value pairs for --capi-cuda but received ${JSON.stringify(kv)}`, 'Pass --capi-cuda cudnn_conv_algo_search=HEURISTIC,prefer_nhwc=1.', { input: '--capi-cuda' });
-        return [kv.slice(0, i), kv.slice(i + 1)];
-      })) : undefined;
-      const report = await runBench({ ...(capiCuda ? { capiCuda } : {}), model, providers, precisions, batches, runs: o.runs, warmup: o.warmup, ...(o.photo ? { photo: o.photo } : {}), e2eRuns: o.e2eRuns, ...(cmp ? { compare: { input: cmp[0], output: cmp[1] } } : {}), onProgress: log });
-      const cold: { provider: Provider; precision: Precision; runs: { ms: number; stages: Record<string, number> }[] }[] = [];
+      const capiCuda = o.capiCuda;
+      const report = await runBench({ ...(capiCuda ? { capiCuda } : {}), ...(o.profileBatch ? { profileBatch: o.profileBatch } : {}), model, providers, precisions, batches, runs: o.runs, warmup: o.warmup, ...(o.photo ? { photo: o.photo } : {}), e2eRuns: o.e2eRuns, ...(cmp ? { compare: { input: cmp[0], output: cmp[1] } } : {}), onProgress: log });
+      const cold: ColdEntry[] = [];
       if (o.cold > 0) {
         for (const provider of providers) {
           for (const precision of precisions) {
@@ -93,29 +97,35 @@ export function benchCommand(): Command {
               file = path.join(cache, `converted-${precision}.onnx`);
               await writeFileAtomicSafe(file, prepared.model as Uint8Array);
             }
-            const runs = [];
-            for (let i = 0; i < o.cold; i++) {
-              try {
-                runs.push(await coldStart(file, provider, precision === 'fp16' ? ['--fp16'] : []));
-                log(`cold ${provider} ${precision}: ${runs.at(-1)!.ms.toFixed(0)} ms`);
-              } catch (e) {
-                log(`cold ${provider} ${precision}: ${(e as Error).message}`);
-                break;
+            const routes: (Record<string, string> | null)[] = [null, ...(provider === 'cuda' ? o.coldCudaOptions ?? [] : [])];
+            for (const cudaOptions of routes) {
+              const runs = [];
+              const extra = [...(precision === 'fp16' ? ['--fp16'] : []), ...(cudaOptions ? ['--cuda-options', Object.entries(cudaOptions).map(([k, x]) => `${k}=${x}`).join(',')] : [])];
+              const tag = `cold ${provider} ${precision}${cudaOptions ? ` (C API ${JSON.stringify(cudaOptions)})` : ''}`;
+              for (let i = 0; i < o.cold; i++) {
+                try {
+                  runs.push(await coldStart(file, provider, extra));
+                  log(`${tag}: ${runs.at(-1)!.ms.toFixed(0)} ms`);
+                } catch (e) {
+                  log(`${tag}: ${(e as Error).message}`);
+                  break;
+                }
               }
+              cold.push({ provider, precision, route: cudaOptions ? 'capi' : 'binding', cudaOptions, runs, medianMs: runs.length ? median(runs.map((r) => r.ms)) : null });
             }
-            cold.push({ provider, precision, runs });
           }
         }
       }
       const readPeer = (f?: string): PeerReport | null => (f ? JSON.parse(readFileSync(f, 'utf8')) as PeerReport : null);
       const native = readPeer(o.peerNative);
       const fused = readPeer(o.peerFused);
-      const gpuCold = cold.filter((c) => c.provider !== 'cpu').flatMap((c) => c.runs.map((r) => r.ms)).sort((a, b) => a - b);
-      const full = { ...report, cold, peer: { native, fused }, targets: targets(report, native, fused, gpuCold.length ? gpuCold[gpuCold.length >> 1] : null) };
+      // P3: the fastest configuration's median cold start
+      const gpuCold = cold.filter((c) => c.provider !== 'cpu' && c.medianMs !== null).map((c) => c.medianMs!);
+      const full = { ...report, cold, peer: { native, fused }, targets: targets(report, native, fused, gpuCold.length ? Math.min(...gpuCold) : null) };
       if (o.out) await writeFileAtomicSafe(o.out, `${JSON.stringify(full, null, 1)}\n`);
       if (o.json) process.stdout.write(`${JSON.stringify(full)}\n`);
       else {
-        for (const v of report.variants) for (const r of v.rows) process.stdout.write(`${v.provider}\t${v.precision}\tb${r.batch}\t${r.stats.median.toFixed(2)} ms\t${r.msPerFace.toFixed(2)} ms/face\n`);
+        for (const v of report.variants) for (const r of v.rows) process.stdout.write(`${v.provider}${v.route === 'capi' ? ` capi ${JSON.stringify(v.capiOptions)}` : ''}\t${v.precision}\tb${r.batch}\t${r.stats.median.toFixed(2)} ms\t${r.msPerFace.toFixed(2)} ms/face\n`);
         for (const [k, t] of Object.entries(full.targets)) process.stdout.write(`${k}\tvalue ${t.value?.toFixed(3) ?? '—'}\tpeer ${t.peer?.toFixed(3) ?? '—'}\tratio ${t.ratio?.toFixed(2) ?? '—'}\n`);
       }
     });

@@ -3,6 +3,7 @@ import { Command, Option } from 'commander';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { GpenLabError } from '../errors.js';
+import { parseCudaOptions } from '../runtime/capi-model.js';
 import type { RestoreResult } from '../face/restore.js';
 import { Restorer, SYNTHETIC_NOTE } from '../face/restore.js';
 import { createBlazeFace } from '../face/blazeface.js';
@@ -53,11 +54,14 @@ export function restoreCommand(): Command {
     .addOption(new Option('--ext <ext>', 'output format').choices(['.png', '.jpg', '.webp']).default('.png'))
     .option('--batch <n>', 'faces per inference', parseIntArg('--batch'), 4)
     .option('--max-pixels <n>', 'refuse images larger than this (decompression bombs)', parseIntArg('--max-pixels'))
+    .option('--cuda-options <k=v,...>', 'CUDA provider options by ONNX Runtime\'s names (e.g. cudnn_conv_algo_search=HEURISTIC,prefer_nhwc=1): the session is then created through the C API route', (v: string) => parseCudaOptions(v))
     .option('--json', 'one RestoreResult per image, a JSON object per line')
     .action(async (inputs: string[], o: {
       out: string; model?: string; synthetic?: number; seed: number; key?: string; provider: string; fp16?: boolean; alpha: number;
-      aligned?: boolean; saveFace?: boolean; ext: OutputExt; batch: number; maxPixels?: number; json?: boolean;
+      aligned?: boolean; saveFace?: boolean; ext: OutputExt; batch: number; maxPixels?: number; json?: boolean; cudaOptions?: Record<string, string>;
     }) => {
+      // time since the process started, to here: node's own start and the modules loaded (a cold start's first part)
+      const startMs = performance.now();
       if (o.model === undefined && o.synthetic === undefined) {
         throw new GpenLabError('E_ARGUMENT', 'restore needs GPEN weights and none were given',
           'Pass --model FILE (the official GPEN-BFR-512.pth or a GPEN .onnx) to restore faces, or --synthetic 512 to measure the pipeline with seeded random weights (its faces are noise).',
@@ -72,14 +76,18 @@ export function restoreCommand(): Command {
       const restorer = await Restorer.create({
         model: spec, precision: o.fp16 ? 'fp16' : 'fp32', provider: parseProvider(o.provider), alpha: o.alpha, aligned: !!o.aligned,
         saveFace: !!o.saveFace, ext: o.ext, batch: o.batch, outDir: o.out, ...(o.maxPixels !== undefined ? { maxPixels: o.maxPixels } : {}),
+        ...(o.cudaOptions ? { session: { cudaOptions: o.cudaOptions } } : {}),
       });
+      let first = true;
       if (restorer.info.synthetic) warn(`${SYNTHETIC_NOTE}; every output says so`);
       const steps = new Steps(files.length, o.json);
       let results: RestoreResult[];
       try {
         results = await restorer.restoreFiles(files, (r) => {
           steps.step(`${path.basename(r.input)}: ${r.error ? `failed (${r.error.code})` : `${r.faces.length} face(s)`}`);
-          if (o.json) process.stdout.write(JSON.stringify(r) + '\n');
+          // the first result also says how the process got there: start and imports, model, session, detector
+          if (o.json) process.stdout.write(JSON.stringify(first ? { ...r, startup_ms: { process: startMs, ...restorer.createMs } } : r) + '\n');
+          first = false;
           for (const w of r.warnings) if (w !== SYNTHETIC_NOTE) warn(w);
         });
       } finally {

@@ -10,8 +10,8 @@ import type { Precision } from '../model/gpen-graph.js';
 import type { ModelInfo, ModelSpec, PreparedModel } from '../model/registry.js';
 import { prepareModel } from '../model/registry.js';
 import type { Provider } from '../runtime/providers.js';
-import type { SessionConfig } from '../runtime/session.js';
-import { ModelSession } from '../runtime/session.js';
+import { openSession } from '../runtime/capi-model.js';
+import type { GpenRunner, SessionConfig } from '../runtime/session.js';
 import type { Affine } from './align.js';
 import { alignTransform } from './align.js';
 import { createBlazeFace } from './blazeface.js';
@@ -93,7 +93,7 @@ export class Restorer {
 
   private constructor(
     readonly info: ModelInfo,
-    private readonly session: ModelSession,
+    private readonly session: GpenRunner,
     private readonly detector: FaceDetector | null,
     private readonly opts: Required<Pick<RestoreOptions, 'alpha' | 'aligned' | 'saveFace' | 'ext' | 'batch' | 'outDir' | 'write'>> & RestoreOptions,
     readonly label: string,
@@ -109,7 +109,7 @@ export class Restorer {
     const t1 = performance.now();
     const provider = opts.provider ?? 'cpu';
     // no spinning: between batches the cores belong to alignment and paste (the JavaScript side)
-    const session = await ModelSession.create(prepared.model, { provider, label: prepared.label, allowSpinning: false, ...opts.session });
+    const session = await openSession(prepared.model, { provider, label: prepared.label, allowSpinning: false, ...opts.session });
     const t2 = performance.now();
     const detector = opts.aligned ? null : (opts.detector ?? (await createBlazeFace({ provider: 'cpu' })));
     const fixed = prepared.info.onnx?.fixedBatch ?? null;

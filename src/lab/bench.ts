@@ -2,6 +2,9 @@
 // timed runs, ms per face, the GPU memory the process holds beyond its bare CUDA context) and end to end (a photo
 // through the whole pipeline, warm), per provider and precision, with the agreement of fp16 with fp32 and, given the
 // peer's seeded input and output (torch_gpen.py --save-pth), of gpen-lab with the official PyTorch model.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { startGpuSampler, summarizeGpu } from '../doctor/gpu-sampler.js';
 import { readGpus } from '../doctor/gpu.js';
@@ -33,8 +36,10 @@ export interface BenchOptions {
   /** The peer's seeded input and output (.npy), for the agreement on the same weights. */
   compare?: { input: string; output: string };
   onProgress?: (line: string) => void;
-  /** Also time CUDA through ONNX Runtime's C API (src/runtime/capi.ts) with these CUDA provider options. */
-  capiCuda?: Record<string, string>;
+  /** Also time CUDA through ONNX Runtime's C API (src/runtime/capi.ts), once per set of CUDA provider options. */
+  capiCuda?: Record<string, string>[];
+  /** Profile one run per C API variant at this batch size (node times by operator). */
+  profileBatch?: number;
 }
 
 export interface BenchRow {
@@ -64,6 +69,10 @@ export interface BenchVariant {
   rows: BenchRow[];
   agreement: { vsFp32Psnr: number | null; vsPeerPsnr: number | null; vsPeerMaxAbs: number | null };
   e2e: { photo: string; faces: number; stats: TimingStats; stagesMedianMs: Record<string, number> } | null;
+  /** C API variants: median ms to copy the batch to the GPU and back, per batch size (not in the rows' times). */
+  copyMs?: Record<string, number>;
+  /** C API variants with --profile-batch: ONNX Runtime's node times of one run. */
+  profile?: { batch: number; launchBlocking: boolean; nodes: number; totalMs: number; byOp: Record<string, number>; top: { node: string; op: string; ms: number; provider: string }[] };
 }
 
 export interface BenchReport {
@@ -181,8 +190,8 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       }
     }
   }
-  if (o.capiCuda) {
-    for (const precision of o.precisions) variants.push(await capiVariant(o, precision, log));
+  for (const cudaOptions of o.capiCuda ?? []) {
+    for (const precision of o.precisions) variants.push(await capiVariant(o, cudaOptions, precision, log));
   }
   return { schema: BENCH_SCHEMA, date: new Date().toISOString(), runtime: runtimeVersion(), gpu: { name: gpus.devices[0]?.name ?? null, driver: gpus.driverVersion, cuda: gpus.cudaDriverVersion }, model: label, variants };
 }
@@ -207,8 +216,8 @@ export function targets(b: BenchReport, native: PeerReport | null, fused: PeerRe
   const peerB1 = (p: PeerReport | null) => minOf(p?.rows.filter((r) => r.dtype === 'float16' && r.batch === 1).map((r) => r.median_ms) ?? []);
   const peerBest = (p: PeerReport | null) => minOf(p?.rows.map((r) => r.ms_per_face) ?? []);
   const peerMem = (p: PeerReport | null) => minOf(p?.rows.filter((r) => r.dtype === 'float16' && r.batch === 1).map((r) => r.peak_gb) ?? []);
-  const fp16 = gpu.find((v) => v.provider === 'cuda' && v.precision === 'fp16');
-  const mem = fp16 && fp16.batch1ProcessMiB !== null && fp16.contextMiB !== null ? (fp16.batch1ProcessMiB - fp16.contextMiB) / 1024 : null;
+  const mem = minOf(gpu.filter((v) => v.provider === 'cuda' && v.precision === 'fp16' && v.batch1ProcessMiB !== null && v.contextMiB !== null)
+    .map((v) => (v.batch1ProcessMiB! - v.contextMiB!) / 1024));
   return {
     P1: t(minOf(gpu.flatMap((v) => v.rows.filter((r) => r.batch === 1).map((r) => r.stats.median))), peerB1(native), peerB1(fused)),
     P2: t(minOf(gpu.flatMap((v) => v.rows.map((r) => r.msPerFace))), peerBest(native), peerBest(fused)),
@@ -218,44 +227,128 @@ export function targets(b: BenchReport, native: PeerReport | null, fused: PeerRe
   };
 }
 
-/** CUDA through the C API: session creation, first run and the batch sizes (runs are synchronous: no GPU sampling). */
-async function capiVariant(o: BenchOptions, precision: Precision, log: (l: string) => void): Promise<BenchVariant> {
-  const v: BenchVariant = { provider: 'cuda', route: 'capi', capiOptions: o.capiCuda!, precision, ok: false, error: null, ran: null, prepareMs: 0, sessionMs: 0, firstRunMs: 0, contextMiB: null, batch1ProcessMiB: null, rows: [], agreement: { vsFp32Psnr: null, vsPeerPsnr: null, vsPeerMaxAbs: null }, e2e: null };
+/**
+ * CUDA through the C API with one set of provider options: session creation, first run, then per batch size the
+ * model alone on tensors already on the GPU (IO binding; with enable_cuda_graph=1 each batch size is its own
+ * captured graph), like the peer's timing of the forward pass on a GPU tensor; the copies to and from the GPU are
+ * timed beside it. GPU memory is read after the runs of each batch size (the arena keeps its peak).
+ */
+async function capiVariant(o: BenchOptions, cudaOptions: Record<string, string>, precision: Precision, log: (l: string) => void): Promise<BenchVariant> {
+  const v: BenchVariant = { provider: 'cuda', route: 'capi', capiOptions: cudaOptions, precision, ok: false, error: null, ran: null, prepareMs: 0, sessionMs: 0, firstRunMs: 0, contextMiB: null, batch1ProcessMiB: null, rows: [], agreement: { vsFp32Psnr: null, vsPeerPsnr: null, vsPeerMaxAbs: null }, e2e: null, copyMs: {} };
+  const tag = `cuda (C API ${Object.entries(cudaOptions).map(([k, x]) => `${k}=${x}`).join(',')}) ${precision}`;
   let s: CapiSession | null = null;
+  const graphs = cudaOptions.enable_cuda_graph === '1';
   try {
+    v.contextMiB = await contextBaseline('cuda');
     let t = performance.now();
     const prepared = await prepareModel(o.model, precision);
     v.prepareMs = performance.now() - t;
     const S = prepared.info.size;
     t = performance.now();
-    s = CapiSession.create(prepared.model, { provider: 'cuda', cuda: o.capiCuda! });
+    s = CapiSession.create(prepared.model, { provider: 'cuda', cuda: cudaOptions });
     v.sessionMs = performance.now() - t;
     const per = 3 * S * S;
     t = performance.now();
-    s.run(seededInput(1, S), [1, 3, S, S], per);
+    const first = graphs ? null : s.run(seededInput(1, S), [1, 3, S, S], per);
     v.firstRunMs = performance.now() - t;
     v.ran = ['cuda'];
-    log(`cuda (C API ${JSON.stringify(o.capiCuda)}) ${precision}: session ${(v.sessionMs / 1000).toFixed(2)} s, first run ${(v.firstRunMs / 1000).toFixed(2)} s`);
+    if (first && o.compare) {
+      const xin = await readNpy(o.compare.input);
+      const want = (await readNpy(o.compare.output)).data as Float32Array;
+      const got = s.run(xin.data as Float32Array, xin.dims, want.length);
+      v.agreement.vsPeerPsnr = psnrFloat(got, want, 2);
+      let m = 0;
+      for (let i = 0; i < got.length; i++) m = Math.max(m, Math.abs(got[i] - want[i]));
+      v.agreement.vsPeerMaxAbs = m;
+    }
+    log(`${tag}: session ${(v.sessionMs / 1000).toFixed(2)} s, first run ${(v.firstRunMs / 1000).toFixed(2)} s${v.agreement.vsPeerPsnr !== null ? `, vs peer ${v.agreement.vsPeerPsnr.toFixed(1)} dB` : ''}`);
     for (const b of o.batches) {
       const x = seededInput(b, S);
-      for (let i = 0; i < o.warmup; i++) s.run(x, [b, 3, S, S], b * per);
+      const into = new Float32Array(b * per);
+      const bound = s.bindDevice([b, 3, S, S], undefined, graphs ? b : undefined);
+      bound.upload(x);
+      // with CUDA graphs the first runs are the warm-up and the capture
+      for (let i = 0; i < Math.max(o.warmup, graphs ? 3 : 0); i++) bound.run();
       const times: number[] = [];
       const runs = b === 1 ? o.runs : Math.max(5, Math.ceil(o.runs / 3));
       for (let i = 0; i < runs; i++) {
         const t1 = performance.now();
-        s.run(x, [b, 3, S, S], b * per);
+        bound.run();
         times.push(performance.now() - t1);
       }
+      const copies: number[] = [];
+      for (let i = 0; i < 3; i++) {
+        const t1 = performance.now();
+        bound.upload(x);
+        bound.download(into);
+        copies.push(performance.now() - t1);
+      }
+      v.copyMs![String(b)] = median(copies);
+      if (b === 1 && graphs && o.compare) {
+        // the captured graph's output against the peer: the replay computes what the session computes
+        const xin = await readNpy(o.compare.input);
+        if (xin.dims[0] === 1) {
+          const want = (await readNpy(o.compare.output)).data as Float32Array;
+          bound.upload(xin.data as Float32Array);
+          bound.run();
+          const got = new Float32Array(want.length);
+          bound.download(got);
+          v.agreement.vsPeerPsnr = psnrFloat(got, want, 2);
+        }
+      }
+      const sampler = startGpuSampler({ intervalMs: 20, pids: () => [process.pid] });
+      await new Promise((r) => setTimeout(r, 120));
+      const g = summarizeGpu(sampler.stop());
       const stats = timingStats(times);
-      v.rows.push({ provider: 'cuda', precision, batch: b, stats, msPerFace: stats.median / b, gpuProcessPeakMiB: null });
-      log(`cuda (C API) ${precision} batch ${b}: ${stats.median.toFixed(2)} ms (${(stats.median / b).toFixed(2)} ms/face)`);
+      v.rows.push({ provider: 'cuda', precision, batch: b, stats, msPerFace: stats.median / b, gpuProcessPeakMiB: g.processPeakMiB });
+      if (b === 1) v.batch1ProcessMiB = g.processPeakMiB;
+      log(`${tag} batch ${b}: ${stats.median.toFixed(2)} ms (${(stats.median / b).toFixed(2)} ms/face) on the GPU, copies ${v.copyMs![String(b)].toFixed(2)} ms${g.processPeakMiB !== null ? `, ${g.processPeakMiB.toFixed(0)} MiB` : ''}`);
+      bound.release();
+    }
+    if (o.profileBatch) {
+      s.release();
+      s = null;
+      v.profile = profileNodes(prepared.model, cudaOptions, o.profileBatch, S);
+      log(`${tag} profile at batch ${o.profileBatch}: ${Object.entries(v.profile.byOp).slice(0, 8).map(([k, x]) => `${k} ${x.toFixed(2)}`).join(', ')} ms`);
     }
     v.ok = true;
   } catch (e) {
     v.error = (e as Error).message;
-    log(`cuda (C API) ${precision}: ${v.error}`);
+    log(`${tag}: ${v.error}`);
   } finally {
     s?.release();
   }
   return v;
+}
+
+/**
+ * ONNX Runtime's per-node profile of one run at `batch` (after two unprofiled-in-effect warm-up runs): time per
+ * operator type and the slowest nodes. Run under CUDA_LAUNCH_BLOCKING=1 the node times include the GPU's work.
+ */
+function profileNodes(model: string | Uint8Array, cudaOptions: Record<string, string>, batch: number, S: number): NonNullable<BenchVariant['profile']> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'gpen-bench-prof-'));
+  const s = CapiSession.create(model, { provider: 'cuda', cuda: { ...cudaOptions, enable_cuda_graph: '0' }, profilePrefix: path.join(dir, 'p') });
+  try {
+    const x = seededInput(batch, S);
+    const n = batch * 3 * S * S;
+    for (let i = 0; i < 3; i++) s.run(x, [batch, 3, S, S], n);
+    const file = s.endProfiling();
+    const events = JSON.parse(readFileSync(file, 'utf8')) as { cat?: string; name?: string; dur?: number; ts?: number; args?: { op_name?: string; provider?: string } }[];
+    const nodes = events.filter((e) => e.cat === 'Node' && e.name?.endsWith('_kernel_time'));
+    // the last run only: the last occurrence of each node
+    const last = new Map<string, { op: string; ms: number; provider: string }>();
+    for (const e of nodes) last.set(e.name!, { op: e.args?.op_name ?? '?', ms: (e.dur ?? 0) / 1000, provider: e.args?.provider ?? '?' });
+    const byOp: Record<string, number> = {};
+    let total = 0;
+    for (const v of last.values()) {
+      byOp[v.op] = (byOp[v.op] ?? 0) + v.ms;
+      total += v.ms;
+    }
+    const sorted = Object.fromEntries(Object.entries(byOp).sort((a, b) => b[1] - a[1]));
+    const top = [...last.entries()].sort((a, b) => b[1].ms - a[1].ms).slice(0, 40).map(([name, v]) => ({ node: name.replace(/_kernel_time$/, ''), ...v }));
+    return { batch, launchBlocking: process.env.CUDA_LAUNCH_BLOCKING === '1', nodes: last.size, totalMs: total, byOp: sorted, top };
+  } finally {
+    s.release();
+    rmSync(dir, { recursive: true, force: true });
+  }
 }

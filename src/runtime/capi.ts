@@ -15,6 +15,10 @@ const IX = {
   ReleaseSession: 95, ReleaseValue: 96, ReleaseSessionOptions: 100,
   SessionOptionsAppendExecutionProvider_CUDA_V2: 204, CreateCUDAProviderOptions: 205, UpdateCUDAProviderOptions: 206,
   ReleaseCUDAProviderOptions: 208,
+  SetOptimizedModelFilePath: 11, EnableProfiling: 14, DisableMemPattern: 17, CreateRunOptions: 39, CreateTensorAsOrtValue: 48,
+  CreateMemoryInfo: 68, AllocatorFree: 76, GetAllocatorWithDefaultOptions: 78, ReleaseRunOptions: 97, SessionEndProfiling: 110,
+  AddSessionConfigEntry: 130, CreateAllocator: 131, ReleaseAllocator: 132, RunWithBinding: 133, CreateIoBinding: 134,
+  ReleaseIoBinding: 135, BindInput: 136, BindOutput: 137, AddRunConfigEntry: 165,
 } as const;
 const API_VERSION = 14;
 const TABLE = 210;
@@ -55,6 +59,25 @@ function load(): Api {
     CreateCUDAProviderOptions: 'void *f(_Out_ void **cudaOptions)',
     UpdateCUDAProviderOptions: 'void *f(void *cudaOptions, const char **keys, const char **values, size_t n)',
     ReleaseCUDAProviderOptions: 'void f(void *p)',
+    SetOptimizedModelFilePath: 'void *f(void *options, const char *path)',
+    EnableProfiling: 'void *f(void *options, const char *prefix)',
+    DisableMemPattern: 'void *f(void *options)',
+    CreateRunOptions: 'void *f(_Out_ void **out)',
+    CreateTensorAsOrtValue: 'void *f(void *allocator, const int64_t *shape, size_t rank, int type, _Out_ void **value)',
+    CreateMemoryInfo: 'void *f(const char *name, int allocatorType, int id, int memType, _Out_ void **info)',
+    AllocatorFree: 'void *f(void *allocator, void *p)',
+    GetAllocatorWithDefaultOptions: 'void *f(_Out_ void **allocator)',
+    ReleaseRunOptions: 'void f(void *p)',
+    SessionEndProfiling: 'void *f(void *session, void *allocator, _Out_ void **file)',
+    AddSessionConfigEntry: 'void *f(void *options, const char *key, const char *value)',
+    CreateAllocator: 'void *f(void *session, void *info, _Out_ void **allocator)',
+    ReleaseAllocator: 'void f(void *p)',
+    RunWithBinding: 'void *f(void *session, void *runOptions, void *binding)',
+    CreateIoBinding: 'void *f(void *session, _Out_ void **binding)',
+    ReleaseIoBinding: 'void f(void *p)',
+    BindInput: 'void *f(void *binding, const char *name, void *value)',
+    BindOutput: 'void *f(void *binding, const char *name, void *value)',
+    AddRunConfigEntry: 'void *f(void *runOptions, const char *key, const char *value)',
   };
   const fns = {} as Record<keyof typeof IX, Fn>;
   for (const [name, i] of Object.entries(IX) as [keyof typeof IX, number][]) {
@@ -79,12 +102,48 @@ export interface CapiOptions {
   /** CUDA provider options by their ONNX Runtime names (device_id, cudnn_conv_algo_search, prefer_nhwc, ...). */
   cuda?: Record<string, string>;
   intraOpNumThreads?: number;
+  /** 0 disabled, 1 basic, 2 extended, 99 all (default). */
+  graphOptimizationLevel?: 0 | 1 | 2 | 99;
+  /** Session config entries (onnxruntime_session_options_config_keys.h), e.g. session.intra_op.allow_spinning. */
+  config?: Record<string, string>;
+  /** Write the optimised graph here while the session is created (a cache for later cold starts). */
+  saveOptimizedTo?: string;
+  /** Profile runs into files starting with this prefix (read back by endProfiling). */
+  profilePrefix?: string;
+}
+
+/** ONNX tensor element types used here. */
+const FLOAT = 1;
+
+/** cudaMemcpy from the CUDA runtime that the CUDA provider has already loaded (libcudart.so.13). */
+let cudaMemcpy: ((dst: unknown, src: unknown, bytes: number, kind: number) => number) | null = null;
+function memcpy(dst: unknown, src: unknown, bytes: number, kind: 1 | 2): void {
+  if (!cudaMemcpy) {
+    const lib = koffi.load('libcudart.so.13');
+    cudaMemcpy = lib.func('int cudaMemcpy(void *dst, void *src, size_t count, int kind)') as unknown as typeof cudaMemcpy;
+  }
+  const rc = cudaMemcpy!(dst, src, bytes, kind);
+  if (rc !== 0) throw new GpenLabError('E_INFERENCE', `cudaMemcpy (${kind === 1 ? 'host to device' : 'device to host'}, ${bytes} bytes) failed with CUDA error ${rc}`, 'Run `gpen-lab doctor --provider cuda`.');
+}
+
+/** Input and output tensors that live on the GPU, bound once: runs then move no data unless asked. */
+export interface DeviceBinding {
+  dims: number[];
+  elements: number;
+  /** Copies `x` to the bound input on the GPU. */
+  upload(x: Float32Array): void;
+  /** Copies the bound output from the GPU into `into`. */
+  download(into: Float32Array): void;
+  /** Runs the session on the bound tensors (synchronous: returns when the GPU is done). */
+  run(): void;
+  release(): void;
 }
 
 /** A session created through the C API; run() is synchronous and writes the first output into a new array. */
 export class CapiSession {
   private released = false;
-  private constructor(private readonly a: Api, private readonly session: unknown, private readonly info: unknown, readonly runtimeVersion: string) {}
+  private readonly bindings = new Set<DeviceBinding>();
+  private constructor(private readonly a: Api, private readonly session: unknown, private readonly info: unknown, readonly runtimeVersion: string, readonly cudaOptions: Record<string, string> | null) {}
 
   static create(model: string | Uint8Array, o: CapiOptions): CapiSession {
     const a = load();
@@ -95,14 +154,21 @@ export class CapiSession {
     }
     check(a, a.fns.CreateSessionOptions(out), 'CreateSessionOptions');
     const opts = out[0];
+    let cudaAsked: Record<string, string> | null = null;
     try {
-      check(a, a.fns.SetSessionGraphOptimizationLevel(opts, 99), 'SetSessionGraphOptimizationLevel');
+      check(a, a.fns.SetSessionGraphOptimizationLevel(opts, o.graphOptimizationLevel ?? 99), 'SetSessionGraphOptimizationLevel');
       if (o.intraOpNumThreads) check(a, a.fns.SetIntraOpNumThreads(opts, o.intraOpNumThreads), 'SetIntraOpNumThreads');
+      for (const [k, v] of Object.entries(o.config ?? {})) check(a, a.fns.AddSessionConfigEntry(opts, k, v), `AddSessionConfigEntry(${k}=${v})`);
+      if (o.saveOptimizedTo) check(a, a.fns.SetOptimizedModelFilePath(opts, o.saveOptimizedTo), 'SetOptimizedModelFilePath');
+      if (o.profilePrefix) check(a, a.fns.EnableProfiling(opts, o.profilePrefix), 'EnableProfiling');
       if (o.provider === 'cuda') {
+        // CUDA graphs replay fixed addresses: ONNX Runtime's memory patterns must be off with them
+        if (o.cuda?.enable_cuda_graph === '1') check(a, a.fns.DisableMemPattern(opts), 'DisableMemPattern');
         check(a, a.fns.CreateCUDAProviderOptions(out), 'CreateCUDAProviderOptions');
         const cudaOpts = out[0];
         try {
-          const entries = Object.entries({ device_id: '0', ...o.cuda });
+          cudaAsked = { device_id: '0', ...o.cuda };
+          const entries = Object.entries(cudaAsked);
           check(a, a.fns.UpdateCUDAProviderOptions(cudaOpts, entries.map((e) => e[0]), entries.map((e) => e[1]), entries.length), 'UpdateCUDAProviderOptions');
           check(a, a.fns.SessionOptionsAppendExecutionProvider_CUDA_V2(opts, cudaOpts), 'SessionOptionsAppendExecutionProvider_CUDA_V2');
         } finally {
@@ -113,32 +179,119 @@ export class CapiSession {
       else check(a, a.fns.CreateSessionFromArray(env, model, model.byteLength, opts, out), 'CreateSessionFromArray');
       const session = out[0];
       check(a, a.fns.CreateCpuMemoryInfo(1, 0, out), 'CreateCpuMemoryInfo');
-      return new CapiSession(a, session, out[0], a.version);
+      return new CapiSession(a, session, out[0], a.version, cudaAsked);
     } finally {
       a.fns.ReleaseSessionOptions(opts);
     }
   }
 
-  /** Runs input `input` (float32, dims) and returns output `output` (same element count as `outLength`). */
-  run(x: Float32Array, dims: number[], outLength: number, names: { input: string; output: string } = { input: 'input', output: 'output' }): Float32Array {
+  private live(): void {
     if (this.released) throw new GpenLabError('E_ARGUMENT', 'This C API session was released', 'Create a new one.');
+  }
+
+  /** Runs input `input` (float32, dims) and returns output `output` (same element count as `outLength`). */
+  run(x: Float32Array, dims: number[], outLength: number, names: { input: string; output: string } = { input: 'input', output: 'output' }, into?: Float32Array): Float32Array {
+    this.live();
     const a = this.a;
     const val: unknown[] = [null];
-    check(a, a.fns.CreateTensorWithDataAsOrtValue(this.info, x, x.byteLength, BigInt64Array.from(dims.map(BigInt)), dims.length, 1, val), 'CreateTensorWithDataAsOrtValue');
+    check(a, a.fns.CreateTensorWithDataAsOrtValue(this.info, x, x.byteLength, BigInt64Array.from(dims.map(BigInt)), dims.length, FLOAT, val), 'CreateTensorWithDataAsOrtValue');
     const outputs: unknown[] = [null];
     try {
       check(a, a.fns.Run(this.session, null, [names.input], [val[0]], 1, [names.output], 1, outputs), 'Run');
       const data: unknown[] = [null];
       check(a, a.fns.GetTensorMutableData(outputs[0], data), 'GetTensorMutableData');
-      return new Float32Array(koffi.view(data[0], outLength * 4)).slice();
+      const view = new Float32Array(koffi.view(data[0], outLength * 4));
+      if (into) {
+        into.set(view);
+        return into;
+      }
+      return view.slice();
     } finally {
       a.fns.ReleaseValue(val[0]);
       if (outputs[0]) a.fns.ReleaseValue(outputs[0]);
     }
   }
 
+  /**
+   * Input and output of shape `dims` allocated by the session's CUDA allocator and bound by name (IO binding): the
+   * route to CUDA graphs, which replay the same addresses. `graphId` tags the run for ONNX Runtime's per-shape
+   * graph capture (run config gpu_graph_id) when the session was created with enable_cuda_graph=1.
+   */
+  bindDevice(dims: number[], names: { input: string; output: string } = { input: 'input', output: 'output' }, graphId?: number): DeviceBinding {
+    this.live();
+    const a = this.a;
+    const out: unknown[] = [null];
+    const owned: { kind: 'value' | 'binding' | 'runOptions' | 'allocator' | 'info'; p: unknown }[] = [];
+    const release = () => {
+      for (const o of owned.reverse()) {
+        if (o.kind === 'value') a.fns.ReleaseValue(o.p);
+        else if (o.kind === 'binding') a.fns.ReleaseIoBinding(o.p);
+        else if (o.kind === 'runOptions') a.fns.ReleaseRunOptions(o.p);
+        else if (o.kind === 'allocator') a.fns.ReleaseAllocator(o.p);
+        else a.fns.ReleaseMemoryInfo(o.p);
+      }
+      owned.length = 0;
+    };
+    try {
+      // OrtArenaAllocator (1) on device 0, OrtMemTypeDefault (0)
+      check(a, a.fns.CreateMemoryInfo('Cuda', 1, Number(this.cudaOptions?.device_id ?? 0), 0, out), 'CreateMemoryInfo(Cuda)');
+      const info = out[0];
+      owned.push({ kind: 'info', p: info });
+      check(a, a.fns.CreateAllocator(this.session, info, out), 'CreateAllocator(Cuda)');
+      const allocator = out[0];
+      owned.push({ kind: 'allocator', p: allocator });
+      const shape = BigInt64Array.from(dims.map(BigInt));
+      check(a, a.fns.CreateTensorAsOrtValue(allocator, shape, dims.length, FLOAT, out), 'CreateTensorAsOrtValue(input)');
+      const input = out[0];
+      owned.push({ kind: 'value', p: input });
+      check(a, a.fns.CreateTensorAsOrtValue(allocator, shape, dims.length, FLOAT, out), 'CreateTensorAsOrtValue(output)');
+      const output = out[0];
+      owned.push({ kind: 'value', p: output });
+      check(a, a.fns.GetTensorMutableData(input, out), 'GetTensorMutableData(input)');
+      const inPtr = out[0];
+      check(a, a.fns.GetTensorMutableData(output, out), 'GetTensorMutableData(output)');
+      const outPtr = out[0];
+      check(a, a.fns.CreateIoBinding(this.session, out), 'CreateIoBinding');
+      const binding = out[0];
+      owned.push({ kind: 'binding', p: binding });
+      check(a, a.fns.BindInput(binding, names.input, input), 'BindInput');
+      check(a, a.fns.BindOutput(binding, names.output, output), 'BindOutput');
+      check(a, a.fns.CreateRunOptions(out), 'CreateRunOptions');
+      const runOptions = out[0];
+      owned.push({ kind: 'runOptions', p: runOptions });
+      if (graphId !== undefined) check(a, a.fns.AddRunConfigEntry(runOptions, 'gpu_graph_id', String(graphId)), 'AddRunConfigEntry(gpu_graph_id)');
+      const elements = dims.reduce((x, y) => x * y, 1);
+      const b: DeviceBinding = {
+        dims, elements,
+        upload: (x) => memcpy(inPtr, x, elements * 4, 1),
+        download: (into) => memcpy(into, outPtr, elements * 4, 2),
+        run: () => { this.live(); check(a, a.fns.RunWithBinding(this.session, runOptions, binding), 'RunWithBinding'); },
+        release: () => { this.bindings.delete(b); release(); },
+      };
+      this.bindings.add(b);
+      return b;
+    } catch (e) {
+      release();
+      throw e;
+    }
+  }
+
+  /** Ends profiling (the session was created with profilePrefix) and returns the profile's file name. */
+  endProfiling(): string {
+    this.live();
+    const a = this.a;
+    const out: unknown[] = [null];
+    check(a, a.fns.GetAllocatorWithDefaultOptions(out), 'GetAllocatorWithDefaultOptions');
+    const allocator = out[0];
+    check(a, a.fns.SessionEndProfiling(this.session, allocator, out), 'SessionEndProfiling');
+    const name = koffi.decode(out[0], 'char', -1) as string;
+    check(a, a.fns.AllocatorFree(allocator, out[0]), 'AllocatorFree');
+    return name;
+  }
+
   release(): void {
     if (this.released) return;
+    for (const b of [...this.bindings]) b.release();
     this.released = true;
     this.a.fns.ReleaseSession(this.session);
     this.a.fns.ReleaseMemoryInfo(this.info);

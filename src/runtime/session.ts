@@ -26,6 +26,12 @@ export interface SessionConfig {
   recordPlacement?: boolean;
   /** Label used in error messages (the model file, or "synthetic GPEN-512"). */
   label?: string;
+  /**
+   * CUDA provider options by ONNX Runtime's names (cudnn_conv_algo_search, prefer_nhwc, arena_extend_strategy, ...):
+   * the session is then created through the C API route (src/runtime/capi.ts), since the stock binding passes only
+   * deviceId. Only with provider cuda.
+   */
+  cudaOptions?: Record<string, string>;
 }
 
 export interface Placement {
@@ -79,7 +85,35 @@ function providerFailure(cfg: SessionConfig, e: unknown): GpenLabError {
     p === 'cpu' ? 'Check that the model is a valid ONNX file with `gpen-lab model info FILE`.' : `Run \`gpen-lab doctor --provider ${p}\`: it matches this error against known causes and prints the fix; \`gpen-lab model info FILE\` checks the model itself.`, { input: label, provider: p, ort: said });
 }
 
-export class ModelSession {
+/** Which provider ran each node, from an ONNX Runtime profile (its "_kernel_time" node events). */
+export function placementFromProfile(file: string, asked: Provider): Placement {
+  const events = JSON.parse(readFileSync(file, 'utf8')) as { cat?: string; name?: string; args?: { provider?: string } }[];
+  const counts: Record<string, number> = {};
+  const seen = new Set<string>();
+  for (const ev of events) {
+    if (ev.cat !== 'Node' || !ev.args?.provider || !ev.name?.endsWith('_kernel_time')) continue;
+    if (seen.has(ev.name)) continue;
+    seen.add(ev.name);
+    const p = String(providerFromEpName(ev.args.provider));
+    counts[p] = (counts[p] ?? 0) + 1;
+  }
+  const ran = Object.keys(counts);
+  return { nodesByProvider: counts, ran, mismatch: ran.some((p) => p !== asked) };
+}
+
+/** What the restoration pipeline needs of a GPEN session (the stock binding's ModelSession, or the C API route's). */
+export interface GpenRunner {
+  readonly asked: Provider;
+  readonly createMs: number;
+  readonly placement: Placement | null;
+  /** CUDA provider options given through the C API route (null: the stock binding, which passes only deviceId). */
+  readonly cudaOptions: Record<string, string> | null;
+  run(data: Float32Array, dims: number[], into?: Float32Array): Promise<RunResult>;
+  release(): Promise<void>;
+}
+
+export class ModelSession implements GpenRunner {
+  readonly cudaOptions = null;
   readonly config: SessionConfig;
   readonly asked: Provider;
   readonly createMs: number;
@@ -175,19 +209,7 @@ export class ModelSession {
     try {
       this.session.endProfiling();
       const file = readdirSync(dir).find((f) => f.endsWith('.json'));
-      if (!file) return;
-      const events = JSON.parse(readFileSync(path.join(dir, file), 'utf8')) as { cat?: string; name?: string; args?: { provider?: string } }[];
-      const counts: Record<string, number> = {};
-      const seen = new Set<string>();
-      for (const ev of events) {
-        if (ev.cat !== 'Node' || !ev.args?.provider || !ev.name?.endsWith('_kernel_time')) continue;
-        if (seen.has(ev.name)) continue;
-        seen.add(ev.name);
-        const p = String(providerFromEpName(ev.args.provider));
-        counts[p] = (counts[p] ?? 0) + 1;
-      }
-      const ran = Object.keys(counts);
-      this.placementValue = { nodesByProvider: counts, ran, mismatch: ran.some((p) => p !== this.asked) };
+      if (file) this.placementValue = placementFromProfile(path.join(dir, file), this.asked);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -1,0 +1,97 @@
+// The C API route (capi.ts) behind the same interface as the stock binding's ModelSession, so that the restoration
+// pipeline, the bench's cold starts and the lab can ask for CUDA provider options the stock binding cannot pass.
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { GpenLabError, errorMessage } from '../errors.js';
+import { CapiSession } from './capi.js';
+import type { Provider } from './providers.js';
+import { missingProviderFiles, ortBinDir, ortVersion } from './providers.js';
+import type { GpenRunner, Placement, RunResult, SessionConfig } from './session.js';
+import { ModelSession, placementFromProfile } from './session.js';
+
+/** Parses `k=v,k=v` (CUDA provider options by ONNX Runtime's names). */
+export function parseCudaOptions(s: string, flag = '--cuda-options'): Record<string, string> {
+  const o: Record<string, string> = {};
+  for (const part of s.split(',').map((x) => x.trim()).filter(Boolean)) {
+    const eq = part.indexOf('=');
+    if (eq <= 0 || eq === part.length - 1) throw new GpenLabError('E_ARGUMENT', `Expected key=value pairs for ${flag} but received "${part}"`, `Pass e.g. ${flag} cudnn_conv_algo_search=HEURISTIC,prefer_nhwc=1 (CUDA provider options by ONNX Runtime's names).`, { input: flag });
+    o[part.slice(0, eq)] = part.slice(eq + 1);
+  }
+  return o;
+}
+
+export class CapiModelSession implements GpenRunner {
+  private placementValue: Placement | null = null;
+  private profileDir: string | null;
+  private constructor(private readonly s: CapiSession, readonly asked: Provider, readonly createMs: number, readonly cudaOptions: Record<string, string>, profileDir: string | null, private readonly label: string) {
+    this.profileDir = profileDir;
+  }
+
+  static create(model: string | Uint8Array, cfg: SessionConfig & { cudaOptions: Record<string, string> }): CapiModelSession {
+    const profileDir = cfg.recordPlacement ?? true ? mkdtempSync(path.join(os.tmpdir(), 'gpen-lab-prof-')) : null;
+    const t0 = performance.now();
+    let s: CapiSession;
+    try {
+      s = CapiSession.create(model, {
+        provider: 'cuda', cuda: { device_id: String(cfg.deviceId ?? 0), ...cfg.cudaOptions },
+        ...(cfg.intraOpNumThreads ? { intraOpNumThreads: cfg.intraOpNumThreads } : {}),
+        ...(cfg.allowSpinning === false ? { config: { 'session.intra_op.allow_spinning': '0', 'session.inter_op.allow_spinning': '0' } } : {}),
+        ...(profileDir ? { profilePrefix: path.join(profileDir, 'profile') } : {}),
+      });
+    } catch (e) {
+      if (profileDir) rmSync(profileDir, { recursive: true, force: true });
+      const missing = missingProviderFiles('cuda');
+      if (missing.length > 0) {
+        throw new GpenLabError('E_PROVIDER_UNAVAILABLE', `The cuda execution provider cannot load: ${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} missing from ${ortBinDir()} (${errorMessage(e)})`,
+          `Run \`gpen-lab setup cuda\` (installs the cuda provider built for onnxruntime-node ${ortVersion()} next to libonnxruntime.so.1), or use --provider cpu.`, { input: cfg.label, provider: 'cuda', missing });
+      }
+      throw e;
+    }
+    return new CapiModelSession(s, 'cuda', performance.now() - t0, cfg.cudaOptions, profileDir, cfg.label ?? 'the model');
+  }
+
+  get placement(): Placement | null {
+    return this.placementValue;
+  }
+
+  async run(data: Float32Array, dims: number[], into?: Float32Array): Promise<RunResult> {
+    const t0 = performance.now();
+    const n = dims.reduce((a, b) => a * b, 1);
+    let out: Float32Array;
+    try {
+      out = this.s.run(data, dims, n, undefined, into);
+    } catch (e) {
+      throw new GpenLabError('E_INFERENCE', `Inference failed on cuda (C API, ${JSON.stringify(this.cudaOptions)}) for ${this.label} with input [${dims.join(', ')}]: ${errorMessage(e)}`,
+        'Run `gpen-lab doctor --provider cuda` for the cause, or drop --cuda-options to use the stock binding.', { input: this.label, provider: 'cuda', dims });
+    }
+    const ms = performance.now() - t0;
+    if (this.profileDir) {
+      const dir = this.profileDir;
+      this.profileDir = null;
+      try {
+        this.s.endProfiling();
+        const file = readdirSync(dir).find((f) => f.endsWith('.json'));
+        if (file) this.placementValue = placementFromProfile(path.join(dir, file), this.asked);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }
+    return { data: out, dims, ms };
+  }
+
+  async release(): Promise<void> {
+    if (this.profileDir) rmSync(this.profileDir, { recursive: true, force: true });
+    this.s.release();
+  }
+}
+
+/** A GPEN session: through the C API when CUDA provider options are given, else through the stock binding. */
+export async function openSession(model: string | Uint8Array, cfg: SessionConfig): Promise<GpenRunner> {
+  if (cfg.cudaOptions && Object.keys(cfg.cudaOptions).length > 0) {
+    if (cfg.provider !== 'cuda') throw new GpenLabError('E_ARGUMENT', `CUDA provider options were given with --provider ${cfg.provider}`, 'Use --provider cuda with --cuda-options, or drop --cuda-options.', { input: '--cuda-options' });
+    return CapiModelSession.create(model, { ...cfg, cudaOptions: cfg.cudaOptions });
+  }
+  return ModelSession.create(model, cfg);
+}
