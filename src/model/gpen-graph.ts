@@ -1,6 +1,8 @@
 // Builds GPEN's FullGenerator as an ONNX graph from a state dict. The modulated convolution is written in its
 // input-modulated form: conv(x * s, W) * demod(s) equals the official grouped conv with per-sample weights, keeps one
-// weight per layer, and lets the batch be dynamic. Equalised-lr scales are folded into the stored weights.
+// weight per layer, and lets the batch be dynamic. Equalised-lr scales are folded into the stored weights. Rewrites
+// for speed, each exact: the standard blur as three 2x2 average pools, FusedLeakyReLU's sqrt(2) folded into the
+// consumers, the 3-channel 1x1 input convolution as a MatMul (notes/gpu-speed.md has the measurements).
 import type { GpenArch } from './arch.js';
 import { channels, countParams, log2 } from './arch.js';
 import { GraphBuilder, TensorType } from './onnx-builder.js';
@@ -14,6 +16,8 @@ export interface BuildOptions {
   precision: Precision;
   /** Extra metadata_props (gpen-lab.* keys describe the model to every later reader). */
   metadata?: Record<string, string>;
+  /** Every blur as its depthwise 4x4 convolution, not as average pools (for tests comparing the two). */
+  blurAsConv?: boolean;
 }
 
 export const OPSET = 17;
@@ -59,14 +63,17 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
 
   const R4 = g.constInt64([0, -1, 1, 1], 'shape_nc11');
   const sqrt2F = g.constFloat([SQRT2], [], 'sqrt2');
-  const sqrt2C = half ? g.constHalf(float32ToHalfArray(Float32Array.of(SQRT2)), [], 'sqrt2_h') : sqrt2F;
   const epsF = g.constFloat([1e-8], [], 'eps');
 
-  const lrelu = (x: string, computePrecision: boolean) =>
-    g.op('Mul', [g.op('LeakyRelu', [x], { alpha: { float: NEG_SLOPE } }), computePrecision ? sqrt2C : sqrt2F]);
-  /** FusedLeakyReLU over NCHW: leaky_relu(x + b) * sqrt(2). */
-  const fusedLrelu4 = (x: string, biasName: string, c: number) =>
-    lrelu(g.op('Add', [x, param(biasName, [1, c, 1, 1], get(biasName))]), true);
+  /** FusedLeakyReLU's activation on the small fp32 tensors of the style path: leaky_relu(x) * sqrt(2). */
+  const lrelu = (x: string) => g.op('Mul', [g.op('LeakyRelu', [x], { alpha: { float: NEG_SLOPE } }), sqrt2F]);
+  /**
+   * FusedLeakyReLU over NCHW without its final * sqrt(2): leaky_relu(x + b). Every consumer of these activations is
+   * linear (a convolution, a modulation, the noise-injection weight, the final linear layer), so the sqrt(2) is folded
+   * into the consumer's weight or style instead of costing a pass over the activation.
+   */
+  const fusedLreluUnscaled = (x: string, biasName: string, c: number) =>
+    g.op('LeakyRelu', [g.op('Add', [x, param(biasName, [1, c, 1, 1], get(biasName))])], { alpha: { float: NEG_SLOPE } });
 
   /** upfirdn2d convolves with the flipped kernel; ONNX Conv correlates, so flip to stay exact for any kernel. */
   const flipped = (k: Float32Array, n: number) => {
@@ -79,42 +86,80 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
     for (let i = 0; i < c; i++) o.set(k, i * k.length);
     return o;
   };
-  /** Blur (upfirdn2d with up = down = 1) as a depthwise convolution. */
-  const blur = (x: string, kernelName: string, c: number, pad0: number, pad1: number) => {
-    const k = flipped(get(kernelName), 4);
-    const w = param(kernelName, [c, 1, 4, 4], depthwise(k, c));
-    return g.op('Conv', [x, w], { group: c, pads: [pad0, pad0, pad1, pad1], kernel_shape: [4, 4] });
+  /**
+   * The gain of a standard blur kernel: StyleGAN2's make_kernel([1, 3, 3, 1]) (the outer product normalised to sum 1)
+   * times a gain (4 after an upsampling), or null for any other kernel.
+   */
+  const standardBlurGain = (k: Float32Array): number | null => {
+    const b = [1, 3, 3, 1];
+    if (k.length !== 16) return null;
+    const gain = k[0] * 64;
+    if (!(gain > 0)) return null;
+    for (let i = 0; i < 4; i++) for (let j = 0; j < 4; j++) if (Math.abs(k[i * 4 + j] - (b[i] * b[j] * gain) / 64) > 1e-6 * gain) return null;
+    return gain;
+  };
+  /**
+   * Blur (upfirdn2d with up = down = 1) over zero padding pad0 (before) and pad1 (after). The standard kernel is three
+   * 2x2 box filters ([1,1] * [1,1] * [1,1] = [1,3,3,1]), so it runs as three AveragePools (count_include_pad: the
+   * padding counts as zeros), a fast memory-bound op, where a depthwise 4x4 convolution is slow in cuDNN (the
+   * largest nodes of the first GPU profile). The kernel's gain is returned for the caller to fold into a scale it
+   * already applies; any other kernel runs as the depthwise convolution, gain 1.
+   */
+  const blur = (x: string, kernelName: string, c: number, pad0: number, pad1: number): { out: string; gain: number } => {
+    const k = get(kernelName);
+    const gain = standardBlurGain(k);
+    if (gain !== null && pad0 <= 3 && pad1 <= 3 && !opts.blurAsConv) {
+      let b = pad0;
+      let e = pad1;
+      let y = x;
+      for (let i = 0; i < 3; i++) {
+        const pb = Math.min(b, 1);
+        const pe = Math.min(e, 1);
+        b -= pb;
+        e -= pe;
+        y = g.op('AveragePool', [y], { kernel_shape: [2, 2], strides: [1, 1], pads: [pb, pb, pe, pe], count_include_pad: 1 });
+      }
+      return { out: y, gain };
+    }
+    const w = param(kernelName, [c, 1, 4, 4], depthwise(flipped(k, 4), c));
+    return { out: g.op('Conv', [x, w], { group: c, pads: [pad0, pad0, pad1, pad1], kernel_shape: [4, 4] }), gain: 1 };
   };
 
   // ---- input
   let x = toCompute('input');
 
-  // ---- encoder: ecd0 (1x1 conv), then blur + stride-2 3x3 conv per stage; each stage output feeds the generator
+  // ---- encoder: ecd0 (1x1 conv), then blur + stride-2 3x3 conv per stage; each stage output feeds the generator.
+  // Every feature map here is leaky_relu(.) without FusedLeakyReLU's sqrt(2): its consumers carry it.
   const feats: string[] = [];
+  const S = arch.size;
   {
+    // the 1x1 conv from 3 channels as one MatMul over [N, 3, H*W]: cuDNN is slow for 3 input channels
     const w = get('ecd0.0.0.weight');
-    const c = ch[arch.size];
-    x = g.op('Conv', [x, param('ecd0.0.0.weight', [c, 3, 1, 1], scaled(w, 1 / Math.sqrt(3)))], { kernel_shape: [1, 1] });
-    x = fusedLrelu4(x, 'ecd0.0.1.bias', c);
+    const c = ch[S];
+    const flat = g.op('Reshape', [x, g.constInt64([0, 3, -1], 'shape_n3p')]);
+    const mm = g.op('MatMul', [param('ecd0.0.0.weight', [c, 3], scaled(w, 1 / Math.sqrt(3))), flat]);
+    x = g.op('Reshape', [mm, g.constInt64([0, c, S, S], 'shape_ecd0')]);
+    x = fusedLreluUnscaled(x, 'ecd0.0.1.bias', c);
     feats.push(x);
   }
-  let cin = ch[arch.size];
+  let cin = ch[S];
   for (let i = L; i > 2; i--) {
     const j = L - i + 1;
     const cout = ch[2 ** (i - 1)];
-    x = blur(x, `ecd${j}.0.0.kernel`, cin, 2, 2);
-    const w = scaled(get(`ecd${j}.0.1.weight`), 1 / Math.sqrt(cin * 9));
-    x = g.op('Conv', [x, param(`ecd${j}.0.1.weight`, [cout, cin, 3, 3], w)], { kernel_shape: [3, 3], strides: [2, 2] });
-    x = fusedLrelu4(x, `ecd${j}.0.2.bias`, cout);
+    const bl = blur(x, `ecd${j}.0.0.kernel`, cin, 2, 2);
+    // the input's sqrt(2) and the blur's gain fold into this (linear) convolution's weight
+    const w = scaled(get(`ecd${j}.0.1.weight`), (SQRT2 * bl.gain) / Math.sqrt(cin * 9));
+    x = g.op('Conv', [bl.out, param(`ecd${j}.0.1.weight`, [cout, cin, 3, 3], w)], { kernel_shape: [3, 3], strides: [2, 2] });
+    x = fusedLreluUnscaled(x, `ecd${j}.0.2.bias`, cout);
     feats.push(x);
     cin = cout;
   }
-  // ---- final linear: the encoder's 4x4 features become the style code
+  // ---- final linear: the encoder's 4x4 features become the style code (their sqrt(2) folded into the weight)
   const c4 = ch[4];
   let w = toFloat(g.op('Flatten', [x], { axis: 1 }));
   {
-    const fw = g.initializer('final_linear.0.weight', [arch.styleDim, c4 * 16], scaled(get('final_linear.0.weight'), 1 / Math.sqrt(c4 * 16)));
-    w = lrelu(g.op('Gemm', [w, fw, g.initializer('final_linear.0.bias', [arch.styleDim], get('final_linear.0.bias'))], { transB: 1 }), false);
+    const fw = g.initializer('final_linear.0.weight', [arch.styleDim, c4 * 16], scaled(get('final_linear.0.weight'), SQRT2 / Math.sqrt(c4 * 16)));
+    w = lrelu(g.op('Gemm', [w, fw, g.initializer('final_linear.0.bias', [arch.styleDim], get('final_linear.0.bias'))], { transB: 1 }));
   }
   // ---- mapping network (fp32): PixelNorm, then n_mlp EqualLinear with lr_mul
   {
@@ -124,7 +169,7 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
     for (let i = 1; i <= arch.nMlp; i++) {
       const mw = g.initializer(`generator.style.${i}.weight`, [S, S], scaled(get(`generator.style.${i}.weight`), arch.lrMlp / Math.sqrt(S)));
       const mb = g.initializer(`generator.style.${i}.bias`, [S], scaled(get(`generator.style.${i}.bias`), arch.lrMlp));
-      w = lrelu(g.op('Gemm', [w, mw, mb], { transB: 1 }), false);
+      w = lrelu(g.op('Gemm', [w, mw, mb], { transB: 1 }));
     }
   }
   const latent = w;
@@ -168,12 +213,20 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
     }
     modLayers.forEach((l, i) => styles.set(l.prefix, outs[i]));
   }
-  const modulate = (xin: string, prefix: string) => g.op('Mul', [xin, toCompute(g.op('Reshape', [styles.get(prefix)!, R4]))]);
+  /** x * s per sample and channel; `inScale` is a scale the input still owes (the sqrt(2) of its activation). */
+  const modulate = (xin: string, prefix: string, inScale: number) => {
+    const st = styles.get(prefix)!;
+    const s = inScale === 1 ? st : g.op('Mul', [st, g.constFloat([inScale], [], `in_scale_${inScale === SQRT2 ? 'sqrt2' : inScale}`)]);
+    return g.op('Mul', [xin, toCompute(g.op('Reshape', [s, R4]))]);
+  };
 
-  /** StyledConv: modulated 3x3 conv (optionally transposed x2 + blur), demodulation, feature injection, activation. */
-  const styledConv = (xin: string, p: string, ci: number, co: number, up: boolean, feat: string) => {
+  /**
+   * StyledConv: modulated 3x3 conv (optionally transposed x2 + blur), demodulation, feature injection, activation.
+   * Returns leaky_relu(.) without its sqrt(2) (the consumer folds it); `inScale` is what the input owes.
+   */
+  const styledConv = (xin: string, p: string, ci: number, co: number, up: boolean, feat: string, inScale: number) => {
     const raw = scaled(get(`${p}.conv.weight`), 1 / Math.sqrt(ci * 9));
-    const xs = modulate(xin, `${p}.conv`);
+    const xs = modulate(xin, `${p}.conv`, inScale);
     let out: string;
     let wName: string;
     if (up) {
@@ -191,19 +244,28 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
     const s = styles.get(`${p}.conv`)!;
     const s2 = g.op('Mul', [s, s]);
     const sum = g.op('Gemm', [s2, wsq], { transB: up ? 0 : 1 });
-    const demod = g.op('Reciprocal', [g.op('Sqrt', [g.op('Add', [sum, epsF])])]);
-    out = g.op('Mul', [out, toCompute(g.op('Reshape', [demod, R4]))]);
-    if (up) out = blur(out, `${p}.conv.blur.kernel`, co, 1, 1);
-    const nw = param(`${p}.noise.weight`, [1], get(`${p}.noise.weight`));
+    let demod = g.op('Reciprocal', [g.op('Sqrt', [g.op('Add', [sum, epsF])])]);
+    if (up) {
+      // the blur's gain (4 after an upsampling) folds into the demodulation scale, which is per sample and channel
+      const k = get(`${p}.conv.blur.kernel`);
+      const gain = opts.blurAsConv ? null : standardBlurGain(k);
+      if (gain !== null) demod = g.op('Mul', [demod, g.constFloat([gain], [], `blur_gain_${gain}`)]);
+      out = g.op('Mul', [out, toCompute(g.op('Reshape', [demod, R4]))]);
+      out = blur(out, `${p}.conv.blur.kernel`, co, 1, 1).out;
+    } else {
+      out = g.op('Mul', [out, toCompute(g.op('Reshape', [demod, R4]))]);
+    }
+    // the encoder feature owes its sqrt(2): it folds into the (scalar) noise weight
+    const nw = param(`${p}.noise.weight`, [1], scaled(get(`${p}.noise.weight`), SQRT2));
     const injected = g.op('Mul', [feat, nw]);
     out = arch.isConcat ? g.op('Concat', [out, injected], { axis: 1 }) : g.op('Add', [out, injected]);
-    return fusedLrelu4(out, `${p}.activate.bias`, co * f);
+    return fusedLreluUnscaled(out, `${p}.activate.bias`, co * f);
   };
 
   /** ToRGB: modulated 1x1 conv without demodulation, bias, plus the upsampled skip (kept in fp32). */
   const toRgb = (xin: string, p: string, ci: number, skip: string | null) => {
-    const wName = param(`${p}.conv.weight`, [3, ci, 1, 1], scaled(get(`${p}.conv.weight`), 1 / Math.sqrt(ci)));
-    let out = toFloat(g.op('Conv', [modulate(xin, `${p}.conv`), wName], { kernel_shape: [1, 1] }));
+    const wName = param(`${p}.conv.weight`, [3, ci, 1, 1], scaled(get(`${p}.conv.weight`), SQRT2 / Math.sqrt(ci)));
+    let out = toFloat(g.op('Conv', [modulate(xin, `${p}.conv`, 1), wName], { kernel_shape: [1, 1] }));
     out = g.op('Add', [out, g.initializer(`${p}.bias`, [1, 3, 1, 1], get(`${p}.bias`))]);
     if (skip) {
       // upfirdn2d(up=2, pad=(2,1)) with kernel k is a stride-2 transposed conv with k itself and pads 1
@@ -217,21 +279,20 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
 
   // ---- generator: constant 4x4 input, conv1 + to_rgb1, then two styled convs and a ToRGB per resolution
   const constIn = param('generator.input.input', [1, c4, 4, 4], get('generator.input.input'));
-  let h = styledConv(constIn, 'generator.conv1', c4, c4, false, feats[L - 2]);
+  let h = styledConv(constIn, 'generator.conv1', c4, c4, false, feats[L - 2], 1);
   let skip = toRgb(h, 'generator.to_rgb1', c4 * f, null);
   let c = c4;
   for (let i = 3; i <= L; i++) {
     const co = ch[2 ** i];
     const k = 2 * (i - 3);
     const feat = feats[L - i];
-    h = styledConv(h, `generator.convs.${k}`, c * f, co, true, feat);
-    h = styledConv(h, `generator.convs.${k + 1}`, co * f, co, false, feat);
+    h = styledConv(h, `generator.convs.${k}`, c * f, co, true, feat, SQRT2);
+    h = styledConv(h, `generator.convs.${k + 1}`, co * f, co, false, feat, SQRT2);
     skip = toRgb(h, `generator.to_rgbs.${i - 3}`, co * f, skip);
     c = co;
   }
   g.rename(skip, 'output');
 
-  const S = arch.size;
   return g.encode({
     name: `gpen_${S}`,
     opset: OPSET,
