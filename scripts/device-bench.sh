@@ -16,10 +16,19 @@ case "${1:-}" in
     cp /tmp/peer/*.json "$OUT/" 2>/dev/null; tail -3 "$OUT/peer-native.log" "$OUT/peer-fused.log"
     ;;
   ours)
-    node dist/cli/index.js bench --model /tmp/peer/peer.pth --provider cuda,webgpu --precision fp32,fp16 --batch 1,8,16,32 --runs 20 \
-      --photo assets/Solvay_conference_1927.png --e2e-runs 3 --cold 3 --compare /tmp/peer/peer.in.npy,/tmp/peer/peer.out.npy \
+    # gpen-lab on the peer's weights: the stock binding (cuda fp32/fp16, the Solvay photo end to end), the C API route
+    # with CUDA graphs, without, and a memory-lean set; agreement with the peer; cold starts per route; P1-P5
+    node dist/cli/index.js bench --model /tmp/peer/peer.pth --provider cuda --precision fp32,fp16 --batch 1,8,16,32,64 --runs 30 \
+      --capi-cuda enable_cuda_graph=1 --capi-cuda cudnn_conv_algo_search=EXHAUSTIVE \
+      --capi-cuda arena_extend_strategy=kSameAsRequested,cudnn_conv_use_max_workspace=0,mem_pattern=0 \
+      --photo assets/Solvay_conference_1927.png --e2e-runs 3 --cold 3 \
+      --cold-cuda-options cudnn_conv_algo_search=HEURISTIC --cold-cuda-options cudnn_conv_algo_search=DEFAULT \
+      --compare /tmp/peer/peer.in.npy,/tmp/peer/peer.out.npy \
       --peer-native /tmp/peer/native.json --peer-fused /tmp/peer/fused.json --out "$OUT/gpu-bench.json" > "$OUT/bench.txt" 2> "$OUT/bench-progress.txt"
-    echo "bench exit $?"; cat "$OUT/bench.txt"; tail -40 "$OUT/bench-progress.txt"
+    echo "bench exit $?"
+    CUDA_LAUNCH_BLOCKING=1 node dist/cli/index.js bench --synthetic 512 --provider '' --precision fp16 --batch 16 --runs 3 --warmup 1 --profile-batch 16 \
+      --capi-cuda cudnn_conv_algo_search=EXHAUSTIVE --out "$OUT/profile-b16.json" > /dev/null 2> "$OUT/profile-progress.txt"; echo "profile exit $?"
+    cat "$OUT/bench.txt"; grep -v "^cold" "$OUT/bench-progress.txt" | tail -70; grep "^cold" "$OUT/bench-progress.txt"; tail -2 "$OUT/profile-progress.txt"
     ;;
   explore)
     # the C API route's options, synthetic GPEN-512 (speed does not depend on the weights): stock binding vs C API

@@ -3,13 +3,13 @@
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { GpenLabError } from '../src/errors.js';
 import { decodeNpy, encodeNpy } from '../src/io/npy.js';
 import { OFFICIAL_ARCH, countParams, defaultArch, expectedShapes, inferArch } from '../src/model/arch.js';
-import { describeModel, synthesizeGpen, synthesizeIdentity } from '../src/model/registry.js';
+import { describeModel, describeOnnxCached, synthesizeGpen, synthesizeIdentity } from '../src/model/registry.js';
 import { fillNormal, rng, synthStateDict } from '../src/model/synth.js';
 import { buildGpenOnnx } from '../src/model/gpen-graph.js';
 import type { HostTensor } from '../src/model/tensor.js';
@@ -169,6 +169,39 @@ describe('graph rewrites for speed (src/model/gpen-graph.ts)', () => {
     } finally {
       await a.release();
       await b.release();
+    }
+  });
+});
+
+describe('model info cache (describeOnnxCached)', () => {
+  it('remembers an ONNX file by path, size and mtime: a hit does not read the file, a change is seen', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'gpen-cache-'));
+    const before = process.env.GPEN_LAB_CACHE;
+    process.env.GPEN_LAB_CACHE = path.join(dir, 'cache');
+    try {
+      const file = path.join(dir, 'm.onnx');
+      writeFileSync(file, synthesizeGpen(64, 3, 'fp32').bytes);
+      utimesSync(file, 1_700_000_000, 1_700_000_000);
+      const fresh = await describeModel(file);
+      const first = await describeOnnxCached(file);
+      assert.deepEqual(first, fresh);
+      // same size and mtime, other bytes: only a cache hit can still answer with the old description
+      const st = statSync(file);
+      const junk = Buffer.alloc(st.size, 7);
+      writeFileSync(file, junk);
+      utimesSync(file, 1_700_000_000, 1_700_000_000);
+      assert.deepEqual(await describeOnnxCached(file), fresh);
+      // a new mtime: the file is read again (and this one is not a model)
+      utimesSync(file, 1_700_000_000, 1_700_000_005);
+      await assert.rejects(describeOnnxCached(file), (e: unknown) => e instanceof GpenLabError && e.code === 'E_ONNX_CORRUPT');
+      // a corrupt cache is ignored
+      writeFileSync(path.join(dir, 'cache', 'onnx-info.json'), '{not json');
+      writeFileSync(file, synthesizeGpen(64, 4, 'fp32').bytes);
+      assert.equal((await describeOnnxCached(file)).seed, 4);
+    } finally {
+      if (before === undefined) delete process.env.GPEN_LAB_CACHE;
+      else process.env.GPEN_LAB_CACHE = before;
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

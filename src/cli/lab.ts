@@ -3,9 +3,6 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { Command } from 'commander';
 import { GpenLabError } from '../errors.js';
-import { defaultConfig, readConfig } from '../lab/config.js';
-import { writeReport } from '../lab/report.js';
-import { cellPassed, readResults, runLab } from '../lab/runner.js';
 import { knownProviders } from '../runtime/session.js';
 import { DEMO_FACE, DEMO_PHOTO } from './demo.js';
 import { Steps, printJson } from './output.js';
@@ -33,6 +30,9 @@ export function labCommand(): Command {
         if (!out) throw new GpenLabError('E_FILE_MISSING', 'lab --resume: no lab folder with a results.json in the current directory', 'Pass --out DIR, the folder of the lab to continue.', { input: '--resume' });
       }
       out ??= `gpen-lab-${stamp()}`;
+      // the lab's modules (ajv, yaml, the report) load on use: they would slow every other command's start
+      const { defaultConfig, readConfig } = await import('../lab/config.js');
+      const { cellPassed, runLab } = await import('../lab/runner.js');
       const cfg = config ? readConfig(config) : defaultConfig(DEMO_FACE, DEMO_PHOTO, knownProviders().map((p) => p.provider));
       const steps = new Steps(cfg.cells.length * cfg.coldRuns, false);
       const tty = process.stderr.isTTY && !process.env.CI;
@@ -61,6 +61,8 @@ export function reportCommand(): Command {
     .argument('<results>', 'results.json written by gpen-lab lab')
     .option('--out <dir>', 'where to write the reports (default: beside results.json)')
     .action(async (file: string, o: { out?: string }) => {
+      const { readResults } = await import('../lab/runner.js');
+      const { writeReport } = await import('../lab/report.js');
       const res = readResults(file);
       const out = path.resolve(o.out ?? path.dirname(file));
       const files = await writeReport(res, out);

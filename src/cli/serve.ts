@@ -3,7 +3,6 @@ import { Command } from 'commander';
 import { GpenLabError } from '../errors.js';
 import type { ModelSpec } from '../model/registry.js';
 import { parseProvider } from '../runtime/providers.js';
-import { startService } from '../serve/server.js';
 import { parseIntArg } from './model.js';
 import { SYNTHETIC_WARNING, warn } from './output.js';
 
@@ -33,6 +32,8 @@ export function serveCommand(): Command {
       }
       const model: ModelSpec = o.model !== undefined ? { type: 'file', file: o.model, ...(o.key ? { key: o.key } : {}) } : { type: 'synthetic', size: o.synthetic!, seed: o.seed };
       if (model.type === 'synthetic') warn(SYNTHETIC_WARNING);
+      // loaded here, not at start: fastify and prom-client cost every other command's start (a cold restore's too)
+      const { startService } = await import('../serve/server.js');
       const svc = await startService({
         host: o.host, port: o.port, model, provider: parseProvider(o.provider), precision: o.fp16 ? 'fp16' : 'fp32',
         maxBatch: o.maxBatch, maxWaitMs: o.maxWaitMs, maxQueue: o.maxQueue, bodyLimit: o.bodyLimitMb * 2 ** 20, timeoutMs: o.timeoutMs,

@@ -18,7 +18,7 @@ import { GraphBuilder, TensorType } from '../model/onnx-builder.js';
 import type { ModelSpec } from '../model/registry.js';
 import { prepareModel } from '../model/registry.js';
 import type { Provider } from '../runtime/providers.js';
-import { CapiSession } from '../runtime/capi.js';
+import { CapiSession, splitCudaOptions } from '../runtime/capi.js';
 import { ModelSession, runtimeVersion } from '../runtime/session.js';
 
 export const BENCH_SCHEMA = 'gpen-lab.bench/1';
@@ -69,6 +69,8 @@ export interface BenchVariant {
   rows: BenchRow[];
   agreement: { vsFp32Psnr: number | null; vsPeerPsnr: number | null; vsPeerMaxAbs: number | null };
   e2e: { photo: string; faces: number; stats: TimingStats; stagesMedianMs: Record<string, number> } | null;
+  /** C API variants: process GPU memory right after the session was created, before any run. */
+  sessionProcessMiB?: number | null;
   /** C API variants: median ms to copy the batch to the GPU and back, per batch size (not in the rows' times). */
   copyMs?: Record<string, number>;
   /** C API variants with --profile-batch: ONNX Runtime's node times of one run. */
@@ -196,6 +198,13 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   return { schema: BENCH_SCHEMA, date: new Date().toISOString(), runtime: runtimeVersion(), gpu: { name: gpus.devices[0]?.name ?? null, driver: gpus.driverVersion, cuda: gpus.cudaDriverVersion }, model: label, variants };
 }
 
+/** The GPU memory this process holds now, by the driver (NVML), sampled for 120 ms. */
+async function processMiB(): Promise<number | null> {
+  const sampler = startGpuSampler({ intervalMs: 20, pids: () => [process.pid] });
+  await new Promise((r) => setTimeout(r, 120));
+  return summarizeGpu(sampler.stop()).processPeakMiB;
+}
+
 /** One row of torch_gpen.py's output. */
 interface PeerRow { dtype: string; batch: number; median_ms: number; ms_per_face: number; peak_gb: number }
 export interface PeerReport { fused_ops: boolean; gpu?: string; rows: PeerRow[] }
@@ -245,8 +254,9 @@ async function capiVariant(o: BenchOptions, cudaOptions: Record<string, string>,
     v.prepareMs = performance.now() - t;
     const S = prepared.info.size;
     t = performance.now();
-    s = CapiSession.create(prepared.model, { provider: 'cuda', cuda: cudaOptions });
+    s = CapiSession.create(prepared.model, { provider: 'cuda', ...splitCudaOptions(cudaOptions) });
     v.sessionMs = performance.now() - t;
+    v.sessionProcessMiB = await processMiB();
     const per = 3 * S * S;
     t = performance.now();
     const first = graphs ? null : s.run(seededInput(1, S), [1, 3, S, S], per);
@@ -296,13 +306,11 @@ async function capiVariant(o: BenchOptions, cudaOptions: Record<string, string>,
           v.agreement.vsPeerPsnr = psnrFloat(got, want, 2);
         }
       }
-      const sampler = startGpuSampler({ intervalMs: 20, pids: () => [process.pid] });
-      await new Promise((r) => setTimeout(r, 120));
-      const g = summarizeGpu(sampler.stop());
+      const mib = await processMiB();
       const stats = timingStats(times);
-      v.rows.push({ provider: 'cuda', precision, batch: b, stats, msPerFace: stats.median / b, gpuProcessPeakMiB: g.processPeakMiB });
-      if (b === 1) v.batch1ProcessMiB = g.processPeakMiB;
-      log(`${tag} batch ${b}: ${stats.median.toFixed(2)} ms (${(stats.median / b).toFixed(2)} ms/face) on the GPU, copies ${v.copyMs![String(b)].toFixed(2)} ms${g.processPeakMiB !== null ? `, ${g.processPeakMiB.toFixed(0)} MiB` : ''}`);
+      v.rows.push({ provider: 'cuda', precision, batch: b, stats, msPerFace: stats.median / b, gpuProcessPeakMiB: mib });
+      if (b === 1) v.batch1ProcessMiB = mib;
+      log(`${tag} batch ${b}: ${stats.median.toFixed(2)} ms (${(stats.median / b).toFixed(2)} ms/face) on the GPU, copies ${v.copyMs![String(b)].toFixed(2)} ms${mib !== null ? `, ${mib.toFixed(0)} MiB` : ''}`);
       bound.release();
     }
     if (o.profileBatch) {
@@ -327,7 +335,8 @@ async function capiVariant(o: BenchOptions, cudaOptions: Record<string, string>,
  */
 function profileNodes(model: string | Uint8Array, cudaOptions: Record<string, string>, batch: number, S: number): NonNullable<BenchVariant['profile']> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'gpen-bench-prof-'));
-  const s = CapiSession.create(model, { provider: 'cuda', cuda: { ...cudaOptions, enable_cuda_graph: '0' }, profilePrefix: path.join(dir, 'p') });
+  const split = splitCudaOptions(cudaOptions);
+  const s = CapiSession.create(model, { provider: 'cuda', ...split, cuda: { ...split.cuda, enable_cuda_graph: '0' }, profilePrefix: path.join(dir, 'p') });
   try {
     const x = seededInput(batch, S);
     const n = batch * 3 * S * S;

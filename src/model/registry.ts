@@ -2,7 +2,8 @@
 // export), synthetic weights of any size, or the identity model. Describes, converts and prepares them for a session.
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, open } from 'node:fs/promises';
+import { mkdir, open, readFile, realpath, stat } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { GpenLabError, badArgument } from '../errors.js';
 import { writeFileAtomicSafe, assertReadableFile } from '../io/files.js';
@@ -96,6 +97,43 @@ export async function describeModel(file: string, key?: string): Promise<ModelIn
   };
 }
 
+/** Where gpen-lab keeps what it learned about model files: $XDG_CACHE_HOME/gpen-lab or ~/.cache/gpen-lab. */
+export function cacheDir(): string {
+  return path.join(process.env.GPEN_LAB_CACHE ?? path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'gpen-lab'));
+}
+
+/**
+ * describeModel for an ONNX file, remembered by (real path, size, mtime) the way make and git's index judge a file
+ * unchanged: a later process (a cold start) then neither reads, parses nor hashes the file before ONNX Runtime loads
+ * it. A changed file, an unreadable or foreign cache entry, or a cache that cannot be written falls back to reading.
+ */
+export async function describeOnnxCached(file: string): Promise<ModelInfo> {
+  let key: string | null = null;
+  const store = path.join(cacheDir(), 'onnx-info.json');
+  let entries: Record<string, ModelInfo> = {};
+  try {
+    const st = await stat(file);
+    key = `${await realpath(file)}|${st.size}|${st.mtimeMs}`;
+    entries = JSON.parse(await readFile(store, 'utf8')) as Record<string, ModelInfo>;
+    const hit = entries[key];
+    if (hit && hit.format === 'onnx' && typeof hit.sha256 === 'string') return { ...hit, file };
+  } catch {
+    // no cache yet, or an unreadable one: describe the file
+  }
+  const info = await describeModel(file);
+  if (key) {
+    try {
+      // keep the newest entries only: one per file path
+      const kept = Object.fromEntries(Object.entries(entries).filter(([k]) => !k.startsWith(`${key!.split('|')[0]}|`)).slice(-63));
+      await mkdir(path.dirname(store), { recursive: true });
+      await writeFileAtomicSafe(store, JSON.stringify({ ...kept, [key]: info }));
+    } catch {
+      // a read-only home: the next process reads the file again, nothing else changes
+    }
+  }
+  return info;
+}
+
 function checkSeed(seed: number): void {
   if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) throw badArgument('--seed', 'an integer between 0 and 4294967295', seed);
 }
@@ -178,7 +216,7 @@ export async function prepareModel(spec: ModelSpec, precision: Precision = 'fp32
     const { arch, tensors, info } = await loadCheckpoint(spec.file, spec.key);
     return { model: buildGpenOnnx(arch, tensors, { precision }), label: spec.file, info: { ...info, precision } };
   }
-  const info = await describeModel(spec.file);
+  const info = await describeOnnxCached(spec.file);
   if (precision !== info.precision) {
     throw new GpenLabError('E_ARGUMENT', `${spec.file} is an ${info.precision} ONNX graph but ${precision} was asked for`,
       `Drop --fp16/--precision for a ready-made ONNX file, or convert the official .pth with \`gpen-lab model convert IN.pth -o OUT.onnx${precision === 'fp16' ? ' --fp16' : ''}\`.`,

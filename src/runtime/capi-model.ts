@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { GpenLabError, errorMessage } from '../errors.js';
-import { CapiSession } from './capi.js';
+import { CapiSession, splitCudaOptions } from './capi.js';
 import type { Provider } from './providers.js';
 import { missingProviderFiles, ortBinDir, ortVersion } from './providers.js';
 import type { GpenRunner, Placement, RunResult, SessionConfig } from './session.js';
@@ -34,8 +34,9 @@ export class CapiModelSession implements GpenRunner {
     const t0 = performance.now();
     let s: CapiSession;
     try {
+      const split = splitCudaOptions(cfg.cudaOptions);
       s = CapiSession.create(model, {
-        provider: 'cuda', cuda: { device_id: String(cfg.deviceId ?? 0), ...cfg.cudaOptions },
+        provider: 'cuda', ...split, cuda: { device_id: String(cfg.deviceId ?? 0), ...split.cuda },
         ...(cfg.intraOpNumThreads ? { intraOpNumThreads: cfg.intraOpNumThreads } : {}),
         ...(cfg.allowSpinning === false ? { config: { 'session.intra_op.allow_spinning': '0', 'session.inter_op.allow_spinning': '0' } } : {}),
         ...(profileDir ? { profilePrefix: path.join(profileDir, 'profile') } : {}),

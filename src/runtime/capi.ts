@@ -110,6 +110,17 @@ export interface CapiOptions {
   saveOptimizedTo?: string;
   /** Profile runs into files starting with this prefix (read back by endProfiling). */
   profilePrefix?: string;
+  /** ONNX Runtime's memory patterns (one planned block for the activations; default on). */
+  memPattern?: boolean;
+}
+
+/** Keys of a CUDA option set that are session options of gpen-lab's, not CUDA provider options. */
+export const SESSION_KEYS = { mem_pattern: 'ONNX Runtime memory patterns, 0 or 1' } as const;
+
+/** Splits gpen-lab's session keys (mem_pattern) from the CUDA provider options. */
+export function splitCudaOptions(all: Record<string, string>): { cuda: Record<string, string>; memPattern?: boolean } {
+  const { mem_pattern: mp, ...cuda } = all;
+  return { cuda, ...(mp !== undefined ? { memPattern: mp !== '0' } : {}) };
 }
 
 /** ONNX tensor element types used here. */
@@ -161,9 +172,10 @@ export class CapiSession {
       for (const [k, v] of Object.entries(o.config ?? {})) check(a, a.fns.AddSessionConfigEntry(opts, k, v), `AddSessionConfigEntry(${k}=${v})`);
       if (o.saveOptimizedTo) check(a, a.fns.SetOptimizedModelFilePath(opts, o.saveOptimizedTo), 'SetOptimizedModelFilePath');
       if (o.profilePrefix) check(a, a.fns.EnableProfiling(opts, o.profilePrefix), 'EnableProfiling');
+      if (o.provider !== 'cuda' && o.memPattern === false) check(a, a.fns.DisableMemPattern(opts), 'DisableMemPattern');
       if (o.provider === 'cuda') {
         // CUDA graphs replay fixed addresses: ONNX Runtime's memory patterns must be off with them
-        if (o.cuda?.enable_cuda_graph === '1') check(a, a.fns.DisableMemPattern(opts), 'DisableMemPattern');
+        if (o.cuda?.enable_cuda_graph === '1' || o.memPattern === false) check(a, a.fns.DisableMemPattern(opts), 'DisableMemPattern');
         check(a, a.fns.CreateCUDAProviderOptions(out), 'CreateCUDAProviderOptions');
         const cudaOpts = out[0];
         try {
