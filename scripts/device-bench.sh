@@ -18,10 +18,10 @@ case "${1:-}" in
   ours)
     # gpen-lab on the peer's weights: the stock binding (cuda fp32/fp16, the Solvay photo end to end), the C API route
     # with CUDA graphs, without, and a memory-lean set; agreement with the peer; cold starts per route; P1-P5
-    node dist/cli/index.js bench --model /tmp/peer/peer.pth --provider cuda --precision fp32,fp16 --batch 1,8,16,32,64 --runs 30 \
+    node dist/cli/index.js bench --model /tmp/peer/peer.pth --provider cuda --precision fp32,fp16 --batch 1,8,16,32,48 --runs 30 \
       --capi-cuda enable_cuda_graph=1 --capi-cuda cudnn_conv_algo_search=EXHAUSTIVE \
-      --capi-cuda arena_extend_strategy=kSameAsRequested,cudnn_conv_use_max_workspace=0,mem_pattern=0 \
-      --photo assets/Solvay_conference_1927.png --e2e-runs 3 --cold 3 \
+      --capi-cuda cudnn_conv_algo_search=HEURISTIC,arena_extend_strategy=kSameAsRequested,cudnn_conv_use_max_workspace=0,mem_pattern=0 \
+      --photo assets/Solvay_conference_1927.png --e2e-detector cpu,cuda --e2e-runs 3 --cold 3 \
       --cold-cuda-options cudnn_conv_algo_search=HEURISTIC --cold-cuda-options cudnn_conv_algo_search=DEFAULT \
       --compare /tmp/peer/peer.in.npy,/tmp/peer/peer.out.npy \
       --peer-native /tmp/peer/native.json --peer-fused /tmp/peer/fused.json --out "$OUT/gpu-bench.json" > "$OUT/bench.txt" 2> "$OUT/bench-progress.txt"

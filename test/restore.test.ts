@@ -13,6 +13,8 @@ import type { RestoreResult } from '../src/face/restore.js';
 import { Restorer } from '../src/face/restore.js';
 import { decodeImage } from '../src/io/image.js';
 import { IMAGES } from './fixtures.js';
+import { GpenLabError } from '../src/errors.js';
+import { defaultArch, largestActivation, maxCudaBatch } from '../src/model/arch.js';
 
 const SIZE = 512;
 const PHOTOS = ['Solvay_conference_1927.png', '00002.png', '00005.png', '00009.png', '106000_gray.png', 'selfie_20200320.jpg'];
@@ -215,5 +217,19 @@ describe('demo', () => {
     assert.match(r.stderr, /synthetic/i);
     assert.deepEqual(readdirSync(out).sort(), ['demo-face_COMP.png', 'demo-face_GPEN.png']);
     for (const k of ['decode', 'detect', 'align', 'infer', 'paste', 'encode', 'write'] as const) assert.ok(res.stages_ms[k] > 0, `${k} timed`);
+  });
+});
+
+describe('batch limit on CUDA', () => {
+  it('GPEN-512 allows batch 63 at most on CUDA (activations under 2^31 elements); GPEN-256 allows 511', () => {
+    assert.equal(maxCudaBatch(defaultArch(512)), 63);
+    assert.equal(largestActivation(defaultArch(512)), 2 * 64 * 512 * 512);
+    assert.equal(maxCudaBatch(defaultArch(256)), 511);
+  });
+
+  it('--batch 64 with GPEN-512 on cuda is refused before any session, naming the limit and the fix', async () => {
+    const info = { file: null, format: 'synthetic' as const, origin: 'gpen-lab', kind: 'gpen' as const, size: 512, channelMultiplier: 2, narrow: 1, params: 0, precision: 'fp32' as const, synthetic: true, seed: 0, sha256: null };
+    await assert.rejects(Restorer.create({ model: { type: 'synthetic', size: 512 }, prepared: { model: new Uint8Array(0), label: 'synthetic GPEN-512', info }, provider: 'cuda', batch: 64, outDir: os.tmpdir() }),
+      (e: unknown) => e instanceof GpenLabError && e.code === 'E_ARGUMENT' && /--batch 64/.test(e.message) && /2\^31/.test(e.message) && /--batch 63/.test(e.fix));
   });
 });

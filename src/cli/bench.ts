@@ -63,6 +63,7 @@ export function benchCommand(): Command {
     .option('--runs <n>', 'timed runs at batch 1 (a third of it, at least 5, for larger batches)', parseIntArg('--runs'), 20)
     .option('--warmup <n>', 'untimed runs before each batch size', parseIntArg('--warmup'), 3)
     .option('--photo <file>', 'also time the whole pipeline on this photo, warm')
+    .option('--e2e-detector <list>', 'providers for the face detector in the end-to-end runs, one set each', 'cpu')
     .option('--e2e-runs <n>', 'end-to-end runs', parseIntArg('--e2e-runs'), 5)
     .option('--cold <n>', 'also time N cold starts: a new process to the demo face restored and written as PNG', parseIntArg('--cold'), 0)
     .option('--compare <in,out>', "the peer's seeded input and output .npy (torch_gpen.py --save-pth), for the agreement")
@@ -73,7 +74,7 @@ export function benchCommand(): Command {
     .option('--profile-batch <n>', 'with --capi-cuda: profile one run per variant at this batch (node times by operator; run under CUDA_LAUNCH_BLOCKING=1 for GPU times)', parseIntArg('--profile-batch'))
     .option('--out <file>', 'write the JSON here')
     .option('--json', 'print the JSON')
-    .action(async (o: { model?: string; synthetic?: number; provider: string; precision: string; batch: string; runs: number; warmup: number; photo?: string; e2eRuns: number; cold: number; compare?: string; peerNative?: string; peerFused?: string; capiCuda?: Record<string, string>[]; coldCudaOptions?: Record<string, string>[]; profileBatch?: number; out?: string; json?: boolean }) => {
+    .action(async (o: { model?: string; synthetic?: number; provider: string; precision: string; batch: string; runs: number; warmup: number; photo?: string; e2eDetector: string; e2eRuns: number; cold: number; compare?: string; peerNative?: string; peerFused?: string; capiCuda?: Record<string, string>[]; coldCudaOptions?: Record<string, string>[]; profileBatch?: number; out?: string; json?: boolean }) => {
       if ((o.model === undefined) === (o.synthetic === undefined)) throw new GpenLabError('E_ARGUMENT', 'bench needs one of --model and --synthetic', 'Pass --model FILE or --synthetic 512.', { input: '--model' });
       const cache = path.join(os.tmpdir(), 'gpen-lab-bench-cache');
       const model: ModelSpec = o.model !== undefined ? { type: 'file', file: o.model } : { type: 'synthetic', size: o.synthetic!, seed: 0, cacheDir: cache };
@@ -85,7 +86,7 @@ export function benchCommand(): Command {
       const cmp = o.compare ? list(o.compare) : null;
       const log = (l: string) => process.stderr.write(`${l}\n`);
       const capiCuda = o.capiCuda;
-      const report = await runBench({ ...(capiCuda ? { capiCuda } : {}), ...(o.profileBatch ? { profileBatch: o.profileBatch } : {}), model, providers, precisions, batches, runs: o.runs, warmup: o.warmup, ...(o.photo ? { photo: o.photo } : {}), e2eRuns: o.e2eRuns, ...(cmp ? { compare: { input: cmp[0], output: cmp[1] } } : {}), onProgress: log });
+      const report = await runBench({ ...(capiCuda ? { capiCuda } : {}), ...(o.profileBatch ? { profileBatch: o.profileBatch } : {}), model, providers, precisions, batches, runs: o.runs, warmup: o.warmup, ...(o.photo ? { photo: o.photo, e2eDetectors: list(o.e2eDetector).map((p) => parseProvider(p)) } : {}), e2eRuns: o.e2eRuns, ...(cmp ? { compare: { input: cmp[0], output: cmp[1] } } : {}), onProgress: log });
       const cold: ColdEntry[] = [];
       if (o.cold > 0) {
         for (const provider of providers) {

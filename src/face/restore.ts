@@ -9,6 +9,7 @@ import { decodeImage, encodeImage } from '../io/image.js';
 import type { Precision } from '../model/gpen-graph.js';
 import type { ModelInfo, ModelSpec, PreparedModel } from '../model/registry.js';
 import { prepareModel } from '../model/registry.js';
+import { defaultArch, largestActivation, maxCudaBatch } from '../model/arch.js';
 import type { Provider } from '../runtime/providers.js';
 import { openSession } from '../runtime/capi-model.js';
 import type { GpenRunner, SessionConfig } from '../runtime/session.js';
@@ -40,6 +41,8 @@ export interface RestoreOptions {
   maxPixels?: number;
   /** A detector to use instead of BlazeFace (the seam for other detectors). */
   detector?: FaceDetector;
+  /** Where BlazeFace runs (default cpu: its first CUDA run pays cuDNN's algorithm search, seconds). */
+  detectorProvider?: Provider;
   /** A face-parsing mask for a restored crop (size x size, 0..1): the seam for a user-supplied parser. */
   parser?: (restored: Float32Array, size: number) => Float32Array;
   /** The model already prepared (the service prepares it in a worker thread); `model` still names it. */
@@ -108,10 +111,19 @@ export class Restorer {
     const prepared = opts.prepared ?? (await prepareModel(opts.model, opts.precision ?? 'fp32'));
     const t1 = performance.now();
     const provider = opts.provider ?? 'cpu';
+    if (provider === 'cuda' || provider === 'tensorrt') {
+      const i = prepared.info;
+      const arch = defaultArch(i.size, { ...(i.channelMultiplier !== null ? { channelMultiplier: i.channelMultiplier } : {}), ...(i.narrow !== null ? { narrow: i.narrow } : {}) });
+      const most = maxCudaBatch(arch);
+      if (batch > most) {
+        throw new GpenLabError('E_ARGUMENT', `--batch ${batch} with GPEN-${i.size} on ${provider} makes activations of ${batch} x ${largestActivation(arch)} elements, beyond the 2^31 that ONNX Runtime's CUDA kernels index (its Concat fails with cudaErrorInvalidValue)`,
+          `Pass --batch ${most} or less: per face, batch 32 is as fast as any larger batch.`, { input: '--batch', batch, max: most });
+      }
+    }
     // no spinning: between batches the cores belong to alignment and paste (the JavaScript side)
     const session = await openSession(prepared.model, { provider, label: prepared.label, allowSpinning: false, ...opts.session });
     const t2 = performance.now();
-    const detector = opts.aligned ? null : (opts.detector ?? (await createBlazeFace({ provider: 'cpu' })));
+    const detector = opts.aligned ? null : (opts.detector ?? (await createBlazeFace({ provider: opts.detectorProvider ?? 'cpu' })));
     const fixed = prepared.info.onnx?.fixedBatch ?? null;
     const r = new Restorer(prepared.info, session, detector, { ...opts, alpha, batch: fixed ?? batch, aligned: opts.aligned ?? false, saveFace: opts.saveFace ?? false, ext: opts.ext ?? '.png', write: opts.write ?? true }, prepared.label);
     r.createMs = { model: t1 - t0, session: t2 - t1, detector: performance.now() - t2 };

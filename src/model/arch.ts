@@ -182,3 +182,16 @@ export function inferArch(tensors: Map<string, HostTensor>, input: string): Gpen
   if (extra.length > 0) throw mismatch(`unexpected tensor ${extra[0]} for GPEN-${size} (the FullGenerator has no such parameter; an SR or other variant is not supported)`);
   return arch;
 }
+
+/** Elements of GPEN's largest activation for one face: the last level's feature map (concatenated with the encoder's). */
+export function largestActivation(arch: GpenArch): number {
+  return (arch.isConcat ? 2 : 1) * channels(arch)[arch.size] * arch.size * arch.size;
+}
+
+/**
+ * The largest batch whose activations stay under 2^31 elements: ONNX Runtime 1.29's CUDA Concat indexes with 32-bit
+ * integers and fails with cudaErrorInvalidValue beyond (found by gpen-lab bench on an H200: GPEN-512 at batch 64).
+ */
+export function maxCudaBatch(arch: GpenArch): number {
+  return Math.max(1, Math.floor((2 ** 31 - 1) / largestActivation(arch)));
+}

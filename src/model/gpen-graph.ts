@@ -1,8 +1,8 @@
 // Builds GPEN's FullGenerator as an ONNX graph from a state dict. The modulated convolution is written in its
 // input-modulated form: conv(x * s, W) * demod(s) equals the official grouped conv with per-sample weights, keeps one
 // weight per layer, and lets the batch be dynamic. Equalised-lr scales are folded into the stored weights. Rewrites
-// for speed, each exact: the standard blur as three 2x2 average pools, FusedLeakyReLU's sqrt(2) folded into the
-// consumers, the 3-channel 1x1 input convolution as a MatMul (notes/gpu-speed.md has the measurements).
+// for speed, each exact: FusedLeakyReLU's sqrt(2) folded into the consumers, the 3-channel 1x1 input convolution as
+// a MatMul (notes/gpu-speed.md has the measurements).
 import type { GpenArch } from './arch.js';
 import { channels, countParams, log2 } from './arch.js';
 import { GraphBuilder, TensorType } from './onnx-builder.js';
@@ -16,8 +16,6 @@ export interface BuildOptions {
   precision: Precision;
   /** Extra metadata_props (gpen-lab.* keys describe the model to every later reader). */
   metadata?: Record<string, string>;
-  /** Every blur as its depthwise 4x4 convolution, not as average pools (for tests comparing the two). */
-  blurAsConv?: boolean;
 }
 
 export const OPSET = 17;
@@ -87,42 +85,13 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
     return o;
   };
   /**
-   * The gain of a standard blur kernel: StyleGAN2's make_kernel([1, 3, 3, 1]) (the outer product normalised to sum 1)
-   * times a gain (4 after an upsampling), or null for any other kernel.
+   * Blur (upfirdn2d with up = down = 1) as a depthwise convolution. Tried and measured slower on the H200: the same
+   * blur as three 2x2 AveragePools (20.6 ms against ~14 ms at fp16 batch 16; notes/gpu-speed.md).
    */
-  const standardBlurGain = (k: Float32Array): number | null => {
-    const b = [1, 3, 3, 1];
-    if (k.length !== 16) return null;
-    const gain = k[0] * 64;
-    if (!(gain > 0)) return null;
-    for (let i = 0; i < 4; i++) for (let j = 0; j < 4; j++) if (Math.abs(k[i * 4 + j] - (b[i] * b[j] * gain) / 64) > 1e-6 * gain) return null;
-    return gain;
-  };
-  /**
-   * Blur (upfirdn2d with up = down = 1) over zero padding pad0 (before) and pad1 (after). The standard kernel is three
-   * 2x2 box filters ([1,1] * [1,1] * [1,1] = [1,3,3,1]), so it runs as three AveragePools (count_include_pad: the
-   * padding counts as zeros), a fast memory-bound op, where a depthwise 4x4 convolution is slow in cuDNN (the
-   * largest nodes of the first GPU profile). The kernel's gain is returned for the caller to fold into a scale it
-   * already applies; any other kernel runs as the depthwise convolution, gain 1.
-   */
-  const blur = (x: string, kernelName: string, c: number, pad0: number, pad1: number): { out: string; gain: number } => {
-    const k = get(kernelName);
-    const gain = standardBlurGain(k);
-    if (gain !== null && pad0 <= 3 && pad1 <= 3 && !opts.blurAsConv) {
-      let b = pad0;
-      let e = pad1;
-      let y = x;
-      for (let i = 0; i < 3; i++) {
-        const pb = Math.min(b, 1);
-        const pe = Math.min(e, 1);
-        b -= pb;
-        e -= pe;
-        y = g.op('AveragePool', [y], { kernel_shape: [2, 2], strides: [1, 1], pads: [pb, pb, pe, pe], count_include_pad: 1 });
-      }
-      return { out: y, gain };
-    }
-    const w = param(kernelName, [c, 1, 4, 4], depthwise(flipped(k, 4), c));
-    return { out: g.op('Conv', [x, w], { group: c, pads: [pad0, pad0, pad1, pad1], kernel_shape: [4, 4] }), gain: 1 };
+  const blur = (x: string, kernelName: string, c: number, pad0: number, pad1: number) => {
+    const k = flipped(get(kernelName), 4);
+    const w = param(kernelName, [c, 1, 4, 4], depthwise(k, c));
+    return g.op('Conv', [x, w], { group: c, pads: [pad0, pad0, pad1, pad1], kernel_shape: [4, 4] });
   };
 
   // ---- input
@@ -146,10 +115,10 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
   for (let i = L; i > 2; i--) {
     const j = L - i + 1;
     const cout = ch[2 ** (i - 1)];
-    const bl = blur(x, `ecd${j}.0.0.kernel`, cin, 2, 2);
-    // the input's sqrt(2) and the blur's gain fold into this (linear) convolution's weight
-    const w = scaled(get(`ecd${j}.0.1.weight`), (SQRT2 * bl.gain) / Math.sqrt(cin * 9));
-    x = g.op('Conv', [bl.out, param(`ecd${j}.0.1.weight`, [cout, cin, 3, 3], w)], { kernel_shape: [3, 3], strides: [2, 2] });
+    const blurred = blur(x, `ecd${j}.0.0.kernel`, cin, 2, 2);
+    // the input's sqrt(2) folds into this (linear) convolution's weight
+    const w = scaled(get(`ecd${j}.0.1.weight`), SQRT2 / Math.sqrt(cin * 9));
+    x = g.op('Conv', [blurred, param(`ecd${j}.0.1.weight`, [cout, cin, 3, 3], w)], { kernel_shape: [3, 3], strides: [2, 2] });
     x = fusedLreluUnscaled(x, `ecd${j}.0.2.bias`, cout);
     feats.push(x);
     cin = cout;
@@ -244,17 +213,9 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
     const s = styles.get(`${p}.conv`)!;
     const s2 = g.op('Mul', [s, s]);
     const sum = g.op('Gemm', [s2, wsq], { transB: up ? 0 : 1 });
-    let demod = g.op('Reciprocal', [g.op('Sqrt', [g.op('Add', [sum, epsF])])]);
-    if (up) {
-      // the blur's gain (4 after an upsampling) folds into the demodulation scale, which is per sample and channel
-      const k = get(`${p}.conv.blur.kernel`);
-      const gain = opts.blurAsConv ? null : standardBlurGain(k);
-      if (gain !== null) demod = g.op('Mul', [demod, g.constFloat([gain], [], `blur_gain_${gain}`)]);
-      out = g.op('Mul', [out, toCompute(g.op('Reshape', [demod, R4]))]);
-      out = blur(out, `${p}.conv.blur.kernel`, co, 1, 1).out;
-    } else {
-      out = g.op('Mul', [out, toCompute(g.op('Reshape', [demod, R4]))]);
-    }
+    const demod = g.op('Reciprocal', [g.op('Sqrt', [g.op('Add', [sum, epsF])])]);
+    out = g.op('Mul', [out, toCompute(g.op('Reshape', [demod, R4]))]);
+    if (up) out = blur(out, `${p}.conv.blur.kernel`, co, 1, 1);
     // the encoder feature owes its sqrt(2): it folds into the (scalar) noise weight
     const nw = param(`${p}.noise.weight`, [1], scaled(get(`${p}.noise.weight`), SQRT2));
     const injected = g.op('Mul', [feat, nw]);
