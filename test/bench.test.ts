@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import type { BenchReport, PeerReport } from '../src/lab/bench.js';
 import { runBench, targets } from '../src/lab/bench.js';
 import { timingStats } from '../src/metrics/stats.js';
+import { fixture } from './fixtures.js';
 
 describe('gpen-lab bench', () => {
   it('times sessions, first runs and each batch size, and the whole pipeline on a photo', async () => {
@@ -21,6 +22,16 @@ describe('gpen-lab bench', () => {
     assert.ok(v.e2e!.stagesMedianMs.detect > 0);
   });
 
+  it('a batch size that fails is recorded with its error and the other sizes still run (a fixed-batch export at batch 2)', async () => {
+    const r = await runBench({ model: { type: 'file', file: fixture('gpen-tiny-64.upstream.onnx') }, providers: ['cpu'], precisions: ['fp32'], batches: [2, 1], runs: 3, warmup: 1 });
+    const v = r.variants[0];
+    assert.equal(v.ok, true, v.error ?? '');
+    assert.deepEqual(v.rows.map((x) => x.batch), [1]);
+    assert.equal(v.failedBatches?.length, 1);
+    assert.equal(v.failedBatches![0].batch, 2);
+    assert.match(v.failedBatches![0].error, /E_INFERENCE|Inference failed|dimension|Got: 2/i);
+  });
+
   it('computes P1-P5 against the faster peer variant', () => {
     const row = (batch: number, ms: number) => ({ provider: 'cuda' as const, precision: 'fp16' as const, batch, stats: timingStats([ms, ms, ms]), msPerFace: ms / batch, gpuProcessPeakMiB: null });
     const b: BenchReport = {
@@ -35,5 +46,10 @@ describe('gpen-lab bench', () => {
     assert.deepEqual([t.P3.value, t.P3.peer, t.P3.ratio], [900, null, null]);
     assert.equal(t.P4.value, 150);
     assert.deepEqual([t.P5.value, t.P5.peer], [0.5, 0.45]);
+    // P5 is the leanest fp16 CUDA variant, whichever route; the best end to end of every detector set
+    const lean = { ...b.variants[0], route: 'capi' as const, capiOptions: { mem_pattern: '0' }, batch1ProcessMiB: 500 + 0.25 * 1024, e2e: null };
+    const t2 = targets({ ...b, variants: [...b.variants, lean] }, null, null, null);
+    assert.equal(t2.P5.value, 0.25);
+    assert.equal(t2.P4.value, 150);
   });
 });

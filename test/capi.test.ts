@@ -5,8 +5,12 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { GpenLabError } from '../src/errors.js';
 import { prepareModel } from '../src/model/registry.js';
-import { CapiSession } from '../src/runtime/capi.js';
-import { ModelSession } from '../src/runtime/session.js';
+import { CapiSession, splitCudaOptions } from '../src/runtime/capi.js';
+import { ModelSession, placementFromProfile } from '../src/runtime/session.js';
+import { openSession, parseCudaOptions } from '../src/runtime/capi-model.js';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { missingProviderFiles } from '../src/runtime/providers.js';
 
 describe('ONNX Runtime C API route', () => {
@@ -41,5 +45,68 @@ describe('ONNX Runtime C API route', () => {
     const p = await prepareModel({ type: 'identity', size: 64 }, 'fp32');
     assert.throws(() => CapiSession.create(p.model, { provider: 'cuda', cuda: { cudnn_conv_algo_search: 'HEURISTIC' } }),
       (e: unknown) => e instanceof GpenLabError && e.code === 'E_SESSION' && /C API: \w+ failed: .+/.test(e.message));
+  });
+
+  it('profiles runs (the profile names the provider of every node), writes the optimised graph, takes session config entries and memory patterns off', async () => {
+    const p = await prepareModel({ type: 'synthetic', size: 64, seed: 3 }, 'fp32');
+    const S = 64, per = 3 * S * S;
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'gpen-capi-'));
+    try {
+      const optimized = path.join(dir, 'optimized.onnx');
+      const a = CapiSession.create(p.model, { provider: 'cpu', profilePrefix: path.join(dir, 'prof'), saveOptimizedTo: optimized, config: { 'session.intra_op.allow_spinning': '0' } });
+      const x = Float32Array.from({ length: per }, (_, i) => Math.cos(i * 0.11) * 0.7);
+      const want = a.run(x, [1, 3, S, S], per);
+      const file = a.endProfiling();
+      assert.ok(existsSync(file), file);
+      const placed = placementFromProfile(file, 'cpu');
+      assert.deepEqual([placed.ran, placed.mismatch], [['cpu'], false]);
+      assert.ok(placed.nodesByProvider.cpu > 50, JSON.stringify(placed));
+      a.release();
+      // the saved graph, loaded with every optimisation off, computes the same; so does a session without memory patterns
+      assert.ok(existsSync(optimized));
+      const b = CapiSession.create(optimized, { provider: 'cpu', graphOptimizationLevel: 0 });
+      const c = CapiSession.create(p.model, { provider: 'cpu', memPattern: false });
+      try {
+        const into = new Float32Array(per);
+        assert.equal(b.run(x, [1, 3, S, S], per, undefined, into), into);
+        assert.deepEqual(into, want);
+        assert.deepEqual(c.run(x, [1, 3, S, S], per), want);
+      } finally {
+        b.release();
+        c.release();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('GPU tensors need a CUDA session: binding on a CPU session is E_SESSION naming the allocator', async () => {
+    const p = await prepareModel({ type: 'identity', size: 64 }, 'fp32');
+    const s = CapiSession.create(p.model, { provider: 'cpu' });
+    try {
+      assert.throws(() => s.bindDevice([1, 3, 64, 64]), (e: unknown) => e instanceof GpenLabError && e.code === 'E_SESSION' && /CreateAllocator\(Cuda\)/.test(e.message));
+    } finally {
+      s.release();
+    }
+  });
+
+  it('splits gpen-lab\'s session keys from CUDA provider options, and parses --cuda-options', () => {
+    assert.deepEqual(splitCudaOptions({ enable_cuda_graph: '1', mem_pattern: '0' }), { cuda: { enable_cuda_graph: '1' }, memPattern: false });
+    assert.deepEqual(splitCudaOptions({ prefer_nhwc: '1' }), { cuda: { prefer_nhwc: '1' } });
+    assert.deepEqual(parseCudaOptions('cudnn_conv_algo_search=HEURISTIC, prefer_nhwc=1'), { cudnn_conv_algo_search: 'HEURISTIC', prefer_nhwc: '1' });
+    for (const bad of ['HEURISTIC', '=1', 'k=', 'a=1,b']) {
+      assert.throws(() => parseCudaOptions(bad), (e: unknown) => e instanceof GpenLabError && e.code === 'E_ARGUMENT' && /--cuda-options/.test(e.message) && /key=value/.test(e.message), bad);
+    }
+  });
+
+  it('CUDA options with another provider are refused; with CUDA not installed, the fix is setup cuda', async (t) => {
+    const p = await prepareModel({ type: 'identity', size: 64 }, 'fp32');
+    await assert.rejects(openSession(p.model, { provider: 'cpu', cudaOptions: { prefer_nhwc: '1' } }), (e: unknown) => e instanceof GpenLabError && e.code === 'E_ARGUMENT' && /--provider cpu/.test(e.message));
+    if (missingProviderFiles('cuda').length === 0) {
+      t.skip('the CUDA provider is installed here: the second case needs a machine without it');
+      return;
+    }
+    await assert.rejects(openSession(p.model, { provider: 'cuda', cudaOptions: { cudnn_conv_algo_search: 'HEURISTIC' }, label: 'identity-64' }),
+      (e: unknown) => e instanceof GpenLabError && e.code === 'E_PROVIDER_UNAVAILABLE' && /setup cuda/.test(e.fix) && e.details.input === 'identity-64');
   });
 });

@@ -88,13 +88,15 @@ describe('restore CLI', () => {
     assert.match(r.stderr, /--synthetic/);
   });
 
-  it('bad options are coded errors before any work: --alpha, --batch, --ext, both --model and --synthetic', () => {
+  it('bad options are coded errors before any work: --alpha, --batch, --ext, both --model and --synthetic, --cuda-options', () => {
     const img = path.join(IMAGES, '00002.png');
     for (const [args, re] of [
       [['--model', identity, '--alpha', '2'], /--alpha/],
       [['--model', identity, '--batch', '0'], /--batch/],
       [['--model', identity, '--ext', '.gif'], /--ext|\.gif/],
       [['--model', identity, '--synthetic', '64'], /--model|--synthetic/],
+      [['--model', identity, '--cuda-options', 'HEURISTIC'], /key=value.*--cuda-options/],
+      [['--model', identity, '--cuda-options', 'prefer_nhwc=1'], /CUDA provider options.*--provider cpu/],
     ] as [string[], RegExp][]) {
       const out = path.join(tmp, 'bad-options');
       const r = cli(['restore', img, '-o', out, ...args, '--json']);
@@ -117,6 +119,11 @@ describe('restore CLI', () => {
     const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as RestoreResult);
     assert.equal(lines.length, 2);
     assert.equal(lines[0].faces.length, 1);
+    // the first result says how the process got there; later ones do not repeat it
+    const startup = (lines[0] as RestoreResult & { startup_ms?: Record<string, number> }).startup_ms;
+    assert.deepEqual(Object.keys(startup ?? {}).sort(), ['detector', 'model', 'process', 'session']);
+    assert.ok(Object.values(startup!).every((x) => x >= 0) && startup!.process > 0);
+    assert.equal((lines[1] as RestoreResult & { startup_ms?: unknown }).startup_ms, undefined);
     assert.ok(lines[1].error && lines[1].error.code.startsWith('E_'), JSON.stringify(lines[1]));
     assert.match(r.stderr, /1 of 2 image\(s\) failed/);
     assert.deepEqual(readdirSync(out).sort(), ['a_COMP.png', 'a_GPEN.png']);
