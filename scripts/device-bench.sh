@@ -13,7 +13,7 @@ case "${1:-}" in
     export GPEN_SRC=$PWD/.peer/face_model
     python3 .peer/torch_gpen.py --size 512 --batches 1,8,16,32 --out /tmp/peer/native.json --save-pth /tmp/peer/peer.pth > "$OUT/peer-native.log" 2>&1; echo "peer native exit $?"
     python3 .peer/torch_gpen.py --size 512 --batches 1,8,16,32 --out /tmp/peer/fused.json --fused > "$OUT/peer-fused.log" 2>&1; echo "peer fused exit $?"
-    cp /tmp/peer/*.json "$OUT/" 2>/dev/null; tail -3 "$OUT/peer-native.log" "$OUT/peer-fused.log"
+    cp /tmp/peer/*.json "$OUT/" 2>/dev/null; tail -n 3 "$OUT/peer-native.log" "$OUT/peer-fused.log"
     ;;
   ours)
     # gpen-lab on the peer's weights: the stock binding (cuda fp32/fp16, the Solvay photo end to end), the C API route
@@ -29,6 +29,20 @@ case "${1:-}" in
     CUDA_LAUNCH_BLOCKING=1 node dist/cli/index.js bench --synthetic 512 --provider '' --precision fp16 --batch 16 --runs 3 --warmup 1 --profile-batch 16 \
       --capi-cuda cudnn_conv_algo_search=EXHAUSTIVE --out "$OUT/profile-b16.json" > /dev/null 2> "$OUT/profile-progress.txt"; echo "profile exit $?"
     cat "$OUT/bench.txt"; grep -v "^cold" "$OUT/bench-progress.txt" | tail -70; grep "^cold" "$OUT/bench-progress.txt"; tail -2 "$OUT/profile-progress.txt"
+    ;;
+  final)
+    # both in one call, trimmed to the device time left: the peer (batches 1 and 32: its best per face is at 32),
+    # then gpen-lab with the blur as banded MatMuls beside the depthwise convolution
+    export GPEN_SRC=$PWD/.peer/face_model
+    python3 .peer/torch_gpen.py --size 512 --batches 1,32 --out /tmp/peer/native.json --save-pth /tmp/peer/peer.pth > "$OUT/peer-native.log" 2>&1; echo "peer native exit $?"
+    python3 .peer/torch_gpen.py --size 512 --batches 1,32 --out /tmp/peer/fused.json --fused > "$OUT/peer-fused.log" 2>&1; echo "peer fused exit $?"
+    node dist/cli/index.js bench --model /tmp/peer/peer.pth --provider cuda --precision fp32,fp16 --blur conv,matmul --batch 1,32 --runs 20 \
+      --capi-cuda enable_cuda_graph=1 \
+      --capi-cuda cudnn_conv_algo_search=HEURISTIC,arena_extend_strategy=kSameAsRequested,cudnn_conv_use_max_workspace=0,mem_pattern=0 \
+      --photo assets/Solvay_conference_1927.png --e2e-detector cuda --e2e-runs 3 --cold 3 --cold-cuda-options cudnn_conv_algo_search=HEURISTIC \
+      --compare /tmp/peer/peer.in.npy,/tmp/peer/peer.out.npy \
+      --peer-native /tmp/peer/native.json --peer-fused /tmp/peer/fused.json --out "$OUT/gpu-bench.json" > "$OUT/bench.txt" 2> "$OUT/bench-progress.txt"
+    echo "bench exit $?"; cat "$OUT/bench.txt"; grep -v "^cold" "$OUT/bench-progress.txt" | tail -60; grep "^cold" "$OUT/bench-progress.txt"
     ;;
   explore)
     # the C API route's options, synthetic GPEN-512 (speed does not depend on the weights): stock binding vs C API
@@ -48,5 +62,5 @@ case "${1:-}" in
       --out "$OUT/explore-cold.json" > /dev/null 2> "$OUT/explore-cold-progress.txt"; echo "cold exit $?"
     tail -60 "$OUT/explore-speed-progress.txt"; tail -8 "$OUT/explore-profile-progress.txt"; grep cold "$OUT/explore-cold-progress.txt"
     ;;
-  *) echo "usage: device-bench.sh peer|ours|explore" >&2; exit 2 ;;
+  *) echo "usage: device-bench.sh peer|ours|final|explore" >&2; exit 2 ;;
 esac
