@@ -31,12 +31,13 @@ case "${1:-}" in
     cat "$OUT/bench.txt"; grep -v "^cold" "$OUT/bench-progress.txt" | tail -70; grep "^cold" "$OUT/bench-progress.txt"; tail -2 "$OUT/profile-progress.txt"
     ;;
   final)
-    # both in one call, trimmed to the device time left: the peer (batches 1 and 32: its best per face is at 32),
-    # then gpen-lab with the blur as banded MatMuls beside the depthwise convolution
+    # both in one call, trimmed to little device time: the peer (batches 1 and 32: its best per face is at 32), then
+    # gpen-lab fp16 (the run of bench/results/gpu-blur-matmul-2026-11-30.json also passed --blur conv,matmul, an
+    # option since removed: the MatMul blur was measured no faster)
     export GPEN_SRC=$PWD/.peer/face_model
     python3 .peer/torch_gpen.py --size 512 --batches 1,32 --out /tmp/peer/native.json --save-pth /tmp/peer/peer.pth > "$OUT/peer-native.log" 2>&1; echo "peer native exit $?"
     python3 .peer/torch_gpen.py --size 512 --batches 1,32 --out /tmp/peer/fused.json --fused > "$OUT/peer-fused.log" 2>&1; echo "peer fused exit $?"
-    node dist/cli/index.js bench --model /tmp/peer/peer.pth --provider cuda --precision fp16 --blur conv,matmul --batch 1,32 --runs 20 \
+    node dist/cli/index.js bench --model /tmp/peer/peer.pth --provider cuda --precision fp16 --batch 1,32 --runs 20 \
       --capi-cuda enable_cuda_graph=1 \
       --capi-cuda cudnn_conv_algo_search=HEURISTIC,arena_extend_strategy=kSameAsRequested,cudnn_conv_use_max_workspace=0,mem_pattern=0 \
       --photo assets/Solvay_conference_1927.png --e2e-detector cuda --e2e-runs 3 --cold 3 --cold-cuda-options cudnn_conv_algo_search=HEURISTIC \

@@ -10,8 +10,7 @@ import { writeFileAtomicSafe } from '../io/files.js';
 import { nodeScriptArgs } from '../io/node-script.js';
 import type { PeerReport } from '../lab/bench.js';
 import { runBench, targets } from '../lab/bench.js';
-import type { BlurMode, Precision } from '../model/gpen-graph.js';
-import { BLUR_MODES, defaultBlur } from '../model/gpen-graph.js';
+import type { Precision } from '../model/gpen-graph.js';
 import type { ModelSpec } from '../model/registry.js';
 import { prepareModel } from '../model/registry.js';
 import { parseProvider } from '../runtime/providers.js';
@@ -25,7 +24,7 @@ const list = (s: string): string[] => s.split(',').map((x) => x.trim()).filter(B
 
 /** A new process to the first restored face written as PNG: spawn to the restore's JSON line (printed after the write). */
 interface ColdRun { ms: number; stages: Record<string, number>; startup: Record<string, number> | null }
-interface ColdEntry { provider: Provider; precision: Precision; blur: BlurMode; route: 'binding' | 'capi'; cudaOptions: Record<string, string> | null; runs: ColdRun[]; medianMs: number | null }
+interface ColdEntry { provider: Provider; precision: Precision; route: 'binding' | 'capi'; cudaOptions: Record<string, string> | null; runs: ColdRun[]; medianMs: number | null }
 
 async function coldStart(model: string, provider: Provider, precisionArgs: string[]): Promise<ColdRun> {
   const args = nodeScriptArgs(import.meta.url, 'index');
@@ -72,11 +71,10 @@ export function benchCommand(): Command {
     .option('--peer-fused <json>', "torch_gpen.py's JSON, official fused CUDA ops (--fused)")
     .option('--capi-cuda <k=v,...>', 'also time CUDA through ONNX Runtime\'s C API with these provider options (e.g. cudnn_conv_algo_search=HEURISTIC,prefer_nhwc=1); repeat for several sets', (v: string, acc: Record<string, string>[] = []) => [...acc, parseCudaOptions(v, '--capi-cuda')])
     .option('--cold-cuda-options <k=v,...>', 'cold starts also through the C API with these CUDA provider options; repeat for several sets', (v: string, acc: Record<string, string>[] = []) => [...acc, parseCudaOptions(v, '--cold-cuda-options')])
-    .option('--blur <list>', 'blur modes of the graph, one variant each: conv (depthwise), matmul (banded MatMuls); default the provider\'s')
     .option('--profile-batch <n>', 'with --capi-cuda: profile one run per variant at this batch (node times by operator; run under CUDA_LAUNCH_BLOCKING=1 for GPU times)', parseIntArg('--profile-batch'))
     .option('--out <file>', 'write the JSON here')
     .option('--json', 'print the JSON')
-    .action(async (o: { model?: string; synthetic?: number; provider: string; precision: string; batch: string; runs: number; warmup: number; photo?: string; e2eDetector: string; e2eRuns: number; cold: number; compare?: string; peerNative?: string; peerFused?: string; capiCuda?: Record<string, string>[]; coldCudaOptions?: Record<string, string>[]; profileBatch?: number; blur?: string; out?: string; json?: boolean }) => {
+    .action(async (o: { model?: string; synthetic?: number; provider: string; precision: string; batch: string; runs: number; warmup: number; photo?: string; e2eDetector: string; e2eRuns: number; cold: number; compare?: string; peerNative?: string; peerFused?: string; capiCuda?: Record<string, string>[]; coldCudaOptions?: Record<string, string>[]; profileBatch?: number; out?: string; json?: boolean }) => {
       if ((o.model === undefined) === (o.synthetic === undefined)) throw new GpenLabError('E_ARGUMENT', 'bench needs one of --model and --synthetic', 'Pass --model FILE or --synthetic 512.', { input: '--model' });
       const cache = path.join(os.tmpdir(), 'gpen-lab-bench-cache');
       const model: ModelSpec = o.model !== undefined ? { type: 'file', file: o.model } : { type: 'synthetic', size: o.synthetic!, seed: 0, cacheDir: cache };
@@ -88,20 +86,16 @@ export function benchCommand(): Command {
       const cmp = o.compare ? list(o.compare) : null;
       const log = (l: string) => process.stderr.write(`${l}\n`);
       const capiCuda = o.capiCuda;
-      const blurs = o.blur !== undefined ? list(o.blur) as BlurMode[] : undefined;
-      if (blurs?.some((b) => !(BLUR_MODES as readonly string[]).includes(b))) throw new GpenLabError('E_ARGUMENT', `Expected conv and/or matmul for --blur but received ${o.blur}`, 'Pass --blur conv,matmul.', { input: '--blur' });
-      const report = await runBench({ ...(capiCuda ? { capiCuda } : {}), ...(blurs ? { blurs } : {}), ...(o.profileBatch ? { profileBatch: o.profileBatch } : {}), model, providers, precisions, batches, runs: o.runs, warmup: o.warmup, ...(o.photo ? { photo: o.photo, e2eDetectors: list(o.e2eDetector).map((p) => parseProvider(p)) } : {}), e2eRuns: o.e2eRuns, ...(cmp ? { compare: { input: cmp[0], output: cmp[1] } } : {}), onProgress: log });
+      const report = await runBench({ ...(capiCuda ? { capiCuda } : {}), ...(o.profileBatch ? { profileBatch: o.profileBatch } : {}), model, providers, precisions, batches, runs: o.runs, warmup: o.warmup, ...(o.photo ? { photo: o.photo, e2eDetectors: list(o.e2eDetector).map((p) => parseProvider(p)) } : {}), e2eRuns: o.e2eRuns, ...(cmp ? { compare: { input: cmp[0], output: cmp[1] } } : {}), onProgress: log });
       const cold: ColdEntry[] = [];
       if (o.cold > 0) {
         for (const provider of providers) {
           for (const precision of precisions) {
-            // the last blur mode asked for, else the provider's
-            const blur = blurs?.at(-1) ?? defaultBlur(provider);
-            const prepared = await prepareModel(model, precision, { blur });
+            const prepared = await prepareModel(model, precision);
             // a converted .pth: the cold runs load it as an ONNX file, like a user who converted once
             let file = prepared.model;
             if (typeof file !== 'string') {
-              file = path.join(cache, `converted-${precision}-${blur}.onnx`);
+              file = path.join(cache, `converted-${precision}.onnx`);
               await writeFileAtomicSafe(file, prepared.model as Uint8Array);
             }
             const routes: (Record<string, string> | null)[] = [null, ...(provider === 'cuda' ? o.coldCudaOptions ?? [] : [])];
@@ -118,7 +112,7 @@ export function benchCommand(): Command {
                   break;
                 }
               }
-              cold.push({ provider, precision, blur, route: cudaOptions ? 'capi' : 'binding', cudaOptions, runs, medianMs: runs.length ? median(runs.map((r) => r.ms)) : null });
+              cold.push({ provider, precision, route: cudaOptions ? 'capi' : 'binding', cudaOptions, runs, medianMs: runs.length ? median(runs.map((r) => r.ms)) : null });
             }
           }
         }
@@ -132,7 +126,7 @@ export function benchCommand(): Command {
       if (o.out) await writeFileAtomicSafe(o.out, `${JSON.stringify(full, null, 1)}\n`);
       if (o.json) process.stdout.write(`${JSON.stringify(full)}\n`);
       else {
-        for (const v of report.variants) for (const r of v.rows) process.stdout.write(`${v.provider}${v.route === 'capi' ? ` capi ${JSON.stringify(v.capiOptions)}` : ''}\t${v.precision}\t${v.blur ?? ''}\tb${r.batch}\t${r.stats.median.toFixed(2)} ms\t${r.msPerFace.toFixed(2)} ms/face\n`);
+        for (const v of report.variants) for (const r of v.rows) process.stdout.write(`${v.provider}${v.route === 'capi' ? ` capi ${JSON.stringify(v.capiOptions)}` : ''}\t${v.precision}\tb${r.batch}\t${r.stats.median.toFixed(2)} ms\t${r.msPerFace.toFixed(2)} ms/face\n`);
         for (const [k, t] of Object.entries(full.targets)) process.stdout.write(`${k}\tvalue ${t.value?.toFixed(3) ?? '—'}\tpeer ${t.peer?.toFixed(3) ?? '—'}\tratio ${t.ratio?.toFixed(2) ?? '—'}\n`);
       }
     });

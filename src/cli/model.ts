@@ -61,12 +61,11 @@ export function modelCommand(): Command {
     .requiredOption('-o, --output <file>', 'ONNX file to write')
     .option('--fp16', 'store weights and run convolutions in fp16 (style, demodulation and skips stay fp32)')
     .option('--key <name>', 'key the generator is nested under (default: found automatically, e.g. g_ema)')
-    .addOption(new Option('--blur <mode>', 'blurs as depthwise convolutions (conv: fastest on CPUs) or banded MatMuls (matmul: fastest with CUDA)').choices(['conv', 'matmul']).default('conv'))
     .option('--json', 'machine-readable output')
-    .action(async (input: string, o: { output: string; fp16?: boolean; key?: string; blur: 'conv' | 'matmul'; json?: boolean }) => {
+    .action(async (input: string, o: { output: string; fp16?: boolean; key?: string; json?: boolean }) => {
       const steps = new Steps(2, o.json);
       steps.step(`reading and building ${path.basename(input)}`);
-      const m = await convertPth(input, o.output, { precision: o.fp16 ? 'fp16' : 'fp32', blur: o.blur, ...(o.key ? { key: o.key } : {}) });
+      const m = await convertPth(input, o.output, { precision: o.fp16 ? 'fp16' : 'fp32', ...(o.key ? { key: o.key } : {}) });
       steps.step(`wrote ${o.output}`);
       steps.done();
       printModel(m, o.json);

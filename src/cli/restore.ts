@@ -10,8 +10,6 @@ import { createBlazeFace } from '../face/blazeface.js';
 import { decodeImage } from '../io/image.js';
 import type { OutputExt } from '../io/image.js';
 import type { ModelSpec } from '../model/registry.js';
-import type { BlurMode } from '../model/gpen-graph.js';
-import { BLUR_MODES } from '../model/gpen-graph.js';
 import { PROVIDERS, parseProvider } from '../runtime/providers.js';
 import { parseIntArg } from './model.js';
 import { Steps, printJson, warn } from './output.js';
@@ -57,12 +55,11 @@ export function restoreCommand(): Command {
     .option('--batch <n>', 'faces per inference', parseIntArg('--batch'), 4)
     .option('--max-pixels <n>', 'refuse images larger than this (decompression bombs)', parseIntArg('--max-pixels'))
     .addOption(new Option('--detector-provider <p>', 'where the face detector runs (cuda: faster on photos with many faces, but its first run searches cuDNN algorithms for seconds)').choices([...PROVIDERS]).default('cpu'))
-    .addOption(new Option('--blur <mode>', 'how a graph built from a .pth runs its blurs (default: matmul on cuda, conv elsewhere)').choices([...BLUR_MODES]))
     .option('--cuda-options <k=v,...>', 'CUDA provider options by ONNX Runtime\'s names (e.g. cudnn_conv_algo_search=HEURISTIC,prefer_nhwc=1): the session is then created through the C API route', (v: string) => parseCudaOptions(v))
     .option('--json', 'one RestoreResult per image, a JSON object per line')
     .action(async (inputs: string[], o: {
       out: string; model?: string; synthetic?: number; seed: number; key?: string; provider: string; fp16?: boolean; alpha: number;
-      aligned?: boolean; saveFace?: boolean; ext: OutputExt; batch: number; maxPixels?: number; json?: boolean; cudaOptions?: Record<string, string>; detectorProvider: string; blur?: BlurMode;
+      aligned?: boolean; saveFace?: boolean; ext: OutputExt; batch: number; maxPixels?: number; json?: boolean; cudaOptions?: Record<string, string>; detectorProvider: string;
     }) => {
       // time since the process started, to here: node's own start and the modules loaded (a cold start's first part)
       const startMs = performance.now();
@@ -80,7 +77,7 @@ export function restoreCommand(): Command {
       const restorer = await Restorer.create({
         model: spec, precision: o.fp16 ? 'fp16' : 'fp32', provider: parseProvider(o.provider), alpha: o.alpha, aligned: !!o.aligned,
         saveFace: !!o.saveFace, ext: o.ext, batch: o.batch, outDir: o.out, ...(o.maxPixels !== undefined ? { maxPixels: o.maxPixels } : {}),
-        ...(o.cudaOptions ? { session: { cudaOptions: o.cudaOptions } } : {}), detectorProvider: parseProvider(o.detectorProvider), ...(o.blur ? { blur: o.blur } : {}),
+        ...(o.cudaOptions ? { session: { cudaOptions: o.cudaOptions } } : {}), detectorProvider: parseProvider(o.detectorProvider),
       });
       let first = true;
       if (restorer.info.synthetic) warn(`${SYNTHETIC_NOTE}; every output says so`);

@@ -6,8 +6,7 @@ import { GpenLabError, errorMessage, isGpenLabError } from '../errors.js';
 import { writeFileAtomicSafe } from '../io/files.js';
 import type { DecodedImage, OutputExt } from '../io/image.js';
 import { decodeImage, encodeImage } from '../io/image.js';
-import type { BlurMode, Precision } from '../model/gpen-graph.js';
-import { defaultBlur } from '../model/gpen-graph.js';
+import type { Precision } from '../model/gpen-graph.js';
 import type { ModelInfo, ModelSpec, PreparedModel } from '../model/registry.js';
 import { prepareModel } from '../model/registry.js';
 import { defaultArch, largestActivation, maxCudaBatch } from '../model/arch.js';
@@ -42,8 +41,6 @@ export interface RestoreOptions {
   maxPixels?: number;
   /** A detector to use instead of BlazeFace (the seam for other detectors). */
   detector?: FaceDetector;
-  /** How a graph built here runs its blurs (default: the provider's fastest, defaultBlur). */
-  blur?: BlurMode;
   /** Where BlazeFace runs (default cpu: its first CUDA run pays cuDNN's algorithm search, seconds). */
   detectorProvider?: Provider;
   /** A face-parsing mask for a restored crop (size x size, 0..1): the seam for a user-supplied parser. */
@@ -111,9 +108,9 @@ export class Restorer {
     const batch = opts.batch ?? 4;
     if (!Number.isInteger(batch) || batch < 1 || batch > 256) throw new GpenLabError('E_ARGUMENT', `Expected an integer between 1 and 256 for --batch but received ${batch}`, 'Pass --batch between 1 and 256.', { input: '--batch' });
     const t0 = performance.now();
-    const provider = opts.provider ?? 'cpu';
-    const prepared = opts.prepared ?? (await prepareModel(opts.model, opts.precision ?? 'fp32', { blur: opts.blur ?? defaultBlur(provider) }));
+    const prepared = opts.prepared ?? (await prepareModel(opts.model, opts.precision ?? 'fp32'));
     const t1 = performance.now();
+    const provider = opts.provider ?? 'cpu';
     if (provider === 'cuda' || provider === 'tensorrt') {
       const i = prepared.info;
       const arch = defaultArch(i.size, { ...(i.channelMultiplier !== null ? { channelMultiplier: i.channelMultiplier } : {}), ...(i.narrow !== null ? { narrow: i.narrow } : {}) });

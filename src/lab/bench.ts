@@ -13,8 +13,7 @@ import { readNpy } from '../io/npy.js';
 import { psnrFloat } from '../metrics/quality.js';
 import type { TimingStats } from '../metrics/stats.js';
 import { median, timingStats } from '../metrics/stats.js';
-import type { BlurMode, Precision } from '../model/gpen-graph.js';
-import { defaultBlur } from '../model/gpen-graph.js';
+import type { Precision } from '../model/gpen-graph.js';
 import { GraphBuilder, TensorType } from '../model/onnx-builder.js';
 import type { ModelSpec } from '../model/registry.js';
 import { prepareModel } from '../model/registry.js';
@@ -42,8 +41,6 @@ export interface BenchOptions {
   onProgress?: (line: string) => void;
   /** Also time CUDA through ONNX Runtime's C API (src/runtime/capi.ts), once per set of CUDA provider options. */
   capiCuda?: Record<string, string>[];
-  /** Blur modes to build the graph with, one variant each (default: the provider's, defaultBlur). */
-  blurs?: BlurMode[];
   /** Profile one run per C API variant at this batch size (node times by operator). */
   profileBatch?: number;
 }
@@ -61,8 +58,6 @@ export interface E2e { photo: string; detector?: Provider; faces: number; stats:
 
 export interface BenchVariant {
   provider: Provider;
-  /** How the graph's blurs ran (depthwise convolutions or banded MatMuls). */
-  blur?: BlurMode;
   /** 'binding' (onnxruntime-node) or 'capi' (the C API through koffi, with `capiOptions`). */
   route?: 'binding' | 'capi';
   capiOptions?: Record<string, string>;
@@ -127,19 +122,18 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   const log = o.onProgress ?? (() => undefined);
   const gpus = await readGpus();
   const variants: BenchVariant[] = [];
-  const fp32Out = new Map<string, Float32Array>();
+  const fp32Out = new Map<Provider, Float32Array>();
   let label = '';
   for (const provider of o.providers) {
-    for (const precision of o.precisions) for (const blur of o.blurs ?? [defaultBlur(provider)]) {
-      const v: BenchVariant = { provider, precision, blur, ok: false, error: null, ran: null, prepareMs: 0, sessionMs: 0, firstRunMs: 0, contextMiB: null, batch1ProcessMiB: null, rows: [], agreement: { vsFp32Psnr: null, vsPeerPsnr: null, vsPeerMaxAbs: null }, e2e: null };
+    for (const precision of o.precisions) {
+      const v: BenchVariant = { provider, precision, ok: false, error: null, ran: null, prepareMs: 0, sessionMs: 0, firstRunMs: 0, contextMiB: null, batch1ProcessMiB: null, rows: [], agreement: { vsFp32Psnr: null, vsPeerPsnr: null, vsPeerMaxAbs: null }, e2e: null };
       variants.push(v);
       let session: ModelSession | null = null;
       try {
         v.contextMiB = await contextBaseline(provider);
         let t = performance.now();
-        const prepared = await prepareModel(o.model, precision, { blur });
+        const prepared = await prepareModel(o.model, precision);
         label = prepared.label;
-        v.blur = prepared.info.blur ?? blur;
         v.prepareMs = performance.now() - t;
         t = performance.now();
         session = await ModelSession.create(prepared.model, { provider, label: prepared.label });
@@ -150,10 +144,9 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
         const first = await session.run(one, [1, 3, S, S]);
         v.firstRunMs = performance.now() - t;
         v.ran = session.placement?.ran ?? null;
-        log(`${provider} ${precision} blur ${blur}: session ${(v.sessionMs / 1000).toFixed(2)} s, first run ${(v.firstRunMs / 1000).toFixed(2)} s, ran ${v.ran?.join('+')}`);
-        const key = `${provider}/${blur}`;
-        if (precision === 'fp32') fp32Out.set(key, Float32Array.from(first.data));
-        else if (fp32Out.has(key)) v.agreement.vsFp32Psnr = psnrFloat(first.data, fp32Out.get(key)!, 2);
+        log(`${provider} ${precision}: session ${(v.sessionMs / 1000).toFixed(2)} s, first run ${(v.firstRunMs / 1000).toFixed(2)} s, ran ${v.ran?.join('+')}`);
+        if (precision === 'fp32') fp32Out.set(provider, Float32Array.from(first.data));
+        else if (fp32Out.has(provider)) v.agreement.vsFp32Psnr = psnrFloat(first.data, fp32Out.get(provider)!, 2);
         for (const b of o.batches) {
           // a batch size that fails is recorded and the others go on (GPEN-512 at 64 exceeds the CUDA kernels' int32)
           try {
@@ -172,7 +165,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
             const stats = timingStats(times);
             v.rows.push({ provider, precision, batch: b, stats, msPerFace: stats.median / b, gpuProcessPeakMiB: g.processPeakMiB });
             if (b === 1) v.batch1ProcessMiB = g.processPeakMiB;
-            log(`${provider} ${precision} blur ${blur} batch ${b}: ${stats.median.toFixed(2)} ms (${(stats.median / b).toFixed(2)} ms/face)${g.processPeakMiB !== null ? `, ${g.processPeakMiB.toFixed(0)} MiB` : ''}`);
+            log(`${provider} ${precision} batch ${b}: ${stats.median.toFixed(2)} ms (${(stats.median / b).toFixed(2)} ms/face)${g.processPeakMiB !== null ? `, ${g.processPeakMiB.toFixed(0)} MiB` : ''}`);
           } catch (e) {
             (v.failedBatches ??= []).push({ batch: b, error: (e as Error).message });
             log(`${provider} ${precision} batch ${b}: ${(e as Error).message}`);
@@ -192,7 +185,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
         if (o.photo) {
           for (const detectorProvider of o.e2eDetectors ?? ['cpu']) {
             // batch 32 at most: the photo's 29 faces in one run, and under the CUDA kernels' limit
-            const r = await Restorer.create({ model: o.model, precision, provider, detectorProvider, blur, batch: Math.min(Math.max(...o.batches), 32), outDir: '/tmp', write: false });
+            const r = await Restorer.create({ model: o.model, precision, provider, detectorProvider, batch: Math.min(Math.max(...o.batches), 32), outDir: '/tmp', write: false });
             await r.restoreFile(o.photo);
             const totals: number[] = [];
             const stages: Record<string, number[]> = {};
@@ -220,7 +213,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     }
   }
   for (const cudaOptions of o.capiCuda ?? []) {
-    for (const precision of o.precisions) for (const blur of o.blurs ?? [defaultBlur('cuda')]) variants.push(await capiVariant(o, cudaOptions, precision, blur, log));
+    for (const precision of o.precisions) variants.push(await capiVariant(o, cudaOptions, precision, log));
   }
   return { schema: BENCH_SCHEMA, date: new Date().toISOString(), runtime: runtimeVersion(), gpu: { name: gpus.devices[0]?.name ?? null, driver: gpus.driverVersion, cuda: gpus.cudaDriverVersion }, model: label, variants };
 }
@@ -269,16 +262,15 @@ export function targets(b: BenchReport, native: PeerReport | null, fused: PeerRe
  * captured graph), like the peer's timing of the forward pass on a GPU tensor; the copies to and from the GPU are
  * timed beside it. GPU memory is read after the runs of each batch size (the arena keeps its peak).
  */
-async function capiVariant(o: BenchOptions, cudaOptions: Record<string, string>, precision: Precision, blur: BlurMode, log: (l: string) => void): Promise<BenchVariant> {
-  const v: BenchVariant = { provider: 'cuda', route: 'capi', capiOptions: cudaOptions, precision, blur, ok: false, error: null, ran: null, prepareMs: 0, sessionMs: 0, firstRunMs: 0, contextMiB: null, batch1ProcessMiB: null, rows: [], agreement: { vsFp32Psnr: null, vsPeerPsnr: null, vsPeerMaxAbs: null }, e2e: null, copyMs: {} };
-  const tag = `cuda (C API ${Object.entries(cudaOptions).map(([k, x]) => `${k}=${x}`).join(',')}) ${precision} blur ${blur}`;
+async function capiVariant(o: BenchOptions, cudaOptions: Record<string, string>, precision: Precision, log: (l: string) => void): Promise<BenchVariant> {
+  const v: BenchVariant = { provider: 'cuda', route: 'capi', capiOptions: cudaOptions, precision, ok: false, error: null, ran: null, prepareMs: 0, sessionMs: 0, firstRunMs: 0, contextMiB: null, batch1ProcessMiB: null, rows: [], agreement: { vsFp32Psnr: null, vsPeerPsnr: null, vsPeerMaxAbs: null }, e2e: null, copyMs: {} };
+  const tag = `cuda (C API ${Object.entries(cudaOptions).map(([k, x]) => `${k}=${x}`).join(',')}) ${precision}`;
   let s: CapiSession | null = null;
   const graphs = cudaOptions.enable_cuda_graph === '1';
   try {
     v.contextMiB = await contextBaseline('cuda');
     let t = performance.now();
-    const prepared = await prepareModel(o.model, precision, { blur });
-    v.blur = prepared.info.blur ?? blur;
+    const prepared = await prepareModel(o.model, precision);
     v.prepareMs = performance.now() - t;
     const S = prepared.info.size;
     t = performance.now();

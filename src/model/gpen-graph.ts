@@ -16,50 +16,11 @@ export interface BuildOptions {
   precision: Precision;
   /** Extra metadata_props (gpen-lab.* keys describe the model to every later reader). */
   metadata?: Record<string, string>;
-  /** How the blurs run: depthwise convolutions (default; fast on CPUs) or two banded MatMuls (fast on CUDA). */
-  blur?: BlurMode;
-}
-
-export type BlurMode = 'conv' | 'matmul';
-export const BLUR_MODES = ['conv', 'matmul'] as const;
-/** The blur each provider runs fastest (measured: notes/gpu-speed.md); others keep the depthwise convolution. */
-export function defaultBlur(provider: string): BlurMode {
-  return provider === 'cuda' ? 'matmul' : 'conv';
 }
 
 export const OPSET = 17;
 const SQRT2 = Math.SQRT2;
 const NEG_SLOPE = 0.2;
-
-/**
- * A 4x4 kernel as the outer product of two 4-tap filters (every GPEN blur: make_kernel([1, 3, 3, 1]) and its gain),
- * or null when it is not separable.
- */
-export function separableKernel(k: Float32Array): { rows: number[]; cols: number[] } | null {
-  if (k.length !== 16 || k[0] === 0) return null;
-  const rows = [0, 1, 2, 3].map((i) => k[i * 4]);
-  const cols = [0, 1, 2, 3].map((j) => k[j] / k[0]);
-  const scale = Math.max(...Array.from(k, Math.abs));
-  for (let i = 0; i < 4; i++) for (let j = 0; j < 4; j++) if (Math.abs(rows[i] * cols[j] - k[i * 4 + j]) > 1e-6 * scale) return null;
-  return { rows, cols };
-}
-
-/**
- * The banded matrix of a 1-D correlation with `taps` over `len` samples zero-padded by pad0 before and pad1 after:
- * [lenOut, len], or its transpose [len, lenOut].
- */
-export function bandMatrix(taps: number[], len: number, pad0: number, pad1: number, transposed: boolean): { data: Float32Array; lenOut: number } {
-  const lenOut = len + pad0 + pad1 - taps.length + 1;
-  const data = new Float32Array(lenOut * len);
-  for (let y = 0; y < lenOut; y++) {
-    for (let i = 0; i < taps.length; i++) {
-      const x = y + i - pad0;
-      if (x < 0 || x >= len) continue;
-      data[transposed ? x * lenOut + y : y * len + x] = taps[i];
-    }
-  }
-  return { data, lenOut };
-}
 
 export function gpenMetadata(arch: GpenArch, precision: Precision, extra: Record<string, string>): Record<string, string> {
   return {
@@ -124,21 +85,11 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
     return o;
   };
   /**
-   * Blur (upfirdn2d with up = down = 1) over `len` x `len` inputs: a depthwise 4x4 convolution, or with blur
-   * 'matmul' and a separable kernel, one MatMul per axis with a banded matrix (exact: every other entry is zero).
-   * The MatMuls do ~100x the multiplications, on the tensor cores, where cuDNN's depthwise convolution is the
-   * slowest node of the graph (4.2 ms at 512 px, fp16 batch 16 on an H200); on a CPU the convolution wins. Tried
-   * and measured slower on the H200: the blur as three 2x2 AveragePools (notes/gpu-speed.md).
+   * Blur (upfirdn2d with up = down = 1) as a depthwise convolution. Tried on the H200 and not kept
+   * (notes/gpu-speed.md): three 2x2 AveragePools (slower: 20.6 ms against ~14 ms at fp16 batch 16) and one banded
+   * MatMul per axis (no faster: 3.21 against 3.20 ms per face at batch 32 with CUDA graphs, slower at batch 1).
    */
-  const blur = (x: string, kernelName: string, c: number, pad0: number, pad1: number, len: number) => {
-    const sep = opts.blur === 'matmul' ? separableKernel(get(kernelName)) : null;
-    if (sep) {
-      // upfirdn2d convolves: correlate with the flipped taps
-      const h = bandMatrix([...sep.rows].reverse(), len, pad0, pad1, false);
-      const w = bandMatrix([...sep.cols].reverse(), len, pad0, pad1, true);
-      const alongW = g.op('MatMul', [x, param(`${kernelName}.band_w`, [len, w.lenOut], w.data)]);
-      return g.op('MatMul', [param(`${kernelName}.band_h`, [h.lenOut, len], h.data), alongW]);
-    }
+  const blur = (x: string, kernelName: string, c: number, pad0: number, pad1: number) => {
     const k = flipped(get(kernelName), 4);
     const w = param(kernelName, [c, 1, 4, 4], depthwise(k, c));
     return g.op('Conv', [x, w], { group: c, pads: [pad0, pad0, pad1, pad1], kernel_shape: [4, 4] });
@@ -165,7 +116,7 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
   for (let i = L; i > 2; i--) {
     const j = L - i + 1;
     const cout = ch[2 ** (i - 1)];
-    const blurred = blur(x, `ecd${j}.0.0.kernel`, cin, 2, 2, 2 ** i);
+    const blurred = blur(x, `ecd${j}.0.0.kernel`, cin, 2, 2);
     // the input's sqrt(2) folds into this (linear) convolution's weight
     const w = scaled(get(`ecd${j}.0.1.weight`), SQRT2 / Math.sqrt(cin * 9));
     x = g.op('Conv', [blurred, param(`ecd${j}.0.1.weight`, [cout, cin, 3, 3], w)], { kernel_shape: [3, 3], strides: [2, 2] });
@@ -243,7 +194,7 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
    * StyledConv: modulated 3x3 conv (optionally transposed x2 + blur), demodulation, feature injection, activation.
    * Returns leaky_relu(.) without its sqrt(2) (the consumer folds it); `inScale` is what the input owes.
    */
-  const styledConv = (xin: string, p: string, ci: number, co: number, up: boolean, feat: string, inScale: number, outSize: number) => {
+  const styledConv = (xin: string, p: string, ci: number, co: number, up: boolean, feat: string, inScale: number) => {
     const raw = scaled(get(`${p}.conv.weight`), 1 / Math.sqrt(ci * 9));
     const xs = modulate(xin, `${p}.conv`, inScale);
     let out: string;
@@ -265,8 +216,7 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
     const sum = g.op('Gemm', [s2, wsq], { transB: up ? 0 : 1 });
     const demod = g.op('Reciprocal', [g.op('Sqrt', [g.op('Add', [sum, epsF])])]);
     out = g.op('Mul', [out, toCompute(g.op('Reshape', [demod, R4]))]);
-    // the transposed conv's output is 2 * size + 1 wide; the blur brings it to 2 * size
-    if (up) out = blur(out, `${p}.conv.blur.kernel`, co, 1, 1, outSize + 1);
+    if (up) out = blur(out, `${p}.conv.blur.kernel`, co, 1, 1);
     // the encoder feature owes its sqrt(2): it folds into the (scalar) noise weight
     const nw = param(`${p}.noise.weight`, [1], scaled(get(`${p}.noise.weight`), SQRT2));
     const injected = g.op('Mul', [feat, nw]);
@@ -291,15 +241,15 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
 
   // ---- generator: constant 4x4 input, conv1 + to_rgb1, then two styled convs and a ToRGB per resolution
   const constIn = param('generator.input.input', [1, c4, 4, 4], get('generator.input.input'));
-  let h = styledConv(constIn, 'generator.conv1', c4, c4, false, feats[L - 2], 1, 4);
+  let h = styledConv(constIn, 'generator.conv1', c4, c4, false, feats[L - 2], 1);
   let skip = toRgb(h, 'generator.to_rgb1', c4 * f, null);
   let c = c4;
   for (let i = 3; i <= L; i++) {
     const co = ch[2 ** i];
     const k = 2 * (i - 3);
     const feat = feats[L - i];
-    h = styledConv(h, `generator.convs.${k}`, c * f, co, true, feat, SQRT2, 2 ** i);
-    h = styledConv(h, `generator.convs.${k + 1}`, co * f, co, false, feat, SQRT2, 2 ** i);
+    h = styledConv(h, `generator.convs.${k}`, c * f, co, true, feat, SQRT2);
+    h = styledConv(h, `generator.convs.${k + 1}`, co * f, co, false, feat, SQRT2);
     skip = toRgb(h, `generator.to_rgbs.${i - 3}`, co * f, skip);
     c = co;
   }
@@ -310,7 +260,7 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
     opset: OPSET,
     inputs: [{ name: 'input', elemType: TensorType.FLOAT, dims: ['batch', 3, S, S] }],
     outputs: [{ name: 'output', elemType: TensorType.FLOAT, dims: ['batch', 3, S, S] }],
-    metadata: gpenMetadata(arch, opts.precision, { ...(opts.blur === 'matmul' ? { 'gpen-lab.blur': 'matmul' } : {}), ...opts.metadata }),
+    metadata: gpenMetadata(arch, opts.precision, opts.metadata ?? {}),
     docString: `GPEN FullGenerator ${S}x${S}, built by gpen-lab; input and output NCHW float32 in [-1, 1]`,
   });
 }

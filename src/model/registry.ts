@@ -10,7 +10,7 @@ import { writeFileAtomicSafe, assertReadableFile } from '../io/files.js';
 import { sha256File } from '../io/hash.js';
 import type { GpenArch } from './arch.js';
 import { checkSize, countParams, defaultArch, inferArch } from './arch.js';
-import type { BlurMode, Precision } from './gpen-graph.js';
+import type { Precision } from './gpen-graph.js';
 import { OPSET, buildGpenOnnx, buildIdentityOnnx } from './gpen-graph.js';
 import { inspectOnnx } from './onnx-file.js';
 import { readPth } from './pth.js';
@@ -32,8 +32,6 @@ export interface ModelInfo {
   synthetic: boolean;
   seed: number | null;
   sha256: string | null;
-  /** How the graph's blurs run (gpen-lab graphs; 'conv' for any other ONNX). */
-  blur?: BlurMode;
   /** For .pth: zip or legacy, and the key the generator was found under. */
   pth?: { format: 'zip' | 'legacy'; key: string | null; dtypes: string[] };
   /** For .onnx: names and dims of the graph input/output, batch fixed or dynamic. */
@@ -93,7 +91,6 @@ export async function describeModel(file: string, key?: string): Promise<ModelIn
   const o = await inspectOnnx(file);
   return {
     file, format: 'onnx', origin: o.origin, kind: o.kind, size: o.size, channelMultiplier: o.channelMultiplier, narrow: o.narrow,
-    blur: o.metadata['gpen-lab.blur'] === 'matmul' ? 'matmul' : 'conv',
     params: o.metadata['gpen-lab.params'] !== undefined ? Number(o.metadata['gpen-lab.params']) : o.params, precision: o.precision, synthetic: o.synthetic, seed: o.metadata['gpen-lab.seed'] !== undefined ? Number(o.metadata['gpen-lab.seed']) : null,
     sha256: await sha256File(file),
     onnx: { inputName: o.inputName, outputName: o.outputName, inputDims: o.inputDims, fixedBatch: o.fixedBatch, opset: o.opset, producer: o.producer },
@@ -142,13 +139,13 @@ function checkSeed(seed: number): void {
 }
 
 /** Synthetic GPEN of an official configuration for its size, as ONNX bytes. */
-export function synthesizeGpen(size: number, seed: number, precision: Precision, blur: BlurMode = 'conv'): { bytes: Uint8Array; arch: GpenArch } {
+export function synthesizeGpen(size: number, seed: number, precision: Precision): { bytes: Uint8Array; arch: GpenArch } {
   checkSize(size, '--size');
   checkSeed(seed);
   const arch = defaultArch(size);
   const tensors = synthStateDict(arch, seed);
   const bytes = buildGpenOnnx(arch, tensors, {
-    precision, blur,
+    precision,
     metadata: { 'gpen-lab.synthetic': 'true', 'gpen-lab.seed': String(seed), 'gpen-lab.source': `synthetic (seed ${seed})` },
   });
   return { bytes, arch };
@@ -160,35 +157,30 @@ export function synthesizeIdentity(size: number): Uint8Array {
 }
 
 /** Converts an official checkpoint to ONNX, written atomically. */
-export async function convertPth(file: string, out: string, opts: { precision: Precision; key?: string; blur?: BlurMode }): Promise<ModelInfo> {
+export async function convertPth(file: string, out: string, opts: { precision: Precision; key?: string }): Promise<ModelInfo> {
   if ((await sniffFormat(file)) !== 'pth') {
     throw new GpenLabError('E_FORMAT_UNKNOWN', `${file} is not a .pth checkpoint (it looks like an ONNX file)`,
       'An ONNX file needs no conversion: pass it to `gpen-lab model run` (or --model) directly.', { input: file });
   }
   const { arch, tensors, info } = await loadCheckpoint(file, opts.key);
   const bytes = buildGpenOnnx(arch, tensors, {
-    precision: opts.precision, blur: opts.blur ?? 'conv',
+    precision: opts.precision,
     metadata: { 'gpen-lab.source': `${path.basename(file)} sha256:${info.sha256}${info.pth?.key ? ` key:${info.pth.key}` : ''}` },
   });
   await writeFileAtomicSafe(out, bytes);
   // described from what was written, without reading 300 MB back
   return {
     file: out, format: 'onnx', origin: 'gpen-lab', kind: 'gpen', size: arch.size, channelMultiplier: arch.channelMultiplier, narrow: arch.narrow,
-    params: info.params, precision: opts.precision, blur: opts.blur ?? 'conv', synthetic: false, seed: null, sha256: createHash('sha256').update(bytes).digest('hex'),
+    params: info.params, precision: opts.precision, synthetic: false, seed: null, sha256: createHash('sha256').update(bytes).digest('hex'),
     onnx: { inputName: 'input', outputName: 'output', inputDims: ['batch', 3, arch.size, arch.size], fixedBatch: null, opset: OPSET, producer: 'gpen-lab' },
   };
 }
 
-/**
- * The model as ONNX Runtime takes it. `build.blur` chooses how a graph gpen-lab builds (from a .pth or synthetic
- * weights) runs its blurs ('matmul' for CUDA); a ready ONNX file is taken as it is, and its info says which it has.
- */
-export async function prepareModel(spec: ModelSpec, precision: Precision = 'fp32', build: { blur?: BlurMode } = {}): Promise<PreparedModel> {
-  const blur = build.blur ?? 'conv';
+export async function prepareModel(spec: ModelSpec, precision: Precision = 'fp32'): Promise<PreparedModel> {
   if (spec.type === 'synthetic') {
     const seed = spec.seed ?? DEFAULT_SEED;
     // with a cache folder the graph is built once and later processes load the file (the lab's cold runs)
-    const cached = spec.cacheDir ? path.join(spec.cacheDir, `synthetic-gpen-${spec.size}-s${seed}-${precision}${blur === 'matmul' ? '-mm' : ''}.onnx`) : null;
+    const cached = spec.cacheDir ? path.join(spec.cacheDir, `synthetic-gpen-${spec.size}-s${seed}-${precision}.onnx`) : null;
     let model: string | Uint8Array;
     let arch: GpenArch;
     if (cached && existsSync(cached)) {
@@ -196,7 +188,7 @@ export async function prepareModel(spec: ModelSpec, precision: Precision = 'fp32
       arch = defaultArch(spec.size);
       model = cached;
     } else {
-      const built = synthesizeGpen(spec.size, seed, precision, blur);
+      const built = synthesizeGpen(spec.size, seed, precision);
       arch = built.arch;
       model = built.bytes;
       if (cached) {
@@ -210,7 +202,7 @@ export async function prepareModel(spec: ModelSpec, precision: Precision = 'fp32
       label: `synthetic GPEN-${spec.size} (seed ${seed})`,
       info: {
         file: null, format: 'synthetic', origin: 'gpen-lab', kind: 'gpen', size: arch.size, channelMultiplier: arch.channelMultiplier,
-        narrow: arch.narrow, params: countParams(arch), precision, blur, synthetic: true, seed, sha256: null,
+        narrow: arch.narrow, params: countParams(arch), precision, synthetic: true, seed, sha256: null,
       },
     };
   }
@@ -222,7 +214,7 @@ export async function prepareModel(spec: ModelSpec, precision: Precision = 'fp32
   }
   if ((await sniffFormat(spec.file)) === 'pth') {
     const { arch, tensors, info } = await loadCheckpoint(spec.file, spec.key);
-    return { model: buildGpenOnnx(arch, tensors, { precision, blur }), label: spec.file, info: { ...info, precision, blur } };
+    return { model: buildGpenOnnx(arch, tensors, { precision }), label: spec.file, info: { ...info, precision } };
   }
   const info = await describeOnnxCached(spec.file);
   if (precision !== info.precision) {

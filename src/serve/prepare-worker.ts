@@ -3,12 +3,12 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { isGpenLabError } from '../errors.js';
 import { prepareModel } from '../model/registry.js';
-import type { BlurMode, Precision } from '../model/gpen-graph.js';
+import type { Precision } from '../model/gpen-graph.js';
 import type { ModelSpec } from '../model/registry.js';
 
-const { model, precision, blur } = workerData as { model: ModelSpec; precision: Precision; blur: BlurMode };
+const { model, precision } = workerData as { model: ModelSpec; precision: Precision };
 try {
-  const p = await prepareModel(model, precision, { blur });
+  const p = await prepareModel(model, precision);
   const transfer = typeof p.model === 'string' ? [] : [p.model.buffer as ArrayBuffer];
   parentPort!.postMessage({ ok: true, prepared: p }, transfer);
 } catch (e) {

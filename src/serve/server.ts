@@ -19,7 +19,6 @@ import type { ModelSpec } from '../model/registry.js';
 import type { Provider } from '../runtime/providers.js';
 import { FaceBatcher } from './batcher.js';
 import { prepareInWorker } from './prepare.js';
-import { defaultBlur } from '../model/gpen-graph.js';
 
 export interface ServeOptions {
   host?: string;
@@ -187,7 +186,7 @@ export async function startService(o: ServeOptions): Promise<Service> {
 
   const ready = (async () => {
     try {
-      const prepared = await prepareInWorker(o.model, o.precision ?? 'fp32', defaultBlur(o.provider ?? 'cpu')); // off the event loop: /healthz answers
+      const prepared = await prepareInWorker(o.model, o.precision ?? 'fp32'); // off the event loop: /healthz answers
       const r = await Restorer.create({ model: o.model, prepared, provider: o.provider ?? 'cpu', precision: o.precision ?? 'fp32', batch: maxBatch, outDir: os.tmpdir(), write: false, ...(o.maxPixels !== undefined ? { maxPixels: o.maxPixels } : {}) });
       const per = 3 * r.size * r.size;
       await r.inferCrops(new Float32Array(per), 1); // warm-up: the first run pays for allocation and algorithm search
