@@ -1,6 +1,6 @@
 // The C API route (capi.ts) behind the same interface as the stock binding's ModelSession, so that the restoration
 // pipeline, the bench's cold starts and the lab can ask for CUDA provider options the stock binding cannot pass.
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -9,7 +9,7 @@ import { CapiSession, splitCudaOptions } from './capi.js';
 import type { Provider } from './providers.js';
 import { missingProviderFiles, ortBinDir, ortVersion } from './providers.js';
 import type { GpenRunner, Placement, RunResult, SessionConfig } from './session.js';
-import { ModelSession, placementFromProfile } from './session.js';
+import { ModelSession, placementFromProfileDir } from './session.js';
 
 /** Parses `k=v,k=v` (CUDA provider options by ONNX Runtime's names). */
 export function parseCudaOptions(s: string, flag = '--cuda-options'): Record<string, string> {
@@ -71,13 +71,7 @@ export class CapiModelSession implements GpenRunner {
     if (this.profileDir) {
       const dir = this.profileDir;
       this.profileDir = null;
-      try {
-        this.s.endProfiling();
-        const file = readdirSync(dir).find((f) => f.endsWith('.json'));
-        if (file) this.placementValue = placementFromProfile(path.join(dir, file), this.asked);
-      } finally {
-        rmSync(dir, { recursive: true, force: true });
-      }
+      this.placementValue = placementFromProfileDir(dir, this.asked, () => this.s.endProfiling());
     }
     return { data: out, dims, ms };
   }

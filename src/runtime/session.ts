@@ -101,6 +101,17 @@ export function placementFromProfile(file: string, asked: Provider): Placement {
   return { nodesByProvider: counts, ran, mismatch: ran.some((p) => p !== asked) };
 }
 
+/** Ends a session's profiling (`end`), reads the placement from the profile it wrote in `dir`, and removes `dir`. */
+export function placementFromProfileDir(dir: string, asked: Provider, end: () => void): Placement | null {
+  try {
+    end();
+    const file = readdirSync(dir).find((f) => f.endsWith('.json'));
+    return file ? placementFromProfile(path.join(dir, file), asked) : null;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 /** What the restoration pipeline needs of a GPEN session (the stock binding's ModelSession, or the C API route's). */
 export interface GpenRunner {
   readonly asked: Provider;
@@ -206,13 +217,7 @@ export class ModelSession implements GpenRunner {
   private readPlacement(): void {
     const dir = this.profileDir!;
     this.profileDir = null;
-    try {
-      this.session.endProfiling();
-      const file = readdirSync(dir).find((f) => f.endsWith('.json'));
-      if (file) this.placementValue = placementFromProfile(path.join(dir, file), this.asked);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    this.placementValue = placementFromProfileDir(dir, this.asked, () => this.session.endProfiling());
   }
 
   async release(): Promise<void> {
