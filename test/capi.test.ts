@@ -8,7 +8,7 @@ import { prepareModel } from '../src/model/registry.js';
 import { CapiSession, splitCudaOptions } from '../src/runtime/capi.js';
 import { ModelSession, placementFromProfile } from '../src/runtime/session.js';
 import { openSession, parseCudaOptions } from '../src/runtime/capi-model.js';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { missingProviderFiles } from '../src/runtime/providers.js';
@@ -108,5 +108,32 @@ describe('ONNX Runtime C API route', () => {
     }
     await assert.rejects(openSession(p.model, { provider: 'cuda', cudaOptions: { cudnn_conv_algo_search: 'HEURISTIC' }, label: 'identity-64' }),
       (e: unknown) => e instanceof GpenLabError && e.code === 'E_PROVIDER_UNAVAILABLE' && /setup cuda/.test(e.fix) && e.details.input === 'identity-64');
+  });
+
+  it('createAsync builds the session on a worker thread: the event loop runs meanwhile, and the output is the same', async () => {
+    const p = await prepareModel({ type: 'synthetic', size: 64, seed: 3 }, 'fp32');
+    const S = 64, per = 3 * S * S;
+    let ticks = 0;
+    const timer = setInterval(() => { ticks++; }, 5);
+    const pending = CapiSession.createAsync(p.model, { provider: 'cpu' });
+    const a = await pending;
+    clearInterval(timer);
+    const b = CapiSession.create(p.model, { provider: 'cpu' });
+    try {
+      assert.ok(ticks >= 2, `the event loop ticked ${ticks} times while the session was created`);
+      const x = Float32Array.from({ length: per }, (_, i) => Math.sin(i * 0.05) * 0.5);
+      assert.deepEqual(a.run(x, [1, 3, S, S], per), b.run(x, [1, 3, S, S], per));
+    } finally {
+      a.release();
+      b.release();
+    }
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'gpen-capi-async-'));
+    try {
+      const bad = path.join(dir, 'not-a-model.onnx');
+      writeFileSync(bad, 'not a model');
+      await assert.rejects(CapiSession.createAsync(bad, { provider: 'cpu' }), (e: unknown) => e instanceof GpenLabError && e.code === 'E_SESSION' && /CreateSession failed/.test(e.message));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

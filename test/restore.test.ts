@@ -240,3 +240,36 @@ describe('batch limit on CUDA', () => {
       (e: unknown) => e instanceof GpenLabError && e.code === 'E_ARGUMENT' && /--batch 64/.test(e.message) && /2\^31/.test(e.message) && /--batch 63/.test(e.fix));
   });
 });
+
+describe('deferred session (the cold-start overlap)', () => {
+  it('a deferred session gives the same output as an awaited one, and its creation time is recorded', async () => {
+    const photo = path.join(IMAGES, '00002.png');
+    const run = async (deferSession: boolean) => {
+      const r = await Restorer.create({ model: { type: 'identity', size: 256 }, outDir: path.join(tmp, `defer-${deferSession}`), deferSession });
+      try {
+        const res = (await r.restoreFiles([photo]))[0];
+        assert.equal(res.error, undefined, JSON.stringify(res.error));
+        return { res, createMs: { ...r.createMs } };
+      } finally {
+        await r.release();
+      }
+    };
+    const a = await run(true);
+    const b = await run(false);
+    assert.equal(a.res.faces.length, 1);
+    assert.ok(a.createMs.session > 0 && b.createMs.session > 0, JSON.stringify([a.createMs, b.createMs]));
+    const [x, y] = await Promise.all([decodeImage(a.res.outputs.gpen!), decodeImage(b.res.outputs.gpen!)]);
+    assert.deepEqual(Array.from(x.rgb), Array.from(y.rgb));
+  });
+
+  it('a deferred session that fails fails the run at the first inference, with the session\'s coded error; release still works', async () => {
+    const info = { file: null, format: 'identity' as const, origin: 'gpen-lab', kind: 'identity' as const, size: 256, channelMultiplier: null, narrow: null, params: 0, precision: 'fp32' as const, synthetic: false, seed: null, sha256: null };
+    const r = await Restorer.create({ model: { type: 'identity', size: 256 }, prepared: { model: new Uint8Array([1, 2, 3, 4]), label: 'junk-model', info }, outDir: path.join(tmp, 'defer-bad'), deferSession: true });
+    try {
+      await assert.rejects(r.restoreFiles([path.join(IMAGES, '00002.png')]), (e: unknown) => e instanceof GpenLabError && e.code === 'E_SESSION' && /junk-model/.test(e.message));
+      assert.equal(existsSync(path.join(tmp, 'defer-bad', '00002_GPEN.png')), false, 'nothing written');
+    } finally {
+      await r.release();
+    }
+  });
+});

@@ -77,7 +77,8 @@ export function restoreCommand(): Command {
       const restorer = await Restorer.create({
         model: spec, precision: o.fp16 ? 'fp16' : 'fp32', provider: parseProvider(o.provider), alpha: o.alpha, aligned: !!o.aligned,
         saveFace: !!o.saveFace, ext: o.ext, batch: o.batch, outDir: o.out, ...(o.maxPixels !== undefined ? { maxPixels: o.maxPixels } : {}),
-        ...(o.cudaOptions ? { session: { cudaOptions: o.cudaOptions } } : {}), detectorProvider: parseProvider(o.detectorProvider),
+        // the C API route creates the session off this thread: let decoding and detection of the first image overlap it
+        ...(o.cudaOptions ? { session: { cudaOptions: o.cudaOptions }, deferSession: true } : {}), detectorProvider: parseProvider(o.detectorProvider),
       });
       let first = true;
       if (restorer.info.synthetic) warn(`${SYNTHETIC_NOTE}; every output says so`);

@@ -41,6 +41,12 @@ export interface RestoreOptions {
   maxPixels?: number;
   /** A detector to use instead of BlazeFace (the seam for other detectors). */
   detector?: FaceDetector;
+  /**
+   * Return once the detector is ready while the GPEN session is still being created; the first inference waits for
+   * it (a cold start decodes, detects and aligns meanwhile). A session that fails then fails restoreFiles as a whole.
+   * It overlaps only where the session is created off the JavaScript thread: the C API route (--cuda-options).
+   */
+  deferSession?: boolean;
   /** Where BlazeFace runs (default cpu: its first CUDA run pays cuDNN's algorithm search, seconds). */
   detectorProvider?: Provider;
   /** A face-parsing mask for a restored crop (size x size, 0..1): the seam for a user-supplied parser. */
@@ -94,9 +100,13 @@ export class Restorer {
   /** How long create() took: preparing the model (build or load), the GPEN session, the detector. */
   createMs = { model: 0, session: 0, detector: 0 };
 
+  /** The session once created (null while a deferred one is still being created). */
+  private session: GpenRunner | null = null;
+
   private constructor(
     readonly info: ModelInfo,
-    private readonly session: GpenRunner,
+    private readonly sessionP: Promise<GpenRunner>,
+    private readonly asked: Provider,
     private readonly detector: FaceDetector | null,
     private readonly opts: Required<Pick<RestoreOptions, 'alpha' | 'aligned' | 'saveFace' | 'ext' | 'batch' | 'outDir' | 'write'>> & RestoreOptions,
     readonly label: string,
@@ -121,17 +131,36 @@ export class Restorer {
       }
     }
     // no spinning: between batches the cores belong to alignment and paste (the JavaScript side)
-    const session = await openSession(prepared.model, { provider, label: prepared.label, allowSpinning: false, ...opts.session });
+    const sessionP = openSession(prepared.model, { provider, label: prepared.label, allowSpinning: false, ...opts.session });
+    let sessionMs = 0;
+    void sessionP.then(() => { sessionMs = performance.now() - t1; }, () => undefined);
     const t2 = performance.now();
-    const detector = opts.aligned ? null : (opts.detector ?? (await createBlazeFace({ provider: opts.detectorProvider ?? 'cpu' })));
+    let detector: FaceDetector | null;
+    try {
+      detector = opts.aligned ? null : (opts.detector ?? (await createBlazeFace({ provider: opts.detectorProvider ?? 'cpu' })));
+    } catch (e) {
+      void sessionP.then((s) => s.release(), () => undefined);
+      throw e;
+    }
+    const detectorMs = performance.now() - t2;
     const fixed = prepared.info.onnx?.fixedBatch ?? null;
-    const r = new Restorer(prepared.info, session, detector, { ...opts, alpha, batch: fixed ?? batch, aligned: opts.aligned ?? false, saveFace: opts.saveFace ?? false, ext: opts.ext ?? '.png', write: opts.write ?? true }, prepared.label);
-    r.createMs = { model: t1 - t0, session: t2 - t1, detector: performance.now() - t2 };
+    const r = new Restorer(prepared.info, sessionP, provider, detector, { ...opts, alpha, batch: fixed ?? batch, aligned: opts.aligned ?? false, saveFace: opts.saveFace ?? false, ext: opts.ext ?? '.png', write: opts.write ?? true }, prepared.label);
+    r.createMs = { model: t1 - t0, session: 0, detector: detectorMs };
+    if (!opts.deferSession) await r.ready();
+    // the session's time: from the start of its creation to ready (with a deferred session, set on the first run)
+    void sessionP.then(() => { r.createMs.session = sessionMs; }, () => undefined);
+    if (r.session) r.createMs.session = sessionMs;
     return r;
   }
 
   get size(): number {
     return this.info.size;
+  }
+
+  /** The GPEN session, waiting for it when its creation was deferred. */
+  async ready(): Promise<GpenRunner> {
+    this.session ??= await this.sessionP;
+    return this.session;
   }
 
   /** Restores every file; a bad file becomes a result with `error`, and the others go on. */
@@ -189,7 +218,7 @@ export class Restorer {
   private emptyResult(file: string): RestoreResult {
     return {
       input: file, outputs: { gpen: null, comp: null, faces: [] }, faces: [], stages_ms: zeroStages(),
-      provider: { asked: this.session.asked, ran: this.session.placement?.ran ?? null },
+      provider: { asked: this.asked, ran: this.session?.placement?.ran ?? null },
       model: { file: this.info.file, sha256: this.info.sha256, size: this.info.size, synthetic: this.info.synthetic },
       warnings: this.info.synthetic ? [SYNTHETIC_NOTE] : [],
     };
@@ -250,7 +279,7 @@ export class Restorer {
       take.forEach((t, j) => x.set(t.p.crops.subarray(t.i * per, (t.i + 1) * per), j * per));
     }
     const into = inPlace ? first.p.restored.subarray(first.i * per, (first.i + take.length) * per) : undefined;
-    const out = await this.session.run(x, [take.length, 3, S, S], into);
+    const out = await (await this.ready()).run(x, [take.length, 3, S, S], into);
     if (!inPlace) this.pool.give(x);
     const share = out.ms / take.length;
     take.forEach((t, j) => {
@@ -285,7 +314,7 @@ export class Restorer {
   /** Runs `n` aligned crops (planar, [-1, 1]) through the session at once: the service's batched inference. */
   async inferCrops(x: Float32Array, n: number): Promise<Float32Array> {
     const S = this.size;
-    return (await this.session.run(x, [n, 3, S, S])).data;
+    return (await (await this.ready()).run(x, [n, 3, S, S])).data;
   }
 
   private async finish(p: Pending, o: FinishOptions = {}): Promise<[string, Buffer][]> {
@@ -293,8 +322,9 @@ export class Restorer {
     const saveFace = o.saveFace ?? this.opts.saveFace;
     const write = o.write ?? this.opts.write;
     const r = p.result;
-    r.provider.ran = this.session.placement?.ran ?? null;
-    if (this.session.placement?.mismatch) r.warnings.push(`asked for ${this.session.asked} but nodes ran on ${this.session.placement.ran.join(', ')}`);
+    const placement = this.session?.placement ?? null;
+    r.provider.ran = placement?.ran ?? null;
+    if (placement?.mismatch) r.warnings.push(`asked for ${this.asked} but nodes ran on ${placement.ran.join(', ')}`);
     const S = this.size;
     const per = 3 * S * S;
     let t = performance.now();
@@ -354,7 +384,9 @@ export class Restorer {
 
   async release(): Promise<void> {
     this.pool.clear();
-    await this.session.release();
+    // a deferred session that failed was reported by the run that needed it; none ran without it
+    const session = this.session ?? (await this.sessionP.catch(() => null));
+    await session?.release();
     if (this.detector && !this.opts.detector) await this.detector.release();
   }
 }

@@ -29,13 +29,14 @@ export class CapiModelSession implements GpenRunner {
     this.profileDir = profileDir;
   }
 
-  static create(model: string | Uint8Array, cfg: SessionConfig & { cudaOptions: Record<string, string> }): CapiModelSession {
+  /** Created on a worker thread (CapiSession.createAsync): the JavaScript thread goes on meanwhile. */
+  static async create(model: string | Uint8Array, cfg: SessionConfig & { cudaOptions: Record<string, string> }): Promise<CapiModelSession> {
     const profileDir = cfg.recordPlacement ?? true ? mkdtempSync(path.join(os.tmpdir(), 'gpen-lab-prof-')) : null;
     const t0 = performance.now();
     let s: CapiSession;
     try {
       const split = splitCudaOptions(cfg.cudaOptions);
-      s = CapiSession.create(model, {
+      s = await CapiSession.createAsync(model, {
         provider: 'cuda', ...split, cuda: { device_id: String(cfg.deviceId ?? 0), ...split.cuda },
         ...(cfg.intraOpNumThreads ? { intraOpNumThreads: cfg.intraOpNumThreads } : {}),
         ...(cfg.allowSpinning === false ? { config: { 'session.intra_op.allow_spinning': '0', 'session.inter_op.allow_spinning': '0' } } : {}),

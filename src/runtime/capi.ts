@@ -23,7 +23,8 @@ const IX = {
 const API_VERSION = 14;
 const TABLE = 210;
 
-type Fn = (...args: unknown[]) => unknown;
+/** A decoded function pointer: callable, and `.async(...args, callback)` runs it on one of libuv's worker threads. */
+type Fn = ((...args: unknown[]) => unknown) & { async: (...args: unknown[]) => void };
 interface Api { fns: Record<keyof typeof IX, Fn>; version: string }
 
 let api: Api | null = null;
@@ -83,7 +84,7 @@ function load(): Api {
   for (const [name, i] of Object.entries(IX) as [keyof typeof IX, number][]) {
     const proto = koffi.proto(protos[name].replace(/\bf\(/, `gpenOrt${name}(`));
     const ptr = ptrs[i];
-    fns[name] = (...args: unknown[]) => koffi.call(ptr, proto, ...args);
+    fns[name] = koffi.decode(ptr, proto) as Fn;
   }
   api = { fns, version };
   return api;
@@ -157,6 +158,39 @@ export class CapiSession {
   private constructor(private readonly a: Api, private readonly session: unknown, private readonly info: unknown, readonly runtimeVersion: string, readonly cudaOptions: Record<string, string> | null) {}
 
   static create(model: string | Uint8Array, o: CapiOptions): CapiSession {
+    const { a, opts, cudaAsked } = CapiSession.options(o);
+    const out: unknown[] = [null];
+    try {
+      if (typeof model === 'string') check(a, a.fns.CreateSession(env, model, opts, out), 'CreateSession');
+      else check(a, a.fns.CreateSessionFromArray(env, model, model.byteLength, opts, out), 'CreateSessionFromArray');
+    } finally {
+      a.fns.ReleaseSessionOptions(opts);
+    }
+    return CapiSession.wrap(a, out[0], cudaAsked);
+  }
+
+  /**
+   * The same, with CreateSession on a worker thread (koffi's async call): the JavaScript thread goes on meanwhile,
+   * e.g. decoding and detecting the first image of a cold start while CUDA and the model load.
+   */
+  static async createAsync(model: string | Uint8Array, o: CapiOptions): Promise<CapiSession> {
+    const { a, opts, cudaAsked } = CapiSession.options(o);
+    const out: unknown[] = [null];
+    try {
+      const status = await new Promise<unknown>((resolve, reject) => {
+        const done = (err: unknown, res: unknown) => (err ? reject(err) : resolve(res));
+        if (typeof model === 'string') a.fns.CreateSession.async(env, model, opts, out, done);
+        else a.fns.CreateSessionFromArray.async(env, model, model.byteLength, opts, out, done);
+      });
+      check(a, status, typeof model === 'string' ? 'CreateSession' : 'CreateSessionFromArray');
+    } finally {
+      a.fns.ReleaseSessionOptions(opts);
+    }
+    return CapiSession.wrap(a, out[0], cudaAsked);
+  }
+
+  /** The environment (once) and the session options for `o`; the caller releases the options. */
+  private static options(o: CapiOptions): { a: Api; opts: unknown; cudaAsked: Record<string, string> | null } {
     const a = load();
     const out: unknown[] = [null];
     if (!env) {
@@ -187,14 +221,17 @@ export class CapiSession {
           a.fns.ReleaseCUDAProviderOptions(cudaOpts);
         }
       }
-      if (typeof model === 'string') check(a, a.fns.CreateSession(env, model, opts, out), 'CreateSession');
-      else check(a, a.fns.CreateSessionFromArray(env, model, model.byteLength, opts, out), 'CreateSessionFromArray');
-      const session = out[0];
-      check(a, a.fns.CreateCpuMemoryInfo(1, 0, out), 'CreateCpuMemoryInfo');
-      return new CapiSession(a, session, out[0], a.version, cudaAsked);
-    } finally {
+    } catch (e) {
       a.fns.ReleaseSessionOptions(opts);
+      throw e;
     }
+    return { a, opts, cudaAsked };
+  }
+
+  private static wrap(a: Api, session: unknown, cudaAsked: Record<string, string> | null): CapiSession {
+    const out: unknown[] = [null];
+    check(a, a.fns.CreateCpuMemoryInfo(1, 0, out), 'CreateCpuMemoryInfo');
+    return new CapiSession(a, session, out[0], a.version, cudaAsked);
   }
 
   private live(): void {

@@ -77,7 +77,8 @@ function providerFailure(cfg: SessionConfig, e: unknown): GpenLabError {
       'Install a Vulkan driver (libvulkan1 and the GPU vendor ICD) or use --provider cpu.',
       { input: label, provider: p, ort: said });
   }
-  if (/load|shared library|cannot open/i.test(said)) {
+  // a library that did not load (not "Failed to load model because protobuf parsing failed": that is the model)
+  if (/load(ing)? (shared )?librar|shared library|cannot open shared|dlopen/i.test(said)) {
     return new GpenLabError('E_PROVIDER_UNAVAILABLE', `The ${p} execution provider failed to load for ${label}: a library it depends on did not load (ONNX Runtime said: ${said})`,
       `Run \`gpen-lab doctor --provider ${p}\`: it names the library that did not load and prints the line to fix it (the ${p} provider of this build needs CUDA 13, cuDNN 9 and a driver for CUDA 13).`, { input: label, provider: p, ort: said });
   }
