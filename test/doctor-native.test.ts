@@ -339,6 +339,10 @@ int nvmlDeviceGetComputeRunningProcesses_v3(void *h, unsigned *n, P *p) {
     const none = summarizeGpu(startGpuSampler({ nvmlPath: path.join(tmp, 'none.so'), smi: path.join(tmp, 'no-smi'), pids: () => [] }).stop());
     assert.equal(none.source, 'none');
     assert.match(none.reason ?? '', /NVML \(.*none\.so\): /);
+    // stopped right after an nvidia-smi that could not start, again and again: killing a child whose spawn failed
+    // once reached kill(0, SIGKILL) and took this whole process group down (the test runner with it)
+    for (let i = 0; i < 30; i++) startGpuSampler({ nvmlPath: path.join(tmp, 'none.so'), smi: path.join(tmp, 'no-smi'), pids: () => [] }).stop();
+    await new Promise((r) => setTimeout(r, 50));
   });
 
   it('parses nvidia-smi CSV, including fields it cannot fill', () => {

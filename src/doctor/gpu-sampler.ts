@@ -120,7 +120,9 @@ export function startGpuSampler(opts: { intervalMs?: number; pids: () => Iterabl
   });
   return {
     stop() {
-      smi?.kill('SIGKILL');
+      // only a child that started: killing one whose spawn failed (ENOENT) can reach kill(0, SIGKILL), which kills
+      // this whole process group (seen in CI as the test runner and its shell dying with 137)
+      if (smi?.pid !== undefined && smi.exitCode === null && smi.signalCode === null) smi.kill('SIGKILL');
       if (samples.length) return { source: 'nvidia-smi', reason: `${reason}; per-process memory needs NVML`, samples };
       return { source: 'none', reason: `${reason}; nvidia-smi: ${smiError ?? 'no samples'}`, samples };
     },
