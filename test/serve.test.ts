@@ -4,6 +4,7 @@
 // busy in which no accepted request is lost or cut.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { GpenLabError } from '../src/errors.js';
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -183,6 +184,20 @@ describe('limits: queue overflow, not ready, timeout', () => {
       assert.equal(rz.status, 503);
       assert.equal((await rz.json() as { status: string }).status, 'failed');
       assert.equal((await fetch(`${svc.url}/healthz`)).status, 200, 'the process is up');
+    } finally {
+      await svc.close();
+    }
+  });
+
+  it('CUDA options with the cpu provider: the model does not load, and readyz names the reason', async () => {
+    const svc = await startService({ port: 0, model: { type: 'identity', size: 64 }, provider: 'cpu', cudaOptions: { cudnn_conv_algo_search: 'HEURISTIC' }, logLevel: false });
+    try {
+      await assert.rejects(svc.ready, (e: unknown) => e instanceof GpenLabError && e.code === 'E_ARGUMENT' && /--provider cpu/.test(e.message));
+      const rz = await fetch(`${svc.url}/readyz`);
+      assert.equal(rz.status, 503);
+      const body = await rz.json() as { status: string; error?: { message?: string } };
+      assert.equal(body.status, 'failed');
+      assert.match(JSON.stringify(body), /CUDA provider options/);
     } finally {
       await svc.close();
     }

@@ -3,6 +3,7 @@ import { Command } from 'commander';
 import { GpenLabError } from '../errors.js';
 import type { ModelSpec } from '../model/registry.js';
 import { parseProvider } from '../runtime/providers.js';
+import { parseCudaOptions } from '../runtime/capi-model.js';
 import { parseIntArg } from './model.js';
 import { SYNTHETIC_WARNING, warn } from './output.js';
 
@@ -24,7 +25,8 @@ export function serveCommand(): Command {
     .option('--timeout-ms <n>', 'per-request limit (504 above)', parseIntArg('--timeout-ms'), 60_000)
     .option('--max-pixels <n>', 'refuse images larger than this (422)', parseIntArg('--max-pixels'))
     .option('--log-level <l>', 'JSON log level: fatal, error, warn, info, debug, silent', 'info')
-    .action(async (o: { port: number; host: string; model?: string; synthetic?: number; seed: number; key?: string; fp16?: boolean; provider: string; maxBatch: number; maxWaitMs: number; maxQueue: number; bodyLimitMb: number; timeoutMs: number; maxPixels?: number; logLevel: string }) => {
+    .option('--cuda-options <k=v,...>', 'CUDA provider options by ONNX Runtime\'s names (e.g. cudnn_conv_algo_search=HEURISTIC): the session goes through the C API route', (v: string) => parseCudaOptions(v))
+    .action(async (o: { port: number; host: string; model?: string; synthetic?: number; seed: number; key?: string; fp16?: boolean; provider: string; maxBatch: number; maxWaitMs: number; maxQueue: number; bodyLimitMb: number; timeoutMs: number; maxPixels?: number; logLevel: string; cudaOptions?: Record<string, string> }) => {
       if ((o.model === undefined) === (o.synthetic === undefined)) {
         throw new GpenLabError('E_ARGUMENT', o.model === undefined ? 'serve needs GPEN weights and none were given' : 'serve takes --model or --synthetic, not both',
           'Pass --model FILE (the official GPEN-BFR-512.pth or a GPEN .onnx), or --synthetic 512 to measure the service with seeded random weights (every response says they are synthetic).',
@@ -38,6 +40,7 @@ export function serveCommand(): Command {
         host: o.host, port: o.port, model, provider: parseProvider(o.provider), precision: o.fp16 ? 'fp16' : 'fp32',
         maxBatch: o.maxBatch, maxWaitMs: o.maxWaitMs, maxQueue: o.maxQueue, bodyLimit: o.bodyLimitMb * 2 ** 20, timeoutMs: o.timeoutMs,
         ...(o.maxPixels !== undefined ? { maxPixels: o.maxPixels } : {}), logLevel: o.logLevel === 'silent' ? false : o.logLevel,
+        ...(o.cudaOptions ? { cudaOptions: o.cudaOptions } : {}),
       });
       let closing = false;
       const stop = (signal: string) => {

@@ -63,7 +63,8 @@ export class CapiModelSession implements GpenRunner {
     const n = dims.reduce((a, b) => a * b, 1);
     let out: Float32Array;
     try {
-      out = this.s.run(data, dims, n, undefined, into);
+      // on a worker thread: a service's event loop keeps answering while the GPU works
+      out = await this.s.runAsync(data, dims, n, undefined, into);
     } catch (e) {
       throw new GpenLabError('E_INFERENCE', `Inference failed on cuda (C API, ${JSON.stringify(this.cudaOptions)}) for ${this.label} with input [${dims.join(', ')}]: ${errorMessage(e)}`,
         'Run `gpen-lab doctor --provider cuda` for the cause, or drop --cuda-options to use the stock binding.', { input: this.label, provider: 'cuda', dims });

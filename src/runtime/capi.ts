@@ -240,25 +240,53 @@ export class CapiSession {
 
   /** Runs input `input` (float32, dims) and returns output `output` (same element count as `outLength`). */
   run(x: Float32Array, dims: number[], outLength: number, names: { input: string; output: string } = { input: 'input', output: 'output' }, into?: Float32Array): Float32Array {
+    const r = this.startRun(x, dims, names);
+    try {
+      check(this.a, this.a.fns.Run(...r.args), 'Run');
+      return this.readOutput(r.outputs, outLength, into);
+    } finally {
+      r.release();
+    }
+  }
+
+  /** The same on one of libuv's worker threads (koffi's async call): the JavaScript thread goes on meanwhile. */
+  async runAsync(x: Float32Array, dims: number[], outLength: number, names: { input: string; output: string } = { input: 'input', output: 'output' }, into?: Float32Array): Promise<Float32Array> {
+    const r = this.startRun(x, dims, names);
+    try {
+      const status = await new Promise<unknown>((resolve, reject) => this.a.fns.Run.async(...r.args, (err: unknown, res: unknown) => (err ? reject(err) : resolve(res))));
+      check(this.a, status, 'Run');
+      return this.readOutput(r.outputs, outLength, into);
+    } finally {
+      r.release();
+    }
+  }
+
+  /** The input tensor over `x` (no copy) and Run's arguments; release() frees the input and the output. */
+  private startRun(x: Float32Array, dims: number[], names: { input: string; output: string }): { args: unknown[]; outputs: unknown[]; release: () => void } {
     this.live();
     const a = this.a;
     const val: unknown[] = [null];
     check(a, a.fns.CreateTensorWithDataAsOrtValue(this.info, x, x.byteLength, BigInt64Array.from(dims.map(BigInt)), dims.length, FLOAT, val), 'CreateTensorWithDataAsOrtValue');
     const outputs: unknown[] = [null];
-    try {
-      check(a, a.fns.Run(this.session, null, [names.input], [val[0]], 1, [names.output], 1, outputs), 'Run');
-      const data: unknown[] = [null];
-      check(a, a.fns.GetTensorMutableData(outputs[0], data), 'GetTensorMutableData');
-      const view = new Float32Array(koffi.view(data[0], outLength * 4));
-      if (into) {
-        into.set(view);
-        return into;
-      }
-      return view.slice();
-    } finally {
-      a.fns.ReleaseValue(val[0]);
-      if (outputs[0]) a.fns.ReleaseValue(outputs[0]);
+    return {
+      args: [this.session, null, [names.input], [val[0]], 1, [names.output], 1, outputs],
+      outputs,
+      release: () => {
+        a.fns.ReleaseValue(val[0]);
+        if (outputs[0]) a.fns.ReleaseValue(outputs[0]);
+      },
+    };
+  }
+
+  private readOutput(outputs: unknown[], outLength: number, into?: Float32Array): Float32Array {
+    const data: unknown[] = [null];
+    check(this.a, this.a.fns.GetTensorMutableData(outputs[0], data), 'GetTensorMutableData');
+    const view = new Float32Array(koffi.view(data[0], outLength * 4));
+    if (into) {
+      into.set(view);
+      return into;
     }
+    return view.slice();
   }
 
   /**
