@@ -260,3 +260,32 @@ describe('BlazeFace options', () => {
     await assert.rejects(d.detect(rgb(8, 8, () => [0, 0, 0])), (e: unknown) => e instanceof GpenLabError);
   });
 });
+
+describe('BlazeFace in batches (the graphs rewritten for a dynamic batch)', () => {
+  it('tiles and second looks run 16 at a time find the same faces as one at a time (Solvay 29, portraits), boxes within 1e-3 px', async () => {
+    const one = await createBlazeFace({ batch: 1 });
+    const many = await createBlazeFace({ batch: 16 });
+    try {
+      for (const name of ['Solvay_conference_1927.png', '00002.png', '106000_gray.png']) {
+        const img = await readRgb(path.join(IMAGES, name));
+        const [a, b] = [await one.detect(img), await many.detect(img)];
+        assert.equal(b.length, a.length, name);
+        if (name.startsWith('Solvay')) assert.equal(a.length, 29);
+        a.forEach((f, i) => {
+          f.box.forEach((v, j) => assert.ok(Math.abs(v - b[i].box[j]) < 1e-3, `${name} face ${i} box ${j}: ${v} vs ${b[i].box[j]}`));
+          assert.ok(Math.abs(f.score - b[i].score) < 1e-4, `${name} face ${i} score`);
+        });
+      }
+    } finally {
+      await one.release();
+      await many.release();
+    }
+  });
+
+  it('a graph other than the BlazeFace export is refused with a coded error, and a bad batch option too', async () => {
+    const { withDynamicBatch } = await import('../src/face/blazeface-graph.js');
+    const { synthesizeIdentity } = await import('../src/model/registry.js');
+    assert.throws(() => withDynamicBatch(synthesizeIdentity(64), 'identity.onnx'), (e: unknown) => e instanceof GpenLabError && e.code === 'E_ONNX_CORRUPT' && /identity\.onnx/.test(e.message) && /batch 1/.test(e.message));
+    for (const bad of [0, 1.5, 1000]) await assert.rejects(createBlazeFace({ batch: bad }), (e: unknown) => e instanceof GpenLabError && e.code === 'E_ARGUMENT' && e.message.includes('batch'));
+  });
+});

