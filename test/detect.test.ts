@@ -282,6 +282,20 @@ describe('BlazeFace in batches (the graphs rewritten for a dynamic batch)', () =
     }
   });
 
+  it('concurrent detect() calls on one detector (the service) each get their own image\'s faces', async () => {
+    const d = await createBlazeFace();
+    try {
+      const imgs = await Promise.all(['00002.png', 'Solvay_conference_1927.png', '00009.png'].map((n) => readRgb(path.join(IMAGES, n))));
+      const alone = [];
+      for (const img of imgs) alone.push(await d.detect(img));
+      const together = await Promise.all(imgs.map((img) => d.detect(img)));
+      assert.deepEqual(together.map((f) => f.length), alone.map((f) => f.length));
+      together.forEach((fs, i) => fs.forEach((f, j) => assert.deepEqual(f.box, alone[i][j].box)));
+    } finally {
+      await d.release();
+    }
+  });
+
   it('a graph other than the BlazeFace export is refused with a coded error, and a bad batch option too', async () => {
     const { withDynamicBatch } = await import('../src/face/blazeface-graph.js');
     const { synthesizeIdentity } = await import('../src/model/registry.js');

@@ -255,24 +255,29 @@ export async function createBlazeFace(opts: BlazeFaceOptions = {}): Promise<Face
   }
   let released = false;
 
-  let buffer = new Float32Array(0);
+  // input buffers, one per call in flight: concurrent detect() calls (the service) must not share one
+  const free: Float32Array<ArrayBuffer>[] = [];
   /**
    * Runs `count` inputs of size x size x 3, `batch` at a time: `fill(k, tensor)` writes input k, `each(k, outputs)`
    * gets its outputs (in order).
    */
   async function runBatched(session: ModelSession, size: number, count: number, fill: (k: number, tensor: Float32Array<ArrayBuffer>) => void, each: (k: number, outputs: Record<string, { data: Float32Array }>) => void): Promise<void> {
     const per = size * size * 3;
-    if (buffer.length < batch * per) buffer = new Float32Array(batch * per);
-    for (let s = 0; s < count; s += batch) {
-      const n = Math.min(batch, count - s);
-      for (let k = 0; k < n; k++) fill(s + k, buffer.subarray(k * per, (k + 1) * per));
-      const { outputs } = await session.runAll(buffer.subarray(0, n * per), [n, size, size, 3]);
-      for (let k = 0; k < n; k++) {
-        each(s + k, Object.fromEntries(Object.entries(outputs).map(([name, o]) => {
-          const len = o.data.length / n;
-          return [name, { data: o.data.subarray(k * len, (k + 1) * len) }];
-        })));
+    const buffer = free.pop() ?? new Float32Array(batch * BACK * BACK * 3);
+    try {
+      for (let s = 0; s < count; s += batch) {
+        const n = Math.min(batch, count - s);
+        for (let k = 0; k < n; k++) fill(s + k, buffer.subarray(k * per, (k + 1) * per));
+        const { outputs } = await session.runAll(buffer.subarray(0, n * per), [n, size, size, 3]);
+        for (let k = 0; k < n; k++) {
+          each(s + k, Object.fromEntries(Object.entries(outputs).map(([name, o]) => {
+            const len = o.data.length / n;
+            return [name, { data: o.data.subarray(k * len, (k + 1) * len) }];
+          })));
+        }
       }
+    } finally {
+      free.push(buffer);
     }
   }
 
