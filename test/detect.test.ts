@@ -286,7 +286,7 @@ describe('BlazeFace in batches (the graphs rewritten for a dynamic batch)', () =
     const d = await createBlazeFace();
     try {
       const imgs = await Promise.all(['00002.png', 'Solvay_conference_1927.png', '00009.png'].map((n) => readRgb(path.join(IMAGES, n))));
-      const alone = [];
+      const alone: DetectedFace[][] = [];
       for (const img of imgs) alone.push(await d.detect(img));
       const together = await Promise.all(imgs.map((img) => d.detect(img)));
       assert.deepEqual(together.map((f) => f.length), alone.map((f) => f.length));
