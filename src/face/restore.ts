@@ -146,7 +146,15 @@ export class Restorer {
     const fixed = prepared.info.onnx?.fixedBatch ?? null;
     const r = new Restorer(prepared.info, sessionP, provider, detector, { ...opts, alpha, batch: fixed ?? batch, aligned: opts.aligned ?? false, saveFace: opts.saveFace ?? false, ext: opts.ext ?? '.png', write: opts.write ?? true }, prepared.label);
     r.createMs = { model: t1 - t0, session: 0, detector: detectorMs };
-    if (!opts.deferSession) await r.ready();
+    if (!opts.deferSession) {
+      try {
+        await r.ready();
+      } catch (e) {
+        // the detector was made while the session was being created: it goes with the failed Restorer
+        if (detector && !opts.detector) await detector.release();
+        throw e;
+      }
+    }
     // the session's time: from the start of its creation to ready (with a deferred session, set on the first run)
     void sessionP.then(() => { r.createMs.session = sessionMs; }, () => undefined);
     if (r.session) r.createMs.session = sessionMs;
