@@ -81,6 +81,7 @@ describe('a lab in fresh processes', () => {
         { provider: 'cpu', id: 'segfault', env: { NODE_OPTIONS: `--import=${segv}` } },
         { provider: 'cpu', id: 'hang', env: { NODE_OPTIONS: `--import=${hang}` } },
         { provider: 'cuda', id: 'cuda' },
+        { provider: 'cuda', id: 'cuda-heuristic', session: { cudaOptions: { cudnn_conv_algo_search: 'HEURISTIC' } } },
       ],
     }, tmp);
     res = await runLab(cfg, { out });
@@ -127,6 +128,12 @@ describe('a lab in fresh processes', () => {
     assert.match(c.runs[0].error ?? '', /E_PROVIDER_UNAVAILABLE/);
     assert.ok(c.doctor?.findings.some((f) => f.fix === 'gpen-lab setup cuda'));
     assert.ok(res.recommendations.some((r) => r.startsWith('cuda fails at inference') && r.includes('gpen-lab setup cuda')), res.recommendations.join('\n'));
+    // the same through the C API route (CUDA provider options): the same diagnosis, and the options are recorded
+    const h = res.cells.find((x) => x.id === 'cuda-heuristic')!;
+    assert.equal(h.runs[0].stage, 'inference');
+    assert.match(h.runs[0].error ?? '', /E_PROVIDER_UNAVAILABLE/);
+    assert.ok(h.doctor?.findings.some((f) => f.fix === 'gpen-lab setup cuda'));
+    assert.deepEqual(h.env.session, { cudaOptions: { cudnn_conv_algo_search: 'HEURISTIC' } });
   });
 
   it('report re-renders from results.json alone, the same', () => {

@@ -14,6 +14,8 @@ export interface SessionOptions {
   graphOptimizationLevel?: GraphOptLevel;
   intraOpNumThreads?: number;
   deviceId?: number;
+  /** CUDA provider options by ONNX Runtime's names: the cell's session goes through the C API route. */
+  cudaOptions?: Record<string, string>;
 }
 
 /** How a cell's process is started: local now; docker and ssh are the seam. */
