@@ -85,8 +85,7 @@ export function benchCommand(): Command {
       if (batches.some((b) => !Number.isInteger(b) || b < 1 || b > 256)) throw new GpenLabError('E_ARGUMENT', `Expected batch sizes 1..256 for --batch but received ${o.batch}`, 'Pass --batch 1,8,16.', { input: '--batch' });
       const cmp = o.compare ? list(o.compare) : null;
       const log = (l: string) => process.stderr.write(`${l}\n`);
-      const capiCuda = o.capiCuda;
-      const report = await runBench({ ...(capiCuda ? { capiCuda } : {}), ...(o.profileBatch ? { profileBatch: o.profileBatch } : {}), model, providers, precisions, batches, runs: o.runs, warmup: o.warmup, ...(o.photo ? { photo: o.photo, e2eDetectors: list(o.e2eDetector).map((p) => parseProvider(p)) } : {}), e2eRuns: o.e2eRuns, ...(cmp ? { compare: { input: cmp[0], output: cmp[1] } } : {}), onProgress: log });
+      const report = await runBench({ ...(o.capiCuda ? { capiCuda: o.capiCuda } : {}), ...(o.profileBatch ? { profileBatch: o.profileBatch } : {}), model, providers, precisions, batches, runs: o.runs, warmup: o.warmup, ...(o.photo ? { photo: o.photo, e2eDetectors: list(o.e2eDetector).map((p) => parseProvider(p)) } : {}), e2eRuns: o.e2eRuns, ...(cmp ? { compare: { input: cmp[0], output: cmp[1] } } : {}), onProgress: log });
       const cold: ColdEntry[] = [];
       if (o.cold > 0) {
         for (const provider of providers) {

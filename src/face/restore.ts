@@ -131,9 +131,10 @@ export class Restorer {
       }
     }
     // no spinning: between batches the cores belong to alignment and paste (the JavaScript side)
+    // the session's time: from the start of its creation to ready (with a deferred session, known at the first run)
+    const createMs = { model: t1 - t0, session: 0, detector: 0 };
     const sessionP = openSession(prepared.model, { provider, label: prepared.label, allowSpinning: false, ...opts.session });
-    let sessionMs = 0;
-    void sessionP.then(() => { sessionMs = performance.now() - t1; }, () => undefined);
+    void sessionP.then(() => { createMs.session = performance.now() - t1; }, () => undefined);
     const t2 = performance.now();
     let detector: FaceDetector | null;
     try {
@@ -142,10 +143,10 @@ export class Restorer {
       void sessionP.then((s) => s.release(), () => undefined);
       throw e;
     }
-    const detectorMs = performance.now() - t2;
+    createMs.detector = performance.now() - t2;
     const fixed = prepared.info.onnx?.fixedBatch ?? null;
     const r = new Restorer(prepared.info, sessionP, provider, detector, { ...opts, alpha, batch: fixed ?? batch, aligned: opts.aligned ?? false, saveFace: opts.saveFace ?? false, ext: opts.ext ?? '.png', write: opts.write ?? true }, prepared.label);
-    r.createMs = { model: t1 - t0, session: 0, detector: detectorMs };
+    r.createMs = createMs;
     if (!opts.deferSession) {
       try {
         await r.ready();
@@ -155,9 +156,6 @@ export class Restorer {
         throw e;
       }
     }
-    // the session's time: from the start of its creation to ready (with a deferred session, set on the first run)
-    void sessionP.then(() => { r.createMs.session = sessionMs; }, () => undefined);
-    if (r.session) r.createMs.session = sessionMs;
     return r;
   }
 

@@ -111,11 +111,17 @@ async function contextBaseline(provider: Provider): Promise<number | null> {
   const graph = g.encode({ name: 'context_probe', opset: 17, inputs: [{ name: 'input', elemType: TensorType.FLOAT, dims: [1, 1, 4, 4] }], outputs: [{ name: 'output', elemType: TensorType.FLOAT, dims: [1, 1, 4, 4] }], metadata: {} });
   const s = await ModelSession.create(graph, { provider: 'cuda', recordPlacement: false });
   await s.run(new Float32Array(16), [1, 1, 4, 4]);
-  const sampler = startGpuSampler({ intervalMs: 20, pids: () => [process.pid] });
-  await new Promise((r) => setTimeout(r, 100));
-  const g2 = summarizeGpu(sampler.stop());
+  const mib = await processMiB();
   await s.release();
-  return g2.processPeakMiB;
+  return mib;
+}
+
+/** Agreement of `got` with the peer's output on the same input and weights: PSNR over [-1, 1] and max abs. */
+function vsPeer(v: BenchVariant, got: Float32Array, want: Float32Array): void {
+  v.agreement.vsPeerPsnr = psnrFloat(got, want, 2);
+  let m = 0;
+  for (let i = 0; i < got.length; i++) m = Math.max(m, Math.abs(got[i] - want[i]));
+  v.agreement.vsPeerMaxAbs = m;
 }
 
 export async function runBench(o: BenchOptions): Promise<BenchReport> {
@@ -175,10 +181,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
           const xin = await readNpy(o.compare.input);
           const want = await readNpy(o.compare.output);
           const got = await session.run(xin.data as Float32Array, xin.dims);
-          v.agreement.vsPeerPsnr = psnrFloat(got.data, want.data as Float32Array, 2);
-          let m = 0;
-          for (let i = 0; i < got.data.length; i++) m = Math.max(m, Math.abs(got.data[i] - (want.data as Float32Array)[i]));
-          v.agreement.vsPeerMaxAbs = m;
+          vsPeer(v, got.data, want.data as Float32Array);
         }
         await session.release();
         session = null;
@@ -286,10 +289,7 @@ async function capiVariant(o: BenchOptions, cudaOptions: Record<string, string>,
       const xin = await readNpy(o.compare.input);
       const want = (await readNpy(o.compare.output)).data as Float32Array;
       const got = s.run(xin.data as Float32Array, xin.dims, want.length);
-      v.agreement.vsPeerPsnr = psnrFloat(got, want, 2);
-      let m = 0;
-      for (let i = 0; i < got.length; i++) m = Math.max(m, Math.abs(got[i] - want[i]));
-      v.agreement.vsPeerMaxAbs = m;
+      vsPeer(v, got, want);
     }
     log(`${tag}: session ${(v.sessionMs / 1000).toFixed(2)} s, first run ${(v.firstRunMs / 1000).toFixed(2)} s${v.agreement.vsPeerPsnr !== null ? `, vs peer ${v.agreement.vsPeerPsnr.toFixed(1)} dB` : ''}`);
     for (const b of o.batches) {

@@ -99,7 +99,7 @@ export async function describeModel(file: string, key?: string): Promise<ModelIn
 
 /** Where gpen-lab keeps what it learned about model files: $XDG_CACHE_HOME/gpen-lab or ~/.cache/gpen-lab. */
 export function cacheDir(): string {
-  return path.join(process.env.GPEN_LAB_CACHE ?? path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'gpen-lab'));
+  return process.env.GPEN_LAB_CACHE ?? path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'gpen-lab');
 }
 
 /**

@@ -7,9 +7,8 @@ import { performance } from 'node:perf_hooks';
 import { GpenLabError, errorMessage } from '../errors.js';
 import { CapiSession, splitCudaOptions } from './capi.js';
 import type { Provider } from './providers.js';
-import { missingProviderFiles, ortBinDir, ortVersion } from './providers.js';
 import type { GpenRunner, Placement, RunResult, SessionConfig } from './session.js';
-import { ModelSession, placementFromProfileDir } from './session.js';
+import { ModelSession, placementFromProfileDir, providerFailure } from './session.js';
 
 /** Parses `k=v,k=v` (CUDA provider options by ONNX Runtime's names). */
 export function parseCudaOptions(s: string, flag = '--cuda-options'): Record<string, string> {
@@ -44,12 +43,8 @@ export class CapiModelSession implements GpenRunner {
       });
     } catch (e) {
       if (profileDir) rmSync(profileDir, { recursive: true, force: true });
-      const missing = missingProviderFiles('cuda');
-      if (missing.length > 0) {
-        throw new GpenLabError('E_PROVIDER_UNAVAILABLE', `The cuda execution provider cannot load: ${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} missing from ${ortBinDir()} (${errorMessage(e)})`,
-          `Run \`gpen-lab setup cuda\` (installs the cuda provider built for onnxruntime-node ${ortVersion()} next to libonnxruntime.so.1), or use --provider cpu.`, { input: cfg.label, provider: 'cuda', missing });
-      }
-      throw e;
+      // the same diagnosis as the stock binding's (missing provider files, a library that did not load, ...)
+      throw providerFailure({ ...cfg, provider: 'cuda' }, e);
     }
     return new CapiModelSession(s, 'cuda', performance.now() - t0, cfg.cudaOptions, profileDir, cfg.label ?? 'the model');
   }

@@ -59,7 +59,8 @@ export function runtimeVersion(): string {
   return ortVersion();
 }
 
-function providerFailure(cfg: SessionConfig, e: unknown): GpenLabError {
+/** A session that could not be created, as the user's error: missing provider files, a library that did not load, or else. */
+export function providerFailure(cfg: SessionConfig, e: unknown): GpenLabError {
   const said = errorMessage(e).trim();
   const p = cfg.provider;
   const missing = missingProviderFiles(p);
