@@ -23,15 +23,16 @@ import { median } from '../metrics/stats.js';
 const list = (s: string): string[] => s.split(',').map((x) => x.trim()).filter(Boolean);
 
 /** A new process to the first restored face written as PNG: spawn to the restore's JSON line (printed after the write). */
-interface ColdRun { ms: number; stages: Record<string, number>; startup: Record<string, number> | null }
-interface ColdEntry { provider: Provider; precision: Precision; route: 'binding' | 'capi'; cudaOptions: Record<string, string> | null; runs: ColdRun[]; medianMs: number | null }
+interface ColdRun { ms: number; stages: Record<string, number>; startup: Record<string, unknown> | null }
+/** warmup: whether the CLI warmed CUDA up first thing (src/runtime/cuda-warm.ts; off through GPEN_LAB_CUDA_WARMUP=0). */
+interface ColdEntry { provider: Provider; precision: Precision; route: 'binding' | 'capi'; cudaOptions: Record<string, string> | null; warmup: boolean; runs: ColdRun[]; medianMs: number | null }
 
-async function coldStart(model: string, provider: Provider, precisionArgs: string[]): Promise<ColdRun> {
+async function coldStart(model: string, provider: Provider, precisionArgs: string[], warmup: boolean): Promise<ColdRun> {
   const args = nodeScriptArgs(import.meta.url, 'index');
   const out = path.join(os.tmpdir(), `gpen-cold-${process.pid}`);
   const t0 = performance.now();
   return new Promise((resolve, reject) => {
-    const c = spawn(process.execPath, [...args, 'restore', DEMO_FACE, '-o', out, '--model', model, '--provider', provider, '--batch', '1', '--json', ...precisionArgs], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const c = spawn(process.execPath, [...args, 'restore', DEMO_FACE, '-o', out, '--model', model, '--provider', provider, '--batch', '1', '--json', ...precisionArgs], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, GPEN_LAB_CUDA_WARMUP: warmup ? '1' : '0' } });
     let buf = '';
     let err = '';
     c.stderr.on('data', (d: Buffer) => { err += d.toString(); });
@@ -41,7 +42,7 @@ async function coldStart(model: string, provider: Provider, precisionArgs: strin
       if (nl >= 0) {
         const ms = performance.now() - t0;
         try {
-          const r = JSON.parse(buf.slice(0, nl)) as { stages_ms: Record<string, number>; startup_ms?: Record<string, number> };
+          const r = JSON.parse(buf.slice(0, nl)) as { stages_ms: Record<string, number>; startup_ms?: Record<string, unknown> };
           resolve({ ms, stages: r.stages_ms, startup: r.startup_ms ?? null });
         } catch (e) {
           reject(e);
@@ -70,11 +71,12 @@ export function benchCommand(): Command {
     .option('--peer-native <json>', "torch_gpen.py's JSON, official native ops")
     .option('--peer-fused <json>', "torch_gpen.py's JSON, official fused CUDA ops (--fused)")
     .option('--capi-cuda <k=v,...>', 'also time CUDA through ONNX Runtime\'s C API with these provider options (e.g. cudnn_conv_algo_search=HEURISTIC,prefer_nhwc=1); repeat for several sets', (v: string, acc: Record<string, string>[] = []) => [...acc, parseCudaOptions(v, '--capi-cuda')])
+    .option('--cold-without-warmup', 'on CUDA, also time each cold start with the CLI\'s CUDA warm-up off (GPEN_LAB_CUDA_WARMUP=0)')
     .option('--cold-cuda-options <k=v,...>', 'cold starts also through the C API with these CUDA provider options; repeat for several sets', (v: string, acc: Record<string, string>[] = []) => [...acc, parseCudaOptions(v, '--cold-cuda-options')])
     .option('--profile-batch <n>', 'with --capi-cuda: profile one run per variant at this batch (node times by operator; run under CUDA_LAUNCH_BLOCKING=1 for GPU times)', parseIntArg('--profile-batch'))
     .option('--out <file>', 'write the JSON here')
     .option('--json', 'print the JSON')
-    .action(async (o: { model?: string; synthetic?: number; provider: string; precision: string; batch: string; runs: number; warmup: number; photo?: string; e2eDetector: string; e2eRuns: number; cold: number; compare?: string; peerNative?: string; peerFused?: string; capiCuda?: Record<string, string>[]; coldCudaOptions?: Record<string, string>[]; profileBatch?: number; out?: string; json?: boolean }) => {
+    .action(async (o: { model?: string; synthetic?: number; provider: string; precision: string; batch: string; runs: number; warmup: number; photo?: string; e2eDetector: string; e2eRuns: number; cold: number; coldWithoutWarmup?: boolean; compare?: string; peerNative?: string; peerFused?: string; capiCuda?: Record<string, string>[]; coldCudaOptions?: Record<string, string>[]; profileBatch?: number; out?: string; json?: boolean }) => {
       if ((o.model === undefined) === (o.synthetic === undefined)) throw new GpenLabError('E_ARGUMENT', 'bench needs one of --model and --synthetic', 'Pass --model FILE or --synthetic 512.', { input: '--model' });
       const cache = path.join(os.tmpdir(), 'gpen-lab-bench-cache');
       const model: ModelSpec = o.model !== undefined ? { type: 'file', file: o.model } : { type: 'synthetic', size: o.synthetic!, seed: 0, cacheDir: cache };
@@ -98,20 +100,21 @@ export function benchCommand(): Command {
               await writeFileAtomicSafe(file, prepared.model as Uint8Array);
             }
             const routes: (Record<string, string> | null)[] = [null, ...(provider === 'cuda' ? o.coldCudaOptions ?? [] : [])];
-            for (const cudaOptions of routes) {
+            const warmups = provider === 'cuda' && o.coldWithoutWarmup ? [true, false] : [true];
+            for (const [cudaOptions, warmup] of routes.flatMap((r) => warmups.map((w) => [r, w] as const))) {
               const runs = [];
               const extra = [...(precision === 'fp16' ? ['--fp16'] : []), ...(cudaOptions ? ['--cuda-options', Object.entries(cudaOptions).map(([k, x]) => `${k}=${x}`).join(',')] : [])];
-              const tag = `cold ${provider} ${precision}${cudaOptions ? ` (C API ${JSON.stringify(cudaOptions)})` : ''}`;
+              const tag = `cold ${provider} ${precision}${cudaOptions ? ` (C API ${JSON.stringify(cudaOptions)})` : ''}${warmup ? '' : ' without the CUDA warm-up'}`;
               for (let i = 0; i < o.cold; i++) {
                 try {
-                  runs.push(await coldStart(file, provider, extra));
+                  runs.push(await coldStart(file, provider, extra, warmup));
                   log(`${tag}: ${runs.at(-1)!.ms.toFixed(0)} ms`);
                 } catch (e) {
                   log(`${tag}: ${(e as Error).message}`);
                   break;
                 }
               }
-              cold.push({ provider, precision, route: cudaOptions ? 'capi' : 'binding', cudaOptions, runs, medianMs: runs.length ? median(runs.map((r) => r.ms)) : null });
+              cold.push({ provider, precision, route: cudaOptions ? 'capi' : 'binding', cudaOptions, warmup, runs, medianMs: runs.length ? median(runs.map((r) => r.ms)) : null });
             }
           }
         }

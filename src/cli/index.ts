@@ -1,5 +1,7 @@
 #!/usr/bin/env node
 // The gpen-lab command line: one file per command; this one wires them and owns error reporting.
+// first: a CUDA restore warms CUDA up while the rest loads
+import './warm-start.js';
 import { Command, CommanderError } from 'commander';
 import { GpenLabError } from '../errors.js';
 import { demoCommand } from './demo.js';

@@ -4,6 +4,8 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { GpenLabError } from '../errors.js';
 import { parseCudaOptions } from '../runtime/capi-model.js';
+import type { WarmReport } from '../runtime/cuda-warm.js';
+import { cudaWarmup } from '../runtime/cuda-warm.js';
 import type { RestoreResult } from '../face/restore.js';
 import { Restorer, SYNTHETIC_NOTE } from '../face/restore.js';
 import { createBlazeFace } from '../face/blazeface.js';
@@ -63,6 +65,9 @@ export function restoreCommand(): Command {
     }) => {
       // time since the process started, to here: node's own start and the modules loaded (a cold start's first part)
       const startMs = performance.now();
+      // the CUDA warm-up the CLI started first thing (src/cli/warm-start.ts), reported with the first result
+      let warmup: WarmReport | { running: true } | null = cudaWarmup() ? { running: true } : null;
+      void cudaWarmup()?.then((r) => { warmup = r; });
       if (o.model === undefined && o.synthetic === undefined) {
         throw new GpenLabError('E_ARGUMENT', 'restore needs GPEN weights and none were given',
           'Pass --model FILE (the official GPEN-BFR-512.pth or a GPEN .onnx) to restore faces, or --synthetic 512 to measure the pipeline with seeded random weights (its faces are noise).',
@@ -88,7 +93,7 @@ export function restoreCommand(): Command {
         results = await restorer.restoreFiles(files, (r) => {
           steps.step(`${path.basename(r.input)}: ${r.error ? `failed (${r.error.code})` : `${r.faces.length} face(s)`}`);
           // the first result also says how the process got there: start and imports, model, session, detector
-          if (o.json) process.stdout.write(JSON.stringify(first ? { ...r, startup_ms: { process: startMs, ...restorer.createMs } } : r) + '\n');
+          if (o.json) process.stdout.write(JSON.stringify(first ? { ...r, startup_ms: { process: startMs, ...restorer.createMs, ...(warmup ? { warmup } : {}) } } : r) + '\n');
           first = false;
           for (const w of r.warnings) if (w !== SYNTHETIC_NOTE) warn(w);
         });

@@ -1,0 +1,102 @@
+// CUDA warmed up beside a cold start: the primary context (cudaFree(0)), then cuDNN's and cuBLAS's libraries and a
+// first handle of each (cuDNN loads its sub-libraries on its first cudnnCreate), all on libuv worker threads through
+// koffi's async calls. ONNX Runtime's CUDA provider later finds the same libraries (same sonames) and the same
+// primary context already there, so a `restore` on CUDA pays them while node loads its modules and the photo decodes.
+// An optimisation only: what it did and how long each step took is reported (startup_ms.warmup), failures included.
+import koffi from 'koffi';
+
+export interface WarmStep { ms: number; ok: boolean; error?: string }
+export interface WarmReport {
+  /** Milliseconds since the process started when the warm-up began. */
+  startedAt: number;
+  steps: Record<string, WarmStep>;
+}
+
+const RTLD_NOW_GLOBAL = 0x2 | 0x100;
+
+type AsyncFn = ((...a: unknown[]) => unknown) & { async: (...a: unknown[]) => void };
+
+function callAsync(f: AsyncFn, ...args: unknown[]): Promise<unknown> {
+  return new Promise((resolve, reject) => f.async(...args, (err: unknown, res: unknown) => (err ? reject(err) : resolve(res))));
+}
+
+let libc: { dlopen: AsyncFn; dlerror: () => string | null } | null = null;
+
+/** dlopen on a worker thread (a large library's mapping and relocations stay off the JavaScript thread). */
+async function dlopenAsync(soname: string): Promise<void> {
+  libc ??= (() => {
+    const l = koffi.load('libc.so.6');
+    return { dlopen: l.func('void *dlopen(const char *file, int mode)') as AsyncFn, dlerror: l.func('const char *dlerror()') as () => string | null };
+  })();
+  const h = await callAsync(libc.dlopen, soname, RTLD_NOW_GLOBAL);
+  if (!h) throw new Error(`${soname} could not be loaded: ${libc.dlerror() ?? 'not found'}`);
+}
+
+async function step(steps: Record<string, WarmStep>, name: string, work: () => Promise<void>): Promise<boolean> {
+  const t = performance.now();
+  try {
+    await work();
+    steps[name] = { ms: performance.now() - t, ok: true };
+    return true;
+  } catch (e) {
+    steps[name] = { ms: performance.now() - t, ok: false, error: (e as Error).message };
+    return false;
+  }
+}
+
+/** Creates one handle with `create(&h)` and destroys it; a non-zero status is an error naming the call. */
+async function handleRoundTrip(soname: string, create: string, destroy: string): Promise<void> {
+  await dlopenAsync(soname);
+  const lib = koffi.load(soname);
+  const c = lib.func(`int ${create}(_Out_ void **handle)`) as AsyncFn;
+  const d = lib.func(`int ${destroy}(void *handle)`) as AsyncFn;
+  const out: unknown[] = [null];
+  const rc = (await callAsync(c, out)) as number;
+  if (rc !== 0) throw new Error(`${create} returned ${rc}`);
+  await callAsync(d, out[0]);
+}
+
+/**
+ * Starts the warm-up and returns its report when every step is done. The context first (everything else needs it),
+ * then cuDNN and cuBLAS side by side.
+ */
+export async function warmCuda(): Promise<WarmReport> {
+  const report: WarmReport = { startedAt: performance.now(), steps: {} };
+  const ok = await step(report.steps, 'context', async () => {
+    await dlopenAsync('libcudart.so.13');
+    const f = koffi.load('libcudart.so.13').func('int cudaFree(void *p)') as AsyncFn;
+    const rc = (await callAsync(f, null)) as number;
+    if (rc !== 0) throw new Error(`cudaFree(0) returned CUDA error ${rc}`);
+  });
+  if (!ok) return report;
+  await Promise.all([
+    step(report.steps, 'cudnn', () => handleRoundTrip('libcudnn.so.9', 'cudnnCreate', 'cudnnDestroy')),
+    step(report.steps, 'cublas', () => handleRoundTrip('libcublas.so.13', 'cublasCreate_v2', 'cublasDestroy_v2')),
+  ]);
+  return report;
+}
+
+let started: Promise<WarmReport> | null = null;
+
+/** Starts the warm-up once per process; later calls return the same promise. */
+export function startCudaWarmup(): Promise<WarmReport> {
+  started ??= warmCuda();
+  return started;
+}
+
+/** The warm-up of this process, if one was started. */
+export function cudaWarmup(): Promise<WarmReport> | null {
+  return started;
+}
+
+/**
+ * Whether a command line asks for a CUDA restore (the case the CLI warms CUDA for before loading anything else):
+ * `restore` with --cuda-options, or --provider cuda; GPEN_LAB_CUDA_WARMUP=0 turns it off.
+ */
+export function wantsCudaWarmup(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): boolean {
+  if (env.GPEN_LAB_CUDA_WARMUP === '0') return false;
+  if (!argv.includes('restore')) return false;
+  if (argv.includes('--cuda-options') || argv.some((a) => a.startsWith('--cuda-options='))) return true;
+  const i = argv.indexOf('--provider');
+  return (i >= 0 && argv[i + 1] === 'cuda') || argv.includes('--provider=cuda');
+}

@@ -1,0 +1,37 @@
+// The CLI's CUDA warm-up (src/runtime/cuda-warm.ts): which command lines start it, and that on a machine without
+// CUDA it reports the failing step with the library's name instead of throwing (it is an optimisation only).
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { warmCuda, wantsCudaWarmup } from '../src/runtime/cuda-warm.js';
+
+const hasCudart = (): boolean => spawnSync('sh', ['-c', 'ldconfig -p | grep -q "libcudart.so.13 "']).status === 0;
+
+describe('CUDA warm-up', () => {
+  it('starts only for a CUDA restore, and not when turned off', () => {
+    const on = {} as NodeJS.ProcessEnv;
+    assert.equal(wantsCudaWarmup(['node', 'gpen-lab', 'restore', 'a.jpg', '-o', 'o', '--cuda-options', 'cudnn_conv_algo_search=HEURISTIC'], on), true);
+    assert.equal(wantsCudaWarmup(['node', 'gpen-lab', 'restore', 'a.jpg', '-o', 'o', '--cuda-options=x=1'], on), true);
+    assert.equal(wantsCudaWarmup(['node', 'gpen-lab', 'restore', 'a.jpg', '--provider', 'cuda'], on), true);
+    assert.equal(wantsCudaWarmup(['node', 'gpen-lab', 'restore', 'a.jpg', '--provider=cuda'], on), true);
+    assert.equal(wantsCudaWarmup(['node', 'gpen-lab', 'restore', 'a.jpg', '--provider', 'cpu'], on), false);
+    assert.equal(wantsCudaWarmup(['node', 'gpen-lab', 'restore', 'a.jpg'], on), false);
+    assert.equal(wantsCudaWarmup(['node', 'gpen-lab', 'bench', '--provider', 'cuda'], on), false);
+    assert.equal(wantsCudaWarmup(['node', 'gpen-lab', 'restore', 'a.jpg', '--provider', 'cuda'], { GPEN_LAB_CUDA_WARMUP: '0' }), false);
+  });
+
+  it('reports each step, and a missing CUDA runtime as a failed context step naming the library', async () => {
+    const r = await warmCuda();
+    assert.ok(r.startedAt > 0);
+    assert.ok(r.steps.context, 'the context step always runs first');
+    assert.ok(r.steps.context.ms >= 0);
+    if (!hasCudart() && !existsSync('/dev/nvidia0')) {
+      assert.equal(r.steps.context.ok, false);
+      assert.match(r.steps.context.error ?? '', /libcudart\.so\.13/);
+      assert.deepEqual(Object.keys(r.steps), ['context'], 'nothing else is tried without a context');
+    } else if (r.steps.context.ok) {
+      assert.ok(r.steps.cudnn && r.steps.cublas, 'cuDNN and cuBLAS are warmed after the context');
+    }
+  });
+});
