@@ -146,6 +146,56 @@ export function pasteReduction(toCrop: Affine): number {
   return scale >= 2 ? Math.floor(scale) : 1;
 }
 
+/** One face sampled into the photo's pixel grid over its footprint: mask (0 outside the crop) and RGB in [0, 255]. */
+export interface FacePatch {
+  x0: number;
+  y0: number;
+  w: number;
+  h: number;
+  mask: Float32Array;
+  face: Float32Array;
+}
+
+/**
+ * Samples one restored crop (planar [-1, 1]) at every photo pixel of its footprint: the mask at full crop
+ * resolution, the face from the crop (box-reduced first when the paste shrinks it by 2x or more, so that it does not
+ * alias; bicubic when it enlarges it). Pure: the face workers run it for several faces at once.
+ */
+export function facePatch(crop: Float32Array, size: number, toCrop: Affine, mask: Float32Array, width: number, height: number, offset = 0, smooth = false): FacePatch {
+  const [x0, y0, x1, y1] = cropFootprint(invertAffine(toCrop), size, width, height);
+  const w = Math.max(0, x1 - x0), h = Math.max(0, y1 - y0);
+  const pm = new Float32Array(w * h);
+  const pf = new Float32Array(w * h * 3);
+  const scale = affineScale(toCrop);
+  const k = pasteReduction(toCrop);
+  if (smooth && k === 1) throw new Error('internal: smooth in a paste needs a reduction; smooth the crop first');
+  let src = crop, ss = size, so = offset;
+  let m = toCrop;
+  if (k > 1) {
+    const red = reducePlanar(crop, size, offset, k, smooth);
+    src = red.data; ss = red.size; so = 0;
+    const sh = (k - 1) / 2;
+    m = [toCrop[0] / k, toCrop[1] / k, (toCrop[2] - sh) / k, toCrop[3] / k, toCrop[4] / k, (toCrop[5] - sh) / k];
+  }
+  const plane = ss * ss;
+  // a crop pasted larger than it is (faces bigger than the crop) is read bicubically: bilinear would blur it further
+  const enlarge = scale < 1;
+  for (let y = y0; y < y1; y++) {
+    for (let x = x0; x < x1; x++) {
+      const u = toCrop[0] * x + toCrop[1] * y + toCrop[2];
+      const v = toCrop[3] * x + toCrop[4] * y + toCrop[5];
+      if (u < 0 || v < 0 || u > size - 1 || v > size - 1) continue;
+      const q = (y - y0) * w + (x - x0);
+      pm[q] = bilinear(mask, size, 0, u, v);
+      const su = k > 1 ? Math.min(Math.max(m[0] * x + m[1] * y + m[2], 0), ss - 1) : u;
+      const sv = k > 1 ? Math.min(Math.max(m[3] * x + m[4] * y + m[5], 0), ss - 1) : v;
+      if (enlarge) for (let c = 0; c < 3; c++) pf[q * 3 + c] = (bicubic(src, ss, so + c * plane, su, sv) + 1) * 127.5;
+      else for (let c = 0; c < 3; c++) pf[q * 3 + c] = (bilinear(src, ss, so + c * plane, su, sv) + 1) * 127.5;
+    }
+  }
+  return { x0, y0, w, h, mask: pm, face: pf };
+}
+
 export class Compositor {
   readonly mask: Float32Array;
   private readonly face: Float32Array;
@@ -167,37 +217,26 @@ export class Compositor {
    * within the reduction (only where pasteReduction(toCrop) > 1; otherwise smooth the crop first).
    */
   add(crop: Float32Array, size: number, toCrop: Affine, mask: Float32Array, offset = 0, smooth = false): void {
-    const [x0, y0, x1, y1] = cropFootprint(invertAffine(toCrop), size, this.width, this.height);
-    // a crop that shrinks by k >= 2 is sampled from its box-reduced copy, so that the paste does not alias
-    const scale = affineScale(toCrop);
-    const k = pasteReduction(toCrop);
-    if (smooth && k === 1) throw new Error('internal: smooth in add() needs a reduction; smooth the crop first');
-    let src = crop, ss = size, so = offset;
-    let m = toCrop;
-    if (k > 1) {
-      const red = reducePlanar(crop, size, offset, k, smooth);
-      src = red.data; ss = red.size; so = 0;
-      const sh = (k - 1) / 2;
-      m = [toCrop[0] / k, toCrop[1] / k, (toCrop[2] - sh) / k, toCrop[3] / k, toCrop[4] / k, (toCrop[5] - sh) / k];
-    }
-    const plane = ss * ss;
+    this.merge(facePatch(crop, size, toCrop, mask, this.width, this.height, offset, smooth));
+  }
+
+  /**
+   * Merges a patch from facePatch(): where its mask is stronger than what is there, it replaces it (patches merged in
+   * face order give what add() in face order gives, wherever the patches were sampled).
+   */
+  merge(patch: FacePatch): void {
+    const { x0, y0, w, h, mask, face } = patch;
     const W = this.width;
-    // a crop pasted larger than it is (faces bigger than the crop) is read bicubically: bilinear would blur it further
-    const enlarge = scale < 1;
-    for (let y = y0; y < y1; y++) {
-      for (let x = x0; x < x1; x++) {
-        // mask at full crop resolution
-        const u = toCrop[0] * x + toCrop[1] * y + toCrop[2];
-        const v = toCrop[3] * x + toCrop[4] * y + toCrop[5];
-        if (u < 0 || v < 0 || u > size - 1 || v > size - 1) continue;
-        const mv = bilinear(mask, size, 0, u, v);
-        const p = y * W + x;
+    for (let j = 0; j < h; j++) {
+      for (let i = 0; i < w; i++) {
+        const q = j * w + i;
+        const mv = mask[q];
+        const p = (y0 + j) * W + x0 + i;
         if (!(mv > this.mask[p])) continue;
         this.mask[p] = mv;
-        const su = k > 1 ? Math.min(Math.max(m[0] * x + m[1] * y + m[2], 0), ss - 1) : u;
-        const sv = k > 1 ? Math.min(Math.max(m[3] * x + m[4] * y + m[5], 0), ss - 1) : v;
-        if (enlarge) for (let c = 0; c < 3; c++) this.face[p * 3 + c] = (bicubic(src, ss, so + c * plane, su, sv) + 1) * 127.5;
-        else for (let c = 0; c < 3; c++) this.face[p * 3 + c] = (bilinear(src, ss, so + c * plane, su, sv) + 1) * 127.5;
+        this.face[p * 3] = face[q * 3];
+        this.face[p * 3 + 1] = face[q * 3 + 1];
+        this.face[p * 3 + 2] = face[q * 3 + 2];
       }
     }
   }

@@ -4,8 +4,11 @@
 export class FloatPool {
   private readonly free: Float32Array[] = [];
 
-  /** @param keep most buffers held while idle */
-  constructor(private readonly keep = 8) {}
+  /**
+   * @param keep most buffers held while idle
+   * @param shared new buffers in shared memory (SharedArrayBuffer), which worker threads read and write in place
+   */
+  constructor(private readonly keep = 8, readonly shared = false) {}
 
   /** A Float32Array of `length` elements; its contents are whatever was there (callers overwrite or fill). */
   take(length: number): Float32Array {
@@ -13,7 +16,7 @@ export class FloatPool {
     for (let i = 0; i < this.free.length; i++) {
       if (this.free[i].length >= length && (best < 0 || this.free[i].length < this.free[best].length)) best = i;
     }
-    if (best < 0) return new Float32Array(length);
+    if (best < 0) return this.shared ? new Float32Array(new SharedArrayBuffer(length * 4)) : new Float32Array(length);
     const [buf] = this.free.splice(best, 1);
     return new Float32Array(buf.buffer, 0, length);
   }
