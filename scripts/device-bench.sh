@@ -63,5 +63,20 @@ case "${1:-}" in
       --out "$OUT/explore-cold.json" > /dev/null 2> "$OUT/explore-cold-progress.txt"; echo "cold exit $?"
     tail -60 "$OUT/explore-speed-progress.txt"; tail -8 "$OUT/explore-profile-progress.txt"; grep cold "$OUT/explore-cold-progress.txt"
     ;;
-  *) echo "usage: device-bench.sh peer|ours|final|explore" >&2; exit 2 ;;
+  e2e)
+    # synthetic GPEN-512 (speed does not depend on the weights): the Solvay photo end to end through the stock binding
+    # and the C API (lean options), detector on cpu and cuda; cold starts with and without the CLI's CUDA warm-up;
+    # memory at batch 1 under arena limits (what of the first runs' memory is ONNX Runtime's arena)
+    B="node dist/cli/index.js bench --synthetic 512"
+    LEAN=cudnn_conv_algo_search=HEURISTIC,arena_extend_strategy=kSameAsRequested,cudnn_conv_use_max_workspace=0,mem_pattern=0
+    nproc > "$OUT/nproc.txt"
+    $B --provider cuda --precision fp16 --batch 1,32 --runs 10 --photo assets/Solvay_conference_1927.png --e2e-detector cpu,cuda --e2e-runs 5 \
+      --e2e-cuda-options $LEAN \
+      --capi-cuda $LEAN --capi-cuda $LEAN,gpu_mem_limit=536870912 --capi-cuda $LEAN,gpu_mem_limit=268435456 \
+      --out "$OUT/e2e.json" > "$OUT/e2e.txt" 2> "$OUT/e2e-progress.txt"; echo "e2e exit $?"
+    $B --provider cuda --precision fp32 --batch 1 --runs 3 --cold 3 --cold-cuda-options cudnn_conv_algo_search=HEURISTIC --cold-without-warmup \
+      --out "$OUT/cold.json" > /dev/null 2> "$OUT/cold-progress.txt"; echo "cold exit $?"
+    grep -v "^cold" "$OUT/e2e-progress.txt" | tail -40; grep "^cold" "$OUT/cold-progress.txt"
+    ;;
+  *) echo "usage: device-bench.sh peer|ours|final|explore|e2e" >&2; exit 2 ;;
 esac

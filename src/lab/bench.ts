@@ -36,6 +36,8 @@ export interface BenchOptions {
   /** Where the face detector runs in the end-to-end runs: each listed provider is one set of runs (default cpu). */
   e2eDetectors?: Provider[];
   e2eRuns?: number;
+  /** On CUDA, the end-to-end runs also through the C API route with each of these option sets (as restore --cuda-options). */
+  e2eCudaOptions?: Record<string, string>[];
   /** The peer's seeded input and output (.npy), for the agreement on the same weights. */
   compare?: { input: string; output: string };
   onProgress?: (line: string) => void;
@@ -54,7 +56,7 @@ export interface BenchRow {
   gpuProcessPeakMiB: number | null;
 }
 
-export interface E2e { photo: string; detector?: Provider; faces: number; stats: TimingStats; stagesMedianMs: Record<string, number> }
+export interface E2e { photo: string; detector?: Provider; /** C API CUDA options of the session (null: the stock binding). */ cudaOptions?: Record<string, string> | null; faces: number; stats: TimingStats; stagesMedianMs: Record<string, number> }
 
 export interface BenchVariant {
   provider: Provider;
@@ -186,9 +188,10 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
         await session.release();
         session = null;
         if (o.photo) {
-          for (const detectorProvider of o.e2eDetectors ?? ['cpu']) {
+          const routes: (Record<string, string> | null)[] = [null, ...(provider === 'cuda' ? o.e2eCudaOptions ?? [] : [])];
+          for (const [detectorProvider, cudaOptions] of (o.e2eDetectors ?? ['cpu']).flatMap((d) => routes.map((c) => [d, c] as const))) {
             // batch 32 at most: the photo's 29 faces in one run, and under the CUDA kernels' limit
-            const r = await Restorer.create({ model: o.model, precision, provider, detectorProvider, batch: Math.min(Math.max(...o.batches), 32), outDir: '/tmp', write: false });
+            const r = await Restorer.create({ model: o.model, precision, provider, detectorProvider, batch: Math.min(Math.max(...o.batches), 32), outDir: '/tmp', write: false, ...(cudaOptions ? { session: { cudaOptions } } : {}) });
             await r.restoreFile(o.photo);
             const totals: number[] = [];
             const stages: Record<string, number[]> = {};
@@ -201,10 +204,10 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
               for (const [k, val] of Object.entries(res.stages_ms)) (stages[k] ??= []).push(val);
             }
             await r.release();
-            const e2e = { photo: o.photo, detector: detectorProvider, faces, stats: timingStats(totals), stagesMedianMs: Object.fromEntries(Object.entries(stages).map(([k, xs]) => [k, median(xs)])) };
+            const e2e = { photo: o.photo, detector: detectorProvider, cudaOptions, faces, stats: timingStats(totals), stagesMedianMs: Object.fromEntries(Object.entries(stages).map(([k, xs]) => [k, median(xs)])) };
             (v.e2eAll ??= []).push(e2e);
             if (!v.e2e || e2e.stats.median < v.e2e.stats.median) v.e2e = e2e;
-            log(`${provider} ${precision} end to end (detector on ${detectorProvider}): ${median(totals).toFixed(0)} ms for ${faces} faces (${Object.entries(e2e.stagesMedianMs).map(([k, x]) => `${k} ${x.toFixed(0)}`).join(', ')})`);
+            log(`${provider} ${precision} end to end (detector on ${detectorProvider}${cudaOptions ? `, C API ${JSON.stringify(cudaOptions)}` : ''}): ${median(totals).toFixed(0)} ms for ${faces} faces (${Object.entries(e2e.stagesMedianMs).map(([k, x]) => `${k} ${x.toFixed(0)}`).join(', ')})`);
           }
         }
         v.ok = true;
