@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { warmCuda, wantsCudaWarmup } from '../src/runtime/cuda-warm.js';
+import koffi, { KOFFI_STACK_BYTES } from '../src/runtime/koffi.js';
 
 const hasCudart = (): boolean => spawnSync('sh', ['-c', 'ldconfig -p | grep -q "libcudart.so.13 "']).status === 0;
 
@@ -19,6 +20,13 @@ describe('CUDA warm-up', () => {
     assert.equal(wantsCudaWarmup(['node', 'gpen-lab', 'restore', 'a.jpg'], on), false);
     assert.equal(wantsCudaWarmup(['node', 'gpen-lab', 'bench', '--provider', 'cuda'], on), false);
     assert.equal(wantsCudaWarmup(['node', 'gpen-lab', 'restore', 'a.jpg', '--provider', 'cuda'], { GPEN_LAB_CUDA_WARMUP: '0' }), false);
+  });
+
+  it('runs native calls on 8 MiB stacks (async CreateSession and cudaFree(0) overflowed koffi\'s 128 KiB default)', () => {
+    const c = koffi.config();
+    assert.equal(c.async_stack_size, KOFFI_STACK_BYTES);
+    assert.equal(c.sync_stack_size, KOFFI_STACK_BYTES);
+    assert.ok(KOFFI_STACK_BYTES >= 8 * 1024 * 1024);
   });
 
   it('reports each step, and a missing CUDA runtime as a failed context step naming the library', async () => {

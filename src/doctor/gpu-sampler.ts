@@ -2,7 +2,7 @@
 // the memory each process holds), else a streaming nvidia-smi; "none" with the reason where neither answers.
 import type { ChildProcess } from 'node:child_process';
 import { spawn } from 'node:child_process';
-import koffi from 'koffi';
+import koffi from '../runtime/koffi.js';
 import { nvmlMemoryType } from './gpu.js';
 
 export interface GpuSample {

@@ -1,7 +1,7 @@
 // GPUs and the driver without Python: NVML (libnvidia-ml.so.1) through koffi, else the CUDA driver API (libcuda.so.1),
 // else nvidia-smi; the source that answered and why the others did not are part of the report.
 import { spawnSync } from 'node:child_process';
-import koffi from 'koffi';
+import koffi from '../runtime/koffi.js';
 import { driverMinimumFor } from './requirements.js';
 import type { GpuDevice, GpuReport } from './types.js';
 

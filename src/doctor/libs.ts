@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, realpathSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import koffi from 'koffi';
+import koffi from '../runtime/koffi.js';
 import type { LibraryHandle } from 'koffi';
 import { familyOf } from './requirements.js';
 import type { LibraryCandidate, LibraryCheck } from './types.js';

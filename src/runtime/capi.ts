@@ -3,7 +3,7 @@
 // enable_cuda_graph, arena settings). OrtGetApiBase() -> GetApi(version) -> a table of function pointers, called by
 // index (the order of OrtApi in onnxruntime_c_api.h, append-only across versions). Runs are synchronous.
 import path from 'node:path';
-import koffi from 'koffi';
+import koffi from './koffi.js';
 import { GpenLabError } from '../errors.js';
 import { ortBinDir } from './providers.js';
 

@@ -3,7 +3,7 @@
 // koffi's async calls. ONNX Runtime's CUDA provider later finds the same libraries (same sonames) and the same
 // primary context already there, so a `restore` on CUDA pays them while node loads its modules and the photo decodes.
 // An optimisation only: what it did and how long each step took is reported (startup_ms.warmup), failures included.
-import koffi from 'koffi';
+import koffi from './koffi.js';
 
 export interface WarmStep { ms: number; ok: boolean; error?: string }
 export interface WarmReport {

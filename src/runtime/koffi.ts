@@ -1,0 +1,11 @@
+// koffi with stacks large enough for what we call through it. koffi runs foreign calls on its own stacks: 2 MiB for
+// synchronous calls and only 128 KiB for asynchronous ones by default, and ONNX Runtime's CreateSession or CUDA's
+// context creation overflow 128 KiB (a segfault, seen on the H200 in the first async CreateSession and cudaFree(0)).
+// Every module that calls native code through koffi imports it from here, so the configuration comes first.
+import koffi from 'koffi';
+
+const MiB = 1024 * 1024;
+export const KOFFI_STACK_BYTES = 8 * MiB;
+koffi.config({ ...koffi.config(), sync_stack_size: KOFFI_STACK_BYTES, async_stack_size: KOFFI_STACK_BYTES, resident_async_pools: 4 });
+
+export default koffi;
