@@ -78,5 +78,21 @@ case "${1:-}" in
       --out "$OUT/cold.json" > /dev/null 2> "$OUT/cold-progress.txt"; echo "cold exit $?"
     grep -v "^cold" "$OUT/e2e-progress.txt" | tail -40; grep "^cold" "$OUT/cold-progress.txt"
     ;;
-  *) echo "usage: device-bench.sh peer|ours|final|explore|e2e" >&2; exit 2 ;;
+  explore2)
+    # the padded CUDA detector end to end; memory at batch 1 under arena limits and options; cold starts with the
+    # early warm-up entry, per graph optimisation level and precision
+    B="node dist/cli/index.js bench --synthetic 512"
+    LEAN=cudnn_conv_algo_search=HEURISTIC,arena_extend_strategy=kSameAsRequested,cudnn_conv_use_max_workspace=0,mem_pattern=0
+    $B --provider cuda --precision fp16 --batch 32 --runs 5 --photo assets/Solvay_conference_1927.png --e2e-detector cuda,cpu --e2e-runs 5 \
+      --out "$OUT/e2e2.json" > /dev/null 2> "$OUT/e2e2-progress.txt"; echo "e2e exit $?"
+    $B --provider '' --precision fp16 --batch 1 --runs 10 --capi-cuda $LEAN,gpu_mem_limit=805306368 --capi-cuda $LEAN,gpu_mem_limit=671088640 \
+      --capi-cuda cudnn_conv_algo_search=HEURISTIC,arena_extend_strategy=kSameAsRequested,cudnn_conv_use_max_workspace=0 \
+      --capi-cuda $LEAN,session.use_device_allocator_for_initializers=1 --capi-cuda $LEAN \
+      --out "$OUT/mem.json" > /dev/null 2> "$OUT/mem-progress.txt"; echo "mem exit $?"
+    $B --provider cuda --precision fp32,fp16 --batch 1 --runs 3 --cold 3 --cold-cuda-options cudnn_conv_algo_search=HEURISTIC \
+      --cold-cuda-options cudnn_conv_algo_search=HEURISTIC,graph_optimization_level=1 --cold-cuda-options cudnn_conv_algo_search=HEURISTIC,graph_optimization_level=0 \
+      --out "$OUT/cold2.json" > /dev/null 2> "$OUT/cold2-progress.txt"; echo "cold exit $?"
+    grep "end to end" "$OUT/e2e2-progress.txt"; grep -v "^cold" "$OUT/mem-progress.txt" | grep -v "^\s*$" | cut -c1-400 | tail -20; grep "^cold" "$OUT/cold2-progress.txt"
+    ;;
+  *) echo "usage: device-bench.sh peer|ours|final|explore|e2e|explore2" >&2; exit 2 ;;
 esac

@@ -38,7 +38,7 @@ export class CapiModelSession implements GpenRunner {
       s = await CapiSession.createAsync(model, {
         provider: 'cuda', ...split, cuda: { device_id: String(cfg.deviceId ?? 0), ...split.cuda },
         ...(cfg.intraOpNumThreads ? { intraOpNumThreads: cfg.intraOpNumThreads } : {}),
-        ...(cfg.allowSpinning === false ? { config: { 'session.intra_op.allow_spinning': '0', 'session.inter_op.allow_spinning': '0' } } : {}),
+        config: { ...(cfg.allowSpinning === false ? { 'session.intra_op.allow_spinning': '0', 'session.inter_op.allow_spinning': '0' } : {}), ...split.config },
         ...(profileDir ? { profilePrefix: path.join(profileDir, 'profile') } : {}),
       });
     } catch (e) {
