@@ -94,5 +94,22 @@ case "${1:-}" in
       --out "$OUT/cold2.json" > /dev/null 2> "$OUT/cold2-progress.txt"; echo "cold exit $?"
     grep "end to end" "$OUT/e2e2-progress.txt"; grep -v "^cold" "$OUT/mem-progress.txt" | grep -v "^\s*$" | cut -c1-400 | tail -20; grep "^cold" "$OUT/cold2-progress.txt"
     ;;
-  *) echo "usage: device-bench.sh peer|ours|final|explore|e2e|explore2" >&2; exit 2 ;;
+  final2)
+    # the final run of 2026-11-30 (second session): the peer (batches 1 and 32), then gpen-lab fp32 and fp16 on its
+    # weights: CUDA graphs, the lean set, graphs without ONNX Runtime's optimisations; the Solvay photo with the padded
+    # CUDA detector; cold starts per route (the optimised-graph cache: first run writes, later ones hit)
+    export GPEN_SRC=$PWD/.peer/face_model
+    python3 .peer/torch_gpen.py --size 512 --batches 1,32 --out /tmp/peer/native.json --save-pth /tmp/peer/peer.pth > "$OUT/peer-native.log" 2>&1; echo "peer native exit $?"
+    python3 .peer/torch_gpen.py --size 512 --batches 1,32 --out /tmp/peer/fused.json --fused > "$OUT/peer-fused.log" 2>&1; echo "peer fused exit $?"
+    LEAN=cudnn_conv_algo_search=HEURISTIC,arena_extend_strategy=kSameAsRequested,cudnn_conv_use_max_workspace=0,mem_pattern=0
+    node dist/cli/index.js bench --model /tmp/peer/peer.pth --provider cuda --precision fp32,fp16 --batch 1,32 --runs 20 \
+      --capi-cuda enable_cuda_graph=1 --capi-cuda enable_cuda_graph=1,graph_optimization_level=0 --capi-cuda $LEAN \
+      --photo assets/Solvay_conference_1927.png --e2e-detector cuda --e2e-runs 5 --cold 4 \
+      --cold-cuda-options cudnn_conv_algo_search=HEURISTIC --cold-cuda-options cudnn_conv_algo_search=HEURISTIC,graph_cache=1 \
+      --cold-cuda-options cudnn_conv_algo_search=HEURISTIC,graph_optimization_level=0 \
+      --compare /tmp/peer/peer.in.npy,/tmp/peer/peer.out.npy \
+      --peer-native /tmp/peer/native.json --peer-fused /tmp/peer/fused.json --out "$OUT/gpu-bench.json" > "$OUT/bench.txt" 2> "$OUT/bench-progress.txt"
+    echo "bench exit $?"; cat "$OUT/bench.txt"; grep -v "^cold" "$OUT/bench-progress.txt" | cut -c1-300 | tail -40; grep "^cold" "$OUT/bench-progress.txt"
+    ;;
+  *) echo "usage: device-bench.sh peer|ours|final|final2|explore|e2e|explore2" >&2; exit 2 ;;
 esac

@@ -95,6 +95,7 @@ describe('ONNX Runtime C API route', () => {
     assert.deepEqual(splitCudaOptions({ prefer_nhwc: '1' }), { cuda: { prefer_nhwc: '1' } });
     assert.deepEqual(splitCudaOptions({ graph_optimization_level: '0', cudnn_conv_algo_search: 'HEURISTIC' }), { cuda: { cudnn_conv_algo_search: 'HEURISTIC' }, graphOptimizationLevel: 0 });
     assert.deepEqual(splitCudaOptions({ 'session.use_device_allocator_for_initializers': '1', device_id: '0' }), { cuda: { device_id: '0' }, config: { 'session.use_device_allocator_for_initializers': '1' } });
+    assert.deepEqual(splitCudaOptions({ graph_cache: '1', cudnn_conv_algo_search: 'HEURISTIC' }), { cuda: { cudnn_conv_algo_search: 'HEURISTIC' }, graphCache: true });
     assert.throws(() => splitCudaOptions({ graph_optimization_level: '3' }), (e: unknown) => e instanceof GpenLabError && e.code === 'E_ARGUMENT' && /graph_optimization_level/.test(e.message) && /0, 1, 2, 99/.test(e.message));
     assert.deepEqual(parseCudaOptions('cudnn_conv_algo_search=HEURISTIC, prefer_nhwc=1'), { cudnn_conv_algo_search: 'HEURISTIC', prefer_nhwc: '1' });
     for (const bad of ['HEURISTIC', '=1', 'k=', 'a=1,b']) {

@@ -93,7 +93,8 @@ export function restoreCommand(): Command {
         results = await restorer.restoreFiles(files, (r) => {
           steps.step(`${path.basename(r.input)}: ${r.error ? `failed (${r.error.code})` : `${r.faces.length} face(s)`}`);
           // the first result also says how the process got there: start and imports, model, session, detector
-          if (o.json) process.stdout.write(JSON.stringify(first ? { ...r, startup_ms: { process: startMs, ...restorer.createMs, ...(warmup ? { warmup } : {}) } } : r) + '\n');
+          const graphCache = restorer.runner?.graphCache ?? null;
+          if (o.json) process.stdout.write(JSON.stringify(first ? { ...r, startup_ms: { process: startMs, ...restorer.createMs, ...(warmup ? { warmup } : {}), ...(graphCache ? { graph_cache: graphCache } : {}) } } : r) + '\n');
           first = false;
           for (const w of r.warnings) if (w !== SYNTHETIC_NOTE) warn(w);
         });

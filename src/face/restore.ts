@@ -194,6 +194,11 @@ export class Restorer {
     return this.info.size;
   }
 
+  /** The GPEN session once created (null while a deferred one is still being created). */
+  get runner(): GpenRunner | null {
+    return this.session;
+  }
+
   /** The GPEN session, waiting for it when its creation was deferred. */
   async ready(): Promise<GpenRunner> {
     this.session ??= await this.sessionP;

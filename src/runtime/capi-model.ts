@@ -6,6 +6,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { GpenLabError, errorMessage } from '../errors.js';
 import { CapiSession, splitCudaOptions } from './capi.js';
+import { graphCache } from './graph-cache.js';
 import type { Provider } from './providers.js';
 import type { GpenRunner, Placement, RunResult, SessionConfig } from './session.js';
 import { ModelSession, placementFromProfileDir, providerFailure } from './session.js';
@@ -23,6 +24,8 @@ export function parseCudaOptions(s: string, flag = '--cuda-options'): Record<str
 
 export class CapiModelSession implements GpenRunner {
   private placementValue: Placement | null = null;
+  /** With graph_cache=1: whether the optimised graph came from the cache or was written for later sessions. */
+  graphCache: 'hit' | 'written' | null = null;
   private profileDir: string | null;
   private constructor(private readonly s: CapiSession, readonly asked: Provider, readonly createMs: number, readonly cudaOptions: Record<string, string>, profileDir: string | null, private readonly label: string) {
     this.profileDir = profileDir;
@@ -33,20 +36,28 @@ export class CapiModelSession implements GpenRunner {
     const profileDir = cfg.recordPlacement ?? true ? mkdtempSync(path.join(os.tmpdir(), 'gpen-lab-prof-')) : null;
     const t0 = performance.now();
     let s: CapiSession;
+    const { graphCache: useCache, ...split } = splitCudaOptions(cfg.cudaOptions);
+    const { graph_cache: _gc, ...keyed } = cfg.cudaOptions;
+    // graph_cache=1: the optimised graph of an earlier session, loaded with optimisations off (graph-cache.ts)
+    const cache = useCache ? await graphCache(model, 'cuda', keyed) : null;
     try {
-      const split = splitCudaOptions(cfg.cudaOptions);
-      s = await CapiSession.createAsync(model, {
+      s = await CapiSession.createAsync(cache ? cache.model : model, {
         provider: 'cuda', ...split, cuda: { device_id: String(cfg.deviceId ?? 0), ...split.cuda },
+        ...(cache?.state === 'hit' ? { graphOptimizationLevel: 0 as const } : {}), ...(cache?.saveTo ? { saveOptimizedTo: cache.saveTo } : {}),
         ...(cfg.intraOpNumThreads ? { intraOpNumThreads: cfg.intraOpNumThreads } : {}),
         config: { ...(cfg.allowSpinning === false ? { 'session.intra_op.allow_spinning': '0', 'session.inter_op.allow_spinning': '0' } : {}), ...split.config },
         ...(profileDir ? { profilePrefix: path.join(profileDir, 'profile') } : {}),
       });
+      await cache?.commit();
     } catch (e) {
+      await cache?.abandon();
       if (profileDir) rmSync(profileDir, { recursive: true, force: true });
       // the same diagnosis as the stock binding's (missing provider files, a library that did not load, ...)
       throw providerFailure({ ...cfg, provider: 'cuda' }, e);
     }
-    return new CapiModelSession(s, 'cuda', performance.now() - t0, cfg.cudaOptions, profileDir, cfg.label ?? 'the model');
+    const r = new CapiModelSession(s, 'cuda', performance.now() - t0, cfg.cudaOptions, profileDir, cfg.label ?? 'the model');
+    r.graphCache = cache ? (cache.state === 'hit' ? 'hit' : 'written') : null;
+    return r;
   }
 
   get placement(): Placement | null {

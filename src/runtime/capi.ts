@@ -119,14 +119,15 @@ export interface CapiOptions {
 export const SESSION_KEYS = {
   mem_pattern: 'ONNX Runtime memory patterns, 0 or 1',
   graph_optimization_level: 'ONNX Runtime graph optimisations: 0 disabled, 1 basic, 2 extended, 99 all',
+  graph_cache: '1: cache the optimised graph of an ONNX file and load it with optimisations off in later sessions',
   'session.*': 'any key with a dot: an ONNX Runtime session config entry (e.g. session.use_device_allocator_for_initializers=1)',
 } as const;
 
 const LEVELS = [0, 1, 2, 99] as const;
 
 /** Splits gpen-lab's session keys (mem_pattern) from the CUDA provider options. */
-export function splitCudaOptions(all: Record<string, string>): { cuda: Record<string, string>; memPattern?: boolean; graphOptimizationLevel?: 0 | 1 | 2 | 99; config?: Record<string, string> } {
-  const { mem_pattern: mp, graph_optimization_level: gl, ...rest } = all;
+export function splitCudaOptions(all: Record<string, string>): { cuda: Record<string, string>; memPattern?: boolean; graphOptimizationLevel?: 0 | 1 | 2 | 99; config?: Record<string, string>; graphCache?: boolean } {
+  const { mem_pattern: mp, graph_optimization_level: gl, graph_cache: gc, ...rest } = all;
   // keys with a dot are session config entries (session.use_device_allocator_for_initializers=1, ...)
   const cuda = Object.fromEntries(Object.entries(rest).filter(([k]) => !k.includes('.')));
   const config = Object.fromEntries(Object.entries(rest).filter(([k]) => k.includes('.')));
@@ -135,7 +136,7 @@ export function splitCudaOptions(all: Record<string, string>): { cuda: Record<st
     level = LEVELS.find((l) => String(l) === gl);
     if (level === undefined) throw new GpenLabError('E_ARGUMENT', `Expected graph_optimization_level to be one of ${LEVELS.join(', ')} but received "${gl}"`, `Pass graph_optimization_level=${LEVELS.join('|')} (${SESSION_KEYS.graph_optimization_level}).`, { input: 'graph_optimization_level' });
   }
-  return { cuda, ...(mp !== undefined ? { memPattern: mp !== '0' } : {}), ...(level !== undefined ? { graphOptimizationLevel: level } : {}), ...(Object.keys(config).length ? { config } : {}) };
+  return { cuda, ...(mp !== undefined ? { memPattern: mp !== '0' } : {}), ...(level !== undefined ? { graphOptimizationLevel: level } : {}), ...(Object.keys(config).length ? { config } : {}), ...(gc !== undefined ? { graphCache: gc === '1' } : {}) };
 }
 
 /** ONNX tensor element types used here. */

@@ -121,6 +121,8 @@ export interface GpenRunner {
   readonly placement: Placement | null;
   /** CUDA provider options given through the C API route (null: the stock binding, which passes only deviceId). */
   readonly cudaOptions: Record<string, string> | null;
+  /** With the C API's graph_cache=1: the optimised graph came from the cache ('hit') or was written ('written'). */
+  readonly graphCache?: 'hit' | 'written' | null;
   run(data: Float32Array, dims: number[], into?: Float32Array): Promise<RunResult>;
   release(): Promise<void>;
 }

@@ -1,0 +1,71 @@
+// The optimised-graph cache (src/runtime/graph-cache.ts): a miss has ONNX Runtime write the optimised graph and
+// commits it; the next lookup is a hit whose graph, loaded with optimisations off, computes the same output; a
+// changed model file or option set misses; models made in memory and NHWC are refused with the reason.
+import { after, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { GpenLabError } from '../src/errors.js';
+import { prepareModel } from '../src/model/registry.js';
+import { CapiSession } from '../src/runtime/capi.js';
+import { graphCache } from '../src/runtime/graph-cache.js';
+
+const dir = mkdtempSync(path.join(os.tmpdir(), 'gpen-graph-cache-'));
+const before = process.env.GPEN_LAB_CACHE;
+process.env.GPEN_LAB_CACHE = path.join(dir, 'cache');
+after(() => {
+  if (before === undefined) delete process.env.GPEN_LAB_CACHE;
+  else process.env.GPEN_LAB_CACHE = before;
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('optimised graph cache', () => {
+  it('writes the optimised graph on a miss, and a hit loaded without optimisations computes the same output', async () => {
+    const p = await prepareModel({ type: 'synthetic', size: 64, seed: 5 }, 'fp32');
+    const file = path.join(dir, 'gpen64.onnx');
+    writeFileSync(file, p.model as Uint8Array);
+    const S = 64;
+    const x = Float32Array.from({ length: 3 * S * S }, (_, i) => Math.cos(i * 0.11) * 0.7);
+    const miss = await graphCache(file, 'cpu', { cudnn_conv_algo_search: 'HEURISTIC' });
+    assert.equal(miss.state, 'miss');
+    assert.equal(miss.model, file);
+    assert.ok(miss.saveTo && !existsSync(miss.file));
+    const a = CapiSession.create(miss.model, { provider: 'cpu', saveOptimizedTo: miss.saveTo });
+    await miss.commit();
+    const want = a.run(x, [1, 3, S, S], x.length);
+    a.release();
+    assert.ok(existsSync(miss.file), 'the optimised graph is the cache entry');
+    assert.deepEqual(readdirSync(path.dirname(miss.file)).filter((f) => f.endsWith('.tmp')), [], 'no temporary file left');
+
+    const hit = await graphCache(file, 'cpu', { cudnn_conv_algo_search: 'HEURISTIC' });
+    assert.equal(hit.state, 'hit');
+    assert.equal(hit.model, miss.file);
+    const b = CapiSession.create(hit.model, { provider: 'cpu', graphOptimizationLevel: 0 });
+    const got = b.run(x, [1, 3, S, S], x.length);
+    b.release();
+    let worst = 0;
+    for (let i = 0; i < got.length; i++) worst = Math.max(worst, Math.abs(got[i] - want[i]));
+    assert.ok(worst < 1e-5, `max abs difference ${worst}`);
+
+    // another option set, or the file touched (mtime), is another entry
+    assert.equal((await graphCache(file, 'cpu', { cudnn_conv_algo_search: 'EXHAUSTIVE' })).state, 'miss');
+    assert.equal((await graphCache(file, 'cuda', { cudnn_conv_algo_search: 'HEURISTIC' })).state, 'miss');
+    utimesSync(file, new Date(), new Date(Date.now() + 5000));
+    assert.equal((await graphCache(file, 'cpu', { cudnn_conv_algo_search: 'HEURISTIC' })).state, 'miss');
+  });
+
+  it('a failed session leaves nothing behind', async () => {
+    const file = path.join(dir, 'junk.onnx');
+    writeFileSync(file, new Uint8Array([1, 2, 3, 4]));
+    const miss = await graphCache(file, 'cpu', {});
+    assert.throws(() => CapiSession.create(miss.model, { provider: 'cpu', saveOptimizedTo: miss.saveTo! }));
+    await miss.abandon();
+    assert.ok(!existsSync(miss.saveTo!) && !existsSync(miss.file));
+  });
+
+  it('refuses a model made in memory and NHWC, saying what to do', async () => {
+    await assert.rejects(graphCache(new Uint8Array([1]), 'cuda', {}), (e: unknown) => e instanceof GpenLabError && e.code === 'E_ARGUMENT' && /ONNX file/.test(e.message) && /model convert/.test(e.fix));
+    await assert.rejects(graphCache(path.join(dir, 'x.onnx'), 'cuda', { prefer_nhwc: '1' }), (e: unknown) => e instanceof GpenLabError && e.code === 'E_ARGUMENT' && /prefer_nhwc/.test(e.message));
+  });
+});
