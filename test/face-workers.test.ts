@@ -10,6 +10,7 @@ import type { Affine } from '../src/face/align.js';
 import { Compositor, pasteMask, pasteReduction, smoothSmallFace } from '../src/face/paste.js';
 import { FaceWorkers, sharedBytes } from '../src/face/face-workers.js';
 import { Restorer } from '../src/face/restore.js';
+import { GpenLabError } from '../src/errors.js';
 import { warpToTensor } from '../src/face/warp.js';
 import { decodeImage } from '../src/io/image.js';
 import { IMAGES } from './fixtures.js';
@@ -67,6 +68,12 @@ describe('face workers', () => {
       assert.ok(ok[0].w > 0 && ok[0].h > 0);
     } finally {
       await w.close();
+    }
+  });
+
+  it('a thread count out of range is refused before anything loads', async () => {
+    for (const bad of [-1, 1.5, 65]) {
+      await assert.rejects(Restorer.create({ model: { type: 'identity', size: 64 }, outDir: tmp, faceThreads: bad }), (e: unknown) => e instanceof GpenLabError && e.code === 'E_ARGUMENT' && /--face-threads/.test(e.message) && e.message.includes(String(bad)));
     }
   });
 

@@ -58,10 +58,11 @@ export function restoreCommand(): Command {
     .option('--max-pixels <n>', 'refuse images larger than this (decompression bombs)', parseIntArg('--max-pixels'))
     .addOption(new Option('--detector-provider <p>', 'where the face detector runs (cuda: faster on photos with many faces, but its first run searches cuDNN algorithms for seconds)').choices([...PROVIDERS]).default('cpu'))
     .option('--cuda-options <k=v,...>', 'CUDA provider options by ONNX Runtime\'s names (e.g. cudnn_conv_algo_search=HEURISTIC,prefer_nhwc=1): the session is then created through the C API route', (v: string) => parseCudaOptions(v))
+    .option('--face-threads <n>', 'worker threads that warp and paste the faces of photos with 4 or more (default: the cores but one, 2 to 8; 0: none)', parseIntArg('--face-threads'))
     .option('--json', 'one RestoreResult per image, a JSON object per line')
     .action(async (inputs: string[], o: {
       out: string; model?: string; synthetic?: number; seed: number; key?: string; provider: string; fp16?: boolean; alpha: number;
-      aligned?: boolean; saveFace?: boolean; ext: OutputExt; batch: number; maxPixels?: number; json?: boolean; cudaOptions?: Record<string, string>; detectorProvider: string;
+      aligned?: boolean; saveFace?: boolean; ext: OutputExt; batch: number; maxPixels?: number; json?: boolean; cudaOptions?: Record<string, string>; detectorProvider: string; faceThreads?: number;
     }) => {
       // time since the process started, to here: node's own start and the modules loaded (a cold start's first part)
       const startMs = performance.now();
@@ -84,6 +85,7 @@ export function restoreCommand(): Command {
         saveFace: !!o.saveFace, ext: o.ext, batch: o.batch, outDir: o.out, ...(o.maxPixels !== undefined ? { maxPixels: o.maxPixels } : {}),
         // the C API route creates the session off this thread: let decoding and detection of the first image overlap it
         ...(o.cudaOptions ? { session: { cudaOptions: o.cudaOptions }, deferSession: true } : {}), detectorProvider: parseProvider(o.detectorProvider),
+        ...(o.faceThreads !== undefined ? { faceThreads: o.faceThreads } : {}),
       });
       let first = true;
       if (restorer.info.synthetic) warn(`${SYNTHETIC_NOTE}; every output says so`);

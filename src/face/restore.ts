@@ -148,6 +148,9 @@ export class Restorer {
     if (!(alpha >= 0 && alpha <= 1)) throw new GpenLabError('E_ARGUMENT', `Expected a number between 0 and 1 for --alpha but received ${alpha}`, 'Pass --alpha between 0 (original) and 1 (restored).', { input: '--alpha' });
     const batch = opts.batch ?? 4;
     if (!Number.isInteger(batch) || batch < 1 || batch > 256) throw new GpenLabError('E_ARGUMENT', `Expected an integer between 1 and 256 for --batch but received ${batch}`, 'Pass --batch between 1 and 256.', { input: '--batch' });
+    if (opts.faceThreads !== undefined && !(Number.isInteger(opts.faceThreads) && opts.faceThreads >= 0 && opts.faceThreads <= 64)) {
+      throw new GpenLabError('E_ARGUMENT', `Expected an integer between 0 and 64 for --face-threads but received ${opts.faceThreads}`, 'Pass --face-threads between 0 (warp and paste on the main thread) and 64.', { input: '--face-threads' });
+    }
     const t0 = performance.now();
     const prepared = opts.prepared ?? (await prepareModel(opts.model, opts.precision ?? 'fp32'));
     const t1 = performance.now();
