@@ -74,13 +74,13 @@ function axisTaps(src: number, origin: number, step: number, dst: number): AxisT
 /**
  * Resamples the source rectangle starting at (ox, oy), `stepX` x `stepY` source pixels per output pixel, into
  * outW x outH float RGB in [0, 255]: exact area averaging when shrinking (no aliasing at any factor), bilinear when
- * enlarging, black outside the source.
+ * enlarging, black outside the source. Each value v is written as v * scale + bias (the detector's [-1, 1] in the
+ * same pass).
  */
-function resampleFloat(img: RgbImage, ox: number, oy: number, stepX: number, stepY: number, outW: number, outH: number, out: Float32Array): Float32Array {
+function resampleFloat(img: RgbImage, ox: number, oy: number, stepX: number, stepY: number, outW: number, outH: number, out: Float32Array, scale = 1, bias = 0): Float32Array {
   const { width: w, data: src } = img;
   const tx = axisTaps(w, ox, stepX, outW);
   const ty = axisTaps(img.height, oy, stepY, outH);
-  out.fill(0, 0, outW * outH * 3);
   // Only the source rows some output row reads.
   let rowLo = img.height, rowHi = 0;
   for (let y = 0; y < outH; y++) {
@@ -89,7 +89,7 @@ function resampleFloat(img: RgbImage, ox: number, oy: number, stepX: number, ste
       rowHi = Math.max(rowHi, ty.start[y] + ty.count[y]);
     }
   }
-  if (rowHi <= rowLo) return out;
+  if (rowHi <= rowLo) return out.fill(bias, 0, outW * outH * 3);
   // Rows first into a float buffer (outW x rows), then columns.
   const mid = new Float32Array(outW * (rowHi - rowLo) * 3);
   const { start: xs, count: xn, offset: xo, weights: xw } = tx;
@@ -111,16 +111,29 @@ function resampleFloat(img: RgbImage, ox: number, oy: number, stepX: number, ste
       mid[o + 2] = b;
     }
   }
+  // Columns: every output value written once (taps summed in a local, then scaled), no clearing pass before
   const stride = outW * 3;
   for (let y = 0; y < outH; y++) {
     const n = ty.count[y];
-    if (n === 0) continue;
-    const base = (ty.start[y] - rowLo) * stride;
     const o = y * stride;
-    for (let k = 0; k < n; k++) {
-      const wt = ty.weights[ty.offset[y] + k];
-      const m = base + k * stride;
-      for (let x = 0; x < stride; x++) out[o + x] += mid[m + x] * wt;
+    if (n === 0) {
+      out.fill(bias, o, o + stride);
+      continue;
+    }
+    const base = (ty.start[y] - rowLo) * stride;
+    const w0 = ty.weights[ty.offset[y]];
+    if (n === 1) {
+      for (let x = 0; x < stride; x++) out[o + x] = mid[base + x] * w0 * scale + bias;
+    } else if (n === 2) {
+      const w1 = ty.weights[ty.offset[y] + 1];
+      const b1 = base + stride;
+      for (let x = 0; x < stride; x++) out[o + x] = (mid[base + x] * w0 + mid[b1 + x] * w1) * scale + bias;
+    } else {
+      for (let x = 0; x < stride; x++) {
+        let acc = 0;
+        for (let k = 0, m = base + x; k < n; k++, m += stride) acc += mid[m] * ty.weights[ty.offset[y] + k];
+        out[o + x] = acc * scale + bias;
+      }
     }
   }
   return out;
@@ -178,7 +191,6 @@ export function cropToTensor(levels: readonly RgbImage[], cx: number, cy: number
   while (L + 1 < levels.length && side / 2 ** (L + 1) >= out) L++;
   const f = 2 ** L;
   const step = side / out;
-  resampleFloat(levels[L], (cx - side / 2) / f, (cy - side / 2) / f, step / f, step / f, out, out, tensor);
-  for (let i = 0; i < out * out * 3; i++) tensor[i] = tensor[i] / 127.5 - 1;
+  resampleFloat(levels[L], (cx - side / 2) / f, (cy - side / 2) / f, step / f, step / f, out, out, tensor, 1 / 127.5, -1);
   return { tensor, map: { ox: cx - side / 2, oy: cy - side / 2, step } };
 }
