@@ -22,6 +22,15 @@ describe('CUDA warm-up', () => {
     assert.equal(wantsCudaWarmup(['node', 'gpen-lab', 'restore', 'a.jpg', '--provider', 'cuda'], { GPEN_LAB_CUDA_WARMUP: '0' }), false);
   });
 
+  it('the CLI\'s first module widens libuv\'s thread pool for a CUDA restore only (the warm-up\'s long calls would queue file reads)', () => {
+    const probe = (args: string[], env: NodeJS.ProcessEnv = {}) => spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', "await import('./src/cli/warm-start.ts'); process.stdout.write(String(process.env.UV_THREADPOOL_SIZE))", ...args],
+      { encoding: 'utf8', timeout: 60_000, env: { ...process.env, UV_THREADPOOL_SIZE: '', GPEN_LAB_CUDA_WARMUP: '', ...env } });
+    const clean = (r: ReturnType<typeof probe>) => { assert.equal(r.status, 0, r.stderr); return r.stdout; };
+    assert.equal(clean(probe(['restore', 'a.png', '--provider', 'cuda'])), '8');
+    assert.equal(clean(probe(['restore', 'a.png'])), '');
+    assert.equal(clean(probe(['restore', 'a.png', '--provider', 'cuda'], { UV_THREADPOOL_SIZE: '16' })), '16', 'a size the user set stays');
+  });
+
   it('runs native calls on 8 MiB stacks (async CreateSession and cudaFree(0) overflowed koffi\'s 128 KiB default)', () => {
     const c = koffi.config();
     assert.equal(c.async_stack_size, KOFFI_STACK_BYTES);
