@@ -111,5 +111,25 @@ case "${1:-}" in
       --peer-native /tmp/peer/native.json --peer-fused /tmp/peer/fused.json --out "$OUT/gpu-bench.json" > "$OUT/bench.txt" 2> "$OUT/bench-progress.txt"
     echo "bench exit $?"; cat "$OUT/bench.txt"; grep -v "^cold" "$OUT/bench-progress.txt" | cut -c1-300 | tail -40; grep "^cold" "$OUT/bench-progress.txt"
     ;;
-  *) echo "usage: device-bench.sh peer|ours|final|final2|explore|e2e|explore2" >&2; exit 2 ;;
+  final3)
+    # final2 trimmed (no graph without optimisations, no DEFAULT cold route), after the thread-pool fix and the CUDA
+    # graph route for the pipeline; then, in a second process (a crash there cannot take the final JSON with it), the
+    # Solvay photo through the C API with CUDA graphs
+    export GPEN_SRC=$PWD/.peer/face_model
+    python3 .peer/torch_gpen.py --size 512 --batches 1,32 --out /tmp/peer/native.json --save-pth /tmp/peer/peer.pth > "$OUT/peer-native.log" 2>&1; echo "peer native exit $?"
+    python3 .peer/torch_gpen.py --size 512 --batches 1,32 --out /tmp/peer/fused.json --fused > "$OUT/peer-fused.log" 2>&1; echo "peer fused exit $?"
+    LEAN=cudnn_conv_algo_search=HEURISTIC,arena_extend_strategy=kSameAsRequested,cudnn_conv_use_max_workspace=0,mem_pattern=0
+    node dist/cli/index.js bench --model /tmp/peer/peer.pth --provider cuda --precision fp32,fp16 --batch 1,32 --runs 20 \
+      --capi-cuda enable_cuda_graph=1 --capi-cuda $LEAN \
+      --photo assets/Solvay_conference_1927.png --e2e-detector cuda --e2e-runs 5 --cold 4 \
+      --cold-cuda-options cudnn_conv_algo_search=HEURISTIC,graph_cache=1 --cold-cuda-options cudnn_conv_algo_search=HEURISTIC,graph_optimization_level=0 \
+      --compare /tmp/peer/peer.in.npy,/tmp/peer/peer.out.npy \
+      --peer-native /tmp/peer/native.json --peer-fused /tmp/peer/fused.json --out "$OUT/gpu-bench.json" > "$OUT/bench.txt" 2> "$OUT/bench-progress.txt"
+    echo "bench exit $?"
+    node dist/cli/index.js bench --model /tmp/peer/peer.pth --provider cuda --precision fp16 --batch 32 --runs 5 \
+      --photo assets/Solvay_conference_1927.png --e2e-detector cuda --e2e-runs 5 --e2e-cuda-options enable_cuda_graph=1 \
+      --out "$OUT/e2e-graph.json" > /dev/null 2> "$OUT/e2e-graph-progress.txt"; echo "e2e graph exit $?"
+    cat "$OUT/bench.txt"; grep -v "^cold" "$OUT/bench-progress.txt" | cut -c1-250 | tail -30; grep "^cold" "$OUT/bench-progress.txt"; grep "end to end" "$OUT/e2e-graph-progress.txt"; tail -3 "$OUT/e2e-graph-progress.txt" | cut -c1-600
+    ;;
+  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2" >&2; exit 2 ;;
 esac

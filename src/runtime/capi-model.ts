@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { GpenLabError, errorMessage } from '../errors.js';
+import type { DeviceBinding } from './capi.js';
 import { CapiSession, splitCudaOptions } from './capi.js';
 import { graphCache } from './graph-cache.js';
 import type { Provider } from './providers.js';
@@ -24,6 +25,9 @@ export function parseCudaOptions(s: string, flag = '--cuda-options'): Record<str
 
 export class CapiModelSession implements GpenRunner {
   private placementValue: Placement | null = null;
+  /** With enable_cuda_graph=1: GPU tensors bound per batch size. */
+  private readonly bound = new Map<number, DeviceBinding>();
+  private graphRuns: Promise<void> = Promise.resolve();
   /** With graph_cache=1: whether the optimised graph came from the cache or was written for later sessions. */
   graphCache: 'hit' | 'written' | null = null;
   private profileDir: string | null;
@@ -69,8 +73,26 @@ export class CapiModelSession implements GpenRunner {
     const n = dims.reduce((a, b) => a * b, 1);
     let out: Float32Array;
     try {
-      // on a worker thread: a service's event loop keeps answering while the GPU works
-      out = await this.s.runAsync(data, dims, n, undefined, into);
+      if (this.cudaOptions.enable_cuda_graph === '1') {
+        // CUDA graphs replay on fixed GPU addresses: each batch size gets its bound tensors and its own graph (id =
+        // batch size), captured by ONNX Runtime on its first runs; plain runs on host tensors are refused then
+        const b = dims[0];
+        let bound = this.bound.get(b);
+        if (!bound) {
+          bound = this.s.bindDevice(dims, undefined, b);
+          this.bound.set(b, bound);
+        }
+        const target = into ?? new Float32Array(n);
+        const x = data.subarray(0, n);
+        // one run at a time on the bound tensors (concurrent requests of the service would overwrite each other's)
+        const mine = this.graphRuns.then(() => bound!.runAsync(x, target));
+        this.graphRuns = mine.catch(() => undefined);
+        await mine;
+        out = target;
+      } else {
+        // on a worker thread: a service's event loop keeps answering while the GPU works
+        out = await this.s.runAsync(data, dims, n, undefined, into);
+      }
     } catch (e) {
       throw new GpenLabError('E_INFERENCE', `Inference failed on cuda (C API, ${JSON.stringify(this.cudaOptions)}) for ${this.label} with input [${dims.join(', ')}]: ${errorMessage(e)}`,
         'Run `gpen-lab doctor --provider cuda` for the cause, or drop --cuda-options to use the stock binding.', { input: this.label, provider: 'cuda', dims });
