@@ -131,5 +131,12 @@ case "${1:-}" in
       --out "$OUT/e2e-graph.json" > /dev/null 2> "$OUT/e2e-graph-progress.txt"; echo "e2e graph exit $?"
     cat "$OUT/bench.txt"; grep -v "^cold" "$OUT/bench-progress.txt" | cut -c1-250 | tail -30; grep "^cold" "$OUT/bench-progress.txt"; grep "end to end" "$OUT/e2e-graph-progress.txt"; tail -3 "$OUT/e2e-graph-progress.txt" | cut -c1-600
     ;;
-  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2" >&2; exit 2 ;;
+  e2e3)
+    # the pipeline through the C API after its runs moved to the JavaScript thread: CUDA graphs and the lean set
+    LEAN=cudnn_conv_algo_search=HEURISTIC,arena_extend_strategy=kSameAsRequested,cudnn_conv_use_max_workspace=0,mem_pattern=0
+    node dist/cli/index.js bench --synthetic 512 --provider cuda --precision fp16 --batch 32 --runs 3 --warmup 1 \
+      --photo assets/Solvay_conference_1927.png --e2e-detector cpu --e2e-runs 4 --e2e-cuda-options enable_cuda_graph=1 --e2e-cuda-options $LEAN \
+      --out "$OUT/e2e3.json" > /dev/null 2> "$OUT/e2e3-progress.txt"; echo "e2e3 exit $?"; grep "end to end" "$OUT/e2e3-progress.txt" | cut -c1-400
+    ;;
+  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3" >&2; exit 2 ;;
 esac

@@ -27,7 +27,6 @@ export class CapiModelSession implements GpenRunner {
   private placementValue: Placement | null = null;
   /** With enable_cuda_graph=1: GPU tensors bound per batch size. */
   private readonly bound = new Map<number, DeviceBinding>();
-  private graphRuns: Promise<void> = Promise.resolve();
   /** With graph_cache=1: whether the optimised graph came from the cache or was written for later sessions. */
   graphCache: 'hit' | 'written' | null = null;
   private profileDir: string | null;
@@ -84,14 +83,17 @@ export class CapiModelSession implements GpenRunner {
         }
         const target = into ?? new Float32Array(n);
         const x = data.subarray(0, n);
-        // one run at a time on the bound tensors (concurrent requests of the service would overwrite each other's)
-        const mine = this.graphRuns.then(() => bound!.runAsync(x, target));
-        this.graphRuns = mine.catch(() => undefined);
-        await mine;
+        // on the JavaScript thread, always the same one: ONNX Runtime keeps CUDA graphs (and cuDNN/cuBLAS handles) per
+        // calling thread, and runs on libuv's rotating workers captured again and again (infer 378 ms for the Solvay
+        // photo's 29 faces against 188 ms through the stock binding, H200); synchronous, so runs cannot interleave
+        bound.upload(x);
+        bound.run();
+        bound.download(target);
         out = target;
       } else {
-        // on a worker thread: a service's event loop keeps answering while the GPU works
-        out = await this.s.runAsync(data, dims, n, undefined, into);
+        // on the JavaScript thread too: ONNX Runtime's CUDA provider keeps cuDNN/cuBLAS handles and scratch per calling
+        // thread, and runs spread over libuv's workers paid them on each (the C API pipeline ran slower end to end)
+        out = this.s.run(data, dims, n, undefined, into);
       }
     } catch (e) {
       throw new GpenLabError('E_INFERENCE', `Inference failed on cuda (C API, ${JSON.stringify(this.cudaOptions)}) for ${this.label} with input [${dims.join(', ')}]: ${errorMessage(e)}`,

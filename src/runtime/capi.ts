@@ -143,21 +143,11 @@ export function splitCudaOptions(all: Record<string, string>): { cuda: Record<st
 const FLOAT = 1;
 
 /** cudaMemcpy from the CUDA runtime that the CUDA provider has already loaded (libcudart.so.13). */
-let cudaMemcpy: Fn | null = null;
-function memcpyFn(): Fn {
-  cudaMemcpy ??= koffi.load('libcudart.so.13').func('int cudaMemcpy(void *dst, void *src, size_t count, int kind)') as unknown as Fn;
-  return cudaMemcpy;
-}
-function memcpyCheck(rc: number, bytes: number, kind: 1 | 2): void {
-  if (rc !== 0) throw new GpenLabError('E_INFERENCE', `cudaMemcpy (${kind === 1 ? 'host to device' : 'device to host'}, ${bytes} bytes) failed with CUDA error ${rc}`, 'Run `gpen-lab doctor --provider cuda`.');
-}
+let cudaMemcpy: ((dst: unknown, src: unknown, bytes: number, kind: number) => number) | null = null;
 function memcpy(dst: unknown, src: unknown, bytes: number, kind: 1 | 2): void {
-  memcpyCheck(memcpyFn()(dst, src, bytes, kind) as number, bytes, kind);
-}
-/** The same on one of libuv's worker threads. */
-async function memcpyAsync(dst: unknown, src: unknown, bytes: number, kind: 1 | 2): Promise<void> {
-  const rc = await new Promise<number>((resolve, reject) => memcpyFn().async(dst, src, bytes, kind, (err: unknown, r: number) => (err ? reject(err) : resolve(r))));
-  memcpyCheck(rc, bytes, kind);
+  cudaMemcpy ??= koffi.load('libcudart.so.13').func('int cudaMemcpy(void *dst, void *src, size_t count, int kind)') as unknown as typeof cudaMemcpy;
+  const rc = cudaMemcpy!(dst, src, bytes, kind);
+  if (rc !== 0) throw new GpenLabError('E_INFERENCE', `cudaMemcpy (${kind === 1 ? 'host to device' : 'device to host'}, ${bytes} bytes) failed with CUDA error ${rc}`, 'Run `gpen-lab doctor --provider cuda`.');
 }
 
 /** Input and output tensors that live on the GPU, bound once: runs then move no data unless asked. */
@@ -170,8 +160,6 @@ export interface DeviceBinding {
   download(into: Float32Array): void;
   /** Runs the session on the bound tensors (synchronous: returns when the GPU is done). */
   run(): void;
-  /** Upload, run and download on one of libuv's worker threads each: the JavaScript thread goes on meanwhile. */
-  runAsync(x: Float32Array, into: Float32Array): Promise<void>;
   release(): void;
 }
 
@@ -273,18 +261,6 @@ export class CapiSession {
     }
   }
 
-  /** The same on one of libuv's worker threads (koffi's async call): the JavaScript thread goes on meanwhile. */
-  async runAsync(x: Float32Array, dims: number[], outLength: number, names: { input: string; output: string } = { input: 'input', output: 'output' }, into?: Float32Array): Promise<Float32Array> {
-    const r = this.startRun(x, dims, names);
-    try {
-      const status = await new Promise<unknown>((resolve, reject) => this.a.fns.Run.async(...r.args, (err: unknown, res: unknown) => (err ? reject(err) : resolve(res))));
-      check(this.a, status, 'Run');
-      return this.readOutput(r.outputs, outLength, into);
-    } finally {
-      r.release();
-    }
-  }
-
   /** The input tensor over `x` (no copy) and Run's arguments; release() frees the input and the output. */
   private startRun(x: Float32Array, dims: number[], names: { input: string; output: string }): { args: unknown[]; outputs: unknown[]; release: () => void } {
     this.live();
@@ -367,13 +343,6 @@ export class CapiSession {
         upload: (x) => memcpy(inPtr, x, elements * 4, 1),
         download: (into) => memcpy(into, outPtr, elements * 4, 2),
         run: () => { this.live(); check(a, a.fns.RunWithBinding(this.session, runOptions, binding), 'RunWithBinding'); },
-        runAsync: async (x, into) => {
-          this.live();
-          await memcpyAsync(inPtr, x, elements * 4, 1);
-          const status = await new Promise<unknown>((resolve, reject) => a.fns.RunWithBinding.async(this.session, runOptions, binding, (err: unknown, r: unknown) => (err ? reject(err) : resolve(r))));
-          check(a, status, 'RunWithBinding');
-          await memcpyAsync(into, outPtr, elements * 4, 2);
-        },
         release: () => { this.bindings.delete(b); release(); },
       };
       this.bindings.add(b);
