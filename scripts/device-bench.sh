@@ -8,11 +8,17 @@ set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT" /tmp/peer
 bash .device/bin/setup.sh > "$OUT/setup-kit.txt" 2>&1 || { cat "$OUT/setup-kit.txt"; exit 1; }
 . .device/bin/env.sh
+# the lean CUDA option set (least memory): HEURISTIC search, arena grown as requested, no memory patterns
+LEAN=cudnn_conv_algo_search=HEURISTIC,arena_extend_strategy=kSameAsRequested,cudnn_conv_use_max_workspace=0,mem_pattern=0
+# the official GPEN-512 at the given batch sizes, native then fused ops; the native run saves its seeded weights
+peer() {
+  export GPEN_SRC=$PWD/.peer/face_model
+  python3 .peer/torch_gpen.py --size 512 --batches "$1" --out /tmp/peer/native.json --save-pth /tmp/peer/peer.pth > "$OUT/peer-native.log" 2>&1; echo "peer native exit $?"
+  python3 .peer/torch_gpen.py --size 512 --batches "$1" --out /tmp/peer/fused.json --fused > "$OUT/peer-fused.log" 2>&1; echo "peer fused exit $?"
+}
 case "${1:-}" in
   peer)
-    export GPEN_SRC=$PWD/.peer/face_model
-    python3 .peer/torch_gpen.py --size 512 --batches 1,8,16,32 --out /tmp/peer/native.json --save-pth /tmp/peer/peer.pth > "$OUT/peer-native.log" 2>&1; echo "peer native exit $?"
-    python3 .peer/torch_gpen.py --size 512 --batches 1,8,16,32 --out /tmp/peer/fused.json --fused > "$OUT/peer-fused.log" 2>&1; echo "peer fused exit $?"
+    peer 1,8,16,32
     cp /tmp/peer/*.json "$OUT/" 2>/dev/null; tail -n 3 "$OUT/peer-native.log" "$OUT/peer-fused.log"
     ;;
   ours)
@@ -20,7 +26,7 @@ case "${1:-}" in
     # with CUDA graphs, without, and a memory-lean set; agreement with the peer; cold starts per route; P1-P5
     node dist/cli/index.js bench --model /tmp/peer/peer.pth --provider cuda --precision fp32,fp16 --batch 1,8,16,32,48 --runs 30 \
       --capi-cuda enable_cuda_graph=1 --capi-cuda cudnn_conv_algo_search=EXHAUSTIVE \
-      --capi-cuda cudnn_conv_algo_search=HEURISTIC,arena_extend_strategy=kSameAsRequested,cudnn_conv_use_max_workspace=0,mem_pattern=0 \
+      --capi-cuda $LEAN \
       --photo assets/Solvay_conference_1927.png --e2e-detector cpu,cuda --e2e-runs 3 --cold 3 \
       --cold-cuda-options cudnn_conv_algo_search=HEURISTIC --cold-cuda-options cudnn_conv_algo_search=DEFAULT \
       --compare /tmp/peer/peer.in.npy,/tmp/peer/peer.out.npy \
@@ -34,12 +40,10 @@ case "${1:-}" in
     # both in one call, trimmed to little device time: the peer (batches 1 and 32: its best per face is at 32), then
     # gpen-lab fp16 (the run of bench/results/gpu-blur-matmul-2026-11-30.json also passed --blur conv,matmul, an
     # option since removed: the MatMul blur was measured no faster)
-    export GPEN_SRC=$PWD/.peer/face_model
-    python3 .peer/torch_gpen.py --size 512 --batches 1,32 --out /tmp/peer/native.json --save-pth /tmp/peer/peer.pth > "$OUT/peer-native.log" 2>&1; echo "peer native exit $?"
-    python3 .peer/torch_gpen.py --size 512 --batches 1,32 --out /tmp/peer/fused.json --fused > "$OUT/peer-fused.log" 2>&1; echo "peer fused exit $?"
+    peer 1,32
     node dist/cli/index.js bench --model /tmp/peer/peer.pth --provider cuda --precision fp16 --batch 1,32 --runs 20 \
       --capi-cuda enable_cuda_graph=1 \
-      --capi-cuda cudnn_conv_algo_search=HEURISTIC,arena_extend_strategy=kSameAsRequested,cudnn_conv_use_max_workspace=0,mem_pattern=0 \
+      --capi-cuda $LEAN \
       --photo assets/Solvay_conference_1927.png --e2e-detector cuda --e2e-runs 3 --cold 3 --cold-cuda-options cudnn_conv_algo_search=HEURISTIC \
       --compare /tmp/peer/peer.in.npy,/tmp/peer/peer.out.npy \
       --peer-native /tmp/peer/native.json --peer-fused /tmp/peer/fused.json --out "$OUT/gpu-bench.json" > "$OUT/bench.txt" 2> "$OUT/bench-progress.txt"
@@ -68,7 +72,6 @@ case "${1:-}" in
     # and the C API (lean options), detector on cpu and cuda; cold starts with and without the CLI's CUDA warm-up;
     # memory at batch 1 under arena limits (what of the first runs' memory is ONNX Runtime's arena)
     B="node dist/cli/index.js bench --synthetic 512"
-    LEAN=cudnn_conv_algo_search=HEURISTIC,arena_extend_strategy=kSameAsRequested,cudnn_conv_use_max_workspace=0,mem_pattern=0
     nproc > "$OUT/nproc.txt"
     $B --provider cuda --precision fp16 --batch 1,32 --runs 10 --photo assets/Solvay_conference_1927.png --e2e-detector cpu,cuda --e2e-runs 5 \
       --e2e-cuda-options $LEAN \
@@ -82,7 +85,6 @@ case "${1:-}" in
     # the padded CUDA detector end to end; memory at batch 1 under arena limits and options; cold starts with the
     # early warm-up entry, per graph optimisation level and precision
     B="node dist/cli/index.js bench --synthetic 512"
-    LEAN=cudnn_conv_algo_search=HEURISTIC,arena_extend_strategy=kSameAsRequested,cudnn_conv_use_max_workspace=0,mem_pattern=0
     $B --provider cuda --precision fp16 --batch 32 --runs 5 --photo assets/Solvay_conference_1927.png --e2e-detector cuda,cpu --e2e-runs 5 \
       --out "$OUT/e2e2.json" > /dev/null 2> "$OUT/e2e2-progress.txt"; echo "e2e exit $?"
     $B --provider '' --precision fp16 --batch 1 --runs 10 --capi-cuda $LEAN,gpu_mem_limit=805306368 --capi-cuda $LEAN,gpu_mem_limit=671088640 \
@@ -98,10 +100,7 @@ case "${1:-}" in
     # the final run of 2026-11-30 (second session): the peer (batches 1 and 32), then gpen-lab fp32 and fp16 on its
     # weights: CUDA graphs, the lean set, graphs without ONNX Runtime's optimisations; the Solvay photo with the padded
     # CUDA detector; cold starts per route (the optimised-graph cache: first run writes, later ones hit)
-    export GPEN_SRC=$PWD/.peer/face_model
-    python3 .peer/torch_gpen.py --size 512 --batches 1,32 --out /tmp/peer/native.json --save-pth /tmp/peer/peer.pth > "$OUT/peer-native.log" 2>&1; echo "peer native exit $?"
-    python3 .peer/torch_gpen.py --size 512 --batches 1,32 --out /tmp/peer/fused.json --fused > "$OUT/peer-fused.log" 2>&1; echo "peer fused exit $?"
-    LEAN=cudnn_conv_algo_search=HEURISTIC,arena_extend_strategy=kSameAsRequested,cudnn_conv_use_max_workspace=0,mem_pattern=0
+    peer 1,32
     node dist/cli/index.js bench --model /tmp/peer/peer.pth --provider cuda --precision fp32,fp16 --batch 1,32 --runs 20 \
       --capi-cuda enable_cuda_graph=1 --capi-cuda enable_cuda_graph=1,graph_optimization_level=0 --capi-cuda $LEAN \
       --photo assets/Solvay_conference_1927.png --e2e-detector cuda --e2e-runs 5 --cold 4 \
@@ -115,10 +114,7 @@ case "${1:-}" in
     # final2 trimmed (no graph without optimisations, no DEFAULT cold route), after the thread-pool fix and the CUDA
     # graph route for the pipeline; then, in a second process (a crash there cannot take the final JSON with it), the
     # Solvay photo through the C API with CUDA graphs
-    export GPEN_SRC=$PWD/.peer/face_model
-    python3 .peer/torch_gpen.py --size 512 --batches 1,32 --out /tmp/peer/native.json --save-pth /tmp/peer/peer.pth > "$OUT/peer-native.log" 2>&1; echo "peer native exit $?"
-    python3 .peer/torch_gpen.py --size 512 --batches 1,32 --out /tmp/peer/fused.json --fused > "$OUT/peer-fused.log" 2>&1; echo "peer fused exit $?"
-    LEAN=cudnn_conv_algo_search=HEURISTIC,arena_extend_strategy=kSameAsRequested,cudnn_conv_use_max_workspace=0,mem_pattern=0
+    peer 1,32
     node dist/cli/index.js bench --model /tmp/peer/peer.pth --provider cuda --precision fp32,fp16 --batch 1,32 --runs 20 \
       --capi-cuda enable_cuda_graph=1 --capi-cuda $LEAN \
       --photo assets/Solvay_conference_1927.png --e2e-detector cuda --e2e-runs 5 --cold 4 \
@@ -133,7 +129,6 @@ case "${1:-}" in
     ;;
   e2e3)
     # the pipeline through the C API after its runs moved to the JavaScript thread: CUDA graphs and the lean set
-    LEAN=cudnn_conv_algo_search=HEURISTIC,arena_extend_strategy=kSameAsRequested,cudnn_conv_use_max_workspace=0,mem_pattern=0
     node dist/cli/index.js bench --synthetic 512 --provider cuda --precision fp16 --batch 32 --runs 3 --warmup 1 \
       --photo assets/Solvay_conference_1927.png --e2e-detector cpu --e2e-runs 4 --e2e-cuda-options enable_cuda_graph=1 --e2e-cuda-options $LEAN \
       --out "$OUT/e2e3.json" > /dev/null 2> "$OUT/e2e3-progress.txt"; echo "e2e3 exit $?"; grep "end to end" "$OUT/e2e3-progress.txt" | cut -c1-400

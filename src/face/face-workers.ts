@@ -67,6 +67,7 @@ export class FaceWorkers {
     for (const p of this.waiting.values()) p.reject(e);
     this.waiting.clear();
     this.inFlight = 0;
+    for (const w of this.workers) w.unref();
   }
 
   private send(w: Worker, job: FaceJob): Promise<FaceReply> {
