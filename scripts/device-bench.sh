@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# On the GPU machine (../shared/device), after the stash calls. Two calls, back to back:
-#   bash scripts/device-bench.sh peer     the official PyTorch GPEN-512 (native ops, then fused ops), seeded weights
-#                                         saved for gpen-lab; JSON in /tmp/peer and $OUT
-#   bash scripts/device-bench.sh ours     gpen-lab bench on the peer's weights (cuda and webgpu, fp32 and fp16), the
-#                                         Solvay photo end to end, cold starts, agreement with the peer, P1-P5
+# On the GPU machine (../shared/device), after the stash calls (carry dist, and .peer for the modes that run the peer):
+#   peer, then ours   the official PyTorch GPEN-512 (native, then fused ops; its seeded weights saved for gpen-lab),
+#                     then gpen-lab bench on those weights: providers, precisions, C API sets, the Solvay photo end
+#                     to end, cold starts, agreement with the peer, P1-P5 (two calls back to back)
+#   final, final2, final3   the peer and gpen-lab in one call, trimmed to little device time (final3: the last run,
+#                     bench/results/gpu-2026-11-30.json)
+#   explore, explore2, e2e, e2e3   synthetic GPEN-512 only: option sets, profiles, memory limits, cold starts, the
+#                     photo end to end (what each measured is in its comment and in notes/gpu-speed.md)
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT" /tmp/peer
 bash .device/bin/setup.sh > "$OUT/setup-kit.txt" 2>&1 || { cat "$OUT/setup-kit.txt"; exit 1; }
