@@ -101,6 +101,8 @@ describe('ONNX Runtime C API route', () => {
     for (const bad of ['HEURISTIC', '=1', 'k=', 'a=1,b']) {
       assert.throws(() => parseCudaOptions(bad), (e: unknown) => e instanceof GpenLabError && e.code === 'E_ARGUMENT' && /--cuda-options/.test(e.message) && /key=value/.test(e.message), bad);
     }
+    // gpen-lab's own keys are checked when the flag is parsed, before anything loads
+    assert.throws(() => parseCudaOptions('graph_optimization_level=5'), (e: unknown) => e instanceof GpenLabError && e.code === 'E_ARGUMENT' && /graph_optimization_level/.test(e.message));
   });
 
   it('CUDA options with another provider are refused; with CUDA not installed, the fix is setup cuda', async (t) => {

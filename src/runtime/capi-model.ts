@@ -20,6 +20,7 @@ export function parseCudaOptions(s: string, flag = '--cuda-options'): Record<str
     if (eq <= 0 || eq === part.length - 1) throw new GpenLabError('E_ARGUMENT', `Expected key=value pairs for ${flag} but received "${part}"`, `Pass e.g. ${flag} cudnn_conv_algo_search=HEURISTIC,prefer_nhwc=1 (CUDA provider options by ONNX Runtime's names).`, { input: flag });
     o[part.slice(0, eq)] = part.slice(eq + 1);
   }
+  splitCudaOptions(o); // gpen-lab's own keys (graph_optimization_level, ...) checked now, not at session creation
   return o;
 }
 
@@ -36,13 +37,13 @@ export class CapiModelSession implements GpenRunner {
 
   /** Created on a worker thread (CapiSession.createAsync): the JavaScript thread goes on meanwhile. */
   static async create(model: string | Uint8Array, cfg: SessionConfig & { cudaOptions: Record<string, string> }): Promise<CapiModelSession> {
-    const profileDir = cfg.recordPlacement ?? true ? mkdtempSync(path.join(os.tmpdir(), 'gpen-lab-prof-')) : null;
     const t0 = performance.now();
-    let s: CapiSession;
     const { graphCache: useCache, ...split } = splitCudaOptions(cfg.cudaOptions);
     const { graph_cache: _gc, ...keyed } = cfg.cudaOptions;
     // graph_cache=1: the optimised graph of an earlier session, loaded with optimisations off (graph-cache.ts)
     const cache = useCache ? await graphCache(model, 'cuda', keyed) : null;
+    const profileDir = cfg.recordPlacement ?? true ? mkdtempSync(path.join(os.tmpdir(), 'gpen-lab-prof-')) : null;
+    let s: CapiSession;
     try {
       s = await CapiSession.createAsync(cache ? cache.model : model, {
         provider: 'cuda', ...split, cuda: { device_id: String(cfg.deviceId ?? 0), ...split.cuda },
