@@ -371,3 +371,17 @@ describe('the CLI reports errors with a code, a fix and an exit status', () => {
     assert.ok(err <= TOL, `max abs error ${err} > ${TOL}`);
   });
 });
+
+describe('an ONNX file runs in its own precision', () => {
+  it('an fp16 file without a precision asked runs as fp16; asked for fp32 -> E_ARGUMENT naming the file and the fix', async () => {
+    const { prepareModel } = await import('../src/model/registry.js');
+    const built = await prepareModel({ type: 'synthetic', size: 64, seed: 2 }, 'fp16');
+    const file = path.join(tmp, 'synthetic-64-fp16.onnx');
+    writeFileSync(file, built.model as Uint8Array);
+    const p = await prepareModel({ type: 'file', file });
+    assert.equal(p.info.precision, 'fp16');
+    assert.equal(p.model, file);
+    assert.equal((await prepareModel({ type: 'file', file }, 'fp16')).info.precision, 'fp16');
+    await assert.rejects(prepareModel({ type: 'file', file }, 'fp32'), (e: unknown) => isGpenLabError(e) && e.code === 'E_ARGUMENT' && e.message.includes(file) && /fp16 ONNX graph but fp32/.test(e.message) && /Drop --fp16/.test(e.fix));
+  });
+});

@@ -81,7 +81,7 @@ export function restoreCommand(): Command {
       const files = await expandInputs(inputs);
       if (files.length === 0) throw new GpenLabError('E_FILE_MISSING', `No image files in ${inputs.join(', ')}`, `Pass image files (${IMAGE_EXTS.join(', ')}) or folders holding them.`, { input: inputs.join(', ') });
       const restorer = await Restorer.create({
-        model: spec, precision: o.fp16 ? 'fp16' : 'fp32', provider: parseProvider(o.provider), alpha: o.alpha, aligned: !!o.aligned,
+        model: spec, ...(o.fp16 ? { precision: 'fp16' as const } : {}), provider: parseProvider(o.provider), alpha: o.alpha, aligned: !!o.aligned,
         saveFace: !!o.saveFace, ext: o.ext, batch: o.batch, outDir: o.out, ...(o.maxPixels !== undefined ? { maxPixels: o.maxPixels } : {}),
         // the C API route creates the session off this thread: let decoding and detection of the first image overlap it
         ...(o.cudaOptions ? { session: { cudaOptions: o.cudaOptions }, deferSession: true } : {}), detectorProvider: parseProvider(o.detectorProvider),

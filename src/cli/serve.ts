@@ -37,7 +37,7 @@ export function serveCommand(): Command {
       // loaded here, not at start: fastify and prom-client cost every other command's start (a cold restore's too)
       const { startService } = await import('../serve/server.js');
       const svc = await startService({
-        host: o.host, port: o.port, model, provider: parseProvider(o.provider), precision: o.fp16 ? 'fp16' : 'fp32',
+        host: o.host, port: o.port, model, provider: parseProvider(o.provider), ...(o.fp16 ? { precision: 'fp16' as const } : {}),
         maxBatch: o.maxBatch, maxWaitMs: o.maxWaitMs, maxQueue: o.maxQueue, bodyLimit: o.bodyLimitMb * 2 ** 20, timeoutMs: o.timeoutMs,
         ...(o.maxPixels !== undefined ? { maxPixels: o.maxPixels } : {}), logLevel: o.logLevel === 'silent' ? false : o.logLevel,
         ...(o.cudaOptions ? { cudaOptions: o.cudaOptions } : {}),

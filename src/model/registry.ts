@@ -176,7 +176,12 @@ export async function convertPth(file: string, out: string, opts: { precision: P
   };
 }
 
-export async function prepareModel(spec: ModelSpec, precision: Precision = 'fp32'): Promise<PreparedModel> {
+/**
+ * The model ready for a session. `precision` undefined: an ONNX file's own precision, fp32 for everything else; an
+ * ONNX file asked for in the other precision is refused (it cannot be converted here).
+ */
+export async function prepareModel(spec: ModelSpec, asked?: Precision): Promise<PreparedModel> {
+  const precision: Precision = asked ?? 'fp32';
   if (spec.type === 'synthetic') {
     const seed = spec.seed ?? DEFAULT_SEED;
     // with a cache folder the graph is built once and later processes load the file (the lab's cold runs)
@@ -217,9 +222,9 @@ export async function prepareModel(spec: ModelSpec, precision: Precision = 'fp32
     return { model: buildGpenOnnx(arch, tensors, { precision }), label: spec.file, info: { ...info, precision } };
   }
   const info = await describeOnnxCached(spec.file);
-  if (precision !== info.precision) {
-    throw new GpenLabError('E_ARGUMENT', `${spec.file} is an ${info.precision} ONNX graph but ${precision} was asked for`,
-      `Drop --fp16/--precision for a ready-made ONNX file, or convert the official .pth with \`gpen-lab model convert IN.pth -o OUT.onnx${precision === 'fp16' ? ' --fp16' : ''}\`.`,
+  if (asked !== undefined && asked !== info.precision) {
+    throw new GpenLabError('E_ARGUMENT', `${spec.file} is an ${info.precision} ONNX graph but ${asked} was asked for`,
+      `Drop --fp16/--precision for a ready-made ONNX file (it runs in its own precision), or convert the official .pth with \`gpen-lab model convert IN.pth -o OUT.onnx${asked === 'fp16' ? ' --fp16' : ''}\`.`,
       { input: spec.file });
   }
   return { model: spec.file, label: spec.file, info };

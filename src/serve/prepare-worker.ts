@@ -6,7 +6,7 @@ import { prepareModel } from '../model/registry.js';
 import type { Precision } from '../model/gpen-graph.js';
 import type { ModelSpec } from '../model/registry.js';
 
-const { model, precision } = workerData as { model: ModelSpec; precision: Precision };
+const { model, precision } = workerData as { model: ModelSpec; precision?: Precision };
 try {
   const p = await prepareModel(model, precision);
   const transfer = typeof p.model === 'string' ? [] : [p.model.buffer as ArrayBuffer];

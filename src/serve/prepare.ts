@@ -7,7 +7,7 @@ import type { ErrorCode } from '../errors.js';
 import type { Precision } from '../model/gpen-graph.js';
 import type { ModelSpec, PreparedModel } from '../model/registry.js';
 
-export function prepareInWorker(model: ModelSpec, precision: Precision): Promise<PreparedModel> {
+export function prepareInWorker(model: ModelSpec, precision: Precision | undefined): Promise<PreparedModel> {
   const js = fileURLToPath(new URL('./prepare-worker.js', import.meta.url));
   const file = existsSync(js) ? js : fileURLToPath(new URL('./prepare-worker.ts', import.meta.url));
   // built: the .js file; from the sources (tests, tsx): register tsx inside the worker, then import the .ts

@@ -188,8 +188,8 @@ export async function startService(o: ServeOptions): Promise<Service> {
 
   const ready = (async () => {
     try {
-      const prepared = await prepareInWorker(o.model, o.precision ?? 'fp32'); // off the event loop: /healthz answers
-      const r = await Restorer.create({ model: o.model, prepared, provider: o.provider ?? 'cpu', precision: o.precision ?? 'fp32', batch: maxBatch, outDir: os.tmpdir(), write: false, ...(o.maxPixels !== undefined ? { maxPixels: o.maxPixels } : {}), ...(o.cudaOptions ? { session: { cudaOptions: o.cudaOptions } } : {}) });
+      const prepared = await prepareInWorker(o.model, o.precision); // off the event loop: /healthz answers
+      const r = await Restorer.create({ model: o.model, prepared, provider: o.provider ?? 'cpu', ...(o.precision ? { precision: o.precision } : {}), batch: maxBatch, outDir: os.tmpdir(), write: false, ...(o.maxPixels !== undefined ? { maxPixels: o.maxPixels } : {}), ...(o.cudaOptions ? { session: { cudaOptions: o.cudaOptions } } : {}) });
       const per = 3 * r.size * r.size;
       await r.inferCrops(new Float32Array(per), 1); // warm-up: the first run pays for allocation and algorithm search
       batcher = new FaceBatcher({ maxBatch, maxWaitMs, perFace: per, run: (x, n) => r.inferCrops(x, n), onBatch: (faces, requests, ms) => { m.batch.observe(faces); m.batchRequests.observe(requests); m.batchSeconds.observe(ms / 1000); } });
