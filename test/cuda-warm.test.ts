@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { warmCuda, wantsCudaWarmup } from '../src/runtime/cuda-warm.js';
+import { functionsAsync, warmCuda, wantsCudaWarmup } from '../src/runtime/cuda-warm.js';
 import koffi, { KOFFI_STACK_BYTES } from '../src/runtime/koffi.js';
 
 const hasCudart = (): boolean => spawnSync('sh', ['-c', 'ldconfig -p | grep -q "libcudart.so.13 "']).status === 0;
@@ -29,6 +29,14 @@ describe('CUDA warm-up', () => {
     assert.equal(clean(probe(['restore', 'a.png', '--provider', 'cuda'])), '8');
     assert.equal(clean(probe(['restore', 'a.png'])), '');
     assert.equal(clean(probe(['restore', 'a.png', '--provider', 'cuda'], { UV_THREADPOOL_SIZE: '16' })), '16', 'a size the user set stays');
+  });
+
+  it('finds functions on worker threads (dlopen, dlsym) and calls them; a missing library or symbol is named', async () => {
+    const { cos } = await functionsAsync('libm.so.6', { cos: koffi.proto('double gpenTestWarmCos(double x)') });
+    const r = await new Promise<number>((resolve, reject) => cos.async(0, (err: unknown, v: number) => (err ? reject(err) : resolve(v))));
+    assert.equal(r, 1);
+    await assert.rejects(functionsAsync('libm.so.6', { no_such_function_here: koffi.proto('int gpenTestWarmMissing()') }), /no_such_function_here was not found in libm\.so\.6/);
+    await assert.rejects(functionsAsync('libgpen-no-such-library.so.1', {}), /libgpen-no-such-library\.so\.1 could not be loaded/);
   });
 
   it('runs native calls on 8 MiB stacks (async CreateSession and cudaFree(0) overflowed koffi\'s 128 KiB default)', () => {

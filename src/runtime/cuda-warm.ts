@@ -20,16 +20,41 @@ function callAsync(f: AsyncFn, ...args: unknown[]): Promise<unknown> {
   return new Promise((resolve, reject) => f.async(...args, (err: unknown, res: unknown) => (err ? reject(err) : resolve(res))));
 }
 
-let libc: { dlopen: AsyncFn; dlerror: () => string | null } | null = null;
+let libc: { dlopen: AsyncFn; dlsym: AsyncFn; dlerror: () => string | null } | null = null;
 
-/** dlopen on a worker thread (a large library's mapping and relocations stay off the JavaScript thread). */
-async function dlopenAsync(soname: string): Promise<void> {
+/**
+ * The named functions of a library, found entirely on worker threads (dlopen, then dlsym) and decoded here with
+ * `protos`. The JavaScript thread never calls dlopen itself: the dynamic loader's lock is held for as long as a large
+ * library (cuBLAS Lt, cuDNN's engines) takes to map and relocate, and a dlopen here would wait for it (the model
+ * stage of CUDA cold starts took 60-100 ms instead of 2-8 while the warm-up loaded its libraries).
+ */
+type Proto = ReturnType<typeof koffi.proto>;
+
+export async function functionsAsync(soname: string, protos: Record<string, Proto>): Promise<Record<string, AsyncFn>> {
   libc ??= (() => {
     const l = koffi.load('libc.so.6');
-    return { dlopen: l.func('void *dlopen(const char *file, int mode)') as AsyncFn, dlerror: l.func('const char *dlerror()') as () => string | null };
+    return { dlopen: l.func('void *dlopen(const char *file, int mode)') as AsyncFn, dlsym: l.func('void *dlsym(void *handle, const char *name)') as AsyncFn, dlerror: l.func('const char *dlerror()') as () => string | null };
   })();
   const h = await callAsync(libc.dlopen, soname, RTLD_NOW_GLOBAL);
   if (!h) throw new Error(`${soname} could not be loaded: ${libc.dlerror() ?? 'not found'}`);
+  const out: Record<string, AsyncFn> = {};
+  for (const [name, proto] of Object.entries(protos)) {
+    const ptr = await callAsync(libc.dlsym, h, name);
+    if (!ptr) throw new Error(`${name} was not found in ${soname}`);
+    out[name] = koffi.decode(ptr, proto) as AsyncFn;
+  }
+  return out;
+}
+
+/** Prototypes, declared once (koffi's type names are global to the process). */
+let protos: { free: Proto; create: Proto; destroy: Proto } | null = null;
+function warmProtos(): { free: Proto; create: Proto; destroy: Proto } {
+  protos ??= {
+    free: koffi.proto('int gpenWarmCudaFree(void *p)'),
+    create: koffi.proto('int gpenWarmCreate(_Out_ void **handle)'),
+    destroy: koffi.proto('int gpenWarmDestroy(void *handle)'),
+  };
+  return protos;
 }
 
 async function step(steps: Record<string, WarmStep>, name: string, work: () => Promise<void>): Promise<boolean> {
@@ -46,10 +71,8 @@ async function step(steps: Record<string, WarmStep>, name: string, work: () => P
 
 /** Creates one handle with `create(&h)` and destroys it; a non-zero status is an error naming the call. */
 async function handleRoundTrip(soname: string, create: string, destroy: string): Promise<void> {
-  await dlopenAsync(soname);
-  const lib = koffi.load(soname);
-  const c = lib.func(`int ${create}(_Out_ void **handle)`) as AsyncFn;
-  const d = lib.func(`int ${destroy}(void *handle)`) as AsyncFn;
+  const p = warmProtos();
+  const { [create]: c, [destroy]: d } = await functionsAsync(soname, { [create]: p.create, [destroy]: p.destroy });
   const out: unknown[] = [null];
   const rc = (await callAsync(c, out)) as number;
   if (rc !== 0) throw new Error(`${create} returned ${rc}`);
@@ -63,9 +86,8 @@ async function handleRoundTrip(soname: string, create: string, destroy: string):
 export async function warmCuda(): Promise<WarmReport> {
   const report: WarmReport = { startedAt: performance.now(), steps: {} };
   const ok = await step(report.steps, 'context', async () => {
-    await dlopenAsync('libcudart.so.13');
-    const f = koffi.load('libcudart.so.13').func('int cudaFree(void *p)') as AsyncFn;
-    const rc = (await callAsync(f, null)) as number;
+    const { cudaFree } = await functionsAsync('libcudart.so.13', { cudaFree: warmProtos().free });
+    const rc = (await callAsync(cudaFree, null)) as number;
     if (rc !== 0) throw new Error(`cudaFree(0) returned CUDA error ${rc}`);
   });
   if (!ok) return report;
