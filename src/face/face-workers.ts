@@ -38,6 +38,7 @@ export class FaceWorkers {
   private inFlight = 0;
   private readonly waiting = new Map<number, { resolve: (r: FaceReply) => void; reject: (e: Error) => void }>();
   private failure: Error | null = null;
+  private closing = false;
 
   constructor(readonly threads: number = defaultFaceThreads()) {
     const args = nodeScriptArgs(import.meta.url, 'face-worker');
@@ -47,7 +48,7 @@ export class FaceWorkers {
       const w = args.length === 1 ? new Worker(script) : new Worker(`import('tsx/esm/api').then((t) => { t.register(); return import(${JSON.stringify(pathToFileURL(script).href)}); });`, { eval: true });
       w.on('message', (r: FaceReply) => this.settle(r));
       w.on('error', (e) => this.fail(e));
-      w.on('exit', (code) => { if (code !== 0) this.fail(new Error(`a face worker exited with code ${code}`)); });
+      w.on('exit', (code) => { if (code !== 0 && !this.closing) this.fail(new Error(`a face worker exited with code ${code}`)); });
       w.unref();
       this.workers.push(w);
     }
@@ -103,6 +104,10 @@ export class FaceWorkers {
   }
 
   async close(): Promise<void> {
+    // terminating workers exit with code 1: not a failure; held referenced until they are gone, so that the event
+    // loop waits for their exit (an unreferenced worker's terminate() can leave the loop empty with it pending)
+    this.closing = true;
+    for (const w of this.workers) w.ref();
     await Promise.all(this.workers.map((w) => w.terminate()));
     this.workers.length = 0;
   }
