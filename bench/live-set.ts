@@ -1,0 +1,54 @@
+// The live set of a GPEN graph: runs it once on the CPU with ONNX Runtime's optimisations off (so the profile's node
+// names are the graph's own), takes each node's output shapes from the profile, and walks the execution order
+// keeping every activation alive until its last consumer. Prints the peak (the least memory any allocator needs for
+// the activations, weights apart) and the tensors alive there. For P5 of the GPU-speed issue: compare with what ONNX
+// Runtime's CUDA arena holds.  Usage: npx tsx bench/live-set.ts [size=512] [precision=fp32]
+import { readFileSync, rmSync, mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { onnx } from '../src/model/onnx-builder.js';
+import { prepareModel } from '../src/model/registry.js';
+import { CapiSession } from '../src/runtime/capi.js';
+
+const size = Number(process.argv[2] ?? 512);
+const precision = (process.argv[3] ?? 'fp32') as 'fp32' | 'fp16';
+const p = await prepareModel({ type: 'synthetic', size, seed: 0 }, 'fp32');
+const bytes = p.model as Uint8Array;
+const model = onnx.ModelProto.decode(bytes);
+const consumers = new Map<string, string[]>();
+for (const n of model.graph!.node!) for (const i of n.input ?? []) (consumers.get(i) ?? consumers.set(i, []).get(i)!).push(n.name!);
+const outputsOf = new Map(model.graph!.node!.map((n) => [n.name!, n.output ?? []]));
+const initializers = new Set(model.graph!.initializer!.map((t) => t.name!));
+
+const dir = mkdtempSync(path.join(os.tmpdir(), 'gpen-live-'));
+const s = CapiSession.create(bytes, { provider: 'cpu', graphOptimizationLevel: 0, profilePrefix: path.join(dir, 'p') });
+const per = 3 * size * size;
+s.run(new Float32Array(per).fill(0.1), [1, 3, size, size], per);
+const events = JSON.parse(readFileSync(s.endProfiling(), 'utf8')) as { cat: string; name: string; args?: { output_type_shape?: Record<string, number[]>[]; op_name?: string } }[];
+s.release();
+rmSync(dir, { recursive: true, force: true });
+
+// execution order and output sizes (bytes at the asked precision: fp16 halves every activation but the few kept fp32)
+const order: { node: string; op: string; out: { name: string; bytes: number }[] }[] = [];
+for (const e of events) {
+  if (e.cat !== 'Node' || !e.name.endsWith('_kernel_time')) continue;
+  const node = e.name.slice(0, -'_kernel_time'.length);
+  const names = outputsOf.get(node) ?? [];
+  const shapes = (e.args?.output_type_shape ?? []).map((o) => Object.values(o)[0] ?? []);
+  const scale = precision === 'fp16' ? 2 : 4;
+  order.push({ node, op: e.args?.op_name ?? '?', out: names.map((n, i) => ({ name: n, bytes: (shapes[i] ?? []).reduce((a, b) => a * b, 1) * scale })) });
+}
+const step = new Map(order.map((o, i) => [o.node, i]));
+const lastUse = (t: string): number => Math.max(-1, ...(consumers.get(t) ?? []).map((c) => step.get(c) ?? -1));
+const live = new Map<string, { bytes: number; until: number; op: string }>();
+let peak = 0, peakAt = 0, peakSet: [string, number, string][] = [];
+live.set('input', { bytes: per * 4, until: lastUse('input'), op: 'input' });
+order.forEach((o, i) => {
+  for (const t of o.out) if (!initializers.has(t.name)) live.set(t.name, { bytes: t.bytes, until: Math.max(i, lastUse(t.name)), op: o.op });
+  const total = [...live.values()].reduce((a, v) => a + v.bytes, 0);
+  if (total > peak) { peak = total; peakAt = i; peakSet = [...live.entries()].map(([n, v]) => [n, v.bytes, v.op]); }
+  for (const [n, v] of live) if (v.until <= i) live.delete(n);
+});
+const MiB = 1024 * 1024;
+const top = peakSet.sort((a, b) => b[1] - a[1]).slice(0, 12);
+process.stdout.write(`${JSON.stringify({ size, precision, nodes: order.length, peakMiB: +(peak / MiB).toFixed(1), peakAtNode: order[peakAt]?.node, peakAtOp: order[peakAt]?.op, liveTensors: peakSet.length, largest: top.map(([n, b, op]) => ({ tensor: n, op, MiB: +(b / MiB).toFixed(1) })) }, null, 1)}\n`);
