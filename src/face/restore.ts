@@ -170,9 +170,11 @@ export class Restorer {
     const sessionP = openSession(prepared.model, { provider, label: prepared.label, allowSpinning: false, ...opts.session });
     void sessionP.then(() => { createMs.session = performance.now() - t1; }, () => undefined);
     const t2 = performance.now();
+    const holder: { r: Restorer | null } = { r: null };
     let detector: FaceDetector | null;
     try {
-      detector = opts.aligned ? null : (opts.detector ?? (await createBlazeFace({ provider: opts.detectorProvider ?? 'cpu' })));
+      // BlazeFace fills its tiles and crops on the face workers too (the Restorer's, made at first use)
+      detector = opts.aligned ? null : (opts.detector ?? (await createBlazeFace({ provider: opts.detectorProvider ?? 'cpu', inputWorkers: () => holder.r?.faceWorkers(FACE_WORKERS_FROM) ?? null })));
     } catch (e) {
       void sessionP.then((s) => s.release(), () => undefined);
       throw e;
@@ -181,6 +183,7 @@ export class Restorer {
     const fixed = prepared.info.onnx?.fixedBatch ?? null;
     const r = new Restorer(prepared.info, sessionP, provider, detector, { ...opts, alpha, batch: fixed ?? batch, aligned: opts.aligned ?? false, saveFace: opts.saveFace ?? false, ext: opts.ext ?? '.png', write: opts.write ?? true }, prepared.label);
     r.createMs = createMs;
+    holder.r = r;
     if (!opts.deferSession) {
       try {
         await r.ready();
