@@ -136,5 +136,14 @@ case "${1:-}" in
       --photo assets/Solvay_conference_1927.png --e2e-detector cpu --e2e-runs 4 --e2e-cuda-options enable_cuda_graph=1 --e2e-cuda-options $LEAN \
       --out "$OUT/e2e3.json" > /dev/null 2> "$OUT/e2e3-progress.txt"; echo "e2e3 exit $?"; grep "end to end" "$OUT/e2e3-progress.txt" | cut -c1-400
     ;;
-  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3" >&2; exit 2 ;;
+  arena)
+    # P5: the CUDA arena's slack against the graph's live set (bench/live-set.ts: 161.5 MiB fp16 batch 1); BFC keeps
+    # chunks whole up to max_dead_bytes_per_chunk (128 MiB by default): smaller values split them (not yet run)
+    B="node dist/cli/index.js bench --synthetic 512 --provider '' --precision fp16 --batch 1 --runs 10"
+    $B --capi-cuda $LEAN --capi-cuda $LEAN,arena.max_dead_bytes_per_chunk=1048576 \
+      --capi-cuda $LEAN,arena.max_dead_bytes_per_chunk=1048576,arena.initial_chunk_size_bytes=1048576 \
+      --capi-cuda $LEAN,arena.max_dead_bytes_per_chunk=1048576,gpu_mem_limit=402653184 \
+      --out "$OUT/arena.json" > /dev/null 2> "$OUT/arena-progress.txt"; echo "arena exit $?"; grep -v "^\s*$" "$OUT/arena-progress.txt" | cut -c1-300 | tail -20
+    ;;
+  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena" >&2; exit 2 ;;
 esac

@@ -5,7 +5,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { GpenLabError } from '../src/errors.js';
 import { prepareModel } from '../src/model/registry.js';
-import { CapiSession, splitCudaOptions } from '../src/runtime/capi.js';
+import { CapiSession, checkArenaConfig, splitCudaOptions } from '../src/runtime/capi.js';
 import { ModelSession, placementFromProfile } from '../src/runtime/session.js';
 import { openSession, parseCudaOptions } from '../src/runtime/capi-model.js';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -96,6 +96,11 @@ describe('ONNX Runtime C API route', () => {
     assert.deepEqual(splitCudaOptions({ graph_optimization_level: '0', cudnn_conv_algo_search: 'HEURISTIC' }), { cuda: { cudnn_conv_algo_search: 'HEURISTIC' }, graphOptimizationLevel: 0 });
     assert.deepEqual(splitCudaOptions({ 'session.use_device_allocator_for_initializers': '1', device_id: '0' }), { cuda: { device_id: '0' }, config: { 'session.use_device_allocator_for_initializers': '1' } });
     assert.deepEqual(splitCudaOptions({ graph_cache: '1', cudnn_conv_algo_search: 'HEURISTIC' }), { cuda: { cudnn_conv_algo_search: 'HEURISTIC' }, graphCache: true });
+    assert.deepEqual(splitCudaOptions({ 'arena.max_dead_bytes_per_chunk': '1048576', 'arena.arena_extend_strategy': '1', cudnn_conv_algo_search: 'HEURISTIC' }),
+      { cuda: { cudnn_conv_algo_search: 'HEURISTIC' }, arena: { max_dead_bytes_per_chunk: 1048576, arena_extend_strategy: 1 } });
+    for (const bad of [{ 'arena.no_such_key': '1' }, { 'arena.max_mem': '-5' }, { 'arena.max_mem': '1e9' }]) {
+      assert.throws(() => splitCudaOptions(bad), (e: unknown) => e instanceof GpenLabError && e.code === 'E_ARGUMENT' && /arena\./.test(e.message) && /arena\.max_dead_bytes_per_chunk=/.test(e.fix), JSON.stringify(bad));
+    }
     assert.throws(() => splitCudaOptions({ graph_optimization_level: '3' }), (e: unknown) => e instanceof GpenLabError && e.code === 'E_ARGUMENT' && /graph_optimization_level/.test(e.message) && /0, 1, 2, 99/.test(e.message));
     assert.deepEqual(parseCudaOptions('cudnn_conv_algo_search=HEURISTIC, prefer_nhwc=1'), { cudnn_conv_algo_search: 'HEURISTIC', prefer_nhwc: '1' });
     for (const bad of ['HEURISTIC', '=1', 'k=', 'a=1,b']) {
@@ -114,6 +119,11 @@ describe('ONNX Runtime C API route', () => {
     }
     await assert.rejects(openSession(p.model, { provider: 'cuda', cudaOptions: { cudnn_conv_algo_search: 'HEURISTIC' }, label: 'identity-64' }),
       (e: unknown) => e instanceof GpenLabError && e.code === 'E_PROVIDER_UNAVAILABLE' && /setup cuda/.test(e.fix) && e.details.input === 'identity-64');
+  });
+
+  it('an arena configuration is checked by ONNX Runtime itself (CreateArenaCfgV2), and an unknown key is its coded error', () => {
+    checkArenaConfig({ max_dead_bytes_per_chunk: 1 << 20, arena_extend_strategy: 1, initial_chunk_size_bytes: 1 << 24 });
+    assert.throws(() => checkArenaConfig({ not_an_arena_key: 1 }), (e: unknown) => e instanceof GpenLabError && e.code === 'E_SESSION' && /CreateArenaCfgV2\(not_an_arena_key\) failed: .*not_an_arena_key/.test(e.message));
   });
 
   it('createAsync works on a worker thread: the event loop runs meanwhile, and the session computes the same output', async () => {

@@ -19,9 +19,10 @@ const IX = {
   CreateMemoryInfo: 68, AllocatorFree: 76, GetAllocatorWithDefaultOptions: 78, ReleaseRunOptions: 97, SessionEndProfiling: 110,
   AddSessionConfigEntry: 130, CreateAllocator: 131, ReleaseAllocator: 132, RunWithBinding: 133, CreateIoBinding: 134,
   ReleaseIoBinding: 135, BindInput: 136, BindOutput: 137, AddRunConfigEntry: 165,
+  ReleaseArenaCfg: 157, CreateArenaCfgV2: 164, UpdateCUDAProviderOptionsWithValue: 263, GetCUDAProviderOptionsByName: 264,
 } as const;
 const API_VERSION = 14;
-const TABLE = 210;
+const TABLE = 265;
 
 /** A decoded function pointer: callable, and `.async(...args, callback)` runs it on one of libuv's worker threads. */
 type Fn = ((...args: unknown[]) => unknown) & { async: (...args: unknown[]) => void };
@@ -79,6 +80,10 @@ function load(): Api {
     BindInput: 'void *f(void *binding, const char *name, void *value)',
     BindOutput: 'void *f(void *binding, const char *name, void *value)',
     AddRunConfigEntry: 'void *f(void *runOptions, const char *key, const char *value)',
+    ReleaseArenaCfg: 'void f(void *p)',
+    CreateArenaCfgV2: 'void *f(const char **keys, const size_t *values, size_t n, _Out_ void **out)',
+    UpdateCUDAProviderOptionsWithValue: 'void *f(void *cudaOptions, const char *key, void *value)',
+    GetCUDAProviderOptionsByName: 'void *f(void *cudaOptions, const char *key, _Out_ void **value)',
   };
   const fns = {} as Record<keyof typeof IX, Fn>;
   for (const [name, i] of Object.entries(IX) as [keyof typeof IX, number][]) {
@@ -113,6 +118,26 @@ export interface CapiOptions {
   profilePrefix?: string;
   /** ONNX Runtime's memory patterns (one planned block for the activations; default on). */
   memPattern?: boolean;
+  /** The CUDA arena's configuration (OrtArenaCfg keys: max_dead_bytes_per_chunk, initial_chunk_size_bytes, ...). */
+  arena?: Record<string, number>;
+}
+
+/** The keys CreateArenaCfgV2 takes (onnxruntime_c_api.h). */
+export const ARENA_KEYS = ['max_mem', 'arena_extend_strategy', 'initial_chunk_size_bytes', 'max_dead_bytes_per_chunk', 'initial_growth_chunk_size_bytes', 'max_power_of_two_extend_bytes'] as const;
+
+/** Creates an OrtArenaCfg (release it with ReleaseArenaCfg); ONNX Runtime's refusal is a coded error. */
+function arenaCfg(a: Api, arena: Record<string, number>): unknown {
+  const keys = Object.keys(arena);
+  const values = BigUint64Array.from(keys.map((k) => BigInt(arena[k])));
+  const out: unknown[] = [null];
+  check(a, a.fns.CreateArenaCfgV2(keys, values, keys.length, out), `CreateArenaCfgV2(${keys.join(', ')})`);
+  return out[0];
+}
+
+/** Checks an arena configuration with ONNX Runtime itself (on any machine: it needs no GPU). */
+export function checkArenaConfig(arena: Record<string, number>): void {
+  const a = load();
+  a.fns.ReleaseArenaCfg(arenaCfg(a, arena));
 }
 
 /** Keys of a CUDA option set that are session options of gpen-lab's, not CUDA provider options. */
@@ -120,23 +145,34 @@ export const SESSION_KEYS = {
   mem_pattern: 'ONNX Runtime memory patterns, 0 or 1',
   graph_optimization_level: 'ONNX Runtime graph optimisations: 0 disabled, 1 basic, 2 extended, 99 all',
   graph_cache: '1: cache the optimised graph of an ONNX file and load it with optimisations off in later sessions',
-  'session.*': 'any key with a dot: an ONNX Runtime session config entry (e.g. session.use_device_allocator_for_initializers=1)',
+  'arena.*': 'the CUDA arena (OrtArenaCfg): arena.max_dead_bytes_per_chunk, arena.initial_chunk_size_bytes, arena.arena_extend_strategy (0 power of two, 1 as requested), arena.max_mem, ...',
+  'session.*': 'any other key with a dot: an ONNX Runtime session config entry (e.g. session.use_device_allocator_for_initializers=1)',
 } as const;
 
 const LEVELS = [0, 1, 2, 99] as const;
 
 /** Splits gpen-lab's session keys (mem_pattern) from the CUDA provider options. */
-export function splitCudaOptions(all: Record<string, string>): { cuda: Record<string, string>; memPattern?: boolean; graphOptimizationLevel?: 0 | 1 | 2 | 99; config?: Record<string, string>; graphCache?: boolean } {
+export function splitCudaOptions(all: Record<string, string>): { cuda: Record<string, string>; memPattern?: boolean; graphOptimizationLevel?: 0 | 1 | 2 | 99; config?: Record<string, string>; graphCache?: boolean; arena?: Record<string, number> } {
   const { mem_pattern: mp, graph_optimization_level: gl, graph_cache: gc, ...rest } = all;
-  // keys with a dot are session config entries (session.use_device_allocator_for_initializers=1, ...)
+  // arena.<key>=<bytes>: the CUDA arena's configuration; other keys with a dot are session config entries
+  const arenaEntries = Object.entries(rest).filter(([k]) => k.startsWith('arena.'));
+  const arena: Record<string, number> = {};
+  for (const [k, v] of arenaEntries) {
+    const key = k.slice('arena.'.length);
+    if (!(ARENA_KEYS as readonly string[]).includes(key) || !/^\d+$/.test(v)) {
+      throw new GpenLabError('E_ARGUMENT', `Expected ${k} to be one of arena.${ARENA_KEYS.join(', arena.')} with a whole number of bytes, but received "${k}=${v}"`,
+        `Pass e.g. arena.max_dead_bytes_per_chunk=1048576 (${SESSION_KEYS['arena.*']}).`, { input: k });
+    }
+    arena[key] = Number(v);
+  }
   const cuda = Object.fromEntries(Object.entries(rest).filter(([k]) => !k.includes('.')));
-  const config = Object.fromEntries(Object.entries(rest).filter(([k]) => k.includes('.')));
+  const config = Object.fromEntries(Object.entries(rest).filter(([k]) => k.includes('.') && !k.startsWith('arena.')));
   let level: 0 | 1 | 2 | 99 | undefined;
   if (gl !== undefined) {
     level = LEVELS.find((l) => String(l) === gl);
     if (level === undefined) throw new GpenLabError('E_ARGUMENT', `Expected graph_optimization_level to be one of ${LEVELS.join(', ')} but received "${gl}"`, `Pass graph_optimization_level=${LEVELS.join('|')} (${SESSION_KEYS.graph_optimization_level}).`, { input: 'graph_optimization_level' });
   }
-  return { cuda, ...(mp !== undefined ? { memPattern: mp !== '0' } : {}), ...(level !== undefined ? { graphOptimizationLevel: level } : {}), ...(Object.keys(config).length ? { config } : {}), ...(gc !== undefined ? { graphCache: gc === '1' } : {}) };
+  return { cuda, ...(mp !== undefined ? { memPattern: mp !== '0' } : {}), ...(level !== undefined ? { graphOptimizationLevel: level } : {}), ...(Object.keys(config).length ? { config } : {}), ...(gc !== undefined ? { graphCache: gc === '1' } : {}), ...(arenaEntries.length ? { arena } : {}) };
 }
 
 /** ONNX tensor element types used here. */
@@ -170,13 +206,15 @@ export class CapiSession {
   private constructor(private readonly a: Api, private readonly session: unknown, private readonly info: unknown, readonly runtimeVersion: string, readonly cudaOptions: Record<string, string> | null) {}
 
   static create(model: string | Uint8Array, o: CapiOptions): CapiSession {
-    const { a, opts, cudaAsked } = CapiSession.options(o);
+    const { a, opts, cudaAsked, arena } = CapiSession.options(o);
     const out: unknown[] = [null];
     try {
       if (typeof model === 'string') check(a, a.fns.CreateSession(env, model, opts, out), 'CreateSession');
       else check(a, a.fns.CreateSessionFromArray(env, model, model.byteLength, opts, out), 'CreateSessionFromArray');
     } finally {
       a.fns.ReleaseSessionOptions(opts);
+      // the provider built its arena from it while the session was created
+      if (arena) a.fns.ReleaseArenaCfg(arena);
     }
     return CapiSession.wrap(a, out[0], cudaAsked);
   }
@@ -186,7 +224,7 @@ export class CapiSession {
    * e.g. decoding and detecting the first image of a cold start while CUDA and the model load.
    */
   static async createAsync(model: string | Uint8Array, o: CapiOptions): Promise<CapiSession> {
-    const { a, opts, cudaAsked } = CapiSession.options(o);
+    const { a, opts, cudaAsked, arena } = CapiSession.options(o);
     const out: unknown[] = [null];
     try {
       const status = await new Promise<unknown>((resolve, reject) => {
@@ -197,12 +235,13 @@ export class CapiSession {
       check(a, status, typeof model === 'string' ? 'CreateSession' : 'CreateSessionFromArray');
     } finally {
       a.fns.ReleaseSessionOptions(opts);
+      if (arena) a.fns.ReleaseArenaCfg(arena);
     }
     return CapiSession.wrap(a, out[0], cudaAsked);
   }
 
   /** The environment (once) and the session options for `o`; the caller releases the options. */
-  private static options(o: CapiOptions): { a: Api; opts: unknown; cudaAsked: Record<string, string> | null } {
+  private static options(o: CapiOptions): { a: Api; opts: unknown; cudaAsked: Record<string, string> | null; arena: unknown } {
     const a = load();
     const out: unknown[] = [null];
     if (!env) {
@@ -212,6 +251,7 @@ export class CapiSession {
     check(a, a.fns.CreateSessionOptions(out), 'CreateSessionOptions');
     const opts = out[0];
     let cudaAsked: Record<string, string> | null = null;
+    let arena: unknown = null;
     try {
       check(a, a.fns.SetSessionGraphOptimizationLevel(opts, o.graphOptimizationLevel ?? 99), 'SetSessionGraphOptimizationLevel');
       if (o.intraOpNumThreads) check(a, a.fns.SetIntraOpNumThreads(opts, o.intraOpNumThreads), 'SetIntraOpNumThreads');
@@ -228,6 +268,13 @@ export class CapiSession {
           cudaAsked = { device_id: '0', ...o.cuda };
           const entries = Object.entries(cudaAsked);
           check(a, a.fns.UpdateCUDAProviderOptions(cudaOpts, entries.map((e) => e[0]), entries.map((e) => e[1]), entries.length), 'UpdateCUDAProviderOptions');
+          if (o.arena) {
+            arena = arenaCfg(a, o.arena);
+            check(a, a.fns.UpdateCUDAProviderOptionsWithValue(cudaOpts, 'default_memory_arena_cfg', arena), 'UpdateCUDAProviderOptionsWithValue(default_memory_arena_cfg)');
+            // read back: the arena configuration must be the one the provider will use, never silently another
+            check(a, a.fns.GetCUDAProviderOptionsByName(cudaOpts, 'default_memory_arena_cfg', out), 'GetCUDAProviderOptionsByName(default_memory_arena_cfg)');
+            if (koffi.address(out[0]) !== koffi.address(arena)) throw new GpenLabError('E_SESSION', 'The CUDA provider options did not keep the arena configuration (default_memory_arena_cfg read back differs)', 'Drop the arena.* keys and report it with `gpen-lab doctor --provider cuda`.');
+          }
           check(a, a.fns.SessionOptionsAppendExecutionProvider_CUDA_V2(opts, cudaOpts), 'SessionOptionsAppendExecutionProvider_CUDA_V2');
         } finally {
           a.fns.ReleaseCUDAProviderOptions(cudaOpts);
@@ -235,9 +282,10 @@ export class CapiSession {
       }
     } catch (e) {
       a.fns.ReleaseSessionOptions(opts);
+      if (arena) a.fns.ReleaseArenaCfg(arena);
       throw e;
     }
-    return { a, opts, cudaAsked };
+    return { a, opts, cudaAsked, arena };
   }
 
   private static wrap(a: Api, session: unknown, cudaAsked: Record<string, string> | null): CapiSession {
