@@ -98,7 +98,7 @@ describe('ONNX Runtime C API route', () => {
     assert.deepEqual(splitCudaOptions({ graph_cache: '1', cudnn_conv_algo_search: 'HEURISTIC' }), { cuda: { cudnn_conv_algo_search: 'HEURISTIC' }, graphCache: true });
     assert.deepEqual(splitCudaOptions({ 'arena.max_dead_bytes_per_chunk': '1048576', 'arena.arena_extend_strategy': '1', cudnn_conv_algo_search: 'HEURISTIC' }),
       { cuda: { cudnn_conv_algo_search: 'HEURISTIC' }, arena: { max_dead_bytes_per_chunk: 1048576, arena_extend_strategy: 1 } });
-    for (const bad of [{ 'arena.no_such_key': '1' }, { 'arena.max_mem': '-5' }, { 'arena.max_mem': '1e9' }]) {
+    for (const bad of [{ 'arena.no_such_key': '1' }, { 'arena.max_mem': '-5' }, { 'arena.max_mem': '1e9' }] as Record<string, string>[]) {
       assert.throws(() => splitCudaOptions(bad), (e: unknown) => e instanceof GpenLabError && e.code === 'E_ARGUMENT' && /arena\./.test(e.message) && /arena\.max_dead_bytes_per_chunk=/.test(e.fix), JSON.stringify(bad));
     }
     assert.throws(() => splitCudaOptions({ graph_optimization_level: '3' }), (e: unknown) => e instanceof GpenLabError && e.code === 'E_ARGUMENT' && /graph_optimization_level/.test(e.message) && /0, 1, 2, 99/.test(e.message));
