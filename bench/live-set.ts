@@ -3,12 +3,13 @@
 // keeping every activation alive until its last consumer. Prints the peak (the least memory any allocator needs for
 // the activations, weights apart) and the tensors alive there. For P5 of the GPU-speed issue: compare with what ONNX
 // Runtime's CUDA arena holds.  Usage: npx tsx bench/live-set.ts [size=512] [precision=fp32]
-import { readFileSync, rmSync, mkdtempSync } from 'node:fs';
+import { rmSync, mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { onnx } from '../src/model/onnx-builder.js';
 import { prepareModel } from '../src/model/registry.js';
 import { CapiSession } from '../src/runtime/capi.js';
+import { readProfileNodes } from '../src/runtime/session.js';
 
 const size = Number(process.argv[2] ?? 512);
 const precision = (process.argv[3] ?? 'fp32') as 'fp32' | 'fp16';
@@ -24,19 +25,16 @@ const dir = mkdtempSync(path.join(os.tmpdir(), 'gpen-live-'));
 const s = CapiSession.create(bytes, { provider: 'cpu', graphOptimizationLevel: 0, profilePrefix: path.join(dir, 'p') });
 const per = 3 * size * size;
 s.run(new Float32Array(per).fill(0.1), [1, 3, size, size], per);
-const events = JSON.parse(readFileSync(s.endProfiling(), 'utf8')) as { cat: string; name: string; args?: { output_type_shape?: Record<string, number[]>[]; op_name?: string } }[];
+const runs = readProfileNodes(s.endProfiling());
 s.release();
 rmSync(dir, { recursive: true, force: true });
 
 // execution order and output sizes (bytes at the asked precision: fp16 halves every activation but the few kept fp32)
 const order: { node: string; op: string; out: { name: string; bytes: number }[] }[] = [];
-for (const e of events) {
-  if (e.cat !== 'Node' || !e.name.endsWith('_kernel_time')) continue;
-  const node = e.name.slice(0, -'_kernel_time'.length);
-  const names = outputsOf.get(node) ?? [];
-  const shapes = (e.args?.output_type_shape ?? []).map((o) => Object.values(o)[0] ?? []);
-  const scale = precision === 'fp16' ? 2 : 4;
-  order.push({ node, op: e.args?.op_name ?? '?', out: names.map((n, i) => ({ name: n, bytes: (shapes[i] ?? []).reduce((a, b) => a * b, 1) * scale })) });
+const scale = precision === 'fp16' ? 2 : 4;
+for (const r of runs) {
+  const names = outputsOf.get(r.node) ?? [];
+  order.push({ node: r.node, op: r.op, out: names.map((n, i) => ({ name: n, bytes: (r.outputShapes[i] ?? []).reduce((a, b) => a * b, 1) * scale })) });
 }
 const step = new Map(order.map((o, i) => [o.node, i]));
 const lastUse = (t: string): number => Math.max(-1, ...(consumers.get(t) ?? []).map((c) => step.get(c) ?? -1));

@@ -12,10 +12,10 @@ import { GpenLabError, badArgument } from '../errors.js';
 import type { Provider } from '../runtime/providers.js';
 import { ModelSession } from '../runtime/session.js';
 import { withDynamicBatch } from './blazeface-graph.js';
-import type { DetectorInput, FaceWorkers } from './face-workers.js';
+import type { FaceWorkers } from './face-workers.js';
 import { sharedBytes } from './face-workers.js';
-import type { CropMap } from './resample.js';
-import { cropMap, cropToTensor, halve, windowToTensor } from './resample.js';
+import type { CropMap, DetectorInput } from './resample.js';
+import { cropMap, fillDetectorInput, halve } from './resample.js';
 import type { DetectedFace, FaceDetector, Pt } from './types.js';
 
 export interface BlazeFaceOptions {
@@ -48,7 +48,6 @@ const FRONT_FILE = 'face_detection_front_128x128_barracuda.onnx';
 const BACK = 256;
 /** Runs with fewer inputs than this are filled on the calling thread (a message round trip costs more). */
 const INPUT_WORKERS_FROM = 8;
-type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 const FRONT = 128;
 
 /** Step between tiles: the 128 px overlap holds, whole, any face a level keeps. */
@@ -271,31 +270,31 @@ export async function createBlazeFace(opts: BlazeFaceOptions = {}): Promise<Face
   let released = false;
   const fixedShape = opts.padBatch ?? provider !== 'cpu';
 
-  /** What the face workers need to fill inputs themselves: the pyramid in shared memory and each input's source. */
-  interface Inputs {
-    levels: () => RgbImage[];
-    describe: (k: number) => DistributiveOmit<DetectorInput, 'offset'>;
+  /** A detection's pyramid, as it is and (made on first use) in shared memory for the face workers. */
+  interface Levels {
+    plain: RgbImage[];
+    shared: () => RgbImage[];
   }
   // input buffers, one per call in flight: concurrent detect() calls (the service) must not share one
   const free: Float32Array<ArrayBuffer>[] = [];
   /**
-   * Runs `count` inputs of size x size x 3, `batch` at a time: `fill(k, tensor)` writes input k, `each(k, outputs)`
-   * gets its outputs (in order).
+   * Runs `count` inputs of size x size x 3, `batch` at a time: `input(k)` says what input k is (a window or a crop of
+   * the pyramid), `each(k, outputs)` gets its outputs (in order).
    */
-  async function runBatched(session: ModelSession, size: number, count: number, fill: (k: number, tensor: Float32Array<ArrayBuffer>) => void, each: (k: number, outputs: Record<string, { data: Float32Array }>) => void, inputs?: Inputs): Promise<void> {
+  async function runBatched(session: ModelSession, size: number, count: number, levels: Levels, input: (k: number) => DetectorInput, each: (k: number, outputs: Record<string, { data: Float32Array }>) => void): Promise<void> {
     const per = size * size * 3;
     const buffer = free.pop() ?? new Float32Array(batch * BACK * BACK * 3);
     // the face workers fill runs of 8 inputs or more into shared memory; ONNX Runtime then reads a copy of it
-    const workers = inputs && count >= INPUT_WORKERS_FROM ? opts.inputWorkers?.() ?? null : null;
+    const workers = count >= INPUT_WORKERS_FROM ? opts.inputWorkers?.() ?? null : null;
     const staging = workers ? new Float32Array(new SharedArrayBuffer(Math.min(batch, count) * per * 4)) : null;
     try {
       for (let s = 0; s < count; s += batch) {
         const n = Math.min(batch, count - s);
-        if (workers && staging && inputs) {
-          await workers.detectorInputs(inputs.levels(), size, staging, Array.from({ length: n }, (_, k) => ({ ...inputs.describe(s + k), offset: k * per })));
+        if (workers && staging) {
+          await workers.detectorInputs(levels.shared(), size, staging, Array.from({ length: n }, (_, k) => ({ input: input(s + k), offset: k * per })));
           buffer.set(staging.subarray(0, n * per));
         } else {
-          for (let k = 0; k < n; k++) fill(s + k, buffer.subarray(k * per, (k + 1) * per));
+          for (let k = 0; k < n; k++) fillDetectorInput(levels.plain, size, input(s + k), buffer.subarray(k * per, (k + 1) * per));
         }
         // on a GPU every run has the full batch (the rest zeros, their outputs ignored): one input shape, so cuDNN
         // searches its algorithms once; with a shape per remainder the CUDA detector took ~22 s for the Solvay photo
@@ -315,20 +314,20 @@ export async function createBlazeFace(opts: BlazeFaceOptions = {}): Promise<Face
   }
 
   /** Runs a model on the square of `side` image pixels centred at (cx, cy) and decodes every anchor above `min`. */
-  async function look(session: ModelSession, size: number, levels: RgbImage[], cx: number, cy: number, side: number, frame: Partial<Frame>, min: number): Promise<Candidate[]> {
-    let map: CropMap | null = null;
+  async function look(session: ModelSession, size: number, levels: Levels, cx: number, cy: number, side: number, frame: Partial<Frame>, min: number): Promise<Candidate[]> {
+    const map = cropMap(cx, cy, side, size);
     const got: Candidate[] = [];
-    await runBatched(session, size, 1, (_, t) => { map = cropToTensor(levels, cx, cy, side, size, t).map; },
-      (_, outputs) => decode(outputs, { ...ANYWHERE, ...frame, size, ox: map!.ox, oy: map!.oy, step: map!.step }, min, got));
+    await runBatched(session, size, 1, levels, () => ({ kind: 'crop', cx, cy, side }),
+      (_, outputs) => decode(outputs, { ...ANYWHERE, ...frame, size, ox: map.ox, oy: map.oy, step: map.step }, min, got));
     return got;
   }
 
   /** Each proposal seen again, centred, at the model's best scale: its score and geometry (null when not seen). */
-  async function againAll(session: ModelSession, size: number, face: number, levels: RgbImage[], shared: () => RgbImage[], ps: Candidate[]): Promise<(Candidate | null)[]> {
+  async function againAll(session: ModelSession, size: number, face: number, levels: Levels, ps: Candidate[]): Promise<(Candidate | null)[]> {
     const side = (k: number) => (Math.max(ps[k].w, ps[k].h) * size) / face;
     const maps: CropMap[] = ps.map((p, k) => cropMap(p.cx, p.cy, side(k), size));
     const seenAgain: (Candidate | null)[] = [];
-    await runBatched(session, size, ps.length, (k, t) => { cropToTensor(levels, ps[k].cx, ps[k].cy, side(k), size, t); }, (k, outputs) => {
+    await runBatched(session, size, ps.length, levels, (k) => ({ kind: 'crop', cx: ps[k].cx, cy: ps[k].cy, side: side(k) }), (k, outputs) => {
       const all: Candidate[] = [];
       decode(outputs, { ...ANYWHERE, size, ox: maps[k].ox, oy: maps[k].oy, step: maps[k].step }, 0.05, all);
       const got = all.filter((c) => iou(c, ps[k]) > NMS_IOU);
@@ -338,7 +337,7 @@ export async function createBlazeFace(opts: BlazeFaceOptions = {}): Promise<Face
       }
       const best = Math.max(...got.map((c) => c.score));
       seenAgain[k] = blend(got.filter((c) => c.score >= best / 2), best);
-    }, { levels: shared, describe: (k) => ({ kind: 'crop', cx: ps[k].cx, cy: ps[k].cy, side: side(k) }) });
+    });
     return seenAgain;
   }
 
@@ -348,12 +347,12 @@ export async function createBlazeFace(opts: BlazeFaceOptions = {}): Promise<Face
     const levels = pyramid(img);
     // the pyramid in shared memory, made once and only if the face workers fill inputs
     let sharedLevels: RgbImage[] | null = null;
-    const shared = () => (sharedLevels ??= levels.map((l) => ({ width: l.width, height: l.height, data: sharedBytes(l.data) })));
+    const lv: Levels = { plain: levels, shared: () => (sharedLevels ??= levels.map((l) => ({ width: l.width, height: l.height, data: sharedBytes(l.data) }))) };
     const cands: Candidate[] = [];
     // Start at the finest level whose tiles, with every coarser level's, fit the budget.
     let first = 0;
     while (first < levels.length - 1 && levels.slice(first).reduce((n, l) => n + tileCount(l), 0) > maxTiles) first++;
-    const tiles: { L: number; level: RgbImage; x: number; y: number; frame: Frame }[] = [];
+    const tiles: { L: number; x: number; y: number; frame: Frame }[] = [];
     for (let L = first; L < levels.length; L++) {
       const level = levels[L];
       const xs = tilePositions(level.width);
@@ -364,14 +363,13 @@ export async function createBlazeFace(opts: BlazeFaceOptions = {}): Promise<Face
       const minW = L === first ? 0 : LEVEL_MIN_FACE;
       const maxW = L === levels.length - 1 ? Infinity : LEVEL_MAX_FACE;
       for (let j = 0; j < ys.length; j++) {
-        for (let i = 0; i < xs.length; i++) tiles.push({ L, level, x: xs[i], y: ys[j], frame: { size: BACK, ox: xs[i] * f, oy: ys[j] * f, step: f, xs: xcore[i], ys: ycore[j], minW, maxW } });
+        for (let i = 0; i < xs.length; i++) tiles.push({ L, x: xs[i], y: ys[j], frame: { size: BACK, ox: xs[i] * f, oy: ys[j] * f, step: f, xs: xcore[i], ys: ycore[j], minW, maxW } });
       }
     }
-    await runBatched(back, BACK, tiles.length, (k, t) => windowToTensor(tiles[k].level, tiles[k].x, tiles[k].y, BACK, t), (k, outputs) => decode(outputs, tiles[k].frame, proposalScore, cands),
-      { levels: shared, describe: (k) => ({ kind: 'window', level: tiles[k].L, x: tiles[k].x, y: tiles[k].y }) });
+    await runBatched(back, BACK, tiles.length, lv, (k) => ({ kind: 'window', level: tiles[k].L, x: tiles[k].x, y: tiles[k].y }), (k, outputs) => decode(outputs, tiles[k].frame, proposalScore, cands));
     // The whole photo letterboxed (black) into the front model's frame.
     const side = Math.max(img.width, img.height);
-    cands.push(...(await look(front, FRONT, levels, img.width / 2, img.height / 2, side, { minW: FRONT * FRONT_MIN_FACE }, proposalScore)));
+    cands.push(...(await look(front, FRONT, lv, img.width / 2, img.height / 2, side, { minW: FRONT * FRONT_MIN_FACE }, proposalScore)));
 
     // Each look in turn, for every proposal that can still reach minScore (batched across proposals).
     const looks = LOOKS.length + 1;
@@ -379,7 +377,7 @@ export async function createBlazeFace(opts: BlazeFaceOptions = {}): Promise<Face
     for (let k = 0; k < LOOKS.length; k++) {
       const active = props.filter((s) => s.sum + (LOOKS.length - k) >= minScore * looks);
       const [model, size, face] = LOOKS[k];
-      const vs = await againAll(model === 'back' ? back : front, size, face, levels, shared, active.map((s) => s.views[0]));
+      const vs = await againAll(model === 'back' ? back : front, size, face, lv, active.map((s) => s.views[0]));
       active.forEach((s, i) => {
         const v = vs[i];
         if (!v) return;

@@ -4,7 +4,7 @@
 import { parentPort } from 'node:worker_threads';
 import type { FaceJob, FaceReply } from './face-workers.js';
 import { facePatch, pasteMask } from './paste.js';
-import { cropToTensor, windowToTensor } from './resample.js';
+import { fillDetectorInput } from './resample.js';
 import { warpToTensor } from './warp.js';
 
 const port = parentPort;
@@ -19,11 +19,7 @@ port.on('message', (job: FaceJob) => {
       reply = { id: job.id, ok: true, patches: [] };
     } else if (job.kind === 'detector') {
       const per = job.size * job.size * 3;
-      for (const d of job.inputs) {
-        const t = job.out.subarray(d.offset, d.offset + per);
-        if (d.kind === 'window') windowToTensor(job.levels[d.level], d.x, d.y, job.size, t);
-        else cropToTensor(job.levels, d.cx, d.cy, d.side, job.size, t);
-      }
+      for (const d of job.inputs) fillDetectorInput(job.levels, job.size, d.input, job.out.subarray(d.offset, d.offset + per));
       reply = { id: job.id, ok: true, patches: [] };
     } else {
       const mask = pasteMask(job.size);

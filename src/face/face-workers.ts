@@ -9,14 +9,12 @@ import { Worker } from 'node:worker_threads';
 import { nodeScriptArgs } from '../io/node-script.js';
 import type { Affine } from './align.js';
 import type { FacePatch } from './paste.js';
+import type { DetectorInput } from './resample.js';
 import type { PixelsRgb } from './warp.js';
-
-/** A detector input: a window of a pyramid level at (x, y), or the square of `side` centred at (cx, cy). */
-export type DetectorInput = { kind: 'window'; level: number; x: number; y: number; offset: number } | { kind: 'crop'; cx: number; cy: number; side: number; offset: number };
 
 export type FaceJob =
   | { id: number; kind: 'warp'; img: PixelsRgb; size: number; out: Float32Array; faces: { toCrop: Affine; offset: number }[] }
-  | { id: number; kind: 'detector'; levels: PixelsRgb[]; size: number; out: Float32Array; inputs: DetectorInput[] }
+  | { id: number; kind: 'detector'; levels: PixelsRgb[]; size: number; out: Float32Array; inputs: { input: DetectorInput; offset: number }[] }
   | { id: number; kind: 'paste'; crops: Float32Array; size: number; width: number; height: number; faces: { toCrop: Affine; offset: number; smooth: boolean }[] };
 export interface FaceReply { id: number; ok: boolean; error?: string; patches: FacePatch[] }
 
@@ -100,9 +98,9 @@ export class FaceWorkers {
 
   /**
    * Fills detector inputs (NHWC, [-1, 1]) into `out` (shared) at their offsets, from pyramid levels in shared memory:
-   * exactly what windowToTensor and cropToTensor write on the calling thread.
+   * exactly what fillDetectorInput writes on the calling thread.
    */
-  async detectorInputs(levels: PixelsRgb[], size: number, out: Float32Array, inputs: DetectorInput[]): Promise<void> {
+  async detectorInputs(levels: PixelsRgb[], size: number, out: Float32Array, inputs: { input: DetectorInput; offset: number }[]): Promise<void> {
     const parts = this.deal(inputs);
     await Promise.all(parts.map((part, i) => (part.length ? this.send(this.workers[i], { id: this.nextId++, kind: 'detector', levels, size, out, inputs: part }) : null)));
   }

@@ -199,3 +199,12 @@ export function cropToTensor<T extends Float32Array>(levels: readonly RgbImage[]
 export function cropMap(cx: number, cy: number, side: number, out: number): CropMap {
   return { ox: cx - side / 2, oy: cy - side / 2, step: side / out };
 }
+
+/** A detector input: the window of pyramid level `level` at (x, y), or the square of `side` centred at (cx, cy). */
+export type DetectorInput = { kind: 'window'; level: number; x: number; y: number } | { kind: 'crop'; cx: number; cy: number; side: number };
+
+/** Writes one detector input (NHWC, size x size, [-1, 1]) into `out`: the calling thread and the face workers alike. */
+export function fillDetectorInput(levels: readonly RgbImage[], size: number, d: DetectorInput, out: Float32Array): void {
+  if (d.kind === 'window') windowToTensor(levels[d.level], d.x, d.y, size, out);
+  else cropToTensor(levels, d.cx, d.cy, d.side, size, out);
+}

@@ -136,11 +136,16 @@ export class Restorer {
     return this.opts.faceThreads ?? defaultFaceThreads();
   }
 
-  /** The face workers for an image of `n` faces, or null when it stays on the JavaScript thread. */
-  private faceWorkers(n: number): FaceWorkers | null {
-    if (this.faceThreads <= 0 || n < FACE_WORKERS_FROM) return null;
+  /** The face workers (started at first use), or null with faceThreads 0. */
+  private workerPool(): FaceWorkers | null {
+    if (this.faceThreads <= 0) return null;
     this.workers ??= new FaceWorkers(this.faceThreads);
     return this.workers;
+  }
+
+  /** The face workers for an image of `n` faces, or null when it stays on the JavaScript thread. */
+  private faceWorkers(n: number): FaceWorkers | null {
+    return n < FACE_WORKERS_FROM ? null : this.workerPool();
   }
 
   static async create(opts: RestoreOptions): Promise<Restorer> {
@@ -174,7 +179,7 @@ export class Restorer {
     let detector: FaceDetector | null;
     try {
       // BlazeFace fills its tiles and crops on the face workers too (the Restorer's, made at first use)
-      detector = opts.aligned ? null : (opts.detector ?? (await createBlazeFace({ provider: opts.detectorProvider ?? 'cpu', inputWorkers: () => holder.r?.faceWorkers(FACE_WORKERS_FROM) ?? null })));
+      detector = opts.aligned ? null : (opts.detector ?? (await createBlazeFace({ provider: opts.detectorProvider ?? 'cpu', inputWorkers: () => holder.r?.workerPool() ?? null })));
     } catch (e) {
       void sessionP.then((s) => s.release(), () => undefined);
       throw e;
@@ -287,12 +292,14 @@ export class Restorer {
     const lap = (k: StageName) => { const n = performance.now(); r.stages_ms[k] += n - t; t = n; };
     let faces: DetectedFace[];
     let transforms: Affine[];
+    // with face workers, one shared copy of the photo serves the detector's and the warp's (each copied it before)
+    const pix = { width: img.width, height: img.height, data: this.faceThreads > 0 && !this.opts.aligned ? sharedBytes(img.rgb) : img.rgb };
     if (this.opts.aligned) {
       // the whole image is the face: scale it onto the crop
       faces = [{ box: [0, 0, img.width, img.height], score: 1, landmarks: { left_eye: [0, 0], right_eye: [0, 0], nose: [0, 0] }, raw: [] }];
       transforms = [[S / img.width, 0, (S / img.width - 1) / 2, 0, S / img.height, (S / img.height - 1) / 2]];
     } else {
-      faces = await this.detector!.detect({ width: img.width, height: img.height, data: img.rgb });
+      faces = await this.detector!.detect(pix);
       lap('detect');
       transforms = faces.map((f) => alignTransform(f.landmarks, S));
     }
@@ -302,8 +309,8 @@ export class Restorer {
     const workers = this.faceWorkers(faces.length);
     const cropPool = workers ? this.sharedPool : this.pool;
     const crops = cropPool.take(per * faces.length);
-    if (workers) await workers.warp({ width: img.width, height: img.height, data: sharedBytes(img.rgb) }, S, crops, transforms.map((m, i) => ({ toCrop: m, offset: i * per })));
-    else transforms.forEach((m, i) => warpToTensor({ width: img.width, height: img.height, data: img.rgb }, m, S, crops, i * per));
+    if (workers) await workers.warp(pix, S, crops, transforms.map((m, i) => ({ toCrop: m, offset: i * per })));
+    else transforms.forEach((m, i) => warpToTensor(pix, m, S, crops, i * per));
     lap('align');
     return { file, img, faces, transforms, crops, restored: cropPool.take(per * faces.length), done: 0, result: r };
   }

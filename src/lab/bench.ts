@@ -2,10 +2,11 @@
 // timed runs, ms per face, the GPU memory the process holds beyond its bare CUDA context) and end to end (a photo
 // through the whole pipeline, warm), per provider and precision, with the agreement of fp16 with fp32 and, given the
 // peer's seeded input and output (torch_gpen.py --save-pth), of gpen-lab with the official PyTorch model.
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { GpenLabError } from '../errors.js';
 import { startGpuSampler, summarizeGpu } from '../doctor/gpu-sampler.js';
 import { readGpus } from '../doctor/gpu.js';
 import { Restorer } from '../face/restore.js';
@@ -20,7 +21,7 @@ import { prepareModel } from '../model/registry.js';
 import type { Provider } from '../runtime/providers.js';
 import type { DeviceBinding } from '../runtime/capi.js';
 import { CapiSession, splitCudaOptions } from '../runtime/capi.js';
-import { ModelSession, runtimeVersion } from '../runtime/session.js';
+import { ModelSession, readProfileNodes, runtimeVersion } from '../runtime/session.js';
 
 export const BENCH_SCHEMA = 'gpen-lab.bench/1';
 
@@ -280,7 +281,10 @@ async function capiVariant(o: BenchOptions, cudaOptions: Record<string, string>,
     v.prepareMs = performance.now() - t;
     const S = prepared.info.size;
     t = performance.now();
-    s = CapiSession.create(prepared.model, { provider: 'cuda', ...splitCudaOptions(cudaOptions) });
+    const { graphCache, ...split } = splitCudaOptions(cudaOptions);
+    // the optimised-graph cache belongs to the pipeline's sessions: measure it with --cold-cuda-options
+    if (graphCache) throw new GpenLabError('E_ARGUMENT', 'graph_cache=1 is not measured by --capi-cuda (these sessions are made from the model in memory)', 'Pass graph_cache=1 in --cold-cuda-options, where restore uses it.', { input: '--capi-cuda' });
+    s = CapiSession.create(prepared.model, { provider: 'cuda', ...split });
     v.sessionMs = performance.now() - t;
     v.sessionProcessMiB = await processMiB();
     const per = 3 * S * S;
@@ -376,12 +380,9 @@ function profileNodes(model: string | Uint8Array, cudaOptions: Record<string, st
     const x = seededInput(batch, S);
     const n = batch * 3 * S * S;
     for (let i = 0; i < 3; i++) s.run(x, [batch, 3, S, S], n);
-    const file = s.endProfiling();
-    const events = JSON.parse(readFileSync(file, 'utf8')) as { cat?: string; name?: string; dur?: number; ts?: number; args?: { op_name?: string; provider?: string } }[];
-    const nodes = events.filter((e) => e.cat === 'Node' && e.name?.endsWith('_kernel_time'));
     // the last run only: the last occurrence of each node
     const last = new Map<string, { op: string; ms: number; provider: string }>();
-    for (const e of nodes) last.set(e.name!, { op: e.args?.op_name ?? '?', ms: (e.dur ?? 0) / 1000, provider: e.args?.provider ?? '?' });
+    for (const n of readProfileNodes(s.endProfiling())) last.set(n.node, { op: n.op, ms: n.ms, provider: n.provider });
     const byOp: Record<string, number> = {};
     let total = 0;
     for (const v of last.values()) {
@@ -389,7 +390,7 @@ function profileNodes(model: string | Uint8Array, cudaOptions: Record<string, st
       total += v.ms;
     }
     const sorted = Object.fromEntries(Object.entries(byOp).sort((a, b) => b[1] - a[1]));
-    const top = [...last.entries()].sort((a, b) => b[1].ms - a[1].ms).slice(0, 40).map(([name, v]) => ({ node: name.replace(/_kernel_time$/, ''), ...v }));
+    const top = [...last.entries()].sort((a, b) => b[1].ms - a[1].ms).slice(0, 40).map(([node, v]) => ({ node, ...v }));
     return { batch, launchBlocking: process.env.CUDA_LAUNCH_BLOCKING === '1', nodes: last.size, totalMs: total, byOp: sorted, top };
   } finally {
     s.release();

@@ -102,6 +102,12 @@ export function cacheDir(): string {
   return process.env.GPEN_LAB_CACHE ?? path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'gpen-lab');
 }
 
+/** A file as make and git's index judge it unchanged: real path, size and mtime ("path|size|mtime"). */
+export async function fileIdentity(file: string): Promise<string> {
+  const st = await stat(file);
+  return `${await realpath(file)}|${st.size}|${st.mtimeMs}`;
+}
+
 /**
  * describeModel for an ONNX file, remembered by (real path, size, mtime) the way make and git's index judge a file
  * unchanged: a later process (a cold start) then neither reads, parses nor hashes the file before ONNX Runtime loads
@@ -112,8 +118,7 @@ export async function describeOnnxCached(file: string): Promise<ModelInfo> {
   const store = path.join(cacheDir(), 'onnx-info.json');
   let entries: Record<string, ModelInfo> = {};
   try {
-    const st = await stat(file);
-    key = `${await realpath(file)}|${st.size}|${st.mtimeMs}`;
+    key = await fileIdentity(file);
     entries = JSON.parse(await readFile(store, 'utf8')) as Record<string, ModelInfo>;
     const hit = entries[key];
     if (hit && hit.format === 'onnx' && typeof hit.sha256 === 'string') return { ...hit, file };

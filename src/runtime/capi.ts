@@ -151,7 +151,7 @@ export const SESSION_KEYS = {
 
 const LEVELS = [0, 1, 2, 99] as const;
 
-/** Splits gpen-lab's session keys (mem_pattern) from the CUDA provider options. */
+/** Splits gpen-lab's session keys (SESSION_KEYS) from the CUDA provider options, checking them. */
 export function splitCudaOptions(all: Record<string, string>): { cuda: Record<string, string>; memPattern?: boolean; graphOptimizationLevel?: 0 | 1 | 2 | 99; config?: Record<string, string>; graphCache?: boolean; arena?: Record<string, number> } {
   const { mem_pattern: mp, graph_optimization_level: gl, graph_cache: gc, ...rest } = all;
   // arena.<key>=<bytes>: the CUDA arena's configuration; other keys with a dot are session config entries
@@ -258,10 +258,10 @@ export class CapiSession {
       for (const [k, v] of Object.entries(o.config ?? {})) check(a, a.fns.AddSessionConfigEntry(opts, k, v), `AddSessionConfigEntry(${k}=${v})`);
       if (o.saveOptimizedTo) check(a, a.fns.SetOptimizedModelFilePath(opts, o.saveOptimizedTo), 'SetOptimizedModelFilePath');
       if (o.profilePrefix) check(a, a.fns.EnableProfiling(opts, o.profilePrefix), 'EnableProfiling');
-      if (o.provider !== 'cuda' && o.memPattern === false) check(a, a.fns.DisableMemPattern(opts), 'DisableMemPattern');
+      // CUDA graphs replay fixed addresses: ONNX Runtime's memory patterns must be off with them
+      const graphs = o.provider === 'cuda' && o.cuda?.enable_cuda_graph === '1';
+      if (o.memPattern === false || graphs) check(a, a.fns.DisableMemPattern(opts), 'DisableMemPattern');
       if (o.provider === 'cuda') {
-        // CUDA graphs replay fixed addresses: ONNX Runtime's memory patterns must be off with them
-        if (o.cuda?.enable_cuda_graph === '1' || o.memPattern === false) check(a, a.fns.DisableMemPattern(opts), 'DisableMemPattern');
         check(a, a.fns.CreateCUDAProviderOptions(out), 'CreateCUDAProviderOptions');
         const cudaOpts = out[0];
         try {
@@ -298,43 +298,28 @@ export class CapiSession {
     if (this.released) throw new GpenLabError('E_ARGUMENT', 'This C API session was released', 'Create a new one.');
   }
 
-  /** Runs input `input` (float32, dims) and returns output `output` (same element count as `outLength`). */
+  /**
+   * Runs input `input` (float32, dims; the tensor reads `x` in place) and returns output `output` (`outLength`
+   * elements), copied into `into` when given.
+   */
   run(x: Float32Array, dims: number[], outLength: number, names: { input: string; output: string } = { input: 'input', output: 'output' }, into?: Float32Array): Float32Array {
-    const r = this.startRun(x, dims, names);
-    try {
-      check(this.a, this.a.fns.Run(...r.args), 'Run');
-      return this.readOutput(r.outputs, outLength, into);
-    } finally {
-      r.release();
-    }
-  }
-
-  /** The input tensor over `x` (no copy) and Run's arguments; release() frees the input and the output. */
-  private startRun(x: Float32Array, dims: number[], names: { input: string; output: string }): { args: unknown[]; outputs: unknown[]; release: () => void } {
     this.live();
     const a = this.a;
     const val: unknown[] = [null];
     check(a, a.fns.CreateTensorWithDataAsOrtValue(this.info, x, x.byteLength, BigInt64Array.from(dims.map(BigInt)), dims.length, FLOAT, val), 'CreateTensorWithDataAsOrtValue');
     const outputs: unknown[] = [null];
-    return {
-      args: [this.session, null, [names.input], [val[0]], 1, [names.output], 1, outputs],
-      outputs,
-      release: () => {
-        a.fns.ReleaseValue(val[0]);
-        if (outputs[0]) a.fns.ReleaseValue(outputs[0]);
-      },
-    };
-  }
-
-  private readOutput(outputs: unknown[], outLength: number, into?: Float32Array): Float32Array {
-    const data: unknown[] = [null];
-    check(this.a, this.a.fns.GetTensorMutableData(outputs[0], data), 'GetTensorMutableData');
-    const view = new Float32Array(koffi.view(data[0], outLength * 4));
-    if (into) {
+    try {
+      check(a, a.fns.Run(this.session, null, [names.input], [val[0]], 1, [names.output], 1, outputs), 'Run');
+      const data: unknown[] = [null];
+      check(a, a.fns.GetTensorMutableData(outputs[0], data), 'GetTensorMutableData');
+      const view = new Float32Array(koffi.view(data[0], outLength * 4));
+      if (!into) return view.slice();
       into.set(view);
       return into;
+    } finally {
+      a.fns.ReleaseValue(val[0]);
+      if (outputs[0]) a.fns.ReleaseValue(outputs[0]);
     }
-    return view.slice();
   }
 
   /**

@@ -5,10 +5,10 @@
 // version and the provider options, so a changed model, runtime or option set never meets a stale graph.
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, realpath, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { GpenLabError } from '../errors.js';
-import { cacheDir } from '../model/registry.js';
+import { cacheDir, fileIdentity } from '../model/registry.js';
 import { runtimeVersion } from './session.js';
 
 export interface GraphCacheEntry {
@@ -36,9 +36,8 @@ export async function graphCache(model: string | Uint8Array, provider: string, o
     throw new GpenLabError('E_ARGUMENT', 'graph_cache=1 cannot be combined with prefer_nhwc=1: the NHWC graph holds ONNX Runtime\'s internal operators, which cannot be saved',
       'Drop one of graph_cache=1 and prefer_nhwc=1.', { input: 'graph_cache' });
   }
-  const st = await stat(model);
   const opts = Object.fromEntries(Object.entries(options).sort(([a], [b]) => a.localeCompare(b)));
-  const key = JSON.stringify({ model: await realpath(model), size: st.size, mtime: st.mtimeMs, runtime: runtimeVersion(), provider, opts });
+  const key = JSON.stringify({ model: await fileIdentity(model), runtime: runtimeVersion(), provider, opts });
   const dir = path.join(cacheDir(), 'optimized');
   const file = path.join(dir, `${createHash('sha256').update(key).digest('hex').slice(0, 32)}.onnx`);
   if (existsSync(file)) return { state: 'hit', model: file, saveTo: null, file, commit: async () => undefined, abandon: async () => undefined };

@@ -87,16 +87,32 @@ export function providerFailure(cfg: SessionConfig, e: unknown): GpenLabError {
     p === 'cpu' ? 'Check that the model is a valid ONNX file with `gpen-lab model info FILE`.' : `Run \`gpen-lab doctor --provider ${p}\`: it matches this error against known causes and prints the fix; \`gpen-lab model info FILE\` checks the model itself.`, { input: label, provider: p, ort: said });
 }
 
+/** One node's run in an ONNX Runtime profile: node name, operator, execution provider, time, output shapes. */
+export interface ProfileNode { node: string; op: string; provider: string; ms: number; outputShapes: number[][] }
+
+/** The node runs of an ONNX Runtime profile (its "_kernel_time" events), in execution order, every run's. */
+export function readProfileNodes(file: string): ProfileNode[] {
+  type Ev = { cat?: string; name?: string; dur?: number; args?: { op_name?: string; provider?: string; output_type_shape?: Record<string, number[]>[] } };
+  const events = JSON.parse(readFileSync(file, 'utf8')) as Ev[];
+  const out: ProfileNode[] = [];
+  for (const e of events) {
+    if (e.cat !== 'Node' || !e.name?.endsWith('_kernel_time')) continue;
+    out.push({
+      node: e.name.slice(0, -'_kernel_time'.length), op: e.args?.op_name ?? '?', provider: e.args?.provider ?? '?', ms: (e.dur ?? 0) / 1000,
+      outputShapes: (e.args?.output_type_shape ?? []).map((o) => Object.values(o)[0] ?? []),
+    });
+  }
+  return out;
+}
+
 /** Which provider ran each node, from an ONNX Runtime profile (its "_kernel_time" node events). */
 export function placementFromProfile(file: string, asked: Provider): Placement {
-  const events = JSON.parse(readFileSync(file, 'utf8')) as { cat?: string; name?: string; args?: { provider?: string } }[];
   const counts: Record<string, number> = {};
   const seen = new Set<string>();
-  for (const ev of events) {
-    if (ev.cat !== 'Node' || !ev.args?.provider || !ev.name?.endsWith('_kernel_time')) continue;
-    if (seen.has(ev.name)) continue;
-    seen.add(ev.name);
-    const p = String(providerFromEpName(ev.args.provider));
+  for (const n of readProfileNodes(file)) {
+    if (n.provider === '?' || seen.has(n.node)) continue;
+    seen.add(n.node);
+    const p = String(providerFromEpName(n.provider));
     counts[p] = (counts[p] ?? 0) + 1;
   }
   const ran = Object.keys(counts);
