@@ -145,5 +145,42 @@ case "${1:-}" in
       --capi-cuda $LEAN,arena.max_dead_bytes_per_chunk=1048576,gpu_mem_limit=402653184 \
       --out "$OUT/arena.json" > /dev/null 2> "$OUT/arena-progress.txt"; echo "arena exit $?"; grep -v "^\s*$" "$OUT/arena-progress.txt" | cut -c1-300 | tail -20
     ;;
-  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena" >&2; exit 2 ;;
+  s4a)
+    # session 4, first call: (1) what each large library costs to load in a fresh process (python ctypes), (2) cold
+    # starts with the warm-up's preload and CUDA's eager module loading, (3) the arena mode, (4) e2e3 with the CUDA
+    # detector
+    ORTBIN=$(ls -d node_modules/onnxruntime-node/bin/napi-v6/linux/x64)
+    python3 - "$ORTBIN" > "$OUT/libprobe.txt" 2>&1 <<'PY'
+import ctypes, os, sys, time
+d = sys.argv[1]
+def load(f):
+    a = time.perf_counter()
+    try:
+        ctypes.CDLL(f, mode=os.RTLD_NOW | os.RTLD_GLOBAL); r = 'ok'
+    except OSError as e:
+        r = str(e)[:160]
+    print(f'{(time.perf_counter() - a) * 1000:8.1f} ms  load {f}  {r}', flush=True)
+def maps():
+    return sorted({l.split()[-1].split('/')[-1] for l in open('/proc/self/maps') if 'libcudnn' in l or 'libcublas' in l or 'onnxruntime' in l})
+a = time.perf_counter(); rt = ctypes.CDLL('libcudart.so.13'); rt.cudaFree(None); print(f'{(time.perf_counter() - a) * 1000:8.1f} ms  context (cudart + cudaFree(0))')
+a = time.perf_counter(); dn = ctypes.CDLL('libcudnn.so.9'); h = ctypes.c_void_p(); rc = dn.cudnnCreate(ctypes.byref(h)); print(f'{(time.perf_counter() - a) * 1000:8.1f} ms  cudnnCreate rc={rc}; mapped: {maps()}')
+a = time.perf_counter(); bl = ctypes.CDLL('libcublas.so.13'); hb = ctypes.c_void_p(); rc = bl.cublasCreate_v2(ctypes.byref(hb)); print(f'{(time.perf_counter() - a) * 1000:8.1f} ms  cublasCreate rc={rc}; mapped: {maps()}')
+for f in ['libcudnn_graph.so.9', 'libcudnn_engines_precompiled.so.9', 'libcudnn_engines_runtime_compiled.so.9', 'libcudnn_heuristic.so.9', 'libcudnn_ops.so.9', 'libcudnn_cnn.so.9', 'libcudnn_adv.so.9', 'libcublasLt.so.13', d + '/libonnxruntime_providers_shared.so', d + '/libonnxruntime_providers_cuda.so']:
+    load(f)
+print('mapped at the end:', maps())
+PY
+    (ldconfig -p | grep -E "libcudnn|libcublas" | awk '{print $NF}' | xargs ls -laL; ls -laL "$ORTBIN") >> "$OUT/libprobe.txt" 2>&1
+    cat "$OUT/libprobe.txt" | head -30
+    C="node dist/cli/index.js bench --synthetic 512 --provider cuda --precision fp16 --batch 1 --runs 3 --warmup 1 --cold 3 --no-cold-binding --cold-cuda-options cudnn_conv_algo_search=HEURISTIC,graph_optimization_level=0"
+    $C --out "$OUT/cold-base.json" > /dev/null 2> "$OUT/cold-base.txt"; echo "cold base exit $?"
+    GPEN_LAB_CUDA_PRELOAD=1 $C --out "$OUT/cold-preload.json" > /dev/null 2> "$OUT/cold-preload.txt"; echo "cold preload exit $?"
+    CUDA_MODULE_LOADING=EAGER $C --out "$OUT/cold-eager.json" > /dev/null 2> "$OUT/cold-eager.txt"; echo "cold eager exit $?"
+    CUDA_MODULE_LOADING=EAGER GPEN_LAB_CUDA_PRELOAD=1 $C --out "$OUT/cold-eager-preload.json" > /dev/null 2> "$OUT/cold-eager-preload.txt"; echo "cold eager+preload exit $?"
+    grep -h "^cold" "$OUT"/cold-*.txt
+    bash "$0" arena
+    node dist/cli/index.js bench --synthetic 512 --provider cuda --precision fp16 --batch 32 --runs 3 --warmup 1 \
+      --photo assets/Solvay_conference_1927.png --e2e-detector cuda --e2e-runs 5 --e2e-cuda-options enable_cuda_graph=1 --e2e-cuda-options $LEAN \
+      --out "$OUT/e2e4.json" > /dev/null 2> "$OUT/e2e4-progress.txt"; echo "e2e4 exit $?"; grep "end to end" "$OUT/e2e4-progress.txt" | cut -c1-400
+    ;;
+  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a" >&2; exit 2 ;;
 esac

@@ -71,13 +71,14 @@ export function benchCommand(): Command {
     .option('--peer-native <json>', "torch_gpen.py's JSON, official native ops")
     .option('--peer-fused <json>', "torch_gpen.py's JSON, official fused CUDA ops (--fused)")
     .option('--capi-cuda <k=v,...>', 'also time CUDA through ONNX Runtime\'s C API with these provider options (e.g. cudnn_conv_algo_search=HEURISTIC,prefer_nhwc=1); repeat for several sets', (v: string, acc: Record<string, string>[] = []) => [...acc, parseCudaOptions(v, '--capi-cuda')])
+    .option('--no-cold-binding', 'on CUDA, time cold starts through the C API routes only (--cold-cuda-options)')
     .option('--cold-without-warmup', 'on CUDA, also time each cold start with the CLI\'s CUDA warm-up off (GPEN_LAB_CUDA_WARMUP=0)')
     .option('--e2e-cuda-options <k=v,...>', 'the photo end to end also through the C API with these CUDA provider options; repeat for several sets', (v: string, acc: Record<string, string>[] = []) => [...acc, parseCudaOptions(v, '--e2e-cuda-options')])
     .option('--cold-cuda-options <k=v,...>', 'cold starts also through the C API with these CUDA provider options; repeat for several sets', (v: string, acc: Record<string, string>[] = []) => [...acc, parseCudaOptions(v, '--cold-cuda-options')])
     .option('--profile-batch <n>', 'with --capi-cuda: profile one run per variant at this batch (node times by operator; run under CUDA_LAUNCH_BLOCKING=1 for GPU times)', parseIntArg('--profile-batch'))
     .option('--out <file>', 'write the JSON here')
     .option('--json', 'print the JSON')
-    .action(async (o: { model?: string; synthetic?: number; provider: string; precision: string; batch: string; runs: number; warmup: number; photo?: string; e2eDetector: string; e2eRuns: number; cold: number; coldWithoutWarmup?: boolean; compare?: string; peerNative?: string; peerFused?: string; capiCuda?: Record<string, string>[]; coldCudaOptions?: Record<string, string>[]; e2eCudaOptions?: Record<string, string>[]; profileBatch?: number; out?: string; json?: boolean }) => {
+    .action(async (o: { model?: string; synthetic?: number; provider: string; precision: string; batch: string; runs: number; warmup: number; photo?: string; e2eDetector: string; e2eRuns: number; cold: number; coldWithoutWarmup?: boolean; coldBinding: boolean; compare?: string; peerNative?: string; peerFused?: string; capiCuda?: Record<string, string>[]; coldCudaOptions?: Record<string, string>[]; e2eCudaOptions?: Record<string, string>[]; profileBatch?: number; out?: string; json?: boolean }) => {
       if ((o.model === undefined) === (o.synthetic === undefined)) throw new GpenLabError('E_ARGUMENT', 'bench needs one of --model and --synthetic', 'Pass --model FILE or --synthetic 512.', { input: '--model' });
       const cache = path.join(os.tmpdir(), 'gpen-lab-bench-cache');
       const model: ModelSpec = o.model !== undefined ? { type: 'file', file: o.model } : { type: 'synthetic', size: o.synthetic!, seed: 0, cacheDir: cache };
@@ -100,7 +101,8 @@ export function benchCommand(): Command {
               file = path.join(cache, `converted-${precision}.onnx`);
               await writeFileAtomicSafe(file, prepared.model as Uint8Array);
             }
-            const routes: (Record<string, string> | null)[] = [null, ...(provider === 'cuda' ? o.coldCudaOptions ?? [] : [])];
+            const capiRoutes = provider === 'cuda' ? o.coldCudaOptions ?? [] : [];
+            const routes: (Record<string, string> | null)[] = [...(o.coldBinding || capiRoutes.length === 0 ? [null] : []), ...capiRoutes];
             const warmups = provider === 'cuda' && o.coldWithoutWarmup ? [true, false] : [true];
             for (const [cudaOptions, warmup] of routes.flatMap((r) => warmups.map((w) => [r, w] as const))) {
               const runs = [];

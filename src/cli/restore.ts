@@ -96,7 +96,7 @@ export function restoreCommand(): Command {
           steps.step(`${path.basename(r.input)}: ${r.error ? `failed (${r.error.code})` : `${r.faces.length} face(s)`}`);
           // the first result also says how the process got there: start and imports, model, session, detector
           const graphCache = restorer.runner?.graphCache ?? null;
-          if (o.json) process.stdout.write(JSON.stringify(first ? { ...r, startup_ms: { process: startMs, ...restorer.createMs, ...(warmup ? { warmup } : {}), ...(graphCache ? { graph_cache: graphCache } : {}) } } : r) + '\n');
+          if (o.json) process.stdout.write(JSON.stringify(first ? { ...r, startup_ms: { process: startMs, ...restorer.createMs, first_result_at: performance.now(), ...(warmup ? { warmup } : {}), ...(graphCache ? { graph_cache: graphCache } : {}) } } : r) + '\n');
           first = false;
           for (const w of r.warnings) if (w !== SYNTHETIC_NOTE) warn(w);
         });

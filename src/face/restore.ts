@@ -113,7 +113,8 @@ export class Restorer {
   private readonly sharedPool = new FloatPool(4, true);
   private workers: FaceWorkers | null = null;
   /** How long create() took: preparing the model (build or load), the GPEN session, the detector. */
-  createMs = { model: 0, session: 0, detector: 0 };
+  /** Milliseconds each took; session_ready_at: since the process started, when the session was ready (a cold start's timeline). */
+  createMs = { model: 0, session: 0, detector: 0, session_ready_at: 0 };
 
   /** The session once created (null while a deferred one is still being created). */
   private session: GpenRunner | null = null;
@@ -171,9 +172,9 @@ export class Restorer {
     }
     // no spinning: between batches the cores belong to alignment and paste (the JavaScript side)
     // the session's time: from the start of its creation to ready (with a deferred session, known at the first run)
-    const createMs = { model: t1 - t0, session: 0, detector: 0 };
+    const createMs = { model: t1 - t0, session: 0, detector: 0, session_ready_at: 0 };
     const sessionP = openSession(prepared.model, { provider, label: prepared.label, allowSpinning: false, ...opts.session });
-    void sessionP.then(() => { createMs.session = performance.now() - t1; }, () => undefined);
+    void sessionP.then(() => { createMs.session_ready_at = performance.now(); createMs.session = createMs.session_ready_at - t1; }, () => undefined);
     const t2 = performance.now();
     const holder: { r: Restorer | null } = { r: null };
     let detector: FaceDetector | null;
