@@ -139,8 +139,9 @@ case "${1:-}" in
   arena)
     # P5: the CUDA arena's slack against the graph's live set (bench/live-set.ts: 161.5 MiB fp16 batch 1); BFC keeps
     # chunks whole up to max_dead_bytes_per_chunk (128 MiB by default): smaller values split them (not yet run)
-    B="node dist/cli/index.js bench --synthetic 512 --provider '' --precision fp16 --batch 1 --runs 10"
-    $B --capi-cuda $LEAN --capi-cuda $LEAN,arena.max_dead_bytes_per_chunk=1048576 \
+    # (its first call, s4a, passed --provider '' inside a string and failed: the quotes reached bench as a provider)
+    B=(node dist/cli/index.js bench --synthetic 512 --provider '' --precision fp16 --batch 1 --runs 10)
+    "${B[@]}" --capi-cuda $LEAN --capi-cuda $LEAN,arena.max_dead_bytes_per_chunk=1048576 \
       --capi-cuda $LEAN,arena.max_dead_bytes_per_chunk=1048576,arena.initial_chunk_size_bytes=1048576 \
       --capi-cuda $LEAN,arena.max_dead_bytes_per_chunk=1048576,gpu_mem_limit=402653184 \
       --out "$OUT/arena.json" > /dev/null 2> "$OUT/arena-progress.txt"; echo "arena exit $?"; grep -v "^\s*$" "$OUT/arena-progress.txt" | cut -c1-300 | tail -20
@@ -182,5 +183,16 @@ PY
       --photo assets/Solvay_conference_1927.png --e2e-detector cuda --e2e-runs 5 --e2e-cuda-options enable_cuda_graph=1 --e2e-cuda-options $LEAN \
       --out "$OUT/e2e4.json" > /dev/null 2> "$OUT/e2e4-progress.txt"; echo "e2e4 exit $?"; grep "end to end" "$OUT/e2e4-progress.txt" | cut -c1-400
     ;;
-  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a" >&2; exit 2 ;;
+  s4b)
+    # session 4, second call: a GPEN session's first runs node by node in fresh processes (bench/first-run.ts), fp16 and
+    # fp32, HEURISTIC and DEFAULT; then the arena mode
+    for v in "fp16 cudnn_conv_algo_search=HEURISTIC" "fp16 cudnn_conv_algo_search=DEFAULT" "fp32 cudnn_conv_algo_search=HEURISTIC" "fp16 cudnn_conv_algo_search=HEURISTIC"; do
+      set -- $v
+      node --import tsx bench/first-run.ts 512 "$1" cuda "$2" > "$OUT/first-run-$1-${2#*=}.json" 2> "$OUT/first-run-err.txt"; echo "first-run $v exit $?"
+      python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(round(d['createMs']), [round(x,1) for x in d['runMs']], {k: round(v,1) for k,v in d['nodeMs'].items()}); [print('  ', o) for o in d['byOp'][:8]]; [print('  ', n) for n in d['slowestFirst'][:10]]" "$OUT/first-run-$1-${2#*=}.json"
+    done
+    tail -5 "$OUT/first-run-err.txt"
+    bash "$0" arena
+    ;;
+  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b" >&2; exit 2 ;;
 esac
