@@ -194,5 +194,16 @@ PY
     tail -5 "$OUT/first-run-err.txt"
     bash "$0" arena
     ;;
-  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b" >&2; exit 2 ;;
+  s4c)
+    # session 4, third call: cold starts with the primer (prime=1: the graph without its weights, run beside the
+    # session; its first cold run writes the primer to the cache), with and without the warm-up's preload; the arena
+    # through an allocator registered with the environment; the first-run profile of a second fresh process
+    C=(node dist/cli/index.js bench --synthetic 512 --provider cuda --precision fp16 --batch 1 --runs 3 --warmup 1 --cold 4 --no-cold-binding)
+    H=cudnn_conv_algo_search=HEURISTIC,graph_optimization_level=0
+    "${C[@]}" --cold-cuda-options $H --cold-cuda-options $H,prime=1 --out "$OUT/cold-prime.json" > /dev/null 2> "$OUT/cold-prime.txt"; echo "cold prime exit $?"
+    GPEN_LAB_CUDA_PRELOAD=1 "${C[@]}" --cold-cuda-options $H,prime=1 --out "$OUT/cold-prime-preload.json" > /dev/null 2> "$OUT/cold-prime-preload.txt"; echo "cold prime+preload exit $?"
+    grep -h "^cold" "$OUT/cold-prime.txt" "$OUT/cold-prime-preload.txt"
+    bash "$0" arena
+    ;;
+  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c" >&2; exit 2 ;;
 esac

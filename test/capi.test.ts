@@ -126,6 +126,26 @@ describe('ONNX Runtime C API route', () => {
     assert.throws(() => checkArenaConfig({ not_an_arena_key: 1 }), (e: unknown) => e instanceof GpenLabError && e.code === 'E_SESSION' && /CreateArenaCfgV2\(not_an_arena_key\) failed: .*not_an_arena_key/.test(e.message));
   });
 
+  it('an arena configuration becomes an allocator registered with the environment, used by the sessions that ask (same output), replaced by the next configuration', async () => {
+    const p = await prepareModel({ type: 'synthetic', size: 64, seed: 3 }, 'fp32');
+    const S = 64, per = 3 * S * S;
+    const x = Float32Array.from({ length: per }, (_, i) => Math.sin(i * 0.21) * 0.6);
+    const plain = CapiSession.create(p.model, { provider: 'cpu' });
+    const want = plain.run(x, [1, 3, S, S], per);
+    plain.release();
+    for (const arena of [{ max_dead_bytes_per_chunk: 1 << 20, arena_extend_strategy: 1 }, { initial_chunk_size_bytes: 1 << 22 }, { initial_chunk_size_bytes: 1 << 22 }] as Record<string, number>[]) {
+      const c = CapiSession.create(p.model, { provider: 'cpu', arena });
+      try {
+        assert.deepEqual(c.run(x, [1, 3, S, S], per), want, JSON.stringify(arena));
+      } finally {
+        c.release();
+      }
+    }
+    // ONNX Runtime refuses a session asking for the environment's allocators when the key is wrong: its coded error
+    assert.throws(() => CapiSession.create(p.model, { provider: 'cpu', arena: { not_an_arena_key: 1 } }),
+      (e: unknown) => e instanceof GpenLabError && e.code === 'E_SESSION' && /CreateArenaCfgV2\(not_an_arena_key\)/.test(e.message));
+  });
+
   it('createAsync works on a worker thread: the event loop runs meanwhile, and the session computes the same output', async () => {
     const p = await prepareModel({ type: 'synthetic', size: 64, seed: 3 }, 'fp32');
     const S = 64, per = 3 * S * S;

@@ -8,6 +8,7 @@ import { GpenLabError, errorMessage } from '../errors.js';
 import type { DeviceBinding } from './capi.js';
 import { CapiSession, splitCudaOptions } from './capi.js';
 import { graphCache } from './graph-cache.js';
+import { prime, type PrimeReport } from './primer.js';
 import type { Provider } from './providers.js';
 import type { GpenRunner, Placement, RunResult, SessionConfig } from './session.js';
 import { ModelSession, placementFromProfileDir, providerFailure } from './session.js';
@@ -30,6 +31,9 @@ export class CapiModelSession implements GpenRunner {
   private readonly bound = new Map<number, DeviceBinding>();
   /** With graph_cache=1: whether the optimised graph came from the cache or was written for later sessions. */
   graphCache: 'hit' | 'written' | null = null;
+  /** With prime=1: the primer's run (primer.ts), settled or still going. */
+  primer: Promise<PrimeReport> | null = null;
+  primerReport: PrimeReport | null = null;
   private profileDir: string | null;
   private constructor(private readonly s: CapiSession, readonly asked: Provider, readonly createMs: number, readonly cudaOptions: Record<string, string>, profileDir: string | null, private readonly label: string) {
     this.profileDir = profileDir;
@@ -38,8 +42,10 @@ export class CapiModelSession implements GpenRunner {
   /** Created on a worker thread (CapiSession.createAsync): the JavaScript thread goes on meanwhile. */
   static async create(model: string | Uint8Array, cfg: SessionConfig & { cudaOptions: Record<string, string> }): Promise<CapiModelSession> {
     const t0 = performance.now();
-    const { graphCache: useCache, ...split } = splitCudaOptions(cfg.cudaOptions);
-    const { graph_cache: _gc, ...keyed } = cfg.cudaOptions;
+    const { graphCache: useCache, prime: usePrimer, ...split } = splitCudaOptions(cfg.cudaOptions);
+    const { graph_cache: _gc, prime: _pr, ...keyed } = cfg.cudaOptions;
+    // prime=1: the weightless copy of the graph created and run beside this session (primer.ts); never awaited here
+    const primer = usePrimer ? prime(model, { device_id: String(cfg.deviceId ?? 0), ...split.cuda }) : null;
     // graph_cache=1: the optimised graph of an earlier session, loaded with optimisations off (graph-cache.ts)
     const cache = useCache ? await graphCache(model, 'cuda', keyed) : null;
     const profileDir = cfg.recordPlacement ?? true ? mkdtempSync(path.join(os.tmpdir(), 'gpen-lab-prof-')) : null;
@@ -54,6 +60,7 @@ export class CapiModelSession implements GpenRunner {
       });
       await cache?.commit();
     } catch (e) {
+      await primer;
       await cache?.abandon();
       if (profileDir) rmSync(profileDir, { recursive: true, force: true });
       // the same diagnosis as the stock binding's (missing provider files, a library that did not load, ...)
@@ -61,6 +68,8 @@ export class CapiModelSession implements GpenRunner {
     }
     const r = new CapiModelSession(s, 'cuda', performance.now() - t0, cfg.cudaOptions, profileDir, cfg.label ?? 'the model');
     r.graphCache = cache ? (cache.state === 'hit' ? 'hit' : 'written') : null;
+    r.primer = primer;
+    void primer?.then((p) => { r.primerReport = p; });
     return r;
   }
 
@@ -111,6 +120,7 @@ export class CapiModelSession implements GpenRunner {
 
   async release(): Promise<void> {
     if (this.profileDir) rmSync(this.profileDir, { recursive: true, force: true });
+    await this.primer;
     this.s.release();
   }
 }

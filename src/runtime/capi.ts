@@ -19,7 +19,7 @@ const IX = {
   CreateMemoryInfo: 68, AllocatorFree: 76, GetAllocatorWithDefaultOptions: 78, ReleaseRunOptions: 97, SessionEndProfiling: 110,
   AddSessionConfigEntry: 130, CreateAllocator: 131, ReleaseAllocator: 132, RunWithBinding: 133, CreateIoBinding: 134,
   ReleaseIoBinding: 135, BindInput: 136, BindOutput: 137, AddRunConfigEntry: 165,
-  ReleaseArenaCfg: 157, CreateArenaCfgV2: 164, UpdateCUDAProviderOptionsWithValue: 263, GetCUDAProviderOptionsByName: 264,
+  ReleaseArenaCfg: 157, CreateArenaCfgV2: 164, UnregisterAllocator: 177, CreateAndRegisterAllocatorV2: 259,
 } as const;
 const API_VERSION = 14;
 const TABLE = 265;
@@ -82,8 +82,8 @@ function load(): Api {
     AddRunConfigEntry: 'void *f(void *runOptions, const char *key, const char *value)',
     ReleaseArenaCfg: 'void f(void *p)',
     CreateArenaCfgV2: 'void *f(const char **keys, const size_t *values, size_t n, _Out_ void **out)',
-    UpdateCUDAProviderOptionsWithValue: 'void *f(void *cudaOptions, const char *key, void *value)',
-    GetCUDAProviderOptionsByName: 'void *f(void *cudaOptions, const char *key, _Out_ void **value)',
+    UnregisterAllocator: 'void *f(void *env, void *info)',
+    CreateAndRegisterAllocatorV2: 'void *f(void *env, const char *provider, void *info, void *arenaCfg, const char **keys, const char **values, size_t n)',
   };
   const fns = {} as Record<keyof typeof IX, Fn>;
   for (const [name, i] of Object.entries(IX) as [keyof typeof IX, number][]) {
@@ -134,6 +134,40 @@ function arenaCfg(a: Api, arena: Record<string, number>): unknown {
   return out[0];
 }
 
+/** The allocator this process registered with the environment for an arena configuration (one per device). */
+let registered: { provider: 'cpu' | 'cuda'; key: string; info: unknown } | null = null;
+
+/**
+ * Registers an arena allocator with this configuration in the environment (CreateAndRegisterAllocatorV2), replacing
+ * the one registered before; sessions created with session.use_env_allocators=1 then allocate from it. On CUDA it is
+ * made from the same provider options (device, gpu_mem_limit, arena_extend_strategy) as the session's provider.
+ */
+function registerArena(a: Api, provider: 'cpu' | 'cuda', providerOptions: Record<string, string>, arena: Record<string, number>): void {
+  const key = JSON.stringify([provider, providerOptions, arena]);
+  if (registered?.key === key) return;
+  const out: unknown[] = [null];
+  if (registered) {
+    check(a, a.fns.UnregisterAllocator(env, registered.info), 'UnregisterAllocator');
+    a.fns.ReleaseMemoryInfo(registered.info);
+    registered = null;
+  }
+  // OrtArenaAllocator (1) for OrtMemTypeDefault (0) on the provider's device
+  check(a, a.fns.CreateMemoryInfo(provider === 'cuda' ? 'Cuda' : 'Cpu', 1, Number(providerOptions.device_id ?? 0), 0, out), 'CreateMemoryInfo');
+  const info = out[0];
+  const cfg = arenaCfg(a, arena);
+  try {
+    const entries = Object.entries(providerOptions);
+    check(a, a.fns.CreateAndRegisterAllocatorV2(env, provider === 'cuda' ? 'CUDAExecutionProvider' : 'CPUExecutionProvider', info, cfg, entries.map((e) => e[0]), entries.map((e) => e[1]), entries.length),
+      `CreateAndRegisterAllocatorV2(${provider}, ${Object.keys(arena).join(', ')})`);
+  } catch (e) {
+    a.fns.ReleaseMemoryInfo(info);
+    throw e;
+  } finally {
+    a.fns.ReleaseArenaCfg(cfg);
+  }
+  registered = { provider, key, info };
+}
+
 /** Checks an arena configuration with ONNX Runtime itself (on any machine: it needs no GPU). */
 export function checkArenaConfig(arena: Record<string, number>): void {
   const a = load();
@@ -145,6 +179,7 @@ export const SESSION_KEYS = {
   mem_pattern: 'ONNX Runtime memory patterns, 0 or 1',
   graph_optimization_level: 'ONNX Runtime graph optimisations: 0 disabled, 1 basic, 2 extended, 99 all',
   graph_cache: '1: cache the optimised graph of an ONNX file and load it with optimisations off in later sessions',
+  prime: '1: create and run a weightless copy of the graph on worker threads beside the session (a cold start\'s per-process first-run costs)',
   'arena.*': 'the CUDA arena (OrtArenaCfg): arena.max_dead_bytes_per_chunk, arena.initial_chunk_size_bytes, arena.arena_extend_strategy (0 power of two, 1 as requested), arena.max_mem, ...',
   'session.*': 'any other key with a dot: an ONNX Runtime session config entry (e.g. session.use_device_allocator_for_initializers=1)',
 } as const;
@@ -152,8 +187,8 @@ export const SESSION_KEYS = {
 const LEVELS = [0, 1, 2, 99] as const;
 
 /** Splits gpen-lab's session keys (SESSION_KEYS) from the CUDA provider options, checking them. */
-export function splitCudaOptions(all: Record<string, string>): { cuda: Record<string, string>; memPattern?: boolean; graphOptimizationLevel?: 0 | 1 | 2 | 99; config?: Record<string, string>; graphCache?: boolean; arena?: Record<string, number> } {
-  const { mem_pattern: mp, graph_optimization_level: gl, graph_cache: gc, ...rest } = all;
+export function splitCudaOptions(all: Record<string, string>): { cuda: Record<string, string>; memPattern?: boolean; graphOptimizationLevel?: 0 | 1 | 2 | 99; config?: Record<string, string>; graphCache?: boolean; prime?: boolean; arena?: Record<string, number> } {
+  const { mem_pattern: mp, graph_optimization_level: gl, graph_cache: gc, prime: pr, ...rest } = all;
   // arena.<key>=<bytes>: the CUDA arena's configuration; other keys with a dot are session config entries
   const arenaEntries = Object.entries(rest).filter(([k]) => k.startsWith('arena.'));
   const arena: Record<string, number> = {};
@@ -172,7 +207,8 @@ export function splitCudaOptions(all: Record<string, string>): { cuda: Record<st
     level = LEVELS.find((l) => String(l) === gl);
     if (level === undefined) throw new GpenLabError('E_ARGUMENT', `Expected graph_optimization_level to be one of ${LEVELS.join(', ')} but received "${gl}"`, `Pass graph_optimization_level=${LEVELS.join('|')} (${SESSION_KEYS.graph_optimization_level}).`, { input: 'graph_optimization_level' });
   }
-  return { cuda, ...(mp !== undefined ? { memPattern: mp !== '0' } : {}), ...(level !== undefined ? { graphOptimizationLevel: level } : {}), ...(Object.keys(config).length ? { config } : {}), ...(gc !== undefined ? { graphCache: gc === '1' } : {}), ...(arenaEntries.length ? { arena } : {}) };
+  if (pr !== undefined && pr !== '0' && pr !== '1') throw new GpenLabError('E_ARGUMENT', `Expected prime to be 0 or 1 but received "${pr}"`, `Pass prime=1 (${SESSION_KEYS.prime}) or leave it out.`, { input: 'prime' });
+  return { cuda, ...(pr !== undefined ? { prime: pr === '1' } : {}), ...(mp !== undefined ? { memPattern: mp !== '0' } : {}), ...(level !== undefined ? { graphOptimizationLevel: level } : {}), ...(Object.keys(config).length ? { config } : {}), ...(gc !== undefined ? { graphCache: gc === '1' } : {}), ...(arenaEntries.length ? { arena } : {}) };
 }
 
 /** ONNX tensor element types used here. */
@@ -206,15 +242,13 @@ export class CapiSession {
   private constructor(private readonly a: Api, private readonly session: unknown, private readonly info: unknown, readonly runtimeVersion: string, readonly cudaOptions: Record<string, string> | null) {}
 
   static create(model: string | Uint8Array, o: CapiOptions): CapiSession {
-    const { a, opts, cudaAsked, arena } = CapiSession.options(o);
+    const { a, opts, cudaAsked } = CapiSession.options(o);
     const out: unknown[] = [null];
     try {
       if (typeof model === 'string') check(a, a.fns.CreateSession(env, model, opts, out), 'CreateSession');
       else check(a, a.fns.CreateSessionFromArray(env, model, model.byteLength, opts, out), 'CreateSessionFromArray');
     } finally {
       a.fns.ReleaseSessionOptions(opts);
-      // the provider built its arena from it while the session was created
-      if (arena) a.fns.ReleaseArenaCfg(arena);
     }
     return CapiSession.wrap(a, out[0], cudaAsked);
   }
@@ -224,7 +258,7 @@ export class CapiSession {
    * e.g. decoding and detecting the first image of a cold start while CUDA and the model load.
    */
   static async createAsync(model: string | Uint8Array, o: CapiOptions): Promise<CapiSession> {
-    const { a, opts, cudaAsked, arena } = CapiSession.options(o);
+    const { a, opts, cudaAsked } = CapiSession.options(o);
     const out: unknown[] = [null];
     try {
       const status = await new Promise<unknown>((resolve, reject) => {
@@ -235,13 +269,12 @@ export class CapiSession {
       check(a, status, typeof model === 'string' ? 'CreateSession' : 'CreateSessionFromArray');
     } finally {
       a.fns.ReleaseSessionOptions(opts);
-      if (arena) a.fns.ReleaseArenaCfg(arena);
     }
     return CapiSession.wrap(a, out[0], cudaAsked);
   }
 
   /** The environment (once) and the session options for `o`; the caller releases the options. */
-  private static options(o: CapiOptions): { a: Api; opts: unknown; cudaAsked: Record<string, string> | null; arena: unknown } {
+  private static options(o: CapiOptions): { a: Api; opts: unknown; cudaAsked: Record<string, string> | null } {
     const a = load();
     const out: unknown[] = [null];
     if (!env) {
@@ -251,7 +284,6 @@ export class CapiSession {
     check(a, a.fns.CreateSessionOptions(out), 'CreateSessionOptions');
     const opts = out[0];
     let cudaAsked: Record<string, string> | null = null;
-    let arena: unknown = null;
     try {
       check(a, a.fns.SetSessionGraphOptimizationLevel(opts, o.graphOptimizationLevel ?? 99), 'SetSessionGraphOptimizationLevel');
       if (o.intraOpNumThreads) check(a, a.fns.SetIntraOpNumThreads(opts, o.intraOpNumThreads), 'SetIntraOpNumThreads');
@@ -261,20 +293,19 @@ export class CapiSession {
       // CUDA graphs replay fixed addresses: ONNX Runtime's memory patterns must be off with them
       const graphs = o.provider === 'cuda' && o.cuda?.enable_cuda_graph === '1';
       if (o.memPattern === false || graphs) check(a, a.fns.DisableMemPattern(opts), 'DisableMemPattern');
-      if (o.provider === 'cuda') {
+      if (o.provider === 'cuda') cudaAsked = { device_id: '0', ...o.cuda };
+      if (o.arena) {
+        // ONNX Runtime takes an arena configuration for its CUDA provider only as an allocator registered with the
+        // environment (UpdateCUDAProviderOptionsWithValue knows user_compute_stream alone); sessions opt in
+        registerArena(a, o.provider, cudaAsked ?? {}, o.arena);
+        check(a, a.fns.AddSessionConfigEntry(opts, 'session.use_env_allocators', '1'), 'AddSessionConfigEntry(session.use_env_allocators=1)');
+      }
+      if (cudaAsked) {
         check(a, a.fns.CreateCUDAProviderOptions(out), 'CreateCUDAProviderOptions');
         const cudaOpts = out[0];
         try {
-          cudaAsked = { device_id: '0', ...o.cuda };
           const entries = Object.entries(cudaAsked);
           check(a, a.fns.UpdateCUDAProviderOptions(cudaOpts, entries.map((e) => e[0]), entries.map((e) => e[1]), entries.length), 'UpdateCUDAProviderOptions');
-          if (o.arena) {
-            arena = arenaCfg(a, o.arena);
-            check(a, a.fns.UpdateCUDAProviderOptionsWithValue(cudaOpts, 'default_memory_arena_cfg', arena), 'UpdateCUDAProviderOptionsWithValue(default_memory_arena_cfg)');
-            // read back: the arena configuration must be the one the provider will use, never silently another
-            check(a, a.fns.GetCUDAProviderOptionsByName(cudaOpts, 'default_memory_arena_cfg', out), 'GetCUDAProviderOptionsByName(default_memory_arena_cfg)');
-            if (koffi.address(out[0]) !== koffi.address(arena)) throw new GpenLabError('E_SESSION', 'The CUDA provider options did not keep the arena configuration (default_memory_arena_cfg read back differs)', 'Drop the arena.* keys and report it with `gpen-lab doctor --provider cuda`.');
-          }
           check(a, a.fns.SessionOptionsAppendExecutionProvider_CUDA_V2(opts, cudaOpts), 'SessionOptionsAppendExecutionProvider_CUDA_V2');
         } finally {
           a.fns.ReleaseCUDAProviderOptions(cudaOpts);
@@ -282,10 +313,9 @@ export class CapiSession {
       }
     } catch (e) {
       a.fns.ReleaseSessionOptions(opts);
-      if (arena) a.fns.ReleaseArenaCfg(arena);
       throw e;
     }
-    return { a, opts, cudaAsked, arena };
+    return { a, opts, cudaAsked };
   }
 
   private static wrap(a: Api, session: unknown, cudaAsked: Record<string, string> | null): CapiSession {
@@ -316,6 +346,25 @@ export class CapiSession {
       if (!into) return view.slice();
       into.set(view);
       return into;
+    } finally {
+      a.fns.ReleaseValue(val[0]);
+      if (outputs[0]) a.fns.ReleaseValue(outputs[0]);
+    }
+  }
+
+  /**
+   * Runs once on a worker thread (koffi's async call) and discards the output: the primer's run (primer.ts). Real runs
+   * stay on the JavaScript thread: ONNX Runtime keeps CUDA graphs and cuDNN/cuBLAS handles per calling thread.
+   */
+  async runOnceAsync(x: Float32Array, dims: number[], names: { input: string; output: string }): Promise<void> {
+    this.live();
+    const a = this.a;
+    const val: unknown[] = [null];
+    check(a, a.fns.CreateTensorWithDataAsOrtValue(this.info, x, x.byteLength, BigInt64Array.from(dims.map(BigInt)), dims.length, FLOAT, val), 'CreateTensorWithDataAsOrtValue');
+    const outputs: unknown[] = [null];
+    try {
+      const status = await new Promise<unknown>((resolve, reject) => a.fns.Run.async(this.session, null, [names.input], [val[0]], 1, [names.output], 1, outputs, (err: unknown, res: unknown) => (err ? reject(err) : resolve(res))));
+      check(a, status, 'Run');
     } finally {
       a.fns.ReleaseValue(val[0]);
       if (outputs[0]) a.fns.ReleaseValue(outputs[0]);

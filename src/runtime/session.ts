@@ -139,6 +139,8 @@ export interface GpenRunner {
   readonly cudaOptions: Record<string, string> | null;
   /** With the C API's graph_cache=1: the optimised graph came from the cache ('hit') or was written ('written'). */
   readonly graphCache?: 'hit' | 'written' | null;
+  /** With the C API's prime=1: what the primer did, once it settled (null while it runs). */
+  readonly primerReport?: { ms: number; ok: boolean; error?: string } | null;
   run(data: Float32Array, dims: number[], into?: Float32Array): Promise<RunResult>;
   release(): Promise<void>;
 }
