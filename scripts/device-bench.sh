@@ -147,6 +147,7 @@ case "${1:-}" in
       --out "$OUT/arena.json" > /dev/null 2> "$OUT/arena-progress.txt"; echo "arena exit $?"; grep -v "^\s*$" "$OUT/arena-progress.txt" | cut -c1-300 | tail -20
     ;;
   s4a)
+    # (GPEN_LAB_CUDA_PRELOAD, the preload measured here and in s4c, was removed after them: no gain)
     # session 4, first call: (1) what each large library costs to load in a fresh process (python ctypes), (2) cold
     # starts with the warm-up's preload and CUDA's eager module loading, (3) the arena mode, (4) e2e3 with the CUDA
     # detector
@@ -205,5 +206,20 @@ PY
     grep -h "^cold" "$OUT/cold-prime.txt" "$OUT/cold-prime-preload.txt"
     bash "$0" arena
     ;;
-  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c" >&2; exit 2 ;;
+  s4d)
+    # session 4, fourth call: the arena again, now that the registered allocator carries the provider's extend
+    # strategy and limit (s4c's grew in powers of two: ONNX Runtime takes both from the arena configuration alone);
+    # cold starts with the primer, and with initializers allocated outside the arena
+    B=(node dist/cli/index.js bench --synthetic 512 --provider '' --precision fp16 --batch 1 --runs 10)
+    "${B[@]}" --capi-cuda $LEAN --capi-cuda $LEAN,arena.max_dead_bytes_per_chunk=1048576 \
+      --capi-cuda $LEAN,arena.max_dead_bytes_per_chunk=1048576,arena.initial_chunk_size_bytes=1048576 \
+      --capi-cuda $LEAN,arena.max_dead_bytes_per_chunk=1048576,gpu_mem_limit=402653184 \
+      --capi-cuda $LEAN,arena.max_dead_bytes_per_chunk=1048576,session.use_device_allocator_for_initializers=1 \
+      --out "$OUT/arena2.json" > /dev/null 2> "$OUT/arena2-progress.txt"; echo "arena exit $?"; grep -v "^\s*$" "$OUT/arena2-progress.txt" | cut -c1-300 | tail -12
+    C=(node dist/cli/index.js bench --synthetic 512 --provider cuda --precision fp16 --batch 1 --runs 3 --warmup 1 --cold 4 --no-cold-binding)
+    H=cudnn_conv_algo_search=HEURISTIC,graph_optimization_level=0,prime=1
+    "${C[@]}" --cold-cuda-options $H --cold-cuda-options $H,session.use_device_allocator_for_initializers=1 --out "$OUT/cold-prime2.json" > /dev/null 2> "$OUT/cold-prime2.txt"; echo "cold exit $?"
+    grep -h "^cold" "$OUT/cold-prime2.txt"
+    ;;
+  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d" >&2; exit 2 ;;
 esac

@@ -154,7 +154,13 @@ function registerArena(a: Api, provider: 'cpu' | 'cuda', providerOptions: Record
   // OrtArenaAllocator (1) for OrtMemTypeDefault (0) on the provider's device
   check(a, a.fns.CreateMemoryInfo(provider === 'cuda' ? 'Cuda' : 'Cpu', 1, Number(providerOptions.device_id ?? 0), 0, out), 'CreateMemoryInfo');
   const info = out[0];
-  const cfg = arenaCfg(a, arena);
+  // ONNX Runtime builds the allocator from the arena configuration alone: its extend strategy and limit default to
+  // power-of-two growth without a limit, whatever the provider options say, so the provider's own are carried over
+  const fromProvider: Record<string, number> = {};
+  const strategy = providerOptions.arena_extend_strategy;
+  if (strategy !== undefined) fromProvider.arena_extend_strategy = strategy === 'kSameAsRequested' || strategy === '1' ? 1 : 0;
+  if (providerOptions.gpu_mem_limit !== undefined) fromProvider.max_mem = Number(providerOptions.gpu_mem_limit);
+  const cfg = arenaCfg(a, { ...fromProvider, ...arena });
   try {
     const entries = Object.entries(providerOptions);
     check(a, a.fns.CreateAndRegisterAllocatorV2(env, provider === 'cuda' ? 'CUDAExecutionProvider' : 'CPUExecutionProvider', info, cfg, entries.map((e) => e[0]), entries.map((e) => e[1]), entries.length),

@@ -3,9 +3,7 @@
 // koffi's async calls. ONNX Runtime's CUDA provider later finds the same libraries (same sonames) and the same
 // primary context already there, so a `restore` on CUDA pays them while node loads its modules and the photo decodes.
 // An optimisation only: what it did and how long each step took is reported (startup_ms.warmup), failures included.
-import path from 'node:path';
 import koffi from './koffi.js';
-import { ortBinDir } from './providers.js';
 
 export interface WarmStep { ms: number; ok: boolean; error?: string }
 export interface WarmReport {
@@ -32,12 +30,12 @@ type Proto = ReturnType<typeof koffi.proto>;
  * library (cuBLAS Lt, cuDNN's engines) takes to map and relocate, and a dlopen here would wait for it (the model
  * stage of CUDA cold starts took 60-100 ms instead of 2-8 while the warm-up loaded its libraries).
  */
-export async function functionsAsync(soname: string, protos: Record<string, Proto>, mode = RTLD_NOW_GLOBAL): Promise<Record<string, AsyncFn>> {
+export async function functionsAsync(soname: string, protos: Record<string, Proto>): Promise<Record<string, AsyncFn>> {
   libc ??= (() => {
     const l = koffi.load('libc.so.6');
     return { dlopen: l.func('void *dlopen(const char *file, int mode)') as AsyncFn, dlsym: l.func('void *dlsym(void *handle, const char *name)') as AsyncFn, dlerror: l.func('const char *dlerror()') as () => string | null };
   })();
-  const h = await callAsync(libc.dlopen, soname, mode);
+  const h = await callAsync(libc.dlopen, soname, RTLD_NOW_GLOBAL);
   if (!h) throw new Error(`${soname} could not be loaded: ${libc.dlerror() ?? 'not found'}`);
   const out: Record<string, AsyncFn> = {};
   for (const [name, proto] of Object.entries(protos)) {
@@ -82,29 +80,10 @@ async function handleRoundTrip(soname: string, create: string, destroy: string):
 }
 
 /**
- * The large libraries a CUDA session loads later on its own path: ONNX Runtime's CUDA provider (at session creation)
- * and cuDNN's engine sub-libraries (at the first convolution). Loaded here on a worker, the session finds them mapped.
- */
-export function preloadLibraries(binDir: string = ortBinDir()): string[] {
-  return [
-    path.join(binDir, 'libonnxruntime_providers_shared.so'),
-    path.join(binDir, 'libonnxruntime_providers_cuda.so'),
-    'libcublasLt.so.13',
-    'libcudnn_graph.so.9', 'libcudnn_engines_precompiled.so.9', 'libcudnn_engines_runtime_compiled.so.9', 'libcudnn_heuristic.so.9',
-    'libcudnn_ops.so.9', 'libcudnn_cnn.so.9',
-  ];
-}
-
-/** dlopen on a worker thread (RTLD_NOW, local: the loader that asks later promotes it as it needs). */
-async function loadAsync(file: string): Promise<void> {
-  await functionsAsync(file, {}, 0x2);
-}
-
-/**
  * Starts the warm-up and returns its report when every step is done. The context first (everything else needs it),
- * then cuDNN and cuBLAS side by side, and (GPEN_LAB_CUDA_PRELOAD=1) the session's other large libraries.
+ * then cuDNN and cuBLAS side by side.
  */
-export async function warmCuda(env: NodeJS.ProcessEnv = process.env): Promise<WarmReport> {
+export async function warmCuda(): Promise<WarmReport> {
   const report: WarmReport = { startedAt: performance.now(), steps: {} };
   const ok = await step(report.steps, 'context', async () => {
     const { cudaFree } = await functionsAsync('libcudart.so.13', { cudaFree: warmProtos().free });
@@ -115,7 +94,6 @@ export async function warmCuda(env: NodeJS.ProcessEnv = process.env): Promise<Wa
   await Promise.all([
     step(report.steps, 'cudnn', () => handleRoundTrip('libcudnn.so.9', 'cudnnCreate', 'cudnnDestroy')),
     step(report.steps, 'cublas', () => handleRoundTrip('libcublas.so.13', 'cublasCreate_v2', 'cublasDestroy_v2')),
-    ...(env.GPEN_LAB_CUDA_PRELOAD === '1' ? preloadLibraries().map((f) => step(report.steps, `load ${path.basename(f)}`, () => loadAsync(f))) : []),
   ]);
   return report;
 }
