@@ -221,5 +221,20 @@ PY
     "${C[@]}" --cold-cuda-options $H --cold-cuda-options $H,session.use_device_allocator_for_initializers=1 --out "$OUT/cold-prime2.json" > /dev/null 2> "$OUT/cold-prime2.txt"; echo "cold exit $?"
     grep -h "^cold" "$OUT/cold-prime2.txt"
     ;;
-  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d" >&2; exit 2 ;;
+  final4)
+    # the final run of 2026-11-30 (fourth session): the peer (batches 1 and 32), then gpen-lab fp32 and fp16 on its
+    # weights: CUDA graphs, the lean set (with the arena's own figures); the Solvay photo with the CUDA detector (its
+    # inputs filled by the face workers); cold starts through the binding and the C API, with and without the primer
+    # (prime=1; the first primed cold start of each precision writes the primer to the cache)
+    peer 1,32
+    H=cudnn_conv_algo_search=HEURISTIC,graph_optimization_level=0
+    node dist/cli/index.js bench --model /tmp/peer/peer.pth --provider cuda --precision fp32,fp16 --batch 1,32 --runs 20 \
+      --capi-cuda enable_cuda_graph=1 --capi-cuda $LEAN \
+      --photo assets/Solvay_conference_1927.png --e2e-detector cuda --e2e-runs 5 --cold 4 \
+      --cold-cuda-options $H --cold-cuda-options $H,prime=1 \
+      --compare /tmp/peer/peer.in.npy,/tmp/peer/peer.out.npy \
+      --peer-native /tmp/peer/native.json --peer-fused /tmp/peer/fused.json --out "$OUT/gpu-bench.json" > "$OUT/bench.txt" 2> "$OUT/bench-progress.txt"
+    echo "bench exit $?"; cat "$OUT/bench.txt"; grep -v "^cold" "$OUT/bench-progress.txt" | cut -c1-300 | tail -30; grep "^cold" "$OUT/bench-progress.txt"
+    ;;
+  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4" >&2; exit 2 ;;
 esac

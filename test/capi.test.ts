@@ -146,6 +146,22 @@ describe('ONNX Runtime C API route', () => {
       (e: unknown) => e instanceof GpenLabError && e.code === 'E_SESSION' && /CreateArenaCfgV2\(not_an_arena_key\)/.test(e.message));
   });
 
+  it('the arena\'s statistics (AllocatorGetStats): the peak in use after a run covers the largest activation, and the counts are whole', async () => {
+    const p = await prepareModel({ type: 'synthetic', size: 64, seed: 3 }, 'fp32');
+    const S = 64, per = 3 * S * S;
+    const c = CapiSession.create(p.model, { provider: 'cpu', graphOptimizationLevel: 0 });
+    try {
+      c.run(new Float32Array(per).fill(0.2), [1, 3, S, S], per);
+      const st = c.allocatorStats('cpu');
+      for (const k of ['InUse', 'MaxInUse', 'TotalAllocated', 'NumAllocs']) assert.ok(Number.isInteger(st[k]) && st[k] >= 0, `${k}: ${st[k]}`);
+      // GPEN-64's widest activation: 4 x 64 x 64 float32 channels... at least one 64 x 64 x 64 float32 map (1 MiB)
+      assert.ok(st.MaxInUse >= 64 * 64 * 64 * 4, `MaxInUse ${st.MaxInUse}`);
+      assert.ok(st.TotalAllocated >= st.MaxInUse && st.MaxInUse >= st.InUse, JSON.stringify(st));
+    } finally {
+      c.release();
+    }
+  });
+
   it('createAsync works on a worker thread: the event loop runs meanwhile, and the session computes the same output', async () => {
     const p = await prepareModel({ type: 'synthetic', size: 64, seed: 3 }, 'fp32');
     const S = 64, per = 3 * S * S;

@@ -83,6 +83,13 @@ export interface BenchVariant {
   failedBatches?: { batch: number; error: string }[];
   /** C API variants: process GPU memory right after the session was created, before any run. */
   sessionProcessMiB?: number | null;
+  /**
+   * C API variants, after the batch-1 runs: the CUDA arena's own figures (AllocatorGetStats) in MiB. maxInUse is the
+   * allocator's peak of tensors (weights and activations), what the peer's torch.cuda.max_memory_allocated counts;
+   * reserved is what the arena holds from the driver (the rest of the process's figure is the context and the
+   * libraries' kernels).
+   */
+  batch1Arena?: { maxInUseMiB: number; inUseMiB: number; reservedMiB: number } | null;
   /** C API variants: median ms to copy the batch to the GPU and back, per batch size (not in the rows' times). */
   copyMs?: Record<string, number>;
   /** C API variants with --profile-batch: ONNX Runtime's node times of one run. */
@@ -281,9 +288,11 @@ async function capiVariant(o: BenchOptions, cudaOptions: Record<string, string>,
     v.prepareMs = performance.now() - t;
     const S = prepared.info.size;
     t = performance.now();
-    const { graphCache, ...split } = splitCudaOptions(cudaOptions);
+    const { graphCache, prime: usePrimer, ...split } = splitCudaOptions(cudaOptions);
     // the optimised-graph cache belongs to the pipeline's sessions: measure it with --cold-cuda-options
     if (graphCache) throw new GpenLabError('E_ARGUMENT', 'graph_cache=1 is not measured by --capi-cuda (these sessions are made from the model in memory)', 'Pass graph_cache=1 in --cold-cuda-options, where restore uses it.', { input: '--capi-cuda' });
+    // the primer serves a cold start's first run: measure it with --cold-cuda-options too
+    if (usePrimer) throw new GpenLabError('E_ARGUMENT', 'prime=1 is not measured by --capi-cuda (it serves the first run of a fresh process)', 'Pass prime=1 in --cold-cuda-options, where restore uses it.', { input: '--capi-cuda' });
     s = CapiSession.create(prepared.model, { provider: 'cuda', ...split });
     v.sessionMs = performance.now() - t;
     v.sessionProcessMiB = await processMiB();
@@ -343,8 +352,19 @@ async function capiVariant(o: BenchOptions, cudaOptions: Record<string, string>,
         const mib = await processMiB();
         const stats = timingStats(times);
         v.rows.push({ provider: 'cuda', precision, batch: b, stats, msPerFace: stats.median / b, gpuProcessPeakMiB: mib });
-        if (b === 1) v.batch1ProcessMiB = mib;
-        log(`${tag} batch ${b}: ${stats.median.toFixed(2)} ms (${(stats.median / b).toFixed(2)} ms/face) on the GPU, copies ${v.copyMs![String(b)].toFixed(2)} ms${mib !== null ? `, ${mib.toFixed(0)} MiB` : ''}`);
+        let arena = '';
+        if (b === 1) {
+          v.batch1ProcessMiB = mib;
+          try {
+            const st = s.allocatorStats('cuda');
+            v.batch1Arena = { maxInUseMiB: st.MaxInUse / 2 ** 20, inUseMiB: st.InUse / 2 ** 20, reservedMiB: st.TotalAllocated / 2 ** 20 };
+            arena = ` (arena: peak in use ${v.batch1Arena.maxInUseMiB.toFixed(0)} MiB, reserved ${v.batch1Arena.reservedMiB.toFixed(0)} MiB)`;
+          } catch (err) {
+            v.batch1Arena = null;
+            arena = ` (arena statistics: ${(err as Error).message})`;
+          }
+        }
+        log(`${tag} batch ${b}: ${stats.median.toFixed(2)} ms (${(stats.median / b).toFixed(2)} ms/face) on the GPU, copies ${v.copyMs![String(b)].toFixed(2)} ms${mib !== null ? `, ${mib.toFixed(0)} MiB` : ''}${arena}`);
       } catch (err) {
         (v.failedBatches ??= []).push({ batch: b, error: (err as Error).message });
         log(`${tag} batch ${b}: ${(err as Error).message}`);

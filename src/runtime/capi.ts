@@ -20,9 +20,10 @@ const IX = {
   AddSessionConfigEntry: 130, CreateAllocator: 131, ReleaseAllocator: 132, RunWithBinding: 133, CreateIoBinding: 134,
   ReleaseIoBinding: 135, BindInput: 136, BindOutput: 137, AddRunConfigEntry: 165,
   ReleaseArenaCfg: 157, CreateArenaCfgV2: 164, UnregisterAllocator: 177, CreateAndRegisterAllocatorV2: 259,
+  GetKeyValuePairs: 298, ReleaseKeyValuePairs: 300, AllocatorGetStats: 319,
 } as const;
 const API_VERSION = 14;
-const TABLE = 265;
+const TABLE = 320;
 
 /** A decoded function pointer: callable, and `.async(...args, callback)` runs it on one of libuv's worker threads. */
 type Fn = ((...args: unknown[]) => unknown) & { async: (...args: unknown[]) => void };
@@ -83,6 +84,9 @@ function load(): Api {
     ReleaseArenaCfg: 'void f(void *p)',
     CreateArenaCfgV2: 'void *f(const char **keys, const size_t *values, size_t n, _Out_ void **out)',
     UnregisterAllocator: 'void *f(void *env, void *info)',
+    GetKeyValuePairs: 'void f(void *kvps, _Out_ void **keys, _Out_ void **values, _Out_ size_t *n)',
+    ReleaseKeyValuePairs: 'void f(void *p)',
+    AllocatorGetStats: 'void *f(void *allocator, _Out_ void **kvps)',
     CreateAndRegisterAllocatorV2: 'void *f(void *env, const char *provider, void *info, void *arenaCfg, const char **keys, const char **values, size_t n)',
   };
   const fns = {} as Record<keyof typeof IX, Fn>;
@@ -438,6 +442,41 @@ export class CapiSession {
     } catch (e) {
       release();
       throw e;
+    }
+  }
+
+  /**
+   * The statistics of the session's arena on `device` (AllocatorGetStats: InUse, MaxInUse, TotalAllocated, NumAllocs,
+   * NumReserves, ... in bytes and counts): MaxInUse is the allocator's peak, what torch's max_memory_allocated counts.
+   */
+  allocatorStats(device: 'cpu' | 'cuda'): Record<string, number> {
+    this.live();
+    const a = this.a;
+    const out: unknown[] = [null];
+    check(a, a.fns.CreateMemoryInfo(device === 'cuda' ? 'Cuda' : 'Cpu', 1, Number(this.cudaOptions?.device_id ?? 0), 0, out), 'CreateMemoryInfo');
+    const info = out[0];
+    try {
+      check(a, a.fns.CreateAllocator(this.session, info, out), `CreateAllocator(${device})`);
+      const allocator = out[0];
+      try {
+        check(a, a.fns.AllocatorGetStats(allocator, out), 'AllocatorGetStats');
+        const kvps = out[0];
+        try {
+          const keys: unknown[] = [null];
+          const values: unknown[] = [null];
+          const n: number[] = [0];
+          a.fns.GetKeyValuePairs(kvps, keys, values, n);
+          const k = koffi.decode(keys[0], koffi.array('const char *', n[0])) as string[];
+          const v = koffi.decode(values[0], koffi.array('const char *', n[0])) as string[];
+          return Object.fromEntries(k.map((key, i) => [key, Number(v[i])]));
+        } finally {
+          a.fns.ReleaseKeyValuePairs(kvps);
+        }
+      } finally {
+        a.fns.ReleaseAllocator(allocator);
+      }
+    } finally {
+      a.fns.ReleaseMemoryInfo(info);
     }
   }
 
