@@ -121,8 +121,10 @@ describe('restore CLI', () => {
     assert.equal(lines[0].faces.length, 1);
     // the first result says how the process got there; later ones do not repeat it
     const startup = (lines[0] as RestoreResult & { startup_ms?: Record<string, number> }).startup_ms;
-    assert.deepEqual(Object.keys(startup ?? {}).sort(), ['detector', 'model', 'process', 'session']);
+    assert.deepEqual(Object.keys(startup ?? {}).sort(), ['detector', 'first_result_at', 'model', 'process', 'session', 'session_ready_at']);
     assert.ok(Object.values(startup!).every((x) => x >= 0) && startup!.process > 0);
+    // the timeline: the command started, the session was ready, then the first result came
+    assert.ok(startup!.process < startup!.session_ready_at && startup!.session_ready_at <= startup!.first_result_at, JSON.stringify(startup));
     assert.equal((lines[1] as RestoreResult & { startup_ms?: unknown }).startup_ms, undefined);
     assert.ok(lines[1].error && lines[1].error.code.startsWith('E_'), JSON.stringify(lines[1]));
     assert.match(r.stderr, /1 of 2 image\(s\) failed/);
