@@ -236,5 +236,16 @@ PY
       --peer-native /tmp/peer/native.json --peer-fused /tmp/peer/fused.json --out "$OUT/gpu-bench.json" > "$OUT/bench.txt" 2> "$OUT/bench-progress.txt"
     echo "bench exit $?"; cat "$OUT/bench.txt"; grep -v "^cold" "$OUT/bench-progress.txt" | cut -c1-300 | tail -30; grep "^cold" "$OUT/bench-progress.txt"
     ;;
-  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4" >&2; exit 2 ;;
+  s4e)
+    # session 4, after the final run: what fills the CUDA arena's peak in use (542 MiB at fp16 batch 1 against a live
+    # set of ~300 MiB with the weights): weights outside the arena (the arena then holds activations and workspaces
+    # only), without ONNX Runtime's graph optimisations, and with DEFAULT search (cuDNN's implicit GEMM, the smallest
+    # workspaces)
+    I=session.use_device_allocator_for_initializers=1
+    B=(node dist/cli/index.js bench --synthetic 512 --provider '' --precision fp16 --batch 1 --runs 5)
+    "${B[@]}" --capi-cuda $LEAN,$I --capi-cuda $LEAN,$I,graph_optimization_level=0 \
+      --capi-cuda cudnn_conv_algo_search=DEFAULT,arena_extend_strategy=kSameAsRequested,cudnn_conv_use_max_workspace=0,mem_pattern=0,$I \
+      --out "$OUT/arena3.json" > /dev/null 2> "$OUT/arena3-progress.txt"; echo "arena exit $?"; grep -v "^\s*$" "$OUT/arena3-progress.txt" | cut -c1-400 | tail -8
+    ;;
+  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e" >&2; exit 2 ;;
 esac
