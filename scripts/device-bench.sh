@@ -247,5 +247,13 @@ PY
       --capi-cuda cudnn_conv_algo_search=DEFAULT,arena_extend_strategy=kSameAsRequested,cudnn_conv_use_max_workspace=0,mem_pattern=0,$I \
       --out "$OUT/arena3.json" > /dev/null 2> "$OUT/arena3-progress.txt"; echo "arena exit $?"; grep -v "^\s*$" "$OUT/arena3-progress.txt" | cut -c1-400 | tail -8
     ;;
-  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e" >&2; exit 2 ;;
+  s4f)
+    # session 4: the primer in parts run side by side (prime=N; the first cold start of each N runs the whole primer
+    # with the profiler and writes the parts): does first-use work run in parallel on several threads?
+    C=(node dist/cli/index.js bench --synthetic 512 --provider cuda --precision fp16,fp32 --batch 1 --runs 3 --warmup 1 --cold 5 --no-cold-binding)
+    H=cudnn_conv_algo_search=HEURISTIC,graph_optimization_level=0
+    "${C[@]}" --cold-cuda-options $H,prime=1 --cold-cuda-options $H,prime=2 --cold-cuda-options $H,prime=4 --out "$OUT/cold-parts.json" > /dev/null 2> "$OUT/cold-parts.txt"; echo "cold exit $?"
+    grep -h "^cold" "$OUT/cold-parts.txt"
+    ;;
+  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f" >&2; exit 2 ;;
 esac

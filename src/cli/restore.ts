@@ -96,7 +96,8 @@ export function restoreCommand(): Command {
           steps.step(`${path.basename(r.input)}: ${r.error ? `failed (${r.error.code})` : `${r.faces.length} face(s)`}`);
           // the first result also says how the process got there: start and imports, model, session, detector
           const graphCache = restorer.runner?.graphCache ?? null;
-          const primer = restorer.runner?.cudaOptions?.prime === '1' ? (restorer.runner.primerReport ?? { running: true }) : null;
+          const runner = restorer.runner;
+          const primer = runner && Number(runner.cudaOptions?.prime ?? 0) > 0 ? (runner.primerReport ?? { running: true }) : null;
           if (o.json) process.stdout.write(JSON.stringify(first ? { ...r, startup_ms: { process: startMs, ...restorer.createMs, first_result_at: performance.now(), ...(warmup ? { warmup } : {}), ...(graphCache ? { graph_cache: graphCache } : {}), ...(primer ? { primer } : {}) } } : r) + '\n');
           first = false;
           for (const w of r.warnings) if (w !== SYNTHETIC_NOTE) warn(w);

@@ -45,7 +45,7 @@ export class CapiModelSession implements GpenRunner {
     const { graphCache: useCache, prime: usePrimer, ...split } = splitCudaOptions(cfg.cudaOptions);
     const { graph_cache: _gc, prime: _pr, ...keyed } = cfg.cudaOptions;
     // prime=1: the weightless copy of the graph created and run beside this session (primer.ts); never awaited here
-    const primer = usePrimer ? prime(model, { device_id: String(cfg.deviceId ?? 0), ...split.cuda }) : null;
+    const primer = usePrimer ? prime(model, { device_id: String(cfg.deviceId ?? 0), ...split.cuda }, usePrimer) : null;
     // graph_cache=1: the optimised graph of an earlier session, loaded with optimisations off (graph-cache.ts)
     const cache = useCache ? await graphCache(model, 'cuda', keyed) : null;
     const profileDir = cfg.recordPlacement ?? true ? mkdtempSync(path.join(os.tmpdir(), 'gpen-lab-prof-')) : null;

@@ -189,7 +189,7 @@ export const SESSION_KEYS = {
   mem_pattern: 'ONNX Runtime memory patterns, 0 or 1',
   graph_optimization_level: 'ONNX Runtime graph optimisations: 0 disabled, 1 basic, 2 extended, 99 all',
   graph_cache: '1: cache the optimised graph of an ONNX file and load it with optimisations off in later sessions',
-  prime: '1: create and run a weightless copy of the graph on worker threads beside the session (a cold start\'s per-process first-run costs)',
+  prime: '1: create and run a weightless copy of the graph on worker threads beside the session (a cold start\'s per-process first-run costs); 2-8: that copy in as many parts, run side by side',
   'arena.*': 'the CUDA arena (OrtArenaCfg): arena.max_dead_bytes_per_chunk, arena.initial_chunk_size_bytes, arena.arena_extend_strategy (0 power of two, 1 as requested), arena.max_mem, ...',
   'session.*': 'any other key with a dot: an ONNX Runtime session config entry (e.g. session.use_device_allocator_for_initializers=1)',
 } as const;
@@ -197,7 +197,7 @@ export const SESSION_KEYS = {
 const LEVELS = [0, 1, 2, 99] as const;
 
 /** Splits gpen-lab's session keys (SESSION_KEYS) from the CUDA provider options, checking them. */
-export function splitCudaOptions(all: Record<string, string>): { cuda: Record<string, string>; memPattern?: boolean; graphOptimizationLevel?: 0 | 1 | 2 | 99; config?: Record<string, string>; graphCache?: boolean; prime?: boolean; arena?: Record<string, number> } {
+export function splitCudaOptions(all: Record<string, string>): { cuda: Record<string, string>; memPattern?: boolean; graphOptimizationLevel?: 0 | 1 | 2 | 99; config?: Record<string, string>; graphCache?: boolean; prime?: number; arena?: Record<string, number> } {
   const { mem_pattern: mp, graph_optimization_level: gl, graph_cache: gc, prime: pr, ...rest } = all;
   // arena.<key>=<bytes>: the CUDA arena's configuration; other keys with a dot are session config entries
   const arenaEntries = Object.entries(rest).filter(([k]) => k.startsWith('arena.'));
@@ -217,8 +217,8 @@ export function splitCudaOptions(all: Record<string, string>): { cuda: Record<st
     level = LEVELS.find((l) => String(l) === gl);
     if (level === undefined) throw new GpenLabError('E_ARGUMENT', `Expected graph_optimization_level to be one of ${LEVELS.join(', ')} but received "${gl}"`, `Pass graph_optimization_level=${LEVELS.join('|')} (${SESSION_KEYS.graph_optimization_level}).`, { input: 'graph_optimization_level' });
   }
-  if (pr !== undefined && pr !== '0' && pr !== '1') throw new GpenLabError('E_ARGUMENT', `Expected prime to be 0 or 1 but received "${pr}"`, `Pass prime=1 (${SESSION_KEYS.prime}) or leave it out.`, { input: 'prime' });
-  return { cuda, ...(pr !== undefined ? { prime: pr === '1' } : {}), ...(mp !== undefined ? { memPattern: mp !== '0' } : {}), ...(level !== undefined ? { graphOptimizationLevel: level } : {}), ...(Object.keys(config).length ? { config } : {}), ...(gc !== undefined ? { graphCache: gc === '1' } : {}), ...(arenaEntries.length ? { arena } : {}) };
+  if (pr !== undefined && !/^[0-8]$/.test(pr)) throw new GpenLabError('E_ARGUMENT', `Expected prime to be a whole number from 0 to 8 but received "${pr}"`, `Pass prime=1 (${SESSION_KEYS.prime}) or leave it out.`, { input: 'prime' });
+  return { cuda, ...(pr !== undefined ? { prime: Number(pr) } : {}), ...(mp !== undefined ? { memPattern: mp !== '0' } : {}), ...(level !== undefined ? { graphOptimizationLevel: level } : {}), ...(Object.keys(config).length ? { config } : {}), ...(gc !== undefined ? { graphCache: gc === '1' } : {}), ...(arenaEntries.length ? { arena } : {}) };
 }
 
 /** ONNX tensor element types used here. */
@@ -366,17 +366,18 @@ export class CapiSession {
    * Runs once on a worker thread (koffi's async call) and discards the output: the primer's run (primer.ts). Real runs
    * stay on the JavaScript thread: ONNX Runtime keeps CUDA graphs and cuDNN/cuBLAS handles per calling thread.
    */
-  async runOnceAsync(x: Float32Array, dims: number[], names: { input: string; output: string }): Promise<void> {
+  async runOnceAsync(input: { name: string; x: Float32Array; dims: number[] } | null, output: string): Promise<void> {
     this.live();
     const a = this.a;
     const val: unknown[] = [null];
-    check(a, a.fns.CreateTensorWithDataAsOrtValue(this.info, x, x.byteLength, BigInt64Array.from(dims.map(BigInt)), dims.length, FLOAT, val), 'CreateTensorWithDataAsOrtValue');
+    if (input) check(a, a.fns.CreateTensorWithDataAsOrtValue(this.info, input.x, input.x.byteLength, BigInt64Array.from(input.dims.map(BigInt)), input.dims.length, FLOAT, val), 'CreateTensorWithDataAsOrtValue');
     const outputs: unknown[] = [null];
     try {
-      const status = await new Promise<unknown>((resolve, reject) => a.fns.Run.async(this.session, null, [names.input], [val[0]], 1, [names.output], 1, outputs, (err: unknown, res: unknown) => (err ? reject(err) : resolve(res))));
+      const status = await new Promise<unknown>((resolve, reject) => a.fns.Run.async(this.session, null, input ? [input.name] : [], input ? [val[0]] : [], input ? 1 : 0, [output], 1, outputs,
+        (err: unknown, res: unknown) => (err ? reject(err) : resolve(res))));
       check(a, status, 'Run');
     } finally {
-      a.fns.ReleaseValue(val[0]);
+      if (val[0]) a.fns.ReleaseValue(val[0]);
       if (outputs[0]) a.fns.ReleaseValue(outputs[0]);
     }
   }

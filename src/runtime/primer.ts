@@ -7,7 +7,8 @@
 // per model file, like the optimised graph.
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import type onnxProto from 'onnx-proto';
 import { onnx } from '../model/onnx-builder.js';
@@ -18,7 +19,7 @@ type IValueInfo = onnxProto.onnx.IValueInfoProto;
 import { cacheDir, fileIdentity } from '../model/registry.js';
 import { writeFileAtomicSafe } from '../io/files.js';
 import { CapiSession } from './capi.js';
-import { runtimeVersion } from './session.js';
+import { readProfileNodes, runtimeVersion, type ProfileNode } from './session.js';
 
 /** Initializers with fewer elements stay as they are (scalars, epsilons): only weights become zeros. */
 const MIN_ELEMENTS = 64;
@@ -70,43 +71,178 @@ export function primerModel(bytes: Uint8Array): Primer {
   };
 }
 
+/** ONNX element types of the tensors a part may receive as zeros (float types only: never a shape or an index). */
+const FLOAT_TYPES: Record<string, number> = { float: FLOAT, float16: FLOAT16, MLFloat16: FLOAT16, double: 11 };
+
+/**
+ * The primer cut into up to `parts` graphs of about equal first-run time, in the order its first run executed (from
+ * that run's profile: node times, output shapes and types). A cut goes only where every tensor crossing it is a float
+ * tensor: each later part makes those as zeros (ConstantOfShape), so the parts run side by side on the same shapes.
+ * Fewer parts come back when no such cut is near enough.
+ */
+export function splitPrimer(primer: Uint8Array, firstRun: ProfileNode[], parts: number): Uint8Array[] {
+  const m = onnx.ModelProto.decode(primer);
+  const g = m.graph!;
+  const nodes = g.node ?? [];
+  const byName = new Map(nodes.map((n) => [n.name!, n]));
+  const seen = new Set<string>();
+  const order: INode[] = [];
+  const msOf = new Map<string, number>();
+  const info = new Map<string, { dims: number[]; type: number | null }>();
+  for (const r of firstRun) {
+    const n = byName.get(r.node);
+    if (!n || seen.has(r.node)) continue;
+    seen.add(r.node);
+    order.push(n);
+    msOf.set(r.node, r.ms);
+    (n.output ?? []).forEach((o, i) => info.set(o, { dims: r.outputShapes[i] ?? [], type: FLOAT_TYPES[r.outputTypes[i] ?? ''] ?? null }));
+  }
+  for (const n of nodes) if (!seen.has(n.name!)) order.push(n);
+  const input = g.input![0];
+  const inputDims = (input.type?.tensorType?.shape?.dim ?? []).map((d) => (d.dimValue !== undefined && d.dimValue !== null && Number(d.dimValue) > 0 ? Number(d.dimValue) : 1));
+  info.set(input.name!, { dims: inputDims, type: input.type?.tensorType?.elemType ?? FLOAT });
+  const inits = new Map((g.initializer ?? []).map((t) => [t.name!, t]));
+  const producedAt = new Map<string, number>([[input.name!, -1]]);
+  order.forEach((n, i) => (n.output ?? []).forEach((o) => producedAt.set(o, i)));
+  const lastUse = new Map<string, number>();
+  order.forEach((n, i) => (n.input ?? []).forEach((x) => { if (x && producedAt.has(x)) lastUse.set(x, i); }));
+  // a cut before position c is allowed when every tensor made before c and used from c on is a float tensor
+  const allowed = (c: number) => [...producedAt].every(([t, at]) => !(at < c && (lastUse.get(t) ?? -1) >= c) || (info.get(t)?.type ?? null) !== null);
+  const cum: number[] = [0];
+  order.forEach((n, i) => cum.push(cum[i] + (msOf.get(n.name!) ?? 0)));
+  const total = cum[order.length];
+  const cuts: number[] = [0];
+  for (let k = 1; k < parts; k++) {
+    const target = (total * k) / parts;
+    let best = -1;
+    for (let c = cuts[cuts.length - 1] + 1; c < order.length; c++) if (allowed(c) && (best < 0 || Math.abs(cum[c] - target) < Math.abs(cum[best] - target))) best = c;
+    if (best > 0) cuts.push(best);
+  }
+  cuts.push(order.length);
+  const out: Uint8Array[] = [];
+  for (let k = 0; k + 1 < cuts.length; k++) {
+    const part = order.slice(cuts[k], cuts[k + 1]);
+    const made = new Set(part.flatMap((n) => n.output ?? []));
+    const used = new Set(part.flatMap((n) => n.input ?? []).filter(Boolean));
+    const keepInit: ITensor[] = [];
+    const zeros: INode[] = [];
+    const inputs: IValueInfo[] = [];
+    for (const t of used) {
+      if (made.has(t)) continue;
+      const init = inits.get(t);
+      if (init) { keepInit.push(init); continue; }
+      if (t === input.name && k === 0) { inputs.push(input); continue; }
+      const ti = info.get(t);
+      if (!ti || ti.type === null) throw new Error(`the primer's part ${k + 1} needs ${t}, whose shape and type its first run did not give`);
+      const shape = `${t}__part_shape`;
+      keepInit.push({ name: shape, dims: [ti.dims.length], dataType: 7, rawData: new Uint8Array(BigInt64Array.from(ti.dims.map(BigInt)).buffer) });
+      zeros.push({ opType: 'ConstantOfShape', name: `${t}__part`, input: [shape], output: [t], attribute: [{ name: 'value', type: 4, t: { dims: [1], dataType: ti.type, rawData: new Uint8Array(ti.type === FLOAT16 ? 2 : ti.type === 11 ? 8 : 4) } }] });
+    }
+    // what the part makes and does not use itself is its output (shapes and types from the first run)
+    const outputs: IValueInfo[] = [...made].filter((t) => !used.has(t) && info.get(t)?.type).map((t) => ({
+      name: t, type: { tensorType: { elemType: info.get(t)!.type!, shape: { dim: info.get(t)!.dims.map((d) => ({ dimValue: d })) } } },
+    }));
+    if (outputs.length === 0) continue;
+    out.push(onnx.ModelProto.encode({ ...m, graph: { ...g, node: [...zeros, ...part], initializer: keepInit, input: inputs, output: outputs } }).finish());
+  }
+  return out;
+}
+
+/** A part's first output and its input (only the first part reads the model's input). */
+function partIo(bytes: Uint8Array): { input: { name: string; dims: number[] } | null; output: string } {
+  const g = onnx.ModelProto.decode(bytes).graph!;
+  const i = g.input?.[0];
+  const dims = (i?.type?.tensorType?.shape?.dim ?? []).map((d) => (d.dimValue !== undefined && d.dimValue !== null && Number(d.dimValue) > 0 ? Number(d.dimValue) : 1));
+  return { input: i ? { name: i.name!, dims } : null, output: g.output![0].name! };
+}
+
+/** Where a model file's primer and its parts are cached (by the file's identity and the runtime's version). */
+async function cacheBase(model: string): Promise<string> {
+  const key = JSON.stringify({ model: await fileIdentity(model), runtime: runtimeVersion(), primer: 1 });
+  return path.join(cacheDir(), 'primer', createHash('sha256').update(key).digest('hex').slice(0, 32));
+}
+
 /** The primer of a model file, cached by the file's identity and the runtime's version; made in memory for bytes. */
 export async function primerFor(model: string | Uint8Array): Promise<Primer & { cache: 'hit' | 'written' | null }> {
   if (typeof model !== 'string') return { ...primerModel(model), cache: null };
-  const key = JSON.stringify({ model: await fileIdentity(model), runtime: runtimeVersion(), primer: 1 });
-  const dir = path.join(cacheDir(), 'primer');
-  const file = path.join(dir, `${createHash('sha256').update(key).digest('hex').slice(0, 32)}.onnx`);
+  const file = `${await cacheBase(model)}.onnx`;
   if (existsSync(file)) {
     // the cached primer is re-read (small) for its input and output names
     return { ...primerModel(new Uint8Array(await readFile(file))), cache: 'hit' };
   }
   const p = primerModel(new Uint8Array(await readFile(model)));
-  await mkdir(dir, { recursive: true });
+  await mkdir(path.dirname(file), { recursive: true });
   await writeFileAtomicSafe(file, Buffer.from(p.model.buffer, p.model.byteOffset, p.model.byteLength));
   return { ...p, cache: 'written' };
 }
 
-export interface PrimeReport { ms: number; ok: boolean; error?: string; cache?: 'hit' | 'written' | null; createMs?: number; runMs?: number }
+/** The cached parts of a model file's primer for `parts`, or null (a model in memory has no file to key them by). */
+export async function cachedParts(model: string | Uint8Array, parts: number): Promise<Uint8Array[] | null> {
+  if (typeof model !== 'string') return null;
+  const base = `${await cacheBase(model)}.p${parts}`;
+  if (!existsSync(`${base}.json`)) return null;
+  const { count } = JSON.parse(await readFile(`${base}.json`, 'utf8')) as { count: number };
+  return Promise.all(Array.from({ length: count }, async (_, i) => new Uint8Array(await readFile(`${base}.${i}.onnx`))));
+}
+
+/** Writes the parts, then the list that makes them visible (a cold start never reads half of them). */
+async function writeParts(model: string, parts: number, bytes: Uint8Array[]): Promise<void> {
+  const base = `${await cacheBase(model)}.p${parts}`;
+  for (const [i, b] of bytes.entries()) await writeFileAtomicSafe(`${base}.${i}.onnx`, Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+  await writeFileAtomicSafe(`${base}.json`, JSON.stringify({ count: bytes.length }));
+}
+
+export interface PrimeReport {
+  ms: number; ok: boolean; error?: string; cache?: 'hit' | 'written' | null; createMs?: number; runMs?: number;
+  /** prime=N: the parts run side by side (cache hit), or how many were written after a whole primer ran. */
+  parts?: { createMs: number; runMs: number }[]; partsWritten?: number;
+}
+
+/** Creates `bytes` on CUDA and runs it once, both on worker threads; with `profileTo`, returns the run's profile. */
+async function createAndRun(bytes: Uint8Array, provider: 'cpu' | 'cuda', cuda: Record<string, string>, profileTo?: string): Promise<{ createMs: number; runMs: number; profile: ProfileNode[] | null }> {
+  const io = partIo(bytes);
+  const t0 = performance.now();
+  const s = await CapiSession.createAsync(bytes, { provider, ...(provider === 'cuda' ? { cuda } : {}), graphOptimizationLevel: 0, ...(profileTo ? { profilePrefix: profileTo } : {}) });
+  const t1 = performance.now();
+  try {
+    await s.runOnceAsync(io.input ? { name: io.input.name, x: new Float32Array(io.input.dims.reduce((a, b) => a * b, 1)), dims: io.input.dims } : null, io.output);
+    const runMs = performance.now() - t1;
+    return { createMs: t1 - t0, runMs, profile: profileTo ? readProfileNodes(s.endProfiling()) : null };
+  } finally {
+    s.release();
+  }
+}
 
 /**
- * Creates the primer of `model` on CUDA with `cuda` (provider options; CUDA graphs left out) and runs it once, both
- * on worker threads; resolves with what it did (failures included: the primer is an optimisation, never an error).
+ * Creates the primer of `model` on CUDA with `cuda` (provider options; CUDA graphs left out) and runs it once, on
+ * worker threads; with `parts` > 1 its cached parts run side by side instead, and where they are not cached yet the
+ * whole primer runs with ONNX Runtime's profiler and its parts are written for the next cold start. Resolves with
+ * what it did, failures included: the primer is an optimisation, never an error. (`provider` 'cpu' runs the same
+ * steps on the CPU: the tests' way through the cache.)
  */
-export async function prime(model: string | Uint8Array, cuda: Record<string, string>): Promise<PrimeReport> {
+export async function prime(model: string | Uint8Array, cuda: Record<string, string>, parts = 1, provider: 'cpu' | 'cuda' = 'cuda'): Promise<PrimeReport> {
   const t0 = performance.now();
+  const { enable_cuda_graph: _g, ...opts } = cuda;
+  let dir: string | null = null;
   try {
-    const p = await primerFor(model);
-    const { enable_cuda_graph: _g, ...opts } = cuda;
-    const t1 = performance.now();
-    const s = await CapiSession.createAsync(p.model, { provider: 'cuda', cuda: opts, graphOptimizationLevel: 0 });
-    const t2 = performance.now();
-    try {
-      await s.runOnceAsync(new Float32Array(p.input.dims.reduce((a, b) => a * b, 1)), p.input.dims, { input: p.input.name, output: p.output.name });
-    } finally {
-      s.release();
+    const split = parts > 1 ? await cachedParts(model, parts) : null;
+    if (split) {
+      const runs = await Promise.all(split.map((b) => createAndRun(b, provider, opts)));
+      return { ms: performance.now() - t0, ok: true, cache: 'hit', parts: runs.map(({ createMs, runMs }) => ({ createMs, runMs })) };
     }
-    return { ms: performance.now() - t0, ok: true, cache: p.cache, createMs: t2 - t1, runMs: performance.now() - t2 };
+    const p = await primerFor(model);
+    dir = parts > 1 && typeof model === 'string' ? await mkdtemp(path.join(os.tmpdir(), 'gpen-primer-')) : null;
+    const r = await createAndRun(p.model, provider, opts, dir ? path.join(dir, 'p') : undefined);
+    let partsWritten: number | undefined;
+    if (dir && r.profile && typeof model === 'string') {
+      const bytes = splitPrimer(p.model, r.profile, parts);
+      await writeParts(model, parts, bytes);
+      partsWritten = bytes.length;
+    }
+    return { ms: performance.now() - t0, ok: true, cache: p.cache, createMs: r.createMs, runMs: r.runMs, ...(partsWritten !== undefined ? { partsWritten } : {}) };
   } catch (e) {
     return { ms: performance.now() - t0, ok: false, error: (e as Error).message };
+  } finally {
+    if (dir) await rm(dir, { recursive: true, force: true });
   }
 }

@@ -88,7 +88,7 @@ export function providerFailure(cfg: SessionConfig, e: unknown): GpenLabError {
 }
 
 /** One node's run in an ONNX Runtime profile: node name, operator, execution provider, time, output shapes. */
-export interface ProfileNode { node: string; op: string; provider: string; ms: number; outputShapes: number[][] }
+export interface ProfileNode { node: string; op: string; provider: string; ms: number; outputShapes: number[][]; outputTypes: string[] }
 
 /** The node runs of an ONNX Runtime profile (its "_kernel_time" events), in execution order, every run's. */
 export function readProfileNodes(file: string): ProfileNode[] {
@@ -100,6 +100,7 @@ export function readProfileNodes(file: string): ProfileNode[] {
     out.push({
       node: e.name.slice(0, -'_kernel_time'.length), op: e.args?.op_name ?? '?', provider: e.args?.provider ?? '?', ms: (e.dur ?? 0) / 1000,
       outputShapes: (e.args?.output_type_shape ?? []).map((o) => Object.values(o)[0] ?? []),
+      outputTypes: (e.args?.output_type_shape ?? []).map((o) => Object.keys(o)[0] ?? '?'),
     });
   }
   return out;
