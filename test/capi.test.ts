@@ -7,7 +7,7 @@ import { GpenLabError } from '../src/errors.js';
 import { prepareModel } from '../src/model/registry.js';
 import { CapiSession, checkArenaConfig, splitCudaOptions } from '../src/runtime/capi.js';
 import { ModelSession, placementFromProfile } from '../src/runtime/session.js';
-import { openSession, parseCudaOptions } from '../src/runtime/capi-model.js';
+import { openSession, parseCudaOptions, startEarlySession } from '../src/runtime/capi-model.js';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -119,6 +119,35 @@ describe('ONNX Runtime C API route', () => {
     }
     await assert.rejects(openSession(p.model, { provider: 'cuda', cudaOptions: { cudnn_conv_algo_search: 'HEURISTIC' }, label: 'identity-64' }),
       (e: unknown) => e instanceof GpenLabError && e.code === 'E_PROVIDER_UNAVAILABLE' && /setup cuda/.test(e.fix) && e.details.input === 'identity-64');
+  });
+
+  it('an early session is taken by the session asked for with the same file and configuration, once; another configuration makes its own', async (t) => {
+    if (missingProviderFiles('cuda').length === 0) {
+      t.skip('the CUDA provider is installed here: this case tells sessions apart by their failure on a machine without it');
+      return;
+    }
+    const p = await prepareModel({ type: 'identity', size: 64 }, 'fp32');
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'gpen-early-'));
+    try {
+      const file = path.join(dir, 'id.onnx');
+      writeFileSync(file, p.model as Uint8Array);
+      const cfg = { provider: 'cuda' as const, label: file, allowSpinning: false, cudaOptions: { cudnn_conv_algo_search: 'HEURISTIC' } };
+      const early = startEarlySession(file, cfg);
+      const earlyError = await early.catch((e: unknown) => e);
+      assert.ok(earlyError instanceof GpenLabError && earlyError.code === 'E_PROVIDER_UNAVAILABLE', String(earlyError));
+      // the same file and configuration (options in another order): the early session's own outcome, the same object
+      const taken = await openSession(file, { ...cfg, cudaOptions: { cudnn_conv_algo_search: 'HEURISTIC' } }).catch((e: unknown) => e);
+      assert.equal(taken, earlyError);
+      // taken once: the next request creates its own
+      const again = await openSession(file, cfg).catch((e: unknown) => e);
+      assert.ok(again instanceof GpenLabError && again !== earlyError);
+      const other = startEarlySession(file, cfg);
+      const otherError = await other.catch((e: unknown) => e);
+      const different = await openSession(file, { ...cfg, label: 'another label' }).catch((e: unknown) => e);
+      assert.notEqual(different, otherError);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('an arena configuration is checked by ONNX Runtime itself (CreateArenaCfgV2), and an unknown key is its coded error', () => {

@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { functionsAsync, warmCuda, wantsCudaWarmup } from '../src/runtime/cuda-warm.js';
+import { earlySessionArgs, functionsAsync, warmCuda, wantsCudaWarmup } from '../src/runtime/cuda-warm.js';
 import koffi, { KOFFI_STACK_BYTES } from '../src/runtime/koffi.js';
 
 const hasCudart = (): boolean => spawnSync('sh', ['-c', 'ldconfig -p | grep -q "libcudart.so.13 "']).status === 0;
@@ -20,6 +20,21 @@ describe('CUDA warm-up', () => {
     assert.equal(wantsCudaWarmup(['node', 'gpen-lab', 'restore', 'a.jpg'], on), false);
     assert.equal(wantsCudaWarmup(['node', 'gpen-lab', 'bench', '--provider', 'cuda'], on), false);
     assert.equal(wantsCudaWarmup(['node', 'gpen-lab', 'restore', 'a.jpg', '--provider', 'cuda'], { GPEN_LAB_CUDA_WARMUP: '0' }), false);
+  });
+
+  it('an early session only for a CUDA restore of an ONNX file with --cuda-options, in either flag form', () => {
+    const on = {} as NodeJS.ProcessEnv;
+    const base = ['node', 'gpen-lab', 'restore', 'a.jpg', '-o', 'o'];
+    assert.deepEqual(earlySessionArgs([...base, '--model', 'g.onnx', '--provider', 'cuda', '--cuda-options', 'cudnn_conv_algo_search=HEURISTIC'], on), { model: 'g.onnx', cudaOptions: 'cudnn_conv_algo_search=HEURISTIC' });
+    assert.deepEqual(earlySessionArgs([...base, '--model=dir/G.ONNX', '--provider=cuda', '--cuda-options=prime=1'], on), { model: 'dir/G.ONNX', cudaOptions: 'prime=1' });
+    for (const args of [
+      ['--model', 'g.pth', '--provider', 'cuda', '--cuda-options', 'prime=1'], // a .pth is converted first
+      ['--synthetic', '512', '--provider', 'cuda', '--cuda-options', 'prime=1'],
+      ['--model', 'g.onnx', '--provider', 'cuda'], // the stock binding
+      ['--model', 'g.onnx', '--cuda-options', 'prime=1'], // restore refuses CUDA options without --provider cuda
+      ['--model', 'g.onnx', '--provider', 'cuda', '--cuda-options', 'prime=1', '--help'],
+    ]) assert.equal(earlySessionArgs([...base, ...args], on), null, args.join(' '));
+    assert.equal(earlySessionArgs([...base, '--model', 'g.onnx', '--provider', 'cuda', '--cuda-options', 'prime=1'], { GPEN_LAB_CUDA_WARMUP: '0' }), null);
   });
 
   it('the CLI\'s first module widens libuv\'s thread pool for a CUDA restore only (the warm-up\'s long calls would queue file reads)', () => {

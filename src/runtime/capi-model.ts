@@ -34,13 +34,29 @@ export class CapiModelSession implements GpenRunner {
   /** With prime=1: the primer's run (primer.ts), settled or still going. */
   primer: Promise<PrimeReport> | null = null;
   primerReport: PrimeReport | null = null;
+  /** When its creation began (ms since the process started): before node's modules for an early session. */
+  startedAt = 0;
   private profileDir: string | null;
   private constructor(private readonly s: CapiSession, readonly asked: Provider, readonly createMs: number, readonly cudaOptions: Record<string, string>, profileDir: string | null, private readonly label: string) {
     this.profileDir = profileDir;
   }
 
-  /** Created on a worker thread (CapiSession.createAsync): the JavaScript thread goes on meanwhile. */
-  static async create(model: string | Uint8Array, cfg: SessionConfig & { cudaOptions: Record<string, string> }): Promise<CapiModelSession> {
+  /**
+   * Created on a worker thread (CapiSession.createAsync): the JavaScript thread goes on meanwhile. A session started
+   * early for the same model file and configuration (startEarlySession) is taken instead of creating another.
+   */
+  static create(model: string | Uint8Array, cfg: SessionConfig & { cudaOptions: Record<string, string> }): Promise<CapiModelSession> {
+    const key = earlyKey(model, cfg);
+    const early = key !== null ? earlySessions.get(key) : undefined;
+    if (early) {
+      earlySessions.delete(key!);
+      return early;
+    }
+    return CapiModelSession.createNow(model, cfg);
+  }
+
+  /** Creates a session now (create() takes an early one first). */
+  static async createNow(model: string | Uint8Array, cfg: SessionConfig & { cudaOptions: Record<string, string> }): Promise<CapiModelSession> {
     const t0 = performance.now();
     const { graphCache: useCache, prime: usePrimer, ...split } = splitCudaOptions(cfg.cudaOptions);
     const { graph_cache: _gc, prime: _pr, ...keyed } = cfg.cudaOptions;
@@ -67,6 +83,7 @@ export class CapiModelSession implements GpenRunner {
       throw providerFailure({ ...cfg, provider: 'cuda' }, e);
     }
     const r = new CapiModelSession(s, 'cuda', performance.now() - t0, cfg.cudaOptions, profileDir, cfg.label ?? 'the model');
+    r.startedAt = t0;
     r.graphCache = cache ? (cache.state === 'hit' ? 'hit' : 'written') : null;
     r.primer = primer;
     void primer?.then((p) => { r.primerReport = p; });
@@ -123,6 +140,28 @@ export class CapiModelSession implements GpenRunner {
     await this.primer;
     this.s.release();
   }
+}
+
+/** Sessions started before the command line's modules loaded (startEarlySession), by model file and configuration. */
+const earlySessions = new Map<string, Promise<CapiModelSession>>();
+
+/** What makes an early session the one a later create() asks for: the model file and every setting it was made with. */
+function earlyKey(model: string | Uint8Array, cfg: SessionConfig & { cudaOptions: Record<string, string> }): string | null {
+  if (typeof model !== 'string') return null;
+  const { provider, deviceId, intraOpNumThreads, allowSpinning, recordPlacement, label, cudaOptions } = cfg;
+  return JSON.stringify({ model, provider, deviceId, intraOpNumThreads, allowSpinning, recordPlacement, label, cudaOptions: Object.entries(cudaOptions).sort() });
+}
+
+/**
+ * Starts creating the C API session of an ONNX file now, for a create() with the same file and configuration to take
+ * later (the CLI does this for `restore --cuda-options` before loading its modules: ~150 ms sooner). A session nobody
+ * takes is never used; its failure surfaces in the create() that takes it.
+ */
+export function startEarlySession(model: string, cfg: SessionConfig & { cudaOptions: Record<string, string> }): Promise<CapiModelSession> {
+  const p = CapiModelSession.createNow(model, cfg);
+  p.catch(() => undefined); // reported by the create() that takes it, not as an unhandled rejection here
+  earlySessions.set(earlyKey(model, cfg)!, p);
+  return p;
 }
 
 /** A GPEN session: through the C API when CUDA provider options are given, else through the stock binding. */

@@ -122,3 +122,22 @@ export function wantsCudaWarmup(argv: readonly string[], env: NodeJS.ProcessEnv 
   const i = argv.indexOf('--provider');
   return (i >= 0 && argv[i + 1] === 'cuda') || argv.includes('--provider=cuda');
 }
+
+/** The value of `--name VALUE` or `--name=VALUE` in a command line. */
+function argValue(argv: readonly string[], name: string): string | undefined {
+  const i = argv.indexOf(name);
+  if (i >= 0) return argv[i + 1];
+  return argv.find((a) => a.startsWith(`${name}=`))?.slice(name.length + 1);
+}
+
+/**
+ * The model file and CUDA options of a command line whose C API session can start before the CLI's modules load: a
+ * CUDA restore (as wantsCudaWarmup) with --cuda-options and an ONNX file for --model (a .pth is converted first).
+ */
+export function earlySessionArgs(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): { model: string; cudaOptions: string } | null {
+  if (!wantsCudaWarmup(argv, env) || argv.includes('--help') || argv.includes('-h')) return null;
+  const model = argValue(argv, '--model');
+  const cudaOptions = argValue(argv, '--cuda-options');
+  if (!model || !cudaOptions || !/\.onnx$/i.test(model) || argValue(argv, '--provider') !== 'cuda') return null;
+  return { model, cudaOptions };
+}

@@ -142,6 +142,8 @@ export interface GpenRunner {
   readonly graphCache?: 'hit' | 'written' | null;
   /** With the C API's prime=1: what the primer did, once it settled (null while it runs). */
   readonly primerReport?: { ms: number; ok: boolean; error?: string } | null;
+  /** The C API route: when the session's creation began (ms since the process started). */
+  readonly startedAt?: number;
   run(data: Float32Array, dims: number[], into?: Float32Array): Promise<RunResult>;
   release(): Promise<void>;
 }
