@@ -148,8 +148,8 @@ const earlySessions = new Map<string, Promise<CapiModelSession>>();
 /** What makes an early session the one a later create() asks for: the model file and every setting it was made with. */
 function earlyKey(model: string | Uint8Array, cfg: SessionConfig & { cudaOptions: Record<string, string> }): string | null {
   if (typeof model !== 'string') return null;
-  const { provider, deviceId, intraOpNumThreads, allowSpinning, recordPlacement, label, cudaOptions } = cfg;
-  return JSON.stringify({ model, provider, deviceId, intraOpNumThreads, allowSpinning, recordPlacement, label, cudaOptions: Object.entries(cudaOptions).sort() });
+  const { cudaOptions, ...rest } = cfg;
+  return JSON.stringify({ model, cfg: Object.entries(rest).filter(([, v]) => v !== undefined).sort(), cudaOptions: Object.entries(cudaOptions).sort() });
 }
 
 /**

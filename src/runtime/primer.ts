@@ -12,19 +12,33 @@ import os from 'node:os';
 import path from 'node:path';
 import type onnxProto from 'onnx-proto';
 import { onnx } from '../model/onnx-builder.js';
-
-type ITensor = onnxProto.onnx.ITensorProto;
-type INode = onnxProto.onnx.INodeProto;
-type IValueInfo = onnxProto.onnx.IValueInfoProto;
 import { cacheDir, fileIdentity } from '../model/registry.js';
 import { writeFileAtomicSafe } from '../io/files.js';
 import { CapiSession } from './capi.js';
 import { readProfileNodes, runtimeVersion, type ProfileNode } from './session.js';
 
+type ITensor = onnxProto.onnx.ITensorProto;
+type INode = onnxProto.onnx.INodeProto;
+type IValueInfo = onnxProto.onnx.IValueInfoProto;
+
 /** Initializers with fewer elements stay as they are (scalars, epsilons): only weights become zeros. */
 const MIN_ELEMENTS = 64;
 const FLOAT = 1;
 const FLOAT16 = 10;
+
+/** A value's dims with every symbolic or unknown dim taken as 1 (batch 1). */
+function fixedDims(v: IValueInfo | undefined): number[] {
+  return (v?.type?.tensorType?.shape?.dim ?? []).map((d) => (d.dimValue !== undefined && d.dimValue !== null && Number(d.dimValue) > 0 ? Number(d.dimValue) : 1));
+}
+
+/** `name` made as zeros of `dims` and ONNX type `type` on the device: its shape initializer and ConstantOfShape node. */
+function zeros(name: string, dims: number[], type: number, suffix: string): { shape: ITensor; node: INode } {
+  const shape = `${name}__${suffix}_shape`;
+  return {
+    shape: { name: shape, dims: [dims.length], dataType: 7, rawData: new Uint8Array(BigInt64Array.from(dims.map(BigInt)).buffer) },
+    node: { opType: 'ConstantOfShape', name: `${name}__${suffix}`, input: [shape], output: [name], attribute: [{ name: 'value', type: 4, t: { dims: [1], dataType: type, rawData: new Uint8Array(type === FLOAT16 ? 2 : type === 11 ? 8 : 4) } }] },
+  };
+}
 
 export interface Primer {
   model: Uint8Array;
@@ -49,24 +63,20 @@ export function primerModel(bytes: Uint8Array): Primer {
       keep.push(t);
       continue;
     }
-    const shape = `${t.name}__primer_shape`;
-    keep.push({ name: shape, dims: [dims.length], dataType: 7, rawData: new Uint8Array(BigInt64Array.from(dims.map(BigInt)).buffer) });
-    made.push({
-      opType: 'ConstantOfShape', name: `${t.name}__primer`, input: [shape], output: [t.name!],
-      attribute: [{ name: 'value', type: 4, t: { dims: [1], dataType: t.dataType, rawData: new Uint8Array(t.dataType === FLOAT ? 4 : 2) } }],
-    });
+    const z = zeros(t.name!, dims, t.dataType, 'primer');
+    keep.push(z.shape);
+    made.push(z.node);
     count++;
     replacedBytes += n * (t.dataType === FLOAT ? 4 : 2);
   }
   g.initializer = keep;
   g.node = [...made, ...(g.node ?? [])];
-  const dimsOf = (v: IValueInfo): number[] => (v.type?.tensorType?.shape?.dim ?? []).map((d) => (d.dimValue !== undefined && d.dimValue !== null && Number(d.dimValue) > 0 ? Number(d.dimValue) : 1));
   const input = g.input!.find((v) => !keep.some((t) => t.name === v.name)) ?? g.input![0];
   const output = g.output![0];
   return {
     model: onnx.ModelProto.encode(m).finish(),
-    input: { name: input.name!, dims: dimsOf(input) },
-    output: { name: output.name!, elements: dimsOf(output).reduce((a, b) => a * b, 1) },
+    input: { name: input.name!, dims: fixedDims(input) },
+    output: { name: output.name!, elements: fixedDims(output).reduce((a, b) => a * b, 1) },
     replaced: { count, bytes: replacedBytes },
   };
 }
@@ -99,8 +109,7 @@ export function splitPrimer(primer: Uint8Array, firstRun: ProfileNode[], parts: 
   }
   for (const n of nodes) if (!seen.has(n.name!)) order.push(n);
   const input = g.input![0];
-  const inputDims = (input.type?.tensorType?.shape?.dim ?? []).map((d) => (d.dimValue !== undefined && d.dimValue !== null && Number(d.dimValue) > 0 ? Number(d.dimValue) : 1));
-  info.set(input.name!, { dims: inputDims, type: input.type?.tensorType?.elemType ?? FLOAT });
+  info.set(input.name!, { dims: fixedDims(input), type: input.type?.tensorType?.elemType ?? FLOAT });
   const inits = new Map((g.initializer ?? []).map((t) => [t.name!, t]));
   const producedAt = new Map<string, number>([[input.name!, -1]]);
   order.forEach((n, i) => (n.output ?? []).forEach((o) => producedAt.set(o, i)));
@@ -125,7 +134,7 @@ export function splitPrimer(primer: Uint8Array, firstRun: ProfileNode[], parts: 
     const made = new Set(part.flatMap((n) => n.output ?? []));
     const used = new Set(part.flatMap((n) => n.input ?? []).filter(Boolean));
     const keepInit: ITensor[] = [];
-    const zeros: INode[] = [];
+    const zeroNodes: INode[] = [];
     const inputs: IValueInfo[] = [];
     for (const t of used) {
       if (made.has(t)) continue;
@@ -134,16 +143,16 @@ export function splitPrimer(primer: Uint8Array, firstRun: ProfileNode[], parts: 
       if (t === input.name && k === 0) { inputs.push(input); continue; }
       const ti = info.get(t);
       if (!ti || ti.type === null) throw new Error(`the primer's part ${k + 1} needs ${t}, whose shape and type its first run did not give`);
-      const shape = `${t}__part_shape`;
-      keepInit.push({ name: shape, dims: [ti.dims.length], dataType: 7, rawData: new Uint8Array(BigInt64Array.from(ti.dims.map(BigInt)).buffer) });
-      zeros.push({ opType: 'ConstantOfShape', name: `${t}__part`, input: [shape], output: [t], attribute: [{ name: 'value', type: 4, t: { dims: [1], dataType: ti.type, rawData: new Uint8Array(ti.type === FLOAT16 ? 2 : ti.type === 11 ? 8 : 4) } }] });
+      const z = zeros(t, ti.dims, ti.type, 'part');
+      keepInit.push(z.shape);
+      zeroNodes.push(z.node);
     }
     // what the part makes and does not use itself is its output (shapes and types from the first run)
     const outputs: IValueInfo[] = [...made].filter((t) => !used.has(t) && info.get(t)?.type).map((t) => ({
       name: t, type: { tensorType: { elemType: info.get(t)!.type!, shape: { dim: info.get(t)!.dims.map((d) => ({ dimValue: d })) } } },
     }));
     if (outputs.length === 0) continue;
-    out.push(onnx.ModelProto.encode({ ...m, graph: { ...g, node: [...zeros, ...part], initializer: keepInit, input: inputs, output: outputs } }).finish());
+    out.push(onnx.ModelProto.encode({ ...m, graph: { ...g, node: [...zeroNodes, ...part], initializer: keepInit, input: inputs, output: outputs } }).finish());
   }
   return out;
 }
@@ -152,8 +161,7 @@ export function splitPrimer(primer: Uint8Array, firstRun: ProfileNode[], parts: 
 function partIo(bytes: Uint8Array): { input: { name: string; dims: number[] } | null; output: string } {
   const g = onnx.ModelProto.decode(bytes).graph!;
   const i = g.input?.[0];
-  const dims = (i?.type?.tensorType?.shape?.dim ?? []).map((d) => (d.dimValue !== undefined && d.dimValue !== null && Number(d.dimValue) > 0 ? Number(d.dimValue) : 1));
-  return { input: i ? { name: i.name!, dims } : null, output: g.output![0].name! };
+  return { input: i ? { name: i.name!, dims: fixedDims(i) } : null, output: g.output![0].name! };
 }
 
 /** Where a model file's primer and its parts are cached (by the file's identity and the runtime's version). */
