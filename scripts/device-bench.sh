@@ -19,6 +19,18 @@ peer() {
   python3 .peer/torch_gpen.py --size 512 --batches "$1" --out /tmp/peer/native.json --save-pth /tmp/peer/peer.pth > "$OUT/peer-native.log" 2>&1; echo "peer native exit $?"
   python3 .peer/torch_gpen.py --size 512 --batches "$1" --out /tmp/peer/fused.json --fused > "$OUT/peer-fused.log" 2>&1; echo "peer fused exit $?"
 }
+# the fourth session's final runs (final4-6): gpen-lab fp32 and fp16 on the peer's weights (CUDA graphs, the lean
+# set), the Solvay photo with the CUDA detector, cold starts through the binding and the C API routes given as
+# --cold-cuda-options; $1 end-to-end runs, $2 cold starts per route, then the routes
+final_bench() {
+  local e2e=$1 cold=$2; shift 2
+  node dist/cli/index.js bench --model /tmp/peer/peer.pth --provider cuda --precision fp32,fp16 --batch 1,32 --runs 20 \
+    --capi-cuda enable_cuda_graph=1 --capi-cuda $LEAN \
+    --photo assets/Solvay_conference_1927.png --e2e-detector cuda --e2e-runs "$e2e" --cold "$cold" "$@" \
+    --compare /tmp/peer/peer.in.npy,/tmp/peer/peer.out.npy \
+    --peer-native /tmp/peer/native.json --peer-fused /tmp/peer/fused.json --out "$OUT/gpu-bench.json" > "$OUT/bench.txt" 2> "$OUT/bench-progress.txt"
+  echo "bench exit $?"; cat "$OUT/bench.txt"; grep -v "^cold" "$OUT/bench-progress.txt" | cut -c1-300 | tail -30; grep "^cold" "$OUT/bench-progress.txt"
+}
 case "${1:-}" in
   peer)
     peer 1,8,16,32
@@ -228,13 +240,7 @@ PY
     # (prime=1; the first primed cold start of each precision writes the primer to the cache)
     peer 1,32
     H=cudnn_conv_algo_search=HEURISTIC,graph_optimization_level=0
-    node dist/cli/index.js bench --model /tmp/peer/peer.pth --provider cuda --precision fp32,fp16 --batch 1,32 --runs 20 \
-      --capi-cuda enable_cuda_graph=1 --capi-cuda $LEAN \
-      --photo assets/Solvay_conference_1927.png --e2e-detector cuda --e2e-runs 5 --cold 4 \
-      --cold-cuda-options $H --cold-cuda-options $H,prime=1 \
-      --compare /tmp/peer/peer.in.npy,/tmp/peer/peer.out.npy \
-      --peer-native /tmp/peer/native.json --peer-fused /tmp/peer/fused.json --out "$OUT/gpu-bench.json" > "$OUT/bench.txt" 2> "$OUT/bench-progress.txt"
-    echo "bench exit $?"; cat "$OUT/bench.txt"; grep -v "^cold" "$OUT/bench-progress.txt" | cut -c1-300 | tail -30; grep "^cold" "$OUT/bench-progress.txt"
+    final_bench 5 4 --cold-cuda-options $H --cold-cuda-options $H,prime=1
     ;;
   s4e)
     # session 4, after the final run: what fills the CUDA arena's peak in use (542 MiB at fp16 batch 1 against a live
@@ -261,13 +267,7 @@ PY
     # first with prime=4 its parts)
     peer 1,32
     H=cudnn_conv_algo_search=HEURISTIC,graph_optimization_level=0
-    node dist/cli/index.js bench --model /tmp/peer/peer.pth --provider cuda --precision fp32,fp16 --batch 1,32 --runs 20 \
-      --capi-cuda enable_cuda_graph=1 --capi-cuda $LEAN \
-      --photo assets/Solvay_conference_1927.png --e2e-detector cuda --e2e-runs 5 --cold 5 \
-      --cold-cuda-options $H --cold-cuda-options $H,prime=1 --cold-cuda-options $H,prime=4 \
-      --compare /tmp/peer/peer.in.npy,/tmp/peer/peer.out.npy \
-      --peer-native /tmp/peer/native.json --peer-fused /tmp/peer/fused.json --out "$OUT/gpu-bench.json" > "$OUT/bench.txt" 2> "$OUT/bench-progress.txt"
-    echo "bench exit $?"; cat "$OUT/bench.txt"; grep -v "^cold" "$OUT/bench-progress.txt" | cut -c1-300 | tail -30; grep "^cold" "$OUT/bench-progress.txt"
+    final_bench 5 5 --cold-cuda-options $H --cold-cuda-options $H,prime=1 --cold-cuda-options $H,prime=4
     ;;
   final6)
     # final5 after the early session (restore --cuda-options with an ONNX file starts its session before node's
@@ -275,13 +275,7 @@ PY
     # primer (the first primed cold start of each precision writes the primer)
     peer 1,32
     H=cudnn_conv_algo_search=HEURISTIC,graph_optimization_level=0
-    node dist/cli/index.js bench --model /tmp/peer/peer.pth --provider cuda --precision fp32,fp16 --batch 1,32 --runs 20 \
-      --capi-cuda enable_cuda_graph=1 --capi-cuda $LEAN \
-      --photo assets/Solvay_conference_1927.png --e2e-detector cuda --e2e-runs 3 --cold 4 \
-      --cold-cuda-options $H --cold-cuda-options $H,prime=1 \
-      --compare /tmp/peer/peer.in.npy,/tmp/peer/peer.out.npy \
-      --peer-native /tmp/peer/native.json --peer-fused /tmp/peer/fused.json --out "$OUT/gpu-bench.json" > "$OUT/bench.txt" 2> "$OUT/bench-progress.txt"
-    echo "bench exit $?"; cat "$OUT/bench.txt"; grep "^cold" "$OUT/bench-progress.txt"
+    final_bench 3 4 --cold-cuda-options $H --cold-cuda-options $H,prime=1
     ;;
   *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6" >&2; exit 2 ;;
 esac

@@ -1,24 +1,17 @@
 // The optimised-graph cache (src/runtime/graph-cache.ts): a miss has ONNX Runtime write the optimised graph and
 // commits it; the next lookup is a hit whose graph, loaded with optimisations off, computes the same output; a
 // changed model file or option set misses; models made in memory and NHWC are refused with the reason.
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { existsSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { GpenLabError } from '../src/errors.js';
 import { prepareModel } from '../src/model/registry.js';
 import { CapiSession } from '../src/runtime/capi.js';
 import { graphCache } from '../src/runtime/graph-cache.js';
+import { useTempCache } from './helpers/cache-dir.js';
 
-const dir = mkdtempSync(path.join(os.tmpdir(), 'gpen-graph-cache-'));
-const before = process.env.GPEN_LAB_CACHE;
-process.env.GPEN_LAB_CACHE = path.join(dir, 'cache');
-after(() => {
-  if (before === undefined) delete process.env.GPEN_LAB_CACHE;
-  else process.env.GPEN_LAB_CACHE = before;
-  rmSync(dir, { recursive: true, force: true });
-});
+const dir = useTempCache('gpen-graph-cache-');
 
 describe('optimised graph cache', () => {
   it('writes the optimised graph on a miss, and a hit loaded without optimisations computes the same output', async () => {

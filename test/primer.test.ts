@@ -1,10 +1,9 @@
 // The cold-start primer (src/runtime/primer.ts): the model's graph with its weights made by ConstantOfShape. It must
 // keep every operator and shape of the model (so that it loads the same kernels), weigh next to nothing, be cached
 // per model file, and never fail a restore (its failures are reports).
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { existsSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { GpenLabError } from '../src/errors.js';
 import { onnx } from '../src/model/onnx-builder.js';
@@ -13,15 +12,9 @@ import { CapiSession, splitCudaOptions } from '../src/runtime/capi.js';
 import { cachedParts, prime, primerFor, primerModel, splitPrimer } from '../src/runtime/primer.js';
 import { readProfileNodes } from '../src/runtime/session.js';
 import { missingProviderFiles } from '../src/runtime/providers.js';
+import { useTempCache } from './helpers/cache-dir.js';
 
-const dir = mkdtempSync(path.join(os.tmpdir(), 'gpen-primer-'));
-const before = process.env.GPEN_LAB_CACHE;
-process.env.GPEN_LAB_CACHE = path.join(dir, 'cache');
-after(() => {
-  if (before === undefined) delete process.env.GPEN_LAB_CACHE;
-  else process.env.GPEN_LAB_CACHE = before;
-  rmSync(dir, { recursive: true, force: true });
-});
+const dir = useTempCache('gpen-primer-');
 
 describe('cold-start primer', () => {
   for (const precision of ['fp32', 'fp16'] as const) {
