@@ -185,7 +185,9 @@ export async function encodeImage(img: PixelsOut, ext: OutputExt, opts: { descri
   }
   let p = sharp(raw, { raw: { width, height, channels: withAlpha ? 4 : 3 } });
   if (opts.description) p = p.withExif({ IFD0: { ImageDescription: opts.description } });
-  const enc = ext === '.jpg' ? p.jpeg({ quality: 95, chromaSubsampling: '4:4:4' }) : ext === '.webp' ? p.webp({ quality: 95 }) : p.png({ compressionLevel: 3 });
+  // PNG at zlib level 1, OpenCV's default and so the official GPEN's (cv2.imwrite): the Solvay photo's two outputs
+  // encode in 24.5 ms instead of 34 ms at level 3 (this machine), for files ~30% larger
+  const enc = ext === '.jpg' ? p.jpeg({ quality: 95, chromaSubsampling: '4:4:4' }) : ext === '.webp' ? p.webp({ quality: 95 }) : p.png({ compressionLevel: 1 });
   return enc.toBuffer();
 }
 
