@@ -289,10 +289,9 @@ async function capiVariant(o: BenchOptions, cudaOptions: Record<string, string>,
     const S = prepared.info.size;
     t = performance.now();
     const { graphCache, prime: usePrimer, ...split } = splitCudaOptions(cudaOptions);
-    // the optimised-graph cache belongs to the pipeline's sessions: measure it with --cold-cuda-options
-    if (graphCache) throw new GpenLabError('E_ARGUMENT', 'graph_cache=1 is not measured by --capi-cuda (these sessions are made from the model in memory)', 'Pass graph_cache=1 in --cold-cuda-options, where restore uses it.', { input: '--capi-cuda' });
-    // the primer serves a cold start's first run: measure it with --cold-cuda-options too
-    if (usePrimer) throw new GpenLabError('E_ARGUMENT', 'prime=1 is not measured by --capi-cuda (it serves the first run of a fresh process)', 'Pass prime=1 in --cold-cuda-options, where restore uses it.', { input: '--capi-cuda' });
+    // the optimised-graph cache and the primer serve restore's sessions in a fresh process: --cold-cuda-options measures them
+    const coldKey = graphCache ? 'graph_cache=1' : usePrimer ? `prime=${usePrimer}` : null;
+    if (coldKey) throw new GpenLabError('E_ARGUMENT', `${coldKey} is not measured by --capi-cuda (it serves a cold start's session, made from a model file)`, `Pass ${coldKey} in --cold-cuda-options, where restore uses it.`, { input: '--capi-cuda' });
     s = CapiSession.create(prepared.model, { provider: 'cuda', ...split });
     v.sessionMs = performance.now() - t;
     v.sessionProcessMiB = await processMiB();

@@ -338,6 +338,13 @@ export class CapiSession {
     if (this.released) throw new GpenLabError('E_ARGUMENT', 'This C API session was released', 'Create a new one.');
   }
 
+  /** A float32 tensor over `x` (ONNX Runtime reads it in place); release it with ReleaseValue. */
+  private inputTensor(x: Float32Array, dims: number[]): unknown {
+    const val: unknown[] = [null];
+    check(this.a, this.a.fns.CreateTensorWithDataAsOrtValue(this.info, x, x.byteLength, BigInt64Array.from(dims.map(BigInt)), dims.length, FLOAT, val), 'CreateTensorWithDataAsOrtValue');
+    return val[0];
+  }
+
   /**
    * Runs input `input` (float32, dims; the tensor reads `x` in place) and returns output `output` (`outLength`
    * elements), copied into `into` when given.
@@ -345,8 +352,7 @@ export class CapiSession {
   run(x: Float32Array, dims: number[], outLength: number, names: { input: string; output: string } = { input: 'input', output: 'output' }, into?: Float32Array): Float32Array {
     this.live();
     const a = this.a;
-    const val: unknown[] = [null];
-    check(a, a.fns.CreateTensorWithDataAsOrtValue(this.info, x, x.byteLength, BigInt64Array.from(dims.map(BigInt)), dims.length, FLOAT, val), 'CreateTensorWithDataAsOrtValue');
+    const val = [this.inputTensor(x, dims)];
     const outputs: unknown[] = [null];
     try {
       check(a, a.fns.Run(this.session, null, [names.input], [val[0]], 1, [names.output], 1, outputs), 'Run');
@@ -369,8 +375,7 @@ export class CapiSession {
   async runOnceAsync(input: { name: string; x: Float32Array; dims: number[] } | null, output: string): Promise<void> {
     this.live();
     const a = this.a;
-    const val: unknown[] = [null];
-    if (input) check(a, a.fns.CreateTensorWithDataAsOrtValue(this.info, input.x, input.x.byteLength, BigInt64Array.from(input.dims.map(BigInt)), input.dims.length, FLOAT, val), 'CreateTensorWithDataAsOrtValue');
+    const val = [input ? this.inputTensor(input.x, input.dims) : null];
     const outputs: unknown[] = [null];
     try {
       const status = await new Promise<unknown>((resolve, reject) => a.fns.Run.async(this.session, null, input ? [input.name] : [], input ? [val[0]] : [], input ? 1 : 0, [output], 1, outputs,

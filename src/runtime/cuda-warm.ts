@@ -119,8 +119,7 @@ export function wantsCudaWarmup(argv: readonly string[], env: NodeJS.ProcessEnv 
   if (env.GPEN_LAB_CUDA_WARMUP === '0') return false;
   if (!argv.includes('restore')) return false;
   if (argv.includes('--cuda-options') || argv.some((a) => a.startsWith('--cuda-options='))) return true;
-  const i = argv.indexOf('--provider');
-  return (i >= 0 && argv[i + 1] === 'cuda') || argv.includes('--provider=cuda');
+  return argValue(argv, '--provider') === 'cuda';
 }
 
 /** The value of `--name VALUE` or `--name=VALUE` in a command line. */

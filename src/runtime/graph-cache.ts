@@ -11,6 +11,16 @@ import { GpenLabError } from '../errors.js';
 import { cacheDir, fileIdentity } from '../model/registry.js';
 import { runtimeVersion } from './session.js';
 
+/**
+ * Where something made from model file `model` is cached: `<cache>/<folder>/<hash>` (add the extension), the hash
+ * over the file's identity, ONNX Runtime's version and `settings`, so a changed file, runtime or setting never meets
+ * a stale entry. The optimised graph and the primer (primer.ts) are cached this way.
+ */
+export async function modelCachePath(folder: string, model: string, settings: Record<string, unknown>): Promise<string> {
+  const key = JSON.stringify({ model: await fileIdentity(model), runtime: runtimeVersion(), ...settings });
+  return path.join(cacheDir(), folder, createHash('sha256').update(key).digest('hex').slice(0, 32));
+}
+
 export interface GraphCacheEntry {
   /** 'hit': `model` is the cached optimised graph (load it with optimisations off); 'miss': write it to `saveTo`. */
   state: 'hit' | 'miss';
@@ -37,9 +47,8 @@ export async function graphCache(model: string | Uint8Array, provider: string, o
       'Drop one of graph_cache=1 and prefer_nhwc=1.', { input: 'graph_cache' });
   }
   const opts = Object.fromEntries(Object.entries(options).sort(([a], [b]) => a.localeCompare(b)));
-  const key = JSON.stringify({ model: await fileIdentity(model), runtime: runtimeVersion(), provider, opts });
-  const dir = path.join(cacheDir(), 'optimized');
-  const file = path.join(dir, `${createHash('sha256').update(key).digest('hex').slice(0, 32)}.onnx`);
+  const file = `${await modelCachePath('optimized', model, { provider, opts })}.onnx`;
+  const dir = path.dirname(file);
   if (existsSync(file)) return { state: 'hit', model: file, saveTo: null, file, commit: async () => undefined, abandon: async () => undefined };
   await mkdir(dir, { recursive: true });
   const saveTo = `${file}.${process.pid}.tmp`;

@@ -5,17 +5,16 @@
 // and set up on first use, per convolution shape), so a graph with the same operators and shapes pays it while the
 // real session is still being created. The primer file holds no weights (a few hundred KB for GPEN-512) and is cached
 // per model file, like the optimised graph.
-import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type onnxProto from 'onnx-proto';
 import { onnx } from '../model/onnx-builder.js';
-import { cacheDir, fileIdentity } from '../model/registry.js';
 import { writeFileAtomicSafe } from '../io/files.js';
 import { CapiSession } from './capi.js';
-import { readProfileNodes, runtimeVersion, type ProfileNode } from './session.js';
+import { modelCachePath } from './graph-cache.js';
+import { readProfileNodes, type ProfileNode } from './session.js';
 
 type ITensor = onnxProto.onnx.ITensorProto;
 type INode = onnxProto.onnx.INodeProto;
@@ -165,23 +164,19 @@ function partIo(bytes: Uint8Array): { input: { name: string; dims: number[] } | 
 }
 
 /** Where a model file's primer and its parts are cached (by the file's identity and the runtime's version). */
-async function cacheBase(model: string): Promise<string> {
-  const key = JSON.stringify({ model: await fileIdentity(model), runtime: runtimeVersion(), primer: 1 });
-  return path.join(cacheDir(), 'primer', createHash('sha256').update(key).digest('hex').slice(0, 32));
+function cacheBase(model: string): Promise<string> {
+  return modelCachePath('primer', model, { primer: 1 });
 }
 
 /** The primer of a model file, cached by the file's identity and the runtime's version; made in memory for bytes. */
-export async function primerFor(model: string | Uint8Array): Promise<Primer & { cache: 'hit' | 'written' | null }> {
-  if (typeof model !== 'string') return { ...primerModel(model), cache: null };
+export async function primerFor(model: string | Uint8Array): Promise<{ model: Uint8Array; cache: 'hit' | 'written' | null }> {
+  if (typeof model !== 'string') return { model: primerModel(model).model, cache: null };
   const file = `${await cacheBase(model)}.onnx`;
-  if (existsSync(file)) {
-    // the cached primer is re-read (small) for its input and output names
-    return { ...primerModel(new Uint8Array(await readFile(file))), cache: 'hit' };
-  }
+  if (existsSync(file)) return { model: await readFile(file), cache: 'hit' };
   const p = primerModel(new Uint8Array(await readFile(model)));
   await mkdir(path.dirname(file), { recursive: true });
   await writeFileAtomicSafe(file, Buffer.from(p.model.buffer, p.model.byteOffset, p.model.byteLength));
-  return { ...p, cache: 'written' };
+  return { model: p.model, cache: 'written' };
 }
 
 /** The cached parts of a model file's primer for `parts`, or null (a model in memory has no file to key them by). */
@@ -190,7 +185,7 @@ export async function cachedParts(model: string | Uint8Array, parts: number): Pr
   const base = `${await cacheBase(model)}.p${parts}`;
   if (!existsSync(`${base}.json`)) return null;
   const { count } = JSON.parse(await readFile(`${base}.json`, 'utf8')) as { count: number };
-  return Promise.all(Array.from({ length: count }, async (_, i) => new Uint8Array(await readFile(`${base}.${i}.onnx`))));
+  return Promise.all(Array.from({ length: count }, (_, i) => readFile(`${base}.${i}.onnx`)));
 }
 
 /** Writes the parts, then the list that makes them visible (a cold start never reads half of them). */
