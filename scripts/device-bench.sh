@@ -277,5 +277,19 @@ PY
     H=cudnn_conv_algo_search=HEURISTIC,graph_optimization_level=0
     final_bench 3 4 --cold-cuda-options $H --cold-cuda-options $H,prime=1
     ;;
-  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6" >&2; exit 2 ;;
+  s5a)
+    # session 5: P5 through CUDA's stream-ordered pool (arena.use_cuda_mempool=1; its release threshold high, so that
+    # the pool keeps its peak and the driver's figure after the runs is the peak), against the lean set's BFC arena,
+    # with and without the weights outside it; then the early session A/B (cold starts taking turns with and without)
+    M=arena.use_cuda_mempool=1,arena.cuda_mempool_release_threshold=8589934592
+    I=session.use_device_allocator_for_initializers=1
+    B=(node dist/cli/index.js bench --synthetic 512 --provider '' --precision fp16 --batch 1 --runs 10)
+    "${B[@]}" --capi-cuda $LEAN --capi-cuda $LEAN,$M --capi-cuda $LEAN,$M,$I --capi-cuda cudnn_conv_algo_search=HEURISTIC,$M \
+      --out "$OUT/mempool.json" > /dev/null 2> "$OUT/mempool-progress.txt"; echo "mempool exit $?"; grep -v "^\s*$" "$OUT/mempool-progress.txt" | cut -c1-400 | tail -12
+    C=(node dist/cli/index.js bench --synthetic 512 --provider cuda --precision fp16,fp32 --batch 1 --runs 3 --warmup 1 --cold 4 --no-cold-binding --cold-without-early-session)
+    H=cudnn_conv_algo_search=HEURISTIC,graph_optimization_level=0
+    "${C[@]}" --cold-cuda-options $H,prime=1 --out "$OUT/cold-early.json" > /dev/null 2> "$OUT/cold-early.txt"; echo "cold exit $?"
+    grep -h "^cold" "$OUT/cold-early.txt"
+    ;;
+  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a" >&2; exit 2 ;;
 esac

@@ -5,7 +5,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { GpenLabError } from '../src/errors.js';
 import { prepareModel } from '../src/model/registry.js';
-import { CapiSession, checkArenaConfig, splitCudaOptions } from '../src/runtime/capi.js';
+import { ARENA_KEYS, CapiSession, checkArenaConfig, splitCudaOptions } from '../src/runtime/capi.js';
 import { ModelSession, placementFromProfile } from '../src/runtime/session.js';
 import { openSession, parseCudaOptions, startEarlySession } from '../src/runtime/capi-model.js';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -152,6 +152,9 @@ describe('ONNX Runtime C API route', () => {
 
   it('an arena configuration is checked by ONNX Runtime itself (CreateArenaCfgV2), and an unknown key is its coded error', () => {
     checkArenaConfig({ max_dead_bytes_per_chunk: 1 << 20, arena_extend_strategy: 1, initial_chunk_size_bytes: 1 << 24 });
+    // the CUDA pool's keys are ONNX Runtime 1.29's too (every key gpen-lab lets through is one it takes)
+    checkArenaConfig({ use_cuda_mempool: 1, cuda_mempool_release_threshold: 2 ** 33, cuda_mempool_bytes_to_keep_on_shrink: 0 });
+    for (const k of ARENA_KEYS) checkArenaConfig({ [k]: k === 'arena_extend_strategy' || k === 'use_cuda_mempool' ? 1 : 1 << 20 });
     assert.throws(() => checkArenaConfig({ not_an_arena_key: 1 }), (e: unknown) => e instanceof GpenLabError && e.code === 'E_SESSION' && /CreateArenaCfgV2\(not_an_arena_key\) failed: .*not_an_arena_key/.test(e.message));
   });
 

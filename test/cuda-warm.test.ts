@@ -35,6 +35,9 @@ describe('CUDA warm-up', () => {
       ['--model', 'g.onnx', '--provider', 'cuda', '--cuda-options', 'prime=1', '--help'],
     ]) assert.equal(earlySessionArgs([...base, ...args], on), null, args.join(' '));
     assert.equal(earlySessionArgs([...base, '--model', 'g.onnx', '--provider', 'cuda', '--cuda-options', 'prime=1'], { GPEN_LAB_CUDA_WARMUP: '0' }), null);
+    // the early session alone off (bench --cold-without-early-session): the warm-up stays on
+    assert.equal(earlySessionArgs([...base, '--model', 'g.onnx', '--provider', 'cuda', '--cuda-options', 'prime=1'], { GPEN_LAB_EARLY_SESSION: '0' }), null);
+    assert.equal(wantsCudaWarmup([...base, '--model', 'g.onnx', '--provider', 'cuda', '--cuda-options', 'prime=1'], { GPEN_LAB_EARLY_SESSION: '0' }), true);
   });
 
   it('the CLI\'s first module widens libuv\'s thread pool for a CUDA restore only (the warm-up\'s long calls would queue file reads)', () => {

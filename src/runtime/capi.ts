@@ -127,7 +127,9 @@ export interface CapiOptions {
 }
 
 /** The keys CreateArenaCfgV2 takes (onnxruntime_c_api.h). */
-export const ARENA_KEYS = ['max_mem', 'arena_extend_strategy', 'initial_chunk_size_bytes', 'max_dead_bytes_per_chunk', 'initial_growth_chunk_size_bytes', 'max_power_of_two_extend_bytes'] as const;
+export const ARENA_KEYS = ['max_mem', 'arena_extend_strategy', 'initial_chunk_size_bytes', 'max_dead_bytes_per_chunk', 'initial_growth_chunk_size_bytes', 'max_power_of_two_extend_bytes',
+  // CUDA's own stream-ordered pool (cudaMallocFromPoolAsync) in place of the BFC arena (ONNX Runtime 1.23+; not with CUDA graphs)
+  'use_cuda_mempool', 'cuda_mempool_release_threshold', 'cuda_mempool_bytes_to_keep_on_shrink'] as const;
 
 /** Creates an OrtArenaCfg (release it with ReleaseArenaCfg); ONNX Runtime's refusal is a coded error. */
 function arenaCfg(a: Api, arena: Record<string, number>): unknown {
@@ -190,7 +192,7 @@ export const SESSION_KEYS = {
   graph_optimization_level: 'ONNX Runtime graph optimisations: 0 disabled, 1 basic, 2 extended, 99 all',
   graph_cache: '1: cache the optimised graph of an ONNX file and load it with optimisations off in later sessions',
   prime: '1: create and run a weightless copy of the graph on worker threads beside the session (a cold start\'s per-process first-run costs); 2-8: that copy in as many parts, run side by side',
-  'arena.*': 'the CUDA arena (OrtArenaCfg): arena.max_dead_bytes_per_chunk, arena.initial_chunk_size_bytes, arena.arena_extend_strategy (0 power of two, 1 as requested), arena.max_mem, ...',
+  'arena.*': 'the CUDA arena (OrtArenaCfg): arena.max_dead_bytes_per_chunk, arena.initial_chunk_size_bytes, arena.arena_extend_strategy (0 power of two, 1 as requested), arena.max_mem, ...; arena.use_cuda_mempool=1: CUDA\'s stream-ordered pool instead of the arena (not with enable_cuda_graph), arena.cuda_mempool_release_threshold: the bytes it keeps at a synchronisation',
   'session.*': 'any other key with a dot: an ONNX Runtime session config entry (e.g. session.use_device_allocator_for_initializers=1)',
 } as const;
 
