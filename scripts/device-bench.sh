@@ -291,5 +291,25 @@ PY
     "${C[@]}" --cold-cuda-options $H,prime=1 --out "$OUT/cold-early.json" > /dev/null 2> "$OUT/cold-early.txt"; echo "cold exit $?"
     grep -h "^cold" "$OUT/cold-early.txt"
     ;;
-  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a" >&2; exit 2 ;;
+  s5b)
+    # session 5: what sets P5, one bench process per pool (CUDA's pool cannot be unregistered): cuDNN's search with a
+    # 32 MiB workspace cap (EXHAUSTIVE with cudnn_conv_use_max_workspace=0) against HEURISTIC's unbounded choice,
+    # ONNX Runtime's graph optimisations off, the arena without dead bytes, in one 448 MiB region, memory patterns,
+    # CUDA's pool; then cold starts with the new timeline marks
+    X=cudnn_conv_algo_search=EXHAUSTIVE,arena_extend_strategy=kSameAsRequested,cudnn_conv_use_max_workspace=0,mem_pattern=0
+    M=arena.use_cuda_mempool=1,arena.cuda_mempool_release_threshold=8589934592
+    D=arena.max_dead_bytes_per_chunk=1048576
+    B=(node dist/cli/index.js bench --synthetic 512 --provider '' --precision fp16 --batch 1 --runs 5)
+    "${B[@]}" --capi-cuda $LEAN --capi-cuda $X --capi-cuda $LEAN,graph_optimization_level=0 --capi-cuda $X,graph_optimization_level=0 \
+      --capi-cuda $X,graph_optimization_level=0,$D --capi-cuda $X,graph_optimization_level=0,$D,arena.initial_chunk_size_bytes=469762048 \
+      --capi-cuda ${X/mem_pattern=0/mem_pattern=1},graph_optimization_level=0 \
+      --out "$OUT/p5.json" > /dev/null 2> "$OUT/p5-progress.txt"; echo "p5 exit $?"; grep "batch 1:" "$OUT/p5-progress.txt" | cut -c1-400
+    "${B[@]}" --capi-cuda $X,graph_optimization_level=0,$M --out "$OUT/p5-pool-x.json" > /dev/null 2> "$OUT/p5-pool-x.txt"; grep "batch 1:" "$OUT/p5-pool-x.txt" | cut -c1-400
+    "${B[@]}" --capi-cuda $LEAN,graph_optimization_level=0,$M --out "$OUT/p5-pool-h.json" > /dev/null 2> "$OUT/p5-pool-h.txt"; grep "batch 1:" "$OUT/p5-pool-h.txt" | cut -c1-400
+    C=(node dist/cli/index.js bench --synthetic 512 --provider cuda --precision fp32,fp16 --batch 1 --runs 3 --warmup 1 --cold 4 --no-cold-binding)
+    H=cudnn_conv_algo_search=HEURISTIC,graph_optimization_level=0
+    "${C[@]}" --cold-cuda-options $H,prime=1 --out "$OUT/cold-marks.json" > /dev/null 2> "$OUT/cold-marks.txt"; echo "cold exit $?"
+    grep -h "^cold" "$OUT/cold-marks.txt"
+    ;;
+  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b" >&2; exit 2 ;;
 esac

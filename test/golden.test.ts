@@ -83,6 +83,7 @@ for (const name of ['gpen-tiny-64', 'gpen-128']) {
       for (const { out: o, ref } of await runCases(p.model, name, false)) {
         const db = psnr(o, ref);
         assert.ok(db >= FP16_MIN_PSNR, `fp16 PSNR ${db.toFixed(1)} dB`);
+        if (process.env.GPEN_LAB_PRINT_PSNR) process.stderr.write(`${name} fp16 PSNR ${db.toFixed(2)} dB\n`);
         assert.ok(maxAbsDiff(o, ref) > 0, 'fp16 output identical to fp32: the fp16 path did not run');
       }
     });

@@ -2,6 +2,7 @@
 // modules load, so the context and cuDNN's libraries are ready sooner, and with an ONNX file and --cuda-options its
 // session starts too. Nothing happens for other commands.
 import { earlySessionArgs, startCudaWarmup, wantsCudaWarmup } from '../runtime/cuda-warm.js';
+import { mark } from '../runtime/marks.js';
 
 if (wantsCudaWarmup(process.argv)) {
   // The warm-up's steps and the C API's CreateSession are long calls on libuv's thread pool (4 threads by default);
@@ -14,6 +15,7 @@ if (wantsCudaWarmup(process.argv)) {
   const early = earlySessionArgs(process.argv);
   if (early) {
     void import('../runtime/capi-model.js').then((m) => {
+      mark('early_session_imported');
       let cudaOptions: Record<string, string>;
       try {
         cudaOptions = m.parseCudaOptions(early.cudaOptions);

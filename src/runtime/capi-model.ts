@@ -7,6 +7,7 @@ import { performance } from 'node:perf_hooks';
 import { GpenLabError, errorMessage } from '../errors.js';
 import type { DeviceBinding } from './capi.js';
 import { CapiSession, splitCudaOptions } from './capi.js';
+import { mark } from './marks.js';
 import { graphCache } from './graph-cache.js';
 import { prime, type PrimeReport } from './primer.js';
 import type { Provider } from './providers.js';
@@ -67,6 +68,7 @@ export class CapiModelSession implements GpenRunner {
     const profileDir = cfg.recordPlacement ?? true ? mkdtempSync(path.join(os.tmpdir(), 'gpen-lab-prof-')) : null;
     let s: CapiSession;
     try {
+      mark('session_create_dispatched');
       s = await CapiSession.createAsync(cache ? cache.model : model, {
         provider: 'cuda', ...split, cuda: { device_id: String(cfg.deviceId ?? 0), ...split.cuda },
         ...(cache?.state === 'hit' ? { graphOptimizationLevel: 0 as const } : {}), ...(cache?.saveTo ? { saveOptimizedTo: cache.saveTo } : {}),
@@ -95,6 +97,7 @@ export class CapiModelSession implements GpenRunner {
   }
 
   async run(data: Float32Array, dims: number[], into?: Float32Array): Promise<RunResult> {
+    mark('first_run_started');
     const t0 = performance.now();
     const n = dims.reduce((a, b) => a * b, 1);
     let out: Float32Array;
@@ -127,10 +130,12 @@ export class CapiModelSession implements GpenRunner {
         'Run `gpen-lab doctor --provider cuda` for the cause, or drop --cuda-options to use the stock binding.', { input: this.label, provider: 'cuda', dims });
     }
     const ms = performance.now() - t0;
+    mark('first_run_done');
     if (this.profileDir) {
       const dir = this.profileDir;
       this.profileDir = null;
       this.placementValue = placementFromProfileDir(dir, this.asked, () => this.s.endProfiling());
+      mark('placement_read');
     }
     return { data: out, dims, ms };
   }

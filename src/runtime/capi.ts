@@ -5,6 +5,7 @@
 import path from 'node:path';
 import koffi from './koffi.js';
 import { GpenLabError } from '../errors.js';
+import { mark } from './marks.js';
 import { ortBinDir } from './providers.js';
 
 /** Indices in OrtApi (onnxruntime_c_api.h, stable since the version each entry was added). */
@@ -34,6 +35,7 @@ let env: unknown = null;
 
 function load(): Api {
   if (api) return api;
+  mark('capi_load_started');
   const lib = koffi.load(path.join(ortBinDir(), 'libonnxruntime.so.1'));
   const ApiBase = koffi.struct('gpenOrtApiBase', { GetApi: 'void *', GetVersionString: 'void *' });
   const base = lib.func('OrtGetApiBase', koffi.pointer(ApiBase), [])() as unknown;
@@ -96,6 +98,7 @@ function load(): Api {
     fns[name] = koffi.decode(ptr, proto) as Fn;
   }
   api = { fns, version };
+  mark('capi_loaded');
   return api;
 }
 

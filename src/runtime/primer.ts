@@ -197,12 +197,14 @@ async function writeParts(model: string, parts: number, bytes: Uint8Array[]): Pr
 
 export interface PrimeReport {
   ms: number; ok: boolean; error?: string; cache?: 'hit' | 'written' | null; createMs?: number; runMs?: number;
+  /** The timeline, in ms since the process started: prime() called, its (whole) session's creation begun, its run ended. */
+  startedAt?: number; createStartedAt?: number; ranAt?: number;
   /** prime=N: the parts run side by side (cache hit), or how many were written after a whole primer ran. */
   parts?: { createMs: number; runMs: number }[]; partsWritten?: number;
 }
 
 /** Creates `bytes` on CUDA and runs it once, both on worker threads; with `profileTo`, returns the run's profile. */
-async function createAndRun(bytes: Uint8Array, provider: 'cpu' | 'cuda', cuda: Record<string, string>, profileTo?: string): Promise<{ createMs: number; runMs: number; profile: ProfileNode[] | null }> {
+async function createAndRun(bytes: Uint8Array, provider: 'cpu' | 'cuda', cuda: Record<string, string>, profileTo?: string): Promise<{ createMs: number; runMs: number; createStartedAt: number; profile: ProfileNode[] | null }> {
   const io = partIo(bytes);
   const t0 = performance.now();
   const s = await CapiSession.createAsync(bytes, { provider, ...(provider === 'cuda' ? { cuda } : {}), graphOptimizationLevel: 0, ...(profileTo ? { profilePrefix: profileTo } : {}) });
@@ -210,7 +212,7 @@ async function createAndRun(bytes: Uint8Array, provider: 'cpu' | 'cuda', cuda: R
   try {
     await s.runOnceAsync(io.input ? { name: io.input.name, x: new Float32Array(io.input.dims.reduce((a, b) => a * b, 1)), dims: io.input.dims } : null, io.output);
     const runMs = performance.now() - t1;
-    return { createMs: t1 - t0, runMs, profile: profileTo ? readProfileNodes(s.endProfiling()) : null };
+    return { createMs: t1 - t0, runMs, createStartedAt: t0, profile: profileTo ? readProfileNodes(s.endProfiling()) : null };
   } finally {
     s.release();
   }
@@ -231,7 +233,7 @@ export async function prime(model: string | Uint8Array, cuda: Record<string, str
     const split = parts > 1 ? await cachedParts(model, parts) : null;
     if (split) {
       const runs = await Promise.all(split.map((b) => createAndRun(b, provider, opts)));
-      return { ms: performance.now() - t0, ok: true, cache: 'hit', parts: runs.map(({ createMs, runMs }) => ({ createMs, runMs })) };
+      return { ms: performance.now() - t0, ok: true, cache: 'hit', parts: runs.map(({ createMs, runMs }) => ({ createMs, runMs })), startedAt: t0, ranAt: performance.now() };
     }
     const p = await primerFor(model);
     dir = parts > 1 && typeof model === 'string' ? await mkdtemp(path.join(os.tmpdir(), 'gpen-primer-')) : null;
@@ -242,7 +244,7 @@ export async function prime(model: string | Uint8Array, cuda: Record<string, str
       await writeParts(model, parts, bytes);
       partsWritten = bytes.length;
     }
-    return { ms: performance.now() - t0, ok: true, cache: p.cache, createMs: r.createMs, runMs: r.runMs, ...(partsWritten !== undefined ? { partsWritten } : {}) };
+    return { ms: performance.now() - t0, ok: true, cache: p.cache, createMs: r.createMs, runMs: r.runMs, startedAt: t0, createStartedAt: r.createStartedAt, ranAt: r.createStartedAt + r.createMs + r.runMs, ...(partsWritten !== undefined ? { partsWritten } : {}) };
   } catch (e) {
     return { ms: performance.now() - t0, ok: false, error: (e as Error).message };
   } finally {
