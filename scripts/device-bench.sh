@@ -311,5 +311,13 @@ PY
     "${C[@]}" --cold-cuda-options $H,prime=1 --out "$OUT/cold-marks.json" > /dev/null 2> "$OUT/cold-marks.txt"; echo "cold exit $?"
     grep -h "^cold" "$OUT/cold-marks.txt"
     ;;
-  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b" >&2; exit 2 ;;
+  s5c)
+    # session 5: cold starts after the paste/encoder warm-up and the placement read off the first run's path, with the
+    # session's own profile (model loading, initialisation) in each run's timeline; without the primer too
+    C=(node dist/cli/index.js bench --synthetic 512 --provider cuda --precision fp32,fp16 --batch 1 --runs 3 --warmup 1 --cold 5 --no-cold-binding)
+    H=cudnn_conv_algo_search=HEURISTIC,graph_optimization_level=0
+    "${C[@]}" --cold-cuda-options $H,prime=1 --cold-cuda-options $H --out "$OUT/cold-c.json" > /dev/null 2> "$OUT/cold-c.txt"; echo "cold exit $?"
+    grep -h "^cold" "$OUT/cold-c.txt"
+    ;;
+  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c" >&2; exit 2 ;;
 esac

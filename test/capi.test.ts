@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { GpenLabError } from '../src/errors.js';
 import { prepareModel } from '../src/model/registry.js';
 import { ARENA_KEYS, CapiSession, checkArenaConfig, splitCudaOptions } from '../src/runtime/capi.js';
-import { ModelSession, placementFromProfile } from '../src/runtime/session.js';
+import { ModelSession, placementFromProfile, placementFromProfileDirAsync } from '../src/runtime/session.js';
 import { openSession, parseCudaOptions, startEarlySession } from '../src/runtime/capi-model.js';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -45,6 +45,25 @@ describe('ONNX Runtime C API route', () => {
     const p = await prepareModel({ type: 'identity', size: 64 }, 'fp32');
     assert.throws(() => CapiSession.create(p.model, { provider: 'cuda', cuda: { cudnn_conv_algo_search: 'HEURISTIC' } }),
       (e: unknown) => e instanceof GpenLabError && e.code === 'E_SESSION' && /C API: \w+ failed: .+/.test(e.message));
+  });
+
+  it('the profile ended on a worker thread gives the same placement, then its folder is gone', async () => {
+    const p = await prepareModel({ type: 'synthetic', size: 64, seed: 3 }, 'fp32');
+    const S = 64, per = 3 * S * S;
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'gpen-capi-'));
+    const s = CapiSession.create(p.model, { provider: 'cpu', profilePrefix: path.join(dir, 'prof') });
+    try {
+      s.run(new Float32Array(per).fill(0.2), [1, 3, S, S], per);
+      const placed = await placementFromProfileDirAsync(dir, 'cpu', () => s.endProfilingAsync());
+      assert.deepEqual([placed?.ran, placed?.mismatch], [['cpu'], false]);
+      assert.ok(placed!.nodesByProvider.cpu > 50 && placed!.sessionMs!.session_initialization > 0, JSON.stringify(placed));
+      assert.equal(existsSync(dir), false);
+      // the session runs on after its profile ended
+      assert.equal(s.run(new Float32Array(per).fill(0.2), [1, 3, S, S], per).length, per);
+    } finally {
+      s.release();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('profiles runs (the profile names the provider of every node), writes the optimised graph, takes session config entries and memory patterns off', async () => {

@@ -16,7 +16,7 @@ import type { GpenRunner, SessionConfig } from '../runtime/session.js';
 import type { Affine } from './align.js';
 import { alignTransform } from './align.js';
 import { createBlazeFace } from './blazeface.js';
-import { Compositor, blendAlpha, pasteMask, pasteReduction, smoothSmallFace } from './paste.js';
+import { Compositor, blendAlpha, facePatch, pasteMask, pasteReduction, smoothSmallFace } from './paste.js';
 import { FloatPool } from './pool.js';
 import { FaceWorkers, defaultFaceThreads, sharedBytes } from './face-workers.js';
 import type { DetectedFace, FaceDetector } from './types.js';
@@ -56,6 +56,8 @@ export interface RestoreOptions {
   prepared?: PreparedModel;
   /** Session options beyond the provider (graph optimisation level, threads, device): the lab's cells set them. */
   session?: Partial<Omit<SessionConfig, 'provider' | 'label'>>;
+  /** A GPEN session made elsewhere, ready or on its way, for `prepared`'s model (then `session` is unused); released with the Restorer. */
+  runner?: Promise<GpenRunner>;
   /** Write the encoded outputs (default true; the benchmark encodes but does not write). */
   write?: boolean;
   /**
@@ -118,6 +120,10 @@ export class Restorer {
 
   /** The session once created (null while a deferred one is still being created). */
   private session: GpenRunner | null = null;
+  private prewarmed = false;
+  /** Whether the paste and encoder were warmed up while the session was still being created (prewarmFinish). */
+  finishWarmed = false;
+  private sessionSettled = false;
 
   private constructor(
     readonly info: ModelInfo,
@@ -126,7 +132,9 @@ export class Restorer {
     private readonly detector: FaceDetector | null,
     private readonly opts: Required<Pick<RestoreOptions, 'alpha' | 'aligned' | 'saveFace' | 'ext' | 'batch' | 'outDir' | 'write'>> & RestoreOptions,
     readonly label: string,
-  ) {}
+  ) {
+    void sessionP.then(() => { this.sessionSettled = true; }, () => { this.sessionSettled = true; });
+  }
 
   /** Gives a crop buffer back to the pool it came from. */
   private giveCrops(a: Float32Array): void {
@@ -173,7 +181,7 @@ export class Restorer {
     // no spinning: between batches the cores belong to alignment and paste (the JavaScript side)
     // the session's time: from the start of its creation to ready (with a deferred session, known at the first run)
     const createMs = { model: t1 - t0, session: 0, detector: 0, session_ready_at: 0 };
-    const sessionP = openSession(prepared.model, { provider, label: prepared.label, allowSpinning: false, ...opts.session });
+    const sessionP = opts.runner ?? openSession(prepared.model, { provider, label: prepared.label, allowSpinning: false, ...opts.session });
     void sessionP.then(() => { createMs.session_ready_at = performance.now(); createMs.session = createMs.session_ready_at - t1; }, () => undefined);
     const t2 = performance.now();
     const holder: { r: Restorer | null } = { r: null };
@@ -337,8 +345,8 @@ export class Restorer {
       take.forEach((t, j) => x.set(t.p.crops.subarray(t.i * per, (t.i + 1) * per), j * per));
     }
     const into = inPlace ? first.p.restored.subarray(first.i * per, (first.i + take.length) * per) : undefined;
-    // a deferred session still being created: the paste mask is made meanwhile (~15 ms of a cold start otherwise)
-    if (!this.session && !this.opts.aligned && !this.opts.parser) pasteMask(S);
+    // a deferred session still being created: the paste and the encoder warm up meanwhile (prewarmFinish)
+    if (!this.session && !this.opts.aligned && !this.opts.parser) await this.prewarmFinish(first.p);
     const out = await (await this.ready()).run(x, [take.length, 3, S, S], into);
     if (!inPlace) this.pool.give(x);
     const share = out.ms / take.length;
@@ -376,6 +384,44 @@ export class Restorer {
     }
   }
 
+  /**
+   * A cold start waits for its session after alignment. Meanwhile the paste runs on the first face's own crop
+   * (standing in for the restored one) until V8 has its loops optimised, three times at most and only while the
+   * session is still on its way, and one composite is encoded; all of it is thrown away. The real paste and encode,
+   * right after the first inference, then run warm: a paste took 43-54 ms in H200 cold starts, and the reduction at
+   * its heart 25-35 ms for its first calls in a process against 2-4 ms from the third on (this machine).
+   */
+  private async prewarmFinish(p: Pending): Promise<void> {
+    if (this.prewarmed) return;
+    this.prewarmed = true;
+    const S = this.size;
+    const per = 3 * S * S;
+    const mask = pasteMask(S);
+    // many faces are pasted on the face workers, whose code this thread cannot warm
+    if (p.faces.length === 0 || p.faces.length >= FACE_WORKERS_FROM) return;
+    const [x1, y1, x2, y2] = p.faces[0].box;
+    const smooth = Math.min(x2 - x1, y2 - y1) < SMALL_FACE_PX && pasteReduction(p.transforms[0]) > 1;
+    const crop = this.pool.take(per);
+    crop.set(p.crops.subarray(0, per));
+    const comp = new Compositor(p.img.width, p.img.height, this.pool);
+    this.finishWarmed = true;
+    try {
+      comp.add(crop, S, p.transforms[0], mask, 0, smooth);
+      const rgb = comp.composite(p.img.rgb);
+      const encoded = encodeImage({ width: p.img.width, height: p.img.height, rgb, alpha: null }, this.opts.ext);
+      for (let i = 1; i < 3; i++) {
+        // yield between the rounds: a session that became ready meanwhile ends the warm-up
+        await new Promise((r) => setImmediate(r));
+        if (this.sessionSettled) break;
+        facePatch(crop, S, p.transforms[0], mask, p.img.width, p.img.height, 0, smooth);
+      }
+      await encoded;
+    } finally {
+      comp.release();
+      this.pool.give(crop);
+    }
+  }
+
   /** Runs `n` aligned crops (planar, [-1, 1]) through the session at once: the service's batched inference. */
   async inferCrops(x: Float32Array, n: number): Promise<Float32Array> {
     const S = this.size;
@@ -387,9 +433,6 @@ export class Restorer {
     const saveFace = o.saveFace ?? this.opts.saveFace;
     const write = o.write ?? this.opts.write;
     const r = p.result;
-    const placement = this.session?.placement ?? null;
-    r.provider.ran = placement?.ran ?? null;
-    if (placement?.mismatch) r.warnings.push(`asked for ${this.asked} but nodes ran on ${placement.ran.join(', ')}`);
     const S = this.size;
     const per = 3 * S * S;
     let t = performance.now();
@@ -447,6 +490,12 @@ export class Restorer {
     const buffers = await Promise.all(jobs.map((j) => j[1]));
     const files: [string, Buffer][] = jobs.map((j, i) => [j[0], buffers[i]]);
     lap('encode');
+    // where the nodes ran (the C API route reads its first run's profile meanwhile)
+    await this.session?.placementSettled?.();
+    t = performance.now();
+    const placement = this.session?.placement ?? null;
+    r.provider.ran = placement?.ran ?? null;
+    if (placement?.mismatch) r.warnings.push(`asked for ${this.asked} but nodes ran on ${placement.ran.join(', ')}`);
     if (!write) return files;
     for (const [f, buf] of files) await writeFileAtomicSafe(f, buf);
     lap('write');

@@ -12,7 +12,7 @@ import { graphCache } from './graph-cache.js';
 import { prime, type PrimeReport } from './primer.js';
 import type { Provider } from './providers.js';
 import type { GpenRunner, Placement, RunResult, SessionConfig } from './session.js';
-import { ModelSession, placementFromProfileDir, providerFailure } from './session.js';
+import { ModelSession, placementFromProfileDirAsync, providerFailure } from './session.js';
 
 /** Parses `k=v,k=v` (CUDA provider options by ONNX Runtime's names). */
 export function parseCudaOptions(s: string, flag = '--cuda-options'): Record<string, string> {
@@ -28,6 +28,7 @@ export function parseCudaOptions(s: string, flag = '--cuda-options'): Record<str
 
 export class CapiModelSession implements GpenRunner {
   private placementValue: Placement | null = null;
+  private placementP: Promise<void> | null = null;
   /** With enable_cuda_graph=1: GPU tensors bound per batch size. */
   private readonly bound = new Map<number, DeviceBinding>();
   /** With graph_cache=1: whether the optimised graph came from the cache or was written for later sessions. */
@@ -96,7 +97,13 @@ export class CapiModelSession implements GpenRunner {
     return this.placementValue;
   }
 
+  placementSettled(): Promise<void> {
+    return this.placementP ?? Promise.resolve();
+  }
+
   async run(data: Float32Array, dims: number[], into?: Float32Array): Promise<RunResult> {
+    // ONNX Runtime's profiler may still be writing the first run's profile
+    if (this.placementP) await this.placementP;
     mark('first_run_started');
     const t0 = performance.now();
     const n = dims.reduce((a, b) => a * b, 1);
@@ -132,10 +139,13 @@ export class CapiModelSession implements GpenRunner {
     const ms = performance.now() - t0;
     mark('first_run_done');
     if (this.profileDir) {
+      // the first run's profile says where its nodes ran: ended and read on a worker thread while the caller pastes
+      // and encodes (15-20 ms of a cold start on its path otherwise); the next run waits for it
       const dir = this.profileDir;
       this.profileDir = null;
-      this.placementValue = placementFromProfileDir(dir, this.asked, () => this.s.endProfiling());
-      mark('placement_read');
+      this.placementP = placementFromProfileDirAsync(dir, this.asked, () => this.s.endProfilingAsync())
+        .then((p) => { this.placementValue = p; }, () => { this.placementValue = null; })
+        .finally(() => mark('placement_read'));
     }
     return { data: out, dims, ms };
   }
@@ -143,6 +153,7 @@ export class CapiModelSession implements GpenRunner {
   async release(): Promise<void> {
     if (this.profileDir) rmSync(this.profileDir, { recursive: true, force: true });
     await this.primer;
+    await this.placementP;
     this.s.release();
   }
 }

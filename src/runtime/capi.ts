@@ -504,6 +504,20 @@ export class CapiSession {
     return name;
   }
 
+  /** endProfiling on one of libuv's worker threads (ONNX Runtime writes the profile there). */
+  async endProfilingAsync(): Promise<string> {
+    this.live();
+    const a = this.a;
+    const out: unknown[] = [null];
+    check(a, a.fns.GetAllocatorWithDefaultOptions(out), 'GetAllocatorWithDefaultOptions');
+    const allocator = out[0];
+    const status = await new Promise<unknown>((resolve, reject) => a.fns.SessionEndProfiling.async(this.session, allocator, out, (err: unknown, res: unknown) => (err ? reject(err) : resolve(res))));
+    check(a, status, 'SessionEndProfiling');
+    const name = koffi.decode(out[0], 'char', -1) as string;
+    check(a, a.fns.AllocatorFree(allocator, out[0]), 'AllocatorFree');
+    return name;
+  }
+
   release(): void {
     if (this.released) return;
     for (const b of [...this.bindings]) b.release();

@@ -41,6 +41,8 @@ export interface Placement {
   ran: string[];
   /** True when a node ran on a provider other than the one asked for. */
   mismatch: boolean;
+  /** ONNX Runtime's own timing of the session (its profile's Session events: model loading, initialisation, ms). */
+  sessionMs?: Record<string, number>;
 }
 
 export interface RunResult {
@@ -117,13 +119,28 @@ export function placementFromProfile(file: string, asked: Provider): Placement {
     counts[p] = (counts[p] ?? 0) + 1;
   }
   const ran = Object.keys(counts);
-  return { nodesByProvider: counts, ran, mismatch: ran.some((p) => p !== asked) };
+  const sessionMs: Record<string, number> = {};
+  for (const e of JSON.parse(readFileSync(file, 'utf8')) as { cat?: string; name?: string; dur?: number }[]) {
+    if (e.cat === 'Session' && e.name && e.name !== 'model_run') sessionMs[e.name] = (sessionMs[e.name] ?? 0) + (e.dur ?? 0) / 1000;
+  }
+  return { nodesByProvider: counts, ran, mismatch: ran.some((p) => p !== asked), ...(Object.keys(sessionMs).length ? { sessionMs } : {}) };
 }
 
 /** Ends a session's profiling (`end`), reads the placement from the profile it wrote in `dir`, and removes `dir`. */
 export function placementFromProfileDir(dir: string, asked: Provider, end: () => void): Placement | null {
   try {
     end();
+    const file = readdirSync(dir).find((f) => f.endsWith('.json'));
+    return file ? placementFromProfile(path.join(dir, file), asked) : null;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** placementFromProfileDir with the profile ended on a worker thread (the C API route: its first run returns sooner). */
+export async function placementFromProfileDirAsync(dir: string, asked: Provider, end: () => Promise<unknown>): Promise<Placement | null> {
+  try {
+    await end();
     const file = readdirSync(dir).find((f) => f.endsWith('.json'));
     return file ? placementFromProfile(path.join(dir, file), asked) : null;
   } finally {
@@ -144,6 +161,8 @@ export interface GpenRunner {
   readonly primerReport?: { ms: number; ok: boolean; error?: string } | null;
   /** The C API route: when the session's creation began (ms since the process started). */
   readonly startedAt?: number;
+  /** Resolves when `placement` is known (the C API route reads its first run's profile while the caller goes on). */
+  placementSettled?(): Promise<void>;
   run(data: Float32Array, dims: number[], into?: Float32Array): Promise<RunResult>;
   release(): Promise<void>;
 }
