@@ -319,5 +319,14 @@ PY
     "${C[@]}" --cold-cuda-options $H,prime=1 --cold-cuda-options $H --out "$OUT/cold-c.json" > /dev/null 2> "$OUT/cold-c.txt"; echo "cold exit $?"
     grep -h "^cold" "$OUT/cold-c.txt"
     ;;
-  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c" >&2; exit 2 ;;
+  s5d)
+    # session 5: the session made from ONNX Runtime's own format, mapped into memory (graph_cache=ort; the first cold
+    # start of each precision writes it), with and without the primer, beside the primer alone
+    C=(node dist/cli/index.js bench --synthetic 512 --provider cuda --precision fp32,fp16 --batch 1 --runs 3 --warmup 1 --cold 5 --no-cold-binding)
+    H=cudnn_conv_algo_search=HEURISTIC,graph_optimization_level=0
+    "${C[@]}" --cold-cuda-options $H,prime=1 --cold-cuda-options $H,prime=1,graph_cache=ort --cold-cuda-options $H,graph_cache=ort \
+      --out "$OUT/cold-d.json" > /dev/null 2> "$OUT/cold-d.txt"; echo "cold exit $?"
+    grep -h "^cold" "$OUT/cold-d.txt"
+    ;;
+  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d" >&2; exit 2 ;;
 esac

@@ -3,11 +3,11 @@
 // changed model file or option set misses; models made in memory and NHWC are refused with the reason.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { GpenLabError } from '../src/errors.js';
 import { prepareModel } from '../src/model/registry.js';
-import { CapiSession } from '../src/runtime/capi.js';
+import { CapiSession, mapFile } from '../src/runtime/capi.js';
 import { graphCache } from '../src/runtime/graph-cache.js';
 import { useTempCache } from './helpers/cache-dir.js';
 
@@ -46,6 +46,37 @@ describe('optimised graph cache', () => {
     assert.equal((await graphCache(file, 'cuda', { cudnn_conv_algo_search: 'HEURISTIC' })).state, 'miss');
     utimesSync(file, new Date(), new Date(Date.now() + 5000));
     assert.equal((await graphCache(file, 'cpu', { cudnn_conv_algo_search: 'HEURISTIC' })).state, 'miss');
+  });
+
+  it('in ONNX Runtime\'s format: a miss saves it, a hit is mapped into memory and read in place, computing the same', async () => {
+    const p = await prepareModel({ type: 'synthetic', size: 64, seed: 6 }, 'fp32');
+    const file = path.join(dir, 'gpen64-ort.onnx');
+    writeFileSync(file, p.model as Uint8Array);
+    const S = 64;
+    const x = Float32Array.from({ length: 3 * S * S }, (_, i) => Math.sin(i * 0.07) * 0.8);
+    const miss = await graphCache(file, 'cpu', {}, 'ort');
+    assert.equal(miss.state, 'miss');
+    assert.ok(miss.file.endsWith('.ort'), miss.file);
+    const a = await CapiSession.createAsync(miss.model, { provider: 'cpu', graphOptimizationLevel: 0, saveOptimizedTo: miss.saveTo!, config: { 'session.save_model_format': 'ORT' } });
+    await miss.commit();
+    const want = a.run(x, [1, 3, S, S], x.length);
+    a.release();
+    // an ORT-format file (its flatbuffer identifier), and the ONNX entry of the same model is another one
+    assert.equal(readFileSync(miss.file).subarray(4, 8).toString('latin1'), 'ORTM');
+    assert.equal((await graphCache(file, 'cpu', {})).state, 'miss');
+    const hit = await graphCache(file, 'cpu', {}, 'ort');
+    assert.equal(hit.state, 'hit');
+    const mapped = mapFile(hit.model);
+    assert.equal(mapped.length, statSync(hit.model).size);
+    const b = await CapiSession.createAsync(mapped, { provider: 'cpu', graphOptimizationLevel: 0, config: { 'session.load_model_format': 'ORT', 'session.use_ort_model_bytes_directly': '1', 'session.use_ort_model_bytes_for_initializers': '1' } });
+    try {
+      assert.deepEqual(b.run(x, [1, 3, S, S], x.length), want);
+    } finally {
+      b.release();
+    }
+    // released with the session: unmapping again is a no-op, not a crash
+    mapped.unmap();
+    assert.throws(() => mapFile(path.join(dir, 'no-such.ort')), (e: unknown) => e instanceof GpenLabError && e.code === 'E_FILE_MISSING' && e.message.includes('no-such.ort'));
   });
 
   it('a failed session leaves nothing behind', async () => {

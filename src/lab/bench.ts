@@ -290,7 +290,7 @@ async function capiVariant(o: BenchOptions, cudaOptions: Record<string, string>,
     t = performance.now();
     const { graphCache, prime: usePrimer, ...split } = splitCudaOptions(cudaOptions);
     // the optimised-graph cache and the primer serve restore's sessions in a fresh process: --cold-cuda-options measures them
-    const coldKey = graphCache ? 'graph_cache=1' : usePrimer ? `prime=${usePrimer}` : null;
+    const coldKey = graphCache ? `graph_cache=${graphCache === 'ort' ? 'ort' : '1'}` : usePrimer ? `prime=${usePrimer}` : null;
     if (coldKey) throw new GpenLabError('E_ARGUMENT', `${coldKey} is not measured by --capi-cuda (it serves a cold start's session, made from a model file)`, `Pass ${coldKey} in --cold-cuda-options, where restore uses it.`, { input: '--capi-cuda' });
     s = CapiSession.create(prepared.model, { provider: 'cuda', ...split });
     v.sessionMs = performance.now() - t;

@@ -6,7 +6,8 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { GpenLabError, errorMessage } from '../errors.js';
 import type { DeviceBinding } from './capi.js';
-import { CapiSession, splitCudaOptions } from './capi.js';
+import { CapiSession, mapFile, splitCudaOptions } from './capi.js';
+import type { MappedFile } from './capi.js';
 import { mark } from './marks.js';
 import { graphCache } from './graph-cache.js';
 import { prime, type PrimeReport } from './primer.js';
@@ -31,7 +32,7 @@ export class CapiModelSession implements GpenRunner {
   private placementP: Promise<void> | null = null;
   /** With enable_cuda_graph=1: GPU tensors bound per batch size. */
   private readonly bound = new Map<number, DeviceBinding>();
-  /** With graph_cache=1: whether the optimised graph came from the cache or was written for later sessions. */
+  /** With graph_cache=1 or ort: whether the optimised graph came from the cache or was written for later sessions. */
   graphCache: 'hit' | 'written' | null = null;
   /** With prime=1: the primer's run (primer.ts), settled or still going. */
   primer: Promise<PrimeReport> | null = null;
@@ -64,21 +65,30 @@ export class CapiModelSession implements GpenRunner {
     const { graph_cache: _gc, prime: _pr, ...keyed } = cfg.cudaOptions;
     // prime=1: the weightless copy of the graph created and run beside this session (primer.ts); never awaited here
     const primer = usePrimer ? prime(model, { device_id: String(cfg.deviceId ?? 0), ...split.cuda }, usePrimer) : null;
-    // graph_cache=1: the optimised graph of an earlier session, loaded with optimisations off (graph-cache.ts)
-    const cache = useCache ? await graphCache(model, 'cuda', keyed) : null;
+    // graph_cache=1: the optimised graph of an earlier session, loaded with optimisations off (graph-cache.ts);
+    // graph_cache=ort: the same in ONNX Runtime's format, mapped into memory and read in place (no protobuf to parse,
+    // the weights taken from the mapping: the session is created sooner)
+    const cache = useCache ? await graphCache(model, 'cuda', keyed, useCache) : null;
+    const ortHit = useCache === 'ort' && cache?.state === 'hit';
+    const ortConfig: Record<string, string> = useCache !== 'ort' ? {} : ortHit
+      ? { 'session.load_model_format': 'ORT', 'session.use_ort_model_bytes_directly': '1', 'session.use_ort_model_bytes_for_initializers': '1' }
+      : { 'session.save_model_format': 'ORT' };
     const profileDir = cfg.recordPlacement ?? true ? mkdtempSync(path.join(os.tmpdir(), 'gpen-lab-prof-')) : null;
     let s: CapiSession;
+    let mapped: MappedFile | null = null;
     try {
       mark('session_create_dispatched');
-      s = await CapiSession.createAsync(cache ? cache.model : model, {
+      mapped = ortHit ? mapFile(cache!.model) : null;
+      s = await CapiSession.createAsync(mapped ?? (cache ? cache.model : model), {
         provider: 'cuda', ...split, cuda: { device_id: String(cfg.deviceId ?? 0), ...split.cuda },
         ...(cache?.state === 'hit' ? { graphOptimizationLevel: 0 as const } : {}), ...(cache?.saveTo ? { saveOptimizedTo: cache.saveTo } : {}),
         ...(cfg.intraOpNumThreads ? { intraOpNumThreads: cfg.intraOpNumThreads } : {}),
-        config: { ...(cfg.allowSpinning === false ? { 'session.intra_op.allow_spinning': '0', 'session.inter_op.allow_spinning': '0' } : {}), ...split.config },
+        config: { ...(cfg.allowSpinning === false ? { 'session.intra_op.allow_spinning': '0', 'session.inter_op.allow_spinning': '0' } : {}), ...ortConfig, ...split.config },
         ...(profileDir ? { profilePrefix: path.join(profileDir, 'profile') } : {}),
       });
       await cache?.commit();
     } catch (e) {
+      mapped?.unmap();
       await primer;
       await cache?.abandon();
       if (profileDir) rmSync(profileDir, { recursive: true, force: true });

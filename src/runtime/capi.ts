@@ -2,6 +2,7 @@
 // the route to what the stock binding does not pass to the CUDA provider (cudnn_conv_algo_search, prefer_nhwc,
 // enable_cuda_graph, arena settings). OrtGetApiBase() -> GetApi(version) -> a table of function pointers, called by
 // index (the order of OrtApi in onnxruntime_c_api.h, append-only across versions). Runs are synchronous.
+import { statSync } from 'node:fs';
 import path from 'node:path';
 import koffi from './koffi.js';
 import { GpenLabError } from '../errors.js';
@@ -193,7 +194,7 @@ export function checkArenaConfig(arena: Record<string, number>): void {
 export const SESSION_KEYS = {
   mem_pattern: 'ONNX Runtime memory patterns, 0 or 1',
   graph_optimization_level: 'ONNX Runtime graph optimisations: 0 disabled, 1 basic, 2 extended, 99 all',
-  graph_cache: '1: cache the optimised graph of an ONNX file and load it with optimisations off in later sessions',
+  graph_cache: '1: cache the optimised graph of an ONNX file and load it with optimisations off in later sessions; ort: the same in ONNX Runtime\'s own format, loaded from memory with its weights used in place (no protobuf to parse: the session is created sooner)',
   prime: '1: create and run a weightless copy of the graph on worker threads beside the session (a cold start\'s per-process first-run costs); 2-8: that copy in as many parts, run side by side',
   'arena.*': 'the CUDA arena (OrtArenaCfg): arena.max_dead_bytes_per_chunk, arena.initial_chunk_size_bytes, arena.arena_extend_strategy (0 power of two, 1 as requested), arena.max_mem, ...; arena.use_cuda_mempool=1: CUDA\'s stream-ordered pool instead of the arena (not with enable_cuda_graph), arena.cuda_mempool_release_threshold: the bytes it keeps at a synchronisation',
   'session.*': 'any other key with a dot: an ONNX Runtime session config entry (e.g. session.use_device_allocator_for_initializers=1)',
@@ -202,7 +203,7 @@ export const SESSION_KEYS = {
 const LEVELS = [0, 1, 2, 99] as const;
 
 /** Splits gpen-lab's session keys (SESSION_KEYS) from the CUDA provider options, checking them. */
-export function splitCudaOptions(all: Record<string, string>): { cuda: Record<string, string>; memPattern?: boolean; graphOptimizationLevel?: 0 | 1 | 2 | 99; config?: Record<string, string>; graphCache?: boolean; prime?: number; arena?: Record<string, number> } {
+export function splitCudaOptions(all: Record<string, string>): { cuda: Record<string, string>; memPattern?: boolean; graphOptimizationLevel?: 0 | 1 | 2 | 99; config?: Record<string, string>; graphCache?: false | 'onnx' | 'ort'; prime?: number; arena?: Record<string, number> } {
   const { mem_pattern: mp, graph_optimization_level: gl, graph_cache: gc, prime: pr, ...rest } = all;
   // arena.<key>=<bytes>: the CUDA arena's configuration; other keys with a dot are session config entries
   const arenaEntries = Object.entries(rest).filter(([k]) => k.startsWith('arena.'));
@@ -222,8 +223,9 @@ export function splitCudaOptions(all: Record<string, string>): { cuda: Record<st
     level = LEVELS.find((l) => String(l) === gl);
     if (level === undefined) throw new GpenLabError('E_ARGUMENT', `Expected graph_optimization_level to be one of ${LEVELS.join(', ')} but received "${gl}"`, `Pass graph_optimization_level=${LEVELS.join('|')} (${SESSION_KEYS.graph_optimization_level}).`, { input: 'graph_optimization_level' });
   }
+  if (gc !== undefined && !['0', '1', 'ort'].includes(gc)) throw new GpenLabError('E_ARGUMENT', `Expected graph_cache to be 0, 1 or ort but received "${gc}"`, `Pass graph_cache=1 or graph_cache=ort (${SESSION_KEYS.graph_cache}).`, { input: 'graph_cache' });
   if (pr !== undefined && !/^[0-8]$/.test(pr)) throw new GpenLabError('E_ARGUMENT', `Expected prime to be a whole number from 0 to 8 but received "${pr}"`, `Pass prime=1 (${SESSION_KEYS.prime}) or leave it out.`, { input: 'prime' });
-  return { cuda, ...(pr !== undefined ? { prime: Number(pr) } : {}), ...(mp !== undefined ? { memPattern: mp !== '0' } : {}), ...(level !== undefined ? { graphOptimizationLevel: level } : {}), ...(Object.keys(config).length ? { config } : {}), ...(gc !== undefined ? { graphCache: gc === '1' } : {}), ...(arenaEntries.length ? { arena } : {}) };
+  return { cuda, ...(pr !== undefined ? { prime: Number(pr) } : {}), ...(mp !== undefined ? { memPattern: mp !== '0' } : {}), ...(level !== undefined ? { graphOptimizationLevel: level } : {}), ...(Object.keys(config).length ? { config } : {}), ...(gc !== undefined ? { graphCache: gc === '0' ? false as const : gc === 'ort' ? 'ort' as const : 'onnx' as const } : {}), ...(arenaEntries.length ? { arena } : {}) };
 }
 
 /** ONNX tensor element types used here. */
@@ -250,10 +252,55 @@ export interface DeviceBinding {
   release(): void;
 }
 
+/** A file mapped into memory (read-only for its users, private to this process): a model ONNX Runtime reads in place. */
+export interface MappedFile {
+  readonly file: string;
+  readonly ptr: unknown;
+  readonly length: number;
+  unmap(): void;
+}
+
+let libcMap: { open: (f: string, flags: number) => number; close: (fd: number) => number; mmap: (...a: unknown[]) => unknown; munmap: (p: unknown, n: number) => number } | null = null;
+
+/**
+ * Maps `file` with mmap (copy-on-write, so that nothing reaches the file): ONNX Runtime can then take its bytes in
+ * place (session.use_ort_model_bytes_directly) where JavaScript memory could move or be collected under it.
+ */
+export function mapFile(file: string): MappedFile {
+  libcMap ??= (() => {
+    const l = koffi.load('libc.so.6');
+    return {
+      open: l.func('int open(const char *file, int flags)') as (f: string, flags: number) => number,
+      close: l.func('int close(int fd)') as (fd: number) => number,
+      mmap: l.func('void *mmap(void *addr, size_t len, int prot, int flags, int fd, int64_t off)') as (...a: unknown[]) => unknown,
+      munmap: l.func('int munmap(void *addr, size_t len)') as (p: unknown, n: number) => number,
+    };
+  })();
+  let length: number;
+  try {
+    length = statSync(file).size;
+  } catch {
+    throw new GpenLabError('E_FILE_MISSING', `Cannot map ${file}: it does not exist (expected a cached ONNX Runtime model)`, 'Run again: the cache entry is written anew.', { input: file });
+  }
+  const fd = libcMap.open(file, 0 /* O_RDONLY */);
+  if (fd < 0) throw new GpenLabError('E_FILE_UNREADABLE', `Cannot open ${file} to map it`, 'Check that the cache folder is readable.', { input: file });
+  let ptr: unknown;
+  try {
+    ptr = libcMap.mmap(null, length, 0x1 | 0x2 /* PROT_READ | PROT_WRITE */, 0x2 /* MAP_PRIVATE */, fd, 0);
+  } finally {
+    libcMap.close(fd);
+  }
+  if (!ptr || koffi.address(ptr) === 0xffffffffffffffffn) throw new GpenLabError('E_FILE_UNREADABLE', `Cannot map ${file} into memory`, 'Check the free memory and the cache folder.', { input: file });
+  let mapped = true;
+  const m = libcMap;
+  return { file, ptr, length, unmap: () => { if (mapped) { mapped = false; m.munmap(ptr, length); } } };
+}
+
 /** A session created through the C API; run() is synchronous and writes the first output into a new array. */
 export class CapiSession {
   private released = false;
   private readonly bindings = new Set<DeviceBinding>();
+  private mapped: MappedFile | null = null;
   private constructor(private readonly a: Api, private readonly session: unknown, private readonly info: unknown, readonly runtimeVersion: string, readonly cudaOptions: Record<string, string> | null) {}
 
   static create(model: string | Uint8Array, o: CapiOptions): CapiSession {
@@ -272,20 +319,24 @@ export class CapiSession {
    * The same, with CreateSession on a worker thread (koffi's async call): the JavaScript thread goes on meanwhile,
    * e.g. decoding and detecting the first image of a cold start while CUDA and the model load.
    */
-  static async createAsync(model: string | Uint8Array, o: CapiOptions): Promise<CapiSession> {
+  static async createAsync(model: string | Uint8Array | MappedFile, o: CapiOptions): Promise<CapiSession> {
     const { a, opts, cudaAsked } = CapiSession.options(o);
     const out: unknown[] = [null];
     try {
       const status = await new Promise<unknown>((resolve, reject) => {
         const done = (err: unknown, res: unknown) => (err ? reject(err) : resolve(res));
         if (typeof model === 'string') a.fns.CreateSession.async(env, model, opts, out, done);
-        else a.fns.CreateSessionFromArray.async(env, model, model.byteLength, opts, out, done);
+        else if (model instanceof Uint8Array) a.fns.CreateSessionFromArray.async(env, model, model.byteLength, opts, out, done);
+        else a.fns.CreateSessionFromArray.async(env, model.ptr, model.length, opts, out, done);
       });
       check(a, status, typeof model === 'string' ? 'CreateSession' : 'CreateSessionFromArray');
     } finally {
       a.fns.ReleaseSessionOptions(opts);
     }
-    return CapiSession.wrap(a, out[0], cudaAsked);
+    const s = CapiSession.wrap(a, out[0], cudaAsked);
+    // a mapped model stays mapped while the session may read it (released with the session)
+    if (!(typeof model === 'string' || model instanceof Uint8Array)) s.mapped = model;
+    return s;
   }
 
   /** The environment (once) and the session options for `o`; the caller releases the options. */
@@ -524,5 +575,6 @@ export class CapiSession {
     this.released = true;
     this.a.fns.ReleaseSession(this.session);
     this.a.fns.ReleaseMemoryInfo(this.info);
+    this.mapped?.unmap();
   }
 }

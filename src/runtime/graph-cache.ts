@@ -36,8 +36,12 @@ export interface GraphCacheEntry {
   abandon(): Promise<void>;
 }
 
-/** Looks up the optimised graph of `model` for `provider` with `options` (sorted into the key). */
-export async function graphCache(model: string | Uint8Array, provider: string, options: Record<string, string>): Promise<GraphCacheEntry> {
+/**
+ * Looks up the optimised graph of `model` for `provider` with `options` (sorted into the key), as ONNX or in ONNX
+ * Runtime's own format ('ort': a session saves it with session.save_model_format=ORT and loads it with
+ * session.load_model_format=ORT).
+ */
+export async function graphCache(model: string | Uint8Array, provider: string, options: Record<string, string>, format: 'onnx' | 'ort' = 'onnx'): Promise<GraphCacheEntry> {
   if (typeof model !== 'string') {
     throw new GpenLabError('E_ARGUMENT', 'graph_cache=1 needs the model as an ONNX file, and this one was made in memory (from a .pth or --synthetic)',
       'Convert it once with `gpen-lab model convert IN.pth -o OUT.onnx` (add --fp16 for fp16) and pass --model OUT.onnx, or drop graph_cache.', { input: 'graph_cache' });
@@ -47,7 +51,7 @@ export async function graphCache(model: string | Uint8Array, provider: string, o
       'Drop one of graph_cache=1 and prefer_nhwc=1.', { input: 'graph_cache' });
   }
   const opts = Object.fromEntries(Object.entries(options).sort(([a], [b]) => a.localeCompare(b)));
-  const file = `${await modelCachePath('optimized', model, { provider, opts })}.onnx`;
+  const file = `${await modelCachePath('optimized', model, { provider, opts, ...(format === 'ort' ? { format } : {}) })}.${format}`;
   const dir = path.dirname(file);
   if (existsSync(file)) return { state: 'hit', model: file, saveTo: null, file, commit: async () => undefined, abandon: async () => undefined };
   await mkdir(dir, { recursive: true });
