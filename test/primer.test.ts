@@ -3,13 +3,14 @@
 // per model file, and never fail a restore (its failures are reports).
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { GpenLabError } from '../src/errors.js';
 import { onnx } from '../src/model/onnx-builder.js';
 import { prepareModel } from '../src/model/registry.js';
 import { CapiSession, splitCudaOptions } from '../src/runtime/capi.js';
-import { cachedParts, prime, primerFor, primerModel, splitPrimer } from '../src/runtime/primer.js';
+import { cachedParts, prime, primerFor } from '../src/runtime/primer.js';
+import { primerModel, splitPrimer } from '../src/runtime/primer-graph.js';
 import { readProfileNodes } from '../src/runtime/session.js';
 import { missingProviderFiles } from '../src/runtime/providers.js';
 import { useTempCache } from './helpers/cache-dir.js';
@@ -66,8 +67,16 @@ describe('cold-start primer', () => {
     const second = await primerFor(file);
     assert.deepEqual([first.cache, second.cache], ['written', 'hit']);
     assert.deepEqual(second.model, first.model);
+    // its input and output come with it (read from the cache, not decoded from the graph): the model's own names
+    const built = primerModel(p.model as Uint8Array);
+    assert.deepEqual(second.io, { input: built.input, output: built.output.name });
+    assert.deepEqual(second.io.input?.dims, [1, 3, 64, 64]);
     const cached = path.join(process.env.GPEN_LAB_CACHE!, 'primer');
     assert.ok(existsSync(cached));
+    // an entry without its io file (an older cache) is made again, not half read
+    for (const f of readdirSync(cached).filter((x) => x.endsWith('.io.json'))) rmSync(path.join(cached, f));
+    assert.equal((await primerFor(file)).cache, 'written');
+    assert.equal((await primerFor(file)).cache, 'hit');
     assert.ok(statSync(file).size > 5 * first.model.byteLength);
   });
 

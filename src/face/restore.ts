@@ -346,7 +346,7 @@ export class Restorer {
     }
     const into = inPlace ? first.p.restored.subarray(first.i * per, (first.i + take.length) * per) : undefined;
     // a deferred session still being created: the paste and the encoder warm up meanwhile (prewarmFinish)
-    if (!this.session && !this.opts.aligned && !this.opts.parser) await this.prewarmFinish(first.p);
+    if (!this.session && !this.sessionSettled && !this.opts.aligned && !this.opts.parser) await this.prewarmFinish(first.p);
     const out = await (await this.ready()).run(x, [take.length, 3, S, S], into);
     if (!inPlace) this.pool.give(x);
     const share = out.ms / take.length;

@@ -2,10 +2,10 @@
 // export), synthetic weights of any size, or the identity model. Describes, converts and prepares them for a session.
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, open, readFile, realpath, stat } from 'node:fs/promises';
-import os from 'node:os';
+import { mkdir, open, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { GpenLabError, badArgument } from '../errors.js';
+import { cacheDir, fileIdentity } from '../io/cache.js';
 import { writeFileAtomicSafe, assertReadableFile } from '../io/files.js';
 import { sha256File } from '../io/hash.js';
 import type { GpenArch } from './arch.js';
@@ -97,16 +97,7 @@ export async function describeModel(file: string, key?: string): Promise<ModelIn
   };
 }
 
-/** Where gpen-lab keeps what it learned about model files: $XDG_CACHE_HOME/gpen-lab or ~/.cache/gpen-lab. */
-export function cacheDir(): string {
-  return process.env.GPEN_LAB_CACHE ?? path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'gpen-lab');
-}
-
-/** A file as make and git's index judge it unchanged: real path, size and mtime ("path|size|mtime"). */
-export async function fileIdentity(file: string): Promise<string> {
-  const st = await stat(file);
-  return `${await realpath(file)}|${st.size}|${st.mtimeMs}`;
-}
+export { cacheDir, fileIdentity } from '../io/cache.js';
 
 /**
  * describeModel for an ONNX file, remembered by (real path, size, mtime) the way make and git's index judge a file

@@ -13,7 +13,9 @@ import { graphCache } from './graph-cache.js';
 import { prime, type PrimeReport } from './primer.js';
 import type { Provider } from './providers.js';
 import type { GpenRunner, Placement, RunResult, SessionConfig } from './session.js';
-import { ModelSession, placementFromProfileDirAsync, providerFailure } from './session.js';
+import { placementFromProfileDirAsync } from './profile.js';
+// session.ts (the stock binding) is imported where needed: this module starts a cold start's early session, and the
+// binding's import (~40 ms) would come first
 
 /** Parses `k=v,k=v` (CUDA provider options by ONNX Runtime's names). */
 export function parseCudaOptions(s: string, flag = '--cuda-options'): Record<string, string> {
@@ -93,6 +95,7 @@ export class CapiModelSession implements GpenRunner {
       await cache?.abandon();
       if (profileDir) rmSync(profileDir, { recursive: true, force: true });
       // the same diagnosis as the stock binding's (missing provider files, a library that did not load, ...)
+      const { providerFailure } = await import('./session.js');
       throw providerFailure({ ...cfg, provider: 'cuda' }, e);
     }
     const r = new CapiModelSession(s, 'cuda', performance.now() - t0, cfg.cudaOptions, profileDir, cfg.label ?? 'the model');
@@ -196,5 +199,6 @@ export async function openSession(model: string | Uint8Array, cfg: SessionConfig
     if (cfg.provider !== 'cuda') throw new GpenLabError('E_ARGUMENT', `CUDA provider options were given with --provider ${cfg.provider}`, 'Use --provider cuda with --cuda-options, or drop --cuda-options.', { input: '--cuda-options' });
     return CapiModelSession.create(model, { ...cfg, cudaOptions: cfg.cudaOptions });
   }
+  const { ModelSession } = await import('./session.js');
   return ModelSession.create(model, cfg);
 }

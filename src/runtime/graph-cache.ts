@@ -8,8 +8,8 @@ import { existsSync } from 'node:fs';
 import { mkdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { GpenLabError } from '../errors.js';
-import { cacheDir, fileIdentity } from '../model/registry.js';
-import { runtimeVersion } from './session.js';
+import { cacheDir, fileIdentity, fileIdentitySync } from '../io/cache.js';
+import { ortVersion } from './providers.js';
 
 /**
  * Where something made from model file `model` is cached: `<cache>/<folder>/<hash>` (add the extension), the hash
@@ -17,7 +17,16 @@ import { runtimeVersion } from './session.js';
  * a stale entry. The optimised graph and the primer (primer.ts) are cached this way.
  */
 export async function modelCachePath(folder: string, model: string, settings: Record<string, unknown>): Promise<string> {
-  const key = JSON.stringify({ model: await fileIdentity(model), runtime: runtimeVersion(), ...settings });
+  return cachePathFor(folder, await fileIdentity(model), settings);
+}
+
+/** modelCachePath without yielding (the primer's first step in a cold start, before the event loop is free). */
+export function modelCachePathSync(folder: string, model: string, settings: Record<string, unknown>): string {
+  return cachePathFor(folder, fileIdentitySync(model), settings);
+}
+
+function cachePathFor(folder: string, identity: string, settings: Record<string, unknown>): string {
+  const key = JSON.stringify({ model: identity, runtime: ortVersion(), ...settings });
   return path.join(cacheDir(), folder, createHash('sha256').update(key).digest('hex').slice(0, 32));
 }
 

@@ -1,13 +1,13 @@
 // Sessions on one execution provider. This is the only module that imports onnxruntime-node. A session records the
 // provider asked for and, from ONNX Runtime's own profile of the first run, the provider that ran each node.
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import * as ort from 'onnxruntime-node';
 import { GpenLabError, errorMessage } from '../errors.js';
 import type { Provider } from './providers.js';
-import { PROVIDER_SPECS, PROVIDERS, missingProviderFiles, ortBinDir, ortVersion, providerFromEpName } from './providers.js';
+import { PROVIDER_SPECS, PROVIDERS, missingProviderFiles, ortBinDir, ortVersion } from './providers.js';
 
 export const GRAPH_OPT_LEVELS = ['disabled', 'basic', 'extended', 'all'] as const;
 export type GraphOptLevel = (typeof GRAPH_OPT_LEVELS)[number];
@@ -34,16 +34,11 @@ export interface SessionConfig {
   cudaOptions?: Record<string, string>;
 }
 
-export interface Placement {
-  /** Nodes run per provider, as ONNX Runtime reported them. */
-  nodesByProvider: Record<string, number>;
-  /** Every provider that ran at least one node. */
-  ran: string[];
-  /** True when a node ran on a provider other than the one asked for. */
-  mismatch: boolean;
-  /** ONNX Runtime's own timing of the session (its profile's Session events: model loading, initialisation, ms). */
-  sessionMs?: Record<string, number>;
-}
+// the profile readers live in profile.ts (no binding to load: the C API route's early session imports them)
+export { placementFromProfile, placementFromProfileDir, placementFromProfileDirAsync, readProfileNodes } from './profile.js';
+export type { Placement, ProfileNode } from './profile.js';
+import type { Placement } from './profile.js';
+import { placementFromProfileDir } from './profile.js';
 
 export interface RunResult {
   data: Float32Array;
@@ -87,65 +82,6 @@ export function providerFailure(cfg: SessionConfig, e: unknown): GpenLabError {
   }
   return new GpenLabError('E_SESSION', `ONNX Runtime could not create a ${p} session for ${label}: ${said}`,
     p === 'cpu' ? 'Check that the model is a valid ONNX file with `gpen-lab model info FILE`.' : `Run \`gpen-lab doctor --provider ${p}\`: it matches this error against known causes and prints the fix; \`gpen-lab model info FILE\` checks the model itself.`, { input: label, provider: p, ort: said });
-}
-
-/** One node's run in an ONNX Runtime profile: node name, operator, execution provider, time, output shapes. */
-export interface ProfileNode { node: string; op: string; provider: string; ms: number; outputShapes: number[][]; outputTypes: string[] }
-
-/** The node runs of an ONNX Runtime profile (its "_kernel_time" events), in execution order, every run's. */
-export function readProfileNodes(file: string): ProfileNode[] {
-  type Ev = { cat?: string; name?: string; dur?: number; args?: { op_name?: string; provider?: string; output_type_shape?: Record<string, number[]>[] } };
-  const events = JSON.parse(readFileSync(file, 'utf8')) as Ev[];
-  const out: ProfileNode[] = [];
-  for (const e of events) {
-    if (e.cat !== 'Node' || !e.name?.endsWith('_kernel_time')) continue;
-    out.push({
-      node: e.name.slice(0, -'_kernel_time'.length), op: e.args?.op_name ?? '?', provider: e.args?.provider ?? '?', ms: (e.dur ?? 0) / 1000,
-      outputShapes: (e.args?.output_type_shape ?? []).map((o) => Object.values(o)[0] ?? []),
-      outputTypes: (e.args?.output_type_shape ?? []).map((o) => Object.keys(o)[0] ?? '?'),
-    });
-  }
-  return out;
-}
-
-/** Which provider ran each node, from an ONNX Runtime profile (its "_kernel_time" node events). */
-export function placementFromProfile(file: string, asked: Provider): Placement {
-  const counts: Record<string, number> = {};
-  const seen = new Set<string>();
-  for (const n of readProfileNodes(file)) {
-    if (n.provider === '?' || seen.has(n.node)) continue;
-    seen.add(n.node);
-    const p = String(providerFromEpName(n.provider));
-    counts[p] = (counts[p] ?? 0) + 1;
-  }
-  const ran = Object.keys(counts);
-  const sessionMs: Record<string, number> = {};
-  for (const e of JSON.parse(readFileSync(file, 'utf8')) as { cat?: string; name?: string; dur?: number }[]) {
-    if (e.cat === 'Session' && e.name && e.name !== 'model_run') sessionMs[e.name] = (sessionMs[e.name] ?? 0) + (e.dur ?? 0) / 1000;
-  }
-  return { nodesByProvider: counts, ran, mismatch: ran.some((p) => p !== asked), ...(Object.keys(sessionMs).length ? { sessionMs } : {}) };
-}
-
-/** Ends a session's profiling (`end`), reads the placement from the profile it wrote in `dir`, and removes `dir`. */
-export function placementFromProfileDir(dir: string, asked: Provider, end: () => void): Placement | null {
-  try {
-    end();
-    const file = readdirSync(dir).find((f) => f.endsWith('.json'));
-    return file ? placementFromProfile(path.join(dir, file), asked) : null;
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-/** placementFromProfileDir with the profile ended on a worker thread (the C API route: its first run returns sooner). */
-export async function placementFromProfileDirAsync(dir: string, asked: Provider, end: () => Promise<unknown>): Promise<Placement | null> {
-  try {
-    await end();
-    const file = readdirSync(dir).find((f) => f.endsWith('.json'));
-    return file ? placementFromProfile(path.join(dir, file), asked) : null;
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
 }
 
 /** What the restoration pipeline needs of a GPEN session (the stock binding's ModelSession, or the C API route's). */
