@@ -337,5 +337,14 @@ PY
       --out "$OUT/cold-e.json" > /dev/null 2> "$OUT/cold-e.txt"; echo "cold exit $?"
     grep -h "^cold" "$OUT/cold-e.txt"
     ;;
-  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e" >&2; exit 2 ;;
+  s5f)
+    # session 5: s5e after the first run went to a worker thread (the paste warms up meanwhile) and the graph cache is
+    # looked up without yielding
+    C=(node dist/cli/index.js bench --synthetic 512 --provider cuda --precision fp16,fp32 --batch 1 --runs 3 --warmup 1 --cold 5 --no-cold-binding)
+    H=cudnn_conv_algo_search=HEURISTIC,graph_optimization_level=0
+    "${C[@]}" --cold-cuda-options $H,prime=1,graph_cache=ort --cold-cuda-options $H,graph_cache=ort \
+      --out "$OUT/cold-f.json" > /dev/null 2> "$OUT/cold-f.txt"; echo "cold exit $?"
+    grep -h "^cold" "$OUT/cold-f.txt"
+    ;;
+  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f" >&2; exit 2 ;;
 esac

@@ -58,8 +58,12 @@ describe('ONNX Runtime C API route', () => {
       assert.deepEqual([placed?.ran, placed?.mismatch], [['cpu'], false]);
       assert.ok(placed!.nodesByProvider.cpu > 50 && placed!.sessionMs!.session_initialization > 0, JSON.stringify(placed));
       assert.equal(existsSync(dir), false);
-      // the session runs on after its profile ended
-      assert.equal(s.run(new Float32Array(per).fill(0.2), [1, 3, S, S], per).length, per);
+      // the session runs on after its profile ended; on a worker thread it computes the same, into a given array too
+      const want = s.run(new Float32Array(per).fill(0.2), [1, 3, S, S], per);
+      assert.deepEqual(await s.runAsync(new Float32Array(per).fill(0.2), [1, 3, S, S], per), want);
+      const into = new Float32Array(per);
+      assert.equal(await s.runAsync(new Float32Array(per).fill(0.2), [1, 3, S, S], per, undefined, into), into);
+      assert.deepEqual(into, want);
     } finally {
       s.release();
       rmSync(dir, { recursive: true, force: true });

@@ -123,7 +123,6 @@ export class Restorer {
   private prewarmed = false;
   /** Whether the paste and encoder were warmed up while the session was still being created (prewarmFinish). */
   finishWarmed = false;
-  private sessionSettled = false;
 
   private constructor(
     readonly info: ModelInfo,
@@ -132,9 +131,7 @@ export class Restorer {
     private readonly detector: FaceDetector | null,
     private readonly opts: Required<Pick<RestoreOptions, 'alpha' | 'aligned' | 'saveFace' | 'ext' | 'batch' | 'outDir' | 'write'>> & RestoreOptions,
     readonly label: string,
-  ) {
-    void sessionP.then(() => { this.sessionSettled = true; }, () => { this.sessionSettled = true; });
-  }
+  ) {}
 
   /** Gives a crop buffer back to the pool it came from. */
   private giveCrops(a: Float32Array): void {
@@ -345,9 +342,11 @@ export class Restorer {
       take.forEach((t, j) => x.set(t.p.crops.subarray(t.i * per, (t.i + 1) * per), j * per));
     }
     const into = inPlace ? first.p.restored.subarray(first.i * per, (first.i + take.length) * per) : undefined;
-    // a deferred session still being created: the paste and the encoder warm up meanwhile (prewarmFinish)
-    if (!this.session && !this.sessionSettled && !this.opts.aligned && !this.opts.parser) await this.prewarmFinish(first.p);
-    const out = await (await this.ready()).run(x, [take.length, 3, S, S], into);
+    const runP = this.ready().then((s) => s.run(x, [take.length, 3, S, S], into));
+    // the first inference: the paste and the encoder warm up while the session is still being created and while the
+    // run is on the GPU (prewarmFinish)
+    if (!this.prewarmed && !this.opts.aligned && !this.opts.parser) await this.prewarmFinish(first.p, runP);
+    const out = await runP;
     if (!inPlace) this.pool.give(x);
     const share = out.ms / take.length;
     take.forEach((t, j) => {
@@ -385,15 +384,21 @@ export class Restorer {
   }
 
   /**
-   * A cold start waits for its session after alignment. Meanwhile the paste runs on the first face's own crop
-   * (standing in for the restored one) until V8 has its loops optimised, three times at most and only while the
-   * session is still on its way, and one composite is encoded; all of it is thrown away. The real paste and encode,
-   * right after the first inference, then run warm: a paste took 43-54 ms in H200 cold starts, and the reduction at
-   * its heart 25-35 ms for its first calls in a process against 2-4 ms from the third on (this machine).
+   * A cold start waits for its session after alignment, then for its first run (a worker thread's, on the C API
+   * route). Meanwhile the paste runs on the first face's own crop (standing in for the restored one) until V8 has its
+   * loops optimised, three times at most and only until the run returns, and one composite is encoded; all of it is
+   * thrown away. The real paste and encode after the first inference then run warm: a paste took 43-54 ms in H200 cold
+   * starts, 4-15 ms after this warm-up, and the reduction at its heart 25-35 ms for its first calls in a process
+   * against 2-4 ms from the third on (this machine).
    */
-  private async prewarmFinish(p: Pending): Promise<void> {
+  private async prewarmFinish(p: Pending, until: Promise<unknown>): Promise<void> {
     if (this.prewarmed) return;
     this.prewarmed = true;
+    let done = false;
+    void until.then(() => { done = true; }, () => { done = true; });
+    // the run is asked for first; a run that returned meanwhile (a synchronous one) leaves nothing to overlap
+    await new Promise((r) => setImmediate(r));
+    if (done) return;
     const S = this.size;
     const per = 3 * S * S;
     const mask = pasteMask(S);
@@ -408,14 +413,14 @@ export class Restorer {
     try {
       comp.add(crop, S, p.transforms[0], mask, 0, smooth);
       const rgb = comp.composite(p.img.rgb);
-      const encoded = encodeImage({ width: p.img.width, height: p.img.height, rgb, alpha: null }, this.opts.ext);
+      // not awaited: libvips encodes on its own threads, and the run may return before it is done
+      void encodeImage({ width: p.img.width, height: p.img.height, rgb, alpha: null }, this.opts.ext).catch(() => undefined);
       for (let i = 1; i < 3; i++) {
-        // yield between the rounds: a session that became ready meanwhile ends the warm-up
+        // yield between the rounds: a run that returned meanwhile ends the warm-up
         await new Promise((r) => setImmediate(r));
-        if (this.sessionSettled) break;
+        if (done) break;
         facePatch(crop, S, p.transforms[0], mask, p.img.width, p.img.height, 0, smooth);
       }
-      await encoded;
     } finally {
       comp.release();
       this.pool.give(crop);

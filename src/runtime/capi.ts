@@ -434,13 +434,41 @@ export class CapiSession {
     const val = [input ? this.inputTensor(input.x, input.dims) : null];
     const outputs: unknown[] = [null];
     try {
-      const status = await new Promise<unknown>((resolve, reject) => a.fns.Run.async(this.session, null, input ? [input.name] : [], input ? [val[0]] : [], input ? 1 : 0, [output], 1, outputs,
-        (err: unknown, res: unknown) => (err ? reject(err) : resolve(res))));
-      check(a, status, 'Run');
+      await this.runOnWorker(input ? [input.name] : [], val[0] ? [val[0]] : [], output, outputs);
     } finally {
       if (val[0]) a.fns.ReleaseValue(val[0]);
       if (outputs[0]) a.fns.ReleaseValue(outputs[0]);
     }
+  }
+
+  /**
+   * run() on a worker thread: the JavaScript thread is free meanwhile. For a cold start's first run, which waits on
+   * first-use work on the GPU (later runs on the JavaScript thread set up their own per-thread handles once).
+   */
+  async runAsync(x: Float32Array, dims: number[], outLength: number, names: { input: string; output: string } = { input: 'input', output: 'output' }, into?: Float32Array): Promise<Float32Array> {
+    this.live();
+    const a = this.a;
+    const val = this.inputTensor(x, dims);
+    const outputs: unknown[] = [null];
+    try {
+      await this.runOnWorker([names.input], [val], names.output, outputs);
+      const data: unknown[] = [null];
+      check(a, a.fns.GetTensorMutableData(outputs[0], data), 'GetTensorMutableData');
+      const view = new Float32Array(koffi.view(data[0], outLength * 4));
+      if (!into) return view.slice();
+      into.set(view);
+      return into;
+    } finally {
+      a.fns.ReleaseValue(val);
+      if (outputs[0]) a.fns.ReleaseValue(outputs[0]);
+    }
+  }
+
+  private async runOnWorker(inNames: string[], inValues: unknown[], output: string, outputs: unknown[]): Promise<void> {
+    const a = this.a;
+    const status = await new Promise<unknown>((resolve, reject) => a.fns.Run.async(this.session, null, inNames, inValues, inNames.length, [output], 1, outputs,
+      (err: unknown, res: unknown) => (err ? reject(err) : resolve(res))));
+    check(a, status, 'Run');
   }
 
   /**

@@ -8,25 +8,17 @@ import { existsSync } from 'node:fs';
 import { mkdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { GpenLabError } from '../errors.js';
-import { cacheDir, fileIdentity, fileIdentitySync } from '../io/cache.js';
+import { cacheDir, fileIdentitySync } from '../io/cache.js';
 import { ortVersion } from './providers.js';
 
 /**
  * Where something made from model file `model` is cached: `<cache>/<folder>/<hash>` (add the extension), the hash
  * over the file's identity, ONNX Runtime's version and `settings`, so a changed file, runtime or setting never meets
- * a stale entry. The optimised graph and the primer (primer.ts) are cached this way.
+ * a stale entry. The optimised graph and the primer (primer.ts) are cached this way. Synchronous (two stat calls): a
+ * cold start's sessions are asked for at once, not after the modules that load meanwhile.
  */
-export async function modelCachePath(folder: string, model: string, settings: Record<string, unknown>): Promise<string> {
-  return cachePathFor(folder, await fileIdentity(model), settings);
-}
-
-/** modelCachePath without yielding (the primer's first step in a cold start, before the event loop is free). */
-export function modelCachePathSync(folder: string, model: string, settings: Record<string, unknown>): string {
-  return cachePathFor(folder, fileIdentitySync(model), settings);
-}
-
-function cachePathFor(folder: string, identity: string, settings: Record<string, unknown>): string {
-  const key = JSON.stringify({ model: identity, runtime: ortVersion(), ...settings });
+export function modelCachePath(folder: string, model: string, settings: Record<string, unknown>): string {
+  const key = JSON.stringify({ model: fileIdentitySync(model), runtime: ortVersion(), ...settings });
   return path.join(cacheDir(), folder, createHash('sha256').update(key).digest('hex').slice(0, 32));
 }
 
@@ -60,7 +52,7 @@ export async function graphCache(model: string | Uint8Array, provider: string, o
       'Drop one of graph_cache=1 and prefer_nhwc=1.', { input: 'graph_cache' });
   }
   const opts = Object.fromEntries(Object.entries(options).sort(([a], [b]) => a.localeCompare(b)));
-  const file = `${await modelCachePath('optimized', model, { provider, opts, ...(format === 'ort' ? { format } : {}) })}.${format}`;
+  const file = `${modelCachePath('optimized', model, { provider, opts, ...(format === 'ort' ? { format } : {}) })}.${format}`;
   const dir = path.dirname(file);
   if (existsSync(file)) return { state: 'hit', model: file, saveTo: null, file, commit: async () => undefined, abandon: async () => undefined };
   await mkdir(dir, { recursive: true });

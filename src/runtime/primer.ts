@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { writeFileAtomicSafe } from '../io/files.js';
 import { CapiSession } from './capi.js';
-import { modelCachePathSync } from './graph-cache.js';
+import { modelCachePath } from './graph-cache.js';
 import { readProfileNodes, type ProfileNode } from './profile.js';
 
 /** What a primer (or one of its parts) reads and writes: its input, if any, at batch 1, and its first output. */
@@ -19,7 +19,7 @@ export interface PrimerIo { input: { name: string; dims: number[] } | null; outp
 
 /** Where a model file's primer and its parts are cached (by the file's identity and the runtime's version). */
 function cacheBase(model: string): string {
-  return modelCachePathSync('primer', model, { primer: 1 });
+  return modelCachePath('primer', model, { primer: 1 });
 }
 
 /**
