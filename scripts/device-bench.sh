@@ -346,5 +346,19 @@ PY
       --out "$OUT/cold-f.json" > /dev/null 2> "$OUT/cold-f.txt"; echo "cold exit $?"
     grep -h "^cold" "$OUT/cold-f.txt"
     ;;
-  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f" >&2; exit 2 ;;
+  final7)
+    # the final run of 2026-11-30 (fifth session): the peer (batches 1 and 32), then gpen-lab fp32 and fp16 on its
+    # weights (CUDA graphs, the lean set, the photo with the CUDA detector), cold starts through the C API with the
+    # primer and the session from ONNX Runtime's format (graph_cache=ort), each alone and together (the first cold
+    # start of each writes its caches); then P5 through CUDA's pool, fp16 alone in its own process (a pool cannot be
+    # unregistered, so a second variant in the same process would find the first one's memory)
+    peer 1,32
+    H=cudnn_conv_algo_search=HEURISTIC,graph_optimization_level=0
+    final_bench 5 5 --no-cold-binding --cold-cuda-options $H,prime=1,graph_cache=ort --cold-cuda-options $H,prime=1 --cold-cuda-options $H,graph_cache=ort
+    X=cudnn_conv_algo_search=EXHAUSTIVE,arena_extend_strategy=kSameAsRequested,cudnn_conv_use_max_workspace=0,mem_pattern=0,graph_optimization_level=0
+    node dist/cli/index.js bench --model /tmp/peer/peer.pth --provider '' --precision fp16 --batch 1 --runs 10 \
+      --capi-cuda $X,arena.use_cuda_mempool=1,arena.cuda_mempool_release_threshold=8589934592 --compare /tmp/peer/peer.in.npy,/tmp/peer/peer.out.npy \
+      --out "$OUT/gpu-p5-pool.json" > /dev/null 2> "$OUT/p5-pool.txt"; echo "p5 pool exit $?"; grep "batch 1:" "$OUT/p5-pool.txt" | cut -c1-400
+    ;;
+  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7" >&2; exit 2 ;;
 esac
