@@ -12,14 +12,19 @@ import { graphCache } from '../src/runtime/graph-cache.js';
 import { useTempCache } from './helpers/cache-dir.js';
 
 const dir = useTempCache('gpen-graph-cache-');
+const S = 64;
+
+/** A seeded synthetic GPEN-64 written as `name` in the cache's folder, and an input for it. */
+async function modelFile(name: string, seed: number): Promise<{ file: string; x: Float32Array }> {
+  const p = await prepareModel({ type: 'synthetic', size: S, seed }, 'fp32');
+  const file = path.join(dir, name);
+  writeFileSync(file, p.model as Uint8Array);
+  return { file, x: Float32Array.from({ length: 3 * S * S }, (_, i) => Math.cos(i * 0.11 + seed) * 0.7) };
+}
 
 describe('optimised graph cache', () => {
   it('writes the optimised graph on a miss, and a hit loaded without optimisations computes the same output', async () => {
-    const p = await prepareModel({ type: 'synthetic', size: 64, seed: 5 }, 'fp32');
-    const file = path.join(dir, 'gpen64.onnx');
-    writeFileSync(file, p.model as Uint8Array);
-    const S = 64;
-    const x = Float32Array.from({ length: 3 * S * S }, (_, i) => Math.cos(i * 0.11) * 0.7);
+    const { file, x } = await modelFile('gpen64.onnx', 5);
     const miss = await graphCache(file, 'cpu', { cudnn_conv_algo_search: 'HEURISTIC' });
     assert.equal(miss.state, 'miss');
     assert.equal(miss.model, file);
@@ -49,11 +54,7 @@ describe('optimised graph cache', () => {
   });
 
   it('in ONNX Runtime\'s format: a miss saves it, a hit is mapped into memory and read in place, computing the same', async () => {
-    const p = await prepareModel({ type: 'synthetic', size: 64, seed: 6 }, 'fp32');
-    const file = path.join(dir, 'gpen64-ort.onnx');
-    writeFileSync(file, p.model as Uint8Array);
-    const S = 64;
-    const x = Float32Array.from({ length: 3 * S * S }, (_, i) => Math.sin(i * 0.07) * 0.8);
+    const { file, x } = await modelFile('gpen64-ort.onnx', 6);
     const miss = await graphCache(file, 'cpu', {}, 'ort');
     assert.equal(miss.state, 'miss');
     assert.ok(miss.file.endsWith('.ort'), miss.file);

@@ -412,12 +412,7 @@ export class CapiSession {
     const outputs: unknown[] = [null];
     try {
       check(a, a.fns.Run(this.session, null, [names.input], [val[0]], 1, [names.output], 1, outputs), 'Run');
-      const data: unknown[] = [null];
-      check(a, a.fns.GetTensorMutableData(outputs[0], data), 'GetTensorMutableData');
-      const view = new Float32Array(koffi.view(data[0], outLength * 4));
-      if (!into) return view.slice();
-      into.set(view);
-      return into;
+      return this.readOutput(outputs[0], outLength, into);
     } finally {
       a.fns.ReleaseValue(val[0]);
       if (outputs[0]) a.fns.ReleaseValue(outputs[0]);
@@ -452,16 +447,21 @@ export class CapiSession {
     const outputs: unknown[] = [null];
     try {
       await this.runOnWorker([names.input], [val], names.output, outputs);
-      const data: unknown[] = [null];
-      check(a, a.fns.GetTensorMutableData(outputs[0], data), 'GetTensorMutableData');
-      const view = new Float32Array(koffi.view(data[0], outLength * 4));
-      if (!into) return view.slice();
-      into.set(view);
-      return into;
+      return this.readOutput(outputs[0], outLength, into);
     } finally {
       a.fns.ReleaseValue(val);
       if (outputs[0]) a.fns.ReleaseValue(outputs[0]);
     }
+  }
+
+  /** A float output's `length` values copied out of ONNX Runtime's tensor, into `into` when given. */
+  private readOutput(value: unknown, length: number, into?: Float32Array): Float32Array {
+    const data: unknown[] = [null];
+    check(this.a, this.a.fns.GetTensorMutableData(value, data), 'GetTensorMutableData');
+    const view = new Float32Array(koffi.view(data[0], length * 4));
+    if (!into) return view.slice();
+    into.set(view);
+    return into;
   }
 
   private async runOnWorker(inNames: string[], inValues: unknown[], output: string, outputs: unknown[]): Promise<void> {
