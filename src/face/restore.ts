@@ -121,7 +121,7 @@ export class Restorer {
   /** The session once created (null while a deferred one is still being created). */
   private session: GpenRunner | null = null;
   private prewarmed = false;
-  /** Whether the paste and encoder were warmed up while the session was still being created (prewarmFinish). */
+  /** Whether the paste and encoder warmed up while the first inference waited for its session or ran (prewarmFinish). */
   finishWarmed = false;
 
   private constructor(
@@ -345,7 +345,8 @@ export class Restorer {
     const runP = this.ready().then((s) => s.run(x, [take.length, 3, S, S], into));
     // the first inference: the paste and the encoder warm up while the session is still being created and while the
     // run is on the GPU (prewarmFinish)
-    if (!this.prewarmed && !this.opts.aligned && !this.opts.parser) await this.prewarmFinish(first.p, runP);
+    // (an optimisation: its failure would change no output, so it never fails the restore)
+    if (!this.prewarmed && !this.opts.aligned && !this.opts.parser) await this.prewarmFinish(first.p, runP).catch(() => undefined);
     const out = await runP;
     if (!inPlace) this.pool.give(x);
     const share = out.ms / take.length;
