@@ -360,5 +360,14 @@ PY
       --capi-cuda $X,arena.use_cuda_mempool=1,arena.cuda_mempool_release_threshold=8589934592 --compare /tmp/peer/peer.in.npy,/tmp/peer/peer.out.npy \
       --out "$OUT/gpu-p5-pool.json" > /dev/null 2> "$OUT/p5-pool.txt"; echo "p5 pool exit $?"; grep "batch 1:" "$OUT/p5-pool.txt" | cut -c1-400
     ;;
-  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7" >&2; exit 2 ;;
+  s5g)
+    # session 5: P5 without an arena (allocator=exact: cudaMalloc/cudaFree per tensor through the CUDA provider's
+    # gpu_external_alloc/free), with and without graph optimisations, cuDNN's search capped at 32 MiB
+    E=cudnn_conv_use_max_workspace=0,mem_pattern=0,allocator=exact
+    B=(node dist/cli/index.js bench --synthetic 512 --provider '' --precision fp16 --batch 1 --runs 10)
+    "${B[@]}" --capi-cuda cudnn_conv_algo_search=HEURISTIC,$E --capi-cuda cudnn_conv_algo_search=HEURISTIC,graph_optimization_level=0,$E \
+      --capi-cuda cudnn_conv_algo_search=EXHAUSTIVE,graph_optimization_level=0,$E --capi-cuda $LEAN \
+      --out "$OUT/p5-exact.json" > /dev/null 2> "$OUT/p5-exact.txt"; echo "p5 exit $?"; grep -v "^\s*$" "$OUT/p5-exact.txt" | cut -c1-400 | tail -12
+    ;;
+  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g" >&2; exit 2 ;;
 esac

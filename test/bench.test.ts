@@ -36,7 +36,7 @@ describe('gpen-lab bench', () => {
     const row = (batch: number, ms: number) => ({ provider: 'cuda' as const, precision: 'fp16' as const, batch, stats: timingStats([ms, ms, ms]), msPerFace: ms / batch, gpuProcessPeakMiB: null });
     const b: BenchReport = {
       schema: 'gpen-lab.bench/1', date: '', runtime: '1.29.0', gpu: { name: 'H200', driver: '580', cuda: '13.0' }, model: 'synthetic',
-      variants: [{ provider: 'cuda', precision: 'fp16', ok: true, error: null, ran: ['cuda'], prepareMs: 0, sessionMs: 0, firstRunMs: 0, contextMiB: 500, batch1ProcessMiB: 500 + 0.5 * 1024, rows: [row(1, 8), row(16, 32)], agreement: { vsFp32Psnr: 50, vsPeerPsnr: null, vsPeerMaxAbs: null }, e2e: { photo: 'x', faces: 29, stats: timingStats([140, 150, 160]), stagesMedianMs: {} } }],
+      variants: [{ provider: 'cuda', precision: 'fp16', ok: true, error: null, ran: ['cuda'], prepareMs: 0, sessionMs: 0, firstRunMs: 0, contextMiB: 500, batch1ProcessMiB: 500 + 476.837158203125, rows: [row(1, 8), row(16, 32)], agreement: { vsFp32Psnr: 50, vsPeerPsnr: null, vsPeerMaxAbs: null }, e2e: { photo: 'x', faces: 29, stats: timingStats([140, 150, 160]), stagesMedianMs: {} } }],
     };
     const peer = (b1: number, best: number, gb: number): PeerReport => ({ fused_ops: false, rows: [{ dtype: 'float16', batch: 1, median_ms: b1, ms_per_face: b1, peak_gb: gb }, { dtype: 'float16', batch: 16, median_ms: best * 16, ms_per_face: best, peak_gb: 2 }] });
     const t = targets(b, peer(18.3, 5.39, 0.99), { ...peer(16.1, 3.49, 0.45), fused_ops: true }, 900);
@@ -45,11 +45,13 @@ describe('gpen-lab bench', () => {
     assert.deepEqual([t.P2.value, t.P2.peer], [2, 3.49]);
     assert.deepEqual([t.P3.value, t.P3.peer, t.P3.ratio], [900, null, null]);
     assert.equal(t.P4.value, 150);
-    assert.deepEqual([t.P5.value, t.P5.peer], [0.5, 0.45]);
+    // GB as the peer counts them (1e9 bytes): 476.837... MiB beyond the context are 0.5 GB
+    assert.ok(Math.abs(t.P5.value! - 0.5) < 1e-12, String(t.P5.value));
+    assert.equal(t.P5.peer, 0.45);
     // P5 is the leanest fp16 CUDA variant, whichever route; the best end to end of every detector set
-    const lean = { ...b.variants[0], route: 'capi' as const, capiOptions: { mem_pattern: '0' }, batch1ProcessMiB: 500 + 0.25 * 1024, e2e: null };
+    const lean = { ...b.variants[0], route: 'capi' as const, capiOptions: { mem_pattern: '0' }, batch1ProcessMiB: 500 + 256, e2e: null };
     const t2 = targets({ ...b, variants: [...b.variants, lean] }, null, null, null);
-    assert.equal(t2.P5.value, 0.25);
+    assert.equal(t2.P5.value, (256 * 2 ** 20) / 1e9);
     assert.equal(t2.P4.value, 150);
   });
 });

@@ -21,6 +21,7 @@ import { prepareModel } from '../model/registry.js';
 import type { Provider } from '../runtime/providers.js';
 import type { DeviceBinding } from '../runtime/capi.js';
 import { CapiSession, splitCudaOptions } from '../runtime/capi.js';
+import { exactAllocator } from '../runtime/exact-allocator.js';
 import { ModelSession, readProfileNodes, runtimeVersion } from '../runtime/session.js';
 
 export const BENCH_SCHEMA = 'gpen-lab.bench/1';
@@ -259,8 +260,9 @@ export function targets(b: BenchReport, native: PeerReport | null, fused: PeerRe
   const peerB1 = (p: PeerReport | null) => minOf(p?.rows.filter((r) => r.dtype === 'float16' && r.batch === 1).map((r) => r.median_ms) ?? []);
   const peerBest = (p: PeerReport | null) => minOf(p?.rows.map((r) => r.ms_per_face) ?? []);
   const peerMem = (p: PeerReport | null) => minOf(p?.rows.filter((r) => r.dtype === 'float16' && r.batch === 1).map((r) => r.peak_gb) ?? []);
+  // in GB (1e9 bytes), the unit of the peer's peak_gb (torch's bytes / 1e9); NVML's figures are MiB
   const mem = minOf(gpu.filter((v) => v.provider === 'cuda' && v.precision === 'fp16' && v.batch1ProcessMiB !== null && v.contextMiB !== null)
-    .map((v) => (v.batch1ProcessMiB! - v.contextMiB!) / 1024));
+    .map((v) => ((v.batch1ProcessMiB! - v.contextMiB!) * 2 ** 20) / 1e9));
   return {
     P1: t(minOf(gpu.flatMap((v) => v.rows.filter((r) => r.batch === 1).map((r) => r.stats.median))), peerB1(native), peerB1(fused)),
     P2: t(minOf(gpu.flatMap((v) => v.rows.map((r) => r.msPerFace))), peerBest(native), peerBest(fused)),
@@ -292,6 +294,8 @@ async function capiVariant(o: BenchOptions, cudaOptions: Record<string, string>,
     // the optimised-graph cache and the primer serve restore's sessions in a fresh process: --cold-cuda-options measures them
     const coldKey = graphCache ? `graph_cache=${graphCache === 'ort' ? 'ort' : '1'}` : usePrimer ? `prime=${usePrimer}` : null;
     if (coldKey) throw new GpenLabError('E_ARGUMENT', `${coldKey} is not measured by --capi-cuda (it serves a cold start's session, made from a model file)`, `Pass ${coldKey} in --cold-cuda-options, where restore uses it.`, { input: '--capi-cuda' });
+    // allocator=exact: its figures are the variant's own from here (one allocator per process)
+    if (split.exactAllocator) exactAllocator('cuda').resetPeak();
     s = CapiSession.create(prepared.model, { provider: 'cuda', ...split });
     v.sessionMs = performance.now() - t;
     v.sessionProcessMiB = await processMiB();
@@ -355,7 +359,9 @@ async function capiVariant(o: BenchOptions, cudaOptions: Record<string, string>,
         if (b === 1) {
           v.batch1ProcessMiB = mib;
           try {
-            const st = s.allocatorStats('cuda');
+            // without an arena (allocator=exact) what is reserved is what is in use
+            const ex = split.exactAllocator ? exactAllocator('cuda').stats() : null;
+            const st = ex ? { MaxInUse: ex.peak, InUse: ex.inUse, TotalAllocated: ex.inUse } : s.allocatorStats('cuda');
             v.batch1Arena = { maxInUseMiB: st.MaxInUse / 2 ** 20, inUseMiB: st.InUse / 2 ** 20, reservedMiB: st.TotalAllocated / 2 ** 20 };
             arena = ` (arena: peak in use ${v.batch1Arena.maxInUseMiB.toFixed(0)} MiB, reserved ${v.batch1Arena.reservedMiB.toFixed(0)} MiB)`;
           } catch (err) {
