@@ -362,7 +362,9 @@ PY
     ;;
   s5g)
     # session 5: P5 without an arena (allocator=exact: cudaMalloc/cudaFree per tensor through the CUDA provider's
-    # gpu_external_alloc/free), with and without graph optimisations, cuDNN's search capped at 32 MiB
+    # gpu_external_alloc/free), with and without graph optimisations, cuDNN's search capped at 32 MiB. Measured: the
+    # provider never called the allocator (the C API's V2 provider options have no field for it) and took the
+    # default arena; allocator=exact has since been removed, so this mode no longer runs as it did
     E=cudnn_conv_use_max_workspace=0,mem_pattern=0,allocator=exact
     B=(node dist/cli/index.js bench --synthetic 512 --provider '' --precision fp16 --batch 1 --runs 10)
     "${B[@]}" --capi-cuda cudnn_conv_algo_search=HEURISTIC,$E --capi-cuda cudnn_conv_algo_search=HEURISTIC,graph_optimization_level=0,$E \

@@ -6,7 +6,6 @@ import assert from 'node:assert/strict';
 import { GpenLabError } from '../src/errors.js';
 import { prepareModel } from '../src/model/registry.js';
 import { ARENA_KEYS, CapiSession, checkArenaConfig, splitCudaOptions } from '../src/runtime/capi.js';
-import type { CapiOptions } from '../src/runtime/capi.js';
 import { ModelSession, placementFromProfile, placementFromProfileDirAsync } from '../src/runtime/session.js';
 import { openSession, parseCudaOptions, startEarlySession } from '../src/runtime/capi-model.js';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -104,19 +103,6 @@ describe('ONNX Runtime C API route', () => {
     }
   });
 
-  it('allocator=exact is refused where its callbacks would run off the JavaScript thread or cannot serve, before any session', async () => {
-    const p = await prepareModel({ type: 'identity', size: 16 }, 'fp32');
-    // a worker thread's session (restore's route)
-    await assert.rejects(CapiSession.createAsync(p.model as Uint8Array, { provider: 'cuda', cuda: {}, exactAllocator: true }),
-      (e: unknown) => e instanceof GpenLabError && e.code === 'E_ARGUMENT' && /JavaScript thread/.test(e.message) && /bench --capi-cuda/.test(e.fix));
-    // the CPU, CUDA graphs, or an arena configuration beside it
-    const sets: CapiOptions[] = [{ provider: 'cpu' }, { provider: 'cuda', cuda: { enable_cuda_graph: '1' } }, { provider: 'cuda', cuda: {}, arena: { max_dead_bytes_per_chunk: 1 } }];
-    for (const o of sets) {
-      assert.throws(() => CapiSession.create(p.model as Uint8Array, { ...o, exactAllocator: true }),
-        (e: unknown) => e instanceof GpenLabError && e.code === 'E_ARGUMENT' && /allocator=exact needs --provider cuda/.test(e.message), JSON.stringify(o));
-    }
-  });
-
   it('GPU tensors need a CUDA session: binding on a CPU session is E_SESSION naming the allocator', async () => {
     const p = await prepareModel({ type: 'identity', size: 64 }, 'fp32');
     const s = CapiSession.create(p.model, { provider: 'cpu' });
@@ -134,9 +120,6 @@ describe('ONNX Runtime C API route', () => {
     assert.deepEqual(splitCudaOptions({ 'session.use_device_allocator_for_initializers': '1', device_id: '0' }), { cuda: { device_id: '0' }, config: { 'session.use_device_allocator_for_initializers': '1' } });
     assert.deepEqual(splitCudaOptions({ graph_cache: '1', cudnn_conv_algo_search: 'HEURISTIC' }), { cuda: { cudnn_conv_algo_search: 'HEURISTIC' }, graphCache: 'onnx' });
     assert.deepEqual(splitCudaOptions({ graph_cache: 'ort' }), { cuda: {}, graphCache: 'ort' });
-    assert.deepEqual(splitCudaOptions({ allocator: 'exact', cudnn_conv_algo_search: 'HEURISTIC' }), { cuda: { cudnn_conv_algo_search: 'HEURISTIC' }, exactAllocator: true });
-    assert.deepEqual(splitCudaOptions({ allocator: 'arena' }), { cuda: {} });
-    assert.throws(() => splitCudaOptions({ allocator: 'pool' }), (e: unknown) => e instanceof GpenLabError && e.code === 'E_ARGUMENT' && /allocator to be exact or arena/.test(e.message) && /allocator=exact/.test(e.fix));
     assert.deepEqual(splitCudaOptions({ graph_cache: '0' }), { cuda: {}, graphCache: false });
     assert.throws(() => splitCudaOptions({ graph_cache: 'yes' }), (e: unknown) => e instanceof GpenLabError && e.code === 'E_ARGUMENT' && /graph_cache to be 0, 1 or ort/.test(e.message) && /graph_cache=ort/.test(e.fix));
     assert.deepEqual(splitCudaOptions({ 'arena.max_dead_bytes_per_chunk': '1048576', 'arena.arena_extend_strategy': '1', cudnn_conv_algo_search: 'HEURISTIC' }),

@@ -21,7 +21,6 @@ import { prepareModel } from '../model/registry.js';
 import type { Provider } from '../runtime/providers.js';
 import type { DeviceBinding } from '../runtime/capi.js';
 import { CapiSession, splitCudaOptions } from '../runtime/capi.js';
-import { exactAllocator } from '../runtime/exact-allocator.js';
 import { ModelSession, readProfileNodes, runtimeVersion } from '../runtime/session.js';
 
 export const BENCH_SCHEMA = 'gpen-lab.bench/1';
@@ -294,8 +293,6 @@ async function capiVariant(o: BenchOptions, cudaOptions: Record<string, string>,
     // the optimised-graph cache and the primer serve restore's sessions in a fresh process: --cold-cuda-options measures them
     const coldKey = graphCache ? `graph_cache=${graphCache === 'ort' ? 'ort' : '1'}` : usePrimer ? `prime=${usePrimer}` : null;
     if (coldKey) throw new GpenLabError('E_ARGUMENT', `${coldKey} is not measured by --capi-cuda (it serves a cold start's session, made from a model file)`, `Pass ${coldKey} in --cold-cuda-options, where restore uses it.`, { input: '--capi-cuda' });
-    // allocator=exact: its figures are the variant's own from here (one allocator per process)
-    if (split.exactAllocator) exactAllocator('cuda').resetPeak();
     s = CapiSession.create(prepared.model, { provider: 'cuda', ...split });
     v.sessionMs = performance.now() - t;
     v.sessionProcessMiB = await processMiB();
@@ -359,9 +356,7 @@ async function capiVariant(o: BenchOptions, cudaOptions: Record<string, string>,
         if (b === 1) {
           v.batch1ProcessMiB = mib;
           try {
-            // without an arena (allocator=exact) what is reserved is what is in use
-            const ex = split.exactAllocator ? exactAllocator('cuda').stats() : null;
-            const st = ex ? { MaxInUse: ex.peak, InUse: ex.inUse, TotalAllocated: ex.inUse } : s.allocatorStats('cuda');
+            const st = s.allocatorStats('cuda');
             v.batch1Arena = { maxInUseMiB: st.MaxInUse / 2 ** 20, inUseMiB: st.InUse / 2 ** 20, reservedMiB: st.TotalAllocated / 2 ** 20 };
             arena = ` (arena: peak in use ${v.batch1Arena.maxInUseMiB.toFixed(0)} MiB, reserved ${v.batch1Arena.reservedMiB.toFixed(0)} MiB)`;
           } catch (err) {

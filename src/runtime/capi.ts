@@ -6,7 +6,6 @@ import { statSync } from 'node:fs';
 import path from 'node:path';
 import koffi from './koffi.js';
 import { GpenLabError } from '../errors.js';
-import { exactAllocator } from './exact-allocator.js';
 import { mark } from './marks.js';
 import { ortBinDir } from './providers.js';
 
@@ -129,8 +128,6 @@ export interface CapiOptions {
   memPattern?: boolean;
   /** The CUDA arena's configuration (OrtArenaCfg keys: max_dead_bytes_per_chunk, initial_chunk_size_bytes, ...). */
   arena?: Record<string, number>;
-  /** CUDA without an arena: every tensor from cudaMalloc and back with cudaFree (exact-allocator.ts); synchronous sessions only. */
-  exactAllocator?: boolean;
 }
 
 /** The keys CreateArenaCfgV2 takes (onnxruntime_c_api.h). */
@@ -198,7 +195,6 @@ export const SESSION_KEYS = {
   mem_pattern: 'ONNX Runtime memory patterns, 0 or 1',
   graph_optimization_level: 'ONNX Runtime graph optimisations: 0 disabled, 1 basic, 2 extended, 99 all',
   graph_cache: '1: cache the optimised graph of an ONNX file and load it with optimisations off in later sessions; ort: the same in ONNX Runtime\'s own format, loaded from memory with its weights used in place (no protobuf to parse: the session is created sooner)',
-  allocator: 'exact: no arena, every tensor from cudaMalloc and back with cudaFree as soon as it is free (the least memory, slower runs; not with enable_cuda_graph or arena.*; bench --capi-cuda only)',
   prime: '1: create and run a weightless copy of the graph on worker threads beside the session (a cold start\'s per-process first-run costs); 2-8: that copy in as many parts, run side by side',
   'arena.*': 'the CUDA arena (OrtArenaCfg): arena.max_dead_bytes_per_chunk, arena.initial_chunk_size_bytes, arena.arena_extend_strategy (0 power of two, 1 as requested), arena.max_mem, ...; arena.use_cuda_mempool=1: CUDA\'s stream-ordered pool instead of the arena (not with enable_cuda_graph), arena.cuda_mempool_release_threshold: the bytes it keeps at a synchronisation',
   'session.*': 'any other key with a dot: an ONNX Runtime session config entry (e.g. session.use_device_allocator_for_initializers=1)',
@@ -207,9 +203,8 @@ export const SESSION_KEYS = {
 const LEVELS = [0, 1, 2, 99] as const;
 
 /** Splits gpen-lab's session keys (SESSION_KEYS) from the CUDA provider options, checking them. */
-export function splitCudaOptions(all: Record<string, string>): { cuda: Record<string, string>; memPattern?: boolean; graphOptimizationLevel?: 0 | 1 | 2 | 99; config?: Record<string, string>; graphCache?: false | 'onnx' | 'ort'; prime?: number; arena?: Record<string, number>; exactAllocator?: boolean } {
-  const { mem_pattern: mp, graph_optimization_level: gl, graph_cache: gc, prime: pr, allocator: al, ...rest } = all;
-  if (al !== undefined && al !== 'exact' && al !== 'arena') throw new GpenLabError('E_ARGUMENT', `Expected allocator to be exact or arena but received "${al}"`, `Pass allocator=exact (${SESSION_KEYS.allocator}) or leave it out.`, { input: 'allocator' });
+export function splitCudaOptions(all: Record<string, string>): { cuda: Record<string, string>; memPattern?: boolean; graphOptimizationLevel?: 0 | 1 | 2 | 99; config?: Record<string, string>; graphCache?: false | 'onnx' | 'ort'; prime?: number; arena?: Record<string, number> } {
+  const { mem_pattern: mp, graph_optimization_level: gl, graph_cache: gc, prime: pr, ...rest } = all;
   // arena.<key>=<bytes>: the CUDA arena's configuration; other keys with a dot are session config entries
   const arenaEntries = Object.entries(rest).filter(([k]) => k.startsWith('arena.'));
   const arena: Record<string, number> = {};
@@ -230,7 +225,7 @@ export function splitCudaOptions(all: Record<string, string>): { cuda: Record<st
   }
   if (gc !== undefined && !['0', '1', 'ort'].includes(gc)) throw new GpenLabError('E_ARGUMENT', `Expected graph_cache to be 0, 1 or ort but received "${gc}"`, `Pass graph_cache=1 or graph_cache=ort (${SESSION_KEYS.graph_cache}).`, { input: 'graph_cache' });
   if (pr !== undefined && !/^[0-8]$/.test(pr)) throw new GpenLabError('E_ARGUMENT', `Expected prime to be a whole number from 0 to 8 but received "${pr}"`, `Pass prime=1 (${SESSION_KEYS.prime}) or leave it out.`, { input: 'prime' });
-  return { cuda, ...(pr !== undefined ? { prime: Number(pr) } : {}), ...(mp !== undefined ? { memPattern: mp !== '0' } : {}), ...(level !== undefined ? { graphOptimizationLevel: level } : {}), ...(Object.keys(config).length ? { config } : {}), ...(gc !== undefined ? { graphCache: gc === '0' ? false as const : gc === 'ort' ? 'ort' as const : 'onnx' as const } : {}), ...(arenaEntries.length ? { arena } : {}), ...(al === 'exact' ? { exactAllocator: true } : {}) };
+  return { cuda, ...(pr !== undefined ? { prime: Number(pr) } : {}), ...(mp !== undefined ? { memPattern: mp !== '0' } : {}), ...(level !== undefined ? { graphOptimizationLevel: level } : {}), ...(Object.keys(config).length ? { config } : {}), ...(gc !== undefined ? { graphCache: gc === '0' ? false as const : gc === 'ort' ? 'ort' as const : 'onnx' as const } : {}), ...(arenaEntries.length ? { arena } : {}) };
 }
 
 /** ONNX tensor element types used here. */
@@ -255,12 +250,6 @@ export interface DeviceBinding {
   /** Runs the session on the bound tensors (synchronous: returns when the GPU is done). */
   run(): void;
   release(): void;
-}
-
-/** allocator=exact's callbacks run JavaScript: ONNX Runtime must call them on the JavaScript thread. */
-function exactOnWorker(): GpenLabError {
-  return new GpenLabError('E_ARGUMENT', 'allocator=exact works with sessions made and run on the JavaScript thread (its cudaMalloc and cudaFree are JavaScript callbacks), and this one would be made or run on a worker thread',
-    'Use allocator=exact in `gpen-lab bench --capi-cuda` (the model alone), not in restore\'s --cuda-options.', { input: 'allocator' });
 }
 
 /** A file mapped into memory (read-only for its users, private to this process): a model ONNX Runtime reads in place. */
@@ -312,8 +301,6 @@ export class CapiSession {
   private released = false;
   private readonly bindings = new Set<DeviceBinding>();
   private mapped: MappedFile | null = null;
-  /** Made with allocator=exact: its runs stay on the JavaScript thread. */
-  private exact = false;
   private constructor(private readonly a: Api, private readonly session: unknown, private readonly info: unknown, readonly runtimeVersion: string, readonly cudaOptions: Record<string, string> | null) {}
 
   static create(model: string | Uint8Array, o: CapiOptions): CapiSession {
@@ -325,9 +312,7 @@ export class CapiSession {
     } finally {
       a.fns.ReleaseSessionOptions(opts);
     }
-    const s = CapiSession.wrap(a, out[0], cudaAsked);
-    s.exact = o.exactAllocator === true;
-    return s;
+    return CapiSession.wrap(a, out[0], cudaAsked);
   }
 
   /**
@@ -335,7 +320,6 @@ export class CapiSession {
    * e.g. decoding and detecting the first image of a cold start while CUDA and the model load.
    */
   static async createAsync(model: string | Uint8Array | MappedFile, o: CapiOptions): Promise<CapiSession> {
-    if (o.exactAllocator) throw exactOnWorker();
     const { a, opts, cudaAsked } = CapiSession.options(o);
     const out: unknown[] = [null];
     try {
@@ -376,13 +360,6 @@ export class CapiSession {
       const graphs = o.provider === 'cuda' && o.cuda?.enable_cuda_graph === '1';
       if (o.memPattern === false || graphs) check(a, a.fns.DisableMemPattern(opts), 'DisableMemPattern');
       if (o.provider === 'cuda') cudaAsked = { device_id: '0', ...o.cuda };
-      if (o.exactAllocator) {
-        if (!cudaAsked || graphs || o.arena) {
-          throw new GpenLabError('E_ARGUMENT', `allocator=exact needs --provider cuda, without enable_cuda_graph (a captured graph replays fixed addresses) and without arena.* keys, but received ${JSON.stringify({ provider: o.provider, ...o.cuda })}`,
-            'Drop enable_cuda_graph and the arena.* keys from this option set, or drop allocator=exact.', { input: 'allocator' });
-        }
-        cudaAsked = { ...cudaAsked, ...exactAllocator('cuda').options };
-      }
       if (o.arena) {
         // ONNX Runtime takes an arena configuration for its CUDA provider only as an allocator registered with the
         // environment (UpdateCUDAProviderOptionsWithValue knows user_compute_stream alone); sessions opt in
@@ -488,7 +465,6 @@ export class CapiSession {
   }
 
   private async runOnWorker(inNames: string[], inValues: unknown[], output: string, outputs: unknown[]): Promise<void> {
-    if (this.exact) throw exactOnWorker();
     const a = this.a;
     const status = await new Promise<unknown>((resolve, reject) => a.fns.Run.async(this.session, null, inNames, inValues, inNames.length, [output], 1, outputs,
       (err: unknown, res: unknown) => (err ? reject(err) : resolve(res))));
