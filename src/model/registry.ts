@@ -97,8 +97,6 @@ export async function describeModel(file: string, key?: string): Promise<ModelIn
   };
 }
 
-export { cacheDir, fileIdentity } from '../io/cache.js';
-
 /**
  * describeModel for an ONNX file, remembered by (real path, size, mtime) the way make and git's index judge a file
  * unchanged: a later process (a cold start) then neither reads, parses nor hashes the file before ONNX Runtime loads
@@ -109,7 +107,7 @@ export async function describeOnnxCached(file: string): Promise<ModelInfo> {
   const store = path.join(cacheDir(), 'onnx-info.json');
   let entries: Record<string, ModelInfo> = {};
   try {
-    key = await fileIdentity(file);
+    key = fileIdentity(file);
     entries = JSON.parse(await readFile(store, 'utf8')) as Record<string, ModelInfo>;
     const hit = entries[key];
     if (hit && hit.format === 'onnx' && typeof hit.sha256 === 'string') return { ...hit, file };

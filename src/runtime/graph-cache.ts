@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { GpenLabError } from '../errors.js';
-import { cacheDir, fileIdentitySync } from '../io/cache.js';
+import { cacheDir, fileIdentity } from '../io/cache.js';
 import { ortVersion } from './providers.js';
 
 /**
@@ -18,7 +18,7 @@ import { ortVersion } from './providers.js';
  * cold start's sessions are asked for at once, not after the modules that load meanwhile.
  */
 export function modelCachePath(folder: string, model: string, settings: Record<string, unknown>): string {
-  const key = JSON.stringify({ model: fileIdentitySync(model), runtime: ortVersion(), ...settings });
+  const key = JSON.stringify({ model: fileIdentity(model), runtime: ortVersion(), ...settings });
   return path.join(cacheDir(), folder, createHash('sha256').update(key).digest('hex').slice(0, 32));
 }
 

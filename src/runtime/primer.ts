@@ -28,17 +28,14 @@ function cacheBase(model: string): string {
  * modules: in a cold start the primer's session is then asked for in the same moment as the real one.
  */
 export async function primerFor(model: string | Uint8Array): Promise<{ model: Uint8Array; io: PrimerIo; cache: 'hit' | 'written' | null }> {
-  if (typeof model === 'string') {
-    const base = cacheBase(model);
-    if (existsSync(`${base}.onnx`) && existsSync(`${base}.io.json`)) {
-      return { model: readFileSync(`${base}.onnx`), io: JSON.parse(readFileSync(`${base}.io.json`, 'utf8')) as PrimerIo, cache: 'hit' };
-    }
+  const base = typeof model === 'string' ? cacheBase(model) : null;
+  if (base && existsSync(`${base}.onnx`) && existsSync(`${base}.io.json`)) {
+    return { model: readFileSync(`${base}.onnx`), io: JSON.parse(readFileSync(`${base}.io.json`, 'utf8')) as PrimerIo, cache: 'hit' };
   }
   const { primerModel } = await import('./primer-graph.js');
   const p = primerModel(typeof model === 'string' ? new Uint8Array(await readFile(model)) : model);
   const io: PrimerIo = { input: p.input, output: p.output.name };
-  if (typeof model !== 'string') return { model: p.model, io, cache: null };
-  const base = cacheBase(model);
+  if (!base) return { model: p.model, io, cache: null };
   await mkdir(path.dirname(base), { recursive: true });
   await writeFileAtomicSafe(`${base}.onnx`, Buffer.from(p.model.buffer, p.model.byteOffset, p.model.byteLength));
   await writeFileAtomicSafe(`${base}.io.json`, JSON.stringify(io));

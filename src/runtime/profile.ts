@@ -66,8 +66,7 @@ export function placementFromProfile(file: string, asked: Provider): Placement {
 export function placementFromProfileDir(dir: string, asked: Provider, end: () => void): Placement | null {
   try {
     end();
-    const file = readdirSync(dir).find((f) => f.endsWith('.json'));
-    return file ? placementFromProfile(path.join(dir, file), asked) : null;
+    return placementInDir(dir, asked);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -77,10 +76,15 @@ export function placementFromProfileDir(dir: string, asked: Provider, end: () =>
 export async function placementFromProfileDirAsync(dir: string, asked: Provider, end: () => Promise<unknown>): Promise<Placement | null> {
   try {
     await end();
-    const file = readdirSync(dir).find((f) => f.endsWith('.json'));
-    return file ? placementFromProfile(path.join(dir, file), asked) : null;
+    return placementInDir(dir, asked);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** The placement in the profile ONNX Runtime wrote into `dir`, or null when it wrote none. */
+function placementInDir(dir: string, asked: Provider): Placement | null {
+  const file = readdirSync(dir).find((f) => f.endsWith('.json'));
+  return file ? placementFromProfile(path.join(dir, file), asked) : null;
 }
 

@@ -8,6 +8,12 @@ import * as ort from 'onnxruntime-node';
 import { GpenLabError, errorMessage } from '../errors.js';
 import type { Provider } from './providers.js';
 import { PROVIDER_SPECS, PROVIDERS, missingProviderFiles, ortBinDir, ortVersion } from './providers.js';
+import type { Placement } from './profile.js';
+import { placementFromProfileDir } from './profile.js';
+
+// the profile readers live in profile.ts (no binding to load: the C API route's early session imports them)
+export { placementFromProfile, placementFromProfileDir, placementFromProfileDirAsync, readProfileNodes } from './profile.js';
+export type { Placement, ProfileNode } from './profile.js';
 
 export const GRAPH_OPT_LEVELS = ['disabled', 'basic', 'extended', 'all'] as const;
 export type GraphOptLevel = (typeof GRAPH_OPT_LEVELS)[number];
@@ -33,12 +39,6 @@ export interface SessionConfig {
    */
   cudaOptions?: Record<string, string>;
 }
-
-// the profile readers live in profile.ts (no binding to load: the C API route's early session imports them)
-export { placementFromProfile, placementFromProfileDir, placementFromProfileDirAsync, readProfileNodes } from './profile.js';
-export type { Placement, ProfileNode } from './profile.js';
-import type { Placement } from './profile.js';
-import { placementFromProfileDir } from './profile.js';
 
 export interface RunResult {
   data: Float32Array;
