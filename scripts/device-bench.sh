@@ -371,5 +371,26 @@ PY
       --capi-cuda cudnn_conv_algo_search=EXHAUSTIVE,graph_optimization_level=0,$E --capi-cuda $LEAN \
       --out "$OUT/p5-exact.json" > /dev/null 2> "$OUT/p5-exact.txt"; echo "p5 exit $?"; grep -v "^\s*$" "$OUT/p5-exact.txt" | cut -c1-400 | tail -12
     ;;
-  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g" >&2; exit 2 ;;
+  s6a)
+    # session 6: what each operator costs the first time in a fresh process (bench/first-use.ts: two orders, and the
+    # first runs side by side), the first run node by node with the encoder's input conv as a MatMul (now) and as
+    # elementwise Mul/Add (GPEN_LAB_ECD0=elementwise: no cuBLAS batched GEMM), then cold starts of both, taking turns
+    for o in "cast,matmul,add,mul,lrelu,gemm,gemm_nobias,reduce,conv_dw,conv3,convt seq" "cast,gemm,conv3,add,conv_dw,matmul,convt,lrelu,mul,reduce,gemm_nobias seq" \
+             "cast,matmul,gemm,conv_dw,conv3,convt,add par" "gemm,gemm_nobias,matmul seq"; do
+      set -- $o
+      node --import tsx bench/first-use.ts "$1" "$2" cuda 2>> "$OUT/first-use-err.txt" | tee -a "$OUT/first-use.jsonl" | cut -c1-1500; echo "first-use exit $?"
+    done
+    for v in matmul elementwise matmul elementwise; do
+      GPEN_LAB_ECD0=$v node --import tsx bench/first-run.ts 512 fp16 cuda cudnn_conv_algo_search=HEURISTIC > "$OUT/first-run-$v.json" 2>> "$OUT/first-use-err.txt"; echo "first-run $v exit $?"
+      python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(round(d['createMs']), [round(x,1) for x in d['runMs']], {k: round(v,1) for k,v in d['nodeMs'].items()}); [print('  ', o) for o in d['byOp'][:6]]; [print('  ', n) for n in d['slowestFirst'][:8]]" "$OUT/first-run-$v.json"
+    done
+    tail -3 "$OUT/first-use-err.txt"
+    H=cudnn_conv_algo_search=HEURISTIC,graph_optimization_level=0
+    for v in matmul elementwise matmul elementwise; do
+      GPEN_LAB_ECD0=$v node dist/cli/index.js bench --synthetic 512 --provider cuda --precision fp16 --batch 1 --runs 3 --warmup 1 --cold 3 --no-cold-binding \
+        --cold-cuda-options $H,prime=1,graph_cache=ort --out "$OUT/cold-$v.json" > /dev/null 2> "$OUT/cold-$v.txt"; echo "cold $v exit $?"
+      grep -h "^cold" "$OUT/cold-$v.txt"
+    done
+    ;;
+  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a" >&2; exit 2 ;;
 esac
