@@ -375,6 +375,7 @@ PY
     # session 6: what each operator costs the first time in a fresh process (bench/first-use.ts: two orders, and the
     # first runs side by side), the first run node by node with the encoder's input conv as a MatMul (now) and as
     # elementwise Mul/Add (GPEN_LAB_ECD0=elementwise: no cuBLAS batched GEMM), then cold starts of both, taking turns
+    # (the elementwise form moved cuBLAS Lt's first use to cuDNN's first 1x1 convolution and gained nothing: removed)
     for o in "cast,matmul,add,mul,lrelu,gemm,gemm_nobias,reduce,conv_dw,conv3,convt seq" "cast,gemm,conv3,add,conv_dw,matmul,convt,lrelu,mul,reduce,gemm_nobias seq" \
              "cast,matmul,gemm,conv_dw,conv3,convt,add par" "gemm,gemm_nobias,matmul seq"; do
       set -- $o
@@ -392,5 +393,17 @@ PY
       grep -h "^cold" "$OUT/cold-$v.txt"
     done
     ;;
-  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a" >&2; exit 2 ;;
+  s6b)
+    # session 6: the library primer (one node of each costly first use, at the model's first shapes) run beside the
+    # whole primer (GPEN_LAB_PRIME_LIB=1) against the primer alone, taking turns, fp16 and fp32
+    H=cudnn_conv_algo_search=HEURISTIC,graph_optimization_level=0
+    for v in 0 1 0 1 0 1; do
+      for p in fp16 fp32; do
+        GPEN_LAB_PRIME_LIB=$v node dist/cli/index.js bench --synthetic 512 --provider cuda --precision $p --batch 1 --runs 2 --warmup 1 --cold 3 --no-cold-binding \
+          --cold-cuda-options $H,prime=1,graph_cache=ort --out "$OUT/cold-lib$v-$p-$RANDOM.json" > /dev/null 2> "$OUT/cold.txt"; echo "cold lib=$v $p exit $?"
+        grep -h "^cold" "$OUT/cold.txt" | sed 's/(C API.*)//'
+      done
+    done
+    ;;
+  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b" >&2; exit 2 ;;
 esac

@@ -106,16 +106,9 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
     // the 1x1 conv from 3 channels as one MatMul over [N, 3, H*W]: cuDNN is slow for 3 input channels
     const w = get('ecd0.0.0.weight');
     const c = ch[S];
-    const ws = scaled(w, 1 / Math.sqrt(3));
-    if (process.env.GPEN_LAB_ECD0 === 'elementwise') {
-      const xs = g.node('Split', [x, g.constInt64([1, 1, 1], 'split_rgb')], { axis: 1 }, 3, 'rgb');
-      const col = (k: number) => param(`ecd0.0.0.weight.${k}`, [1, c, 1, 1], Float32Array.from({ length: c }, (_, o) => ws[o * 3 + k]));
-      x = g.op('Add', [g.op('Add', [g.op('Mul', [xs[0], col(0)]), g.op('Mul', [xs[1], col(1)])]), g.op('Mul', [xs[2], col(2)])]);
-    } else {
-      const flat = g.op('Reshape', [x, g.constInt64([0, 3, -1], 'shape_n3p')]);
-      const mm = g.op('MatMul', [param('ecd0.0.0.weight', [c, 3], ws), flat]);
-      x = g.op('Reshape', [mm, g.constInt64([0, c, S, S], 'shape_ecd0')]);
-    }
+    const flat = g.op('Reshape', [x, g.constInt64([0, 3, -1], 'shape_n3p')]);
+    const mm = g.op('MatMul', [param('ecd0.0.0.weight', [c, 3], scaled(w, 1 / Math.sqrt(3))), flat]);
+    x = g.op('Reshape', [mm, g.constInt64([0, c, S, S], 'shape_ecd0')]);
     x = fusedLreluUnscaled(x, 'ecd0.0.1.bias', c);
     feats.push(x);
   }

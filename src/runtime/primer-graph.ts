@@ -152,3 +152,63 @@ export function partIo(bytes: Uint8Array): { input: { name: string; dims: number
   return { input: i ? { name: i.name!, dims: fixedDims(i) } : null, output: g.output![0].name! };
 }
 
+
+/**
+ * The library primer of a gpen-lab GPEN graph: one node of each kind whose first use in a process is expensive on
+ * CUDA (bench/first-use.ts: cuBLAS Lt's MatMul, cuBLAS's Gemm, the first elementwise kernels, cuDNN's first
+ * convolutions, a transposed convolution), at the model's own first shapes and precision, every input made on the
+ * device. A handful of nodes: it is created in a few ms and runs beside the whole primer's creation. Null for a
+ * graph gpen-lab did not build (its first shapes are not known).
+ */
+/** The library primer's one output. */
+export const LIBRARY_PRIMER_OUTPUT = 'library_primer_out';
+
+export function libraryPrimerModel(bytes: Uint8Array): Uint8Array | null {
+  const m = onnx.ModelProto.decode(bytes);
+  const g = m.graph!;
+  const dimsOf = (name: string) => g.initializer?.find((t) => t.name === name)?.dims?.map(Number) ?? null;
+  const w0 = dimsOf('ecd0.0.0.weight');
+  const k1 = dimsOf('ecd1.0.0.kernel');
+  const w1 = dimsOf('ecd1.0.1.weight');
+  const wt = dimsOf('generator.convs.0.conv.weight');
+  const size = fixedDims(g.input?.[0]).at(-1) ?? 0;
+  const P = g.initializer?.find((t) => t.name === 'ecd0.0.0.weight')?.dataType ?? FLOAT;
+  if (!w0 || !k1 || !w1 || !wt || w0.length !== 2 || size < 8) return null;
+  const C = w0[0];
+  const shapes: ITensor[] = [];
+  const nodes: INode[] = [];
+  const z = (name: string, dims: number[], type = P) => {
+    const made = zeros(name, dims, type, 'lib');
+    shapes.push(made.shape);
+    nodes.push(made.node);
+    return name;
+  };
+  let n = 0;
+  const op = (opType: string, input: string[], attribute: onnxProto.onnx.IAttributeProto[] = []) => {
+    const out = `lib_${n++}`;
+    nodes.push({ opType, name: out, input, output: [out], attribute });
+    return out;
+  };
+  const ints = (name: string, v: number[]): onnxProto.onnx.IAttributeProto => ({ name, type: 7, ints: v });
+  const int = (name: string, v: number): onnxProto.onnx.IAttributeProto => ({ name, type: 2, i: v });
+  const shapeOf = (name: string, v: number[]) => {
+    shapes.push({ name, dims: [v.length], dataType: 7, rawData: new Uint8Array(BigInt64Array.from(v.map(BigInt)).buffer) });
+    return name;
+  };
+  const mm = op('MatMul', [z('lib_w0', w0), z('lib_x', [1, 3, size * size])]);
+  const b = z('lib_b', [1, C, 1, 1]);
+  const act = op('Mul', [op('LeakyRelu', [op('Add', [op('Reshape', [mm, shapeOf('lib_shape', [1, C, size, size])]), b])], [{ name: 'alpha', type: 1, f: 0.2 }]), b]);
+  const dw = op('Conv', [act, z('lib_k1', k1)], [int('group', C), ints('pads', [2, 2, 2, 2]), ints('kernel_shape', [4, 4])]);
+  const c1 = op('Conv', [dw, z('lib_w1', w1)], [ints('kernel_shape', [3, 3]), ints('strides', [2, 2])]);
+  const gm = op('Gemm', [z('lib_z', [1, 512], FLOAT), z('lib_gw', [512, 512], FLOAT), z('lib_gb', [512], FLOAT)], [int('transB', 1)]);
+  const ct = op('ConvTranspose', [z('lib_t', [1, wt[0], 4, 4]), z('lib_wt', wt)], [ints('kernel_shape', [3, 3]), ints('strides', [2, 2])]);
+  const sum = (x: string) => op('ReduceSum', [P === FLOAT ? x : op('Cast', [x], [int('to', FLOAT)])], [int('keepdims', 0)]);
+  const last = op('Add', [op('Add', [sum(c1), op('ReduceSum', [gm], [int('keepdims', 0)])]), sum(ct)]);
+  const out = LIBRARY_PRIMER_OUTPUT;
+  nodes[nodes.length - 1].output = [out];
+  void last;
+  return onnx.ModelProto.encode({
+    irVersion: m.irVersion, opsetImport: m.opsetImport, producerName: 'gpen-lab',
+    graph: { name: 'library_primer', node: nodes, initializer: shapes, input: [], output: [{ name: out, type: { tensorType: { elemType: FLOAT, shape: { dim: [] } } } }] },
+  }).finish();
+}
