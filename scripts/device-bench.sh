@@ -395,7 +395,7 @@ PY
     ;;
   s6b)
     # session 6: the library primer (one node of each costly first use, at the model's first shapes) run beside the
-    # whole primer (GPEN_LAB_PRIME_LIB=1) against the primer alone, taking turns, fp16 and fp32
+    # whole primer (GPEN_LAB_PRIME_LIB=1) against the primer alone, taking turns, fp16 and fp32 (no gain: removed)
     H=cudnn_conv_algo_search=HEURISTIC,graph_optimization_level=0
     for v in 0 1 0 1 0 1; do
       for p in fp16 fp32; do

@@ -10,8 +10,7 @@ import { onnx } from '../src/model/onnx-builder.js';
 import { prepareModel } from '../src/model/registry.js';
 import { CapiSession, splitCudaOptions } from '../src/runtime/capi.js';
 import { cachedParts, prime, primerFor } from '../src/runtime/primer.js';
-import { LIBRARY_PRIMER_OUTPUT, libraryPrimerModel, primerModel, splitPrimer } from '../src/runtime/primer-graph.js';
-import { buildIdentityOnnx } from '../src/model/gpen-graph.js';
+import { primerModel, splitPrimer } from '../src/runtime/primer-graph.js';
 import { readProfileNodes } from '../src/runtime/session.js';
 import { missingProviderFiles } from '../src/runtime/providers.js';
 import { useTempCache } from './helpers/cache-dir.js';
@@ -60,45 +59,6 @@ describe('cold-start primer', () => {
     }
   });
 
-  for (const precision of ['fp32', 'fp16'] as const) {
-    it(`${precision}: the library primer holds one node of each costly kind at the model's own first shapes and runs (CPU)`, async () => {
-      const p = await prepareModel({ type: 'synthetic', size: 64, seed: 5 }, precision);
-      const m = onnx.ModelProto.decode(p.model as Uint8Array);
-      const lib = libraryPrimerModel(p.model as Uint8Array);
-      assert.ok(lib);
-      const q = onnx.ModelProto.decode(lib);
-      const ops = q.graph!.node!.map((n) => n.opType!);
-      for (const op of ['MatMul', 'Gemm', 'ConvTranspose', 'Add', 'Mul', 'LeakyRelu']) assert.ok(ops.includes(op), op);
-      assert.equal(ops.filter((o) => o === 'Conv').length, 2);
-      assert.equal(q.graph!.input!.length, 0);
-      // every weight-like input is made on the device with the model's dims and element type
-      const dims = (name: string) => m.graph!.initializer!.find((t) => t.name === name)!.dims!.map(Number);
-      const made = (name: string) => {
-        const n = q.graph!.node!.find((x) => x.output![0] === name)!;
-        const raw = q.graph!.initializer!.find((t) => t.name === n.input![0])!.rawData!;
-        return { dims: [...new BigInt64Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength))].map(Number), type: n.attribute![0].t!.dataType };
-      };
-      const type = precision === 'fp16' ? 10 : 1;
-      assert.deepEqual(made('lib_w0'), { dims: dims('ecd0.0.0.weight'), type });
-      assert.deepEqual(made('lib_k1'), { dims: dims('ecd1.0.0.kernel'), type });
-      assert.deepEqual(made('lib_w1'), { dims: dims('ecd1.0.1.weight'), type });
-      assert.deepEqual(made('lib_wt'), { dims: dims('generator.convs.0.conv.weight'), type });
-      assert.deepEqual(made('lib_x'), { dims: [1, 3, 64 * 64], type });
-      assert.deepEqual(made('lib_gw'), { dims: [512, 512], type: 1 });
-      // it has no input: run the primer's way (a graph ONNX Runtime cannot run rejects here)
-      const s = CapiSession.create(lib, { provider: 'cpu', graphOptimizationLevel: 0 });
-      try {
-        await s.runOnceAsync(null, LIBRARY_PRIMER_OUTPUT);
-      } finally {
-        s.release();
-      }
-    });
-  }
-
-  it('a graph gpen-lab did not build has no library primer', () => {
-    assert.equal(libraryPrimerModel(buildIdentityOnnx(64)), null);
-  });
-
   it('a model file\'s primer is written once to the cache and read back after', async () => {
     const p = await prepareModel({ type: 'synthetic', size: 64, seed: 4 }, 'fp32');
     const file = path.join(dir, 'g.onnx');
@@ -109,10 +69,7 @@ describe('cold-start primer', () => {
     assert.deepEqual(second.model, first.model);
     // its input and output come with it (read from the cache, not decoded from the graph): the model's own names
     const built = primerModel(p.model as Uint8Array);
-    assert.deepEqual(second.io, { input: built.input, output: built.output.name, libraryOutput: LIBRARY_PRIMER_OUTPUT });
-    // the library primer is cached beside it
-    assert.ok(first.library && second.library);
-    assert.deepEqual(second.library, first.library);
+    assert.deepEqual(second.io, { input: built.input, output: built.output.name });
     assert.deepEqual(second.io.input?.dims, [1, 3, 64, 64]);
     const cached = path.join(process.env.GPEN_LAB_CACHE!, 'primer');
     assert.ok(existsSync(cached));

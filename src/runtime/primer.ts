@@ -15,11 +15,7 @@ import { modelCachePath } from './graph-cache.js';
 import { readProfileNodes, type ProfileNode } from './profile.js';
 
 /** What a primer (or one of its parts) reads and writes: its input, if any, at batch 1, and its first output. */
-export interface PrimerIo {
-  input: { name: string; dims: number[] } | null; output: string;
-  /** The library primer's output, where the model has one (primer-graph.ts: libraryPrimerModel). */
-  libraryOutput?: string;
-}
+export interface PrimerIo { input: { name: string; dims: number[] } | null; output: string }
 
 /** Where a model file's primer and its parts are cached (by the file's identity and the runtime's version). */
 function cacheBase(model: string): string {
@@ -31,24 +27,19 @@ function cacheBase(model: string): string {
  * input and output); made in memory for bytes. A cache hit is read without yielding and without the ONNX protobuf
  * modules: in a cold start the primer's session is then asked for in the same moment as the real one.
  */
-export async function primerFor(model: string | Uint8Array): Promise<{ model: Uint8Array; library: Uint8Array | null; io: PrimerIo; cache: 'hit' | 'written' | null }> {
+export async function primerFor(model: string | Uint8Array): Promise<{ model: Uint8Array; io: PrimerIo; cache: 'hit' | 'written' | null }> {
   const base = typeof model === 'string' ? cacheBase(model) : null;
   if (base && existsSync(`${base}.onnx`) && existsSync(`${base}.io.json`)) {
-    const io = JSON.parse(readFileSync(`${base}.io.json`, 'utf8')) as PrimerIo;
-    const library = io.libraryOutput && existsSync(`${base}.lib.onnx`) ? readFileSync(`${base}.lib.onnx`) : null;
-    return { model: readFileSync(`${base}.onnx`), library, io, cache: 'hit' };
+    return { model: readFileSync(`${base}.onnx`), io: JSON.parse(readFileSync(`${base}.io.json`, 'utf8')) as PrimerIo, cache: 'hit' };
   }
-  const { primerModel, libraryPrimerModel, LIBRARY_PRIMER_OUTPUT } = await import('./primer-graph.js');
-  const bytes = typeof model === 'string' ? new Uint8Array(await readFile(model)) : model;
-  const p = primerModel(bytes);
-  const library = libraryPrimerModel(bytes);
-  const io: PrimerIo = { input: p.input, output: p.output.name, ...(library ? { libraryOutput: LIBRARY_PRIMER_OUTPUT } : {}) };
-  if (!base) return { model: p.model, library, io, cache: null };
+  const { primerModel } = await import('./primer-graph.js');
+  const p = primerModel(typeof model === 'string' ? new Uint8Array(await readFile(model)) : model);
+  const io: PrimerIo = { input: p.input, output: p.output.name };
+  if (!base) return { model: p.model, io, cache: null };
   await mkdir(path.dirname(base), { recursive: true });
   await writeFileAtomicSafe(`${base}.onnx`, Buffer.from(p.model.buffer, p.model.byteOffset, p.model.byteLength));
-  if (library) await writeFileAtomicSafe(`${base}.lib.onnx`, Buffer.from(library.buffer, library.byteOffset, library.byteLength));
   await writeFileAtomicSafe(`${base}.io.json`, JSON.stringify(io));
-  return { model: p.model, library, io, cache: 'written' };
+  return { model: p.model, io, cache: 'written' };
 }
 
 /** The cached parts of a model file's primer for `parts`, or null (a model in memory has no file to key them by). */
@@ -73,8 +64,6 @@ export interface PrimeReport {
   startedAt?: number; createStartedAt?: number; ranAt?: number;
   /** prime=N: the parts run side by side (cache hit), or how many were written after a whole primer ran. */
   parts?: { createMs: number; runMs: number }[]; partsWritten?: number;
-  /** The library primer, run beside the whole primer (GPEN_LAB_PRIME_LIB=1): its creation and run, or its failure. */
-  library?: { ok: boolean; createMs?: number; runMs?: number; ranAt?: number; error?: string };
 }
 
 /** Creates `bytes` on CUDA and runs it once, both on worker threads; with `profileTo`, returns the run's profile. */
@@ -110,12 +99,6 @@ export async function prime(model: string | Uint8Array, cuda: Record<string, str
       return { ms: performance.now() - t0, ok: true, cache: 'hit', parts: runs.map(({ createMs, runMs }) => ({ createMs, runMs })), startedAt: t0, ranAt: performance.now() };
     }
     const p = await primerFor(model);
-    // the library primer first: a handful of nodes, created in a few ms, its run beside the whole primer's creation
-    const library = p.library && p.io.libraryOutput && process.env.GPEN_LAB_PRIME_LIB === '1'
-      ? createAndRun(p.library, { input: null, output: p.io.libraryOutput }, provider, opts).then(
-        (l) => ({ ok: true, createMs: l.createMs, runMs: l.runMs, ranAt: l.createStartedAt + l.createMs + l.runMs }),
-        (e: unknown) => ({ ok: false, error: (e as Error).message }))
-      : null;
     dir = parts > 1 && typeof model === 'string' ? await mkdtemp(path.join(os.tmpdir(), 'gpen-primer-')) : null;
     const r = await createAndRun(p.model, p.io, provider, opts, dir ? path.join(dir, 'p') : undefined);
     let partsWritten: number | undefined;
@@ -125,8 +108,7 @@ export async function prime(model: string | Uint8Array, cuda: Record<string, str
       await writeParts(model, parts, bytes);
       partsWritten = bytes.length;
     }
-    const lib = library ? await library : null;
-    return { ms: performance.now() - t0, ok: true, cache: p.cache, createMs: r.createMs, runMs: r.runMs, startedAt: t0, createStartedAt: r.createStartedAt, ranAt: r.createStartedAt + r.createMs + r.runMs, ...(partsWritten !== undefined ? { partsWritten } : {}), ...(lib ? { library: lib } : {}) };
+    return { ms: performance.now() - t0, ok: true, cache: p.cache, createMs: r.createMs, runMs: r.runMs, startedAt: t0, createStartedAt: r.createStartedAt, ranAt: r.createStartedAt + r.createMs + r.runMs, ...(partsWritten !== undefined ? { partsWritten } : {}) };
   } catch (e) {
     return { ms: performance.now() - t0, ok: false, error: (e as Error).message };
   } finally {
