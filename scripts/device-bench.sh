@@ -405,5 +405,17 @@ PY
       done
     done
     ;;
-  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b" >&2; exit 2 ;;
+  s6c)
+    # session 6: the Solvay photo end to end by route (the stock binding; the C API with EXHAUSTIVE search, lean, CUDA
+    # graphs), then one restore with the detector's runs traced (fill, run, decode per run)
+    node dist/cli/index.js bench --synthetic 512 --provider cuda --precision fp16 --batch 32 --runs 3 --warmup 1 \
+      --photo assets/Solvay_conference_1927.png --e2e-detector cuda --e2e-runs 5 \
+      --e2e-cuda-options cudnn_conv_algo_search=EXHAUSTIVE,graph_optimization_level=0 --e2e-cuda-options $LEAN,graph_optimization_level=0 \
+      --e2e-cuda-options enable_cuda_graph=1 --out "$OUT/e2e-routes.json" > /dev/null 2> "$OUT/e2e.txt"; echo "e2e exit $?"
+    grep -h "end to end" "$OUT/e2e.txt" | cut -c1-400
+    GPEN_LAB_DETECT_TRACE=1 node dist/cli/index.js bench --synthetic 512 --provider cuda --precision fp16 --batch 32 --runs 1 --warmup 1 \
+      --photo assets/Solvay_conference_1927.png --e2e-detector cuda --e2e-runs 2 --out "$OUT/e2e-trace.json" > /dev/null 2> "$OUT/trace.txt"; echo "trace exit $?"
+    grep -c detect-trace "$OUT/trace.txt"; grep detect-trace "$OUT/trace.txt" | tail -40
+    ;;
+  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c" >&2; exit 2 ;;
 esac

@@ -290,23 +290,27 @@ export async function createBlazeFace(opts: BlazeFaceOptions = {}): Promise<Face
     try {
       for (let s = 0; s < count; s += batch) {
         const n = Math.min(batch, count - s);
+        const t0 = performance.now();
         if (workers && staging) {
           await workers.detectorInputs(levels.shared(), size, staging, Array.from({ length: n }, (_, k) => ({ input: input(s + k), offset: k * per })));
           buffer.set(staging.subarray(0, n * per));
         } else {
           for (let k = 0; k < n; k++) fillDetectorInput(levels.plain, size, input(s + k), buffer.subarray(k * per, (k + 1) * per));
         }
+        const t1 = performance.now();
         // on a GPU every run has the full batch (the rest zeros, their outputs ignored): one input shape, so cuDNN
         // searches its algorithms once; with a shape per remainder the CUDA detector took ~22 s for the Solvay photo
         const runN = fixedShape ? batch : n;
         if (runN > n) buffer.fill(0, n * per, runN * per);
         const { outputs } = await session.runAll(buffer.subarray(0, runN * per), [runN, size, size, 3]);
+        const t2 = performance.now();
         for (let k = 0; k < n; k++) {
           each(s + k, Object.fromEntries(Object.entries(outputs).map(([name, o]) => {
             const len = o.data.length / runN;
             return [name, { data: o.data.subarray(k * len, (k + 1) * len) }];
           })));
         }
+        if (process.env.GPEN_LAB_DETECT_TRACE === '1') process.stderr.write(`detect-trace size=${size} n=${n} run=${runN} workers=${workers ? 1 : 0} fill=${(t1 - t0).toFixed(2)} run=${(t2 - t1).toFixed(2)} decode=${(performance.now() - t2).toFixed(2)}\n`);
       }
     } finally {
       free.push(buffer);
