@@ -417,5 +417,18 @@ PY
       --photo assets/Solvay_conference_1927.png --e2e-detector cuda --e2e-runs 2 --out "$OUT/e2e-trace.json" > /dev/null 2> "$OUT/trace.txt"; echo "trace exit $?"
     grep -c detect-trace "$OUT/trace.txt"; grep detect-trace "$OUT/trace.txt" | tail -40
     ;;
-  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c" >&2; exit 2 ;;
+  s6d)
+    # session 6: the photo end to end after the C API route reads the face workers' crops in place from page-locked
+    # memory and the detector runs side by side (tiles beside the whole look, every look at once, inputs filled during
+    # runs); A/B in the same call: GPEN_LAB_PIN_HOST=0 (pageable) and GPEN_LAB_DETECT_CONCURRENT=0 (sequential looks)
+    E=(node dist/cli/index.js bench --synthetic 512 --provider cuda --precision fp16 --batch 32 --runs 2 --warmup 1 --photo assets/Solvay_conference_1927.png --e2e-detector cuda --e2e-runs 7)
+    for v in "1 1" "0 1" "1 0" "1 1" "0 0"; do
+      set -- $v
+      GPEN_LAB_PIN_HOST=$1 GPEN_LAB_DETECT_CONCURRENT=$2 "${E[@]}" --e2e-cuda-options enable_cuda_graph=1 --out "$OUT/e2e-pin$1-conc$2-$RANDOM.json" > /dev/null 2> "$OUT/e2e.txt"; echo "e2e pin=$1 concurrent=$2 exit $?"
+      grep -h "end to end" "$OUT/e2e.txt" | sed 's/(detector on cuda, C API {"enable_cuda_graph":"1"})/C API graph/; s/(detector on cuda)/stock/' | cut -c1-300
+    done
+    GPEN_LAB_DETECT_TRACE=1 "${E[@]}" --e2e-runs 2 --e2e-cuda-options enable_cuda_graph=1 --out "$OUT/e2e-trace.json" > /dev/null 2> "$OUT/trace.txt"; echo "trace exit $?"
+    grep detect-trace "$OUT/trace.txt" | tail -16
+    ;;
+  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d" >&2; exit 2 ;;
 esac

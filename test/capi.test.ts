@@ -5,7 +5,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { GpenLabError } from '../src/errors.js';
 import { prepareModel } from '../src/model/registry.js';
-import { ARENA_KEYS, CapiSession, checkArenaConfig, splitCudaOptions } from '../src/runtime/capi.js';
+import { ARENA_KEYS, CapiSession, HostPins, checkArenaConfig, splitCudaOptions } from '../src/runtime/capi.js';
 import { ModelSession, placementFromProfile, placementFromProfileDirAsync } from '../src/runtime/session.js';
 import { openSession, parseCudaOptions, startEarlySession } from '../src/runtime/capi-model.js';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -14,6 +14,23 @@ import path from 'node:path';
 import { missingProviderFiles } from '../src/runtime/providers.js';
 
 describe('ONNX Runtime C API route', () => {
+  it('host pinning without a GPU: small buffers are left alone; a large one records why it stayed pageable, and nothing throws', () => {
+    const small = new HostPins();
+    small.pin(new Float32Array(1024));
+    assert.deepEqual(small.stats(), { buffers: 0, bytes: 0, error: null });
+    const pins = new HostPins(4, 1024);
+    const big = new Float32Array(new SharedArrayBuffer(4096 * 4));
+    pins.pin(big);
+    const st = pins.stats();
+    assert.equal(st.buffers, 0);
+    assert.match(st.error ?? '', /cudaHostRegister of 16384 bytes failed with CUDA error \d+|libcudart\.so\.13\) could not be loaded/);
+    // after a failure no further attempt is made, and release has nothing to undo
+    pins.pin(new Float32Array(8192));
+    assert.deepEqual(pins.stats(), st);
+    pins.release();
+    assert.equal(big[0], 0);
+  });
+
   it('a C API session on the CPU gives the stock binding\'s output, bit for bit, at batch 1 and 2', async () => {
     const p = await prepareModel({ type: 'synthetic', size: 64, seed: 3 }, 'fp32');
     const S = 64, per = 3 * S * S;

@@ -306,6 +306,29 @@ describe('BlazeFace in batches (the graphs rewritten for a dynamic batch)', () =
     }
   });
 
+  it('the GPU schedule (runs side by side: tiles beside the whole-photo look, every look at once, inputs filled during runs) finds the sequential faces (Solvay 29, portraits)', async () => {
+    const pool = new FaceWorkers(2);
+    // padded to 16 as on a GPU, so that both schedules run one input shape
+    const seq = await createBlazeFace({ padBatch: true, concurrent: false, inputWorkers: () => pool });
+    const par = await createBlazeFace({ padBatch: true, concurrent: true, inputWorkers: () => pool });
+    try {
+      for (const name of ['Solvay_conference_1927.png', '00002.png', '106000_gray.png']) {
+        const img = await readRgb(path.join(IMAGES, name));
+        const [a, b] = [await seq.detect(img), await par.detect(img)];
+        if (name.startsWith('Solvay')) assert.equal(a.length, 29);
+        assert.equal(b.length, a.length, name);
+        a.forEach((f, i) => {
+          f.box.forEach((v, j) => assert.ok(Math.abs(v - b[i].box[j]) < 1e-3, `${name} face ${i} box ${j}: ${v} vs ${b[i].box[j]}`));
+          assert.ok(Math.abs(f.score - b[i].score) < 1e-4, `${name} face ${i} score`);
+        });
+      }
+    } finally {
+      await seq.release();
+      await par.release();
+      await pool.close();
+    }
+  });
+
   it('concurrent detect() calls on one detector (the service) each get their own image\'s faces', async () => {
     const d = await createBlazeFace();
     try {

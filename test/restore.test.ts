@@ -18,6 +18,7 @@ import { defaultArch, largestActivation, maxCudaBatch } from '../src/model/arch.
 import { prepareModel } from '../src/model/registry.js';
 import { ModelSession } from '../src/runtime/session.js';
 import type { GpenRunner } from '../src/runtime/session.js';
+import { CapiSession } from '../src/runtime/capi.js';
 
 const SIZE = 512;
 const PHOTOS = ['Solvay_conference_1927.png', '00002.png', '00005.png', '00009.png', '106000_gray.png', 'selfie_20200320.jpg'];
@@ -304,6 +305,42 @@ describe('deferred session (the cold-start overlap)', () => {
     }
     // (the stock binding runs off the JavaScript thread too: its first run may have been overlapped the same way)
     const [x, y] = await Promise.all([decodeImage(a.outputs.gpen!), decodeImage(bres.outputs.gpen!)]);
+    assert.deepEqual(Array.from(x.rgb), Array.from(y.rgb));
+  });
+
+  it('a session that reads shared memory takes the face workers\' crops in place (no copy in or out), with the same output', async () => {
+    // the C API route on the CPU stands in for the CUDA one: it reads and writes SharedArrayBuffer views as they are
+    const photo = path.join(IMAGES, 'Solvay_conference_1927.png');
+    const model = { type: 'identity' as const, size: 256 };
+    const prepared = await prepareModel(model, 'fp32');
+    const restore = async (shared: boolean) => {
+      const seen: string[] = [];
+      const s = CapiSession.create(prepared.model as Uint8Array, { provider: 'cpu' });
+      const runner: GpenRunner = {
+        asked: 'cpu', createMs: 0, placement: null, cudaOptions: null, readsSharedMemory: shared,
+        async run(data, dims, into) {
+          seen.push(`in ${data.buffer instanceof SharedArrayBuffer ? 'shared' : 'own'}, out ${into === undefined ? 'none' : into.buffer instanceof SharedArrayBuffer ? 'shared' : 'own'}`);
+          const t = performance.now();
+          const out = s.run(data, dims, dims.reduce((a, b) => a * b, 1), undefined, into);
+          return { data: out, dims, ms: performance.now() - t };
+        },
+        async release() { s.release(); },
+      };
+      const r = await Restorer.create({ model, prepared, runner: Promise.resolve(runner), faceThreads: 2, batch: 32, outDir: path.join(tmp, `shared-${shared}`) });
+      try {
+        const res = (await r.restoreFiles([photo]))[0];
+        assert.equal(res.error, undefined, JSON.stringify(res.error));
+        return { res, seen };
+      } finally {
+        await r.release();
+      }
+    };
+    const a = await restore(true);
+    const b = await restore(false);
+    assert.equal(a.res.faces.length, 29);
+    assert.deepEqual(a.seen, ['in shared, out shared']);
+    assert.deepEqual(b.seen, ['in own, out none']);
+    const [x, y] = await Promise.all([decodeImage(a.res.outputs.gpen!), decodeImage(b.res.outputs.gpen!)]);
     assert.deepEqual(Array.from(x.rgb), Array.from(y.rgb));
   });
 

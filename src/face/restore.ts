@@ -331,9 +331,10 @@ export class Restorer {
       if (take.length >= this.opts.batch) break;
     }
     if (take.length === 0) return;
-    // one image's faces in a row (the usual case) run in place: no copy in, the output straight into `restored`
+    // one image's faces in a row (the usual case) run in place: no copy in, the output straight into `restored`; the
+    // face workers' crops (shared memory) only where the session reads them as they are (the C API route)
     const first = take[0];
-    const inPlace = take.every((t, j) => t.p === first.p && t.i === first.i + j) && !(first.p.crops.buffer instanceof SharedArrayBuffer);
+    const inPlace = take.every((t, j) => t.p === first.p && t.i === first.i + j) && (!(first.p.crops.buffer instanceof SharedArrayBuffer) || this.session?.readsSharedMemory === true);
     let x: Float32Array;
     if (inPlace) {
       x = first.p.crops.subarray(first.i * per, (first.i + take.length) * per);

@@ -57,7 +57,7 @@ export interface BenchRow {
   gpuProcessPeakMiB: number | null;
 }
 
-export interface E2e { photo: string; detector?: Provider; /** C API CUDA options of the session (null: the stock binding). */ cudaOptions?: Record<string, string> | null; faces: number; stats: TimingStats; stagesMedianMs: Record<string, number> }
+export interface E2e { photo: string; detector?: Provider; /** C API CUDA options of the session (null: the stock binding). */ cudaOptions?: Record<string, string> | null; faces: number; stats: TimingStats; stagesMedianMs: Record<string, number>; /** The C API route's page-locked host buffers. */ pinned?: { buffers: number; bytes: number; error: string | null } }
 
 export interface BenchVariant {
   provider: Provider;
@@ -211,8 +211,10 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
               faces = res.faces.length;
               for (const [k, val] of Object.entries(res.stages_ms)) (stages[k] ??= []).push(val);
             }
+            // the C API route's page-locked host buffers (what was locked, or why not)
+            const pinned = (r.runner as { pinnedStats?: () => E2e['pinned'] | null } | null)?.pinnedStats?.() ?? null;
             await r.release();
-            const e2e = { photo: o.photo, detector: detectorProvider, cudaOptions, faces, stats: timingStats(totals), stagesMedianMs: Object.fromEntries(Object.entries(stages).map(([k, xs]) => [k, median(xs)])) };
+            const e2e = { photo: o.photo, detector: detectorProvider, cudaOptions, faces, stats: timingStats(totals), stagesMedianMs: Object.fromEntries(Object.entries(stages).map(([k, xs]) => [k, median(xs)])), ...(pinned ? { pinned } : {}) };
             (v.e2eAll ??= []).push(e2e);
             if (!v.e2e || e2e.stats.median < v.e2e.stats.median) v.e2e = e2e;
             log(`${provider} ${precision} end to end (detector on ${detectorProvider}${cudaOptions ? `, C API ${JSON.stringify(cudaOptions)}` : ''}): ${median(totals).toFixed(0)} ms for ${faces} faces (${Object.entries(e2e.stagesMedianMs).map(([k, x]) => `${k} ${x.toFixed(0)}`).join(', ')})`);

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { GpenLabError, errorMessage } from '../errors.js';
 import type { DeviceBinding } from './capi.js';
-import { CapiSession, mapFile, splitCudaOptions } from './capi.js';
+import { CapiSession, HostPins, mapFile, splitCudaOptions } from './capi.js';
 import type { MappedFile } from './capi.js';
 import { mark } from './marks.js';
 import { graphCache } from './graph-cache.js';
@@ -36,6 +36,10 @@ export class CapiModelSession implements GpenRunner {
   private runs = 0;
   /** With enable_cuda_graph=1: GPU tensors bound per batch size. */
   private readonly bound = new Map<number, DeviceBinding>();
+  /** The host buffers runs copy from and into, page-locked once each (GPEN_LAB_PIN_HOST=0 leaves them pageable). */
+  private readonly pins: HostPins | null;
+  /** Inputs and outputs may be views of SharedArrayBuffers (the face workers' crops): read and written in place. */
+  readonly readsSharedMemory = true;
   /** With graph_cache=1 or ort: whether the optimised graph came from the cache or was written for later sessions. */
   graphCache: 'hit' | 'written' | null = null;
   /** With prime=1: the primer's run (primer.ts), settled or still going. */
@@ -46,6 +50,7 @@ export class CapiModelSession implements GpenRunner {
   private profileDir: string | null;
   private constructor(private readonly s: CapiSession, readonly asked: Provider, readonly createMs: number, readonly cudaOptions: Record<string, string>, profileDir: string | null, private readonly label: string) {
     this.profileDir = profileDir;
+    this.pins = asked === 'cuda' && process.env.GPEN_LAB_PIN_HOST !== '0' ? new HostPins() : null;
   }
 
   /**
@@ -136,6 +141,8 @@ export class CapiModelSession implements GpenRunner {
         }
         const target = into ?? new Float32Array(n);
         const x = data.subarray(0, n);
+        this.pins?.pin(x);
+        this.pins?.pin(target);
         // on the JavaScript thread, always the same one: ONNX Runtime keeps CUDA graphs (and cuDNN/cuBLAS handles) per
         // calling thread, and runs on libuv's rotating workers captured again and again (infer 378 ms for the Solvay
         // photo's 29 faces against 188 ms through the stock binding, H200); synchronous, so runs cannot interleave
@@ -158,6 +165,8 @@ export class CapiModelSession implements GpenRunner {
             this.firstRunP = null;
           }
         } else {
+          // ONNX Runtime copies the input to the GPU from where it lies
+          this.pins?.pin(data);
           out = this.s.run(data, dims, n, undefined, into);
         }
       }
@@ -184,6 +193,12 @@ export class CapiModelSession implements GpenRunner {
     await this.primer;
     await this.placementP;
     this.s.release();
+    this.pins?.release();
+  }
+
+  /** The page-locked host buffers (null when GPEN_LAB_PIN_HOST=0). */
+  pinnedStats(): ReturnType<HostPins['stats']> | null {
+    return this.pins?.stats() ?? null;
   }
 }
 

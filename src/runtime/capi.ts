@@ -239,6 +239,65 @@ function memcpy(dst: unknown, src: unknown, bytes: number, kind: 1 | 2): void {
   if (rc !== 0) throw new GpenLabError('E_INFERENCE', `cudaMemcpy (${kind === 1 ? 'host to device' : 'device to host'}, ${bytes} bytes) failed with CUDA error ${rc}`, 'Run `gpen-lab doctor --provider cuda`.');
 }
 
+/**
+ * Host buffers page-locked in place (cudaHostRegister) for copies to and from the GPU: a copy from pageable memory goes
+ * through the driver's staging buffer in pieces, one from locked pages is a single DMA (the Solvay photo's 29 faces
+ * are 91 MB each way). The buffers are the pipeline's pooled crops (SharedArrayBuffers the face workers fill), so each
+ * is locked once and reused; at most `most` stay locked, the least recently used unlocked first, all on release. An
+ * optimisation: a buffer that cannot be locked is copied as before, and the failure is kept in `stats().error`.
+ */
+export class HostPins {
+  private readonly pinned = new Map<ArrayBufferLike, number>();
+  private error: string | null = null;
+  private fns: { register: (p: unknown, bytes: number, flags: number) => number; unregister: (p: unknown) => number } | null = null;
+  constructor(private readonly most = 4, private readonly minBytes = 8 << 20) {}
+
+  /** Locks the whole buffer under `a` unless it is small, locked already, or locking failed before. */
+  pin(a: Float32Array): void {
+    const buf = a.buffer;
+    if (buf.byteLength < this.minBytes || this.error) return;
+    if (this.pinned.has(buf)) {
+      // most recently used last
+      this.pinned.delete(buf);
+      this.pinned.set(buf, buf.byteLength);
+      return;
+    }
+    try {
+      this.fns ??= (() => {
+        const l = koffi.load('libcudart.so.13');
+        return {
+          register: l.func('int cudaHostRegister(void *p, size_t bytes, unsigned int flags)') as unknown as (p: unknown, bytes: number, flags: number) => number,
+          unregister: l.func('int cudaHostUnregister(void *p)') as unknown as (p: unknown) => number,
+        };
+      })();
+    } catch (e) {
+      this.error = `the CUDA runtime (libcudart.so.13) could not be loaded to lock host memory: ${(e as Error).message}`;
+      return;
+    }
+    while (this.pinned.size >= this.most) this.unpin(this.pinned.keys().next().value!);
+    const rc = this.fns.register(new Uint8Array(buf), buf.byteLength, 0);
+    if (rc !== 0) {
+      this.error = `cudaHostRegister of ${buf.byteLength} bytes failed with CUDA error ${rc}: copies go through pageable memory`;
+      return;
+    }
+    this.pinned.set(buf, buf.byteLength);
+  }
+
+  private unpin(buf: ArrayBufferLike): void {
+    this.pinned.delete(buf);
+    this.fns?.unregister(new Uint8Array(buf));
+  }
+
+  /** What is locked now, and why locking stopped (null while it works). */
+  stats(): { buffers: number; bytes: number; error: string | null } {
+    return { buffers: this.pinned.size, bytes: [...this.pinned.values()].reduce((x, y) => x + y, 0), error: this.error };
+  }
+
+  release(): void {
+    for (const buf of [...this.pinned.keys()]) this.unpin(buf);
+  }
+}
+
 /** Input and output tensors that live on the GPU, bound once: runs then move no data unless asked. */
 export interface DeviceBinding {
   dims: number[];

@@ -99,6 +99,8 @@ export interface GpenRunner {
   readonly startedAt?: number;
   /** Resolves when `placement` is known (the C API route reads its first run's profile while the caller goes on). */
   placementSettled?(): Promise<void>;
+  /** Whether run() takes views of SharedArrayBuffers as they are (the stock binding's tensors need a copy). */
+  readonly readsSharedMemory?: boolean;
   run(data: Float32Array, dims: number[], into?: Float32Array): Promise<RunResult>;
   release(): Promise<void>;
 }
