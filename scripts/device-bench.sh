@@ -430,5 +430,10 @@ PY
     GPEN_LAB_DETECT_TRACE=1 "${E[@]}" --e2e-runs 2 --e2e-cuda-options enable_cuda_graph=1 --out "$OUT/e2e-trace.json" > /dev/null 2> "$OUT/trace.txt"; echo "trace exit $?"
     grep detect-trace "$OUT/trace.txt" | tail -16
     ;;
-  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d" >&2; exit 2 ;;
+  s6e)
+    # session 6: the blur as cuDNN runs it: depthwise against grouped and dense convolutions zero off the diagonal
+    # (bench/blur.ts), batch 16 and 32
+    for b in 16 32; do node --import tsx bench/blur.ts $b 20 2>&1 | tee -a "$OUT/blur.jsonl" | cut -c1-3000; done
+    ;;
+  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e" >&2; exit 2 ;;
 esac
