@@ -435,5 +435,14 @@ PY
     # (bench/blur.ts), batch 16 and 32
     for b in 16 32; do node --import tsx bench/blur.ts $b 20 2>&1 | tee -a "$OUT/blur.jsonl" | cut -c1-3000; done
     ;;
-  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e" >&2; exit 2 ;;
+  s6f)
+    # session 6: GPEN-512 fp16 through the C API with CUDA graphs, batch 1 and 32, its blurs grouped (now) against
+    # depthwise (GPEN_LAB_BLUR=depthwise), taking turns
+    for v in grouped depthwise grouped depthwise; do
+      GPEN_LAB_BLUR=$v node dist/cli/index.js bench --synthetic 512 --provider '' --precision fp16 --batch 1,32 --runs 20 --warmup 3 \
+        --capi-cuda enable_cuda_graph=1 --out "$OUT/blur-$v-$RANDOM.json" > /dev/null 2> "$OUT/b.txt"; echo "bench $v exit $?"
+      grep -h "batch" "$OUT/b.txt" | cut -c1-200 | tail -4
+    done
+    ;;
+  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f" >&2; exit 2 ;;
 esac

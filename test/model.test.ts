@@ -10,6 +10,7 @@ import { GpenLabError } from '../src/errors.js';
 import { decodeNpy, encodeNpy } from '../src/io/npy.js';
 import { OFFICIAL_ARCH, countParams, defaultArch, expectedShapes, inferArch } from '../src/model/arch.js';
 import { describeModel, describeOnnxCached, synthesizeGpen, synthesizeIdentity } from '../src/model/registry.js';
+import { onnx } from '../src/model/onnx-builder.js';
 import { fillNormal, rng } from '../src/model/synth.js';
 import type { HostTensor } from '../src/model/tensor.js';
 import { floatToHalf, halfToFloat } from '../src/model/tensor.js';
@@ -42,6 +43,30 @@ describe('synthetic GPEN', () => {
     const c = synthesizeGpen(64, 8, 'fp32').bytes;
     assert.equal(sha(a), sha(b));
     assert.notEqual(sha(a), sha(c));
+  });
+
+  it('blurs: grouped 32 channels per group in the fp16 graph (zero off the diagonal), depthwise in fp32 and below 32 channels', () => {
+    const blurs = (precision: 'fp32' | 'fp16') => {
+      const g = onnx.ModelProto.decode(synthesizeGpen(256, 1, precision).bytes).graph!;
+      const made = new Map((g.node ?? []).map((n) => [n.output![0], n]));
+      const dims = new Map((g.initializer ?? []).map((t) => [t.name!, (t.dims ?? []).map(Number)]));
+      return (g.node ?? []).filter((n) => n.opType === 'Conv' && (n.attribute ?? []).some((a) => a.name === 'kernel_shape' && (a.ints ?? []).map(Number).join() === '4,4')).map((n) => {
+        const group = Number(n.attribute!.find((a) => a.name === 'group')!.i);
+        const w = n.input![1];
+        const mul = made.get(w);
+        const kernel = mul ? mul.input![0] : w;
+        return { group, channels: dims.get(kernel)![0], diagonal: mul ? dims.get(mul.input![1])! : null };
+      });
+    };
+    const f32 = blurs('fp32');
+    const f16 = blurs('fp16');
+    assert.ok(f32.length >= 10 && f16.length === f32.length, `${f32.length} blurs`);
+    for (const b of f32) assert.deepEqual([b.group, b.diagonal], [b.channels, null]);
+    for (const b of f16) {
+      if (b.channels % 32 === 0) assert.deepEqual([b.group, b.diagonal], [b.channels / 32, [b.channels, 32, 1, 1]]);
+      else assert.deepEqual([b.group, b.diagonal], [b.channels, null]);
+    }
+    assert.ok(f16.some((b) => b.group < b.channels), 'some blur grouped');
   });
 
   it('says "synthetic" in its metadata and model info', async () => {

@@ -2,7 +2,7 @@
 // input-modulated form: conv(x * s, W) * demod(s) equals the official grouped conv with per-sample weights, keeps one
 // weight per layer, and lets the batch be dynamic. Equalised-lr scales are folded into the stored weights. Rewrites
 // for speed, each exact: FusedLeakyReLU's sqrt(2) folded into the consumers, the 3-channel 1x1 input convolution as
-// a MatMul (notes/gpu-speed.md has the measurements).
+// a MatMul, the fp16 graph's blurs as grouped convolutions (notes/gpu-speed.md has the measurements).
 import type { GpenArch } from './arch.js';
 import { channels, countParams, log2 } from './arch.js';
 import { GraphBuilder, TensorType } from './onnx-builder.js';
@@ -19,8 +19,12 @@ export interface BuildOptions {
 }
 
 export const OPSET = 17;
+/** The graph's form (bump on a rewrite): caches of built graphs are keyed by it. 2: the fp16 blur grouped. */
+export const GRAPH_VERSION = 2;
 const SQRT2 = Math.SQRT2;
 const NEG_SLOPE = 0.2;
+/** Channels per group of the blur's convolution (see blur()). */
+const BLUR_GROUP = 32;
 
 export function gpenMetadata(arch: GpenArch, precision: Precision, extra: Record<string, string>): Record<string, string> {
   return {
@@ -85,14 +89,28 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
     return o;
   };
   /**
-   * Blur (upfirdn2d with up = down = 1) as a depthwise convolution. Tried on the H200 and not kept
-   * (notes/gpu-speed.md): three 2x2 AveragePools (slower: 20.6 ms against ~14 ms at fp16 batch 16) and one banded
-   * MatMul per axis (no faster: 3.21 against 3.20 ms per face at batch 32 with CUDA graphs, slower at batch 1).
+   * Blur (upfirdn2d with up = down = 1) as a grouped convolution of 32 channels per group whose weight is zero off
+   * each channel's own kernel: the same sums as the depthwise convolution, which cuDNN runs at a sixth of its memory
+   * speed, while the grouped form reaches its tensor-core kernels (bench/blur.ts on the H200, fp16 batch 32: 8.3 ->
+   * 4.1 ms at 64 channels x 512 px, 4.2 -> 2.1 ms at 128 x 256; notes/gpu-speed.md). In the fp16 graph only (a GPU
+   * precision): on the CPU the grouped form is 32 times the arithmetic (GPEN-512 fp32 10-15% slower on 2 cores), and
+   * fewer than 32 channels, or a count 32 does not divide, stay depthwise too. Tried before and not kept: three 2x2
+   * AveragePools (slower) and one banded MatMul per axis (no faster).
    */
+  const diagonals = new Map<number, string>();
   const blur = (x: string, kernelName: string, c: number, pad0: number, pad1: number) => {
-    const k = flipped(get(kernelName), 4);
-    const w = param(kernelName, [c, 1, 4, 4], depthwise(k, c));
-    return g.op('Conv', [x, w], { group: c, pads: [pad0, pad0, pad1, pad1], kernel_shape: [4, 4] });
+    const k = param(kernelName, [c, 1, 4, 4], depthwise(flipped(get(kernelName), 4), c));
+    if (!half || c % BLUR_GROUP !== 0 || process.env.GPEN_LAB_BLUR === 'depthwise') return g.op('Conv', [x, k], { group: c, pads: [pad0, pad0, pad1, pad1], kernel_shape: [4, 4] });
+    // the grouped weight made in the graph (kernel x a 0/1 diagonal, one per channel count): stored, it would add 32
+    // copies of every blur kernel to the file
+    let diag = diagonals.get(c);
+    if (!diag) {
+      const d = new Float32Array(c * BLUR_GROUP);
+      for (let o = 0; o < c; o++) d[o * BLUR_GROUP + (o % BLUR_GROUP)] = 1;
+      diag = param(`blur_diagonal_${c}`, [c, BLUR_GROUP, 1, 1], d);
+      diagonals.set(c, diag);
+    }
+    return g.op('Conv', [x, g.op('Mul', [k, diag])], { group: c / BLUR_GROUP, pads: [pad0, pad0, pad1, pad1], kernel_shape: [4, 4] });
   };
 
   // ---- input

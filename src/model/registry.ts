@@ -11,7 +11,7 @@ import { sha256File } from '../io/hash.js';
 import type { GpenArch } from './arch.js';
 import { checkSize, countParams, defaultArch, inferArch } from './arch.js';
 import type { Precision } from './gpen-graph.js';
-import { OPSET, buildGpenOnnx, buildIdentityOnnx } from './gpen-graph.js';
+import { GRAPH_VERSION, OPSET, buildGpenOnnx, buildIdentityOnnx } from './gpen-graph.js';
 import { inspectOnnx } from './onnx-file.js';
 import { readPth } from './pth.js';
 import { synthStateDict } from './synth.js';
@@ -179,7 +179,7 @@ export async function prepareModel(spec: ModelSpec, asked?: Precision): Promise<
   if (spec.type === 'synthetic') {
     const seed = spec.seed ?? DEFAULT_SEED;
     // with a cache folder the graph is built once and later processes load the file (the lab's cold runs)
-    const cached = spec.cacheDir ? path.join(spec.cacheDir, `synthetic-gpen-${spec.size}-s${seed}-${precision}.onnx`) : null;
+    const cached = spec.cacheDir ? path.join(spec.cacheDir, `synthetic-gpen-${spec.size}-s${seed}-${precision}-g${GRAPH_VERSION}.onnx`) : null;
     let model: string | Uint8Array;
     let arch: GpenArch;
     if (cached && existsSync(cached)) {
