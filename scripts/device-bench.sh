@@ -407,7 +407,8 @@ PY
     ;;
   s6c)
     # session 6: the Solvay photo end to end by route (the stock binding; the C API with EXHAUSTIVE search, lean, CUDA
-    # graphs), then one restore with the detector's runs traced (fill, run, decode per run)
+    # graphs), then one restore with the detector's runs traced (fill, run, decode per run; GPEN_LAB_DETECT_TRACE, an
+    # exploration switch removed after s6d)
     node dist/cli/index.js bench --synthetic 512 --provider cuda --precision fp16 --batch 32 --runs 3 --warmup 1 \
       --photo assets/Solvay_conference_1927.png --e2e-detector cuda --e2e-runs 5 \
       --e2e-cuda-options cudnn_conv_algo_search=EXHAUSTIVE,graph_optimization_level=0 --e2e-cuda-options $LEAN,graph_optimization_level=0 \
@@ -420,7 +421,8 @@ PY
   s6d)
     # session 6: the photo end to end after the C API route reads the face workers' crops in place from page-locked
     # memory and the detector runs side by side (tiles beside the whole look, every look at once, inputs filled during
-    # runs); A/B in the same call: GPEN_LAB_PIN_HOST=0 (pageable) and GPEN_LAB_DETECT_CONCURRENT=0 (sequential looks)
+    # runs); A/B in the same call: GPEN_LAB_PIN_HOST=0 (pageable) and GPEN_LAB_DETECT_CONCURRENT=0 (sequential looks;
+    # that switch and GPEN_LAB_DETECT_TRACE were removed after)
     E=(node dist/cli/index.js bench --synthetic 512 --provider cuda --precision fp16 --batch 32 --runs 2 --warmup 1 --photo assets/Solvay_conference_1927.png --e2e-detector cuda --e2e-runs 7)
     for v in "1 1" "0 1" "1 0" "1 1" "0 0"; do
       set -- $v
@@ -437,12 +439,23 @@ PY
     ;;
   s6f)
     # session 6: GPEN-512 fp16 through the C API with CUDA graphs, batch 1 and 32, its blurs grouped (now) against
-    # depthwise (GPEN_LAB_BLUR=depthwise), taking turns
+    # depthwise (GPEN_LAB_BLUR=depthwise, an exploration switch removed after), taking turns
     for v in grouped depthwise grouped depthwise; do
-      GPEN_LAB_BLUR=$v node dist/cli/index.js bench --synthetic 512 --provider '' --precision fp16 --batch 1,32 --runs 20 --warmup 3 \
+      mkdir -p /tmp/t-$v; TMPDIR=/tmp/t-$v GPEN_LAB_BLUR=$v node dist/cli/index.js bench --synthetic 512 --provider '' --precision fp16 --batch 1,32 --runs 20 --warmup 3 \
         --capi-cuda enable_cuda_graph=1 --out "$OUT/blur-$v-$RANDOM.json" > /dev/null 2> "$OUT/b.txt"; echo "bench $v exit $?"
       grep -h "batch" "$OUT/b.txt" | cut -c1-200 | tail -4
     done
     ;;
-  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f" >&2; exit 2 ;;
+  final8)
+    # the final run of 2026-11-30 (sixth session): final7's runs, the photo end to end also through the C API with
+    # CUDA graphs (the face workers' crops read in place from page-locked memory; the detector's runs side by side)
+    peer 1,32
+    H=cudnn_conv_algo_search=HEURISTIC,graph_optimization_level=0
+    final_bench 5 5 --no-cold-binding --e2e-cuda-options enable_cuda_graph=1 --cold-cuda-options $H,prime=1,graph_cache=ort --cold-cuda-options $H,prime=1 --cold-cuda-options $H,graph_cache=ort
+    X=cudnn_conv_algo_search=EXHAUSTIVE,arena_extend_strategy=kSameAsRequested,cudnn_conv_use_max_workspace=0,mem_pattern=0,graph_optimization_level=0
+    node dist/cli/index.js bench --model /tmp/peer/peer.pth --provider '' --precision fp16 --batch 1 --runs 10 \
+      --capi-cuda $X,arena.use_cuda_mempool=1,arena.cuda_mempool_release_threshold=8589934592 --compare /tmp/peer/peer.in.npy,/tmp/peer/peer.out.npy \
+      --out "$OUT/gpu-p5-pool.json" > /dev/null 2> "$OUT/p5-pool.txt"; echo "p5 pool exit $?"; grep "batch 1:" "$OUT/p5-pool.txt" | cut -c1-400
+    ;;
+  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8" >&2; exit 2 ;;
 esac

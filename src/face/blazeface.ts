@@ -277,7 +277,7 @@ export async function createBlazeFace(opts: BlazeFaceOptions = {}): Promise<Face
   const fixedShape = opts.padBatch ?? provider !== 'cpu';
   // runs side by side (the tiles beside the whole-photo look, the three looks at once): default off the CPU, where a
   // run costs per input and the looks' pruning saves work
-  const concurrent = opts.concurrent ?? (provider !== 'cpu' && process.env.GPEN_LAB_DETECT_CONCURRENT !== '0');
+  const concurrent = opts.concurrent ?? provider !== 'cpu';
 
   /** A detection's pyramid, as it is and (made on first use) in shared memory for the face workers. */
   interface Levels {
@@ -329,18 +329,15 @@ export async function createBlazeFace(opts: BlazeFaceOptions = {}): Promise<Face
         const n = Math.min(batch, count - s);
         const runN = fixedShape ? batch : n;
         await filled;
-        const t1 = performance.now();
         const running = session.runAll(buffers[slot].subarray(0, runN * per), [runN, size, size, 3]);
         if (r + 1 < runs) filled = start(s + batch, (r + 1) % slots);
         const { outputs } = await running;
-        const t2 = performance.now();
         for (let k = 0; k < n; k++) {
           each(s + k, Object.fromEntries(Object.entries(outputs).map(([name, o]) => {
             const len = o.data.length / runN;
             return [name, { data: o.data.subarray(k * len, (k + 1) * len) }];
           })));
         }
-        if (process.env.GPEN_LAB_DETECT_TRACE === '1') process.stderr.write(`detect-trace size=${size} n=${n} run=${runN} workers=${workers ? 1 : 0} run=${(t2 - t1).toFixed(2)} decode=${(performance.now() - t2).toFixed(2)} at=${t1.toFixed(1)}\n`);
       }
     } finally {
       // a fill still going (a run failed) finishes before its buffer can serve another call

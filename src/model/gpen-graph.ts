@@ -100,7 +100,7 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
   const diagonals = new Map<number, string>();
   const blur = (x: string, kernelName: string, c: number, pad0: number, pad1: number) => {
     const k = param(kernelName, [c, 1, 4, 4], depthwise(flipped(get(kernelName), 4), c));
-    if (!half || c % BLUR_GROUP !== 0 || process.env.GPEN_LAB_BLUR === 'depthwise') return g.op('Conv', [x, k], { group: c, pads: [pad0, pad0, pad1, pad1], kernel_shape: [4, 4] });
+    if (!half || c % BLUR_GROUP !== 0) return g.op('Conv', [x, k], { group: c, pads: [pad0, pad0, pad1, pad1], kernel_shape: [4, 4] });
     // the grouped weight made in the graph (kernel x a 0/1 diagonal, one per channel count): stored, it would add 32
     // copies of every blur kernel to the file
     let diag = diagonals.get(c);
