@@ -457,5 +457,12 @@ PY
       --capi-cuda $X,arena.use_cuda_mempool=1,arena.cuda_mempool_release_threshold=8589934592 --compare /tmp/peer/peer.in.npy,/tmp/peer/peer.out.npy \
       --out "$OUT/gpu-p5-pool.json" > /dev/null 2> "$OUT/p5-pool.txt"; echo "p5 pool exit $?"; grep "batch 1:" "$OUT/p5-pool.txt" | cut -c1-400
     ;;
-  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8" >&2; exit 2 ;;
+  s6g)
+    # session 6, after final8: the fp16 blur's grouped weight made in fp32 and cast (ONNX Runtime can fold it; the fp16
+    # Mul warned once per blur in CUDA sessions): the stock binding's warnings and both routes' times
+    node dist/cli/index.js bench --synthetic 512 --provider cuda --precision fp16 --batch 1,32 --runs 10 --warmup 2 \
+      --capi-cuda enable_cuda_graph=1 --out "$OUT/s6g.json" > "$OUT/s6g.txt" 2> "$OUT/s6g-progress.txt"; echo "bench exit $?"
+    cat "$OUT/s6g.txt"; echo "constant-folding warnings: $(grep -c "constant fold" "$OUT/s6g-progress.txt")"
+    ;;
+  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g" >&2; exit 2 ;;
 esac

@@ -52,9 +52,11 @@ describe('synthetic GPEN', () => {
       const dims = new Map((g.initializer ?? []).map((t) => [t.name!, (t.dims ?? []).map(Number)]));
       return (g.node ?? []).filter((n) => n.opType === 'Conv' && (n.attribute ?? []).some((a) => a.name === 'kernel_shape' && (a.ints ?? []).map(Number).join() === '4,4')).map((n) => {
         const group = Number(n.attribute!.find((a) => a.name === 'group')!.i);
-        const w = n.input![1];
-        const mul = made.get(w);
-        const kernel = mul ? mul.input![0] : w;
+        // fp16's grouped weight: Cast(Mul(kernel, diagonal)), in fp32 so that ONNX Runtime can fold it
+        const cast = made.get(n.input![1]);
+        const mul = cast ? made.get(cast.input![0]) : undefined;
+        if (cast) assert.deepEqual([cast.opType, mul?.opType], ['Cast', 'Mul']);
+        const kernel = mul ? mul.input![0] : n.input![1];
         return { group, channels: dims.get(kernel)![0], diagonal: mul ? dims.get(mul.input![1])! : null };
       });
     };

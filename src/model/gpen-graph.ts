@@ -99,18 +99,20 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
    */
   const diagonals = new Map<number, string>();
   const blur = (x: string, kernelName: string, c: number, pad0: number, pad1: number) => {
-    const k = param(kernelName, [c, 1, 4, 4], depthwise(flipped(get(kernelName), 4), c));
-    if (!half || c % BLUR_GROUP !== 0) return g.op('Conv', [x, k], { group: c, pads: [pad0, pad0, pad1, pad1], kernel_shape: [4, 4] });
+    const k = depthwise(flipped(get(kernelName), 4), c);
+    if (!half || c % BLUR_GROUP !== 0) return g.op('Conv', [x, param(kernelName, [c, 1, 4, 4], k)], { group: c, pads: [pad0, pad0, pad1, pad1], kernel_shape: [4, 4] });
     // the grouped weight made in the graph (kernel x a 0/1 diagonal, one per channel count): stored, it would add 32
-    // copies of every blur kernel to the file
+    // copies of every blur kernel to the file. In fp32, then cast: ONNX Runtime folds constants with CPU kernels, and
+    // an fp16 Mul has none (a CUDA session warned for each blur and computed the weight at every run)
     let diag = diagonals.get(c);
     if (!diag) {
       const d = new Float32Array(c * BLUR_GROUP);
       for (let o = 0; o < c; o++) d[o * BLUR_GROUP + (o % BLUR_GROUP)] = 1;
-      diag = param(`blur_diagonal_${c}`, [c, BLUR_GROUP, 1, 1], d);
+      diag = g.initializer(`blur_diagonal_${c}`, [c, BLUR_GROUP, 1, 1], d);
       diagonals.set(c, diag);
     }
-    return g.op('Conv', [x, g.op('Mul', [k, diag])], { group: c / BLUR_GROUP, pads: [pad0, pad0, pad1, pad1], kernel_shape: [4, 4] });
+    const w = toCompute(g.op('Mul', [g.initializer(kernelName, [c, 1, 4, 4], k), diag]));
+    return g.op('Conv', [x, w], { group: c / BLUR_GROUP, pads: [pad0, pad0, pad1, pad1], kernel_shape: [4, 4] });
   };
 
   // ---- input
