@@ -458,7 +458,7 @@ PY
       --out "$OUT/gpu-p5-pool.json" > /dev/null 2> "$OUT/p5-pool.txt"; echo "p5 pool exit $?"; grep "batch 1:" "$OUT/p5-pool.txt" | cut -c1-400
     ;;
   s6g)
-    # session 6, after final8: the fp16 blur's grouped weight made in fp32 and cast (ONNX Runtime can fold it; the fp16
+    # session 6, after final8 (not run: no device time was left): the fp16 blur's grouped weight made in fp32 and cast (ONNX Runtime can fold it; the fp16
     # Mul warned once per blur in CUDA sessions): the stock binding's warnings and both routes' times
     node dist/cli/index.js bench --synthetic 512 --provider cuda --precision fp16 --batch 1,32 --runs 10 --warmup 2 \
       --capi-cuda enable_cuda_graph=1 --out "$OUT/s6g.json" > "$OUT/s6g.txt" 2> "$OUT/s6g-progress.txt"; echo "bench exit $?"
