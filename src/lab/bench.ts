@@ -19,7 +19,7 @@ import { GraphBuilder, TensorType } from '../model/onnx-builder.js';
 import type { ModelSpec } from '../model/registry.js';
 import { prepareModel } from '../model/registry.js';
 import type { Provider } from '../runtime/providers.js';
-import type { DeviceBinding } from '../runtime/capi.js';
+import type { DeviceBinding, PinnedStats } from '../runtime/capi.js';
 import { CapiSession, splitCudaOptions } from '../runtime/capi.js';
 import { ModelSession, readProfileNodes, runtimeVersion } from '../runtime/session.js';
 
@@ -57,7 +57,7 @@ export interface BenchRow {
   gpuProcessPeakMiB: number | null;
 }
 
-export interface E2e { photo: string; detector?: Provider; /** C API CUDA options of the session (null: the stock binding). */ cudaOptions?: Record<string, string> | null; faces: number; stats: TimingStats; stagesMedianMs: Record<string, number>; /** The C API route's page-locked host buffers. */ pinned?: { buffers: number; bytes: number; error: string | null } }
+export interface E2e { photo: string; detector?: Provider; /** C API CUDA options of the session (null: the stock binding). */ cudaOptions?: Record<string, string> | null; faces: number; stats: TimingStats; stagesMedianMs: Record<string, number>; /** The C API route's page-locked host buffers. */ pinned?: PinnedStats }
 
 export interface BenchVariant {
   provider: Provider;
@@ -212,7 +212,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
               for (const [k, val] of Object.entries(res.stages_ms)) (stages[k] ??= []).push(val);
             }
             // the C API route's page-locked host buffers (what was locked, or why not)
-            const pinned = (r.runner as { pinnedStats?: () => E2e['pinned'] | null } | null)?.pinnedStats?.() ?? null;
+            const pinned = r.runner?.pinnedStats?.() ?? null;
             await r.release();
             const e2e = { photo: o.photo, detector: detectorProvider, cudaOptions, faces, stats: timingStats(totals), stagesMedianMs: Object.fromEntries(Object.entries(stages).map(([k, xs]) => [k, median(xs)])), ...(pinned ? { pinned } : {}) };
             (v.e2eAll ??= []).push(e2e);

@@ -7,7 +7,7 @@ import { performance } from 'node:perf_hooks';
 import { GpenLabError, errorMessage } from '../errors.js';
 import type { DeviceBinding } from './capi.js';
 import { CapiSession, HostPins, mapFile, splitCudaOptions } from './capi.js';
-import type { MappedFile } from './capi.js';
+import type { MappedFile, PinnedStats } from './capi.js';
 import { mark } from './marks.js';
 import { graphCache } from './graph-cache.js';
 import { prime, type PrimeReport } from './primer.js';
@@ -197,7 +197,7 @@ export class CapiModelSession implements GpenRunner {
   }
 
   /** The page-locked host buffers (null when GPEN_LAB_PIN_HOST=0). */
-  pinnedStats(): ReturnType<HostPins['stats']> | null {
+  pinnedStats(): PinnedStats | null {
     return this.pins?.stats() ?? null;
   }
 }

@@ -231,11 +231,27 @@ export function splitCudaOptions(all: Record<string, string>): { cuda: Record<st
 /** ONNX tensor element types used here. */
 const FLOAT = 1;
 
-/** cudaMemcpy from the CUDA runtime that the CUDA provider has already loaded (libcudart.so.13). */
-let cudaMemcpy: ((dst: unknown, src: unknown, bytes: number, kind: number) => number) | null = null;
+/** The CUDA runtime functions used here, from the libcudart.so.13 the CUDA provider has already loaded (once). */
+interface Cudart {
+  memcpy: (dst: unknown, src: unknown, bytes: number, kind: number) => number;
+  hostRegister: (p: unknown, bytes: number, flags: number) => number;
+  hostUnregister: (p: unknown) => number;
+}
+let cudartFns: Cudart | null = null;
+function cudart(): Cudart {
+  cudartFns ??= (() => {
+    const l = koffi.load('libcudart.so.13');
+    return {
+      memcpy: l.func('int cudaMemcpy(void *dst, void *src, size_t count, int kind)') as unknown as Cudart['memcpy'],
+      hostRegister: l.func('int cudaHostRegister(void *p, size_t bytes, unsigned int flags)') as unknown as Cudart['hostRegister'],
+      hostUnregister: l.func('int cudaHostUnregister(void *p)') as unknown as Cudart['hostUnregister'],
+    };
+  })();
+  return cudartFns;
+}
+
 function memcpy(dst: unknown, src: unknown, bytes: number, kind: 1 | 2): void {
-  cudaMemcpy ??= koffi.load('libcudart.so.13').func('int cudaMemcpy(void *dst, void *src, size_t count, int kind)') as unknown as typeof cudaMemcpy;
-  const rc = cudaMemcpy!(dst, src, bytes, kind);
+  const rc = cudart().memcpy(dst, src, bytes, kind);
   if (rc !== 0) throw new GpenLabError('E_INFERENCE', `cudaMemcpy (${kind === 1 ? 'host to device' : 'device to host'}, ${bytes} bytes) failed with CUDA error ${rc}`, 'Run `gpen-lab doctor --provider cuda`.');
 }
 
@@ -246,10 +262,12 @@ function memcpy(dst: unknown, src: unknown, bytes: number, kind: 1 | 2): void {
  * is locked once and reused; at most `most` stay locked, the least recently used unlocked first, all on release. An
  * optimisation: a buffer that cannot be locked is copied as before, and the failure is kept in `stats().error`.
  */
+export interface PinnedStats { buffers: number; bytes: number; error: string | null }
+
 export class HostPins {
   private readonly pinned = new Map<ArrayBufferLike, number>();
   private error: string | null = null;
-  private fns: { register: (p: unknown, bytes: number, flags: number) => number; unregister: (p: unknown) => number } | null = null;
+  private fns: Cudart | null = null;
   constructor(private readonly most = 4, private readonly minBytes = 8 << 20) {}
 
   /** Locks the whole buffer under `a` unless it is small, locked already, or locking failed before. */
@@ -263,19 +281,13 @@ export class HostPins {
       return;
     }
     try {
-      this.fns ??= (() => {
-        const l = koffi.load('libcudart.so.13');
-        return {
-          register: l.func('int cudaHostRegister(void *p, size_t bytes, unsigned int flags)') as unknown as (p: unknown, bytes: number, flags: number) => number,
-          unregister: l.func('int cudaHostUnregister(void *p)') as unknown as (p: unknown) => number,
-        };
-      })();
+      this.fns ??= cudart();
     } catch (e) {
       this.error = `the CUDA runtime (libcudart.so.13) could not be loaded to lock host memory: ${(e as Error).message}`;
       return;
     }
     while (this.pinned.size >= this.most) this.unpin(this.pinned.keys().next().value!);
-    const rc = this.fns.register(new Uint8Array(buf), buf.byteLength, 0);
+    const rc = this.fns.hostRegister(new Uint8Array(buf), buf.byteLength, 0);
     if (rc !== 0) {
       this.error = `cudaHostRegister of ${buf.byteLength} bytes failed with CUDA error ${rc}: copies go through pageable memory`;
       return;
@@ -285,11 +297,11 @@ export class HostPins {
 
   private unpin(buf: ArrayBufferLike): void {
     this.pinned.delete(buf);
-    this.fns?.unregister(new Uint8Array(buf));
+    this.fns?.hostUnregister(new Uint8Array(buf));
   }
 
   /** What is locked now, and why locking stopped (null while it works). */
-  stats(): { buffers: number; bytes: number; error: string | null } {
+  stats(): PinnedStats {
     return { buffers: this.pinned.size, bytes: [...this.pinned.values()].reduce((x, y) => x + y, 0), error: this.error };
   }
 
@@ -631,29 +643,32 @@ export class CapiSession {
 
   /** Ends profiling (the session was created with profilePrefix) and returns the profile's file name. */
   endProfiling(): string {
-    this.live();
-    const a = this.a;
-    const out: unknown[] = [null];
-    check(a, a.fns.GetAllocatorWithDefaultOptions(out), 'GetAllocatorWithDefaultOptions');
-    const allocator = out[0];
-    check(a, a.fns.SessionEndProfiling(this.session, allocator, out), 'SessionEndProfiling');
-    const name = koffi.decode(out[0], 'char', -1) as string;
-    check(a, a.fns.AllocatorFree(allocator, out[0]), 'AllocatorFree');
-    return name;
+    const { allocator, out } = this.profilingAllocator();
+    check(this.a, this.a.fns.SessionEndProfiling(this.session, allocator, out), 'SessionEndProfiling');
+    return this.profileName(allocator, out[0]);
   }
 
   /** endProfiling on one of libuv's worker threads (ONNX Runtime writes the profile there). */
   async endProfilingAsync(): Promise<string> {
+    const { allocator, out } = this.profilingAllocator();
+    const status = await new Promise<unknown>((resolve, reject) => this.a.fns.SessionEndProfiling.async(this.session, allocator, out, (err: unknown, res: unknown) => (err ? reject(err) : resolve(res))));
+    check(this.a, status, 'SessionEndProfiling');
+    return this.profileName(allocator, out[0]);
+  }
+
+  /** The allocator SessionEndProfiling writes the profile's name with, and the slot it writes it to. */
+  private profilingAllocator(): { allocator: unknown; out: unknown[] } {
     this.live();
-    const a = this.a;
     const out: unknown[] = [null];
-    check(a, a.fns.GetAllocatorWithDefaultOptions(out), 'GetAllocatorWithDefaultOptions');
-    const allocator = out[0];
-    const status = await new Promise<unknown>((resolve, reject) => a.fns.SessionEndProfiling.async(this.session, allocator, out, (err: unknown, res: unknown) => (err ? reject(err) : resolve(res))));
-    check(a, status, 'SessionEndProfiling');
-    const name = koffi.decode(out[0], 'char', -1) as string;
-    check(a, a.fns.AllocatorFree(allocator, out[0]), 'AllocatorFree');
-    return name;
+    check(this.a, this.a.fns.GetAllocatorWithDefaultOptions(out), 'GetAllocatorWithDefaultOptions');
+    return { allocator: out[0], out };
+  }
+
+  /** The profile's name as a string, its C string given back to `allocator`. */
+  private profileName(allocator: unknown, name: unknown): string {
+    const s = koffi.decode(name, 'char', -1) as string;
+    check(this.a, this.a.fns.AllocatorFree(allocator, name), 'AllocatorFree');
+    return s;
   }
 
   release(): void {

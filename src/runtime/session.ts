@@ -9,6 +9,7 @@ import { GpenLabError, errorMessage } from '../errors.js';
 import type { Provider } from './providers.js';
 import { PROVIDER_SPECS, PROVIDERS, missingProviderFiles, ortBinDir, ortVersion } from './providers.js';
 import type { Placement } from './profile.js';
+import type { PinnedStats } from './capi.js';
 import { placementFromProfileDir } from './profile.js';
 
 // the profile readers live in profile.ts (no binding to load: the C API route's early session imports them)
@@ -101,6 +102,8 @@ export interface GpenRunner {
   placementSettled?(): Promise<void>;
   /** Whether run() takes views of SharedArrayBuffers as they are (the stock binding's tensors need a copy). */
   readonly readsSharedMemory?: boolean;
+  /** The C API route's page-locked host buffers (what is locked, or why locking stopped). */
+  pinnedStats?(): PinnedStats | null;
   run(data: Float32Array, dims: number[], into?: Float32Array): Promise<RunResult>;
   release(): Promise<void>;
 }
