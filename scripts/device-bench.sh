@@ -464,5 +464,27 @@ PY
       --capi-cuda enable_cuda_graph=1 --out "$OUT/s6g.json" > "$OUT/s6g.txt" 2> "$OUT/s6g-progress.txt"; echo "bench exit $?"
     cat "$OUT/s6g.txt"; echo "constant-folding warnings: $(grep -c "constant fold" "$OUT/s6g-progress.txt")"
     ;;
-  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g" >&2; exit 2 ;;
+  s7a)
+    # session 7: the graph without cuBLAS (GPEN_LAB_NO_BLAS=1: linear layers as convolutions with a K x 1 kernel, the
+    # input conv as Muls and Adds, ToRGB as a 1x2 kernel): model-only times and constant-folding warnings of both
+    # forms (s6g's check comes with the current form), the first run node by node, then cold starts taking turns
+    for v in 0 1; do
+      mkdir -p /tmp/v$v/cache
+      TMPDIR=/tmp/v$v XDG_CACHE_HOME=/tmp/v$v/cache GPEN_LAB_NO_BLAS=$v node dist/cli/index.js bench --synthetic 512 --provider cuda --precision fp16 --batch 1,32 --runs 10 --warmup 2 \
+        --capi-cuda enable_cuda_graph=1 --out "$OUT/model-nb$v.json" > "$OUT/model-nb$v.txt" 2> "$OUT/model-nb$v-progress.txt"; echo "bench nb=$v exit $?"
+      cat "$OUT/model-nb$v.txt"; echo "constant-folding warnings: $(grep -c "constant fold" "$OUT/model-nb$v-progress.txt")"
+      TMPDIR=/tmp/v$v GPEN_LAB_NO_BLAS=$v node --import tsx bench/first-run.ts 512 fp16 cuda cudnn_conv_algo_search=HEURISTIC > "$OUT/first-run-nb$v.json" 2>> "$OUT/first-run-err.txt"; echo "first-run nb=$v exit $?"
+      python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(round(d['createMs']), [round(x,1) for x in d['runMs']], {k: round(v,1) for k,v in d['nodeMs'].items()}); [print('  ', o) for o in d['byOp'][:8]]; [print('  ', n) for n in d['slowestFirst'][:8]]" "$OUT/first-run-nb$v.json"
+    done
+    tail -3 "$OUT/first-run-err.txt"
+    H=cudnn_conv_algo_search=HEURISTIC,graph_optimization_level=0
+    for v in 0 1 0 1; do
+      for p in fp32 fp16; do
+        TMPDIR=/tmp/v$v XDG_CACHE_HOME=/tmp/v$v/cache GPEN_LAB_NO_BLAS=$v node dist/cli/index.js bench --synthetic 512 --provider cuda --precision $p --batch 1 --runs 2 --warmup 1 --cold 3 --no-cold-binding \
+          --cold-cuda-options $H,prime=1,graph_cache=ort --out "$OUT/cold-nb$v-$p-$RANDOM.json" > /dev/null 2> "$OUT/cold.txt"; echo "cold nb=$v $p exit $?"
+        grep -h "^cold" "$OUT/cold.txt" | sed 's/(C API.*)//'
+      done
+    done
+    ;;
+  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a" >&2; exit 2 ;;
 esac

@@ -1,0 +1,13 @@
+import { prepareModel } from './src/model/registry.js';
+import { CapiSession } from './src/runtime/capi.js';
+const size = 512;
+const lvl = Number(process.argv[2] ?? 99);
+const mp = process.argv[3] === 'mp';
+const p = await prepareModel({ type: 'synthetic', size, seed: 0 }, 'fp32');
+const s = CapiSession.create(p.model as Uint8Array, { provider: 'cpu', graphOptimizationLevel: lvl as 0, memPattern: mp, intraOpNumThreads: 2, ...(process.argv[4] ? { arena: JSON.parse(process.argv[4]) } : {}) });
+const per = 3 * size * size;
+console.log('before', s.allocatorStats('cpu'));
+s.run(new Float32Array(per).fill(0.1), [1, 3, size, size], per);
+const st = s.allocatorStats('cpu');
+const M = 1024 * 1024;
+console.log(lvl, mp, Object.fromEntries(Object.entries(st).map(([k, v]) => [k, k.includes('Num') ? v : +(v / M).toFixed(1)])));
