@@ -471,7 +471,7 @@ PY
     for v in 0 1; do
       mkdir -p /tmp/v$v/cache
       TMPDIR=/tmp/v$v XDG_CACHE_HOME=/tmp/v$v/cache GPEN_LAB_NO_BLAS=$v node dist/cli/index.js bench --synthetic 512 --provider cuda --precision fp16 --batch 1,32 --runs 10 --warmup 2 \
-        --capi-cuda enable_cuda_graph=1 --out "$OUT/model-nb$v.json" > "$OUT/model-nb$v.txt" 2> "$OUT/model-nb$v-progress.txt"; echo "bench nb=$v exit $?"
+        --capi-cuda enable_cuda_graph=1 --capi-cuda $LEAN --out "$OUT/model-nb$v.json" > "$OUT/model-nb$v.txt" 2> "$OUT/model-nb$v-progress.txt"; echo "bench nb=$v exit $?"
       cat "$OUT/model-nb$v.txt"; echo "constant-folding warnings: $(grep -c "constant fold" "$OUT/model-nb$v-progress.txt")"
       TMPDIR=/tmp/v$v GPEN_LAB_NO_BLAS=$v node --import tsx bench/first-run.ts 512 fp16 cuda cudnn_conv_algo_search=HEURISTIC > "$OUT/first-run-nb$v.json" 2>> "$OUT/first-run-err.txt"; echo "first-run nb=$v exit $?"
       python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(round(d['createMs']), [round(x,1) for x in d['runMs']], {k: round(v,1) for k,v in d['nodeMs'].items()}); [print('  ', o) for o in d['byOp'][:8]]; [print('  ', n) for n in d['slowestFirst'][:8]]" "$OUT/first-run-nb$v.json"
