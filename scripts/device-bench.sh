@@ -486,5 +486,23 @@ PY
       done
     done
     ;;
-  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a" >&2; exit 2 ;;
+  s7b)
+    # session 7: P5 (fp16 batch 1, the driver's figure beyond the context) by option set, each in its own process, two
+    # rounds: the lean set; cuBLAS without its workspace (CUBLAS_WORKSPACE_CONFIG=:0:0); the weights outside the arena
+    # (session.use_device_allocator_for_initializers=1); the arena splitting every chunk (max_dead_bytes_per_chunk
+    # 1 MiB); all three; the lean set with EXHAUSTIVE search capped at 32 MiB of workspace
+    X=cudnn_conv_algo_search=EXHAUSTIVE,arena_extend_strategy=kSameAsRequested,cudnn_conv_use_max_workspace=0,mem_pattern=0
+    for r in 1 2; do
+      for c in "lean $LEAN" "cublas0 $LEAN" "initdev $LEAN,session.use_device_allocator_for_initializers=1" "dead1m $LEAN,arena.max_dead_bytes_per_chunk=1048576" \
+               "all3 $LEAN,session.use_device_allocator_for_initializers=1,arena.max_dead_bytes_per_chunk=1048576" "exh $X"; do
+        set -- $c
+        W=""; [ "$1" = cublas0 ] || [ "$1" = all3 ] && W=":0:0"
+        env ${W:+CUBLAS_WORKSPACE_CONFIG=$W} node dist/cli/index.js bench --synthetic 512 --provider '' --precision fp16 --batch 1 --runs 5 --warmup 1 \
+          --capi-cuda "$2" --out /tmp/p5.json > /dev/null 2> /tmp/p5.txt; echo "$1 exit $?"
+        grep "batch 1:" /tmp/p5.txt | cut -c1-400
+        python3 -c "import json; d=json.load(open('/tmp/p5.json')); v=d['variants'][-1]; print('  P5', round(d['targets']['P5']['value'] or 0,3), 'ctx', v['contextMiB'], 'session', v.get('sessionProcessMiB'), 'b1', v['batch1ProcessMiB'], 'arena', v.get('batch1Arena'), 'ms', round(v['rows'][0]['stats']['median'],2) if v['rows'] else None)"
+      done
+    done
+    ;;
+  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a|s7b" >&2; exit 2 ;;
 esac

@@ -16,8 +16,6 @@ export interface BuildOptions {
   precision: Precision;
   /** Extra metadata_props (gpen-lab.* keys describe the model to every later reader). */
   metadata?: Record<string, string>;
-  /** Linear layers and 1x1 convolutions in forms cuDNN runs without cuBLAS (EXPLORATION: GPEN_LAB_NO_BLAS=1). */
-  noBlas?: boolean;
 }
 
 export const OPSET = 17;
@@ -66,21 +64,6 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
   const toFloat = (x: string) => (half ? g.op('Cast', [x], { to: TensorType.FLOAT }) : x);
 
   const R4 = g.constInt64([0, -1, 1, 1], 'shape_nc11');
-  const noBlas = opts.noBlas ?? process.env.GPEN_LAB_NO_BLAS === '1';
-  /** A linear layer's weight [O, K] as an initializer, stored as [O, 1, K, 1] where linear() convolves. */
-  const linearWeight = (name: string, o: number, k: number, data: Float32Array) => g.initializer(name, noBlas ? [o, 1, k, 1] : [o, k], data);
-  const weightDims = (name: string) => g.initializers.find((t) => t.name === name)?.dims;
-  const N1K1 = g.constInt64([0, 1, -1, 1], 'shape_n1k1');
-  const NK = g.constInt64([0, -1], 'shape_nk');
-  /**
-   * y = x W^T + b for x [N, K]: a Gemm, or (noBlas) a convolution whose K x 1 kernel spans the input seen as
-   * [N, 1, K, 1] (cuDNN's own kernels: no cuBLAS to start at a cold start).
-   */
-  const linear = (x: string, w: string, k: number, o: number, b?: string) => {
-    if (!noBlas) return g.op('Gemm', [x, w, ...(b ? [b] : [])], { transB: 1 });
-    const wk = weightDims(w)?.length === 4 ? w : g.op('Reshape', [w, g.constInt64([o, 1, k, 1], 'shape_o1k1')]);
-    return g.op('Reshape', [g.op('Conv', [g.op('Reshape', [x, N1K1]), wk, ...(b ? [b] : [])], { kernel_shape: [k, 1] }), NK]);
-  };
   const sqrt2F = g.constFloat([SQRT2], [], 'sqrt2');
   const epsF = g.constFloat([1e-8], [], 'eps');
 
@@ -143,21 +126,9 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
     // the 1x1 conv from 3 channels as one MatMul over [N, 3, H*W]: cuDNN is slow for 3 input channels
     const w = get('ecd0.0.0.weight');
     const c = ch[S];
-    if (noBlas) {
-      // three broadcast Muls and two Adds: elementwise kernels only
-      const ws = scaled(w, 1 / Math.sqrt(3));
-      const parts = g.node('Split', [x, g.constInt64([1, 1, 1], 'split_rgb')], { axis: 1 }, 3, 'rgb');
-      const term = (i: number) => {
-        const col = new Float32Array(c);
-        for (let o = 0; o < c; o++) col[o] = ws[o * 3 + i];
-        return g.op('Mul', [parts[i], param(`ecd0.0.0.weight.${i}`, [1, c, 1, 1], col)]);
-      };
-      x = g.op('Add', [g.op('Add', [term(0), term(1)]), term(2)]);
-    } else {
-      const flat = g.op('Reshape', [x, g.constInt64([0, 3, -1], 'shape_n3p')]);
-      const mm = g.op('MatMul', [param('ecd0.0.0.weight', [c, 3], scaled(w, 1 / Math.sqrt(3))), flat]);
-      x = g.op('Reshape', [mm, g.constInt64([0, c, S, S], 'shape_ecd0')]);
-    }
+    const flat = g.op('Reshape', [x, g.constInt64([0, 3, -1], 'shape_n3p')]);
+    const mm = g.op('MatMul', [param('ecd0.0.0.weight', [c, 3], scaled(w, 1 / Math.sqrt(3))), flat]);
+    x = g.op('Reshape', [mm, g.constInt64([0, c, S, S], 'shape_ecd0')]);
     x = fusedLreluUnscaled(x, 'ecd0.0.1.bias', c);
     feats.push(x);
   }
@@ -175,18 +146,10 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
   }
   // ---- final linear: the encoder's 4x4 features become the style code (their sqrt(2) folded into the weight)
   const c4 = ch[4];
-  let w: string;
+  let w = toFloat(g.op('Flatten', [x], { axis: 1 }));
   {
-    const fwData = scaled(get('final_linear.0.weight'), SQRT2 / Math.sqrt(c4 * 16));
-    const fb = g.initializer('final_linear.0.bias', [arch.styleDim], get('final_linear.0.bias'));
-    if (noBlas) {
-      // the flatten's order is [c, 4, 4]: the weight as a 4x4 kernel over the 4x4 map
-      const fw = g.initializer('final_linear.0.weight', [arch.styleDim, c4, 4, 4], fwData);
-      w = lrelu(g.op('Reshape', [g.op('Conv', [toFloat(x), fw, fb], { kernel_shape: [4, 4] }), NK]));
-    } else {
-      const fw = g.initializer('final_linear.0.weight', [arch.styleDim, c4 * 16], fwData);
-      w = lrelu(g.op('Gemm', [toFloat(g.op('Flatten', [x], { axis: 1 })), fw, fb], { transB: 1 }));
-    }
+    const fw = g.initializer('final_linear.0.weight', [arch.styleDim, c4 * 16], scaled(get('final_linear.0.weight'), SQRT2 / Math.sqrt(c4 * 16)));
+    w = lrelu(g.op('Gemm', [w, fw, g.initializer('final_linear.0.bias', [arch.styleDim], get('final_linear.0.bias'))], { transB: 1 }));
   }
   // ---- mapping network (fp32): PixelNorm, then n_mlp EqualLinear with lr_mul
   {
@@ -194,9 +157,9 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
     w = g.op('Div', [w, g.op('Sqrt', [g.op('Add', [ms, epsF])])]);
     const S = arch.styleDim;
     for (let i = 1; i <= arch.nMlp; i++) {
-      const mw = linearWeight(`generator.style.${i}.weight`, S, S, scaled(get(`generator.style.${i}.weight`), arch.lrMlp / Math.sqrt(S)));
+      const mw = g.initializer(`generator.style.${i}.weight`, [S, S], scaled(get(`generator.style.${i}.weight`), arch.lrMlp / Math.sqrt(S)));
       const mb = g.initializer(`generator.style.${i}.bias`, [S], scaled(get(`generator.style.${i}.bias`), arch.lrMlp));
-      w = lrelu(linear(w, mw, S, S, mb));
+      w = lrelu(g.op('Gemm', [w, mw, mb], { transB: 1 }));
     }
   }
   const latent = w;
@@ -226,7 +189,7 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
       mb.set(get(`${l.prefix}.modulation.bias`), row);
       row += l.cin;
     }
-    const all = linear(latent, linearWeight('modulation.weight', total, S, mw), S, total, g.initializer('modulation.bias', [total], mb));
+    const all = g.op('Gemm', [latent, g.initializer('modulation.weight', [total, S], mw), g.initializer('modulation.bias', [total], mb)], { transB: 1 });
     // two levels of Split with at most 8 outputs each: WebGPU allows 16 storage buffers per shader, and one Split
     // into all 20+ styles needs more (found by the lab on an H200: "Too many storage buffers in shader")
     const sizes = modLayers.map((l) => l.cin);
@@ -270,7 +233,7 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
     const wsq = g.op('ReduceSumSquare', [toFloat(wName)], { axes: [2, 3], keepdims: 0 }); // [cin,cout] or [cout,cin]
     const s = styles.get(`${p}.conv`)!;
     const s2 = g.op('Mul', [s, s]);
-    const sum = noBlas ? linear(s2, up ? g.op('Transpose', [wsq], { perm: [1, 0] }) : wsq, ci, co) : g.op('Gemm', [s2, wsq], { transB: up ? 0 : 1 });
+    const sum = g.op('Gemm', [s2, wsq], { transB: up ? 0 : 1 });
     const demod = g.op('Reciprocal', [g.op('Sqrt', [g.op('Add', [sum, epsF])])]);
     out = g.op('Mul', [out, toCompute(g.op('Reshape', [demod, R4]))]);
     if (up) out = blur(out, `${p}.conv.blur.kernel`, co, 1, 1);
@@ -283,18 +246,8 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
 
   /** ToRGB: modulated 1x1 conv without demodulation, bias, plus the upsampled skip (kept in fp32). */
   const toRgb = (xin: string, p: string, ci: number, skip: string | null) => {
-    const w1 = scaled(get(`${p}.conv.weight`), SQRT2 / Math.sqrt(ci));
-    let out: string;
-    if (noBlas) {
-      // a 1x2 kernel whose second column is zero (pads right 1): cuDNN runs 1x1 convolutions through cuBLAS Lt
-      const w2 = new Float32Array(w1.length * 2);
-      for (let i = 0; i < w1.length; i++) w2[2 * i] = w1[i];
-      const wName = param(`${p}.conv.weight`, [3, ci, 1, 2], w2);
-      out = toFloat(g.op('Conv', [modulate(xin, `${p}.conv`, 1), wName], { kernel_shape: [1, 2], pads: [0, 0, 0, 1] }));
-    } else {
-      const wName = param(`${p}.conv.weight`, [3, ci, 1, 1], w1);
-      out = toFloat(g.op('Conv', [modulate(xin, `${p}.conv`, 1), wName], { kernel_shape: [1, 1] }));
-    }
+    const wName = param(`${p}.conv.weight`, [3, ci, 1, 1], scaled(get(`${p}.conv.weight`), SQRT2 / Math.sqrt(ci)));
+    let out = toFloat(g.op('Conv', [modulate(xin, `${p}.conv`, 1), wName], { kernel_shape: [1, 1] }));
     out = g.op('Add', [out, g.initializer(`${p}.bias`, [1, 3, 1, 1], get(`${p}.bias`))]);
     if (skip) {
       // upfirdn2d(up=2, pad=(2,1)) with kernel k is a stride-2 transposed conv with k itself and pads 1
