@@ -2,6 +2,10 @@
 // targets computed from a bench report and the peer's two JSONs as the GPU-speed issue defines them.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import type { BenchReport, PeerReport } from '../src/lab/bench.js';
 import { runBench, targets } from '../src/lab/bench.js';
 import { timingStats } from '../src/metrics/stats.js';
@@ -30,6 +34,29 @@ describe('gpen-lab bench', () => {
     assert.equal(v.failedBatches?.length, 1);
     assert.equal(v.failedBatches![0].batch, 2);
     assert.match(v.failedBatches![0].error, /E_INFERENCE|Inference failed|dimension|Got: 2/i);
+  });
+
+  it('--cold times the cold starts after a first one per route, which is reported apart (it writes the caches)', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'gpen-bench-cold-'));
+    try {
+      const out = path.join(dir, 'b.json');
+      const code = await new Promise<number>((resolve) => {
+        execFile(process.execPath, ['--import', 'tsx', 'src/cli/index.ts', 'bench', '--model', fixture('gpen-tiny-64.upstream.onnx'), '--provider', 'cpu', '--precision', 'fp32', '--batch', '1',
+          '--runs', '2', '--warmup', '0', '--cold', '2', '--out', out], { env: { ...process.env, TMPDIR: dir }, timeout: 120_000 }, (err) => resolve(err ? Number(err.code ?? -1) : 0));
+      });
+      assert.equal(code, 0);
+      const r = JSON.parse(readFileSync(out, 'utf8')) as { cold: { firstRun: { ms: number } | null; runs: { ms: number }[]; medianMs: number }[]; targets: { P3: { value: number } } };
+      assert.equal(r.cold.length, 1);
+      const c = r.cold[0];
+      assert.ok(c.firstRun && c.firstRun.ms > 0);
+      assert.equal(c.runs.length, 2);
+      const ms = c.runs.map((x) => x.ms).sort((a, b) => a - b);
+      assert.ok(Math.abs(c.medianMs - (ms[0] + ms[1]) / 2) < 1e-9);
+      // P3 is a GPU figure: CPU cold starts do not set it
+      assert.equal(r.targets.P3.value, null);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('computes P1-P5 against the faster peer variant', () => {

@@ -26,7 +26,12 @@ const list = (s: string): string[] => s.split(',').map((x) => x.trim()).filter(B
 interface ColdRun { ms: number; stages: Record<string, number>; startup: Record<string, unknown> | null }
 /** warmup: whether the CLI warmed CUDA up first thing (src/runtime/cuda-warm.ts; off through GPEN_LAB_CUDA_WARMUP=0). */
 /** earlySession: the C API session started from the CLI's first module (restore with --cuda-options and an ONNX file). */
-interface ColdEntry { provider: Provider; precision: Precision; route: 'binding' | 'capi'; cudaOptions: Record<string, string> | null; warmup: boolean; earlySession: boolean; runs: ColdRun[]; medianMs: number | null }
+/**
+ * firstRun: the route's first cold start with this model file, which writes what later processes read (the model's
+ * description, the optimised graph, the primer): once per file and machine, reported apart; runs and medianMs: the
+ * cold starts after it, each a new process (P3).
+ */
+interface ColdEntry { provider: Provider; precision: Precision; route: 'binding' | 'capi'; cudaOptions: Record<string, string> | null; warmup: boolean; earlySession: boolean; firstRun: ColdRun | null; runs: ColdRun[]; medianMs: number | null }
 
 async function coldStart(model: string, provider: Provider, precisionArgs: string[], v: { warmup: boolean; early: boolean }): Promise<ColdRun> {
   const args = nodeScriptArgs(import.meta.url, 'index');
@@ -67,7 +72,7 @@ export function benchCommand(): Command {
     .option('--photo <file>', 'also time the whole pipeline on this photo, warm')
     .option('--e2e-detector <list>', 'providers for the face detector in the end-to-end runs, one set each', 'cpu')
     .option('--e2e-runs <n>', 'end-to-end runs', parseIntArg('--e2e-runs'), 5)
-    .option('--cold <n>', 'also time N cold starts: a new process to the demo face restored and written as PNG', parseIntArg('--cold'), 0)
+    .option('--cold <n>', 'also time N cold starts: a new process to the demo face restored and written as PNG (after one first cold start per route, reported apart: it writes the caches later processes read)', parseIntArg('--cold'), 0)
     .option('--compare <in,out>', "the peer's seeded input and output .npy (torch_gpen.py --save-pth), for the agreement")
     .option('--peer-native <json>', "torch_gpen.py's JSON, official native ops")
     .option('--peer-fused <json>', "torch_gpen.py's JSON, official fused CUDA ops (--fused)")
@@ -115,15 +120,19 @@ export function benchCommand(): Command {
               const entries = variants.filter((v) => cudaOptions || v.early || !v.warmup).map((v) => ({
                 v,
                 tag: `cold ${provider} ${precision}${cudaOptions ? ` (C API ${JSON.stringify(cudaOptions)})` : ''}${v.warmup ? '' : ' without the CUDA warm-up'}${v.warmup && !v.early ? ' without the early session' : ''}`,
+                first: null as ColdRun | null,
                 runs: [] as ColdRun[],
                 failed: false,
               }));
-              for (let i = 0; i < o.cold; i++) {
+              // one first cold start per route (it writes the caches later processes read), then the timed ones
+              for (let i = -1; i < o.cold; i++) {
                 for (const e of entries) {
                   if (e.failed) continue;
                   try {
-                    e.runs.push(await coldStart(file, provider, extra, e.v));
-                    log(`${e.tag}: ${e.runs.at(-1)!.ms.toFixed(0)} ms`);
+                    const r = await coldStart(file, provider, extra, e.v);
+                    if (i < 0) e.first = r;
+                    else e.runs.push(r);
+                    log(`${e.tag}${i < 0 ? ' first (writes the caches)' : ''}: ${r.ms.toFixed(0)} ms`);
                   } catch (err) {
                     log(`${e.tag}: ${(err as Error).message}`);
                     e.failed = true;
@@ -131,7 +140,7 @@ export function benchCommand(): Command {
                 }
               }
               for (const e of entries) {
-                cold.push({ provider, precision, route: cudaOptions ? 'capi' : 'binding', cudaOptions, warmup: e.v.warmup, earlySession: e.v.warmup && e.v.early && cudaOptions !== null, runs: e.runs, medianMs: e.runs.length ? median(e.runs.map((r) => r.ms)) : null });
+                cold.push({ provider, precision, route: cudaOptions ? 'capi' : 'binding', cudaOptions, warmup: e.v.warmup, earlySession: e.v.warmup && e.v.early && cudaOptions !== null, firstRun: e.first, runs: e.runs, medianMs: e.runs.length ? median(e.runs.map((r) => r.ms)) : null });
               }
             }
           }
