@@ -504,5 +504,15 @@ PY
       done
     done
     ;;
-  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a|s7b" >&2; exit 2 ;;
+  s7c)
+    # session 7: the demodulation and the noise weights carried to the consumers' styles (graph version 3, dist)
+    # against graph version 2 (dist-old, built from the commit before), fp16 model only, CUDA graphs and the lean set
+    # (P5 with the arena's figures), each in its own process, taking turns
+    for d in dist-old dist dist-old dist; do
+      node $d/cli/index.js bench --synthetic 512 --provider '' --precision fp16 --batch 1,32 --runs 20 --warmup 3 \
+        --capi-cuda enable_cuda_graph=1 --capi-cuda $LEAN --out /tmp/s7c.json > /tmp/s7c.txt 2> /tmp/s7c-progress.txt; echo "$d exit $?"
+      grep -v "^P[1-4]" /tmp/s7c.txt | sed 's/{"cudnn_conv_algo_search.*}/lean/'; grep "batch 1:" /tmp/s7c-progress.txt | grep -o "[0-9]* MiB (arena.*"
+    done
+    ;;
+  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a|s7b|s7c" >&2; exit 2 ;;
 esac

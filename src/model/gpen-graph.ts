@@ -2,7 +2,8 @@
 // input-modulated form: conv(x * s, W) * demod(s) equals the official grouped conv with per-sample weights, keeps one
 // weight per layer, and lets the batch be dynamic. Equalised-lr scales are folded into the stored weights. Rewrites
 // for speed, each exact: FusedLeakyReLU's sqrt(2) folded into the consumers, the 3-channel 1x1 input convolution as
-// a MatMul, the fp16 graph's blurs as grouped convolutions (notes/gpu-speed.md has the measurements).
+// a MatMul, the fp16 graph's blurs as grouped convolutions, the demodulation and the noise weights carried to the
+// consumers' styles (notes/gpu-speed.md has the measurements).
 import type { GpenArch } from './arch.js';
 import { channels, countParams, log2 } from './arch.js';
 import { GraphBuilder, TensorType } from './onnx-builder.js';
@@ -19,8 +20,8 @@ export interface BuildOptions {
 }
 
 export const OPSET = 17;
-/** The graph's form (bump on a rewrite): caches of built graphs are keyed by it. 2: the fp16 blur grouped. */
-export const GRAPH_VERSION = 2;
+/** The graph's form (bump on a rewrite): caches of built graphs are keyed by it. 2: the fp16 blur grouped; 3: the demodulation and noise weights owed to the consumers. */
+export const GRAPH_VERSION = 3;
 const SQRT2 = Math.SQRT2;
 const NEG_SLOPE = 0.2;
 /** Channels per group of the blur's convolution (see blur()). */
@@ -203,20 +204,28 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
     }
     modLayers.forEach((l, i) => styles.set(l.prefix, outs[i]));
   }
-  /** x * s per sample and channel; `inScale` is a scale the input still owes (the sqrt(2) of its activation). */
-  const modulate = (xin: string, prefix: string, inScale: number) => {
+  /**
+   * x * s per sample and channel, where `scale` ([N, C] fp32, per sample) or a constant is what the input still owes:
+   * the sqrt(2) of its activation, and the demodulation and noise weights its producer left to its consumers.
+   */
+  const modulate = (xin: string, prefix: string, scale: string | number) => {
     const st = styles.get(prefix)!;
-    const s = inScale === 1 ? st : g.op('Mul', [st, g.constFloat([inScale], [], `in_scale_${inScale === SQRT2 ? 'sqrt2' : inScale}`)]);
+    const s = scale === 1 ? st : g.op('Mul', [st, typeof scale === 'number' ? g.constFloat([scale], [], `in_scale_${scale === SQRT2 ? 'sqrt2' : scale}`) : scale]);
     return g.op('Mul', [xin, toCompute(g.op('Reshape', [s, R4]))]);
   };
 
   /**
    * StyledConv: modulated 3x3 conv (optionally transposed x2 + blur), demodulation, feature injection, activation.
-   * Returns leaky_relu(.) without its sqrt(2) (the consumer folds it); `inScale` is what the input owes.
+   * `inScale` and `owedIn` are what the input still owes (see modulate). Returns h = leaky_relu(.) without its sqrt(2), and with GPEN's concatenation as h' with h = h' * owed, `owed`
+   * ([N, 2co] fp32) the per-sample factors the consumers fold into their styles: leaky_relu is positively homogeneous,
+   * so leaky_relu(conv * d + b) = d * leaky_relu(conv + b / d) for the demodulation d > 0, and the injected feature's
+   * noise weight w > 0 leaves leaky_relu(feat * w + b) = w * leaky_relu(feat + b / w). Two passes over the activation
+   * fewer per layer (the demodulation's Mul and the feature's), the same sums. A feature whose weight is not positive
+   * (or whose bias / weight would strain fp16) keeps its Mul.
    */
-  const styledConv = (xin: string, p: string, ci: number, co: number, up: boolean, feat: string, inScale: number) => {
+  const styledConv = (xin: string, owedIn: string | null, p: string, ci: number, co: number, up: boolean, feat: string, inScale: number): { h: string; owed: string | null } => {
     const raw = scaled(get(`${p}.conv.weight`), 1 / Math.sqrt(ci * 9));
-    const xs = modulate(xin, `${p}.conv`, inScale);
+    const xs = modulate(xin, `${p}.conv`, owedIn ? g.op('Mul', [owedIn, g.constFloat([inScale], [], 'owed_scale')]) : inScale);
     let out: string;
     let wName: string;
     if (up) {
@@ -234,20 +243,38 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
     const s = styles.get(`${p}.conv`)!;
     const s2 = g.op('Mul', [s, s]);
     const sum = g.op('Gemm', [s2, wsq], { transB: up ? 0 : 1 });
-    const demod = g.op('Reciprocal', [g.op('Sqrt', [g.op('Add', [sum, epsF])])]);
-    out = g.op('Mul', [out, toCompute(g.op('Reshape', [demod, R4]))]);
+    const nwRaw = get(`${p}.noise.weight`)[0] * SQRT2; // the encoder feature owes its sqrt(2): it folds in here
+    const bias = get(`${p}.activate.bias`);
+    if (!arch.isConcat) {
+      const demod = g.op('Reciprocal', [g.op('Sqrt', [g.op('Add', [sum, epsF])])]);
+      out = g.op('Mul', [out, toCompute(g.op('Reshape', [demod, R4]))]);
+      if (up) out = blur(out, `${p}.conv.blur.kernel`, co, 1, 1);
+      const injected = g.op('Mul', [feat, param(`${p}.noise.weight`, [1], Float32Array.of(nwRaw))]);
+      return { h: fusedLreluUnscaled(g.op('Add', [out, injected]), `${p}.activate.bias`, co), owed: null };
+    }
     if (up) out = blur(out, `${p}.conv.blur.kernel`, co, 1, 1);
-    // the encoder feature owes its sqrt(2): it folds into the (scalar) noise weight
-    const nw = param(`${p}.noise.weight`, [1], scaled(get(`${p}.noise.weight`), SQRT2));
-    const injected = g.op('Mul', [feat, nw]);
-    out = arch.isConcat ? g.op('Concat', [out, injected], { axis: 1 }) : g.op('Add', [out, injected]);
-    return fusedLreluUnscaled(out, `${p}.activate.bias`, co * f);
+    // r = 1 / d over the conv's channels, exactly 1 over the feature's (the sum padded with zeros, epsilon 1 there)
+    const maxBias = bias.subarray(co).reduce((a, b) => Math.max(a, Math.abs(b)), 0);
+    const foldNoise = nwRaw > 0 && maxBias / nwRaw < 1e4;
+    const eps2 = new Float32Array(2 * co).fill(1e-8, 0, co).fill(1, co);
+    const r = g.op('Sqrt', [g.op('Add', [g.op('Pad', [sum, g.constInt64([0, 0, 0, co], 'pads_feat')], { mode: 'constant' }), g.initializer(`${p}.demod_eps`, [2 * co], eps2)])]);
+    const b2 = Float32Array.from(bias);
+    const w2 = new Float32Array(2 * co).fill(1);
+    if (foldNoise) {
+      for (let c = co; c < 2 * co; c++) b2[c] = bias[c] / nwRaw;
+      w2.fill(nwRaw, co);
+    }
+    const perSampleBias = toCompute(g.op('Reshape', [g.op('Mul', [r, g.initializer(`${p}.activate.bias`, [2 * co], b2)]), R4]));
+    const injected = foldNoise ? feat : g.op('Mul', [feat, param(`${p}.noise.weight`, [1], Float32Array.of(nwRaw))]);
+    const h = g.op('LeakyRelu', [g.op('Add', [g.op('Concat', [out, injected], { axis: 1 }), perSampleBias])], { alpha: { float: NEG_SLOPE } });
+    const owed = g.op('Mul', [g.op('Reciprocal', [r]), g.initializer(`${p}.owed`, [2 * co], w2)]);
+    return { h, owed };
   };
 
   /** ToRGB: modulated 1x1 conv without demodulation, bias, plus the upsampled skip (kept in fp32). */
-  const toRgb = (xin: string, p: string, ci: number, skip: string | null) => {
+  const toRgb = (xin: string, owed: string | null, p: string, ci: number, skip: string | null) => {
     const wName = param(`${p}.conv.weight`, [3, ci, 1, 1], scaled(get(`${p}.conv.weight`), SQRT2 / Math.sqrt(ci)));
-    let out = toFloat(g.op('Conv', [modulate(xin, `${p}.conv`, 1), wName], { kernel_shape: [1, 1] }));
+    let out = toFloat(g.op('Conv', [modulate(xin, `${p}.conv`, owed ?? 1), wName], { kernel_shape: [1, 1] }));
     out = g.op('Add', [out, g.initializer(`${p}.bias`, [1, 3, 1, 1], get(`${p}.bias`))]);
     if (skip) {
       // upfirdn2d(up=2, pad=(2,1)) with kernel k is a stride-2 transposed conv with k itself and pads 1
@@ -261,16 +288,16 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
 
   // ---- generator: constant 4x4 input, conv1 + to_rgb1, then two styled convs and a ToRGB per resolution
   const constIn = param('generator.input.input', [1, c4, 4, 4], get('generator.input.input'));
-  let h = styledConv(constIn, 'generator.conv1', c4, c4, false, feats[L - 2], 1);
-  let skip = toRgb(h, 'generator.to_rgb1', c4 * f, null);
+  let h = styledConv(constIn, null, 'generator.conv1', c4, c4, false, feats[L - 2], 1);
+  let skip = toRgb(h.h, h.owed, 'generator.to_rgb1', c4 * f, null);
   let c = c4;
   for (let i = 3; i <= L; i++) {
     const co = ch[2 ** i];
     const k = 2 * (i - 3);
     const feat = feats[L - i];
-    h = styledConv(h, `generator.convs.${k}`, c * f, co, true, feat, SQRT2);
-    h = styledConv(h, `generator.convs.${k + 1}`, co * f, co, false, feat, SQRT2);
-    skip = toRgb(h, `generator.to_rgbs.${i - 3}`, co * f, skip);
+    h = styledConv(h.h, h.owed, `generator.convs.${k}`, c * f, co, true, feat, SQRT2);
+    h = styledConv(h.h, h.owed, `generator.convs.${k + 1}`, co * f, co, false, feat, SQRT2);
+    skip = toRgb(h.h, h.owed, `generator.to_rgbs.${i - 3}`, co * f, skip);
     c = co;
   }
   g.rename(skip, 'output');
