@@ -514,5 +514,21 @@ PY
       grep -v "^P[1-4]" /tmp/s7c.txt | sed 's/{"cudnn_conv_algo_search.*}/lean/'; grep "batch 1:" /tmp/s7c-progress.txt | grep -o "[0-9]* MiB (arena.*"
     done
     ;;
-  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a|s7b|s7c" >&2; exit 2 ;;
+  s7d)
+    # session 7: P5 of graph v3 by option set, each in its own process: the lean set; its arena as one initial chunk
+    # (544 or 512 MiB, every chunk split: max_dead_bytes_per_chunk 1 MiB); DEFAULT search (cuDNN's workspaces);
+    # NHWC; the weights outside the arena with a 352 MiB chunk for the rest
+    M=1048576
+    for c in "lean $LEAN" "chunk544 $LEAN,arena.initial_chunk_size_bytes=$((544*M)),arena.max_dead_bytes_per_chunk=$M" \
+             "chunk512 $LEAN,arena.initial_chunk_size_bytes=$((512*M)),arena.max_dead_bytes_per_chunk=$M" \
+             "default ${LEAN/HEURISTIC/DEFAULT}" "nhwc $LEAN,prefer_nhwc=1" "nhwc-chunk512 $LEAN,prefer_nhwc=1,arena.initial_chunk_size_bytes=$((512*M)),arena.max_dead_bytes_per_chunk=$M" \
+             "initdev-chunk352 $LEAN,session.use_device_allocator_for_initializers=1,arena.initial_chunk_size_bytes=$((352*M)),arena.max_dead_bytes_per_chunk=$M"; do
+      set -- $c
+      node dist/cli/index.js bench --synthetic 512 --provider '' --precision fp16 --batch 1 --runs 10 --warmup 2 \
+        --capi-cuda "$2" --out /tmp/p5.json > /dev/null 2> /tmp/p5.txt; echo "$1 exit $?"
+      grep "batch 1:" /tmp/p5.txt | grep -o "batch 1: .*" | cut -c1-200; grep -i "error" /tmp/p5.txt | head -2 | cut -c1-300
+      python3 -c "import json; d=json.load(open('/tmp/p5.json')); v=d['variants'][-1]; print('  P5', round(d['targets']['P5']['value'] or 0,3), 'ctx', v['contextMiB'], 'session', v.get('sessionProcessMiB'), 'b1', v['batch1ProcessMiB'], 'arena', v.get('batch1Arena'))"
+    done
+    ;;
+  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a|s7b|s7c|s7d" >&2; exit 2 ;;
 esac
