@@ -530,5 +530,21 @@ PY
       python3 -c "import json; d=json.load(open('/tmp/p5.json')); v=d['variants'][-1]; print('  P5', round(d['targets']['P5']['value'] or 0,3), 'ctx', v['contextMiB'], 'session', v.get('sessionProcessMiB'), 'b1', v['batch1ProcessMiB'], 'arena', v.get('batch1Arena'))"
     done
     ;;
-  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a|s7b|s7c|s7d" >&2; exit 2 ;;
+  s7e)
+    # session 7: P5 of graph v3 with the arena as one initial chunk (power-of-two strategy: the as-requested one
+    # ignores the initial chunk), later extensions capped at 32 MiB, every chunk split; HEURISTIC with the workspace
+    # cap off (does the cap act on HEURISTIC at all?)
+    M=1048576; B=cudnn_conv_algo_search=HEURISTIC,cudnn_conv_use_max_workspace=0,mem_pattern=0
+    for c in "pow2-512 $B,arena.arena_extend_strategy=0,arena.initial_chunk_size_bytes=$((512*M)),arena.max_power_of_two_extend_bytes=$((32*M)),arena.max_dead_bytes_per_chunk=$M" \
+             "pow2-544 $B,arena.arena_extend_strategy=0,arena.initial_chunk_size_bytes=$((544*M)),arena.max_power_of_two_extend_bytes=$((32*M)),arena.max_dead_bytes_per_chunk=$M" \
+             "pow2-480 $B,arena.arena_extend_strategy=0,arena.initial_chunk_size_bytes=$((480*M)),arena.max_power_of_two_extend_bytes=$((32*M)),arena.max_dead_bytes_per_chunk=$M" \
+             "lean-ws1 ${LEAN/cudnn_conv_use_max_workspace=0/cudnn_conv_use_max_workspace=1}"; do
+      set -- $c
+      node dist/cli/index.js bench --synthetic 512 --provider '' --precision fp16 --batch 1,32 --runs 10 --warmup 2 \
+        --capi-cuda "$2" --out /tmp/p5.json > /dev/null 2> /tmp/p5.txt; echo "$1 exit $?"
+      grep "batch [13][2]*:" /tmp/p5.txt | grep -o "batch .*" | cut -c1-200; grep -i "error" /tmp/p5.txt | head -2 | cut -c1-300
+      python3 -c "import json; d=json.load(open('/tmp/p5.json')); v=d['variants'][-1]; print('  P5', round(d['targets']['P5']['value'] or 0,3), 'ctx', v['contextMiB'], 'session', v.get('sessionProcessMiB'), 'b1', v['batch1ProcessMiB'], 'arena', v.get('batch1Arena'))"
+    done
+    ;;
+  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a|s7b|s7c|s7d|s7e" >&2; exit 2 ;;
 esac
