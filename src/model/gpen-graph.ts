@@ -20,8 +20,8 @@ export interface BuildOptions {
 }
 
 export const OPSET = 17;
-/** The graph's form (bump on a rewrite): caches of built graphs are keyed by it. 2: the fp16 blur grouped; 3: the demodulation and noise weights owed to the consumers. */
-export const GRAPH_VERSION = 3;
+/** The graph's form (bump on a rewrite): caches of built graphs are keyed by it. 2: the fp16 blur grouped; 3: the demodulation and noise weights owed to the consumers; 4: ToRGB as a batched MatMul. */
+export const GRAPH_VERSION = 4;
 const SQRT2 = Math.SQRT2;
 const NEG_SLOPE = 0.2;
 /** Channels per group of the blur's convolution (see blur()). */
@@ -242,10 +242,10 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
     const wsq = g.op('ReduceSumSquare', [toFloat(wName)], { axes: [2, 3], keepdims: 0 }); // [cin,cout] or [cout,cin]
     const s = styles.get(`${p}.conv`)!;
     const s2 = g.op('Mul', [s, s]);
-    const sum = g.op('Gemm', [s2, wsq], { transB: up ? 0 : 1 });
     const nwRaw = get(`${p}.noise.weight`)[0] * SQRT2; // the encoder feature owes its sqrt(2): it folds in here
     const bias = get(`${p}.activate.bias`);
     if (!arch.isConcat) {
+      const sum = g.op('Gemm', [s2, wsq], { transB: up ? 0 : 1 });
       const demod = g.op('Reciprocal', [g.op('Sqrt', [g.op('Add', [sum, epsF])])]);
       out = g.op('Mul', [out, toCompute(g.op('Reshape', [demod, R4]))]);
       if (up) out = blur(out, `${p}.conv.blur.kernel`, co, 1, 1);
@@ -253,11 +253,14 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
       return { h: fusedLreluUnscaled(g.op('Add', [out, injected]), `${p}.activate.bias`, co), owed: null };
     }
     if (up) out = blur(out, `${p}.conv.blur.kernel`, co, 1, 1);
-    // r = 1 / d over the conv's channels, exactly 1 over the feature's (the sum padded with zeros, epsilon 1 there)
+    // r = 1 / d over the conv's channels, exactly 1 over the feature's: the weight sums extended with zeros (folded at
+    // session creation, like the sums), epsilon 1 there
+    const wsqExt = g.op('Concat', [wsq, g.op('Mul', [wsq, g.constFloat([0], [], 'zero')])], { axis: up ? 1 : 0 });
+    const sum = g.op('Gemm', [s2, wsqExt], { transB: up ? 0 : 1 });
     const maxBias = bias.subarray(co).reduce((a, b) => Math.max(a, Math.abs(b)), 0);
     const foldNoise = nwRaw > 0 && maxBias / nwRaw < 1e4;
     const eps2 = new Float32Array(2 * co).fill(1e-8, 0, co).fill(1, co);
-    const r = g.op('Sqrt', [g.op('Add', [g.op('Pad', [sum, g.constInt64([0, 0, 0, co], 'pads_feat')], { mode: 'constant' }), g.initializer(`${p}.demod_eps`, [2 * co], eps2)])]);
+    const r = g.op('Sqrt', [g.op('Add', [sum, g.initializer(`${p}.demod_eps`, [2 * co], eps2)])]);
     const b2 = Float32Array.from(bias);
     const w2 = new Float32Array(2 * co).fill(1);
     if (foldNoise) {
@@ -272,9 +275,14 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
   };
 
   /** ToRGB: modulated 1x1 conv without demodulation, bias, plus the upsampled skip (kept in fp32). */
-  const toRgb = (xin: string, owed: string | null, p: string, ci: number, skip: string | null) => {
-    const wName = param(`${p}.conv.weight`, [3, ci, 1, 1], scaled(get(`${p}.conv.weight`), SQRT2 / Math.sqrt(ci)));
-    let out = toFloat(g.op('Conv', [modulate(xin, `${p}.conv`, owed ?? 1), wName], { kernel_shape: [1, 1] }));
+  const toRgb = (xin: string, owed: string | null, p: string, ci: number, res: number, skip: string | null) => {
+    // the modulation on the weight, per sample ([N, 3, ci]: tiny), and the 1x1 conv as one batched MatMul over
+    // [N, ci, H*W]: no modulated copy of the activation to write and read again
+    const st = styles.get(`${p}.conv`)!;
+    const s = toCompute(g.op('Reshape', [owed ? g.op('Mul', [st, owed]) : st, g.constInt64([0, 1, ci], 'shape_n1c')]));
+    const wn = g.op('Mul', [param(`${p}.conv.weight`, [1, 3, ci], scaled(get(`${p}.conv.weight`), SQRT2 / Math.sqrt(ci))), s]);
+    const flat = g.op('Reshape', [xin, g.constInt64([0, ci, -1], 'shape_nc_hw')]);
+    let out = toFloat(g.op('Reshape', [g.op('MatMul', [wn, flat]), g.constInt64([0, 3, res, res], 'shape_rgb')]));
     out = g.op('Add', [out, g.initializer(`${p}.bias`, [1, 3, 1, 1], get(`${p}.bias`))]);
     if (skip) {
       // upfirdn2d(up=2, pad=(2,1)) with kernel k is a stride-2 transposed conv with k itself and pads 1
@@ -289,7 +297,7 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
   // ---- generator: constant 4x4 input, conv1 + to_rgb1, then two styled convs and a ToRGB per resolution
   const constIn = param('generator.input.input', [1, c4, 4, 4], get('generator.input.input'));
   let h = styledConv(constIn, null, 'generator.conv1', c4, c4, false, feats[L - 2], 1);
-  let skip = toRgb(h.h, h.owed, 'generator.to_rgb1', c4 * f, null);
+  let skip = toRgb(h.h, h.owed, 'generator.to_rgb1', c4 * f, 4, null);
   let c = c4;
   for (let i = 3; i <= L; i++) {
     const co = ch[2 ** i];
@@ -297,7 +305,7 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
     const feat = feats[L - i];
     h = styledConv(h.h, h.owed, `generator.convs.${k}`, c * f, co, true, feat, SQRT2);
     h = styledConv(h.h, h.owed, `generator.convs.${k + 1}`, co * f, co, false, feat, SQRT2);
-    skip = toRgb(h.h, h.owed, `generator.to_rgbs.${i - 3}`, co * f, skip);
+    skip = toRgb(h.h, h.owed, `generator.to_rgbs.${i - 3}`, co * f, 2 ** i, skip);
     c = co;
   }
   g.rename(skip, 'output');
