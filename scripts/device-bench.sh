@@ -546,5 +546,21 @@ PY
       python3 -c "import json; d=json.load(open('/tmp/p5.json')); v=d['variants'][-1]; print('  P5', round(d['targets']['P5']['value'] or 0,3), 'ctx', v['contextMiB'], 'session', v.get('sessionProcessMiB'), 'b1', v['batch1ProcessMiB'], 'arena', v.get('batch1Arena'))"
     done
     ;;
-  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a|s7b|s7c|s7d|s7e" >&2; exit 2 ;;
+  s7f)
+    # session 7: graph v4 (dist: ToRGB as a batched MatMul) against v3 (dist-v3) and v2 (dist-old), fp16 model only
+    # (CUDA graphs and the lean set), each in its own process, taking turns; then cold starts of v2 and v4 (fp32, the
+    # P3 route), taking turns, each bench's first cold start apart (it writes the caches)
+    for d in dist-old dist-v3 dist dist-old dist-v3 dist; do
+      node $d/cli/index.js bench --synthetic 512 --provider '' --precision fp16 --batch 1,32 --runs 20 --warmup 3 \
+        --capi-cuda enable_cuda_graph=1 --capi-cuda $LEAN --out /tmp/s7f.json > /tmp/s7f.txt 2> /tmp/s7f-progress.txt; echo "$d exit $?"
+      grep -v "^P[1-4]" /tmp/s7f.txt | sed 's/{"cudnn_conv_algo_search.*}/lean/'; grep "batch 1:" /tmp/s7f-progress.txt | grep -o "[0-9]* MiB (arena.*"
+    done
+    H=cudnn_conv_algo_search=HEURISTIC,graph_optimization_level=0
+    for d in dist-old dist dist-old dist; do
+      node $d/cli/index.js bench --synthetic 512 --provider cuda --precision fp32 --batch 1 --runs 2 --warmup 1 --cold 3 --no-cold-binding \
+        --cold-cuda-options $H,prime=1,graph_cache=ort --out /tmp/cold.json > /dev/null 2> /tmp/cold.txt; echo "cold $d exit $?"
+      grep -h "^cold" /tmp/cold.txt | sed 's/(C API.*)//'
+    done
+    ;;
+  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a|s7b|s7c|s7d|s7e|s7f" >&2; exit 2 ;;
 esac
