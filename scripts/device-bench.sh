@@ -562,5 +562,20 @@ PY
       grep -h "^cold" /tmp/cold.txt | sed 's/(C API.*)//'
     done
     ;;
-  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a|s7b|s7c|s7d|s7e|s7f" >&2; exit 2 ;;
+  s7g)
+    # session 7: graph v5 (dist: ToRGB as a batched MatMul at the two largest resolutions only) model only; then cold
+    # starts (fp32, the P3 route) of v2 (dist-old), v3 (dist-v3), v4 (dist-v4) and v5 taking turns, two rounds
+    node dist/cli/index.js bench --synthetic 512 --provider '' --precision fp16 --batch 1,32 --runs 20 --warmup 3 \
+      --capi-cuda enable_cuda_graph=1 --capi-cuda $LEAN --out /tmp/s7g.json > /tmp/s7g.txt 2> /tmp/s7g-progress.txt; echo "v5 exit $?"
+    grep -v "^P[1-4]" /tmp/s7g.txt | sed 's/{"cudnn_conv_algo_search.*}/lean/'; grep "batch 1:" /tmp/s7g-progress.txt | grep -o "[0-9]* MiB (arena.*"
+    H=cudnn_conv_algo_search=HEURISTIC,graph_optimization_level=0
+    for r in 1 2; do
+      for d in dist-old dist-v3 dist-v4 dist; do
+        node $d/cli/index.js bench --synthetic 512 --provider cuda --precision fp32 --batch 1 --runs 2 --warmup 1 --cold 3 --no-cold-binding \
+          --cold-cuda-options $H,prime=1,graph_cache=ort --out /tmp/cold.json > /dev/null 2> /tmp/cold.txt; echo "cold $d round $r exit $?"
+        grep -h "^cold" /tmp/cold.txt | sed 's/(C API.*)//' | tr '\n' ' '; echo
+      done
+    done
+    ;;
+  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a|s7b|s7c|s7d|s7e|s7f|s7g" >&2; exit 2 ;;
 esac

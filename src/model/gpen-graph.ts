@@ -20,8 +20,8 @@ export interface BuildOptions {
 }
 
 export const OPSET = 17;
-/** The graph's form (bump on a rewrite): caches of built graphs are keyed by it. 2: the fp16 blur grouped; 3: the demodulation and noise weights owed to the consumers; 4: ToRGB as a batched MatMul. */
-export const GRAPH_VERSION = 4;
+/** The graph's form (bump on a rewrite): caches of built graphs are keyed by it. 2: the fp16 blur grouped; 3: the demodulation and noise weights owed to the consumers; 4: ToRGB as a batched MatMul; 5: that at the two largest resolutions. */
+export const GRAPH_VERSION = 5;
 const SQRT2 = Math.SQRT2;
 const NEG_SLOPE = 0.2;
 /** Channels per group of the blur's convolution (see blur()). */
@@ -276,14 +276,26 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
 
   /** ToRGB: modulated 1x1 conv without demodulation, bias, plus the upsampled skip (kept in fp32). */
   const toRgb = (xin: string, owed: string | null, p: string, ci: number, res: number, skip: string | null) => {
+    let out: string;
+    // a batched MatMul at the two largest resolutions, where the modulated copy it saves is large (three quarters of
+    // the gain at GPEN-512); below, cuDNN's 1x1 convolution: each MatMul shape is more first-use work at a cold start
+    if (res < arch.size / 2) {
+      const wName = param(`${p}.conv.weight`, [3, ci, 1, 1], scaled(get(`${p}.conv.weight`), SQRT2 / Math.sqrt(ci)));
+      out = toFloat(g.op('Conv', [modulate(xin, `${p}.conv`, owed ?? 1), wName], { kernel_shape: [1, 1] }));
+      return toRgbTail(out, p, skip);
+    }
     // the modulation on the weight, per sample ([N, 3, ci]: tiny), and the 1x1 conv as one batched MatMul over
     // [N, ci, H*W]: no modulated copy of the activation to write and read again
     const st = styles.get(`${p}.conv`)!;
     const s = toCompute(g.op('Reshape', [owed ? g.op('Mul', [st, owed]) : st, g.constInt64([0, 1, ci], 'shape_n1c')]));
     const wn = g.op('Mul', [param(`${p}.conv.weight`, [1, 3, ci], scaled(get(`${p}.conv.weight`), SQRT2 / Math.sqrt(ci))), s]);
     const flat = g.op('Reshape', [xin, g.constInt64([0, ci, -1], 'shape_nc_hw')]);
-    let out = toFloat(g.op('Reshape', [g.op('MatMul', [wn, flat]), g.constInt64([0, 3, res, res], 'shape_rgb')]));
-    out = g.op('Add', [out, g.initializer(`${p}.bias`, [1, 3, 1, 1], get(`${p}.bias`))]);
+    out = toFloat(g.op('Reshape', [g.op('MatMul', [wn, flat]), g.constInt64([0, 3, res, res], 'shape_rgb')]));
+    return toRgbTail(out, p, skip);
+  };
+  /** ToRGB's bias, plus the upsampled skip. */
+  const toRgbTail = (rgb: string, p: string, skip: string | null) => {
+    let out = g.op('Add', [rgb, g.initializer(`${p}.bias`, [1, 3, 1, 1], get(`${p}.bias`))]);
     if (skip) {
       // upfirdn2d(up=2, pad=(2,1)) with kernel k is a stride-2 transposed conv with k itself and pads 1
       const k = get(`${p}.upsample.kernel`);
