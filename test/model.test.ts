@@ -10,6 +10,10 @@ import { GpenLabError } from '../src/errors.js';
 import { decodeNpy, encodeNpy } from '../src/io/npy.js';
 import { OFFICIAL_ARCH, countParams, defaultArch, expectedShapes, inferArch } from '../src/model/arch.js';
 import { describeModel, describeOnnxCached, synthesizeGpen, synthesizeIdentity } from '../src/model/registry.js';
+import { buildGpenOnnx } from '../src/model/gpen-graph.js';
+import { readPth } from '../src/model/pth.js';
+import { toFloat32 } from '../src/model/tensor.js';
+import { fixture } from './fixtures.js';
 import { onnx } from '../src/model/onnx-builder.js';
 import { fillNormal, rng } from '../src/model/synth.js';
 import type { HostTensor } from '../src/model/tensor.js';
@@ -69,6 +73,29 @@ describe('synthetic GPEN', () => {
       else assert.deepEqual([b.group, b.diagonal], [b.channels, null]);
     }
     assert.ok(f16.some((b) => b.group < b.channels), 'some blur grouped');
+  });
+
+  it('carries the demodulation and the positive noise weights to the consumers; ToRGB as a MatMul at the two largest sizes', async () => {
+    // gpen-128's official seeded weights: its noise weights are of both signs (a test of both forms)
+    const ck = await readPth(fixture('gpen-128.pth'));
+    const arch = inferArch(ck.tensors, 'gpen-128.pth');
+    const g = onnx.ModelProto.decode(buildGpenOnnx(arch, ck.tensors, { precision: 'fp16' })).graph!;
+    const made = new Map((g.node ?? []).map((n) => [n.output![0], n]));
+    const consumers = (t: string) => (g.node ?? []).filter((n) => (n.input ?? []).includes(t));
+    const concats = (g.node ?? []).filter((n) => n.opType === 'Concat' && made.get(n.input![0])?.opType !== 'ReduceSumSquare');
+    const nw = [...ck.tensors].filter(([k]) => k.endsWith('noise.weight')).map(([, t]) => toFloat32(t)[0]);
+    assert.equal(concats.length, nw.length);
+    // a feature whose weight is positive enters the Concat as the encoder made it (a LeakyRelu), the others through a Mul
+    const direct = concats.filter((n) => made.get(n.input![1])?.opType === 'LeakyRelu').length;
+    assert.equal(direct, nw.filter((w) => w > 0).length);
+    assert.ok(direct > 0 && direct < nw.length, `${direct} of ${nw.length} folded`);
+    // no pass multiplies a styled conv's output by its demodulation: it goes to the Concat (or through the blur)
+    const styled = (g.node ?? []).filter((x) => (x.opType === 'ConvTranspose' && (x.attribute ?? []).every((a) => a.name !== 'group')) || (x.opType === 'Conv' && (x.attribute ?? []).some((a) => a.name === 'kernel_shape' && (a.ints ?? []).map(Number).join() === '3,3') && made.get(x.input![0])?.opType === 'Mul'));
+    assert.equal(styled.length, nw.length);
+    for (const n of styled) for (const c of consumers(n.output![0])) assert.ok(c.opType === 'Concat' || c.opType === 'Conv', `${n.name} feeds ${c.opType}`);
+    // MatMuls: the input conv and ToRGB at 64 and 128 px
+    const matmuls = (g.node ?? []).filter((n) => n.opType === 'MatMul');
+    assert.equal(matmuls.length, 3);
   });
 
   it('says "synthetic" in its metadata and model info', async () => {
