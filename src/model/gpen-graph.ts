@@ -3,7 +3,8 @@
 // weight per layer, and lets the batch be dynamic. Equalised-lr scales are folded into the stored weights. Rewrites
 // for speed, each exact: FusedLeakyReLU's sqrt(2) folded into the consumers, the 3-channel 1x1 input convolution as
 // a MatMul, the fp16 graph's blurs as grouped convolutions, the demodulation and the noise weights carried to the
-// consumers' styles (notes/gpu-speed.md has the measurements).
+// consumers' styles, ToRGB at the two largest resolutions as a batched MatMul with a per-sample weight
+// (notes/gpu-speed.md has the measurements).
 import type { GpenArch } from './arch.js';
 import { channels, countParams, log2 } from './arch.js';
 import { GraphBuilder, TensorType } from './onnx-builder.js';
@@ -20,7 +21,10 @@ export interface BuildOptions {
 }
 
 export const OPSET = 17;
-/** The graph's form (bump on a rewrite): caches of built graphs are keyed by it. 2: the fp16 blur grouped; 3: the demodulation and noise weights owed to the consumers; 4: ToRGB as a batched MatMul; 5: that at the two largest resolutions. */
+/**
+ * The graph's form (bump on a rewrite): caches of built graphs are keyed by it. 2: the fp16 blur grouped; 3: the
+ * demodulation and noise weights owed to the consumers; 4: ToRGB as a batched MatMul; 5: that at the two largest sizes.
+ */
 export const GRAPH_VERSION = 5;
 const SQRT2 = Math.SQRT2;
 const NEG_SLOPE = 0.2;
@@ -216,8 +220,9 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
 
   /**
    * StyledConv: modulated 3x3 conv (optionally transposed x2 + blur), demodulation, feature injection, activation.
-   * `inScale` and `owedIn` are what the input still owes (see modulate). Returns h = leaky_relu(.) without its sqrt(2), and with GPEN's concatenation as h' with h = h' * owed, `owed`
-   * ([N, 2co] fp32) the per-sample factors the consumers fold into their styles: leaky_relu is positively homogeneous,
+   * `inScale` and `owedIn` are what the input still owes (see modulate). Returns h = leaky_relu(.) without its
+   * sqrt(2); with GPEN's concatenation, h' where h = h' * owed, `owed` ([N, 2co] fp32) being the per-sample factors
+   * the consumers fold into their styles: leaky_relu is positively homogeneous,
    * so leaky_relu(conv * d + b) = d * leaky_relu(conv + b / d) for the demodulation d > 0, and the injected feature's
    * noise weight w > 0 leaves leaky_relu(feat * w + b) = w * leaky_relu(feat + b / w). Two passes over the activation
    * fewer per layer (the demodulation's Mul and the feature's), the same sums. A feature whose weight is not positive
