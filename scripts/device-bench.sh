@@ -589,5 +589,16 @@ PY
       --capi-cuda $X,arena.use_cuda_mempool=1,arena.cuda_mempool_release_threshold=8589934592 --compare /tmp/peer/peer.in.npy,/tmp/peer/peer.out.npy \
       --out "$OUT/gpu-p5-pool.json" > /dev/null 2> "$OUT/p5-pool.txt"; echo "p5 pool exit $?"; grep "batch 1:" "$OUT/p5-pool.txt" | cut -c1-400
     ;;
-  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a|s7b|s7c|s7d|s7e|s7f|s7g|final9" >&2; exit 2 ;;
+  s7h)
+    # session 7, after final9: graph v6 (dist: negative noise weights folded too, through a PRelu) against v5
+    # (dist-v5) on the peer's weights (noise weights drawn around zero), fp16, each in its own process, two rounds
+    export GPEN_SRC=$PWD/.peer/face_model; mkdir -p /tmp/peer
+    python3 .peer/torch_gpen.py --size 512 --batches 1 --out /tmp/peer/native.json --save-pth /tmp/peer/peer.pth > "$OUT/peer-native.log" 2>&1; echo "peer exit $?"
+    for d in dist-v5 dist dist-v5 dist; do
+      node $d/cli/index.js bench --model /tmp/peer/peer.pth --provider '' --precision fp16 --batch 1,32 --runs 20 --warmup 3 \
+        --capi-cuda enable_cuda_graph=1 --capi-cuda $LEAN --compare /tmp/peer/peer.in.npy,/tmp/peer/peer.out.npy --out /tmp/s7h.json > /tmp/s7h.txt 2> /tmp/s7h-progress.txt; echo "$d exit $?"
+      grep -v "^P[1-4]" /tmp/s7h.txt | sed 's/{"cudnn_conv_algo_search.*}/lean/'; grep "batch 1:\|vs peer" /tmp/s7h-progress.txt | grep -o "vs peer.*\|[0-9]* MiB (arena.*"
+    done
+    ;;
+  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a|s7b|s7c|s7d|s7e|s7f|s7g|final9|s7h" >&2; exit 2 ;;
 esac

@@ -75,7 +75,7 @@ describe('synthetic GPEN', () => {
     assert.ok(f16.some((b) => b.group < b.channels), 'some blur grouped');
   });
 
-  it('carries the demodulation and the positive noise weights to the consumers; ToRGB as a MatMul at the two largest sizes', async () => {
+  it('carries the demodulation and the noise weights to the consumers (a PRelu for a negative one); ToRGB as a MatMul at the two largest sizes', async () => {
     // gpen-128's official seeded weights: its noise weights are of both signs (a test of both forms)
     const ck = await readPth(fixture('gpen-128.pth'));
     const arch = inferArch(ck.tensors, 'gpen-128.pth');
@@ -85,10 +85,13 @@ describe('synthetic GPEN', () => {
     const concats = (g.node ?? []).filter((n) => n.opType === 'Concat' && made.get(n.input![0])?.opType !== 'ReduceSumSquare');
     const nw = [...ck.tensors].filter(([k]) => k.endsWith('noise.weight')).map(([, t]) => toFloat32(t)[0]);
     assert.equal(concats.length, nw.length);
-    // a feature whose weight is positive enters the Concat as the encoder made it (a LeakyRelu), the others through a Mul
+    // every feature whose weight is not zero enters the Concat as the encoder made it (a LeakyRelu); a negative weight
+    // takes a PRelu (slope 5 on the feature's channels) instead of the LeakyRelu after the Concat
     const direct = concats.filter((n) => made.get(n.input![1])?.opType === 'LeakyRelu').length;
-    assert.equal(direct, nw.filter((w) => w > 0).length);
-    assert.ok(direct > 0 && direct < nw.length, `${direct} of ${nw.length} folded`);
+    assert.equal(direct, nw.filter((w) => w !== 0).length);
+    const activation = (n: (typeof concats)[number]) => consumers(consumers(n.output![0])[0].output![0])[0].opType;
+    assert.deepEqual(concats.map(activation), nw.map((w) => (w < 0 ? 'PRelu' : 'LeakyRelu')));
+    assert.ok(nw.some((w) => w < 0) && nw.some((w) => w > 0));
     // no pass multiplies a styled conv's output by its demodulation: it goes to the Concat (or through the blur)
     const styled = (g.node ?? []).filter((x) => (x.opType === 'ConvTranspose' && (x.attribute ?? []).every((a) => a.name !== 'group')) || (x.opType === 'Conv' && (x.attribute ?? []).some((a) => a.name === 'kernel_shape' && (a.ints ?? []).map(Number).join() === '3,3') && made.get(x.input![0])?.opType === 'Mul'));
     assert.equal(styled.length, nw.length);

@@ -23,9 +23,10 @@ export interface BuildOptions {
 export const OPSET = 17;
 /**
  * The graph's form (bump on a rewrite): caches of built graphs are keyed by it. 2: the fp16 blur grouped; 3: the
- * demodulation and noise weights owed to the consumers; 4: ToRGB as a batched MatMul; 5: that at the two largest sizes.
+ * demodulation and noise weights owed to the consumers; 4: ToRGB as a batched MatMul; 5: that at the two largest sizes;
+ * 6: negative noise weights folded too (a PRelu).
  */
-export const GRAPH_VERSION = 5;
+export const GRAPH_VERSION = 6;
 const SQRT2 = Math.SQRT2;
 const NEG_SLOPE = 0.2;
 /** Channels per group of the blur's convolution (see blur()). */
@@ -224,9 +225,9 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
    * sqrt(2); with GPEN's concatenation, h' where h = h' * owed, `owed` ([N, 2co] fp32) being the per-sample factors
    * the consumers fold into their styles: leaky_relu is positively homogeneous,
    * so leaky_relu(conv * d + b) = d * leaky_relu(conv + b / d) for the demodulation d > 0, and the injected feature's
-   * noise weight w > 0 leaves leaky_relu(feat * w + b) = w * leaky_relu(feat + b / w). Two passes over the activation
-   * fewer per layer (the demodulation's Mul and the feature's), the same sums. A feature whose weight is not positive
-   * (or whose bias / weight would strain fp16) keeps its Mul.
+   * noise weight w > 0 leaves leaky_relu(feat * w + b) = w * leaky_relu(feat + b / w) (w < 0: see below). Two passes
+   * over the activation fewer per layer (the demodulation's Mul and the feature's), the same sums. A feature whose
+   * weight is zero (or whose bias / weight would strain fp16) keeps its Mul.
    */
   const styledConv = (xin: string, owedIn: string | null, p: string, ci: number, co: number, up: boolean, feat: string, inScale: number): { h: string; owed: string | null } => {
     const raw = scaled(get(`${p}.conv.weight`), 1 / Math.sqrt(ci * 9));
@@ -263,18 +264,25 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
     const wsqExt = g.op('Concat', [wsq, g.op('Mul', [wsq, g.constFloat([0], [], 'zero')])], { axis: up ? 1 : 0 });
     const sum = g.op('Gemm', [s2, wsqExt], { transB: up ? 0 : 1 });
     const maxBias = bias.subarray(co).reduce((a, b) => Math.max(a, Math.abs(b)), 0);
-    const foldNoise = nwRaw > 0 && maxBias / nwRaw < 1e4;
+    const foldNoise = nwRaw !== 0 && maxBias / Math.abs(nwRaw) < 1e4;
     const eps2 = new Float32Array(2 * co).fill(1e-8, 0, co).fill(1, co);
     const r = g.op('Sqrt', [g.op('Add', [sum, g.initializer(`${p}.demod_eps`, [2 * co], eps2)])]);
     const b2 = Float32Array.from(bias);
     const w2 = new Float32Array(2 * co).fill(1);
     if (foldNoise) {
+      // w > 0: leaky_relu(feat * w + b) = w * leaky_relu(feat + b / w). w < 0: slope 0.2 of a negated input is -0.2
+      // times slope 5 of the input, so leaky_relu(feat * w + b) = 0.2 * w * leaky_relu_5(feat + b / w) (a PRelu)
       for (let c = co; c < 2 * co; c++) b2[c] = bias[c] / nwRaw;
-      w2.fill(nwRaw, co);
+      w2.fill(nwRaw > 0 ? nwRaw : NEG_SLOPE * nwRaw, co);
     }
     const perSampleBias = toCompute(g.op('Reshape', [g.op('Mul', [r, g.initializer(`${p}.activate.bias`, [2 * co], b2)]), R4]));
     const injected = foldNoise ? feat : g.op('Mul', [feat, param(`${p}.noise.weight`, [1], Float32Array.of(nwRaw))]);
-    const h = g.op('LeakyRelu', [g.op('Add', [g.op('Concat', [out, injected], { axis: 1 }), perSampleBias])], { alpha: { float: NEG_SLOPE } });
+    const pre = g.op('Add', [g.op('Concat', [out, injected], { axis: 1 }), perSampleBias]);
+    let h: string;
+    if (foldNoise && nwRaw < 0) {
+      const slope = new Float32Array(2 * co).fill(NEG_SLOPE, 0, co).fill(1 / NEG_SLOPE, co);
+      h = g.op('PRelu', [pre, param(`${p}.activate.slope`, [2 * co, 1, 1], slope)]);
+    } else h = g.op('LeakyRelu', [pre], { alpha: { float: NEG_SLOPE } });
     const owed = g.op('Mul', [g.op('Reciprocal', [r]), g.initializer(`${p}.owed`, [2 * co], w2)]);
     return { h, owed };
   };
