@@ -9,7 +9,7 @@ import path from 'node:path';
 import { prepareModel } from '../src/model/registry.js';
 import { CapiSession } from '../src/runtime/capi.js';
 import { parseCudaOptions } from '../src/runtime/capi-model.js';
-import { readProfileNodes, type ProfileNode } from '../src/runtime/session.js';
+import { readProfileNodes, type ProfileNode } from '../src/runtime/profile.js';
 
 const size = Number(process.argv[2] ?? 512);
 const precision = (process.argv[3] ?? 'fp16') as 'fp32' | 'fp16';

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { onnx } from '../src/model/onnx-builder.js';
 import { prepareModel } from '../src/model/registry.js';
 import { CapiSession } from '../src/runtime/capi.js';
-import { readProfileNodes } from '../src/runtime/session.js';
+import { readProfileNodes } from '../src/runtime/profile.js';
 
 const size = Number(process.argv[2] ?? 512);
 const precision = (process.argv[3] ?? 'fp32') as 'fp32' | 'fp16';

@@ -11,7 +11,7 @@ import { prepareModel } from '../src/model/registry.js';
 import { CapiSession, splitCudaOptions } from '../src/runtime/capi.js';
 import { cachedParts, prime, primerFor } from '../src/runtime/primer.js';
 import { primerModel, splitPrimer } from '../src/runtime/primer-graph.js';
-import { readProfileNodes } from '../src/runtime/session.js';
+import { readProfileNodes } from '../src/runtime/profile.js';
 import { missingProviderFiles } from '../src/runtime/providers.js';
 import { useTempCache } from './helpers/cache-dir.js';
 

@@ -21,7 +21,8 @@ import { prepareModel } from '../model/registry.js';
 import type { Provider } from '../runtime/providers.js';
 import type { DeviceBinding, PinnedStats } from '../runtime/capi.js';
 import { CapiSession, splitCudaOptions } from '../runtime/capi.js';
-import { ModelSession, readProfileNodes, runtimeVersion } from '../runtime/session.js';
+import { ModelSession, runtimeVersion } from '../runtime/session.js';
+import { readProfileNodes } from '../runtime/profile.js';
 
 export const BENCH_SCHEMA = 'gpen-lab.bench/1';
 

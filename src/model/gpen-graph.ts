@@ -72,6 +72,7 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
   const R4 = g.constInt64([0, -1, 1, 1], 'shape_nc11');
   const sqrt2F = g.constFloat([SQRT2], [], 'sqrt2');
   const epsF = g.constFloat([1e-8], [], 'eps');
+  const zeroF = g.constFloat([0], [], 'zero');
 
   /** FusedLeakyReLU's activation on the small fp32 tensors of the style path: leaky_relu(x) * sqrt(2). */
   const lrelu = (x: string) => g.op('Mul', [g.op('LeakyRelu', [x], { alpha: { float: NEG_SLOPE } }), sqrt2F]);
@@ -231,7 +232,7 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
    */
   const styledConv = (xin: string, owedIn: string | null, p: string, ci: number, co: number, up: boolean, feat: string, inScale: number): { h: string; owed: string | null } => {
     const raw = scaled(get(`${p}.conv.weight`), 1 / Math.sqrt(ci * 9));
-    const xs = modulate(xin, `${p}.conv`, owedIn ? g.op('Mul', [owedIn, g.constFloat([inScale], [], 'owed_scale')]) : inScale);
+    const xs = modulate(xin, `${p}.conv`, owedIn ? g.op('Mul', [owedIn, inScale === SQRT2 ? sqrt2F : g.constFloat([inScale], [], 'owed_scale')]) : inScale);
     let out: string;
     let wName: string;
     if (up) {
@@ -261,7 +262,7 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
     if (up) out = blur(out, `${p}.conv.blur.kernel`, co, 1, 1);
     // r = 1 / d over the conv's channels, exactly 1 over the feature's: the weight sums extended with zeros (folded at
     // session creation, like the sums), epsilon 1 there
-    const wsqExt = g.op('Concat', [wsq, g.op('Mul', [wsq, g.constFloat([0], [], 'zero')])], { axis: up ? 1 : 0 });
+    const wsqExt = g.op('Concat', [wsq, g.op('Mul', [wsq, zeroF])], { axis: up ? 1 : 0 });
     const sum = g.op('Gemm', [s2, wsqExt], { transB: up ? 0 : 1 });
     const maxBias = bias.subarray(co).reduce((a, b) => Math.max(a, Math.abs(b)), 0);
     const foldNoise = nwRaw !== 0 && maxBias / Math.abs(nwRaw) < 1e4;
@@ -289,19 +290,19 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
 
   /** ToRGB: modulated 1x1 conv without demodulation, bias, plus the upsampled skip (kept in fp32). */
   const toRgb = (xin: string, owed: string | null, p: string, ci: number, res: number, skip: string | null) => {
+    const w = scaled(get(`${p}.conv.weight`), SQRT2 / Math.sqrt(ci));
     let out: string;
     // a batched MatMul at the two largest resolutions, where the modulated copy it saves is large (three quarters of
     // the gain at GPEN-512); below, cuDNN's 1x1 convolution: each MatMul shape is more first-use work at a cold start
     if (res < arch.size / 2) {
-      const wName = param(`${p}.conv.weight`, [3, ci, 1, 1], scaled(get(`${p}.conv.weight`), SQRT2 / Math.sqrt(ci)));
-      out = toFloat(g.op('Conv', [modulate(xin, `${p}.conv`, owed ?? 1), wName], { kernel_shape: [1, 1] }));
+      out = toFloat(g.op('Conv', [modulate(xin, `${p}.conv`, owed ?? 1), param(`${p}.conv.weight`, [3, ci, 1, 1], w)], { kernel_shape: [1, 1] }));
       return toRgbTail(out, p, skip);
     }
     // the modulation on the weight, per sample ([N, 3, ci]: tiny), and the 1x1 conv as one batched MatMul over
     // [N, ci, H*W]: no modulated copy of the activation to write and read again
     const st = styles.get(`${p}.conv`)!;
     const s = toCompute(g.op('Reshape', [owed ? g.op('Mul', [st, owed]) : st, g.constInt64([0, 1, ci], 'shape_n1c')]));
-    const wn = g.op('Mul', [param(`${p}.conv.weight`, [1, 3, ci], scaled(get(`${p}.conv.weight`), SQRT2 / Math.sqrt(ci))), s]);
+    const wn = g.op('Mul', [param(`${p}.conv.weight`, [1, 3, ci], w), s]);
     const flat = g.op('Reshape', [xin, g.constInt64([0, ci, -1], 'shape_nc_hw')]);
     out = toFloat(g.op('Reshape', [g.op('MatMul', [wn, flat]), g.constInt64([0, 3, res, res], 'shape_rgb')]));
     return toRgbTail(out, p, skip);

@@ -12,7 +12,8 @@ import { mark } from './marks.js';
 import { graphCache } from './graph-cache.js';
 import { prime, type PrimeReport } from './primer.js';
 import type { Provider } from './providers.js';
-import type { GpenRunner, Placement, RunResult, SessionConfig } from './session.js';
+import type { GpenRunner, RunResult, SessionConfig } from './session.js';
+import type { Placement } from './profile.js';
 import { placementFromProfileDirAsync } from './profile.js';
 // session.ts (the stock binding) is imported where needed: this module starts a cold start's early session, and the
 // binding's import (~40 ms) would come first

@@ -12,10 +12,6 @@ import type { Placement } from './profile.js';
 import type { PinnedStats } from './capi.js';
 import { placementFromProfileDir } from './profile.js';
 
-// the profile readers live in profile.ts (no binding to load: the C API route's early session imports them)
-export { placementFromProfile, placementFromProfileDir, placementFromProfileDirAsync, readProfileNodes } from './profile.js';
-export type { Placement, ProfileNode } from './profile.js';
-
 export const GRAPH_OPT_LEVELS = ['disabled', 'basic', 'extended', 'all'] as const;
 export type GraphOptLevel = (typeof GRAPH_OPT_LEVELS)[number];
 
