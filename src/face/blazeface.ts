@@ -411,14 +411,14 @@ export async function createBlazeFace(opts: BlazeFaceOptions = {}): Promise<Face
     // is the proposal itself, whatever the looks before it saw: on a GPU, where a run costs the same for 2 inputs as
     // for 16, every look runs at once on every proposal and the same selection is made from their answers.
     const looks = LOOKS.length + 1;
-    const props = weightedNms(cands).map((p) => ({ views: [p], sum: p.score }));
+    const props = weightedNms(cands).map((p, at) => ({ views: [p], sum: p.score, at }));
     const upfront = concurrent
       ? await Promise.all(LOOKS.map(([model, size, face]) => againAll(model === 'back' ? back : front, size, face, lv, props.map((s) => s.views[0]))))
       : null;
     for (let k = 0; k < LOOKS.length; k++) {
       const active = props.filter((s) => s.sum + (LOOKS.length - k) >= minScore * looks);
       const [model, size, face] = LOOKS[k];
-      const vs = upfront ? active.map((s) => upfront[k][props.indexOf(s)]) : await againAll(model === 'back' ? back : front, size, face, lv, active.map((s) => s.views[0]));
+      const vs = upfront ? active.map((s) => upfront[k][s.at]) : await againAll(model === 'back' ? back : front, size, face, lv, active.map((s) => s.views[0]));
       active.forEach((s, i) => {
         const v = vs[i];
         if (!v) return;
