@@ -600,5 +600,34 @@ PY
       grep -v "^P[1-4]" /tmp/s7h.txt | sed 's/{"cudnn_conv_algo_search.*}/lean/'; grep "batch 1:\|vs peer" /tmp/s7h-progress.txt | grep -o "vs peer.*\|[0-9]* MiB (arena.*"
     done
     ;;
-  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a|s7b|s7c|s7d|s7e|s7f|s7g|final9|s7h" >&2; exit 2 ;;
+  s8a)
+    # session 8: the photo end to end, the detector's inputs as bytes (the graph maps them to [-1, 1]) and the decode's
+    # alpha check folded into its split (dist) against the seventh session's code (dist-v7), taking turns; dist's
+    # stages traced (GPEN_LAB_TRACE, an exploration switch: the detector's phases, the paste's parts)
+    E=(bench --synthetic 512 --provider cuda --precision fp16 --batch 32 --runs 2 --warmup 1 --photo assets/Solvay_conference_1927.png --e2e-detector cuda --e2e-runs 7 --e2e-cuda-options enable_cuda_graph=1)
+    for d in dist-v7 dist dist-v7 dist; do
+      GPEN_LAB_TRACE=1 node $d/cli/index.js "${E[@]}" --out /tmp/s8a.json > /dev/null 2> /tmp/s8a.txt; echo "$d exit $?"
+      grep -h "end to end" /tmp/s8a.txt | sed 's/(detector on cuda, C API {"enable_cuda_graph":"1"})/C API graph/; s/(detector on cuda)/stock/' | cut -c1-300
+      grep -h "^trace" /tmp/s8a.txt | tail -9
+    done
+    ;;
+  s8b)
+    # session 8: the detector's runs traced on the photo (GPEN_LAB_TRACE, an exploration switch: per run of each
+    # runBatched call, when its fill started and ended, its run, its decoding; ms since the detection started)
+    GPEN_LAB_TRACE=1 node dist/cli/index.js bench --synthetic 512 --provider cuda --precision fp16 --batch 32 --runs 2 --warmup 1 --photo assets/Solvay_conference_1927.png \
+      --e2e-detector cuda --e2e-runs 3 --e2e-cuda-options enable_cuda_graph=1 --out /tmp/s8b.json > /dev/null 2> /tmp/s8b.txt; echo "exit $?"
+    grep -h "end to end" /tmp/s8b.txt | cut -c1-300; grep -h "^trace" /tmp/s8b.txt | tail -16
+    ;;
+  final10)
+    # the final run of the eighth session: final9's runs with graph v6 (negative noise weights folded too), the
+    # detector's inputs as bytes, the decode's alpha check in its split and the composite over the patches' spans
+    peer 1,32
+    H=cudnn_conv_algo_search=HEURISTIC,graph_optimization_level=0
+    final_bench 5 5 --no-cold-binding --e2e-cuda-options enable_cuda_graph=1 --cold-cuda-options $H,prime=1,graph_cache=ort --cold-cuda-options $H,prime=1
+    X=cudnn_conv_algo_search=EXHAUSTIVE,arena_extend_strategy=kSameAsRequested,cudnn_conv_use_max_workspace=0,mem_pattern=0,graph_optimization_level=0
+    node dist/cli/index.js bench --model /tmp/peer/peer.pth --provider '' --precision fp16 --batch 1 --runs 10 \
+      --capi-cuda $X,arena.use_cuda_mempool=1,arena.cuda_mempool_release_threshold=8589934592 --compare /tmp/peer/peer.in.npy,/tmp/peer/peer.out.npy \
+      --out "$OUT/gpu-p5-pool.json" > /dev/null 2> "$OUT/p5-pool.txt"; echo "p5 pool exit $?"; grep "batch 1:" "$OUT/p5-pool.txt" | cut -c1-400
+    ;;
+  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a|s7b|s7c|s7d|s7e|s7f|s7g|final9|s7h|s8a|s8b|final10" >&2; exit 2 ;;
 esac

@@ -9,7 +9,7 @@ import { GpenLabError } from '../src/errors.js';
 import type { Candidate } from '../src/face/blazeface.js';
 import { createBlazeFace, iou, tilePositions, weightedNms } from '../src/face/blazeface.js';
 import { FaceWorkers } from '../src/face/face-workers.js';
-import { cropToTensor, halve, resize, windowToTensor } from '../src/face/resample.js';
+import { cropToBytes, halve, resize, windowToBytes } from '../src/face/resample.js';
 import type { DetectedFace, FaceDetector } from '../src/face/types.js';
 import type { RgbImage } from '../src/io/image.js';
 import { readRgb } from '../src/io/image.js';
@@ -103,20 +103,29 @@ describe('resampling (pure)', () => {
     assert.deepEqual([up.data[0], up.data[3], up.data[21]], [10, 13, 40]); // edge pixels held, 10*.75 + 20*.25 between
   });
 
-  it('copies a window into [-1, 1] with black beyond the image', () => {
-    const t = windowToTensor(rgb(2, 2, () => [255, 0, 51]), -1, -1, 3);
-    assert.deepEqual([...t.slice(0, 3)], [-1, -1, -1]);
-    assert.deepEqual([...t.slice(12, 15)].map((v) => +v.toFixed(4)), [1, -1, -0.6]);
+  it('copies a window as bytes with black beyond the image, and over a reused buffer\'s old values', () => {
+    const img = rgb(2, 2, (x, y) => [255, 10 * x + 100 * y, 51]);
+    const t = windowToBytes(img, -1, -1, 3, new Uint8Array(27).fill(7));
+    assert.deepEqual([...t], [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 255, 0, 51, 255, 10, 51, 0, 0, 0, 255, 100, 51, 255, 110, 51]);
+    // inside the image: the pixels as they are; wholly outside: black
+    assert.deepEqual([...windowToBytes(img, 1, 0, 1)], [255, 10, 51]);
+    assert.deepEqual([...windowToBytes(img, 5, 5, 2, new Uint8Array(12).fill(9))], new Array(12).fill(0));
   });
 
   it('crops a square around a point, reading a coarser level when shrinking', () => {
     const img = rgb(64, 64, (x, y) => [x * 4, y * 4, 128]);
     const levels = [img, halve(img), halve(halve(img))];
-    const { tensor, map } = cropToTensor(levels, 32, 32, 32, 16);
+    const { bytes, map } = cropToBytes(levels, 32, 32, 32, 16);
     assert.deepEqual(map, { ox: 16, oy: 16, step: 2 });
-    // output pixel (0, 0) averages source x, y in [16, 18): 4 * 16.5 = 66
-    assert.ok(Math.abs((tensor[0] + 1) * 127.5 - 66) < 0.01 && Math.abs((tensor[1] + 1) * 127.5 - 66) < 0.01);
-    assert.deepEqual([...cropToTensor(levels, -100, -100, 20, 4).tensor].every((v) => v === -1), true);
+    // output pixel (0, 0) averages source x, y in [16, 18): 4 * 16.5 = 66; (1, 0) x in [18, 20): 74
+    assert.deepEqual([...bytes.slice(0, 6)], [66, 66, 128, 74, 66, 128]);
+    // an enlargement x2 from x = 28.5: output pixels 0 and 1 sample source x 28.25 and 28.75 (4x there: 113, 115)
+    const up = cropToBytes(levels, 32.5, 32, 8, 16).bytes;
+    assert.deepEqual([up[0], up[3]], [113, 115]);
+    // samples between bytes are rounded, not truncated: pixels 0 and 1 enlarged x2 read 0, 0.25, 0.75, 1
+    const two = rgb(2, 2, (x) => [x, 0, 0]);
+    assert.deepEqual([0, 1, 2, 3].map((i) => cropToBytes([two], 1, 1, 2, 4).bytes[3 * i]), [0, 0, 1, 1]);
+    assert.deepEqual([...cropToBytes(levels, -100, -100, 20, 4, new Uint8Array(48).fill(3)).bytes].every((v) => v === 0), true);
   });
 });
 
@@ -344,9 +353,9 @@ describe('BlazeFace in batches (the graphs rewritten for a dynamic batch)', () =
   });
 
   it('a graph other than the BlazeFace export is refused with a coded error, and a bad batch option too', async () => {
-    const { withDynamicBatch } = await import('../src/face/blazeface-graph.js');
+    const { detectorGraph } = await import('../src/face/blazeface-graph.js');
     const { synthesizeIdentity } = await import('../src/model/registry.js');
-    assert.throws(() => withDynamicBatch(synthesizeIdentity(64), 'identity.onnx'), (e: unknown) => e instanceof GpenLabError && e.code === 'E_ONNX_CORRUPT' && /identity\.onnx/.test(e.message) && /batch 1/.test(e.message));
+    assert.throws(() => detectorGraph(synthesizeIdentity(64), 'identity.onnx'), (e: unknown) => e instanceof GpenLabError && e.code === 'E_ONNX_CORRUPT' && /identity\.onnx/.test(e.message) && /batch 1/.test(e.message));
     for (const bad of [0, 1.5, 1000]) await assert.rejects(createBlazeFace({ batch: bad }), (e: unknown) => e instanceof GpenLabError && e.code === 'E_ARGUMENT' && e.message.includes('batch'));
   });
 });

@@ -115,6 +115,30 @@ describe('warp and inverse warp', () => {
   });
 });
 
+describe('compositing', () => {
+  it('faces far apart in a wide photo: the composite (read over the rows\' spans the patches reached) equals the blend computed over every pixel', () => {
+    const img = smoothPhoto(400, 200);
+    const size = 64;
+    const comp = new Compositor(img.width, img.height);
+    // two faces at 1:1, each crop one flat value: the face plane is (0.5 + 1) * 127.5 wherever a mask reaches
+    for (const [x, y] of [[60, 60], [330, 150]]) {
+      const toCrop = umeyama([[x, y], [x + 10, y]], [[32, 32], [42, 32]]);
+      comp.add(new Float32Array(3 * size * size).fill(0.5), size, toCrop, pasteMask(size));
+    }
+    const out = comp.composite(img.data);
+    let blended = 0;
+    for (let p = 0; p < img.width * img.height; p++) {
+      const a = comp.mask[p];
+      if (a > 0) blended++;
+      for (let c = 0; c < 3; c++) {
+        const v = img.data[p * 3 + c] * (1 - a) + 191.25 * a;
+        assert.equal(out[p * 3 + c], a === 0 ? img.data[p * 3 + c] : Math.min(255, Math.max(0, Math.round(v))), `pixel ${p % img.width}, ${Math.floor(p / img.width)}`);
+      }
+    }
+    assert.ok(blended > 2 * 50 * 50 && blended < 2 * 70 * 70, `${blended} pixels blended`);
+  });
+});
+
 describe('paste mask and smoothing', () => {
   it('the mask is 0..1, symmetric, full in the middle and faint at the edges', () => {
     const m = pasteMask(512);

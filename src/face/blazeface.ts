@@ -11,7 +11,7 @@ import type { RgbImage } from '../io/image.js';
 import { GpenLabError, badArgument } from '../errors.js';
 import type { Provider } from '../runtime/providers.js';
 import { ModelSession } from '../runtime/session.js';
-import { withDynamicBatch } from './blazeface-graph.js';
+import { detectorGraph } from './blazeface-graph.js';
 import type { FaceWorkers } from './face-workers.js';
 import { sharedBytes } from './face-workers.js';
 import type { CropMap, DetectorInput } from './resample.js';
@@ -264,7 +264,7 @@ export async function createBlazeFace(opts: BlazeFaceOptions = {}): Promise<Face
   if (!Number.isInteger(batch) || batch < 1 || batch > 256) throw badArgument('batch', 'an integer between 1 and 256', batch);
   const proposalScore = Math.min(PROPOSAL_SCORE, minScore);
   // the graphs rewritten for a dynamic batch (blazeface-graph.ts): tiles and second looks run `batch` at a time
-  const graph = (file: string) => withDynamicBatch(readFileSync(modelPath(file)), modelPath(file));
+  const graph = (file: string) => detectorGraph(readFileSync(modelPath(file)), modelPath(file));
   const back = await ModelSession.create(graph(BACK_FILE), { provider, recordPlacement: false, allowSpinning: false, label: `BlazeFace ${BACK_FILE}` });
   let front: ModelSession;
   try {
@@ -285,7 +285,7 @@ export async function createBlazeFace(opts: BlazeFaceOptions = {}): Promise<Face
     shared: () => RgbImage[];
   }
   // input buffers, one per call in flight: concurrent detect() calls (the service) must not share one
-  const free: Float32Array<ArrayBuffer>[] = [];
+  const free: Uint8Array<ArrayBuffer>[] = [];
   /**
    * Runs `count` inputs of size x size x 3, `batch` at a time: `input(k)` says what input k is (a window or a crop of
    * the pyramid), `each(k, outputs)` gets its outputs (in order).
@@ -296,10 +296,10 @@ export async function createBlazeFace(opts: BlazeFaceOptions = {}): Promise<Face
     const runs = Math.ceil(count / batch);
     // two input buffers when there are several runs: the next run's inputs are filled while this one runs
     const slots = Math.min(2, runs);
-    const buffers = Array.from({ length: slots }, () => free.pop() ?? new Float32Array(batch * BACK * BACK * 3));
+    const buffers = Array.from({ length: slots }, () => free.pop() ?? new Uint8Array(batch * BACK * BACK * 3));
     // the face workers fill runs of 8 inputs or more into shared memory; ONNX Runtime then reads a copy of it
     const workers = count >= INPUT_WORKERS_FROM ? opts.inputWorkers?.() ?? null : null;
-    const staging = workers ? buffers.map(() => new Float32Array(new SharedArrayBuffer(Math.min(batch, count) * per * 4))) : null;
+    const staging = workers ? buffers.map(() => new Uint8Array(new SharedArrayBuffer(Math.min(batch, count) * per))) : null;
     // on a GPU every run has the full batch (the rest zeros, their outputs ignored): one input shape, so cuDNN
     // searches its algorithms once; with a shape per remainder the CUDA detector took ~22 s for the Solvay photo
     const fill = async (s: number, slot: number): Promise<void> => {

@@ -14,7 +14,7 @@ import type { PixelsRgb } from './warp.js';
 
 export type FaceJob =
   | { id: number; kind: 'warp'; img: PixelsRgb; size: number; out: Float32Array; faces: { toCrop: Affine; offset: number }[] }
-  | { id: number; kind: 'detector'; levels: PixelsRgb[]; size: number; out: Float32Array; inputs: { input: DetectorInput; offset: number }[] }
+  | { id: number; kind: 'detector'; levels: PixelsRgb[]; size: number; out: Uint8Array; inputs: { input: DetectorInput; offset: number }[] }
   | { id: number; kind: 'paste'; crops: Float32Array; size: number; width: number; height: number; faces: { toCrop: Affine; offset: number; smooth: boolean }[] };
 export interface FaceReply { id: number; ok: boolean; error?: string; patches: FacePatch[] }
 
@@ -100,7 +100,7 @@ export class FaceWorkers {
    * Fills detector inputs (NHWC, [-1, 1]) into `out` (shared) at their offsets, from pyramid levels in shared memory:
    * exactly what fillDetectorInput writes on the calling thread.
    */
-  async detectorInputs(levels: PixelsRgb[], size: number, out: Float32Array, inputs: { input: DetectorInput; offset: number }[]): Promise<void> {
+  async detectorInputs(levels: PixelsRgb[], size: number, out: Uint8Array, inputs: { input: DetectorInput; offset: number }[]): Promise<void> {
     const parts = this.deal(inputs);
     await Promise.all(parts.map((part, i) => (part.length ? this.send(this.workers[i], { id: this.nextId++, kind: 'detector', levels, size, out, inputs: part }) : null)));
   }

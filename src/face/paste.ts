@@ -199,11 +199,16 @@ export function facePatch(crop: Float32Array, size: number, toCrop: Affine, mask
 export class Compositor {
   readonly mask: Float32Array;
   private readonly face: Float32Array;
+  /** Per row, the columns [spanLo, spanHi) that patches reached: the composite reads only those. */
+  private readonly spanLo: Int32Array;
+  private readonly spanHi: Int32Array;
 
   /** With a pool, the two planes come from it (give them back with release()). */
   constructor(readonly width: number, readonly height: number, private readonly pool?: FloatPool) {
     this.mask = pool ? pool.take(width * height).fill(0) : new Float32Array(width * height);
     this.face = pool ? pool.take(width * height * 3) : new Float32Array(width * height * 3);
+    this.spanLo = new Int32Array(height).fill(width);
+    this.spanHi = new Int32Array(height);
   }
 
   release(): void {
@@ -227,6 +232,10 @@ export class Compositor {
   merge(patch: FacePatch): void {
     const { x0, y0, w, h, mask, face } = patch;
     const W = this.width;
+    for (let j = 0; j < h && w > 0; j++) {
+      this.spanLo[y0 + j] = Math.min(this.spanLo[y0 + j], x0);
+      this.spanHi[y0 + j] = Math.max(this.spanHi[y0 + j], x0 + w);
+    }
     for (let j = 0; j < h; j++) {
       for (let i = 0; i < w; i++) {
         const q = j * w + i;
@@ -241,16 +250,22 @@ export class Compositor {
     }
   }
 
-  /** out = photo * (1 - mask) + faces * mask; pixels no mask reaches are returned unchanged, bit for bit. */
+  /**
+   * out = photo * (1 - mask) + faces * mask; pixels no mask reaches are returned unchanged, bit for bit. Only the
+   * rows' spans that patches reached are read: a large photo with a few faces costs their footprints, not its size.
+   */
   composite(rgb: Uint8Array): Uint8Array {
     const out = new Uint8Array(rgb);
-    const n = this.width * this.height;
-    for (let p = 0; p < n; p++) {
-      const a = this.mask[p];
-      if (a === 0) continue;
-      for (let c = 0; c < 3; c++) {
-        const v = rgb[p * 3 + c] * (1 - a) + this.face[p * 3 + c] * a;
-        out[p * 3 + c] = v <= 0 ? 0 : v >= 255 ? 255 : Math.round(v);
+    const W = this.width;
+    for (let y = 0; y < this.height; y++) {
+      const end = y * W + this.spanHi[y];
+      for (let p = y * W + this.spanLo[y]; p < end; p++) {
+        const a = this.mask[p];
+        if (a === 0) continue;
+        for (let c = 0; c < 3; c++) {
+          const v = rgb[p * 3 + c] * (1 - a) + this.face[p * 3 + c] * a;
+          out[p * 3 + c] = v <= 0 ? 0 : v >= 255 ? 255 : Math.round(v);
+        }
       }
     }
     return out;

@@ -1,5 +1,6 @@
 // Pure resampling over interleaved RGB uint8 buffers (no sharp under src/face): 2x2 halving for image pyramids,
-// area-weighted resizing for arbitrary downscales, and the copy of a window into a model's NHWC float tensor.
+// area-weighted resizing for arbitrary downscales, and the detector's inputs: windows and crops as NHWC bytes (the
+// graph maps them to [-1, 1]).
 import type { RgbImage } from '../io/image.js';
 
 /** Halves an image with a 2x2 box filter; output pixel (x, y) covers source [2x, 2x+2) x [2y, 2y+2). */
@@ -77,7 +78,7 @@ function axisTaps(src: number, origin: number, step: number, dst: number): AxisT
  * enlarging, black outside the source. Each value v is written as v * scale + bias (the detector's [-1, 1] in the
  * same pass).
  */
-function resampleFloat(img: RgbImage, ox: number, oy: number, stepX: number, stepY: number, outW: number, outH: number, out: Float32Array, scale = 1, bias = 0): Float32Array {
+function resampleFloat<T extends Float32Array | Uint8ClampedArray>(img: RgbImage, ox: number, oy: number, stepX: number, stepY: number, outW: number, outH: number, out: T, scale = 1, bias = 0): T {
   const { width: w, data: src } = img;
   const tx = axisTaps(w, ox, stepX, outW);
   const ty = axisTaps(img.height, oy, stepY, outH);
@@ -89,7 +90,10 @@ function resampleFloat(img: RgbImage, ox: number, oy: number, stepX: number, ste
       rowHi = Math.max(rowHi, ty.start[y] + ty.count[y]);
     }
   }
-  if (rowHi <= rowLo) return out.fill(bias, 0, outW * outH * 3);
+  if (rowHi <= rowLo) {
+    out.fill(bias, 0, outW * outH * 3);
+    return out;
+  }
   // Rows first into a float buffer (outW x rows), then columns.
   const mid = new Float32Array(outW * (rowHi - rowLo) * 3);
   const { start: xs, count: xn, offset: xo, weights: xw } = tx;
@@ -152,25 +156,19 @@ export function resize(img: RgbImage, outW: number, outH: number): RgbImage {
   return resample(img, 0, 0, img.width / outW, img.height / outH, outW, outH);
 }
 
-/** 8-bit value -> model input in [-1, 1] (MediaPipe's normalisation). */
-const TO_UNIT = Float32Array.from({ length: 256 }, (_, v) => v / 127.5 - 1);
-
 /**
- * Copies the window of `img` whose top-left is (x0, y0) into an NHWC float tensor of size x size, mapped to [-1, 1];
- * pixels outside the image are black (-1), like MediaPipe's zero-border letterbox.
+ * Copies the window of `img` whose top-left is (x0, y0) into NHWC bytes of size x size; pixels outside the image are
+ * black (0), like MediaPipe's zero-border letterbox.
  */
-export function windowToTensor<T extends Float32Array>(img: RgbImage, x0: number, y0: number, size: number, out: T = new Float32Array(size * size * 3) as T): T {
+export function windowToBytes(img: RgbImage, x0: number, y0: number, size: number, out: Uint8Array = new Uint8Array(size * size * 3)): Uint8Array {
   const { width: w, height: h, data } = img;
   const xa = Math.max(0, x0);
   const xb = Math.min(w, x0 + size);
   const ya = Math.max(0, y0);
   const yb = Math.min(h, y0 + size);
-  if (xa > x0 || xb < x0 + size || ya > y0 || yb < y0 + size) out.fill(-1);
-  for (let y = ya; y < yb; y++) {
-    let s = (y * w + xa) * 3;
-    let o = ((y - y0) * size + (xa - x0)) * 3;
-    for (let n = (xb - xa) * 3; n > 0; n--) out[o++] = TO_UNIT[data[s++]];
-  }
+  if (xa > x0 || xb < x0 + size || ya > y0 || yb < y0 + size) out.fill(0, 0, size * size * 3);
+  if (xb <= xa) return out;
+  for (let y = ya; y < yb; y++) out.set(data.subarray((y * w + xa) * 3, (y * w + xb) * 3), ((y - y0) * size + (xa - x0)) * 3);
   return out;
 }
 
@@ -182,20 +180,22 @@ export interface CropMap {
 }
 
 /**
- * Samples the square of side `side` (image pixels) centred at (cx, cy) into an NHWC float tensor of out x out in
- * [-1, 1], black outside the image. `levels` is a pyramid (level L = image / 2^L); the coarsest level that still has
- * `out` pixels across the square is read, so shrinking costs about the output's size whatever the square's.
+ * Samples the square of side `side` (image pixels) centred at (cx, cy) into NHWC bytes of out x out (rounded), black
+ * outside the image. `levels` is a pyramid (level L = image / 2^L); the coarsest level that still has `out` pixels
+ * across the square is read, so shrinking costs about the output's size whatever the square's.
  */
-export function cropToTensor<T extends Float32Array>(levels: readonly RgbImage[], cx: number, cy: number, side: number, out: number, tensor: T = new Float32Array(out * out * 3) as T): { tensor: T; map: CropMap } {
+export function cropToBytes(levels: readonly RgbImage[], cx: number, cy: number, side: number, out: number, bytes: Uint8Array = new Uint8Array(out * out * 3)): { bytes: Uint8Array; map: CropMap } {
   let L = 0;
   while (L + 1 < levels.length && side / 2 ** (L + 1) >= out) L++;
   const f = 2 ** L;
   const map = cropMap(cx, cy, side, out);
-  resampleFloat(levels[L], map.ox / f, map.oy / f, map.step / f, map.step / f, out, out, tensor, 1 / 127.5, -1);
-  return { tensor, map };
+  // a clamped view rounds each sample as it is stored (values are in [0, 255] already)
+  const clamped = new Uint8ClampedArray(bytes.buffer, bytes.byteOffset, out * out * 3);
+  resampleFloat(levels[L], map.ox / f, map.oy / f, map.step / f, map.step / f, out, out, clamped);
+  return { bytes, map };
 }
 
-/** Where cropToTensor's square of `side` centred at (cx, cy), sampled to out x out, lies in the image. */
+/** Where cropToBytes's square of `side` centred at (cx, cy), sampled to out x out, lies in the image. */
 export function cropMap(cx: number, cy: number, side: number, out: number): CropMap {
   return { ox: cx - side / 2, oy: cy - side / 2, step: side / out };
 }
@@ -203,8 +203,8 @@ export function cropMap(cx: number, cy: number, side: number, out: number): Crop
 /** A detector input: the window of pyramid level `level` at (x, y), or the square of `side` centred at (cx, cy). */
 export type DetectorInput = { kind: 'window'; level: number; x: number; y: number } | { kind: 'crop'; cx: number; cy: number; side: number };
 
-/** Writes one detector input (NHWC, size x size, [-1, 1]) into `out`: the calling thread and the face workers alike. */
-export function fillDetectorInput(levels: readonly RgbImage[], size: number, d: DetectorInput, out: Float32Array): void {
-  if (d.kind === 'window') windowToTensor(levels[d.level], d.x, d.y, size, out);
-  else cropToTensor(levels, d.cx, d.cy, d.side, size, out);
+/** Writes one detector input (NHWC bytes, size x size) into `out`: the calling thread and the face workers alike. */
+export function fillDetectorInput(levels: readonly RgbImage[], size: number, d: DetectorInput, out: Uint8Array): void {
+  if (d.kind === 'window') windowToBytes(levels[d.level], d.x, d.y, size, out);
+  else cropToBytes(levels, d.cx, d.cy, d.side, size, out);
 }

@@ -126,12 +126,15 @@ async function decodeFrom(src: string | Buffer, file: string, opts: { maxPixels?
     rgb.set(data.subarray(0, n * 3));
   } else if (ch === 4) {
     alpha = new Uint8Array(n);
+    // whether every alpha is 255, found in the same pass (a separate every() over the plane took 7-13 ms at 0.75 MP)
+    let opaque = 255;
     for (let i = 0; i < n; i++) {
       rgb[3 * i] = data[4 * i];
       rgb[3 * i + 1] = data[4 * i + 1];
       rgb[3 * i + 2] = data[4 * i + 2];
-      alpha[i] = data[4 * i + 3];
+      opaque &= alpha[i] = data[4 * i + 3];
     }
+    if (opaque === 255) alpha = null;
   } else if (ch === 1 || ch === 2) {
     if (ch === 2) alpha = new Uint8Array(n);
     for (let i = 0; i < n; i++) {
@@ -141,7 +144,7 @@ async function decodeFrom(src: string | Buffer, file: string, opts: { maxPixels?
   } else {
     throw new GpenLabError('E_FORMAT_UNKNOWN', `${file} decodes to ${ch} channels (expected 1 to 4)`, 'Convert it to RGB or RGBA first.', { input: file });
   }
-  if (alpha && alpha.every((v) => v === 255)) alpha = null;
+  if (ch === 2 && alpha?.every((v) => v === 255)) alpha = null;
   return {
     file,
     width: info.width,

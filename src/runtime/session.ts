@@ -171,12 +171,12 @@ export class ModelSession implements GpenRunner {
     return this.session.outputNames;
   }
 
-  /** Runs the first input and returns every float32 output (detectors have several). */
-  async runAll(data: Float32Array, dims: number[], into?: Float32Array): Promise<{ outputs: Record<string, { data: Float32Array; dims: number[] }>; ms: number }> {
+  /** Runs the first input (float32, or bytes for a graph that takes them) and returns every float32 output (detectors have several). */
+  async runAll(data: Float32Array | Uint8Array, dims: number[], into?: Float32Array): Promise<{ outputs: Record<string, { data: Float32Array; dims: number[] }>; ms: number }> {
     const t0 = performance.now();
     let out: ort.InferenceSession.OnnxValueMapType;
     try {
-      const feeds = { [this.inputName]: new ort.Tensor('float32', data, dims) };
+      const feeds = { [this.inputName]: data instanceof Uint8Array ? new ort.Tensor('uint8', data, dims) : new ort.Tensor('float32', data, dims) };
       out = into
         ? await this.session.run(feeds, { [this.outputName]: new ort.Tensor('float32', into, dims) })
         : await this.session.run(feeds);
