@@ -24,6 +24,9 @@ export function halve(img: RgbImage): RgbImage {
   return { width: ow, height: oh, data: out };
 }
 
+/** resampleFloat's rows pass, kept between calls (each face worker has its own). */
+let midScratch = new Float32Array(0);
+
 /** Per output index along one axis: the first source index read and its weights (flat, from `offset`). */
 interface AxisTaps {
   start: Int32Array;
@@ -94,8 +97,10 @@ function resampleFloat<T extends Float32Array | Uint8ClampedArray>(img: RgbImage
     out.fill(bias, 0, outW * outH * 3);
     return out;
   }
-  // Rows first into a float buffer (outW x rows), then columns.
-  const mid = new Float32Array(outW * (rowHi - rowLo) * 3);
+  // Rows first into a float buffer (outW x rows, reused from call to call), then columns.
+  const midLength = outW * (rowHi - rowLo) * 3;
+  if (midScratch.length < midLength) midScratch = new Float32Array(midLength);
+  const mid = midScratch;
   const { start: xs, count: xn, offset: xo, weights: xw } = tx;
   for (let y = rowLo; y < rowHi; y++) {
     const row = y * w * 3;
@@ -103,8 +108,17 @@ function resampleFloat<T extends Float32Array | Uint8ClampedArray>(img: RgbImage
     for (let x = 0; x < outW; x++, o += 3) {
       let p = row + xs[x] * 3;
       let q = xo[x];
+      const n = xn[x];
+      if (n === 2) {
+        // bilinear taps (every enlargement's inner samples): no loop
+        const w0 = xw[q], w1 = xw[q + 1];
+        mid[o] = src[p] * w0 + src[p + 3] * w1;
+        mid[o + 1] = src[p + 1] * w0 + src[p + 4] * w1;
+        mid[o + 2] = src[p + 2] * w0 + src[p + 5] * w1;
+        continue;
+      }
       let r = 0, g = 0, b = 0;
-      for (let k = xn[x]; k > 0; k--, p += 3, q++) {
+      for (let k = n; k > 0; k--, p += 3, q++) {
         const wt = xw[q];
         r += src[p] * wt;
         g += src[p + 1] * wt;
