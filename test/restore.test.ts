@@ -308,6 +308,52 @@ describe('deferred session (the cold-start overlap)', () => {
     assert.deepEqual(Array.from(x.rgb), Array.from(y.rgb));
   });
 
+  it('an image of many faces runs in overlapping chunks (its faces aligned, inferred and pasted chunk by chunk), with the output, the saved faces and the faces of one go', async () => {
+    const photo = path.join(IMAGES, 'Solvay_conference_1927.png');
+    const model = { type: 'identity' as const, size: 256 };
+    const prepared = await prepareModel(model, 'fp32');
+    const restore = async (pipeline: boolean) => {
+      // the C API route on the CPU: a session that reads the face workers' shared memory (the stock binding's do not chunk)
+      const runs: number[] = [];
+      const s = CapiSession.create(prepared.model as Uint8Array, { provider: 'cpu' });
+      const runner: GpenRunner = {
+        asked: 'cpu', createMs: 0, placement: null, cudaOptions: null, readsSharedMemory: true,
+        async run(data, dims, into) {
+          runs.push(dims[0]);
+          const t = performance.now();
+          const out = s.run(data, dims, dims.reduce((a, b) => a * b, 1), undefined, into);
+          return { data: out, dims, ms: performance.now() - t };
+        },
+        async release() { s.release(); },
+      };
+      const dir = path.join(tmp, `pipeline-${pipeline}`);
+      const r = await Restorer.create({ model, prepared, runner: Promise.resolve(runner), faceThreads: 2, batch: 32, pipeline, saveFace: true, outDir: dir });
+      try {
+        const res = (await r.restoreFiles([photo]))[0];
+        assert.equal(res.error, undefined, JSON.stringify(res.error));
+        return { res, runs };
+      } finally {
+        await r.release();
+      }
+    };
+    const a = await restore(true);
+    const b = await restore(false);
+    assert.equal(a.res.faces.length, 29);
+    // three chunks of at most ceil(29 / 3) faces, each its own run; in one go, one run of 29
+    assert.deepEqual(a.runs, [10, 10, 9]);
+    assert.equal(a.res.chunks, 3);
+    assert.deepEqual(b.runs, [29]);
+    assert.equal(b.res.chunks, undefined);
+    assert.deepEqual(a.res.faces, b.res.faces);
+    for (const k of ['align', 'infer', 'paste', 'encode'] as const) assert.ok(a.res.stages_ms[k] > 0, `${k} timed`);
+    assert.equal(a.res.outputs.faces.length, 29);
+    const pairs: [string, string][] = [[a.res.outputs.gpen!, b.res.outputs.gpen!], [a.res.outputs.comp!, b.res.outputs.comp!], ...a.res.outputs.faces.map((f, i): [string, string] => [f, b.res.outputs.faces[i]])];
+    for (const [x, y] of pairs) {
+      const [dx, dy] = await Promise.all([decodeImage(x), decodeImage(y)]);
+      assert.deepEqual(Array.from(dx.rgb), Array.from(dy.rgb), `${path.basename(x)} differs from ${path.basename(y)}`);
+    }
+  });
+
   it('a session that reads shared memory takes the face workers\' crops in place (no copy in or out), with the same output', async () => {
     // the C API route on the CPU stands in for the CUDA one: it reads and writes SharedArrayBuffer views as they are
     const photo = path.join(IMAGES, 'Solvay_conference_1927.png');
@@ -326,7 +372,8 @@ describe('deferred session (the cold-start overlap)', () => {
         },
         async release() { s.release(); },
       };
-      const r = await Restorer.create({ model, prepared, runner: Promise.resolve(runner), faceThreads: 2, batch: 32, outDir: path.join(tmp, `shared-${shared}`) });
+      // in one go (pipeline: false): the chunked path has a test of its own
+      const r = await Restorer.create({ model, prepared, runner: Promise.resolve(runner), faceThreads: 2, batch: 32, pipeline: false, outDir: path.join(tmp, `shared-${shared}`) });
       try {
         const res = (await r.restoreFiles([photo]))[0];
         assert.equal(res.error, undefined, JSON.stringify(res.error));

@@ -65,10 +65,20 @@ export interface RestoreOptions {
    * faces or more (default: the cores but one, at most 8; 0: all on the JavaScript thread). Started at first use.
    */
   faceThreads?: number;
+  /**
+   * Overlap one image's alignment, inference and paste (default true): on the C API route (--cuda-options; a session
+   * that reads the workers' shared memory), an image of PIPELINE_FROM faces or more runs in chunks, the face workers
+   * aligning and pasting one chunk while the session runs another. The output is the same either way.
+   */
+  pipeline?: boolean;
 }
 
 /** Fewer faces than this are warped and pasted on the JavaScript thread: a message round trip costs more. */
 export const FACE_WORKERS_FROM = 4;
+/** Images with this many faces or more are restored in overlapping chunks (RestoreOptions.pipeline). */
+export const PIPELINE_FROM = 12;
+/** The most chunks an image is split into: each is a run of the session (on a GPU, a batch of 10 costs per face what one of 29 does). */
+const PIPELINE_CHUNKS = 3;
 
 /** Per-call overrides of the pipeline's options (the service takes them from each request). */
 export interface FinishOptions {
@@ -85,6 +95,8 @@ export interface RestoreResult {
   outputs: { gpen: string | null; comp: string | null; faces: string[] };
   faces: DetectedFace[];
   stages_ms: Record<StageName, number>;
+  /** Set when the image ran in overlapping chunks (RestoreOptions.pipeline): how many; the stages then count waits. */
+  chunks?: number;
   provider: { asked: Provider; ran: string[] | null };
   model: { file: string | null; sha256: string | null; size: number; synthetic: boolean };
   warnings: string[];
@@ -103,6 +115,8 @@ interface Pending {
   restored: Float32Array;
   done: number;
   result: RestoreResult;
+  /** A pipelined image: its chunks of faces [from, to), each with its alignment (already asked of the face workers). */
+  chunks?: { from: number; to: number; aligned: Promise<void> }[];
 }
 
 export class Restorer {
@@ -250,7 +264,8 @@ export class Restorer {
       let p: Pending | null = null;
       const r = this.emptyResult(file);
       try {
-        p = await this.prepare(file, r);
+        // an image restored in chunks runs on its own: only when nothing is queued before it
+        p = await this.prepare(file, r, queue.length === 0);
       } catch (e) {
         r.error = isGpenLabError(e) ? { code: e.code, message: e.message, fix: e.fix } : { code: 'E_INTERNAL', message: errorMessage(e), fix: 'Re-run with --debug and report it.' };
       }
@@ -260,6 +275,19 @@ export class Restorer {
         if (!r.error) throw new Error('internal: no pending image and no error');
         results.push(r);
         onResult?.(r, results.length - 1);
+        continue;
+      }
+      if (p.chunks) {
+        try {
+          await this.pipelined(p);
+        } catch (e) {
+          p.result.error = isGpenLabError(e) ? { code: e.code, message: e.message, fix: e.fix } : { code: 'E_INTERNAL', message: errorMessage(e), fix: 'Re-run with --debug and report it.' };
+        } finally {
+          this.giveCrops(p.crops);
+          this.giveCrops(p.restored);
+        }
+        results.push(p.result);
+        onResult?.(p.result, results.length - 1);
         continue;
       }
       queue.push(p);
@@ -283,16 +311,19 @@ export class Restorer {
     };
   }
 
-  private async prepare(file: string, r: RestoreResult): Promise<Pending> {
+  private async prepare(file: string, r: RestoreResult, chunked = false): Promise<Pending> {
     let t = performance.now();
     const lap = (k: StageName) => { const n = performance.now(); r.stages_ms[k] += n - t; t = n; };
     const img = await decodeImage(file, this.opts.maxPixels !== undefined ? { maxPixels: this.opts.maxPixels } : undefined);
     lap('decode');
-    return this.prepareDecoded(img, file, r);
+    return this.prepareDecoded(img, file, r, chunked);
   }
 
-  /** Detect and align a decoded image: the crops of its faces, ready for inference. */
-  private async prepareDecoded(img: DecodedImage, file: string, r: RestoreResult): Promise<Pending> {
+  /**
+   * Detect and align a decoded image: the crops of its faces, ready for inference. With `chunked`, an image that
+   * qualifies for the pipeline (RestoreOptions.pipeline) comes back with its chunks' alignments under way instead.
+   */
+  private async prepareDecoded(img: DecodedImage, file: string, r: RestoreResult, chunked = false): Promise<Pending> {
     const S = this.size;
     let t = performance.now();
     const lap = (k: StageName) => { const n = performance.now(); r.stages_ms[k] += n - t; t = n; };
@@ -315,10 +346,98 @@ export class Restorer {
     const workers = this.faceWorkers(faces.length);
     const cropPool = workers ? this.sharedPool : this.pool;
     const crops = cropPool.take(per * faces.length);
+    const restored = cropPool.take(per * faces.length);
+    // only on the C API route: through the stock binding's CUDA session the Solvay photo in chunks of 10, 10 and 9
+    // took 2.3-2.5 s a time instead of 0.47 (H200, warm; not analysed: its runs of other batch sizes cost seconds)
+    const split = workers && chunked && this.opts.pipeline !== false && !this.opts.parser && !this.opts.aligned && faces.length >= PIPELINE_FROM && this.session?.readsSharedMemory === true;
+    if (split) {
+      // every chunk's alignment asked for at once: each worker takes its jobs in order, so the first chunk is ready first
+      const size = Math.min(this.opts.batch, Math.ceil(faces.length / PIPELINE_CHUNKS));
+      const chunks: NonNullable<Pending['chunks']> = [];
+      for (let from = 0; from < faces.length; from += size) {
+        const to = Math.min(faces.length, from + size);
+        const aligned = workers.warp(pix, S, crops, transforms.slice(from, to).map((m, j) => ({ toCrop: m, offset: (from + j) * per })));
+        aligned.catch(() => undefined); // awaited in turn by pipelined(); a failure is thrown there
+        chunks.push({ from, to, aligned });
+      }
+      return { file, img, faces, transforms, crops, restored, done: 0, result: r, chunks };
+    }
     if (workers) await workers.warp(pix, S, crops, transforms.map((m, i) => ({ toCrop: m, offset: i * per })));
     else transforms.forEach((m, i) => warpToTensor(pix, m, S, crops, i * per));
     lap('align');
-    return { file, img, faces, transforms, crops, restored: cropPool.take(per * faces.length), done: 0, result: r };
+    return { file, img, faces, transforms, crops, restored, done: 0, result: r };
+  }
+
+  /**
+   * One image in chunks (prepareDecoded's `chunks`): chunk c is inferred once aligned, and its faces are pasted on
+   * the face workers while the session runs chunk c + 1; the patches merge in face order, so the output is the one
+   * finish() makes. Stages count the waits on the critical path: align until a chunk's crops are ready, infer until
+   * its run returns, paste from the last run to the composite.
+   */
+  private async pipelined(p: Pending): Promise<void> {
+    const r = p.result;
+    const S = this.size;
+    const per = 3 * S * S;
+    const alpha = this.opts.alpha;
+    const workers = this.workerPool()!;
+    r.chunks = p.chunks!.length;
+    let t = performance.now();
+    const lap = (k: StageName) => { const n = performance.now(); r.stages_ms[k] += n - t; t = n; };
+    const saved = this.opts.saveFace ? new Float32Array(per * p.faces.length) : null;
+    const smoothInPaste = p.faces.map(() => false);
+    const comp = new Compositor(p.img.width, p.img.height, this.pool);
+    // merges run in chunk order whenever their patches arrive; a failed chunk fails the rest of the chain
+    let merged: Promise<void> = Promise.resolve();
+    try {
+      for (const { from, to, aligned } of p.chunks!) {
+        await aligned;
+        lap('align');
+        const session = await this.ready();
+        const x = p.crops.subarray(from * per, to * per);
+        const inPlace = session.readsSharedMemory === true || !(x.buffer instanceof SharedArrayBuffer);
+        const input = inPlace ? x : this.pool.take(x.length);
+        if (!inPlace) input.set(x);
+        try {
+          const out = await session.run(input, [to - from, 3, S, S], inPlace ? p.restored.subarray(from * per, to * per) : undefined);
+          if (!inPlace) p.restored.set(out.data.subarray(0, (to - from) * per), from * per);
+        } finally {
+          if (!inPlace) this.pool.give(input);
+        }
+        p.done = to;
+        lap('infer');
+        if (saved) saved.set(p.restored.subarray(from * per, to * per), from * per);
+        this.prepFaces(p, from, to, alpha, smoothInPaste);
+        const patches = workers.patches(p.restored, S, p.img.width, p.img.height, p.transforms.slice(from, to).map((m, j) => ({ toCrop: m, offset: (from + j) * per, smooth: smoothInPaste[from + j] })));
+        patches.catch(() => undefined); // awaited through `merged`
+        merged = merged.then(async () => {
+          for (const patch of await patches) comp.merge(patch);
+        });
+      }
+      await merged;
+      const outRgb = comp.composite(p.img.rgb);
+      lap('paste');
+      await this.encodeOutputs(p, { rgb: outRgb, width: p.img.width, height: p.img.height, alpha: p.img.alpha }, saved, {});
+    } finally {
+      await merged.catch(() => undefined);
+      comp.release();
+    }
+  }
+
+  /**
+   * The official order before the paste, for faces [from, to): small faces smoothed, then blended with the aligned
+   * original by alpha, in place. Where the paste reduces the crop anyway (and alpha is 1), the smoothing rides along
+   * in the reduction for free: `smoothInPaste` says so per face.
+   */
+  private prepFaces(p: Pending, from: number, to: number, alpha: number, smoothInPaste: boolean[]): void {
+    const S = this.size;
+    const per = 3 * S * S;
+    for (let i = from; i < to; i++) {
+      const [x1, y1, x2, y2] = p.faces[i].box;
+      const small = !this.opts.aligned && Math.min(x2 - x1, y2 - y1) < SMALL_FACE_PX;
+      if (small && alpha === 1 && pasteReduction(p.transforms[i]) > 1) smoothInPaste[i] = true;
+      else if (small) smoothSmallFace(p.restored, S, i * per);
+      blendAlpha(p.restored, p.crops, alpha, per, i * per, i * per);
+    }
   }
 
   /** Runs one batch of up to `batch` faces taken in order from the queued images. */
@@ -438,24 +557,16 @@ export class Restorer {
   private async finish(p: Pending, o: FinishOptions = {}): Promise<[string, Buffer][]> {
     const alpha = o.alpha ?? this.opts.alpha;
     const saveFace = o.saveFace ?? this.opts.saveFace;
-    const write = o.write ?? this.opts.write;
     const r = p.result;
     const S = this.size;
     const per = 3 * S * S;
     let t = performance.now();
     const lap = (k: StageName) => { const n = performance.now(); r.stages_ms[k] += n - t; t = n; };
     const { img } = p;
-    // The official order: restored crops saved as they are, small faces smoothed, then blended with alpha. Where the
-    // paste reduces the crop anyway (and alpha is 1), the smoothing rides along in the reduction for free.
+    // the restored crops saved as they are, before the smoothing and the blend
     const smoothInPaste = p.faces.map(() => false);
     const saved = saveFace ? new Float32Array(p.restored.subarray(0, per * p.faces.length)) : null;
-    for (let i = 0; i < p.faces.length; i++) {
-      const [x1, y1, x2, y2] = p.faces[i].box;
-      const small = !this.opts.aligned && Math.min(x2 - x1, y2 - y1) < SMALL_FACE_PX;
-      if (small && alpha === 1 && pasteReduction(p.transforms[i]) > 1) smoothInPaste[i] = true;
-      else if (small) smoothSmallFace(p.restored, S, i * per);
-      blendAlpha(p.restored, p.crops, alpha, per, i * per, i * per);
-    }
+    this.prepFaces(p, 0, p.faces.length, alpha, smoothInPaste);
     let outRgb: Uint8Array;
     let outW = img.width, outH = img.height;
     let outAlpha = img.alpha;
@@ -479,6 +590,20 @@ export class Restorer {
       comp.release();
     }
     lap('paste');
+    return this.encodeOutputs(p, { rgb: outRgb, width: outW, height: outH, alpha: outAlpha }, saved, o);
+  }
+
+  /** Encodes the result, the side-by-side comparison and (with saveFace) each face's pair; writes them unless told not to. */
+  private async encodeOutputs(p: Pending, out: { rgb: Uint8Array; width: number; height: number; alpha: Uint8Array | null }, saved: Float32Array | null, o: FinishOptions): Promise<[string, Buffer][]> {
+    const saveFace = o.saveFace ?? this.opts.saveFace;
+    const write = o.write ?? this.opts.write;
+    const r = p.result;
+    const S = this.size;
+    const per = 3 * S * S;
+    const { img } = p;
+    const { rgb: outRgb, width: outW, height: outH, alpha: outAlpha } = out;
+    let t = performance.now();
+    const lap = (k: StageName) => { const n = performance.now(); r.stages_ms[k] += n - t; t = n; };
     const ext = o.ext ?? this.opts.ext;
     const base = path.join(this.opts.outDir, path.parse(p.file).name);
     const description = this.info.synthetic ? `gpen-lab: ${SYNTHETIC_NOTE}` : `gpen-lab: restored with ${path.basename(this.label)}`;
