@@ -627,6 +627,15 @@ PY
       grep -h "end to end" /tmp/s8c.txt | sed 's/(detector on cuda, C API {"enable_cuda_graph":"1"})/graphs/; s/(detector on cuda)/stock/' | cut -c1-300
     done
     ;;
+  s8d)
+    # session 8: the detector's inputs filled by the face workers all at once per call (dist) against 16 at a time,
+    # each run's beside the run before (dist-v8b), taking turns
+    E=(bench --synthetic 512 --provider cuda --precision fp16 --batch 32 --runs 2 --warmup 1 --photo assets/Solvay_conference_1927.png --e2e-detector cuda --e2e-runs 7 --e2e-cuda-options enable_cuda_graph=1)
+    for d in dist-v8b dist dist-v8b dist; do
+      node $d/cli/index.js "${E[@]}" --out /tmp/s8d.json > /dev/null 2> /tmp/s8d.txt; echo "$d exit $?"
+      grep -h "end to end" /tmp/s8d.txt | sed 's/(detector on cuda, C API {"enable_cuda_graph":"1"})/graphs/; s/(detector on cuda)/stock/' | cut -c1-300
+    done
+    ;;
   final10)
     # the final run of the eighth session: final9's runs with graph v6 (negative noise weights folded too), the
     # detector's inputs as bytes, the decode's alpha check in its split and the composite over the patches' spans
@@ -638,5 +647,5 @@ PY
       --capi-cuda $X,arena.use_cuda_mempool=1,arena.cuda_mempool_release_threshold=8589934592 --compare /tmp/peer/peer.in.npy,/tmp/peer/peer.out.npy \
       --out "$OUT/gpu-p5-pool.json" > /dev/null 2> "$OUT/p5-pool.txt"; echo "p5 pool exit $?"; grep "batch 1:" "$OUT/p5-pool.txt" | cut -c1-400
     ;;
-  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a|s7b|s7c|s7d|s7e|s7f|s7g|final9|s7h|s8a|s8b|s8c|final10" >&2; exit 2 ;;
+  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a|s7b|s7c|s7d|s7e|s7f|s7g|final9|s7h|s8a|s8b|s8c|s8d|final10" >&2; exit 2 ;;
 esac
