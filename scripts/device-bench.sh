@@ -3,8 +3,8 @@
 #   peer, then ours   the official PyTorch GPEN-512 (native, then fused ops; its seeded weights saved for gpen-lab),
 #                     then gpen-lab bench on those weights: providers, precisions, C API sets, the Solvay photo end
 #                     to end, cold starts, agreement with the peer, P1-P5 (two calls back to back)
-#   final, final2, final3   the peer and gpen-lab in one call, trimmed to little device time (final3: the last run,
-#                     bench/results/gpu-2026-11-30.json)
+#   final, final2, final3, final4-final10   the peer and gpen-lab in one call, trimmed to little device time (final10:
+#                     the last run, bench/results/gpu-2026-11-30.json; the earlier ones -finalN.json beside it)
 #   explore, explore2, e2e, e2e3   synthetic GPEN-512 only: option sets, profiles, memory limits, cold starts, the
 #                     photo end to end (what each measured is in its comment and in notes/gpu-speed.md)
 set -uo pipefail
