@@ -31,6 +31,15 @@ final_bench() {
     --peer-native /tmp/peer/native.json --peer-fused /tmp/peer/fused.json --out "$OUT/gpu-bench.json" > "$OUT/bench.txt" 2> "$OUT/bench-progress.txt"
   echo "bench exit $?"; cat "$OUT/bench.txt"; grep -v "^cold" "$OUT/bench-progress.txt" | cut -c1-300 | tail -30; grep "^cold" "$OUT/bench-progress.txt"
 }
+# the Solvay photo end to end (synthetic GPEN-512 fp16, detector on CUDA, the stock binding and the C API with CUDA
+# graphs), the build in $1 and dist taking turns, two rounds each
+photo_ab() {
+  local E=(bench --synthetic 512 --provider cuda --precision fp16 --batch 32 --runs 2 --warmup 1 --photo assets/Solvay_conference_1927.png --e2e-detector cuda --e2e-runs 7 --e2e-cuda-options enable_cuda_graph=1)
+  for d in "$1" dist "$1" dist; do
+    node $d/cli/index.js "${E[@]}" --out /tmp/ab.json > /dev/null 2> /tmp/ab.txt; echo "$d exit $?"
+    grep -h "end to end" /tmp/ab.txt | sed 's/(detector on cuda, C API {"enable_cuda_graph":"1"})/graphs/; s/(detector on cuda)/stock/' | cut -c1-300
+  done
+}
 case "${1:-}" in
   peer)
     peer 1,8,16,32
@@ -577,10 +586,12 @@ PY
       done
     done
     ;;
-  final9)
+  final9|final10)
     # the final run of the seventh session: final8's runs with graph v5 (the demodulation and the noise weights owed to
     # the consumers, ToRGB as a batched MatMul at 256 and 512 px) and each cold-start route's first (cache-writing)
-    # run reported apart; the graph_cache=ort-only route dropped (slower in every call before)
+    # run reported apart; the graph_cache=ort-only route dropped (slower in every call before). final10, the eighth
+    # session's: the same runs with graph v6 (negative noise weights folded too), the detector's inputs as bytes, the
+    # decode's alpha check in its split and the photo in chunks on the C API route
     peer 1,32
     H=cudnn_conv_algo_search=HEURISTIC,graph_optimization_level=0
     final_bench 5 5 --no-cold-binding --e2e-cuda-options enable_cuda_graph=1 --cold-cuda-options $H,prime=1,graph_cache=ort --cold-cuda-options $H,prime=1
@@ -621,31 +632,12 @@ PY
   s8c)
     # session 8: the photo end to end with its 29 faces in three overlapping chunks (dist: the face workers align and
     # paste one chunk while the GPU runs another) against in one go (dist-v8a), taking turns
-    E=(bench --synthetic 512 --provider cuda --precision fp16 --batch 32 --runs 2 --warmup 1 --photo assets/Solvay_conference_1927.png --e2e-detector cuda --e2e-runs 7 --e2e-cuda-options enable_cuda_graph=1)
-    for d in dist-v8a dist dist-v8a dist; do
-      node $d/cli/index.js "${E[@]}" --out /tmp/s8c.json > /dev/null 2> /tmp/s8c.txt; echo "$d exit $?"
-      grep -h "end to end" /tmp/s8c.txt | sed 's/(detector on cuda, C API {"enable_cuda_graph":"1"})/graphs/; s/(detector on cuda)/stock/' | cut -c1-300
-    done
+    photo_ab dist-v8a
     ;;
   s8d)
     # session 8: the detector's inputs filled by the face workers all at once per call (dist) against 16 at a time,
     # each run's beside the run before (dist-v8b), taking turns
-    E=(bench --synthetic 512 --provider cuda --precision fp16 --batch 32 --runs 2 --warmup 1 --photo assets/Solvay_conference_1927.png --e2e-detector cuda --e2e-runs 7 --e2e-cuda-options enable_cuda_graph=1)
-    for d in dist-v8b dist dist-v8b dist; do
-      node $d/cli/index.js "${E[@]}" --out /tmp/s8d.json > /dev/null 2> /tmp/s8d.txt; echo "$d exit $?"
-      grep -h "end to end" /tmp/s8d.txt | sed 's/(detector on cuda, C API {"enable_cuda_graph":"1"})/graphs/; s/(detector on cuda)/stock/' | cut -c1-300
-    done
-    ;;
-  final10)
-    # the final run of the eighth session: final9's runs with graph v6 (negative noise weights folded too), the
-    # detector's inputs as bytes, the decode's alpha check in its split and the composite over the patches' spans
-    peer 1,32
-    H=cudnn_conv_algo_search=HEURISTIC,graph_optimization_level=0
-    final_bench 5 5 --no-cold-binding --e2e-cuda-options enable_cuda_graph=1 --cold-cuda-options $H,prime=1,graph_cache=ort --cold-cuda-options $H,prime=1
-    X=cudnn_conv_algo_search=EXHAUSTIVE,arena_extend_strategy=kSameAsRequested,cudnn_conv_use_max_workspace=0,mem_pattern=0,graph_optimization_level=0
-    node dist/cli/index.js bench --model /tmp/peer/peer.pth --provider '' --precision fp16 --batch 1 --runs 10 \
-      --capi-cuda $X,arena.use_cuda_mempool=1,arena.cuda_mempool_release_threshold=8589934592 --compare /tmp/peer/peer.in.npy,/tmp/peer/peer.out.npy \
-      --out "$OUT/gpu-p5-pool.json" > /dev/null 2> "$OUT/p5-pool.txt"; echo "p5 pool exit $?"; grep "batch 1:" "$OUT/p5-pool.txt" | cut -c1-400
+    photo_ab dist-v8b
     ;;
   *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a|s7b|s7c|s7d|s7e|s7f|s7g|final9|s7h|s8a|s8b|s8c|s8d|final10" >&2; exit 2 ;;
 esac

@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { alignTransform, applyAffine, invertAffine, referencePoints } from '../src/face/align.js';
 import { Compositor, pasteMask } from '../src/face/paste.js';
-import type { RestoreResult } from '../src/face/restore.js';
+import type { RestoreOptions, RestoreResult } from '../src/face/restore.js';
 import { Restorer } from '../src/face/restore.js';
 import { decodeImage } from '../src/io/image.js';
 import { IMAGES } from './fixtures.js';
@@ -26,6 +26,33 @@ const tmp = mkdtempSync(path.join(os.tmpdir(), 'gpen-restore-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
 
 const psnr = (a: Uint8Array, b: Uint8Array): number => psnrFloat(a, b, 255);
+
+/** One photo through a Restorer made with `opts` (released after); the result must carry no error. */
+async function restoreOnce(opts: RestoreOptions, photo: string): Promise<RestoreResult> {
+  const r = await Restorer.create(opts);
+  try {
+    const res = (await r.restoreFiles([photo]))[0];
+    assert.equal(res.error, undefined, JSON.stringify(res.error));
+    return res;
+  } finally {
+    await r.release();
+  }
+}
+
+/** A GPEN runner through the C API on the CPU (it takes SharedArrayBuffer views as they are); `seen` hears each run. */
+function capiCpuRunner(model: Uint8Array, readsSharedMemory: boolean, seen: (data: Float32Array, dims: number[], into?: Float32Array) => void): GpenRunner {
+  const s = CapiSession.create(model, { provider: 'cpu' });
+  return {
+    asked: 'cpu', createMs: 0, placement: null, cudaOptions: null, readsSharedMemory,
+    async run(data, dims, into) {
+      seen(data, dims, into);
+      const t = performance.now();
+      const out = s.run(data, dims, dims.reduce((a, b) => a * b, 1), undefined, into);
+      return { data: out, dims, ms: performance.now() - t };
+    },
+    async release() { s.release(); },
+  };
+}
 
 describe('identity model end to end', () => {
   let restorer: Restorer;
@@ -315,26 +342,9 @@ describe('deferred session (the cold-start overlap)', () => {
     const restore = async (pipeline: boolean) => {
       // the C API route on the CPU: a session that reads the face workers' shared memory (the stock binding's do not chunk)
       const runs: number[] = [];
-      const s = CapiSession.create(prepared.model as Uint8Array, { provider: 'cpu' });
-      const runner: GpenRunner = {
-        asked: 'cpu', createMs: 0, placement: null, cudaOptions: null, readsSharedMemory: true,
-        async run(data, dims, into) {
-          runs.push(dims[0]);
-          const t = performance.now();
-          const out = s.run(data, dims, dims.reduce((a, b) => a * b, 1), undefined, into);
-          return { data: out, dims, ms: performance.now() - t };
-        },
-        async release() { s.release(); },
-      };
-      const dir = path.join(tmp, `pipeline-${pipeline}`);
-      const r = await Restorer.create({ model, prepared, runner: Promise.resolve(runner), faceThreads: 2, batch: 32, pipeline, saveFace: true, outDir: dir });
-      try {
-        const res = (await r.restoreFiles([photo]))[0];
-        assert.equal(res.error, undefined, JSON.stringify(res.error));
-        return { res, runs };
-      } finally {
-        await r.release();
-      }
+      const runner = capiCpuRunner(prepared.model as Uint8Array, true, (data, dims) => runs.push(dims[0]));
+      const res = await restoreOnce({ model, prepared, runner: Promise.resolve(runner), faceThreads: 2, batch: 32, pipeline, saveFace: true, outDir: path.join(tmp, `pipeline-${pipeline}`) }, photo);
+      return { res, runs };
     };
     const a = await restore(true);
     const b = await restore(false);
@@ -361,26 +371,12 @@ describe('deferred session (the cold-start overlap)', () => {
     const prepared = await prepareModel(model, 'fp32');
     const restore = async (shared: boolean) => {
       const seen: string[] = [];
-      const s = CapiSession.create(prepared.model as Uint8Array, { provider: 'cpu' });
-      const runner: GpenRunner = {
-        asked: 'cpu', createMs: 0, placement: null, cudaOptions: null, readsSharedMemory: shared,
-        async run(data, dims, into) {
-          seen.push(`in ${data.buffer instanceof SharedArrayBuffer ? 'shared' : 'own'}, out ${into === undefined ? 'none' : into.buffer instanceof SharedArrayBuffer ? 'shared' : 'own'}`);
-          const t = performance.now();
-          const out = s.run(data, dims, dims.reduce((a, b) => a * b, 1), undefined, into);
-          return { data: out, dims, ms: performance.now() - t };
-        },
-        async release() { s.release(); },
-      };
+      const runner = capiCpuRunner(prepared.model as Uint8Array, shared, (data, dims, into) => {
+        seen.push(`in ${data.buffer instanceof SharedArrayBuffer ? 'shared' : 'own'}, out ${into === undefined ? 'none' : into.buffer instanceof SharedArrayBuffer ? 'shared' : 'own'}`);
+      });
       // in one go (pipeline: false): the chunked path has a test of its own
-      const r = await Restorer.create({ model, prepared, runner: Promise.resolve(runner), faceThreads: 2, batch: 32, pipeline: false, outDir: path.join(tmp, `shared-${shared}`) });
-      try {
-        const res = (await r.restoreFiles([photo]))[0];
-        assert.equal(res.error, undefined, JSON.stringify(res.error));
-        return { res, seen };
-      } finally {
-        await r.release();
-      }
+      const res = await restoreOnce({ model, prepared, runner: Promise.resolve(runner), faceThreads: 2, batch: 32, pipeline: false, outDir: path.join(tmp, `shared-${shared}`) }, photo);
+      return { res, seen };
     };
     const a = await restore(true);
     const b = await restore(false);

@@ -103,6 +103,11 @@ export interface RestoreResult {
   error?: { code: string; message: string; fix: string };
 }
 
+/** A failure as a result's error: a coded error as it is, anything else E_INTERNAL. */
+function resultError(e: unknown): NonNullable<RestoreResult['error']> {
+  return isGpenLabError(e) ? { code: e.code, message: e.message, fix: e.fix } : { code: 'E_INTERNAL', message: errorMessage(e), fix: 'Re-run with --debug and report it.' };
+}
+
 const zeroStages = (): Record<StageName, number> => ({ decode: 0, detect: 0, align: 0, infer: 0, paste: 0, encode: 0, write: 0 });
 
 interface Pending {
@@ -241,22 +246,29 @@ export class Restorer {
     const results: RestoreResult[] = [];
     const queue: Pending[] = [];
     let queuedFaces = 0;
+    const done = (r: RestoreResult) => {
+      results.push(r);
+      onResult?.(r, results.length - 1);
+    };
+    // an image's last steps (finish, or the whole chunked pipeline): a failure becomes its result's error
+    const complete = async (p: Pending, work: () => Promise<unknown>) => {
+      try {
+        await work();
+      } catch (e) {
+        p.result.error = resultError(e);
+      } finally {
+        this.giveCrops(p.crops);
+        this.giveCrops(p.restored);
+      }
+      done(p.result);
+    };
     const flush = async (all: boolean) => {
       while (queue.length > 0 && (all || queuedFaces >= this.opts.batch)) {
         await this.inferSome(queue);
         while (queue.length > 0 && queue[0].done === queue[0].faces.length) {
           const p = queue.shift()!;
           queuedFaces -= p.faces.length;
-          try {
-            await this.finish(p);
-          } catch (e) {
-            p.result.error = isGpenLabError(e) ? { code: e.code, message: e.message, fix: e.fix } : { code: 'E_INTERNAL', message: errorMessage(e), fix: 'Re-run with --debug and report it.' };
-          } finally {
-            this.giveCrops(p.crops);
-            this.giveCrops(p.restored);
-          }
-          results.push(p.result);
-          onResult?.(p.result, results.length - 1);
+          await complete(p, () => this.finish(p));
         }
       }
     };
@@ -267,27 +279,18 @@ export class Restorer {
         // an image restored in chunks runs on its own: only when nothing is queued before it
         p = await this.prepare(file, r, queue.length === 0);
       } catch (e) {
-        r.error = isGpenLabError(e) ? { code: e.code, message: e.message, fix: e.fix } : { code: 'E_INTERNAL', message: errorMessage(e), fix: 'Re-run with --debug and report it.' };
+        r.error = resultError(e);
       }
       if (!p) {
         // an error, or nothing to restore: keep order by flushing what is queued before it
         await flush(true);
         if (!r.error) throw new Error('internal: no pending image and no error');
-        results.push(r);
-        onResult?.(r, results.length - 1);
+        done(r);
         continue;
       }
       if (p.chunks) {
-        try {
-          await this.pipelined(p);
-        } catch (e) {
-          p.result.error = isGpenLabError(e) ? { code: e.code, message: e.message, fix: e.fix } : { code: 'E_INTERNAL', message: errorMessage(e), fix: 'Re-run with --debug and report it.' };
-        } finally {
-          this.giveCrops(p.crops);
-          this.giveCrops(p.restored);
-        }
-        results.push(p.result);
-        onResult?.(p.result, results.length - 1);
+        const chunked = p;
+        await complete(chunked, () => this.pipelined(chunked));
         continue;
       }
       queue.push(p);
