@@ -297,7 +297,7 @@ describe('BlazeFace in batches (the graphs rewritten for a dynamic batch)', () =
     }
   });
 
-  it('tiles and crops filled by face workers give exactly the faces filled on this thread (Solvay 29, a portrait)', async () => {
+  it('crops filled by face workers (tiles stay on this thread) give exactly the faces filled on this thread (Solvay 29, a portrait)', async () => {
     const pool = new FaceWorkers(2);
     const plain = await createBlazeFace();
     const helped = await createBlazeFace({ inputWorkers: () => pool });

