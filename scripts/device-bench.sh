@@ -586,6 +586,11 @@ PY
       done
     done
     ;;
+  s8e)
+    # session 8: the detector's tiles filled on the JavaScript thread and its second looks decoding only the anchors
+    # that overlap their proposal (dist) against both before (dist-v8c), taking turns
+    photo_ab dist-v8c
+    ;;
   final9|final10)
     # the final run of the seventh session: final8's runs with graph v5 (the demodulation and the noise weights owed to
     # the consumers, ToRGB as a batched MatMul at 256 and 512 px) and each cold-start route's first (cache-writing)
@@ -639,5 +644,5 @@ PY
     # each run's beside the run before (dist-v8b), taking turns
     photo_ab dist-v8b
     ;;
-  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a|s7b|s7c|s7d|s7e|s7f|s7g|final9|s7h|s8a|s8b|s8c|s8d|final10" >&2; exit 2 ;;
+  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a|s7b|s7c|s7d|s7e|s7f|s7g|final9|s7h|s8a|s8b|s8c|s8d|s8e|final10" >&2; exit 2 ;;
 esac
