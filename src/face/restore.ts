@@ -203,8 +203,11 @@ export class Restorer {
     const holder: { r: Restorer | null } = { r: null };
     let detector: FaceDetector | null;
     try {
-      // BlazeFace fills its tiles and crops on the face workers too (the Restorer's, made at first use)
-      detector = opts.aligned ? null : (opts.detector ?? (await createBlazeFace({ provider: opts.detectorProvider ?? 'cpu', inputWorkers: () => holder.r?.workerPool() ?? null })));
+      // BlazeFace fills its crops on the face workers too (the Restorer's, made at first use); on CUDA it takes the
+      // GPEN session's route: through the C API (CUDA graphs) when --cuda-options asked for it
+      const detectorProvider = opts.detectorProvider ?? 'cpu';
+      const capi = detectorProvider === 'cuda' && Object.keys(opts.session?.cudaOptions ?? {}).length > 0 && !opts.runner;
+      detector = opts.aligned ? null : (opts.detector ?? (await createBlazeFace({ provider: detectorProvider, capi, inputWorkers: () => holder.r?.workerPool() ?? null })));
     } catch (e) {
       void sessionP.then((s) => s.release(), () => undefined);
       throw e;

@@ -230,6 +230,7 @@ export function splitCudaOptions(all: Record<string, string>): { cuda: Record<st
 
 /** ONNX tensor element types used here. */
 const FLOAT = 1;
+const UINT8 = 2;
 
 /** The CUDA runtime functions used here, from the libcudart.so.13 the CUDA provider has already loaded (once). */
 interface Cudart {
@@ -310,6 +311,17 @@ export class HostPins {
   }
 }
 
+/** Several named inputs and outputs on the GPU, bound once (a detector's byte input and its four outputs). */
+export interface DeviceIo {
+  /** Copies `x` to bound input `i` on the GPU. */
+  upload(i: number, x: Float32Array | Uint8Array): void;
+  /** Copies bound output `j` from the GPU into `into`. */
+  download(j: number, into: Float32Array): void;
+  /** Runs the session on the bound tensors (synchronous: returns when the GPU is done). */
+  run(): void;
+  release(): void;
+}
+
 /** Input and output tensors that live on the GPU, bound once: runs then move no data unless asked. */
 export interface DeviceBinding {
   dims: number[];
@@ -370,7 +382,7 @@ export function mapFile(file: string): MappedFile {
 /** A session created through the C API; run() is synchronous and writes the first output into a new array. */
 export class CapiSession {
   private released = false;
-  private readonly bindings = new Set<DeviceBinding>();
+  private readonly bindings = new Set<DeviceIo>();
   private mapped: MappedFile | null = null;
   private constructor(private readonly a: Api, private readonly session: unknown, private readonly info: unknown, readonly runtimeVersion: string, readonly cudaOptions: Record<string, string> | null) {}
 
@@ -465,11 +477,26 @@ export class CapiSession {
     if (this.released) throw new GpenLabError('E_ARGUMENT', 'This C API session was released', 'Create a new one.');
   }
 
-  /** A float32 tensor over `x` (ONNX Runtime reads it in place); release it with ReleaseValue. */
-  private inputTensor(x: Float32Array, dims: number[]): unknown {
+  /** A float32 (or, for bytes, uint8) tensor over `x` (ONNX Runtime reads it in place); release it with ReleaseValue. */
+  private inputTensor(x: Float32Array | Uint8Array, dims: number[]): unknown {
     const val: unknown[] = [null];
-    check(this.a, this.a.fns.CreateTensorWithDataAsOrtValue(this.info, x, x.byteLength, BigInt64Array.from(dims.map(BigInt)), dims.length, FLOAT, val), 'CreateTensorWithDataAsOrtValue');
+    check(this.a, this.a.fns.CreateTensorWithDataAsOrtValue(this.info, x, x.byteLength, BigInt64Array.from(dims.map(BigInt)), dims.length, x instanceof Uint8Array ? UINT8 : FLOAT, val), 'CreateTensorWithDataAsOrtValue');
     return val[0];
+  }
+
+  /** Runs one input and returns several float outputs (`length` elements each), copied out: a detector's run. */
+  runMulti(input: { name: string; x: Float32Array | Uint8Array; dims: number[] }, outputs: { name: string; length: number }[]): Float32Array[] {
+    this.live();
+    const a = this.a;
+    const val = this.inputTensor(input.x, input.dims);
+    const values: unknown[] = outputs.map(() => null);
+    try {
+      check(a, a.fns.Run(this.session, null, [input.name], [val], 1, outputs.map((o) => o.name), outputs.length, values), 'Run');
+      return outputs.map((o, j) => this.readOutput(values[j], o.length));
+    } finally {
+      a.fns.ReleaseValue(val);
+      for (const v of values) if (v) a.fns.ReleaseValue(v);
+    }
   }
 
   /**
@@ -548,6 +575,18 @@ export class CapiSession {
    * graph capture (run config gpu_graph_id) when the session was created with enable_cuda_graph=1.
    */
   bindDevice(dims: number[], names: { input: string; output: string } = { input: 'input', output: 'output' }, graphId?: number): DeviceBinding {
+    const io = this.bindDeviceIo([{ name: names.input, dims, type: 'float32' }], [{ name: names.output, dims }], graphId);
+    return {
+      dims, elements: dims.reduce((x, y) => x * y, 1),
+      upload: (x) => io.upload(0, x),
+      download: (into) => io.download(0, into),
+      run: () => io.run(),
+      release: () => io.release(),
+    };
+  }
+
+  /** bindDevice for several inputs (float32 or uint8) and float32 outputs, each bound by name at its shape. */
+  bindDeviceIo(inputs: { name: string; dims: number[]; type: 'float32' | 'uint8' }[], outputs: { name: string; dims: number[] }[], graphId?: number): DeviceIo {
     this.live();
     const a = this.a;
     const out: unknown[] = [null];
@@ -565,41 +604,37 @@ export class CapiSession {
     try {
       // OrtArenaAllocator (1) on device 0, OrtMemTypeDefault (0)
       check(a, a.fns.CreateMemoryInfo('Cuda', 1, Number(this.cudaOptions?.device_id ?? 0), 0, out), 'CreateMemoryInfo(Cuda)');
-      const info = out[0];
-      owned.push({ kind: 'info', p: info });
-      check(a, a.fns.CreateAllocator(this.session, info, out), 'CreateAllocator(Cuda)');
+      owned.push({ kind: 'info', p: out[0] });
+      check(a, a.fns.CreateAllocator(this.session, owned[0].p, out), 'CreateAllocator(Cuda)');
       const allocator = out[0];
       owned.push({ kind: 'allocator', p: allocator });
-      const shape = BigInt64Array.from(dims.map(BigInt));
-      check(a, a.fns.CreateTensorAsOrtValue(allocator, shape, dims.length, FLOAT, out), 'CreateTensorAsOrtValue(input)');
-      const input = out[0];
-      owned.push({ kind: 'value', p: input });
-      check(a, a.fns.CreateTensorAsOrtValue(allocator, shape, dims.length, FLOAT, out), 'CreateTensorAsOrtValue(output)');
-      const output = out[0];
-      owned.push({ kind: 'value', p: output });
-      check(a, a.fns.GetTensorMutableData(input, out), 'GetTensorMutableData(input)');
-      const inPtr = out[0];
-      check(a, a.fns.GetTensorMutableData(output, out), 'GetTensorMutableData(output)');
-      const outPtr = out[0];
+      /** A tensor on the GPU: its value (owned) and its data pointer. */
+      const tensor = (what: string, dims: number[], type: number): { value: unknown; ptr: unknown; bytes: number } => {
+        check(a, a.fns.CreateTensorAsOrtValue(allocator, BigInt64Array.from(dims.map(BigInt)), dims.length, type, out), `CreateTensorAsOrtValue(${what})`);
+        const value = out[0];
+        owned.push({ kind: 'value', p: value });
+        check(a, a.fns.GetTensorMutableData(value, out), `GetTensorMutableData(${what})`);
+        return { value, ptr: out[0], bytes: dims.reduce((x, y) => x * y, 1) * (type === UINT8 ? 1 : 4) };
+      };
+      const ins = inputs.map((t) => tensor(`input ${t.name}`, t.dims, t.type === 'uint8' ? UINT8 : FLOAT));
+      const outs = outputs.map((t) => tensor(`output ${t.name}`, t.dims, FLOAT));
       check(a, a.fns.CreateIoBinding(this.session, out), 'CreateIoBinding');
       const binding = out[0];
       owned.push({ kind: 'binding', p: binding });
-      check(a, a.fns.BindInput(binding, names.input, input), 'BindInput');
-      check(a, a.fns.BindOutput(binding, names.output, output), 'BindOutput');
+      inputs.forEach((t, i) => check(a, a.fns.BindInput(binding, t.name, ins[i].value), `BindInput(${t.name})`));
+      outputs.forEach((t, j) => check(a, a.fns.BindOutput(binding, t.name, outs[j].value), `BindOutput(${t.name})`));
       check(a, a.fns.CreateRunOptions(out), 'CreateRunOptions');
       const runOptions = out[0];
       owned.push({ kind: 'runOptions', p: runOptions });
       if (graphId !== undefined) check(a, a.fns.AddRunConfigEntry(runOptions, 'gpu_graph_id', String(graphId)), 'AddRunConfigEntry(gpu_graph_id)');
-      const elements = dims.reduce((x, y) => x * y, 1);
-      const b: DeviceBinding = {
-        dims, elements,
-        upload: (x) => memcpy(inPtr, x, elements * 4, 1),
-        download: (into) => memcpy(into, outPtr, elements * 4, 2),
+      const io: DeviceIo = {
+        upload: (i, x) => memcpy(ins[i].ptr, x, Math.min(x.byteLength, ins[i].bytes), 1),
+        download: (j, into) => memcpy(into, outs[j].ptr, Math.min(into.byteLength, outs[j].bytes), 2),
         run: () => { this.live(); check(a, a.fns.RunWithBinding(this.session, runOptions, binding), 'RunWithBinding'); },
-        release: () => { this.bindings.delete(b); release(); },
+        release: () => { this.bindings.delete(io); release(); },
       };
-      this.bindings.add(b);
-      return b;
+      this.bindings.add(io);
+      return io;
     } catch (e) {
       release();
       throw e;

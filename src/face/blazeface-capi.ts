@@ -1,0 +1,57 @@
+// BlazeFace's two models through ONNX Runtime's C API (src/runtime/capi.ts), the route the pipeline takes with
+// --cuda-options: on CUDA each model runs as one captured CUDA graph at the detector's padded batch (its byte input
+// and four outputs bound on the GPU), on the CPU as a plain run (what the tests check against the stock binding).
+import { GpenLabError } from '../errors.js';
+import type { DeviceIo } from '../runtime/capi.js';
+import { CapiSession } from '../runtime/capi.js';
+
+/** The graphs' input, and their outputs with [anchors, values] per image: scores and boxes of the 16x16 and 8x8 layers. */
+const INPUT = 'input:0';
+const OUTPUTS = [['Identity:0', 512, 1], ['Identity_1:0', 384, 1], ['Identity_2:0', 512, 16], ['Identity_3:0', 384, 16]] as const;
+
+/** What the detector asks of a model session: one byte input in, every output out. */
+export interface DetectorSession {
+  runAll(data: Uint8Array, dims: number[]): Promise<{ outputs: Record<string, { data: Float32Array }> }>;
+  release(): Promise<void>;
+}
+
+/**
+ * A detector model through the C API. On CUDA its runs must all have `batch` inputs (the detector pads them): the
+ * graph is captured once at that shape and replayed; the runs are synchronous, on the calling thread (ONNX Runtime
+ * keeps CUDA graphs per thread), a millisecond or two each.
+ */
+export async function capiDetectorSession(model: Uint8Array, o: { provider: 'cpu' | 'cuda'; batch: number; label: string }): Promise<DetectorSession> {
+  const cuda = o.provider === 'cuda' ? { enable_cuda_graph: '1', cudnn_conv_algo_search: 'HEURISTIC' } : null;
+  const s = await CapiSession.createAsync(model, { provider: o.provider, ...(cuda ? { cuda } : {}) });
+  let io: DeviceIo | null = null;
+  let released = false;
+  return {
+    async runAll(data, dims) {
+      const n = dims[0];
+      const outputs: Record<string, { data: Float32Array }> = {};
+      if (!cuda) {
+        const got = s.runMulti({ name: INPUT, x: data, dims }, OUTPUTS.map(([name, anchors, k]) => ({ name, length: n * anchors * k })));
+        OUTPUTS.forEach(([name], j) => { outputs[name] = { data: got[j] }; });
+        return { outputs };
+      }
+      if (n !== o.batch) {
+        throw new GpenLabError('E_INFERENCE', `${o.label}: a run of ${n} inputs on a CUDA graph captured for ${o.batch}`, 'Report it: the detector pads every run to its batch on a GPU.');
+      }
+      io ??= s.bindDeviceIo([{ name: INPUT, dims, type: 'uint8' }], OUTPUTS.map(([name, anchors, k]) => ({ name, dims: [n, anchors, k] })), 0);
+      io.upload(0, data.subarray(0, dims.reduce((x, y) => x * y, 1)));
+      io.run();
+      OUTPUTS.forEach(([name, anchors, k], j) => {
+        const d = new Float32Array(n * anchors * k);
+        io!.download(j, d);
+        outputs[name] = { data: d };
+      });
+      return { outputs };
+    },
+    async release() {
+      if (released) return;
+      released = true;
+      io?.release();
+      s.release();
+    },
+  };
+}
