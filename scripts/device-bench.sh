@@ -32,10 +32,12 @@ final_bench() {
   echo "bench exit $?"; cat "$OUT/bench.txt"; grep -v "^cold" "$OUT/bench-progress.txt" | cut -c1-300 | tail -30; grep "^cold" "$OUT/bench-progress.txt"
 }
 # the Solvay photo end to end (synthetic GPEN-512 fp16, detector on CUDA, the stock binding and the C API with CUDA
-# graphs), the build in $1 and dist taking turns, two rounds each
+# graphs), the build in $1 and dist taking turns, two rounds each ($2 = 1: one)
 photo_ab() {
   local E=(bench --synthetic 512 --provider cuda --precision fp16 --batch 32 --runs 2 --warmup 1 --photo assets/Solvay_conference_1927.png --e2e-detector cuda --e2e-runs 7 --e2e-cuda-options enable_cuda_graph=1)
-  for d in "$1" dist "$1" dist; do
+  local order=("$1" dist "$1" dist)
+  [ "${2:-2}" = 1 ] && order=("$1" dist)
+  for d in "${order[@]}"; do
     node $d/cli/index.js "${E[@]}" --out /tmp/ab.json > /dev/null 2> /tmp/ab.txt; echo "$d exit $?"
     grep -h "end to end" /tmp/ab.txt | sed 's/(detector on cuda, C API {"enable_cuda_graph":"1"})/graphs/; s/(detector on cuda)/stock/' | cut -c1-300
   done
@@ -591,6 +593,12 @@ PY
     # that overlap their proposal (dist) against both before (dist-v8c), taking turns
     photo_ab dist-v8c
     ;;
+  s8f)
+    # session 8: the detector through the C API with CUDA graphs on the C API route (dist) against the stock binding's
+    # sessions (dist-v8d), one round (the session's last device time)
+    photo_ab dist-v8d 1
+    grep -h -i "error\|failed" /tmp/ab.txt | head -5 | cut -c1-400
+    ;;
   final9|final10)
     # the final run of the seventh session: final8's runs with graph v5 (the demodulation and the noise weights owed to
     # the consumers, ToRGB as a batched MatMul at 256 and 512 px) and each cold-start route's first (cache-writing)
@@ -644,5 +652,5 @@ PY
     # each run's beside the run before (dist-v8b), taking turns
     photo_ab dist-v8b
     ;;
-  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a|s7b|s7c|s7d|s7e|s7f|s7g|final9|s7h|s8a|s8b|s8c|s8d|s8e|final10" >&2; exit 2 ;;
+  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a|s7b|s7c|s7d|s7e|s7f|s7g|final9|s7h|s8a|s8b|s8c|s8d|s8e|s8f|final10" >&2; exit 2 ;;
 esac
