@@ -424,7 +424,8 @@ export class Restorer {
       lap('paste');
       await this.encodeOutputs(p, { rgb: outRgb, width: p.img.width, height: p.img.height, alpha: p.img.alpha }, saved, {});
     } finally {
-      await merged.catch(() => undefined);
+      // after a failure, the workers' jobs still under way finish before the crops go back to the pool
+      await Promise.allSettled([merged, ...p.chunks!.map((c) => c.aligned)]);
       comp.release();
     }
   }
