@@ -310,6 +310,8 @@ export async function createBlazeFace(opts: BlazeFaceOptions = {}): Promise<Face
   }
   // input buffers, one per call in flight: concurrent detect() calls (the service) must not share one
   const free: Uint8Array<ArrayBuffer>[] = [];
+  // and the face workers' shared staging buffers beside them, kept the same way (not allocated again per call)
+  const freeStaging: Uint8Array[] = [];
   /**
    * Runs `count` inputs of size x size x 3, `batch` at a time: `input(k)` says what input k is (a window or a crop of
    * the pyramid), `each(k, outputs)` gets its outputs (in order).
@@ -324,7 +326,7 @@ export async function createBlazeFace(opts: BlazeFaceOptions = {}): Promise<Face
     // the face workers fill runs of 8 crops or more into shared memory (ONNX Runtime then reads a copy of it); tiles
     // are row copies, done here (a round trip to the workers cost 4-7 ms a run of 16 on the H200's host)
     const workers = count >= INPUT_WORKERS_FROM && input(0).kind === 'crop' ? opts.inputWorkers?.() ?? null : null;
-    const staging = workers ? buffers.map(() => new Uint8Array(new SharedArrayBuffer(Math.min(batch, count) * per))) : null;
+    const staging = workers ? buffers.map(() => freeStaging.pop() ?? new Uint8Array(new SharedArrayBuffer(batch * BACK * BACK * 3))) : null;
     // on a GPU every run has the full batch (the rest zeros, their outputs ignored): one input shape, so cuDNN
     // searches its algorithms once; with a shape per remainder the CUDA detector took ~22 s for the Solvay photo
     const fill = async (s: number, slot: number): Promise<void> => {
@@ -368,6 +370,7 @@ export async function createBlazeFace(opts: BlazeFaceOptions = {}): Promise<Face
       // a fill still going (a run failed) finishes before its buffer can serve another call
       await filled.catch(() => undefined);
       free.push(...buffers);
+      if (staging) freeStaging.push(...staging);
     }
   }
 

@@ -256,6 +256,9 @@ function memcpy(dst: unknown, src: unknown, bytes: number, kind: 1 | 2): void {
   if (rc !== 0) throw new GpenLabError('E_INFERENCE', `cudaMemcpy (${kind === 1 ? 'host to device' : 'device to host'}, ${bytes} bytes) failed with CUDA error ${rc}`, 'Run `gpen-lab doctor --provider cuda`.');
 }
 
+/** What HostPins holds locked, and why locking stopped (null while it works). */
+export interface PinnedStats { buffers: number; bytes: number; error: string | null }
+
 /**
  * Host buffers page-locked in place (cudaHostRegister) for copies to and from the GPU: a copy from pageable memory goes
  * through the driver's staging buffer in pieces, one from locked pages is a single DMA (the Solvay photo's 29 faces
@@ -263,8 +266,6 @@ function memcpy(dst: unknown, src: unknown, bytes: number, kind: 1 | 2): void {
  * is locked once and reused; at most `most` stay locked, the least recently used unlocked first, all on release. An
  * optimisation: a buffer that cannot be locked is copied as before, and the failure is kept in `stats().error`.
  */
-export interface PinnedStats { buffers: number; bytes: number; error: string | null }
-
 export class HostPins {
   private readonly pinned = new Map<ArrayBufferLike, number>();
   private error: string | null = null;
