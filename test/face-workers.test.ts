@@ -77,9 +77,10 @@ describe('face workers', () => {
     }
   });
 
-  it('the Restorer writes the same Solvay photo with 2 face threads as with none', async () => {
+  it('the Restorer writes the same Solvay photo with 2 and 4 face threads (PNGs in stripes) as with none', async () => {
     const outs: Uint8Array[] = [];
-    for (const faceThreads of [0, 2]) {
+    const comps: Uint8Array[] = [];
+    for (const faceThreads of [0, 2, 4]) {
       const dir = path.join(tmp, `t${faceThreads}`);
       const r = await Restorer.create({ model: { type: 'identity', size: 256 }, outDir: dir, batch: 8, faceThreads });
       try {
@@ -87,10 +88,14 @@ describe('face workers', () => {
         assert.equal(res.error, undefined);
         assert.ok(res.faces.length >= 25, `faces found: ${res.faces.length}`);
         outs.push((await decodeImage(res.outputs.gpen!)).rgb);
+        comps.push((await decodeImage(res.outputs.comp!)).rgb);
       } finally {
         await r.release();
       }
     }
     assert.deepEqual(outs[1], outs[0]);
+    assert.deepEqual(outs[2], outs[0]);
+    assert.deepEqual(comps[1], comps[0]);
+    assert.deepEqual(comps[2], comps[0]);
   });
 });

@@ -2,6 +2,7 @@
 // shared with the pipeline (SharedArrayBuffer), so that the 29 faces of a group photo are aligned and pasted on
 // several cores. Messages and replies are FaceJob / FaceReply from face-workers.ts.
 import { parentPort } from 'node:worker_threads';
+import { deflateStripe } from '../io/png.js';
 import type { FaceJob, FaceReply } from './face-workers.js';
 import { facePatch, pasteMask } from './paste.js';
 import { fillDetectorInput } from './resample.js';
@@ -21,6 +22,10 @@ port.on('message', (job: FaceJob) => {
       const per = job.size * job.size * 3;
       for (const d of job.inputs) fillDetectorInput(job.levels, job.size, d.input, job.out.subarray(d.offset, d.offset + per));
       reply = { id: job.id, ok: true, patches: [] };
+    } else if (job.kind === 'png') {
+      const stripes = job.stripes.map(deflateStripe);
+      for (const st of stripes) transfer.push(st.data.buffer as ArrayBuffer);
+      reply = { id: job.id, ok: true, patches: [], stripes };
     } else {
       const mask = pasteMask(job.size);
       const patches = job.faces.map((f) => facePatch(job.crops, job.size, f.toCrop, mask, job.width, job.height, f.offset, f.smooth));

@@ -8,6 +8,7 @@ import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { nodeScriptArgs } from '../io/node-script.js';
 import type { Affine } from './align.js';
+import type { PngStripe, PngStripeJob } from '../io/png.js';
 import type { FacePatch } from './paste.js';
 import type { DetectorInput } from './resample.js';
 import type { PixelsRgb } from './warp.js';
@@ -15,8 +16,9 @@ import type { PixelsRgb } from './warp.js';
 export type FaceJob =
   | { id: number; kind: 'warp'; img: PixelsRgb; size: number; out: Float32Array; faces: { toCrop: Affine; offset: number }[] }
   | { id: number; kind: 'detector'; levels: PixelsRgb[]; size: number; out: Uint8Array; inputs: { input: DetectorInput; offset: number }[] }
-  | { id: number; kind: 'paste'; crops: Float32Array; size: number; width: number; height: number; faces: { toCrop: Affine; offset: number; smooth: boolean }[] };
-export interface FaceReply { id: number; ok: boolean; error?: string; patches: FacePatch[] }
+  | { id: number; kind: 'paste'; crops: Float32Array; size: number; width: number; height: number; faces: { toCrop: Affine; offset: number; smooth: boolean }[] }
+  | { id: number; kind: 'png'; stripes: PngStripeJob[] };
+export interface FaceReply { id: number; ok: boolean; error?: string; patches: FacePatch[]; stripes?: PngStripe[] }
 
 /**
  * Threads by default: the cores but one (the JavaScript thread waits for them), at least 2 and at most 8. On 2 cores
@@ -111,6 +113,18 @@ export class FaceWorkers {
     const replies = await Promise.all(parts.map((part, i) => (part.length ? this.send(this.workers[i], { id: this.nextId++, kind: 'paste', crops, size, width, height, faces: part }) : null)));
     const out: FacePatch[] = new Array(faces.length);
     replies.forEach((r, i) => r?.patches.forEach((p, j) => { out[j * this.workers.length + i] = p; }));
+    return out;
+  }
+
+  /**
+   * Compresses PNG stripes (their parts' pixels in shared memory), dealt round-robin: the stripes in job order. The
+   * jobs of several images may come in one call (they run on all the workers at once).
+   */
+  async pngStripes(jobs: PngStripeJob[]): Promise<PngStripe[]> {
+    const parts = this.deal(jobs);
+    const replies = await Promise.all(parts.map((part, i) => (part.length ? this.send(this.workers[i], { id: this.nextId++, kind: 'png', stripes: part }) : null)));
+    const out: PngStripe[] = new Array(jobs.length);
+    replies.forEach((r, i) => r?.stripes?.forEach((s, j) => { out[j * this.workers.length + i] = s; }));
     return out;
   }
 

@@ -253,9 +253,11 @@ export class Compositor {
   /**
    * out = photo * (1 - mask) + faces * mask; pixels no mask reaches are returned unchanged, bit for bit. Only the
    * rows' spans that patches reached are read: a large photo with a few faces costs their footprints, not its size.
+   * The result goes into `into` when given (shared memory for the face workers' PNG encoder).
    */
-  composite(rgb: Uint8Array): Uint8Array {
-    const out = new Uint8Array(rgb);
+  composite(rgb: Uint8Array, into?: Uint8Array): Uint8Array {
+    const out = into ?? new Uint8Array(rgb.length);
+    out.set(rgb);
     const W = this.width;
     for (let y = 0; y < this.height; y++) {
       const end = y * W + this.spanHi[y];

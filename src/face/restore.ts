@@ -6,6 +6,8 @@ import { GpenLabError, errorMessage, isGpenLabError } from '../errors.js';
 import { writeFileAtomicSafe } from '../io/files.js';
 import type { DecodedImage, OutputExt } from '../io/image.js';
 import { decodeImage, encodeImage } from '../io/image.js';
+import type { PngPart } from '../io/png.js';
+import { assemblePng, pngStripeJobs } from '../io/png.js';
 import type { Precision } from '../model/gpen-graph.js';
 import type { ModelInfo, ModelSpec, PreparedModel } from '../model/registry.js';
 import { prepareModel } from '../model/registry.js';
@@ -79,6 +81,11 @@ export const FACE_WORKERS_FROM = 4;
 export const PIPELINE_FROM = 12;
 /** The most chunks an image is split into: each is a run of the session (on a GPU, a batch of 10 costs per face what one of 29 does). */
 const PIPELINE_CHUNKS = 3;
+/**
+ * PNG outputs are compressed in stripes on the face workers from this many threads on (src/io/png.ts): Node's zlib
+ * compresses at about half libvips' speed on one thread (Solvay: 36-46 against ~21 ms here), so 2 workers lose.
+ */
+export const STRIPED_PNG_THREADS = 4;
 
 /** Per-call overrides of the pipeline's options (the service takes them from each request). */
 export interface FinishOptions {
@@ -122,6 +129,8 @@ interface Pending {
   result: RestoreResult;
   /** A pipelined image: its chunks of faces [from, to), each with its alignment (already asked of the face workers). */
   chunks?: { from: number; to: number; aligned: Promise<void> }[];
+  /** The photo's pixels in shared memory, when the face workers read them. */
+  shared?: Uint8Array;
 }
 
 export class Restorer {
@@ -166,6 +175,11 @@ export class Restorer {
     if (this.faceThreads <= 0) return null;
     this.workers ??= new FaceWorkers(this.faceThreads);
     return this.workers;
+  }
+
+  /** The face workers when there are enough of them to encode PNGs in stripes faster than libvips (STRIPED_PNG_THREADS). */
+  private pngWorkers(): FaceWorkers | null {
+    return this.faceThreads >= STRIPED_PNG_THREADS ? this.workerPool() : null;
   }
 
   /** The face workers for an image of `n` faces, or null when it stays on the JavaScript thread. */
@@ -366,12 +380,12 @@ export class Restorer {
         aligned.catch(() => undefined); // awaited in turn by pipelined(); a failure is thrown there
         chunks.push({ from, to, aligned });
       }
-      return { file, img, faces, transforms, crops, restored, done: 0, result: r, chunks };
+      return { file, img, faces, transforms, crops, restored, done: 0, result: r, chunks, shared: pix.data };
     }
     if (workers) await workers.warp(pix, S, crops, transforms.map((m, i) => ({ toCrop: m, offset: i * per })));
     else transforms.forEach((m, i) => warpToTensor(pix, m, S, crops, i * per));
     lap('align');
-    return { file, img, faces, transforms, crops, restored, done: 0, result: r };
+    return { file, img, faces, transforms, crops, restored, done: 0, result: r, ...(pix.data.buffer instanceof SharedArrayBuffer ? { shared: pix.data } : {}) };
   }
 
   /**
@@ -420,7 +434,7 @@ export class Restorer {
         });
       }
       await merged;
-      const outRgb = comp.composite(p.img.rgb);
+      const outRgb = comp.composite(p.img.rgb, this.pngWorkers() ? new Uint8Array(new SharedArrayBuffer(p.img.rgb.length)) : undefined);
       lap('paste');
       await this.encodeOutputs(p, { rgb: outRgb, width: p.img.width, height: p.img.height, alpha: p.img.alpha }, saved, {});
     } finally {
@@ -593,7 +607,7 @@ export class Restorer {
           comp.add(p.restored, S, p.transforms[i], mask, i * per, smoothInPaste[i]);
         }
       }
-      outRgb = comp.composite(img.rgb);
+      outRgb = comp.composite(img.rgb, this.pngWorkers() ? new Uint8Array(new SharedArrayBuffer(img.rgb.length)) : undefined);
       comp.release();
     }
     lap('paste');
@@ -614,12 +628,19 @@ export class Restorer {
     const ext = o.ext ?? this.opts.ext;
     const base = path.join(this.opts.outDir, path.parse(p.file).name);
     const description = this.info.synthetic ? `gpen-lab: ${SYNTHETIC_NOTE}` : `gpen-lab: restored with ${path.basename(this.label)}`;
-    // the encodes run in sharp's threads, all at once
+    // the encodes run in sharp's threads, all at once, or as PNG stripes on every face worker
     const jobs: [string, Promise<Buffer>][] = [];
-    jobs.push([`${base}_GPEN${ext}`, encodeImage({ width: outW, height: outH, rgb: outRgb, alpha: outAlpha }, ext, { description })]);
     // side by side: the input (scaled to the output's height when aligned) and the result
-    const left = this.opts.aligned ? tensorToPixels(p.crops, S) : { width: img.width, height: img.height, data: img.rgb };
-    jobs.push([`${base}_COMP${ext}`, encodeImage(hstack([left, { width: outW, height: outH, data: outRgb }]), ext, { description })]);
+    const left = this.opts.aligned ? tensorToPixels(p.crops, S) : { width: img.width, height: img.height, data: p.shared ?? img.rgb };
+    const pngWorkers = ext === '.png' ? this.pngWorkers() : null;
+    if (pngWorkers) {
+      const out: PngPart = { data: sharedBytes(outRgb), width: outW, alpha: outAlpha ? sharedBytes(outAlpha) : null };
+      const [gpen, comp] = encodePngsStriped(pngWorkers, [{ parts: [out], height: outH }, { parts: [{ data: sharedBytes(left.data), width: left.width, alpha: null }, { ...out, alpha: null }], height: outH }], description);
+      jobs.push([`${base}_GPEN${ext}`, gpen], [`${base}_COMP${ext}`, comp]);
+    } else {
+      jobs.push([`${base}_GPEN${ext}`, encodeImage({ width: outW, height: outH, rgb: outRgb, alpha: outAlpha }, ext, { description })]);
+      jobs.push([`${base}_COMP${ext}`, encodeImage(hstack([left, { width: outW, height: outH, data: outRgb }]), ext, { description })]);
+    }
     if (saveFace) {
       for (let i = 0; i < p.faces.length; i++) {
         const pair = hstack([tensorToPixels(p.crops, S, i * per), tensorToPixels(saved!, S, i * per)]);
@@ -652,6 +673,20 @@ export class Restorer {
     await session?.release();
     if (this.detector && !this.opts.detector) await this.detector.release();
   }
+}
+
+/**
+ * PNGs (each parts side by side) compressed in stripes on the face workers, every image's stripes in one round: one
+ * promise per image. The stripe jobs travel with the parts' shared memory, not a copy.
+ */
+function encodePngsStriped(workers: FaceWorkers, images: { parts: PngPart[]; height: number }[], description: string): Promise<Buffer>[] {
+  const jobs = images.map((im) => pngStripeJobs(im.parts, im.height));
+  const all = workers.pngStripes(jobs.flat());
+  return images.map(async (im, i) => {
+    const stripes = await all;
+    const from = jobs.slice(0, i).reduce((a, j) => a + j.length, 0);
+    return assemblePng(im.parts.reduce((a, q) => a + q.width, 0), im.height, jobs[i][0].channels, stripes.slice(from, from + jobs[i].length), description);
+  });
 }
 
 function hstack(parts: { width: number; height: number; data: Uint8Array }[]): { width: number; height: number; rgb: Uint8Array; alpha: null } {

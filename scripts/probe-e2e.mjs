@@ -1,0 +1,48 @@
+// Device probe (session 9): where the Solvay photo's warm time goes on the C API route (a CPU profile of the
+// JavaScript thread over 10 warm photos, written to $OUT/main.cpuprofile, with each photo's stages), and what runs of
+// changing batch size cost a stock-binding CUDA session (10, 9, ... and 4, 1, ...). Reads dist/ (npm run build).
+import { writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
+import { Restorer } from '../dist/face/restore.js';
+import { prepareModel } from '../dist/model/registry.js';
+import { ModelSession } from '../dist/runtime/session.js';
+
+const OUT = process.env.OUT ?? '/tmp';
+const PHOTO = 'assets/Solvay_conference_1927.png';
+const part = process.argv[2] ?? 'all';
+
+if (part === 'all' || part === 'profile') {
+  const r = await Restorer.create({ model: { type: 'synthetic', size: 512 }, precision: 'fp16', provider: 'cuda', detectorProvider: 'cuda', batch: 32, outDir: '/tmp', write: false, session: { cudaOptions: { enable_cuda_graph: '1' } } });
+  for (let i = 0; i < 3; i++) await r.restoreFile(PHOTO);
+  const s = new Session();
+  s.connect();
+  await s.post('Profiler.enable');
+  await s.post('Profiler.setSamplingInterval', { interval: 100 });
+  await s.post('Profiler.start');
+  for (let i = 0; i < 10; i++) {
+    const t = performance.now();
+    const res = await r.restoreFile(PHOTO);
+    console.log(`photo ${(performance.now() - t).toFixed(0)} ms`, Object.entries(res.stages_ms).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', '));
+  }
+  const { profile } = await s.post('Profiler.stop');
+  writeFileSync(`${OUT}/main.cpuprofile`, JSON.stringify(profile));
+  s.disconnect();
+  await r.release();
+}
+
+if (part === 'all' || part === 'switch') {
+  const prepared = await prepareModel({ type: 'synthetic', size: 512 }, 'fp16');
+  const m = await ModelSession.create(prepared.model, { provider: 'cuda', label: 'probe' });
+  const x = new Float32Array(32 * 3 * 512 * 512).fill(0.1);
+  const run = async (b) => {
+    const t = performance.now();
+    await m.run(x.subarray(0, b * 3 * 512 * 512), [b, 3, 512, 512]);
+    return performance.now() - t;
+  };
+  for (const seq of [[32, 32, 32], [10, 10, 10], [10, 9, 10, 9, 10, 9], [4, 4, 4], [4, 1, 4, 1, 4, 1], [29, 29], [10, 10, 9, 10, 10, 9]]) {
+    const ms = [];
+    for (const b of seq) ms.push(await run(b));
+    console.log(`stock fp16 runs ${seq.join(',')}: ${ms.map((v) => v.toFixed(0)).join(', ')} ms`);
+  }
+  await m.release();
+}
