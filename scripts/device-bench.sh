@@ -656,6 +656,8 @@ PY
     # session 9: a CPU profile of the JavaScript thread over 10 warm Solvay photos on the C API route (graphs), and
     # the stock binding's cost of runs whose batch size changes (scripts/probe-e2e.mjs)
     node scripts/probe-e2e.mjs all 2>&1 | grep -v "^\s*$" | cut -c1-300 | tail -30
+    # and the PNG outputs in stripes on the face workers (dist) against libvips (dist-v9a, 126523a), taking turns
+    photo_ab dist-v9a
     ;;
   *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a|s7b|s7c|s7d|s7e|s7f|s7g|final9|s7h|s8a|s8b|s8c|s8d|s8e|s8f|final10|s9a" >&2; exit 2 ;;
 esac
