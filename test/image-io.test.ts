@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { GpenLabError } from '../src/errors.js';
-import { decodeImage, encodeImage, parseOutputExt } from '../src/io/image.js';
+import { decodeImage, encodeImage, parseOutputExt, splitRgba } from '../src/io/image.js';
 import { IMAGES } from './fixtures.js';
 import { imageInfo, pattern, write16BitPng, writeAnimatedGif, writePngBomb, writeCmykJpeg, writeOrientation6Jpeg, writePng } from './helpers/images.js';
 
@@ -151,6 +151,30 @@ describe('decodeImage: bad files are coded errors', () => {
 
   it('rejects a bad maxPixels', async () => {
     await assert.rejects(decodeImage(f('one.png'), { maxPixels: 0 }), isCode('E_ARGUMENT', /maxPixels/));
+  });
+});
+
+describe('splitRgba', () => {
+  it('splits like a byte loop, words or not, and finds an opaque alpha', () => {
+    for (const n of [0, 1, 3, 4, 5, 8, 1001]) {
+      for (const offset of [0, 1, 4]) {
+        for (const opaqueAlpha of [false, true]) {
+          const mem = new Uint8Array(offset + 4 * n);
+          const data = mem.subarray(offset);
+          for (let i = 0; i < data.length; i++) data[i] = (i * 97 + 13) & 255;
+          if (opaqueAlpha) for (let i = 3; i < data.length; i += 4) data[i] = 255;
+          const rgb = new Uint8Array(3 * n), alpha = new Uint8Array(n);
+          const got = splitRgba(data, n, rgb, alpha);
+          let want = 255;
+          for (let i = 0; i < n; i++) {
+            assert.deepEqual([rgb[3 * i], rgb[3 * i + 1], rgb[3 * i + 2], alpha[i]], [...data.subarray(4 * i, 4 * i + 4)], `n ${n}, offset ${offset}, pixel ${i}`);
+            want &= data[4 * i + 3];
+          }
+          assert.equal(got, want, `n ${n}, offset ${offset}`);
+          if (opaqueAlpha) assert.equal(got, 255);
+        }
+      }
+    }
   });
 });
 

@@ -12,6 +12,8 @@ const OUTPUTS = [['Identity:0', 512, 1], ['Identity_1:0', 384, 1], ['Identity_2:
 /** What the detector asks of a model session: one byte input in, every output out. */
 export interface DetectorSession {
   runAll(data: Uint8Array, dims: number[]): Promise<{ outputs: Record<string, { data: Float32Array }> }>;
+  /** Gives a run's outputs back once read, for a later run to fill (the sessions that keep them). */
+  recycle?(outputs: Record<string, { data: Float32Array }>): void;
   release(): Promise<void>;
 }
 
@@ -25,6 +27,8 @@ export async function capiDetectorSession(model: Uint8Array, o: { provider: 'cpu
   const s = await CapiSession.createAsync(model, { provider: o.provider, ...(cuda ? { cuda } : {}) });
   let io: DeviceIo | null = null;
   let released = false;
+  // outputs given back by the detector, filled again by later runs (~1 MB a run of 16: fresh ones cost collections)
+  const spare: Record<string, { data: Float32Array }>[] = [];
   return {
     async runAll(data, dims) {
       const n = dims[0];
@@ -40,12 +44,12 @@ export async function capiDetectorSession(model: Uint8Array, o: { provider: 'cpu
       io ??= s.bindDeviceIo([{ name: INPUT, dims, type: 'uint8' }], OUTPUTS.map(([name, anchors, k]) => ({ name, dims: [n, anchors, k] })), 0);
       io.upload(0, data.subarray(0, dims.reduce((x, y) => x * y, 1)));
       io.run();
-      OUTPUTS.forEach(([name, anchors, k], j) => {
-        const d = new Float32Array(n * anchors * k);
-        io!.download(j, d);
-        outputs[name] = { data: d };
-      });
-      return { outputs };
+      const into = spare.pop() ?? Object.fromEntries(OUTPUTS.map(([name, anchors, k]) => [name, { data: new Float32Array(n * anchors * k) }]));
+      OUTPUTS.forEach(([name], j) => io!.download(j, into[name].data));
+      return { outputs: into };
+    },
+    recycle(outputs) {
+      if (cuda && spare.length < 4) spare.push(outputs);
     },
     async release() {
       if (released) return;

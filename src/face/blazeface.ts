@@ -121,6 +121,17 @@ interface Frame {
   maxW: number;
 }
 
+/** One input's outputs within its run: the four arrays of the whole run and where this input's rows start (anchors). */
+interface RunOutputs {
+  scores0: Float32Array;
+  scores1: Float32Array;
+  boxes0: Float32Array;
+  boxes1: Float32Array;
+  /** This input's first anchor in the 16x16 layer's arrays, and in the 8x8 layer's. */
+  at0: number;
+  at1: number;
+}
+
 const ANYWHERE: Pick<Frame, 'xs' | 'ys' | 'minW' | 'maxW'> = { xs: [-Infinity, Infinity], ys: [-Infinity, Infinity], minW: 0, maxW: Infinity };
 
 function modelPath(file: string): string {
@@ -202,35 +213,46 @@ export function weightedNms(cands: readonly Candidate[], threshold = NMS_IOU): C
  * `near`, whose box overlaps it by more than NMS_IOU (the second looks keep only those: testing before the keypoints
  * are decoded skips ~80% of them).
  */
-function decode(outputs: Record<string, { data: Float32Array }>, f: Frame, minScore: number, into: Candidate[], near?: Candidate): void {
-  const scores = [outputs['Identity:0'].data, outputs['Identity_1:0'].data];
-  const boxes = [outputs['Identity_2:0'].data, outputs['Identity_3:0'].data];
+function decode(out: RunOutputs, f: Frame, minScore: number, into: Candidate[], near?: Candidate): void {
+  const { scores0, scores1, boxes0, boxes1 } = out;
   const minLogit = Math.log(minScore / (1 - minScore));
+  // the overlap test with `near` inline (no box object for the ~80% it drops)
+  const nx0 = near ? near.cx - near.w / 2 : 0, nx1 = near ? near.cx + near.w / 2 : 0;
+  const ny0 = near ? near.cy - near.h / 2 : 0, ny1 = near ? near.cy + near.h / 2 : 0;
+  const nArea = near ? near.w * near.h : 0;
   for (let i = 0; i < N_ANCHORS; i++) {
-    const part = i < FIRST_LAYER ? 0 : 1;
-    const j = i - part * FIRST_LAYER;
-    const logit = scores[part][j];
+    const first = i < FIRST_LAYER;
+    const j = first ? i : i - FIRST_LAYER;
+    const logit = first ? scores0[out.at0 + j] : scores1[out.at1 + j];
     if (!(logit > minLogit)) continue;
     // x, y, w, h, then 6 keypoints (x, y): pixels of the model input, relative to the anchor's centre
-    const r = boxes[part].subarray(j * 16, j * 16 + 16);
+    const r = first ? boxes0 : boxes1;
+    const o = (first ? out.at0 : out.at1) * 16 + j * 16;
     const ax = ANCHORS[2 * i] * f.size;
     const ay = ANCHORS[2 * i + 1] * f.size;
-    const cx = ax + r[0];
-    const cy = ay + r[1];
-    const w = r[2];
-    const h = r[3];
+    const cx = ax + r[o];
+    const cy = ay + r[o + 1];
+    const w = r[o + 2];
+    const h = r[o + 3];
     if (!(w > 0 && h > 0)) continue;
     const size = Math.max(w, h);
     if (size < f.minW || size > f.maxW) continue;
     if (cx < f.xs[0] || cx >= f.xs[1] || cy < f.ys[0] || cy >= f.ys[1]) continue;
-    const box = { cx: f.ox + cx * f.step, cy: f.oy + cy * f.step, w: w * f.step, h: h * f.step };
-    if (near && !(iou(box, near) > NMS_IOU)) continue;
+    const bcx = f.ox + cx * f.step, bcy = f.oy + cy * f.step, bw = w * f.step, bh = h * f.step;
+    if (near) {
+      // iou(box, near) > NMS_IOU, as iou() computes it
+      const ix = Math.min(bcx + bw / 2, nx1) - Math.max(bcx - bw / 2, nx0);
+      const iy = Math.min(bcy + bh / 2, ny1) - Math.max(bcy - bh / 2, ny0);
+      if (ix <= 0 || iy <= 0) continue;
+      const inter = ix * iy;
+      if (!(inter / (bw * bh + nArea - inter) > NMS_IOU)) continue;
+    }
     const kp = new Float64Array(12);
     for (let k = 0; k < 6; k++) {
-      kp[2 * k] = f.ox + (ax + r[4 + 2 * k]) * f.step;
-      kp[2 * k + 1] = f.oy + (ay + r[5 + 2 * k]) * f.step;
+      kp[2 * k] = f.ox + (ax + r[o + 4 + 2 * k]) * f.step;
+      kp[2 * k + 1] = f.oy + (ay + r[o + 5 + 2 * k]) * f.step;
     }
-    into.push({ ...box, kp, score: sigmoid(logit) });
+    into.push({ cx: bcx, cy: bcy, w: bw, h: bh, kp, score: sigmoid(logit) });
   }
 }
 
@@ -316,7 +338,7 @@ export async function createBlazeFace(opts: BlazeFaceOptions = {}): Promise<Face
    * Runs `count` inputs of size x size x 3, `batch` at a time: `input(k)` says what input k is (a window or a crop of
    * the pyramid), `each(k, outputs)` gets its outputs (in order).
    */
-  async function runBatched(session: DetectorSession, size: number, count: number, levels: Levels, input: (k: number) => DetectorInput, each: (k: number, outputs: Record<string, { data: Float32Array }>) => void): Promise<void> {
+  async function runBatched(session: DetectorSession, size: number, count: number, levels: Levels, input: (k: number) => DetectorInput, each: (k: number, outputs: RunOutputs) => void): Promise<void> {
     if (count === 0) return;
     const per = size * size * 3;
     const runs = Math.ceil(count / batch);
@@ -359,12 +381,13 @@ export async function createBlazeFace(opts: BlazeFaceOptions = {}): Promise<Face
         const running = session.runAll(buffers[slot].subarray(0, runN * per), [runN, size, size, 3]);
         if (r + 1 < runs) filled = start(s + batch, (r + 1) % slots);
         const { outputs } = await running;
+        const view: RunOutputs = { scores0: outputs['Identity:0'].data, scores1: outputs['Identity_1:0'].data, boxes0: outputs['Identity_2:0'].data, boxes1: outputs['Identity_3:0'].data, at0: 0, at1: 0 };
         for (let k = 0; k < n; k++) {
-          each(s + k, Object.fromEntries(Object.entries(outputs).map(([name, o]) => {
-            const len = o.data.length / runN;
-            return [name, { data: o.data.subarray(k * len, (k + 1) * len) }];
-          })));
+          view.at0 = k * FIRST_LAYER;
+          view.at1 = k * (N_ANCHORS - FIRST_LAYER);
+          each(s + k, view);
         }
+        session.recycle?.(outputs);
       }
     } finally {
       // a fill still going (a run failed) finishes before its buffer can serve another call
