@@ -3,7 +3,8 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Affine } from '../src/face/align.js';
 import { FFHQ_REF_512, affineScale, alignTransform, applyAffine, invertAffine, referencePoints, umeyama } from '../src/face/align.js';
-import { Compositor, pasteMask, reducePlanar, smoothSmallFace } from '../src/face/paste.js';
+import type { CompositeJob } from '../src/face/paste.js';
+import { Compositor, compositeRows, pasteMask, reducePlanar, smoothSmallFace } from '../src/face/paste.js';
 import type { Pt } from '../src/face/types.js';
 import { warpToTensor } from '../src/face/warp.js';
 
@@ -136,6 +137,22 @@ describe('compositing', () => {
       }
     }
     assert.ok(blended > 2 * 50 * 50 && blended < 2 * 70 * 70, `${blended} pixels blended`);
+  });
+
+  it('the composite in bands of rows (as the face workers make it) gives the same bytes, bands covering every row once', async () => {
+    const img = smoothPhoto(300, 211);
+    const comp = new Compositor(img.width, img.height);
+    for (const [x, y] of [[40, 30], [250, 180], [150, 100]]) {
+      comp.add(new Float32Array(3 * 64 * 64).fill(-0.25), 64, umeyama([[x, y], [x + 12, y]], [[32, 32], [42, 32]]), pasteMask(64));
+    }
+    const want = comp.composite(img.data);
+    for (const threads of [1, 3, 8]) {
+      const seen: CompositeJob[] = [];
+      const got = await comp.compositeOn({ threads, composite: async (jobs) => { seen.push(...jobs); jobs.forEach(compositeRows); } }, img.data, new Uint8Array(img.data.length).fill(7));
+      assert.deepEqual(got, want, `${threads} bands`);
+      assert.ok(seen.length >= 1 && seen.length <= threads, `${seen.length} bands for ${threads} threads`);
+      assert.deepEqual(seen.map((j) => [j.y0, j.y1]).flat(), [0, ...seen.slice(0, -1).flatMap((j) => [j.y1, j.y1]), img.height]);
+    }
   });
 });
 

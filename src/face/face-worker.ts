@@ -4,7 +4,7 @@
 import { parentPort } from 'node:worker_threads';
 import { deflateStripe } from '../io/png.js';
 import type { FaceJob, FaceReply } from './face-workers.js';
-import { facePatch, pasteMask } from './paste.js';
+import { compositeRows, facePatch, pasteMask } from './paste.js';
 import { fillDetectorInput } from './resample.js';
 import { warpToTensor } from './warp.js';
 
@@ -21,6 +21,9 @@ port.on('message', (job: FaceJob) => {
     } else if (job.kind === 'detector') {
       const per = job.size * job.size * 3;
       for (const d of job.inputs) fillDetectorInput(job.levels, job.size, d.input, job.out.subarray(d.offset, d.offset + per));
+      reply = { id: job.id, ok: true, patches: [] };
+    } else if (job.kind === 'composite') {
+      compositeRows(job.band);
       reply = { id: job.id, ok: true, patches: [] };
     } else if (job.kind === 'png') {
       const stripes = job.stripes.map(deflateStripe);

@@ -9,7 +9,7 @@ import { Worker } from 'node:worker_threads';
 import { nodeScriptArgs } from '../io/node-script.js';
 import type { Affine } from './align.js';
 import type { PngStripe, PngStripeJob } from '../io/png.js';
-import type { FacePatch } from './paste.js';
+import type { CompositeJob, FacePatch } from './paste.js';
 import type { DetectorInput } from './resample.js';
 import type { PixelsRgb } from './warp.js';
 
@@ -17,7 +17,8 @@ export type FaceJob =
   | { id: number; kind: 'warp'; img: PixelsRgb; size: number; out: Float32Array; faces: { toCrop: Affine; offset: number }[] }
   | { id: number; kind: 'detector'; levels: PixelsRgb[]; size: number; out: Uint8Array; inputs: { input: DetectorInput; offset: number }[] }
   | { id: number; kind: 'paste'; crops: Float32Array; size: number; width: number; height: number; faces: { toCrop: Affine; offset: number; smooth: boolean }[] }
-  | { id: number; kind: 'png'; stripes: PngStripeJob[] };
+  | { id: number; kind: 'png'; stripes: PngStripeJob[] }
+  | { id: number; kind: 'composite'; band: CompositeJob };
 export interface FaceReply { id: number; ok: boolean; error?: string; patches: FacePatch[]; stripes?: PngStripe[] }
 
 /**
@@ -126,6 +127,11 @@ export class FaceWorkers {
     const out: PngStripe[] = new Array(jobs.length);
     replies.forEach((r, i) => r?.stripes?.forEach((s, j) => { out[j * this.workers.length + i] = s; }));
     return out;
+  }
+
+  /** Composites bands of rows (Compositor.compositeOn), one band a worker. */
+  async composite(bands: CompositeJob[]): Promise<void> {
+    await Promise.all(bands.map((band, i) => this.send(this.workers[i % this.workers.length], { id: this.nextId++, kind: 'composite', band })));
   }
 
   async close(): Promise<void> {

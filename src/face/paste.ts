@@ -257,20 +257,63 @@ export class Compositor {
    */
   composite(rgb: Uint8Array, into?: Uint8Array): Uint8Array {
     const out = into ?? new Uint8Array(rgb.length);
-    out.set(rgb);
-    const W = this.width;
+    compositeRows({ rgb, mask: this.mask, face: this.face, spanLo: this.spanLo, spanHi: this.spanHi, width: this.width, y0: 0, y1: this.height, out });
+    return out;
+  }
+
+  /**
+   * composite() on the face workers, in bands of rows of about equal work (the photo, the planes and `into` in shared
+   * memory: the Compositor's pool must be a shared one): the same bytes.
+   */
+  async compositeOn(workers: { composite(jobs: CompositeJob[]): Promise<void>; threads: number }, rgb: Uint8Array, into: Uint8Array): Promise<Uint8Array> {
+    // a row costs its copy (~1/8 of a composited pixel per pixel) and its span
+    const cost = (y: number) => this.width / 8 + Math.max(0, this.spanHi[y] - this.spanLo[y]);
+    let total = 0;
+    for (let y = 0; y < this.height; y++) total += cost(y);
+    const jobs: CompositeJob[] = [];
+    let y0 = 0, acc = 0;
     for (let y = 0; y < this.height; y++) {
-      const end = y * W + this.spanHi[y];
-      for (let p = y * W + this.spanLo[y]; p < end; p++) {
-        const a = this.mask[p];
-        if (a === 0) continue;
-        for (let c = 0; c < 3; c++) {
-          const v = rgb[p * 3 + c] * (1 - a) + this.face[p * 3 + c] * a;
-          out[p * 3 + c] = v <= 0 ? 0 : v >= 255 ? 255 : Math.round(v);
-        }
+      acc += cost(y);
+      if (acc >= (total * (jobs.length + 1)) / workers.threads || y === this.height - 1) {
+        jobs.push({ rgb, mask: this.mask, face: this.face, spanLo: this.spanLo.subarray(y0, y + 1), spanHi: this.spanHi.subarray(y0, y + 1), width: this.width, y0, y1: y + 1, out: into, spansFrom: y0 });
+        y0 = y + 1;
       }
     }
-    return out;
+    await workers.composite(jobs);
+    return into;
+  }
+}
+
+/** Rows [y0, y1) of a composite; the spans are given for those rows (spanLo[y - spansFrom]). */
+export interface CompositeJob {
+  rgb: Uint8Array;
+  mask: Float32Array;
+  face: Float32Array;
+  spanLo: Int32Array;
+  spanHi: Int32Array;
+  width: number;
+  y0: number;
+  y1: number;
+  out: Uint8Array;
+  /** The row whose spans spanLo[0] and spanHi[0] are (default 0: the whole image's spans). */
+  spansFrom?: number;
+}
+
+/** out = photo * (1 - mask) + faces * mask over rows [y0, y1): the rows copied, then their spans blended (any thread). */
+export function compositeRows(j: CompositeJob): void {
+  const { rgb, mask, face, spanLo, spanHi, width: W, y0, y1, out } = j;
+  const from = j.spansFrom ?? 0;
+  out.set(rgb.subarray(y0 * W * 3, y1 * W * 3), y0 * W * 3);
+  for (let y = y0; y < y1; y++) {
+    const end = y * W + spanHi[y - from];
+    for (let p = y * W + spanLo[y - from]; p < end; p++) {
+      const a = mask[p];
+      if (a === 0) continue;
+      for (let c = 0; c < 3; c++) {
+        const v = rgb[p * 3 + c] * (1 - a) + face[p * 3 + c] * a;
+        out[p * 3 + c] = v <= 0 ? 0 : v >= 255 ? 255 : Math.round(v);
+      }
+    }
   }
 }
 

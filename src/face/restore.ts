@@ -177,9 +177,12 @@ export class Restorer {
     return this.workers;
   }
 
-  /** The face workers when there are enough of them to encode PNGs in stripes faster than libvips (STRIPED_PNG_THREADS). */
+  /**
+   * The face workers, when they are running and enough to encode PNGs in stripes faster than libvips
+   * (STRIPED_PNG_THREADS): never started for it (a one-face cold start encodes through libvips, not after 8 threads start).
+   */
   private pngWorkers(): FaceWorkers | null {
-    return this.faceThreads >= STRIPED_PNG_THREADS ? this.workerPool() : null;
+    return this.faceThreads >= STRIPED_PNG_THREADS ? this.workers : null;
   }
 
   /** The face workers for an image of `n` faces, or null when it stays on the JavaScript thread. */
@@ -405,7 +408,7 @@ export class Restorer {
     const lap = (k: StageName) => { const n = performance.now(); r.stages_ms[k] += n - t; t = n; };
     const saved = this.opts.saveFace ? new Float32Array(per * p.faces.length) : null;
     const smoothInPaste = p.faces.map(() => false);
-    const comp = new Compositor(p.img.width, p.img.height, this.pool);
+    const comp = new Compositor(p.img.width, p.img.height, p.shared ? this.sharedPool : this.pool);
     // merges run in chunk order whenever their patches arrive; a failed chunk fails the rest of the chain
     let merged: Promise<void> = Promise.resolve();
     try {
@@ -434,7 +437,8 @@ export class Restorer {
         });
       }
       await merged;
-      const outRgb = comp.composite(p.img.rgb, this.pngWorkers() ? new Uint8Array(new SharedArrayBuffer(p.img.rgb.length)) : undefined);
+      const into = new Uint8Array(new SharedArrayBuffer(p.img.rgb.length));
+      const outRgb = p.shared ? await comp.compositeOn(workers, p.shared, into) : comp.composite(p.img.rgb, into);
       lap('paste');
       await this.encodeOutputs(p, { rgb: outRgb, width: p.img.width, height: p.img.height, alpha: p.img.alpha }, saved, {});
     } finally {
@@ -550,7 +554,7 @@ export class Restorer {
     const smooth = Math.min(x2 - x1, y2 - y1) < SMALL_FACE_PX && pasteReduction(p.transforms[0]) > 1;
     const crop = this.pool.take(per);
     crop.set(p.crops.subarray(0, per));
-    const comp = new Compositor(p.img.width, p.img.height, this.pool);
+    const comp = new Compositor(p.img.width, p.img.height, p.shared ? this.sharedPool : this.pool);
     this.finishWarmed = true;
     try {
       comp.add(crop, S, p.transforms[0], mask, 0, smooth);
@@ -595,9 +599,10 @@ export class Restorer {
       const px = tensorToPixels(p.restored, S);
       outRgb = px.data; outW = S; outH = S; outAlpha = null;
     } else {
-      const comp = new Compositor(img.width, img.height, this.pool);
       // a parser's masks are computed here, one face at a time; the standard mask the workers make themselves
       const workers = this.opts.parser ? null : this.faceWorkers(p.faces.length);
+      // with the workers, the planes in shared memory: they composite the photo in bands of rows
+      const comp = new Compositor(img.width, img.height, workers && p.shared ? this.sharedPool : this.pool);
       if (workers) {
         const patches = await workers.patches(p.restored, S, img.width, img.height, p.transforms.map((m, i) => ({ toCrop: m, offset: i * per, smooth: smoothInPaste[i] })));
         for (const patch of patches) comp.merge(patch);
@@ -607,8 +612,13 @@ export class Restorer {
           comp.add(p.restored, S, p.transforms[i], mask, i * per, smoothInPaste[i]);
         }
       }
-      outRgb = comp.composite(img.rgb, this.pngWorkers() ? new Uint8Array(new SharedArrayBuffer(img.rgb.length)) : undefined);
-      comp.release();
+      try {
+        outRgb = workers && p.shared
+          ? await comp.compositeOn(workers, p.shared, new Uint8Array(new SharedArrayBuffer(img.rgb.length)))
+          : comp.composite(img.rgb, this.pngWorkers() ? new Uint8Array(new SharedArrayBuffer(img.rgb.length)) : undefined);
+      } finally {
+        comp.release();
+      }
     }
     lap('paste');
     return this.encodeOutputs(p, { rgb: outRgb, width: outW, height: outH, alpha: outAlpha }, saved, o);

@@ -31,11 +31,15 @@ export interface PngStripe {
   /** Adler-32 of the stripe's filtered bytes, and their count. */
   adler: number;
   length: number;
+  /** The CRC-32 of its IDAT chunk (the type and `data`), computed where the stripe was. */
+  crc: number;
 }
 
 /** Bytes a stripe covers at most (rows of this many bytes or fewer go to one stripe; rows are never split). */
 export const PNG_STRIPE_BYTES = 256 * 1024;
 const WINDOW = 32 * 1024;
+/** CRC-32 of the chunk type 'IDAT', where an IDAT chunk's CRC starts. */
+const IDAT_CRC = zlib.crc32('IDAT');
 const ADLER_BASE = 65521;
 
 /** The rows [y0, y1) as PNG filters them with filter None: a zero byte, then the row's pixels, part after part. */
@@ -106,7 +110,7 @@ export function deflateStripe(job: PngStripeJob): PngStripe {
     ...(dictionary ? { dictionary } : {}),
   });
   // a copy that owns its memory (zlib's Buffer may sit in Node's shared pool), so that a worker can transfer it
-  return { data: new Uint8Array(data), adler: adler32(rows), length: rows.length };
+  return { data: new Uint8Array(data), adler: adler32(rows), length: rows.length, crc: zlib.crc32(data, IDAT_CRC) >>> 0 };
 }
 
 /** Splits an image of `height` rows of `rowBytes` into stripes of about PNG_STRIPE_BYTES: their [y0, y1). */
@@ -117,13 +121,14 @@ export function stripeRows(height: number, rowBytes: number, stripeBytes = PNG_S
   return out;
 }
 
-function chunk(type: string, data: Uint8Array): Buffer {
+/** A PNG chunk: length, type, data, CRC-32 (given, or computed here). */
+function chunk(type: string, data: Uint8Array, crc32?: number): Uint8Array[] {
   const head = Buffer.alloc(8);
   head.writeUInt32BE(data.length, 0);
   head.write(type, 4, 'latin1');
   const crc = Buffer.alloc(4);
-  crc.writeUInt32BE(zlib.crc32(data, zlib.crc32(head.subarray(4))) >>> 0, 0);
-  return Buffer.concat([head, data, crc]);
+  crc.writeUInt32BE(crc32 ?? zlib.crc32(data, zlib.crc32(head.subarray(4))) >>> 0, 0);
+  return [head, data, crc];
 }
 
 /** EXIF with one IFD0 entry, ImageDescription (big-endian TIFF), as PNG's eXIf chunk holds it. */
@@ -157,13 +162,13 @@ export function assemblePng(width: number, height: number, channels: 3 | 4, stri
   tail.writeUInt32BE(adler, 0);
   return Buffer.concat([
     Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
-    chunk('IHDR', ihdr),
-    ...(description ? [chunk('eXIf', exifDescription(description))] : []),
+    ...chunk('IHDR', ihdr),
+    ...(description ? chunk('eXIf', exifDescription(description)) : []),
     // the zlib header (deflate, 32 KiB window, fastest), each stripe, the Adler-32: one stream over several IDATs
-    chunk('IDAT', Uint8Array.from([0x78, 0x01])),
-    ...stripes.map((s) => chunk('IDAT', s.data)),
-    chunk('IDAT', tail),
-    chunk('IEND', new Uint8Array(0)),
+    ...chunk('IDAT', Uint8Array.from([0x78, 0x01])),
+    ...stripes.flatMap((s) => chunk('IDAT', s.data, s.crc)),
+    ...chunk('IDAT', tail),
+    ...chunk('IEND', new Uint8Array(0)),
   ]);
 }
 
