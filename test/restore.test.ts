@@ -364,6 +364,29 @@ describe('deferred session (the cold-start overlap)', () => {
     }
   });
 
+  it('with padBatch every run has one batch size (the remainder padded), a session that copies shared memory runs in chunks too, and the output is unchanged', async () => {
+    const photo = path.join(IMAGES, 'Solvay_conference_1927.png');
+    const model = { type: 'identity' as const, size: 256 };
+    const prepared = await prepareModel(model, 'fp32');
+    const restore = async (padBatch: boolean) => {
+      // a session that cannot read shared memory stands in for the stock binding's
+      const runs: number[] = [];
+      const runner = capiCpuRunner(prepared.model as Uint8Array, false, (data, dims) => runs.push(dims[0]));
+      const res = await restoreOnce({ model, prepared, runner: Promise.resolve(runner), faceThreads: 2, batch: 4, padBatch, outDir: path.join(tmp, `pad-${padBatch}`) }, photo);
+      return { res, runs };
+    };
+    const a = await restore(true);
+    const b = await restore(false);
+    assert.equal(a.res.faces.length, 29);
+    // padded: chunks of 4 (the image's 29 faces), the last padded from 1; unpadded: in one go, batches of 4 and the 1 left
+    assert.deepEqual(a.runs, new Array(8).fill(4));
+    assert.equal(a.res.chunks, 8);
+    assert.deepEqual(b.runs, [4, 4, 4, 4, 4, 4, 4, 1]);
+    assert.equal(b.res.chunks, undefined);
+    const [x, y] = await Promise.all([decodeImage(a.res.outputs.gpen!), decodeImage(b.res.outputs.gpen!)]);
+    assert.deepEqual(Array.from(x.rgb), Array.from(y.rgb));
+  });
+
   it('a session that reads shared memory takes the face workers\' crops in place (no copy in or out), with the same output', async () => {
     // the C API route on the CPU stands in for the CUDA one: it reads and writes SharedArrayBuffer views as they are
     const photo = path.join(IMAGES, 'Solvay_conference_1927.png');

@@ -21,6 +21,8 @@ import { createBlazeFace } from './blazeface.js';
 import { Compositor, blendAlpha, facePatch, pasteMask, pasteReduction, smoothSmallFace } from './paste.js';
 import { FloatPool } from './pool.js';
 import { FaceWorkers, defaultFaceThreads, sharedBytes } from './face-workers.js';
+import type { PaddedRunner } from '../runtime/fixed-batch.js';
+import { paddedRunner } from '../runtime/fixed-batch.js';
 import type { DetectedFace, FaceDetector } from './types.js';
 import { tensorToPixels, warpToTensor } from './warp.js';
 
@@ -69,17 +71,26 @@ export interface RestoreOptions {
   faceThreads?: number;
   /**
    * Overlap one image's alignment, inference and paste (default true): on the C API route (--cuda-options; a session
-   * that reads the workers' shared memory), an image of PIPELINE_FROM faces or more runs in chunks, the face workers
+   * that reads the workers' shared memory) and with padBatch, an image of PIPELINE_FROM faces or more runs in chunks, the face workers
    * aligning and pasting one chunk while the session runs another. The output is the same either way.
    */
   pipeline?: boolean;
+  /**
+   * Give every inference one batch size (runtime/fixed-batch.ts: the largest run so far up to --batch, fewer faces
+   * padded with zeros). Default true through the stock binding on CUDA and TensorRT, where each change of batch size
+   * cost ~1 s (H200), and always for a model exported with a fixed batch; false elsewhere.
+   */
+  padBatch?: boolean;
 }
 
 /** Fewer faces than this are warped and pasted on the JavaScript thread: a message round trip costs more. */
 export const FACE_WORKERS_FROM = 4;
 /** Images with this many faces or more are restored in overlapping chunks (RestoreOptions.pipeline). */
 export const PIPELINE_FROM = 12;
-/** The most chunks an image is split into: each is a run of the session (on a GPU, a batch of 10 costs per face what one of 29 does). */
+/**
+ * The chunks an image is split into, each a run of the session (on a GPU, a batch of 10 costs per face what one of 29
+ * does); more where --batch is smaller than a chunk would be.
+ */
 const PIPELINE_CHUNKS = 3;
 /**
  * PNG outputs are compressed in stripes on the face workers from this many threads on (src/io/png.ts): Node's zlib
@@ -214,7 +225,11 @@ export class Restorer {
     // no spinning: between batches the cores belong to alignment and paste (the JavaScript side)
     // the session's time: from the start of its creation to ready (with a deferred session, known at the first run)
     const createMs = { model: t1 - t0, session: 0, detector: 0, session_ready_at: 0 };
-    const sessionP = opts.runner ?? openSession(prepared.model, { provider, label: prepared.label, allowSpinning: false, ...opts.session });
+    const opened = opts.runner ?? openSession(prepared.model, { provider, label: prepared.label, allowSpinning: false, ...opts.session });
+    const fixed = prepared.info.onnx?.fixedBatch ?? null;
+    const stockGpu = (provider === 'cuda' || provider === 'tensorrt') && !opts.runner && Object.keys(opts.session?.cudaOptions ?? {}).length === 0;
+    const pad = fixed !== null && fixed > 1 ? { most: fixed, fixed: true } : (opts.padBatch ?? stockGpu) ? { most: batch } : null;
+    const sessionP = pad ? opened.then((s) => paddedRunner(s, pad)) : opened;
     void sessionP.then(() => { createMs.session_ready_at = performance.now(); createMs.session = createMs.session_ready_at - t1; }, () => undefined);
     const t2 = performance.now();
     const holder: { r: Restorer | null } = { r: null };
@@ -230,7 +245,6 @@ export class Restorer {
       throw e;
     }
     createMs.detector = performance.now() - t2;
-    const fixed = prepared.info.onnx?.fixedBatch ?? null;
     const r = new Restorer(prepared.info, sessionP, provider, detector, { ...opts, alpha, batch: fixed ?? batch, aligned: opts.aligned ?? false, saveFace: opts.saveFace ?? false, ext: opts.ext ?? '.png', write: opts.write ?? true }, prepared.label);
     r.createMs = createMs;
     holder.r = r;
@@ -370,9 +384,10 @@ export class Restorer {
     const cropPool = workers ? this.sharedPool : this.pool;
     const crops = cropPool.take(per * faces.length);
     const restored = cropPool.take(per * faces.length);
-    // only on the C API route: through the stock binding's CUDA session the Solvay photo in chunks of 10, 10 and 9
-    // took 2.3-2.5 s a time instead of 0.47 (H200, warm; not analysed: its runs of other batch sizes cost seconds)
-    const split = workers && chunked && this.opts.pipeline !== false && !this.opts.parser && !this.opts.aligned && faces.length >= PIPELINE_FROM && this.session?.readsSharedMemory === true;
+    // on the C API route, and through a session whose runs are padded to one batch size: through the stock binding's
+    // CUDA session unpadded, the Solvay photo in chunks of 10, 10 and 9 took 2.3-2.5 s instead of 0.47 (H200, warm:
+    // each change of batch size cost ~1 s there)
+    const split = workers && chunked && this.opts.pipeline !== false && !this.opts.parser && !this.opts.aligned && faces.length >= PIPELINE_FROM && (this.session?.readsSharedMemory === true || (this.session as PaddedRunner | null)?.paddedTo !== undefined);
     if (split) {
       // every chunk's alignment asked for at once: each worker takes its jobs in order, so the first chunk is ready first
       const size = Math.min(this.opts.batch, Math.ceil(faces.length / PIPELINE_CHUNKS));

@@ -1,0 +1,63 @@
+// Runs of one batch size. Through the stock binding, ONNX Runtime's CUDA session pays ~0.9-1.2 s on every run whose
+// batch size differs from the run before (H200, GPEN-512 fp16: runs of 10, 9, 10, 9 took ~1 s each against 46 ms for
+// 10, 10, 10; 4, 1, 4, 1 the same): the CLI's default batch of 4 paid it twice on every photo whose face count is no
+// multiple of 4. A model exported with a fixed batch accepts nothing else. So runs are padded (zeros, their outputs
+// dropped) up to one size, which only grows: the largest run seen so far, at most `most`; runs beyond `most` go in
+// pieces of `most`.
+import type { GpenRunner, RunResult } from './session.js';
+
+export interface PaddedRunner extends GpenRunner {
+  /** The batch size every run has now (0 before the first). */
+  readonly paddedTo: number;
+}
+
+/**
+ * `inner` with every run at one batch size: `fixed` (a model's fixed batch) or the largest run so far, up to `most`.
+ * The result is the same as unpadded runs (each output depends on its own input only).
+ */
+export function paddedRunner(inner: GpenRunner, o: { most: number; fixed?: boolean }): PaddedRunner {
+  let size = o.fixed ? o.most : 0;
+  let scratch: Float32Array | null = null;
+  async function run(data: Float32Array, dims: number[], into?: Float32Array): Promise<RunResult> {
+    const n = dims[0];
+    const per = data.length / n;
+    const rest = dims.slice(1);
+    if (!o.fixed) size = Math.min(o.most, Math.max(size, n));
+    if (n === size) return inner.run(data, dims, into);
+    const out = into ?? new Float32Array(n * per);
+    let ms = 0;
+    let outRest = rest;
+    for (let s = 0; s < n; s += size) {
+      const k = Math.min(size, n - s);
+      const target = out.subarray(s * per, (s + k) * per);
+      let r: RunResult;
+      if (k === size) {
+        r = await inner.run(data.subarray(s * per, (s + k) * per), [size, ...rest], target);
+        if (r.data !== target) target.set(r.data.subarray(0, k * per));
+      } else {
+        // one scratch buffer, taken while a run uses it (a concurrent caller makes its own)
+        const mine = scratch && scratch.length === size * per ? scratch : new Float32Array(size * per);
+        scratch = null;
+        mine.set(data.subarray(s * per, (s + k) * per));
+        mine.fill(0, k * per);
+        try {
+          r = await inner.run(mine, [size, ...rest]);
+          target.set(r.data.subarray(0, k * per));
+        } finally {
+          scratch = mine;
+        }
+      }
+      ms += r.ms;
+      outRest = r.dims.slice(1);
+    }
+    return { data: out, dims: [n, ...outRest], ms };
+  }
+  return new Proxy(inner, {
+    get(target, prop) {
+      if (prop === 'run') return run;
+      if (prop === 'paddedTo') return size;
+      const v: unknown = Reflect.get(target, prop, target);
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  }) as PaddedRunner;
+}
