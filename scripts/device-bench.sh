@@ -659,5 +659,14 @@ PY
     # and the PNG outputs in stripes on the face workers (dist) against libvips (dist-v9a, 126523a), taking turns
     photo_ab dist-v9a
     ;;
-  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a|s7b|s7c|s7d|s7e|s7f|s7g|final9|s7h|s8a|s8b|s8c|s8d|s8e|s8f|final10|s9a" >&2; exit 2 ;;
+  s9b)
+    # session 9: the CLI's defaults on CUDA (stock binding, batch 4) before (dist-v9a) and after the padded runs (dist);
+    # the batch switches through the C API's lean set; the photo A/B (graphs and stock, dist-v9a against dist: PNG
+    # stripes, the detector's decode, the composite on the workers, padded stock runs in chunks); the profile again
+    for d in dist-v9a dist; do DIST=$d node scripts/probe-e2e.mjs cli4 2>&1 | grep -v "^\s*$" | cut -c1-300 | tail -5; done
+    node scripts/probe-e2e.mjs switch-capi 2>&1 | grep -v "^\s*$" | cut -c1-300 | tail -8
+    photo_ab dist-v9a
+    node scripts/probe-e2e.mjs profile 2>&1 | grep -v "^\s*$" | cut -c1-300 | tail -10
+    ;;
+  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a|s7b|s7c|s7d|s7e|s7f|s7g|final9|s7h|s8a|s8b|s8c|s8d|s8e|s8f|final10|s9a|s9b" >&2; exit 2 ;;
 esac

@@ -1,11 +1,18 @@
 // Device probe (session 9): where the Solvay photo's warm time goes on the C API route (a CPU profile of the
 // JavaScript thread over 10 warm photos, written to $OUT/main.cpuprofile, with each photo's stages), and what runs of
-// changing batch size cost a stock-binding CUDA session (10, 9, ... and 4, 1, ...). Reads dist/ (npm run build).
+// changing batch size cost a stock-binding CUDA session (10, 9, ... and 4, 1, ...), the same through the C API's lean
+// set (switch-capi), and the photo as the CLI restores it by default on CUDA (cli4: the stock binding, batch 4).
+// Reads $DIST (default dist/, npm run build).
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
-import { Restorer } from '../dist/face/restore.js';
-import { prepareModel } from '../dist/model/registry.js';
-import { ModelSession } from '../dist/runtime/session.js';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+
+const dist = pathToFileURL(path.resolve(process.env.DIST ?? 'dist')).href;
+const { Restorer } = await import(`${dist}/face/restore.js`);
+const { prepareModel } = await import(`${dist}/model/registry.js`);
+const { ModelSession } = await import(`${dist}/runtime/session.js`);
+const { openSession } = await import(`${dist}/runtime/capi-model.js`);
 
 const OUT = process.env.OUT ?? '/tmp';
 const PHOTO = 'assets/Solvay_conference_1927.png';
@@ -30,9 +37,10 @@ if (part === 'all' || part === 'profile') {
   await r.release();
 }
 
-if (part === 'all' || part === 'switch') {
+if (part === 'all' || part === 'switch' || part === 'switch-capi') {
   const prepared = await prepareModel({ type: 'synthetic', size: 512 }, 'fp16');
-  const m = await ModelSession.create(prepared.model, { provider: 'cuda', label: 'probe' });
+  const lean = { cudnn_conv_algo_search: 'HEURISTIC', arena_extend_strategy: 'kSameAsRequested', cudnn_conv_use_max_workspace: '0', mem_pattern: '0' };
+  const m = part === 'switch-capi' ? await openSession(prepared.model, { provider: 'cuda', label: 'probe', cudaOptions: lean }) : await ModelSession.create(prepared.model, { provider: 'cuda', label: 'probe' });
   const x = new Float32Array(32 * 3 * 512 * 512).fill(0.1);
   const run = async (b) => {
     const t = performance.now();
@@ -42,7 +50,18 @@ if (part === 'all' || part === 'switch') {
   for (const seq of [[32, 32, 32], [10, 10, 10], [10, 9, 10, 9, 10, 9], [4, 4, 4], [4, 1, 4, 1, 4, 1], [29, 29], [10, 10, 9, 10, 10, 9]]) {
     const ms = [];
     for (const b of seq) ms.push(await run(b));
-    console.log(`stock fp16 runs ${seq.join(',')}: ${ms.map((v) => v.toFixed(0)).join(', ')} ms`);
+    console.log(`${part === 'switch-capi' ? 'C API lean' : 'stock'} fp16 runs ${seq.join(',')}: ${ms.map((v) => v.toFixed(0)).join(', ')} ms`);
   }
   await m.release();
+}
+
+if (part === 'cli4') {
+  // the CLI's defaults on CUDA: the stock binding, batch 4, the detector on the CPU (restore's default), 4 photos
+  const r = await Restorer.create({ model: { type: 'synthetic', size: 512 }, precision: 'fp16', provider: 'cuda', batch: 4, outDir: '/tmp', write: false });
+  for (let i = 0; i < 4; i++) {
+    const t = performance.now();
+    const res = await r.restoreFile(PHOTO);
+    console.log(`${process.env.DIST ?? 'dist'} cli4 photo ${i} ${(performance.now() - t).toFixed(0)} ms`, Object.entries(res.stages_ms).map(([k, v]) => `${k} ${v.toFixed(0)}`).join(', '));
+  }
+  await r.release();
 }
