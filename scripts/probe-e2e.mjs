@@ -65,3 +65,22 @@ if (part === 'cli4') {
   }
   await r.release();
 }
+
+if (part === 'threads') {
+  // the face workers' count (default: the cores but one, at most 8) on the C API route with CUDA graphs
+  for (const faceThreads of [8, 12, 15, 8]) {
+    const r = await Restorer.create({ model: { type: 'synthetic', size: 512 }, precision: 'fp16', provider: 'cuda', detectorProvider: 'cuda', batch: 32, faceThreads, outDir: '/tmp', write: false, session: { cudaOptions: { enable_cuda_graph: '1' } } });
+    for (let i = 0; i < 2; i++) await r.restoreFile(PHOTO);
+    const totals = [];
+    const stages = {};
+    for (let i = 0; i < 7; i++) {
+      const t = performance.now();
+      const res = await r.restoreFile(PHOTO);
+      totals.push(performance.now() - t);
+      for (const [k, v] of Object.entries(res.stages_ms)) (stages[k] ??= []).push(v);
+    }
+    await r.release();
+    const med = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+    console.log(`faceThreads ${faceThreads}: ${med(totals).toFixed(0)} ms (${Object.entries(stages).map(([k, xs]) => `${k} ${med(xs).toFixed(0)}`).join(', ')})`);
+  }
+}

@@ -77,8 +77,9 @@ export interface RestoreOptions {
   pipeline?: boolean;
   /**
    * Give every inference one batch size (runtime/fixed-batch.ts: the largest run so far up to --batch, fewer faces
-   * padded with zeros). Default true through the stock binding on CUDA and TensorRT, where each change of batch size
-   * cost ~1 s (H200), and always for a model exported with a fixed batch; false elsewhere.
+   * padded with zeros). Default true on CUDA and TensorRT, where each change of batch size cost ~1 s through the stock
+   * binding and ~0.1 s through the C API without CUDA graphs (H200), but not with enable_cuda_graph=1 (a graph per
+   * batch size); always for a model exported with a fixed batch; false elsewhere.
    */
   padBatch?: boolean;
 }
@@ -227,8 +228,9 @@ export class Restorer {
     const createMs = { model: t1 - t0, session: 0, detector: 0, session_ready_at: 0 };
     const opened = opts.runner ?? openSession(prepared.model, { provider, label: prepared.label, allowSpinning: false, ...opts.session });
     const fixed = prepared.info.onnx?.fixedBatch ?? null;
-    const stockGpu = (provider === 'cuda' || provider === 'tensorrt') && !opts.runner && Object.keys(opts.session?.cudaOptions ?? {}).length === 0;
-    const pad = fixed !== null && fixed > 1 ? { most: fixed, fixed: true } : (opts.padBatch ?? stockGpu) ? { most: batch } : null;
+    // on a GPU, unless each batch size is a CUDA graph of its own (the C API route with enable_cuda_graph=1)
+    const gpuSwitches = (provider === 'cuda' || provider === 'tensorrt') && !opts.runner && opts.session?.cudaOptions?.enable_cuda_graph !== '1';
+    const pad = fixed !== null && fixed > 1 ? { most: fixed, fixed: true } : (opts.padBatch ?? gpuSwitches) ? { most: batch } : null;
     const sessionP = pad ? opened.then((s) => paddedRunner(s, pad)) : opened;
     void sessionP.then(() => { createMs.session_ready_at = performance.now(); createMs.session = createMs.session_ready_at - t1; }, () => undefined);
     const t2 = performance.now();

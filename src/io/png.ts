@@ -36,7 +36,7 @@ export interface PngStripe {
 }
 
 /** Bytes a stripe covers at most (rows of this many bytes or fewer go to one stripe; rows are never split). */
-export const PNG_STRIPE_BYTES = 256 * 1024;
+export const PNG_STRIPE_BYTES = 128 * 1024;
 const WINDOW = 32 * 1024;
 /** CRC-32 of the chunk type 'IDAT', where an IDAT chunk's CRC starts. */
 const IDAT_CRC = zlib.crc32('IDAT');
