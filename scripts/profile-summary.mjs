@@ -1,3 +1,5 @@
+// Summarises a V8 CPU profile (.cpuprofile, e.g. the one scripts/probe-e2e.mjs writes on the GPU machine): the
+// functions by self time and by total time, in milliseconds. Usage: node scripts/profile-summary.mjs FILE [TOP]
 import { readFileSync } from 'node:fs';
 const p = JSON.parse(readFileSync(process.argv[2], 'utf8'));
 const byId = new Map(p.nodes.map((n) => [n.id, n]));
