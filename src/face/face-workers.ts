@@ -22,11 +22,13 @@ export type FaceJob =
 export interface FaceReply { id: number; ok: boolean; error?: string; patches: FacePatch[]; stripes?: PngStripe[] }
 
 /**
- * Threads by default: the cores but one (the JavaScript thread waits for them), at least 2 and at most 8. On 2 cores
+ * Threads by default: the cores but one (the JavaScript thread waits for them), at least 2 and at most 16. On 2 cores
  * 2 workers took the Solvay photo's align from ~124 to ~65-90 ms and its paste from ~132 to ~75-80 ms; 1 gained nothing.
+ * On the H200's 16-core host 15 workers took the warm GPU photo from 231-235 to 209 ms against 8 (align 14 -> 8, encode
+ * 21 -> 14, detect 64 -> 59).
  */
 export function defaultFaceThreads(): number {
-  return Math.max(2, Math.min(8, os.availableParallelism() - 1));
+  return Math.max(2, Math.min(16, os.availableParallelism() - 1));
 }
 
 /** A typed array's memory as shared memory (copied once when it is not already shared). */

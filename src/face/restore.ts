@@ -66,7 +66,7 @@ export interface RestoreOptions {
   write?: boolean;
   /**
    * Worker threads that warp faces into crops and sample restored faces back, for images with FACE_WORKERS_FROM
-   * faces or more (default: the cores but one, at most 8; 0: all on the JavaScript thread). Started at first use.
+   * faces or more (default: the cores but one, at most 16; 0: all on the JavaScript thread). Started at first use.
    */
   faceThreads?: number;
   /**
