@@ -5,8 +5,10 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import zlib from 'node:zlib';
 import { GpenLabError } from '../src/errors.js';
 import { decodeImage, encodeImage, parseOutputExt, splitRgba } from '../src/io/image.js';
+import { encodePngStriped } from '../src/io/png.js';
 import { IMAGES } from './fixtures.js';
 import { imageInfo, pattern, write16BitPng, writeAnimatedGif, writePngBomb, writeCmykJpeg, writeOrientation6Jpeg, writePng } from './helpers/images.js';
 
@@ -151,6 +153,50 @@ describe('decodeImage: bad files are coded errors', () => {
 
   it('rejects a bad maxPixels', async () => {
     await assert.rejects(decodeImage(f('one.png'), { maxPixels: 0 }), isCode('E_ARGUMENT', /maxPixels/));
+  });
+});
+
+/** The ICC profile a PNG carries (its iCCP chunk, inflated). */
+function pngIccProfile(file: string): Buffer {
+  const b = readFileSync(file);
+  for (let o = 8; o < b.length;) {
+    const len = b.readUInt32BE(o);
+    if (b.toString('latin1', o + 4, o + 8) === 'iCCP') {
+      const d = b.subarray(o + 8, o + 8 + len);
+      return zlib.inflateSync(d.subarray(d.indexOf(0) + 2));
+    }
+    o += 12 + len;
+  }
+  throw new Error(`${file} carries no ICC profile`);
+}
+
+describe('ICC profiles applied per distinct colour', () => {
+  // the Solvay photo carries Apple's Display profile (not sRGB): colours change through it, greys do not
+  const icc = pngIccProfile(path.join(IMAGES, 'Solvay_conference_1927.png'));
+
+  for (const withAlpha of [false, true]) {
+    it(`a colour ${withAlpha ? 'RGBA' : 'RGB'} PNG with a profile decodes to exactly sharp's pixels (colours converted, not all the same)`, async () => {
+      const w = 97, h = 61;
+      const rgb = Uint8Array.from({ length: w * h * 3 }, (_, i) => (i * 37 + (i >> 5) * 11) & 255);
+      const alpha = withAlpha ? Uint8Array.from({ length: w * h }, (_, i) => (i * 5) & 255) : null;
+      const file = f(`icc-${withAlpha}.png`);
+      writeFileSync(file, await encodePngStriped([{ data: rgb, width: w, alpha }], h, { iccProfile: icc }));
+      const fast = await decodeImage(file);
+      const plain = await decodeImage(file, { iccByColours: false });
+      assert.deepEqual(fast.rgb, plain.rgb);
+      assert.deepEqual(fast.alpha, plain.alpha);
+      let changed = 0;
+      for (let i = 0; i < rgb.length; i++) if (plain.rgb[i] !== rgb[i]) changed++;
+      assert.ok(changed > rgb.length / 10, `${changed} of ${rgb.length} values converted by the profile`);
+    });
+  }
+
+  it('the Solvay photo (greys: the profile leaves them) decodes to exactly sharp\'s pixels', async () => {
+    const file = path.join(IMAGES, 'Solvay_conference_1927.png');
+    const fast = await decodeImage(file);
+    const plain = await decodeImage(file, { iccByColours: false });
+    assert.deepEqual(fast.rgb, plain.rgb);
+    assert.equal(fast.alpha, null);
   });
 });
 

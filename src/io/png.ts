@@ -150,7 +150,7 @@ function exifDescription(text: string): Buffer {
 }
 
 /** The PNG file from its stripes (in order): signature, header, description, the stream's chunks, end. */
-export function assemblePng(width: number, height: number, channels: 3 | 4, stripes: PngStripe[], description?: string): Buffer {
+export function assemblePng(width: number, height: number, channels: 3 | 4, stripes: PngStripe[], description?: string, iccProfile?: Uint8Array): Buffer {
   const ihdr = Buffer.alloc(13);
   ihdr.writeUInt32BE(width, 0);
   ihdr.writeUInt32BE(height, 4);
@@ -163,6 +163,8 @@ export function assemblePng(width: number, height: number, channels: 3 | 4, stri
   return Buffer.concat([
     Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
     ...chunk('IHDR', ihdr),
+    // an ICC profile: a name, a zero, compression method 0, the profile deflated
+    ...(iccProfile ? chunk('iCCP', Buffer.concat([Buffer.from('ICC Profile\0\0', 'latin1'), zlib.deflateSync(iccProfile)])) : []),
     ...(description ? chunk('eXIf', exifDescription(description)) : []),
     // the zlib header (deflate, 32 KiB window, fastest), each stripe, the Adler-32: one stream over several IDATs
     ...chunk('IDAT', Uint8Array.from([0x78, 0x01])),
@@ -184,8 +186,8 @@ export function pngStripeJobs(parts: PngPart[], height: number, level = 1, strip
  * Encodes parts side by side as a PNG, the stripes compressed by `deflate` (a pool of threads; default: this thread,
  * one after the other).
  */
-export async function encodePngStriped(parts: PngPart[], height: number, opts: { description?: string; deflate?: (jobs: PngStripeJob[]) => Promise<PngStripe[]>; stripeBytes?: number } = {}): Promise<Buffer> {
+export async function encodePngStriped(parts: PngPart[], height: number, opts: { description?: string; iccProfile?: Uint8Array; deflate?: (jobs: PngStripeJob[]) => Promise<PngStripe[]>; stripeBytes?: number } = {}): Promise<Buffer> {
   const jobs = pngStripeJobs(parts, height, 1, opts.stripeBytes);
   const stripes = opts.deflate ? await opts.deflate(jobs) : jobs.map(deflateStripe);
-  return assemblePng(parts.reduce((a, p) => a + p.width, 0), height, jobs[0].channels, stripes, opts.description);
+  return assemblePng(parts.reduce((a, p) => a + p.width, 0), height, jobs[0].channels, stripes, opts.description, opts.iccProfile);
 }
