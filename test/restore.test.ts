@@ -349,6 +349,7 @@ describe('deferred session (the cold-start overlap)', () => {
     const a = await restore(true);
     const b = await restore(false);
     assert.equal(a.res.faces.length, 29);
+    assert.equal(a.res.png_stripes, undefined, 'libvips encodes with 2 face threads');
     // three chunks of at most ceil(29 / 3) faces, each its own run; in one go, one run of 29
     assert.deepEqual(a.runs, [10, 10, 9]);
     assert.equal(a.res.chunks, 3);
@@ -361,6 +362,24 @@ describe('deferred session (the cold-start overlap)', () => {
     for (const [x, y] of pairs) {
       const [dx, dy] = await Promise.all([decodeImage(x), decodeImage(y)]);
       assert.deepEqual(Array.from(dx.rgb), Array.from(dy.rgb), `${path.basename(x)} differs from ${path.basename(y)}`);
+    }
+  });
+
+  it('with 4 face threads the PNGs are compressed in stripes, those below the faces while the chunks run, with the same pixels', async () => {
+    const photo = path.join(IMAGES, 'Solvay_conference_1927.png');
+    const model = { type: 'identity' as const, size: 256 };
+    const prepared = await prepareModel(model, 'fp32');
+    const runner = capiCpuRunner(prepared.model as Uint8Array, true, () => undefined);
+    const a = await restoreOnce({ model, prepared, runner: Promise.resolve(runner), faceThreads: 4, batch: 32, outDir: path.join(tmp, 'stripes-4') }, photo);
+    const b = await restoreOnce({ model, prepared, runner: Promise.resolve(capiCpuRunner(prepared.model as Uint8Array, true, () => undefined)), faceThreads: 0, batch: 32, outDir: path.join(tmp, 'stripes-0') }, photo);
+    assert.equal(a.chunks, 3);
+    assert.ok(a.png_stripes, 'striped');
+    // the rows below the faces (about half the photo) went before the paste
+    assert.ok(a.png_stripes.early >= a.png_stripes.total / 4 && a.png_stripes.early < a.png_stripes.total, JSON.stringify(a.png_stripes));
+    assert.equal(b.png_stripes, undefined);
+    for (const k of ['gpen', 'comp'] as const) {
+      const [x, y] = await Promise.all([decodeImage(a.outputs[k]!), decodeImage(b.outputs[k]!)]);
+      assert.deepEqual(x.rgb, y.rgb, `${k} differs`);
     }
   });
 

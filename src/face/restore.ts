@@ -6,8 +6,8 @@ import { GpenLabError, errorMessage, isGpenLabError } from '../errors.js';
 import { writeFileAtomicSafe } from '../io/files.js';
 import type { DecodedImage, OutputExt } from '../io/image.js';
 import { decodeImage, encodeImage } from '../io/image.js';
-import type { PngPart } from '../io/png.js';
-import { assemblePng, pngStripeJobs } from '../io/png.js';
+import type { PngPart, PngStripe } from '../io/png.js';
+import { assemblePng, pngStripeJobs, stripeReads } from '../io/png.js';
 import type { Precision } from '../model/gpen-graph.js';
 import type { ModelInfo, ModelSpec, PreparedModel } from '../model/registry.js';
 import { prepareModel } from '../model/registry.js';
@@ -16,7 +16,7 @@ import type { Provider } from '../runtime/providers.js';
 import { openSession } from '../runtime/capi-model.js';
 import type { GpenRunner, SessionConfig } from '../runtime/session.js';
 import type { Affine } from './align.js';
-import { alignTransform } from './align.js';
+import { alignTransform, invertAffine } from './align.js';
 import { createBlazeFace } from './blazeface.js';
 import { Compositor, blendAlpha, facePatch, pasteMask, pasteReduction, smoothSmallFace } from './paste.js';
 import { FloatPool } from './pool.js';
@@ -24,7 +24,7 @@ import { FaceWorkers, defaultFaceThreads, sharedBytes } from './face-workers.js'
 import type { PaddedRunner } from '../runtime/fixed-batch.js';
 import { paddedRunner } from '../runtime/fixed-batch.js';
 import type { DetectedFace, FaceDetector } from './types.js';
-import { tensorToPixels, warpToTensor } from './warp.js';
+import { cropFootprint, tensorToPixels, warpToTensor } from './warp.js';
 
 export const SYNTHETIC_NOTE = 'made with synthetic GPEN weights (seeded random): not a restoration';
 /** Faces narrower than this (in the photo) get the official 3x3 smoothing after restoration. */
@@ -116,6 +116,8 @@ export interface RestoreResult {
   stages_ms: Record<StageName, number>;
   /** Set when the image ran in overlapping chunks (RestoreOptions.pipeline): how many; the stages then count waits. */
   chunks?: number;
+  /** Set when the PNG outputs were compressed in stripes on the face workers: how many, and how many before the paste. */
+  png_stripes?: { total: number; early: number };
   provider: { asked: Provider; ran: string[] | null };
   model: { file: string | null; sha256: string | null; size: number; synthetic: boolean };
   warnings: string[];
@@ -141,8 +143,9 @@ interface Pending {
   result: RestoreResult;
   /** A pipelined image: its chunks of faces [from, to), each with its alignment (already asked of the face workers). */
   chunks?: { from: number; to: number; aligned: Promise<void> }[];
-  /** The photo's pixels in shared memory, when the face workers read them. */
+  /** The photo's pixels in shared memory, when the face workers read them; its alpha plane there (made when needed). */
   shared?: Uint8Array;
+  sharedAlpha?: Uint8Array;
 }
 
 export class Restorer {
@@ -426,6 +429,9 @@ export class Restorer {
     const saved = this.opts.saveFace ? new Float32Array(per * p.faces.length) : null;
     const smoothInPaste = p.faces.map(() => false);
     const comp = new Compositor(p.img.width, p.img.height, p.shared ? this.sharedPool : this.pool);
+    // the output PNGs' stripes that no face reaches, compressed while the chunks run
+    const early = this.earlyStripes(p);
+    early?.stripes.catch(() => undefined); // awaited by the encode; a failure is thrown there
     // merges run in chunk order whenever their patches arrive; a failed chunk fails the rest of the chain
     let merged: Promise<void> = Promise.resolve();
     try {
@@ -457,12 +463,39 @@ export class Restorer {
       const into = new Uint8Array(new SharedArrayBuffer(p.img.rgb.length));
       const outRgb = p.shared ? await comp.compositeOn(workers, p.shared, into) : comp.composite(p.img.rgb, into);
       lap('paste');
-      await this.encodeOutputs(p, { rgb: outRgb, width: p.img.width, height: p.img.height, alpha: p.img.alpha }, saved, {});
+      await this.encodeOutputs(p, { rgb: outRgb, width: p.img.width, height: p.img.height, alpha: p.img.alpha }, saved, {}, early);
     } finally {
       // after a failure, the workers' jobs still under way finish before the crops go back to the pool
-      await Promise.allSettled([merged, ...p.chunks!.map((c) => c.aligned)]);
+      await Promise.allSettled([merged, ...p.chunks!.map((c) => c.aligned), early?.stripes]);
       comp.release();
     }
+  }
+
+  /**
+   * With PNG outputs on the face workers: the stripes of the two outputs whose rows (and the window before them) no
+   * face's patch reaches, compressed now from the input's pixels, which those rows of the outputs are (the
+   * composite copies them). In a group photo that is the rows below and above the faces (the Solvay photo: 286 of 568).
+   */
+  private earlyStripes(p: Pending): EarlyStripes | null {
+    const workers = this.pngWorkers();
+    if (!workers || this.opts.ext !== '.png' || this.opts.aligned || !p.shared) return null;
+    const { width: W, height: H } = p.img;
+    let lo = H, hi = 0;
+    for (const m of p.transforms) {
+      const [, y0, , y1] = cropFootprint(invertAffine(m), this.size, W, H);
+      if (y1 > y0) {
+        lo = Math.min(lo, y0);
+        hi = Math.max(hi, y1);
+      }
+    }
+    const input: PngPart = { data: p.shared, width: W, alpha: p.img.alpha ? (p.sharedAlpha ??= sharedBytes(p.img.alpha)) : null };
+    const jobs = outputPngs(input, input, H).map((im) => pngStripeJobs(im.parts, im.height));
+    const early = jobs.map((js) => js.map((j) => {
+      const [first, end] = stripeReads(j);
+      return end <= lo || first >= hi;
+    }));
+    if (!early.some((e) => e.some(Boolean))) return null;
+    return { early, stripes: workers.pngStripes(jobs.flatMap((js, i) => js.filter((_, k) => early[i][k]))) };
   }
 
   /**
@@ -642,7 +675,7 @@ export class Restorer {
   }
 
   /** Encodes the result, the side-by-side comparison and (with saveFace) each face's pair; writes them unless told not to. */
-  private async encodeOutputs(p: Pending, out: { rgb: Uint8Array; width: number; height: number; alpha: Uint8Array | null }, saved: Float32Array | null, o: FinishOptions): Promise<[string, Buffer][]> {
+  private async encodeOutputs(p: Pending, out: { rgb: Uint8Array; width: number; height: number; alpha: Uint8Array | null }, saved: Float32Array | null, o: FinishOptions, early?: EarlyStripes | null): Promise<[string, Buffer][]> {
     const saveFace = o.saveFace ?? this.opts.saveFace;
     const write = o.write ?? this.opts.write;
     const r = p.result;
@@ -661,8 +694,10 @@ export class Restorer {
     const left = this.opts.aligned ? tensorToPixels(p.crops, S) : { width: img.width, height: img.height, data: p.shared ?? img.rgb };
     const pngWorkers = ext === '.png' ? this.pngWorkers() : null;
     if (pngWorkers) {
-      const out: PngPart = { data: sharedBytes(outRgb), width: outW, alpha: outAlpha ? sharedBytes(outAlpha) : null };
-      const [gpen, comp] = encodePngsStriped(pngWorkers, [{ parts: [out], height: outH }, { parts: [{ data: sharedBytes(left.data), width: left.width, alpha: null }, { ...out, alpha: null }], height: outH }], description);
+      const out: PngPart = { data: sharedBytes(outRgb), width: outW, alpha: outAlpha ? (p.sharedAlpha ??= sharedBytes(outAlpha)) : null };
+      const images = outputPngs({ data: sharedBytes(left.data), width: left.width, alpha: null }, out, outH);
+      const [gpen, comp] = encodePngsStriped(pngWorkers, images, description, early ?? undefined);
+      r.png_stripes = { total: images.reduce((a, im) => a + pngStripeJobs(im.parts, im.height).length, 0), early: early?.early.flat().filter(Boolean).length ?? 0 };
       jobs.push([`${base}_GPEN${ext}`, gpen], [`${base}_COMP${ext}`, comp]);
     } else {
       jobs.push([`${base}_GPEN${ext}`, encodeImage({ width: outW, height: outH, rgb: outRgb, alpha: outAlpha }, ext, { description })]);
@@ -702,17 +737,36 @@ export class Restorer {
   }
 }
 
+/** Stripes of the output PNGs compressed before the paste: those whose rows no face reaches (their pixels are the input's). */
+interface EarlyStripes {
+  /** Per image (the result, the comparison), per stripe: whether it is among the early ones. */
+  early: boolean[][];
+  /** The early stripes, in image then stripe order. */
+  stripes: Promise<PngStripe[]>;
+}
+
+/** The two outputs' images: the result (with the photo's alpha) and the side-by-side comparison (input, result). */
+function outputPngs(left: PngPart, out: PngPart, height: number): { parts: PngPart[]; height: number }[] {
+  return [{ parts: [out], height }, { parts: [{ ...left, alpha: null }, { ...out, alpha: null }], height }];
+}
+
 /**
  * PNGs (each parts side by side) compressed in stripes on the face workers, every image's stripes in one round: one
- * promise per image. The stripe jobs travel with the parts' shared memory, not a copy.
+ * promise per image. The stripe jobs travel with the parts' shared memory, not a copy. Stripes `early` compressed
+ * already are taken from it.
  */
-function encodePngsStriped(workers: FaceWorkers, images: { parts: PngPart[]; height: number }[], description: string): Promise<Buffer>[] {
+function encodePngsStriped(workers: FaceWorkers, images: { parts: PngPart[]; height: number }[], description: string, early?: EarlyStripes): Promise<Buffer>[] {
   const jobs = images.map((im) => pngStripeJobs(im.parts, im.height));
-  const all = workers.pngStripes(jobs.flat());
+  const isEarly = (i: number, k: number) => early?.early[i]?.[k] === true;
+  const late = workers.pngStripes(jobs.flatMap((js, i) => js.filter((_, k) => !isEarly(i, k))));
+  const both = Promise.all([late, early?.stripes ?? Promise.resolve([])]);
   return images.map(async (im, i) => {
-    const stripes = await all;
-    const from = jobs.slice(0, i).reduce((a, j) => a + j.length, 0);
-    return assemblePng(im.parts.reduce((a, q) => a + q.width, 0), im.height, jobs[i][0].channels, stripes.slice(from, from + jobs[i].length), description);
+    const [lateOut, earlyOut] = await both;
+    // where image i's stripes start in each list
+    let li = 0, ei = 0;
+    for (let j = 0; j < i; j++) jobs[j].forEach((_, k) => { if (isEarly(j, k)) ei++; else li++; });
+    const stripes = jobs[i].map((_, k) => (isEarly(i, k) ? earlyOut[ei++] : lateOut[li++]));
+    return assemblePng(im.parts.reduce((a, q) => a + q.width, 0), im.height, jobs[i][0].channels, stripes, description);
   });
 }
 

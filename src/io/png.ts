@@ -113,6 +113,12 @@ export function deflateStripe(job: PngStripeJob): PngStripe {
   return { data: new Uint8Array(data), adler: adler32(rows), length: rows.length, crc: zlib.crc32(data, IDAT_CRC) >>> 0 };
 }
 
+/** The rows a stripe reads: its own and those of the window before it (its dictionary), as [first, end). */
+export function stripeReads(job: PngStripeJob): [number, number] {
+  const rowBytes = 1 + job.channels * job.parts.reduce((a, p) => a + p.width, 0);
+  return [job.y0 > 0 ? Math.max(0, job.y0 - Math.ceil(WINDOW / rowBytes)) : 0, job.y1];
+}
+
 /** Splits an image of `height` rows of `rowBytes` into stripes of about PNG_STRIPE_BYTES: their [y0, y1). */
 export function stripeRows(height: number, rowBytes: number, stripeBytes = PNG_STRIPE_BYTES): [number, number][] {
   const rows = Math.max(1, Math.floor(stripeBytes / rowBytes));

@@ -273,7 +273,7 @@ export class HostPins {
   constructor(private readonly most = 4, private readonly minBytes = 8 << 20) {}
 
   /** Locks the whole buffer under `a` unless it is small, locked already, or locking failed before. */
-  pin(a: Float32Array): void {
+  pin(a: Float32Array | Uint8Array): void {
     const buf = a.buffer;
     if (buf.byteLength < this.minBytes || this.error) return;
     if (this.pinned.has(buf)) {
