@@ -672,5 +672,10 @@ PY
     # session 9: the face workers' count (8, 12, 15, 8 again) on the C API route with CUDA graphs (PNG stripes of 128 KB)
     node scripts/probe-e2e.mjs threads 2>&1 | grep -v "^\s*$" | cut -c1-300 | tail -6
     ;;
-  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a|s7b|s7c|s7d|s7e|s7f|s7g|final9|s7h|s8a|s8b|s8c|s8d|s8e|s8f|final10|s9a|s9b|s9c" >&2; exit 2 ;;
+  s9d)
+    # session 9: the ICC profile per distinct colour, the detector's locked host buffers, the PNG stripes below the
+    # faces compressed while the chunks run (dist) against 30a71f8 (dist-v9c: 15 face workers), taking turns
+    photo_ab dist-v9c
+    ;;
+  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a|s7b|s7c|s7d|s7e|s7f|s7g|final9|s7h|s8a|s8b|s8c|s8d|s8e|s8f|final10|s9a|s9b|s9c|s9d" >&2; exit 2 ;;
 esac
