@@ -91,6 +91,17 @@ describe('resampling (pure)', () => {
 
   it('halves with a 2x2 box filter', () => {
     assert.deepEqual([...halve(ramp).data], [35, 0, 255, 55, 0, 255]);
+    // odd and one-pixel sides: output (x, y) averages source columns 2x, 2x+1 and rows 2y, 2y+1, clamped to the image
+    for (const [w, h] of [[1, 5], [5, 1], [3, 3], [7, 4], [6, 6], [2, 1]]) {
+      const img = rgb(w, h, (x, y) => [(x * 53 + y * 7) & 255, (x * 11 + y * 97) & 255, (x * y * 31) & 255]);
+      const got = halve(img);
+      const ow = Math.max(1, w >> 1), oh = Math.max(1, h >> 1);
+      assert.deepEqual([got.width, got.height], [ow, oh]);
+      const at = (x: number, y: number, c: number) => img.data[(Math.min(y, h - 1) * w + Math.min(x, w - 1)) * 3 + c];
+      for (let y = 0; y < oh; y++) for (let x = 0; x < ow; x++) for (let c = 0; c < 3; c++) {
+        assert.equal(got.data[(y * ow + x) * 3 + c], (at(2 * x, 2 * y, c) + at(2 * x + 1, 2 * y, c) + at(2 * x, 2 * y + 1, c) + at(2 * x + 1, 2 * y + 1, c) + 2) >> 2, `${w}x${h} at ${x}, ${y}, ${c}`);
+      }
+    }
     assert.deepEqual(halve(rgb(1, 1, () => [7, 8, 9])), { width: 1, height: 1, data: Uint8Array.from([7, 8, 9]) });
   });
 

@@ -378,8 +378,10 @@ export async function createBlazeFace(opts: BlazeFaceOptions = {}): Promise<Face
         const n = Math.min(batch, count - s);
         const runN = fixedShape ? batch : n;
         await filled;
-        const running = session.runAll(buffers[slot].subarray(0, runN * per), [runN, size, size, 3]);
+        // the next run's inputs asked for before this run: the C API's runs hold this thread until the GPU is done,
+        // and the face workers fill the other buffer meanwhile
         if (r + 1 < runs) filled = start(s + batch, (r + 1) % slots);
+        const running = session.runAll(buffers[slot].subarray(0, runN * per), [runN, size, size, 3]);
         const { outputs } = await running;
         const view: RunOutputs = { scores0: outputs['Identity:0'].data, scores1: outputs['Identity_1:0'].data, boxes0: outputs['Identity_2:0'].data, boxes1: outputs['Identity_3:0'].data, at0: 0, at1: 0 };
         for (let k = 0; k < n; k++) {

@@ -9,16 +9,21 @@ export function halve(img: RgbImage): RgbImage {
   const ow = Math.max(1, w >> 1);
   const oh = Math.max(1, h >> 1);
   const out = new Uint8Array(ow * oh * 3);
+  const stride = w * 3;
   for (let y = 0; y < oh; y++) {
-    const r0 = Math.min(2 * y, h - 1) * w * 3;
-    const r1 = Math.min(2 * y + 1, h - 1) * w * 3;
+    const r0 = Math.min(2 * y, h - 1) * stride;
+    const r1 = Math.min(2 * y + 1, h - 1) * stride;
     let o = y * ow * 3;
-    for (let x = 0; x < ow; x++) {
-      const c0 = Math.min(2 * x, w - 1) * 3;
-      const c1 = Math.min(2 * x + 1, w - 1) * 3;
-      for (let c = 0; c < 3; c++) {
-        out[o++] = (src[r0 + c0 + c] + src[r0 + c1 + c] + src[r1 + c0 + c] + src[r1 + c1 + c] + 2) >> 2;
-      }
+    if (w < 2) {
+      // one source column: it counts twice
+      for (let c = 0; c < 3; c++) out[o++] = (2 * src[r0 + c] + 2 * src[r1 + c] + 2) >> 2;
+      continue;
+    }
+    // both source columns of every output pixel exist (an odd last column is left out): no clamping per pixel
+    for (let x = 0, a = r0, b = r1; x < ow; x++, a += 6, b += 6) {
+      out[o++] = (src[a] + src[a + 3] + src[b] + src[b + 3] + 2) >> 2;
+      out[o++] = (src[a + 1] + src[a + 4] + src[b + 1] + src[b + 4] + 2) >> 2;
+      out[o++] = (src[a + 2] + src[a + 5] + src[b + 2] + src[b + 5] + 2) >> 2;
     }
   }
   return { width: ow, height: oh, data: out };
