@@ -370,6 +370,7 @@ PY
     node dist/cli/index.js bench --model /tmp/peer/peer.pth --provider '' --precision fp16 --batch 1 --runs 10 \
       --capi-cuda $X,arena.use_cuda_mempool=1,arena.cuda_mempool_release_threshold=8589934592 --compare /tmp/peer/peer.in.npy,/tmp/peer/peer.out.npy \
       --out "$OUT/gpu-p5-pool.json" > /dev/null 2> "$OUT/p5-pool.txt"; echo "p5 pool exit $?"; grep "batch 1:" "$OUT/p5-pool.txt" | cut -c1-400
+    if [ "$1" = final11 ]; then photo_ab dist-v9d 1; fi
     ;;
   s5g)
     # session 5: P5 without an arena (allocator=exact: cudaMalloc/cudaFree per tensor through the CUDA provider's
@@ -467,6 +468,7 @@ PY
     node dist/cli/index.js bench --model /tmp/peer/peer.pth --provider '' --precision fp16 --batch 1 --runs 10 \
       --capi-cuda $X,arena.use_cuda_mempool=1,arena.cuda_mempool_release_threshold=8589934592 --compare /tmp/peer/peer.in.npy,/tmp/peer/peer.out.npy \
       --out "$OUT/gpu-p5-pool.json" > /dev/null 2> "$OUT/p5-pool.txt"; echo "p5 pool exit $?"; grep "batch 1:" "$OUT/p5-pool.txt" | cut -c1-400
+    if [ "$1" = final11 ]; then photo_ab dist-v9d 1; fi
     ;;
   s6g)
     # session 6, after final8 (not run: no device time was left): the fp16 blur's grouped weight made in fp32 and cast (ONNX Runtime can fold it; the fp16
@@ -599,12 +601,14 @@ PY
     photo_ab dist-v8d 1
     grep -h -i "error\|failed" /tmp/ab.txt | head -5 | cut -c1-400
     ;;
-  final9|final10)
+  final9|final10|final11)
     # the final run of the seventh session: final8's runs with graph v5 (the demodulation and the noise weights owed to
     # the consumers, ToRGB as a batched MatMul at 256 and 512 px) and each cold-start route's first (cache-writing)
     # run reported apart; the graph_cache=ort-only route dropped (slower in every call before). final10, the eighth
     # session's: the same runs with graph v6 (negative noise weights folded too), the detector's inputs as bytes, the
-    # decode's alpha check in its split and the photo in chunks on the C API route
+    # decode's alpha check in its split and the photo in chunks on the C API route. final11, the ninth session's: the
+    # same runs with its changes (padded runs, 15 face workers, PNG stripes, ICC per colour, ...), then one round of
+    # the photo A/B against fd0c18d (dist-v9d: before the detector's fill order and halving)
     peer 1,32
     H=cudnn_conv_algo_search=HEURISTIC,graph_optimization_level=0
     final_bench 5 5 --no-cold-binding --e2e-cuda-options enable_cuda_graph=1 --cold-cuda-options $H,prime=1,graph_cache=ort --cold-cuda-options $H,prime=1
@@ -612,6 +616,7 @@ PY
     node dist/cli/index.js bench --model /tmp/peer/peer.pth --provider '' --precision fp16 --batch 1 --runs 10 \
       --capi-cuda $X,arena.use_cuda_mempool=1,arena.cuda_mempool_release_threshold=8589934592 --compare /tmp/peer/peer.in.npy,/tmp/peer/peer.out.npy \
       --out "$OUT/gpu-p5-pool.json" > /dev/null 2> "$OUT/p5-pool.txt"; echo "p5 pool exit $?"; grep "batch 1:" "$OUT/p5-pool.txt" | cut -c1-400
+    if [ "$1" = final11 ]; then photo_ab dist-v9d 1; fi
     ;;
   s7h)
     # session 7, after final9: graph v6 (dist: negative noise weights folded too, through a PRelu) against v5
@@ -677,5 +682,5 @@ PY
     # faces compressed while the chunks run (dist) against 30a71f8 (dist-v9c: 15 face workers), taking turns
     photo_ab dist-v9c
     ;;
-  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a|s7b|s7c|s7d|s7e|s7f|s7g|final9|s7h|s8a|s8b|s8c|s8d|s8e|s8f|final10|s9a|s9b|s9c|s9d" >&2; exit 2 ;;
+  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a|s7b|s7c|s7d|s7e|s7f|s7g|final9|s7h|s8a|s8b|s8c|s8d|s8e|s8f|final10|s9a|s9b|s9c|s9d|final11" >&2; exit 2 ;;
 esac
