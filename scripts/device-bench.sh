@@ -307,6 +307,7 @@ PY
     # 32 MiB workspace cap (EXHAUSTIVE with cudnn_conv_use_max_workspace=0) against HEURISTIC's unbounded choice,
     # ONNX Runtime's graph optimisations off, the arena without dead bytes, in one 448 MiB region, memory patterns,
     # CUDA's pool; then cold starts with the new timeline marks
+    [ "$1" = final12 ] && exit 0
     X=cudnn_conv_algo_search=EXHAUSTIVE,arena_extend_strategy=kSameAsRequested,cudnn_conv_use_max_workspace=0,mem_pattern=0
     M=arena.use_cuda_mempool=1,arena.cuda_mempool_release_threshold=8589934592
     D=arena.max_dead_bytes_per_chunk=1048576
@@ -366,6 +367,7 @@ PY
     peer 1,32
     H=cudnn_conv_algo_search=HEURISTIC,graph_optimization_level=0
     final_bench 5 5 --no-cold-binding --cold-cuda-options $H,prime=1,graph_cache=ort --cold-cuda-options $H,prime=1 --cold-cuda-options $H,graph_cache=ort
+    [ "$1" = final12 ] && exit 0
     X=cudnn_conv_algo_search=EXHAUSTIVE,arena_extend_strategy=kSameAsRequested,cudnn_conv_use_max_workspace=0,mem_pattern=0,graph_optimization_level=0
     node dist/cli/index.js bench --model /tmp/peer/peer.pth --provider '' --precision fp16 --batch 1 --runs 10 \
       --capi-cuda $X,arena.use_cuda_mempool=1,arena.cuda_mempool_release_threshold=8589934592 --compare /tmp/peer/peer.in.npy,/tmp/peer/peer.out.npy \
@@ -464,6 +466,7 @@ PY
     peer 1,32
     H=cudnn_conv_algo_search=HEURISTIC,graph_optimization_level=0
     final_bench 5 5 --no-cold-binding --e2e-cuda-options enable_cuda_graph=1 --cold-cuda-options $H,prime=1,graph_cache=ort --cold-cuda-options $H,prime=1 --cold-cuda-options $H,graph_cache=ort
+    [ "$1" = final12 ] && exit 0
     X=cudnn_conv_algo_search=EXHAUSTIVE,arena_extend_strategy=kSameAsRequested,cudnn_conv_use_max_workspace=0,mem_pattern=0,graph_optimization_level=0
     node dist/cli/index.js bench --model /tmp/peer/peer.pth --provider '' --precision fp16 --batch 1 --runs 10 \
       --capi-cuda $X,arena.use_cuda_mempool=1,arena.cuda_mempool_release_threshold=8589934592 --compare /tmp/peer/peer.in.npy,/tmp/peer/peer.out.npy \
@@ -504,6 +507,7 @@ PY
     # rounds: the lean set; cuBLAS without its workspace (CUBLAS_WORKSPACE_CONFIG=:0:0); the weights outside the arena
     # (session.use_device_allocator_for_initializers=1); the arena splitting every chunk (max_dead_bytes_per_chunk
     # 1 MiB); all three; the lean set with EXHAUSTIVE search capped at 32 MiB of workspace
+    [ "$1" = final12 ] && exit 0
     X=cudnn_conv_algo_search=EXHAUSTIVE,arena_extend_strategy=kSameAsRequested,cudnn_conv_use_max_workspace=0,mem_pattern=0
     for r in 1 2; do
       for c in "lean $LEAN" "cublas0 $LEAN" "initdev $LEAN,session.use_device_allocator_for_initializers=1" "dead1m $LEAN,arena.max_dead_bytes_per_chunk=1048576" \
@@ -601,17 +605,20 @@ PY
     photo_ab dist-v8d 1
     grep -h -i "error\|failed" /tmp/ab.txt | head -5 | cut -c1-400
     ;;
-  final9|final10|final11)
+  final9|final10|final11|final12)
     # the final run of the seventh session: final8's runs with graph v5 (the demodulation and the noise weights owed to
     # the consumers, ToRGB as a batched MatMul at 256 and 512 px) and each cold-start route's first (cache-writing)
     # run reported apart; the graph_cache=ort-only route dropped (slower in every call before). final10, the eighth
     # session's: the same runs with graph v6 (negative noise weights folded too), the detector's inputs as bytes, the
     # decode's alpha check in its split and the photo in chunks on the C API route. final11, the ninth session's: the
     # same runs with its changes (padded runs, 15 face workers, PNG stripes, ICC per colour, ...), then one round of
-    # the photo A/B against fd0c18d (dist-v9d: before the detector's fill order and halving)
+    # the photo A/B against fd0c18d (dist-v9d: before the detector's fill order and halving). final12: final11 again
+    # after its fix (a failed cudaHostRegister of the detector's small outputs left CUDA's last error set, and the
+    # next session's first run failed with it), without the pool's P5 run and the A/B (final11 has them; device time)
     peer 1,32
     H=cudnn_conv_algo_search=HEURISTIC,graph_optimization_level=0
     final_bench 5 5 --no-cold-binding --e2e-cuda-options enable_cuda_graph=1 --cold-cuda-options $H,prime=1,graph_cache=ort --cold-cuda-options $H,prime=1
+    [ "$1" = final12 ] && exit 0
     X=cudnn_conv_algo_search=EXHAUSTIVE,arena_extend_strategy=kSameAsRequested,cudnn_conv_use_max_workspace=0,mem_pattern=0,graph_optimization_level=0
     node dist/cli/index.js bench --model /tmp/peer/peer.pth --provider '' --precision fp16 --batch 1 --runs 10 \
       --capi-cuda $X,arena.use_cuda_mempool=1,arena.cuda_mempool_release_threshold=8589934592 --compare /tmp/peer/peer.in.npy,/tmp/peer/peer.out.npy \
@@ -682,5 +689,5 @@ PY
     # faces compressed while the chunks run (dist) against 30a71f8 (dist-v9c: 15 face workers), taking turns
     photo_ab dist-v9c
     ;;
-  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a|s7b|s7c|s7d|s7e|s7f|s7g|final9|s7h|s8a|s8b|s8c|s8d|s8e|s8f|final10|s9a|s9b|s9c|s9d|final11" >&2; exit 2 ;;
+  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a|s7b|s7c|s7d|s7e|s7f|s7g|final9|s7h|s8a|s8b|s8c|s8d|s8e|s8f|final10|s9a|s9b|s9c|s9d|final11|final12" >&2; exit 2 ;;
 esac

@@ -29,9 +29,11 @@ export async function capiDetectorSession(model: Uint8Array, o: { provider: 'cpu
   let released = false;
   // outputs given back by the detector, filled again by later runs (~1 MB a run of 16: fresh ones cost collections)
   const spare: Record<string, { data: Float32Array }>[] = [];
-  // the detector's input buffers and these outputs are reused: locked in host memory, their copies run at the bus's
-  // speed (through pageable memory the uploads and downloads took ~10 ms of the Solvay photo's ~14 runs on the H200)
-  const pins = new HostPins(48, 0);
+  // the detector's input buffers are reused: locked in host memory, their uploads run at the bus's speed (through
+  // pageable memory the copies took ~10 ms of the Solvay photo's ~14 runs on the H200). Only buffers of 512 KiB or
+  // more: smaller ones share pages with other allocations, and a page cannot be registered twice (the outputs, with
+  // 1 MiB of scores and boxes in four arrays, failed so)
+  const pins = new HostPins(16, 512 << 10);
   return {
     async runAll(data, dims) {
       const n = dims[0];
@@ -49,10 +51,7 @@ export async function capiDetectorSession(model: Uint8Array, o: { provider: 'cpu
       io.upload(0, data.subarray(0, dims.reduce((x, y) => x * y, 1)));
       io.run();
       const into = spare.pop() ?? Object.fromEntries(OUTPUTS.map(([name, anchors, k]) => [name, { data: new Float32Array(n * anchors * k) }]));
-      OUTPUTS.forEach(([name], j) => {
-        pins.pin(into[name].data);
-        io!.download(j, into[name].data);
-      });
+      OUTPUTS.forEach(([name], j) => io!.download(j, into[name].data));
       return { outputs: into };
     },
     recycle(outputs) {

@@ -237,6 +237,7 @@ interface Cudart {
   memcpy: (dst: unknown, src: unknown, bytes: number, kind: number) => number;
   hostRegister: (p: unknown, bytes: number, flags: number) => number;
   hostUnregister: (p: unknown) => number;
+  getLastError: () => number;
 }
 let cudartFns: Cudart | null = null;
 function cudart(): Cudart {
@@ -246,6 +247,7 @@ function cudart(): Cudart {
       memcpy: l.func('int cudaMemcpy(void *dst, void *src, size_t count, int kind)') as unknown as Cudart['memcpy'],
       hostRegister: l.func('int cudaHostRegister(void *p, size_t bytes, unsigned int flags)') as unknown as Cudart['hostRegister'],
       hostUnregister: l.func('int cudaHostUnregister(void *p)') as unknown as Cudart['hostUnregister'],
+      getLastError: l.func('int cudaGetLastError()') as unknown as Cudart['getLastError'],
     };
   })();
   return cudartFns;
@@ -291,6 +293,9 @@ export class HostPins {
     while (this.pinned.size >= this.most) this.unpin(this.pinned.keys().next().value!);
     const rc = this.fns.hostRegister(new Uint8Array(buf), buf.byteLength, 0);
     if (rc !== 0) {
+      // the runtime keeps the failure as its last error, which ONNX Runtime's next kernel check would report as its own
+      // (H200: "cudaErrorHostMemoryAlreadyRegistered" failed the next session's first run): cleared here
+      this.fns.getLastError();
       this.error = `cudaHostRegister of ${buf.byteLength} bytes failed with CUDA error ${rc}: copies go through pageable memory`;
       return;
     }
