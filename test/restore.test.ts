@@ -54,6 +54,20 @@ function capiCpuRunner(model: Uint8Array, readsSharedMemory: boolean, seen: (dat
   };
 }
 
+const IDENTITY_256 = { type: 'identity' as const, size: 256 };
+
+/**
+ * The Solvay photo restored once with the identity model through a C API runner on the CPU (one that reads shared
+ * memory or one that needs a copy, as the stock binding does): the result and each run's batch size.
+ */
+async function solvayThroughCapi(readsSharedMemory: boolean, opts: Partial<RestoreOptions>, dir: string): Promise<{ res: RestoreResult; runs: number[] }> {
+  const prepared = await prepareModel(IDENTITY_256, 'fp32');
+  const runs: number[] = [];
+  const runner = capiCpuRunner(prepared.model as Uint8Array, readsSharedMemory, (_data, dims) => runs.push(dims[0]));
+  const res = await restoreOnce({ model: IDENTITY_256, prepared, runner: Promise.resolve(runner), faceThreads: 2, batch: 32, outDir: path.join(tmp, dir), ...opts }, path.join(IMAGES, 'Solvay_conference_1927.png'));
+  return { res, runs };
+}
+
 describe('identity model end to end', () => {
   let restorer: Restorer;
   const results = new Map<string, RestoreResult>();
@@ -336,16 +350,8 @@ describe('deferred session (the cold-start overlap)', () => {
   });
 
   it('an image of many faces runs in overlapping chunks (its faces aligned, inferred and pasted chunk by chunk), with the output, the saved faces and the faces of one go', async () => {
-    const photo = path.join(IMAGES, 'Solvay_conference_1927.png');
-    const model = { type: 'identity' as const, size: 256 };
-    const prepared = await prepareModel(model, 'fp32');
-    const restore = async (pipeline: boolean) => {
-      // the C API route on the CPU: a session that reads the face workers' shared memory (the stock binding's do not chunk)
-      const runs: number[] = [];
-      const runner = capiCpuRunner(prepared.model as Uint8Array, true, (data, dims) => runs.push(dims[0]));
-      const res = await restoreOnce({ model, prepared, runner: Promise.resolve(runner), faceThreads: 2, batch: 32, pipeline, saveFace: true, outDir: path.join(tmp, `pipeline-${pipeline}`) }, photo);
-      return { res, runs };
-    };
+    // the C API route on the CPU: a session that reads the face workers' shared memory
+    const restore = (pipeline: boolean) => solvayThroughCapi(true, { pipeline, saveFace: true }, `pipeline-${pipeline}`);
     const a = await restore(true);
     const b = await restore(false);
     assert.equal(a.res.faces.length, 29);
@@ -366,12 +372,8 @@ describe('deferred session (the cold-start overlap)', () => {
   });
 
   it('with 4 face threads the PNGs are compressed in stripes, those below the faces while the chunks run, with the same pixels', async () => {
-    const photo = path.join(IMAGES, 'Solvay_conference_1927.png');
-    const model = { type: 'identity' as const, size: 256 };
-    const prepared = await prepareModel(model, 'fp32');
-    const runner = capiCpuRunner(prepared.model as Uint8Array, true, () => undefined);
-    const a = await restoreOnce({ model, prepared, runner: Promise.resolve(runner), faceThreads: 4, batch: 32, outDir: path.join(tmp, 'stripes-4') }, photo);
-    const b = await restoreOnce({ model, prepared, runner: Promise.resolve(capiCpuRunner(prepared.model as Uint8Array, true, () => undefined)), faceThreads: 0, batch: 32, outDir: path.join(tmp, 'stripes-0') }, photo);
+    const { res: a } = await solvayThroughCapi(true, { faceThreads: 4 }, 'stripes-4');
+    const { res: b } = await solvayThroughCapi(true, { faceThreads: 0 }, 'stripes-0');
     assert.equal(a.chunks, 3);
     assert.ok(a.png_stripes, 'striped');
     // the rows below the faces (about half the photo) went before the paste
@@ -384,16 +386,8 @@ describe('deferred session (the cold-start overlap)', () => {
   });
 
   it('with padBatch every run has one batch size (the remainder padded), a session that copies shared memory runs in chunks too, and the output is unchanged', async () => {
-    const photo = path.join(IMAGES, 'Solvay_conference_1927.png');
-    const model = { type: 'identity' as const, size: 256 };
-    const prepared = await prepareModel(model, 'fp32');
-    const restore = async (padBatch: boolean) => {
-      // a session that cannot read shared memory stands in for the stock binding's
-      const runs: number[] = [];
-      const runner = capiCpuRunner(prepared.model as Uint8Array, false, (data, dims) => runs.push(dims[0]));
-      const res = await restoreOnce({ model, prepared, runner: Promise.resolve(runner), faceThreads: 2, batch: 4, padBatch, outDir: path.join(tmp, `pad-${padBatch}`) }, photo);
-      return { res, runs };
-    };
+    // a session that cannot read shared memory stands in for the stock binding's
+    const restore = (padBatch: boolean) => solvayThroughCapi(false, { batch: 4, padBatch }, `pad-${padBatch}`);
     const a = await restore(true);
     const b = await restore(false);
     assert.equal(a.res.faces.length, 29);

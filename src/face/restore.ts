@@ -604,7 +604,7 @@ export class Restorer {
     const smooth = Math.min(x2 - x1, y2 - y1) < SMALL_FACE_PX && pasteReduction(p.transforms[0]) > 1;
     const crop = this.pool.take(per);
     crop.set(p.crops.subarray(0, per));
-    const comp = new Compositor(p.img.width, p.img.height, p.shared ? this.sharedPool : this.pool);
+    const comp = new Compositor(p.img.width, p.img.height, this.pool);
     this.finishWarmed = true;
     try {
       comp.add(crop, S, p.transforms[0], mask, 0, smooth);
