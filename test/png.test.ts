@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { FaceWorkers, sharedBytes } from '../src/face/face-workers.js';
-import { adler32, adler32Combine, deflateStripe, encodePngStriped, pngStripeJobs } from '../src/io/png.js';
+import { adler32, adler32Combine, crc32Js, deflateStripe, encodePngStriped, pngStripeJobs } from '../src/io/png.js';
 import { decodeImage, decodeImageBuffer } from '../src/io/image.js';
 import { IMAGES } from './fixtures.js';
 import { imageInfo, pattern } from './helpers/images.js';
@@ -40,6 +40,13 @@ describe('striped PNG encoder', () => {
     }
     // zlib's own value for a known string
     assert.equal(adler32(new TextEncoder().encode('Wikipedia')), 0x11e60398);
+  });
+
+  it('the JavaScript CRC-32 (for Node without zlib.crc32) is zlib\'s, continued or not', () => {
+    const x = Uint8Array.from({ length: 10_007 }, (_, i) => (i * 151 + (i >> 3)) & 255);
+    assert.equal(crc32Js(new TextEncoder().encode('123456789')), 0xcbf43926);
+    assert.equal(crc32Js(x), zlib.crc32(x) >>> 0);
+    assert.equal(crc32Js(x.subarray(5000), crc32Js(x.subarray(0, 5000))), zlib.crc32(x) >>> 0);
   });
 
   for (const stripeBytes of [64, 1000, 1 << 20]) {

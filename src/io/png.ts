@@ -38,8 +38,22 @@ export interface PngStripe {
 /** Bytes a stripe covers at most (rows of this many bytes or fewer go to one stripe; rows are never split). */
 export const PNG_STRIPE_BYTES = 128 * 1024;
 const WINDOW = 32 * 1024;
+let crcTable: Int32Array | null = null;
+/** CRC-32 (PNG's and zlib's) continuing from `value`, in JavaScript: for Node 20 before 20.15, whose zlib lacks crc32. */
+export function crc32Js(data: Uint8Array, value = 0): number {
+  crcTable ??= Int32Array.from({ length: 256 }, (_, n) => {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    return c;
+  });
+  let c = ~value;
+  for (let i = 0; i < data.length; i++) c = crcTable[(c ^ data[i]) & 255] ^ (c >>> 8);
+  return ~c >>> 0;
+}
+/** CRC-32 through zlib where Node has it (20.15 and later), else crc32Js. */
+const crc32: (data: Uint8Array, value?: number) => number = typeof zlib.crc32 === 'function' ? (d, v = 0) => zlib.crc32(d, v) >>> 0 : crc32Js;
 /** CRC-32 of the chunk type 'IDAT', where an IDAT chunk's CRC starts. */
-const IDAT_CRC = zlib.crc32('IDAT');
+const IDAT_CRC = crc32(Buffer.from('IDAT', 'latin1'));
 const ADLER_BASE = 65521;
 
 /** The rows [y0, y1) as PNG filters them with filter None: a zero byte, then the row's pixels, part after part. */
@@ -98,10 +112,11 @@ export function adler32Combine(a: number, b: number, lengthB: number): number {
 /** Compresses one stripe (on whichever thread calls it). */
 export function deflateStripe(job: PngStripeJob): PngStripe {
   const rows = filteredRows(job.parts, job.channels, job.y0, job.y1);
-  const rowBytes = rows.length / (job.y1 - job.y0);
+  // the window before the stripe, as the stream has it there: the dictionary
+  const [first] = stripeReads(job);
   let dictionary: Uint8Array | undefined;
-  if (job.y0 > 0) {
-    const before = filteredRows(job.parts, job.channels, Math.max(0, job.y0 - Math.ceil(WINDOW / rowBytes)), job.y0);
+  if (first < job.y0) {
+    const before = filteredRows(job.parts, job.channels, first, job.y0);
     dictionary = before.subarray(Math.max(0, before.length - WINDOW));
   }
   const data = zlib.deflateRawSync(rows, {
@@ -110,7 +125,7 @@ export function deflateStripe(job: PngStripeJob): PngStripe {
     ...(dictionary ? { dictionary } : {}),
   });
   // a copy that owns its memory (zlib's Buffer may sit in Node's shared pool), so that a worker can transfer it
-  return { data: new Uint8Array(data), adler: adler32(rows), length: rows.length, crc: zlib.crc32(data, IDAT_CRC) >>> 0 };
+  return { data: new Uint8Array(data), adler: adler32(rows), length: rows.length, crc: crc32(data, IDAT_CRC) };
 }
 
 /** The rows a stripe reads: its own and those of the window before it (its dictionary), as [first, end). */
@@ -128,12 +143,12 @@ export function stripeRows(height: number, rowBytes: number, stripeBytes = PNG_S
 }
 
 /** A PNG chunk: length, type, data, CRC-32 (given, or computed here). */
-function chunk(type: string, data: Uint8Array, crc32?: number): Uint8Array[] {
+function chunk(type: string, data: Uint8Array, crcGiven?: number): Uint8Array[] {
   const head = Buffer.alloc(8);
   head.writeUInt32BE(data.length, 0);
   head.write(type, 4, 'latin1');
   const crc = Buffer.alloc(4);
-  crc.writeUInt32BE(crc32 ?? zlib.crc32(data, zlib.crc32(head.subarray(4))) >>> 0, 0);
+  crc.writeUInt32BE(crcGiven ?? crc32(data, crc32(head.subarray(4))), 0);
   return [head, data, crc];
 }
 
