@@ -42,6 +42,14 @@ photo_ab() {
     grep -h "end to end" /tmp/ab.txt | sed 's/(detector on cuda, C API {"enable_cuda_graph":"1"})/graphs/; s/(detector on cuda)/stock/' | cut -c1-300
   done
 }
+# P5 through CUDA's pool, fp16 alone in a process of its own (a pool cannot be unregistered, so a second variant in
+# the same process would find the first one's memory), on the peer's weights
+p5_pool() {
+  local X=cudnn_conv_algo_search=EXHAUSTIVE,arena_extend_strategy=kSameAsRequested,cudnn_conv_use_max_workspace=0,mem_pattern=0,graph_optimization_level=0
+  node dist/cli/index.js bench --model /tmp/peer/peer.pth --provider '' --precision fp16 --batch 1 --runs 10 \
+    --capi-cuda $X,arena.use_cuda_mempool=1,arena.cuda_mempool_release_threshold=8589934592 --compare /tmp/peer/peer.in.npy,/tmp/peer/peer.out.npy \
+    --out "$OUT/gpu-p5-pool.json" > /dev/null 2> "$OUT/p5-pool.txt"; echo "p5 pool exit $?"; grep "batch 1:" "$OUT/p5-pool.txt" | cut -c1-400
+}
 case "${1:-}" in
   peer)
     peer 1,8,16,32
@@ -307,7 +315,6 @@ PY
     # 32 MiB workspace cap (EXHAUSTIVE with cudnn_conv_use_max_workspace=0) against HEURISTIC's unbounded choice,
     # ONNX Runtime's graph optimisations off, the arena without dead bytes, in one 448 MiB region, memory patterns,
     # CUDA's pool; then cold starts with the new timeline marks
-    [ "$1" = final12 ] && exit 0
     X=cudnn_conv_algo_search=EXHAUSTIVE,arena_extend_strategy=kSameAsRequested,cudnn_conv_use_max_workspace=0,mem_pattern=0
     M=arena.use_cuda_mempool=1,arena.cuda_mempool_release_threshold=8589934592
     D=arena.max_dead_bytes_per_chunk=1048576
@@ -367,12 +374,7 @@ PY
     peer 1,32
     H=cudnn_conv_algo_search=HEURISTIC,graph_optimization_level=0
     final_bench 5 5 --no-cold-binding --cold-cuda-options $H,prime=1,graph_cache=ort --cold-cuda-options $H,prime=1 --cold-cuda-options $H,graph_cache=ort
-    [ "$1" = final12 ] && exit 0
-    X=cudnn_conv_algo_search=EXHAUSTIVE,arena_extend_strategy=kSameAsRequested,cudnn_conv_use_max_workspace=0,mem_pattern=0,graph_optimization_level=0
-    node dist/cli/index.js bench --model /tmp/peer/peer.pth --provider '' --precision fp16 --batch 1 --runs 10 \
-      --capi-cuda $X,arena.use_cuda_mempool=1,arena.cuda_mempool_release_threshold=8589934592 --compare /tmp/peer/peer.in.npy,/tmp/peer/peer.out.npy \
-      --out "$OUT/gpu-p5-pool.json" > /dev/null 2> "$OUT/p5-pool.txt"; echo "p5 pool exit $?"; grep "batch 1:" "$OUT/p5-pool.txt" | cut -c1-400
-    if [ "$1" = final11 ]; then photo_ab dist-v9d 1; fi
+    p5_pool
     ;;
   s5g)
     # session 5: P5 without an arena (allocator=exact: cudaMalloc/cudaFree per tensor through the CUDA provider's
@@ -466,12 +468,7 @@ PY
     peer 1,32
     H=cudnn_conv_algo_search=HEURISTIC,graph_optimization_level=0
     final_bench 5 5 --no-cold-binding --e2e-cuda-options enable_cuda_graph=1 --cold-cuda-options $H,prime=1,graph_cache=ort --cold-cuda-options $H,prime=1 --cold-cuda-options $H,graph_cache=ort
-    [ "$1" = final12 ] && exit 0
-    X=cudnn_conv_algo_search=EXHAUSTIVE,arena_extend_strategy=kSameAsRequested,cudnn_conv_use_max_workspace=0,mem_pattern=0,graph_optimization_level=0
-    node dist/cli/index.js bench --model /tmp/peer/peer.pth --provider '' --precision fp16 --batch 1 --runs 10 \
-      --capi-cuda $X,arena.use_cuda_mempool=1,arena.cuda_mempool_release_threshold=8589934592 --compare /tmp/peer/peer.in.npy,/tmp/peer/peer.out.npy \
-      --out "$OUT/gpu-p5-pool.json" > /dev/null 2> "$OUT/p5-pool.txt"; echo "p5 pool exit $?"; grep "batch 1:" "$OUT/p5-pool.txt" | cut -c1-400
-    if [ "$1" = final11 ]; then photo_ab dist-v9d 1; fi
+    p5_pool
     ;;
   s6g)
     # session 6, after final8 (not run: no device time was left): the fp16 blur's grouped weight made in fp32 and cast (ONNX Runtime can fold it; the fp16
@@ -507,7 +504,6 @@ PY
     # rounds: the lean set; cuBLAS without its workspace (CUBLAS_WORKSPACE_CONFIG=:0:0); the weights outside the arena
     # (session.use_device_allocator_for_initializers=1); the arena splitting every chunk (max_dead_bytes_per_chunk
     # 1 MiB); all three; the lean set with EXHAUSTIVE search capped at 32 MiB of workspace
-    [ "$1" = final12 ] && exit 0
     X=cudnn_conv_algo_search=EXHAUSTIVE,arena_extend_strategy=kSameAsRequested,cudnn_conv_use_max_workspace=0,mem_pattern=0
     for r in 1 2; do
       for c in "lean $LEAN" "cublas0 $LEAN" "initdev $LEAN,session.use_device_allocator_for_initializers=1" "dead1m $LEAN,arena.max_dead_bytes_per_chunk=1048576" \
@@ -619,10 +615,7 @@ PY
     H=cudnn_conv_algo_search=HEURISTIC,graph_optimization_level=0
     final_bench 5 5 --no-cold-binding --e2e-cuda-options enable_cuda_graph=1 --cold-cuda-options $H,prime=1,graph_cache=ort --cold-cuda-options $H,prime=1
     [ "$1" = final12 ] && exit 0
-    X=cudnn_conv_algo_search=EXHAUSTIVE,arena_extend_strategy=kSameAsRequested,cudnn_conv_use_max_workspace=0,mem_pattern=0,graph_optimization_level=0
-    node dist/cli/index.js bench --model /tmp/peer/peer.pth --provider '' --precision fp16 --batch 1 --runs 10 \
-      --capi-cuda $X,arena.use_cuda_mempool=1,arena.cuda_mempool_release_threshold=8589934592 --compare /tmp/peer/peer.in.npy,/tmp/peer/peer.out.npy \
-      --out "$OUT/gpu-p5-pool.json" > /dev/null 2> "$OUT/p5-pool.txt"; echo "p5 pool exit $?"; grep "batch 1:" "$OUT/p5-pool.txt" | cut -c1-400
+    p5_pool
     if [ "$1" = final11 ]; then photo_ab dist-v9d 1; fi
     ;;
   s7h)
