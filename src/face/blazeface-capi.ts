@@ -37,11 +37,9 @@ export async function capiDetectorSession(model: Uint8Array, o: { provider: 'cpu
   return {
     async runAll(data, dims) {
       const n = dims[0];
-      const outputs: Record<string, { data: Float32Array }> = {};
       if (!cuda) {
         const got = s.runMulti({ name: INPUT, x: data, dims }, OUTPUTS.map(([name, anchors, k]) => ({ name, length: n * anchors * k })));
-        OUTPUTS.forEach(([name], j) => { outputs[name] = { data: got[j] }; });
-        return { outputs };
+        return { outputs: Object.fromEntries(OUTPUTS.map(([name], j) => [name, { data: got[j] }])) };
       }
       if (n !== o.batch) {
         throw new GpenLabError('E_INFERENCE', `${o.label}: a run of ${n} inputs on a CUDA graph captured for ${o.batch}`, 'Report it: the detector pads every run to its batch on a GPU.');

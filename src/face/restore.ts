@@ -696,8 +696,8 @@ export class Restorer {
     if (pngWorkers) {
       const out: PngPart = { data: sharedBytes(outRgb), width: outW, alpha: outAlpha ? (p.sharedAlpha ??= sharedBytes(outAlpha)) : null };
       const images = outputPngs({ data: sharedBytes(left.data), width: left.width, alpha: null }, out, outH);
-      const [gpen, comp] = encodePngsStriped(pngWorkers, images, description, early ?? undefined);
-      r.png_stripes = { total: images.reduce((a, im) => a + pngStripeJobs(im.parts, im.height).length, 0), early: early?.early.flat().filter(Boolean).length ?? 0 };
+      const { encoded: [gpen, comp], stripes } = encodePngsStriped(pngWorkers, images, description, early ?? undefined);
+      r.png_stripes = { total: stripes, early: early?.early.flat().filter(Boolean).length ?? 0 };
       jobs.push([`${base}_GPEN${ext}`, gpen], [`${base}_COMP${ext}`, comp]);
     } else {
       jobs.push([`${base}_GPEN${ext}`, encodeImage({ width: outW, height: outH, rgb: outRgb, alpha: outAlpha }, ext, { description })]);
@@ -752,15 +752,15 @@ function outputPngs(left: PngPart, out: PngPart, height: number): { parts: PngPa
 
 /**
  * PNGs (each parts side by side) compressed in stripes on the face workers, every image's stripes in one round: one
- * promise per image. The stripe jobs travel with the parts' shared memory, not a copy. Stripes `early` compressed
- * already are taken from it.
+ * promise per image, and how many stripes they have. The stripe jobs travel with the parts' shared memory, not a
+ * copy. Stripes `early` compressed already are taken from it.
  */
-function encodePngsStriped(workers: FaceWorkers, images: { parts: PngPart[]; height: number }[], description: string, early?: EarlyStripes): Promise<Buffer>[] {
+function encodePngsStriped(workers: FaceWorkers, images: { parts: PngPart[]; height: number }[], description: string, early?: EarlyStripes): { encoded: Promise<Buffer>[]; stripes: number } {
   const jobs = images.map((im) => pngStripeJobs(im.parts, im.height));
   const isEarly = (i: number, k: number) => early?.early[i]?.[k] === true;
   const late = workers.pngStripes(jobs.flatMap((js, i) => js.filter((_, k) => !isEarly(i, k))));
   const both = Promise.all([late, early?.stripes ?? Promise.resolve([])]);
-  return images.map(async (im, i) => {
+  const encoded = images.map(async (im, i) => {
     const [lateOut, earlyOut] = await both;
     // where image i's stripes start in each list
     let li = 0, ei = 0;
@@ -768,6 +768,7 @@ function encodePngsStriped(workers: FaceWorkers, images: { parts: PngPart[]; hei
     const stripes = jobs[i].map((_, k) => (isEarly(i, k) ? earlyOut[ei++] : lateOut[li++]));
     return assemblePng(im.parts.reduce((a, q) => a + q.width, 0), im.height, jobs[i][0].channels, stripes, description);
   });
+  return { encoded, stripes: jobs.reduce((a, js) => a + js.length, 0) };
 }
 
 function hstack(parts: { width: number; height: number; data: Uint8Array }[]): { width: number; height: number; rgb: Uint8Array; alpha: null } {
