@@ -682,5 +682,57 @@ PY
     # faces compressed while the chunks run (dist) against 30a71f8 (dist-v9c: 15 face workers), taking turns
     photo_ab dist-v9c
     ;;
-  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a|s7b|s7c|s7d|s7e|s7f|s7g|final9|s7h|s8a|s8b|s8c|s8d|s8e|s8f|final10|s9a|s9b|s9c|s9d|final11|final12" >&2; exit 2 ;;
+  final13)
+    # the final run of the tenth session: final12's runs, and the NHWC route beside them (prefer_nhwc=1 with the graph's
+    # NHWC form: MatMuls over NHWC views, dense blurs): C API sets, the photo end to end, a cold-start route
+    peer 1,32
+    H=cudnn_conv_algo_search=HEURISTIC,graph_optimization_level=0
+    final_bench 5 5 --no-cold-binding --capi-cuda enable_cuda_graph=1,prefer_nhwc=1 --capi-cuda $LEAN,prefer_nhwc=1 \
+      --e2e-cuda-options enable_cuda_graph=1 --e2e-cuda-options enable_cuda_graph=1,prefer_nhwc=1 \
+      --cold-cuda-options $H,prime=1,graph_cache=ort --cold-cuda-options $H,prime=1 --cold-cuda-options $H,prime=1,prefer_nhwc=1
+    ;;
+  s10a)
+    # session 10: the GPU's kernels timed by CUPTI (scripts/kernel-profile.py: torch.profiler in the same process as an
+    # ONNX Runtime CUDA session through the C API), synthetic GPEN-512 fp16 at batch 32, its blurs as in graph v6 (none
+    # merged) against merged into their convolutions from 128 px and from 8 px; then each through the bench (C API,
+    # CUDA graphs, batch 1 and 32), taking turns
+    for m in 1e9 128 8; do
+      GPEN_LAB_MERGE_BLUR=$m node dist/cli/index.js model synth --size 512 --fp16 -o /tmp/m-$m.onnx > /dev/null || echo "synth $m failed"
+      python3 scripts/kernel-profile.py /tmp/m-$m.onnx 32 512 3 EXHAUSTIVE > "$OUT/kp-$m.json" 2> "$OUT/kp-$m.err"; echo "profile $m exit $?"; grep -v Warning "$OUT/kp-$m.err" | tail -3 | cut -c1-300
+      python3 -c "import json; d=json.load(open('$OUT/kp-$m.json')); print('$m', d['wall_ms_per_run'], d['kernel_ms_per_run'], d['kernels_per_run']); [print('  ', r[1], r[2], r[0][:110]) for r in d['by_name'][:12]]"
+    done
+    for m in 1e9 128 8 1e9 128 8; do
+      node dist/cli/index.js bench --model /tmp/m-$m.onnx --provider '' --precision fp16 --batch 1,32 --runs 20 --warmup 3 --capi-cuda enable_cuda_graph=1 \
+        --out /tmp/s10a.json > /tmp/s10a.txt 2> /tmp/s10a-p.txt; echo "bench $m exit $?"; grep -v "^P" /tmp/s10a.txt | head -4
+    done
+    ;;
+  s10b)
+    # session 10: the same profile through ONNX Runtime's own NHWC layout (prefer_nhwc=1; cuDNN's NHWC kernels wrapped
+    # in NCHW<->NHWC conversions took a quarter of s10a's batch-32 run), EXHAUSTIVE and HEURISTIC, and the bench
+    GPEN_LAB_MERGE_BLUR=1e9 node dist/cli/index.js model synth --size 512 --fp16 -o /tmp/m-1e9.onnx > /dev/null || echo "synth failed"
+    for a in EXHAUSTIVE HEURISTIC; do
+      python3 scripts/kernel-profile.py /tmp/m-1e9.onnx 32 512 3 $a prefer_nhwc=1 > "$OUT/kp-nhwc-$a.json" 2> "$OUT/kp-nhwc-$a.err"; echo "profile $a exit $?"; grep -v Warning "$OUT/kp-nhwc-$a.err" | tail -3 | cut -c1-300
+      python3 -c "import json; d=json.load(open('$OUT/kp-nhwc-$a.json')); print('$a', d['wall_ms_per_run'], d['kernel_ms_per_run'], d['kernels_per_run']); [print('  ', r[1], r[2], r[0][:110]) for r in d['by_name'][:16]]"
+    done
+    node dist/cli/index.js bench --model /tmp/m-1e9.onnx --provider '' --precision fp16 --batch 1,32 --runs 20 --warmup 3 --capi-cuda enable_cuda_graph=1,prefer_nhwc=1 \
+      --capi-cuda enable_cuda_graph=1 --out /tmp/s10b.json > /tmp/s10b.txt 2> /tmp/s10b-p.txt; echo "bench exit $?"; grep -v "^P" /tmp/s10b.txt | head -6
+    ;;
+  s10c)
+    # session 10: graph forms under ONNX Runtime's NHWC layout (prefer_nhwc=1, CUDA graphs, batch 1 and 32, synthetic
+    # GPEN-512 fp16): A graph v6's form; B the MatMuls over NHWC views (GPEN_LAB_NHWC=1: nothing converted back to
+    # NCHW between convolutions); C B with the blurs from 128 px merged into their convolutions; D all merged; E B with
+    # the blurs dense; F B with the blurs depthwise. Two rounds taking turns; then CUPTI profiles of C and D
+    declare -A V=([A]="GPEN_LAB_MERGE_BLUR=1e9" [B]="GPEN_LAB_NHWC=1 GPEN_LAB_MERGE_BLUR=1e9" [C]="GPEN_LAB_NHWC=1 GPEN_LAB_MERGE_BLUR=128"
+      [D]="GPEN_LAB_NHWC=1 GPEN_LAB_MERGE_BLUR=8" [E]="GPEN_LAB_NHWC=1 GPEN_LAB_MERGE_BLUR=1e9 GPEN_LAB_BLUR_GROUP=dense" [F]="GPEN_LAB_NHWC=1 GPEN_LAB_MERGE_BLUR=1e9 GPEN_LAB_BLUR_GROUP=1")
+    for v in A B C D E F; do env ${V[$v]} node dist/cli/index.js model synth --size 512 --fp16 -o /tmp/m-$v.onnx > /dev/null || echo "synth $v failed"; done
+    for v in A B C D E F A B C D E F; do
+      node dist/cli/index.js bench --model /tmp/m-$v.onnx --provider '' --precision fp16 --batch 1,32 --runs 20 --warmup 3 --capi-cuda enable_cuda_graph=1,prefer_nhwc=1 \
+        --out /tmp/s10c.json > /tmp/s10c.txt 2> /tmp/s10c-p.txt; echo "bench $v exit $?"; grep -v "^P" /tmp/s10c.txt | cut -f 3,5 | tr '\n' ' '; echo
+    done
+    for v in C D; do
+      python3 scripts/kernel-profile.py /tmp/m-$v.onnx 32 512 3 EXHAUSTIVE prefer_nhwc=1 > "$OUT/kp-$v.json" 2> "$OUT/kp-$v.err"; echo "profile $v exit $?"
+      python3 -c "import json; d=json.load(open('$OUT/kp-$v.json')); print('$v', d['wall_ms_per_run'], d['kernel_ms_per_run'], d['kernels_per_run']); [print('  ', r[1], r[2], r[0][:100]) for r in d['by_name'][:14]]"
+    done
+    ;;
+  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a|s7b|s7c|s7d|s7e|s7f|s7g|final9|s7h|s8a|s8b|s8c|s8d|s8e|s8f|final10|s9a|s9b|s9c|s9d|final11|final12|s10a|s10b|s10c|final13" >&2; exit 2 ;;
 esac

@@ -90,6 +90,20 @@ for (const name of ['gpen-tiny-64', 'gpen-128']) {
   });
 }
 
+describe('golden: the NHWC form (for CUDA sessions with prefer_nhwc=1)', () => {
+  for (const name of ['gpen-tiny-64', 'gpen-128']) {
+    it(`${name}: fp32 reproduces the official outputs (max abs <= ${TOL}), fp16 within ${FP16_MIN_PSNR} dB`, async () => {
+      const fp32 = await prepareModel({ type: 'file', file: fixture(`${name}.pth`) }, 'fp32', { nhwc: true });
+      for (const { out, ref } of await runCases(fp32.model, name, true)) {
+        const err = maxAbsDiff(out, ref);
+        assert.ok(err <= TOL, `max abs error ${err} > ${TOL}`);
+      }
+      const fp16 = await prepareModel({ type: 'file', file: fixture(`${name}.pth`) }, 'fp16', { nhwc: true });
+      for (const { out, ref } of await runCases(fp16.model, name, false)) assert.ok(psnr(out, ref) >= FP16_MIN_PSNR, `fp16 NHWC form PSNR ${psnr(out, ref).toFixed(1)} dB`);
+    });
+  }
+});
+
 describe('golden gpen-tiny-64 other sources', () => {
   it(`the legacy-format .pth converts to the same graph (max abs <= ${TOL})`, async () => {
     const p = await prepareModel({ type: 'file', file: fixture('gpen-tiny-64.legacy.pth') });

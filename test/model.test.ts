@@ -50,16 +50,16 @@ describe('synthetic GPEN', () => {
   });
 
   it('blurs: grouped 32 channels per group in the fp16 graph (zero off the diagonal), depthwise in fp32 and below 32 channels', () => {
-    const blurs = (precision: 'fp32' | 'fp16') => {
-      const g = onnx.ModelProto.decode(synthesizeGpen(256, 1, precision).bytes).graph!;
+    const blurs = (precision: 'fp32' | 'fp16', nhwc = false) => {
+      const g = onnx.ModelProto.decode(synthesizeGpen(256, 1, precision, nhwc).bytes).graph!;
       const made = new Map((g.node ?? []).map((n) => [n.output![0], n]));
       const dims = new Map((g.initializer ?? []).map((t) => [t.name!, (t.dims ?? []).map(Number)]));
       return (g.node ?? []).filter((n) => n.opType === 'Conv' && (n.attribute ?? []).some((a) => a.name === 'kernel_shape' && (a.ints ?? []).map(Number).join() === '4,4')).map((n) => {
         const group = Number(n.attribute!.find((a) => a.name === 'group')!.i);
-        // fp16's grouped weight: Cast(Mul(kernel, diagonal)), in fp32 so that ONNX Runtime can fold it
-        const cast = made.get(n.input![1]);
-        const mul = cast ? made.get(cast.input![0]) : undefined;
-        if (cast) assert.deepEqual([cast.opType, mul?.opType], ['Cast', 'Mul']);
+        // a grouped weight: Mul(kernel, diagonal) in fp32 (so that ONNX Runtime can fold it), Cast to fp16 in fp16
+        const made1 = made.get(n.input![1]);
+        const mul = made1?.opType === 'Cast' ? made.get(made1.input![0]) : made1;
+        if (made1) assert.deepEqual([made1.opType === 'Cast' || precision === 'fp32', mul?.opType], [true, 'Mul']);
         const kernel = mul ? mul.input![0] : n.input![1];
         return { group, channels: dims.get(kernel)![0], diagonal: mul ? dims.get(mul.input![1])! : null };
       });
@@ -73,6 +73,25 @@ describe('synthetic GPEN', () => {
       else assert.deepEqual([b.group, b.diagonal], [b.channels, null]);
     }
     assert.ok(f16.some((b) => b.group < b.channels), 'some blur grouped');
+    // the NHWC form: one dense convolution per blur (cuDNN's NHWC grouped ones copy every group out and back)
+    for (const b of [...blurs('fp16', true), ...blurs('fp32', true)]) assert.deepEqual([b.group, b.diagonal], [1, [b.channels, b.channels, 1, 1]]);
+  });
+
+  it('the NHWC form: its MatMuls over NHWC views between Transposes, no other Transpose', () => {
+    const g = onnx.ModelProto.decode(synthesizeGpen(256, 1, 'fp16', true).bytes).graph!;
+    const made = new Map((g.node ?? []).map((n) => [n.output![0], n]));
+    const perm = (n: { attribute?: { name?: string | null; ints?: (number | { toString(): string })[] | null }[] | null }) => (n.attribute ?? []).find((a) => a.name === 'perm')!.ints!.map(Number).join();
+    const matmuls = (g.node ?? []).filter((n) => n.opType === 'MatMul');
+    assert.equal(matmuls.length, 3); // the input's 1x1 convolution, ToRGB at 128 and 256 px
+    for (const m of matmuls) {
+      const view = made.get(m.input![0])!; // Reshape(Transpose(x, to NHWC))
+      assert.equal(view.opType, 'Reshape');
+      assert.equal(made.get(view.input![0])!.opType, 'Transpose');
+      assert.equal(perm(made.get(view.input![0])!), '0,2,3,1');
+    }
+    const transposes = (g.node ?? []).filter((n) => n.opType === 'Transpose');
+    assert.equal(transposes.length, 6);
+    assert.deepEqual(transposes.map(perm).sort(), ['0,2,3,1', '0,2,3,1', '0,2,3,1', '0,3,1,2', '0,3,1,2', '0,3,1,2']);
   });
 
   it('carries the demodulation and the noise weights to the consumers (a PRelu for a negative one); ToRGB as a MatMul at the two largest sizes', async () => {

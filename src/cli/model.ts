@@ -61,11 +61,12 @@ export function modelCommand(): Command {
     .requiredOption('-o, --output <file>', 'ONNX file to write')
     .option('--fp16', 'store weights and run convolutions in fp16 (style, demodulation and skips stay fp32)')
     .option('--key <name>', 'key the generator is nested under (default: found automatically, e.g. g_ema)')
+    .option('--nhwc', 'the form for CUDA sessions with prefer_nhwc=1 (--cuda-options): the fastest on the GPU, slower elsewhere')
     .option('--json', 'machine-readable output')
-    .action(async (input: string, o: { output: string; fp16?: boolean; key?: string; json?: boolean }) => {
+    .action(async (input: string, o: { output: string; fp16?: boolean; key?: string; nhwc?: boolean; json?: boolean }) => {
       const steps = new Steps(2, o.json);
       steps.step(`reading and building ${path.basename(input)}`);
-      const m = await convertPth(input, o.output, { precision: o.fp16 ? 'fp16' : 'fp32', ...(o.key ? { key: o.key } : {}) });
+      const m = await convertPth(input, o.output, { precision: o.fp16 ? 'fp16' : 'fp32', nhwc: o.nhwc === true, ...(o.key ? { key: o.key } : {}) });
       steps.step(`wrote ${o.output}`);
       steps.done();
       printModel(m, o.json);
@@ -77,10 +78,11 @@ export function modelCommand(): Command {
     .option('--seed <s>', 'seed of the weights', parseIntArg('--seed'), DEFAULT_SEED)
     .addOption(new Option('--kind <kind>', 'gpen or identity (input returned as output)').choices(['gpen', 'identity']).default('gpen'))
     .option('--fp16', 'fp16 variant')
+    .option('--nhwc', 'the form for CUDA sessions with prefer_nhwc=1')
     .requiredOption('-o, --output <file>', 'ONNX file to write')
     .option('--json', 'machine-readable output')
-    .action(async (o: { size: number; seed: number; kind: 'gpen' | 'identity'; fp16?: boolean; output: string; json?: boolean }) => {
-      const bytes = o.kind === 'identity' ? synthesizeIdentity(o.size) : synthesizeGpen(o.size, o.seed, o.fp16 ? 'fp16' : 'fp32').bytes;
+    .action(async (o: { size: number; seed: number; kind: 'gpen' | 'identity'; fp16?: boolean; nhwc?: boolean; output: string; json?: boolean }) => {
+      const bytes = o.kind === 'identity' ? synthesizeIdentity(o.size) : synthesizeGpen(o.size, o.seed, o.fp16 ? 'fp16' : 'fp32', o.nhwc === true).bytes;
       await writeFileAtomicSafe(o.output, bytes);
       const m = await describeModel(o.output);
       if (o.kind === 'gpen') warn(SYNTHETIC_WARNING);

@@ -214,7 +214,7 @@ export class Restorer {
       throw new GpenLabError('E_ARGUMENT', `Expected an integer between 0 and 64 for --face-threads but received ${opts.faceThreads}`, 'Pass --face-threads between 0 (warp and paste on the main thread) and 64.', { input: '--face-threads' });
     }
     const t0 = performance.now();
-    const prepared = opts.prepared ?? (await prepareModel(opts.model, opts.precision));
+    const prepared = opts.prepared ?? (await prepareModel(opts.model, opts.precision, { nhwc: opts.session?.cudaOptions?.prefer_nhwc === '1' }));
     const t1 = performance.now();
     const provider = opts.provider ?? 'cpu';
     if (provider === 'cuda' || provider === 'tensorrt') {

@@ -288,7 +288,8 @@ async function capiVariant(o: BenchOptions, cudaOptions: Record<string, string>,
   try {
     v.contextMiB = await contextBaseline('cuda');
     let t = performance.now();
-    const prepared = await prepareModel(o.model, precision);
+    // prefer_nhwc=1 takes the graph's NHWC form (BuildOptions.nhwc)
+    const prepared = await prepareModel(o.model, precision, { nhwc: cudaOptions.prefer_nhwc === '1' });
     v.prepareMs = performance.now() - t;
     const S = prepared.info.size;
     t = performance.now();

@@ -18,15 +18,25 @@ export interface BuildOptions {
   precision: Precision;
   /** Extra metadata_props (gpen-lab.* keys describe the model to every later reader). */
   metadata?: Record<string, string>;
+  /**
+   * For sessions that run ONNX Runtime's NHWC layout (CUDA prefer_nhwc=1): the MatMuls (the input's 1x1 convolution,
+   * ToRGB at the large sizes) written over NHWC views between explicit Transposes, which ONNX Runtime's layout pass
+   * cancels against its own, so that nothing between two convolutions is converted back to NCHW.
+   */
+  nhwc?: boolean;
 }
 
 export const OPSET = 17;
 /**
  * The graph's form (bump on a rewrite): caches of built graphs are keyed by it. 2: the fp16 blur grouped; 3: the
  * demodulation and noise weights owed to the consumers; 4: ToRGB as a batched MatMul; 5: that at the two largest sizes;
- * 6: negative noise weights folded too (a PRelu).
+ * 6: negative noise weights folded too (a PRelu). The NHWC form (BuildOptions.nhwc) is tagged apart (graphTag).
  */
 export const GRAPH_VERSION = 6;
+/** The cache tag of the graph's form: its version, and the NHWC form (BuildOptions.nhwc). */
+export function graphTag(nhwc = false): string {
+  return nhwc ? `g${GRAPH_VERSION}-nhwc` : `g${GRAPH_VERSION}`;
+}
 const SQRT2 = Math.SQRT2;
 const NEG_SLOPE = 0.2;
 /** Channels per group of the blur's convolution (see blur()). */
@@ -50,6 +60,7 @@ export function gpenMetadata(arch: GpenArch, precision: Precision, extra: Record
 export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, opts: BuildOptions): Uint8Array {
   const g = new GraphBuilder();
   const half = opts.precision === 'fp16';
+  const nhwc = opts.nhwc === true;
   const ch = channels(arch);
   const f = arch.isConcat ? 2 : 1;
   const L = log2(arch.size);
@@ -101,25 +112,30 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
    * speed, while the grouped form reaches its tensor-core kernels (bench/blur.ts on the H200, fp16 batch 32: 8.3 ->
    * 4.1 ms at 64 channels x 512 px, 4.2 -> 2.1 ms at 128 x 256; notes/gpu-speed.md). In the fp16 graph only (a GPU
    * precision): on the CPU the grouped form is 32 times the arithmetic (GPEN-512 fp32 10-15% slower on 2 cores), and
-   * fewer than 32 channels, or a count 32 does not divide, stay depthwise too. Tried before and not kept: three 2x2
-   * AveragePools (slower) and one banded MatMul per axis (no faster).
+   * fewer than 32 channels, or a count 32 does not divide, stay depthwise too. In the NHWC form (either precision)
+   * one dense convolution (zero off the diagonal): cuDNN's NHWC grouped convolutions copy each group's channels out and back
+   * (nhwcSliceC kernels, ~7% of a batch-32 run), and its NHWC depthwise one is 2.5 times slower again. Tried before
+   * and not kept: three 2x2 AveragePools (slower), one banded MatMul per axis (no faster), the blur merged into its
+   * convolution (a 6x6 stride-2 convolution, or transposed convolution, or a sub-pixel one: no faster in NCHW,
+   * slower in NHWC; notes/gpu-speed.md, session 10).
    */
   const diagonals = new Map<number, string>();
   const blur = (x: string, kernelName: string, c: number, pad0: number, pad1: number) => {
     const k = depthwise(flipped(get(kernelName), 4), c);
-    if (!half || c % BLUR_GROUP !== 0) return g.op('Conv', [x, param(kernelName, [c, 1, 4, 4], k)], { group: c, pads: [pad0, pad0, pad1, pad1], kernel_shape: [4, 4] });
+    const per = nhwc ? c : BLUR_GROUP;
+    if (!nhwc && (!half || c % per !== 0)) return g.op('Conv', [x, param(kernelName, [c, 1, 4, 4], k)], { group: c, pads: [pad0, pad0, pad1, pad1], kernel_shape: [4, 4] });
     // the grouped weight made in the graph (kernel x a 0/1 diagonal, one per channel count): stored, it would add 32
     // copies of every blur kernel to the file. In fp32, then cast: ONNX Runtime folds constants with CPU kernels, and
     // an fp16 Mul has none (a CUDA session warned for each blur and computed the weight at every run)
     let diag = diagonals.get(c);
     if (!diag) {
-      const d = new Float32Array(c * BLUR_GROUP);
-      for (let o = 0; o < c; o++) d[o * BLUR_GROUP + (o % BLUR_GROUP)] = 1;
-      diag = g.initializer(`blur_diagonal_${c}`, [c, BLUR_GROUP, 1, 1], d);
+      const d = new Float32Array(c * per);
+      for (let o = 0; o < c; o++) d[o * per + (o % per)] = 1;
+      diag = g.initializer(`blur_diagonal_${c}`, [c, per, 1, 1], d);
       diagonals.set(c, diag);
     }
     const w = toCompute(g.op('Mul', [g.initializer(kernelName, [c, 1, 4, 4], k), diag]));
-    return g.op('Conv', [x, w], { group: c / BLUR_GROUP, pads: [pad0, pad0, pad1, pad1], kernel_shape: [4, 4] });
+    return g.op('Conv', [x, w], { group: c / per, pads: [pad0, pad0, pad1, pad1], kernel_shape: [4, 4] });
   };
 
   // ---- input
@@ -133,9 +149,19 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
     // the 1x1 conv from 3 channels as one MatMul over [N, 3, H*W]: cuDNN is slow for 3 input channels
     const w = get('ecd0.0.0.weight');
     const c = ch[S];
-    const flat = g.op('Reshape', [x, g.constInt64([0, 3, -1], 'shape_n3p')]);
-    const mm = g.op('MatMul', [param('ecd0.0.0.weight', [c, 3], scaled(w, 1 / Math.sqrt(3))), flat]);
-    x = g.op('Reshape', [mm, g.constInt64([0, c, S, S], 'shape_ecd0')]);
+    if (nhwc) {
+      // [N, H*W, 3] x [3, c] over an NHWC view, back to NCHW by a Transpose the layout pass cancels
+      const wt = new Float32Array(3 * c);
+      const ws = scaled(w, 1 / Math.sqrt(3));
+      for (let o = 0; o < c; o++) for (let i = 0; i < 3; i++) wt[i * c + o] = ws[o * 3 + i];
+      const flat = g.op('Reshape', [g.op('Transpose', [x], { perm: [0, 2, 3, 1] }), g.constInt64([0, -1, 3], 'shape_np3')]);
+      const mm = g.op('MatMul', [flat, param('ecd0.0.0.weight', [3, c], wt)]);
+      x = g.op('Transpose', [g.op('Reshape', [mm, g.constInt64([0, S, S, c], 'shape_ecd0_nhwc')])], { perm: [0, 3, 1, 2] });
+    } else {
+      const flat = g.op('Reshape', [x, g.constInt64([0, 3, -1], 'shape_n3p')]);
+      const mm = g.op('MatMul', [param('ecd0.0.0.weight', [c, 3], scaled(w, 1 / Math.sqrt(3))), flat]);
+      x = g.op('Reshape', [mm, g.constInt64([0, c, S, S], 'shape_ecd0')]);
+    }
     x = fusedLreluUnscaled(x, 'ecd0.0.1.bias', c);
     feats.push(x);
   }
@@ -301,6 +327,17 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
     // the modulation on the weight, per sample ([N, 3, ci]: tiny), and the 1x1 conv as one batched MatMul over
     // [N, ci, H*W]: no modulated copy of the activation to write and read again
     const st = styles.get(`${p}.conv`)!;
+    if (nhwc) {
+      // [N, H*W, ci] x [N, ci, 3] over an NHWC view; the 3-channel result back to NCHW
+      const wt = new Float32Array(3 * ci);
+      for (let o = 0; o < 3; o++) for (let i = 0; i < ci; i++) wt[i * 3 + o] = w[o * ci + i];
+      const s = toCompute(g.op('Reshape', [owed ? g.op('Mul', [st, owed]) : st, g.constInt64([0, ci, 1], 'shape_nc1')]));
+      const wn = g.op('Mul', [param(`${p}.conv.weight`, [1, ci, 3], wt), s]);
+      const flat = g.op('Reshape', [g.op('Transpose', [xin], { perm: [0, 2, 3, 1] }), g.constInt64([0, -1, ci], 'shape_n_hw_c')]);
+      const mm = g.op('Reshape', [g.op('MatMul', [flat, wn]), g.constInt64([0, res, res, 3], 'shape_rgb_nhwc')]);
+      out = toFloat(g.op('Transpose', [mm], { perm: [0, 3, 1, 2] }));
+      return toRgbTail(out, p, skip);
+    }
     const s = toCompute(g.op('Reshape', [owed ? g.op('Mul', [st, owed]) : st, g.constInt64([0, 1, ci], 'shape_n1c')]));
     const wn = g.op('Mul', [param(`${p}.conv.weight`, [1, 3, ci], w), s]);
     const flat = g.op('Reshape', [xin, g.constInt64([0, ci, -1], 'shape_nc_hw')]);

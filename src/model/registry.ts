@@ -11,7 +11,7 @@ import { sha256File } from '../io/hash.js';
 import type { GpenArch } from './arch.js';
 import { checkSize, countParams, defaultArch, inferArch } from './arch.js';
 import type { Precision } from './gpen-graph.js';
-import { GRAPH_VERSION, OPSET, buildGpenOnnx, buildIdentityOnnx } from './gpen-graph.js';
+import { OPSET, buildGpenOnnx, buildIdentityOnnx, graphTag } from './gpen-graph.js';
 import { inspectOnnx } from './onnx-file.js';
 import { readPth } from './pth.js';
 import { synthStateDict } from './synth.js';
@@ -133,13 +133,14 @@ function checkSeed(seed: number): void {
 }
 
 /** Synthetic GPEN of an official configuration for its size, as ONNX bytes. */
-export function synthesizeGpen(size: number, seed: number, precision: Precision): { bytes: Uint8Array; arch: GpenArch } {
+export function synthesizeGpen(size: number, seed: number, precision: Precision, nhwc = false): { bytes: Uint8Array; arch: GpenArch } {
   checkSize(size, '--size');
   checkSeed(seed);
   const arch = defaultArch(size);
   const tensors = synthStateDict(arch, seed);
   const bytes = buildGpenOnnx(arch, tensors, {
     precision,
+    nhwc,
     metadata: { 'gpen-lab.synthetic': 'true', 'gpen-lab.seed': String(seed), 'gpen-lab.source': `synthetic (seed ${seed})` },
   });
   return { bytes, arch };
@@ -151,7 +152,7 @@ export function synthesizeIdentity(size: number): Uint8Array {
 }
 
 /** Converts an official checkpoint to ONNX, written atomically. */
-export async function convertPth(file: string, out: string, opts: { precision: Precision; key?: string }): Promise<ModelInfo> {
+export async function convertPth(file: string, out: string, opts: { precision: Precision; key?: string; nhwc?: boolean }): Promise<ModelInfo> {
   if ((await sniffFormat(file)) !== 'pth') {
     throw new GpenLabError('E_FORMAT_UNKNOWN', `${file} is not a .pth checkpoint (it looks like an ONNX file)`,
       'An ONNX file needs no conversion: pass it to `gpen-lab model run` (or --model) directly.', { input: file });
@@ -159,6 +160,7 @@ export async function convertPth(file: string, out: string, opts: { precision: P
   const { arch, tensors, info } = await loadCheckpoint(file, opts.key);
   const bytes = buildGpenOnnx(arch, tensors, {
     precision: opts.precision,
+    nhwc: opts.nhwc === true,
     metadata: { 'gpen-lab.source': `${path.basename(file)} sha256:${info.sha256}${info.pth?.key ? ` key:${info.pth.key}` : ''}` },
   });
   await writeFileAtomicSafe(out, bytes);
@@ -172,14 +174,17 @@ export async function convertPth(file: string, out: string, opts: { precision: P
 
 /**
  * The model ready for a session. `precision` undefined: an ONNX file's own precision, fp32 for everything else; an
- * ONNX file asked for in the other precision is refused (it cannot be converted here).
+ * ONNX file asked for in the other precision is refused (it cannot be converted here). `form.nhwc`: a graph built
+ * here (from a .pth or synthetic) takes the form for sessions with CUDA's prefer_nhwc=1 (BuildOptions.nhwc); an ONNX
+ * file keeps the form it was written in.
  */
-export async function prepareModel(spec: ModelSpec, asked?: Precision): Promise<PreparedModel> {
+export async function prepareModel(spec: ModelSpec, asked?: Precision, form: { nhwc?: boolean } = {}): Promise<PreparedModel> {
+  const nhwc = form.nhwc === true;
   const precision: Precision = asked ?? 'fp32';
   if (spec.type === 'synthetic') {
     const seed = spec.seed ?? DEFAULT_SEED;
     // with a cache folder the graph is built once and later processes load the file (the lab's cold runs)
-    const cached = spec.cacheDir ? path.join(spec.cacheDir, `synthetic-gpen-${spec.size}-s${seed}-${precision}-g${GRAPH_VERSION}.onnx`) : null;
+    const cached = spec.cacheDir ? path.join(spec.cacheDir, `synthetic-gpen-${spec.size}-s${seed}-${precision}-${graphTag(nhwc)}.onnx`) : null;
     let model: string | Uint8Array;
     let arch: GpenArch;
     if (cached && existsSync(cached)) {
@@ -187,7 +192,7 @@ export async function prepareModel(spec: ModelSpec, asked?: Precision): Promise<
       arch = defaultArch(spec.size);
       model = cached;
     } else {
-      const built = synthesizeGpen(spec.size, seed, precision);
+      const built = synthesizeGpen(spec.size, seed, precision, nhwc);
       arch = built.arch;
       model = built.bytes;
       if (cached) {
@@ -213,7 +218,7 @@ export async function prepareModel(spec: ModelSpec, asked?: Precision): Promise<
   }
   if ((await sniffFormat(spec.file)) === 'pth') {
     const { arch, tensors, info } = await loadCheckpoint(spec.file, spec.key);
-    return { model: buildGpenOnnx(arch, tensors, { precision }), label: spec.file, info: { ...info, precision } };
+    return { model: buildGpenOnnx(arch, tensors, { precision, nhwc }), label: spec.file, info: { ...info, precision } };
   }
   const info = await describeOnnxCached(spec.file);
   if (asked !== undefined && asked !== info.precision) {
