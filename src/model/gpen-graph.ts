@@ -112,12 +112,12 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
    * speed, while the grouped form reaches its tensor-core kernels (bench/blur.ts on the H200, fp16 batch 32: 8.3 ->
    * 4.1 ms at 64 channels x 512 px, 4.2 -> 2.1 ms at 128 x 256; notes/gpu-speed.md). In the fp16 graph only (a GPU
    * precision): on the CPU the grouped form is 32 times the arithmetic (GPEN-512 fp32 10-15% slower on 2 cores), and
-   * fewer than 32 channels, or a count 32 does not divide, stay depthwise too. In the NHWC form (either precision)
-   * one dense convolution (zero off the diagonal): cuDNN's NHWC grouped convolutions copy each group's channels out and back
-   * (nhwcSliceC kernels, ~7% of a batch-32 run), and its NHWC depthwise one is 2.5 times slower again. Tried before
-   * and not kept: three 2x2 AveragePools (slower), one banded MatMul per axis (no faster), the blur merged into its
-   * convolution (a 6x6 stride-2 convolution, or transposed convolution, or a sub-pixel one: no faster in NCHW,
-   * slower in NHWC; notes/gpu-speed.md, session 10).
+   * fewer than 32 channels, or a count 32 does not divide, stay depthwise too. In the NHWC form (either
+   * precision) one dense convolution (zero off the diagonal): cuDNN's NHWC grouped convolutions copy each group's
+   * channels out and back (nhwcSliceC kernels, ~7% of a batch-32 run), and its NHWC depthwise one is 2.5 times slower
+   * again. Tried before and not kept: three 2x2 AveragePools (slower), one banded MatMul per axis (no faster), the
+   * blur merged into its convolution (a 6x6 stride-2 convolution, or transposed convolution, or a sub-pixel one: no
+   * faster in NCHW, slower in NHWC; notes/gpu-speed.md, session 10).
    */
   const diagonals = new Map<number, string>();
   const blur = (x: string, kernelName: string, c: number, pad0: number, pad1: number) => {
