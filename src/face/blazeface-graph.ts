@@ -4,10 +4,9 @@
 // every other node are untouched (a test checks batched detections against single-tile ones). Its input becomes bytes
 // (NHWC, 0-255), mapped to MediaPipe's [-1, 1] by the graph: tiles and crops are written, copied and uploaded at a
 // quarter of the size of floats.
-import onnxProto from 'onnx-proto';
+import { onnx } from '../model/onnx-builder.js';
 import { GpenLabError } from '../errors.js';
 
-const { onnx } = onnxProto;
 /** The parts of the decoded protobuf messages used here (protobufjs objects, encoded back as they are). */
 interface Tensor { name: string; int64Data?: { toString(): string }[]; rawData: Uint8Array }
 interface Attr { name: string; i?: unknown; t?: { floatData?: number[]; rawData?: Uint8Array } | null }
@@ -36,6 +35,9 @@ function floatScalar(name: string, value: number): Tensor {
 
 const node = (opType: string, input: string[], output: string, attribute: Attr[] = []): Node =>
   onnx.NodeProto.create({ name: output, opType, input, output: [output], attribute }) as unknown as Node;
+
+/** The rewrite's form: the detector graphs cached on disk (blazeface.ts) are keyed by it. Bump on any change here. */
+export const DETECTOR_GRAPH_FORM = 2;
 
 /** The model with a dynamic first dimension ("batch") and a byte input (0-255, mapped to [-1, 1]); `file` names it in errors. */
 export function detectorGraph(bytes: Uint8Array, file: string): Uint8Array {

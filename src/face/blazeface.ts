@@ -4,14 +4,18 @@
 // the 256 model with the face at a quarter of its frame and by the 128 model at two framings (with the head and with
 // the shoulders); the score is the mean of the four looks, which is what removes the face-like textures (hands on
 // knees, hair, bokeh) that a few hundred tile runs turn up.
+import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import type { RgbImage } from '../io/image.js';
 import { GpenLabError, badArgument } from '../errors.js';
+import { cacheDir, fileIdentity } from '../io/cache.js';
+import { writeFileAtomicSafe } from '../io/files.js';
+import { DETECTOR_GRAPH_FORM, detectorGraph } from './blazeface-graph.js';
 import type { Provider } from '../runtime/providers.js';
 import { ModelSession } from '../runtime/session.js';
-import { detectorGraph } from './blazeface-graph.js';
 import type { DetectorSession } from './blazeface-capi.js';
 import type { FaceWorkers } from './face-workers.js';
 import { sharedBytes } from './face-workers.js';
@@ -133,6 +137,24 @@ interface RunOutputs {
 }
 
 const ANYWHERE: Pick<Frame, 'xs' | 'ys' | 'minW' | 'maxW'> = { xs: [-Infinity, Infinity], ys: [-Infinity, Infinity], minW: 0, maxW: Infinity };
+
+/**
+ * The detector's graph as detectorGraph rewrites it (blazeface-graph.ts), kept in the cache folder by the source
+ * file's identity: the rewrite needs onnx-proto (50-100 ms to load) and a decode of the model, a cold start's path.
+ * A cache that cannot be written is skipped.
+ */
+async function detectorGraphCached(file: string): Promise<Uint8Array> {
+  const cached = path.join(cacheDir(), 'detector', `${path.basename(file, '.onnx')}-${createHash('sha256').update(`${DETECTOR_GRAPH_FORM}|${fileIdentity(file)}`).digest('hex').slice(0, 16)}.onnx`);
+  if (existsSync(cached)) return readFileSync(cached);
+  const bytes = detectorGraph(readFileSync(file), file);
+  try {
+    await mkdir(path.dirname(cached), { recursive: true });
+    await writeFileAtomicSafe(cached, bytes);
+  } catch {
+    // a read-only home: the next process rewrites the graph again
+  }
+  return bytes;
+}
 
 function modelPath(file: string): string {
   let dir = '';
@@ -302,15 +324,15 @@ export async function createBlazeFace(opts: BlazeFaceOptions = {}): Promise<Face
   if (!Number.isInteger(batch) || batch < 1 || batch > 256) throw badArgument('batch', 'an integer between 1 and 256', batch);
   const proposalScore = Math.min(PROPOSAL_SCORE, minScore);
   // the graphs rewritten for a dynamic batch (blazeface-graph.ts): tiles and second looks run `batch` at a time
-  const graph = (file: string) => detectorGraph(readFileSync(modelPath(file)), modelPath(file));
+  const graph = (file: string) => detectorGraphCached(modelPath(file));
   const fixedShape = opts.padBatch ?? provider !== 'cpu';
   if (opts.capi && !(provider === 'cpu' || (provider === 'cuda' && fixedShape))) {
     throw badArgument('capi', 'the C API route on the CPU, or on CUDA with padded runs (padBatch)', `${provider}${fixedShape ? '' : ' without padBatch'}`);
   }
   const open = async (file: string): Promise<DetectorSession> => {
-    if (!opts.capi) return ModelSession.create(graph(file), { provider, recordPlacement: false, allowSpinning: false, label: `BlazeFace ${file}` });
+    if (!opts.capi) return ModelSession.create(await graph(file), { provider, recordPlacement: false, allowSpinning: false, label: `BlazeFace ${file}` });
     const { capiDetectorSession } = await import('./blazeface-capi.js');
-    return capiDetectorSession(graph(file), { provider: provider as 'cpu' | 'cuda', batch, label: `BlazeFace ${file}` });
+    return capiDetectorSession(await graph(file), { provider: provider as 'cpu' | 'cuda', batch, label: `BlazeFace ${file}` });
   };
   const back = await open(BACK_FILE);
   let front: DetectorSession;

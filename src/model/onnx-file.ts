@@ -1,12 +1,12 @@
 // Inspects an .onnx that claims to be GPEN, without onnxruntime: decodes the protobuf, checks that it is a 3-channel
 // image-to-image net of a GPEN size, and tells gpen-lab's own, published and upstream torch exports apart.
 // Tensor bytes stay views into the one file buffer (protobufjs slices, never copies), so a 1 GB GPEN-2048 is read once.
-import onnxProto from 'onnx-proto';
+import type onnxProto from 'onnx-proto';
+import { onnx } from './onnx-builder.js';
 import { GpenLabError, errorMessage } from '../errors.js';
 import { readInputFile } from '../io/files.js';
 import { GPEN_SIZES } from './arch.js';
 
-const { onnx } = onnxProto;
 type Tensor = onnxProto.onnx.ITensorProto;
 type ValueInfo = onnxProto.onnx.IValueInfoProto;
 type Int = number | { toNumber(): number } | null | undefined;

@@ -3,7 +3,8 @@
 // straight into the array the HostTensor keeps.
 import { promises as fs } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import yauzl from 'yauzl';
+import { createRequire } from 'node:module';
+import type yauzl from 'yauzl';
 import { GpenLabError, errorMessage, isGpenLabError } from '../errors.js';
 import { assertReadableFile } from '../io/files.js';
 import { PyGlobal, PyTensor, unpickle } from './pickle.js';
@@ -154,7 +155,8 @@ interface ZipIndex {
 async function openZip(file: string): Promise<yauzl.ZipFile> {
   try {
     // autoClose off: entries are read after the central directory; the finally of readPth closes it.
-    return await yauzl.openPromise(file, { autoClose: false, lazyEntries: true });
+    // yauzl loaded on first use: a process that reads no .pth does not pay for it
+    return await (createRequire(import.meta.url)('yauzl') as typeof yauzl).openPromise(file, { autoClose: false, lazyEntries: true });
   } catch (e) {
     throw corrupt(file, `it starts like a zip archive but its directory cannot be read (${errorMessage(e)}); `
       + 'a partly downloaded file looks like this', { cause: errorMessage(e) });

@@ -4,13 +4,19 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import * as ort from 'onnxruntime-node';
+import { createRequire } from 'node:module';
+import type * as OrtModule from 'onnxruntime-node';
 import { GpenLabError, errorMessage } from '../errors.js';
 import type { Provider } from './providers.js';
 import { PROVIDER_SPECS, PROVIDERS, missingProviderFiles, ortBinDir, ortVersion } from './providers.js';
 import type { Placement } from './profile.js';
 import type { PinnedStats } from './capi.js';
 import { placementFromProfileDir } from './profile.js';
+
+// onnxruntime-node loaded on first use (the stock binding's addon and its JavaScript: 15-30 ms), not by a process
+// that runs only through the C API route (a cold start with --cuda-options)
+let ortLoaded: typeof OrtModule | null = null;
+const ort = (): typeof OrtModule => (ortLoaded ??= createRequire(import.meta.url)('onnxruntime-node') as typeof OrtModule);
 
 export const GRAPH_OPT_LEVELS = ['disabled', 'basic', 'extended', 'all'] as const;
 export type GraphOptLevel = (typeof GRAPH_OPT_LEVELS)[number];
@@ -45,7 +51,7 @@ export interface RunResult {
 
 /** Providers the installed binary knows, and whether their libraries ship with it. */
 export function knownProviders(): { provider: Provider; bundled: boolean }[] {
-  const listed = new Map(ort.listSupportedBackends().map((b) => [b.name, b.bundled] as const));
+  const listed = new Map(ort().listSupportedBackends().map((b) => [b.name, b.bundled] as const));
   return PROVIDERS.filter((p) => listed.has(PROVIDER_SPECS[p].ort)).map((p) => ({ provider: p, bundled: listed.get(PROVIDER_SPECS[p].ort) ?? false }));
 }
 
@@ -117,7 +123,7 @@ export class ModelSession implements GpenRunner {
   private profileDir: string | null;
   private runs = 0;
 
-  private constructor(private readonly session: ort.InferenceSession, cfg: SessionConfig, createMs: number, profileDir: string | null) {
+  private constructor(private readonly session: OrtModule.InferenceSession, cfg: SessionConfig, createMs: number, profileDir: string | null) {
     this.config = cfg;
     this.asked = cfg.provider;
     this.createMs = createMs;
@@ -131,11 +137,11 @@ export class ModelSession implements GpenRunner {
   static async create(model: string | Uint8Array, cfg: SessionConfig): Promise<ModelSession> {
     const spec = PROVIDER_SPECS[cfg.provider];
     const deviceId = cfg.deviceId ?? 0;
-    const ep: ort.InferenceSession.ExecutionProviderConfig =
+    const ep: OrtModule.InferenceSession.ExecutionProviderConfig =
       cfg.provider === 'cuda' ? { name: 'cuda', deviceId } : cfg.provider === 'tensorrt' ? { name: 'tensorrt', deviceId } : spec.ort;
     const record = cfg.recordPlacement ?? true;
     const profileDir = record ? mkdtempSync(path.join(os.tmpdir(), 'gpen-lab-prof-')) : null;
-    const options: ort.InferenceSession.SessionOptions = {
+    const options: OrtModule.InferenceSession.SessionOptions = {
       executionProviders: [ep],
       graphOptimizationLevel: cfg.graphOptimizationLevel ?? 'all',
       logSeverityLevel: 3,
@@ -144,9 +150,9 @@ export class ModelSession implements GpenRunner {
       ...(profileDir ? { enableProfiling: true, profileFilePrefix: path.join(profileDir, 'profile') } : {}),
     };
     const t0 = performance.now();
-    let session: ort.InferenceSession;
+    let session: OrtModule.InferenceSession;
     try {
-      session = typeof model === 'string' ? await ort.InferenceSession.create(model, options) : await ort.InferenceSession.create(model, options);
+      session = typeof model === 'string' ? await ort().InferenceSession.create(model, options) : await ort().InferenceSession.create(model, options);
     } catch (e) {
       if (profileDir) rmSync(profileDir, { recursive: true, force: true });
       throw providerFailure(cfg, e);
@@ -174,11 +180,11 @@ export class ModelSession implements GpenRunner {
   /** Runs the first input (float32, or bytes for a graph that takes them) and returns every float32 output (detectors have several). */
   async runAll(data: Float32Array | Uint8Array, dims: number[], into?: Float32Array): Promise<{ outputs: Record<string, { data: Float32Array; dims: number[] }>; ms: number }> {
     const t0 = performance.now();
-    let out: ort.InferenceSession.OnnxValueMapType;
+    let out: OrtModule.InferenceSession.OnnxValueMapType;
     try {
-      const feeds = { [this.inputName]: data instanceof Uint8Array ? new ort.Tensor('uint8', data, dims) : new ort.Tensor('float32', data, dims) };
+      const feeds = { [this.inputName]: data instanceof Uint8Array ? new (ort().Tensor)('uint8', data, dims) : new (ort().Tensor)('float32', data, dims) };
       out = into
-        ? await this.session.run(feeds, { [this.outputName]: new ort.Tensor('float32', into, dims) })
+        ? await this.session.run(feeds, { [this.outputName]: new (ort().Tensor)('float32', into, dims) })
         : await this.session.run(feeds);
     } catch (e) {
       throw new GpenLabError('E_INFERENCE', `Inference failed on ${this.asked} for ${this.config.label ?? 'the model'} with input [${dims.join(', ')}]: ${errorMessage(e)}`,
@@ -188,7 +194,7 @@ export class ModelSession implements GpenRunner {
     const ms = performance.now() - t0;
     const outputs: Record<string, { data: Float32Array; dims: number[] }> = {};
     for (const name of this.session.outputNames) {
-      const t = out[name] as ort.Tensor;
+      const t = out[name] as OrtModule.Tensor;
       outputs[name] = { data: into && name === this.outputName ? into : (t.data as Float32Array), dims: [...t.dims] };
     }
     if (this.runs++ === 0 && this.profileDir) this.readPlacement();
