@@ -693,8 +693,7 @@ PY
     ;;
   final14)
     # final13 after the cold start's imports were cut (onnx-proto, yauzl and onnxruntime-node loaded on first use, the
-    # rewritten detector graphs cached on disk, only the invoked command's module loaded) and the CPU detector of the
-    # C API route made through the C API as well, begun by the CLI's warm-start (off the JavaScript thread), without the sets final13
+    # rewritten detector graphs cached on disk, only the invoked command's module loaded), without the sets final13
     # showed slower (the NHWC lean set, the NHWC cold route); then the cold start (fp32, the P3 route) of the code before
     # (dist-v10a, eb05e86) and after, taking turns, two rounds
     peer 1,32

@@ -25,8 +25,8 @@ describe('CUDA warm-up', () => {
   it('an early session only for a CUDA restore of an ONNX file with --cuda-options, in either flag form', () => {
     const on = {} as NodeJS.ProcessEnv;
     const base = ['node', 'gpen-lab', 'restore', 'a.jpg', '-o', 'o'];
-    assert.deepEqual(earlySessionArgs([...base, '--model', 'g.onnx', '--provider', 'cuda', '--cuda-options', 'cudnn_conv_algo_search=HEURISTIC'], on), { model: 'g.onnx', cudaOptions: 'cudnn_conv_algo_search=HEURISTIC', detectorProvider: 'cpu' });
-    assert.deepEqual(earlySessionArgs([...base, '--model=dir/G.ONNX', '--provider=cuda', '--cuda-options=prime=1', '--detector-provider=cuda'], on), { model: 'dir/G.ONNX', cudaOptions: 'prime=1', detectorProvider: 'cuda' });
+    assert.deepEqual(earlySessionArgs([...base, '--model', 'g.onnx', '--provider', 'cuda', '--cuda-options', 'cudnn_conv_algo_search=HEURISTIC'], on), { model: 'g.onnx', cudaOptions: 'cudnn_conv_algo_search=HEURISTIC' });
+    assert.deepEqual(earlySessionArgs([...base, '--model=dir/G.ONNX', '--provider=cuda', '--cuda-options=prime=1'], on), { model: 'dir/G.ONNX', cudaOptions: 'prime=1' });
     for (const args of [
       ['--model', 'g.pth', '--provider', 'cuda', '--cuda-options', 'prime=1'], // a .pth is converted first
       ['--synthetic', '512', '--provider', 'cuda', '--cuda-options', 'prime=1'],

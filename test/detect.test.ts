@@ -2,13 +2,12 @@
 // photos (a 1927 group photo, FFHQ portraits, a grey portrait, a rotated phone selfie) and on images with no face.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { GpenLabError } from '../src/errors.js';
 import type { Candidate } from '../src/face/blazeface.js';
-import { createBlazeFace, iou, startEarlyDetector, takeEarlyDetector, tilePositions, weightedNms } from '../src/face/blazeface.js';
-import { cacheDir } from '../src/io/cache.js';
+import { createBlazeFace, iou, tilePositions, weightedNms } from '../src/face/blazeface.js';
 import { FaceWorkers } from '../src/face/face-workers.js';
 import { cropToBytes, halve, resize, windowToBytes } from '../src/face/resample.js';
 import type { DetectedFace, FaceDetector } from '../src/face/types.js';
@@ -368,27 +367,6 @@ describe('BlazeFace in batches (the graphs rewritten for a dynamic batch)', () =
       await pool.close();
     }
     await assert.rejects(createBlazeFace({ provider: 'cuda', capi: true, padBatch: false }), (e: unknown) => e instanceof GpenLabError && e.code === 'E_ARGUMENT' && e.message.includes('capi'));
-  });
-
-  it('an early detector (the CLI\'s warm-start, C API route) is taken once, by the same options, and finds the stock faces; its rewritten graphs come from the cache folder', async () => {
-    startEarlyDetector('cpu', false); // the stock binding creates sessions on this thread: not started early
-    assert.equal(takeEarlyDetector('cpu', false, () => null), null);
-    startEarlyDetector('cpu', true);
-    const taken = takeEarlyDetector('cpu', true, () => null);
-    assert.ok(taken);
-    assert.equal(takeEarlyDetector('cpu', true, () => null), null);
-    const early = await taken;
-    const stock = await createBlazeFace();
-    try {
-      const img = await readRgb(path.join(IMAGES, '00002.png'));
-      const want = await stock.detect(img);
-      assert.equal(want.length, 1);
-      assert.deepEqual((await early.detect(img)).map((f) => f.box), want.map((f) => f.box));
-    } finally {
-      await Promise.all([early.release(), stock.release()]);
-    }
-    const cached = readdirSync(path.join(cacheDir(), 'detector')).filter((f) => f.endsWith('.onnx'));
-    assert.ok(cached.some((f) => f.includes('back')) && cached.some((f) => f.includes('front')), cached.join(', '));
   });
 
   it('concurrent detect() calls on one detector (the service) each get their own image\'s faces', async () => {

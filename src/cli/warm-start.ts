@@ -23,9 +23,6 @@ if (wantsCudaWarmup(process.argv)) {
         return; // the command line's own parsing reports it
       }
       m.startEarlySession(early.model, { provider: 'cuda', label: early.model, allowSpinning: false, cudaOptions });
-      // and the detector's sessions, on the route restore will ask for (Restorer.create)
-      const det = early.detectorProvider;
-      if (Object.keys(cudaOptions).length > 0 && (det === 'cpu' || det === 'cuda')) void import('../face/blazeface.js').then((b) => b.startEarlyDetector(det, true));
     });
   }
 }

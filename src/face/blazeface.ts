@@ -334,14 +334,14 @@ export async function createBlazeFace(opts: BlazeFaceOptions = {}): Promise<Face
     const { capiDetectorSession } = await import('./blazeface-capi.js');
     return capiDetectorSession(await graph(file), { provider: provider as 'cpu' | 'cuda', batch, label: `BlazeFace ${file}` });
   };
-  // both models at once (the C API creates its sessions off this thread)
-  const [backR, frontR] = await Promise.allSettled([open(BACK_FILE), open(FRONT_FILE)]);
-  if (backR.status === 'rejected' || frontR.status === 'rejected') {
-    for (const r of [backR, frontR]) if (r.status === 'fulfilled') await r.value.release();
-    throw backR.status === 'rejected' ? backR.reason : (frontR as PromiseRejectedResult).reason;
+  const back = await open(BACK_FILE);
+  let front: DetectorSession;
+  try {
+    front = await open(FRONT_FILE);
+  } catch (e) {
+    await back.release();
+    throw e;
   }
-  const back = backR.value;
-  const front = frontR.value;
   let released = false;
   // runs side by side (the tiles beside the whole-photo look, the three looks at once): default off the CPU, where a
   // run costs per input and the looks' pruning saves work
@@ -524,30 +524,4 @@ export async function createBlazeFace(opts: BlazeFaceOptions = {}): Promise<Face
       await Promise.all([back.release(), front.release()]);
     },
   };
-}
-
-/**
- * Detectors whose sessions a cold start began before the command line's modules loaded (the CLI's warm-start, with
- * --cuda-options): keyed by provider and route, taken once by the Restorer that asks for the same.
- */
-const early = new Map<string, { detector: Promise<FaceDetector>; workers: { get: () => FaceWorkers | null } }>();
-
-/** Starts creating a detector now (C API route only: its sessions are created off the JavaScript thread). */
-export function startEarlyDetector(provider: Provider, capi: boolean): void {
-  const key = `${provider}|${capi}`;
-  if (!capi || early.has(key)) return;
-  const workers = { get: (): FaceWorkers | null => null };
-  const detector = createBlazeFace({ provider, capi, inputWorkers: () => workers.get() });
-  detector.catch(() => undefined); // whoever takes it sees the failure
-  early.set(key, { detector, workers });
-}
-
-/** The early detector for these options, if one was started (its face workers from `inputWorkers` from now on). */
-export function takeEarlyDetector(provider: Provider, capi: boolean, inputWorkers: () => FaceWorkers | null): Promise<FaceDetector> | null {
-  const key = `${provider}|${capi}`;
-  const e = early.get(key);
-  if (!e) return null;
-  early.delete(key);
-  e.workers.get = inputWorkers;
-  return e.detector;
 }

@@ -17,7 +17,7 @@ import { openSession } from '../runtime/capi-model.js';
 import type { GpenRunner, SessionConfig } from '../runtime/session.js';
 import type { Affine } from './align.js';
 import { alignTransform, invertAffine } from './align.js';
-import { createBlazeFace, takeEarlyDetector } from './blazeface.js';
+import { createBlazeFace } from './blazeface.js';
 import { Compositor, blendAlpha, facePatch, pasteMask, pasteReduction, smoothSmallFace } from './paste.js';
 import { FloatPool } from './pool.js';
 import { FaceWorkers, defaultFaceThreads, sharedBytes } from './face-workers.js';
@@ -242,11 +242,9 @@ export class Restorer {
     try {
       // BlazeFace fills its crops on the face workers too (the Restorer's, made at first use); on CUDA it takes the
       // GPEN session's route: through the C API (CUDA graphs) when --cuda-options asked for it
-      // (on the CPU too: the C API creates its sessions off this thread, and the CLI's warm-start begins them early)
       const detectorProvider = opts.detectorProvider ?? 'cpu';
-      const capi = (detectorProvider === 'cuda' || detectorProvider === 'cpu') && Object.keys(opts.session?.cudaOptions ?? {}).length > 0 && !opts.runner;
-      const inputWorkers = () => holder.r?.workerPool() ?? null;
-      detector = opts.aligned ? null : (opts.detector ?? (await (takeEarlyDetector(detectorProvider, capi, inputWorkers) ?? createBlazeFace({ provider: detectorProvider, capi, inputWorkers }))));
+      const capi = detectorProvider === 'cuda' && Object.keys(opts.session?.cudaOptions ?? {}).length > 0 && !opts.runner;
+      detector = opts.aligned ? null : (opts.detector ?? (await createBlazeFace({ provider: detectorProvider, capi, inputWorkers: () => holder.r?.workerPool() ?? null })));
     } catch (e) {
       void sessionP.then((s) => s.release(), () => undefined);
       throw e;

@@ -134,10 +134,10 @@ function argValue(argv: readonly string[], name: string): string | undefined {
  * CUDA restore (as wantsCudaWarmup) with --cuda-options and an ONNX file for --model (a .pth is converted first);
  * GPEN_LAB_EARLY_SESSION=0 turns it off (the session then starts when restore asks for it).
  */
-export function earlySessionArgs(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): { model: string; cudaOptions: string; detectorProvider: string } | null {
+export function earlySessionArgs(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): { model: string; cudaOptions: string } | null {
   if (!wantsCudaWarmup(argv, env) || env.GPEN_LAB_EARLY_SESSION === '0' || argv.includes('--help') || argv.includes('-h')) return null;
   const model = argValue(argv, '--model');
   const cudaOptions = argValue(argv, '--cuda-options');
   if (!model || !cudaOptions || !/\.onnx$/i.test(model) || argValue(argv, '--provider') !== 'cuda') return null;
-  return { model, cudaOptions, detectorProvider: argValue(argv, '--detector-provider') ?? 'cpu' };
+  return { model, cudaOptions };
 }
