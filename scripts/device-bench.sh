@@ -710,6 +710,26 @@ PY
       done
     done
     ;;
+  s10d)
+    # after final14: the photo end to end on the C API routes (CUDA graphs, NCHW and NHWC; fp32 and fp16; the detector
+    # on CUDA through the C API), twice in one process each, where final14's bench aborted (an illegal memory access in
+    # a CUDA graph replay, with the early detector since reverted); then the cold start (fp32, the P3 route) before
+    # the lazy imports (dist-v10a, eb05e86) and after (dist), taking turns, two rounds
+    H=cudnn_conv_algo_search=HEURISTIC,graph_optimization_level=0
+    for r in 1 2; do
+      node dist/cli/index.js bench --synthetic 512 --provider cuda --precision fp32,fp16 --batch 1 --runs 2 --warmup 1 --photo assets/Solvay_conference_1927.png \
+        --e2e-detector cuda --e2e-runs 5 --e2e-cuda-options enable_cuda_graph=1 --e2e-cuda-options enable_cuda_graph=1,prefer_nhwc=1 --out /tmp/e2e.json > /dev/null 2> /tmp/e2e.txt; echo "e2e round $r exit $?"
+      grep -h "end to end\|failure\|rror" /tmp/e2e.txt | grep -v "W:onnxruntime" | cut -c1-250
+    done
+    for r in 1 2; do
+      for d in dist-v10a dist; do
+        node $d/cli/index.js bench --synthetic 512 --provider cuda --precision fp32 --batch 1 --runs 2 --warmup 1 --cold 3 --no-cold-binding \
+          --cold-cuda-options $H,prime=1,graph_cache=ort --out /tmp/cold.json > /dev/null 2> /tmp/cold.txt; echo "cold $d round $r exit $?"
+        grep -h "^cold" /tmp/cold.txt | sed 's/(C API.*)//' | tr '\n' ' '; echo
+        python3 -c "import json; d=json.load(open('/tmp/cold.json')); [print('  ', [round(x['startup']['process']) for x in c['runs']], 'ready', [round(x['startup']['session_ready_at']) for x in c['runs']], 'first', [round(x['startup']['marks']['first_run_started']) for x in c['runs']]) for c in d['cold']]"
+      done
+    done
+    ;;
   s10a)
     # session 10: the GPU's kernels timed by CUPTI (scripts/kernel-profile.py: torch.profiler in the same process as an
     # ONNX Runtime CUDA session through the C API), synthetic GPEN-512 fp16 at batch 32, its blurs as in graph v6 (none
@@ -753,5 +773,5 @@ PY
       python3 -c "import json; d=json.load(open('$OUT/kp-$v.json')); print('$v', d['wall_ms_per_run'], d['kernel_ms_per_run'], d['kernels_per_run']); [print('  ', r[1], r[2], r[0][:100]) for r in d['by_name'][:14]]"
     done
     ;;
-  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a|s7b|s7c|s7d|s7e|s7f|s7g|final9|s7h|s8a|s8b|s8c|s8d|s8e|s8f|final10|s9a|s9b|s9c|s9d|final11|final12|s10a|s10b|s10c|final13|final14" >&2; exit 2 ;;
+  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a|s7b|s7c|s7d|s7e|s7f|s7g|final9|s7h|s8a|s8b|s8c|s8d|s8e|s8f|final10|s9a|s9b|s9c|s9d|final11|final12|s10a|s10b|s10c|final13|final14|s10d" >&2; exit 2 ;;
 esac
