@@ -50,6 +50,19 @@ p5_pool() {
     --capi-cuda $X,arena.use_cuda_mempool=1,arena.cuda_mempool_release_threshold=8589934592 --compare /tmp/peer/peer.in.npy,/tmp/peer/peer.out.npy \
     --out "$OUT/gpu-p5-pool.json" > /dev/null 2> "$OUT/p5-pool.txt"; echo "p5 pool exit $?"; grep "batch 1:" "$OUT/p5-pool.txt" | cut -c1-400
 }
+# cold starts (fp32, the P3 route: HEURISTIC, level 0, prime=1, graph_cache=ort) of the build in $1 and dist taking
+# turns, two rounds, with when each run reached its command, its session and its first inference
+cold_ab() {
+  local H=cudnn_conv_algo_search=HEURISTIC,graph_optimization_level=0
+  for r in 1 2; do
+    for d in "$1" dist; do
+      node $d/cli/index.js bench --synthetic 512 --provider cuda --precision fp32 --batch 1 --runs 2 --warmup 1 --cold 3 --no-cold-binding \
+        --cold-cuda-options $H,prime=1,graph_cache=ort --out /tmp/cold.json > /dev/null 2> /tmp/cold.txt; echo "cold $d round $r exit $?"
+      grep -h "^cold" /tmp/cold.txt | sed 's/(C API.*)//' | tr '\n' ' '; echo
+      python3 -c "import json; d=json.load(open('/tmp/cold.json')); [print('  ', [round(x['startup']['process']) for x in c['runs']], 'ready', [round(x['startup']['session_ready_at']) for x in c['runs']], 'first', [round(x['startup']['marks']['first_run_started']) for x in c['runs']]) for c in d['cold']]"
+    done
+  done
+}
 case "${1:-}" in
   peer)
     peer 1,8,16,32
@@ -701,34 +714,19 @@ PY
     final_bench 5 5 --no-cold-binding --capi-cuda enable_cuda_graph=1,prefer_nhwc=1 \
       --e2e-cuda-options enable_cuda_graph=1 --e2e-cuda-options enable_cuda_graph=1,prefer_nhwc=1 \
       --cold-cuda-options $H,prime=1,graph_cache=ort --cold-cuda-options $H,prime=1
-    for r in 1 2; do
-      for d in dist-v10a dist; do
-        node $d/cli/index.js bench --synthetic 512 --provider cuda --precision fp32 --batch 1 --runs 2 --warmup 1 --cold 3 --no-cold-binding \
-          --cold-cuda-options $H,prime=1,graph_cache=ort --out /tmp/cold.json > /dev/null 2> /tmp/cold.txt; echo "cold $d round $r exit $?"
-        grep -h "^cold" /tmp/cold.txt | sed 's/(C API.*)//' | tr '\n' ' '; echo
-        python3 -c "import json; d=json.load(open('/tmp/cold.json')); [print('  ', [round(x['startup']['process']) for x in c['runs']], 'ready', [round(x['startup']['session_ready_at']) for x in c['runs']], 'first', [round(x['startup']['marks']['first_run_started']) for x in c['runs']]) for c in d['cold']]"
-      done
-    done
+    cold_ab dist-v10a
     ;;
   s10d)
     # after final14: the photo end to end on the C API routes (CUDA graphs, NCHW and NHWC; fp32 and fp16; the detector
     # on CUDA through the C API), twice in one process each, where final14's bench aborted (an illegal memory access in
     # a CUDA graph replay, with the early detector since reverted); then the cold start (fp32, the P3 route) before
     # the lazy imports (dist-v10a, eb05e86) and after (dist), taking turns, two rounds
-    H=cudnn_conv_algo_search=HEURISTIC,graph_optimization_level=0
     for r in 1 2; do
       node dist/cli/index.js bench --synthetic 512 --provider cuda --precision fp32,fp16 --batch 1 --runs 2 --warmup 1 --photo assets/Solvay_conference_1927.png \
         --e2e-detector cuda --e2e-runs 5 --e2e-cuda-options enable_cuda_graph=1 --e2e-cuda-options enable_cuda_graph=1,prefer_nhwc=1 --out /tmp/e2e.json > /dev/null 2> /tmp/e2e.txt; echo "e2e round $r exit $?"
       grep -h "end to end\|failure\|rror" /tmp/e2e.txt | grep -v "W:onnxruntime" | cut -c1-250
     done
-    for r in 1 2; do
-      for d in dist-v10a dist; do
-        node $d/cli/index.js bench --synthetic 512 --provider cuda --precision fp32 --batch 1 --runs 2 --warmup 1 --cold 3 --no-cold-binding \
-          --cold-cuda-options $H,prime=1,graph_cache=ort --out /tmp/cold.json > /dev/null 2> /tmp/cold.txt; echo "cold $d round $r exit $?"
-        grep -h "^cold" /tmp/cold.txt | sed 's/(C API.*)//' | tr '\n' ' '; echo
-        python3 -c "import json; d=json.load(open('/tmp/cold.json')); [print('  ', [round(x['startup']['process']) for x in c['runs']], 'ready', [round(x['startup']['session_ready_at']) for x in c['runs']], 'first', [round(x['startup']['marks']['first_run_started']) for x in c['runs']]) for c in d['cold']]"
-      done
-    done
+    cold_ab dist-v10a
     ;;
   s10a)
     # session 10: the GPU's kernels timed by CUPTI (scripts/kernel-profile.py: torch.profiler in the same process as an
