@@ -7,7 +7,7 @@ import { writeFileAtomicSafe } from '../io/files.js';
 import type { DecodedImage, OutputExt } from '../io/image.js';
 import { decodeImage, encodeImage } from '../io/image.js';
 import type { PngPart, PngStripe } from '../io/png.js';
-import { assemblePng, pngStripeJobs, stripeReads } from '../io/png.js';
+import { assemblePng, partsWidth, pngStripeJobs, stripeReads } from '../io/png.js';
 import type { Precision } from '../model/gpen-graph.js';
 import type { ModelInfo, ModelSpec, PreparedModel } from '../model/registry.js';
 import { prepareModel } from '../model/registry.js';
@@ -766,14 +766,14 @@ function encodePngsStriped(workers: FaceWorkers, images: { parts: PngPart[]; hei
     let li = 0, ei = 0;
     for (let j = 0; j < i; j++) jobs[j].forEach((_, k) => { if (isEarly(j, k)) ei++; else li++; });
     const stripes = jobs[i].map((_, k) => (isEarly(i, k) ? earlyOut[ei++] : lateOut[li++]));
-    return assemblePng(im.parts.reduce((a, q) => a + q.width, 0), im.height, jobs[i][0].channels, stripes, description);
+    return assemblePng(partsWidth(im.parts), im.height, jobs[i][0].channels, stripes, description);
   });
   return { encoded, stripes: jobs.reduce((a, js) => a + js.length, 0) };
 }
 
 function hstack(parts: { width: number; height: number; data: Uint8Array }[]): { width: number; height: number; rgb: Uint8Array; alpha: null } {
   const h = Math.max(...parts.map((p) => p.height));
-  const w = parts.reduce((a, p) => a + p.width, 0);
+  const w = partsWidth(parts);
   const rgb = new Uint8Array(w * h * 3);
   let x0 = 0;
   for (const p of parts) {

@@ -56,9 +56,19 @@ const crc32: (data: Uint8Array, value?: number) => number = typeof zlib.crc32 ==
 const IDAT_CRC = crc32(Buffer.from('IDAT', 'latin1'));
 const ADLER_BASE = 65521;
 
+/** The image's width: its parts side by side. */
+export function partsWidth(parts: readonly { width: number }[]): number {
+  return parts.reduce((a, p) => a + p.width, 0);
+}
+
+/** Bytes of one filtered row: the filter byte and the pixels. */
+function rowBytesOf(parts: readonly PngPart[], channels: 3 | 4): number {
+  return 1 + channels * partsWidth(parts);
+}
+
 /** The rows [y0, y1) as PNG filters them with filter None: a zero byte, then the row's pixels, part after part. */
 function filteredRows(parts: PngPart[], channels: 3 | 4, y0: number, y1: number): Uint8Array {
-  const rowBytes = 1 + channels * parts.reduce((a, p) => a + p.width, 0);
+  const rowBytes = rowBytesOf(parts, channels);
   const out = new Uint8Array(rowBytes * (y1 - y0));
   for (let y = y0; y < y1; y++) {
     let o = (y - y0) * rowBytes + 1;
@@ -130,7 +140,7 @@ export function deflateStripe(job: PngStripeJob): PngStripe {
 
 /** The rows a stripe reads: its own and those of the window before it (its dictionary), as [first, end). */
 export function stripeReads(job: PngStripeJob): [number, number] {
-  const rowBytes = 1 + job.channels * job.parts.reduce((a, p) => a + p.width, 0);
+  const rowBytes = rowBytesOf(job.parts, job.channels);
   return [job.y0 > 0 ? Math.max(0, job.y0 - Math.ceil(WINDOW / rowBytes)) : 0, job.y1];
 }
 
@@ -198,7 +208,7 @@ export function assemblePng(width: number, height: number, channels: 3 | 4, stri
 /** The stripe jobs of an image made of `parts` side by side, `height` rows. */
 export function pngStripeJobs(parts: PngPart[], height: number, level = 1, stripeBytes = PNG_STRIPE_BYTES): PngStripeJob[] {
   const channels: 3 | 4 = parts.every((p) => p.alpha) ? 4 : 3;
-  const rowBytes = 1 + channels * parts.reduce((a, p) => a + p.width, 0);
+  const rowBytes = rowBytesOf(parts, channels);
   const spans = stripeRows(height, rowBytes, stripeBytes);
   return spans.map(([y0, y1], i) => ({ parts, channels, y0, y1, final: i === spans.length - 1, level }));
 }
@@ -210,5 +220,5 @@ export function pngStripeJobs(parts: PngPart[], height: number, level = 1, strip
 export async function encodePngStriped(parts: PngPart[], height: number, opts: { description?: string; iccProfile?: Uint8Array; deflate?: (jobs: PngStripeJob[]) => Promise<PngStripe[]>; stripeBytes?: number } = {}): Promise<Buffer> {
   const jobs = pngStripeJobs(parts, height, 1, opts.stripeBytes);
   const stripes = opts.deflate ? await opts.deflate(jobs) : jobs.map(deflateStripe);
-  return assemblePng(parts.reduce((a, p) => a + p.width, 0), height, jobs[0].channels, stripes, opts.description, opts.iccProfile);
+  return assemblePng(partsWidth(parts), height, jobs[0].channels, stripes, opts.description, opts.iccProfile);
 }
