@@ -1,15 +1,14 @@
 // A small ONNX graph builder over onnx-proto: nodes, initializers and the model envelope. It builds, never runs.
-import { createRequire } from 'node:module';
 import type onnxProto from 'onnx-proto';
+import { onFirstUse } from '../io/lazy-module.js';
 
-const require = createRequire(import.meta.url);
-let loaded: typeof onnxProto.onnx | null = null;
+const onnxProtoModule = onFirstUse<typeof onnxProto>('onnx-proto');
 /**
  * onnx-proto's namespace, loaded on first use: protobufjs and the ONNX schema take 50-100 ms to load, which a restore
  * from an already described ONNX file and cached detector graphs never needs (a cold start's first part).
  */
 export const onnx = new Proxy({} as typeof onnxProto.onnx, {
-  get: (_t, key) => Reflect.get((loaded ??= (require('onnx-proto') as typeof onnxProto).onnx), key),
+  get: (_t, key) => Reflect.get(onnxProtoModule().onnx, key),
 });
 
 export const TensorType = { FLOAT: 1, INT64: 7, FLOAT16: 10 } as const;

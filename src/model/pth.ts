@@ -3,12 +3,15 @@
 // straight into the array the HostTensor keeps.
 import { promises as fs } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import type yauzl from 'yauzl';
+import { onFirstUse } from '../io/lazy-module.js';
 import { GpenLabError, errorMessage, isGpenLabError } from '../errors.js';
 import { assertReadableFile } from '../io/files.js';
 import { PyGlobal, PyTensor, unpickle } from './pickle.js';
 import { numel, type HostTensor } from './tensor.js';
+
+/** yauzl, loaded on first use: a process that reads no .pth does not pay for it. */
+const zipLib = onFirstUse<typeof yauzl>('yauzl');
 
 export interface Checkpoint {
   file: string;
@@ -155,8 +158,7 @@ interface ZipIndex {
 async function openZip(file: string): Promise<yauzl.ZipFile> {
   try {
     // autoClose off: entries are read after the central directory; the finally of readPth closes it.
-    // yauzl loaded on first use: a process that reads no .pth does not pay for it
-    return await (createRequire(import.meta.url)('yauzl') as typeof yauzl).openPromise(file, { autoClose: false, lazyEntries: true });
+    return await zipLib().openPromise(file, { autoClose: false, lazyEntries: true });
   } catch (e) {
     throw corrupt(file, `it starts like a zip archive but its directory cannot be read (${errorMessage(e)}); `
       + 'a partly downloaded file looks like this', { cause: errorMessage(e) });

@@ -4,8 +4,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { createRequire } from 'node:module';
 import type * as OrtModule from 'onnxruntime-node';
+import { onFirstUse } from '../io/lazy-module.js';
 import { GpenLabError, errorMessage } from '../errors.js';
 import type { Provider } from './providers.js';
 import { PROVIDER_SPECS, PROVIDERS, missingProviderFiles, ortBinDir, ortVersion } from './providers.js';
@@ -15,8 +15,7 @@ import { placementFromProfileDir } from './profile.js';
 
 // onnxruntime-node loaded on first use (the stock binding's addon and its JavaScript: 15-30 ms), not by a process
 // that runs only through the C API route (a cold start with --cuda-options)
-let ortLoaded: typeof OrtModule | null = null;
-const ort = (): typeof OrtModule => (ortLoaded ??= createRequire(import.meta.url)('onnxruntime-node') as typeof OrtModule);
+const ort = onFirstUse<typeof OrtModule>('onnxruntime-node');
 
 export const GRAPH_OPT_LEVELS = ['disabled', 'basic', 'extended', 'all'] as const;
 export type GraphOptLevel = (typeof GRAPH_OPT_LEVELS)[number];
