@@ -10,7 +10,7 @@ import type { PngPart, PngStripe } from '../io/png.js';
 import { assemblePng, partsWidth, pngStripeJobs, stripeReads } from '../io/png.js';
 import type { Precision } from '../model/gpen-graph.js';
 import type { ModelInfo, ModelSpec, PreparedModel } from '../model/registry.js';
-import { prepareModel } from '../model/registry.js';
+import { formForCuda, prepareModel } from '../model/registry.js';
 import { defaultArch, largestActivation, maxCudaBatch } from '../model/arch.js';
 import type { Provider } from '../runtime/providers.js';
 import { openSession } from '../runtime/capi-model.js';
@@ -214,7 +214,7 @@ export class Restorer {
       throw new GpenLabError('E_ARGUMENT', `Expected an integer between 0 and 64 for --face-threads but received ${opts.faceThreads}`, 'Pass --face-threads between 0 (warp and paste on the main thread) and 64.', { input: '--face-threads' });
     }
     const t0 = performance.now();
-    const prepared = opts.prepared ?? (await prepareModel(opts.model, opts.precision, { nhwc: opts.session?.cudaOptions?.prefer_nhwc === '1' }));
+    const prepared = opts.prepared ?? (await prepareModel(opts.model, opts.precision, formForCuda(opts.session?.cudaOptions)));
     const t1 = performance.now();
     const provider = opts.provider ?? 'cpu';
     if (provider === 'cuda' || provider === 'tensorrt') {

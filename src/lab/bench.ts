@@ -17,7 +17,7 @@ import { median, timingStats } from '../metrics/stats.js';
 import type { Precision } from '../model/gpen-graph.js';
 import { GraphBuilder, TensorType } from '../model/onnx-builder.js';
 import type { ModelSpec } from '../model/registry.js';
-import { prepareModel } from '../model/registry.js';
+import { formForCuda, prepareModel } from '../model/registry.js';
 import type { Provider } from '../runtime/providers.js';
 import type { DeviceBinding, PinnedStats } from '../runtime/capi.js';
 import { CapiSession, splitCudaOptions } from '../runtime/capi.js';
@@ -288,8 +288,8 @@ async function capiVariant(o: BenchOptions, cudaOptions: Record<string, string>,
   try {
     v.contextMiB = await contextBaseline('cuda');
     let t = performance.now();
-    // prefer_nhwc=1 takes the graph's NHWC form (BuildOptions.nhwc)
-    const prepared = await prepareModel(o.model, precision, { nhwc: cudaOptions.prefer_nhwc === '1' });
+    // prefer_nhwc=1 takes the graph's NHWC form (BuildOptions.nhwc), fused_act=1 its FusedAct nodes
+    const prepared = await prepareModel(o.model, precision, formForCuda(cudaOptions));
     v.prepareMs = performance.now() - t;
     const S = prepared.info.size;
     t = performance.now();
@@ -297,7 +297,7 @@ async function capiVariant(o: BenchOptions, cudaOptions: Record<string, string>,
     // the optimised-graph cache and the primer serve restore's sessions in a fresh process: --cold-cuda-options measures them
     const coldKey = graphCache ? `graph_cache=${graphCache === 'ort' ? 'ort' : '1'}` : usePrimer ? `prime=${usePrimer}` : null;
     if (coldKey) throw new GpenLabError('E_ARGUMENT', `${coldKey} is not measured by --capi-cuda (it serves a cold start's session, made from a model file)`, `Pass ${coldKey} in --cold-cuda-options, where restore uses it.`, { input: '--capi-cuda' });
-    s = CapiSession.create(prepared.model, { provider: 'cuda', ...split });
+    s = CapiSession.create(prepared.model, { provider: 'cuda', ...split, gpenOps: split.fusedAct === true });
     v.sessionMs = performance.now() - t;
     v.sessionProcessMiB = await processMiB();
     const per = 3 * S * S;

@@ -24,6 +24,12 @@ export interface BuildOptions {
    * cancels against its own, so that nothing between two convolutions is converted back to NCHW.
    */
   nhwc?: boolean;
+  /**
+   * With `nhwc`: each styled convolution's tail (the feature concatenation, the per-sample bias, the leaky ReLU, and
+   * where the next convolution is the only consumer, its modulation) and the encoder's bias and leaky ReLU as one
+   * gpen_lab FusedAct node over NHWC (runtime/gpen-ops.ts): only C API sessions with gpen-lab's operators run it.
+   */
+  fusedAct?: boolean;
 }
 
 export const OPSET = 17;
@@ -33,10 +39,12 @@ export const OPSET = 17;
  * 6: negative noise weights folded too (a PRelu). The NHWC form (BuildOptions.nhwc) is tagged apart (graphTag).
  */
 export const GRAPH_VERSION = 6;
-/** The cache tag of the graph's form: its version, and the NHWC form (BuildOptions.nhwc). */
-export function graphTag(nhwc = false): string {
-  return nhwc ? `g${GRAPH_VERSION}-nhwc` : `g${GRAPH_VERSION}`;
+/** The cache tag of the graph's form: its version, and the NHWC form (BuildOptions.nhwc, .fusedAct). */
+export function graphTag(nhwc = false, fusedAct = false): string {
+  return nhwc ? `g${GRAPH_VERSION}-nhwc${fusedAct ? '-fa' : ''}` : `g${GRAPH_VERSION}`;
 }
+/** The domain and version of gpen-lab's own operators (runtime/gpen-ops.ts). */
+export const GPEN_OPS = { domain: 'gpen_lab', version: 1, fusedAct: { fp32: 'FusedAct', fp16: 'FusedActHalf' } } as const;
 const SQRT2 = Math.SQRT2;
 const NEG_SLOPE = 0.2;
 /** Channels per group of the blur's convolution (see blur()). */
@@ -61,6 +69,7 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
   const g = new GraphBuilder();
   const half = opts.precision === 'fp16';
   const nhwc = opts.nhwc === true;
+  const fused = nhwc && opts.fusedAct === true;
   const ch = channels(arch);
   const f = arch.isConcat ? 2 : 1;
   const L = log2(arch.size);
@@ -93,7 +102,24 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
    * into the consumer's weight or style instead of costing a pass over the activation.
    */
   const fusedLreluUnscaled = (x: string, biasName: string, c: number) =>
-    g.op('LeakyRelu', [g.op('Add', [x, param(biasName, [1, c, 1, 1], get(biasName))])], { alpha: { float: NEG_SLOPE } });
+    fused ? fusedAct(x, null, g.initializer(biasName, [c], get(biasName)), leakySlope(c), null)
+      : g.op('LeakyRelu', [g.op('Add', [x, param(biasName, [1, c, 1, 1], get(biasName))])], { alpha: { float: NEG_SLOPE } });
+  /**
+   * FusedAct (BuildOptions.fusedAct) on NCHW values: prelu(cat(x, f) + bias, slope) * scale, computed over NHWC views
+   * between Transposes that ONNX Runtime's layout pass cancels against its own (as for the MatMuls below). bias [C] or
+   * [N, C], slope [C], scale [N, C] or none, all float32.
+   */
+  const fusedAct = (x: string, f: string | null, bias: string, slope: string, scale: string | null) => {
+    const v = (t: string) => g.op('Transpose', [t], { perm: [0, 2, 3, 1] });
+    const y = g.customOp(GPEN_OPS.domain, GPEN_OPS.version, half ? GPEN_OPS.fusedAct.fp16 : GPEN_OPS.fusedAct.fp32, [v(x), f ? v(f) : '', bias, slope, scale ?? ''], 'fused_act');
+    return g.op('Transpose', [y], { perm: [0, 3, 1, 2] });
+  };
+  const slopes = new Map<number, string>();
+  const leakySlope = (c: number) => {
+    let s = slopes.get(c);
+    if (!s) slopes.set(c, (s = g.initializer(`leaky_slope_${c}`, [c], new Float32Array(c).fill(NEG_SLOPE))));
+    return s;
+  };
 
   /** upfirdn2d convolves with the flipped kernel; ONNX Conv correlates, so flip to stay exact for any kernel. */
   const flipped = (k: Float32Array, n: number) => {
@@ -256,9 +282,11 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
    * over the activation fewer per layer (the demodulation's Mul and the feature's), the same sums. A feature whose
    * weight is zero (or whose bias / weight would strain fp16) keeps its Mul.
    */
-  const styledConv = (xin: string, owedIn: string | null, p: string, ci: number, co: number, up: boolean, feat: string, inScale: number): { h: string; owed: string | null } => {
+  const styledConv = (xin: string, owedIn: string | null, p: string, ci: number, co: number, up: boolean, feat: string, inScale: number,
+    io: { modulated?: boolean; modulateNext?: string } = {}): { h: string; owed: string | null; modulated: boolean } => {
     const raw = scaled(get(`${p}.conv.weight`), 1 / Math.sqrt(ci * 9));
-    const xs = modulate(xin, `${p}.conv`, owedIn ? g.op('Mul', [owedIn, inScale === SQRT2 ? sqrt2F : g.constFloat([inScale], [], 'owed_scale')]) : inScale);
+    // io.modulated: the producer's FusedAct applied this layer's modulation already
+    const xs = io.modulated ? xin : modulate(xin, `${p}.conv`, owedIn ? g.op('Mul', [owedIn, inScale === SQRT2 ? sqrt2F : g.constFloat([inScale], [], 'owed_scale')]) : inScale);
     let out: string;
     let wName: string;
     if (up) {
@@ -283,7 +311,7 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
       out = g.op('Mul', [out, toCompute(g.op('Reshape', [demod, R4]))]);
       if (up) out = blur(out, `${p}.conv.blur.kernel`, co, 1, 1);
       const injected = g.op('Mul', [feat, param(`${p}.noise.weight`, [1], Float32Array.of(nwRaw))]);
-      return { h: fusedLreluUnscaled(g.op('Add', [out, injected]), `${p}.activate.bias`, co), owed: null };
+      return { h: fusedLreluUnscaled(g.op('Add', [out, injected]), `${p}.activate.bias`, co), owed: null, modulated: false };
     }
     if (up) out = blur(out, `${p}.conv.blur.kernel`, co, 1, 1);
     // r = 1 / d over the conv's channels, exactly 1 over the feature's: the weight sums extended with zeros (folded at
@@ -302,16 +330,20 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
       for (let c = co; c < 2 * co; c++) b2[c] = bias[c] / nwRaw;
       w2.fill(nwRaw > 0 ? nwRaw : NEG_SLOPE * nwRaw, co);
     }
-    const perSampleBias = toCompute(g.op('Reshape', [g.op('Mul', [r, g.initializer(`${p}.activate.bias`, [2 * co], b2)]), R4]));
+    const biasNc = g.op('Mul', [r, g.initializer(`${p}.activate.bias`, [2 * co], b2)]);
     const injected = foldNoise ? feat : g.op('Mul', [feat, param(`${p}.noise.weight`, [1], Float32Array.of(nwRaw))]);
-    const pre = g.op('Add', [g.op('Concat', [out, injected], { axis: 1 }), perSampleBias]);
-    let h: string;
-    if (foldNoise && nwRaw < 0) {
-      const slope = new Float32Array(2 * co).fill(NEG_SLOPE, 0, co).fill(1 / NEG_SLOPE, co);
-      h = g.op('PRelu', [pre, param(`${p}.activate.slope`, [2 * co, 1, 1], slope)]);
-    } else h = g.op('LeakyRelu', [pre], { alpha: { float: NEG_SLOPE } });
     const owed = g.op('Mul', [g.op('Reciprocal', [r]), g.initializer(`${p}.owed`, [2 * co], w2)]);
-    return { h, owed };
+    const prelu = foldNoise && nwRaw < 0 ? new Float32Array(2 * co).fill(NEG_SLOPE, 0, co).fill(1 / NEG_SLOPE, co) : null;
+    if (fused) {
+      const slope = prelu ? g.initializer(`${p}.activate.slope`, [2 * co], prelu) : leakySlope(2 * co);
+      // the next convolution's modulation (its style times what this output owes, and the sqrt(2)) where it is the
+      // only consumer: the output leaves already modulated
+      const scale = io.modulateNext ? g.op('Mul', [g.op('Mul', [styles.get(`${io.modulateNext}.conv`)!, owed]), sqrt2F]) : null;
+      return { h: fusedAct(out, injected, biasNc, slope, scale), owed, modulated: scale !== null };
+    }
+    const pre = g.op('Add', [g.op('Concat', [out, injected], { axis: 1 }), toCompute(g.op('Reshape', [biasNc, R4]))]);
+    const h = prelu ? g.op('PRelu', [pre, param(`${p}.activate.slope`, [2 * co, 1, 1], prelu)]) : g.op('LeakyRelu', [pre], { alpha: { float: NEG_SLOPE } });
+    return { h, owed, modulated: false };
   };
 
   /** ToRGB: modulated 1x1 conv without demodulation, bias, plus the upsampled skip (kept in fp32). */
@@ -366,8 +398,9 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
     const co = ch[2 ** i];
     const k = 2 * (i - 3);
     const feat = feats[L - i];
-    h = styledConv(h.h, h.owed, `generator.convs.${k}`, c * f, co, true, feat, SQRT2);
-    h = styledConv(h.h, h.owed, `generator.convs.${k + 1}`, co * f, co, false, feat, SQRT2);
+    // the first convolution of a resolution feeds only the second (the second feeds ToRGB too)
+    h = styledConv(h.h, h.owed, `generator.convs.${k}`, c * f, co, true, feat, SQRT2, { modulateNext: `generator.convs.${k + 1}` });
+    h = styledConv(h.h, h.owed, `generator.convs.${k + 1}`, co * f, co, false, feat, SQRT2, { modulated: h.modulated });
     skip = toRgb(h.h, h.owed, `generator.to_rgbs.${i - 3}`, co * f, 2 ** i, skip);
     c = co;
   }

@@ -31,6 +31,8 @@ export class GraphBuilder {
   readonly initializers: onnxProto.onnx.ITensorProto[] = [];
   private used = new Set<string>();
   private counter = 0;
+  /** Operator domains beyond ONNX's own that the nodes use, with their opset version. */
+  private readonly domains = new Map<string, number>();
 
   /** A fresh value name, unique in the graph. */
   fresh(hint: string): string {
@@ -71,6 +73,14 @@ export class GraphBuilder {
     return outputs;
   }
 
+  /** A single-output node of a custom operator domain (imported by the model at `version`). */
+  customOp(domain: string, version: number, opType: string, inputs: string[], hint?: string): string {
+    this.domains.set(domain, version);
+    const out = this.op(opType, inputs, {}, hint);
+    this.nodes[this.nodes.length - 1].domain = domain;
+    return out;
+  }
+
   /** Single-output node. */
   op(opType: string, inputs: string[], attrs: Record<string, AttrValue> = {}, hint?: string): string {
     return this.node(opType, inputs, attrs, 1, hint)[0];
@@ -100,7 +110,7 @@ export class GraphBuilder {
       producerName: 'gpen-lab',
       producerVersion: '0.1.0',
       docString: opts.docString ?? '',
-      opsetImport: [{ domain: '', version: opts.opset }],
+      opsetImport: [{ domain: '', version: opts.opset }, ...[...this.domains].map(([domain, version]) => ({ domain, version }))],
       metadataProps: Object.entries(opts.metadata).map(([key, value]) => ({ key, value })),
       graph: {
         name: opts.name,

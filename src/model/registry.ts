@@ -133,7 +133,7 @@ function checkSeed(seed: number): void {
 }
 
 /** Synthetic GPEN of an official configuration for its size, as ONNX bytes. */
-export function synthesizeGpen(size: number, seed: number, precision: Precision, nhwc = false): { bytes: Uint8Array; arch: GpenArch } {
+export function synthesizeGpen(size: number, seed: number, precision: Precision, nhwc = false, fusedAct = false): { bytes: Uint8Array; arch: GpenArch } {
   checkSize(size, '--size');
   checkSeed(seed);
   const arch = defaultArch(size);
@@ -141,6 +141,7 @@ export function synthesizeGpen(size: number, seed: number, precision: Precision,
   const bytes = buildGpenOnnx(arch, tensors, {
     precision,
     nhwc,
+    fusedAct,
     metadata: { 'gpen-lab.synthetic': 'true', 'gpen-lab.seed': String(seed), 'gpen-lab.source': `synthetic (seed ${seed})` },
   });
   return { bytes, arch };
@@ -172,19 +173,27 @@ export async function convertPth(file: string, out: string, opts: { precision: P
   };
 }
 
+/** The form of a graph built here (BuildOptions.nhwc, .fusedAct). */
+export interface GraphForm { nhwc?: boolean; fusedAct?: boolean }
+/** The form a CUDA session with these options runs fastest: NHWC with prefer_nhwc=1, FusedAct with fused_act=1. */
+export function formForCuda(cudaOptions: Record<string, string> | undefined): GraphForm {
+  return { nhwc: cudaOptions?.prefer_nhwc === '1', fusedAct: cudaOptions?.prefer_nhwc === '1' && cudaOptions.fused_act === '1' };
+}
+
 /**
  * The model ready for a session. `precision` undefined: an ONNX file's own precision, fp32 for everything else; an
  * ONNX file asked for in the other precision is refused (it cannot be converted here). `form.nhwc`: a graph built
  * here (from a .pth or synthetic) takes the form for sessions with CUDA's prefer_nhwc=1 (BuildOptions.nhwc); an ONNX
  * file keeps the form it was written in.
  */
-export async function prepareModel(spec: ModelSpec, asked?: Precision, form: { nhwc?: boolean } = {}): Promise<PreparedModel> {
+export async function prepareModel(spec: ModelSpec, asked?: Precision, form: GraphForm = {}): Promise<PreparedModel> {
   const nhwc = form.nhwc === true;
+  const fusedAct = nhwc && form.fusedAct === true;
   const precision: Precision = asked ?? 'fp32';
   if (spec.type === 'synthetic') {
     const seed = spec.seed ?? DEFAULT_SEED;
     // with a cache folder the graph is built once and later processes load the file (the lab's cold runs)
-    const cached = spec.cacheDir ? path.join(spec.cacheDir, `synthetic-gpen-${spec.size}-s${seed}-${precision}-${graphTag(nhwc)}.onnx`) : null;
+    const cached = spec.cacheDir ? path.join(spec.cacheDir, `synthetic-gpen-${spec.size}-s${seed}-${precision}-${graphTag(nhwc, fusedAct)}.onnx`) : null;
     let model: string | Uint8Array;
     let arch: GpenArch;
     if (cached && existsSync(cached)) {
@@ -192,7 +201,7 @@ export async function prepareModel(spec: ModelSpec, asked?: Precision, form: { n
       arch = defaultArch(spec.size);
       model = cached;
     } else {
-      const built = synthesizeGpen(spec.size, seed, precision, nhwc);
+      const built = synthesizeGpen(spec.size, seed, precision, nhwc, fusedAct);
       arch = built.arch;
       model = built.bytes;
       if (cached) {
@@ -218,7 +227,7 @@ export async function prepareModel(spec: ModelSpec, asked?: Precision, form: { n
   }
   if ((await sniffFormat(spec.file)) === 'pth') {
     const { arch, tensors, info } = await loadCheckpoint(spec.file, spec.key);
-    return { model: buildGpenOnnx(arch, tensors, { precision, nhwc }), label: spec.file, info: { ...info, precision } };
+    return { model: buildGpenOnnx(arch, tensors, { precision, nhwc, fusedAct }), label: spec.file, info: { ...info, precision } };
   }
   const info = await describeOnnxCached(spec.file);
   if (asked !== undefined && asked !== info.precision) {

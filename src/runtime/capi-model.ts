@@ -90,7 +90,7 @@ export class CapiModelSession implements GpenRunner {
       mark('session_create_dispatched');
       mapped = ortHit ? mapFile(cache!.model) : null;
       s = await CapiSession.createAsync(mapped ?? (cache ? cache.model : model), {
-        provider: 'cuda', ...split, cuda: { device_id: String(cfg.deviceId ?? 0), ...split.cuda },
+        provider: 'cuda', ...split, cuda: { device_id: String(cfg.deviceId ?? 0), ...split.cuda }, gpenOps: split.fusedAct === true,
         ...(cache?.state === 'hit' ? { graphOptimizationLevel: 0 as const } : {}), ...(cache?.saveTo ? { saveOptimizedTo: cache.saveTo } : {}),
         ...(cfg.intraOpNumThreads ? { intraOpNumThreads: cfg.intraOpNumThreads } : {}),
         config: { ...(cfg.allowSpinning === false ? { 'session.intra_op.allow_spinning': '0', 'session.inter_op.allow_spinning': '0' } : {}), ...ortConfig, ...split.config },

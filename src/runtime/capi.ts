@@ -8,6 +8,7 @@ import koffi from './koffi.js';
 import { GpenLabError } from '../errors.js';
 import { mark } from './marks.js';
 import { ortBinDir } from './providers.js';
+import { gpenOpsDomain } from './gpen-ops.js';
 
 /** Indices in OrtApi (onnxruntime_c_api.h, stable since the version each entry was added). */
 const IX = {
@@ -23,18 +24,23 @@ const IX = {
   ReleaseIoBinding: 135, BindInput: 136, BindOutput: 137, AddRunConfigEntry: 165,
   ReleaseArenaCfg: 157, CreateArenaCfgV2: 164, UnregisterAllocator: 177, CreateAndRegisterAllocatorV2: 259,
   GetKeyValuePairs: 298, ReleaseKeyValuePairs: 300, AllocatorGetStats: 319,
+  // custom operators (gpen-ops.ts)
+  CreateCustomOpDomain: 26, CustomOpDomain_Add: 27, AddCustomOpDomain: 28, GetTensorTypeAndShape: 65, GetDimensionsCount: 61,
+  GetDimensions: 62, KernelContext_GetInput: 90, KernelContext_GetOutput: 91, ReleaseTensorTypeAndShapeInfo: 99,
+  KernelContext_GetGPUComputeStream: 193,
 } as const;
 const API_VERSION = 14;
 const TABLE = 320;
 
 /** A decoded function pointer: callable, and `.async(...args, callback)` runs it on one of libuv's worker threads. */
 type Fn = ((...args: unknown[]) => unknown) & { async: (...args: unknown[]) => void };
-interface Api { fns: Record<keyof typeof IX, Fn>; version: string }
+export interface Api { fns: Record<keyof typeof IX, Fn>; version: string }
 
 let api: Api | null = null;
 let env: unknown = null;
 
-function load(): Api {
+/** The C API's table, loaded once. */
+export function load(): Api {
   if (api) return api;
   mark('capi_load_started');
   const lib = koffi.load(path.join(ortBinDir(), 'libonnxruntime.so.1'));
@@ -91,6 +97,16 @@ function load(): Api {
     ReleaseKeyValuePairs: 'void f(void *p)',
     AllocatorGetStats: 'void *f(void *allocator, _Out_ void **kvps)',
     CreateAndRegisterAllocatorV2: 'void *f(void *env, const char *provider, void *info, void *arenaCfg, const char **keys, const char **values, size_t n)',
+    CreateCustomOpDomain: 'void *f(const char *domain, _Out_ void **out)',
+    CustomOpDomain_Add: 'void *f(void *domain, void *op)',
+    AddCustomOpDomain: 'void *f(void *options, void *domain)',
+    GetTensorTypeAndShape: 'void *f(void *value, _Out_ void **info)',
+    GetDimensionsCount: 'void *f(void *info, _Out_ size_t *n)',
+    GetDimensions: 'void *f(void *info, _Out_ int64_t *dims, size_t n)',
+    KernelContext_GetInput: 'void *f(void *context, size_t index, _Out_ void **value)',
+    KernelContext_GetOutput: 'void *f(void *context, size_t index, const int64_t *dims, size_t n, _Out_ void **value)',
+    ReleaseTensorTypeAndShapeInfo: 'void f(void *p)',
+    KernelContext_GetGPUComputeStream: 'void *f(void *context, _Out_ void **stream)',
   };
   const fns = {} as Record<keyof typeof IX, Fn>;
   for (const [name, i] of Object.entries(IX) as [keyof typeof IX, number][]) {
@@ -104,7 +120,7 @@ function load(): Api {
 }
 
 /** Throws the message of a non-null OrtStatus (and releases it). */
-function check(a: Api, status: unknown, what: string): void {
+export function check(a: Api, status: unknown, what: string): void {
   if (!status) return;
   const msg = a.fns.GetErrorMessage(status) as string;
   a.fns.ReleaseStatus(status);
@@ -128,6 +144,8 @@ export interface CapiOptions {
   memPattern?: boolean;
   /** The CUDA arena's configuration (OrtArenaCfg keys: max_dead_bytes_per_chunk, initial_chunk_size_bytes, ...). */
   arena?: Record<string, number>;
+  /** Register gpen-lab's operators (gpen-ops.ts: FusedAct) for graphs built with BuildOptions.fusedAct. */
+  gpenOps?: boolean;
 }
 
 /** The keys CreateArenaCfgV2 takes (onnxruntime_c_api.h). */
@@ -196,6 +214,7 @@ export const SESSION_KEYS = {
   graph_optimization_level: 'ONNX Runtime graph optimisations: 0 disabled, 1 basic, 2 extended, 99 all',
   graph_cache: '1: cache the optimised graph of an ONNX file and load it with optimisations off in later sessions; ort: the same in ONNX Runtime\'s own format, loaded from memory with its weights used in place (no protobuf to parse: the session is created sooner)',
   prime: '1: create and run a weightless copy of the graph on worker threads beside the session (a cold start\'s per-process first-run costs); 2-8: that copy in as many parts, run side by side',
+  fused_act: '1 (with prefer_nhwc=1): the graph built with gpen-lab\'s FusedAct operator, one GPU kernel for each styled convolution\'s concatenation, bias, leaky ReLU and next modulation (C API route only)',
   'arena.*': 'the CUDA arena (OrtArenaCfg): arena.max_dead_bytes_per_chunk, arena.initial_chunk_size_bytes, arena.arena_extend_strategy (0 power of two, 1 as requested), arena.max_mem, ...; arena.use_cuda_mempool=1: CUDA\'s stream-ordered pool instead of the arena (not with enable_cuda_graph), arena.cuda_mempool_release_threshold: the bytes it keeps at a synchronisation',
   'session.*': 'any other key with a dot: an ONNX Runtime session config entry (e.g. session.use_device_allocator_for_initializers=1)',
 } as const;
@@ -203,8 +222,8 @@ export const SESSION_KEYS = {
 const LEVELS = [0, 1, 2, 99] as const;
 
 /** Splits gpen-lab's session keys (SESSION_KEYS) from the CUDA provider options, checking them. */
-export function splitCudaOptions(all: Record<string, string>): { cuda: Record<string, string>; memPattern?: boolean; graphOptimizationLevel?: 0 | 1 | 2 | 99; config?: Record<string, string>; graphCache?: false | 'onnx' | 'ort'; prime?: number; arena?: Record<string, number> } {
-  const { mem_pattern: mp, graph_optimization_level: gl, graph_cache: gc, prime: pr, ...rest } = all;
+export function splitCudaOptions(all: Record<string, string>): { cuda: Record<string, string>; memPattern?: boolean; graphOptimizationLevel?: 0 | 1 | 2 | 99; config?: Record<string, string>; graphCache?: false | 'onnx' | 'ort'; prime?: number; arena?: Record<string, number>; fusedAct?: boolean } {
+  const { mem_pattern: mp, graph_optimization_level: gl, graph_cache: gc, prime: pr, fused_act: fa, ...rest } = all;
   // arena.<key>=<bytes>: the CUDA arena's configuration; other keys with a dot are session config entries
   const arenaEntries = Object.entries(rest).filter(([k]) => k.startsWith('arena.'));
   const arena: Record<string, number> = {};
@@ -224,8 +243,10 @@ export function splitCudaOptions(all: Record<string, string>): { cuda: Record<st
     if (level === undefined) throw new GpenLabError('E_ARGUMENT', `Expected graph_optimization_level to be one of ${LEVELS.join(', ')} but received "${gl}"`, `Pass graph_optimization_level=${LEVELS.join('|')} (${SESSION_KEYS.graph_optimization_level}).`, { input: 'graph_optimization_level' });
   }
   if (gc !== undefined && !['0', '1', 'ort'].includes(gc)) throw new GpenLabError('E_ARGUMENT', `Expected graph_cache to be 0, 1 or ort but received "${gc}"`, `Pass graph_cache=1 or graph_cache=ort (${SESSION_KEYS.graph_cache}).`, { input: 'graph_cache' });
+  if (fa !== undefined && !['0', '1'].includes(fa)) throw new GpenLabError('E_ARGUMENT', `Expected fused_act to be 0 or 1 but received "${fa}"`, `Pass fused_act=1 (${SESSION_KEYS.fused_act}) or leave it out.`, { input: 'fused_act' });
+  if (fa === '1' && rest.prefer_nhwc !== '1') throw new GpenLabError('E_ARGUMENT', 'fused_act=1 needs prefer_nhwc=1: the FusedAct operator works on NHWC tensors', 'Add prefer_nhwc=1, or leave fused_act out.', { input: 'fused_act' });
   if (pr !== undefined && !/^[0-8]$/.test(pr)) throw new GpenLabError('E_ARGUMENT', `Expected prime to be a whole number from 0 to 8 but received "${pr}"`, `Pass prime=1 (${SESSION_KEYS.prime}) or leave it out.`, { input: 'prime' });
-  return { cuda, ...(pr !== undefined ? { prime: Number(pr) } : {}), ...(mp !== undefined ? { memPattern: mp !== '0' } : {}), ...(level !== undefined ? { graphOptimizationLevel: level } : {}), ...(Object.keys(config).length ? { config } : {}), ...(gc !== undefined ? { graphCache: gc === '0' ? false as const : gc === 'ort' ? 'ort' as const : 'onnx' as const } : {}), ...(arenaEntries.length ? { arena } : {}) };
+  return { cuda, ...(pr !== undefined ? { prime: Number(pr) } : {}), ...(mp !== undefined ? { memPattern: mp !== '0' } : {}), ...(level !== undefined ? { graphOptimizationLevel: level } : {}), ...(Object.keys(config).length ? { config } : {}), ...(gc !== undefined ? { graphCache: gc === '0' ? false as const : gc === 'ort' ? 'ort' as const : 'onnx' as const } : {}), ...(arenaEntries.length ? { arena } : {}), ...(fa !== undefined ? { fusedAct: fa === '1' } : {}) };
 }
 
 /** ONNX tensor element types used here. */
@@ -443,6 +464,7 @@ export class CapiSession {
       check(a, a.fns.SetSessionGraphOptimizationLevel(opts, o.graphOptimizationLevel ?? 99), 'SetSessionGraphOptimizationLevel');
       if (o.intraOpNumThreads) check(a, a.fns.SetIntraOpNumThreads(opts, o.intraOpNumThreads), 'SetIntraOpNumThreads');
       for (const [k, v] of Object.entries(o.config ?? {})) check(a, a.fns.AddSessionConfigEntry(opts, k, v), `AddSessionConfigEntry(${k}=${v})`);
+      if (o.gpenOps) check(a, a.fns.AddCustomOpDomain(opts, gpenOpsDomain(a, o.provider)), 'AddCustomOpDomain(gpen_lab)');
       if (o.saveOptimizedTo) check(a, a.fns.SetOptimizedModelFilePath(opts, o.saveOptimizedTo), 'SetOptimizedModelFilePath');
       if (o.profilePrefix) check(a, a.fns.EnableProfiling(opts, o.profilePrefix), 'EnableProfiling');
       // CUDA graphs replay fixed addresses: ONNX Runtime's memory patterns must be off with them

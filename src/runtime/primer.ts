@@ -69,7 +69,8 @@ export interface PrimeReport {
 /** Creates `bytes` on CUDA and runs it once, both on worker threads; with `profileTo`, returns the run's profile. */
 async function createAndRun(bytes: Uint8Array, io: PrimerIo, provider: 'cpu' | 'cuda', cuda: Record<string, string>, profileTo?: string): Promise<{ createMs: number; runMs: number; createStartedAt: number; profile: ProfileNode[] | null }> {
   const t0 = performance.now();
-  const s = await CapiSession.createAsync(bytes, { provider, ...(provider === 'cuda' ? { cuda } : {}), graphOptimizationLevel: 0, ...(profileTo ? { profilePrefix: profileTo } : {}) });
+  // gpen-lab's operators registered in case the graph uses them (BuildOptions.fusedAct)
+  const s = await CapiSession.createAsync(bytes, { provider, ...(provider === 'cuda' ? { cuda } : {}), graphOptimizationLevel: 0, gpenOps: true, ...(profileTo ? { profilePrefix: profileTo } : {}) });
   const t1 = performance.now();
   try {
     await s.runOnceAsync(io.input ? { name: io.input.name, x: new Float32Array(io.input.dims.reduce((a, b) => a * b, 1)), dims: io.input.dims } : null, io.output);
