@@ -771,5 +771,21 @@ PY
       python3 -c "import json; d=json.load(open('$OUT/kp-$v.json')); print('$v', d['wall_ms_per_run'], d['kernel_ms_per_run'], d['kernels_per_run']); [print('  ', r[1], r[2], r[0][:100]) for r in d['by_name'][:14]]"
     done
     ;;
-  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a|s7b|s7c|s7d|s7e|s7f|s7g|final9|s7h|s8a|s8b|s8c|s8d|s8e|s8f|final10|s9a|s9b|s9c|s9d|final11|final12|s10a|s10b|s10c|final13|final14|s10d" >&2; exit 2 ;;
+  s11a)
+    # session 11: gpen-lab's FusedAct operator (gpen-ops.ts, a PTX kernel): ptxas on its PTX, fused against plain
+    # outputs on CUDA (probe-fused.mjs), then synthetic GPEN-512 fp16 in the NHWC form without and with FusedAct (C API,
+    # CUDA graphs, batch 1 and 32), taking turns, two rounds; then the Solvay photo end to end on both
+    node -e "import('./dist/runtime/act-ptx.js').then((m) => require('fs').writeFileSync('/tmp/act.ptx', m.actPtx()))"
+    PTXAS=$(ls /usr/local/cuda*/bin/ptxas 2>/dev/null | head -1); echo "ptxas: ${PTXAS:-none}"
+    [ -n "$PTXAS" ] && { $PTXAS -arch=sm_90 /tmp/act.ptx -o /tmp/act.cubin 2>&1 | head -20; echo "ptxas exit ${PIPESTATUS[0]}"; }
+    timeout 300 node scripts/probe-fused.mjs 2>&1 | grep -v "W:onnxruntime" | tail -20
+    for r in 1 2; do for fa in 0 1; do
+      node dist/cli/index.js bench --synthetic 512 --provider '' --precision fp16 --batch 1,32 --runs 20 --warmup 3 --capi-cuda enable_cuda_graph=1,prefer_nhwc=1,fused_act=$fa \
+        --out /tmp/s11a.json > /tmp/s11a.txt 2> /tmp/s11a-p.txt; echo "bench fused_act=$fa exit $?"; grep -v "^P" /tmp/s11a.txt | cut -f 3,5 | tr '\n' ' '; echo; grep -i "rror\|fail" /tmp/s11a-p.txt | head -3
+    done; done
+    node dist/cli/index.js bench --synthetic 512 --provider cuda --precision fp16 --batch 32 --runs 2 --warmup 1 --photo assets/Solvay_conference_1927.png --e2e-detector cuda --e2e-runs 7 \
+      --e2e-cuda-options enable_cuda_graph=1,prefer_nhwc=1 --e2e-cuda-options enable_cuda_graph=1,prefer_nhwc=1,fused_act=1 --out /tmp/ab.json > /dev/null 2> /tmp/ab.txt; echo "photo exit $?"
+    grep -h "end to end\|rror" /tmp/ab.txt | grep -v "W:onnxruntime" | cut -c1-300
+    ;;
+  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a|s7b|s7c|s7d|s7e|s7f|s7g|final9|s7h|s8a|s8b|s8c|s8d|s8e|s8f|final10|s9a|s9b|s9c|s9d|final11|final12|s10a|s10b|s10c|final13|final14|s10d|s11a" >&2; exit 2 ;;
 esac

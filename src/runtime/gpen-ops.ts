@@ -50,6 +50,9 @@ interface Driver {
   getFunction: (out: unknown[], module: unknown, name: string) => number;
   launch: (f: unknown, gx: number, gy: number, gz: number, bx: number, by: number, bz: number, shared: number, stream: unknown, params: unknown, extra: unknown) => number;
   errorString: (code: number, out: unknown[]) => number;
+  ctxGetCurrent: (out: unknown[]) => number;
+  ctxSetCurrent: (ctx: unknown) => number;
+  primaryCtxRetain: (out: unknown[], device: number) => number;
 }
 let driver: Driver | null = null;
 function cuda(): Driver {
@@ -60,6 +63,9 @@ function cuda(): Driver {
       getFunction: l.func('int cuModuleGetFunction(_Out_ void **f, void *module, const char *name)') as unknown as Driver['getFunction'],
       launch: l.func('int cuLaunchKernel(void *f, unsigned int gx, unsigned int gy, unsigned int gz, unsigned int bx, unsigned int by, unsigned int bz, unsigned int shared, void *stream, void *params, void *extra)') as unknown as Driver['launch'],
       errorString: l.func('int cuGetErrorString(int code, _Out_ const char **s)') as unknown as Driver['errorString'],
+      ctxGetCurrent: l.func('int cuCtxGetCurrent(_Out_ void **ctx)') as unknown as Driver['ctxGetCurrent'],
+      ctxSetCurrent: l.func('int cuCtxSetCurrent(void *ctx)') as unknown as Driver['ctxSetCurrent'],
+      primaryCtxRetain: l.func('int cuDevicePrimaryCtxRetain(_Out_ void **ctx, int device)') as unknown as Driver['primaryCtxRetain'],
     };
   })();
   return driver;
@@ -69,6 +75,27 @@ function cuCheck(rc: number, what: string): void {
   const s: unknown[] = [null];
   cuda().errorString(rc, s);
   throw new GpenLabError('E_INFERENCE', `CUDA driver: ${what} failed with error ${rc} (${String(s[0] ?? 'unknown')})`, 'Run `gpen-lab doctor --provider cuda`, or leave fused_act out of the CUDA options.');
+}
+
+/**
+ * The CUDA context current for this call: ONNX Runtime's thread has it current, but a call made on another thread
+ * (the primer's run on a worker thread calls back into JavaScript on the main thread) may have none: it gets the one
+ * seen before, or device 0's primary context (the one ONNX Runtime uses).
+ */
+let seenCtx: unknown = null;
+function ensureContext(): void {
+  const cur: unknown[] = [null];
+  cuCheck(cuda().ctxGetCurrent(cur), 'cuCtxGetCurrent');
+  if (cur[0]) {
+    seenCtx ??= cur[0];
+    return;
+  }
+  if (!seenCtx) {
+    const p: unknown[] = [null];
+    cuCheck(cuda().primaryCtxRetain(p, 0), 'cuDevicePrimaryCtxRetain(0)');
+    seenCtx = p[0];
+  }
+  cuCheck(cuda().ctxSetCurrent(seenCtx), 'cuCtxSetCurrent');
 }
 
 /** The module's functions by name, loaded on first use in the context current on the calling thread (ONNX Runtime's). */
@@ -171,6 +198,7 @@ function computeCuda(a: Api, k: GpuKernel, ctx: unknown, half: boolean): void {
   check(a, a.fns.KernelContext_GetGPUComputeStream(ctx, stream), 'KernelContext_GetGPUComputeStream');
   const elements = s.n * s.hw * s.ct;
   if (elements === 0) return;
+  ensureContext();
   const l = actLaunch(half, s.c1, s.c2, elements);
   const values: bigint[] = [x!.ptr, f?.ptr ?? 0n, bias!.ptr, slope!.ptr, scale?.ptr ?? 0n, out,
     BigInt(s.c1), BigInt(s.c2), BigInt(s.hw), BigInt(l.count), BigInt(s.bstride), BigInt(scale ? s.ct : 0)];
