@@ -12,6 +12,29 @@ const { synthesizeGpen } = await import(`${dist}/model/registry.js`);
 const { CapiSession } = await import(`${dist}/runtime/capi.js`);
 const OUT = process.env.OUT ?? '/tmp';
 writeFileSync(path.join(OUT, 'act.ptx'), actPtx());
+const part = process.argv[2] ?? 'outputs';
+
+if (part === 'photo') {
+  // Restorers one after another in this process (argv[3]: a JSON array of CUDA option sets; argv[4] false:
+  // RestoreOptions.pipeline off), the Solvay photo argv[5] times each: s11a/s11b's photo runs aborted (CUDA error 717
+  // after a graph replay) in a bench process's third route
+  const { Restorer } = await import(`${dist}/face/restore.js`);
+  for (const cudaOptions of JSON.parse(process.argv[3])) {
+    const r = await Restorer.create({ model: { type: 'synthetic', size: 512 }, precision: 'fp16', provider: 'cuda', detectorProvider: 'cuda', batch: 32, outDir: '/tmp', write: false,
+      pipeline: process.argv[4] !== 'false', session: { cudaOptions } });
+    const times = [];
+    for (let i = 0; i < Number(process.argv[5] ?? 12); i++) {
+      const t = performance.now();
+      const res = await r.restoreFile('assets/Solvay_conference_1927.png');
+      times.push(Math.round(performance.now() - t));
+      if (res.error) console.log(`photo ${i}: ${res.error.message}`);
+      if (i === 0) console.log(JSON.stringify(cudaOptions), `chunks ${res.chunks ?? 0}`, Object.entries(res.stages_ms).map(([k, v]) => `${k} ${v.toFixed(0)}`).join(' '));
+    }
+    console.log('  ms', times.join(' '));
+    await r.release();
+  }
+  process.exit(0);
+}
 
 const S = 512, per = 3 * S * S;
 const psnr = (a, b) => {
