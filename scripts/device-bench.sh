@@ -805,5 +805,17 @@ PY
     K=fused-nochunks run "[{$N,\"fused_act\":\"1\"}]" false 15
     K=two run "[{$N},{$N,\"fused_act\":\"1\"}]" true 10
     ;;
-  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a|s7b|s7c|s7d|s7e|s7f|s7g|final9|s7h|s8a|s8b|s8c|s8d|s8e|s8f|final10|s9a|s9b|s9c|s9d|final11|final12|s10a|s10b|s10c|final13|final14|s10d|s11a|s11b|s11c" >&2; exit 2 ;;
+  s11d)
+    # session 11: after the fix (runs padded to one size on the CUDA-graph route too; a change of size binds under a
+    # new graph id): s11c's two Restorers in one process, three times, and s11b's bench photo runs, twice
+    N='"enable_cuda_graph":"1","prefer_nhwc":"1"'
+    run() { timeout 200 node scripts/probe-fused.mjs photo "$@" > "$OUT/p-$K.txt" 2>&1; echo "$K exit $?"; grep -v "W:onnxruntime" "$OUT/p-$K.txt" | grep -v "^\s*$" | cut -c1-300 | tail -4; }
+    for r in 1 2 3; do K=two-$r run "[{$N},{$N,\"fused_act\":\"1\"}]" true 12; done
+    for r in 1 2; do
+      node dist/cli/index.js bench --synthetic 512 --provider cuda --precision fp16 --batch 32 --runs 2 --warmup 1 --photo assets/Solvay_conference_1927.png --e2e-detector cuda --e2e-runs 7 \
+        --e2e-cuda-options enable_cuda_graph=1,prefer_nhwc=1 --e2e-cuda-options enable_cuda_graph=1,prefer_nhwc=1,fused_act=1 --out /tmp/ab.json > /dev/null 2> "$OUT/photo-$r.txt"; echo "photo $r exit $?"
+      grep -h "end to end\|rror\|what\|fail" "$OUT/photo-$r.txt" | grep -v "W:onnxruntime" | cut -c1-300
+    done
+    ;;
+  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a|s7b|s7c|s7d|s7e|s7f|s7g|final9|s7h|s8a|s8b|s8c|s8d|s8e|s8f|final10|s9a|s9b|s9c|s9d|final11|final12|s10a|s10b|s10c|final13|final14|s10d|s11a|s11b|s11c|s11d" >&2; exit 2 ;;
 esac

@@ -231,8 +231,12 @@ export class Restorer {
     const createMs = { model: t1 - t0, session: 0, detector: 0, session_ready_at: 0 };
     const opened = opts.runner ?? openSession(prepared.model, { provider, label: prepared.label, allowSpinning: false, ...opts.session });
     const fixed = prepared.info.onnx?.fixedBatch ?? null;
-    // on a GPU, unless each batch size is a CUDA graph of its own (the C API route with enable_cuda_graph=1)
-    const gpuSwitches = (provider === 'cuda' || provider === 'tensorrt') && !opts.runner && opts.session?.cudaOptions?.enable_cuda_graph !== '1';
+    // on a GPU, runs padded to one batch size (fixed-batch.ts): through the stock binding each change of size costs
+    // ~1 s; with CUDA graphs (the C API route) a graph captured for one size and replayed after runs of another
+    // failed (CUDA errors 700 and 717 in the replay after the size changed, H200, NHWC: ONNX Runtime's convolutions
+    // keep one plan per node, made again for each new size, and the older graph still refers to the one replaced;
+    // notes/gpu-speed.md, session 11). The padded size only grows, so no graph is replayed after another size ran
+    const gpuSwitches = (provider === 'cuda' || provider === 'tensorrt') && !opts.runner;
     const pad = fixed !== null && fixed > 1 ? { most: fixed, fixed: true } : (opts.padBatch ?? gpuSwitches) ? { most: batch } : null;
     const sessionP = pad ? opened.then((s) => paddedRunner(s, pad)) : opened;
     void sessionP.then(() => { createMs.session_ready_at = performance.now(); createMs.session = createMs.session_ready_at - t1; }, () => undefined);

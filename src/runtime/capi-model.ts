@@ -35,8 +35,10 @@ export class CapiModelSession implements GpenRunner {
   private placementP: Promise<void> | null = null;
   private firstRunP: Promise<Float32Array> | null = null;
   private runs = 0;
-  /** With enable_cuda_graph=1: GPU tensors bound per batch size. */
-  private readonly bound = new Map<number, DeviceBinding>();
+  /** With enable_cuda_graph=1: the GPU tensors bound for the current batch size, under a graph id of their own. */
+  private bound: { size: number; binding: DeviceBinding } | null = null;
+  /** The graph id the next new binding takes (ids are never reused: ONNX Runtime keeps each captured graph). */
+  private nextGraphId = 1;
   /** The host buffers runs copy from and into, page-locked once each (GPEN_LAB_PIN_HOST=0 leaves them pageable). */
   private readonly pins: HostPins | null;
   /** Inputs and outputs may be views of SharedArrayBuffers (the face workers' crops): read and written in place. */
@@ -132,14 +134,17 @@ export class CapiModelSession implements GpenRunner {
     let out: Float32Array;
     try {
       if (this.cudaOptions.enable_cuda_graph === '1') {
-        // CUDA graphs replay on fixed GPU addresses: each batch size gets its bound tensors and its own graph (id =
-        // batch size), captured by ONNX Runtime on its first runs; plain runs on host tensors are refused then
+        // CUDA graphs replay on fixed GPU addresses: a batch size gets its bound tensors and a graph, captured by ONNX
+        // Runtime on its first runs; plain runs on host tensors are refused then. A graph is never replayed after a
+        // run of another size: ONNX Runtime's convolutions keep one plan per node, made again for each new size, and
+        // the older graph refers to the plan replaced (its replays failed with CUDA errors 700 and 717, session 11).
+        // So a change of size binds anew under a new graph id (the restore pipeline pads its runs to one size)
         const b = dims[0];
-        let bound = this.bound.get(b);
-        if (!bound) {
-          bound = this.s.bindDevice(dims, undefined, b);
-          this.bound.set(b, bound);
+        if (this.bound?.size !== b) {
+          this.bound?.binding.release();
+          this.bound = { size: b, binding: this.s.bindDevice(dims, undefined, this.nextGraphId++) };
         }
+        const bound = this.bound.binding;
         const target = into ?? new Float32Array(n);
         const x = data.subarray(0, n);
         this.pins?.pin(x);
