@@ -48,6 +48,38 @@ describe('padded runner', () => {
     assert.deepEqual(Array.from(inputs[5]), [...Array.from({ length: 10 }, (_, i) => 21 + i), ...new Array(10).fill(0)]);
   });
 
+  it('runs a short piece in place where its arrays have room after them (no copy), the room\'s values its padding', async () => {
+    const sizes: number[] = [];
+    const seen: { buffer: ArrayBufferLike; offset: number; length: number }[] = [];
+    const inner = fakeRunner(sizes);
+    const run = inner.run.bind(inner);
+    inner.run = async (data, dims, into) => {
+      seen.push({ buffer: data.buffer, offset: data.byteOffset, length: data.length });
+      return run(data, dims, into);
+    };
+    const r = paddedRunner(inner, { most: 4 });
+    const per = 2;
+    await r.run(input(4, per), [4, 2]);
+    // 3 inputs in a buffer with room for 4, and an output with room for 4 too
+    const xs = new Float32Array(4 * per).fill(-7);
+    xs.set(input(3, per));
+    const x = xs.subarray(0, 3 * per);
+    const outs = new Float32Array(4 * per);
+    const y = outs.subarray(0, 3 * per);
+    const got = await r.run(x, [3, 2], y);
+    assert.deepEqual(Array.from(got.data), Array.from(x, (v) => 2 * v));
+    assert.equal(got.data, y);
+    assert.deepEqual(sizes, [4, 4]);
+    assert.equal(seen[1].buffer, xs.buffer, 'the input\'s own buffer');
+    assert.deepEqual([seen[1].offset, seen[1].length], [0, 4 * per]);
+    // the padding's output written in the room, the padding being what lay there
+    assert.deepEqual(Array.from(outs.subarray(3 * per)), [-14, -14]);
+    // without room in the output: padded through scratch buffers, the same result
+    const got2 = await r.run(x, [3, 2], new Float32Array(3 * per));
+    assert.deepEqual(Array.from(got2.data), Array.from(x, (v) => 2 * v));
+    assert.notEqual(seen[2].buffer, xs.buffer);
+  });
+
   it('keeps a fixed batch from the first run, and passes the rest of the runner through', async () => {
     const sizes: number[] = [];
     const inner = fakeRunner(sizes);

@@ -391,15 +391,17 @@ export class Restorer {
     const per = 3 * S * S;
     const workers = this.faceWorkers(faces.length);
     const cropPool = workers ? this.sharedPool : this.pool;
-    const crops = cropPool.take(per * faces.length);
-    const restored = cropPool.take(per * faces.length);
     // on the C API route, and through a session whose runs are padded to one batch size: through the stock binding's
     // CUDA session unpadded, the Solvay photo in chunks of 10, 10 and 9 took 2.3-2.5 s instead of 0.47 (H200, warm:
     // each change of batch size cost ~1 s there)
     const split = workers && chunked && this.opts.pipeline !== false && !this.opts.parser && !this.opts.aligned && faces.length >= PIPELINE_FROM && (this.session?.readsSharedMemory === true || (this.session as PaddedRunner | null)?.paddedTo !== undefined);
+    const size = Math.min(this.opts.batch, Math.ceil(faces.length / PIPELINE_CHUNKS));
+    // in chunks, room for a whole last chunk: a padded session (fixed-batch.ts) runs it in place, without a copy
+    const room = split ? Math.ceil(faces.length / size) * size : faces.length;
+    const crops = cropPool.take(per * room).subarray(0, per * faces.length);
+    const restored = cropPool.take(per * room).subarray(0, per * faces.length);
     if (split) {
       // every chunk's alignment asked for at once: each worker takes its jobs in order, so the first chunk is ready first
-      const size = Math.min(this.opts.batch, Math.ceil(faces.length / PIPELINE_CHUNKS));
       const chunks: NonNullable<Pending['chunks']> = [];
       for (let from = 0; from < faces.length; from += size) {
         const to = Math.min(faces.length, from + size);
