@@ -817,5 +817,14 @@ PY
       grep -h "end to end\|rror\|what\|fail" "$OUT/photo-$r.txt" | grep -v "W:onnxruntime" | cut -c1-300
     done
     ;;
-  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a|s7b|s7c|s7d|s7e|s7f|s7g|final9|s7h|s8a|s8b|s8c|s8d|s8e|s8f|final10|s9a|s9b|s9c|s9d|final11|final12|s10a|s10b|s10c|final13|final14|s10d|s11a|s11b|s11c|s11d" >&2; exit 2 ;;
+  final15)
+    # the final run of the eleventh session: the peer, then final13's sets with FusedAct beside the NHWC route (C API
+    # sets and the photo end to end), after the CUDA-graph route's runs were padded to one size (s11b-s11d)
+    peer 1,32
+    H=cudnn_conv_algo_search=HEURISTIC,graph_optimization_level=0
+    final_bench 5 5 --no-cold-binding --capi-cuda enable_cuda_graph=1,prefer_nhwc=1,fused_act=1 --capi-cuda enable_cuda_graph=1,prefer_nhwc=1 \
+      --e2e-cuda-options enable_cuda_graph=1,prefer_nhwc=1,fused_act=1 --e2e-cuda-options enable_cuda_graph=1,prefer_nhwc=1 \
+      --cold-cuda-options $H,prime=1,graph_cache=ort --cold-cuda-options $H,prime=1
+    ;;
+  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a|s7b|s7c|s7d|s7e|s7f|s7g|final9|s7h|s8a|s8b|s8c|s8d|s8e|s8f|final10|s9a|s9b|s9c|s9d|final11|final12|s10a|s10b|s10c|final13|final14|s10d|s11a|s11b|s11c|s11d|final15" >&2; exit 2 ;;
 esac
