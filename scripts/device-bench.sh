@@ -849,5 +849,12 @@ PY
       python3 -c "import json; d=json.load(open('/tmp/p5.json')); v=d['variants'][0]; print('   context', v['contextMiB'], 'process', v['batch1ProcessMiB'], 'P5 GB', round((v['batch1ProcessMiB']-v['contextMiB'])*1048576/1e9, 3))"
     done
     ;;
-  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a|s7b|s7c|s7d|s7e|s7f|s7g|final9|s7h|s8a|s8b|s8c|s8d|s8e|s8f|final10|s9a|s9b|s9c|s9d|final11|final12|s10a|s10b|s10c|final13|final14|s10d|s11a|s11b|s11c|s11d|final15|s11e|s11f" >&2; exit 2 ;;
+  s11g)
+    # session 11: FusedAct's compute callback returning a status (OrtCustomOp version 16, KernelComputeV2): the quick
+    # probe (fp16, CUDA graphs, batch 3) and the bench line (b1, b32)
+    QUICK=1 timeout 120 node scripts/probe-fused.mjs 2>&1 | grep -v "W:onnxruntime" | tail -4
+    node dist/cli/index.js bench --synthetic 512 --provider '' --precision fp16 --batch 1,32 --runs 10 --capi-cuda enable_cuda_graph=1,prefer_nhwc=1,fused_act=1 \
+      --out /tmp/g.json > /tmp/g.txt 2> /tmp/g-p.txt; echo "bench exit $?"; grep -v "^P" /tmp/g.txt | cut -f 3,5 | tr '\n' ' '; echo
+    ;;
+  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a|s7b|s7c|s7d|s7e|s7f|s7g|final9|s7h|s8a|s8b|s8c|s8d|s8e|s8f|final10|s9a|s9b|s9c|s9d|final11|final12|s10a|s10b|s10c|final13|final14|s10d|s11a|s11b|s11c|s11d|final15|s11e|s11f|s11g" >&2; exit 2 ;;
 esac

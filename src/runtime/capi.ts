@@ -25,7 +25,7 @@ const IX = {
   ReleaseArenaCfg: 157, CreateArenaCfgV2: 164, UnregisterAllocator: 177, CreateAndRegisterAllocatorV2: 259,
   GetKeyValuePairs: 298, ReleaseKeyValuePairs: 300, AllocatorGetStats: 319,
   // custom operators (gpen-ops.ts)
-  CreateCustomOpDomain: 26, CustomOpDomain_Add: 27, AddCustomOpDomain: 28, GetTensorTypeAndShape: 65, GetDimensionsCount: 61,
+  CreateStatus: 0, CreateCustomOpDomain: 26, CustomOpDomain_Add: 27, AddCustomOpDomain: 28, GetTensorTypeAndShape: 65, GetDimensionsCount: 61,
   GetDimensions: 62, KernelContext_GetInput: 90, KernelContext_GetOutput: 91, ReleaseTensorTypeAndShapeInfo: 99,
   KernelContext_GetGPUComputeStream: 193,
 } as const;
@@ -97,6 +97,7 @@ export function load(): Api {
     ReleaseKeyValuePairs: 'void f(void *p)',
     AllocatorGetStats: 'void *f(void *allocator, _Out_ void **kvps)',
     CreateAndRegisterAllocatorV2: 'void *f(void *env, const char *provider, void *info, void *arenaCfg, const char **keys, const char **values, size_t n)',
+    CreateStatus: 'void *f(int code, const char *message)',
     CreateCustomOpDomain: 'void *f(const char *domain, _Out_ void **out)',
     CustomOpDomain_Add: 'void *f(void *domain, void *op)',
     AddCustomOpDomain: 'void *f(void *options, void *domain)',

@@ -20,8 +20,13 @@ const FLOAT16 = 10;
 /** OrtCustomOpInputOutputCharacteristic */
 const REQUIRED = 0;
 const OPTIONAL = 1;
-/** The OrtCustomOp version we fill in (the C API version capi.ts asks for): fields past it are not read. */
-const OP_VERSION = 14;
+/**
+ * The OrtCustomOp version we fill in: 16, the first whose compute callback returns a status (KernelComputeV2), so that
+ * a failure is the run's error; ONNX Runtime reads no field added after it (shape inference, opset ranges: 17).
+ */
+const OP_VERSION = 16;
+/** OrtErrorCode ORT_FAIL. */
+const ORT_FAIL = 1;
 
 const OrtCustomOp = koffi.struct('gpenOrtCustomOp', {
   version: 'uint32_t',
@@ -38,7 +43,7 @@ const P = {
   str: koffi.proto('const char *gpenOpStr(void *op)'),
   typeAt: koffi.proto('int gpenOpTypeAt(void *op, size_t index)'),
   count: koffi.proto('size_t gpenOpCount(void *op)'),
-  compute: koffi.proto('void gpenKernelCompute(void *kernel, void *context)'),
+  compute: koffi.proto('void *gpenKernelCompute(void *kernel, void *context)'),
   destroy: koffi.proto('void gpenKernelDestroy(void *kernel)'),
   intAt: koffi.proto('int gpenOpIntAt(void *op, size_t index)'),
   int: koffi.proto('int gpenOpInt(void *op)'),
@@ -238,13 +243,14 @@ function makeOp(a: Api, provider: Provider, half: boolean): bigint {
     return id;
   }, P.createKernel);
   const compute = reg((kernel: bigint, ctx: unknown) => {
-    // a throw cannot cross into ONNX Runtime: it is reported and the output left unwritten
+    // a throw cannot cross into ONNX Runtime: it goes back as the status of the node, the run's error
     try {
       const k = kernelsMade.get(BigInt(kernel));
       if (provider === 'cuda') computeCuda(a, k!, ctx, half);
       else computeCpu(a, ctx, half);
+      return null;
     } catch (e) {
-      process.stderr.write(`gpen-lab: ${name} failed: ${(e as Error).message}\n`);
+      return a.fns.CreateStatus(ORT_FAIL, `${name} (${provider}): ${(e as Error).message}`);
     }
   }, P.compute);
   const destroy = reg((kernel: bigint) => {
@@ -270,7 +276,7 @@ function makeOp(a: Api, provider: Provider, half: boolean): bigint {
     GetInputTypeCount: reg(() => inputTypes.length, P.count),
     GetOutputType: reg(() => io, P.typeAt),
     GetOutputTypeCount: reg(() => 1, P.count),
-    KernelCompute: compute,
+    KernelCompute: null,
     KernelDestroy: destroy,
     GetInputCharacteristic: reg((_op: unknown, i: number) => (Number(i) === 1 || Number(i) === 4 ? OPTIONAL : REQUIRED), P.intAt),
     GetOutputCharacteristic: reg(() => REQUIRED, P.intAt),
@@ -279,7 +285,7 @@ function makeOp(a: Api, provider: Provider, half: boolean): bigint {
     GetVariadicInputHomogeneity: reg(() => 1, P.int),
     GetVariadicOutputMinArity: reg(() => 1, P.int),
     GetVariadicOutputHomogeneity: reg(() => 1, P.int),
-    CreateKernelV2: null, KernelComputeV2: null, InferOutputShapeFn: null, GetStartVersion: null, GetEndVersion: null,
+    CreateKernelV2: null, KernelComputeV2: compute, InferOutputShapeFn: null, GetStartVersion: null, GetEndVersion: null,
     GetMayInplace: null, ReleaseMayInplace: null, GetAliasMap: null, ReleaseAliasMap: null,
   });
   return op;
