@@ -63,6 +63,14 @@ cold_ab() {
     done
   done
 }
+# session 11: the photo's bench through the stock binding, the NHWC graphs and FusedAct, twice, each run's log kept
+photo_routes() {
+  for r in 1 2; do
+    node dist/cli/index.js bench --synthetic 512 --provider cuda --precision fp16 --batch 32 --runs 2 --warmup 1 --photo assets/Solvay_conference_1927.png --e2e-detector cuda --e2e-runs 7 \
+      --e2e-cuda-options enable_cuda_graph=1,prefer_nhwc=1 --e2e-cuda-options enable_cuda_graph=1,prefer_nhwc=1,fused_act=1 --out /tmp/ab.json > /dev/null 2> "$OUT/photo-$r.txt"; echo "photo $r exit $?"
+    grep -h "end to end\|rror\|what\|fail" "$OUT/photo-$r.txt" | grep -v "W:onnxruntime" | cut -c1-600
+  done
+}
 case "${1:-}" in
   peer)
     peer 1,8,16,32
@@ -789,11 +797,7 @@ PY
     ;;
   s11b)
     # session 11: s11a's photo run aborted once in its third route (fused) with a CUDA error: the same, twice, logs kept
-    for r in 1 2; do
-      node dist/cli/index.js bench --synthetic 512 --provider cuda --precision fp16 --batch 32 --runs 2 --warmup 1 --photo assets/Solvay_conference_1927.png --e2e-detector cuda --e2e-runs 7 \
-        --e2e-cuda-options enable_cuda_graph=1,prefer_nhwc=1 --e2e-cuda-options enable_cuda_graph=1,prefer_nhwc=1,fused_act=1 --out /tmp/ab.json > /dev/null 2> "$OUT/photo-$r.txt"; echo "photo $r exit $?"
-      grep -h "end to end\|rror\|what\|fail" "$OUT/photo-$r.txt" | grep -v "W:onnxruntime" | cut -c1-600
-    done
+    photo_routes
     ;;
   s11c)
     # session 11: s11b's abort (CUDA error 717 in a graph replay, the third route of a bench process) pinned down: one
@@ -811,11 +815,7 @@ PY
     N='"enable_cuda_graph":"1","prefer_nhwc":"1"'
     run() { timeout 200 node scripts/probe-fused.mjs photo "$@" > "$OUT/p-$K.txt" 2>&1; echo "$K exit $?"; grep -v "W:onnxruntime" "$OUT/p-$K.txt" | grep -v "^\s*$" | cut -c1-300 | tail -4; }
     for r in 1 2 3; do K=two-$r run "[{$N},{$N,\"fused_act\":\"1\"}]" true 12; done
-    for r in 1 2; do
-      node dist/cli/index.js bench --synthetic 512 --provider cuda --precision fp16 --batch 32 --runs 2 --warmup 1 --photo assets/Solvay_conference_1927.png --e2e-detector cuda --e2e-runs 7 \
-        --e2e-cuda-options enable_cuda_graph=1,prefer_nhwc=1 --e2e-cuda-options enable_cuda_graph=1,prefer_nhwc=1,fused_act=1 --out /tmp/ab.json > /dev/null 2> "$OUT/photo-$r.txt"; echo "photo $r exit $?"
-      grep -h "end to end\|rror\|what\|fail" "$OUT/photo-$r.txt" | grep -v "W:onnxruntime" | cut -c1-300
-    done
+    photo_routes
     ;;
   final15)
     # the final run of the eleventh session: the peer, then final13's sets with FusedAct beside the NHWC route (C API

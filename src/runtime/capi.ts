@@ -4,7 +4,7 @@
 // index (the order of OrtApi in onnxruntime_c_api.h, append-only across versions). Runs are synchronous.
 import { statSync } from 'node:fs';
 import path from 'node:path';
-import koffi from './koffi.js';
+import koffi, { loadFunctions } from './koffi.js';
 import { GpenLabError } from '../errors.js';
 import { mark } from './marks.js';
 import { ortBinDir } from './providers.js';
@@ -263,15 +263,12 @@ interface Cudart {
 }
 let cudartFns: Cudart | null = null;
 function cudart(): Cudart {
-  cudartFns ??= (() => {
-    const l = koffi.load('libcudart.so.13');
-    return {
-      memcpy: l.func('int cudaMemcpy(void *dst, void *src, size_t count, int kind)') as unknown as Cudart['memcpy'],
-      hostRegister: l.func('int cudaHostRegister(void *p, size_t bytes, unsigned int flags)') as unknown as Cudart['hostRegister'],
-      hostUnregister: l.func('int cudaHostUnregister(void *p)') as unknown as Cudart['hostUnregister'],
-      getLastError: l.func('int cudaGetLastError()') as unknown as Cudart['getLastError'],
-    };
-  })();
+  cudartFns ??= loadFunctions<Cudart>('libcudart.so.13', {
+    memcpy: 'int cudaMemcpy(void *dst, void *src, size_t count, int kind)',
+    hostRegister: 'int cudaHostRegister(void *p, size_t bytes, unsigned int flags)',
+    hostUnregister: 'int cudaHostUnregister(void *p)',
+    getLastError: 'int cudaGetLastError()',
+  });
   return cudartFns;
 }
 

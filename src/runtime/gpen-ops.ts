@@ -6,7 +6,7 @@
 // which ONNX Runtime runs as four passes over the activation and fuses none of (notes/gpu-speed.md, session 11).
 // On CUDA the compute callback launches a PTX kernel (act-ptx.ts) on ONNX Runtime's stream: under a CUDA graph only
 // the capture calls JavaScript, the replays do not. On the CPU it computes in JavaScript: the reference the tests run.
-import koffi from './koffi.js';
+import koffi, { loadFunctions } from './koffi.js';
 import { GpenLabError } from '../errors.js';
 import { halfToFloat, floatToHalf } from '../model/tensor.js';
 import type { Api } from './capi.js';
@@ -61,18 +61,15 @@ interface Driver {
 }
 let driver: Driver | null = null;
 function cuda(): Driver {
-  driver ??= (() => {
-    const l = koffi.load('libcuda.so.1');
-    return {
-      loadData: l.func('int cuModuleLoadData(_Out_ void **module, const char *image)') as unknown as Driver['loadData'],
-      getFunction: l.func('int cuModuleGetFunction(_Out_ void **f, void *module, const char *name)') as unknown as Driver['getFunction'],
-      launch: l.func('int cuLaunchKernel(void *f, unsigned int gx, unsigned int gy, unsigned int gz, unsigned int bx, unsigned int by, unsigned int bz, unsigned int shared, void *stream, void *params, void *extra)') as unknown as Driver['launch'],
-      errorString: l.func('int cuGetErrorString(int code, _Out_ const char **s)') as unknown as Driver['errorString'],
-      ctxGetCurrent: l.func('int cuCtxGetCurrent(_Out_ void **ctx)') as unknown as Driver['ctxGetCurrent'],
-      ctxSetCurrent: l.func('int cuCtxSetCurrent(void *ctx)') as unknown as Driver['ctxSetCurrent'],
-      primaryCtxRetain: l.func('int cuDevicePrimaryCtxRetain(_Out_ void **ctx, int device)') as unknown as Driver['primaryCtxRetain'],
-    };
-  })();
+  driver ??= loadFunctions<Driver>('libcuda.so.1', {
+    loadData: 'int cuModuleLoadData(_Out_ void **module, const char *image)',
+    getFunction: 'int cuModuleGetFunction(_Out_ void **f, void *module, const char *name)',
+    launch: 'int cuLaunchKernel(void *f, unsigned int gx, unsigned int gy, unsigned int gz, unsigned int bx, unsigned int by, unsigned int bz, unsigned int shared, void *stream, void *params, void *extra)',
+    errorString: 'int cuGetErrorString(int code, _Out_ const char **s)',
+    ctxGetCurrent: 'int cuCtxGetCurrent(_Out_ void **ctx)',
+    ctxSetCurrent: 'int cuCtxSetCurrent(void *ctx)',
+    primaryCtxRetain: 'int cuDevicePrimaryCtxRetain(_Out_ void **ctx, int device)',
+  });
   return driver;
 }
 function cuCheck(rc: number, what: string): void {

@@ -9,3 +9,12 @@ export const KOFFI_STACK_BYTES = 8 * MiB;
 koffi.config({ ...koffi.config(), sync_stack_size: KOFFI_STACK_BYTES, async_stack_size: KOFFI_STACK_BYTES, resident_async_pools: 4 });
 
 export default koffi;
+
+/**
+ * The functions of a native library by their C signatures (koffi's declaration syntax), loaded together: `T` gives
+ * each its JavaScript type. Used for the CUDA runtime and driver, which ONNX Runtime's provider has already loaded.
+ */
+export function loadFunctions<T>(library: string, signatures: Record<keyof T, string>): T {
+  const lib = koffi.load(library);
+  return Object.fromEntries(Object.entries(signatures).map(([name, sig]) => [name, lib.func(sig as string)])) as T;
+}
