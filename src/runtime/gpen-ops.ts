@@ -85,12 +85,12 @@ function cuCheck(rc: number, what: string): void {
  * seen before, or device 0's primary context (the one ONNX Runtime uses).
  */
 let seenCtx: unknown = null;
-function ensureContext(): void {
+function ensureContext(): unknown {
   const cur: unknown[] = [null];
   cuCheck(cuda().ctxGetCurrent(cur), 'cuCtxGetCurrent');
   if (cur[0]) {
     seenCtx ??= cur[0];
-    return;
+    return cur[0];
   }
   if (!seenCtx) {
     const p: unknown[] = [null];
@@ -98,22 +98,25 @@ function ensureContext(): void {
     seenCtx = p[0];
   }
   cuCheck(cuda().ctxSetCurrent(seenCtx), 'cuCtxSetCurrent');
+  return seenCtx;
 }
 
-/** The module's functions by name, loaded on first use in the context current on the calling thread (ONNX Runtime's). */
-let kernels: Map<string, unknown> | null = null;
-function kernelFn(name: string): unknown {
-  if (!kernels) {
+/** The module's functions by name, per CUDA context (a module belongs to the context it was loaded in: one per GPU). */
+const kernels = new Map<unknown, Map<string, unknown>>();
+function kernelFn(ctx: unknown, name: string): unknown {
+  let fns = kernels.get(ctx);
+  if (!fns) {
     const mod: unknown[] = [null];
     cuCheck(cuda().loadData(mod, actPtx()), 'cuModuleLoadData(FusedAct PTX)');
-    kernels = new Map();
+    fns = new Map();
     for (const k of Object.values(ACT_KERNELS)) {
       const f: unknown[] = [null];
       cuCheck(cuda().getFunction(f, mod[0], k), `cuModuleGetFunction(${k})`);
-      kernels.set(k, f[0]);
+      fns.set(k, f[0]);
     }
+    kernels.set(ctx, fns);
   }
-  return kernels.get(name);
+  return fns.get(name);
 }
 
 interface Tensor { ptr: bigint; dims: number[] }
@@ -160,21 +163,28 @@ export function actShapes(x: number[], f: number[] | null, bias: number[], slope
   return { n, hw: h * w, c1, c2, ct, bstride };
 }
 
+/** A node's inputs, their shapes checked, and its output allocated (NHWC, the channels of x and f together). */
+function gather(a: Api, ctx: unknown): { x: Tensor; f: Tensor | null; bias: Tensor; slope: Tensor; scale: Tensor | null; s: ReturnType<typeof actShapes>; out: bigint } {
+  const [x, f, bias, slope, scale] = [0, 1, 2, 3, 4].map((i) => input(a, ctx, i));
+  if (!x || !bias || !slope) throw new GpenLabError('E_INFERENCE', 'FusedAct: x, bias and slope are required', 'The graph was built wrongly: rebuild the model (report this as a bug).');
+  const s = actShapes(x.dims, f?.dims ?? null, bias.dims, slope.dims, scale?.dims ?? null);
+  const outV: unknown[] = [null];
+  check(a, a.fns.KernelContext_GetOutput(ctx, 0, BigInt64Array.from([s.n, x.dims[1], x.dims[2], s.ct].map(BigInt)), 4, outV), 'KernelContext_GetOutput');
+  return { x, f, bias, slope, scale, s, out: dataOf(a, outV[0]) };
+}
+
 /** FusedAct on the CPU (the reference): host pointers read and written through views. */
 function computeCpu(a: Api, ctx: unknown, half: boolean): void {
-  const [x, f, bias, slope, scale] = [0, 1, 2, 3, 4].map((i) => input(a, ctx, i));
-  const s = actShapes(x!.dims, f?.dims ?? null, bias!.dims, slope!.dims, scale?.dims ?? null);
+  const { x, f, bias, slope, scale, s, out } = gather(a, ctx);
   const eb = half ? 2 : 4;
   const view = (t: Tensor, count: number) => (half ? new Uint16Array(koffi.view(t.ptr, count * eb)) : new Float32Array(koffi.view(t.ptr, count * eb)));
   const px = s.n * s.hw;
-  const xs = view(x!, px * s.c1);
+  const xs = view(x, px * s.c1);
   const fs = f ? view(f, px * s.c2) : null;
-  const b = new Float32Array(koffi.view(bias!.ptr, (s.bstride ? s.n : 1) * s.ct * 4));
-  const sl = new Float32Array(koffi.view(slope!.ptr, s.ct * 4));
+  const b = new Float32Array(koffi.view(bias.ptr, (s.bstride ? s.n : 1) * s.ct * 4));
+  const sl = new Float32Array(koffi.view(slope.ptr, s.ct * 4));
   const sc = scale ? new Float32Array(koffi.view(scale.ptr, s.n * s.ct * 4)) : null;
-  const outV: unknown[] = [null];
-  check(a, a.fns.KernelContext_GetOutput(ctx, 0, BigInt64Array.from([s.n, x!.dims[1], x!.dims[2], s.ct].map(BigInt)), 4, outV), 'KernelContext_GetOutput');
-  const ys = view({ ptr: dataOf(a, outV[0]), dims: [] }, px * s.ct);
+  const ys = view({ ptr: out, dims: [] }, px * s.ct);
   const rd = (arr: Uint16Array | Float32Array, i: number) => (half ? halfToFloat(arr[i]) : arr[i]);
   for (let p = 0; p < px; p++) {
     const nb = Math.floor(p / s.hw);
@@ -191,22 +201,18 @@ function computeCpu(a: Api, ctx: unknown, half: boolean): void {
 /** Per node (kernel instance): the launch's parameter block, allocated once (cuLaunchKernel copies it at each launch). */
 interface GpuKernel { store: bigint; argv: bigint }
 function computeCuda(a: Api, k: GpuKernel, ctx: unknown, half: boolean): void {
-  const [x, f, bias, slope, scale] = [0, 1, 2, 3, 4].map((i) => input(a, ctx, i));
-  const s = actShapes(x!.dims, f?.dims ?? null, bias!.dims, slope!.dims, scale?.dims ?? null);
-  const outV: unknown[] = [null];
-  check(a, a.fns.KernelContext_GetOutput(ctx, 0, BigInt64Array.from([s.n, x!.dims[1], x!.dims[2], s.ct].map(BigInt)), 4, outV), 'KernelContext_GetOutput');
-  const out = dataOf(a, outV[0]);
+  const { x, f, bias, slope, scale, s, out } = gather(a, ctx);
   const stream: unknown[] = [null];
   check(a, a.fns.KernelContext_GetGPUComputeStream(ctx, stream), 'KernelContext_GetGPUComputeStream');
   const elements = s.n * s.hw * s.ct;
   if (elements === 0) return;
-  ensureContext();
+  const cuCtx = ensureContext();
   const l = actLaunch(half, s.c1, s.c2, elements);
-  const values: bigint[] = [x!.ptr, f?.ptr ?? 0n, bias!.ptr, slope!.ptr, scale?.ptr ?? 0n, out,
+  const values: bigint[] = [x.ptr, f?.ptr ?? 0n, bias.ptr, slope.ptr, scale?.ptr ?? 0n, out,
     BigInt(s.c1), BigInt(s.c2), BigInt(s.hw), BigInt(l.count), BigInt(s.bstride), BigInt(scale ? s.ct : 0)];
   values.forEach((v, i) => koffi.encode(k.store, i * 8, 'uint64', v));
   const block = 256;
-  cuCheck(cuda().launch(kernelFn(l.kernel), Math.ceil(l.count / block), 1, 1, block, 1, 1, 0, stream[0], k.argv, null), `cuLaunchKernel(${l.kernel})`);
+  cuCheck(cuda().launch(kernelFn(cuCtx, l.kernel), Math.ceil(l.count / block), 1, 1, block, 1, 1, 0, stream[0], k.argv, null), `cuLaunchKernel(${l.kernel})`);
 }
 
 type Provider = 'cpu' | 'cuda';
