@@ -58,7 +58,7 @@ export function restoreCommand(): Command {
     .option('--batch <n>', 'faces per inference', parseIntArg('--batch'), 4)
     .option('--max-pixels <n>', 'refuse images larger than this (decompression bombs)', parseIntArg('--max-pixels'))
     .addOption(new Option('--detector-provider <p>', 'where the face detector runs (cuda: faster on photos with many faces, but its first run searches cuDNN algorithms for seconds)').choices([...PROVIDERS]).default('cpu'))
-    .option('--cuda-options <k=v,...>', 'CUDA provider options by ONNX Runtime\'s names (e.g. cudnn_conv_algo_search=HEURISTIC,prefer_nhwc=1): the session is then created through the C API route', (v: string) => parseCudaOptions(v))
+    .option('--cuda-options <k=v,...>', 'CUDA provider options by ONNX Runtime\'s names and gpen-lab\'s session keys (the fastest for group photos: enable_cuda_graph=1,prefer_nhwc=1,fused_act=1; README "The C API route"): the session is then created through the C API route', (v: string) => parseCudaOptions(v))
     .option('--face-threads <n>', 'worker threads that warp and paste the faces of photos with 4 or more (default: the cores but one, 2 to 16; 0: none)', parseIntArg('--face-threads'))
     .option('--json', 'one RestoreResult per image, a JSON object per line')
     .action(async (inputs: string[], o: {
