@@ -76,7 +76,7 @@ export class CapiModelSession implements GpenRunner {
     const { graphCache: useCache, prime: usePrimer, ...split } = splitCudaOptions(cfg.cudaOptions);
     const { graph_cache: _gc, prime: _pr, ...keyed } = cfg.cudaOptions;
     // prime=1: the weightless copy of the graph created and run beside this session (primer.ts); never awaited here
-    const primer = usePrimer ? prime(model, { device_id: String(cfg.deviceId ?? 0), ...split.cuda }, usePrimer) : null;
+    const primer = usePrimer ? prime(model, { device_id: String(cfg.deviceId ?? 0), ...split.cuda }, usePrimer, 'cuda', split.fusedAct === true) : null;
     // graph_cache=1: the optimised graph of an earlier session, loaded with optimisations off (graph-cache.ts);
     // graph_cache=ort: the same in ONNX Runtime's format, mapped into memory and read in place (no protobuf to parse,
     // the weights taken from the mapping: the session is created sooner)

@@ -32,17 +32,13 @@ export function paddedRunner(inner: GpenRunner, o: { most: number; fixed?: boole
       const k = Math.min(size, n - s);
       const target = out.subarray(s * per, (s + k) * per);
       let r: RunResult;
-      // a short last piece whose arrays have room after them (the restore pipeline takes its crops so) runs in place:
-      // the padding is whatever lies there, its outputs written there and dropped
-      const inRoom = (a: Float32Array, from: number) => a.byteOffset / 4 + (from + size) * per <= a.buffer.byteLength / 4;
-      if (k < size && inRoom(data, s) && inRoom(out, s)) {
-        const x = new Float32Array(data.buffer, data.byteOffset + s * per * 4, size * per);
+      // a whole piece runs in place, and so does a short last one whose arrays have room after them (the restore
+      // pipeline takes its crops so): the padding is whatever lies there, its outputs written there and dropped
+      const room = (a: Float32Array) => a.byteOffset / 4 + (s + size) * per <= a.buffer.byteLength / 4;
+      if (k === size || (room(data) && room(out))) {
         const y = new Float32Array(out.buffer, out.byteOffset + s * per * 4, size * per);
-        r = await inner.run(x, [size, ...rest], y);
+        r = await inner.run(new Float32Array(data.buffer, data.byteOffset + s * per * 4, size * per), [size, ...rest], y);
         if (r.data !== y) target.set(r.data.subarray(0, k * per));
-      } else if (k === size) {
-        r = await inner.run(data.subarray(s * per, (s + k) * per), [size, ...rest], target);
-        if (r.data !== target) target.set(r.data.subarray(0, k * per));
       } else {
         // one scratch buffer each way, taken while a run uses them (a concurrent caller makes its own): reused, they
         // stay page-locked on the C API route (HostPins), where a fresh output of 31 MB a run cost ~20 ms (session 11)

@@ -67,10 +67,9 @@ export interface PrimeReport {
 }
 
 /** Creates `bytes` on CUDA and runs it once, both on worker threads; with `profileTo`, returns the run's profile. */
-async function createAndRun(bytes: Uint8Array, io: PrimerIo, provider: 'cpu' | 'cuda', cuda: Record<string, string>, profileTo?: string): Promise<{ createMs: number; runMs: number; createStartedAt: number; profile: ProfileNode[] | null }> {
+async function createAndRun(bytes: Uint8Array, io: PrimerIo, provider: 'cpu' | 'cuda', cuda: Record<string, string>, gpenOps: boolean, profileTo?: string): Promise<{ createMs: number; runMs: number; createStartedAt: number; profile: ProfileNode[] | null }> {
   const t0 = performance.now();
-  // gpen-lab's operators registered in case the graph uses them (BuildOptions.fusedAct)
-  const s = await CapiSession.createAsync(bytes, { provider, ...(provider === 'cuda' ? { cuda } : {}), graphOptimizationLevel: 0, gpenOps: true, ...(profileTo ? { profilePrefix: profileTo } : {}) });
+  const s = await CapiSession.createAsync(bytes, { provider, ...(provider === 'cuda' ? { cuda } : {}), graphOptimizationLevel: 0, gpenOps, ...(profileTo ? { profilePrefix: profileTo } : {}) });
   const t1 = performance.now();
   try {
     await s.runOnceAsync(io.input ? { name: io.input.name, x: new Float32Array(io.input.dims.reduce((a, b) => a * b, 1)), dims: io.input.dims } : null, io.output);
@@ -86,9 +85,9 @@ async function createAndRun(bytes: Uint8Array, io: PrimerIo, provider: 'cpu' | '
  * worker threads; with `parts` > 1 its cached parts run side by side instead, and where they are not cached yet the
  * whole primer runs with ONNX Runtime's profiler and its parts are written for the next cold start. Resolves with
  * what it did, failures included: the primer is an optimisation, never an error. (`provider` 'cpu' runs the same
- * steps on the CPU: the tests' way through the cache.)
+ * steps on the CPU: the tests' way through the cache.) `gpenOps`: the graph uses gpen-lab's operators (fused_act=1).
  */
-export async function prime(model: string | Uint8Array, cuda: Record<string, string>, parts = 1, provider: 'cpu' | 'cuda' = 'cuda'): Promise<PrimeReport> {
+export async function prime(model: string | Uint8Array, cuda: Record<string, string>, parts = 1, provider: 'cpu' | 'cuda' = 'cuda', gpenOps = false): Promise<PrimeReport> {
   const t0 = performance.now();
   const { enable_cuda_graph: _g, ...opts } = cuda;
   let dir: string | null = null;
@@ -96,12 +95,12 @@ export async function prime(model: string | Uint8Array, cuda: Record<string, str
     const split = parts > 1 ? await cachedParts(model, parts) : null;
     if (split) {
       const { partIo } = await import('./primer-graph.js');
-      const runs = await Promise.all(split.map((b) => createAndRun(b, partIo(b), provider, opts)));
+      const runs = await Promise.all(split.map((b) => createAndRun(b, partIo(b), provider, opts, gpenOps)));
       return { ms: performance.now() - t0, ok: true, cache: 'hit', parts: runs.map(({ createMs, runMs }) => ({ createMs, runMs })), startedAt: t0, ranAt: performance.now() };
     }
     const p = await primerFor(model);
     dir = parts > 1 && typeof model === 'string' ? await mkdtemp(path.join(os.tmpdir(), 'gpen-primer-')) : null;
-    const r = await createAndRun(p.model, p.io, provider, opts, dir ? path.join(dir, 'p') : undefined);
+    const r = await createAndRun(p.model, p.io, provider, opts, gpenOps, dir ? path.join(dir, 'p') : undefined);
     let partsWritten: number | undefined;
     if (dir && r.profile && typeof model === 'string') {
       const { splitPrimer } = await import('./primer-graph.js');
