@@ -856,5 +856,23 @@ PY
     node dist/cli/index.js bench --synthetic 512 --provider '' --precision fp16 --batch 1,32 --runs 10 --capi-cuda enable_cuda_graph=1,prefer_nhwc=1,fused_act=1 \
       --out /tmp/g.json > /tmp/g.txt 2> /tmp/g-p.txt; echo "bench exit $?"; grep -v "^P" /tmp/g.txt | cut -f 3,5 | tr '\n' ' '; echo
     ;;
-  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a|s7b|s7c|s7d|s7e|s7f|s7g|final9|s7h|s8a|s8b|s8c|s8d|s8e|s8f|final10|s9a|s9b|s9c|s9d|final11|final12|s10a|s10b|s10c|final13|final14|s10d|s11a|s11b|s11c|s11d|final15|s11e|s11f|s11g" >&2; exit 2 ;;
+  s12a)
+    # session 12: P5 (fp16, batch 1, synthetic GPEN-512, FusedAct with CUDA graphs) per arena set, a process each: the
+    # arena as requested (s11e's 0.617 GB: reserved 623 MiB for 470 in use) with memory patterns off, with every free
+    # chunk split, both, one initial chunk grown by small steps, the weights outside the arena; then the photo's
+    # JavaScript thread profiled on the fused route (scripts/probe-e2e.mjs profile)
+    G=enable_cuda_graph=1,prefer_nhwc=1,fused_act=1
+    S=$G,arena_extend_strategy=kSameAsRequested
+    for set in $S $S,mem_pattern=0 $S,arena.max_dead_bytes_per_chunk=0 $S,mem_pattern=0,arena.max_dead_bytes_per_chunk=0 \
+      $G,arena.initial_chunk_size_bytes=503316480,arena.max_dead_bytes_per_chunk=0,arena.max_power_of_two_extend_bytes=16777216 \
+      $G,mem_pattern=0,arena.initial_chunk_size_bytes=503316480,arena.max_dead_bytes_per_chunk=0,arena.max_power_of_two_extend_bytes=16777216 \
+      $S,session.use_device_allocator_for_initializers=1 $S,mem_pattern=0,session.use_device_allocator_for_initializers=1; do
+      node dist/cli/index.js bench --synthetic 512 --provider '' --precision fp16 --batch 1 --runs 10 --capi-cuda $set --out /tmp/p5.json > /dev/null 2> /tmp/p5.txt; echo "$set exit $?"
+      grep "batch 1:" /tmp/p5.txt | cut -c1-200
+      python3 -c "import json; d=json.load(open('/tmp/p5.json')); v=d['variants'][0]; print('   context', v['contextMiB'], 'process', v['batch1ProcessMiB'], 'arena', v.get('batch1Arena'), 'P5 GB', round((v['batch1ProcessMiB']-v['contextMiB'])*1048576/1e9, 3))"
+    done
+    PROBE_CUDA_OPTIONS=$G node scripts/probe-e2e.mjs profile 2>&1 | grep -v "^\s*$" | grep -v "W:onnxruntime" | cut -c1-300 | tail -12
+    node scripts/profile-summary.mjs "$OUT/main.cpuprofile" 40 2>&1 | cut -c1-200
+    ;;
+  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a|s7b|s7c|s7d|s7e|s7f|s7g|final9|s7h|s8a|s8b|s8c|s8d|s8e|s8f|final10|s9a|s9b|s9c|s9d|final11|final12|s10a|s10b|s10c|final13|final14|s10d|s11a|s11b|s11c|s11d|final15|s11e|s11f|s11g|s12a" >&2; exit 2 ;;
 esac

@@ -19,7 +19,9 @@ const PHOTO = 'assets/Solvay_conference_1927.png';
 const part = process.argv[2] ?? 'all';
 
 if (part === 'all' || part === 'profile') {
-  const r = await Restorer.create({ model: { type: 'synthetic', size: 512 }, precision: 'fp16', provider: 'cuda', detectorProvider: 'cuda', batch: 32, outDir: '/tmp', write: false, session: { cudaOptions: { enable_cuda_graph: '1' } } });
+  // PROBE_CUDA_OPTIONS=k=v,... (session 12): the C API route's options (default enable_cuda_graph=1)
+  const cudaOptions = Object.fromEntries((process.env.PROBE_CUDA_OPTIONS ?? 'enable_cuda_graph=1').split(',').map((kv) => kv.split('=')));
+  const r = await Restorer.create({ model: { type: 'synthetic', size: 512 }, precision: 'fp16', provider: 'cuda', detectorProvider: 'cuda', batch: 32, outDir: '/tmp', write: false, session: { cudaOptions } });
   for (let i = 0; i < 3; i++) await r.restoreFile(PHOTO);
   const s = new Session();
   s.connect();

@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { BenchReport, PeerReport } from '../src/lab/bench.js';
-import { runBench, targets } from '../src/lab/bench.js';
+import { isolatedResult, runBench, targets } from '../src/lab/bench.js';
 import { timingStats } from '../src/metrics/stats.js';
 import { fixture } from './fixtures.js';
 
@@ -80,5 +80,38 @@ describe('gpen-lab bench', () => {
     const t2 = targets({ ...b, variants: [...b.variants, lean] }, null, null, null);
     assert.equal(t2.P5.value, (256 * 2 ** 20) / 1e9);
     assert.equal(t2.P4.value, 150);
+  });
+
+  it('--isolate measures each C API variant in a process of its own and passes its progress lines on', async () => {
+    // on a machine without CUDA each child fails inside capiVariant: its error comes back from the child's file
+    const lines: string[] = [];
+    const r = await runBench({ model: { type: 'identity', size: 64 }, providers: [], precisions: ['fp32', 'fp16'], batches: [1], runs: 2, warmup: 0, capiCuda: [{ enable_cuda_graph: '1' }], isolate: true, onProgress: (l) => lines.push(l) });
+    assert.deepEqual(r.variants.map((v) => [v.route, v.precision, v.isolated]), [['capi', 'fp32', true], ['capi', 'fp16', true]]);
+    for (const v of r.variants) {
+      assert.deepEqual(v.capiOptions, { enable_cuda_graph: '1' });
+      if (v.ok) continue; // a machine with CUDA: the variant ran
+      assert.match(v.error ?? '', /cuda/i);
+      assert.doesNotMatch(v.error ?? '', /variant's process/);
+    }
+    assert.ok(lines.some((l) => l.startsWith('cuda (C API enable_cuda_graph=1) fp16')), lines.join('\n'));
+    // eslint-disable-next-line no-control-regex
+    assert.ok(lines.every((l) => !/\x1b\[/.test(l)));
+  });
+
+  it('an isolated variant whose process dies without a result is a failed variant saying how it ended', () => {
+    const opts = { enable_cuda_graph: '1', 'arena.max_dead_bytes_per_chunk': '0' };
+    const crashed = isolatedResult(null, opts, 'fp16', { code: null, signal: 'SIGSEGV', stderrTail: 'cuda (C API) fp16: session 0.4 s\n\x1b[1;31mW:onnxruntime noise\x1b[m\nSegmentation fault\n' });
+    assert.equal(crashed.ok, false);
+    assert.equal(crashed.isolated, true);
+    assert.deepEqual(crashed.capiOptions, opts);
+    assert.equal(crashed.precision, 'fp16');
+    assert.match(crashed.error!, /was killed by SIGSEGV before writing its result \(last lines: cuda \(C API\) fp16: session 0\.4 s \| Segmentation fault\)/);
+    assert.equal(crashed.batch1ProcessMiB, null);
+    assert.match(isolatedResult('{"provider":"cu', opts, 'fp32', { code: 0, signal: null, stderrTail: '' }).error!, /exited with code 0 and its result could not be read$/);
+    assert.match(isolatedResult(null, opts, 'fp32', { code: null, signal: null, stderrTail: '', spawnError: 'could not start (ENOENT)' }).error!, /process could not start \(ENOENT\)/);
+    const written = isolatedResult(JSON.stringify({ provider: 'cuda', route: 'capi', precision: 'fp16', ok: true, batch1ProcessMiB: 1224, contextMiB: 668 }), opts, 'fp16', { code: 0, signal: null, stderrTail: '' });
+    assert.equal(written.ok, true);
+    assert.equal(written.isolated, true);
+    assert.equal(written.batch1ProcessMiB, 1224);
   });
 });

@@ -82,10 +82,11 @@ export function benchCommand(): Command {
     .option('--cold-without-warmup', 'on CUDA, also time each cold start with the CLI\'s CUDA warm-up off (GPEN_LAB_CUDA_WARMUP=0)')
     .option('--e2e-cuda-options <k=v,...>', 'the photo end to end also through the C API with these CUDA provider options; repeat for several sets', (v: string, acc: Record<string, string>[] = []) => [...acc, parseCudaOptions(v, '--e2e-cuda-options')])
     .option('--cold-cuda-options <k=v,...>', 'cold starts also through the C API with these CUDA provider options; repeat for several sets', (v: string, acc: Record<string, string>[] = []) => [...acc, parseCudaOptions(v, '--cold-cuda-options')])
+    .option('--isolate', 'with --capi-cuda: each variant (option set x precision) in a process of its own, so that its GPU memory counts alone (P5) and a crash is recorded, not fatal')
     .option('--profile-batch <n>', 'with --capi-cuda: profile one run per variant at this batch (node times by operator; run under CUDA_LAUNCH_BLOCKING=1 for GPU times)', parseIntArg('--profile-batch'))
     .option('--out <file>', 'write the JSON here')
     .option('--json', 'print the JSON')
-    .action(async (o: { model?: string; synthetic?: number; provider: string; precision: string; batch: string; runs: number; warmup: number; photo?: string; e2eDetector: string; e2eRuns: number; cold: number; coldWithoutWarmup?: boolean; coldWithoutEarlySession?: boolean; coldBinding: boolean; compare?: string; peerNative?: string; peerFused?: string; capiCuda?: Record<string, string>[]; coldCudaOptions?: Record<string, string>[]; e2eCudaOptions?: Record<string, string>[]; profileBatch?: number; out?: string; json?: boolean }) => {
+    .action(async (o: { model?: string; synthetic?: number; provider: string; precision: string; batch: string; runs: number; warmup: number; photo?: string; e2eDetector: string; e2eRuns: number; cold: number; coldWithoutWarmup?: boolean; coldWithoutEarlySession?: boolean; coldBinding: boolean; compare?: string; peerNative?: string; peerFused?: string; capiCuda?: Record<string, string>[]; coldCudaOptions?: Record<string, string>[]; e2eCudaOptions?: Record<string, string>[]; profileBatch?: number; isolate?: boolean; out?: string; json?: boolean }) => {
       if ((o.model === undefined) === (o.synthetic === undefined)) throw new GpenLabError('E_ARGUMENT', 'bench needs one of --model and --synthetic', 'Pass --model FILE or --synthetic 512.', { input: '--model' });
       const cache = path.join(os.tmpdir(), 'gpen-lab-bench-cache');
       const model: ModelSpec = o.model !== undefined ? { type: 'file', file: o.model } : { type: 'synthetic', size: o.synthetic!, seed: 0, cacheDir: cache };
@@ -96,7 +97,7 @@ export function benchCommand(): Command {
       if (batches.some((b) => !Number.isInteger(b) || b < 1 || b > 256)) throw new GpenLabError('E_ARGUMENT', `Expected batch sizes 1..256 for --batch but received ${o.batch}`, 'Pass --batch 1,8,16.', { input: '--batch' });
       const cmp = o.compare ? list(o.compare) : null;
       const log = (l: string) => process.stderr.write(`${l}\n`);
-      const report = await runBench({ ...(o.capiCuda ? { capiCuda: o.capiCuda } : {}), ...(o.profileBatch ? { profileBatch: o.profileBatch } : {}), model, providers, precisions, batches, runs: o.runs, warmup: o.warmup, ...(o.photo ? { photo: o.photo, e2eDetectors: list(o.e2eDetector).map((p) => parseProvider(p)) } : {}), e2eRuns: o.e2eRuns, ...(o.e2eCudaOptions ? { e2eCudaOptions: o.e2eCudaOptions } : {}), ...(cmp ? { compare: { input: cmp[0], output: cmp[1] } } : {}), onProgress: log });
+      const report = await runBench({ ...(o.capiCuda ? { capiCuda: o.capiCuda } : {}), ...(o.profileBatch ? { profileBatch: o.profileBatch } : {}), ...(o.isolate ? { isolate: true } : {}), model, providers, precisions, batches, runs: o.runs, warmup: o.warmup, ...(o.photo ? { photo: o.photo, e2eDetectors: list(o.e2eDetector).map((p) => parseProvider(p)) } : {}), e2eRuns: o.e2eRuns, ...(o.e2eCudaOptions ? { e2eCudaOptions: o.e2eCudaOptions } : {}), ...(cmp ? { compare: { input: cmp[0], output: cmp[1] } } : {}), onProgress: log });
       const cold: ColdEntry[] = [];
       if (o.cold > 0) {
         for (const provider of providers) {

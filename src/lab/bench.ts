@@ -2,7 +2,8 @@
 // timed runs, ms per face, the GPU memory the process holds beyond its bare CUDA context) and end to end (a photo
 // through the whole pipeline, warm), per provider and precision, with the agreement of fp16 with fp32 and, given the
 // peer's seeded input and output (torch_gpen.py --save-pth), of gpen-lab with the official PyTorch model.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -10,6 +11,7 @@ import { GpenLabError } from '../errors.js';
 import { startGpuSampler, summarizeGpu } from '../doctor/gpu-sampler.js';
 import { readGpus } from '../doctor/gpu.js';
 import { Restorer } from '../face/restore.js';
+import { nodeScriptArgs } from '../io/node-script.js';
 import { readNpy } from '../io/npy.js';
 import { psnrFloat } from '../metrics/quality.js';
 import type { TimingStats } from '../metrics/stats.js';
@@ -47,6 +49,11 @@ export interface BenchOptions {
   capiCuda?: Record<string, string>[];
   /** Profile one run per C API variant at this batch size (node times by operator). */
   profileBatch?: number;
+  /**
+   * Each C API variant (option set x precision) in a process of its own: its GPU memory counts alone (an arena
+   * registered by an earlier variant stays with the process), and a variant that crashes is a finding, not the end.
+   */
+  isolate?: boolean;
 }
 
 export interface BenchRow {
@@ -82,6 +89,8 @@ export interface BenchVariant {
   e2eAll?: E2e[];
   /** Batch sizes that failed, with the error (the other sizes still ran). */
   failedBatches?: { batch: number; error: string }[];
+  /** C API variants measured in a process of their own (bench --isolate). */
+  isolated?: boolean;
   /** C API variants: process GPU memory right after the session was created, before any run. */
   sessionProcessMiB?: number | null;
   /**
@@ -230,7 +239,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     }
   }
   for (const cudaOptions of o.capiCuda ?? []) {
-    for (const precision of o.precisions) variants.push(await capiVariant(o, cudaOptions, precision, log));
+    for (const precision of o.precisions) variants.push(await (o.isolate ? isolatedVariant : capiVariant)(o, cudaOptions, precision, log));
   }
   return { schema: BENCH_SCHEMA, date: new Date().toISOString(), runtime: runtimeVersion(), gpu: { name: gpus.devices[0]?.name ?? null, driver: gpus.driverVersion, cuda: gpus.cudaDriverVersion }, model: label, variants };
 }
@@ -274,13 +283,80 @@ export function targets(b: BenchReport, native: PeerReport | null, fused: PeerRe
   };
 }
 
+/** A line without its terminal colours (ONNX Runtime colours its own log lines). */
+// eslint-disable-next-line no-control-regex
+const plain = (l: string): string => l.replace(/\x1b\[[0-9;]*m/g, '');
+
+/** What bench-child.ts is asked: one C API variant, its result written to `out`. */
+export interface IsolatedJob { options: Omit<BenchOptions, 'onProgress'>; cudaOptions: Record<string, string>; precision: Precision; out: string }
+
+/** How a variant's process ended, for its record when it wrote no result. */
+export interface ChildEnd { code: number | null; signal: string | null; stderrTail: string; spawnError?: string }
+
+/** The variant a process of its own wrote, or, where it wrote none, a failed variant saying how the process ended. */
+export function isolatedResult(written: string | null, cudaOptions: Record<string, string>, precision: Precision, end: ChildEnd): BenchVariant {
+  if (written !== null) {
+    try {
+      return { ...(JSON.parse(written) as BenchVariant), isolated: true };
+    } catch { /* a torn file: reported below */ }
+  }
+  const how = end.spawnError ?? `${end.signal ? `was killed by ${end.signal}` : `exited with code ${end.code}`} ${written === null ? 'before writing its result' : 'and its result could not be read'}`;
+  const last = plain(end.stderrTail).trim().split('\n').filter((l) => l.trim() && !l.includes('W:onnxruntime')).slice(-3).join(' | ');
+  return {
+    provider: 'cuda', route: 'capi', capiOptions: cudaOptions, precision, ok: false, isolated: true,
+    error: `the variant's process ${how}${last ? ` (last lines: ${last})` : ''}`,
+    ran: null, prepareMs: 0, sessionMs: 0, firstRunMs: 0, contextMiB: null, batch1ProcessMiB: null, rows: [],
+    agreement: { vsFp32Psnr: null, vsPeerPsnr: null, vsPeerMaxAbs: null }, e2e: null,
+  };
+}
+
+/** capiVariant in a new process (bench-child.ts), its progress lines passed on as they come. */
+async function isolatedVariant(o: BenchOptions, cudaOptions: Record<string, string>, precision: Precision, log: (l: string) => void): Promise<BenchVariant> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'gpen-bench-variant-'));
+  try {
+    const { onProgress: _drop, ...options } = o;
+    const job: IsolatedJob = { options, cudaOptions, precision, out: path.join(dir, 'variant.json') };
+    const jobFile = path.join(dir, 'job.json');
+    writeFileSync(jobFile, JSON.stringify(job));
+    const end = await new Promise<ChildEnd>((resolve) => {
+      const child = spawn(process.execPath, [...nodeScriptArgs(import.meta.url, 'bench-child'), jobFile], { stdio: ['ignore', 'ignore', 'pipe'] });
+      let tail = '';
+      let partial = '';
+      child.stderr.on('data', (d: Buffer) => {
+        const text = partial + d.toString();
+        const lines = text.split('\n');
+        partial = lines.pop() ?? '';
+        for (const l of lines.map(plain)) if (l.trim() && !l.includes('W:onnxruntime')) log(l);
+        tail = (tail + d.toString()).slice(-16 * 1024);
+      });
+      let settled = false;
+      const finish = (e: ChildEnd) => {
+        if (settled) return;
+        settled = true;
+        resolve(e);
+      };
+      child.on('error', (e) => finish({ code: null, signal: null, stderrTail: tail, spawnError: `could not start (${e.message})` }));
+      child.on('close', (code, signal) => {
+        if (plain(partial).trim() && !partial.includes('W:onnxruntime')) log(plain(partial));
+        finish({ code, signal, stderrTail: tail });
+      });
+    });
+    const written = existsSync(job.out) ? readFileSync(job.out, 'utf8') : null;
+    const v = isolatedResult(written, cudaOptions, precision, end);
+    if (!v.ok && written === null) log(`cuda (C API ${Object.entries(cudaOptions).map(([k, x]) => `${k}=${x}`).join(',')}) ${precision}: ${v.error}`);
+    return v;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 /**
  * CUDA through the C API with one set of provider options: session creation, first run, then per batch size the
  * model alone on tensors already on the GPU (IO binding; with enable_cuda_graph=1 each batch size is its own
  * captured graph), like the peer's timing of the forward pass on a GPU tensor; the copies to and from the GPU are
  * timed beside it. GPU memory is read after the runs of each batch size (the arena keeps its peak).
  */
-async function capiVariant(o: BenchOptions, cudaOptions: Record<string, string>, precision: Precision, log: (l: string) => void): Promise<BenchVariant> {
+export async function capiVariant(o: BenchOptions, cudaOptions: Record<string, string>, precision: Precision, log: (l: string) => void): Promise<BenchVariant> {
   const v: BenchVariant = { provider: 'cuda', route: 'capi', capiOptions: cudaOptions, precision, ok: false, error: null, ran: null, prepareMs: 0, sessionMs: 0, firstRunMs: 0, contextMiB: null, batch1ProcessMiB: null, rows: [], agreement: { vsFp32Psnr: null, vsPeerPsnr: null, vsPeerMaxAbs: null }, e2e: null, copyMs: {} };
   const tag = `cuda (C API ${Object.entries(cudaOptions).map(([k, x]) => `${k}=${x}`).join(',')}) ${precision}`;
   let s: CapiSession | null = null;
