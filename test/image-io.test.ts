@@ -191,6 +191,48 @@ describe('ICC profiles applied per distinct colour', () => {
     });
   }
 
+  /** The profile with its tone curves (one 1024-entry curv shared by R, G and B) made linear: greys then change. */
+  function withLinearCurves(profile: Buffer): Buffer {
+    const p = Buffer.from(profile);
+    let curves = 0;
+    for (let i = 0; i < p.readUInt32BE(128); i++) {
+      const sig = p.toString('latin1', 132 + 12 * i, 136 + 12 * i);
+      const off = p.readUInt32BE(136 + 12 * i);
+      if (!/^[rgb]TRC$/.test(sig) || p.toString('latin1', off, off + 4) !== 'curv') continue;
+      const count = p.readUInt32BE(off + 8);
+      for (let j = 0; j < count; j++) p.writeUInt16BE(Math.round((j / (count - 1)) * 65535), off + 12 + 2 * j);
+      curves++;
+    }
+    assert.equal(curves, 3);
+    return p;
+  }
+
+  for (const withAlpha of [false, true]) {
+    it(`a grey ${withAlpha ? 'RGBA' : 'RGB'} PNG decodes to exactly sharp's pixels through the greys' table, made once per profile`, async () => {
+      const linear = withLinearCurves(icc);
+      const w = 64, h = 9;
+      const rgb = new Uint8Array(w * h * 3);
+      for (let q = 0; q < w * h; q++) rgb.fill((q * 7) & 255, 3 * q, 3 * q + 3);
+      const alpha = withAlpha ? Uint8Array.from({ length: w * h }, (_, i) => (i * 3) & 255) : null;
+      const file = f(`icc-grey-${withAlpha}.png`);
+      writeFileSync(file, await encodePngStriped([{ data: rgb, width: w, alpha }], h, { iccProfile: linear }));
+      const plain = await decodeImage(file, { iccByColours: false });
+      let changed = 0;
+      for (let i = 0; i < rgb.length; i++) if (plain.rgb[i] !== rgb[i]) changed++;
+      assert.ok(changed > rgb.length / 2, `${changed} of ${rgb.length} values converted by the linear profile`);
+      // the first decode makes the profile's table, the second finds it
+      for (let round = 0; round < 2; round++) {
+        const fast = await decodeImage(file);
+        assert.deepEqual(fast.rgb, plain.rgb);
+        assert.deepEqual(fast.alpha, plain.alpha);
+      }
+      // one coloured pixel: not grey, the colours' way, the same pixels
+      rgb[3 * 100] = 200;
+      writeFileSync(file, await encodePngStriped([{ data: rgb, width: w, alpha }], h, { iccProfile: linear }));
+      assert.deepEqual((await decodeImage(file)).rgb, (await decodeImage(file, { iccByColours: false })).rgb);
+    });
+  }
+
   it('the Solvay photo (greys: the profile leaves them) decodes to exactly sharp\'s pixels', async () => {
     const file = path.join(IMAGES, 'Solvay_conference_1927.png');
     const fast = await decodeImage(file);

@@ -1,4 +1,5 @@
 // Image decode/encode through sharp (the only module that imports it) and the pixel <-> tensor conversions.
+import { createHash } from 'node:crypto';
 import os from 'node:os';
 import sharp from 'sharp';
 import type { Metadata, OutputInfo } from 'sharp';
@@ -144,6 +145,45 @@ function popcount(x: number): number {
  * (its decode without the profile 17-19; the colour set, the small image's conversion, ~5 of it fixed, the rest).
  * Null when the decode gives other than RGB(A).
  */
+/** RGB pixels (width x height) converted to sRGB through an ICC profile, as sharp converts an image carrying it. */
+async function convertThrough(rgb: Uint8Array, width: number, height: number, icc: Buffer): Promise<Buffer | null> {
+  const png = await encodePngStriped([{ data: rgb, width, alpha: null }], height, { iccProfile: icc });
+  const converted = await sharp(png, { failOn: 'error' }).rotate().toColourspace('srgb').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+  if (converted.info.channels !== 3 || converted.info.width !== width || converted.info.height !== height) return null;
+  return converted.data;
+}
+
+/** Whether every pixel of interleaved 8-bit RGB(A) has R = G = B. */
+function isGrey(data: Buffer, ch: number, n: number): boolean {
+  if (ch === 4 && LITTLE_ENDIAN && data.byteOffset % 4 === 0) {
+    const px = new Uint32Array(data.buffer, data.byteOffset, n);
+    // R = G and G = B: the word's low three bytes equal their neighbours
+    for (let i = 0; i < n; i++) if (((px[i] ^ (px[i] >>> 8)) & 0xffff) !== 0) return false;
+    return true;
+  }
+  for (let o = 0; o < n * ch; o += ch) if (data[o] !== data[o + 1] || data[o + 1] !== data[o + 2]) return false;
+  return true;
+}
+
+/** Per ICC profile (by its sha256), the 256 greys converted through it; a few profiles kept. */
+const greyCache = new Map<string, { rgb: Uint8Array; identity: boolean }>();
+const GREY_PROFILES_KEPT = 8;
+
+async function greyLevels(icc: Buffer): Promise<{ rgb: Uint8Array; identity: boolean } | null> {
+  const key = createHash('sha256').update(icc).digest('hex');
+  let got = greyCache.get(key);
+  if (!got) {
+    const greys = new Uint8Array(256 * 3);
+    for (let g = 0; g < 256; g++) greys.fill(g, 3 * g, 3 * g + 3);
+    const rgb = await convertThrough(greys, 256, 1, icc);
+    if (rgb === null) return null;
+    got = { rgb: Uint8Array.from(rgb), identity: rgb.every((v, i) => v === greys[i]) };
+    if (greyCache.size >= GREY_PROFILES_KEPT) greyCache.delete(greyCache.keys().next().value!);
+    greyCache.set(key, got);
+  }
+  return got;
+}
+
 async function decodeIccByColours(src: string | Buffer, maxPixels: number, icc: Buffer): Promise<{ data: Buffer; info: OutputInfo } | null> {
   const { data, info } = await sharp(src, { limitInputPixels: maxPixels, failOn: 'error', pages: 1, ignoreIcc: true })
     .rotate()
@@ -153,6 +193,22 @@ async function decodeIccByColours(src: string | Buffer, maxPixels: number, icc: 
   const ch = info.channels;
   if (ch !== 3 && ch !== 4) return null;
   const n = info.width * info.height;
+  // a grey image (every pixel R = G = B: scans of old photos): its colours are among the 256 greys, whose conversion
+  // through this profile is made once per profile and kept (the Solvay photo: the colour set and the small image's
+  // round trip through sharp, ~7 ms of its decode, then a scan)
+  if (isGrey(data, ch, n)) {
+    const lut = await greyLevels(icc);
+    if (lut === null) return null;
+    if (lut.identity) return { data, info };
+    const t = lut.rgb;
+    for (let o = 0; o < n * ch; o += ch) {
+      const g = 3 * data[o];
+      data[o] = t[g];
+      data[o + 1] = t[g + 1];
+      data[o + 2] = t[g + 2];
+    }
+    return { data, info };
+  }
   // the colours present, as a bit set over the 2^24 RGB values
   const bits = new Int32Array(1 << 19);
   if (ch === 4 && LITTLE_ENDIAN && data.byteOffset % 4 === 0) {
@@ -184,10 +240,8 @@ async function decodeIccByColours(src: string | Buffer, maxPixels: number, icc: 
     table[3 * q + 1] = (key >>> 8) & 255;
     table[3 * q + 2] = key & 255;
   }
-  const png = await encodePngStriped([{ data: table, width, alpha: null }], height, { iccProfile: icc });
-  const converted = await sharp(png, { failOn: 'error' }).rotate().toColourspace('srgb').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
-  if (converted.info.channels !== 3 || converted.info.width !== width || converted.info.height !== height) return null;
-  const to = converted.data;
+  const to = await convertThrough(table, width, height, icc);
+  if (to === null) return null;
   let identity = true;
   for (let q = 0; q < 3 * k && identity; q++) identity = to[q] === table[q];
   if (identity) return { data, info };
