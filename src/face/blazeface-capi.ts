@@ -12,6 +12,8 @@ const OUTPUTS = [['Identity:0', 512, 1], ['Identity_1:0', 384, 1], ['Identity_2:
 /** What the detector asks of a model session: one byte input in, every output out. */
 export interface DetectorSession {
   runAll(data: Uint8Array, dims: number[]): Promise<{ outputs: Record<string, { data: Float32Array }> }>;
+  /** Whether runAll may be given shared memory (the face workers' staging buffers) as its input. */
+  readsShared?: boolean;
   /** Gives a run's outputs back once read, for a later run to fill (the sessions that keep them). */
   recycle?(outputs: Record<string, { data: Float32Array }>): void;
   release(): Promise<void>;
@@ -34,7 +36,21 @@ export async function capiDetectorSession(model: Uint8Array, o: { provider: 'cpu
   // more: smaller ones share pages with other allocations, and a page cannot be registered twice (the outputs, with
   // 1 MiB of scores and boxes in four arrays, failed so)
   const pins = new HostPins(16, 512 << 10);
+  // each run's four outputs are views of one buffer (~1 MB at a batch of 16), locked like the inputs: four downloads
+  // at the bus's speed instead of through pageable memory (its own pins: a failure there leaves the inputs' locking)
+  const outPins = new HostPins(8, 512 << 10);
+  const outputSet = (n: number): Record<string, { data: Float32Array }> => {
+    const buf = new ArrayBuffer(OUTPUTS.reduce((t, [, anchors, k]) => t + n * anchors * k * 4, 0));
+    let at = 0;
+    return Object.fromEntries(OUTPUTS.map(([name, anchors, k]) => {
+      const data = new Float32Array(buf, at, n * anchors * k);
+      at += data.byteLength;
+      return [name, { data }];
+    }));
+  };
   return {
+    // the C API reads the input's memory in place (a CPU tensor over it, or cudaMemcpy), shared or not
+    readsShared: true,
     async runAll(data, dims) {
       const n = dims[0];
       if (!cuda) {
@@ -48,7 +64,8 @@ export async function capiDetectorSession(model: Uint8Array, o: { provider: 'cpu
       pins.pin(data);
       io.upload(0, data.subarray(0, dims.reduce((x, y) => x * y, 1)));
       io.run();
-      const into = spare.pop() ?? Object.fromEntries(OUTPUTS.map(([name, anchors, k]) => [name, { data: new Float32Array(n * anchors * k) }]));
+      const into = spare.pop() ?? outputSet(n);
+      outPins.pin(into[OUTPUTS[0][0]].data);
       OUTPUTS.forEach(([name], j) => io!.download(j, into[name].data));
       return { outputs: into };
     },
@@ -60,6 +77,7 @@ export async function capiDetectorSession(model: Uint8Array, o: { provider: 'cpu
       released = true;
       io?.release();
       pins.release();
+      outPins.release();
       s.release();
     },
   };

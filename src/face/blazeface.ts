@@ -373,12 +373,15 @@ export async function createBlazeFace(opts: BlazeFaceOptions = {}): Promise<Face
     const staging = workers ? buffers.map(() => freeStaging.pop() ?? new Uint8Array(new SharedArrayBuffer(batch * BACK * BACK * 3))) : null;
     // on a GPU every run has the full batch (the rest zeros, their outputs ignored): one input shape, so cuDNN
     // searches its algorithms once; with a shape per remainder the CUDA detector took ~22 s for the Solvay photo
+    // a session that reads shared memory (the C API's uploads) runs from the workers' staging buffer itself
+    const fromStaging = staging !== null && session.readsShared === true;
+    const inputOf = (slot: number) => (fromStaging ? staging![slot] : buffers[slot]);
     const fill = async (s: number, slot: number): Promise<void> => {
       const n = Math.min(batch, count - s);
-      const buffer = buffers[slot];
+      const buffer = inputOf(slot);
       if (workers && staging) {
         await workers.detectorInputs(levels.shared(), size, staging[slot], Array.from({ length: n }, (_, k) => ({ input: input(s + k), offset: k * per })));
-        buffer.set(staging[slot].subarray(0, n * per));
+        if (!fromStaging) buffer.set(staging[slot].subarray(0, n * per));
       } else {
         for (let k = 0; k < n; k++) fillDetectorInput(levels.plain, size, input(s + k), buffer.subarray(k * per, (k + 1) * per));
       }
@@ -403,7 +406,7 @@ export async function createBlazeFace(opts: BlazeFaceOptions = {}): Promise<Face
         // the next run's inputs asked for before this run: the C API's runs hold this thread until the GPU is done,
         // and the face workers fill the other buffer meanwhile
         if (r + 1 < runs) filled = start(s + batch, (r + 1) % slots);
-        const running = session.runAll(buffers[slot].subarray(0, runN * per), [runN, size, size, 3]);
+        const running = session.runAll(inputOf(slot).subarray(0, runN * per), [runN, size, size, 3]);
         const { outputs } = await running;
         const view: RunOutputs = { scores0: outputs['Identity:0'].data, scores1: outputs['Identity_1:0'].data, boxes0: outputs['Identity_2:0'].data, boxes1: outputs['Identity_3:0'].data, at0: 0, at1: 0 };
         for (let k = 0; k < n; k++) {
