@@ -874,5 +874,22 @@ PY
     PROBE_CUDA_OPTIONS=$G node scripts/probe-e2e.mjs profile 2>&1 | grep -v "^\s*$" | grep -v "W:onnxruntime" | cut -c1-300 | tail -12
     node scripts/profile-summary.mjs "$OUT/main.cpuprofile" 40 2>&1 | cut -c1-200
     ;;
-  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a|s7b|s7c|s7d|s7e|s7f|s7g|final9|s7h|s8a|s8b|s8c|s8d|s8e|s8f|final10|s9a|s9b|s9c|s9d|final11|final12|s10a|s10b|s10c|final13|final14|s10d|s11a|s11b|s11c|s11d|final15|s11e|s11f|s11g|s12a" >&2; exit 2 ;;
+  s12b)
+    # session 12: the photo on the fused C API route (scripts/probe-detector.mjs, 10 warm photos a process): the
+    # eleventh session's build (dist-s11) and this one's taking turns (grey decode through a per-profile table, the
+    # detector's runs from the staging buffer, its outputs locked), two rounds; then the detector's batch 32, 48, 64
+    for r in 1 2; do for d in dist-s11 dist; do DIST=$d node scripts/probe-detector.mjs 16 2>&1 | grep "detector batch\|rror" | cut -c1-400; done; done
+    for b in 32 48 64; do node scripts/probe-detector.mjs $b 2>&1 | grep "detector batch\|rror" | cut -c1-400; done
+    ;;
+  s12c)
+    # session 12: the detector's GPU time. Its two models alone at batch 16 and 64 per CUDA option set (HEURISTIC, the
+    # default EXHAUSTIVE search, each with prefer_nhwc=1), then the photo with the detector's options varied
+    node scripts/probe-detector.mjs 16 > /dev/null 2>&1
+    for b in 16 64; do node scripts/probe-detector.mjs $b runs 2>&1 | grep "a run\|rror" | cut -c1-300; done
+    for set in cudnn_conv_algo_search=EXHAUSTIVE cudnn_conv_algo_search=HEURISTIC,prefer_nhwc=1 cudnn_conv_algo_search=EXHAUSTIVE,prefer_nhwc=1; do
+      PROBE_DETECTOR_CUDA=$set node scripts/probe-detector.mjs 16 2>&1 | grep "detector batch\|rror" | cut -c1-400
+    done
+    node scripts/probe-detector.mjs 16 2>&1 | grep "detector batch\|rror" | cut -c1-400
+    ;;
+  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a|s7b|s7c|s7d|s7e|s7f|s7g|final9|s7h|s8a|s8b|s8c|s8d|s8e|s8f|final10|s9a|s9b|s9c|s9d|final11|final12|s10a|s10b|s10c|final13|final14|s10d|s11a|s11b|s11c|s11d|final15|s11e|s11f|s11g|s12a|s12b|s12c" >&2; exit 2 ;;
 esac

