@@ -56,7 +56,7 @@ export interface BlazeFaceOptions {
    * model is one captured CUDA graph at the padded batch (blazeface-capi.ts). Default false (the stock binding).
    */
   capi?: boolean;
-  /** With capi on CUDA: provider options over the detector's own (CUDA graphs, HEURISTIC search). */
+  /** With capi on CUDA: provider options over the detector's own (CUDA graphs, HEURISTIC search, prefer_nhwc=1). */
   cudaOptions?: Record<string, string>;
 }
 
