@@ -891,5 +891,11 @@ PY
     done
     node scripts/probe-detector.mjs 16 2>&1 | grep "detector batch\|rror" | cut -c1-400
     ;;
-  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a|s7b|s7c|s7d|s7e|s7f|s7g|final9|s7h|s8a|s8b|s8c|s8d|s8e|s8f|final10|s9a|s9b|s9c|s9d|final11|final12|s10a|s10b|s10c|final13|final14|s10d|s11a|s11b|s11c|s11d|final15|s11e|s11f|s11g|s12a|s12b|s12c" >&2; exit 2 ;;
+  s12d)
+    # session 12: the photo (scripts/probe-detector.mjs, the detector NHWC now) in three chunks (10, 10, 9) and in two
+    # (15, 14: one round of the 15 face workers each), taking turns, two rounds (GPEN_LAB_PIPELINE_CHUNKS_PROBE, an
+    # exploration switch)
+    for r in 1 2; do for c in 3 2; do GPEN_LAB_PIPELINE_CHUNKS_PROBE=$c node scripts/probe-detector.mjs 16 2>&1 | grep "detector batch\|rror" | sed "s/^/chunks $c: /" | cut -c1-400; done; done
+    ;;
+  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a|s7b|s7c|s7d|s7e|s7f|s7g|final9|s7h|s8a|s8b|s8c|s8d|s8e|s8f|final10|s9a|s9b|s9c|s9d|final11|final12|s10a|s10b|s10c|final13|final14|s10d|s11a|s11b|s11c|s11d|final15|s11e|s11f|s11g|s12a|s12b|s12c|s12d" >&2; exit 2 ;;
 esac

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { alignTransform, applyAffine, invertAffine, referencePoints } from '../src/face/align.js';
 import { Compositor, pasteMask } from '../src/face/paste.js';
 import type { RestoreOptions, RestoreResult } from '../src/face/restore.js';
-import { Restorer } from '../src/face/restore.js';
+import { Restorer, pipelineChunk } from '../src/face/restore.js';
 import { decodeImage } from '../src/io/image.js';
 import { IMAGES } from './fixtures.js';
 import { GpenLabError } from '../src/errors.js';
@@ -369,6 +369,23 @@ describe('deferred session (the cold-start overlap)', () => {
       const [dx, dy] = await Promise.all([decodeImage(x), decodeImage(y)]);
       assert.deepEqual(Array.from(dx.rgb), Array.from(dy.rgb), `${path.basename(x)} differs from ${path.basename(y)}`);
     }
+  });
+
+  it('a chunk is a third of the faces or up to one round of the face workers, at most half of them', async () => {
+    assert.equal(pipelineChunk(29, 2, 32), 10);
+    assert.equal(pipelineChunk(29, 15, 32), 15);
+    assert.equal(pipelineChunk(29, 15, 8), 8);
+    assert.equal(pipelineChunk(60, 15, 32), 20);
+    assert.equal(pipelineChunk(12, 15, 32), 6);
+    assert.equal(pipelineChunk(1, 0, 32), 1);
+    // 15 workers: the 29 faces in two runs of 15 and 14, the same output as in one go
+    const a = await solvayThroughCapi(true, { faceThreads: 15 }, 'chunks-15');
+    const b = await solvayThroughCapi(true, { faceThreads: 15, pipeline: false }, 'chunks-15-one-go');
+    assert.deepEqual(a.runs, [15, 14]);
+    assert.equal(a.res.chunks, 2);
+    assert.deepEqual(b.runs, [29]);
+    const [x, y] = await Promise.all([decodeImage(a.res.outputs.gpen!), decodeImage(b.res.outputs.gpen!)]);
+    assert.deepEqual(x.rgb, y.rgb);
   });
 
   it('with 4 face threads the PNGs are compressed in stripes, those below the faces while the chunks run, with the same pixels', async () => {

@@ -89,10 +89,14 @@ export const FACE_WORKERS_FROM = 4;
 /** Images with this many faces or more are restored in overlapping chunks (RestoreOptions.pipeline). */
 export const PIPELINE_FROM = 12;
 /**
- * The chunks an image is split into, each a run of the session (on a GPU, a batch of 10 costs per face what one of 29
- * does); more where --batch is smaller than a chunk would be.
+ * The faces of a chunk, each chunk a run of the session (on a GPU, a batch of 10 costs per face about what one of 29
+ * does): at least a third of the image's faces, up to one face per worker (a chunk then aligns and pastes in one round
+ * of the workers), at most half; fewer where --batch is smaller. The Solvay photo with 15 face workers (H200): 15 + 14
+ * instead of 10 + 10 + 9, infer 51 -> 48 ms (s12d).
  */
-const PIPELINE_CHUNKS = 3;
+export function pipelineChunk(faces: number, workers: number, batch: number): number {
+  return Math.max(1, Math.min(batch, Math.ceil(faces / 2), Math.max(workers, Math.ceil(faces / 3))));
+}
 /**
  * PNG outputs are compressed in stripes on the face workers from this many threads on (src/io/png.ts): Node's zlib
  * compresses at about half libvips' speed on one thread (Solvay: 36-46 against ~21 ms here), so 2 workers lose.
@@ -395,7 +399,7 @@ export class Restorer {
     // CUDA session unpadded, the Solvay photo in chunks of 10, 10 and 9 took 2.3-2.5 s instead of 0.47 (H200, warm:
     // each change of batch size cost ~1 s there)
     const split = workers && chunked && this.opts.pipeline !== false && !this.opts.parser && !this.opts.aligned && faces.length >= PIPELINE_FROM && (this.session?.readsSharedMemory === true || (this.session as PaddedRunner | null)?.paddedTo !== undefined);
-    const size = Math.min(this.opts.batch, Math.ceil(faces.length / PIPELINE_CHUNKS));
+    const size = pipelineChunk(faces.length, workers?.threads ?? 0, this.opts.batch);
     // in chunks, room for a whole last chunk: a padded session (fixed-batch.ts) runs it in place, without a copy
     const room = split ? Math.ceil(faces.length / size) * size : faces.length;
     const crops = cropPool.take(per * room).subarray(0, per * faces.length);
