@@ -909,5 +909,30 @@ PY
     final_bench 7 5 --isolate --no-cold-binding --capi-cuda $F,arena_extend_strategy=kSameAsRequested,mem_pattern=0 --capi-cuda $F \
       --e2e-cuda-options $F --cold-cuda-options $H,prime=1,graph_cache=ort --cold-cuda-options $H,prime=1
     ;;
-  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a|s7b|s7c|s7d|s7e|s7f|s7g|final9|s7h|s8a|s8b|s8c|s8d|s8e|s8f|final10|s9a|s9b|s9c|s9d|final11|final12|s10a|s10b|s10c|final13|final14|s10d|s11a|s11b|s11c|s11d|final15|s11e|s11f|s11g|s12a|s12b|s12c|s12d|final16" >&2; exit 2 ;;
+  s12e)
+    # session 12, after final16 (P5 0.617 GB on the peer's weights: reserved 623 MiB for 470 in use, memory patterns off
+    # or on): the arena's slack. Each set in a process of its own (synthetic GPEN-512 fp16, batch 1): a free chunk split
+    # whenever more than 1 MiB of it would go unused (the default leaves up to 128 MiB), and one initial region of 384,
+    # 448 or 512 MiB (grown by powers of two) where freed neighbours merge
+    G=enable_cuda_graph=1,prefer_nhwc=1,fused_act=1
+    S=$G,arena_extend_strategy=kSameAsRequested
+    D=arena.max_dead_bytes_per_chunk=1048576
+    for set in $S,mem_pattern=0 $S,mem_pattern=0,$D $S,$D $G,mem_pattern=0,$D,arena.initial_chunk_size_bytes=402653184 \
+      $G,mem_pattern=0,$D,arena.initial_chunk_size_bytes=469762048 $G,mem_pattern=0,$D,arena.initial_chunk_size_bytes=536870912; do
+      node dist/cli/index.js bench --synthetic 512 --provider '' --precision fp16 --batch 1 --runs 10 --capi-cuda $set --out /tmp/p5.json > /dev/null 2> /tmp/p5.txt; echo "$set exit $?"
+      grep "batch 1:" /tmp/p5.txt | cut -c1-200
+      python3 -c "import json; d=json.load(open('/tmp/p5.json')); v=d['variants'][0]; print('   context', v['contextMiB'], 'process', v['batch1ProcessMiB'], 'arena', v.get('batch1Arena'), 'P5 GB', round((v['batch1ProcessMiB']-v['contextMiB'])*1048576/1e9, 3))"
+    done
+    ;;
+  final17)
+    # final16 with the P5 set of s12e: FusedAct with one initial arena region of 576 MiB for batch 1 (the peak in use
+    # is 465-470 MiB: freed neighbours merge in one region), free chunks split beyond 1 MiB unused, no memory patterns
+    [ "${2:-}" = peer ] && { peer 1,32; tail -n 2 "$OUT/peer-native.log" "$OUT/peer-fused.log"; exit 0; }
+    [ -f /tmp/peer/fused.json ] || peer 1,32
+    H=cudnn_conv_algo_search=HEURISTIC,graph_optimization_level=0
+    F=enable_cuda_graph=1,prefer_nhwc=1,fused_act=1
+    final_bench 7 5 --isolate --no-cold-binding --capi-cuda $F,mem_pattern=0,arena.max_dead_bytes_per_chunk=1048576,arena.initial_chunk_size_bytes=603979776 --capi-cuda $F \
+      --e2e-cuda-options $F --cold-cuda-options $H,prime=1,graph_cache=ort --cold-cuda-options $H,prime=1
+    ;;
+  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a|s7b|s7c|s7d|s7e|s7f|s7g|final9|s7h|s8a|s8b|s8c|s8d|s8e|s8f|final10|s9a|s9b|s9c|s9d|final11|final12|s10a|s10b|s10c|final13|final14|s10d|s11a|s11b|s11c|s11d|final15|s11e|s11f|s11g|s12a|s12b|s12c|s12d|final16|s12e|final17" >&2; exit 2 ;;
 esac
