@@ -934,5 +934,19 @@ PY
     final_bench 7 5 --isolate --no-cold-binding --capi-cuda $F,mem_pattern=0,arena.max_dead_bytes_per_chunk=1048576,arena.initial_chunk_size_bytes=603979776 --capi-cuda $F \
       --e2e-cuda-options $F --cold-cuda-options $H,prime=1,graph_cache=ort --cold-cuda-options $H,prime=1
     ;;
-  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a|s7b|s7c|s7d|s7e|s7f|s7g|final9|s7h|s8a|s8b|s8c|s8d|s8e|s8f|final10|s9a|s9b|s9c|s9d|final11|final12|s10a|s10b|s10c|final13|final14|s10d|s11a|s11b|s11c|s11d|final15|s11e|s11f|s11g|s12a|s12b|s12c|s12d|final16|s12e|final17" >&2; exit 2 ;;
+  s12f)
+    # session 12, after final17 (its P5 set, one initial region of 576 MiB, extended by 1 GiB on the peer's weights: a
+    # free chunk too small once, and the next region was the default 1 GiB cap): on the peer's weights (native, batch 1
+    # only, for its seeded weights), each set in a process of its own (--isolate), fp16 batch 1
+    export GPEN_SRC=$PWD/.peer/face_model
+    python3 .peer/torch_gpen.py --size 512 --batches 1 --runs 5 --out /tmp/peer/native.json --save-pth /tmp/peer/peer.pth > "$OUT/peer-native.log" 2>&1; echo "peer native exit $?"
+    F=enable_cuda_graph=1,prefer_nhwc=1,fused_act=1,mem_pattern=0,arena.max_dead_bytes_per_chunk=1048576
+    node dist/cli/index.js bench --model /tmp/peer/peer.pth --provider '' --precision fp16 --batch 1 --runs 10 --isolate \
+      --capi-cuda $F,arena_extend_strategy=kSameAsRequested --capi-cuda $F,arena.initial_chunk_size_bytes=536870912,arena.max_power_of_two_extend_bytes=67108864 \
+      --capi-cuda $F,arena.initial_chunk_size_bytes=603979776,arena.max_power_of_two_extend_bytes=67108864 --out /tmp/p5.json > /dev/null 2> /tmp/p5.txt; echo "bench exit $?"
+    python3 -c "
+import json; d=json.load(open('/tmp/p5.json'))
+for v in d['variants']: print(v['capiOptions'], v['ok'], v.get('error'), 'b1', [round(r['stats']['median'],2) for r in v['rows']], 'context', v['contextMiB'], 'process', v['batch1ProcessMiB'], 'arena', v.get('batch1Arena'), 'P5 GB', round((v['batch1ProcessMiB']-v['contextMiB'])*1048576/1e9, 3) if v['batch1ProcessMiB'] else None)"
+    ;;
+  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a|s7b|s7c|s7d|s7e|s7f|s7g|final9|s7h|s8a|s8b|s8c|s8d|s8e|s8f|final10|s9a|s9b|s9c|s9d|final11|final12|s10a|s10b|s10c|final13|final14|s10d|s11a|s11b|s11c|s11d|final15|s11e|s11f|s11g|s12a|s12b|s12c|s12d|final16|s12e|final17|s12f" >&2; exit 2 ;;
 esac
