@@ -948,5 +948,13 @@ PY
 import json; d=json.load(open('/tmp/p5.json'))
 for v in d['variants']: print(v['capiOptions'], v['ok'], v.get('error'), 'b1', [round(r['stats']['median'],2) for r in v['rows']], 'context', v['contextMiB'], 'process', v['batch1ProcessMiB'], 'arena', v.get('batch1Arena'), 'P5 GB', round((v['batch1ProcessMiB']-v['contextMiB'])*1048576/1e9, 3) if v['batch1ProcessMiB'] else None)"
     ;;
-  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a|s7b|s7c|s7d|s7e|s7f|s7g|final9|s7h|s8a|s8b|s8c|s8d|s8e|s8f|final10|s9a|s9b|s9c|s9d|final11|final12|s10a|s10b|s10c|final13|final14|s10d|s11a|s11b|s11c|s11d|final15|s11e|s11f|s11g|s12a|s12b|s12c|s12d|final16|s12e|final17|s12f" >&2; exit 2 ;;
+  s12g)
+    # session 12: FusedAct's cold start, with the primer (prime=1: the primer's runs on worker threads call the
+    # operator's JavaScript back) and without, fp16 synthetic GPEN-512, three cold starts each after the first
+    F=enable_cuda_graph=1,prefer_nhwc=1,fused_act=1
+    node dist/cli/index.js bench --synthetic 512 --provider cuda --precision fp16 --batch 1 --runs 2 --warmup 1 --cold 3 --no-cold-binding \
+      --cold-cuda-options $F,prime=1 --cold-cuda-options $F --out /tmp/cold.json > /dev/null 2> "$OUT/cold.txt"; echo "bench exit $?"
+    grep "^cold\|rror" "$OUT/cold.txt" | cut -c1-300
+    ;;
+  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a|s7b|s7c|s7d|s7e|s7f|s7g|final9|s7h|s8a|s8b|s8c|s8d|s8e|s8f|final10|s9a|s9b|s9c|s9d|final11|final12|s10a|s10b|s10c|final13|final14|s10d|s11a|s11b|s11c|s11d|final15|s11e|s11f|s11g|s12a|s12b|s12c|s12d|final16|s12e|final17|s12f|s12g" >&2; exit 2 ;;
 esac
