@@ -894,7 +894,7 @@ PY
   s12d)
     # session 12: the photo (scripts/probe-detector.mjs, the detector NHWC now) in three chunks (10, 10, 9) and in two
     # (15, 14: one round of the 15 face workers each), taking turns, two rounds (GPEN_LAB_PIPELINE_CHUNKS_PROBE, an
-    # exploration switch)
+    # exploration switch, since replaced by restore.ts pipelineChunk)
     for r in 1 2; do for c in 3 2; do GPEN_LAB_PIPELINE_CHUNKS_PROBE=$c node scripts/probe-detector.mjs 16 2>&1 | grep "detector batch\|rror" | sed "s/^/chunks $c: /" | cut -c1-400; done; done
     ;;
   final16)
@@ -956,5 +956,15 @@ for v in d['variants']: print(v['capiOptions'], v['ok'], v.get('error'), 'b1', [
       --cold-cuda-options $F,prime=1 --cold-cuda-options $F --out /tmp/cold.json > /dev/null 2> "$OUT/cold.txt"; echo "bench exit $?"
     grep "^cold\|rror" "$OUT/cold.txt" | cut -c1-300
     ;;
-  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a|s7b|s7c|s7d|s7e|s7f|s7g|final9|s7h|s8a|s8b|s8c|s8d|s8e|s8f|final10|s9a|s9b|s9c|s9d|final11|final12|s10a|s10b|s10c|final13|final14|s10d|s11a|s11b|s11c|s11d|final15|s11e|s11f|s11g|s12a|s12b|s12c|s12d|final16|s12e|final17|s12f|s12g" >&2; exit 2 ;;
+  final18)
+    # ready for the next session: final17 with P5's set that held in s12e and s12f (FusedAct, the arena as requested,
+    # free chunks split beyond 1 MiB unused: 0.585 GB on synthetic and on the peer's weights)
+    [ "${2:-}" = peer ] && { peer 1,32; tail -n 2 "$OUT/peer-native.log" "$OUT/peer-fused.log"; exit 0; }
+    [ -f /tmp/peer/fused.json ] || peer 1,32
+    H=cudnn_conv_algo_search=HEURISTIC,graph_optimization_level=0
+    F=enable_cuda_graph=1,prefer_nhwc=1,fused_act=1
+    final_bench 7 5 --isolate --no-cold-binding --capi-cuda $F,arena_extend_strategy=kSameAsRequested,arena.max_dead_bytes_per_chunk=1048576 --capi-cuda $F \
+      --e2e-cuda-options $F --cold-cuda-options $H,prime=1,graph_cache=ort --cold-cuda-options $H,prime=1
+    ;;
+  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a|s7b|s7c|s7d|s7e|s7f|s7g|final9|s7h|s8a|s8b|s8c|s8d|s8e|s8f|final10|s9a|s9b|s9c|s9d|final11|final12|s10a|s10b|s10c|final13|final14|s10d|s11a|s11b|s11c|s11d|final15|s11e|s11f|s11g|s12a|s12b|s12c|s12d|final16|s12e|final17|s12f|s12g|final18" >&2; exit 2 ;;
 esac
