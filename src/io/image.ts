@@ -137,14 +137,6 @@ function popcount(x: number): number {
   return Math.imul(x, 0x01010101) >>> 24;
 }
 
-/**
- * sharp converts an image with an embedded ICC profile to sRGB pixel by pixel (lcms): ~25 of the 45 ms that the Solvay
- * photo's decode took here. The conversion depends on the colour only, so the image is decoded without it, its
- * distinct colours (a grey photo has 256 at most) are converted once, as a small PNG carrying the same profile through
- * the same pipeline, and mapped back: exactly sharp's pixels (tests). The Solvay photo: 37-39 ms instead of 45-47 here
- * (its decode without the profile 17-19; the colour set, the small image's conversion, ~5 of it fixed, the rest).
- * Null when the decode gives other than RGB(A).
- */
 /** RGB pixels (width x height) converted to sRGB through an ICC profile, as sharp converts an image carrying it. */
 async function convertThrough(rgb: Uint8Array, width: number, height: number, icc: Buffer): Promise<Buffer | null> {
   const png = await encodePngStriped([{ data: rgb, width, alpha: null }], height, { iccProfile: icc });
@@ -184,6 +176,15 @@ async function greyLevels(icc: Buffer): Promise<{ rgb: Uint8Array; identity: boo
   return got;
 }
 
+/**
+ * sharp converts an image with an embedded ICC profile to sRGB pixel by pixel (lcms): ~25 of the 45 ms that the Solvay
+ * photo's decode took here. The conversion depends on the colour only, so the image is decoded without it, its
+ * distinct colours (a grey photo has 256 at most) are converted once, as a small PNG carrying the same profile through
+ * the same pipeline, and mapped back: exactly sharp's pixels (tests). The Solvay photo: 37-39 ms instead of 45-47 here
+ * (its decode without the profile 17-19; the colour set, the small image's conversion, ~5 of it fixed, the rest).
+ * A grey image takes the 256 greys' conversion, made once per profile (greyLevels): the Solvay photo then 17-20 ms.
+ * Null when the decode gives other than RGB(A).
+ */
 async function decodeIccByColours(src: string | Buffer, maxPixels: number, icc: Buffer): Promise<{ data: Buffer; info: OutputInfo } | null> {
   const { data, info } = await sharp(src, { limitInputPixels: maxPixels, failOn: 'error', pages: 1, ignoreIcc: true })
     .rotate()
