@@ -98,6 +98,13 @@ describe('gpen-lab bench', () => {
     assert.ok(lines.every((l) => !/\x1b\[/.test(l)));
   });
 
+  it('an isolated variant still running after its time limit is killed and recorded so', async () => {
+    const r = await runBench({ model: { type: 'identity', size: 64 }, providers: [], precisions: ['fp32'], batches: [1], runs: 2, warmup: 0, capiCuda: [{ enable_cuda_graph: '1' }], isolate: true, isolateTimeoutMs: 50 });
+    assert.equal(r.variants.length, 1);
+    assert.equal(r.variants[0].ok, false);
+    assert.match(r.variants[0].error ?? '', /was still running after 0\.05 s and was killed/);
+  });
+
   it('an isolated variant whose process dies without a result is a failed variant saying how it ended', () => {
     const opts = { enable_cuda_graph: '1', 'arena.max_dead_bytes_per_chunk': '0' };
     const crashed = isolatedResult(null, opts, 'fp16', { code: null, signal: 'SIGSEGV', stderrTail: 'cuda (C API) fp16: session 0.4 s\n\x1b[1;31mW:onnxruntime noise\x1b[m\nSegmentation fault\n' });
@@ -109,6 +116,7 @@ describe('gpen-lab bench', () => {
     assert.equal(crashed.batch1ProcessMiB, null);
     assert.match(isolatedResult('{"provider":"cu', opts, 'fp32', { code: 0, signal: null, stderrTail: '' }).error!, /exited with code 0 and its result could not be read$/);
     assert.match(isolatedResult(null, opts, 'fp32', { code: null, signal: null, stderrTail: '', spawnError: 'could not start (ENOENT)' }).error!, /process could not start \(ENOENT\)/);
+    assert.match(isolatedResult(null, opts, 'fp16', { code: null, signal: 'SIGKILL', stderrTail: '', timedOutMs: 1200000 }).error!, /was still running after 1200 s and was killed before writing its result$/);
     const written = isolatedResult(JSON.stringify({ provider: 'cuda', route: 'capi', precision: 'fp16', ok: true, batch1ProcessMiB: 1224, contextMiB: 668 }), opts, 'fp16', { code: 0, signal: null, stderrTail: '' });
     assert.equal(written.ok, true);
     assert.equal(written.isolated, true);

@@ -54,6 +54,8 @@ export interface BenchOptions {
    * registered by an earlier variant stays with the process), and a variant that crashes is a finding, not the end.
    */
   isolate?: boolean;
+  /** With isolate: a variant's process still running after this long is killed and recorded so (default 20 min). */
+  isolateTimeoutMs?: number;
 }
 
 export interface BenchRow {
@@ -291,7 +293,7 @@ const plain = (l: string): string => l.replace(/\x1b\[[0-9;]*m/g, '');
 export interface IsolatedJob { options: Omit<BenchOptions, 'onProgress'>; cudaOptions: Record<string, string>; precision: Precision; out: string }
 
 /** How a variant's process ended, for its record when it wrote no result. */
-export interface ChildEnd { code: number | null; signal: string | null; stderrTail: string; spawnError?: string }
+export interface ChildEnd { code: number | null; signal: string | null; stderrTail: string; spawnError?: string; timedOutMs?: number }
 
 /** The variant a process of its own wrote, or, where it wrote none, a failed variant saying how the process ended. */
 export function isolatedResult(written: string | null, cudaOptions: Record<string, string>, precision: Precision, end: ChildEnd): BenchVariant {
@@ -300,7 +302,8 @@ export function isolatedResult(written: string | null, cudaOptions: Record<strin
       return { ...(JSON.parse(written) as BenchVariant), isolated: true };
     } catch { /* a torn file: reported below */ }
   }
-  const how = end.spawnError ?? `${end.signal ? `was killed by ${end.signal}` : `exited with code ${end.code}`} ${written === null ? 'before writing its result' : 'and its result could not be read'}`;
+  const ended = end.timedOutMs !== undefined ? `was still running after ${end.timedOutMs / 1000} s and was killed` : end.signal ? `was killed by ${end.signal}` : `exited with code ${end.code}`;
+  const how = end.spawnError ?? `${ended} ${written === null ? 'before writing its result' : 'and its result could not be read'}`;
   const last = plain(end.stderrTail).trim().split('\n').filter((l) => l.trim() && !l.includes('W:onnxruntime')).slice(-3).join(' | ');
   return {
     provider: 'cuda', route: 'capi', capiOptions: cudaOptions, precision, ok: false, isolated: true,
@@ -330,10 +333,14 @@ async function isolatedVariant(o: BenchOptions, cudaOptions: Record<string, stri
         tail = (tail + d.toString()).slice(-16 * 1024);
       });
       let settled = false;
+      let timedOut = false;
+      const limit = o.isolateTimeoutMs ?? 20 * 60_000;
+      const timer = setTimeout(() => { timedOut = true; child.kill('SIGKILL'); }, limit);
       const finish = (e: ChildEnd) => {
         if (settled) return;
         settled = true;
-        resolve(e);
+        clearTimeout(timer);
+        resolve(timedOut ? { ...e, timedOutMs: limit } : e);
       };
       child.on('error', (e) => finish({ code: null, signal: null, stderrTail: tail, spawnError: `could not start (${e.message})` }));
       child.on('close', (code, signal) => {
