@@ -12,8 +12,8 @@ const OUTPUTS = [['Identity:0', 512, 1], ['Identity_1:0', 384, 1], ['Identity_2:
 /** What the detector asks of a model session: one byte input in, every output out. */
 export interface DetectorSession {
   runAll(data: Uint8Array, dims: number[]): Promise<{ outputs: Record<string, { data: Float32Array }> }>;
-  /** Whether runAll may be given shared memory (the face workers' staging buffers) as its input. */
-  readsShared?: boolean;
+  /** Whether runAll may be given shared memory (the face workers' staging buffers) as its input (as GpenRunner's). */
+  readsSharedMemory?: boolean;
   /** Gives a run's outputs back once read, for a later run to fill (the sessions that keep them). */
   recycle?(outputs: Record<string, { data: Float32Array }>): void;
   release(): Promise<void>;
@@ -53,7 +53,7 @@ export async function capiDetectorSession(model: Uint8Array, o: { provider: 'cpu
   };
   return {
     // the C API reads the input's memory in place (a CPU tensor over it, or cudaMemcpy), shared or not
-    readsShared: true,
+    readsSharedMemory: true,
     async runAll(data, dims) {
       const n = dims[0];
       if (!cuda) {

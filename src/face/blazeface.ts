@@ -368,16 +368,17 @@ export async function createBlazeFace(opts: BlazeFaceOptions = {}): Promise<Face
     const runs = Math.ceil(count / batch);
     // two input buffers when there are several runs: the next run's inputs are filled while this one runs
     const slots = Math.min(2, runs);
-    const buffers = Array.from({ length: slots }, () => free.pop() ?? new Uint8Array(batch * BACK * BACK * 3));
-    // the face workers fill runs of 8 crops or more into shared memory (ONNX Runtime then reads a copy of it); tiles
-    // are row copies, done here (a round trip to the workers cost 4-7 ms a run of 16 on the H200's host)
+    // the face workers fill runs of 8 crops or more into shared memory; tiles are row copies, done here (a round trip
+    // to the workers cost 4-7 ms a run of 16 on the H200's host)
     const workers = count >= INPUT_WORKERS_FROM && input(0).kind === 'crop' ? opts.inputWorkers?.() ?? null : null;
-    const staging = workers ? buffers.map(() => freeStaging.pop() ?? new Uint8Array(new SharedArrayBuffer(batch * BACK * BACK * 3))) : null;
+    const staging = workers ? Array.from({ length: slots }, () => freeStaging.pop() ?? new Uint8Array(new SharedArrayBuffer(batch * BACK * BACK * 3))) : null;
+    // a session that reads shared memory (the C API) runs from the workers' staging buffer itself; the stock binding
+    // reads a copy of it in buffers of its own
+    const fromStaging = staging !== null && session.readsSharedMemory === true;
+    const buffers = fromStaging ? [] : Array.from({ length: slots }, () => free.pop() ?? new Uint8Array(batch * BACK * BACK * 3));
+    const inputOf = (slot: number) => (fromStaging ? staging![slot] : buffers[slot]);
     // on a GPU every run has the full batch (the rest zeros, their outputs ignored): one input shape, so cuDNN
     // searches its algorithms once; with a shape per remainder the CUDA detector took ~22 s for the Solvay photo
-    // a session that reads shared memory (the C API's uploads) runs from the workers' staging buffer itself
-    const fromStaging = staging !== null && session.readsShared === true;
-    const inputOf = (slot: number) => (fromStaging ? staging![slot] : buffers[slot]);
     const fill = async (s: number, slot: number): Promise<void> => {
       const n = Math.min(batch, count - s);
       const buffer = inputOf(slot);
