@@ -966,5 +966,22 @@ for v in d['variants']: print(v['capiOptions'], v['ok'], v.get('error'), 'b1', [
     final_bench 7 5 --isolate --no-cold-binding --capi-cuda $F,arena_extend_strategy=kSameAsRequested,arena.max_dead_bytes_per_chunk=1048576 --capi-cuda $F \
       --e2e-cuda-options $F --cold-cuda-options $H,prime=1,graph_cache=ort --cold-cuda-options $H,prime=1
     ;;
-  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a|s7b|s7c|s7d|s7e|s7f|s7g|final9|s7h|s8a|s8b|s8c|s8d|s8e|s8f|final10|s9a|s9b|s9c|s9d|final11|final12|s10a|s10b|s10c|final13|final14|s10d|s11a|s11b|s11c|s11d|final15|s11e|s11f|s11g|s12a|s12b|s12c|s12d|final16|s12e|final17|s12f|s12g|final18" >&2; exit 2 ;;
+  s13a)
+    # session 13: where a cold start's time outside the child's own clock goes (spawn to node's clock, from a fresh
+    # parent and from one holding CUDA), the P3 route's cold starts with that split, then two cold starts of the same
+    # route under node's CPU profiler (the JavaScript thread from start to the written face)
+    node scripts/probe-spawn.mjs; echo "probe-spawn exit $?"
+    H=cudnn_conv_algo_search=HEURISTIC,graph_optimization_level=0
+    node dist/cli/index.js bench --synthetic 512 --provider cuda --precision fp16 --batch 1 --runs 2 --warmup 1 --cold 4 --no-cold-binding \
+      --cold-cuda-options $H,prime=1,graph_cache=ort --out "$OUT/cold.json" > /dev/null 2> "$OUT/cold.txt"; echo "bench exit $?"
+    grep "^cold\|rror" "$OUT/cold.txt" | cut -c1-300
+    mkdir -p "$OUT/prof"
+    M=$(ls -t /tmp/gpen-lab-bench-cache/synthetic-gpen-512-s0-fp16*.onnx | head -1); echo "model $M"
+    for i in 1 2; do
+      node --cpu-prof --cpu-prof-dir="$OUT/prof" --cpu-prof-interval 250 dist/cli/index.js restore assets/demo-face.png -o /tmp/o --model "$M" \
+        --provider cuda --batch 1 --json --fp16 --cuda-options $H,prime=1,graph_cache=ort > "$OUT/prof-run$i.json" 2> "$OUT/prof-run$i.txt"; echo "profiled run $i exit $?"
+    done
+    ls -la "$OUT/prof"
+    ;;
+  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a|s7b|s7c|s7d|s7e|s7f|s7g|final9|s7h|s8a|s8b|s8c|s8d|s8e|s8f|final10|s9a|s9b|s9c|s9d|final11|final12|s10a|s10b|s10c|final13|final14|s10d|s11a|s11b|s11c|s11d|final15|s11e|s11f|s11g|s12a|s12b|s12c|s12d|final16|s12e|final17|s12f|s12g|final18|s13a" >&2; exit 2 ;;
 esac

@@ -45,13 +45,19 @@ describe('gpen-lab bench', () => {
           '--runs', '2', '--warmup', '0', '--cold', '2', '--out', out], { env: { ...process.env, TMPDIR: dir }, timeout: 120_000 }, (err) => resolve(err ? Number(err.code ?? -1) : 0));
       });
       assert.equal(code, 0);
-      const r = JSON.parse(readFileSync(out, 'utf8')) as { cold: { firstRun: { ms: number } | null; runs: { ms: number }[]; medianMs: number }[]; targets: { P3: { value: number } } };
+      const r = JSON.parse(readFileSync(out, 'utf8')) as { cold: { firstRun: { ms: number } | null; runs: { ms: number; beforeOriginMs: number; afterResultMs: number; startup: { first_result_at: number } }[]; medianMs: number }[]; targets: { P3: { value: number } } };
       assert.equal(r.cold.length, 1);
       const c = r.cold[0];
       assert.ok(c.firstRun && c.firstRun.ms > 0);
       assert.equal(c.runs.length, 2);
       const ms = c.runs.map((x) => x.ms).sort((a, b) => a - b);
       assert.ok(Math.abs(c.medianMs - (ms[0] + ms[1]) / 2) < 1e-9);
+      // each run split: before the child's clock, the child's own time to its result, the line on its way
+      for (const x of c.runs) {
+        assert.ok(x.beforeOriginMs > 0 && x.beforeOriginMs < x.ms, `before the child's clock: ${x.beforeOriginMs} of ${x.ms} ms`);
+        assert.ok(Math.abs(x.beforeOriginMs + x.startup.first_result_at + x.afterResultMs - x.ms) < 1e-6);
+        assert.ok(x.afterResultMs > -5 && x.afterResultMs < 1000, `after the result: ${x.afterResultMs} ms`);
+      }
       // P3 is a GPU figure: CPU cold starts do not set it
       assert.equal(r.targets.P3.value, null);
     } finally {

@@ -8,6 +8,7 @@ import { Command } from 'commander';
 import { GpenLabError } from '../errors.js';
 import { writeFileAtomicSafe } from '../io/files.js';
 import { nodeScriptArgs } from '../io/node-script.js';
+import type { LaunchJob, LaunchResult } from '../lab/cold-launcher.js';
 import type { PeerReport } from '../lab/bench.js';
 import { runBench, targets } from '../lab/bench.js';
 import type { Precision } from '../model/gpen-graph.js';
@@ -22,8 +23,12 @@ import { median } from '../metrics/stats.js';
 
 const list = (s: string): string[] => s.split(',').map((x) => x.trim()).filter(Boolean);
 
-/** A new process to the first restored face written as PNG: spawn to the restore's JSON line (printed after the write). */
-interface ColdRun { ms: number; stages: Record<string, number>; startup: Record<string, unknown> | null }
+/**
+ * A new process to the first restored face written as PNG: spawn to the restore's JSON line (printed after the write),
+ * timed by a launcher that holds no CUDA (src/lab/cold-launcher.ts). ms splits as beforeOriginMs (spawn to the child's performance.timeOrigin: exec and node's own start before its
+ * clock), the child's first_result_at on its own clock, and afterResultMs (the line on its way to this process).
+ */
+interface ColdRun { ms: number; beforeOriginMs: number | null; afterResultMs: number | null; stages: Record<string, number>; startup: Record<string, unknown> | null }
 /** warmup: whether the CLI warmed CUDA up first thing (src/runtime/cuda-warm.ts; off through GPEN_LAB_CUDA_WARMUP=0). */
 /** earlySession: the C API session started from the CLI's first module (restore with --cuda-options and an ONNX file). */
 /**
@@ -34,28 +39,34 @@ interface ColdRun { ms: number; stages: Record<string, number>; startup: Record<
 interface ColdEntry { provider: Provider; precision: Precision; route: 'binding' | 'capi'; cudaOptions: Record<string, string> | null; warmup: boolean; earlySession: boolean; firstRun: ColdRun | null; runs: ColdRun[]; medianMs: number | null }
 
 async function coldStart(model: string, provider: Provider, precisionArgs: string[], v: { warmup: boolean; early: boolean }): Promise<ColdRun> {
-  const args = nodeScriptArgs(import.meta.url, 'index');
   const out = path.join(os.tmpdir(), `gpen-cold-${process.pid}`);
-  const t0 = performance.now();
+  const job: LaunchJob = { command: process.execPath, args: [...nodeScriptArgs(import.meta.url, 'index'), 'restore', DEMO_FACE, '-o', out, '--model', model, '--provider', provider, '--batch', '1', '--json', ...precisionArgs] };
+  // timed by a launcher of its own (src/lab/cold-launcher.ts): this process holds CUDA, which slows a spawn from it
+  const launcher = nodeScriptArgs(new URL('../lab/', import.meta.url).href, 'cold-launcher');
   return new Promise((resolve, reject) => {
-    const c = spawn(process.execPath, [...args, 'restore', DEMO_FACE, '-o', out, '--model', model, '--provider', provider, '--batch', '1', '--json', ...precisionArgs], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, GPEN_LAB_CUDA_WARMUP: v.warmup ? '1' : '0', GPEN_LAB_EARLY_SESSION: v.early ? '1' : '0' } });
+    const c = spawn(process.execPath, [...launcher, JSON.stringify(job)], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, GPEN_LAB_CUDA_WARMUP: v.warmup ? '1' : '0', GPEN_LAB_EARLY_SESSION: v.early ? '1' : '0' } });
     let buf = '';
     let err = '';
     c.stderr.on('data', (d: Buffer) => { err += d.toString(); });
-    c.stdout.on('data', (d: Buffer) => {
-      buf += d.toString();
+    c.stdout.on('data', (d: Buffer) => { buf += d.toString(); });
+    c.on('error', reject);
+    // the launcher ends after its child, so that the next cold start does not overlap this one's exit
+    c.on('close', (code) => {
       const nl = buf.indexOf('\n');
-      if (nl >= 0) {
-        const ms = performance.now() - t0;
-        try {
-          const r = JSON.parse(buf.slice(0, nl)) as { stages_ms: Record<string, number>; startup_ms?: Record<string, unknown> };
-          resolve({ ms, stages: r.stages_ms, startup: r.startup_ms ?? null });
-        } catch (e) {
-          reject(e);
-        }
+      if (nl < 0) return reject(new Error(`the cold-start launcher exited ${code}: ${err.slice(-2000)}`));
+      try {
+        const l = JSON.parse(buf.slice(0, nl)) as LaunchResult;
+        if (l.line === null) return reject(new Error(`cold restore exited ${l.code}: ${l.stderrTail.slice(-2000)}`));
+        const r = JSON.parse(l.line) as { stages_ms: Record<string, number>; startup_ms?: Record<string, unknown> };
+        const origin = r.startup_ms?.time_origin;
+        const result = r.startup_ms?.first_result_at;
+        const beforeOriginMs = typeof origin === 'number' ? origin - l.spawnedAt : null;
+        const afterResultMs = beforeOriginMs !== null && typeof result === 'number' ? l.ms - beforeOriginMs - result : null;
+        resolve({ ms: l.ms, beforeOriginMs, afterResultMs, stages: r.stages_ms, startup: r.startup_ms ?? null });
+      } catch (e) {
+        reject(e);
       }
     });
-    c.on('close', (code) => { if (!buf.includes('\n')) reject(new Error(`cold restore exited ${code}: ${err.slice(-2000)}`)); });
   });
 }
 
@@ -133,7 +144,7 @@ export function benchCommand(): Command {
                     const r = await coldStart(file, provider, extra, e.v);
                     if (i < 0) e.first = r;
                     else e.runs.push(r);
-                    log(`${e.tag}${i < 0 ? ' first (writes the caches)' : ''}: ${r.ms.toFixed(0)} ms`);
+                    log(`${e.tag}${i < 0 ? ' first (writes the caches)' : ''}: ${r.ms.toFixed(0)} ms${r.beforeOriginMs !== null && r.afterResultMs !== null ? ` (${r.beforeOriginMs.toFixed(0)} before the child's clock, ${r.afterResultMs.toFixed(0)} after its result)` : ''}`);
                   } catch (err) {
                     log(`${e.tag}: ${(err as Error).message}`);
                     e.failed = true;

@@ -99,7 +99,7 @@ export function restoreCommand(): Command {
           const graphCache = restorer.runner?.graphCache ?? null;
           const runner = restorer.runner;
           const primer = runner && Number(runner.cudaOptions?.prime ?? 0) > 0 ? (runner.primerReport ?? { running: true }) : null;
-          if (o.json) process.stdout.write(JSON.stringify(first ? { ...r, startup_ms: { process: startMs, ...restorer.createMs, first_result_at: performance.now(), ...(warmup ? { warmup } : {}), ...(graphCache ? { graph_cache: graphCache } : {}), ...(primer ? { primer } : {}), ...(runner?.startedAt ? { session_started_at: runner.startedAt } : {}), marks: marks(), ...(runner?.placement?.sessionMs ? { session_profile: runner.placement.sessionMs } : {}) } } : r) + '\n');
+          if (o.json) process.stdout.write(JSON.stringify(first ? { ...r, startup_ms: { time_origin: performance.timeOrigin, process: startMs, ...restorer.createMs, first_result_at: performance.now(), ...(warmup ? { warmup } : {}), ...(graphCache ? { graph_cache: graphCache } : {}), ...(primer ? { primer } : {}), ...(runner?.startedAt ? { session_started_at: runner.startedAt } : {}), marks: marks(), ...(runner?.placement?.sessionMs ? { session_profile: runner.placement.sessionMs } : {}) } } : r) + '\n');
           first = false;
           for (const w of r.warnings) if (w !== SYNTHETIC_NOTE) warn(w);
         });
