@@ -956,9 +956,10 @@ for v in d['variants']: print(v['capiOptions'], v['ok'], v.get('error'), 'b1', [
       --cold-cuda-options $F,prime=1 --cold-cuda-options $F --out /tmp/cold.json > /dev/null 2> "$OUT/cold.txt"; echo "bench exit $?"
     grep "^cold\|rror" "$OUT/cold.txt" | cut -c1-300
     ;;
-  final18)
-    # ready for the next session: final17 with P5's set that held in s12e and s12f (FusedAct, the arena as requested,
-    # free chunks split beyond 1 MiB unused: 0.585 GB on synthetic and on the peer's weights)
+  final18|final19)
+    # final17 with P5's set that held in s12e and s12f (FusedAct, the arena as requested, free chunks split beyond
+    # 1 MiB unused: 0.585 GB on synthetic and on the peer's weights); final19: the same on the thirteenth session's
+    # build (cold starts timed by a launcher without CUDA, the profile's placement scanned, images written unsynced)
     [ "${2:-}" = peer ] && { peer 1,32; tail -n 2 "$OUT/peer-native.log" "$OUT/peer-fused.log"; exit 0; }
     [ -f /tmp/peer/fused.json ] || peer 1,32
     H=cudnn_conv_algo_search=HEURISTIC,graph_optimization_level=0
@@ -983,5 +984,5 @@ for v in d['variants']: print(v['capiOptions'], v['ok'], v.get('error'), 'b1', [
     done
     ls -la "$OUT/prof"
     ;;
-  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a|s7b|s7c|s7d|s7e|s7f|s7g|final9|s7h|s8a|s8b|s8c|s8d|s8e|s8f|final10|s9a|s9b|s9c|s9d|final11|final12|s10a|s10b|s10c|final13|final14|s10d|s11a|s11b|s11c|s11d|final15|s11e|s11f|s11g|s12a|s12b|s12c|s12d|final16|s12e|final17|s12f|s12g|final18|s13a" >&2; exit 2 ;;
+  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a|s7b|s7c|s7d|s7e|s7f|s7g|final9|s7h|s8a|s8b|s8c|s8d|s8e|s8f|final10|s9a|s9b|s9c|s9d|final11|final12|s10a|s10b|s10c|final13|final14|s10d|s11a|s11b|s11c|s11d|final15|s11e|s11f|s11g|s12a|s12b|s12c|s12d|final16|s12e|final17|s12f|s12g|final18|s13a|final19" >&2; exit 2 ;;
 esac

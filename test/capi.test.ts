@@ -7,9 +7,10 @@ import { GpenLabError } from '../src/errors.js';
 import { prepareModel } from '../src/model/registry.js';
 import { ARENA_KEYS, CapiSession, HostPins, checkArenaConfig, splitCudaOptions } from '../src/runtime/capi.js';
 import { ModelSession } from '../src/runtime/session.js';
-import { placementFromProfile, placementFromProfileDirAsync } from '../src/runtime/profile.js';
+import type { Ev } from '../src/runtime/profile.js';
+import { placementFromEvents, placementFromProfile, placementFromProfileDirAsync, scanPlacementEvents } from '../src/runtime/profile.js';
 import { openSession, parseCudaOptions, startEarlySession } from '../src/runtime/capi-model.js';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { missingProviderFiles } from '../src/runtime/providers.js';
@@ -84,6 +85,50 @@ describe('ONNX Runtime C API route', () => {
       assert.deepEqual(into, want);
     } finally {
       s.release();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a session released on a worker thread is released: its runs are a coded error, a second release does nothing', async () => {
+    const p = await prepareModel({ type: 'synthetic', size: 64, seed: 3 }, 'fp32');
+    const S = 64, per = 3 * S * S;
+    const s = CapiSession.create(p.model, { provider: 'cpu' });
+    assert.equal(s.run(new Float32Array(per).fill(0.2), [1, 3, S, S], per).length, per);
+    await s.releaseAsync();
+    assert.throws(() => s.run(new Float32Array(per), [1, 3, S, S], per), (e: unknown) => e instanceof GpenLabError && e.code === 'E_ARGUMENT' && /released/.test(e.message));
+    await s.releaseAsync();
+    s.release();
+  });
+
+  it('the placement read line by line from a profile equals the one from the whole profile parsed; a profile laid out otherwise is parsed whole', async () => {
+    const p = await prepareModel({ type: 'synthetic', size: 64, seed: 3 }, 'fp32');
+    const S = 64, per = 3 * S * S;
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'gpen-capi-'));
+    try {
+      const a = CapiSession.create(p.model, { provider: 'cpu', profilePrefix: path.join(dir, 'prof') });
+      a.run(new Float32Array(per).fill(0.1), [1, 3, S, S], per);
+      a.run(new Float32Array(per).fill(0.3), [1, 3, S, S], per);
+      const file = a.endProfiling();
+      a.release();
+      const text = readFileSync(file, 'utf8');
+      const whole = JSON.parse(text) as Ev[];
+      const scanned = scanPlacementEvents(text);
+      assert.ok(scanned, 'ONNX Runtime writes one event a line');
+      // every kernel time and Session event, with the provider, operator and time the whole parse gives
+      const pick = (e: Ev) => [e.name, e.dur, e.args?.provider, e.args?.op_name];
+      const kept = whole.filter((e) => e.cat === 'Session' || (e.cat === 'Node' && e.name?.endsWith('_kernel_time')));
+      assert.ok(kept.length > 100);
+      assert.deepEqual(scanned.map(pick), kept.map(pick));
+      assert.deepEqual(placementFromEvents(scanned, 'cpu'), placementFromEvents(whole, 'cpu'));
+      assert.deepEqual(placementFromEvents(scanned, 'cuda').mismatch, true);
+      // the same events on one line: the scan declines, the placement comes from the whole parse
+      writeFileSync(file, JSON.stringify(whole));
+      assert.equal(scanPlacementEvents(JSON.stringify(whole)), null);
+      assert.deepEqual(placementFromProfile(file, 'cpu'), placementFromEvents(whole, 'cpu'));
+      // a torn line (no provider where a node time is) is not guessed at either
+      const torn = text.replace(/"provider" : "CPUExecutionProvider"/, '"provider_" : "x"');
+      assert.equal(scanPlacementEvents(torn), null);
+    } finally {
       rmSync(dir, { recursive: true, force: true });
     }
   });

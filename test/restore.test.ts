@@ -166,8 +166,10 @@ describe('restore CLI', () => {
     assert.equal(lines[0].faces.length, 1);
     // the first result says how the process got there; later ones do not repeat it
     const { marks, session_profile: sessionProfile, ...startup } = (lines[0] as RestoreResult & { startup_ms?: Record<string, number> & { marks?: Record<string, number>; session_profile?: Record<string, number> } }).startup_ms ?? {};
-    assert.deepEqual(Object.keys(startup).sort(), ['detector', 'first_result_at', 'model', 'process', 'session', 'session_ready_at']);
+    assert.deepEqual(Object.keys(startup).sort(), ['detector', 'first_result_at', 'model', 'process', 'session', 'session_ready_at', 'time_origin']);
     assert.ok(Object.values(startup).every((x) => x >= 0) && startup.process > 0);
+    // where the child's clock starts (epoch ms), for a parent that timed the spawn
+    assert.ok(Math.abs(startup.time_origin - (Date.now() - 120_000)) < 120_000, `time_origin ${startup.time_origin}`);
     // the stock binding's session: no C API marks; ONNX Runtime's own timing of its creation
     assert.deepEqual(marks, {});
     assert.ok(sessionProfile && sessionProfile.session_initialization > 0, JSON.stringify(sessionProfile));

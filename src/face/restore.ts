@@ -729,7 +729,7 @@ export class Restorer {
     r.provider.ran = placement?.ran ?? null;
     if (placement?.mismatch) r.warnings.push(`asked for ${this.asked} but nodes ran on ${placement.ran.join(', ')}`);
     if (!write) return files;
-    for (const [f, buf] of files) await writeFileAtomicSafe(f, buf);
+    await Promise.all(files.map(([f, buf]) => writeFileAtomicSafe(f, buf, { fsync: false })));
     lap('write');
     r.outputs = { gpen: files[0][0], comp: files[1][0], faces: files.slice(2).map((f) => f[0]) };
     return files;

@@ -740,4 +740,17 @@ export class CapiSession {
     this.a.fns.ReleaseMemoryInfo(this.info);
     this.mapped?.unmap();
   }
+
+  /**
+   * release() with ReleaseSession on one of libuv's worker threads: a CUDA session's release (its memory freed, its
+   * streams ended) took ~10 ms of the JavaScript thread, the primer's in a cold start just before the face's run ends.
+   */
+  async releaseAsync(): Promise<void> {
+    if (this.released) return;
+    for (const b of [...this.bindings]) b.release();
+    this.released = true;
+    await new Promise<void>((resolve) => this.a.fns.ReleaseSession.async(this.session, () => resolve()));
+    this.a.fns.ReleaseMemoryInfo(this.info);
+    this.mapped?.unmap();
+  }
 }

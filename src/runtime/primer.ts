@@ -76,7 +76,7 @@ async function createAndRun(bytes: Uint8Array, io: PrimerIo, provider: 'cpu' | '
     const runMs = performance.now() - t1;
     return { createMs: t1 - t0, runMs, createStartedAt: t0, profile: profileTo ? readProfileNodes(s.endProfiling()) : null };
   } finally {
-    s.release();
+    await s.releaseAsync();
   }
 }
 
