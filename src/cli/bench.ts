@@ -25,8 +25,9 @@ const list = (s: string): string[] => s.split(',').map((x) => x.trim()).filter(B
 
 /**
  * A new process to the first restored face written as PNG: spawn to the restore's JSON line (printed after the write),
- * timed by a launcher that holds no CUDA (src/lab/cold-launcher.ts). ms splits as beforeOriginMs (spawn to the child's performance.timeOrigin: exec and node's own start before its
- * clock), the child's first_result_at on its own clock, and afterResultMs (the line on its way to this process).
+ * timed by a launcher that holds no CUDA (src/lab/cold-launcher.ts). ms splits as beforeOriginMs (spawn to the child's
+ * performance.timeOrigin: exec and node's own start before its clock), the child's first_result_at on its own clock,
+ * and afterResultMs (the line on its way to the launcher).
  */
 interface ColdRun { ms: number; beforeOriginMs: number | null; afterResultMs: number | null; stages: Record<string, number>; startup: Record<string, unknown> | null }
 /** warmup: whether the CLI warmed CUDA up first thing (src/runtime/cuda-warm.ts; off through GPEN_LAB_CUDA_WARMUP=0). */
