@@ -733,12 +733,9 @@ export class CapiSession {
   }
 
   release(): void {
-    if (this.released) return;
-    for (const b of [...this.bindings]) b.release();
-    this.released = true;
+    if (!this.detach()) return;
     this.a.fns.ReleaseSession(this.session);
-    this.a.fns.ReleaseMemoryInfo(this.info);
-    this.mapped?.unmap();
+    this.afterSession();
   }
 
   /**
@@ -746,10 +743,21 @@ export class CapiSession {
    * streams ended) took ~10 ms of the JavaScript thread, the primer's in a cold start just before the face's run ends.
    */
   async releaseAsync(): Promise<void> {
-    if (this.released) return;
+    if (!this.detach()) return;
+    await new Promise<void>((resolve) => this.a.fns.ReleaseSession.async(this.session, () => resolve()));
+    this.afterSession();
+  }
+
+  /** Marks the session released and releases its bindings; false when it was released already. */
+  private detach(): boolean {
+    if (this.released) return false;
     for (const b of [...this.bindings]) b.release();
     this.released = true;
-    await new Promise<void>((resolve) => this.a.fns.ReleaseSession.async(this.session, () => resolve()));
+    return true;
+  }
+
+  /** What outlives the session: its memory info and the mapped model it read from. */
+  private afterSession(): void {
     this.a.fns.ReleaseMemoryInfo(this.info);
     this.mapped?.unmap();
   }
