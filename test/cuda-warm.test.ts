@@ -4,48 +4,79 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { earlySessionArgs, functionsAsync, warmCuda, wantsCudaWarmup } from '../src/runtime/cuda-warm.js';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { functionsAsync, warmCuda } from '../src/runtime/cuda-warm.js';
+import { RESTORE_VALUE_FLAGS, earlyPlan } from '../src/cli/early-start.js';
+import { restoreCommand } from '../src/cli/restore.js';
+import { convertedPaths } from '../src/model/converted.js';
+import { fastCudaOptions } from '../src/runtime/routes.js';
+import { useTempCache } from './helpers/cache-dir.js';
 import koffi, { KOFFI_STACK_BYTES } from '../src/runtime/koffi.js';
 
 const hasCudart = (): boolean => spawnSync('sh', ['-c', 'ldconfig -p | grep -q "libcudart.so.13 "']).status === 0;
 
 describe('CUDA warm-up', () => {
-  it('starts only for a CUDA restore, and not when turned off', () => {
+  it('starts only for a restore that will run on CUDA: asked for, or auto with the provider installed; not when turned off', () => {
     const on = {} as NodeJS.ProcessEnv;
-    assert.equal(wantsCudaWarmup(['node', 'gpen-lab', 'restore', 'a.jpg', '-o', 'o', '--cuda-options', 'cudnn_conv_algo_search=HEURISTIC'], on), true);
-    assert.equal(wantsCudaWarmup(['node', 'gpen-lab', 'restore', 'a.jpg', '-o', 'o', '--cuda-options=x=1'], on), true);
-    assert.equal(wantsCudaWarmup(['node', 'gpen-lab', 'restore', 'a.jpg', '--provider', 'cuda'], on), true);
-    assert.equal(wantsCudaWarmup(['node', 'gpen-lab', 'restore', 'a.jpg', '--provider=cuda'], on), true);
-    assert.equal(wantsCudaWarmup(['node', 'gpen-lab', 'restore', 'a.jpg', '--provider', 'cpu'], on), false);
-    assert.equal(wantsCudaWarmup(['node', 'gpen-lab', 'restore', 'a.jpg'], on), false);
-    assert.equal(wantsCudaWarmup(['node', 'gpen-lab', 'bench', '--provider', 'cuda'], on), false);
-    assert.equal(wantsCudaWarmup(['node', 'gpen-lab', 'restore', 'a.jpg', '--provider', 'cuda'], { GPEN_LAB_CUDA_WARMUP: '0' }), false);
+    const installed = () => true;
+    const missing = () => false;
+    const wants = (args: string[], env = on, cuda = installed) => earlyPlan(['node', 'gpen-lab', ...args], env, cuda) !== null;
+    assert.equal(wants(['restore', 'a.jpg', '-o', 'o', '--cuda-options', 'cudnn_conv_algo_search=HEURISTIC']), true);
+    assert.equal(wants(['restore', 'a.jpg', '--provider', 'cuda'], on, missing), true, 'asked for: warmed even where restore will then say what is missing');
+    assert.equal(wants(['restore', 'a.jpg', '--provider=cuda'], on, missing), true);
+    assert.equal(wants(['restore', 'a.jpg', '--provider', 'cpu']), false);
+    assert.equal(wants(['restore', 'a.jpg']), true, 'auto with the CUDA provider installed');
+    assert.equal(wants(['restore', 'a.jpg'], on, missing), false, 'auto without it');
+    assert.equal(wants(['restore', 'a.jpg', '--provider', 'auto'], on, missing), false);
+    assert.equal(wants(['bench', '--provider', 'cuda']), false);
+    assert.equal(wants(['restore', 'a.jpg', '--provider', 'cuda'], { GPEN_LAB_CUDA_WARMUP: '0' }), false);
   });
 
-  it('an early session only for a CUDA restore of an ONNX file with --cuda-options, in either flag form', () => {
+  it('an early session with the options restore will ask for: the fast route\'s set by workload, or --cuda-options', () => {
+    useTempCache('gpen-lab-early-');
     const on = {} as NodeJS.ProcessEnv;
-    const base = ['node', 'gpen-lab', 'restore', 'a.jpg', '-o', 'o'];
-    assert.deepEqual(earlySessionArgs([...base, '--model', 'g.onnx', '--provider', 'cuda', '--cuda-options', 'cudnn_conv_algo_search=HEURISTIC'], on), { model: 'g.onnx', cudaOptions: 'cudnn_conv_algo_search=HEURISTIC' });
-    assert.deepEqual(earlySessionArgs([...base, '--model=dir/G.ONNX', '--provider=cuda', '--cuda-options=prime=1'], on), { model: 'dir/G.ONNX', cudaOptions: 'prime=1' });
+    const plan = (args: string[]) => earlyPlan(['node', 'gpen-lab', 'restore', ...args], on, () => true)?.session ?? null;
+    assert.deepEqual(plan(['a.jpg', '-o', 'o', '--model', 'g.onnx']), { model: 'g.onnx', label: 'g.onnx', cudaOptions: fastCudaOptions('single', false), userOptions: null });
+    assert.deepEqual(plan(['a.jpg', 'b.jpg', '-o', 'o', '--model', 'g.onnx'])?.cudaOptions, fastCudaOptions('batch', false), 'two images: the warm set');
+    assert.deepEqual(plan(['-o', 'o', os.tmpdir(), '--model', 'g.onnx'])?.cudaOptions, fastCudaOptions('batch', false), 'a folder: the warm set');
+    assert.deepEqual(plan(['a.jpg', '--model=dir/G.ONNX', '--provider=cuda', '--cuda-options=prime=1']), { model: 'dir/G.ONNX', label: 'dir/G.ONNX', cudaOptions: { prime: '1' }, userOptions: 'prime=1' });
     for (const args of [
-      ['--model', 'g.pth', '--provider', 'cuda', '--cuda-options', 'prime=1'], // a .pth is converted first
-      ['--synthetic', '512', '--provider', 'cuda', '--cuda-options', 'prime=1'],
-      ['--model', 'g.onnx', '--provider', 'cuda'], // the stock binding
-      ['--model', 'g.onnx', '--cuda-options', 'prime=1'], // restore refuses CUDA options without --provider cuda
-      ['--model', 'g.onnx', '--provider', 'cuda', '--cuda-options', 'prime=1', '--help'],
-    ]) assert.equal(earlySessionArgs([...base, ...args], on), null, args.join(' '));
-    assert.equal(earlySessionArgs([...base, '--model', 'g.onnx', '--provider', 'cuda', '--cuda-options', 'prime=1'], { GPEN_LAB_CUDA_WARMUP: '0' }), null);
-    // the early session alone off (bench --cold-without-early-session): the warm-up stays on
-    assert.equal(earlySessionArgs([...base, '--model', 'g.onnx', '--provider', 'cuda', '--cuda-options', 'prime=1'], { GPEN_LAB_EARLY_SESSION: '0' }), null);
-    assert.equal(wantsCudaWarmup([...base, '--model', 'g.onnx', '--provider', 'cuda', '--cuda-options', 'prime=1'], { GPEN_LAB_EARLY_SESSION: '0' }), true);
+      ['a.jpg', '--synthetic', '512'], // built in memory
+      ['a.jpg', '--model', 'g.onnx', '--route', 'stock'], // the stock binding
+      ['a.jpg', '--model', 'g.onnx', '--help'],
+    ]) assert.equal(plan(args), null, args.join(' '));
+  });
+
+  it('an early session for a .pth once an earlier run converted it (the file restore will load), in the workload\'s form', () => {
+    useTempCache('gpen-lab-early-pth-');
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'gpen-lab-early-pth-'));
+    const pth = path.join(dir, 'GPEN-BFR-512.pth');
+    writeFileSync(pth, 'weights');
+    const plan = (args: string[]) => earlyPlan(['node', 'gpen-lab', 'restore', ...args], {}, () => true)?.session ?? null;
+    assert.equal(plan(['a.jpg', '--model', pth]), null, 'not converted yet: restore converts it first');
+    const cold = convertedPaths(pth, { precision: 'fp16', nhwc: false, fusedAct: false });
+    mkdirSync(path.dirname(cold.onnx), { recursive: true });
+    writeFileSync(cold.onnx, 'graph');
+    writeFileSync(cold.info, '{}');
+    assert.deepEqual(plan(['a.jpg', '--model', pth]), { model: cold.onnx, label: pth, cudaOptions: fastCudaOptions('single', true), userOptions: null });
+    assert.equal(plan(['a.jpg', 'b.jpg', '--model', pth]), null, 'the warm set needs the NHWC FusedAct form, not converted yet');
+    assert.equal(plan(['a.jpg', '--model', pth, '--precision', 'fp32']), null, 'another precision');
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('reads restore\'s value flags as the command defines them', () => {
+    const defined = restoreCommand().options.filter((o) => o.required || o.optional).flatMap((o) => [o.short, o.long]).filter((f): f is string => !!f);
+    assert.deepEqual([...defined].sort(), [...RESTORE_VALUE_FLAGS].sort());
   });
 
   it('the CLI\'s first module widens libuv\'s thread pool for a CUDA restore only (the warm-up\'s long calls would queue file reads)', () => {
-    const probe = (args: string[], env: NodeJS.ProcessEnv = {}) => spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', "await import('./src/cli/warm-start.ts'); process.stdout.write(String(process.env.UV_THREADPOOL_SIZE))", ...args],
+    const probe = (args: string[], env: NodeJS.ProcessEnv = {}) => spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', "await import('./src/cli/warm-start.ts'); process.stdout.write(String(process.env.UV_THREADPOOL_SIZE))", 'gpen-lab', ...args],
       { encoding: 'utf8', timeout: 60_000, env: { ...process.env, UV_THREADPOOL_SIZE: '', GPEN_LAB_CUDA_WARMUP: '', ...env } });
     const clean = (r: ReturnType<typeof probe>) => { assert.equal(r.status, 0, r.stderr); return r.stdout; };
     assert.equal(clean(probe(['restore', 'a.png', '--provider', 'cuda'])), '8');
-    assert.equal(clean(probe(['restore', 'a.png'])), '');
+    assert.equal(clean(probe(['restore', 'a.png', '--provider', 'cpu'])), '');
     assert.equal(clean(probe(['restore', 'a.png', '--provider', 'cuda'], { UV_THREADPOOL_SIZE: '16' })), '16', 'a size the user set stays');
   });
 

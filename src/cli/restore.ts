@@ -13,9 +13,10 @@ import { decodeImage } from '../io/image.js';
 import type { OutputExt } from '../io/image.js';
 import type { ModelSpec } from '../model/registry.js';
 import { PROVIDERS, parseProvider } from '../runtime/providers.js';
+import { PRECISIONS, PROVIDER_CHOICES, ROUTES, describeChoice, parseChoice } from '../runtime/routes.js';
 import { marks } from '../runtime/marks.js';
 import { parseIntArg } from './model.js';
-import { Steps, printJson, warn } from './output.js';
+import { Steps, info, printJson, warn } from './output.js';
 
 export const IMAGE_EXTS = ['.jpg', '.jpeg', '.png', '.webp', '.tif', '.tiff', '.gif'];
 
@@ -49,21 +50,22 @@ export function restoreCommand(): Command {
     .option('--synthetic <size>', 'seeded synthetic GPEN of this size (for measuring only: the faces become noise)', parseIntArg('--synthetic'))
     .option('--seed <s>', 'seed of --synthetic weights', parseIntArg('--seed'), 0)
     .option('--key <name>', 'for a .pth: key the generator is nested under')
-    .addOption(new Option('--provider <p>', 'execution provider').choices([...PROVIDERS]).default('cpu'))
-    .option('--fp16', 'fp16 variant (for a .pth or --synthetic)')
+    .addOption(new Option('--provider <p>', 'execution provider (auto: CUDA, else a hardware WebGPU adapter, else the CPU)').choices([...PROVIDER_CHOICES]).default('auto'))
+    .addOption(new Option('--route <r>', 'fast: the measured-best binding and options for the provider; stock: onnxruntime-node\'s binding (the baseline)').choices([...ROUTES]).default('fast'))
+    .addOption(new Option('--precision <p>', 'for a .pth or --synthetic (default: fp16 on a GPU, fp32 on the CPU; an .onnx runs in its own)').choices([...PRECISIONS]))
     .option('--alpha <a>', 'blend of restored (1) and original (0) face', parseAlpha, 1)
     .option('--aligned', 'inputs are aligned faces: GAN only')
     .option('--save-face', 'also write NAME_faceNN (aligned crop and restored crop)')
     .addOption(new Option('--ext <ext>', 'output format').choices(['.png', '.jpg', '.webp']).default('.png'))
-    .option('--batch <n>', 'faces per inference', parseIntArg('--batch'), 4)
+    .option('--batch <n>', 'faces per inference (default: 32 on CUDA and TensorRT, 8 on WebGPU, 4 on the CPU)', parseIntArg('--batch'))
     .option('--max-pixels <n>', 'refuse images larger than this (decompression bombs)', parseIntArg('--max-pixels'))
-    .addOption(new Option('--detector-provider <p>', 'where the face detector runs (cuda: faster on photos with many faces, but its first run searches cuDNN algorithms for seconds)').choices([...PROVIDERS]).default('cpu'))
-    .option('--cuda-options <k=v,...>', 'CUDA provider options by ONNX Runtime\'s names and gpen-lab\'s session keys (the fastest for group photos: enable_cuda_graph=1,prefer_nhwc=1,fused_act=1; README "The C API route"): the session is then created through the C API route', (v: string) => parseCudaOptions(v))
+    .addOption(new Option('--detector-provider <p>', 'where the face detector runs (default: CUDA beside the fast route for several images, else the CPU)').choices([...PROVIDERS]))
+    .option('--cuda-options <k=v,...>', 'for experts: CUDA provider options by ONNX Runtime\'s names and gpen-lab\'s session keys, replacing the fast route\'s set (docs/routes.md)', (v: string) => parseCudaOptions(v))
     .option('--face-threads <n>', 'worker threads that warp and paste the faces of photos with 4 or more (default: the cores but one, 2 to 16; 0: none)', parseIntArg('--face-threads'))
     .option('--json', 'one RestoreResult per image, a JSON object per line')
     .action(async (inputs: string[], o: {
-      out: string; model?: string; synthetic?: number; seed: number; key?: string; provider: string; fp16?: boolean; alpha: number;
-      aligned?: boolean; saveFace?: boolean; ext: OutputExt; batch: number; maxPixels?: number; json?: boolean; cudaOptions?: Record<string, string>; detectorProvider: string; faceThreads?: number;
+      out: string; model?: string; synthetic?: number; seed: number; key?: string; provider: string; route: string; precision?: string; alpha: number;
+      aligned?: boolean; saveFace?: boolean; ext: OutputExt; batch?: number; maxPixels?: number; json?: boolean; cudaOptions?: Record<string, string>; detectorProvider?: string; faceThreads?: number;
     }) => {
       // time since the process started, to here: node's own start and the modules loaded (a cold start's first part)
       const startMs = performance.now();
@@ -82,18 +84,31 @@ export function restoreCommand(): Command {
       const files = await expandInputs(inputs);
       if (files.length === 0) throw new GpenLabError('E_FILE_MISSING', `No image files in ${inputs.join(', ')}`, `Pass image files (${IMAGE_EXTS.join(', ')}) or folders holding them.`, { input: inputs.join(', ') });
       const restorer = await Restorer.create({
-        model: spec, ...(o.fp16 ? { precision: 'fp16' as const } : {}), provider: parseProvider(o.provider), alpha: o.alpha, aligned: !!o.aligned,
-        saveFace: !!o.saveFace, ext: o.ext, batch: o.batch, outDir: o.out, ...(o.maxPixels !== undefined ? { maxPixels: o.maxPixels } : {}),
-        // the C API route creates the session off this thread: let decoding and detection of the first image overlap it
-        ...(o.cudaOptions ? { session: { cudaOptions: o.cudaOptions }, deferSession: true } : {}), detectorProvider: parseProvider(o.detectorProvider),
+        model: spec, provider: parseChoice(PROVIDER_CHOICES, o.provider, '--provider'), route: parseChoice(ROUTES, o.route, '--route'),
+        ...(o.precision !== undefined ? { precision: parseChoice(PRECISIONS, o.precision, '--precision') } : {}),
+        // one image is a cold start; several take the set fastest per image
+        workload: files.length === 1 ? 'single' : 'batch',
+        alpha: o.alpha, aligned: !!o.aligned, saveFace: !!o.saveFace, ext: o.ext, outDir: o.out,
+        ...(o.batch !== undefined ? { batch: o.batch } : {}), ...(o.maxPixels !== undefined ? { maxPixels: o.maxPixels } : {}),
+        ...(o.cudaOptions ? { session: { cudaOptions: o.cudaOptions } } : {}),
+        ...(o.detectorProvider !== undefined ? { detectorProvider: parseProvider(o.detectorProvider, '--detector-provider') } : {}),
         ...(o.faceThreads !== undefined ? { faceThreads: o.faceThreads } : {}),
       });
+      // what was asked, what was chosen and why the others were skipped: once the session that runs is known
+      let told = false;
+      const tell = () => {
+        if (told) return;
+        told = true;
+        info(describeChoice(restorer.choice));
+      };
+      void restorer.ready().then(tell, () => undefined);
       let first = true;
       if (restorer.info.synthetic) warn(`${SYNTHETIC_NOTE}; every output says so`);
       const steps = new Steps(files.length, o.json);
       let results: RestoreResult[];
       try {
         results = await restorer.restoreFiles(files, (r) => {
+          tell();
           steps.step(`${path.basename(r.input)}: ${r.error ? `failed (${r.error.code})` : `${r.faces.length} face(s)`}`);
           // the first result also says how the process got there: start and imports, model, session, detector
           const graphCache = restorer.runner?.graphCache ?? null;

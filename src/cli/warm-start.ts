@@ -1,28 +1,30 @@
-// Imported first by the CLI: a CUDA restore starts warming CUDA up (src/runtime/cuda-warm.ts) before the other
-// modules load, so the context and cuDNN's libraries are ready sooner, and with an ONNX file and --cuda-options its
-// session starts too. Nothing happens for other commands.
-import { earlySessionArgs, startCudaWarmup, wantsCudaWarmup } from '../runtime/cuda-warm.js';
+// Imported first by the CLI: a restore that will run on CUDA (asked for, or auto with CUDA's provider installed) starts
+// warming CUDA up (src/runtime/cuda-warm.ts) before the other modules load, so the context and cuDNN's libraries are
+// ready sooner, and where its model is a file a session loads at once, the C API session itself starts too
+// (early-start.ts). Nothing happens for other commands.
+import { earlyPlan } from './early-start.js';
+import { startCudaWarmup } from '../runtime/cuda-warm.js';
 import { mark } from '../runtime/marks.js';
 
-if (wantsCudaWarmup(process.argv)) {
+const plan = earlyPlan(process.argv);
+if (plan) {
   // The warm-up's steps and the C API's CreateSession are long calls on libuv's thread pool (4 threads by default);
-  // file reads and sharp queue behind them there (the model stage took 60-80 ms instead of 2-5 ms on the H200).
+  // file reads and sharp queue behind them there (the model stage took 60-80 ms instead of 2-5 ms on a GPU host).
   // The pool is created at its first use, which is after this line: 8 threads leave room for both.
   if (!process.env.UV_THREADPOOL_SIZE) process.env.UV_THREADPOOL_SIZE = '8';
   void startCudaWarmup();
-  // with an ONNX file and --cuda-options the session itself starts now, with the configuration restore will ask for
-  // (Restorer.create: the file as its label, no spinning); restore takes it instead of creating another
-  const early = earlySessionArgs(process.argv);
+  const early = plan.session;
   if (early) {
     void import('../runtime/capi-model.js').then((m) => {
       mark('early_session_imported');
       let cudaOptions: Record<string, string>;
       try {
-        cudaOptions = m.parseCudaOptions(early.cudaOptions);
+        cudaOptions = early.userOptions !== null ? m.parseCudaOptions(early.userOptions) : early.cudaOptions;
       } catch {
         return; // the command line's own parsing reports it
       }
-      m.startEarlySession(early.model, { provider: 'cuda', label: early.model, allowSpinning: false, cudaOptions });
+      // the configuration restore will ask for (face/choose.ts: the model's label, no spinning)
+      m.startEarlySession(early.model, { provider: 'cuda', label: early.label, allowSpinning: false, cudaOptions });
     });
   }
 }

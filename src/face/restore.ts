@@ -9,11 +9,11 @@ import { decodeImage, encodeImage } from '../io/image.js';
 import type { PngPart, PngStripe } from '../io/png.js';
 import { assemblePng, partsWidth, pngStripeJobs, stripeReads } from '../io/png.js';
 import type { Precision } from '../model/gpen-graph.js';
-import type { ModelInfo, ModelSpec, PreparedModel } from '../model/registry.js';
-import { formForCuda, prepareModel } from '../model/registry.js';
-import { defaultArch, largestActivation, maxCudaBatch } from '../model/arch.js';
+import type { GraphForm, ModelInfo, ModelSpec, PreparedModel } from '../model/registry.js';
 import type { Provider } from '../runtime/providers.js';
-import { openSession } from '../runtime/capi-model.js';
+import type { ProviderChoice, Route, RouteChoice, Workload } from '../runtime/routes.js';
+import type { Availability, Plan } from './choose.js';
+import { chooseSession } from './choose.js';
 import type { GpenRunner, SessionConfig } from '../runtime/session.js';
 import type { Affine } from './align.js';
 import { alignTransform, invertAffine } from './align.js';
@@ -32,15 +32,25 @@ export const SMALL_FACE_PX = 100;
 
 export interface RestoreOptions {
   model: ModelSpec;
+  /** Default: fp16 on GPU providers, fp32 on the CPU, for a model built here; an ONNX file's own. */
   precision?: Precision;
-  provider?: Provider;
+  /** Default auto: CUDA, else a hardware WebGPU adapter, else the CPU (face/choose.ts). */
+  provider?: ProviderChoice;
+  /** Default fast: the measured-best binding and options for the provider (runtime/routes.ts); stock: the baseline. */
+  route?: Route;
+  /** The job's shape, which picks the fast route's CUDA set: one image (default), several, or a service. */
+  workload?: Workload;
+  /** How the model is prepared for a candidate (the service does it in a worker thread); default prepareModel. */
+  prepare?: (spec: ModelSpec, precision: Precision | undefined, form: GraphForm) => Promise<PreparedModel>;
+  /** Availability checks for auto (tests fake them): null when a provider may be tried, else why not. */
+  available?: Availability;
   /** Weight of the restored face against the aligned original (official --alpha), 0..1. */
   alpha?: number;
   /** Treat each input as an already aligned face: GAN only, no detection or paste. */
   aligned?: boolean;
   saveFace?: boolean;
   ext?: OutputExt;
-  /** Faces per inference (across images); a fixed-batch model runs one at a time. */
+  /** Faces per inference (across images; default per provider, routes.ts defaultBatch); a fixed-batch model: its own. */
   batch?: number;
   outDir: string;
   maxPixels?: number;
@@ -49,10 +59,11 @@ export interface RestoreOptions {
   /**
    * Return once the detector is ready while the GPEN session is still being created; the first inference waits for
    * it (a cold start decodes, detects and aligns meanwhile). A session that fails then fails restoreFiles as a whole.
-   * It overlaps only where the session is created off the JavaScript thread: the C API route (--cuda-options).
+   * It overlaps only where the session is created off the JavaScript thread: the C API route. Default: on that
+   * route for a single image.
    */
   deferSession?: boolean;
-  /** Where BlazeFace runs (default cpu: its first CUDA run pays cuDNN's algorithm search, seconds). */
+  /** Where BlazeFace runs (default routes.ts detectorPlacement: on CUDA beside the warm set, else the CPU). */
   detectorProvider?: Provider;
   /** A face-parsing mask for a restored crop (size x size, 0..1): the seam for a user-supplied parser. */
   parser?: (restored: Float32Array, size: number) => Float32Array;
@@ -122,7 +133,10 @@ export interface RestoreResult {
   chunks?: number;
   /** Set when the PNG outputs were compressed in stripes on the face workers: how many, and how many before the paste. */
   png_stripes?: { total: number; early: number };
-  provider: { asked: Provider; ran: string[] | null };
+  /** The provider asked for (auto or a name), the one chosen, and the providers ONNX Runtime placed nodes on. */
+  provider: { asked: ProviderChoice; chosen: Provider; ran: string[] | null };
+  /** What was asked and what ran: route, binding, precision, CUDA option set, batch, detector, skipped providers. */
+  route: RouteChoice;
   model: { file: string | null; sha256: string | null; size: number; synthetic: boolean };
   warnings: string[];
   error?: { code: string; message: string; fix: string };
@@ -171,14 +185,26 @@ export class Restorer {
   /** Whether the paste and encoder warmed up while the first inference waited for its session or ran (prewarmFinish). */
   finishWarmed = false;
 
+  /** Things the user should hear once (a model cache that could not be written), kept for every result's warnings. */
+  readonly notes: string[] = [];
+
   private constructor(
-    readonly info: ModelInfo,
+    public info: ModelInfo,
     private readonly sessionP: Promise<GpenRunner>,
-    private readonly asked: Provider,
+    /** What was asked and what runs (runtime/routes.ts); a deferred session's is final once it is created. */
+    public choice: RouteChoice,
     private readonly detector: FaceDetector | null,
     private readonly opts: Required<Pick<RestoreOptions, 'alpha' | 'aligned' | 'saveFace' | 'ext' | 'batch' | 'outDir' | 'write'>> & RestoreOptions,
-    readonly label: string,
+    public label: string,
   ) {}
+
+  /** Takes the plan whose session was created (another candidate than the first, after a failure under auto). */
+  private adopt(plan: Plan): void {
+    this.info = plan.prepared.info;
+    this.choice = plan.choice;
+    this.label = plan.prepared.label;
+    this.opts.batch = plan.prepared.info.onnx?.fixedBatch ?? plan.choice.batch;
+  }
 
   /** Gives a crop buffer back to the pool it came from. */
   private giveCrops(a: Float32Array): void {
@@ -212,56 +238,56 @@ export class Restorer {
   static async create(opts: RestoreOptions): Promise<Restorer> {
     const alpha = opts.alpha ?? 1;
     if (!(alpha >= 0 && alpha <= 1)) throw new GpenLabError('E_ARGUMENT', `Expected a number between 0 and 1 for --alpha but received ${alpha}`, 'Pass --alpha between 0 (original) and 1 (restored).', { input: '--alpha' });
-    const batch = opts.batch ?? 4;
-    if (!Number.isInteger(batch) || batch < 1 || batch > 256) throw new GpenLabError('E_ARGUMENT', `Expected an integer between 1 and 256 for --batch but received ${batch}`, 'Pass --batch between 1 and 256.', { input: '--batch' });
+    if (opts.batch !== undefined && (!Number.isInteger(opts.batch) || opts.batch < 1 || opts.batch > 256)) throw new GpenLabError('E_ARGUMENT', `Expected an integer between 1 and 256 for --batch but received ${opts.batch}`, 'Pass --batch between 1 and 256.', { input: '--batch' });
     if (opts.faceThreads !== undefined && !(Number.isInteger(opts.faceThreads) && opts.faceThreads >= 0 && opts.faceThreads <= 64)) {
       throw new GpenLabError('E_ARGUMENT', `Expected an integer between 0 and 64 for --face-threads but received ${opts.faceThreads}`, 'Pass --face-threads between 0 (warp and paste on the main thread) and 64.', { input: '--face-threads' });
     }
     const t0 = performance.now();
-    const prepared = opts.prepared ?? (await prepareModel(opts.model, opts.precision, formForCuda(opts.session?.cudaOptions)));
+    // the provider, route, precision, option set and batch (face/choose.ts): the first candidate's model is prepared
+    // now, its session on the way; `settled` is the session that runs, after any candidate that failed
+    const { first, settled } = await chooseSession(opts);
     const t1 = performance.now();
-    const provider = opts.provider ?? 'cpu';
-    if (provider === 'cuda' || provider === 'tensorrt') {
-      const i = prepared.info;
-      const arch = defaultArch(i.size, { ...(i.channelMultiplier !== null ? { channelMultiplier: i.channelMultiplier } : {}), ...(i.narrow !== null ? { narrow: i.narrow } : {}) });
-      const most = maxCudaBatch(arch);
-      if (batch > most) {
-        throw new GpenLabError('E_ARGUMENT', `--batch ${batch} with GPEN-${i.size} on ${provider} makes activations of ${batch} x ${largestActivation(arch)} elements, beyond the 2^31 that ONNX Runtime's CUDA kernels index (its Concat fails with cudaErrorInvalidValue)`,
-          `Pass --batch ${most} or less: per face, batch 32 is as fast as any larger batch.`, { input: '--batch', batch, max: most });
-      }
-    }
-    // no spinning: between batches the cores belong to alignment and paste (the JavaScript side)
-    // the session's time: from the start of its creation to ready (with a deferred session, known at the first run)
     const createMs = { model: t1 - t0, session: 0, detector: 0, session_ready_at: 0 };
-    const opened = opts.runner ?? openSession(prepared.model, { provider, label: prepared.label, allowSpinning: false, ...opts.session });
-    const fixed = prepared.info.onnx?.fixedBatch ?? null;
-    // on a GPU, runs padded to one batch size (fixed-batch.ts): through the stock binding each change of size costs
-    // ~1 s; with CUDA graphs (the C API route) a graph captured for one size and replayed after runs of another
-    // failed (CUDA errors 700 and 717 in the replay after the size changed, H200, NHWC: ONNX Runtime's convolutions
-    // keep one plan per node, made again for each new size, and the older graph still refers to the one replaced;
-    // notes/gpu-speed.md, session 11). The padded size only grows, so no graph is replayed after another size ran
-    const gpuSwitches = (provider === 'cuda' || provider === 'tensorrt') && !opts.runner;
-    const pad = fixed !== null && fixed > 1 ? { most: fixed, fixed: true } : (opts.padBatch ?? gpuSwitches) ? { most: batch } : null;
-    const sessionP = pad ? opened.then((s) => paddedRunner(s, pad)) : opened;
-    void sessionP.then(() => { createMs.session_ready_at = performance.now(); createMs.session = createMs.session_ready_at - t1; }, () => undefined);
-    const t2 = performance.now();
     const holder: { r: Restorer | null } = { r: null };
+    const sessionP = settled.then((plan) => {
+      const fixed = plan.prepared.info.onnx?.fixedBatch ?? null;
+      // on a GPU, runs padded to one batch size (fixed-batch.ts): through the stock binding each change of size costs
+      // ~1 s; with CUDA graphs a graph captured for one size and replayed after runs of another failed (CUDA errors 700
+      // and 717: ONNX Runtime's convolutions keep one plan per node, made again for each new size, and the older graph
+      // still refers to the one replaced). The padded size only grows, so no graph is replayed after another size ran
+      const gpu = (plan.choice.provider === 'cuda' || plan.choice.provider === 'tensorrt') && !opts.runner;
+      const pad = fixed !== null && fixed > 1 ? { most: fixed, fixed: true } : (opts.padBatch ?? gpu) ? { most: plan.choice.batch } : null;
+      return plan.runner.then((s) => (pad ? paddedRunner(s, pad) : s));
+    });
+    void sessionP.then(() => { createMs.session_ready_at = performance.now(); createMs.session = createMs.session_ready_at - t1; }, () => undefined);
+    // a cold start on the C API route decodes, detects and aligns while its session is created (off this thread)
+    const defer = opts.deferSession ?? (first.choice.binding === 'capi' && first.choice.workload === 'single');
+    let plan = first;
+    if (!defer) {
+      await sessionP;
+      plan = await settled;
+    }
+    const t2 = performance.now();
     let detector: FaceDetector | null;
     try {
       // BlazeFace fills its crops on the face workers too (the Restorer's, made at first use); on CUDA it takes the
-      // GPEN session's route: through the C API (CUDA graphs) when --cuda-options asked for it
-      const detectorProvider = opts.detectorProvider ?? 'cpu';
-      const capi = detectorProvider === 'cuda' && Object.keys(opts.session?.cudaOptions ?? {}).length > 0 && !opts.runner;
-      detector = opts.aligned ? null : (opts.detector ?? (await createBlazeFace({ provider: detectorProvider, capi, inputWorkers: () => holder.r?.workerPool() ?? null })));
+      // GPEN session's route: through the C API (CUDA graphs) on the fast route
+      const placement = plan.choice.detector;
+      detector = opts.aligned ? null : (opts.detector ?? (await createBlazeFace({ provider: placement.provider, capi: placement.capi && !opts.runner, inputWorkers: () => holder.r?.workerPool() ?? null })));
     } catch (e) {
       void sessionP.then((s) => s.release(), () => undefined);
       throw e;
     }
     createMs.detector = performance.now() - t2;
-    const r = new Restorer(prepared.info, sessionP, provider, detector, { ...opts, alpha, batch: fixed ?? batch, aligned: opts.aligned ?? false, saveFace: opts.saveFace ?? false, ext: opts.ext ?? '.png', write: opts.write ?? true }, prepared.label);
+    const fixed = plan.prepared.info.onnx?.fixedBatch ?? null;
+    const r = new Restorer(plan.prepared.info, sessionP, plan.choice, detector, { ...opts, alpha, batch: fixed ?? plan.choice.batch, aligned: opts.aligned ?? false, saveFace: opts.saveFace ?? false, ext: opts.ext ?? '.png', write: opts.write ?? true }, plan.prepared.label);
     r.createMs = createMs;
+    if (plan.prepared.note) r.notes.push(plan.prepared.note);
     holder.r = r;
-    if (!opts.deferSession) {
+    // a deferred session's plan is taken when it settles (before the first run, which waits for sessionP); its
+    // failure fails restoreFiles
+    if (defer) void settled.then((p) => r.adopt(p), () => undefined);
+    if (!defer) {
       try {
         await r.ready();
       } catch (e) {
@@ -355,9 +381,10 @@ export class Restorer {
   private emptyResult(file: string): RestoreResult {
     return {
       input: file, outputs: { gpen: null, comp: null, faces: [] }, faces: [], stages_ms: zeroStages(),
-      provider: { asked: this.asked, ran: this.session?.placement?.ran ?? null },
+      provider: { asked: this.choice.asked.provider, chosen: this.choice.provider, ran: this.session?.placement?.ran ?? null },
+      route: this.choice,
       model: { file: this.info.file, sha256: this.info.sha256, size: this.info.size, synthetic: this.info.synthetic },
-      warnings: this.info.synthetic ? [SYNTHETIC_NOTE] : [],
+      warnings: [...(this.info.synthetic ? [SYNTHETIC_NOTE] : []), ...this.notes],
     };
   }
 
@@ -727,7 +754,7 @@ export class Restorer {
     t = performance.now();
     const placement = this.session?.placement ?? null;
     r.provider.ran = placement?.ran ?? null;
-    if (placement?.mismatch) r.warnings.push(`asked for ${this.asked} but nodes ran on ${placement.ran.join(', ')}`);
+    if (placement?.mismatch) r.warnings.push(`asked for ${this.choice.provider} but nodes ran on ${placement.ran.join(', ')}`);
     if (!write) return files;
     await Promise.all(files.map(([f, buf]) => writeFileAtomicSafe(f, buf, { fsync: false })));
     lap('write');

@@ -33,16 +33,7 @@ export interface BuildOptions {
 }
 
 export const OPSET = 17;
-/**
- * The graph's form (bump on a rewrite): caches of built graphs are keyed by it. 2: the fp16 blur grouped; 3: the
- * demodulation and noise weights owed to the consumers; 4: ToRGB as a batched MatMul; 5: that at the two largest sizes;
- * 6: negative noise weights folded too (a PRelu). The NHWC form (BuildOptions.nhwc) is tagged apart (graphTag).
- */
-export const GRAPH_VERSION = 6;
-/** The cache tag of the graph's form: its version, and the NHWC form (BuildOptions.nhwc, .fusedAct). */
-export function graphTag(nhwc = false, fusedAct = false): string {
-  return nhwc ? `g${GRAPH_VERSION}-nhwc${fusedAct ? '-fa' : ''}` : `g${GRAPH_VERSION}`;
-}
+export { GRAPH_VERSION, graphTag } from './converted.js';
 /** The domain and version of gpen-lab's own operators (runtime/gpen-ops.ts). */
 export const GPEN_OPS = { domain: 'gpen_lab', version: 1, fusedAct: { fp32: 'FusedAct', fp16: 'FusedActHalf' } } as const;
 const SQRT2 = Math.SQRT2;

@@ -2,7 +2,7 @@
 // export), synthetic weights of any size, or the identity model. Describes, converts and prepares them for a session.
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, open, readFile } from 'node:fs/promises';
+import { mkdir, open, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { GpenLabError, badArgument } from '../errors.js';
 import { cacheDir, fileIdentity } from '../io/cache.js';
@@ -11,7 +11,12 @@ import { sha256File } from '../io/hash.js';
 import type { GpenArch } from './arch.js';
 import { checkSize, countParams, defaultArch, inferArch } from './arch.js';
 import type { Precision } from './gpen-graph.js';
-import { OPSET, buildGpenOnnx, buildIdentityOnnx, graphTag } from './gpen-graph.js';
+import { OPSET, buildGpenOnnx, buildIdentityOnnx } from './gpen-graph.js';
+import type { GraphForm } from './converted.js';
+import { convertedPaths, graphTag } from './converted.js';
+
+export type { GraphForm } from './converted.js';
+export { formForCuda } from './converted.js';
 import { inspectOnnx } from './onnx-file.js';
 import { readPth } from './pth.js';
 import { synthStateDict } from './synth.js';
@@ -50,6 +55,10 @@ export interface PreparedModel {
   model: string | Uint8Array;
   /** Human label for messages: the file, or "synthetic GPEN-512 (seed 0)". */
   label: string;
+  /** A .pth's converted graph in the cache: its file, and whether an earlier process had written it. */
+  converted?: { file: string; cached: boolean };
+  /** Something the user should hear about the preparation (a cache that could not be written). */
+  note?: string;
 }
 
 export const DEFAULT_SEED = 0;
@@ -173,11 +182,31 @@ export async function convertPth(file: string, out: string, opts: { precision: P
   };
 }
 
-/** The form of a graph built here (BuildOptions.nhwc, .fusedAct). */
-export interface GraphForm { nhwc?: boolean; fusedAct?: boolean }
-/** The form a CUDA session with these options runs fastest: NHWC with prefer_nhwc=1, FusedAct with fused_act=1. */
-export function formForCuda(cudaOptions: Record<string, string> | undefined): GraphForm {
-  return { nhwc: cudaOptions?.prefer_nhwc === '1', fusedAct: cudaOptions?.prefer_nhwc === '1' && cudaOptions.fused_act === '1' };
+/**
+ * A checkpoint as a session's model: the ONNX graph converted from it on first use and kept in the cache
+ * (model/converted.ts), so that later processes load a file (no 300 MB pickle to read, no graph to build; the C API
+ * route's early session, graph cache and primer need a file). A cache that cannot be written keeps the graph in memory
+ * and says so (PreparedModel.note).
+ */
+async function preparePth(file: string, key: string | undefined, precision: Precision, nhwc: boolean, fusedAct: boolean): Promise<PreparedModel> {
+  const paths = convertedPaths(file, { ...(key !== undefined ? { key } : {}), precision, nhwc, fusedAct });
+  try {
+    const info = JSON.parse(await readFile(paths.info, 'utf8')) as ModelInfo;
+    if (info.format === 'pth' && typeof info.sha256 === 'string' && existsSync(paths.onnx)) return { model: paths.onnx, label: file, info: { ...info, file }, converted: { file: paths.onnx, cached: true } };
+  } catch {
+    // not converted yet, or an unreadable entry: convert again
+  }
+  const { arch, tensors, info } = await loadCheckpoint(file, key);
+  const bytes = buildGpenOnnx(arch, tensors, { precision, nhwc, fusedAct });
+  const described: ModelInfo = { ...info, precision };
+  try {
+    await writeFileAtomicSafe(paths.onnx, bytes);
+    await writeFileAtomicSafe(paths.info, JSON.stringify(described));
+    return { model: paths.onnx, label: file, info: described, converted: { file: paths.onnx, cached: false } };
+  } catch (e) {
+    await rm(paths.onnx, { force: true }).catch(() => undefined);
+    return { model: bytes, label: file, info: described, note: `the converted graph could not be cached (${(e as Error).message}): every process converts ${file} again` };
+  }
 }
 
 /**
@@ -225,10 +254,7 @@ export async function prepareModel(spec: ModelSpec, asked?: Precision, form: Gra
       info: { file: null, format: 'identity', origin: 'gpen-lab', kind: 'identity', size: spec.size, channelMultiplier: null, narrow: null, params: 0, precision: 'fp32', synthetic: false, seed: null, sha256: null },
     };
   }
-  if ((await sniffFormat(spec.file)) === 'pth') {
-    const { arch, tensors, info } = await loadCheckpoint(spec.file, spec.key);
-    return { model: buildGpenOnnx(arch, tensors, { precision, nhwc, fusedAct }), label: spec.file, info: { ...info, precision } };
-  }
+  if ((await sniffFormat(spec.file)) === 'pth') return preparePth(spec.file, spec.key, precision, nhwc, fusedAct);
   const info = await describeOnnxCached(spec.file);
   if (asked !== undefined && asked !== info.precision) {
     throw new GpenLabError('E_ARGUMENT', `${spec.file} is an ${info.precision} ONNX graph but ${asked} was asked for`,

@@ -110,34 +110,3 @@ export function startCudaWarmup(): Promise<WarmReport> {
 export function cudaWarmup(): Promise<WarmReport> | null {
   return started;
 }
-
-/**
- * Whether a command line asks for a CUDA restore (the case the CLI warms CUDA for before loading anything else):
- * `restore` with --cuda-options, or --provider cuda; GPEN_LAB_CUDA_WARMUP=0 turns it off.
- */
-export function wantsCudaWarmup(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): boolean {
-  if (env.GPEN_LAB_CUDA_WARMUP === '0') return false;
-  if (!argv.includes('restore')) return false;
-  if (argv.includes('--cuda-options') || argv.some((a) => a.startsWith('--cuda-options='))) return true;
-  return argValue(argv, '--provider') === 'cuda';
-}
-
-/** The value of `--name VALUE` or `--name=VALUE` in a command line. */
-function argValue(argv: readonly string[], name: string): string | undefined {
-  const i = argv.indexOf(name);
-  if (i >= 0) return argv[i + 1];
-  return argv.find((a) => a.startsWith(`${name}=`))?.slice(name.length + 1);
-}
-
-/**
- * The model file and CUDA options of a command line whose C API session can start before the CLI's modules load: a
- * CUDA restore (as wantsCudaWarmup) with --cuda-options and an ONNX file for --model (a .pth is converted first);
- * GPEN_LAB_EARLY_SESSION=0 turns it off (the session then starts when restore asks for it).
- */
-export function earlySessionArgs(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): { model: string; cudaOptions: string } | null {
-  if (!wantsCudaWarmup(argv, env) || env.GPEN_LAB_EARLY_SESSION === '0' || argv.includes('--help') || argv.includes('-h')) return null;
-  const model = argValue(argv, '--model');
-  const cudaOptions = argValue(argv, '--cuda-options');
-  if (!model || !cudaOptions || !/\.onnx$/i.test(model) || argValue(argv, '--provider') !== 'cuda') return null;
-  return { model, cudaOptions };
-}

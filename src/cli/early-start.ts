@@ -1,0 +1,87 @@
+// What a `restore` command line will ask of CUDA, read from argv before the command line's modules load (warm-start.ts):
+// whether to warm CUDA up, and the C API session restore will create (model file, options), so it can start now. It
+// must ask for exactly what Restorer.create will ask (face/choose.ts), or the early session is not taken.
+import { statSync } from 'node:fs';
+import { findConverted, formForCuda } from '../model/converted.js';
+import { missingProviderFiles } from '../runtime/providers.js';
+import type { Workload } from '../runtime/routes.js';
+import { fastCudaOptions } from '../runtime/routes.js';
+
+/** restore's options that take a value (the rest are switches); a test checks it against the command's definition. */
+export const RESTORE_VALUE_FLAGS = ['-o', '--out', '--model', '--synthetic', '--seed', '--key', '--provider', '--route', '--precision', '--alpha', '--ext',
+  '--batch', '--max-pixels', '--detector-provider', '--cuda-options', '--face-threads'] as const;
+
+export interface RestoreArgv {
+  inputs: string[];
+  flags: Map<string, string | true>;
+}
+
+/** The command word and, for restore, its inputs and flags (`--name VALUE` and `--name=VALUE`). */
+export function readRestoreArgv(argv: readonly string[]): RestoreArgv | null {
+  const args = argv.slice(2);
+  const flags = new Map<string, string | true>();
+  const positional: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    if (a.startsWith('-')) {
+      const eq = a.indexOf('=');
+      const name = eq > 0 ? a.slice(0, eq) : a;
+      if (eq > 0) flags.set(name, a.slice(eq + 1));
+      else if ((RESTORE_VALUE_FLAGS as readonly string[]).includes(name) && i + 1 < args.length) flags.set(name, args[++i]);
+      else flags.set(name, true);
+    } else {
+      positional.push(a);
+    }
+  }
+  if (positional[0] !== 'restore') return null;
+  return { inputs: positional.slice(1), flags };
+}
+
+/** One image file is a cold start; several inputs or a folder take the set fastest per image (cli/restore.ts says the same). */
+export function workloadOf(inputs: string[]): Workload {
+  if (inputs.length !== 1) return 'batch';
+  try {
+    return statSync(inputs[0]).isDirectory() ? 'batch' : 'single';
+  } catch {
+    return 'single';
+  }
+}
+
+/** Splits `k=v,k=v` loosely (restore's own parsing reports malformed options). */
+function looseOptions(s: string): Record<string, string> {
+  return Object.fromEntries(s.split(',').map((p) => p.trim().split('=')).filter((kv) => kv.length === 2 && kv[0] && kv[1]).map(([k, v]) => [k, v]));
+}
+
+export interface EarlyPlan {
+  /** The C API session to start now: the ONNX file, its label (the --model argument), and the options as restore will pass them. */
+  session: { model: string; label: string; cudaOptions: Record<string, string>; userOptions: string | null } | null;
+}
+
+/**
+ * Whether a restore will run on CUDA (asked for, or auto with CUDA's provider installed) and so warm it up now; and the
+ * early session where restore's model is a file the session can load at once (an .onnx, or a .pth converted by an
+ * earlier run). GPEN_LAB_CUDA_WARMUP=0 turns both off.
+ */
+export function earlyPlan(argv: readonly string[], env: NodeJS.ProcessEnv = process.env, cudaInstalled = () => missingProviderFiles('cuda').length === 0): EarlyPlan | null {
+  if (env.GPEN_LAB_CUDA_WARMUP === '0') return null;
+  const r = readRestoreArgv(argv);
+  if (!r) return null;
+  const get = (name: string): string | undefined => { const v = r.flags.get(name); return typeof v === 'string' ? v : undefined; };
+  const provider = get('--provider') ?? 'auto';
+  if (provider !== 'cuda' && !(provider === 'auto' && cudaInstalled())) return null;
+  const user = get('--cuda-options');
+  const route = get('--route') ?? 'fast';
+  const model = get('--model');
+  if (route !== 'fast' || !model || r.flags.has('--help') || r.flags.has('-h')) return { session: null };
+  const workload = workloadOf(r.inputs);
+  if (/\.onnx$/i.test(model)) {
+    return { session: { model, label: model, cudaOptions: user !== undefined ? looseOptions(user) : fastCudaOptions(workload, false), userOptions: user ?? null } };
+  }
+  if (!/\.(pth|pt|ckpt)$/i.test(model)) return { session: null };
+  const cudaOptions = user !== undefined ? looseOptions(user) : fastCudaOptions(workload, true);
+  const form = formForCuda(cudaOptions);
+  const precision = get('--precision') === 'fp32' ? 'fp32' : 'fp16';
+  const key = get('--key');
+  const converted = findConverted(model, { ...(key !== undefined ? { key } : {}), precision, nhwc: form.nhwc === true, fusedAct: form.fusedAct === true });
+  return { session: converted ? { model: converted, label: model, cudaOptions, userOptions: user ?? null } : null };
+}

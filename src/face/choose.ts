@@ -1,0 +1,158 @@
+// The session a restore runs on, chosen the way a user who names nothing expects: `auto` tries CUDA, then a hardware
+// WebGPU adapter, then the CPU, and the session that will run is the probe (no extra session is made to test a
+// provider). On each candidate the route's binding, precision, CUDA option set and batch come from runtime/routes.ts.
+// A candidate that fails is recorded with its reason and the next one is tried; an explicit provider fails as it is.
+import { GpenLabError, errorMessage, isGpenLabError } from '../errors.js';
+import type { Precision } from '../model/gpen-graph.js';
+import type { GraphForm, ModelSpec, PreparedModel } from '../model/registry.js';
+import { formForCuda, prepareModel, sniffFormat } from '../model/registry.js';
+import { defaultArch, largestActivation, maxCudaBatch } from '../model/arch.js';
+import { openSession } from '../runtime/capi-model.js';
+import type { Provider } from '../runtime/providers.js';
+import { missingProviderFiles, ortBinDir } from '../runtime/providers.js';
+import type { ProviderChoice, Route, RouteChoice, Skipped, Workload } from '../runtime/routes.js';
+import { AUTO_ORDER, combination, cudaSetFor, defaultBatch, defaultPrecision, detectorPlacement, fastCudaOptions } from '../runtime/routes.js';
+import type { GpenRunner, SessionConfig } from '../runtime/session.js';
+
+/** Whether a provider may be tried: null when it may, else why not (one sentence with the fix). */
+export type Availability = Partial<Record<Provider, () => string | null | Promise<string | null>>>;
+
+export interface ChooseOptions {
+  model: ModelSpec;
+  provider?: ProviderChoice;
+  route?: Route;
+  precision?: Precision;
+  workload?: Workload;
+  batch?: number;
+  detectorProvider?: Provider;
+  session?: Partial<Omit<SessionConfig, 'provider' | 'label'>>;
+  /** The model already prepared (for the first candidate; another precision or form is prepared anew). */
+  prepared?: PreparedModel;
+  /** How a model is prepared (the service does it on a worker thread); default prepareModel. */
+  prepare?: (spec: ModelSpec, precision: Precision | undefined, form: GraphForm) => Promise<PreparedModel>;
+  /** A session made elsewhere for `prepared`'s model: no choice is made. */
+  runner?: Promise<GpenRunner>;
+  /** Availability checks for `auto` (tests fake them); missing entries use availableNow's. */
+  available?: Availability;
+}
+
+export interface Plan {
+  choice: RouteChoice;
+  prepared: PreparedModel;
+  runner: Promise<GpenRunner>;
+}
+
+/** The machine's own answers: CUDA's provider files installed, a hardware WebGPU adapter found, the CPU always. */
+export const availableNow: Required<Availability> = {
+  cpu: () => null,
+  cuda: () => {
+    const missing = missingProviderFiles('cuda');
+    return missing.length === 0 ? null : `its provider is not installed (${missing.join(', ')} missing from ${ortBinDir()}): run \`gpen-lab setup cuda\``;
+  },
+  tensorrt: () => {
+    const missing = missingProviderFiles('tensorrt');
+    return missing.length === 0 ? null : `its provider is not installed (${missing.join(', ')} missing from ${ortBinDir()}): run \`gpen-lab setup cuda\``;
+  },
+  webgpu: async () => {
+    const { probeWebgpuAdapter } = await import('../runtime/webgpu-adapter.js');
+    const probe = probeWebgpuAdapter();
+    return probe.ok ? null : `no hardware adapter: ${probe.reason}`;
+  },
+};
+
+function checkBatch(provider: Provider, batch: number, prepared: PreparedModel): void {
+  if (provider !== 'cuda' && provider !== 'tensorrt') return;
+  const i = prepared.info;
+  const arch = defaultArch(i.size, { ...(i.channelMultiplier !== null ? { channelMultiplier: i.channelMultiplier } : {}), ...(i.narrow !== null ? { narrow: i.narrow } : {}) });
+  const most = maxCudaBatch(arch);
+  if (batch > most) {
+    throw new GpenLabError('E_ARGUMENT', `--batch ${batch} with GPEN-${i.size} on ${provider} makes activations of ${batch} x ${largestActivation(arch)} elements, beyond the 2^31 that ONNX Runtime's CUDA kernels index (its Concat fails with cudaErrorInvalidValue)`,
+      `Pass --batch ${most} or less: per face, batch 32 is as fast as any larger batch.`, { input: '--batch', batch, max: most });
+  }
+}
+
+/**
+ * Chooses and opens the session. `first` is the first candidate tried, its model prepared and its session on the way
+ * (a cold start goes on with decoding and detection meanwhile); `settled` is the plan whose session was created,
+ * after any candidates that failed (their reasons in choice.skipped).
+ */
+export async function chooseSession(o: ChooseOptions): Promise<{ first: Plan; settled: Promise<Plan> }> {
+  const asked = { provider: o.provider ?? 'auto', route: o.route ?? 'fast', precision: o.precision ?? null };
+  const workload = o.workload ?? 'single';
+  const userOptions = o.session?.cudaOptions && Object.keys(o.session.cudaOptions).length > 0 ? o.session.cudaOptions : undefined;
+  // with CUDA options, auto can only mean CUDA (they would be dropped elsewhere)
+  const candidates: Provider[] = asked.provider === 'auto' ? (userOptions ? ['cuda'] : [...AUTO_ORDER]) : [asked.provider];
+  const builtHere = o.model.type !== 'file' || (await sniffFormat(o.model.file)) === 'pth';
+  const prepare = o.prepare ?? prepareModel;
+  const skipped: Skipped[] = [];
+  let usedPrepared = false;
+
+  const attempt = async (provider: Provider): Promise<Plan> => {
+    // an ONNX file runs in its own precision; a model built here in the one asked for, else the provider's default
+    const precision = o.precision ?? (builtHere ? defaultPrecision(provider) : undefined);
+    const route = asked.route;
+    const binding = userOptions || (provider === 'cuda' && route === 'fast') ? combination(provider, route, precision ?? 'fp32', userOptions).binding : combination(provider, route, precision ?? 'fp32').binding;
+    const options = binding === 'capi' ? (userOptions ?? fastCudaOptions(workload, builtHere)) : null;
+    const form = formForCuda(options ?? undefined);
+    const fits = o.prepared && !usedPrepared && (precision === undefined || o.prepared.info.precision === precision);
+    const prepared = fits ? o.prepared! : await prepare(o.model, precision, form);
+    usedPrepared = true;
+    const batch = o.batch ?? defaultBatch(provider);
+    checkBatch(provider, batch, prepared);
+    const choice: RouteChoice = {
+      asked, provider, route, binding, precision: prepared.info.precision, workload,
+      set: binding === 'capi' && !userOptions ? cudaSetFor(workload) : null, options, batch,
+      detector: o.detectorProvider ? { provider: o.detectorProvider, capi: o.detectorProvider === 'cuda' && binding === 'capi' } : detectorPlacement(provider, binding, workload),
+      skipped, note: combination(provider, route, prepared.info.precision === 'fp16' ? 'fp16' : 'fp32').note,
+    };
+    const runner = o.runner ?? openSession(prepared.model, { provider, label: prepared.label, allowSpinning: false, ...o.session, ...(options ? { cudaOptions: options } : {}) });
+    return { choice, prepared, runner };
+  };
+
+  /** The plan of candidate i or a later one; a failure of a provider (not of the model) moves on under auto. */
+  const from = async (i: number, planned?: Plan): Promise<Plan> => {
+    for (let k = i; k < candidates.length; k++) {
+      const p = candidates[k];
+      let plan: Plan | undefined = k === i ? planned : undefined;
+      if (!plan) {
+        const unavailable = asked.provider === 'auto' ? await (o.available?.[p] ?? availableNow[p])() : null;
+        if (unavailable) {
+          skipped.push({ provider: p, reason: unavailable });
+          continue;
+        }
+        plan = await attempt(p);
+      }
+      try {
+        await plan.runner;
+        return plan;
+      } catch (e) {
+        if (asked.provider !== 'auto' || k === candidates.length - 1 || !isProviderFailure(e)) throw e;
+        skipped.push({ provider: p, reason: errorMessage(e) });
+      }
+    }
+    throw new GpenLabError('E_PROVIDER_UNAVAILABLE', `No execution provider could run ${o.model.type === 'file' ? o.model.file : 'the model'}: ${skipped.map((s) => `${s.provider}: ${s.reason}`).join('; ')}`,
+      'Run `gpen-lab doctor` for the cause of each.', { skipped });
+  };
+
+  // the first candidate that may be tried, prepared now (a model that cannot be prepared fails here, on any provider)
+  for (let i = 0; i < candidates.length; i++) {
+    const p = candidates[i];
+    const unavailable = asked.provider === 'auto' ? await (o.available?.[p] ?? availableNow[p])() : null;
+    if (unavailable) {
+      skipped.push({ provider: p, reason: unavailable });
+      continue;
+    }
+    const first = await attempt(p);
+    const settled = from(i, first);
+    settled.catch(() => undefined); // awaited by the Restorer; a failure is reported there
+    return { first, settled };
+  }
+  throw new GpenLabError('E_PROVIDER_UNAVAILABLE', `No execution provider may be tried here: ${skipped.map((s) => `${s.provider}: ${s.reason}`).join('; ')}`,
+    'Run `gpen-lab doctor` for the cause of each.', { skipped });
+}
+
+/** A session that failed because of its provider (libraries, device, driver), not because of the model or the options. */
+function isProviderFailure(e: unknown): boolean {
+  if (!isGpenLabError(e)) return true;
+  return e.code === 'E_PROVIDER_UNAVAILABLE' || e.code === 'E_SESSION' || e.code === 'E_INFERENCE';
+}
