@@ -181,7 +181,8 @@ describe('ONNX Runtime C API route', () => {
     assert.deepEqual(splitCudaOptions({ prefer_nhwc: '1' }), { cuda: { prefer_nhwc: '1' } });
     assert.deepEqual(splitCudaOptions({ graph_optimization_level: '0', cudnn_conv_algo_search: 'HEURISTIC' }), { cuda: { cudnn_conv_algo_search: 'HEURISTIC' }, graphOptimizationLevel: 0 });
     assert.deepEqual(splitCudaOptions({ 'session.use_device_allocator_for_initializers': '1', device_id: '0' }), { cuda: { device_id: '0' }, config: { 'session.use_device_allocator_for_initializers': '1' } });
-    assert.deepEqual(splitCudaOptions({ graph_cache: '1', cudnn_conv_algo_search: 'HEURISTIC' }), { cuda: { cudnn_conv_algo_search: 'HEURISTIC' }, graphCache: 'onnx' });
+    assert.deepEqual(splitCudaOptions({ graph_cache: 'ort', cudnn_conv_algo_search: 'HEURISTIC' }), { cuda: { cudnn_conv_algo_search: 'HEURISTIC' }, graphCache: 'ort' });
+    assert.throws(() => splitCudaOptions({ graph_cache: '1' }), (e: unknown) => e instanceof GpenLabError && e.code === 'E_ARGUMENT' && /graph_cache to be 0 or ort/.test(e.message));
     assert.deepEqual(splitCudaOptions({ graph_cache: 'ort' }), { cuda: {}, graphCache: 'ort' });
     assert.deepEqual(splitCudaOptions({ graph_cache: '0' }), { cuda: {}, graphCache: false });
     assert.throws(() => splitCudaOptions({ graph_cache: 'yes' }), (e: unknown) => e instanceof GpenLabError && e.code === 'E_ARGUMENT' && /graph_cache to be 0, 1 or ort/.test(e.message) && /graph_cache=ort/.test(e.fix));

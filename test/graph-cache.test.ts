@@ -1,6 +1,6 @@
-// The optimised-graph cache (src/runtime/graph-cache.ts): a miss has ONNX Runtime write the optimised graph and
-// commits it; the next lookup is a hit whose graph, loaded with optimisations off, computes the same output; a
-// changed model file or option set misses; models made in memory and NHWC are refused with the reason.
+// The optimised-graph cache (src/runtime/graph-cache.ts): a miss has ONNX Runtime write the optimised graph in its own
+// format and commits it; the next lookup is a hit whose graph, mapped and loaded with optimisations off, computes the
+// same output; a changed model file or option set misses; models made in memory and NHWC are refused with the reason.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
@@ -23,30 +23,17 @@ async function modelFile(name: string, seed: number): Promise<{ file: string; x:
 }
 
 describe('optimised graph cache', () => {
-  it('writes the optimised graph on a miss, and a hit loaded without optimisations computes the same output', async () => {
-    const { file, x } = await modelFile('gpen64.onnx', 5);
+  it('keys an entry by the model file (its mtime), the provider and the option set', async () => {
+    const { file } = await modelFile('gpen64.onnx', 5);
     const miss = await graphCache(file, 'cpu', { cudnn_conv_algo_search: 'HEURISTIC' });
     assert.equal(miss.state, 'miss');
     assert.equal(miss.model, file);
     assert.ok(miss.saveTo && !existsSync(miss.file));
-    const a = CapiSession.create(miss.model, { provider: 'cpu', saveOptimizedTo: miss.saveTo });
+    const a = await CapiSession.createAsync(miss.model, { provider: 'cpu', graphOptimizationLevel: 0, saveOptimizedTo: miss.saveTo, config: { 'session.save_model_format': 'ORT' } });
     await miss.commit();
-    const want = a.run(x, [1, 3, S, S], x.length);
     a.release();
-    assert.ok(existsSync(miss.file), 'the optimised graph is the cache entry');
     assert.deepEqual(readdirSync(path.dirname(miss.file)).filter((f) => f.endsWith('.tmp')), [], 'no temporary file left');
-
-    const hit = await graphCache(file, 'cpu', { cudnn_conv_algo_search: 'HEURISTIC' });
-    assert.equal(hit.state, 'hit');
-    assert.equal(hit.model, miss.file);
-    const b = CapiSession.create(hit.model, { provider: 'cpu', graphOptimizationLevel: 0 });
-    const got = b.run(x, [1, 3, S, S], x.length);
-    b.release();
-    let worst = 0;
-    for (let i = 0; i < got.length; i++) worst = Math.max(worst, Math.abs(got[i] - want[i]));
-    assert.ok(worst < 1e-5, `max abs difference ${worst}`);
-
-    // another option set, or the file touched (mtime), is another entry
+    assert.equal((await graphCache(file, 'cpu', { cudnn_conv_algo_search: 'HEURISTIC' })).state, 'hit');
     assert.equal((await graphCache(file, 'cpu', { cudnn_conv_algo_search: 'EXHAUSTIVE' })).state, 'miss');
     assert.equal((await graphCache(file, 'cuda', { cudnn_conv_algo_search: 'HEURISTIC' })).state, 'miss');
     utimesSync(file, new Date(), new Date(Date.now() + 5000));
@@ -55,17 +42,16 @@ describe('optimised graph cache', () => {
 
   it('in ONNX Runtime\'s format: a miss saves it, a hit is mapped into memory and read in place, computing the same', async () => {
     const { file, x } = await modelFile('gpen64-ort.onnx', 6);
-    const miss = await graphCache(file, 'cpu', {}, 'ort');
+    const miss = await graphCache(file, 'cpu', {});
     assert.equal(miss.state, 'miss');
     assert.ok(miss.file.endsWith('.ort'), miss.file);
     const a = await CapiSession.createAsync(miss.model, { provider: 'cpu', graphOptimizationLevel: 0, saveOptimizedTo: miss.saveTo!, config: { 'session.save_model_format': 'ORT' } });
     await miss.commit();
     const want = a.run(x, [1, 3, S, S], x.length);
     a.release();
-    // an ORT-format file (its flatbuffer identifier), and the ONNX entry of the same model is another one
+    // an ORT-format file (its flatbuffer identifier)
     assert.equal(readFileSync(miss.file).subarray(4, 8).toString('latin1'), 'ORTM');
-    assert.equal((await graphCache(file, 'cpu', {})).state, 'miss');
-    const hit = await graphCache(file, 'cpu', {}, 'ort');
+    const hit = await graphCache(file, 'cpu', {});
     assert.equal(hit.state, 'hit');
     const mapped = mapFile(hit.model);
     assert.equal(mapped.length, statSync(hit.model).size);

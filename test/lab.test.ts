@@ -8,10 +8,14 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import os from 'node:os';
 import path from 'node:path';
 import { GpenLabError } from '../src/errors.js';
+import type { RestoreResult } from '../src/face/restore.js';
 import { SCHEMA_FILE, defaultConfig, normalizeConfig, readConfig } from '../src/lab/config.js';
 import { renderMarkdown } from '../src/lab/report.js';
-import { expandVars, runLab } from '../src/lab/runner.js';
-import type { LabResults } from '../src/lab/types.js';
+import { analyse, expandVars, runLab } from '../src/lab/runner.js';
+import type { CellResult, CellSpec, LabResults } from '../src/lab/types.js';
+import { timingStats } from '../src/metrics/stats.js';
+import { ROUTES } from '../src/runtime/routes.js';
+import type { Route, RouteChoice } from '../src/runtime/routes.js';
 
 const FACE = path.resolve('assets/demo-face.png');
 let tmp: string;
@@ -29,7 +33,8 @@ describe('lab configs', () => {
       matrix: { provider: ['cpu', 'cuda'], precision: ['fp32', 'fp16'], env: [{ name: 'sys', vars: {} }, { name: 'cu12', vars: { LD_LIBRARY_PATH: '/opt/cu12/lib:$LD_LIBRARY_PATH' } }] },
       cells: [{ provider: 'webgpu', id: 'wg' }],
     }, '/base');
-    assert.deepEqual(cfg.cells.map((c) => c.id), ['wg', 'cpu-fp32-sys', 'cpu-fp32-cu12', 'cpu-fp16-sys', 'cpu-fp16-cu12', 'cuda-fp32-sys', 'cuda-fp32-cu12', 'cuda-fp16-sys', 'cuda-fp16-cu12']);
+    assert.deepEqual(cfg.cells.map((c) => c.id), ['wg', 'cpu-fp32-sys', 'cpu-fp32-cu12', 'cpu-fp16-sys', 'cpu-fp16-cu12', 'cuda-fast-fp32-sys', 'cuda-fast-fp32-cu12', 'cuda-fast-fp16-sys', 'cuda-fast-fp16-cu12']);
+    assert.deepEqual(cfg.cells.map((c) => c.route), Array(9).fill('fast'), 'the route defaults to fast');
     assert.deepEqual([cfg.inputs, cfg.coldRuns, cfg.warmRuns, cfg.timeoutSec], [['/base/photos/a.png'], 3, 5, 300]);
     assert.equal(cfg.cells[2].env?.LD_LIBRARY_PATH, '/opt/cu12/lib:$LD_LIBRARY_PATH');
     assert.deepEqual(expandVars({ LD_LIBRARY_PATH: '/opt/cu12/lib:$LD_LIBRARY_PATH', X: '${HOME2}/y' }, { LD_LIBRARY_PATH: '/a', HOME2: '/h' }), { LD_LIBRARY_PATH: '/opt/cu12/lib:/a', X: '/h/y' });
@@ -57,10 +62,107 @@ describe('lab configs', () => {
     assert.throws(() => readConfig(path.join(tmp, 'none.json')), (e: unknown) => e instanceof GpenLabError && e.code === 'E_FILE_MISSING');
   });
 
-  it('the default lab covers every provider in fp32 and fp16 on synthetic GPEN-512, a face for CPU and the photo for GPUs', () => {
-    const cfg = defaultConfig('/f.png', '/p.png', ['cpu', 'webgpu']);
-    assert.deepEqual(cfg.cells.map((c) => c.id), ['cpu-fp32', 'cpu-fp16', 'cuda-fp32', 'cuda-fp16', 'tensorrt-fp32', 'tensorrt-fp16', 'webgpu-fp32', 'webgpu-fp16']);
-    assert.deepEqual([cfg.model, cfg.inputs, cfg.gpuInputs, cfg.reference], [{ synthetic: 512, seed: 0 }, ['/f.png'], ['/p.png'], 'cpu-fp32']);
+  it('a route axis expands into ids that name the route only where it changes the binding', () => {
+    const cfg = normalizeConfig({
+      inputs: ['a.png'], model: { identity: 64 },
+      matrix: { provider: ['cuda', 'cpu', 'webgpu'], route: ['fast', 'stock'], precision: ['fp16', 'fp32'], env: [{ name: 'sys', vars: {} }] },
+      cells: [{ provider: 'cuda', route: 'stock' }, { provider: 'tensorrt', precision: 'fp16' }, { provider: 'cuda' }],
+    }, '/');
+    assert.deepEqual(cfg.cells.map((c) => c.id), [
+      'cuda-stock-fp32', 'tensorrt-fp16', 'cuda-fast-fp32',
+      'cuda-fast-fp16-sys', 'cuda-fast-fp32-sys', 'cuda-stock-fp16-sys', 'cuda-stock-fp32-sys',
+      'cpu-fp16-sys', 'cpu-fp32-sys', 'cpu-stock-fp16-sys', 'cpu-stock-fp32-sys',
+      'webgpu-fp16-sys', 'webgpu-fp32-sys', 'webgpu-stock-fp16-sys', 'webgpu-stock-fp32-sys',
+    ]);
+    assert.deepEqual(cfg.cells.slice(0, 7).map((c) => `${c.provider}/${c.route}/${c.precision}`), [
+      'cuda/stock/fp32', 'tensorrt/fast/fp16', 'cuda/fast/fp32', 'cuda/fast/fp16', 'cuda/fast/fp32', 'cuda/stock/fp16', 'cuda/stock/fp32',
+    ]);
+    const schema = JSON.parse(readFileSync(SCHEMA_FILE, 'utf8')) as { definitions: { route: { enum: string[] } } };
+    assert.deepEqual(schema.definitions.route.enum, [...ROUTES], 'the schema\'s routes are runtime/routes.ts\'s');
+    configError(() => normalizeConfig({ inputs: ['a.png'], model: { identity: 64 }, matrix: { route: ['slow'] } } as never, '/'), /route\/0 must be equal to one of the allowed values \(fast, stock\)/);
+  });
+
+  it('a cell outside the table of routes is refused at load, naming the cell and what is valid', () => {
+    const base = { inputs: ['a.png'], model: { identity: 64 } };
+    const refused = (input: Parameters<typeof normalizeConfig>[0], message: string, fix: string) => assert.throws(() => normalizeConfig(input, '/', 'lab.json'), (e: unknown) => {
+      assert.ok(e instanceof GpenLabError);
+      assert.deepEqual([e.code, e.message, e.fix], ['E_CONFIG', message, fix]);
+      return true;
+    });
+    refused({ ...base, cells: [{ provider: 'cuda', route: 'stock', id: 'tuned', session: { cudaOptions: { cudnn_conv_algo_search: 'HEURISTIC' } } }] },
+      'lab.json: cell "tuned" (provider cuda, route stock, fp32, session.cudaOptions) is not a valid combination: session.cudaOptions cannot be passed on the stock route: onnxruntime-node\'s binding passes only deviceId to the CUDA provider',
+      'Change the cell: provider cuda takes route fast with fp32, route fast with fp16, route stock with fp32, route stock with fp16; session.cudaOptions only with provider cuda on route fast (runtime/routes.ts).');
+    // the same through a matrix: the first cell it makes that cannot run is named
+    refused({ ...base, matrix: { provider: ['cpu', 'cuda'], precision: ['fp16'], session: { cudaOptions: { prefer_nhwc: '1' } } } },
+      'lab.json: cell "cpu-fp16" (provider cpu, route fast, fp16, session.cudaOptions) is not a valid combination: session.cudaOptions were given but the provider is cpu',
+      'Change the cell: provider cpu takes route fast with fp32, route fast with fp16, route stock with fp32, route stock with fp16; session.cudaOptions only with provider cuda on route fast (runtime/routes.ts).');
+    // cudaOptions on the fast route of cuda is the expert override, and an empty set is none
+    assert.deepEqual(normalizeConfig({ ...base, cells: [{ provider: 'cuda', session: { cudaOptions: { prefer_nhwc: '1' } } }, { provider: 'cuda', route: 'stock', session: { cudaOptions: {} } }] }, '/').cells.map((c) => c.id),
+      ['cuda-fast-fp32', 'cuda-stock-fp32']);
+  });
+
+  it('the default lab on a GPU machine: each installed GPU provider\'s fast route in fp16 and fp32 against its stock baseline, and cpu fp32', () => {
+    const cfg = defaultConfig('/f.png', '/p.png', { knownByBinary: ['cpu', 'cuda', 'tensorrt', 'webgpu'], installed: ['cuda', 'tensorrt'], gpu: true });
+    assert.deepEqual(cfg.cells.map((c) => c.id), ['cpu-fp32', 'cuda-fast-fp16', 'cuda-fast-fp32', 'cuda-stock-fp32', 'tensorrt-fp16', 'tensorrt-fp32', 'webgpu-fp16', 'webgpu-fp32']);
+    assert.deepEqual(cfg.cells.map((c) => `${c.provider}/${c.route}/${c.precision}`), ['cpu/fast/fp32', 'cuda/fast/fp16', 'cuda/fast/fp32', 'cuda/stock/fp32', 'tensorrt/fast/fp16', 'tensorrt/fast/fp32', 'webgpu/fast/fp16', 'webgpu/fast/fp32']);
+    assert.deepEqual([cfg.model, cfg.inputs, cfg.gpuInputs, cfg.reference, cfg.coldRuns, cfg.warmRuns], [{ synthetic: 512, seed: 0 }, ['/f.png'], ['/p.png'], 'cuda-stock-fp32', 3, 5]);
+    // what a config file would say is what the default lab is: it passes the same checks
+    assert.deepEqual(normalizeConfig({ ...cfg, cells: cfg.cells }, '/').cells, cfg.cells);
+    // without cuda installed the reference is the CPU, and a provider not installed keeps one cell for its diagnosis
+    const noCuda = defaultConfig('/f.png', '/p.png', { knownByBinary: ['cpu', 'cuda', 'tensorrt', 'webgpu'], installed: [], gpu: true });
+    assert.deepEqual([noCuda.cells.map((c) => c.id), noCuda.reference], [['cpu-fp32', 'cuda-fast-fp16', 'tensorrt-fp16', 'webgpu-fp16', 'webgpu-fp32'], 'cpu-fp32']);
+  });
+
+  it('the default lab without a GPU: cpu fp32 (the reference) and fp16, and one cheap fp16 cell per GPU provider for its diagnosis', () => {
+    const noGpu = defaultConfig('/f.png', '/p.png', { knownByBinary: ['cpu', 'cuda', 'tensorrt', 'webgpu'], installed: ['cuda', 'tensorrt'], gpu: false });
+    assert.deepEqual([noGpu.cells.map((c) => c.id), noGpu.reference], [['cpu-fp32', 'cpu-fp16', 'cuda-fast-fp16', 'tensorrt-fp16', 'webgpu-fp16'], 'cpu-fp32']);
+    const nothing = defaultConfig('/f.png', '/p.png', { knownByBinary: ['cpu', 'cuda', 'tensorrt'], installed: [], gpu: true });
+    assert.deepEqual([nothing.cells.map((c) => c.id), nothing.reference, nothing.inputs, nothing.gpuInputs], [['cpu-fp32', 'cpu-fp16', 'cuda-fast-fp16', 'tensorrt-fp16'], 'cpu-fp32', ['/f.png'], ['/p.png']]);
+  });
+});
+
+describe('recommendations', () => {
+  const stats = (ms: number) => timingStats([ms]);
+  const cell = (spec: CellSpec, warmMs: number, coldMs: number, opts: { passed?: boolean; choice?: Partial<RouteChoice> } = {}): CellResult => ({
+    id: spec.id, status: 'done',
+    env: { provider: spec.provider, precision: spec.precision, session: {}, vars: {}, launcher: 'local', inputs: ['/p.png'] },
+    stages: { startup: { ok: true, reason: '' }, dependencies: { ok: true, reason: '' }, inference: { ok: opts.passed !== false, reason: '' }, output: opts.passed === false ? null : { ok: true, reason: '' } },
+    provider: { asked: spec.provider, ran: [spec.provider], knownByBinary: null },
+    runs: opts.passed === false ? [{ run: 0, ok: false, stage: 'inference', exitCode: 3, signal: null, timedOut: false, error: 'E_SESSION: no', stderrTail: '', stages_ms: {}, total_ms: null, maxRssMiB: null }] : [],
+    cold: { total: opts.passed === false ? null : stats(coldMs), stages: {} }, warm: { total: opts.passed === false ? null : stats(warmMs), stages: {} },
+    gpu: { source: 'none', reason: 'test', samples: 0, utilMean: null, utilPeak: null, memUsedPeakMiB: null, processPeakMiB: null },
+    output: { vsInput: [], psnr: null, ssim: null, deltaDbVsReference: null, visuallyLossless: null, vsReference: null },
+    doctor: null,
+    restore: opts.choice ? { input: '/p.png', outputs: { gpen: null, comp: null, faces: [] }, route: { provider: spec.provider, route: spec.route, precision: spec.precision, ...opts.choice } } as unknown as RestoreResult : null,
+    flags: [], finishedAt: null,
+  });
+  const spec = (provider: CellSpec['provider'], route: Route, precision: CellSpec['precision'], id: string): CellSpec => ({ id, provider, route, precision });
+  const specs = [spec('cpu', 'fast', 'fp32', 'cpu-fp32'), spec('cuda', 'fast', 'fp16', 'cuda-fast-fp16'), spec('cuda', 'fast', 'fp32', 'cuda-fast-fp32'), spec('cuda', 'stock', 'fp32', 'cuda-stock-fp32')];
+  const results = (cells: CellResult[]): LabResults => ({
+    schema: 'gpen-lab.results/1', startedAt: '', finishedAt: null, machine: {}, reference: null, pairs: [], recommendations: [], cells,
+    config: { inputs: ['/f.png'], gpuInputs: ['/p.png'], model: { synthetic: 512 }, coldRuns: 1, warmRuns: 1, timeoutSec: 1, reference: 'cuda-stock-fp32', cells: specs },
+  });
+
+  it('names the fastest passing cell with its route and binding, and how much faster it is than the stock baseline', async () => {
+    const res = results([
+      cell(specs[0], 4000, 6000, { choice: { binding: 'stock', set: null } }),
+      cell(specs[1], 152, 1210, { choice: { binding: 'capi', set: 'warm' } }),
+      cell(specs[2], 300, 1500, { choice: { binding: 'capi', set: 'warm' } }),
+      cell(specs[3], 927.2, 2500, { choice: { binding: 'stock', set: null } }),
+    ]);
+    await analyse(res, path.join(tmp, 'rec'));
+    assert.equal(res.reference, 'cuda-stock-fp32');
+    assert.equal(res.recommendations[0], 'Fastest cell that passes everything: cuda-fast-fp16 (cuda fast fp16, C API warm set, 0.152 s per image warm, 1.21 s cold; 6.1x the stock baseline cuda-stock-fp32).');
+  });
+
+  it('keeps the line without a recorded route, and gives no ratio without a passing stock cell or for a stock-binding provider', async () => {
+    const res = results([cell(specs[0], 4000, 6000), cell(specs[1], 152, 1210), cell(specs[3], 927.2, 2500, { passed: false })]);
+    await analyse(res, path.join(tmp, 'rec2'));
+    assert.equal(res.recommendations[0], 'Fastest cell that passes everything: cuda-fast-fp16 (cuda fast fp16, 0.152 s per image warm, 1.21 s cold).');
+    assert.equal(res.recommendations[1], 'cuda-stock-fp32 fails at inference: E_SESSION: no');
+    const cpu = results([cell(specs[0], 4000, 6000, { choice: { binding: 'stock', set: null } }), cell(spec('cpu', 'stock', 'fp32', 'cpu-stock-fp32'), 4100, 6000)]);
+    await analyse(cpu, path.join(tmp, 'rec3'));
+    assert.equal(cpu.recommendations[0], 'Fastest cell that passes everything: cpu-fp32 (cpu fast fp32, stock binding, 4.000 s per image warm, 6.00 s cold).');
   });
 });
 
@@ -80,7 +182,7 @@ describe('a lab in fresh processes', () => {
         { provider: 'cpu', id: 'cpu-1t', session: { intraOpNumThreads: 1 } },
         { provider: 'cpu', id: 'segfault', env: { NODE_OPTIONS: `--import=${segv}` } },
         { provider: 'cpu', id: 'hang', env: { NODE_OPTIONS: `--import=${hang}` } },
-        { provider: 'cuda', id: 'cuda' },
+        { provider: 'cuda', id: 'cuda', route: 'stock' },
         { provider: 'cuda', id: 'cuda-heuristic', session: { cudaOptions: { cudnn_conv_algo_search: 'HEURISTIC' } } },
       ],
     }, tmp);

@@ -3,15 +3,14 @@
 // per model file, and never fail a restore (its failures are reports).
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { GpenLabError } from '../src/errors.js';
 import { onnx } from '../src/model/onnx-builder.js';
 import { prepareModel } from '../src/model/registry.js';
 import { CapiSession, splitCudaOptions } from '../src/runtime/capi.js';
-import { cachedParts, prime, primerFor } from '../src/runtime/primer.js';
-import { primerModel, splitPrimer } from '../src/runtime/primer-graph.js';
-import { readProfileNodes } from '../src/runtime/profile.js';
+import { prime, primerFor } from '../src/runtime/primer.js';
+import { primerModel } from '../src/runtime/primer-graph.js';
 import { missingProviderFiles } from '../src/runtime/providers.js';
 import { useTempCache } from './helpers/cache-dir.js';
 
@@ -80,65 +79,10 @@ describe('cold-start primer', () => {
     assert.ok(statSync(file).size > 5 * first.model.byteLength);
   });
 
-  it('split into parts at float-only cuts by the first run\'s profile: every node in exactly one part, each part runs on its own', async () => {
-    const p = await prepareModel({ type: 'synthetic', size: 64, seed: 3 }, 'fp32');
-    const pr = primerModel(p.model as Uint8Array);
-    const prof = mkdtempSync(path.join(dir, 'prof-'));
-    const s = CapiSession.create(pr.model, { provider: 'cpu', graphOptimizationLevel: 0, profilePrefix: path.join(prof, 'p') });
-    s.run(new Float32Array(3 * 64 * 64), pr.input.dims, pr.output.elements, { input: pr.input.name, output: pr.output.name });
-    const run = readProfileNodes(s.endProfiling());
-    s.release();
-    const parts = splitPrimer(pr.model, run, 3);
-    assert.equal(parts.length, 3);
-    const whole = onnx.ModelProto.decode(pr.model).graph!;
-    const seen = new Map<string, number>();
-    for (const [k, bytes] of parts.entries()) {
-      const g = onnx.ModelProto.decode(bytes).graph!;
-      for (const n of g.node!) if (!n.name!.endsWith('__part')) seen.set(n.name!, (seen.get(n.name!) ?? 0) + 1);
-      // only the first part reads the model's input; later parts make what crosses the cut as float zeros
-      assert.equal(g.input!.length, k === 0 ? 1 : 0, `part ${k}`);
-      for (const n of g.node!.filter((x) => x.name!.endsWith('__part'))) assert.ok([1, 10].includes(n.attribute![0].t!.dataType!), n.name!);
-      const c = CapiSession.create(bytes, { provider: 'cpu', graphOptimizationLevel: 0 });
-      try {
-        await c.runOnceAsync(k === 0 ? { name: 'input', x: new Float32Array(3 * 64 * 64), dims: [1, 3, 64, 64] } : null, g.output![0].name!);
-      } finally {
-        c.release();
-      }
-    }
-    assert.deepEqual([...seen.keys()].sort(), whole.node!.map((n) => n.name!).sort());
-    assert.ok([...seen.values()].every((x) => x === 1));
-    // first-run time balanced: no part holds more than two thirds of it
-    const ms = new Map(run.map((r) => [r.node, r.ms]));
-    const total = run.reduce((a, r) => a + r.ms, 0);
-    for (const bytes of parts) {
-      const partMs = onnx.ModelProto.decode(bytes).graph!.node!.reduce((a, n) => a + (ms.get(n.name!) ?? 0), 0);
-      assert.ok(partMs < (2 / 3) * total, `${partMs.toFixed(1)} of ${total.toFixed(1)} ms`);
-    }
-  });
-
-  it('prime=N through the cache: the first call runs the whole primer and writes its parts, the next runs the parts side by side', async () => {
-    const p = await prepareModel({ type: 'synthetic', size: 64, seed: 5 }, 'fp32');
-    const file = path.join(dir, 'parts.onnx');
-    writeFileSync(file, p.model as Uint8Array);
-    assert.equal(await cachedParts(file, 2), null);
-    const first = await prime(file, {}, 2, 'cpu');
-    assert.equal(first.ok, true, first.error);
-    assert.equal(first.partsWritten, 2);
-    assert.equal((await cachedParts(file, 2))?.length, 2);
-    const second = await prime(file, {}, 2, 'cpu');
-    assert.equal(second.ok, true, second.error);
-    assert.equal(second.cache, 'hit');
-    assert.equal(second.parts?.length, 2);
-    assert.ok(second.parts!.every((x) => x.runMs > 0 && x.createMs > 0));
-    // a model in memory has no file to key its parts by: the whole primer runs, nothing is written
-    const inMemory = await prime(p.model as Uint8Array, {}, 2, 'cpu');
-    assert.deepEqual([inMemory.ok, inMemory.partsWritten, inMemory.cache], [true, undefined, null]);
-  });
-
-  it('prime() reports a failure instead of throwing (no CUDA provider here), and prime takes 0 to 8 only', async (t) => {
+  it('prime() reports a failure instead of throwing (no CUDA provider here), and prime takes 0 or 1 only', async (t) => {
     assert.deepEqual(splitCudaOptions({ prime: '1', cudnn_conv_algo_search: 'HEURISTIC' }), { cuda: { cudnn_conv_algo_search: 'HEURISTIC' }, prime: 1 });
-    assert.equal(splitCudaOptions({ prime: '3' }).prime, 3);
-    for (const bad of ['yes', '9', '-1']) assert.throws(() => splitCudaOptions({ prime: bad }), (e: unknown) => e instanceof GpenLabError && e.code === 'E_ARGUMENT' && /prime/.test(e.message));
+    assert.equal(splitCudaOptions({ prime: '0' }).prime, 0);
+    for (const bad of ['yes', '2', '9', '-1']) assert.throws(() => splitCudaOptions({ prime: bad }), (e: unknown) => e instanceof GpenLabError && e.code === 'E_ARGUMENT' && /prime/.test(e.message));
     if (missingProviderFiles('cuda').length === 0) {
       t.skip('the CUDA provider is installed here');
       return;

@@ -3,6 +3,8 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { Command } from 'commander';
 import { GpenLabError } from '../errors.js';
+import type { LabMachine } from '../lab/config.js';
+import type { Provider } from '../runtime/providers.js';
 import { knownProviders } from '../runtime/session.js';
 import { DEMO_FACE, DEMO_PHOTO } from './demo.js';
 import { Steps, printJson } from './output.js';
@@ -16,10 +18,20 @@ function latestLab(): string | null {
   return dirs[0] ?? null;
 }
 
+/** What the default lab is made for: the providers the binary knows, the GPU providers installed, an NVIDIA GPU. */
+async function labMachine(): Promise<LabMachine> {
+  const { availableNow } = await import('../face/choose.js');
+  const { readGpus } = await import('../doctor/gpu.js');
+  const installed: Provider[] = [];
+  for (const p of ['cuda', 'tensorrt'] as const) if ((await availableNow[p]()) === null) installed.push(p);
+  const gpus = await readGpus();
+  return { knownByBinary: knownProviders().map((p) => p.provider), installed, gpu: gpus.source !== 'none' && gpus.devices.length > 0 };
+}
+
 export function labCommand(): Command {
   return new Command('lab')
     .description('the compatibility matrix: every environment (cell) in fresh processes, one report')
-    .argument('[config]', 'a lab config (.json or .yaml, schema/lab.schema.json); default: what this machine can run')
+    .argument('[config]', 'a lab config (.json or .yaml, schema/lab.schema.json); default: what this machine can run (with a GPU: each installed GPU provider\'s fast route in fp16 and fp32 against its stock route in fp32, and cpu fp32)')
     .option('--out <dir>', 'folder for results.json, report.md, report.html and the images (default: a new dated folder)')
     .option('--resume', 'continue an interrupted lab in --out (default: the newest lab folder here) without re-running completed cells')
     .option('--json', 'print results.json on stdout')
@@ -33,7 +45,7 @@ export function labCommand(): Command {
       // the lab's modules (ajv, yaml, the report) load on use: they would slow every other command's start
       const { defaultConfig, readConfig } = await import('../lab/config.js');
       const { cellPassed, runLab } = await import('../lab/runner.js');
-      const cfg = config ? readConfig(config) : defaultConfig(DEMO_FACE, DEMO_PHOTO, knownProviders().map((p) => p.provider));
+      const cfg = config ? readConfig(config) : defaultConfig(DEMO_FACE, DEMO_PHOTO, await labMachine());
       const steps = new Steps(cfg.cells.length * cfg.coldRuns, false);
       const tty = process.stderr.isTTY && !process.env.CI;
       const res = await runLab(cfg, {

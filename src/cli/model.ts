@@ -5,10 +5,10 @@ import { GpenLabError, badArgument } from '../errors.js';
 import { writeFileAtomicSafe } from '../io/files.js';
 import { readNpy, writeNpy } from '../io/npy.js';
 import type { ModelInfo } from '../model/registry.js';
-import { convertPth, describeModel, prepareModel, sniffFormat, synthesizeGpen, synthesizeIdentity, DEFAULT_SEED } from '../model/registry.js';
+import { convertPth, describeModel, synthesizeGpen, synthesizeIdentity, DEFAULT_SEED } from '../model/registry.js';
 import { numel, toFloat32 } from '../model/tensor.js';
-import { PROVIDERS, parseProvider } from '../runtime/providers.js';
-import { ModelSession } from '../runtime/session.js';
+import { chooseSession } from '../face/choose.js';
+import { PRECISIONS, PROVIDER_CHOICES, ROUTES, describeChoice, parseChoice } from '../runtime/routes.js';
 import { SYNTHETIC_WARNING, Steps, info, printJson, warn } from './output.js';
 
 export function parseIntArg(name: string) {
@@ -94,22 +94,30 @@ export function modelCommand(): Command {
     .argument('<model>', '.onnx or .pth')
     .requiredOption('--input <file>', 'input tensor, [N,3,S,S] or [3,S,S], float32 (or float16) .npy')
     .requiredOption('--output <file>', 'output .npy (float32)')
-    .addOption(new Option('--provider <p>', 'execution provider').choices([...PROVIDERS]).default('cpu'))
-    .option('--fp16', 'for a .pth: build the fp16 variant')
+    .addOption(new Option('--provider <p>', 'execution provider (auto: CUDA, else a hardware WebGPU adapter, else the CPU)').choices([...PROVIDER_CHOICES]).default('auto'))
+    .addOption(new Option('--route <r>', 'fast: the measured-best binding and options; stock: onnxruntime-node\'s binding').choices([...ROUTES]).default('fast'))
+    .addOption(new Option('--precision <p>', 'for a .pth (default: fp16 on a GPU, fp32 on the CPU; an .onnx runs in its own)').choices([...PRECISIONS]))
     .option('--key <name>', 'for a .pth: key the generator is nested under')
     .option('--json', 'machine-readable output')
-    .action(async (file: string, o: { input: string; output: string; provider: string; fp16?: boolean; key?: string; json?: boolean }) => {
-      const provider = parseProvider(o.provider);
+    .action(async (file: string, o: { input: string; output: string; provider: string; route: string; precision?: string; key?: string; json?: boolean }) => {
       const x = await readNpy(o.input);
-      const prepared = await prepareModel({ type: 'file', file, ...(o.key ? { key: o.key } : {}) }, o.fp16 ? 'fp16' : (await sniffFormat(file)) === 'onnx' ? (await describeModel(file)).precision : 'fp32');
-      const S = prepared.info.size;
+      const spec = { type: 'file' as const, file, ...(o.key ? { key: o.key } : {}) };
+      const { first, settled } = await chooseSession({
+        model: spec, provider: parseChoice(PROVIDER_CHOICES, o.provider, '--provider'), route: parseChoice(ROUTES, o.route, '--route'),
+        ...(o.precision !== undefined ? { precision: parseChoice(PRECISIONS, o.precision, '--precision') } : {}),
+      });
+      const S = first.prepared.info.size;
       const dims = x.dims.length === 3 ? [1, ...x.dims] : x.dims;
       if (dims.length !== 4 || dims[1] !== 3 || dims[2] !== S || dims[3] !== S) {
-        throw new GpenLabError('E_NPY_INVALID', `${o.input} has shape [${x.dims.join(', ')}] but ${prepared.label} takes [N, 3, ${S}, ${S}] (or [3, ${S}, ${S}])`,
+        void first.runner.then((r) => r.release(), () => undefined);
+        throw new GpenLabError('E_NPY_INVALID', `${o.input} has shape [${x.dims.join(', ')}] but ${first.prepared.label} takes [N, 3, ${S}, ${S}] (or [3, ${S}, ${S}])`,
           `Resize the face to ${S}x${S} and save it as an NCHW float32 array in [-1, 1].`, { input: o.input });
       }
+      const plan = await settled;
+      const { prepared, choice } = plan;
+      const session = await plan.runner;
+      info(describeChoice(choice));
       if (prepared.info.synthetic) warn(SYNTHETIC_WARNING);
-      const session = await ModelSession.create(prepared.model, { provider, label: prepared.label });
       const fixed = prepared.info.onnx?.fixedBatch ?? null;
       const data = toFloat32(x);
       const per = 3 * S * S;
@@ -123,15 +131,17 @@ export function modelCommand(): Command {
         times.push(r.ms);
       }
       await writeNpy(o.output, { dtype: 'float32', dims, data: out });
+      await session.placementSettled?.();
       const placement = session.placement;
       await session.release();
       const result = {
-        model: prepared.info, provider: { asked: provider, ran: placement?.ran ?? null, nodesByProvider: placement?.nodesByProvider ?? null, mismatch: placement?.mismatch ?? null },
+        model: prepared.info, provider: { asked: choice.asked.provider, chosen: choice.provider, ran: placement?.ran ?? null, nodesByProvider: placement?.nodesByProvider ?? null, mismatch: placement?.mismatch ?? null },
+        route: choice,
         input: { file: o.input, dims }, output: { file: o.output, dims }, sessionCreateMs: session.createMs, runMs: times, synthetic: prepared.info.synthetic,
       };
-      if (placement?.mismatch) warn(`asked for ${provider} but nodes ran on ${placement.ran.join(', ')} (${JSON.stringify(placement.nodesByProvider)})`);
+      if (placement?.mismatch) warn(`asked for ${choice.provider} but nodes ran on ${placement.ran.join(', ')} (${JSON.stringify(placement.nodesByProvider)})`);
       if (o.json) printJson(result);
-      else info(`ran ${prepared.label} on ${provider} (nodes: ${JSON.stringify(placement?.nodesByProvider ?? {})}): session ${session.createMs.toFixed(0)} ms, run ${times.map((t) => t.toFixed(0)).join('+')} ms -> ${o.output}`);
+      else info(`ran ${prepared.label} on ${choice.provider} (nodes: ${JSON.stringify(placement?.nodesByProvider ?? {})}): session ${session.createMs.toFixed(0)} ms, run ${times.map((t) => t.toFixed(0)).join('+')} ms -> ${o.output}`);
     });
   return model;
 }

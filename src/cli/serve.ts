@@ -1,8 +1,8 @@
 // `gpen-lab serve`: the restoration service (src/serve/server.ts) with a graceful shutdown on SIGTERM and SIGINT.
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import { GpenLabError } from '../errors.js';
 import type { ModelSpec } from '../model/registry.js';
-import { parseProvider } from '../runtime/providers.js';
+import { PRECISIONS, PROVIDER_CHOICES, ROUTES, parseChoice } from '../runtime/routes.js';
 import { parseCudaOptions } from '../runtime/capi-model.js';
 import { parseIntArg } from './model.js';
 import { SYNTHETIC_WARNING, warn } from './output.js';
@@ -16,17 +16,18 @@ export function serveCommand(): Command {
     .option('--synthetic <size>', 'seeded synthetic GPEN of this size (for measuring only: every response says so)', parseIntArg('--synthetic'))
     .option('--seed <s>', 'seed of --synthetic weights', parseIntArg('--seed'), 0)
     .option('--key <name>', 'for a .pth: key the generator is nested under')
-    .option('--fp16', 'fp16 variant (for a .pth or --synthetic)')
-    .option('--provider <p>', 'execution provider: cpu, cuda, tensorrt, webgpu', 'cpu')
-    .option('--max-batch <n>', 'faces per inference, across requests', parseIntArg('--max-batch'), 8)
+    .addOption(new Option('--provider <p>', 'execution provider (auto: CUDA, else a hardware WebGPU adapter, else the CPU)').choices([...PROVIDER_CHOICES]).default('auto'))
+    .addOption(new Option('--route <r>', 'fast: the measured-best binding and options for the provider; stock: onnxruntime-node\'s binding').choices([...ROUTES]).default('fast'))
+    .addOption(new Option('--precision <p>', 'for a .pth or --synthetic (default: fp16 on a GPU, fp32 on the CPU)').choices([...PRECISIONS]))
+    .option('--max-batch <n>', 'faces per inference, across requests (default: 32 on CUDA and TensorRT, 8 on WebGPU, 4 on the CPU)', parseIntArg('--max-batch'))
     .option('--max-wait-ms <m>', 'how long a face waits for others to fill a batch', parseIntArg('--max-wait-ms'), 10)
     .option('--max-queue <q>', 'requests in progress at once; more get 429', parseIntArg('--max-queue'), 64)
     .option('--body-limit-mb <n>', 'largest upload (413 above)', parseIntArg('--body-limit-mb'), 32)
     .option('--timeout-ms <n>', 'per-request limit (504 above)', parseIntArg('--timeout-ms'), 60_000)
     .option('--max-pixels <n>', 'refuse images larger than this (422)', parseIntArg('--max-pixels'))
     .option('--log-level <l>', 'JSON log level: fatal, error, warn, info, debug, silent', 'info')
-    .option('--cuda-options <k=v,...>', 'CUDA provider options by ONNX Runtime\'s names (e.g. cudnn_conv_algo_search=HEURISTIC): the session goes through the C API route', (v: string) => parseCudaOptions(v))
-    .action(async (o: { port: number; host: string; model?: string; synthetic?: number; seed: number; key?: string; fp16?: boolean; provider: string; maxBatch: number; maxWaitMs: number; maxQueue: number; bodyLimitMb: number; timeoutMs: number; maxPixels?: number; logLevel: string; cudaOptions?: Record<string, string> }) => {
+    .option('--cuda-options <k=v,...>', 'for experts: CUDA provider options replacing the fast route\'s set (docs/routes.md)', (v: string) => parseCudaOptions(v))
+    .action(async (o: { port: number; host: string; model?: string; synthetic?: number; seed: number; key?: string; provider: string; route: string; precision?: string; maxBatch?: number; maxWaitMs: number; maxQueue: number; bodyLimitMb: number; timeoutMs: number; maxPixels?: number; logLevel: string; cudaOptions?: Record<string, string> }) => {
       if ((o.model === undefined) === (o.synthetic === undefined)) {
         throw new GpenLabError('E_ARGUMENT', o.model === undefined ? 'serve needs GPEN weights and none were given' : 'serve takes --model or --synthetic, not both',
           'Pass --model FILE (the official GPEN-BFR-512.pth or a GPEN .onnx), or --synthetic 512 to measure the service with seeded random weights (every response says they are synthetic).',
@@ -37,8 +38,8 @@ export function serveCommand(): Command {
       // loaded here, not at start: fastify and prom-client cost every other command's start (a cold restore's too)
       const { startService } = await import('../serve/server.js');
       const svc = await startService({
-        host: o.host, port: o.port, model, provider: parseProvider(o.provider), ...(o.fp16 ? { precision: 'fp16' as const } : {}),
-        maxBatch: o.maxBatch, maxWaitMs: o.maxWaitMs, maxQueue: o.maxQueue, bodyLimit: o.bodyLimitMb * 2 ** 20, timeoutMs: o.timeoutMs,
+        host: o.host, port: o.port, model, provider: parseChoice(PROVIDER_CHOICES, o.provider, '--provider'), route: parseChoice(ROUTES, o.route, '--route'),
+        ...(o.precision !== undefined ? { precision: parseChoice(PRECISIONS, o.precision, '--precision') } : {}), ...(o.maxBatch !== undefined ? { maxBatch: o.maxBatch } : {}), maxWaitMs: o.maxWaitMs, maxQueue: o.maxQueue, bodyLimit: o.bodyLimitMb * 2 ** 20, timeoutMs: o.timeoutMs,
         ...(o.maxPixels !== undefined ? { maxPixels: o.maxPixels } : {}), logLevel: o.logLevel === 'silent' ? false : o.logLevel,
         ...(o.cudaOptions ? { cudaOptions: o.cudaOptions } : {}),
       });

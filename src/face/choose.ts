@@ -2,7 +2,9 @@
 // WebGPU adapter, then the CPU, and the session that will run is the probe (no extra session is made to test a
 // provider). On each candidate the route's binding, precision, CUDA option set and batch come from runtime/routes.ts.
 // A candidate that fails is recorded with its reason and the next one is tried; an explicit provider fails as it is.
+import path from 'node:path';
 import { GpenLabError, errorMessage, isGpenLabError } from '../errors.js';
+import { cacheDir } from '../io/cache.js';
 import type { Precision } from '../model/gpen-graph.js';
 import type { GraphForm, ModelSpec, PreparedModel } from '../model/registry.js';
 import { formForCuda, prepareModel, sniffFormat } from '../model/registry.js';
@@ -56,7 +58,7 @@ export const availableNow: Required<Availability> = {
   webgpu: async () => {
     const { probeWebgpuAdapter } = await import('../runtime/webgpu-adapter.js');
     const probe = probeWebgpuAdapter();
-    return probe.ok ? null : `no hardware adapter: ${probe.reason}`;
+    return probe.ok ? null : `no hardware adapter (${probe.reason})`;
   },
 };
 
@@ -92,18 +94,25 @@ export async function chooseSession(o: ChooseOptions): Promise<{ first: Plan; se
     const precision = o.precision ?? (builtHere ? defaultPrecision(provider) : undefined);
     const route = asked.route;
     const binding = userOptions || (provider === 'cuda' && route === 'fast') ? combination(provider, route, precision ?? 'fp32', userOptions).binding : combination(provider, route, precision ?? 'fp32').binding;
-    const options = binding === 'capi' ? (userOptions ?? fastCudaOptions(workload, builtHere)) : null;
+    const options = binding === 'capi' ? { ...(userOptions ?? fastCudaOptions(workload, builtHere)) } : null;
     const form = formForCuda(options ?? undefined);
     const fits = o.prepared && !usedPrepared && (precision === undefined || o.prepared.info.precision === precision);
-    const prepared = fits ? o.prepared! : await prepare(o.model, precision, form);
+    // synthetic weights on the C API route are built once into the cache: its graph cache and early session need a file
+    const spec: ModelSpec = binding === 'capi' && o.model.type === 'synthetic' && !o.model.cacheDir ? { ...o.model, cacheDir: path.join(cacheDir(), 'synthetic') } : o.model;
+    const prepared = fits ? o.prepared! : await prepare(spec, precision, form);
     usedPrepared = true;
+    let note = '';
+    if (options?.graph_cache && typeof prepared.model !== 'string') {
+      delete options.graph_cache;
+      note = '; graph_cache left out: the model was made in memory';
+    }
     const batch = o.batch ?? defaultBatch(provider);
     checkBatch(provider, batch, prepared);
     const choice: RouteChoice = {
       asked, provider, route, binding, precision: prepared.info.precision, workload,
       set: binding === 'capi' && !userOptions ? cudaSetFor(workload) : null, options, batch,
       detector: o.detectorProvider ? { provider: o.detectorProvider, capi: o.detectorProvider === 'cuda' && binding === 'capi' } : detectorPlacement(provider, binding, workload),
-      skipped, note: combination(provider, route, prepared.info.precision === 'fp16' ? 'fp16' : 'fp32').note,
+      skipped, note: combination(provider, route, prepared.info.precision === 'fp16' ? 'fp16' : 'fp32').note + note,
     };
     const runner = o.runner ?? openSession(prepared.model, { provider, label: prepared.label, allowSpinning: false, ...o.session, ...(options ? { cudaOptions: options } : {}) });
     return { choice, prepared, runner };

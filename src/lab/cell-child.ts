@@ -1,4 +1,4 @@
-// One run of a lab cell, in its own process: the runtime module loaded, the session created on the provider asked for,
+// One run of a lab cell, in its own process: the runtime module loaded, the session created on the cell's provider and route,
 // the inputs restored and written, the output decoded back, then (in the cell's last process) the warm runs. Each step
 // prints one `@@lab {json}` line on stdout, so the parent knows the stage reached even when this process crashes,
 // hangs or is killed. ONNX Runtime's own log goes to stderr, whose tail the parent keeps.
@@ -21,9 +21,10 @@ try {
 
   stage = 'inference';
   t = performance.now();
+  // the cell's own provider (never auto), its route, and the workload its inputs make: one image a cold start
   const restorer = await Restorer.create({
-    model: job.model, precision: job.precision, provider: job.provider, batch: job.batch, outDir: job.outDir,
-    session: job.session,
+    model: job.model, precision: job.precision, provider: job.provider, route: job.route, workload: job.inputs.length === 1 ? 'single' : 'batch',
+    batch: job.batch, outDir: job.outDir, session: job.session,
   });
   emit({ ev: 'session', ms: performance.now() - t, parts: restorer.createMs });
 

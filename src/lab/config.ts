@@ -6,10 +6,13 @@ import { fileURLToPath } from 'node:url';
 import { Ajv } from 'ajv';
 import type { ValidateFunction } from 'ajv';
 import YAML from 'yaml';
-import { GpenLabError } from '../errors.js';
+import { GpenLabError, isGpenLabError } from '../errors.js';
+import type { Precision } from '../model/gpen-graph.js';
 import type { ModelSpec } from '../model/registry.js';
 import type { Provider } from '../runtime/providers.js';
-import { PROVIDERS } from '../runtime/providers.js';
+import { PROVIDERS, PROVIDER_SPECS } from '../runtime/providers.js';
+import type { Route } from '../runtime/routes.js';
+import { COMBINATIONS, combination } from '../runtime/routes.js';
 import type { CellSpec, LabConfig, LabConfigInput } from './types.js';
 
 export const SCHEMA_FILE = fileURLToPath(new URL('../../schema/lab.schema.json', import.meta.url));
@@ -30,7 +33,32 @@ export function modelSpecOf(m: LabConfig['model'], cacheDir?: string): ModelSpec
   return { type: 'synthetic', size: m.synthetic ?? 512, seed: m.seed ?? 0, ...(cacheDir ? { cacheDir } : {}) };
 }
 
-const cellId = (p: Provider, precision: string, envName?: string): string => [p, precision, envName].filter(Boolean).join('-');
+/** Whether the provider's fast route is onnxruntime-node's own binding, the stock route's (COMBINATIONS: cpu, webgpu, tensorrt). */
+export function fastIsStock(p: Provider, precision: Precision): boolean {
+  return COMBINATIONS.some((x) => x.provider === p && x.route === 'fast' && x.precision === precision && x.binding === 'stock');
+}
+
+/**
+ * A cell's id: provider, route, precision and the matrix env's name (cuda-fast-fp16, cuda-stock-fp32-cu12); the route
+ * is left out of a fast cell whose fast route is the stock binding (cpu-fp32, webgpu-fp16).
+ */
+export function cellId(p: Provider, route: Route, precision: Precision, envName?: string): string {
+  return [p, route === 'fast' && fastIsStock(p, precision) ? undefined : route, precision, envName].filter(Boolean).join('-');
+}
+
+const asConfigWords = (s: string): string => s.replace(/--cuda-options/g, 'session.cudaOptions').replace(/--(route|precision|provider) /g, '$1 ');
+
+/** A cell's provider, route, precision and CUDA options as runtime/routes.ts allows them, else E_CONFIG naming the cell and what is valid. */
+function checkCombination(c: CellSpec, file: string): void {
+  try {
+    combination(c.provider, c.route, c.precision, c.session?.cudaOptions);
+  } catch (e) {
+    if (!isGpenLabError(e)) throw e;
+    const valid = COMBINATIONS.filter((x) => x.provider === c.provider).map((x) => `route ${x.route} with ${x.precision}`).join(', ');
+    throw new GpenLabError('E_CONFIG', `${file}: cell "${c.id}" (provider ${c.provider}, route ${c.route}, ${c.precision}${c.session?.cudaOptions ? ', session.cudaOptions' : ''}) is not a valid combination: ${asConfigWords(e.message)}`,
+      `Change the cell: provider ${c.provider} takes ${valid}; session.cudaOptions only with provider cuda on route fast (runtime/routes.ts).`, { input: file, cell: c.id });
+  }
+}
 
 /** Defaults, the matrix expanded, ids checked unique, relative paths resolved against `baseDir`. */
 export function normalizeConfig(input: LabConfigInput, baseDir: string, file = '(config)'): LabConfig {
@@ -38,14 +66,17 @@ export function normalizeConfig(input: LabConfigInput, baseDir: string, file = '
   const abs = (p: string) => path.resolve(baseDir, p);
   const cells: CellSpec[] = [];
   for (const c of input.cells ?? []) {
-    cells.push({ ...c, id: c.id ?? cellId(c.provider, c.precision ?? 'fp32', undefined), precision: c.precision ?? 'fp32', ...(c.inputs ? { inputs: c.inputs.map(abs) } : {}) });
+    const route = c.route ?? 'fast', precision = c.precision ?? 'fp32';
+    cells.push({ ...c, id: c.id ?? cellId(c.provider, route, precision), route, precision, ...(c.inputs ? { inputs: c.inputs.map(abs) } : {}) });
   }
   if (input.matrix) {
     const m = input.matrix;
     for (const provider of m.provider ?? ['cpu']) {
-      for (const precision of m.precision ?? ['fp32']) {
-        for (const env of m.env ?? [undefined]) {
-          cells.push({ id: cellId(provider, precision, env?.name), provider, precision, ...(m.session ? { session: m.session } : {}), ...(env ? { env: env.vars } : {}) });
+      for (const route of m.route ?? ['fast']) {
+        for (const precision of m.precision ?? ['fp32']) {
+          for (const env of m.env ?? [undefined]) {
+            cells.push({ id: cellId(provider, route, precision, env?.name), provider, route, precision, ...(m.session ? { session: m.session } : {}), ...(env ? { env: env.vars } : {}) });
+          }
         }
       }
     }
@@ -54,6 +85,7 @@ export function normalizeConfig(input: LabConfigInput, baseDir: string, file = '
   for (const c of cells) {
     if (seen.has(c.id)) throw new GpenLabError('E_CONFIG', `${file} has two cells with the id "${c.id}"`, 'Give each cell a unique "id".', { input: file });
     seen.add(c.id);
+    checkCombination(c, file);
   }
   if (input.reference && !seen.has(input.reference)) {
     throw new GpenLabError('E_CONFIG', `${file}: reference "${input.reference}" is not a cell (cells: ${[...seen].join(', ')})`, 'Set "reference" to one of the cell ids.', { input: file });
@@ -94,17 +126,47 @@ export function inputsOf(cfg: LabConfig, c: CellSpec): string[] {
   return c.inputs ?? (c.provider !== 'cpu' && cfg.gpuInputs ? cfg.gpuInputs : cfg.inputs);
 }
 
+/** What the default lab is made for: a pure description of the machine (cli/lab.ts reads it; tests pass their own). */
+export interface LabMachine {
+  /** The providers this onnxruntime-node binary knows (runtime/session.ts knownProviders). */
+  knownByBinary: Provider[];
+  /** The GPU providers whose files are installed (face/choose.ts availableNow: cuda, tensorrt). */
+  installed: Provider[];
+  /** Whether an NVIDIA GPU was found (doctor/gpu.ts readGpus). */
+  gpu: boolean;
+}
+
+const GPU_PROVIDERS = PROVIDERS.filter((p) => PROVIDER_SPECS[p].gpu);
+
 /**
- * The lab this machine runs without a config: every provider the binary knows (and tensorrt/cuda, whose files
- * `setup cuda` adds), fp32 and fp16, synthetic GPEN-512; CPU cells restore one face, GPU cells the whole photo.
+ * The lab this machine runs without a config, on synthetic GPEN-512 (CPU cells restore one face, GPU cells the whole
+ * photo). With an NVIDIA GPU and an installed GPU provider (cuda and tensorrt: their files present; webgpu: known to
+ * the binary, whether it has a hardware adapter is what its cell finds out): per installed GPU provider the fast route
+ * in fp16 and fp32 and the stock route in fp32, the baseline (one cell where the fast route is the stock binding),
+ * one cheap fp16 cell per GPU provider not installed (it shows the diagnosis), and cpu fp32; the reference is
+ * cuda-stock-fp32 where cuda is installed, else cpu-fp32. Without: cpu fp32 (the reference) and fp16, and one fast
+ * fp16 cell per GPU provider, each failing at its dependencies or inference with the doctor's diagnosis.
  */
-export function defaultConfig(face: string, photo: string, knownByBinary: Provider[]): LabConfig {
-  const providers = PROVIDERS.filter((p) => p === 'cpu' || p === 'cuda' || p === 'tensorrt' || knownByBinary.includes(p));
-  const cells: CellSpec[] = [];
-  for (const provider of providers) {
+export function defaultConfig(face: string, photo: string, m: LabMachine): LabConfig {
+  const cell = (provider: Provider, route: Route, precision: Precision): CellSpec => ({ id: cellId(provider, route, precision), provider, route, precision });
+  const installed = GPU_PROVIDERS.filter((p) => (p === 'webgpu' ? m.knownByBinary.includes(p) : m.installed.includes(p)));
+  const offered = GPU_PROVIDERS.filter((p) => p !== 'webgpu' || m.knownByBinary.includes(p));
+  const cells: CellSpec[] = [cell('cpu', 'fast', 'fp32')];
+  let reference = 'cpu-fp32';
+  if (m.gpu && installed.length > 0) {
+    for (const p of offered) {
+      if (!installed.includes(p)) {
+        cells.push(cell(p, 'fast', 'fp16'));
+        continue;
+      }
+      cells.push(cell(p, 'fast', 'fp16'), cell(p, 'fast', 'fp32'));
+      if (!fastIsStock(p, 'fp32')) cells.push(cell(p, 'stock', 'fp32'));
+    }
+    if (installed.includes('cuda')) reference = cellId('cuda', 'stock', 'fp32');
+  } else {
     // fp16 on the CPU provider runs through casts around every node: slower than fp32 and never chosen; one cell
     // keeps it measured
-    for (const precision of ['fp32', 'fp16'] as const) cells.push({ id: cellId(provider, precision), provider, precision });
+    cells.push(cell('cpu', 'fast', 'fp16'), ...offered.map((p) => cell(p, 'fast', 'fp16')));
   }
-  return { name: 'default', inputs: [face], gpuInputs: [photo], model: { synthetic: 512, seed: 0 }, coldRuns: 3, warmRuns: 5, timeoutSec: 300, reference: 'cpu-fp32', cells };
+  return { name: 'default', inputs: [face], gpuInputs: [photo], model: { synthetic: 512, seed: 0 }, coldRuns: DEFAULTS.coldRuns, warmRuns: DEFAULTS.warmRuns, timeoutSec: DEFAULTS.timeoutSec, reference, cells };
 }

@@ -21,6 +21,7 @@ import { clampRegion, crop, diffHeatmap, psnr, ssim } from '../metrics/quality.j
 import { timingStats } from '../metrics/stats.js';
 import { prepareModel } from '../model/registry.js';
 import { PROVIDER_SPECS } from '../runtime/providers.js';
+import type { Route } from '../runtime/routes.js';
 import { inputsOf, modelSpecOf } from './config.js';
 import type { CellJob, CellResult, CellSpec, LabConfig, LabResults, OutputAgreement, PairResult, RunRecord } from './types.js';
 import { RESULTS_SCHEMA } from './types.js';
@@ -204,7 +205,7 @@ async function runCell(c: CellSpec, cfg: LabConfig, out: string, gpuPresent: str
   for (let i = 0; i < cfg.coldRuns; i++) {
     const last = i === cfg.coldRuns - 1;
     const job: CellJob = {
-      cellId: c.id, run: i, provider: c.provider, precision: c.precision, ...(c.session ? { session: c.session } : {}), ...(c.batch ? { batch: c.batch } : {}),
+      cellId: c.id, run: i, provider: c.provider, route: c.route, precision: c.precision, ...(c.session ? { session: c.session } : {}), ...(c.batch ? { batch: c.batch } : {}),
       model: modelSpecOf(cfg.model, path.join(out, '.cache')), inputs: inputsOf(cfg, c), outDir: cellDir, warmRuns: last ? cfg.warmRuns : 0,
     };
     const jobFile = path.join(cellDir, `job-${i}.json`);
@@ -335,13 +336,35 @@ export async function analyse(res: LabResults, out: string): Promise<void> {
   res.recommendations = recommend(res);
 }
 
-function recommend(res: LabResults): string[] {
+/** A cell's route: what its restore ran, else its config's, else fast (a lab written before routes). */
+function routeOf(res: LabResults, c: CellResult): Route {
+  return c.restore?.route?.route ?? res.config.cells.find((x) => x.id === c.id)?.route ?? 'fast';
+}
+
+/** How the cell's session ran, from its restore's route: "C API warm set", "stock binding"; null when not recorded. */
+function bindingOf(c: CellResult): string | null {
+  const r = c.restore?.route;
+  if (!r?.binding) return null;
+  return r.binding === 'capi' ? `C API ${r.set ? `${r.set} set` : 'with session.cudaOptions'}` : 'stock binding';
+}
+
+export function recommend(res: LabResults): string[] {
   const out: string[] = [];
   const passing = res.cells.filter(cellPassed);
   const ok = passing.filter((c) => c.output.visuallyLossless !== false && !c.flags.some((f) => f.startsWith('runs but slow') || f.startsWith('asked for')));
   const fastest = [...ok].filter((c) => speedOf(c) !== null).sort((a, b) => speedOf(a)! - speedOf(b)!)[0];
-  if (fastest) out.push(`Fastest cell that passes everything: ${fastest.id} (${fastest.env.provider} ${fastest.env.precision}, ${(speedOf(fastest)! / 1000).toFixed(3)} s per image warm${fastest.cold.total ? `, ${(fastest.cold.total.mean / 1000).toFixed(2)} s cold` : ''}).`);
-  else out.push('No cell passed every stage.');
+  if (fastest) {
+    const route = routeOf(res, fastest);
+    const binding = bindingOf(fastest);
+    // the stock route of the same provider, the baseline the fast route is measured against (the same precision first)
+    const baseline = route === 'fast'
+      ? passing.filter((c) => c.env.provider === fastest.env.provider && routeOf(res, c) === 'stock' && speedOf(c) !== null)
+        .sort((a, b) => Number(b.env.precision === fastest.env.precision) - Number(a.env.precision === fastest.env.precision) || speedOf(a)! - speedOf(b)!)[0]
+      : undefined;
+    out.push(`Fastest cell that passes everything: ${fastest.id} (${fastest.env.provider} ${route} ${fastest.env.precision}${binding ? `, ${binding}` : ''}, `
+      + `${(speedOf(fastest)! / 1000).toFixed(3)} s per image warm${fastest.cold.total ? `, ${(fastest.cold.total.mean / 1000).toFixed(2)} s cold` : ''}`
+      + `${baseline ? `; ${(speedOf(baseline)! / speedOf(fastest)!).toFixed(1)}x the stock baseline ${baseline.id}` : ''}).`);
+  } else out.push('No cell passed every stage.');
   for (const c of passing.filter((x) => x.env.precision === 'fp16')) {
     if (c.output.deltaDbVsReference !== null) out.push(`${c.id}: fp16 ${c.output.visuallyLossless ? 'stays' : 'does not stay'} within ${LOSSLESS_DB} dB of the reference (${c.output.deltaDbVsReference >= 0 ? '+' : ''}${c.output.deltaDbVsReference.toFixed(3)} dB).`);
   }

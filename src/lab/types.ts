@@ -6,6 +6,7 @@ import type { Precision } from '../model/gpen-graph.js';
 import type { ModelSpec } from '../model/registry.js';
 import type { TimingStats } from '../metrics/stats.js';
 import type { Provider } from '../runtime/providers.js';
+import type { Route } from '../runtime/routes.js';
 import type { GraphOptLevel } from '../runtime/session.js';
 
 export const RESULTS_SCHEMA = 'gpen-lab.results/1';
@@ -14,7 +15,7 @@ export interface SessionOptions {
   graphOptimizationLevel?: GraphOptLevel;
   intraOpNumThreads?: number;
   deviceId?: number;
-  /** CUDA provider options by ONNX Runtime's names: the cell's session goes through the C API route. */
+  /** CUDA provider options by ONNX Runtime's names, replacing the fast route's option set: provider cuda, route fast only. */
   cudaOptions?: Record<string, string>;
 }
 
@@ -26,6 +27,8 @@ export interface Launcher {
 export interface CellSpec {
   id: string;
   provider: Provider;
+  /** fast (default): the measured-best binding and options for the provider; stock: onnxruntime-node's binding, the baseline. */
+  route: Route;
   precision: Precision;
   session?: SessionOptions;
   /** Variables set for the cell's processes (LD_LIBRARY_PATH points a cell at another CUDA library set). */
@@ -38,6 +41,8 @@ export interface CellSpec {
 
 export interface MatrixSpec {
   provider?: Provider[];
+  /** Default ['fast']. */
+  route?: Route[];
   precision?: Precision[];
   /** Named environments: each becomes an axis value, its name part of the cell id. */
   env?: { name: string; vars: Record<string, string> }[];
@@ -67,6 +72,7 @@ export interface CellJob {
   cellId: string;
   run: number;
   provider: Provider;
+  route: Route;
   precision: Precision;
   session?: SessionOptions;
   batch?: number;

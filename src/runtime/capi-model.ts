@@ -43,7 +43,7 @@ export class CapiModelSession implements GpenRunner {
   private readonly pins: HostPins | null;
   /** Inputs and outputs may be views of SharedArrayBuffers (the face workers' crops): read and written in place. */
   readonly readsSharedMemory = true;
-  /** With graph_cache=1 or ort: whether the optimised graph came from the cache or was written for later sessions. */
+  /** With graph_cache=ort: whether the optimised graph came from the cache or was written for later sessions. */
   graphCache: 'hit' | 'written' | null = null;
   /** With prime=1: the primer's run (primer.ts), settled or still going. */
   primer: Promise<PrimeReport> | null = null;
@@ -76,13 +76,12 @@ export class CapiModelSession implements GpenRunner {
     const { graphCache: useCache, prime: usePrimer, ...split } = splitCudaOptions(cfg.cudaOptions);
     const { graph_cache: _gc, prime: _pr, ...keyed } = cfg.cudaOptions;
     // prime=1: the weightless copy of the graph created and run beside this session (primer.ts); never awaited here
-    const primer = usePrimer ? prime(model, { device_id: String(cfg.deviceId ?? 0), ...split.cuda }, usePrimer, 'cuda', split.fusedAct === true) : null;
-    // graph_cache=1: the optimised graph of an earlier session, loaded with optimisations off (graph-cache.ts);
-    // graph_cache=ort: the same in ONNX Runtime's format, mapped into memory and read in place (no protobuf to parse,
-    // the weights taken from the mapping: the session is created sooner)
-    const cache = useCache ? await graphCache(model, 'cuda', keyed, useCache) : null;
-    const ortHit = useCache === 'ort' && cache?.state === 'hit';
-    const ortConfig: Record<string, string> = useCache !== 'ort' ? {} : ortHit
+    const primer = usePrimer ? prime(model, { device_id: String(cfg.deviceId ?? 0), ...split.cuda }, 'cuda', split.fusedAct === true) : null;
+    // graph_cache=ort: the optimised graph of an earlier session in ONNX Runtime's format, mapped into memory and read
+    // in place, optimisations off (no protobuf to parse, the weights taken from the mapping: the session is created sooner)
+    const cache = useCache ? await graphCache(model, 'cuda', keyed) : null;
+    const ortHit = cache?.state === 'hit';
+    const ortConfig: Record<string, string> = !cache ? {} : ortHit
       ? { 'session.load_model_format': 'ORT', 'session.use_ort_model_bytes_directly': '1', 'session.use_ort_model_bytes_for_initializers': '1' }
       : { 'session.save_model_format': 'ORT' };
     const profileDir = cfg.recordPlacement ?? true ? mkdtempSync(path.join(os.tmpdir(), 'gpen-lab-prof-')) : null;

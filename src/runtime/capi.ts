@@ -213,8 +213,8 @@ export function checkArenaConfig(arena: Record<string, number>): void {
 export const SESSION_KEYS = {
   mem_pattern: 'ONNX Runtime memory patterns, 0 or 1',
   graph_optimization_level: 'ONNX Runtime graph optimisations: 0 disabled, 1 basic, 2 extended, 99 all',
-  graph_cache: '1: cache the optimised graph of an ONNX file and load it with optimisations off in later sessions; ort: the same in ONNX Runtime\'s own format, loaded from memory with its weights used in place (no protobuf to parse: the session is created sooner)',
-  prime: '1: create and run a weightless copy of the graph on worker threads beside the session (a cold start\'s per-process first-run costs); 2-8: that copy in as many parts, run side by side',
+  graph_cache: 'ort: cache the optimised graph of an ONNX file in ONNX Runtime\'s own format and load it in later sessions from memory, optimisations off, its weights used in place (no protobuf to parse: the session is created sooner); 0: off',
+  prime: '1: create and run a weightless copy of the graph on worker threads beside the session (a cold start\'s per-process first-run costs); 0: off',
   fused_act: '1 (with prefer_nhwc=1): the graph built with gpen-lab\'s FusedAct operator, one GPU kernel for each styled convolution\'s concatenation, bias, leaky ReLU and next modulation (C API route only)',
   'arena.*': 'the CUDA arena (OrtArenaCfg): arena.max_dead_bytes_per_chunk, arena.initial_chunk_size_bytes, arena.arena_extend_strategy (0 power of two, 1 as requested), arena.max_mem, ...; arena.use_cuda_mempool=1: CUDA\'s stream-ordered pool instead of the arena (not with enable_cuda_graph), arena.cuda_mempool_release_threshold: the bytes it keeps at a synchronisation',
   'session.*': 'any other key with a dot: an ONNX Runtime session config entry (e.g. session.use_device_allocator_for_initializers=1)',
@@ -223,7 +223,7 @@ export const SESSION_KEYS = {
 const LEVELS = [0, 1, 2, 99] as const;
 
 /** Splits gpen-lab's session keys (SESSION_KEYS) from the CUDA provider options, checking them. */
-export function splitCudaOptions(all: Record<string, string>): { cuda: Record<string, string>; memPattern?: boolean; graphOptimizationLevel?: 0 | 1 | 2 | 99; config?: Record<string, string>; graphCache?: false | 'onnx' | 'ort'; prime?: number; arena?: Record<string, number>; fusedAct?: boolean } {
+export function splitCudaOptions(all: Record<string, string>): { cuda: Record<string, string>; memPattern?: boolean; graphOptimizationLevel?: 0 | 1 | 2 | 99; config?: Record<string, string>; graphCache?: false | 'ort'; prime?: number; arena?: Record<string, number>; fusedAct?: boolean } {
   const { mem_pattern: mp, graph_optimization_level: gl, graph_cache: gc, prime: pr, fused_act: fa, ...rest } = all;
   // arena.<key>=<bytes>: the CUDA arena's configuration; other keys with a dot are session config entries
   const arenaEntries = Object.entries(rest).filter(([k]) => k.startsWith('arena.'));
@@ -243,11 +243,11 @@ export function splitCudaOptions(all: Record<string, string>): { cuda: Record<st
     level = LEVELS.find((l) => String(l) === gl);
     if (level === undefined) throw new GpenLabError('E_ARGUMENT', `Expected graph_optimization_level to be one of ${LEVELS.join(', ')} but received "${gl}"`, `Pass graph_optimization_level=${LEVELS.join('|')} (${SESSION_KEYS.graph_optimization_level}).`, { input: 'graph_optimization_level' });
   }
-  if (gc !== undefined && !['0', '1', 'ort'].includes(gc)) throw new GpenLabError('E_ARGUMENT', `Expected graph_cache to be 0, 1 or ort but received "${gc}"`, `Pass graph_cache=1 or graph_cache=ort (${SESSION_KEYS.graph_cache}).`, { input: 'graph_cache' });
+  if (gc !== undefined && !['0', 'ort'].includes(gc)) throw new GpenLabError('E_ARGUMENT', `Expected graph_cache to be 0 or ort but received "${gc}"`, `Pass graph_cache=ort (${SESSION_KEYS.graph_cache}) or leave it out.`, { input: 'graph_cache' });
   if (fa !== undefined && !['0', '1'].includes(fa)) throw new GpenLabError('E_ARGUMENT', `Expected fused_act to be 0 or 1 but received "${fa}"`, `Pass fused_act=1 (${SESSION_KEYS.fused_act}) or leave it out.`, { input: 'fused_act' });
   if (fa === '1' && rest.prefer_nhwc !== '1') throw new GpenLabError('E_ARGUMENT', 'fused_act=1 needs prefer_nhwc=1: the FusedAct operator works on NHWC tensors', 'Add prefer_nhwc=1, or leave fused_act out.', { input: 'fused_act' });
-  if (pr !== undefined && !/^[0-8]$/.test(pr)) throw new GpenLabError('E_ARGUMENT', `Expected prime to be a whole number from 0 to 8 but received "${pr}"`, `Pass prime=1 (${SESSION_KEYS.prime}) or leave it out.`, { input: 'prime' });
-  return { cuda, ...(pr !== undefined ? { prime: Number(pr) } : {}), ...(mp !== undefined ? { memPattern: mp !== '0' } : {}), ...(level !== undefined ? { graphOptimizationLevel: level } : {}), ...(Object.keys(config).length ? { config } : {}), ...(gc !== undefined ? { graphCache: gc === '0' ? false as const : gc === 'ort' ? 'ort' as const : 'onnx' as const } : {}), ...(arenaEntries.length ? { arena } : {}), ...(fa !== undefined ? { fusedAct: fa === '1' } : {}) };
+  if (pr !== undefined && !['0', '1'].includes(pr)) throw new GpenLabError('E_ARGUMENT', `Expected prime to be 0 or 1 but received "${pr}"`, `Pass prime=1 (${SESSION_KEYS.prime}) or leave it out.`, { input: 'prime' });
+  return { cuda, ...(pr !== undefined ? { prime: Number(pr) } : {}), ...(mp !== undefined ? { memPattern: mp !== '0' } : {}), ...(level !== undefined ? { graphOptimizationLevel: level } : {}), ...(Object.keys(config).length ? { config } : {}), ...(gc !== undefined ? { graphCache: gc === '0' ? false as const : 'ort' as const } : {}), ...(arenaEntries.length ? { arena } : {}), ...(fa !== undefined ? { fusedAct: fa === '1' } : {}) };
 }
 
 /** ONNX tensor element types used here. */

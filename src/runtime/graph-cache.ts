@@ -38,21 +38,20 @@ export interface GraphCacheEntry {
 }
 
 /**
- * Looks up the optimised graph of `model` for `provider` with `options` (sorted into the key), as ONNX or in ONNX
- * Runtime's own format ('ort': a session saves it with session.save_model_format=ORT and loads it with
- * session.load_model_format=ORT).
+ * Looks up the optimised graph of `model` for `provider` with `options` (sorted into the key), in ONNX Runtime's own
+ * format (a session saves it with session.save_model_format=ORT and loads it with session.load_model_format=ORT).
  */
-export async function graphCache(model: string | Uint8Array, provider: string, options: Record<string, string>, format: 'onnx' | 'ort' = 'onnx'): Promise<GraphCacheEntry> {
+export async function graphCache(model: string | Uint8Array, provider: string, options: Record<string, string>): Promise<GraphCacheEntry> {
   if (typeof model !== 'string') {
-    throw new GpenLabError('E_ARGUMENT', 'graph_cache=1 needs the model as an ONNX file, and this one was made in memory (from a .pth or --synthetic)',
+    throw new GpenLabError('E_ARGUMENT', 'graph_cache=ort needs the model as an ONNX file, and this one was made in memory (from a .pth or --synthetic)',
       'Convert it once with `gpen-lab model convert IN.pth -o OUT.onnx` (add --fp16 for fp16) and pass --model OUT.onnx, or drop graph_cache.', { input: 'graph_cache' });
   }
   if (options.prefer_nhwc === '1') {
-    throw new GpenLabError('E_ARGUMENT', 'graph_cache=1 cannot be combined with prefer_nhwc=1: the NHWC graph holds ONNX Runtime\'s internal operators, which cannot be saved',
-      'Drop one of graph_cache=1 and prefer_nhwc=1.', { input: 'graph_cache' });
+    throw new GpenLabError('E_ARGUMENT', 'graph_cache=ort cannot be combined with prefer_nhwc=1: the NHWC graph holds ONNX Runtime\'s internal operators, which cannot be saved',
+      'Drop one of graph_cache=ort and prefer_nhwc=1.', { input: 'graph_cache' });
   }
   const opts = Object.fromEntries(Object.entries(options).sort(([a], [b]) => a.localeCompare(b)));
-  const file = `${modelCachePath('optimized', model, { provider, opts, ...(format === 'ort' ? { format } : {}) })}.${format}`;
+  const file = `${modelCachePath('optimized', model, { provider, opts, format: 'ort' })}.ort`;
   const dir = path.dirname(file);
   if (existsSync(file)) return { state: 'hit', model: file, saveTo: null, file, commit: async () => undefined, abandon: async () => undefined };
   await mkdir(dir, { recursive: true });

@@ -93,7 +93,7 @@ export interface GpenRunner {
   readonly placement: Placement | null;
   /** CUDA provider options given through the C API route (null: the stock binding, which passes only deviceId). */
   readonly cudaOptions: Record<string, string> | null;
-  /** With the C API's graph_cache=1: the optimised graph came from the cache ('hit') or was written ('written'). */
+  /** With the C API's graph_cache=ort: the optimised graph came from the cache ('hit') or was written ('written'). */
   readonly graphCache?: 'hit' | 'written' | null;
   /** With the C API's prime=1: what the primer did, once it settled (null while it runs). */
   readonly primerReport?: { ms: number; ok: boolean; error?: string } | null;

@@ -4,11 +4,11 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { isGpenLabError } from '../errors.js';
 import { prepareModel } from '../model/registry.js';
 import type { Precision } from '../model/gpen-graph.js';
-import type { ModelSpec } from '../model/registry.js';
+import type { GraphForm, ModelSpec } from '../model/registry.js';
 
-const { model, precision } = workerData as { model: ModelSpec; precision?: Precision };
+const { model, precision, form } = workerData as { model: ModelSpec; precision?: Precision; form?: GraphForm };
 try {
-  const p = await prepareModel(model, precision);
+  const p = await prepareModel(model, precision, form);
   const transfer = typeof p.model === 'string' ? [] : [p.model.buffer as ArrayBuffer];
   parentPort!.postMessage({ ok: true, prepared: p }, transfer);
 } catch (e) {

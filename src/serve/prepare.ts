@@ -5,15 +5,15 @@ import { Worker } from 'node:worker_threads';
 import { GpenLabError } from '../errors.js';
 import type { ErrorCode } from '../errors.js';
 import type { Precision } from '../model/gpen-graph.js';
-import type { ModelSpec, PreparedModel } from '../model/registry.js';
+import type { GraphForm, ModelSpec, PreparedModel } from '../model/registry.js';
 
-export function prepareInWorker(model: ModelSpec, precision: Precision | undefined): Promise<PreparedModel> {
+export function prepareInWorker(model: ModelSpec, precision: Precision | undefined, form: GraphForm = {}): Promise<PreparedModel> {
   const js = fileURLToPath(new URL('./prepare-worker.js', import.meta.url));
   const file = existsSync(js) ? js : fileURLToPath(new URL('./prepare-worker.ts', import.meta.url));
   // built: the .js file; from the sources (tests, tsx): register tsx inside the worker, then import the .ts
   const worker = file.endsWith('.js')
-    ? new Worker(file, { workerData: { model, precision } })
-    : new Worker(new URL(`data:text/javascript,${encodeURIComponent(`import { register } from ${JSON.stringify(import.meta.resolve('tsx/esm/api'))}; register(); await import(${JSON.stringify(pathToFileURL(file).href)});`)}`), { workerData: { model, precision } });
+    ? new Worker(file, { workerData: { model, precision, form } })
+    : new Worker(new URL(`data:text/javascript,${encodeURIComponent(`import { register } from ${JSON.stringify(import.meta.resolve('tsx/esm/api'))}; register(); await import(${JSON.stringify(pathToFileURL(file).href)});`)}`), { workerData: { model, precision, form } });
   return new Promise((resolve, reject) => {
     worker.once('message', (m: { ok: true; prepared: PreparedModel } | { ok: false; error: { code: string; message: string; fix: string } }) => {
       void worker.terminate();

@@ -16,7 +16,8 @@ import type { OutputExt } from '../io/image.js';
 import { decodeImageBuffer, sniffImageFormat } from '../io/image.js';
 import type { Precision } from '../model/gpen-graph.js';
 import type { ModelSpec } from '../model/registry.js';
-import type { Provider } from '../runtime/providers.js';
+import type { ProviderChoice, Route } from '../runtime/routes.js';
+import { describeChoice } from '../runtime/routes.js';
 import { FaceBatcher } from './batcher.js';
 import { prepareInWorker } from './prepare.js';
 
@@ -24,8 +25,12 @@ export interface ServeOptions {
   host?: string;
   port?: number;
   model: ModelSpec;
-  provider?: Provider;
+  /** Default auto (face/choose.ts). */
+  provider?: ProviderChoice;
+  /** Default fast: on CUDA the C API route with the warm set (runtime/routes.ts), its slower start paid once. */
+  route?: Route;
   precision?: Precision;
+  /** Faces per inference across requests (default per provider: routes.ts defaultBatch). */
   maxBatch?: number;
   maxWaitMs?: number;
   /** Requests admitted at once (waiting or being processed); more get 429. */
@@ -67,7 +72,6 @@ function parseOptions(q: Record<string, unknown>): { alpha: number; ext: OutputE
 }
 
 export async function startService(o: ServeOptions): Promise<Service> {
-  const maxBatch = o.maxBatch ?? 8;
   const maxWaitMs = o.maxWaitMs ?? 10;
   const maxQueue = o.maxQueue ?? 64;
   const timeoutMs = o.timeoutMs ?? 60_000;
@@ -114,7 +118,7 @@ export async function startService(o: ServeOptions): Promise<Service> {
 
   app.get('/healthz', async () => ({ status: 'ok', pid: process.pid, uptime_s: process.uptime(), ...(synthetic ? { synthetic: true } : {}) }));
   app.get('/readyz', async (_req, reply) => {
-    if (restorer && batcher) return { status: 'ready', model: restorer.info, provider: o.provider ?? 'cpu', synthetic };
+    if (restorer && batcher) return { status: 'ready', model: restorer.info, provider: restorer.choice.provider, route: restorer.choice, why: describeChoice(restorer.choice), synthetic };
     return reply.code(503).header('Retry-After', '5').send({ status: loadError ? 'failed' : 'loading', ...(loadError ? { error: errorMessage(loadError) } : {}) });
   });
   app.get('/v1/doctor', async (req: FastifyRequest<{ Querystring: { probe?: string } }>) => runDoctor({ probe: req.query.probe === '1' || req.query.probe === 'true' }));
@@ -188,14 +192,19 @@ export async function startService(o: ServeOptions): Promise<Service> {
 
   const ready = (async () => {
     try {
-      const prepared = await prepareInWorker(o.model, o.precision); // off the event loop: /healthz answers
-      const r = await Restorer.create({ model: o.model, prepared, provider: o.provider ?? 'cpu', ...(o.precision ? { precision: o.precision } : {}), batch: maxBatch, outDir: os.tmpdir(), write: false, ...(o.maxPixels !== undefined ? { maxPixels: o.maxPixels } : {}), ...(o.cudaOptions ? { session: { cudaOptions: o.cudaOptions } } : {}) });
+      // each candidate's model prepared off the event loop (/healthz answers); a service takes the warm set
+      const r = await Restorer.create({
+        model: o.model, prepare: prepareInWorker, provider: o.provider ?? 'auto', route: o.route ?? 'fast', workload: 'service',
+        ...(o.precision ? { precision: o.precision } : {}), ...(o.maxBatch !== undefined ? { batch: o.maxBatch } : {}), outDir: os.tmpdir(), write: false,
+        ...(o.maxPixels !== undefined ? { maxPixels: o.maxPixels } : {}), ...(o.cudaOptions ? { session: { cudaOptions: o.cudaOptions } } : {}),
+      });
+      const maxBatch = r.choice.batch;
       const per = 3 * r.size * r.size;
       await r.inferCrops(new Float32Array(per), 1); // warm-up: the first run pays for allocation and algorithm search
       batcher = new FaceBatcher({ maxBatch, maxWaitMs, perFace: per, run: (x, n) => r.inferCrops(x, n), onBatch: (faces, requests, ms) => { m.batch.observe(faces); m.batchRequests.observe(requests); m.batchSeconds.observe(ms / 1000); } });
       restorer = r;
       m.ready.set(1);
-      app.log.info({ event: 'ready', model: r.label, provider: o.provider ?? 'cpu', maxBatch, maxWaitMs, maxQueue, synthetic }, 'model loaded and warmed up');
+      app.log.info({ event: 'ready', model: r.label, provider: r.choice.provider, route: r.choice, maxBatch, maxWaitMs, maxQueue, synthetic }, `model loaded and warmed up: ${describeChoice(r.choice)}`);
     } catch (e) {
       loadError = e;
       app.log.error({ event: 'load-failed', error: errorMessage(e) }, 'the model failed to load');
