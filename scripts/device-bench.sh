@@ -984,5 +984,34 @@ for v in d['variants']: print(v['capiOptions'], v['ok'], v.get('error'), 'b1', [
     done
     ls -la "$OUT/prof"
     ;;
-  *) echo "usage: device-bench.sh peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a|s7b|s7c|s7d|s7e|s7f|s7g|final9|s7h|s8a|s8b|s8c|s8d|s8e|s8f|final10|s9a|s9b|s9c|s9d|final11|final12|s10a|s10b|s10c|final13|final14|s10d|s11a|s11b|s11c|s11d|final15|s11e|s11f|s11g|s12a|s12b|s12c|s12d|final16|s12e|final17|s12f|s12g|final18|s13a|final19" >&2; exit 2 ;;
+  defaults1|defaults2|defaults3)
+    # what a user gets without flags (issue "Fast by default"), in three calls back to back: (1) the peer, then restore
+    # with defaults beside the flagged routes (bench/cli-defaults.ts); (2) gpen-lab bench as in final19 (P1-P5), with
+    # the CLI figures merged in; (3) serve's /readyz with no flag but the model, and the default lab
+    H=cudnn_conv_algo_search=HEURISTIC,graph_optimization_level=0
+    F=enable_cuda_graph=1,prefer_nhwc=1,fused_act=1
+    case "$1" in
+      defaults1)
+        peer 1,32; tail -n 2 "$OUT/peer-native.log" "$OUT/peer-fused.log"; cp /tmp/peer/native.json /tmp/peer/fused.json "$OUT/"
+        node --import tsx bench/cli-defaults.ts --model /tmp/peer/peer.pth --out /tmp/cli-defaults.json --runs 5 2> "$OUT/cli-defaults.txt"
+        echo "cli-defaults exit $?"; cat "$OUT/cli-defaults.txt" | cut -c1-400; cp /tmp/cli-defaults.json "$OUT/"
+        ;;
+      defaults2)
+        final_bench 7 5 --isolate --no-cold-binding --capi-cuda $F,arena_extend_strategy=kSameAsRequested,arena.max_dead_bytes_per_chunk=1048576 --capi-cuda $F \
+          --e2e-cuda-options $F --cold-cuda-options $H,prime=1,graph_cache=ort
+        node -e "const f=require('fs');const b=JSON.parse(f.readFileSync('$OUT/gpu-bench.json'));const c=JSON.parse(f.readFileSync('/tmp/cli-defaults.json'));b.P3_cli_default_ms=c.figures.face_cold_ms;b.P3_cli_default_solvay_ms=c.figures.solvay_cold_ms;b.P4_cli_default_ms=c.figures.folder_images_2_8_ms;b.cli_defaults=c;f.writeFileSync('$OUT/gpu-bench.json',JSON.stringify(b,null,1))"
+        echo "merge exit $?"
+        ;;
+      defaults3)
+        node dist/cli/index.js serve --model /tmp/peer/peer.pth --port 8091 > /tmp/serve.log 2>&1 &
+        sp=$!
+        for i in $(seq 1 120); do node -e "fetch('http://127.0.0.1:8091/readyz').then((r)=>r.ok?r.text():Promise.reject(r.status)).then((t)=>require('fs').writeFileSync(process.argv[1],t)).catch(()=>process.exit(1))" "$OUT/readyz.json" && break; sleep 1; done
+        echo "readyz after ${i} s:"; cat "$OUT/readyz.json" | head -c 3000; echo; kill $sp; wait $sp 2>/dev/null
+        grep -o '"msg":"[^"]*"' /tmp/serve.log | tail -3
+        rm -rf /tmp/lab; timeout 500 node dist/cli/index.js lab --out /tmp/lab > "$OUT/lab.txt" 2>&1; echo "lab exit $?"; tail -40 "$OUT/lab.txt" | cut -c1-300
+        mkdir -p "$OUT/lab"; cp /tmp/lab/results.json /tmp/lab/report.md /tmp/lab/report.html "$OUT/lab/"
+        ;;
+    esac
+    ;;
+  *) echo "usage: device-bench.sh defaults1|defaults2|defaults3| peer|ours|final|final2|final3|explore|e2e|explore2|e2e3|arena|s4a|s4b|s4c|s4d|final4|s4e|s4f|final5|final6|s5a|s5b|s5c|s5d|s5e|s5f|final7|s5g|s6a|s6b|s6c|s6d|s6e|s6f|final8|s6g|s7a|s7b|s7c|s7d|s7e|s7f|s7g|final9|s7h|s8a|s8b|s8c|s8d|s8e|s8f|final10|s9a|s9b|s9c|s9d|final11|final12|s10a|s10b|s10c|final13|final14|s10d|s11a|s11b|s11c|s11d|final15|s11e|s11f|s11g|s12a|s12b|s12c|s12d|final16|s12e|final17|s12f|s12g|final18|s13a|final19" >&2; exit 2 ;;
 esac

@@ -29,9 +29,9 @@ describe('optimised graph cache', () => {
     assert.equal(miss.state, 'miss');
     assert.equal(miss.model, file);
     assert.ok(miss.saveTo && !existsSync(miss.file));
-    const a = await CapiSession.createAsync(miss.model, { provider: 'cpu', graphOptimizationLevel: 0, saveOptimizedTo: miss.saveTo, config: { 'session.save_model_format': 'ORT' } });
+    // what a session saves there (the format itself is the next test's): committed, it is the entry
+    writeFileSync(miss.saveTo!, 'optimised graph');
     await miss.commit();
-    a.release();
     assert.deepEqual(readdirSync(path.dirname(miss.file)).filter((f) => f.endsWith('.tmp')), [], 'no temporary file left');
     assert.equal((await graphCache(file, 'cpu', { cudnn_conv_algo_search: 'HEURISTIC' })).state, 'hit');
     assert.equal((await graphCache(file, 'cpu', { cudnn_conv_algo_search: 'EXHAUSTIVE' })).state, 'miss');

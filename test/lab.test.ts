@@ -138,9 +138,9 @@ describe('recommendations', () => {
   });
   const spec = (provider: CellSpec['provider'], route: Route, precision: CellSpec['precision'], id: string): CellSpec => ({ id, provider, route, precision });
   const specs = [spec('cpu', 'fast', 'fp32', 'cpu-fp32'), spec('cuda', 'fast', 'fp16', 'cuda-fast-fp16'), spec('cuda', 'fast', 'fp32', 'cuda-fast-fp32'), spec('cuda', 'stock', 'fp32', 'cuda-stock-fp32')];
-  const results = (cells: CellResult[]): LabResults => ({
+  const results = (cells: CellResult[], more: CellSpec[] = []): LabResults => ({
     schema: 'gpen-lab.results/1', startedAt: '', finishedAt: null, machine: {}, reference: null, pairs: [], recommendations: [], cells,
-    config: { inputs: ['/f.png'], gpuInputs: ['/p.png'], model: { synthetic: 512 }, coldRuns: 1, warmRuns: 1, timeoutSec: 1, reference: 'cuda-stock-fp32', cells: specs },
+    config: { inputs: ['/f.png'], gpuInputs: ['/p.png'], model: { synthetic: 512 }, coldRuns: 1, warmRuns: 1, timeoutSec: 1, reference: 'cuda-stock-fp32', cells: [...specs, ...more] },
   });
 
   it('names the fastest passing cell with its route and binding, and how much faster it is than the stock baseline', async () => {
@@ -160,7 +160,8 @@ describe('recommendations', () => {
     await analyse(res, path.join(tmp, 'rec2'));
     assert.equal(res.recommendations[0], 'Fastest cell that passes everything: cuda-fast-fp16 (cuda fast fp16, 0.152 s per image warm, 1.21 s cold).');
     assert.equal(res.recommendations[1], 'cuda-stock-fp32 fails at inference: E_SESSION: no');
-    const cpu = results([cell(specs[0], 4000, 6000, { choice: { binding: 'stock', set: null } }), cell(spec('cpu', 'stock', 'fp32', 'cpu-stock-fp32'), 4100, 6000)]);
+    const cpuStock = spec('cpu', 'stock', 'fp32', 'cpu-stock-fp32');
+    const cpu = results([cell(specs[0], 4000, 6000, { choice: { binding: 'stock', set: null } }), cell(cpuStock, 4100, 6000)], [cpuStock]);
     await analyse(cpu, path.join(tmp, 'rec3'));
     assert.equal(cpu.recommendations[0], 'Fastest cell that passes everything: cpu-fp32 (cpu fast fp32, stock binding, 4.000 s per image warm, 6.00 s cold).');
   });

@@ -356,13 +356,15 @@ describe('the CLI reports errors with a code, a fix and an exit status', () => {
     assert.deepEqual(readdirSync(dir), []);
   });
 
-  it('model run of gpen-tiny-64.pth on in0 writes out0 (max abs <= 1e-4); --json says asked cpu, ran [cpu]', async () => {
+  it('model run of gpen-tiny-64.pth on in0 writes out0 (max abs <= 1e-4); --json says asked auto, chose and ran cpu in fp32', async () => {
     const dir = outDir();
     const y = path.join(dir, 'y.npy');
     const r = await cli('model', 'run', TINY, '--input', IN0, '--output', y, '--json');
     assert.equal(r.code, 0, r.stderr);
-    const res = JSON.parse(r.stdout) as { provider: { asked: string; ran: string[]; mismatch: boolean }; output: { dims: number[] }; model: { size: number } };
-    assert.equal(res.provider.asked, 'cpu');
+    const res = JSON.parse(r.stdout) as { provider: { asked: string; chosen: string; ran: string[]; mismatch: boolean }; route: { precision: string }; output: { dims: number[] }; model: { size: number } };
+    assert.equal(res.provider.asked, 'auto');
+    assert.equal(res.provider.chosen, missingProviderFiles('cuda').length > 0 ? 'cpu' : res.provider.chosen);
+    assert.equal(res.route.precision, res.provider.chosen === 'cpu' ? 'fp32' : 'fp16');
     assert.deepEqual(res.provider.ran, ['cpu']);
     assert.equal(res.provider.mismatch, false);
     assert.deepEqual(res.output.dims, [1, 3, 64, 64]);

@@ -133,7 +133,7 @@ describe('restore CLI', () => {
     assert.match(r.stderr, /--synthetic/);
   });
 
-  it('bad options are coded errors before any work: --alpha, --batch, --ext, both --model and --synthetic, --cuda-options', () => {
+  it('bad options are coded errors before any work: --alpha, --batch, --ext, both --model and --synthetic, --cuda-options, --route, --precision', () => {
     const img = path.join(IMAGES, '00002.png');
     for (const [args, re] of [
       [['--model', identity, '--alpha', '2'], /--alpha/],
@@ -141,7 +141,10 @@ describe('restore CLI', () => {
       [['--model', identity, '--ext', '.gif'], /--ext|\.gif/],
       [['--model', identity, '--synthetic', '64'], /--model|--synthetic/],
       [['--model', identity, '--cuda-options', 'HEURISTIC'], /key=value.*--cuda-options/],
-      [['--model', identity, '--cuda-options', 'prefer_nhwc=1'], /CUDA provider options.*--provider cpu/],
+      [['--model', identity, '--provider', 'cpu', '--cuda-options', 'prefer_nhwc=1'], /--cuda-options were given but the provider is cpu/],
+      [['--model', identity, '--provider', 'cuda', '--route', 'stock', '--cuda-options', 'prefer_nhwc=1'], /stock route/],
+      [['--model', identity, '--precision', 'fp8'], /--precision/],
+      [['--model', identity, '--route', 'fastest'], /--route/],
     ] as [string[], RegExp][]) {
       const out = path.join(tmp, 'bad-options');
       const r = cli(['restore', img, '-o', out, ...args, '--json']);

@@ -46,8 +46,14 @@ describe('the service on a loopback port (identity model)', () => {
 
   it('health, readiness, doctor and metrics answer', async () => {
     assert.equal((await fetch(`${svc.url}/healthz`)).status, 200);
-    const ready = await (await fetch(`${svc.url}/readyz`)).json() as { status: string };
+    const ready = await (await fetch(`${svc.url}/readyz`)).json() as { status: string; provider: string; route: { asked: { provider: string }; route: string; workload: string; skipped: { provider: string }[] }; why: string };
     assert.equal(ready.status, 'ready');
+    // no provider named: auto chose, and readyz says what and why
+    assert.equal(ready.route.asked.provider, 'auto');
+    assert.equal(ready.route.workload, 'service');
+    assert.equal(ready.route.route, 'fast');
+    assert.match(ready.why, new RegExp(`^provider auto -> ${ready.provider} \\(fast route`));
+    if (ready.provider === 'cpu') assert.deepEqual(ready.route.skipped.map((s) => s.provider), ['cuda', 'webgpu']);
     const doc = await (await fetch(`${svc.url}/v1/doctor`)).json() as { schema: string };
     assert.equal(doc.schema, 'gpen-lab.doctor/1');
     const m = await (await fetch(`${svc.url}/metrics`)).text();
@@ -70,12 +76,12 @@ describe('the service on a loopback port (identity model)', () => {
     form.append('save_faces', 'true');
     const j = await post(svc.url, form, { accept: 'application/json' });
     assert.equal(j.status, 200);
-    const body = await j.json() as { faces: unknown[]; image: { format: string; base64: string }; face_images: unknown[]; provider: { asked: string; ran: string[] }; stages_ms: Record<string, number> };
+    const body = await j.json() as { faces: unknown[]; image: { format: string; base64: string }; face_images: unknown[]; provider: { asked: string; chosen: string; ran: string[] }; stages_ms: Record<string, number> };
     assert.equal(body.faces.length, 1);
     assert.equal(body.image.format, 'jpg');
     assert.equal((await imageInfo(Buffer.from(body.image.base64, 'base64'))).format, 'jpeg');
     assert.equal(body.face_images.length, 1);
-    assert.deepEqual(body.provider, { asked: 'cpu', ran: ['cpu'] });
+    assert.deepEqual(body.provider, { asked: 'auto', chosen: body.provider.chosen, ran: [body.provider.chosen] });
     assert.ok(body.stages_ms.detect > 0);
   });
 
@@ -192,12 +198,12 @@ describe('limits: queue overflow, not ready, timeout', () => {
   it('CUDA options with the cpu provider: the model does not load, and readyz names the reason', async () => {
     const svc = await startService({ port: 0, model: { type: 'identity', size: 64 }, provider: 'cpu', cudaOptions: { cudnn_conv_algo_search: 'HEURISTIC' }, logLevel: false });
     try {
-      await assert.rejects(svc.ready, (e: unknown) => e instanceof GpenLabError && e.code === 'E_ARGUMENT' && /--provider cpu/.test(e.message));
+      await assert.rejects(svc.ready, (e: unknown) => e instanceof GpenLabError && e.code === 'E_ARGUMENT' && /--cuda-options were given but the provider is cpu/.test(e.message));
       const rz = await fetch(`${svc.url}/readyz`);
       assert.equal(rz.status, 503);
       const body = await rz.json() as { status: string; error?: { message?: string } };
       assert.equal(body.status, 'failed');
-      assert.match(JSON.stringify(body), /CUDA provider options/);
+      assert.match(JSON.stringify(body), /--cuda-options were given but the provider is cpu/);
     } finally {
       await svc.close();
     }

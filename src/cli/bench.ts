@@ -39,13 +39,13 @@ interface ColdRun { ms: number; beforeOriginMs: number | null; afterResultMs: nu
  */
 interface ColdEntry { provider: Provider; precision: Precision; route: 'binding' | 'capi'; cudaOptions: Record<string, string> | null; warmup: boolean; earlySession: boolean; firstRun: ColdRun | null; runs: ColdRun[]; medianMs: number | null }
 
-async function coldStart(model: string, provider: Provider, precisionArgs: string[], v: { warmup: boolean; early: boolean }): Promise<ColdRun> {
+async function coldStart(model: string, provider: Provider, precisionArgs: string[], v: { warmup: boolean }): Promise<ColdRun> {
   const out = path.join(os.tmpdir(), `gpen-cold-${process.pid}`);
   const job: LaunchJob = { command: process.execPath, args: [...nodeScriptArgs(import.meta.url, 'index'), 'restore', DEMO_FACE, '-o', out, '--model', model, '--provider', provider, '--batch', '1', '--json', ...precisionArgs] };
   // timed by a launcher of its own (src/lab/cold-launcher.ts): this process holds CUDA, which slows a spawn from it
   const launcher = nodeScriptArgs(new URL('../lab/', import.meta.url).href, 'cold-launcher');
   return new Promise((resolve, reject) => {
-    const c = spawn(process.execPath, [...launcher, JSON.stringify(job)], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, GPEN_LAB_CUDA_WARMUP: v.warmup ? '1' : '0', GPEN_LAB_EARLY_SESSION: v.early ? '1' : '0' } });
+    const c = spawn(process.execPath, [...launcher, JSON.stringify(job)], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, GPEN_LAB_CUDA_WARMUP: v.warmup ? '1' : '0' } });
     let buf = '';
     let err = '';
     c.stderr.on('data', (d: Buffer) => { err += d.toString(); });
@@ -90,7 +90,6 @@ export function benchCommand(): Command {
     .option('--peer-fused <json>', "torch_gpen.py's JSON, official fused CUDA ops (--fused)")
     .option('--capi-cuda <k=v,...>', 'also time CUDA through ONNX Runtime\'s C API with these provider options (e.g. cudnn_conv_algo_search=HEURISTIC,prefer_nhwc=1); repeat for several sets', (v: string, acc: Record<string, string>[] = []) => [...acc, parseCudaOptions(v, '--capi-cuda')])
     .option('--no-cold-binding', 'on CUDA, time cold starts through the C API routes only (--cold-cuda-options)')
-    .option('--cold-without-early-session', 'on CUDA, also time each C API cold start with its early session off (GPEN_LAB_EARLY_SESSION=0; the warm-up on)')
     .option('--cold-without-warmup', 'on CUDA, also time each cold start with the CLI\'s CUDA warm-up off (GPEN_LAB_CUDA_WARMUP=0)')
     .option('--e2e-cuda-options <k=v,...>', 'the photo end to end also through the C API with these CUDA provider options; repeat for several sets', (v: string, acc: Record<string, string>[] = []) => [...acc, parseCudaOptions(v, '--e2e-cuda-options')])
     .option('--cold-cuda-options <k=v,...>', 'cold starts also through the C API with these CUDA provider options; repeat for several sets', (v: string, acc: Record<string, string>[] = []) => [...acc, parseCudaOptions(v, '--cold-cuda-options')])
@@ -98,7 +97,7 @@ export function benchCommand(): Command {
     .option('--profile-batch <n>', 'with --capi-cuda: profile one run per variant at this batch (node times by operator; run under CUDA_LAUNCH_BLOCKING=1 for GPU times)', parseIntArg('--profile-batch'))
     .option('--out <file>', 'write the JSON here')
     .option('--json', 'print the JSON')
-    .action(async (o: { model?: string; synthetic?: number; provider: string; precision: string; batch: string; runs: number; warmup: number; photo?: string; e2eDetector: string; e2eRuns: number; cold: number; coldWithoutWarmup?: boolean; coldWithoutEarlySession?: boolean; coldBinding: boolean; compare?: string; peerNative?: string; peerFused?: string; capiCuda?: Record<string, string>[]; coldCudaOptions?: Record<string, string>[]; e2eCudaOptions?: Record<string, string>[]; profileBatch?: number; isolate?: boolean; out?: string; json?: boolean }) => {
+    .action(async (o: { model?: string; synthetic?: number; provider: string; precision: string; batch: string; runs: number; warmup: number; photo?: string; e2eDetector: string; e2eRuns: number; cold: number; coldWithoutWarmup?: boolean; coldBinding: boolean; compare?: string; peerNative?: string; peerFused?: string; capiCuda?: Record<string, string>[]; coldCudaOptions?: Record<string, string>[]; e2eCudaOptions?: Record<string, string>[]; profileBatch?: number; isolate?: boolean; out?: string; json?: boolean }) => {
       if ((o.model === undefined) === (o.synthetic === undefined)) throw new GpenLabError('E_ARGUMENT', 'bench needs one of --model and --synthetic', 'Pass --model FILE or --synthetic 512.', { input: '--model' });
       const cache = path.join(os.tmpdir(), 'gpen-lab-bench-cache');
       const model: ModelSpec = o.model !== undefined ? { type: 'file', file: o.model } : { type: 'synthetic', size: o.synthetic!, seed: 0, cacheDir: cache };
@@ -125,14 +124,13 @@ export function benchCommand(): Command {
             const routes: (Record<string, string> | null)[] = [...(o.coldBinding || capiRoutes.length === 0 ? [null] : []), ...capiRoutes];
             // each route with the CLI's CUDA warm-up (and, for a C API route, its early session), and without where asked;
             // the variants take turns run by run, so that a drift of the machine touches them alike
-            const variants: { warmup: boolean; early: boolean }[] = [{ warmup: true, early: true }];
-            if (provider === 'cuda' && o.coldWithoutEarlySession) variants.push({ warmup: true, early: false });
-            if (provider === 'cuda' && o.coldWithoutWarmup) variants.push({ warmup: false, early: false });
+            const variants: { warmup: boolean }[] = [{ warmup: true }];
+            if (provider === 'cuda' && o.coldWithoutWarmup) variants.push({ warmup: false });
             for (const cudaOptions of routes) {
-              const extra = [...(precision === 'fp16' ? ['--fp16'] : []), ...(cudaOptions ? ['--cuda-options', Object.entries(cudaOptions).map(([k, x]) => `${k}=${x}`).join(',')] : [])];
-              const entries = variants.filter((v) => cudaOptions || v.early || !v.warmup).map((v) => ({
+              const extra = ['--precision', precision, ...(cudaOptions ? ['--cuda-options', Object.entries(cudaOptions).map(([k, x]) => `${k}=${x}`).join(',')] : ['--route', 'stock'])];
+              const entries = variants.map((v) => ({
                 v,
-                tag: `cold ${provider} ${precision}${cudaOptions ? ` (C API ${JSON.stringify(cudaOptions)})` : ''}${v.warmup ? '' : ' without the CUDA warm-up'}${v.warmup && !v.early ? ' without the early session' : ''}`,
+                tag: `cold ${provider} ${precision}${cudaOptions ? ` (C API ${JSON.stringify(cudaOptions)})` : ''}${v.warmup ? '' : ' without the CUDA warm-up'}`,
                 first: null as ColdRun | null,
                 runs: [] as ColdRun[],
                 failed: false,
@@ -153,7 +151,7 @@ export function benchCommand(): Command {
                 }
               }
               for (const e of entries) {
-                cold.push({ provider, precision, route: cudaOptions ? 'capi' : 'binding', cudaOptions, warmup: e.v.warmup, earlySession: e.v.warmup && e.v.early && cudaOptions !== null, firstRun: e.first, runs: e.runs, medianMs: e.runs.length ? median(e.runs.map((r) => r.ms)) : null });
+                cold.push({ provider, precision, route: cudaOptions ? 'capi' : 'binding', cudaOptions, warmup: e.v.warmup, earlySession: e.v.warmup && cudaOptions !== null, firstRun: e.first, runs: e.runs, medianMs: e.runs.length ? median(e.runs.map((r) => r.ms)) : null });
               }
             }
           }

@@ -211,7 +211,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
           const routes: (Record<string, string> | null)[] = [null, ...(provider === 'cuda' ? o.e2eCudaOptions ?? [] : [])];
           for (const [detectorProvider, cudaOptions] of (o.e2eDetectors ?? ['cpu']).flatMap((d) => routes.map((c) => [d, c] as const))) {
             // batch 32 at most: the photo's 29 faces in one run, and under the CUDA kernels' limit
-            const r = await Restorer.create({ model: o.model, precision, provider, detectorProvider, batch: Math.min(Math.max(...o.batches), 32), outDir: '/tmp', write: false, ...(cudaOptions ? { session: { cudaOptions } } : {}) });
+            const r = await Restorer.create({ model: o.model, precision, provider, route: cudaOptions ? 'fast' : 'stock', detectorProvider, batch: Math.min(Math.max(...o.batches), 32), outDir: '/tmp', write: false, ...(cudaOptions ? { session: { cudaOptions } } : {}) });
             await r.restoreFile(o.photo);
             const totals: number[] = [];
             const stages: Record<string, number[]> = {};

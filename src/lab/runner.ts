@@ -22,7 +22,7 @@ import { timingStats } from '../metrics/stats.js';
 import { prepareModel } from '../model/registry.js';
 import { PROVIDER_SPECS } from '../runtime/providers.js';
 import type { Route } from '../runtime/routes.js';
-import { inputsOf, modelSpecOf } from './config.js';
+import { fastIsStock, inputsOf, modelSpecOf } from './config.js';
 import type { CellJob, CellResult, CellSpec, LabConfig, LabResults, OutputAgreement, PairResult, RunRecord } from './types.js';
 import { RESULTS_SCHEMA } from './types.js';
 import { LOSSLESS_DB, SLOW_RATIO, cellPassed } from './verdicts.js';
@@ -323,9 +323,11 @@ export async function analyse(res: LabResults, out: string): Promise<void> {
       if (cmp) res.pairs.push({ a: passing[i].id, b: passing[j].id, psnr: cmp.psnr, ssim: cmp.ssim } satisfies PairResult);
     }
   }
-  // runs but slow: >= 20% slower than the best passing cell of the same provider and precision
+  // runs but slow: >= 20% slower than the best passing cell of the same provider, route and precision (the stock
+  // route is the baseline, slower by design)
+  const routeOf = (c: CellResult) => res.config.cells.find((x) => x.id === c.id)?.route ?? 'fast';
   for (const c of passing) {
-    const peers = passing.filter((p) => p.env.provider === c.env.provider && p.env.precision === c.env.precision && speedOf(p) !== null);
+    const peers = passing.filter((p) => p.env.provider === c.env.provider && p.env.precision === c.env.precision && routeOf(p) === routeOf(c) && speedOf(p) !== null);
     const best = peers.sort((a, b) => speedOf(a)! - speedOf(b)!)[0];
     const s = speedOf(c);
     if (best && best !== c && s !== null && s >= SLOW_RATIO * speedOf(best)!) {
@@ -356,8 +358,9 @@ export function recommend(res: LabResults): string[] {
   if (fastest) {
     const route = routeOf(res, fastest);
     const binding = bindingOf(fastest);
-    // the stock route of the same provider, the baseline the fast route is measured against (the same precision first)
-    const baseline = route === 'fast'
+    // the stock route of the same provider, the baseline the fast route is measured against (the same precision
+    // first); none where the provider's fast route is the stock binding too (the same session either way)
+    const baseline = route === 'fast' && !fastIsStock(fastest.env.provider, fastest.env.precision)
       ? passing.filter((c) => c.env.provider === fastest.env.provider && routeOf(res, c) === 'stock' && speedOf(c) !== null)
         .sort((a, b) => Number(b.env.precision === fastest.env.precision) - Number(a.env.precision === fastest.env.precision) || speedOf(a)! - speedOf(b)!)[0]
       : undefined;
