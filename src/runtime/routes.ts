@@ -99,11 +99,13 @@ export function defaultPrecision(provider: Provider): RoutePrecision {
 }
 
 /**
- * Default faces per inference: on CUDA and TensorRT 32 (per face as fast as any larger batch; runs padded to one size),
- * on WebGPU 8, on the CPU 4 (larger batches only hold more memory there).
+ * Default faces per inference: on CUDA's C API route 32 (per face as fast as any larger batch; runs padded to one
+ * size); through the stock binding on CUDA and TensorRT, and on WebGPU, 8 (the binding's CUDA arena held 16 GB for
+ * GPEN-512 fp32 at 8); on the CPU 4 (larger batches only hold more memory there).
  */
-export function defaultBatch(provider: Provider): number {
-  return provider === 'cuda' || provider === 'tensorrt' ? 32 : provider === 'webgpu' ? 8 : 4;
+export function defaultBatch(provider: Provider, binding: Binding): number {
+  if (provider === 'cuda' && binding === 'capi') return 32;
+  return provider === 'cpu' ? 4 : 8;
 }
 
 /**
