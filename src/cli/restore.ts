@@ -57,7 +57,7 @@ export function restoreCommand(): Command {
     .option('--aligned', 'inputs are aligned faces: GAN only')
     .option('--save-face', 'also write NAME_faceNN (aligned crop and restored crop)')
     .addOption(new Option('--ext <ext>', 'output format').choices(['.png', '.jpg', '.webp']).default('.png'))
-    .option('--batch <n>', 'faces per inference (default: 32 on CUDA's fast route, 8 through the stock binding and on WebGPU, 4 on the CPU)', parseIntArg('--batch'))
+    .option('--batch <n>', 'faces per inference (default: 32 on the CUDA fast route, 8 through the stock binding and on WebGPU, 4 on the CPU)', parseIntArg('--batch'))
     .option('--max-pixels <n>', 'refuse images larger than this (decompression bombs)', parseIntArg('--max-pixels'))
     .addOption(new Option('--detector-provider <p>', 'where the face detector runs (default: CUDA beside the fast route for several images, else the CPU)').choices([...PROVIDERS]))
     .option('--cuda-options <k=v,...>', 'for experts: CUDA provider options by ONNX Runtime\'s names and gpen-lab\'s session keys, replacing the fast route\'s set (docs/routes.md)', (v: string) => parseCudaOptions(v))

@@ -19,7 +19,7 @@ export function serveCommand(): Command {
     .addOption(new Option('--provider <p>', 'execution provider (auto: CUDA, else a hardware WebGPU adapter, else the CPU)').choices([...PROVIDER_CHOICES]).default('auto'))
     .addOption(new Option('--route <r>', 'fast: the measured-best binding and options for the provider; stock: onnxruntime-node\'s binding').choices([...ROUTES]).default('fast'))
     .addOption(new Option('--precision <p>', 'for a .pth or --synthetic (default: fp16 on a GPU, fp32 on the CPU)').choices([...PRECISIONS]))
-    .option('--max-batch <n>', 'faces per inference, across requests (default: 32 on CUDA's fast route, 8 through the stock binding and on WebGPU, 4 on the CPU)', parseIntArg('--max-batch'))
+    .option('--max-batch <n>', 'faces per inference, across requests (default: 32 on the CUDA fast route, 8 through the stock binding and on WebGPU, 4 on the CPU)', parseIntArg('--max-batch'))
     .option('--max-wait-ms <m>', 'how long a face waits for others to fill a batch', parseIntArg('--max-wait-ms'), 10)
     .option('--max-queue <q>', 'requests in progress at once; more get 429', parseIntArg('--max-queue'), 64)
     .option('--body-limit-mb <n>', 'largest upload (413 above)', parseIntArg('--body-limit-mb'), 32)
