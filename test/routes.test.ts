@@ -127,3 +127,46 @@ describe('restore with no flag but the model and the output folder', () => {
     assert.match(line[0], /^provider auto -> cpu \(fast route: stock binding; fp32; batch 4; detector on cpu; single\); cuda skipped: its provider is not installed .*gpen-lab setup cuda`; webgpu skipped: no hardware adapter \(.+\)$/);
   });
 });
+
+describe('a .pth converted once into the cache', () => {
+  const TINY = path.join(REPO, '..', 'shared', 'fixtures', 'gpen', 'gpen-tiny-64.pth');
+
+  it('the first preparation converts and writes it, the next loads the file; another precision or form is another entry', async () => {
+    const { copyFileSync, statSync, utimesSync } = await import('node:fs');
+    const { prepareModel } = await import('../src/model/registry.js');
+    const pth = path.join(mkdtempSync(path.join(tmp, 'pth-')), 'tiny.pth');
+    copyFileSync(TINY, pth);
+    const a = await prepareModel({ type: 'file', file: pth }, 'fp32');
+    assert.deepEqual([typeof a.model, a.converted?.cached, a.info.format, a.info.precision], ['string', false, 'pth', 'fp32']);
+    assert.ok((a.model as string).startsWith(path.join(tmp, 'cache', 'converted')), String(a.model));
+    const b = await prepareModel({ type: 'file', file: pth }, 'fp32');
+    assert.deepEqual([b.model, b.converted?.cached, b.info.sha256], [a.model, true, a.info.sha256]);
+    const c = await prepareModel({ type: 'file', file: pth }, 'fp16', { nhwc: true, fusedAct: true });
+    assert.notEqual(c.model, a.model);
+    assert.equal(c.converted?.cached, false);
+    assert.match(String(c.model), /-fp16-g\d+-nhwc-fa-/);
+    // the checkpoint changed (its mtime): converted again
+    utimesSync(pth, new Date(), new Date(statSync(pth).mtimeMs + 10_000));
+    const d = await prepareModel({ type: 'file', file: pth }, 'fp32');
+    assert.notEqual(d.model, a.model);
+    assert.equal(d.converted?.cached, false);
+  });
+
+  it('a cache that cannot be written keeps the graph in memory and says so', async (t) => {
+    if (process.getuid?.() === 0) {
+      // root writes anywhere: point the cache at a path under a file instead
+      const file = path.join(mkdtempSync(path.join(tmp, 'ro-')), 'not-a-dir');
+      const { writeFileSync } = await import('node:fs');
+      writeFileSync(file, 'x');
+      const before = process.env.GPEN_LAB_CACHE;
+      process.env.GPEN_LAB_CACHE = path.join(file, 'cache');
+      t.after(() => { process.env.GPEN_LAB_CACHE = before; });
+    } else {
+      return t.skip('needs a cache path that cannot be made');
+    }
+    const { prepareModel } = await import('../src/model/registry.js');
+    const p = await prepareModel({ type: 'file', file: TINY }, 'fp32');
+    assert.ok(p.model instanceof Uint8Array);
+    assert.match(p.note ?? '', /could not be cached.*converts .* again/);
+  });
+});
