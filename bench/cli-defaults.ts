@@ -120,6 +120,8 @@ if (!onnx) {
 const coldFlags = ['--provider', 'cuda', '--precision', 'fp16', '--batch', '32', '--cuda-options', COLD_SET];
 cases.solvay_flagged_cold = await coldCase('solvay, flagged cold set', [SOLVAY, '--model', onnx, ...coldFlags]);
 cases.face_flagged_cold = await coldCase('demo face, flagged cold set', [FACE, '--model', onnx, ...coldFlags]);
+// the default's one placement choice for a cold start, measured the other way
+cases.solvay_detector_cuda = await coldCase('solvay, defaults but the detector on CUDA', [SOLVAY, '--model', a.model, '--detector-provider', 'cuda']);
 cases.folder_flagged_warm = await folderCase('folder of 8, flagged warm set', ['--model', a.model, '--provider', 'cuda', '--precision', 'fp16', '--batch', '32', '--detector-provider', 'cuda', '--cuda-options', WARM_SET]);
 cases.folder_flagged_stock = await folderCase('folder of 8, stock binding', ['--model', a.model, '--provider', 'cuda', '--route', 'stock', '--precision', 'fp16', '--batch', '32', '--detector-provider', 'cuda']);
 
