@@ -985,31 +985,32 @@ for v in d['variants']: print(v['capiOptions'], v['ok'], v.get('error'), 'b1', [
     ls -la "$OUT/prof"
     ;;
   defaults1|defaults2|defaults3)
-    # what a user gets without flags (issue "Fast by default"), in three calls back to back: (1) the peer, then restore
-    # with defaults beside the flagged routes (bench/cli-defaults.ts); (2) gpen-lab bench as in final19 (P1-P5), with
-    # the CLI figures merged in; (3) serve's /readyz with no flag but the model, and the default lab
+    # what a user gets without flags, in three calls back to back: (1) the peer's seeded weights, restore with defaults
+    # beside the flagged routes (bench/cli-defaults.ts) and serve's /readyz with no flag but the model; (2) the default
+    # lab; (3) the peer timed (native, fused) and gpen-lab bench as in final19 (P1-P5), the CLI figures merged in
     H=cudnn_conv_algo_search=HEURISTIC,graph_optimization_level=0
     F=enable_cuda_graph=1,prefer_nhwc=1,fused_act=1
+    export GPEN_SRC=$PWD/.peer/face_model
     case "$1" in
       defaults1)
-        peer 1,32; tail -n 2 "$OUT/peer-native.log" "$OUT/peer-fused.log"; cp /tmp/peer/native.json /tmp/peer/fused.json "$OUT/"
+        python3 .peer/torch_gpen.py --size 512 --batches 1 --runs 3 --out /tmp/peer/seed.json --save-pth /tmp/peer/peer.pth > "$OUT/peer-seed.log" 2>&1; echo "peer weights exit $?"
         node --import tsx bench/cli-defaults.ts --model /tmp/peer/peer.pth --out /tmp/cli-defaults.json --runs 5 2> "$OUT/cli-defaults.txt"
-        echo "cli-defaults exit $?"; cat "$OUT/cli-defaults.txt" | cut -c1-400; cp /tmp/cli-defaults.json "$OUT/"
+        echo "cli-defaults exit $?"; cut -c1-400 "$OUT/cli-defaults.txt"; cp /tmp/cli-defaults.json "$OUT/"
+        node dist/cli/index.js serve --model /tmp/peer/peer.pth --port 8091 > /tmp/serve.log 2>&1 &
+        sp=$!
+        for i in $(seq 1 120); do node -e "fetch('http://127.0.0.1:8091/readyz').then((r)=>r.ok?r.text():Promise.reject(r.status)).then((t)=>require('fs').writeFileSync(process.argv[1],t)).catch(()=>process.exit(1))" "$OUT/readyz.json" && break; sleep 1; done
+        echo "readyz after ${i} s:"; head -c 3000 "$OUT/readyz.json"; echo; kill $sp; wait $sp 2>/dev/null
         ;;
       defaults2)
+        rm -rf /tmp/lab; timeout 540 node dist/cli/index.js lab --out /tmp/lab > "$OUT/lab.txt" 2>&1; echo "lab exit $?"; tail -40 "$OUT/lab.txt" | cut -c1-300
+        mkdir -p "$OUT/lab"; cp /tmp/lab/results.json /tmp/lab/report.md /tmp/lab/report.html "$OUT/lab/"
+        ;;
+      defaults3)
+        peer 1,32; tail -n 2 "$OUT/peer-native.log" "$OUT/peer-fused.log"; cp /tmp/peer/native.json /tmp/peer/fused.json "$OUT/"
         final_bench 7 5 --isolate --no-cold-binding --capi-cuda $F,arena_extend_strategy=kSameAsRequested,arena.max_dead_bytes_per_chunk=1048576 --capi-cuda $F \
           --e2e-cuda-options $F --cold-cuda-options $H,prime=1,graph_cache=ort
         node -e "const f=require('fs');const b=JSON.parse(f.readFileSync('$OUT/gpu-bench.json'));const c=JSON.parse(f.readFileSync('/tmp/cli-defaults.json'));b.P3_cli_default_ms=c.figures.face_cold_ms;b.P3_cli_default_solvay_ms=c.figures.solvay_cold_ms;b.P4_cli_default_ms=c.figures.folder_images_2_8_ms;b.cli_defaults=c;f.writeFileSync('$OUT/gpu-bench.json',JSON.stringify(b,null,1))"
         echo "merge exit $?"
-        ;;
-      defaults3)
-        node dist/cli/index.js serve --model /tmp/peer/peer.pth --port 8091 > /tmp/serve.log 2>&1 &
-        sp=$!
-        for i in $(seq 1 120); do node -e "fetch('http://127.0.0.1:8091/readyz').then((r)=>r.ok?r.text():Promise.reject(r.status)).then((t)=>require('fs').writeFileSync(process.argv[1],t)).catch(()=>process.exit(1))" "$OUT/readyz.json" && break; sleep 1; done
-        echo "readyz after ${i} s:"; cat "$OUT/readyz.json" | head -c 3000; echo; kill $sp; wait $sp 2>/dev/null
-        grep -o '"msg":"[^"]*"' /tmp/serve.log | tail -3
-        rm -rf /tmp/lab; timeout 500 node dist/cli/index.js lab --out /tmp/lab > "$OUT/lab.txt" 2>&1; echo "lab exit $?"; tail -40 "$OUT/lab.txt" | cut -c1-300
-        mkdir -p "$OUT/lab"; cp /tmp/lab/results.json /tmp/lab/report.md /tmp/lab/report.html "$OUT/lab/"
         ;;
     esac
     ;;
