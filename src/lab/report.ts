@@ -23,7 +23,7 @@ export function tableRows(res: LabResults): [string, string[]][] {
   const cs = res.cells;
   const row = (name: string, f: (c: CellResult) => string): [string, string[]] => [name, cs.map(f)];
   const rows: [string, string[]][] = [
-    row('provider, precision', (c) => `${c.env.provider} ${c.env.precision}`),
+    row('provider, route, precision', (c) => `${c.env.provider} ${c.env.route ?? 'fast'} ${c.env.precision}`),
     row('environment', (c) => Object.entries(c.env.vars).map(([k, v]) => `${k}=${v}`).join(' ') || 'default'),
     row('start-up', (c) => verdict(c.stages.startup)),
     row('dependencies', (c) => verdict(c.stages.dependencies)),

@@ -164,7 +164,7 @@ const mean = (xs: number[]): number | null => (xs.length ? xs.reduce((a, b) => a
 function emptyCell(c: CellSpec, cfg: LabConfig): CellResult {
   return {
     id: c.id, status: 'running',
-    env: { provider: c.provider, precision: c.precision, session: c.session ?? {}, vars: c.env ?? {}, launcher: c.launcher?.type ?? 'local', inputs: inputsOf(cfg, c) },
+    env: { provider: c.provider, route: c.route, precision: c.precision, session: c.session ?? {}, vars: c.env ?? {}, launcher: c.launcher?.type ?? 'local', inputs: inputsOf(cfg, c) },
     stages: { startup: null, dependencies: null, inference: null, output: null },
     provider: { asked: c.provider, ran: null, knownByBinary: null },
     runs: [], cold: { total: null, stages: {} }, warm: { total: null, stages: {} },

@@ -123,7 +123,7 @@ export interface OutputAgreement {
 export interface CellResult {
   id: string;
   status: 'done' | 'running';
-  env: { provider: Provider; precision: Precision; session: SessionOptions; vars: Record<string, string>; launcher: string; inputs: string[] };
+  env: { provider: Provider; route?: Route; precision: Precision; session: SessionOptions; vars: Record<string, string>; launcher: string; inputs: string[] };
   stages: { startup: StageVerdict; dependencies: StageVerdict; inference: StageVerdict; output: StageVerdict };
   /** Provider asked for and what ran (from ONNX Runtime's profile). */
   provider: { asked: Provider; ran: string[] | null; knownByBinary: string[] | null };
