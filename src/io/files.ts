@@ -1,7 +1,8 @@
 // File helpers shared by every writer: inputs are checked with a coded error, outputs are written atomically.
 import { promises as fs, constants as fsc } from 'node:fs';
 import path from 'node:path';
-import writeFileAtomic from 'write-file-atomic';
+import { randomBytes } from 'node:crypto';
+import type { FileHandle } from 'node:fs/promises';
 import { GpenLabError, errorMessage } from '../errors.js';
 
 /** Throws E_FILE_MISSING / E_FILE_UNREADABLE for a path that cannot be read as a file. */
@@ -35,18 +36,54 @@ export async function readInputFile(file: string, what: string): Promise<Buffer>
   }
 }
 
+/** What a failed write's system error means for the user, and what to do about it. */
+function writeFailure(e: unknown): { cause: string; fix: string; code: string | null } {
+  const code = (e as NodeJS.ErrnoException)?.code ?? null;
+  switch (code) {
+    case 'ENOSPC':
+    case 'EDQUOT':
+      return { code, cause: 'no space left on the device', fix: 'Free space on that disk, or write to another folder.' };
+    case 'EROFS':
+      return { code, cause: 'the file system is read-only', fix: 'Write to a folder on a writable file system.' };
+    case 'EACCES':
+    case 'EPERM':
+      return { code, cause: 'permission denied', fix: 'Write to a folder you may write to, or change its permissions.' };
+    case 'ENOTDIR':
+    case 'EEXIST':
+      return { code, cause: 'a part of the path is a file, not a folder', fix: 'Choose an output path whose folders are folders.' };
+    default:
+      return { code, cause: errorMessage(e), fix: 'Check that the output folder is writable and the disk has room.' };
+  }
+}
+
 /**
- * Writes to a temporary file beside the target and renames it into place: never a half-written output. `fsync: false`
- * leaves the flush to disk to the system (the rename is still atomic for every reader; only a power cut can lose the
- * file): restore's images, which any other image writer (sharp, OpenCV) leaves so too; two fsyncs were ~6-10 ms of a
- * cold start on the H200's disk.
+ * Writes to a temporary file beside the target and renames it into place: the whole file or nothing, never a
+ * half-written output. Every byte is accounted for (a full disk can accept part of a write without an error), and on
+ * any failure the temporary file is removed. `fsync: false` leaves the flush to disk to the system (the rename is
+ * still atomic for every reader; only a power cut can lose the file): restore's images, which any other image writer
+ * (sharp, OpenCV) leaves so too.
  */
 export async function writeFileAtomicSafe(file: string, data: Uint8Array | string, opts: { fsync?: boolean } = {}): Promise<void> {
+  const target = path.resolve(file);
+  const tmp = `${target}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  let fh: FileHandle | null = null;
   try {
-    await fs.mkdir(path.dirname(path.resolve(file)), { recursive: true });
-    await writeFileAtomic(file, data as Buffer | string, { fsync: opts.fsync ?? true });
+    await fs.mkdir(path.dirname(target), { recursive: true });
+    fh = await fs.open(tmp, 'wx');
+    const bytes = typeof data === 'string' ? Buffer.from(data) : data;
+    for (let off = 0; off < bytes.byteLength;) {
+      const { bytesWritten } = await fh.write(bytes, off, bytes.byteLength - off, off);
+      if (bytesWritten <= 0) throw Object.assign(new Error(`${off} of ${bytes.byteLength} bytes written`), { code: 'ENOSPC' });
+      off += bytesWritten;
+    }
+    if (opts.fsync ?? true) await fh.sync();
+    await fh.close();
+    fh = null;
+    await fs.rename(tmp, target);
   } catch (e) {
-    throw new GpenLabError('E_WRITE', `Could not write ${file}: ${errorMessage(e)}`,
-      'Check that the output folder is writable and the disk has room.', { input: file });
+    await fh?.close().catch(() => undefined);
+    await fs.rm(tmp, { force: true }).catch(() => undefined);
+    const f = writeFailure(e);
+    throw new GpenLabError('E_WRITE', `Could not write ${file}: ${f.cause}${f.code ? ` (${f.code})` : ''}`, f.fix, { input: file, cause: f.code });
   }
 }
