@@ -69,12 +69,15 @@ function summary(r: Run): Record<string, unknown> {
 
 /** A cold case: the route's first process (it may convert the model and write caches), then `runs` cold starts. */
 async function coldCase(name: string, args: string[]): Promise<Record<string, unknown>> {
-  const out = mkdtempSync(path.join(os.tmpdir(), 'gpen-cli-'));
-  const full = [...args.slice(0, 1), '-o', out, ...args.slice(1)];
+  // each process writes into a folder of its own (restore never replaces an output without --overwrite)
+  const root = mkdtempSync(path.join(os.tmpdir(), 'gpen-cli-'));
+  let k = 0;
+  const argv = () => [...args.slice(0, 1), '-o', path.join(root, String(k++)), ...args.slice(1)];
+  const full = argv();
   const first = await restore(full);
   const measured: Run[] = [];
-  for (let i = 0; i < runs; i++) measured.push(await restore(full));
-  rmSync(out, { recursive: true, force: true });
+  for (let i = 0; i < runs; i++) measured.push(await restore(argv()));
+  rmSync(root, { recursive: true, force: true });
   const ok = measured.filter((r) => r.code === 0 && r.spawnToResults.length > 0);
   const line = { name, argv: ['gpen-lab', 'restore', ...full], first: summary(first), runs: measured.map(summary), medianToWrittenMs: median(ok.map((r) => r.spawnToResults[0])), failed: measured.length - ok.length };
   process.stderr.write(`${name}: first ${first.spawnToResults[0]?.toFixed(0) ?? 'FAILED'} ms, then median ${line.medianToWrittenMs?.toFixed(0) ?? '-'} ms (${ok.map((r) => r.spawnToResults[0].toFixed(0)).join(', ')})\n`);
@@ -86,8 +89,8 @@ async function folderCase(name: string, extra: string[]): Promise<Record<string,
   const dir = mkdtempSync(path.join(os.tmpdir(), 'gpen-folder-'));
   for (let i = 1; i <= 8; i++) copyFileSync(SOLVAY, path.join(dir, `solvay-${i}.png`));
   const out = mkdtempSync(path.join(os.tmpdir(), 'gpen-folder-out-'));
-  const args = [dir, '-o', out, ...extra];
-  const first = await restore(args);
+  const args = [dir, '-o', path.join(out, 'measured'), ...extra];
+  const first = await restore([dir, '-o', path.join(out, 'first'), ...extra]);
   const r = await restore(args);
   rmSync(dir, { recursive: true, force: true });
   rmSync(out, { recursive: true, force: true });

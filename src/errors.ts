@@ -19,6 +19,7 @@ export const ERROR_CODES = [
   'E_SESSION', // ONNX Runtime failed to create a session
   'E_INFERENCE', // ONNX Runtime failed while running a session
   'E_WRITE', // an output could not be written
+  'E_OUTPUT_EXISTS', // an output file is already there and replacing it was not asked for
   'E_IMAGE_CORRUPT', // an image whose header reads but whose pixels do not (truncated, damaged)
   'E_IMAGE_TOO_LARGE', // an image with more pixels than the limit (decompression-bomb guard)
   'E_SETUP_SOURCE', // setup cuda: the package, archive or folder to install from is missing or is not the expected one

@@ -41,7 +41,7 @@ interface ColdEntry { provider: Provider; precision: Precision; route: 'binding'
 
 async function coldStart(model: string, provider: Provider, precisionArgs: string[], v: { warmup: boolean }): Promise<ColdRun> {
   const out = path.join(os.tmpdir(), `gpen-cold-${process.pid}`);
-  const job: LaunchJob = { command: process.execPath, args: [...nodeScriptArgs(import.meta.url, 'index'), 'restore', DEMO_FACE, '-o', out, '--model', model, '--provider', provider, '--batch', '1', '--json', ...precisionArgs] };
+  const job: LaunchJob = { command: process.execPath, args: [...nodeScriptArgs(import.meta.url, 'index'), 'restore', DEMO_FACE, '-o', out, '--model', model, '--provider', provider, '--batch', '1', '--json', '--overwrite', ...precisionArgs] };
   // timed by a launcher of its own (src/lab/cold-launcher.ts): this process holds CUDA, which slows a spawn from it
   const launcher = nodeScriptArgs(new URL('../lab/', import.meta.url).href, 'cold-launcher');
   return new Promise((resolve, reject) => {

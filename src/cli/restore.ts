@@ -10,6 +10,7 @@ import type { RestoreResult } from '../face/restore.js';
 import { Restorer, SYNTHETIC_NOTE } from '../face/restore.js';
 import { createBlazeFace } from '../face/blazeface.js';
 import { decodeImage } from '../io/image.js';
+import { isRestoreOutput } from '../io/output-names.js';
 import type { OutputExt } from '../io/image.js';
 import type { ModelSpec } from '../model/registry.js';
 import { PROVIDERS, parseProvider } from '../runtime/providers.js';
@@ -20,19 +21,25 @@ import { Steps, info, printJson, warn } from './output.js';
 
 export const IMAGE_EXTS = ['.jpg', '.jpeg', '.png', '.webp', '.tif', '.tiff', '.gif'];
 
-/** Files as given; folders expand to their image files (sorted, not recursive). */
-export async function expandInputs(inputs: string[]): Promise<string[]> {
-  const out: string[] = [];
+/**
+ * Files as given; folders expand to their image files (sorted, not recursive), leaving out restore's own outputs
+ * (NAME_GPEN, NAME_COMP, NAME_faceNN: never read back as inputs), which are counted in `skipped`.
+ */
+export async function expandInputs(inputs: string[]): Promise<{ files: string[]; skipped: number }> {
+  const files: string[] = [];
+  let skipped = 0;
   for (const i of inputs) {
     const st = await fs.stat(i).catch(() => null);
     if (st?.isDirectory()) {
       const names = (await fs.readdir(i)).filter((n) => IMAGE_EXTS.includes(path.extname(n).toLowerCase())).sort();
-      out.push(...names.map((n) => path.join(i, n)));
+      const own = names.filter(isRestoreOutput);
+      skipped += own.length;
+      files.push(...names.filter((n) => !isRestoreOutput(n)).map((n) => path.join(i, n)));
     } else {
-      out.push(i); // missing files become a coded error for that file
+      files.push(i); // missing files become a coded error for that file
     }
   }
-  return out;
+  return { files, skipped };
 }
 
 function parseAlpha(v: string): number {
@@ -62,10 +69,11 @@ export function restoreCommand(): Command {
     .addOption(new Option('--detector-provider <p>', 'where the face detector runs (default: CUDA beside the fast route for several images, else the CPU)').choices([...PROVIDERS]))
     .option('--cuda-options <k=v,...>', 'for experts: CUDA provider options by ONNX Runtime\'s names and gpen-lab\'s session keys, replacing the fast route\'s set (docs/routes.md)', (v: string) => parseCudaOptions(v))
     .option('--face-threads <n>', 'worker threads that warp and paste the faces of photos with 4 or more (default: the cores but one, 2 to 16; 0: none)', parseIntArg('--face-threads'))
+    .option('--overwrite', 'replace output files that are already there (without it such an image fails with E_OUTPUT_EXISTS)')
     .option('--json', 'one RestoreResult per image, a JSON object per line')
     .action(async (inputs: string[], o: {
       out: string; model?: string; synthetic?: number; seed: number; key?: string; provider: string; route: string; precision?: string; alpha: number;
-      aligned?: boolean; saveFace?: boolean; ext: OutputExt; batch?: number; maxPixels?: number; json?: boolean; cudaOptions?: Record<string, string>; detectorProvider?: string; faceThreads?: number;
+      aligned?: boolean; saveFace?: boolean; overwrite?: boolean; ext: OutputExt; batch?: number; maxPixels?: number; json?: boolean; cudaOptions?: Record<string, string>; detectorProvider?: string; faceThreads?: number;
     }) => {
       // time since the process started, to here: node's own start and the modules loaded (a cold start's first part)
       const startMs = performance.now();
@@ -81,14 +89,15 @@ export function restoreCommand(): Command {
         throw new GpenLabError('E_ARGUMENT', 'restore was given both --model and --synthetic', 'Pass one of them.', { input: '--model' });
       }
       const spec: ModelSpec = o.model !== undefined ? { type: 'file', file: o.model, ...(o.key ? { key: o.key } : {}) } : { type: 'synthetic', size: o.synthetic!, seed: o.seed };
-      const files = await expandInputs(inputs);
+      const { files, skipped } = await expandInputs(inputs);
+      if (skipped > 0) info(`left out ${skipped} file(s) named like restore's outputs (NAME_GPEN, NAME_COMP, NAME_faceNN) in the input folder(s)`);
       if (files.length === 0) throw new GpenLabError('E_FILE_MISSING', `No image files in ${inputs.join(', ')}`, `Pass image files (${IMAGE_EXTS.join(', ')}) or folders holding them.`, { input: inputs.join(', ') });
       const restorer = await Restorer.create({
         model: spec, provider: parseChoice(PROVIDER_CHOICES, o.provider, '--provider'), route: parseChoice(ROUTES, o.route, '--route'),
         ...(o.precision !== undefined ? { precision: parseChoice(PRECISIONS, o.precision, '--precision') } : {}),
         // one image is a cold start; several take the set fastest per image
         workload: files.length === 1 ? 'single' : 'batch',
-        alpha: o.alpha, aligned: !!o.aligned, saveFace: !!o.saveFace, ext: o.ext, outDir: o.out,
+        alpha: o.alpha, aligned: !!o.aligned, saveFace: !!o.saveFace, overwrite: !!o.overwrite, ext: o.ext, outDir: o.out,
         ...(o.batch !== undefined ? { batch: o.batch } : {}), ...(o.maxPixels !== undefined ? { maxPixels: o.maxPixels } : {}),
         ...(o.cudaOptions ? { session: { cudaOptions: o.cudaOptions } } : {}),
         ...(o.detectorProvider !== undefined ? { detectorProvider: parseProvider(o.detectorProvider, '--detector-provider') } : {}),

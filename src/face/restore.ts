@@ -3,7 +3,10 @@
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { GpenLabError, errorMessage, isGpenLabError } from '../errors.js';
-import { writeFileAtomicSafe } from '../io/files.js';
+import { existsSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { outputExists, writeFileAtomicSafe } from '../io/files.js';
+import { outputNames } from '../io/output-names.js';
 import type { DecodedImage, OutputExt } from '../io/image.js';
 import { decodeImage, encodeImage } from '../io/image.js';
 import type { PngPart, PngStripe } from '../io/png.js';
@@ -75,6 +78,8 @@ export interface RestoreOptions {
   runner?: Promise<GpenRunner>;
   /** Write the encoded outputs (default true; the benchmark encodes but does not write). */
   write?: boolean;
+  /** Replace output files that are already there (default false: such an image is an E_OUTPUT_EXISTS result). */
+  overwrite?: boolean;
   /**
    * Worker threads that warp faces into crops and sample restored faces back, for images with FACE_WORKERS_FROM
    * faces or more (default: the cores but one, at most 16; 0: all on the JavaScript thread). Started at first use.
@@ -151,6 +156,8 @@ const zeroStages = (): Record<StageName, number> => ({ decode: 0, detect: 0, ali
 
 interface Pending {
   file: string;
+  /** Its outputs' NAME (io/output-names.ts: unique among the inputs of one call). */
+  name?: string;
   img: DecodedImage;
   faces: DetectedFace[];
   transforms: Affine[];
@@ -345,12 +352,18 @@ export class Restorer {
         }
       }
     };
-    for (const file of files) {
+    const names = outputNames(files);
+    for (const [i, file] of files.entries()) {
       let p: Pending | null = null;
       const r = this.emptyResult(file);
       try {
+        // outputs already there are refused before any work (and again, atomically, when written)
+        if (this.opts.write && !this.opts.overwrite) {
+          for (const f of this.outputFiles(names[i])) if (existsSync(f)) throw outputExists(f);
+        }
         // an image restored in chunks runs on its own: only when nothing is queued before it
         p = await this.prepare(file, r, queue.length === 0);
+        p.name = names[i];
       } catch (e) {
         r.error = resultError(e);
       }
@@ -372,6 +385,12 @@ export class Restorer {
     }
     await flush(true);
     return results;
+  }
+
+  /** The two outputs every restored image has (NAME_GPEN, NAME_COMP); NAME_faceNN are known after detection. */
+  private outputFiles(name: string, ext: OutputExt = this.opts.ext): string[] {
+    const base = path.join(this.opts.outDir, name);
+    return [`${base}_GPEN${ext}`, `${base}_COMP${ext}`];
   }
 
   async restoreFile(file: string): Promise<RestoreResult> {
@@ -723,7 +742,7 @@ export class Restorer {
     let t = performance.now();
     const lap = (k: StageName) => { const n = performance.now(); r.stages_ms[k] += n - t; t = n; };
     const ext = o.ext ?? this.opts.ext;
-    const base = path.join(this.opts.outDir, path.parse(p.file).name);
+    const base = path.join(this.opts.outDir, p.name ?? path.parse(p.file).name);
     const description = this.info.synthetic ? `gpen-lab: ${SYNTHETIC_NOTE}` : `gpen-lab: restored with ${path.basename(this.label)}`;
     // the encodes run in sharp's threads, all at once, or as PNG stripes on every face worker
     const jobs: [string, Promise<Buffer>][] = [];
@@ -756,7 +775,14 @@ export class Restorer {
     r.provider.ran = placement?.ran ?? null;
     if (placement?.mismatch) r.warnings.push(`asked for ${this.choice.provider} but nodes ran on ${placement.ran.join(', ')}`);
     if (!write) return files;
-    await Promise.all(files.map(([f, buf]) => writeFileAtomicSafe(f, buf, { fsync: false })));
+    // each file whole or not at all, none replaced unless asked; after a failure the image's other outputs go too
+    const written: string[] = [];
+    const results = await Promise.allSettled(files.map(([f, buf]) => writeFileAtomicSafe(f, buf, { fsync: false, noClobber: this.opts.overwrite !== true }).then(() => written.push(f))));
+    const failed = results.find((x): x is PromiseRejectedResult => x.status === 'rejected');
+    if (failed) {
+      await Promise.all(written.map((f) => rm(f, { force: true })));
+      throw failed.reason;
+    }
     lap('write');
     r.outputs = { gpen: files[0][0], comp: files[1][0], faces: files.slice(2).map((f) => f[0]) };
     return files;

@@ -63,7 +63,7 @@ function writeFailure(e: unknown): { cause: string; fix: string; code: string | 
  * still atomic for every reader; only a power cut can lose the file): restore's images, which any other image writer
  * (sharp, OpenCV) leaves so too.
  */
-export async function writeFileAtomicSafe(file: string, data: Uint8Array | string, opts: { fsync?: boolean } = {}): Promise<void> {
+export async function writeFileAtomicSafe(file: string, data: Uint8Array | string, opts: { fsync?: boolean; noClobber?: boolean } = {}): Promise<void> {
   const target = path.resolve(file);
   const tmp = `${target}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   let fh: FileHandle | null = null;
@@ -79,11 +79,36 @@ export async function writeFileAtomicSafe(file: string, data: Uint8Array | strin
     if (opts.fsync ?? true) await fh.sync();
     await fh.close();
     fh = null;
-    await fs.rename(tmp, target);
+    if (opts.noClobber) await linkNoClobber(tmp, target, file);
+    else await fs.rename(tmp, target);
   } catch (e) {
     await fh?.close().catch(() => undefined);
     await fs.rm(tmp, { force: true }).catch(() => undefined);
+    if (e instanceof GpenLabError) throw e;
     const f = writeFailure(e);
     throw new GpenLabError('E_WRITE', `Could not write ${file}: ${f.cause}${f.code ? ` (${f.code})` : ''}`, f.fix, { input: file, cause: f.code });
   }
+}
+
+/** An output already there: replacing it was not asked for. */
+export function outputExists(file: string): GpenLabError {
+  return new GpenLabError('E_OUTPUT_EXISTS', `${file} already exists and was not replaced`, 'Pass --overwrite to replace it, or choose another output folder.', { input: file });
+}
+
+/**
+ * Puts `tmp` in place as `target` only where nothing is there (a hard link fails on an existing name, where a rename
+ * would replace it); file systems without hard links get a check, then the rename.
+ */
+async function linkNoClobber(tmp: string, target: string, file: string): Promise<void> {
+  try {
+    await fs.link(tmp, target);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') throw outputExists(file);
+    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'EXDEV') throw e;
+    if (await fs.lstat(target).then(() => true, () => false)) throw outputExists(file);
+    await fs.rename(tmp, target);
+    return;
+  }
+  await fs.rm(tmp, { force: true });
 }

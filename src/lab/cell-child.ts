@@ -23,7 +23,7 @@ try {
   t = performance.now();
   // the cell's own provider (never auto), its route, and the workload its inputs make: one image a cold start
   const restorer = await Restorer.create({
-    model: job.model, precision: job.precision, provider: job.provider, route: job.route, workload: job.inputs.length === 1 ? 'single' : 'batch',
+    model: job.model, precision: job.precision, provider: job.provider, overwrite: true, route: job.route, workload: job.inputs.length === 1 ? 'single' : 'batch',
     batch: job.batch, outDir: job.outDir, session: job.session,
   });
   emit({ ev: 'session', ms: performance.now() - t, parts: restorer.createMs });
