@@ -84,3 +84,21 @@ describe('a write on a full disk', () => {
     assert.equal(existsSync(path.join(mnt, 's.onnx')), false);
   });
 });
+
+describe('a damaged cache entry', () => {
+  it('a truncated detector graph in the cache is found by its hash and rebuilt: detection goes on', () => {
+    const cache = mkdtempSync(path.join(tmp, 'cache-'));
+    const env = { ...process.env, GPEN_LAB_CACHE: cache };
+    const detect = () => spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/index.ts', 'detect', FACE, '--json'], { cwd: REPO, encoding: 'utf8', timeout: 120_000, env });
+    const first = detect();
+    assert.equal(first.status, 0, first.stderr);
+    const dir = path.join(cache, 'detector');
+    const graphs = readdirSync(dir).filter((f) => f.endsWith('.onnx'));
+    assert.ok(graphs.length >= 1, readdirSync(dir).join(', '));
+    for (const g of graphs) writeFileSync(path.join(dir, g), readFileSync(path.join(dir, g)).subarray(0, 1000));
+    const second = detect();
+    assert.equal(second.status, 0, second.stderr);
+    assert.deepEqual(JSON.parse(second.stdout), JSON.parse(first.stdout), 'the same faces');
+    for (const g of graphs) assert.ok(readFileSync(path.join(dir, g)).length > 1000, `${g} rebuilt`);
+  });
+});

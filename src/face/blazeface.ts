@@ -11,7 +11,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import type { RgbImage } from '../io/image.js';
 import { GpenLabError, badArgument } from '../errors.js';
-import { cacheDir, fileIdentity } from '../io/cache.js';
+import { cacheDir, fileIdentity, hashFileFor, readChecked } from '../io/cache.js';
 import { writeFileAtomicSafe } from '../io/files.js';
 import { DETECTOR_GRAPH_FORM, detectorGraph } from './blazeface-graph.js';
 import type { Provider } from '../runtime/providers.js';
@@ -143,15 +143,18 @@ const ANYWHERE: Pick<Frame, 'xs' | 'ys' | 'minW' | 'maxW'> = { xs: [-Infinity, I
 /**
  * The detector's graph as detectorGraph rewrites it (blazeface-graph.ts), kept in the cache folder by the source
  * file's identity: the rewrite needs onnx-proto (50-100 ms to load) and a decode of the model, a cold start's path.
- * A cache that cannot be written is skipped.
+ * An entry is checked by its hash on every read (a damaged one is rebuilt); a cache that cannot be written is skipped.
  */
 async function detectorGraphCached(file: string): Promise<Uint8Array> {
   const cached = path.join(cacheDir(), 'detector', `${path.basename(file, '.onnx')}-${createHash('sha256').update(`${DETECTOR_GRAPH_FORM}|${fileIdentity(file)}`).digest('hex').slice(0, 16)}.onnx`);
-  if (existsSync(cached)) return readFileSync(cached);
+  const hit = readChecked(cached);
+  if (hit) return hit;
   const bytes = detectorGraph(readFileSync(file), file);
   try {
     await mkdir(path.dirname(cached), { recursive: true });
     await writeFileAtomicSafe(cached, bytes);
+    const mark = hashFileFor(cached, bytes);
+    await writeFileAtomicSafe(mark.file, mark.text);
   } catch {
     // a read-only home: the next process rewrites the graph again
   }
