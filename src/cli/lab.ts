@@ -73,9 +73,11 @@ export function reportCommand(): Command {
     .argument('<results>', 'results.json written by gpen-lab lab')
     .option('--out <dir>', 'where to write the reports (default: beside results.json)')
     .action(async (file: string, o: { out?: string }) => {
-      const { readResults } = await import('../lab/runner.js');
+      const { readResults, recommend } = await import('../lab/runner.js');
       const { writeReport } = await import('../lab/report.js');
       const res = readResults(file);
+      // derived from the cells alone: made again, so a report shows the current reading of the same measurements
+      res.recommendations = recommend(res);
       const out = path.resolve(o.out ?? path.dirname(file));
       const files = await writeReport(res, out);
       process.stdout.write(`report: ${files.md}\n        ${files.html}\n`);

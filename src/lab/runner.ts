@@ -12,6 +12,7 @@ import { diagnose } from '../doctor/signatures.js';
 import { startGpuSampler, summarizeGpu } from '../doctor/gpu-sampler.js';
 import { readGpus } from '../doctor/gpu.js';
 import { readSystem } from '../doctor/system.js';
+import type { RouteChoice } from '../runtime/routes.js';
 import type { RestoreResult } from '../face/restore.js';
 import { writeFileAtomicSafe } from '../io/files.js';
 import { nodeScriptArgs } from '../io/node-script.js';
@@ -221,6 +222,8 @@ async function runCell(c: CellSpec, cfg: LabConfig, out: string, gpuPresent: str
       r.restore = res.results[0];
       r.provider.ran = res.results[0].provider.ran;
     }
+    const ws = o.events.find((e) => e.ev === 'warm-session') as { route?: RouteChoice } | undefined;
+    if (ws?.route) r.warmRoute = ws.route;
     for (const w of o.events.filter((e) => e.ev === 'warm') as unknown as { ms: number; stages: Record<string, number>[] }[]) {
       const st: Record<string, number> = {};
       for (const s of w.stages) for (const [k, v] of Object.entries(s)) st[k] = (st[k] ?? 0) + v;
@@ -347,13 +350,22 @@ function routeOf(res: LabResults, c: CellResult): Route {
 function bindingOf(c: CellResult): string | null {
   const r = c.restore?.route;
   if (!r?.binding) return null;
-  return r.binding === 'capi' ? `C API ${r.set ? `${r.set} set` : 'with session.cudaOptions'}` : 'stock binding';
+  if (r.binding !== 'capi') return 'stock binding';
+  const set = (x: { set: string | null }) => (x.set ? `${x.set} set` : 'with session.cudaOptions');
+  return c.warmRoute ? `C API, ${set(r)} cold and ${set(c.warmRoute)} warm` : `C API ${set(r)}`;
 }
 
 export function recommend(res: LabResults): string[] {
   const out: string[] = [];
   const passing = res.cells.filter(cellPassed);
-  const ok = passing.filter((c) => c.output.visuallyLossless !== false && !c.flags.some((f) => f.startsWith('runs but slow') || f.startsWith('asked for')));
+  // per-image times compare only on the same inputs: those of the reference (else of the most cells); the default
+  // lab's CPU cells restore one face where its GPU cells restore the whole photo
+  const inputsOf = (c: CellResult) => c.env.inputs.join('\n');
+  const ref = res.cells.find((c) => c.id === res.reference);
+  const counts = new Map<string, number>();
+  for (const c of passing) counts.set(inputsOf(c), (counts.get(inputsOf(c)) ?? 0) + 1);
+  const common = ref ? inputsOf(ref) : [...counts.entries()].sort((a, b) => b[1] - a[1])[0]?.[0];
+  const ok = passing.filter((c) => inputsOf(c) === common && c.output.visuallyLossless !== false && !c.flags.some((f) => f.startsWith('runs but slow') || f.startsWith('asked for')));
   const fastest = [...ok].filter((c) => speedOf(c) !== null).sort((a, b) => speedOf(a)! - speedOf(b)!)[0];
   if (fastest) {
     const route = routeOf(res, fastest);
@@ -368,6 +380,8 @@ export function recommend(res: LabResults): string[] {
       + `${(speedOf(fastest)! / 1000).toFixed(3)} s per image warm${fastest.cold.total ? `, ${(fastest.cold.total.mean / 1000).toFixed(2)} s cold` : ''}`
       + `${baseline ? `; ${(speedOf(baseline)! / speedOf(fastest)!).toFixed(1)}x the stock baseline ${baseline.id}` : ''}).`);
   } else out.push('No cell passed every stage.');
+  const apart = passing.filter((c) => inputsOf(c) !== common && speedOf(c) !== null);
+  if (apart.length) out.push(`Restoring other inputs, so not compared: ${apart.map((c) => `${c.id} (${c.env.inputs.map((i) => path.basename(i)).join(', ')}: ${(speedOf(c)! / 1000).toFixed(3)} s per image warm)`).join('; ')}.`);
   for (const c of passing.filter((x) => x.env.precision === 'fp16')) {
     if (c.output.deltaDbVsReference !== null) out.push(`${c.id}: fp16 ${c.output.visuallyLossless ? 'stays' : 'does not stay'} within ${LOSSLESS_DB} dB of the reference (${c.output.deltaDbVsReference >= 0 ? '+' : ''}${c.output.deltaDbVsReference.toFixed(3)} dB).`);
   }

@@ -6,7 +6,7 @@ import type { Precision } from '../model/gpen-graph.js';
 import type { ModelSpec } from '../model/registry.js';
 import type { TimingStats } from '../metrics/stats.js';
 import type { Provider } from '../runtime/providers.js';
-import type { Route } from '../runtime/routes.js';
+import type { Route, RouteChoice } from '../runtime/routes.js';
 import type { GraphOptLevel } from '../runtime/session.js';
 
 export const RESULTS_SCHEMA = 'gpen-lab.results/1';
@@ -134,6 +134,8 @@ export interface CellResult {
   output: { vsInput: OutputAgreement[]; psnr: number | null; ssim: number | null; deltaDbVsReference: number | null; visuallyLossless: boolean | null; vsReference: { psnr: number; ssim: number; heatmap: string | null } | null };
   doctor: { verdict: string; findings: Finding[]; libraries: { soname: string; path: string | null; version: string | null }[] } | null;
   restore: RestoreResult | null;
+  /** Where the warm runs took a session of their own (a folder's workload on CUDA's fast route: the warm set): what it ran. */
+  warmRoute?: RouteChoice;
   flags: string[];
   finishedAt: string | null;
 }
