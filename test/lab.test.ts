@@ -123,9 +123,10 @@ describe('lab configs', () => {
 
 describe('recommendations', () => {
   const stats = (ms: number) => timingStats([ms]);
-  const cell = (spec: CellSpec, warmMs: number, coldMs: number, opts: { passed?: boolean; choice?: Partial<RouteChoice> } = {}): CellResult => ({
+  const cell = (spec: CellSpec, warmMs: number, coldMs: number, opts: { passed?: boolean; choice?: Partial<RouteChoice>; inputs?: string[]; warmRoute?: Partial<RouteChoice> } = {}): CellResult => ({
     id: spec.id, status: 'done',
-    env: { provider: spec.provider, precision: spec.precision, session: {}, vars: {}, launcher: 'local', inputs: ['/p.png'] },
+    env: { provider: spec.provider, precision: spec.precision, session: {}, vars: {}, launcher: 'local', inputs: opts.inputs ?? ['/p.png'] },
+    ...(opts.warmRoute ? { warmRoute: opts.warmRoute as RouteChoice } : {}),
     stages: { startup: { ok: true, reason: '' }, dependencies: { ok: true, reason: '' }, inference: { ok: opts.passed !== false, reason: '' }, output: opts.passed === false ? null : { ok: true, reason: '' } },
     provider: { asked: spec.provider, ran: [spec.provider], knownByBinary: null },
     runs: opts.passed === false ? [{ run: 0, ok: false, stage: 'inference', exitCode: 3, signal: null, timedOut: false, error: 'E_SESSION: no', stderrTail: '', stages_ms: {}, total_ms: null, maxRssMiB: null }] : [],
@@ -153,6 +154,17 @@ describe('recommendations', () => {
     await analyse(res, path.join(tmp, 'rec'));
     assert.equal(res.reference, 'cuda-stock-fp32');
     assert.equal(res.recommendations[0], 'Fastest cell that passes everything: cuda-fast-fp16 (cuda fast fp16, C API warm set, 0.152 s per image warm, 1.21 s cold; 6.1x the stock baseline cuda-stock-fp32).');
+  });
+
+  it('compares per-image times on the reference\'s inputs only: a faster cell on other inputs is listed apart; warm runs on a set of their own say so', async () => {
+    const res = results([
+      cell(specs[0], 495, 2030, { choice: { binding: 'stock', set: null }, inputs: ['/f.png'] }),
+      cell(specs[1], 165, 1970, { choice: { binding: 'capi', set: 'cold' }, warmRoute: { binding: 'capi', set: 'warm' } }),
+      cell(specs[3], 545, 3450, { choice: { binding: 'stock', set: null } }),
+    ]);
+    await analyse(res, path.join(tmp, 'rec4'));
+    assert.equal(res.recommendations[0], 'Fastest cell that passes everything: cuda-fast-fp16 (cuda fast fp16, C API, cold set cold and warm set warm, 0.165 s per image warm, 1.97 s cold; 3.3x the stock baseline cuda-stock-fp32).');
+    assert.equal(res.recommendations[1], 'Restoring other inputs, so not compared: cpu-fp32 (f.png: 0.495 s per image warm).');
   });
 
   it('keeps the line without a recorded route, and gives no ratio without a passing stock cell or for a stock-binding provider', async () => {
