@@ -102,3 +102,21 @@ describe('a damaged cache entry', () => {
     for (const g of graphs) assert.ok(readFileSync(path.join(dir, g)).length > 1000, `${g} rebuilt`);
   });
 });
+
+describe('a folder that cannot be created', () => {
+  it('an output under /proc is E_WRITE at once (Node\'s recursive mkdir would loop there for ever), through the API and the CLI', async () => {
+    await assert.rejects(writeFileAtomicSafe('/proc/gpen-lab-test/x/y.png', 'x'),
+      (e: unknown) => e instanceof GpenLabError && e.code === 'E_WRITE' && /a folder cannot be created there/.test(e.message) && /\/proc/.test(e.fix));
+    const r = cli(['restore', FACE, '-o', '/proc/gpen-lab-test/out', '--synthetic', '64', '--provider', 'cpu', '--json']);
+    assert.equal(r.status, 2, r.stderr);
+    assert.equal((JSON.parse(r.stdout.trim().split('\n')[0]) as { error: { code: string } }).error.code, 'E_WRITE');
+  });
+
+  it('a cache under /proc costs the caches, never the restore', () => {
+    const out = mkdtempSync(path.join(tmp, 'proc-cache-'));
+    const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/index.ts', 'restore', FACE, '-o', out, '--synthetic', '64', '--provider', 'cpu'],
+      { cwd: REPO, encoding: 'utf8', timeout: 120_000, env: { ...process.env, GPEN_LAB_CACHE: '/proc/gpen-lab-test/cache' } });
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(readdirSync(out).sort(), ['demo-face_COMP.png', 'demo-face_GPEN.png']);
+  });
+});

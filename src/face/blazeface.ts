@@ -6,7 +6,6 @@
 // knees, hair, bokeh) that a few hundred tile runs turn up.
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import type { RgbImage } from '../io/image.js';
@@ -151,7 +150,6 @@ async function detectorGraphCached(file: string): Promise<Uint8Array> {
   if (hit) return hit;
   const bytes = detectorGraph(readFileSync(file), file);
   try {
-    await mkdir(path.dirname(cached), { recursive: true });
     await writeFileAtomicSafe(cached, bytes);
     const mark = hashFileFor(cached, bytes);
     await writeFileAtomicSafe(mark.file, mark.text);

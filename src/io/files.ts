@@ -1,5 +1,5 @@
 // File helpers shared by every writer: inputs are checked with a coded error, outputs are written atomically.
-import { promises as fs, constants as fsc } from 'node:fs';
+import { promises as fs, constants as fsc, mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
@@ -51,6 +51,8 @@ function writeFailure(e: unknown): { cause: string; fix: string; code: string | 
     case 'ENOTDIR':
     case 'EEXIST':
       return { code, cause: 'a part of the path is a file, not a folder', fix: 'Choose an output path whose folders are folders.' };
+    case 'ENOENT':
+      return { code, cause: 'a folder cannot be created there', fix: 'Choose an output folder on a writable file system (not under /proc or /sys).' };
     default:
       return { code, cause: errorMessage(e), fix: 'Check that the output folder is writable and the disk has room.' };
   }
@@ -68,7 +70,7 @@ export async function writeFileAtomicSafe(file: string, data: Uint8Array | strin
   const tmp = `${target}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   let fh: FileHandle | null = null;
   try {
-    await fs.mkdir(path.dirname(target), { recursive: true });
+    await makeDirs(path.dirname(target));
     fh = await fs.open(tmp, 'wx');
     const bytes = typeof data === 'string' ? Buffer.from(data) : data;
     for (let off = 0; off < bytes.byteLength;) {
@@ -111,4 +113,60 @@ async function linkNoClobber(tmp: string, target: string, file: string): Promise
     return;
   }
   await fs.rm(tmp, { force: true });
+}
+
+const errCode = (e: unknown): string | undefined => (e as NodeJS.ErrnoException)?.code;
+
+/**
+ * mkdir -p that fails where a folder cannot be made: Node 20's recursive mkdir loops for ever under /proc. The first
+ * existing ancestor is found with stat, then each missing level made on its own.
+ */
+export async function makeDirs(dir: string): Promise<void> {
+  const missing: string[] = [];
+  for (let d = path.resolve(dir); ; d = path.dirname(d)) {
+    const st = await fs.stat(d).catch((e: unknown) => { if (errCode(e) === 'ENOENT') return null; throw e; });
+    if (st) {
+      if (!st.isDirectory()) throw Object.assign(new Error(`${d} is not a folder`), { code: 'ENOTDIR' });
+      break;
+    }
+    missing.push(d);
+    if (path.dirname(d) === d) break;
+  }
+  for (const d of missing.reverse()) await fs.mkdir(d).catch((e: unknown) => { if (errCode(e) !== 'EEXIST') throw e; });
+}
+
+/** makeDirs for the synchronous callers (the lab's folders before its first cell). */
+export function makeDirsSync(dir: string): void {
+  const missing: string[] = [];
+  for (let d = path.resolve(dir); ; d = path.dirname(d)) {
+    let st: ReturnType<typeof statSync> | null = null;
+    try {
+      st = statSync(d);
+    } catch (e) {
+      if (errCode(e) !== 'ENOENT') throw e;
+    }
+    if (st) {
+      if (!st.isDirectory()) throw Object.assign(new Error(`${d} is not a folder`), { code: 'ENOTDIR' });
+      break;
+    }
+    missing.push(d);
+    if (path.dirname(d) === d) break;
+  }
+  for (const d of missing.reverse()) {
+    try {
+      mkdirSync(d);
+    } catch (e) {
+      if (errCode(e) !== 'EEXIST') throw e;
+    }
+  }
+}
+
+/** makeDirs as a coded error: E_WRITE naming the folder and the cause. */
+export async function makeOutputDir(dir: string): Promise<void> {
+  try {
+    await makeDirs(dir);
+  } catch (e) {
+    const f = writeFailure(e);
+    throw new GpenLabError('E_WRITE', `Could not create the folder ${dir}: ${f.cause}${f.code ? ` (${f.code})` : ''}`, f.fix, { input: dir, cause: f.code });
+  }
 }

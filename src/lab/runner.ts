@@ -2,10 +2,10 @@
 // tail of stderr), the doctor's library report for the cell's environment, GPU sampling, output agreement; results
 // written after every cell so that --resume continues without re-running a completed cell.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { GpenLabError } from '../errors.js';
+import { GpenLabError, errorMessage } from '../errors.js';
 import { runDoctor } from '../doctor/index.js';
 import { REQUIRED_CUDA_MAJOR, driverMinimumFor } from '../doctor/requirements.js';
 import { diagnose } from '../doctor/signatures.js';
@@ -14,7 +14,7 @@ import { readGpus } from '../doctor/gpu.js';
 import { readSystem } from '../doctor/system.js';
 import type { RouteChoice } from '../runtime/routes.js';
 import type { RestoreResult } from '../face/restore.js';
-import { writeFileAtomicSafe } from '../io/files.js';
+import { makeDirsSync, writeFileAtomicSafe } from '../io/files.js';
 import { nodeScriptArgs } from '../io/node-script.js';
 import { encodeImage, readRgb } from '../io/image.js';
 import type { Rgb8 } from '../metrics/quality.js';
@@ -198,7 +198,7 @@ async function runCell(c: CellSpec, cfg: LabConfig, out: string, gpuPresent: str
     r.stages.dependencies = fail ? { ok: false, reason: `${fail.message}${fail.fix ? ` (fix: ${fail.fix})` : ''}` } : { ok: true, reason: `${p.libraries.filter((l) => l.path).length} of ${p.libraries.length} libraries resolved` };
   }
   const cellDir = path.join(out, 'cells', c.id);
-  mkdirSync(cellDir, { recursive: true });
+  makeDirsSync(cellDir);
   const pids = new Set<number>();
   const sampler = gpuPresent === null && c.provider !== 'cpu' ? startGpuSampler({ pids: () => pids }) : null;
   const timeoutMs = cfg.timeoutSec * 1000;
@@ -407,7 +407,11 @@ export function readResults(file: string): LabResults {
 
 export async function runLab(cfg: LabConfig, opts: LabOptions): Promise<LabResults> {
   const out = path.resolve(opts.out);
-  mkdirSync(out, { recursive: true });
+  try {
+    makeDirsSync(out);
+  } catch (e) {
+    throw new GpenLabError('E_WRITE', `Could not create the lab's folder ${out}: ${errorMessage(e)}`, 'Pass --out a folder on a writable file system.', { input: out });
+  }
   const file = path.join(out, 'results.json');
   let res: LabResults;
   if (opts.resume && existsSync(file)) {

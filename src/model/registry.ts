@@ -2,7 +2,7 @@
 // export), synthetic weights of any size, or the identity model. Describes, converts and prepares them for a session.
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, open, readFile, rm } from 'node:fs/promises';
+import { open, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { GpenLabError, badArgument } from '../errors.js';
 import { cacheDir, fileIdentity } from '../io/cache.js';
@@ -128,7 +128,6 @@ export async function describeOnnxCached(file: string): Promise<ModelInfo> {
     try {
       // keep the newest entries only: one per file path
       const kept = Object.fromEntries(Object.entries(entries).filter(([k]) => !k.startsWith(`${key!.split('|')[0]}|`)).slice(-63));
-      await mkdir(path.dirname(store), { recursive: true });
       await writeFileAtomicSafe(store, JSON.stringify({ ...kept, [key]: info }));
     } catch {
       // a read-only home: the next process reads the file again, nothing else changes
@@ -234,7 +233,6 @@ export async function prepareModel(spec: ModelSpec, asked?: Precision, form: Gra
       arch = built.arch;
       model = built.bytes;
       if (cached) {
-        await mkdir(path.dirname(cached), { recursive: true });
         await writeFileAtomicSafe(cached, built.bytes);
         model = cached;
       }

@@ -79,7 +79,8 @@ export class CapiModelSession implements GpenRunner {
     const primer = usePrimer ? prime(model, { device_id: String(cfg.deviceId ?? 0), ...split.cuda }, 'cuda', split.fusedAct === true) : null;
     // graph_cache=ort: the optimised graph of an earlier session in ONNX Runtime's format, mapped into memory and read
     // in place, optimisations off (no protobuf to parse, the weights taken from the mapping: the session is created sooner)
-    const cache = useCache ? await graphCache(model, 'cuda', keyed) : null;
+    // a cache folder that cannot be made costs the cache, never the session (its argument errors still stand)
+    const cache = useCache ? await graphCache(model, 'cuda', keyed).catch((e: unknown) => { if (e instanceof GpenLabError) throw e; return null; }) : null;
     const ortHit = cache?.state === 'hit';
     const ortConfig: Record<string, string> = !cache ? {} : ortHit
       ? { 'session.load_model_format': 'ORT', 'session.use_ort_model_bytes_directly': '1', 'session.use_ort_model_bytes_for_initializers': '1' }

@@ -5,7 +5,8 @@
 // version and the provider options, so a changed model, runtime or option set never meets a stale graph.
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, rename, rm } from 'node:fs/promises';
+import { rename, rm } from 'node:fs/promises';
+import { makeDirs } from '../io/files.js';
 import path from 'node:path';
 import { GpenLabError } from '../errors.js';
 import { cacheDir, fileIdentity } from '../io/cache.js';
@@ -54,7 +55,7 @@ export async function graphCache(model: string | Uint8Array, provider: string, o
   const file = `${modelCachePath('optimized', model, { provider, opts, format: 'ort' })}.ort`;
   const dir = path.dirname(file);
   if (existsSync(file)) return { state: 'hit', model: file, saveTo: null, file, commit: async () => undefined, abandon: async () => undefined };
-  await mkdir(dir, { recursive: true });
+  await makeDirs(dir);
   const saveTo = `${file}.${process.pid}.tmp`;
   return {
     state: 'miss', model, saveTo, file,

@@ -6,8 +6,7 @@
 // real session is still being created. The primer file holds no weights (a few hundred KB for GPEN-512) and is cached
 // per model file, like the optimised graph.
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, readFile } from 'node:fs/promises';
-import path from 'node:path';
+import { readFile } from 'node:fs/promises';
 import { writeFileAtomicSafe } from '../io/files.js';
 import { CapiSession } from './capi.js';
 import { modelCachePath } from './graph-cache.js';
@@ -34,7 +33,6 @@ export async function primerFor(model: string | Uint8Array): Promise<{ model: Ui
   const p = primerModel(typeof model === 'string' ? new Uint8Array(await readFile(model)) : model);
   const io: PrimerIo = { input: p.input, output: p.output.name };
   if (!base) return { model: p.model, io, cache: null };
-  await mkdir(path.dirname(base), { recursive: true });
   await writeFileAtomicSafe(`${base}.onnx`, Buffer.from(p.model.buffer, p.model.byteOffset, p.model.byteLength));
   await writeFileAtomicSafe(`${base}.io.json`, JSON.stringify(io));
   return { model: p.model, io, cache: 'written' };
