@@ -28,6 +28,8 @@ export const ERROR_CODES = [
   'E_BUSY', // the service's queue is full: retry after the time it says
   'E_NOT_READY', // the service is still loading its model
   'E_TIMEOUT', // a request took longer than the service's per-request limit
+  'E_BODY_TOO_LARGE', // a request body or upload over the service's limit
+  'E_NOT_FOUND', // a service route that does not exist
   'E_CONFIG', // a lab config or results file that does not match its schema
   'E_INTERNAL', // a bug: not caused by the input (reported with --debug)
 ] as const;

@@ -85,6 +85,35 @@ describe('the service on a loopback port (identity model)', () => {
     assert.ok(body.stages_ms.detect > 0);
   });
 
+  it('client mistakes are 4xx in the project\'s shape, never a 5xx; any Content-Type but multipart is the image itself', async () => {
+    const raw = (body: Buffer | string, type: string, pathname = '/v1/restore') => fetch(`${svc.url}${pathname}`, { method: 'POST', body: typeof body === 'string' ? body : new Uint8Array(body), headers: { 'content-type': type } });
+    const form = (parts: [string, string | Blob, string?][]) => {
+      const fd = new FormData();
+      for (const [k, v, n] of parts) if (typeof v === 'string') fd.append(k, v); else fd.append(k, v, n);
+      return fd;
+    };
+    const png = new Blob([new Uint8Array(FACE)], { type: 'image/png' });
+    const cases: [string, () => Promise<Response>, number, string][] = [
+      ['multipart without a boundary', () => raw('--x\r\n', 'multipart/form-data'), 400, 'E_ARGUMENT'],
+      ['multipart never closed', () => raw(`--b\r\nContent-Disposition: form-data; name="f"; filename="a.png"\r\nContent-Type: image/png\r\n\r\n${FACE.subarray(0, 100).toString('latin1')}`, 'multipart/form-data; boundary=b'), 400, 'E_ARGUMENT'],
+      ['two files', () => post(svc.url, form([['a', png, 'a.png'], ['b', png, 'b.png']])), 400, 'E_ARGUMENT'],
+      ['too many fields', () => post(svc.url, form([...Array.from({ length: 12 }, (_, i) => [`k${i}`, 'v'] as [string, string]), ['f', png, 'a.png']])), 400, 'E_ARGUMENT'],
+      ['a file over the limit', () => post(svc.url, form([['f', new Blob([new Uint8Array(3 * 2 ** 20)]), 'big.png']])), 413, 'E_BODY_TOO_LARGE'],
+      ['invalid JSON', () => raw('{"image": ', 'application/json'), 415, 'E_FORMAT_UNKNOWN'],
+      ['an unknown route', () => raw(FACE, 'image/png', '/v1/nope'), 404, 'E_NOT_FOUND'],
+    ];
+    for (const [what, send, status, code] of cases) {
+      const r = await send();
+      assert.equal(r.status, status, what);
+      const e = await r.json() as { error: { code: string; message: string; fix: string } };
+      assert.equal(e.error.code, code, `${what}: ${JSON.stringify(e)}`);
+      assert.ok(e.error.message.length > 0 && e.error.fix.length > 0, what);
+    }
+    const asText = await raw(FACE, 'text/plain');
+    assert.equal(asText.status, 200, 'a PNG sent as text/plain is restored');
+    await asText.arrayBuffer();
+  });
+
   it('every bad input gets its status and coded error; odd but valid images are restored', async () => {
     const f = (n: string) => path.join(tmp, n);
     writePngBomb(f('bomb.png'), 20000);
@@ -98,7 +127,7 @@ describe('the service on a loopback port (identity model)', () => {
       ['truncated PNG', FACE.subarray(0, Math.floor(FACE.length / 2)), 422, 'E_IMAGE_CORRUPT'],
       ['truncated JPEG header', Buffer.from([0xff, 0xd8, 0xff, 0xe0, 0, 16]), 415, 'E_FORMAT_UNKNOWN'],
       ['decompression bomb', readFileSync(f('bomb.png')), 422, 'E_IMAGE_TOO_LARGE'],
-      ['body over the limit', Buffer.concat([FACE, Buffer.alloc(3 * 2 ** 20)]), 413, null],
+      ['body over the limit', Buffer.concat([FACE, Buffer.alloc(3 * 2 ** 20)]), 413, 'E_BODY_TOO_LARGE'],
       ['alpha out of range', FACE, 400, 'E_ARGUMENT', '?alpha=2'],
       ['unknown format', FACE, 400, 'E_ARGUMENT', '?format=bmp'],
       ['CMYK JPEG', readFileSync(f('cmyk.jpg')), 200, null],

@@ -47,7 +47,8 @@ export interface ServeOptions {
 }
 
 const STATUS: Partial<Record<string, number>> = {
-  E_ARGUMENT: 400, E_FORMAT_UNKNOWN: 415, E_IMAGE_CORRUPT: 422, E_IMAGE_TOO_LARGE: 422, E_BUSY: 429, E_NOT_READY: 503, E_TIMEOUT: 504,
+  E_ARGUMENT: 400, E_NOT_FOUND: 404, E_BODY_TOO_LARGE: 413, E_FORMAT_UNKNOWN: 415, E_IMAGE_CORRUPT: 422, E_IMAGE_TOO_LARGE: 422, E_BUSY: 429,
+  E_NOT_READY: 503, E_TIMEOUT: 504,
 };
 const MIME: Record<OutputExt, string> = { '.png': 'image/png', '.jpg': 'image/jpeg', '.webp': 'image/webp' };
 
@@ -69,6 +70,18 @@ function parseOptions(q: Record<string, unknown>): { alpha: number; ext: OutputE
   const sf = String(q.save_faces ?? 'false').toLowerCase();
   if (!['true', 'false', '1', '0', 'yes', 'no'].includes(sf)) throw new GpenLabError('E_ARGUMENT', `Expected true or false for save_faces but received ${JSON.stringify(q.save_faces)}`, 'Pass save_faces=true or false.', { input: 'save_faces' });
   return { alpha, ext, saveFace: ['true', '1', 'yes'].includes(sf) };
+}
+
+/** A multipart body the service cannot read, as the client's error: over the limit (413), else malformed (400). */
+function multipartError(e: unknown, limit: number): GpenLabError {
+  const code = (e as { code?: string }).code ?? '';
+  const said = errorMessage(e);
+  if (code === 'FST_FILES_LIMIT') return new GpenLabError('E_ARGUMENT', 'The multipart request has more than one file part', 'Send one image per request.', { input: 'body' });
+  if (code === 'FST_FIELDS_LIMIT' || code === 'FST_PARTS_LIMIT') return new GpenLabError('E_ARGUMENT', 'The multipart request has too many fields', 'Send the image and at most the options alpha, format and save_faces.', { input: 'body' });
+  if (code === 'FST_REQ_FILE_TOO_LARGE' || (e as { statusCode?: number }).statusCode === 413) {
+    return new GpenLabError('E_BODY_TOO_LARGE', `The uploaded file is over the limit of ${limit} bytes`, 'Send a smaller image (the service\'s --body-limit-mb).', { input: 'body' });
+  }
+  return new GpenLabError('E_ARGUMENT', `The multipart body cannot be read: ${said}`, 'Send a well-formed multipart/form-data body with its boundary, or the image as the raw body.', { input: 'body', framework: code || null });
 }
 
 export async function startService(o: ServeOptions): Promise<Service> {
@@ -94,8 +107,9 @@ export async function startService(o: ServeOptions): Promise<Service> {
     bodyLimit: o.bodyLimit ?? 32 * 2 ** 20,
     return503OnClosing: true,
   });
+  // every body but multipart is the image itself, as bytes, whatever its Content-Type says (no JSON or text parsing)
+  app.removeAllContentTypeParsers();
   await app.register(multipart, { limits: { fileSize: o.bodyLimit ?? 32 * 2 ** 20, files: 1, fields: 10 } });
-  // any other body is the image itself, as bytes
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
 
   let restorer: Restorer | null = null;
@@ -115,6 +129,18 @@ export async function startService(o: ServeOptions): Promise<Service> {
     }
     return reply.code(status).send({ error: { code: err.code, message: err.message, fix: err.fix }, ...(synthetic ? { synthetic: true } : {}) });
   };
+
+  // the framework's own errors (a body over the limit, a bad header) and unknown routes in the project's shape
+  app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, req, reply) => {
+    const status = err.statusCode ?? 500;
+    const coded = isGpenLabError(err) ? err
+      : status === 413 ? new GpenLabError('E_BODY_TOO_LARGE', `The request body is over the limit: ${err.message}`, 'Send a smaller image (the service\'s --body-limit-mb).', { input: 'body' })
+        : status < 500 ? new GpenLabError('E_ARGUMENT', `The request could not be read: ${err.message}`, 'Send the image as the raw body or as one multipart file.', { input: 'body', framework: err.code })
+          : err;
+    return sendError(reply, coded, req.routeOptions.url ?? req.url, Date.now());
+  });
+  app.setNotFoundHandler((req, reply) => sendError(reply, new GpenLabError('E_NOT_FOUND', `No route ${req.method} ${req.url}`,
+    'The service answers POST /v1/restore, GET /healthz, /readyz, /v1/doctor and /metrics.', { input: req.url }), 'not-found', Date.now()));
 
   app.get('/healthz', async () => ({ status: 'ok', pid: process.pid, uptime_s: process.uptime(), ...(synthetic ? { synthetic: true } : {}) }));
   app.get('/readyz', async (_req, reply) => {
@@ -145,11 +171,15 @@ export async function startService(o: ServeOptions): Promise<Service> {
       const fields: Record<string, unknown> = { ...(req.query as Record<string, unknown>) };
       if (req.isMultipart()) {
         let file: Buffer | null = null;
-        for await (const part of req.parts()) {
-          if (part.type === 'file') {
-            file = await part.toBuffer();
-            name = part.filename || name;
-          } else fields[part.fieldname] = part.value;
+        try {
+          for await (const part of req.parts()) {
+            if (part.type === 'file') {
+              file = await part.toBuffer();
+              name = part.filename || name;
+            } else fields[part.fieldname] = part.value;
+          }
+        } catch (e) {
+          throw multipartError(e, o.bodyLimit ?? 32 * 2 ** 20);
         }
         if (!file) throw new GpenLabError('E_ARGUMENT', 'The multipart request has no file part', 'Send the image as a file field (any name), or as the raw body.', { input: 'body' });
         body = file;
