@@ -2,9 +2,10 @@
 // (checked pixel by pixel, lossy formats within a stated error), and every bad file is a coded error.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import zlib from 'node:zlib';
 import { GpenLabError } from '../src/errors.js';
 import { decodeImage, encodeImage, parseOutputExt, splitRgba } from '../src/io/image.js';
@@ -153,6 +154,30 @@ describe('decodeImage: bad files are coded errors', () => {
 
   it('rejects a bad maxPixels', async () => {
     await assert.rejects(decodeImage(f('one.png'), { maxPixels: 0 }), isCode('E_ARGUMENT', /maxPixels/));
+    await assert.rejects(decodeImage(f('one.png'), { maxPixels: 1e99 }), isCode('E_ARGUMENT', /9007199254740991 for maxPixels/));
+  });
+
+  it('takes the documented formats by their bytes: an SVG named .png is refused, not rendered', async () => {
+    const svg = f('drawing.png');
+    writeFileSync(svg, '<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64"><image href="one.png" width="64" height="64"/></svg>');
+    await assert.rejects(decodeImage(svg), isCode('E_FORMAT_UNKNOWN', /none of/));
+  });
+
+  it('a PNG whose header checksum is wrong is E_IMAGE_CORRUPT, saying so', async () => {
+    const png = readFileSync(path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'assets', 'demo-face.png'));
+    const bad = Buffer.from(png);
+    bad[29] ^= 0xff; // the IHDR chunk's CRC (8 signature + 4 length + 4 type + 13 data)
+    const file = f('bad-crc.png');
+    writeFileSync(file, bad);
+    await assert.rejects(decodeImage(file), isCode('E_IMAGE_CORRUPT', /its IHDR chunk's checksum does not match/));
+  });
+
+  it('a loop of symbolic links is E_FILE_UNREADABLE, not "missing"', async () => {
+    const a = f('loop-a.png');
+    const b = f('loop-b.png');
+    symlinkSync(b, a);
+    symlinkSync(a, b);
+    await assert.rejects(decodeImage(a), isCode('E_FILE_UNREADABLE', /loop of symbolic links/));
   });
 });
 

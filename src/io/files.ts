@@ -10,7 +10,11 @@ export async function assertReadableFile(file: string, what: string): Promise<vo
   let st;
   try {
     st = await fs.stat(file);
-  } catch {
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ELOOP') {
+      throw new GpenLabError('E_FILE_UNREADABLE', `Input file cannot be read: ${file} is a loop of symbolic links (expected ${what})`,
+        'Point the link at the file itself.', { input: file });
+    }
     throw new GpenLabError('E_FILE_MISSING', `Input file is missing: ${file} (expected ${what})`,
       `Check the path; it is resolved from ${process.cwd()}.`, { input: file });
   }

@@ -1,5 +1,7 @@
 // Image decode/encode through sharp (the only module that imports it) and the pixel <-> tensor conversions.
 import { createHash } from 'node:crypto';
+import { open, readFile } from 'node:fs/promises';
+import { crc32 } from 'node:zlib';
 import os from 'node:os';
 import sharp from 'sharp';
 import type { Metadata, OutputInfo } from 'sharp';
@@ -109,6 +111,32 @@ export async function decodeImage(file: string, opts: DecodeOptions = {}): Promi
 export async function decodeImageBuffer(buf: Buffer, name: string, opts: DecodeOptions = {}): Promise<DecodedImage> {
   if (buf.length === 0) throw new GpenLabError('E_FORMAT_UNKNOWN', `${name} is empty (expected ${ACCEPTED})`, 'Send the image bytes.', { input: name });
   return decodeFrom(buf, name, opts);
+}
+
+/** The first PNG chunk whose CRC does not match its bytes, as a sentence, or null (the chunks are sound, or cut off). */
+export function pngBadChunk(png: Uint8Array): string | null {
+  const b = Buffer.from(png.buffer, png.byteOffset, png.byteLength);
+  for (let o = 8; o + 12 <= b.length;) {
+    const len = b.readUInt32BE(o);
+    if (o + 12 + len > b.length) return null;
+    const type = b.toString('latin1', o + 4, o + 8);
+    if (crc32(b.subarray(o + 4, o + 8 + len)) !== b.readUInt32BE(o + 8 + len)) return `its ${type} chunk's checksum does not match its bytes`;
+    if (type === 'IEND') return null;
+    o += 12 + len;
+  }
+  return null;
+}
+
+/** A file's first 12 bytes (its container's magic). */
+async function readHead(file: string): Promise<Uint8Array> {
+  const fh = await open(file, 'r');
+  try {
+    const b = Buffer.alloc(12);
+    const { bytesRead } = await fh.read(b, 0, 12, 0);
+    return b.subarray(0, bytesRead);
+  } finally {
+    await fh.close();
+  }
 }
 
 /** The container format from the first bytes, or null: JPEG, PNG, WebP, GIF, TIFF (what decodeImage accepts). */
@@ -265,13 +293,20 @@ async function decodeIccByColours(src: string | Buffer, maxPixels: number, icc: 
 
 async function decodeFrom(src: string | Buffer, file: string, opts: DecodeOptions): Promise<DecodedImage> {
   const maxPixels = opts.maxPixels ?? DEFAULT_MAX_PIXELS;
-  if (!Number.isInteger(maxPixels) || maxPixels < 1) throw badArgument('maxPixels', 'a positive integer', maxPixels);
+  if (!Number.isSafeInteger(maxPixels) || maxPixels < 1) throw badArgument('maxPixels', `an integer between 1 and ${Number.MAX_SAFE_INTEGER}`, maxPixels);
+  // the documented formats only, by their bytes (an SVG named .png would be rendered, and could pull in other files)
+  const head = typeof src === 'string' ? await readHead(src) : src.subarray(0, 12);
+  const sniffed = sniffImageFormat(head);
+  if (!sniffed) {
+    throw new GpenLabError('E_FORMAT_UNKNOWN', `Cannot read ${file} as an image: its bytes are none of ${ACCEPTED}`,
+      'Pass a JPEG, PNG, WebP, TIFF or GIF file; convert other formats first.', { input: file });
+  }
   let meta: Metadata;
   try {
     meta = await sharp(src, { limitInputPixels: false }).metadata(); // header only: the limit is ours, below
   } catch (e) {
-    throw new GpenLabError('E_FORMAT_UNKNOWN', `Cannot read ${file} as an image: ${errorMessage(e)} (expected ${ACCEPTED})`,
-      'Pass a JPEG, PNG, WebP, TIFF or GIF file; convert other formats first.', { input: file });
+    throw new GpenLabError('E_IMAGE_CORRUPT', `${file} is a ${sniffed.toUpperCase()} whose header cannot be read: ${errorMessage(e)}`,
+      'The file is damaged (a checksum or a length does not match): re-export or re-download it.', { input: file });
   }
   const { width = 0, height = 0 } = meta;
   if (!meta.format || !(width > 0 && height > 0)) {
@@ -296,7 +331,9 @@ async function decodeFrom(src: string | Buffer, file: string, opts: DecodeOption
       .raw({ depth: 'uchar' })
       .toBuffer({ resolveWithObject: true }));
   } catch (e) {
-    throw new GpenLabError('E_IMAGE_CORRUPT', `Cannot decode the pixels of ${file} (${meta.format}, ${width}x${height}): ${errorMessage(e)}`,
+    // libspng says only "Unknown error" for a chunk whose checksum is wrong: name the chunk
+    const chunk = meta.format === 'png' ? pngBadChunk(typeof src === 'string' ? await readFile(src) : src) : null;
+    throw new GpenLabError('E_IMAGE_CORRUPT', `Cannot decode the pixels of ${file} (${meta.format}, ${width}x${height}): ${chunk ?? errorMessage(e)}`,
       'The file is truncated or damaged: re-export or re-download it.', { input: file });
   }
   const n = info.width * info.height;
