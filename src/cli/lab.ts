@@ -57,6 +57,8 @@ export function labCommand(): Command {
         },
       });
       steps.done();
+      // a lab in which no cell passed is a failure of the machine under test: exit 3, like a runtime failure
+      if (!res.cells.some(cellPassed)) process.exitCode = 3;
       const files = { md: path.join(out, 'report.md'), html: path.join(out, 'report.html') };
       if (o.json) printJson(res);
       else {

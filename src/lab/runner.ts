@@ -401,7 +401,13 @@ export function readResults(file: string): LabResults {
   } catch (e) {
     throw new GpenLabError('E_CONFIG', `Cannot read lab results ${file}: ${(e as Error).message}`, 'Pass the results.json a lab wrote (or run the lab without --resume).', { input: file });
   }
-  if (r.schema !== RESULTS_SCHEMA) throw new GpenLabError('E_CONFIG', `${file} is not gpen-lab lab results (schema ${String(r.schema)}, expected ${RESULTS_SCHEMA})`, 'Pass the results.json a lab wrote.', { input: file });
+  if (r === null || typeof r !== 'object' || r.schema !== RESULTS_SCHEMA) throw new GpenLabError('E_CONFIG', `${file} is not gpen-lab lab results (schema ${String((r as { schema?: unknown } | null)?.schema)}, expected ${RESULTS_SCHEMA})`, 'Pass the results.json a lab wrote.', { input: file });
+  // the shape the report and --resume read: a damaged or edited file is refused here, not met as a crash later
+  const bad = !Array.isArray(r.cells) ? 'cells is not a list'
+    : r.cells.find((c) => !c || typeof c !== 'object' || typeof c.id !== 'string' || !c.env || typeof c.env !== 'object' || !Array.isArray(c.runs) || !c.output || !c.cold || !c.warm) ? 'a cell lacks id, env, runs, cold, warm or output'
+      : !r.config || typeof r.config !== 'object' || !Array.isArray(r.config.cells) || !Array.isArray(r.config.inputs) ? 'config lacks its cells or inputs'
+        : !r.machine || typeof r.machine !== 'object' ? 'machine is missing' : null;
+  if (bad) throw new GpenLabError('E_CONFIG', `${file} is damaged: ${bad}`, 'Pass the results.json a lab wrote, unedited; or run the lab again without --resume.', { input: file });
   return r;
 }
 
@@ -419,6 +425,9 @@ export async function runLab(cfg: LabConfig, opts: LabOptions): Promise<LabResul
     cfg = res.config; // the interrupted lab's own config: the cells already done were measured under it
   } else {
     if (opts.resume) throw new GpenLabError('E_FILE_MISSING', `--resume: ${file} does not exist`, `Run the lab into ${out} first, or drop --resume.`, { input: file });
+    // every input checked before the first cell (a missing one would fail every cell, one by one)
+    const missing = [...new Set(cfg.cells.flatMap((c) => inputsOf(cfg, c)))].filter((f) => !existsSync(f));
+    if (missing.length) throw new GpenLabError('E_FILE_MISSING', `The lab's inputs are missing: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ` and ${missing.length - 5} more` : ''}`, 'Fix the paths in the config (relative paths are resolved from the config\'s folder).', { input: missing[0] });
     const sys = readSystem();
     const gpus = await readGpus();
     res = {

@@ -9,7 +9,7 @@ import Fastify from 'fastify';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import client from 'prom-client';
 import { runDoctor } from '../doctor/index.js';
-import { GpenLabError, errorMessage, isGpenLabError } from '../errors.js';
+import { GpenLabError, badArgument, errorMessage, isGpenLabError } from '../errors.js';
 import type { RestoreResult } from '../face/restore.js';
 import { Restorer } from '../face/restore.js';
 import type { OutputExt } from '../io/image.js';
@@ -216,7 +216,18 @@ export async function startService(o: ServeOptions): Promise<Service> {
     }
   });
 
-  await app.listen({ host: o.host ?? '127.0.0.1', port: o.port ?? 8080 });
+  const port = o.port ?? 8080;
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw badArgument('port', 'an integer between 0 and 65535', port);
+  try {
+    await app.listen({ host: o.host ?? '127.0.0.1', port });
+  } catch (e) {
+    await app.close().catch(() => undefined);
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE') throw new GpenLabError('E_ARGUMENT', `Port ${port} on ${o.host ?? '127.0.0.1'} is already in use`, 'Pass another --port (0: any free one), or stop what listens there.', { input: '--port', port });
+    if (code === 'EACCES') throw new GpenLabError('E_ARGUMENT', `Port ${port} needs privileges this process does not have`, 'Pass a --port above 1023.', { input: '--port', port });
+    if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND') throw new GpenLabError('E_ARGUMENT', `${o.host} is not an address of this machine`, 'Pass --host 127.0.0.1, 0.0.0.0 or one of this machine\'s addresses.', { input: '--host' });
+    throw e;
+  }
   const addr = app.server.address();
   const url = typeof addr === 'object' && addr ? `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}` : String(addr);
 

@@ -1,0 +1,70 @@
+// Inputs that used to crash uncoded or pass for success: damaged results files for `report` and `lab --resume`, a lab
+// whose inputs are missing or whose timeout cannot be a timer, a lab in which no cell passes, and the service's port.
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { GpenLabError } from '../src/errors.js';
+import { normalizeConfig } from '../src/lab/config.js';
+import { readResults, runLab } from '../src/lab/runner.js';
+import { startService } from '../src/serve/server.js';
+
+const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const tmp = mkdtempSync(path.join(os.tmpdir(), 'gpen-hard-'));
+const cli = (args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/index.ts', ...args], { cwd: REPO, encoding: 'utf8', timeout: 120_000 });
+const coded = (code: string, re: RegExp) => (e: unknown) => e instanceof GpenLabError && e.code === code && re.test(e.message);
+
+describe('damaged lab results', () => {
+  const write = (name: string, text: string) => { const f = path.join(tmp, name); writeFileSync(f, text); return f; };
+  it('report and --resume refuse null, another shape and an edited file with E_CONFIG, never a crash', () => {
+    assert.throws(() => readResults(write('null.json', 'null')), coded('E_CONFIG', /not gpen-lab lab results/));
+    assert.throws(() => readResults(write('array.json', '[1, 2]')), coded('E_CONFIG', /not gpen-lab lab results/));
+    assert.throws(() => readResults(write('cells.json', JSON.stringify({ schema: 'gpen-lab.results/1', cells: 'x' }))), coded('E_CONFIG', /damaged: cells is not a list/));
+    assert.throws(() => readResults(write('cell.json', JSON.stringify({ schema: 'gpen-lab.results/1', cells: [{ id: 'a' }], config: { cells: [], inputs: [] }, machine: {} }))), coded('E_CONFIG', /a cell lacks/));
+    const r = cli(['report', path.join(tmp, 'null.json')]);
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr, /error \[E_CONFIG\]/);
+    assert.doesNotMatch(r.stderr, /^\s+at /m);
+  });
+});
+
+describe('lab configs checked before any cell runs', () => {
+  it('a timeout beyond a day is refused by the schema (a timer would overflow)', () => {
+    assert.throws(() => normalizeConfig({ model: { identity: 64 }, timeoutSec: 10_000_000, cells: [{ provider: 'cpu' }] }, tmp), coded('E_CONFIG', /timeoutSec/));
+  });
+
+  it('missing inputs are one E_FILE_MISSING up front, naming them', async () => {
+    const cfg = normalizeConfig({ model: { identity: 64 }, inputs: ['nope-1.png', 'nope-2.png'], cells: [{ provider: 'cpu' }, { provider: 'cpu', precision: 'fp16' }] }, tmp);
+    await assert.rejects(runLab(cfg, { out: path.join(tmp, 'lab-missing') }), coded('E_FILE_MISSING', /nope-1\.png, .*nope-2\.png/));
+  });
+
+  it('a lab in which no cell passes exits 3', () => {
+    const face = path.join(REPO, 'assets', 'demo-face.png');
+    const conf = path.join(tmp, 'failing.json');
+    writeFileSync(conf, JSON.stringify({ model: { identity: 64 }, inputs: [face], coldRuns: 1, warmRuns: 0, cells: [{ id: 'bad', provider: 'cpu', env: { NODE_OPTIONS: '--require=/nonexistent-gpen-preload.js' } }] }));
+    const r = cli(['lab', conf, '--out', path.join(tmp, 'lab-failing')]);
+    assert.equal(r.status, 3, r.stderr);
+    assert.match(r.stdout, /0 of 1 cells passed/);
+  });
+});
+
+describe('the service\'s port', () => {
+  it('a port out of range is E_ARGUMENT; a port in use is E_ARGUMENT naming it, not a bug', async () => {
+    await assert.rejects(startService({ port: 70000, model: { type: 'identity', size: 64 }, logLevel: false }), coded('E_ARGUMENT', /between 0 and 65535 for port/));
+    const busy = createServer();
+    await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
+    const port = (busy.address() as { port: number }).port;
+    try {
+      await assert.rejects(startService({ port, model: { type: 'identity', size: 64 }, logLevel: false }), coded('E_ARGUMENT', new RegExp(`Port ${port} on 127\\.0\\.0\\.1 is already in use`)));
+      const r = cli(['serve', '--port', String(port), '--synthetic', '64']);
+      assert.equal(r.status, 2, r.stderr);
+      assert.match(r.stderr, /error \[E_ARGUMENT\]: Port \d+ on 127\.0\.0\.1 is already in use/);
+    } finally {
+      busy.close();
+    }
+  });
+});
