@@ -68,3 +68,32 @@ describe('the service\'s port', () => {
     }
   });
 });
+
+describe('the lab and SIGTERM', () => {
+  it('a cell that hangs dies with the lab: exit 143, no process of the lab left, results.json intact', async () => {
+    const face = path.join(REPO, 'assets', 'demo-face.png');
+    const marker = path.join(tmp, 'hang.pid');
+    const hang = path.join(tmp, 'hang.mjs');
+    writeFileSync(hang, `import { writeFileSync } from 'node:fs';\nwriteFileSync(${JSON.stringify(marker)}, String(process.pid));\nsetInterval(() => {}, 1000);\nawait new Promise(() => {});\n`);
+    const conf = path.join(tmp, 'hang.json');
+    const out = path.join(tmp, 'lab-hang');
+    writeFileSync(conf, JSON.stringify({ model: { identity: 64 }, inputs: [face], coldRuns: 1, warmRuns: 0, cells: [{ id: 'ok', provider: 'cpu' }, { id: 'hangs', provider: 'cpu', env: { NODE_OPTIONS: `--import=${hang}` } }] }));
+    const { spawn } = await import('node:child_process');
+    const { existsSync, readFileSync } = await import('node:fs');
+    const lab = spawn(process.execPath, ['--import', 'tsx', 'src/cli/index.ts', 'lab', conf, '--out', out], { cwd: REPO, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    lab.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+    // the hanging cell announces itself by its marker file
+    await new Promise<void>((resolve) => { const t = setInterval(() => { if (existsSync(marker)) { clearInterval(t); resolve(); } }, 50); });
+    const cellPid = Number(readFileSync(marker, 'utf8'));
+    const exited = new Promise<number | null>((resolve) => lab.on('close', (code) => resolve(code)));
+    lab.kill('SIGTERM');
+    assert.equal(await exited, 143, stderr);
+    // gone, or dead and waiting for a parent to reap it (a zombie: /proc/PID/stat's state Z)
+    const state = existsSync(`/proc/${cellPid}/stat`) ? readFileSync(`/proc/${cellPid}/stat`, 'utf8').replace(/^.*\) /s, '')[0] : 'gone';
+    assert.ok(state === 'gone' || state === 'Z', `the hanging cell ${cellPid} is still running (state ${state})`);
+    const res = readResults(path.join(out, 'results.json'));
+    assert.equal(res.cells.find((c) => c.id === 'ok')?.status, 'done');
+    assert.match(stderr, /lab stopped by SIGTERM/);
+  });
+});

@@ -44,7 +44,15 @@ export function labCommand(): Command {
       out ??= `gpen-lab-${stamp()}`;
       // the lab's modules (ajv, yaml, the report) load on use: they would slow every other command's start
       const { defaultConfig, readConfig } = await import('../lab/config.js');
-      const { cellPassed, runLab } = await import('../lab/runner.js');
+      const { cellPassed, runLab, stopCells } = await import('../lab/runner.js');
+      // cells die with the lab; what finished is in results.json already
+      for (const [signal, code] of [['SIGTERM', 143], ['SIGINT', 130]] as const) {
+        process.once(signal, () => {
+          stopCells();
+          process.stderr.write(`lab stopped by ${signal}: the cells finished so far are in ${path.join(out!, 'results.json')} (--resume continues)\n`);
+          process.exit(code);
+        });
+      }
       const cfg = config ? readConfig(config) : defaultConfig(DEMO_FACE, DEMO_PHOTO, await labMachine());
       const steps = new Steps(cfg.cells.length * cfg.coldRuns, false);
       const tty = process.stderr.isTTY && !process.env.CI;

@@ -57,11 +57,33 @@ interface ChildOutcome {
   pid: number | null;
 }
 
+/** The cells' processes running now (each the leader of its process group). */
+const live = new Set<number>();
+
+/**
+ * Ends every cell process still running, with its process group (the lab's SIGTERM and SIGINT: cells die with the
+ * lab). results.json holds every cell finished so far, written after each.
+ */
+export function stopCells(): void {
+  for (const pid of live) {
+    try {
+      process.kill(-pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  live.clear();
+}
+
 function runChild(jobFile: string, env: NodeJS.ProcessEnv, timeoutMs: number, pids: Set<number>): Promise<ChildOutcome> {
   return new Promise((resolve) => {
     const spawnAt = Date.now();
-    const child = spawn(process.execPath, [...nodeScriptArgs(import.meta.url, 'cell-child'), jobFile], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    if (child.pid) pids.add(child.pid);
+    // a process group of its own: stopCells ends the cell with whatever it started
+    const child = spawn(process.execPath, [...nodeScriptArgs(import.meta.url, 'cell-child'), jobFile], { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    if (child.pid) {
+      pids.add(child.pid);
+      live.add(child.pid);
+    }
     const events: ChildOutcome['events'] = [];
     let buf = '';
     let err = '';
@@ -78,13 +100,16 @@ function runChild(jobFile: string, env: NodeJS.ProcessEnv, timeoutMs: number, pi
       }
     });
     child.stderr.on('data', (d: Buffer) => { err = (err + d.toString()).slice(-64 * 1024); });
-    const timer = setTimeout(() => { timedOut = true; child.kill('SIGKILL'); }, timeoutMs);
+    const timer = setTimeout(() => { timedOut = true; try { process.kill(-child.pid!, 'SIGKILL'); } catch { child.kill('SIGKILL'); } }, timeoutMs);
     let settled = false;
     const finish = (code: number | null, signal: string | null, spawnError?: string) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      if (child.pid) pids.delete(child.pid);
+      if (child.pid) {
+        pids.delete(child.pid);
+        live.delete(child.pid);
+      }
       // eslint-disable-next-line no-control-regex
       const tail = (spawnError ? `${spawnError}\n` : '') + err.replace(/\x1b\[[0-9;]*m/g, '').trim().slice(-TAIL);
       resolve({ events, exitCode: code, signal, timedOut, stderrTail: tail, spawnAt, pid: child.pid ?? null });
