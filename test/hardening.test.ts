@@ -97,3 +97,34 @@ describe('the lab and SIGTERM', () => {
     assert.match(stderr, /lab stopped by SIGTERM/);
   });
 });
+
+describe('a model whose output is not a number', () => {
+  it('leaves each face as it was and says so in the result\'s warnings (never written silently)', async () => {
+    const { prepareModel } = await import('../src/model/registry.js');
+    const { Restorer } = await import('../src/face/restore.js');
+    const { decodeImage } = await import('../src/io/image.js');
+    const spec = { type: 'identity' as const, size: 64 };
+    const prepared = await prepareModel(spec, 'fp32');
+    const runner = {
+      asked: 'cpu' as const, createMs: 0, placement: null, cudaOptions: null,
+      run: async (_data: Float32Array, dims: number[], into?: Float32Array) => ({ data: (into ?? new Float32Array(dims.reduce((a, b) => a * b, 1))).fill(Number.NaN), dims, ms: 0 }),
+      release: async () => undefined,
+    };
+    const out = mkdtempSync(path.join(tmp, 'nan-'));
+    const face = path.join(REPO, 'assets', 'demo-face.png');
+    const r = await Restorer.create({ model: spec, prepared, runner: Promise.resolve(runner), provider: 'cpu', outDir: out, faceThreads: 0 });
+    try {
+      const res = await r.restoreFile(face);
+      assert.equal(res.error, undefined);
+      assert.equal(res.faces.length, 1);
+      assert.ok(res.warnings.some((w) => /face 0 is not a number \(NaN or infinite\): that face is left as it was/.test(w)), res.warnings.join('\n'));
+      // the face left as it was: the same photo as the identity model writes (its output is the aligned crop itself)
+      const id = await Restorer.create({ model: spec, prepared, provider: 'cpu', outDir: mkdtempSync(path.join(tmp, 'id-')), faceThreads: 0 });
+      const ref = await id.restoreFile(face);
+      await id.release();
+      assert.deepEqual((await decodeImage(res.outputs.gpen!)).rgb, (await decodeImage(ref.outputs.gpen!)).rgb);
+    } finally {
+      await r.release();
+    }
+  });
+});

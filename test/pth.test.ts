@@ -157,6 +157,16 @@ describe('readPth on crafted checkpoints', () => {
     assert.equal((await readPth(f, { key: 'weights' })).tensors.size, 2);
   });
 
+  it('GPEN\'s tensors stored as int64 are named as such (E_NOT_GPEN), not "none of the GPEN tensors"', async () => {
+    const specs: Spec[] = [
+      { name: 'generator.conv1.conv.weight', cls: 'LongStorage', key: 'a', numel: 2, size: [2] },
+      { name: 'final_linear.0.weight', cls: 'LongStorage', key: 'b', numel: 2, size: [2] },
+    ];
+    const f = await temp(zipFile([['data.pkl', new Pickle().stateDict(specs, false).bytes()], ['data/a', Buffer.alloc(16, 1)], ['data/b', Buffer.alloc(16, 2)]]), 'int64.pth');
+    const { loadCheckpoint } = await import('../src/model/registry.js');
+    await rejectsWith(loadCheckpoint(f), 'E_NOT_GPEN', 'int64, not floating point', 'generator.conv1.conv.weight');
+  });
+
   it('keeps fp16 as half bits, widens bf16 and fp64, gathers strided views, sets integer tensors aside', async () => {
     const half = [0x3c00, 0xc000, 0x7bff, 0x0001, 0x8000, 0x7e00];
     const specs: Spec[] = [

@@ -100,6 +100,12 @@ export interface RestoreOptions {
   padBatch?: boolean;
 }
 
+/** Whether a face's restored values are finite, judged on every 61st (a broken model's output is all NaN or Inf). */
+export function finiteSample(a: Float32Array, from: number, n: number): boolean {
+  for (let k = from; k < from + n; k += 61) if (!Number.isFinite(a[k])) return false;
+  return Number.isFinite(a[from + n - 1]);
+}
+
 /** Fewer faces than this are warped and pasted on the JavaScript thread: a message round trip costs more. */
 export const FACE_WORKERS_FROM = 4;
 /** Images with this many faces or more are restored in overlapping chunks (RestoreOptions.pipeline). */
@@ -563,6 +569,11 @@ export class Restorer {
     const S = this.size;
     const per = 3 * S * S;
     for (let i = from; i < to; i++) {
+      // a model whose output is not a number (NaN or infinite) leaves the face as it was, and says so
+      if (!finiteSample(p.restored, i * per, per)) {
+        p.restored.set(p.crops.subarray(i * per, (i + 1) * per), i * per);
+        p.result.warnings.push(`the model's output for face ${i} is not a number (NaN or infinite): that face is left as it was (the weights or the precision may be broken; try --precision fp32)`);
+      }
       const [x1, y1, x2, y2] = p.faces[i].box;
       const small = !this.opts.aligned && Math.min(x2 - x1, y2 - y1) < SMALL_FACE_PX;
       if (small && alpha === 1 && pasteReduction(p.transforms[i]) > 1) smoothInPaste[i] = true;

@@ -86,6 +86,12 @@ export async function sniffFormat(file: string): Promise<'pth' | 'onnx'> {
 export async function loadCheckpoint(file: string, key?: string): Promise<{ arch: GpenArch; tensors: Awaited<ReturnType<typeof readPth>>['tensors']; info: ModelInfo }> {
   // hash while reading: both stream the same file, and the page cache serves the second
   const [ck, sha256] = await Promise.all([readPth(file, key !== undefined ? { key } : undefined), sha256File(file)]);
+  // GPEN's weights stored in a type that is not floating point: say so (inferArch would find none of them)
+  const nonFloat = ck.others.filter((o) => /^(generator|ecd\d|final_linear)\./.test(o.name));
+  if (nonFloat.length > 0 && ![...ck.tensors.keys()].some((n) => n.startsWith('generator.'))) {
+    throw new GpenLabError('E_NOT_GPEN', `${file} holds GPEN's tensors as ${[...new Set(nonFloat.map((o) => o.dtype))].join(', ')}, not floating point (${nonFloat[0].name} and ${nonFloat.length - 1} more)`,
+      'Use the official float32 checkpoint (GPEN-BFR-512.pth); a quantised or converted one cannot be read as GPEN weights.', { input: file });
+  }
   const arch = inferArch(ck.tensors, file);
   const info: ModelInfo = {
     file, format: 'pth', origin: 'checkpoint', kind: 'gpen', size: arch.size, channelMultiplier: arch.channelMultiplier, narrow: arch.narrow,
