@@ -125,7 +125,7 @@ describe('the service on a loopback port (identity model)', () => {
       ['text', Buffer.from('hello, this is not an image'), 415, 'E_FORMAT_UNKNOWN'],
       ['random bytes', Buffer.from(Array.from({ length: 4096 }, (_, i) => (i * 7919) % 251)), 415, 'E_FORMAT_UNKNOWN'],
       ['truncated PNG', FACE.subarray(0, Math.floor(FACE.length / 2)), 422, 'E_IMAGE_CORRUPT'],
-      ['truncated JPEG header', Buffer.from([0xff, 0xd8, 0xff, 0xe0, 0, 16]), 415, 'E_FORMAT_UNKNOWN'],
+      ['truncated JPEG header', Buffer.from([0xff, 0xd8, 0xff, 0xe0, 0, 16]), 422, 'E_IMAGE_CORRUPT'],
       ['decompression bomb', readFileSync(f('bomb.png')), 422, 'E_IMAGE_TOO_LARGE'],
       ['body over the limit', Buffer.concat([FACE, Buffer.alloc(3 * 2 ** 20)]), 413, 'E_BODY_TOO_LARGE'],
       ['alpha out of range', FACE, 400, 'E_ARGUMENT', '?alpha=2'],
@@ -165,6 +165,28 @@ describe('the service on a loopback port (identity model)', () => {
     assert.equal(faces, 6);
     assert.ok(batches < 6, `6 faces in ${batches} batches`);
     assert.ok(metric(m, 'gpen_batch_requests_bucket{le="1"}') < metric(m, 'gpen_batch_requests_count'), 'some batch held faces of several requests');
+  });
+});
+
+describe('admission by decoded pixels', () => {
+  it('an image that would pass the pixel budget gets 429 E_BUSY while others hold it, and is admitted once they are done', async () => {
+    // the demo face is 92 x 92 = 8464 pixels: a budget of 10000 holds one at a time; the batcher's wait keeps it held
+    const svc = await startService({ port: 0, model: { type: 'identity', size: 64 }, maxWaitMs: 300, maxInflightPixels: 10_000, logLevel: false });
+    try {
+      await svc.ready;
+      const rs = await Promise.all([post(svc.url, FACE), post(svc.url, FACE)]);
+      const statuses = rs.map((r) => r.status).sort();
+      assert.deepEqual(statuses, [200, 429]);
+      const busy = rs.find((r) => r.status === 429)!;
+      assert.ok(Number(busy.headers.get('retry-after')) >= 1);
+      assert.match((await busy.json() as { error: { code: string; message: string } }).error.message, /holds 0\.01 MP of images in progress; this one's 0\.01 MP would pass its budget of 0\.01 MP/);
+      await rs.find((r) => r.status === 200)!.arrayBuffer();
+      const again = await post(svc.url, FACE);
+      assert.equal(again.status, 200, 'the pixels were given back');
+      await again.arrayBuffer();
+    } finally {
+      await svc.close();
+    }
   });
 });
 

@@ -22,12 +22,13 @@ export function serveCommand(): Command {
     .option('--max-batch <n>', 'faces per inference, across requests (default: 32 on the CUDA fast route, 8 through the stock binding and on WebGPU, 4 on the CPU)', parseIntArg('--max-batch'))
     .option('--max-wait-ms <m>', 'how long a face waits for others to fill a batch', parseIntArg('--max-wait-ms'), 10)
     .option('--max-queue <q>', 'requests in progress at once; more get 429', parseIntArg('--max-queue'), 64)
+    .option('--max-inflight-mp <n>', 'megapixels of images in progress at once; more get 429 (default: the machine\'s memory / 48 bytes)', parseIntArg('--max-inflight-mp'))
     .option('--body-limit-mb <n>', 'largest upload (413 above)', parseIntArg('--body-limit-mb'), 32)
     .option('--timeout-ms <n>', 'per-request limit (504 above)', parseIntArg('--timeout-ms'), 60_000)
     .option('--max-pixels <n>', 'refuse images larger than this (422)', parseIntArg('--max-pixels'))
     .option('--log-level <l>', 'JSON log level: fatal, error, warn, info, debug, silent', 'info')
     .option('--cuda-options <k=v,...>', 'for experts: CUDA provider options replacing the fast route\'s set (docs/routes.md)', (v: string) => parseCudaOptions(v))
-    .action(async (o: { port: number; host: string; model?: string; synthetic?: number; seed: number; key?: string; provider: string; route: string; precision?: string; maxBatch?: number; maxWaitMs: number; maxQueue: number; bodyLimitMb: number; timeoutMs: number; maxPixels?: number; logLevel: string; cudaOptions?: Record<string, string> }) => {
+    .action(async (o: { port: number; host: string; model?: string; synthetic?: number; seed: number; key?: string; provider: string; route: string; precision?: string; maxBatch?: number; maxWaitMs: number; maxQueue: number; maxInflightMp?: number; bodyLimitMb: number; timeoutMs: number; maxPixels?: number; logLevel: string; cudaOptions?: Record<string, string> }) => {
       if ((o.model === undefined) === (o.synthetic === undefined)) {
         throw new GpenLabError('E_ARGUMENT', o.model === undefined ? 'serve needs GPEN weights and none were given' : 'serve takes --model or --synthetic, not both',
           'Pass --model FILE (the official GPEN-BFR-512.pth or a GPEN .onnx), or --synthetic 512 to measure the service with seeded random weights (every response says they are synthetic).',
@@ -39,7 +40,7 @@ export function serveCommand(): Command {
       const { startService } = await import('../serve/server.js');
       const svc = await startService({
         host: o.host, port: o.port, model, provider: parseChoice(PROVIDER_CHOICES, o.provider, '--provider'), route: parseChoice(ROUTES, o.route, '--route'),
-        ...(o.precision !== undefined ? { precision: parseChoice(PRECISIONS, o.precision, '--precision') } : {}), ...(o.maxBatch !== undefined ? { maxBatch: o.maxBatch } : {}), maxWaitMs: o.maxWaitMs, maxQueue: o.maxQueue, bodyLimit: o.bodyLimitMb * 2 ** 20, timeoutMs: o.timeoutMs,
+        ...(o.precision !== undefined ? { precision: parseChoice(PRECISIONS, o.precision, '--precision') } : {}), ...(o.maxBatch !== undefined ? { maxBatch: o.maxBatch } : {}), maxWaitMs: o.maxWaitMs, maxQueue: o.maxQueue, ...(o.maxInflightMp !== undefined ? { maxInflightPixels: o.maxInflightMp * 1e6 } : {}), bodyLimit: o.bodyLimitMb * 2 ** 20, timeoutMs: o.timeoutMs,
         ...(o.maxPixels !== undefined ? { maxPixels: o.maxPixels } : {}), logLevel: o.logLevel === 'silent' ? false : o.logLevel,
         ...(o.cudaOptions ? { cudaOptions: o.cudaOptions } : {}),
       });

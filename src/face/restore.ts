@@ -623,9 +623,19 @@ export class Restorer {
    * One decoded image through the pipeline, its faces inferred by `infer` (the service passes a batcher that shares
    * batches with other requests); nothing is written: the encoded images come back.
    */
-  async restoreDecoded(img: DecodedImage, name: string, o: FinishOptions, infer: (crops: Float32Array, n: number) => Promise<Float32Array>): Promise<{ result: RestoreResult; images: [string, Buffer][] }> {
+  async restoreDecoded(img: DecodedImage, name: string, o: FinishOptions, infer: (crops: Float32Array, n: number) => Promise<Float32Array>, cancelled?: () => GpenLabError | null): Promise<{ result: RestoreResult; images: [string, Buffer][] }> {
     const r = this.emptyResult(name);
+    const stop = () => { const e = cancelled?.(); if (e) throw e; };
+    stop();
     const p = await this.prepareDecoded(img, name, r);
+    // work whose request timed out or went away stops before its inference and its paste
+    try {
+      stop();
+    } catch (e) {
+      this.giveCrops(p.crops);
+      this.giveCrops(p.restored);
+      throw e;
+    }
     try {
       if (p.faces.length > 0) {
         const t = performance.now();
@@ -638,6 +648,7 @@ export class Restorer {
         p.restored.set(out.subarray(0, 3 * this.size * this.size * p.faces.length));
         r.stages_ms.infer += performance.now() - t;
       }
+      stop();
       const images = await this.finish(p, { ...o, write: false });
       return { result: r, images };
     } finally {

@@ -107,6 +107,16 @@ export async function decodeImage(file: string, opts: DecodeOptions = {}): Promi
   return decodeFrom(file, file, opts);
 }
 
+/** An image's size from its header alone (no pixels decoded), or null when the bytes are no image sharp reads. */
+export async function imageSize(buf: Buffer): Promise<{ width: number; height: number } | null> {
+  try {
+    const m = await sharp(buf, { limitInputPixels: false }).metadata();
+    return m.width && m.height ? { width: m.width, height: m.height } : null;
+  } catch {
+    return null;
+  }
+}
+
 /** decodeImage for bytes already in memory (an upload); `name` stands for the file in messages and results. */
 export async function decodeImageBuffer(buf: Buffer, name: string, opts: DecodeOptions = {}): Promise<DecodedImage> {
   if (buf.length === 0) throw new GpenLabError('E_FORMAT_UNKNOWN', `${name} is empty (expected ${ACCEPTED})`, 'Send the image bytes.', { input: name });

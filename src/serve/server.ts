@@ -13,7 +13,7 @@ import { GpenLabError, badArgument, errorMessage, isGpenLabError } from '../erro
 import type { RestoreResult } from '../face/restore.js';
 import { Restorer } from '../face/restore.js';
 import type { OutputExt } from '../io/image.js';
-import { decodeImageBuffer, sniffImageFormat } from '../io/image.js';
+import { DEFAULT_MAX_PIXELS, decodeImageBuffer, imageSize, sniffImageFormat } from '../io/image.js';
 import type { Precision } from '../model/gpen-graph.js';
 import type { ModelSpec } from '../model/registry.js';
 import type { ProviderChoice, Route } from '../runtime/routes.js';
@@ -40,6 +40,12 @@ export interface ServeOptions {
   /** Per-request limit (504 above). */
   timeoutMs?: number;
   maxPixels?: number;
+  /**
+   * Decoded pixels the requests in progress may hold together (each image counts width x height from its header;
+   * default: the machine's memory / 48 bytes, a quarter of it at the pipeline's ~12 bytes a pixel, and at least one
+   * image of maxPixels). An image beyond what is left waits for none: 429 with Retry-After.
+   */
+  maxInflightPixels?: number;
   /** pino level, or false for no log. */
   logLevel?: string | false;
   /** CUDA provider options (ONNX Runtime's names): the GPEN session goes through the C API route (runs off the event loop). */
@@ -88,6 +94,9 @@ export async function startService(o: ServeOptions): Promise<Service> {
   const maxWaitMs = o.maxWaitMs ?? 10;
   const maxQueue = o.maxQueue ?? 64;
   const timeoutMs = o.timeoutMs ?? 60_000;
+  if (o.maxInflightPixels !== undefined && !(Number.isFinite(o.maxInflightPixels) && o.maxInflightPixels >= 1)) throw badArgument('maxInflightPixels', 'a positive number of pixels', o.maxInflightPixels);
+  const pixelBudget = o.maxInflightPixels ?? Math.max(o.maxPixels ?? DEFAULT_MAX_PIXELS, Math.floor(os.totalmem() / 48));
+  let pixelsInUse = 0;
   const synthetic = o.model.type === 'synthetic';
   const registry = new client.Registry();
   client.collectDefaultMetrics({ register: registry });
@@ -189,12 +198,30 @@ export async function startService(o: ServeOptions): Promise<Service> {
       const opts = parseOptions(fields);
       if (body.length === 0) throw new GpenLabError('E_FORMAT_UNKNOWN', 'The request has no image: the body is empty', 'Send the image bytes as the body (or multipart).', { input: 'body' });
       if (!sniffImageFormat(body)) throw new GpenLabError('E_FORMAT_UNKNOWN', `The body is not an image (${body.length} bytes; expected JPEG, PNG, WebP, TIFF or GIF)`, 'Send a JPEG, PNG, WebP, TIFF or GIF.', { input: 'body' });
+      // admitted by decoded pixels, not by count: the header says how many this image will hold
+      const size = await imageSize(body);
+      const pixels = size ? size.width * size.height : 0;
+      if (pixels > 0 && pixels <= (o.maxPixels ?? DEFAULT_MAX_PIXELS) && pixelsInUse + pixels > pixelBudget) {
+        const mp = (v: number) => (v / 1e6).toFixed(v < 1e7 ? 2 : 0);
+        throw new GpenLabError('E_BUSY', `The service holds ${mp(pixelsInUse)} MP of images in progress; this one's ${mp(pixels)} MP would pass its budget of ${mp(pixelBudget)} MP`,
+          'Retry after the time in Retry-After.', { input: 'body', pixels, budget: pixelBudget });
+      }
+      pixelsInUse += pixels;
+      // the work stops at its next stage once its request timed out or its client went away; its pixels are given
+      // back when it has stopped, so the budget bounds what is really held
+      let cancelled: GpenLabError | null = null;
+      const gone = () => { cancelled ??= new GpenLabError('E_TIMEOUT', 'The client went away before its image was restored', 'Nothing to do: the work was dropped.'); };
+      reply.raw.once('close', () => { if (!reply.raw.writableFinished) gone(); });
       const work = (async () => {
         const img = await decodeImageBuffer(body, name, o.maxPixels !== undefined ? { maxPixels: o.maxPixels } : {});
-        return restorer!.restoreDecoded(img, name, opts, (x, n) => batcher!.infer(x, n));
+        return restorer!.restoreDecoded(img, name, opts, (x, n) => batcher!.infer(x, n), () => cancelled);
       })();
+      void work.then(() => undefined, () => undefined).finally(() => { pixelsInUse -= pixels; });
       const timeout = new Promise<never>((_r, reject) => {
-        timer = setTimeout(() => reject(new GpenLabError('E_TIMEOUT', `The request took longer than ${timeoutMs} ms`, 'Send a smaller image or retry when the service is less busy.')), timeoutMs);
+        timer = setTimeout(() => {
+          cancelled ??= new GpenLabError('E_TIMEOUT', `The request took longer than ${timeoutMs} ms`, 'Send a smaller image or retry when the service is less busy.');
+          reject(cancelled);
+        }, timeoutMs);
       });
       work.catch(() => undefined); // a late failure after a timeout is not unhandled
       const { result, images } = await Promise.race([work, timeout]);
