@@ -264,7 +264,9 @@ export async function startService(o: ServeOptions): Promise<Service> {
       const r = await Restorer.create({
         model: o.model, prepare: prepareInWorker, provider: o.provider ?? 'auto', route: o.route ?? 'fast', workload: 'service',
         ...(o.precision ? { precision: o.precision } : {}), ...(o.maxBatch !== undefined ? { batch: o.maxBatch } : {}), outDir: os.tmpdir(), write: false,
-        ...(o.maxPixels !== undefined ? { maxPixels: o.maxPixels } : {}), ...(o.cudaOptions ? { session: { cudaOptions: o.cudaOptions } } : {}),
+        ...(o.maxPixels !== undefined ? { maxPixels: o.maxPixels } : {}),
+        // one core kept for the event loop: /healthz and admission answer while inference holds the others
+        session: { intraOpNumThreads: Math.max(1, os.availableParallelism() - 1), ...(o.cudaOptions ? { cudaOptions: o.cudaOptions } : {}) },
       });
       const maxBatch = r.choice.batch;
       const per = 3 * r.size * r.size;
