@@ -191,7 +191,7 @@ const report = {
   tooBusy429: Object.values(byKind).reduce((a, v) => a + (v.status[429] ?? 0), 0),
   errors: result.errors, timeouts: result.timeouts,
   healthzMs: { samples: health.length, p50: pct(health, 50), p99: pct(health, 99), max: health.length ? Math.max(...health) : null },
-  rssMiB: { start: rssStart, peak: rssPeak, end: rssEnd, samples: rss.length, ...(floodN ? { budgetMiB: (BUDGET_MP * 1e6 * 12) / 2 ** 20, peakAboveStart: rssPeak - rssStart } : {}) },
+  rssMiB: { start: rssStart, peak: rssPeak, end: rssEnd, samples: rss.length, ...(floodN ? { budgetMiB: (BUDGET_MP * 1e6 * 20) / 2 ** 20, peakAboveStart: rssPeak - rssStart } : {}) },
   batches: { count: metric('gpen_batch_size_count'), faces: metric('gpen_batch_size_sum'), meanFaces: metric('gpen_batch_size_sum') / metric('gpen_batch_size_count') },
   server: { aliveAtEnd: alive, exitCodeAfterSigterm: exitCode },
   verdict: alive && fiveXX === 0 && wrongStatus.length === 0 && shapeErrors === 0 && exitCode === 0 && (pct(health, 99) ?? 0) < 100 ? 'pass' : 'fail',

@@ -22,7 +22,7 @@ export function serveCommand(): Command {
     .option('--max-batch <n>', 'faces per inference, across requests (default: 32 on the CUDA fast route, 8 through the stock binding and on WebGPU, 4 on the CPU)', parseIntArg('--max-batch'))
     .option('--max-wait-ms <m>', 'how long a face waits for others to fill a batch', parseIntArg('--max-wait-ms'), 10)
     .option('--max-queue <q>', 'requests in progress at once; more get 429', parseIntArg('--max-queue'), 64)
-    .option('--max-inflight-mp <n>', 'megapixels of images in progress at once; more get 429 (default: the machine\'s memory / 48 bytes)', parseIntArg('--max-inflight-mp'))
+    .option('--max-inflight-mp <n>', 'megapixels of images in progress at once; more get 429 (default: the machine\'s memory / 80 bytes)', parseIntArg('--max-inflight-mp'))
     .option('--body-limit-mb <n>', 'largest upload (413 above)', parseIntArg('--body-limit-mb'), 32)
     .option('--timeout-ms <n>', 'per-request limit (504 above)', parseIntArg('--timeout-ms'), 60_000)
     .option('--max-pixels <n>', 'refuse images larger than this (422)', parseIntArg('--max-pixels'))

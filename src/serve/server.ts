@@ -42,8 +42,8 @@ export interface ServeOptions {
   maxPixels?: number;
   /**
    * Decoded pixels the requests in progress may hold together (each image counts width x height from its header;
-   * default: the machine's memory / 48 bytes, a quarter of it at the pipeline's ~12 bytes a pixel, and at least one
-   * image of maxPixels). An image beyond what is left waits for none: 429 with Retry-After.
+   * default: the machine's memory / 80 bytes, a quarter of it at the ~20 bytes a pixel two 64 MP images held in the
+   * flood test, and at least one image of maxPixels). An image beyond what is left waits for none: 429 with Retry-After.
    */
   maxInflightPixels?: number;
   /** pino level, or false for no log. */
@@ -95,7 +95,7 @@ export async function startService(o: ServeOptions): Promise<Service> {
   const maxQueue = o.maxQueue ?? 64;
   const timeoutMs = o.timeoutMs ?? 60_000;
   if (o.maxInflightPixels !== undefined && !(Number.isFinite(o.maxInflightPixels) && o.maxInflightPixels >= 1)) throw badArgument('maxInflightPixels', 'a positive number of pixels', o.maxInflightPixels);
-  const pixelBudget = o.maxInflightPixels ?? Math.max(o.maxPixels ?? DEFAULT_MAX_PIXELS, Math.floor(os.totalmem() / 48));
+  const pixelBudget = o.maxInflightPixels ?? Math.max(o.maxPixels ?? DEFAULT_MAX_PIXELS, Math.floor(os.totalmem() / 80));
   let pixelsInUse = 0;
   const synthetic = o.model.type === 'synthetic';
   const registry = new client.Registry();
