@@ -46,6 +46,8 @@ export interface ServeOptions {
    * flood test, and at least one image of maxPixels). An image beyond what is left waits for none: 429 with Retry-After.
    */
   maxInflightPixels?: number;
+  /** Images in the pipeline at once (default: the cores, at least 2); the rest of the admitted wait for a slot. */
+  pipelineSlots?: number;
   /** pino level, or false for no log. */
   logLevel?: string | false;
   /** CUDA provider options (ONNX Runtime's names): the GPEN session goes through the C API route (runs off the event loop). */
@@ -78,6 +80,25 @@ function parseOptions(q: Record<string, unknown>): { alpha: number; ext: OutputE
   return { alpha, ext, saveFace: ['true', '1', 'yes'].includes(sf) };
 }
 
+/** A counting semaphore: take() resolves when one of `n` slots is free, in arrival order. */
+class Slots {
+  private free: number;
+  private readonly waiting: (() => void)[] = [];
+  constructor(n: number) { this.free = n; }
+  take(): Promise<void> {
+    if (this.free > 0) {
+      this.free--;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+  give(): void {
+    const next = this.waiting.shift();
+    if (next) next();
+    else this.free++;
+  }
+}
+
 /** A multipart body the service cannot read, as the client's error: over the limit (413), else malformed (400). */
 function multipartError(e: unknown, limit: number): GpenLabError {
   const code = (e as { code?: string }).code ?? '';
@@ -97,6 +118,9 @@ export async function startService(o: ServeOptions): Promise<Service> {
   if (o.maxInflightPixels !== undefined && !(Number.isFinite(o.maxInflightPixels) && o.maxInflightPixels >= 1)) throw badArgument('maxInflightPixels', 'a positive number of pixels', o.maxInflightPixels);
   const pixelBudget = o.maxInflightPixels ?? Math.max(o.maxPixels ?? DEFAULT_MAX_PIXELS, Math.floor(os.totalmem() / 80));
   let pixelsInUse = 0;
+  // images in the pipeline at once (decode to encode); the others wait without work of their own, so the event loop
+  // holds few continuations and /healthz is answered between them
+  const slots = new Slots(o.pipelineSlots ?? Math.max(2, os.availableParallelism()));
   const synthetic = o.model.type === 'synthetic';
   const registry = new client.Registry();
   client.collectDefaultMetrics({ register: registry });
@@ -213,8 +237,14 @@ export async function startService(o: ServeOptions): Promise<Service> {
       const gone = () => { cancelled ??= new GpenLabError('E_TIMEOUT', 'The client went away before its image was restored', 'Nothing to do: the work was dropped.'); };
       reply.raw.once('close', () => { if (!reply.raw.writableFinished) gone(); });
       const work = (async () => {
-        const img = await decodeImageBuffer(body, name, o.maxPixels !== undefined ? { maxPixels: o.maxPixels } : {});
-        return restorer!.restoreDecoded(img, name, opts, (x, n) => batcher!.infer(x, n), () => cancelled);
+        await slots.take();
+        try {
+          if (cancelled) throw cancelled;
+          const img = await decodeImageBuffer(body, name, o.maxPixels !== undefined ? { maxPixels: o.maxPixels } : {});
+          return await restorer!.restoreDecoded(img, name, opts, (x, n) => batcher!.infer(x, n), () => cancelled);
+        } finally {
+          slots.give();
+        }
       })();
       void work.then(() => undefined, () => undefined).finally(() => { pixelsInUse -= pixels; });
       const timeout = new Promise<never>((_r, reject) => {
