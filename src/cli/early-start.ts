@@ -5,7 +5,7 @@ import { statSync } from 'node:fs';
 import { findConverted, formForCuda } from '../model/converted.js';
 import { missingProviderFiles } from '../runtime/providers.js';
 import type { Workload } from '../runtime/routes.js';
-import { fastCudaOptions } from '../runtime/routes.js';
+import { defaultPrecision, fastCudaOptions } from '../runtime/routes.js';
 
 /** restore's options that take a value (the rest are switches); a test checks it against the command's definition. */
 export const RESTORE_VALUE_FLAGS = ['-o', '--out', '--model', '--synthetic', '--seed', '--key', '--provider', '--route', '--precision', '--alpha', '--ext',
@@ -80,7 +80,8 @@ export function earlyPlan(argv: readonly string[], env: NodeJS.ProcessEnv = proc
   if (!/\.(pth|pt|ckpt)$/i.test(model)) return { session: null };
   const cudaOptions = user !== undefined ? looseOptions(user) : fastCudaOptions(workload, true);
   const form = formForCuda(cudaOptions);
-  const precision = get('--precision') === 'fp32' ? 'fp32' : 'fp16';
+  const asked = get('--precision');
+  const precision = asked === 'fp32' || asked === 'fp16' ? asked : defaultPrecision('cuda');
   const key = get('--key');
   const converted = findConverted(model, { ...(key !== undefined ? { key } : {}), precision, nhwc: form.nhwc === true, fusedAct: form.fusedAct === true });
   return { session: converted ? { model: converted, label: model, cudaOptions, userOptions: user ?? null } : null };

@@ -93,7 +93,7 @@ export async function chooseSession(o: ChooseOptions): Promise<{ first: Plan; se
     // an ONNX file runs in its own precision; a model built here in the one asked for, else the provider's default
     const precision = o.precision ?? (builtHere ? defaultPrecision(provider) : undefined);
     const route = asked.route;
-    const binding = userOptions || (provider === 'cuda' && route === 'fast') ? combination(provider, route, precision ?? 'fp32', userOptions).binding : combination(provider, route, precision ?? 'fp32').binding;
+    const { binding } = combination(provider, route, precision ?? 'fp32', userOptions);
     const options = binding === 'capi' ? { ...(userOptions ?? fastCudaOptions(workload, builtHere)) } : null;
     const form = formForCuda(options ?? undefined);
     const fits = o.prepared && !usedPrepared && (precision === undefined || o.prepared.info.precision === precision);

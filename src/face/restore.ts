@@ -300,15 +300,7 @@ export class Restorer {
     // a deferred session's plan is taken when it settles (before the first run, which waits for sessionP); its
     // failure fails restoreFiles
     if (defer) void settled.then((p) => r.adopt(p), () => undefined);
-    if (!defer) {
-      try {
-        await r.ready();
-      } catch (e) {
-        // the detector was made while the session was being created: it goes with the failed Restorer
-        if (detector && !opts.detector) await detector.release();
-        throw e;
-      }
-    }
+    if (!defer) await r.ready(); // already created: sessionP was awaited before the detector
     return r;
   }
 

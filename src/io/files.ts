@@ -1,5 +1,5 @@
 // File helpers shared by every writer: inputs are checked with a coded error, outputs are written atomically.
-import { promises as fs, constants as fsc, mkdirSync, statSync } from 'node:fs';
+import { promises as fs, constants as fsc } from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
@@ -137,32 +137,6 @@ export async function makeDirs(dir: string): Promise<void> {
     if (path.dirname(d) === d) break;
   }
   for (const d of missing.reverse()) await fs.mkdir(d).catch((e: unknown) => { if (errCode(e) !== 'EEXIST') throw e; });
-}
-
-/** makeDirs for the synchronous callers (the lab's folders before its first cell). */
-export function makeDirsSync(dir: string): void {
-  const missing: string[] = [];
-  for (let d = path.resolve(dir); ; d = path.dirname(d)) {
-    let st: ReturnType<typeof statSync> | null = null;
-    try {
-      st = statSync(d);
-    } catch (e) {
-      if (errCode(e) !== 'ENOENT') throw e;
-    }
-    if (st) {
-      if (!st.isDirectory()) throw Object.assign(new Error(`${d} is not a folder`), { code: 'ENOTDIR' });
-      break;
-    }
-    missing.push(d);
-    if (path.dirname(d) === d) break;
-  }
-  for (const d of missing.reverse()) {
-    try {
-      mkdirSync(d);
-    } catch (e) {
-      if (errCode(e) !== 'EEXIST') throw e;
-    }
-  }
 }
 
 /** makeDirs as a coded error: E_WRITE naming the folder and the cause. */

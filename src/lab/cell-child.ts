@@ -17,7 +17,6 @@ try {
   const { knownProviders, runtimeVersion } = await import('../runtime/session.js');
   const { Restorer } = await import('../face/restore.js');
   const { decodeImage } = await import('../io/image.js');
-  const { cudaSetFor } = await import('../runtime/routes.js');
   emit({ ev: 'module', ms: performance.now() - t, runtime: runtimeVersion(), providers: knownProviders().map((p) => p.provider) });
 
   stage = 'inference';
@@ -51,8 +50,7 @@ try {
   // the steady state is what restoring a folder gets: where that workload takes other options than this one (CUDA's
   // fast route: the warm set), a session of its own, its first run a warm-up that is not counted
   let warm = restorer;
-  const wl = job.inputs.length === 1 ? 'single' : 'batch';
-  if (job.warmRuns > 0 && wl === 'single' && cudaSetFor('batch') !== cudaSetFor('single') && restorer.choice.set !== null) {
+  if (job.warmRuns > 0 && restorer.choice.set === 'cold') {
     await restorer.release();
     warm = await Restorer.create({
       model: job.model, precision: job.precision, provider: job.provider, overwrite: true, route: job.route, workload: 'batch',

@@ -14,7 +14,7 @@ import { readGpus } from '../doctor/gpu.js';
 import { readSystem } from '../doctor/system.js';
 import type { RouteChoice } from '../runtime/routes.js';
 import type { RestoreResult } from '../face/restore.js';
-import { makeDirsSync, writeFileAtomicSafe } from '../io/files.js';
+import { makeDirs, writeFileAtomicSafe } from '../io/files.js';
 import { nodeScriptArgs } from '../io/node-script.js';
 import { encodeImage, readRgb } from '../io/image.js';
 import type { Rgb8 } from '../metrics/quality.js';
@@ -223,7 +223,7 @@ async function runCell(c: CellSpec, cfg: LabConfig, out: string, gpuPresent: str
     r.stages.dependencies = fail ? { ok: false, reason: `${fail.message}${fail.fix ? ` (fix: ${fail.fix})` : ''}` } : { ok: true, reason: `${p.libraries.filter((l) => l.path).length} of ${p.libraries.length} libraries resolved` };
   }
   const cellDir = path.join(out, 'cells', c.id);
-  makeDirsSync(cellDir);
+  await makeDirs(cellDir);
   const pids = new Set<number>();
   const sampler = gpuPresent === null && c.provider !== 'cpu' ? startGpuSampler({ pids: () => pids }) : null;
   const timeoutMs = cfg.timeoutSec * 1000;
@@ -385,12 +385,12 @@ export function recommend(res: LabResults): string[] {
   const passing = res.cells.filter(cellPassed);
   // per-image times compare only on the same inputs: those of the reference (else of the most cells); the default
   // lab's CPU cells restore one face where its GPU cells restore the whole photo
-  const inputsOf = (c: CellResult) => c.env.inputs.join('\n');
+  const inputsKey = (c: CellResult) => c.env.inputs.join('\n');
   const ref = res.cells.find((c) => c.id === res.reference);
   const counts = new Map<string, number>();
-  for (const c of passing) counts.set(inputsOf(c), (counts.get(inputsOf(c)) ?? 0) + 1);
-  const common = ref ? inputsOf(ref) : [...counts.entries()].sort((a, b) => b[1] - a[1])[0]?.[0];
-  const ok = passing.filter((c) => inputsOf(c) === common && c.output.visuallyLossless !== false && !c.flags.some((f) => f.startsWith('runs but slow') || f.startsWith('asked for')));
+  for (const c of passing) counts.set(inputsKey(c), (counts.get(inputsKey(c)) ?? 0) + 1);
+  const common = ref ? inputsKey(ref) : [...counts.entries()].sort((a, b) => b[1] - a[1])[0]?.[0];
+  const ok = passing.filter((c) => inputsKey(c) === common && c.output.visuallyLossless !== false && !c.flags.some((f) => f.startsWith('runs but slow') || f.startsWith('asked for')));
   const fastest = [...ok].filter((c) => speedOf(c) !== null).sort((a, b) => speedOf(a)! - speedOf(b)!)[0];
   if (fastest) {
     const route = routeOf(res, fastest);
@@ -405,7 +405,7 @@ export function recommend(res: LabResults): string[] {
       + `${(speedOf(fastest)! / 1000).toFixed(3)} s per image warm${fastest.cold.total ? `, ${(fastest.cold.total.mean / 1000).toFixed(2)} s cold` : ''}`
       + `${baseline ? `; ${(speedOf(baseline)! / speedOf(fastest)!).toFixed(1)}x the stock baseline ${baseline.id}` : ''}).`);
   } else out.push('No cell passed every stage.');
-  const apart = passing.filter((c) => inputsOf(c) !== common && speedOf(c) !== null);
+  const apart = passing.filter((c) => inputsKey(c) !== common && speedOf(c) !== null);
   if (apart.length) out.push(`Restoring other inputs, so not compared: ${apart.map((c) => `${c.id} (${c.env.inputs.map((i) => path.basename(i)).join(', ')}: ${(speedOf(c)! / 1000).toFixed(3)} s per image warm)`).join('; ')}.`);
   for (const c of passing.filter((x) => x.env.precision === 'fp16')) {
     if (c.output.deltaDbVsReference !== null) out.push(`${c.id}: fp16 ${c.output.visuallyLossless ? 'stays' : 'does not stay'} within ${LOSSLESS_DB} dB of the reference (${c.output.deltaDbVsReference >= 0 ? '+' : ''}${c.output.deltaDbVsReference.toFixed(3)} dB).`);
@@ -439,7 +439,7 @@ export function readResults(file: string): LabResults {
 export async function runLab(cfg: LabConfig, opts: LabOptions): Promise<LabResults> {
   const out = path.resolve(opts.out);
   try {
-    makeDirsSync(out);
+    await makeDirs(out);
   } catch (e) {
     throw new GpenLabError('E_WRITE', `Could not create the lab's folder ${out}: ${errorMessage(e)}`, 'Pass --out a folder on a writable file system.', { input: out });
   }
