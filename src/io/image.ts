@@ -1,13 +1,15 @@
 // Image decode/encode through sharp (the only module that imports it) and the pixel <-> tensor conversions.
 import { createHash } from 'node:crypto';
-import { open, readFile } from 'node:fs/promises';
-import { crc32 } from 'node:zlib';
+import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import sharp from 'sharp';
 import type { Metadata, OutputInfo } from 'sharp';
 import { GpenLabError, badArgument, errorMessage } from '../errors.js';
 import { assertReadableFile, writeFileAtomicSafe } from './files.js';
 import { encodePngStriped } from './png.js';
+import { pngBadChunk, readHead, sniffImageFormat } from './sniff.js';
+
+export { sniffImageFormat } from './sniff.js';
 
 /** Output formats the writers support, by file extension. */
 export const OUTPUT_EXTS = ['.png', '.jpg', '.webp'] as const;
@@ -121,43 +123,6 @@ export async function imageSize(buf: Buffer): Promise<{ width: number; height: n
 export async function decodeImageBuffer(buf: Buffer, name: string, opts: DecodeOptions = {}): Promise<DecodedImage> {
   if (buf.length === 0) throw new GpenLabError('E_FORMAT_UNKNOWN', `${name} is empty (expected ${ACCEPTED})`, 'Send the image bytes.', { input: name });
   return decodeFrom(buf, name, opts);
-}
-
-/** The first PNG chunk whose CRC does not match its bytes, as a sentence, or null (the chunks are sound, or cut off). */
-export function pngBadChunk(png: Uint8Array): string | null {
-  const b = Buffer.from(png.buffer, png.byteOffset, png.byteLength);
-  for (let o = 8; o + 12 <= b.length;) {
-    const len = b.readUInt32BE(o);
-    if (o + 12 + len > b.length) return null;
-    const type = b.toString('latin1', o + 4, o + 8);
-    if (crc32(b.subarray(o + 4, o + 8 + len)) !== b.readUInt32BE(o + 8 + len)) return `its ${type} chunk's checksum does not match its bytes`;
-    if (type === 'IEND') return null;
-    o += 12 + len;
-  }
-  return null;
-}
-
-/** A file's first 12 bytes (its container's magic). */
-async function readHead(file: string): Promise<Uint8Array> {
-  const fh = await open(file, 'r');
-  try {
-    const b = Buffer.alloc(12);
-    const { bytesRead } = await fh.read(b, 0, 12, 0);
-    return b.subarray(0, bytesRead);
-  } finally {
-    await fh.close();
-  }
-}
-
-/** The container format from the first bytes, or null: JPEG, PNG, WebP, GIF, TIFF (what decodeImage accepts). */
-export function sniffImageFormat(head: Uint8Array): 'jpeg' | 'png' | 'webp' | 'gif' | 'tiff' | null {
-  const b = Buffer.from(head.buffer, head.byteOffset, Math.min(head.byteLength, 12));
-  if (b.length >= 3 && b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff) return 'jpeg';
-  if (b.length >= 8 && b.readUInt32BE(0) === 0x89504e47 && b.readUInt32BE(4) === 0x0d0a1a0a) return 'png';
-  if (b.length >= 12 && b.toString('latin1', 0, 4) === 'RIFF' && b.toString('latin1', 8, 12) === 'WEBP') return 'webp';
-  if (b.length >= 6 && /^GIF8[79]a$/.test(b.toString('latin1', 0, 6))) return 'gif';
-  if (b.length >= 4 && (b.readUInt32BE(0) === 0x49492a00 || b.readUInt32BE(0) === 0x4d4d002a)) return 'tiff';
-  return null;
 }
 
 /** Options of decodeImage: the pixel limit, and (for tests) whether an ICC profile may be applied per distinct colour. */
