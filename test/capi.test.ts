@@ -10,6 +10,7 @@ import { ModelSession } from '../src/runtime/session.js';
 import type { Ev } from '../src/runtime/profile.js';
 import { placementFromEvents, placementFromProfile, placementFromProfileDirAsync, scanPlacementEvents } from '../src/runtime/profile.js';
 import { openSession, parseCudaOptions, startEarlySession } from '../src/runtime/capi-model.js';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -311,5 +312,21 @@ describe('ONNX Runtime C API route', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it('the C API table stays callable after garbage collection, with no other holder of libonnxruntime.so.1 in the process', () => {
+    // A child process: the stock binding (which would keep the library mapped) is never loaded there.
+    const script = [
+      "import { load } from './src/runtime/capi.ts';",
+      "import v8 from 'node:v8'; import vm from 'node:vm';",
+      "v8.setFlagsFromString('--expose-gc'); const gc = vm.runInNewContext('gc');",
+      "const a = load(); for (let i = 0; i < 5; i++) gc();",
+      "const st = a.fns.CreateStatus(1, 'still mapped'); const msg = a.fns.GetErrorMessage(st); a.fns.ReleaseStatus(st);",
+      "console.log(msg);",
+    ].join('\n');
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: path.resolve(import.meta.dirname, '..'), encoding: 'utf8', timeout: 60_000 });
+    assert.equal(r.signal, null, `the child died of ${r.signal}: ${r.stderr}`);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout.trim(), 'still mapped');
   });
 });

@@ -34,7 +34,12 @@ const TABLE = 320;
 
 /** A decoded function pointer: callable, and `.async(...args, callback)` runs it on one of libuv's worker threads. */
 type Fn = ((...args: unknown[]) => unknown) & { async: (...args: unknown[]) => void };
-export interface Api { fns: Record<keyof typeof IX, Fn>; version: string }
+export interface Api {
+  fns: Record<keyof typeof IX, Fn>;
+  version: string;
+  /** koffi closes a library when its handle is collected: the table's pointers stay valid only while this is held. */
+  library: unknown;
+}
 
 let api: Api | null = null;
 let env: unknown = null;
@@ -115,7 +120,7 @@ export function load(): Api {
     const ptr = ptrs[i];
     fns[name] = koffi.decode(ptr, proto) as Fn;
   }
-  api = { fns, version };
+  api = { fns, version, library: lib };
   mark('capi_loaded');
   return api;
 }
