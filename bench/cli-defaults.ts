@@ -123,8 +123,9 @@ if (!onnx) {
 const coldFlags = ['--provider', 'cuda', '--precision', 'fp16', '--batch', '32', '--cuda-options', COLD_SET];
 cases.solvay_flagged_cold = await coldCase('solvay, flagged cold set', [SOLVAY, '--model', onnx, ...coldFlags]);
 cases.face_flagged_cold = await coldCase('demo face, flagged cold set', [FACE, '--model', onnx, ...coldFlags]);
-// the default's one placement choice for a cold start, measured the other way
-cases.solvay_detector_cuda = await coldCase('solvay, defaults but the detector on CUDA', [SOLVAY, '--model', a.model, '--detector-provider', 'cuda']);
+// the default's batch for a cold start, measured against runs at the batch the primer ran (1) and a smaller chunk
+cases.solvay_batch1 = await coldCase('solvay, defaults but --batch 1', [SOLVAY, '--model', a.model, '--batch', '1']);
+cases.solvay_batch8 = await coldCase('solvay, defaults but --batch 8', [SOLVAY, '--model', a.model, '--batch', '8']);
 cases.folder_flagged_warm = await folderCase('folder of 8, flagged warm set', ['--model', a.model, '--provider', 'cuda', '--precision', 'fp16', '--batch', '32', '--detector-provider', 'cuda', '--cuda-options', WARM_SET]);
 cases.folder_flagged_stock = await folderCase('folder of 8, stock binding', ['--model', a.model, '--provider', 'cuda', '--route', 'stock', '--precision', 'fp16', '--batch', '32', '--detector-provider', 'cuda']);
 

@@ -996,6 +996,7 @@ for v in d['variants']: print(v['capiOptions'], v['ok'], v.get('error'), 'b1', [
         python3 .peer/torch_gpen.py --size 512 --batches 1 --runs 3 --out /tmp/peer/seed.json --save-pth /tmp/peer/peer.pth > "$OUT/peer-seed.log" 2>&1; echo "peer weights exit $?"
         node --import tsx bench/cli-defaults.ts --model /tmp/peer/peer.pth --out /tmp/cli-defaults.json --runs 5 2> "$OUT/cli-defaults.txt"
         echo "cli-defaults exit $?"; cut -c1-400 "$OUT/cli-defaults.txt"; cp /tmp/cli-defaults.json "$OUT/"
+        node --import tsx bench/detector-cold.ts --out "$OUT/detector-cold.json" --rounds 2 2> "$OUT/detector-cold.txt"; echo "detector-cold exit $?"; cut -c1-300 "$OUT/detector-cold.txt"
         node dist/cli/index.js serve --model /tmp/peer/peer.pth --port 8091 > /tmp/serve.log 2>&1 &
         sp=$!
         for i in $(seq 1 120); do node -e "fetch('http://127.0.0.1:8091/readyz').then((r)=>r.ok?r.text():Promise.reject(r.status)).then((t)=>require('fs').writeFileSync(process.argv[1],t)).catch(()=>process.exit(1))" "$OUT/readyz.json" && break; sleep 1; done

@@ -56,6 +56,36 @@ describe('face workers', () => {
     }
   });
 
+  it('the paste warm-up (queued behind the jobs sent before it, once per pool) leaves every patch exactly as the one-thread path makes it', async () => {
+    const W = 240, H = 160, S = 128;
+    const data = new Uint8Array(W * H * 3);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 104729 + (i >> 4) * 17) & 255;
+    const img = { width: W, height: H, data };
+    const T: Affine[] = [toCrop(S, 3.2, 0.1, 60, 60), toCrop(S, 0.8, 0, 120, 80), toCrop(S, 6, -0.2, 200, 120)];
+    const per = 3 * S * S;
+    const crops = new Float32Array(new SharedArrayBuffer(per * T.length * 4));
+    const w = new FaceWorkers(2);
+    try {
+      const warped = w.warp({ ...img, data: sharedBytes(data) }, S, crops, T.map((m, i) => ({ toCrop: m, offset: i * per })));
+      w.warmPaste(S);
+      w.warmPaste(S);
+      await warped;
+      const want = new Float32Array(per * T.length);
+      T.forEach((m, i) => warpToTensor(img, m, S, want, i * per));
+      assert.deepEqual(crops, want, 'the warp sent before the warm-up');
+      const smooth = T.map((m) => pasteReduction(m) > 1);
+      const one = new Compositor(W, H);
+      T.forEach((m, i) => one.add(want, S, m, pasteMask(S), i * per, smooth[i]));
+      const many = new Compositor(W, H);
+      for (const p of await w.patches(crops, S, W, H, T.map((m, i) => ({ toCrop: m, offset: i * per, smooth: smooth[i] })))) many.merge(p);
+      assert.ok(one.mask.some((v) => v > 0));
+      assert.deepEqual(many.mask, one.mask, 'the mask plane');
+      assert.deepEqual(many.composite(data), one.composite(data), 'the composited photo');
+    } finally {
+      await w.close();
+    }
+  });
+
   it('a failing job rejects with the worker\'s message, and the workers go on', async () => {
     const S = 64;
     const crops = new Float32Array(new SharedArrayBuffer(3 * S * S * 4));

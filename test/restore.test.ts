@@ -296,6 +296,36 @@ describe('batch limit on CUDA', () => {
   });
 });
 
+describe('several files', () => {
+  it('the next file is decoded while one is restored: results in order, a file that fails to decode ahead is its own coded error, the rest are written as alone', async () => {
+    const dir = path.join(tmp, 'ahead');
+    mkdirSync(dir);
+    writeFileSync(path.join(dir, 'bad.png'), 'not a PNG at all');
+    const files = [path.join(IMAGES, '00002.png'), path.join(dir, 'bad.png'), path.join(IMAGES, '00005.png')];
+    const r = await Restorer.create({ model: { type: 'identity', size: 256 }, outDir: path.join(tmp, 'ahead-out') });
+    let res: RestoreResult[];
+    try {
+      res = await r.restoreFiles(files);
+    } finally {
+      await r.release();
+    }
+    assert.deepEqual(res.map((x) => x.input), files);
+    assert.equal(res[0].error, undefined, JSON.stringify(res[0].error));
+    assert.ok(res[1].error && ['E_IMAGE_CORRUPT', 'E_FORMAT_UNKNOWN'].includes(res[1].error.code), JSON.stringify(res[1].error));
+    assert.equal(res[2].error, undefined, JSON.stringify(res[2].error));
+    // the third file's output is what it gives restored on its own
+    const alone = await Restorer.create({ model: { type: 'identity', size: 256 }, outDir: path.join(tmp, 'ahead-alone') });
+    try {
+      const one = (await alone.restoreFiles([files[2]]))[0];
+      const [x, y] = await Promise.all([decodeImage(res[2].outputs.gpen!), decodeImage(one.outputs.gpen!)]);
+      assert.ok(x.rgb.length > 0);
+      assert.deepEqual(Array.from(x.rgb), Array.from(y.rgb));
+    } finally {
+      await alone.release();
+    }
+  });
+});
+
 describe('deferred session (the cold-start overlap)', () => {
   it('a deferred session gives the same output as an awaited one, and its creation time is recorded', async () => {
     const photo = path.join(IMAGES, '00002.png');

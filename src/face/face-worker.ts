@@ -4,7 +4,7 @@
 import { parentPort } from 'node:worker_threads';
 import { deflateStripe } from '../io/png.js';
 import type { FaceJob, FaceReply } from './face-workers.js';
-import { compositeRows, facePatch, pasteMask } from './paste.js';
+import { compositeRows, facePatch, pasteMask, warmPaste } from './paste.js';
 import { fillDetectorInput } from './resample.js';
 import { warpToTensor } from './warp.js';
 
@@ -24,6 +24,9 @@ port.on('message', (job: FaceJob) => {
       reply = { id: job.id, ok: true, patches: [] };
     } else if (job.kind === 'composite') {
       compositeRows(job.band);
+      reply = { id: job.id, ok: true, patches: [] };
+    } else if (job.kind === 'warm') {
+      warmPaste(job.size);
       reply = { id: job.id, ok: true, patches: [] };
     } else if (job.kind === 'png') {
       const stripes = job.stripes.map(deflateStripe);

@@ -18,6 +18,7 @@ export type FaceJob =
   | { id: number; kind: 'detector'; levels: PixelsRgb[]; size: number; out: Uint8Array; inputs: { input: DetectorInput; offset: number }[] }
   | { id: number; kind: 'paste'; crops: Float32Array; size: number; width: number; height: number; faces: { toCrop: Affine; offset: number; smooth: boolean }[] }
   | { id: number; kind: 'png'; stripes: PngStripeJob[] }
+  | { id: number; kind: 'warm'; size: number }
   | { id: number; kind: 'composite'; band: CompositeJob };
 export interface FaceReply { id: number; ok: boolean; error?: string; patches: FacePatch[]; stripes?: PngStripe[] }
 
@@ -46,6 +47,7 @@ export class FaceWorkers {
   private readonly waiting = new Map<number, { resolve: (r: FaceReply) => void; reject: (e: Error) => void }>();
   private failure: Error | null = null;
   private closing = false;
+  private pasteWarmed = false;
 
   constructor(readonly threads: number = defaultFaceThreads()) {
     const args = nodeScriptArgs(import.meta.url, 'face-worker');
@@ -117,6 +119,16 @@ export class FaceWorkers {
     const out: FacePatch[] = new Array(faces.length);
     replies.forEach((r, i) => r?.patches.forEach((p, j) => { out[j * this.workers.length + i] = p; }));
     return out;
+  }
+
+  /**
+   * Once per pool: every worker runs the paste's code on blank faces of `size` (warmPaste), after the jobs already
+   * sent to it. Sent while a first photo's faces are inferred, so that their paste runs optimised code.
+   */
+  warmPaste(size: number): void {
+    if (this.pasteWarmed) return;
+    this.pasteWarmed = true;
+    for (const w of this.workers) this.send(w, { id: this.nextId++, kind: 'warm', size }).catch(() => undefined);
   }
 
   /**

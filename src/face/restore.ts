@@ -351,16 +351,26 @@ export class Restorer {
       }
     };
     const names = outputNames(files);
+    // the next file is decoded (off this thread) while this one is restored: one decoded image ahead at most
+    const decodeAhead = (k: number): Promise<DecodedImage> | null => {
+      if (k >= files.length) return null;
+      const d = this.decode(files[k]);
+      d.catch(() => undefined); // its failure is that file's result, taken in its turn
+      return d;
+    };
+    let ahead = decodeAhead(0);
     for (const [i, file] of files.entries()) {
       let p: Pending | null = null;
       const r = this.emptyResult(file);
+      const decoding = ahead!;
+      ahead = decodeAhead(i + 1);
       try {
         // outputs already there are refused before any work (and again, atomically, when written)
         if (this.opts.write && !this.opts.overwrite) {
           for (const f of this.outputFiles(names[i])) if (existsSync(f)) throw outputExists(f);
         }
         // an image restored in chunks runs on its own: only when nothing is queued before it
-        p = await this.prepare(file, r, queue.length === 0);
+        p = await this.prepare(file, r, queue.length === 0, decoding);
         p.name = names[i];
       } catch (e) {
         r.error = resultError(e);
@@ -405,10 +415,15 @@ export class Restorer {
     };
   }
 
-  private async prepare(file: string, r: RestoreResult, chunked = false): Promise<Pending> {
+  private decode(file: string): Promise<DecodedImage> {
+    return decodeImage(file, this.opts.maxPixels !== undefined ? { maxPixels: this.opts.maxPixels } : undefined);
+  }
+
+  /** Decodes (or takes the decode already under way) and prepares one file; the decode stage counts the wait. */
+  private async prepare(file: string, r: RestoreResult, chunked = false, decoding: Promise<DecodedImage> = this.decode(file)): Promise<Pending> {
     let t = performance.now();
     const lap = (k: StageName) => { const n = performance.now(); r.stages_ms[k] += n - t; t = n; };
-    const img = await decodeImage(file, this.opts.maxPixels !== undefined ? { maxPixels: this.opts.maxPixels } : undefined);
+    const img = await decoding;
     lap('decode');
     return this.prepareDecoded(img, file, r, chunked);
   }
@@ -457,10 +472,14 @@ export class Restorer {
         aligned.catch(() => undefined); // awaited in turn by pipelined(); a failure is thrown there
         chunks.push({ from, to, aligned });
       }
+      workers.warmPaste(S);
       return { file, img, faces, transforms, crops, restored, done: 0, result: r, chunks, shared: pix.data };
     }
-    if (workers) await workers.warp(pix, S, crops, transforms.map((m, i) => ({ toCrop: m, offset: i * per })));
-    else transforms.forEach((m, i) => warpToTensor(pix, m, S, crops, i * per));
+    if (workers) {
+      const aligned = workers.warp(pix, S, crops, transforms.map((m, i) => ({ toCrop: m, offset: i * per })));
+      workers.warmPaste(S);
+      await aligned;
+    } else transforms.forEach((m, i) => warpToTensor(pix, m, S, crops, i * per));
     lap('align');
     return { file, img, faces, transforms, crops, restored, done: 0, result: r, ...(pix.data.buffer instanceof SharedArrayBuffer ? { shared: pix.data } : {}) };
   }

@@ -126,6 +126,36 @@ export function load(): Api {
 }
 
 /** Throws the message of a non-null OrtStatus (and releases it). */
+let cudaProvider: Promise<void> | null = null;
+
+/**
+ * ONNX Runtime loads its CUDA provider library (and the CUDA libraries it links, ~150 ms on a GPU host) at the
+ * process's first UpdateCUDAProviderOptions: called once on a worker thread (koffi's async call), so that the calling
+ * thread goes on meanwhile; later calls find it loaded. A failure is the error options() would have thrown.
+ */
+function loadCudaProvider(a: Api): Promise<void> {
+  cudaProvider ??= new Promise<void>((resolve, reject) => {
+    const out: unknown[] = [null];
+    check(a, a.fns.CreateCUDAProviderOptions(out), 'CreateCUDAProviderOptions');
+    const cudaOpts = out[0];
+    a.fns.UpdateCUDAProviderOptions.async(cudaOpts, ['device_id'], ['0'], 1, (err: unknown, status: unknown) => {
+      try {
+        if (err) throw err instanceof Error ? err : new Error(String(err));
+        check(a, status, 'UpdateCUDAProviderOptions');
+        resolve();
+      } catch (e) {
+        reject(e instanceof Error ? e : new Error(String(e)));
+      } finally {
+        a.fns.ReleaseCUDAProviderOptions(cudaOpts);
+      }
+    });
+  }).catch((e: unknown) => {
+    cudaProvider = null; // tried again by the next session (the provider may be installed by then)
+    throw e;
+  });
+  return cudaProvider;
+}
+
 export function check(a: Api, status: unknown, what: string): void {
   if (!status) return;
   const msg = a.fns.GetErrorMessage(status) as string;
@@ -433,6 +463,7 @@ export class CapiSession {
    * e.g. decoding and detecting the first image of a cold start while CUDA and the model load.
    */
   static async createAsync(model: string | Uint8Array | MappedFile, o: CapiOptions): Promise<CapiSession> {
+    if (o.provider === 'cuda') await loadCudaProvider(load());
     const { a, opts, cudaAsked } = CapiSession.options(o);
     const out: unknown[] = [null];
     try {
