@@ -3,13 +3,16 @@
 // bytes, a truncated PNG, text, an SVG, a PNG as text/plain, broken multipart, two files, a body over the limit),
 // samples the server's RSS and /healthz, and writes bench-results/loadtest.json. Bounded in count and in time (it
 // stops itself after LOADTEST_MAX_S, 900 s by default); `-- --soak SECONDS` runs for a duration instead of a count;
-// `-- --flood N` sends N concurrent 64 MP JPEGs instead (the pixel budget held: peak RSS against it).
+// `-- --flood N` sends N concurrent 64 MP JPEGs instead (LOADTEST_BUDGET_MP the server's pixel budget: the peak RSS
+// above the start must stay within it at the server's bytes a pixel). The verdict: no 5xx, every bad upload its own
+// status and error shape, /healthz p99 under 100 ms, exit 0 after SIGTERM, and in a flood the memory bound.
 import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
+import { BYTES_PER_PIXEL } from '../src/serve/budget.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const args = process.argv.slice(2);
@@ -179,6 +182,9 @@ const wrongStatus = Object.entries(byKind).filter(([, k]) => k.want !== null && 
 const shapeErrors = Object.values(byKind).reduce((a, k) => a + k.shapeErrors, 0);
 const metric = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(metrics)?.[1] ?? NaN);
 const rssPeak = Math.max(...rss.map((r) => r.mib));
+// the flood's memory bound: what the pixel budget stands for at the server's own bytes a pixel (src/serve/budget.ts)
+const budgetMiB = (BUDGET_MP * 1e6 * BYTES_PER_PIXEL) / 2 ** 20;
+const withinBudget = !floodN || rssPeak - rssStart <= budgetMiB;
 const report = {
   date: new Date().toISOString(),
   config: { mode: floodN ? 'flood' : soakS ? 'soak' : 'requests', requests: soakS ? null : floodN || AMOUNT, soakSeconds: soakS || null, connections: floodN || CONNECTIONS, badShare: floodN ? 0 : 0.2, model: `synthetic GPEN-${SIZE}`, provider: 'auto', maxBatch: 8, maxWaitMs: 10, maxQueue: 64, bodyLimitMiB: 2, ...(floodN ? { inflightBudgetMP: BUDGET_MP } : {}) },
@@ -191,10 +197,10 @@ const report = {
   tooBusy429: Object.values(byKind).reduce((a, v) => a + (v.status[429] ?? 0), 0),
   errors: result.errors, timeouts: result.timeouts,
   healthzMs: { samples: health.length, p50: pct(health, 50), p99: pct(health, 99), max: health.length ? Math.max(...health) : null },
-  rssMiB: { start: rssStart, peak: rssPeak, end: rssEnd, samples: rss.length, ...(floodN ? { budgetMiB: (BUDGET_MP * 1e6 * 20) / 2 ** 20, peakAboveStart: rssPeak - rssStart } : {}) },
+  rssMiB: { start: rssStart, peak: rssPeak, end: rssEnd, samples: rss.length, ...(floodN ? { budgetMiB, bytesPerPixel: BYTES_PER_PIXEL, peakAboveStart: rssPeak - rssStart, withinBudget } : {}) },
   batches: { count: metric('gpen_batch_size_count'), faces: metric('gpen_batch_size_sum'), meanFaces: metric('gpen_batch_size_sum') / metric('gpen_batch_size_count') },
   server: { aliveAtEnd: alive, exitCodeAfterSigterm: exitCode },
-  verdict: alive && fiveXX === 0 && wrongStatus.length === 0 && shapeErrors === 0 && exitCode === 0 && (pct(health, 99) ?? 0) < 100 ? 'pass' : 'fail',
+  verdict: alive && fiveXX === 0 && wrongStatus.length === 0 && shapeErrors === 0 && exitCode === 0 && (pct(health, 99) ?? 0) < 100 && withinBudget ? 'pass' : 'fail',
 };
 mkdirSync(path.join(root, 'bench-results'), { recursive: true });
 const file = path.join(root, 'bench-results', floodN ? 'loadtest-flood.json' : soakS ? 'soak.json' : 'loadtest.json');
@@ -202,7 +208,7 @@ writeFileSync(file, `${JSON.stringify(report, null, 1)}\n`);
 log(`${report.requests} requests in ${report.durationS.toFixed(1)} s: ${report.throughputRps.toFixed(2)} req/s; latency p50 ${report.latencyMs.p50} ms, p99 ${report.latencyMs.p99} ms`);
 log(`by kind: ${JSON.stringify(report.byKind)}`);
 log(`5xx ${fiveXX}; wrong status ${wrongStatus.length ? wrongStatus.join('; ') : 'none'}; error bodies off the shape ${shapeErrors}; 429: ${report.tooBusy429}; healthz p99 ${report.healthzMs.p99?.toFixed(1)} ms`);
-log(`RSS start ${rssStart.toFixed(0)} MiB, peak ${rssPeak.toFixed(0)} MiB, end ${rssEnd.toFixed(0)} MiB; verdict ${report.verdict}`);
+log(`RSS start ${rssStart.toFixed(0)} MiB, peak ${rssPeak.toFixed(0)} MiB, end ${rssEnd.toFixed(0)} MiB${floodN ? ` (peak above start ${(rssPeak - rssStart).toFixed(0)} MiB against the budget's ${budgetMiB.toFixed(0)} MiB)` : ''}; verdict ${report.verdict}`);
 log(`written ${file}`);
 process.stdout.write(`${JSON.stringify(report)}\n`);
 process.exitCode = report.verdict === 'pass' ? 0 : 1;

@@ -1,0 +1,44 @@
+// The service's request parsing and response shapes, beside server.ts: query and multipart options, the framework's
+// multipart failures as the client's coded errors, a coded error's HTTP status, and the JSON body of a result.
+import path from 'node:path';
+import { GpenLabError, errorMessage } from '../errors.js';
+import type { RestoreResult } from '../face/restore.js';
+import type { OutputExt } from '../io/image.js';
+
+export const STATUS: Partial<Record<string, number>> = {
+  E_ARGUMENT: 400, E_NOT_FOUND: 404, E_BODY_TOO_LARGE: 413, E_FORMAT_UNKNOWN: 415, E_IMAGE_CORRUPT: 422, E_IMAGE_TOO_LARGE: 422, E_BUSY: 429,
+  E_NOT_READY: 503, E_TIMEOUT: 504,
+};
+export const MIME: Record<OutputExt, string> = { '.png': 'image/png', '.jpg': 'image/jpeg', '.webp': 'image/webp' };
+
+export function parseOptions(q: Record<string, unknown>): { alpha: number; ext: OutputExt; saveFace: boolean } {
+  const alpha = q.alpha === undefined ? 1 : Number(q.alpha);
+  if (!(alpha >= 0 && alpha <= 1)) throw new GpenLabError('E_ARGUMENT', `Expected a number between 0 and 1 for alpha but received ${JSON.stringify(q.alpha)}`, 'Pass alpha between 0 (original) and 1 (restored).', { input: 'alpha' });
+  const f = String(q.format ?? 'png').toLowerCase().replace(/^\./, '');
+  const ext = ({ png: '.png', jpg: '.jpg', jpeg: '.jpg', webp: '.webp' } as Record<string, OutputExt>)[f];
+  if (!ext) throw new GpenLabError('E_ARGUMENT', `Expected png, jpg or webp for format but received ${JSON.stringify(q.format)}`, 'Pass format=png, jpg or webp.', { input: 'format' });
+  const sf = String(q.save_faces ?? 'false').toLowerCase();
+  if (!['true', 'false', '1', '0', 'yes', 'no'].includes(sf)) throw new GpenLabError('E_ARGUMENT', `Expected true or false for save_faces but received ${JSON.stringify(q.save_faces)}`, 'Pass save_faces=true or false.', { input: 'save_faces' });
+  return { alpha, ext, saveFace: ['true', '1', 'yes'].includes(sf) };
+}
+
+/** A multipart body the service cannot read, as the client's error: over the limit (413), else malformed (400). */
+export function multipartError(e: unknown, limit: number): GpenLabError {
+  const code = (e as { code?: string }).code ?? '';
+  const said = errorMessage(e);
+  if (code === 'FST_FILES_LIMIT') return new GpenLabError('E_ARGUMENT', 'The multipart request has more than one file part', 'Send one image per request.', { input: 'body' });
+  if (code === 'FST_FIELDS_LIMIT' || code === 'FST_PARTS_LIMIT') return new GpenLabError('E_ARGUMENT', 'The multipart request has too many fields', 'Send the image and at most the options alpha, format and save_faces.', { input: 'body' });
+  if (code === 'FST_REQ_FILE_TOO_LARGE' || (e as { statusCode?: number }).statusCode === 413) {
+    return new GpenLabError('E_BODY_TOO_LARGE', `The uploaded file is over the limit of ${limit} bytes`, 'Send a smaller image (the service\'s --body-limit-mb).', { input: 'body' });
+  }
+  return new GpenLabError('E_ARGUMENT', `The multipart body cannot be read: ${said}`, 'Send a well-formed multipart/form-data body with its boundary, or the image as the raw body.', { input: 'body', framework: code || null });
+}
+
+export function jsonResult(r: RestoreResult, images: [string, Buffer][], ext: OutputExt, synthetic: boolean): Record<string, unknown> {
+  return {
+    faces: r.faces, stages_ms: r.stages_ms, provider: r.provider, model: r.model, warnings: r.warnings, synthetic,
+    image: { format: ext.slice(1), bytes: images[0][1].length, base64: images[0][1].toString('base64') },
+    comparison: { format: ext.slice(1), base64: images[1][1].toString('base64') },
+    face_images: images.slice(2).map(([f, b]) => ({ name: path.basename(f), base64: b.toString('base64') })),
+  };
+}
