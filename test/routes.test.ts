@@ -11,7 +11,7 @@ import { GpenLabError } from '../src/errors.js';
 import { chooseSession } from '../src/face/choose.js';
 import { Restorer } from '../src/face/restore.js';
 import { PROVIDERS, missingProviderFiles } from '../src/runtime/providers.js';
-import { COMBINATIONS, CUDA_SETS, PRECISIONS, ROUTES, combination, describeChoice, fastCudaOptions } from '../src/runtime/routes.js';
+import { COMBINATIONS, CUDA_SETS, PRECISIONS, ROUTES, combination, defaultBatch, describeChoice, fastCudaOptions } from '../src/runtime/routes.js';
 import { useTempCache } from './helpers/cache-dir.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -71,14 +71,20 @@ describe('auto: the provider chosen for the user', () => {
   it('a candidate whose session fails is recorded and the next one runs: CUDA said to be there, its session cannot be made', async (t) => {
     if (cudaInstalled) return t.skip('the CUDA provider is installed here');
     const { first, settled } = await chooseSession({ model: IDENTITY, available: { cuda: () => null, webgpu: () => 'faked: no hardware adapter' } });
-    assert.deepEqual([first.choice.provider, first.choice.binding, first.choice.precision, first.choice.batch, first.choice.set], ['cuda', 'capi', 'fp32', 32, 'cold'],
-      'the first candidate: CUDA on the C API route with the cold set (an identity model is fp32 whatever is asked)');
+    assert.deepEqual([first.choice.provider, first.choice.binding, first.choice.precision, first.choice.batch, first.choice.set], ['cuda', 'capi', 'fp32', 1, 'cold'],
+      'the first candidate: CUDA on the C API route with the cold set, one face a run (an identity model is fp32 whatever is asked)');
     const plan = await settled;
     assert.equal(plan.choice.provider, 'cpu');
     assert.equal(plan.choice.skipped[0].provider, 'cuda');
     assert.match(plan.choice.skipped[0].reason, /cuda execution provider cannot load.*libonnxruntime_providers_cuda\.so/);
     assert.equal(plan.choice.skipped[1].reason, 'faked: no hardware adapter');
     await (await plan.runner).release();
+  });
+
+  it('the default batch follows the provider, the binding and the job: 1 for a cold start on CUDA\'s C API route, 32 for a folder or the service there, 8 through the stock binding on a GPU, 4 on the CPU', () => {
+    assert.deepEqual([defaultBatch('cuda', 'capi', 'single'), defaultBatch('cuda', 'capi', 'batch'), defaultBatch('cuda', 'capi', 'service')], [1, 32, 32]);
+    assert.deepEqual([defaultBatch('cuda', 'stock', 'single'), defaultBatch('webgpu', 'stock', 'batch'), defaultBatch('tensorrt', 'stock', 'single')], [8, 8, 8]);
+    assert.deepEqual([defaultBatch('cpu', 'stock', 'single'), defaultBatch('cpu', 'capi', 'batch')], [4, 4]);
   });
 
   it('an explicit provider is never replaced: --provider cuda fails with its diagnosis', async (t) => {

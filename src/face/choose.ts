@@ -106,7 +106,7 @@ export async function chooseSession(o: ChooseOptions): Promise<{ first: Plan; se
       delete options.graph_cache;
       note = '; graph_cache left out: the model was made in memory';
     }
-    const batch = o.batch ?? defaultBatch(provider, binding);
+    const batch = o.batch ?? defaultBatch(provider, binding, workload);
     checkBatch(provider, batch, prepared);
     const choice: RouteChoice = {
       asked, provider, route, binding, precision: prepared.info.precision, workload,

@@ -126,6 +126,17 @@ export function load(): Api {
 }
 
 /** Throws the message of a non-null OrtStatus (and releases it). */
+/** The C API with the process's environment created (ONNX Runtime's logger, which the providers' loading needs). */
+function envLoaded(): Api {
+  const a = load();
+  if (!env) {
+    const out: unknown[] = [null];
+    check(a, a.fns.CreateEnv(3, 'gpen-lab', out), 'CreateEnv');
+    env = out[0];
+  }
+  return a;
+}
+
 let cudaProvider: Promise<void> | null = null;
 
 /**
@@ -463,7 +474,7 @@ export class CapiSession {
    * e.g. decoding and detecting the first image of a cold start while CUDA and the model load.
    */
   static async createAsync(model: string | Uint8Array | MappedFile, o: CapiOptions): Promise<CapiSession> {
-    if (o.provider === 'cuda') await loadCudaProvider(load());
+    if (o.provider === 'cuda') await loadCudaProvider(envLoaded());
     const { a, opts, cudaAsked } = CapiSession.options(o);
     const out: unknown[] = [null];
     try {
@@ -485,12 +496,8 @@ export class CapiSession {
 
   /** The environment (once) and the session options for `o`; the caller releases the options. */
   private static options(o: CapiOptions): { a: Api; opts: unknown; cudaAsked: Record<string, string> | null } {
-    const a = load();
+    const a = envLoaded();
     const out: unknown[] = [null];
-    if (!env) {
-      check(a, a.fns.CreateEnv(3, 'gpen-lab', out), 'CreateEnv');
-      env = out[0];
-    }
     check(a, a.fns.CreateSessionOptions(out), 'CreateSessionOptions');
     const opts = out[0];
     let cudaAsked: Record<string, string> | null = null;

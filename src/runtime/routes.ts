@@ -100,11 +100,12 @@ export function defaultPrecision(provider: Provider): RoutePrecision {
 
 /**
  * Default faces per inference: on CUDA's C API route 32 (per face as fast as any larger batch; runs padded to one
- * size); through the stock binding on CUDA and TensorRT, and on WebGPU, 8 (the binding's CUDA arena held 16 GB for
- * GPEN-512 fp32 at 8); on the CPU 4 (larger batches only hold more memory there).
+ * size), but 1 for a cold start, whose primer has run the batch-1 shapes (the Solvay photo cold: 1.54 s against 1.89 s
+ * at 32, H100); through the stock binding on CUDA and TensorRT, and on WebGPU, 8 (the binding's CUDA arena held 16 GB
+ * for GPEN-512 fp32 at 8); on the CPU 4 (larger batches only hold more memory there).
  */
-export function defaultBatch(provider: Provider, binding: Binding): number {
-  if (provider === 'cuda' && binding === 'capi') return 32;
+export function defaultBatch(provider: Provider, binding: Binding, workload: Workload = 'batch'): number {
+  if (provider === 'cuda' && binding === 'capi') return workload === 'single' ? 1 : 32;
   return provider === 'cpu' ? 4 : 8;
 }
 
