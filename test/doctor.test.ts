@@ -1,6 +1,6 @@
 // The doctor's own parts: container detection from fake marks, the try-load child (cpu runs, cuda fails with the
-// real reason, a crash and a hang are results), and the whole report on this machine (no GPU): cpu runs, every GPU
-// provider is reported unavailable with its reason and fix, exit code and JSON schema.
+// real reason, a crash and a hang are results), and the whole report on this machine (no GPU): the no-GPU decision
+// first, cpu runs, every GPU provider unavailable with its reason (fixes in the JSON), exit codes and JSON schema.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -55,11 +55,17 @@ describe('try-load in a child process', () => {
 });
 
 describe('doctor on this machine (no GPU)', () => {
-  it('cpu runs, cuda, tensorrt and webgpu do not, each with its reason and a fix; exit 3; JSON schema', () => {
-    const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/index.ts', 'doctor', '--json'], { encoding: 'utf8', timeout: 300_000 });
-    assert.equal(r.status, 3, r.stderr);
-    const rep = JSON.parse(r.stdout) as { schema: string; ok: boolean; gpu: { source: string }; providers: { provider: string; verdict: string; findings: { id: string; fix: string | null }[]; probe: { ok: boolean } }[] };
+  const doctor = (...args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/index.ts', 'doctor', ...args], { encoding: 'utf8', timeout: 300_000 });
+
+  it('cpu runs, cuda, tensorrt and webgpu do not, each with its reason and a fix in the JSON; auto -> cpu decides: exit 0', () => {
+    const r = doctor('--json');
+    assert.equal(r.status, 0, r.stderr);
+    const rep = JSON.parse(r.stdout) as {
+      schema: string; ok: boolean; gpu: { source: string }; providers: { provider: string; verdict: string; findings: { id: string; fix: string | null }[]; probe: { ok: boolean } }[];
+      decision: { asked: string; auto: string; works: boolean; why: string; noGpu: boolean; exitCode: number; excused: string[]; failing: string[]; rootCause: { id: string; provider: string | null; consequences: { provider: string; findings: string[] }[] } };
+    };
     assert.equal(rep.schema, 'gpen-lab.doctor/1');
+    // `ok` keeps its meaning (every provider runs); the exit follows the decision
     assert.equal(rep.ok, false);
     assert.equal(rep.gpu.source, 'none');
     const by = new Map(rep.providers.map((p) => [p.provider, p]));
@@ -71,9 +77,41 @@ describe('doctor on this machine (no GPU)', () => {
     }
     assert.ok(by.get('cuda')!.findings.some((f) => f.id === 'provider-files-missing' && f.fix === 'gpen-lab setup cuda'));
     assert.ok(by.get('cuda')!.findings.some((f) => f.id === 'no-gpu'));
-    const only = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/index.ts', 'doctor', '--provider', 'cpu'], { encoding: 'utf8', timeout: 120_000 });
+    const d = rep.decision;
+    assert.deepEqual([d.asked, d.auto, d.works, d.noGpu, d.exitCode, d.failing], ['auto', 'cpu', true, true, 0, []]);
+    assert.deepEqual(d.excused, ['cuda', 'tensorrt', 'webgpu']);
+    assert.deepEqual([d.rootCause.id, d.rootCause.provider, d.rootCause.consequences.map((c) => c.provider)], ['no-gpu', null, ['cuda', 'tensorrt', 'webgpu']]);
+    assert.match(d.why, /^provider auto -> cpu \(fast route: stock binding; fp32; batch 4; detector on cpu; single\); cuda skipped: no NVIDIA GPU or driver is visible; webgpu skipped: no hardware adapter \(.+\)$/);
+    const only = doctor('--provider', 'cpu');
     assert.equal(only.status, 0, only.stderr);
     assert.match(only.stdout, /Provider cpu: runs/);
     assert.match(only.stdout, /GPU and driver \(source: none\)/);
+  });
+
+  it('prints the no-GPU decision first, no install line before it, the CUDA libraries folded under it', () => {
+    const r = doctor();
+    assert.equal(r.status, 0, r.stderr);
+    const lines = r.stdout.split('\n');
+    assert.deepEqual(lines.slice(0, 2), ['Decision', '    warn no GPU: no NVIDIA GPU or driver is visible, so cuda and tensorrt cannot run here and nothing to install for CUDA can help']);
+    assert.match(lines.find((l) => l.includes('auto chooses'))!, /^ {4}ok {3}auto chooses cpu, which runs here \(try-load [\d.]+ s\): provider auto -> cpu \(fast route: stock binding; fp32; batch 4; detector on cpu; single\); cuda skipped: no NVIDIA GPU/);
+    assert.ok(lines.indexOf('System') > 2);
+    const cuda = lines.findIndex((l) => l.startsWith('Provider cuda:'));
+    assert.match(lines[cuda], /^Provider cuda: does NOT run: no GPU, see Decision/);
+    assert.match(lines[cuda + 1], /^ {4}folded under no GPU: .*libraries it needs are missing \(.*libcublasLt\.so\.13.*8 cuDNN libraries/);
+    assert.ok(lines[cuda + 2].startsWith('Provider tensorrt:'), 'one line under the cause');
+    assert.doesNotMatch(r.stdout, /fix:|^\s+FAIL lib|pip install|setup cuda|\(loadable\)/m);
+    assert.match(r.stdout, /cuda \(provider files absent\)/);
+  });
+
+  it('--provider cuda exits 3 with the same cause first', () => {
+    const r = doctor('--provider', 'cuda');
+    assert.equal(r.status, 3, r.stderr);
+    const lines = r.stdout.split('\n');
+    assert.match(lines[1], /^ {4}FAIL no GPU: no NVIDIA GPU or driver is visible, so cuda cannot run here and nothing to install for CUDA can help$/);
+    assert.ok(lines.includes('    exit 3: cuda was asked for and does not run'), r.stdout);
+    const json = doctor('--provider', 'cuda', '--no-probe', '--json');
+    assert.equal(json.status, 3, json.stderr);
+    const d = (JSON.parse(json.stdout) as { decision: { asked: string[]; exitCode: number; failing: string[]; rootCause: { id: string } } }).decision;
+    assert.deepEqual([d.asked, d.exitCode, d.failing, d.rootCause.id], [['cuda'], 3, ['cuda'], 'no-gpu']);
   });
 });

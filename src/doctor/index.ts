@@ -1,11 +1,14 @@
 // `gpen-lab doctor`: why each execution provider will or will not run here, and the exact fix. Sections: system,
 // GPU and driver, the libraries each provider needs (resolved as the loader would, versions read by calling them),
-// checks against the rules (driver minimum, kernel architectures, cuDNN major), a try-load in a child process, and a
-// diagnosis of whatever failed from a knowledge base of known error texts.
+// checks against the rules (driver minimum, kernel architectures, cuDNN major), a try-load in a child process, a
+// diagnosis of whatever failed from a knowledge base of known error texts, and the decision over them (decision.ts).
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { Provider } from '../runtime/providers.js';
-import { PROVIDERS, PROVIDER_SPECS, ortBinDir } from '../runtime/providers.js';
+import { PROVIDERS, PROVIDER_SPECS, missingProviderFiles, ortBinDir } from '../runtime/providers.js';
+import { probeWebgpuAdapter } from '../runtime/webgpu-adapter.js';
+import type { Decision } from './decision.js';
+import { decide } from './decision.js';
 import { expandOrigin, readElfDynamic } from './elf.js';
 import { kernelVerdict, readFatbin } from './fatbin.js';
 import { driverSupportsCuda, maxCudaForDriver, readGpus } from './gpu.js';
@@ -40,8 +43,10 @@ export interface DoctorReport {
   gpu: GpuReport;
   providers: ProviderReport[];
   findings: Finding[];
-  /** Every requested provider can run. */
+  /** Every requested provider can run (all four without --provider; `decision.exitCode` says what the exit is). */
   ok: boolean;
+  /** What decides: the provider auto chooses here, the root cause of what does not run, the exit code. */
+  decision: Decision;
 }
 
 export interface DoctorOptions {
@@ -50,6 +55,10 @@ export interface DoctorOptions {
   probe?: boolean;
   probeTimeoutMs?: number;
   env?: NodeJS.ProcessEnv;
+  /** The GPUs and driver as given instead of read (tests fake a GPU machine). */
+  gpu?: GpuReport;
+  /** restore's WebGPU gate as given instead of probed: null for a hardware adapter, else why not. */
+  webgpuAdapter?: string | null;
 }
 
 const major = (v: string | null): number | null => (v && /^\d+/.test(v) ? Number(/^\d+/.exec(v)![0]) : null);
@@ -181,7 +190,7 @@ async function checkProvider(provider: Provider, gpu: GpuReport, cache: Map<stri
 export async function runDoctor(opts: DoctorOptions = {}): Promise<DoctorReport> {
   const providers = opts.providers?.length ? opts.providers : [...PROVIDERS];
   const system = readSystem();
-  const gpu = await readGpus();
+  const gpu = opts.gpu ?? await readGpus();
   const cache = readLdCache();
   const findings: Finding[] = [];
   if (gpu.source === 'none') {
@@ -189,5 +198,15 @@ export async function runDoctor(opts: DoctorOptions = {}): Promise<DoctorReport>
   }
   const reports: ProviderReport[] = [];
   for (const p of providers) reports.push(await checkProvider(p, gpu, cache, opts));
-  return { schema: DOCTOR_SCHEMA, date: new Date().toISOString(), system, gpu, providers: reports, findings, ok: reports.every((r) => r.verdict === 'ok') };
+  const decision = decide({
+    gpu, providers: reports, asked: opts.providers?.length ? providers : 'auto', webgpuAdapter: opts.webgpuAdapter !== undefined ? () => opts.webgpuAdapter ?? null : webgpuGate,
+    missingFiles: missingProviderFiles, ortBinDir: ortBinDir(), inContainer: system.container.inContainer,
+  });
+  return { schema: DOCTOR_SCHEMA, date: new Date().toISOString(), system, gpu, providers: reports, findings, ok: reports.every((r) => r.verdict === 'ok'), decision };
+}
+
+/** The gate restore's auto puts before WebGPU (face/choose.ts), in its words. */
+function webgpuGate(): string | null {
+  const probe = probeWebgpuAdapter();
+  return probe.ok ? null : `no hardware adapter (${probe.reason})`;
 }

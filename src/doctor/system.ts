@@ -2,6 +2,7 @@
 // the environment variables that decide which native libraries load.
 import { existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
+import { missingProviderFiles } from '../runtime/providers.js';
 import { knownProviders, runtimeVersion } from '../runtime/session.js';
 
 export const ENV_VARS = ['LD_LIBRARY_PATH', 'CUDA_VISIBLE_DEVICES', 'CUDA_MODULE_LOADING', 'CUDA_HOME', 'CUDA_PATH', 'NVIDIA_VISIBLE_DEVICES', 'NVIDIA_DRIVER_CAPABILITIES'] as const;
@@ -24,8 +25,11 @@ export interface SystemReport {
   memoryGiB: number;
   node: string;
   onnxruntime: string;
-  /** Providers this onnxruntime-node binary was built with (bundled) or can load. */
-  runtimeProviders: { provider: string; bundled: boolean }[];
+  /**
+   * Providers this onnxruntime-node binary was built with (bundled) or can load from provider files beside
+   * libonnxruntime.so.1; `missingFiles` names those absent (empty when bundled or installed).
+   */
+  runtimeProviders: { provider: string; bundled: boolean; missingFiles: string[] }[];
   env: Record<string, string | null>;
 }
 
@@ -69,7 +73,7 @@ export function readSystem(): SystemReport {
     memoryGiB: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
     node: process.version,
     onnxruntime: runtimeVersion(),
-    runtimeProviders: knownProviders(),
+    runtimeProviders: knownProviders().map((p) => ({ ...p, missingFiles: p.bundled ? [] : missingProviderFiles(p.provider) })),
     env: Object.fromEntries(ENV_VARS.map((k) => [k, process.env[k] ?? null])),
   };
 }
