@@ -2,6 +2,7 @@
 // WebGPU adapter, then the CPU, and the session that will run is the probe (no extra session is made to test a
 // provider). On each candidate the route's binding, precision, CUDA option set and batch come from runtime/routes.ts.
 // A candidate that fails is recorded with its reason and the next one is tried; an explicit provider fails as it is.
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { GpenLabError, errorMessage, isGpenLabError } from '../errors.js';
 import { cacheDir } from '../io/cache.js';
@@ -47,20 +48,30 @@ export interface Plan {
 /** The machine's own answers: CUDA's provider files installed, a hardware WebGPU adapter found, the CPU always. */
 export const availableNow: Required<Availability> = {
   cpu: () => null,
-  cuda: () => {
-    const missing = missingProviderFiles('cuda');
-    return missing.length === 0 ? null : `its provider is not installed (${missing.join(', ')} missing from ${ortBinDir()}): run \`gpen-lab setup cuda\``;
-  },
-  tensorrt: () => {
-    const missing = missingProviderFiles('tensorrt');
-    return missing.length === 0 ? null : `its provider is not installed (${missing.join(', ')} missing from ${ortBinDir()}): run \`gpen-lab setup cuda\``;
-  },
+  cuda: () => notInstalled('cuda'),
+  tensorrt: () => notInstalled('tensorrt'),
   webgpu: async () => {
     const { probeWebgpuAdapter } = await import('../runtime/webgpu-adapter.js');
     const probe = probeWebgpuAdapter();
     return probe.ok ? null : `no hardware adapter (${probe.reason})`;
   },
 };
+
+/**
+ * Why a provider whose files are missing is skipped: without an NVIDIA device node the GPU is the cause (installing the
+ * provider cannot help), else the missing files and the command that installs them. Read only when files are missing.
+ */
+function notInstalled(p: 'cuda' | 'tensorrt'): string | null {
+  const missing = missingProviderFiles(p);
+  if (missing.length === 0) return null;
+  if (!nvidiaDeviceVisible()) return 'no NVIDIA GPU or driver is visible (no /dev/nvidia* device): nothing to install here';
+  return `its provider is not installed (${missing.join(', ')} missing from ${ortBinDir()}): run \`gpen-lab setup cuda\``;
+}
+
+/** Whether the kernel exposes an NVIDIA GPU to this process (/dev/nvidiactl or /dev/nvidia0; in a container: --gpus). */
+export function nvidiaDeviceVisible(): boolean {
+  return existsSync('/dev/nvidiactl') || existsSync('/dev/nvidia0');
+}
 
 function checkBatch(provider: Provider, batch: number, prepared: PreparedModel): void {
   if (provider !== 'cuda' && provider !== 'tensorrt') return;
