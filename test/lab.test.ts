@@ -10,7 +10,8 @@ import path from 'node:path';
 import { GpenLabError } from '../src/errors.js';
 import type { RestoreResult } from '../src/face/restore.js';
 import { SCHEMA_FILE, defaultConfig, normalizeConfig, readConfig } from '../src/lab/config.js';
-import { renderMarkdown } from '../src/lab/report.js';
+import { rootCause } from '../src/lab/causes.js';
+import { renderHtml, renderMarkdown } from '../src/lab/report.js';
 import { analyse, expandVars, runLab } from '../src/lab/runner.js';
 import type { CellResult, CellSpec, LabResults } from '../src/lab/types.js';
 import { timingStats } from '../src/metrics/stats.js';
@@ -153,7 +154,7 @@ describe('recommendations', () => {
     ]);
     await analyse(res, path.join(tmp, 'rec'));
     assert.equal(res.reference, 'cuda-stock-fp32');
-    assert.equal(res.recommendations[0], 'Fastest cell that passes everything: cuda-fast-fp16 (cuda fast fp16, C API warm set, 0.152 s per image warm, 1.21 s cold; 6.1x the stock baseline cuda-stock-fp32).');
+    assert.equal(res.recommendations[0], 'Fastest cell that passes everything: cuda-fast-fp16 (cuda fast fp16, C API warm set, median 0.152 s per image warm, 1.21 s cold; 6.1x the stock baseline cuda-stock-fp32).');
   });
 
   it('compares per-image times on the reference\'s inputs only: a faster cell on other inputs is listed apart; warm runs on a set of their own say so', async () => {
@@ -163,19 +164,101 @@ describe('recommendations', () => {
       cell(specs[3], 545, 3450, { choice: { binding: 'stock', set: null } }),
     ]);
     await analyse(res, path.join(tmp, 'rec4'));
-    assert.equal(res.recommendations[0], 'Fastest cell that passes everything: cuda-fast-fp16 (cuda fast fp16, C API, cold set cold and warm set warm, 0.165 s per image warm, 1.97 s cold; 3.3x the stock baseline cuda-stock-fp32).');
+    assert.equal(res.recommendations[0], 'Fastest cell that passes everything: cuda-fast-fp16 (cuda fast fp16, C API, cold set cold and warm set warm, median 0.165 s per image warm, 1.97 s cold; 3.3x the stock baseline cuda-stock-fp32).');
     assert.equal(res.recommendations[1], 'Restoring other inputs, so not compared: cpu-fp32 (f.png: 0.495 s per image warm).');
   });
 
   it('keeps the line without a recorded route, and gives no ratio without a passing stock cell or for a stock-binding provider', async () => {
     const res = results([cell(specs[0], 4000, 6000), cell(specs[1], 152, 1210), cell(specs[3], 927.2, 2500, { passed: false })]);
     await analyse(res, path.join(tmp, 'rec2'));
-    assert.equal(res.recommendations[0], 'Fastest cell that passes everything: cuda-fast-fp16 (cuda fast fp16, 0.152 s per image warm, 1.21 s cold).');
+    assert.equal(res.recommendations[0], 'Fastest cell that passes everything: cuda-fast-fp16 (cuda fast fp16, median 0.152 s per image warm, 1.21 s cold).');
     assert.equal(res.recommendations[1], 'cuda-stock-fp32 fails at inference: E_SESSION: no');
     const cpuStock = spec('cpu', 'stock', 'fp32', 'cpu-stock-fp32');
     const cpu = results([cell(specs[0], 4000, 6000, { choice: { binding: 'stock', set: null } }), cell(cpuStock, 4100, 6000)], [cpuStock]);
     await analyse(cpu, path.join(tmp, 'rec3'));
-    assert.equal(cpu.recommendations[0], 'Fastest cell that passes everything: cpu-fp32 (cpu fast fp32, stock binding, 4.000 s per image warm, 6.00 s cold).');
+    assert.equal(cpu.recommendations[0], 'Fastest cell that passes everything: cpu-fp32 (cpu fast fp32, stock binding, median 4.000 s per image warm, 6.00 s cold).');
+  });
+
+  // findings as the doctor and the runner record them for a CUDA cell on a machine without the provider files
+  const finding = (id: string, message: string, fix: string | null, verdict: 'fail' | 'warn' = 'fail') => ({ id, verdict, message, fix });
+  const providerMissing = [
+    finding('provider-shared-missing', 'libonnxruntime_providers_shared.so is not next to libonnxruntime.so.1: the GPU provider files are not installed (or only some were copied)', 'gpen-lab setup cuda'),
+    finding('provider-files-missing', 'libonnxruntime_providers_shared.so, libonnxruntime_providers_cuda.so are not in /ort/bin: onnxruntime-node ships without the cuda provider', 'gpen-lab setup cuda'),
+    finding('lib-missing', 'libcublas.so.13 (cuBLAS, DT_NEEDED) not found by the dynamic loader', 'install cuBLAS for CUDA 13 (libcublas-13-0) or pip install nvidia-cublas, then export LD_LIBRARY_PATH=<its folder>:$LD_LIBRARY_PATH'),
+  ];
+  const noGpu = [
+    finding('no-gpu', 'no NVIDIA GPU or driver found: nvml: libnvidia-ml.so.1: cannot open shared object file', 'cpu runs here; GPU providers need an NVIDIA GPU and driver', 'warn'),
+    finding('no-gpu', 'no NVIDIA GPU or driver is visible (nvml: libnvidia-ml.so.1: cannot open shared object file)', 'run on a machine with an NVIDIA GPU and driver (in a container: --gpus all with the NVIDIA Container Toolkit), or use --provider cpu'),
+  ];
+  const failing = (s: CellSpec, findings: ReturnType<typeof finding>[]): CellResult => ({ ...cell(s, 0, 0, { passed: false }), doctor: { verdict: 'fail', findings, libraries: [] } });
+  const H100 = { gpu: { source: 'nvml', driver: '580.159.04', cuda: '13.0', devices: [{ index: 0, name: 'NVIDIA H100 80GB HBM3', computeCapability: '9.0', memoryTotalMiB: 81559 }] } };
+  const fixOf = (line: string | undefined) => line?.split(' Fix: ')[1] ?? '';
+
+  it('the first fix follows the root cause: no GPU on the machine, the provider files on a GPU host, TensorRT where only it is missing', async () => {
+    // the same install on a machine without a GPU: the provider files are missing too, but no download can help here
+    const here = results([cell(specs[0], 400, 900, { choice: { binding: 'stock', set: null } }), failing(specs[1], [providerMissing[0], noGpu[0], ...providerMissing.slice(1), noGpu[1]]), failing(specs[3], [providerMissing[0], noGpu[0], ...providerMissing.slice(1), noGpu[1]])]);
+    here.machine = { cores: 2, gpu: { source: 'none', driver: null, cuda: null, devices: [] } };
+    await analyse(here, path.join(tmp, 'cause-no-gpu'));
+    const line = here.recommendations.find((r) => r.startsWith('cuda-fast-fp16 fails at inference'));
+    assert.match(line ?? '', /^cuda-fast-fp16 fails at inference: this machine has no NVIDIA GPU/);
+    assert.match(fixOf(line), /^run on a host with an NVIDIA GPU and driver .*, or use the cells that pass here: cpu-fp32/);
+    assert.ok(!fixOf(line).startsWith('gpen-lab setup cuda'), line);
+    assert.deepEqual([rootCause(here, here.cells[1])?.id, rootCause(here, here.cells[1])?.elsewhere], ['no-gpu', 'gpen-lab setup cuda'], 'setup cuda is what the install needs on a GPU host, after the move');
+    // report.md: the two cells failing for that reason are one group, led by the cause and its fix
+    const md = renderMarkdown(here);
+    const failures = md.slice(md.indexOf('## Failures'), md.indexOf('## Recommendations'));
+    assert.equal(failures.match(/^### /gm)?.length, 1, failures);
+    assert.match(failures, /^### cuda-fast-fp16, cuda-stock-fp32: fail at inference\n\nCause: this machine has no NVIDIA GPU.*\n\nFix: `run on a host with an NVIDIA GPU/m);
+    assert.match(md, /\*\*1 of 3 cells pass; fastest: cpu-fp32 \(median 0\.400 s per image warm\); reference: cpu-fp32; 2 fail: this machine has no NVIDIA GPU.* \(cuda-fast-fp16, cuda-stock-fp32\)\.\*\*/);
+    assert.match(md, /GPU: none \(no NVIDIA GPU or driver found\)/);
+
+    // the same findings on a GPU host (no no-gpu finding): the provider files are the cause, setup cuda the fix
+    const gpu = results([failing(specs[1], providerMissing)]);
+    gpu.machine = H100;
+    await analyse(gpu, path.join(tmp, 'cause-gpu'));
+    assert.equal(fixOf(gpu.recommendations.find((r) => r.startsWith('cuda-fast-fp16'))), 'gpen-lab setup cuda');
+    assert.equal(rootCause(gpu, gpu.cells[0])?.id, 'provider-shared-missing');
+    assert.deepEqual(rootCause(gpu, gpu.cells[0])?.also.map((f) => f.id), ['lib-missing'], 'the other provider-files finding has the same fix: said once');
+    // with no machine record the cell's own no-gpu finding is enough
+    const unknown = results([failing(specs[1], [...providerMissing, noGpu[1]])]);
+    assert.equal(rootCause(unknown, unknown.cells[0])?.id, 'no-gpu');
+
+    // TensorRT's provider present but libnvinfer missing: install TensorRT; "could not be loaded" (setup cuda) only restates it
+    const trtSpec = spec('tensorrt', 'fast', 'fp16', 'tensorrt-fp16');
+    const trt = results([failing(trtSpec, [
+      finding('provider-dependency-missing', 'libonnxruntime_providers_tensorrt.so needs libnvinfer.so.10 (TensorRT), which the dynamic loader cannot find', 'install TensorRT 10 for CUDA 13 (apt libnvinfer10 or pip install tensorrt-cu13), then export LD_LIBRARY_PATH=<the folder holding libnvinfer.so.10>:$LD_LIBRARY_PATH'),
+      finding('ep-append-failed', 'the TensorRT provider library could not be loaded', 'gpen-lab setup cuda'),
+      finding('lib-missing', 'libnvinfer.so.10, libnvinfer_plugin.so.10 (TensorRT, DT_NEEDED) not found by the dynamic loader', 'install TensorRT 10 for CUDA 13 (apt libnvinfer10 or pip install tensorrt-cu13), then export LD_LIBRARY_PATH=<its folder>:$LD_LIBRARY_PATH'),
+    ])], [trtSpec]);
+    trt.machine = H100;
+    await analyse(trt, path.join(tmp, 'cause-trt'));
+    assert.match(fixOf(trt.recommendations.find((r) => r.startsWith('tensorrt-fp16'))), /^install TensorRT 10 for CUDA 13/);
+    assert.ok(!rootCause(trt, trt.cells[0])!.also.some((f) => f.id === 'ep-append-failed'));
+    assert.ok(!renderMarkdown(trt).includes('gpen-lab setup cuda'), 'setup cuda cannot help where the provider files are there');
+  });
+
+  it('one statistic, the median, named, in the recommendation, report.md and report.html', async () => {
+    const c = cell(specs[0], 0, 0, { choice: { binding: 'stock', set: null } });
+    c.warm.total = timingStats([100, 110, 400]); // median 110, mean 203.3
+    c.cold.total = timingStats([1000, 1200, 3000]); // median 1200, mean 1733.3
+    const res = results([c]);
+    res.config.reference = 'cpu-fp32';
+    await analyse(res, path.join(tmp, 'stat'));
+    assert.equal(res.recommendations[0], 'Fastest cell that passes everything: cpu-fp32 (cpu fast fp32, stock binding, median 0.110 s per image warm, 1.20 s cold).');
+    const md = renderMarkdown(res);
+    assert.match(md, /^\| warm per image \(median, min … max, runs\) \| 110 ms \(100 ms … 400 ms, 3 runs\) \|$/m);
+    assert.match(md, /^\| first image, cold \(median, min … max, runs\) \| 1\.20 s \(1\.00 s … 3\.00 s, 3 runs\) \|$/m);
+    assert.match(md, /^## Recommendations \(median times\)$/m);
+    assert.match(md, /fastest: cpu-fp32 \(median 0\.110 s per image warm\)/);
+    const html = await renderHtml(res, path.join(tmp, 'stat'));
+    assert.ok(html.includes('<th>warm per image (median, min … max, runs)</th><td class="">110 ms (100 ms … 400 ms, 3 runs)</td>'));
+    assert.ok(html.includes('fastest: cpu-fp32 (median 0.110 s per image warm)'));
+    const data = JSON.parse(/<script type="application\/json" id="lab-data">(.*?)<\/script>/s.exec(html)![1]) as { cells: { warm: Record<string, number>; cold: Record<string, number> }[] };
+    assert.deepEqual(data.cells[0].warm, { median: 110, min: 100, max: 400, runs: 3 }, 'the latency chart draws the median');
+    for (const text of [md, html, res.recommendations.join('\n')]) {
+      assert.ok(!/\b(203|1733|1\.73 s|0\.203)\b/.test(text), 'no mean anywhere');
+      assert.ok(!/\bmean ±/.test(text));
+    }
   });
 });
 

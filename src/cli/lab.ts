@@ -45,6 +45,7 @@ export function labCommand(): Command {
       // the lab's modules (ajv, yaml, the report) load on use: they would slow every other command's start
       const { defaultConfig, readConfig } = await import('../lab/config.js');
       const { cellPassed, runLab, stopCells } = await import('../lab/runner.js');
+      const { headline } = await import('../lab/analyse.js');
       // cells die with the lab; what finished is in results.json already
       for (const [signal, code] of [['SIGTERM', 143], ['SIGINT', 130]] as const) {
         process.once(signal, () => {
@@ -70,8 +71,7 @@ export function labCommand(): Command {
       const files = { md: path.join(out, 'report.md'), html: path.join(out, 'report.html') };
       if (o.json) printJson(res);
       else {
-        const pass = res.cells.filter(cellPassed).length;
-        process.stdout.write(`${pass} of ${res.cells.length} cells passed; reference ${res.reference ?? 'none'}\n${res.recommendations.map((r) => `- ${r}`).join('\n')}\n`
+        process.stdout.write(`${headline(res)}\n${res.recommendations.map((r) => `- ${r}`).join('\n')}\n`
           + `results: ${path.join(out, 'results.json')}\nreport:  ${files.md}\n         ${files.html}\n`);
       }
     });

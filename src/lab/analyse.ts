@@ -1,5 +1,6 @@
-// What a lab's results say, from the cells alone: the reference, agreement between outputs, "runs but slow" flags
-// and the recommendations; and the results file read back with its shape checked (report, --resume).
+// What a lab's results say, from the cells alone: the reference, agreement between outputs, "runs but slow" flags,
+// each cell's settings against the reference's, the headline and the recommendations; and the results file read
+// back with its shape checked (report, --resume).
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { GpenLabError } from '../errors.js';
@@ -11,6 +12,7 @@ import type { Route } from '../runtime/routes.js';
 import { fastIsStock } from './config.js';
 import type { CellResult, LabResults, PairResult } from './types.js';
 import { RESULTS_SCHEMA } from './types.js';
+import { failureGroups, failureLine } from './causes.js';
 import { LOSSLESS_DB, SLOW_RATIO, cellPassed } from './verdicts.js';
 
 export async function rgbOf(file: string): Promise<Rgb8> {
@@ -28,6 +30,44 @@ function envDiff(a: CellResult, b: CellResult): string[] {
   for (const l of lb) {
     const m = la.find((x) => x.soname === l.soname);
     if (m && (m.path !== l.path || m.version !== l.version)) out.push(`${l.soname}: ${l.path ?? 'missing'} (${l.version ?? '?'}) vs ${m.path ?? 'missing'} (${m.version ?? '?'})`);
+  }
+  return out;
+}
+
+const inputsKey = (c: CellResult): string => c.env.inputs.join('\n');
+const shown = (v: unknown): string => (v === undefined ? 'default' : v !== null && typeof v === 'object' ? Object.entries(v).map(([k, x]) => `${k}=${String(x)}`).join(', ') || 'none' : String(v));
+
+/** A cell's own settings, what it sets beyond the defaults: session options and variables ("defaults" where none). */
+export function settingsOf(c: CellResult): string {
+  const s = Object.entries(c.env.session).filter(([, v]) => v !== undefined).map(([k, v]) => `session ${k} ${shown(v)}`);
+  const e = Object.entries(c.env.vars).map(([k, v]) => `${k}=${v}`);
+  return [...s, ...e].join('; ') || 'defaults';
+}
+
+/**
+ * How a cell's settings differ from the reference's: route, precision, batch, session options, variables, inputs,
+ * and the library files and versions each resolved (the runtime build, where cells point at several); [] where none.
+ * The provider is left out: it is the cell's column.
+ */
+export function settingsDiff(res: LabResults, ref: CellResult, c: CellResult): string[] {
+  const out: string[] = [];
+  const diff = (what: string, a: unknown, b: unknown) => {
+    if (JSON.stringify(a) !== JSON.stringify(b)) out.push(`${what} ${shown(a)} (reference: ${shown(b)})`);
+  };
+  diff('route', routeOf(res, c), routeOf(res, ref));
+  diff('precision', c.env.precision, ref.env.precision);
+  const batch = (x: CellResult) => res.config.cells.find((s) => s.id === x.id)?.batch;
+  diff('batch', batch(c), batch(ref));
+  for (const k of new Set([...Object.keys(c.env.session), ...Object.keys(ref.env.session)]) as Set<keyof CellResult['env']['session']>) diff(`session ${k}`, c.env.session[k], ref.env.session[k]);
+  for (const k of new Set([...Object.keys(c.env.vars), ...Object.keys(ref.env.vars)])) {
+    const [a, b] = [c.env.vars[k], ref.env.vars[k]];
+    if (a !== b) out.push(`${a === undefined ? `${k} unset` : `${k}=${a}`} (reference: ${b === undefined ? 'unset' : `${k}=${b}`})`);
+  }
+  if (inputsKey(c) !== inputsKey(ref)) out.push(`inputs ${c.env.inputs.map((i) => path.basename(i)).join(', ')} (reference: ${ref.env.inputs.map((i) => path.basename(i)).join(', ')})`);
+  const lib = (l: { path: string | null; version: string | null }) => `${l.path ?? 'missing'} (${l.version ?? '?'})`;
+  for (const l of c.doctor?.libraries ?? []) {
+    const m = (ref.doctor?.libraries ?? []).find((x) => x.soname === l.soname);
+    if (m && (m.path !== l.path || m.version !== l.version)) out.push(`${l.soname} ${lib(l)} (reference: ${lib(m)})`);
   }
   return out;
 }
@@ -104,18 +144,36 @@ function bindingOf(c: CellResult): string | null {
   return c.warmRoute ? `C API, ${set(r)} cold and ${set(c.warmRoute)} warm` : `C API ${set(r)}`;
 }
 
-export function recommend(res: LabResults): string[] {
-  const out: string[] = [];
+/** The cells whose per-image times compare, and the fastest of them that passes everything. */
+function comparable(res: LabResults): { passing: CellResult[]; common: string | undefined; fastest: CellResult | undefined } {
   const passing = res.cells.filter(cellPassed);
   // per-image times compare only on the same inputs: those of the reference (else of the most cells); the default
   // lab's CPU cells restore one face where its GPU cells restore the whole photo
-  const inputsKey = (c: CellResult) => c.env.inputs.join('\n');
   const ref = res.cells.find((c) => c.id === res.reference);
   const counts = new Map<string, number>();
   for (const c of passing) counts.set(inputsKey(c), (counts.get(inputsKey(c)) ?? 0) + 1);
   const common = ref ? inputsKey(ref) : [...counts.entries()].sort((a, b) => b[1] - a[1])[0]?.[0];
   const ok = passing.filter((c) => inputsKey(c) === common && c.output.visuallyLossless !== false && !c.flags.some((f) => f.startsWith('runs but slow') || f.startsWith('asked for')));
   const fastest = [...ok].filter((c) => speedOf(c) !== null).sort((a, b) => speedOf(a)! - speedOf(b)!)[0];
+  return { passing, common, fastest };
+}
+
+/** The report's first line: "2 of 8 cells pass; fastest: ... (median ...); reference ...; 6 fail for 2 reasons: ...". */
+export function headline(res: LabResults): string {
+  const { passing, fastest } = comparable(res);
+  const parts = [`${passing.length} of ${res.cells.length} cells pass`];
+  if (fastest) parts.push(`fastest: ${fastest.id} (median ${(speedOf(fastest)! / 1000).toFixed(3)} s per image ${fastest.warm.total ? 'warm' : 'cold'})`);
+  parts.push(`reference: ${res.reference ?? 'none'}`);
+  const groups = failureGroups(res);
+  const failing = groups.reduce((n, g) => n + g.cells.length, 0);
+  if (groups.length === 1) parts.push(`${failing} ${failing === 1 ? 'fails' : 'fail'}: ${groups[0].cause.cause} (${groups[0].cells.map((c) => c.id).join(', ')})`);
+  else if (groups.length > 1) parts.push(`${failing} fail for ${groups.length} reasons (${groups.map((g) => g.cells.map((c) => c.id).join(', ')).join('; ')})`);
+  return `${parts.join('; ')}.`;
+}
+
+export function recommend(res: LabResults): string[] {
+  const out: string[] = [];
+  const { passing, common, fastest } = comparable(res);
   if (fastest) {
     const route = routeOf(res, fastest);
     const binding = bindingOf(fastest);
@@ -125,8 +183,9 @@ export function recommend(res: LabResults): string[] {
       ? passing.filter((c) => c.env.provider === fastest.env.provider && routeOf(res, c) === 'stock' && speedOf(c) !== null)
         .sort((a, b) => Number(b.env.precision === fastest.env.precision) - Number(a.env.precision === fastest.env.precision) || speedOf(a)! - speedOf(b)!)[0]
       : undefined;
+    // medians, as the report's table
     out.push(`Fastest cell that passes everything: ${fastest.id} (${fastest.env.provider} ${route} ${fastest.env.precision}${binding ? `, ${binding}` : ''}, `
-      + `${(speedOf(fastest)! / 1000).toFixed(3)} s per image warm${fastest.cold.total ? `, ${(fastest.cold.total.mean / 1000).toFixed(2)} s cold` : ''}`
+      + `median ${(speedOf(fastest)! / 1000).toFixed(3)} s per image warm${fastest.cold.total ? `, ${(fastest.cold.total.median / 1000).toFixed(2)} s cold` : ''}`
       + `${baseline ? `; ${(speedOf(baseline)! / speedOf(fastest)!).toFixed(1)}x the stock baseline ${baseline.id}` : ''}).`);
   } else out.push('No cell passed every stage.');
   const apart = passing.filter((c) => inputsKey(c) !== common && speedOf(c) !== null);
@@ -134,11 +193,8 @@ export function recommend(res: LabResults): string[] {
   for (const c of passing.filter((x) => x.env.precision === 'fp16')) {
     if (c.output.deltaDbVsReference !== null) out.push(`${c.id}: fp16 ${c.output.visuallyLossless ? 'stays' : 'does not stay'} within ${LOSSLESS_DB} dB of the reference (${c.output.deltaDbVsReference >= 0 ? '+' : ''}${c.output.deltaDbVsReference.toFixed(3)} dB).`);
   }
-  for (const c of res.cells.filter((x) => !cellPassed(x))) {
-    const finding = c.doctor?.findings.find((f) => f.verdict === 'fail' && f.fix);
-    const run = c.runs.find((r) => !r.ok);
-    out.push(`${c.id} fails at ${run?.stage ?? 'startup'}: ${finding ? `${finding.message} Fix: ${finding.fix}` : run?.error ?? 'no run recorded'}`);
-  }
+  // the fix that follows from the root cause (causes.ts), not the first finding that has one
+  for (const c of res.cells.filter((x) => !cellPassed(x))) out.push(failureLine(res, c));
   for (const c of passing) for (const f of c.flags.filter((x) => x.startsWith('runs but slow') || x.startsWith('asked for'))) out.push(`${c.id} ${f}.`);
   return out;
 }
