@@ -24,6 +24,7 @@ export const ERROR_CODES = [
   'E_IMAGE_TOO_LARGE', // an image with more pixels than the limit (decompression-bomb guard)
   'E_SETUP_SOURCE', // setup cuda: the package, archive or folder to install from is missing or is not the expected one
   'E_CHECKSUM', // a file whose sha256 differs from the value recorded in the project
+  'E_NETWORK', // a download that failed: refused, not found, cut off, stalled, or of another size than expected
   'E_RUNTIME_VERSION', // the installed onnxruntime-node is not the version the provider files were built for
   'E_BUSY', // the service's queue is full: retry after the time it says
   'E_NOT_READY', // the service is still loading its model

@@ -23,6 +23,7 @@ const commands: Record<string, () => Promise<Command[]>> = {
   bench: async () => [(await import('./bench.js')).benchCommand()],
   restore: async () => { const m = await import('./restore.js'); return [m.restoreCommand(), m.detectCommand()]; },
   model: async () => [(await import('./model.js')).modelCommand()],
+  models: async () => [(await import('./models.js')).modelsCommand()],
   setup: async () => [(await import('./setup.js')).setupCommand()],
   doctor: async () => [(await import('./doctor.js')).doctorCommand()],
   demo: async () => [(await import('./demo.js')).demoCommand()],

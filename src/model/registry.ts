@@ -1,7 +1,7 @@
 // One entry point for every model source a user can name: an official .pth, an .onnx (ours, published, upstream
 // export), synthetic weights of any size, or the identity model. Describes, converts and prepares them for a session.
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, lstatSync } from 'node:fs';
 import { open, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { GpenLabError, badArgument } from '../errors.js';
@@ -17,6 +17,8 @@ import { convertedPaths, graphTag } from './converted.js';
 
 export type { GraphForm } from './converted.js';
 export { formForCuda } from './converted.js';
+import { catalogEntryLike } from './catalog.js';
+import { locateModel } from './fetched.js';
 import { inspectOnnx } from './onnx-file.js';
 import { readPth } from './pth.js';
 import { synthStateDict } from './synth.js';
@@ -63,9 +65,38 @@ export interface PreparedModel {
 
 export const DEFAULT_SEED = 0;
 
+const MODEL_WHAT = 'a GPEN model (.pth or .onnx)';
+
+/**
+ * The file a model argument means: a path, or a catalog name (`GPEN-BFR-512`) that `gpen-lab models get` fetched,
+ * checked against its record (model/fetched.ts). A missing model is E_FILE_MISSING whose fix says how to get weights.
+ */
+export async function resolveModelFile(arg: string): Promise<string> {
+  const file = await locateModel(arg, MODEL_WHAT);
+  if (file === arg && !existsSync(arg) && !isLink(arg)) {
+    const entry = catalogEntryLike(arg);
+    const fetch = entry?.runnable
+      ? `or fetch the official weights with \`gpen-lab models get ${entry.name}\` and pass --model ${entry.name}`
+      : 'or get official weights: `gpen-lab models` lists them, `gpen-lab models get GPEN-BFR-512` fetches one (then --model GPEN-BFR-512)';
+    throw new GpenLabError('E_FILE_MISSING', `Input file is missing: ${arg} (expected ${MODEL_WHAT})`,
+      `Check the path (it is resolved from ${process.cwd()}), ${fetch}.`, { input: arg });
+  }
+  return file;
+}
+
+/** A symbolic link, dangling or looping: assertReadableFile names what is wrong with it. */
+function isLink(file: string): boolean {
+  try {
+    return lstatSync(file).isSymbolicLink();
+  } catch {
+    return false;
+  }
+}
+
 /** Sniffs the container: zip or pickle means .pth, otherwise an ONNX protobuf is assumed. */
-export async function sniffFormat(file: string): Promise<'pth' | 'onnx'> {
-  await assertReadableFile(file, 'a GPEN model (.pth or .onnx)');
+export async function sniffFormat(arg: string): Promise<'pth' | 'onnx'> {
+  const file = await resolveModelFile(arg);
+  await assertReadableFile(file, MODEL_WHAT);
   const fh = await open(file, 'r');
   try {
     const head = Buffer.alloc(4);
@@ -101,7 +132,8 @@ export async function loadCheckpoint(file: string, key?: string): Promise<{ arch
   return { arch, tensors: ck.tensors, info };
 }
 
-export async function describeModel(file: string, key?: string): Promise<ModelInfo> {
+export async function describeModel(arg: string, key?: string): Promise<ModelInfo> {
+  const file = await resolveModelFile(arg);
   if ((await sniffFormat(file)) === 'pth') return (await loadCheckpoint(file, key)).info;
   const o = await inspectOnnx(file);
   return {
@@ -167,7 +199,8 @@ export function synthesizeIdentity(size: number): Uint8Array {
 }
 
 /** Converts an official checkpoint to ONNX, written atomically. */
-export async function convertPth(file: string, out: string, opts: { precision: Precision; key?: string; nhwc?: boolean }): Promise<ModelInfo> {
+export async function convertPth(arg: string, out: string, opts: { precision: Precision; key?: string; nhwc?: boolean }): Promise<ModelInfo> {
+  const file = await resolveModelFile(arg);
   if ((await sniffFormat(file)) !== 'pth') {
     throw new GpenLabError('E_FORMAT_UNKNOWN', `${file} is not a .pth checkpoint (it looks like an ONNX file)`,
       'An ONNX file needs no conversion: pass it to `gpen-lab model run` (or --model) directly.', { input: file });
@@ -258,12 +291,13 @@ export async function prepareModel(spec: ModelSpec, asked?: Precision, form: Gra
       info: { file: null, format: 'identity', origin: 'gpen-lab', kind: 'identity', size: spec.size, channelMultiplier: null, narrow: null, params: 0, precision: 'fp32', synthetic: false, seed: null, sha256: null },
     };
   }
-  if ((await sniffFormat(spec.file)) === 'pth') return preparePth(spec.file, spec.key, precision, nhwc, fusedAct);
-  const info = await describeOnnxCached(spec.file);
+  const file = await resolveModelFile(spec.file);
+  if ((await sniffFormat(file)) === 'pth') return preparePth(file, spec.key, precision, nhwc, fusedAct);
+  const info = await describeOnnxCached(file);
   if (asked !== undefined && asked !== info.precision) {
-    throw new GpenLabError('E_ARGUMENT', `${spec.file} is an ${info.precision} ONNX graph but ${asked} was asked for`,
+    throw new GpenLabError('E_ARGUMENT', `${file} is an ${info.precision} ONNX graph but ${asked} was asked for`,
       `Drop --fp16/--precision for a ready-made ONNX file (it runs in its own precision), or convert the official .pth with \`gpen-lab model convert IN.pth -o OUT.onnx${asked === 'fp16' ? ' --fp16' : ''}\`.`,
-      { input: spec.file });
+      { input: file });
   }
-  return { model: spec.file, label: spec.file, info };
+  return { model: file, label: file, info };
 }
