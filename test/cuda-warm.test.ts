@@ -8,7 +8,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { functionsAsync, warmCuda } from '../src/runtime/cuda-warm.js';
-import { RESTORE_VALUE_FLAGS, earlyPlan } from '../src/cli/early-start.js';
+import { RESTORE_VALUE_FLAGS, earlyPlan, fetchedFile } from '../src/cli/early-start.js';
 import { restoreCommand } from '../src/cli/restore.js';
 import { convertedPaths } from '../src/model/converted.js';
 import { fastCudaOptions } from '../src/runtime/routes.js';
@@ -64,6 +64,32 @@ describe('CUDA warm-up', () => {
     assert.equal(plan(['a.jpg', 'b.jpg', '--model', pth]), null, 'the warm set needs the NHWC FusedAct form, not converted yet');
     assert.equal(plan(['a.jpg', '--model', pth, '--precision', 'fp32']), null, 'another precision');
     rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('an early session for a catalog name (--model GPEN-BFR-512) once `models get` fetched it and a run converted it', () => {
+    useTempCache('gpen-lab-early-name-');
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'gpen-lab-early-name-'));
+    const saved = process.env.GPEN_LAB_MODELS;
+    process.env.GPEN_LAB_MODELS = dir;
+    try {
+      const pth = path.join(dir, 'GPEN-BFR-512.pth');
+      const plan = (args: string[]) => earlyPlan(['node', 'gpen-lab', 'restore', ...args], {}, () => true)?.session ?? null;
+      assert.equal(fetchedFile('GPEN-BFR-512'), 'GPEN-BFR-512', 'not fetched: the argument stays as it is');
+      writeFileSync(pth, 'weights');
+      assert.equal(fetchedFile('GPEN-BFR-512'), pth);
+      assert.equal(fetchedFile('gpen-bfr-512.pth'), pth, 'the file name, either case');
+      const cold = convertedPaths(pth, { precision: 'fp16', nhwc: false, fusedAct: false });
+      mkdirSync(path.dirname(cold.onnx), { recursive: true });
+      writeFileSync(cold.onnx, 'graph');
+      writeFileSync(cold.info, '{}');
+      // the label is the file, as prepareModel's for a name it located
+      assert.deepEqual(plan(['a.jpg', '--model', 'GPEN-BFR-512']), { model: cold.onnx, label: pth, cudaOptions: fastCudaOptions('single', true), userOptions: null });
+      assert.deepEqual(plan(['a.jpg', '--model=GPEN-BFR-512']), { model: cold.onnx, label: pth, cudaOptions: fastCudaOptions('single', true), userOptions: null });
+    } finally {
+      if (saved === undefined) delete process.env.GPEN_LAB_MODELS;
+      else process.env.GPEN_LAB_MODELS = saved;
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('reads restore\'s value flags as the command defines them', () => {

@@ -112,7 +112,7 @@ describe('face workers', () => {
     const comps: Uint8Array[] = [];
     for (const faceThreads of [0, 2, 4]) {
       const dir = path.join(tmp, `t${faceThreads}`);
-      const r = await Restorer.create({ model: { type: 'identity', size: 256 }, outDir: dir, batch: 8, faceThreads });
+      const r = await Restorer.create({ model: { type: 'identity', size: 256 }, outDir: dir, batch: 8, faceThreads, outputs: ['gpen', 'comp'] });
       try {
         const res = await r.restoreFile(path.join(IMAGES, 'Solvay_conference_1927.png'));
         assert.equal(res.error, undefined);

@@ -304,7 +304,7 @@ describe('encodeImage', () => {
     assert.equal((await imageInfo(buf)).description, 'gpen-lab: test');
   });
 
-  it('JPEG drops alpha and stays within 1.5 levels at q95 4:4:4; WebP keeps alpha', async () => {
+  it('JPEG drops alpha and stays within 1.5 levels at the default quality (92, 4:4:4); WebP keeps alpha', async () => {
     const alpha = new Uint8Array(W * H).fill(128);
     const jpg = await encodeImage({ width: W, height: H, rgb: p, alpha }, '.jpg');
     const ji = await imageInfo(jpg);

@@ -32,6 +32,10 @@ export function demoCommand(): Command {
       const restorer = await Restorer.create({
         model: { type: 'synthetic', size: o.size, seed: o.seed }, provider, route: parseChoice(ROUTES, o.route, '--route'),
         ...(o.precision !== undefined ? { precision: parseChoice(PRECISIONS, o.precision, '--precision') } : {}), outDir: o.out,
+        // the demo shows the restoration beside its input
+        outputs: ['gpen', 'comp'],
+        // the whole photo on a CPU takes minutes: each batch of its faces says so
+        onProgress: (p) => { if (p.done > 0 && p.done < p.faces) steps.status(`${p.done}/${p.faces} faces restored`, { fraction: p.done / p.faces, plain: true }); },
       });
       const setupMs = performance.now() - t0;
       info(describeChoice(restorer.choice));

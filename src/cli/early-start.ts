@@ -1,14 +1,16 @@
 // What a `restore` command line will ask of CUDA, read from argv before the command line's modules load (warm-start.ts):
 // whether to warm CUDA up, and the C API session restore will create (model file, options), so it can start now. It
 // must ask for exactly what Restorer.create will ask (face/choose.ts), or the early session is not taken.
-import { statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { catalogEntry, modelsDir } from '../model/catalog.js';
 import { findConverted, formForCuda } from '../model/converted.js';
 import { missingProviderFiles } from '../runtime/providers.js';
 import type { Workload } from '../runtime/routes.js';
 import { defaultPrecision, fastCudaOptions } from '../runtime/routes.js';
 
 /** restore's options that take a value (the rest are switches); a test checks it against the command's definition. */
-export const RESTORE_VALUE_FLAGS = ['-o', '--out', '--model', '--synthetic', '--seed', '--key', '--provider', '--route', '--precision', '--alpha', '--ext',
+export const RESTORE_VALUE_FLAGS = ['-o', '--out', '--model', '--synthetic', '--seed', '--key', '--provider', '--route', '--precision', '--alpha', '--outputs', '--ext',
   '--batch', '--max-pixels', '--detector-provider', '--cuda-options', '--face-threads'] as const;
 
 export interface RestoreArgv {
@@ -47,6 +49,14 @@ export function workloadOf(inputs: string[]): Workload {
   }
 }
 
+/** A catalog name (`--model GPEN-BFR-512`) as the file `models get` fetched (model/fetched.ts locateModel, without its checks). */
+export function fetchedFile(model: string): string {
+  if (existsSync(model) || model.includes('/')) return model;
+  const entry = catalogEntry(model);
+  const file = entry ? path.join(modelsDir(), entry.file) : null;
+  return file && existsSync(file) ? file : model;
+}
+
 /** Splits `k=v,k=v` loosely (restore's own parsing reports malformed options). */
 function looseOptions(s: string): Record<string, string> {
   return Object.fromEntries(s.split(',').map((p) => p.trim().split('=')).filter((kv) => kv.length === 2 && kv[0] && kv[1]).map(([k, v]) => [k, v]));
@@ -74,6 +84,8 @@ export function earlyPlan(argv: readonly string[], env: NodeJS.ProcessEnv = proc
   const model = get('--model');
   if (route !== 'fast' || !model || r.flags.has('--help') || r.flags.has('-h')) return { session: null };
   const workload = workloadOf(r.inputs);
+  const file = fetchedFile(model);
+  if (file !== model) return earlyPlan([...argv.slice(0, 2), ...argv.slice(2).map((a) => (a === model ? file : a === `--model=${model}` ? `--model=${file}` : a))], env, cudaInstalled);
   if (/\.onnx$/i.test(model)) {
     return { session: { model, label: model, cudaOptions: user !== undefined ? looseOptions(user) : fastCudaOptions(workload, false), userOptions: user ?? null } };
   }

@@ -1,20 +1,30 @@
 // How every command speaks: results to stdout (text or --json), warnings and progress to stderr, errors as
-// message + fix (stack only with --debug) and a non-zero exit.
-import cliProgress from 'cli-progress';
+// message + fix (stack only with --debug) and a non-zero exit. With --json, stdout is JSON and nothing else: one
+// compact object per line, one per item for the commands that report items (restore, detect) and one for a single
+// document (demo, doctor, lab, model, setup) or an error.
 import { GpenLabError, errorMessage } from '../errors.js';
 
 export const SYNTHETIC_WARNING = 'synthetic weights: seeded random GPEN, for speed and agreement measurements only; the image is not a restoration';
 
+/** One JSON document (or one item of a stream of them) as one line on stdout. */
 export function printJson(value: unknown): void {
-  process.stdout.write(JSON.stringify(value, null, 2) + '\n');
+  const line = JSON.stringify(value) + '\n';
+  // stdout on the terminal that shows the progress line: above it, as stderr's lines
+  if (status !== null && process.stdout.isTTY) {
+    clearStatus();
+    process.stdout.write(line);
+    process.stderr.write(status);
+  } else {
+    process.stdout.write(line);
+  }
 }
 
 export function warn(line: string): void {
-  process.stderr.write(`warning: ${line}\n`);
+  aboveStatus(`warning: ${line}\n`);
 }
 
 export function info(line: string): void {
-  process.stderr.write(`${line}\n`);
+  aboveStatus(`${line}\n`);
 }
 
 /** Exit code per kind of failure: 2 for bad usage or input, 3 for the runtime, 1 for anything unexpected. */
@@ -27,8 +37,9 @@ export function reportError(e: unknown, opts: { debug: boolean; json: boolean })
   const code = exitCodeFor(e);
   if (opts.json) {
     const body = e instanceof GpenLabError ? e.toJSON() : { code: 'E_INTERNAL', message: errorMessage(e), fix: 'Re-run with --debug and report the stack.' };
-    process.stdout.write(JSON.stringify({ error: body }, null, 2) + '\n');
+    printJson({ error: body });
   }
+  clearStatus();
   if (e instanceof GpenLabError) {
     process.stderr.write(`error [${e.code}]: ${e.message}\n  fix: ${e.fix}\n`);
   } else {
@@ -38,31 +49,113 @@ export function reportError(e: unknown, opts: { debug: boolean; json: boolean })
   return code;
 }
 
-/** Steps of a long job: a bar on a TTY, one plain line per step otherwise (CI logs, pipes). */
-export class Steps {
-  private bar: cliProgress.SingleBar | null = null;
-  private i = 0;
-  private readonly t0 = Date.now();
+/** How progress shows on stderr: an updating line on a terminal (plain lines in CI), plain lines off one, none with --json off one. */
+export type ProgressMode = 'tty' | 'lines' | 'none';
 
-  constructor(private readonly total: number, private readonly quiet = false) {
-    if (!quiet && process.stderr.isTTY && !process.env.CI) {
-      this.bar = new cliProgress.SingleBar({ stream: process.stderr, format: '{bar} {value}/{total} {step}', hideCursor: true, clearOnComplete: true },
-        cliProgress.Presets.shades_classic);
-      this.bar.start(total, 0, { step: '' });
+export function progressMode(json: boolean, stream: { isTTY?: boolean } = process.stderr, env: NodeJS.ProcessEnv = process.env): ProgressMode {
+  const ci = env.CI !== undefined && env.CI !== '' && env.CI !== 'false' && env.CI !== '0';
+  if (stream.isTTY) return ci ? 'lines' : 'tty';
+  return json ? 'none' : 'lines';
+}
+
+/** The updating line on the terminal, while one shows: lines written meanwhile go above it. */
+let status: string | null = null;
+
+function clearStatus(): void {
+  if (status !== null) process.stderr.write('\r\x1b[2K');
+}
+
+function aboveStatus(text: string): void {
+  clearStatus();
+  process.stderr.write(text);
+  if (status !== null) process.stderr.write(status);
+}
+
+function showStatus(text: string | null): void {
+  clearStatus();
+  // one row: a line that wraps cannot be taken back with a carriage return
+  status = text === null ? null : [...text].slice(0, Math.max(20, (process.stderr.columns || Number(process.env.COLUMNS) || 80) - 1)).join('');
+  if (status !== null) process.stderr.write(status);
+}
+
+const seconds = (ms: number): string => `${(ms / 1000).toFixed(1)} s`;
+
+/**
+ * Progress of a job of `total` items on stderr (progressMode): on a terminal one updating line (a bar, the item,
+ * its time, ticking each second) with each finished item's line above it; elsewhere plain lines.
+ */
+export class Steps {
+  private i = 0;
+  /** Items (or steps) finished, for the bar. */
+  private finished = 0;
+  private readonly t0: number;
+  /** When the current item began: the last one finished, or the job started. */
+  private began: number;
+  private label = '';
+  private fraction = 0;
+  private readonly mode: ProgressMode;
+  private timer: NodeJS.Timeout | null = null;
+  private readonly now: () => number;
+
+  constructor(private readonly total: number, json = false, opts: { mode?: ProgressMode; now?: () => number } = {}) {
+    this.mode = opts.mode ?? progressMode(json);
+    this.now = opts.now ?? Date.now;
+    this.t0 = this.began = this.now();
+  }
+
+  /** A step begins (lab, model, demo): the label says what, with the time since the job started. */
+  step(label: string): void {
+    this.i++;
+    if (this.mode === 'lines') process.stderr.write(`[${this.i}/${this.total}] ${label} (${seconds(this.now() - this.t0)})\n`);
+    this.finished = this.i - 1;
+    if (this.mode === 'tty') this.draw(label, 0);
+  }
+
+  /** The current item begins now (after the job's own set-up: a model loaded). */
+  mark(): void {
+    this.began = this.now();
+  }
+
+  /** An item finished: its line, with its own time and, for several, the time in all. */
+  item(label: string): void {
+    this.i++;
+    const now = this.now();
+    const own = now - this.began;
+    this.began = now;
+    this.finished = this.i;
+    if (this.mode === 'none') return;
+    const line = `[${this.i}/${this.total}] ${label} in ${seconds(own)}${this.total > 1 ? ` (${seconds(now - this.t0)} in all)` : ''}\n`;
+    if (this.mode === 'tty') {
+      aboveStatus(line);
+      this.draw(this.label, 0);
+    } else {
+      process.stderr.write(line);
     }
   }
 
-  step(label: string): void {
-    this.i++;
-    if (this.quiet) return;
-    if (this.bar) this.bar.update(this.i - 1, { step: label });
-    else process.stderr.write(`[${this.i}/${this.total}] ${label} (${((Date.now() - this.t0) / 1000).toFixed(1)} s)\n`);
+  /**
+   * What the current item is doing, and how far it is (0..1): the terminal's line; with `plain`, a line elsewhere too
+   * (for the steps of a long item: a batch of faces restored).
+   */
+  status(label: string, opts: { fraction?: number; plain?: boolean } = {}): void {
+    if (this.mode === 'tty') this.draw(label, opts.fraction ?? 0);
+    else if (this.mode === 'lines' && opts.plain) process.stderr.write(`[${Math.min(this.total, this.finished + 1)}/${this.total}] ${label} (${seconds(this.now() - this.began)})\n`);
+  }
+
+  private draw(label: string, fraction: number): void {
+    this.label = label;
+    this.fraction = fraction;
+    const width = 20;
+    const filled = Math.round(width * Math.min(1, (this.finished + Math.min(1, Math.max(0, fraction))) / Math.max(1, this.total)));
+    const item = Math.min(this.total, this.finished + 1);
+    showStatus(`[${item}/${this.total}] ${'#'.repeat(filled)}${'-'.repeat(width - filled)} ${label} ${seconds(this.now() - this.began)}`);
+    // the clock ticks while an item takes long (the Solvay photo on a CPU: over a minute with no other change)
+    this.timer ??= setInterval(() => this.draw(this.label, this.fraction), 1000).unref();
   }
 
   done(): void {
-    if (this.bar) {
-      this.bar.update(this.total, { step: 'done' });
-      this.bar.stop();
-    }
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    if (this.mode === 'tty') showStatus(null);
   }
 }

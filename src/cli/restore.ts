@@ -2,13 +2,15 @@
 import { Command, Option } from 'commander';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { GpenLabError } from '../errors.js';
+import { GpenLabError, errorMessage } from '../errors.js';
 import { parseCudaOptions } from '../runtime/capi-model.js';
 import type { WarmReport } from '../runtime/cuda-warm.js';
 import { cudaWarmup } from '../runtime/cuda-warm.js';
-import type { RestoreResult } from '../face/restore.js';
-import { Restorer, SYNTHETIC_NOTE } from '../face/restore.js';
+import type { OutputKind, RestoreResult } from '../face/restore.js';
+import { OUTPUT_KINDS, Restorer, SYNTHETIC_NOTE } from '../face/restore.js';
 import { createBlazeFace } from '../face/blazeface.js';
+import type { DetectedFace, Pt } from '../face/types.js';
+import { assertReadableFile } from '../io/files.js';
 import { decodeImage } from '../io/image.js';
 import { isRestoreOutput } from '../io/output-names.js';
 import type { OutputExt } from '../io/image.js';
@@ -21,25 +23,58 @@ import { Steps, info, printJson, warn } from './output.js';
 
 export const IMAGE_EXTS = ['.jpg', '.jpeg', '.png', '.webp', '.tif', '.tiff', '.gif'];
 
+const ACCEPTED = 'an image (JPEG, PNG, WebP, TIFF or GIF)';
+
 /**
  * Files as given; folders expand to their image files (sorted, not recursive), leaving out restore's own outputs
- * (NAME_GPEN, NAME_COMP, NAME_faceNN: never read back as inputs), which are counted in `skipped`.
+ * (NAME_GPEN, NAME_COMP, NAME_faceNN: never read back as inputs), which are counted in `skipped`. Every input is checked
+ * first, before any model work: a file that is missing or unreadable, or a folder without image files, is one coded
+ * error naming them all.
  */
 export async function expandInputs(inputs: string[]): Promise<{ files: string[]; skipped: number }> {
   const files: string[] = [];
+  const problems: GpenLabError[] = [];
   let skipped = 0;
   for (const i of inputs) {
     const st = await fs.stat(i).catch(() => null);
-    if (st?.isDirectory()) {
-      const names = (await fs.readdir(i)).filter((n) => IMAGE_EXTS.includes(path.extname(n).toLowerCase())).sort();
-      const own = names.filter(isRestoreOutput);
-      skipped += own.length;
-      files.push(...names.filter((n) => !isRestoreOutput(n)).map((n) => path.join(i, n)));
-    } else {
-      files.push(i); // missing files become a coded error for that file
+    if (!st?.isDirectory()) {
+      // a file that cannot be read stops the command here, not after the model is built
+      await assertReadableFile(i, ACCEPTED).then(() => files.push(i), (e: GpenLabError) => problems.push(e));
+      continue;
     }
+    let names: string[];
+    try {
+      names = (await fs.readdir(i)).filter((n) => IMAGE_EXTS.includes(path.extname(n).toLowerCase())).sort();
+    } catch (e) {
+      problems.push(new GpenLabError('E_FILE_UNREADABLE', `Input folder cannot be read: ${i}: ${errorMessage(e)}`, 'Check the folder\'s permissions.', { input: i }));
+      continue;
+    }
+    const own = names.filter(isRestoreOutput);
+    skipped += own.length;
+    if (own.length === names.length) {
+      problems.push(new GpenLabError('E_FILE_MISSING', `No image files in the folder ${i}${own.length ? ` (only restore's own outputs, NAME_GPEN, NAME_COMP, NAME_faceNN)` : ''}`,
+        `Pass image files (${IMAGE_EXTS.join(', ')}) or folders holding them.`, { input: i }));
+    }
+    files.push(...names.filter((n) => !isRestoreOutput(n)).map((n) => path.join(i, n)));
+  }
+  if (problems.length === 1) throw problems[0];
+  if (problems.length > 1) {
+    throw new GpenLabError(problems.some((e) => e.code === 'E_FILE_MISSING') ? 'E_FILE_MISSING' : 'E_FILE_UNREADABLE',
+      `${problems.length} inputs cannot be read: ${problems.map((e) => e.message).join('; ')}`, 'Check the paths (they are resolved from the current folder) and the permissions.',
+      { input: problems.map((e) => e.details.input).join(', ') });
   }
   return { files, skipped };
+}
+
+/** `--outputs gpen,comp,faces`: which files each image gets. */
+export function parseOutputs(v: string): OutputKind[] {
+  const kinds = v.split(',').map((k) => k.trim().toLowerCase()).filter(Boolean);
+  const bad = kinds.filter((k) => !(OUTPUT_KINDS as readonly string[]).includes(k));
+  if (kinds.length === 0 || bad.length > 0) {
+    throw new GpenLabError('E_ARGUMENT', `Expected a comma-separated list of ${OUTPUT_KINDS.join(', ')} for --outputs but received ${JSON.stringify(v)}`,
+      'Pass --outputs gpen (the restored photo, the default), gpen,comp (and the side-by-side comparison) or gpen,comp,faces (and each face\'s crop pair).', { input: '--outputs' });
+  }
+  return OUTPUT_KINDS.filter((k) => kinds.includes(k));
 }
 
 function parseAlpha(v: string): number {
@@ -48,9 +83,15 @@ function parseAlpha(v: string): number {
   return n;
 }
 
+/** How an image's faces read in a line: "1 aligned face" with --aligned (the input is the face), else the count found. */
+function facesText(r: RestoreResult, aligned: boolean): string {
+  if (aligned) return '1 aligned face';
+  return `${r.faces.length} face${r.faces.length === 1 ? '' : 's'}`;
+}
+
 export function restoreCommand(): Command {
   return new Command('restore')
-    .description('restore the faces in photos: detect, align, GPEN, paste back; writes NAME_GPEN and NAME_COMP')
+    .description('restore the faces in photos: detect, align, GPEN, paste back; writes NAME_GPEN in the input\'s format (and, asked for, NAME_COMP, NAME_faceNN)')
     .argument('<input...>', 'image files or folders')
     .requiredOption('-o, --out <dir>', 'output folder')
     .option('--model <file>', 'GPEN weights: the official .pth or an .onnx')
@@ -61,25 +102,32 @@ export function restoreCommand(): Command {
     .addOption(new Option('--route <r>', 'fast: the measured-best binding and options for the provider; stock: onnxruntime-node\'s binding (the baseline)').choices([...ROUTES]).default('fast'))
     .addOption(new Option('--precision <p>', 'for a .pth or --synthetic (default: fp16 on a GPU, fp32 on the CPU; an .onnx runs in its own)').choices([...PRECISIONS]))
     .option('--alpha <a>', 'blend of restored (1) and original (0) face', parseAlpha, 1)
-    .option('--aligned', 'inputs are aligned faces: GAN only')
-    .option('--save-face', 'also write NAME_faceNN (aligned crop and restored crop)')
-    .addOption(new Option('--ext <ext>', 'output format').choices(['.png', '.jpg', '.webp']).default('.png'))
+    .option('--aligned', 'inputs are square aligned faces: GAN only')
+    .addOption(new Option('--outputs <list>', 'files per image, comma-separated: gpen (NAME_GPEN, the restored photo), comp (NAME_COMP, input and result side by side), faces (NAME_faceNN, each aligned crop and its restoration)')
+      .argParser(parseOutputs).default(['gpen'], 'gpen'))
+    // removed, and refused with the fix (--outputs gpen,comp,faces writes what it wrote)
+    .addOption(new Option('--save-face').hideHelp())
+    .addOption(new Option('--ext <ext>', 'output format (default: the input\'s: JPEG at quality 92, PNG, WebP; others PNG)').choices(['.png', '.jpg', '.webp']))
     .option('--batch <n>', 'faces per inference (default: 32 on the CUDA fast route, 8 through the stock binding and on WebGPU, 4 on the CPU)', parseIntArg('--batch'))
     .option('--max-pixels <n>', 'refuse images larger than this (decompression bombs)', parseIntArg('--max-pixels'))
     .addOption(new Option('--detector-provider <p>', 'where the face detector runs (default: CUDA beside the fast route for several images, else the CPU)').choices([...PROVIDERS]))
     .option('--cuda-options <k=v,...>', 'for experts: CUDA provider options by ONNX Runtime\'s names and gpen-lab\'s session keys, replacing the fast route\'s set (docs/routes.md)', (v: string) => parseCudaOptions(v))
     .option('--face-threads <n>', 'worker threads that warp and paste the faces of photos with 4 or more (default: the cores but one, 2 to 16; 0: none)', parseIntArg('--face-threads'))
     .option('--overwrite', 'replace output files that are already there (without it such an image fails with E_OUTPUT_EXISTS)')
-    .option('--json', 'one RestoreResult per image, a JSON object per line')
+    .option('--json', 'one RestoreResult per image, a JSON object per line (progress stays on stderr, on a terminal only)')
     .action(async (inputs: string[], o: {
       out: string; model?: string; synthetic?: number; seed: number; key?: string; provider: string; route: string; precision?: string; alpha: number;
-      aligned?: boolean; saveFace?: boolean; overwrite?: boolean; ext: OutputExt; batch?: number; maxPixels?: number; json?: boolean; cudaOptions?: Record<string, string>; detectorProvider?: string; faceThreads?: number;
+      aligned?: boolean; outputs: OutputKind[]; saveFace?: boolean; overwrite?: boolean; ext?: OutputExt; batch?: number; maxPixels?: number; json?: boolean; cudaOptions?: Record<string, string>; detectorProvider?: string; faceThreads?: number;
     }) => {
       // time since the process started, to here: node's own start and the modules loaded (a cold start's first part)
       const startMs = performance.now();
       // the CUDA warm-up the CLI started first thing (src/cli/warm-start.ts), reported with the first result
       let warmup: WarmReport | { running: true } | null = cudaWarmup() ? { running: true } : null;
       void cudaWarmup()?.then((r) => { warmup = r; });
+      if (o.saveFace) {
+        throw new GpenLabError('E_ARGUMENT', '--save-face was removed: the outputs are chosen with --outputs',
+          'Pass --outputs gpen,comp,faces for what restore --save-face wrote, or --outputs gpen,faces without the side-by-side NAME_COMP (no longer written by default).', { input: '--save-face' });
+      }
       if (o.model === undefined && o.synthetic === undefined) {
         throw new GpenLabError('E_ARGUMENT', 'restore needs GPEN weights and none were given',
           'Pass --model FILE (the official GPEN-BFR-512.pth or a GPEN .onnx) to restore faces, or --synthetic 512 to measure the pipeline with seeded random weights (its faces are noise).',
@@ -89,20 +137,36 @@ export function restoreCommand(): Command {
         throw new GpenLabError('E_ARGUMENT', 'restore was given both --model and --synthetic', 'Pass one of them.', { input: '--model' });
       }
       const spec: ModelSpec = o.model !== undefined ? { type: 'file', file: o.model, ...(o.key ? { key: o.key } : {}) } : { type: 'synthetic', size: o.synthetic!, seed: o.seed };
+      // the inputs first: a path that is wrong is said before the model is built
       const { files, skipped } = await expandInputs(inputs);
       if (skipped > 0) info(`left out ${skipped} file(s) named like restore's outputs (NAME_GPEN, NAME_COMP, NAME_faceNN) in the input folder(s)`);
-      if (files.length === 0) throw new GpenLabError('E_FILE_MISSING', `No image files in ${inputs.join(', ')}`, `Pass image files (${IMAGE_EXTS.join(', ')}) or folders holding them.`, { input: inputs.join(', ') });
-      const restorer = await Restorer.create({
-        model: spec, provider: parseChoice(PROVIDER_CHOICES, o.provider, '--provider'), route: parseChoice(ROUTES, o.route, '--route'),
-        ...(o.precision !== undefined ? { precision: parseChoice(PRECISIONS, o.precision, '--precision') } : {}),
-        // one image is a cold start; several take the set fastest per image
-        workload: files.length === 1 ? 'single' : 'batch',
-        alpha: o.alpha, aligned: !!o.aligned, saveFace: !!o.saveFace, overwrite: !!o.overwrite, ext: o.ext, outDir: o.out,
-        ...(o.batch !== undefined ? { batch: o.batch } : {}), ...(o.maxPixels !== undefined ? { maxPixels: o.maxPixels } : {}),
-        ...(o.cudaOptions ? { session: { cudaOptions: o.cudaOptions } } : {}),
-        ...(o.detectorProvider !== undefined ? { detectorProvider: parseProvider(o.detectorProvider, '--detector-provider') } : {}),
-        ...(o.faceThreads !== undefined ? { faceThreads: o.faceThreads } : {}),
-      });
+      const steps = new Steps(files.length, o.json);
+      const name = (f: string) => path.basename(f);
+      steps.status('preparing the model and its session');
+      let restorer: Restorer;
+      try {
+        restorer = await Restorer.create({
+          model: spec, provider: parseChoice(PROVIDER_CHOICES, o.provider, '--provider'), route: parseChoice(ROUTES, o.route, '--route'),
+          ...(o.precision !== undefined ? { precision: parseChoice(PRECISIONS, o.precision, '--precision') } : {}),
+          // one image is a cold start; several take the set fastest per image
+          workload: files.length === 1 ? 'single' : 'batch',
+          alpha: o.alpha, aligned: !!o.aligned, outputs: o.outputs, overwrite: !!o.overwrite, outDir: o.out,
+          ...(o.ext !== undefined ? { ext: o.ext } : {}),
+          ...(o.batch !== undefined ? { batch: o.batch } : {}), ...(o.maxPixels !== undefined ? { maxPixels: o.maxPixels } : {}),
+          ...(o.cudaOptions ? { session: { cudaOptions: o.cudaOptions } } : {}),
+          ...(o.detectorProvider !== undefined ? { detectorProvider: parseProvider(o.detectorProvider, '--detector-provider') } : {}),
+          ...(o.faceThreads !== undefined ? { faceThreads: o.faceThreads } : {}),
+          // inside an image: its faces found, then each batch of them restored (the Solvay photo on a CPU: a minute)
+          onProgress: (p) => {
+            if (p.faces === 0) return;
+            if (p.done === 0) steps.status(`${name(p.input)}: ${o.aligned ? 'the aligned face' : `${p.faces} face${p.faces === 1 ? '' : 's'} found`}, restoring`);
+            else if (p.done < p.faces) steps.status(`${name(p.input)}: ${p.done}/${p.faces} faces restored`, { fraction: p.done / p.faces, plain: true });
+          },
+        });
+      } catch (e) {
+        steps.done();
+        throw e;
+      }
       // what was asked, what was chosen and why the others were skipped: once the session that runs is known
       let told = false;
       const tell = () => {
@@ -113,17 +177,19 @@ export function restoreCommand(): Command {
       void restorer.ready().then(tell, () => undefined);
       let first = true;
       if (restorer.info.synthetic) warn(`${SYNTHETIC_NOTE}; every output says so`);
-      const steps = new Steps(files.length, o.json);
+      steps.mark();
+      steps.status(`${name(files[0])}: ${o.aligned ? 'reading' : 'finding faces'}`);
       let results: RestoreResult[];
       try {
-        results = await restorer.restoreFiles(files, (r) => {
+        results = await restorer.restoreFiles(files, (r, i) => {
           tell();
-          steps.step(`${path.basename(r.input)}: ${r.error ? `failed (${r.error.code})` : `${r.faces.length} face(s)`}`);
+          steps.item(`${name(r.input)}: ${r.error ? `failed (${r.error.code})` : facesText(r, !!o.aligned)}`);
+          if (i + 1 < files.length) steps.status(`${name(files[i + 1])}: ${o.aligned ? 'reading' : 'finding faces'}`);
           // the first result also says how the process got there: start and imports, model, session, detector
           const graphCache = restorer.runner?.graphCache ?? null;
           const runner = restorer.runner;
           const primer = runner && Number(runner.cudaOptions?.prime ?? 0) > 0 ? (runner.primerReport ?? { running: true }) : null;
-          if (o.json) process.stdout.write(JSON.stringify(first ? { ...r, startup_ms: { time_origin: performance.timeOrigin, process: startMs, ...restorer.createMs, first_result_at: performance.now(), ...(warmup ? { warmup } : {}), ...(graphCache ? { graph_cache: graphCache } : {}), ...(primer ? { primer } : {}), ...(runner?.startedAt ? { session_started_at: runner.startedAt } : {}), marks: marks(), ...(runner?.placement?.sessionMs ? { session_profile: runner.placement.sessionMs } : {}) } } : r) + '\n');
+          if (o.json) printJson(first ? { ...r, startup_ms: { time_origin: performance.timeOrigin, process: startMs, ...restorer.createMs, first_result_at: performance.now(), ...(warmup ? { warmup } : {}), ...(graphCache ? { graph_cache: graphCache } : {}), ...(primer ? { primer } : {}), ...(runner?.startedAt ? { session_started_at: runner.startedAt } : {}), marks: marks(), ...(runner?.placement?.sessionMs ? { session_profile: runner.placement.sessionMs } : {}) } } : r);
           first = false;
           for (const w of r.warnings) if (w !== SYNTHETIC_NOTE) warn(w);
         });
@@ -134,8 +200,13 @@ export function restoreCommand(): Command {
       const failed = results.filter((r) => r.error);
       if (!o.json) {
         for (const r of results) {
-          if (r.error) process.stdout.write(`${r.input}: error [${r.error.code}] ${r.error.message}\n  fix: ${r.error.fix}\n`);
-          else process.stdout.write(`${r.input}: ${r.faces.length} face(s) -> ${r.outputs.gpen}  (${Object.entries(r.stages_ms).map(([k, v]) => `${k} ${v.toFixed(0)}`).join(', ')} ms)\n`);
+          if (r.error) {
+            process.stdout.write(`${r.input}: error [${r.error.code}] ${r.error.message}\n  fix: ${r.error.fix}\n`);
+            continue;
+          }
+          const written = [r.outputs.gpen, r.outputs.comp, ...r.outputs.faces].filter((f): f is string => f !== null);
+          const shown = written.length <= 3 ? written.join(', ') : `${written.slice(0, 2).join(', ')} and ${written.length - 2} more`;
+          process.stdout.write(`${r.input}: ${facesText(r, !!o.aligned)} -> ${shown || 'nothing (no face for --outputs faces)'}  (${Object.entries(r.stages_ms).map(([k, v]) => `${k} ${v.toFixed(0)}`).join(', ')} ms)\n`);
         }
       }
       if (failed.length > 0) {
@@ -145,25 +216,53 @@ export function restoreCommand(): Command {
     });
 }
 
+/** Image coordinates to 0.1 px, scores to 3 decimals: what a detector's precision supports. */
+function rounded(f: DetectedFace): DetectedFace {
+  const px = (v: number) => Math.round(v * 10) / 10;
+  const pt = (p: Pt): Pt => [px(p[0]), px(p[1])];
+  const landmarks = Object.fromEntries(Object.entries(f.landmarks).map(([k, p]) => [k, pt(p as Pt)])) as unknown as DetectedFace['landmarks'];
+  return { box: f.box.map(px) as DetectedFace['box'], score: Math.round(f.score * 1000) / 1000, landmarks, raw: f.raw.map(pt) };
+}
+
 export function detectCommand(): Command {
   return new Command('detect')
-    .description('find faces: box, score, named landmarks, the detector\'s raw points')
-    .argument('<image>', 'image file')
+    .description('find faces: box, score, named landmarks, the detector\'s raw points (image pixels, to 0.1 px)')
+    .argument('<input...>', 'image files or folders')
     .option('--max-pixels <n>', 'refuse images larger than this', parseIntArg('--max-pixels'))
-    .option('--json', 'machine-readable output')
-    .action(async (file: string, o: { json?: boolean; maxPixels?: number }) => {
-      const img = await decodeImage(file, o.maxPixels !== undefined ? { maxPixels: o.maxPixels } : undefined);
+    .option('--json', 'one object per image, a JSON object per line: {input, width, height, faces, warnings} or {input, error}')
+    .action(async (inputs: string[], o: { json?: boolean; maxPixels?: number }) => {
+      const { files } = await expandInputs(inputs);
       const det = await createBlazeFace({ provider: 'cpu' });
+      let failed = 0;
       try {
-        const faces = await det.detect({ width: img.width, height: img.height, data: img.rgb });
-        if (o.json) printJson({ faces, warnings: faces.length === 0 ? [`no face found in ${file}`] : [] });
-        else {
-          process.stdout.write(`${file}: ${faces.length} face(s)\n`);
-          faces.forEach((f, i) => process.stdout.write(`  ${String(i).padStart(2, '0')} score ${f.score.toFixed(3)} box [${f.box.map((v) => v.toFixed(0)).join(', ')}] eyes (${f.landmarks.left_eye.map((v) => v.toFixed(0))}) (${f.landmarks.right_eye.map((v) => v.toFixed(0))})\n`));
-          if (faces.length === 0) warn(`no face found in ${file}`);
+        for (const file of files) {
+          let out: { input: string; width: number; height: number; faces: DetectedFace[]; warnings: string[] };
+          try {
+            const img = await decodeImage(file, o.maxPixels !== undefined ? { maxPixels: o.maxPixels } : undefined);
+            const faces = (await det.detect({ width: img.width, height: img.height, data: img.rgb })).map(rounded);
+            out = { input: file, width: img.width, height: img.height, faces, warnings: faces.length === 0 ? [`no face found in ${file}`] : [] };
+          } catch (e) {
+            if (!(e instanceof GpenLabError)) throw e;
+            failed++;
+            if (o.json) printJson({ input: file, error: { code: e.code, message: e.message, fix: e.fix } });
+            else process.stdout.write(`${file}: error [${e.code}] ${e.message}\n  fix: ${e.fix}\n`);
+            continue;
+          }
+          if (o.json) {
+            printJson(out);
+            continue;
+          }
+          process.stdout.write(`${file} (${out.width}x${out.height}): ${out.faces.length} face(s)\n`);
+          const xy = (p: Pt) => `(${p.map((v) => v.toFixed(1)).join(', ')})`;
+          out.faces.forEach((f, i) => process.stdout.write(`  ${String(i).padStart(2, '0')} score ${f.score.toFixed(3)} box [${f.box.map((v) => v.toFixed(1)).join(', ')}] eyes ${xy(f.landmarks.left_eye)} ${xy(f.landmarks.right_eye)}\n`));
+          for (const w of out.warnings) warn(w);
         }
       } finally {
         await det.release();
+      }
+      if (failed > 0) {
+        process.stderr.write(`${failed} of ${files.length} image(s) failed\n`);
+        process.exitCode = 2;
       }
     });
 }

@@ -2,15 +2,16 @@
 // encode, write. The CLI, the lab and the service all call this and share its RestoreResult.
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { GpenLabError, errorMessage, isGpenLabError } from '../errors.js';
+import { GpenLabError, badArgument, errorMessage, isGpenLabError } from '../errors.js';
 import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { outputExists, writeFileAtomicSafe } from '../io/files.js';
 import { outputNames } from '../io/output-names.js';
 import type { DecodedImage, OutputExt } from '../io/image.js';
-import { decodeImage, encodeImage } from '../io/image.js';
-import type { PngPart, PngStripe } from '../io/png.js';
-import { assemblePng, partsWidth, pngStripeJobs, stripeReads } from '../io/png.js';
+import { decodeImage, encodeImage, outputMetadata } from '../io/image.js';
+import { outputExtFor, outputExtOf } from '../io/metadata.js';
+import type { EarlyStripes, PngPart } from '../io/png.js';
+import { encodePngsStriped, hstack, partsWidth, photoPngs, pngStripeJobs, stripeReads } from '../io/png.js';
 import type { Precision } from '../model/gpen-graph.js';
 import type { GraphForm, ModelInfo, ModelSpec, PreparedModel } from '../model/registry.js';
 import type { Provider } from '../runtime/providers.js';
@@ -51,8 +52,14 @@ export interface RestoreOptions {
   alpha?: number;
   /** Treat each input as an already aligned face: GAN only, no detection or paste. */
   aligned?: boolean;
+  /** The files each image gets (default ['gpen']): NAME_GPEN, the side-by-side NAME_COMP, the crop pairs NAME_faceNN. */
+  outputs?: OutputKind[];
+  /** @deprecated outputs with 'faces'. */
   saveFace?: boolean;
+  /** Default: the input's format (JPEG, PNG, WebP; others PNG). */
   ext?: OutputExt;
+  /** Hears each image's faces found (done 0) and each batch or chunk of them restored. */
+  onProgress?: (p: RestoreProgress) => void;
   /** Faces per inference (across images; default per provider, routes.ts defaultBatch); a fixed-batch model: its own. */
   batch?: number;
   outDir: string;
@@ -125,10 +132,25 @@ export function pipelineChunk(faces: number, workers: number, batch: number): nu
  */
 export const STRIPED_PNG_THREADS = 4;
 
-/** Per-call overrides of the pipeline's options (the service takes them from each request). */
+/** What restore can write per image, in this order (RestoreOptions.outputs). */
+export const OUTPUT_KINDS = ['gpen', 'comp', 'faces'] as const;
+export type OutputKind = (typeof OUTPUT_KINDS)[number];
+
+/** Progress inside one image (RestoreOptions.onProgress): its faces, and how many the model has restored. */
+export interface RestoreProgress {
+  input: string;
+  faces: number;
+  done: number;
+}
+
+/**
+ * Per-call overrides of the pipeline's options (the service takes them from each request). restoreDecoded's outputs
+ * default to gpen and comp, and faces with saveFace.
+ */
 export interface FinishOptions {
   alpha?: number;
   ext?: OutputExt;
+  outputs?: OutputKind[];
   saveFace?: boolean;
   write?: boolean;
 }
@@ -207,7 +229,7 @@ export class Restorer {
     /** What was asked and what runs (runtime/routes.ts); a deferred session's is final once it is created. */
     public choice: RouteChoice,
     private readonly detector: FaceDetector | null,
-    private readonly opts: Required<Pick<RestoreOptions, 'alpha' | 'aligned' | 'saveFace' | 'ext' | 'batch' | 'outDir' | 'write'>> & RestoreOptions,
+    private readonly opts: Required<Pick<RestoreOptions, 'alpha' | 'aligned' | 'outputs' | 'batch' | 'outDir' | 'write'>> & RestoreOptions,
     public label: string,
   ) {}
 
@@ -255,6 +277,7 @@ export class Restorer {
     if (opts.faceThreads !== undefined && !(Number.isInteger(opts.faceThreads) && opts.faceThreads >= 0 && opts.faceThreads <= 64)) {
       throw new GpenLabError('E_ARGUMENT', `Expected an integer between 0 and 64 for --face-threads but received ${opts.faceThreads}`, 'Pass --face-threads between 0 (warp and paste on the main thread) and 64.', { input: '--face-threads' });
     }
+    const outputs = outputsOf(opts.outputs ?? ['gpen'], opts.saveFace);
     const t0 = performance.now();
     // the provider, route, precision, option set and batch (face/choose.ts): the first candidate's model is prepared
     // now, its session on the way; `settled` is the session that runs, after any candidate that failed
@@ -293,7 +316,7 @@ export class Restorer {
     }
     createMs.detector = performance.now() - t2;
     const fixed = plan.prepared.info.onnx?.fixedBatch ?? null;
-    const r = new Restorer(plan.prepared.info, sessionP, plan.choice, detector, { ...opts, alpha, batch: fixed ?? plan.choice.batch, aligned: opts.aligned ?? false, saveFace: opts.saveFace ?? false, ext: opts.ext ?? '.png', write: opts.write ?? true }, plan.prepared.label);
+    const r = new Restorer(plan.prepared.info, sessionP, plan.choice, detector, { ...opts, alpha, batch: fixed ?? plan.choice.batch, aligned: opts.aligned ?? false, outputs, write: opts.write ?? true }, plan.prepared.label);
     r.createMs = createMs;
     if (plan.prepared.note) r.notes.push(plan.prepared.note);
     holder.r = r;
@@ -367,7 +390,7 @@ export class Restorer {
       try {
         // outputs already there are refused before any work (and again, atomically, when written)
         if (this.opts.write && !this.opts.overwrite) {
-          for (const f of this.outputFiles(names[i])) if (existsSync(f)) throw outputExists(f);
+          for (const f of await this.outputFiles(names[i], file)) if (existsSync(f)) throw outputExists(f);
         }
         // an image restored in chunks runs on its own: only when nothing is queued before it
         p = await this.prepare(file, r, queue.length === 0, decoding);
@@ -395,10 +418,20 @@ export class Restorer {
     return results;
   }
 
-  /** The two outputs every restored image has (NAME_GPEN, NAME_COMP); NAME_faceNN are known after detection. */
-  private outputFiles(name: string, ext: OutputExt = this.opts.ext): string[] {
+  /** The outputs known before detection (NAME_GPEN, NAME_COMP, as asked) in the format they take; NAME_faceNN come after it. */
+  private async outputFiles(name: string, file: string): Promise<string[]> {
+    const ext = this.opts.ext ?? (await outputExtOf(file));
     const base = path.join(this.opts.outDir, name);
-    return [`${base}_GPEN${ext}`, `${base}_COMP${ext}`];
+    return PHOTO_OUTPUTS.filter((k) => this.opts.outputs.includes(k)).map((k) => `${base}_${SUFFIX[k]}${ext}`);
+  }
+
+  /** An image's output format: asked for, else its input's. */
+  private extOf(p: Pending, o: FinishOptions = {}): OutputExt {
+    return o.ext ?? this.opts.ext ?? outputExtFor(p.img.source.format);
+  }
+
+  private progress(p: { file: string; faces: DetectedFace[]; done: number }): void {
+    this.opts.onProgress?.({ input: p.file, faces: p.faces.length, done: p.done });
   }
 
   async restoreFile(file: string): Promise<RestoreResult> {
@@ -441,6 +474,7 @@ export class Restorer {
     // with face workers, one shared copy of the photo serves the detector's and the warp's (each copied it before)
     const pix = { width: img.width, height: img.height, data: this.faceThreads > 0 && !this.opts.aligned ? sharedBytes(img.rgb) : img.rgb };
     if (this.opts.aligned) {
+      if (img.width !== img.height) throw notSquare(file, img);
       // the whole image is the face: scale it onto the crop
       faces = [{ box: [0, 0, img.width, img.height], score: 1, landmarks: { left_eye: [0, 0], right_eye: [0, 0], nose: [0, 0] }, raw: [] }];
       transforms = [[S / img.width, 0, (S / img.width - 1) / 2, 0, S / img.height, (S / img.height - 1) / 2]];
@@ -449,6 +483,7 @@ export class Restorer {
       lap('detect');
       transforms = faces.map((f) => alignTransform(f.landmarks, S));
     }
+    this.progress({ file, faces, done: 0 });
     r.faces = this.opts.aligned ? [] : faces;
     if (faces.length === 0) r.warnings.push(`no face found in ${file}: the image is written unchanged`);
     const per = 3 * S * S;
@@ -499,7 +534,7 @@ export class Restorer {
     r.chunks = p.chunks!.length;
     let t = performance.now();
     const lap = (k: StageName) => { const n = performance.now(); r.stages_ms[k] += n - t; t = n; };
-    const saved = this.opts.saveFace ? new Float32Array(per * p.faces.length) : null;
+    const saved = this.opts.outputs.includes('faces') ? new Float32Array(per * p.faces.length) : null;
     const smoothInPaste = p.faces.map(() => false);
     const comp = new Compositor(p.img.width, p.img.height, p.shared ? this.sharedPool : this.pool);
     // the output PNGs' stripes that no face reaches, compressed while the chunks run
@@ -523,6 +558,7 @@ export class Restorer {
           if (!inPlace) this.pool.give(input);
         }
         p.done = to;
+        this.progress(p);
         lap('infer');
         if (saved) saved.set(p.restored.subarray(from * per, to * per), from * per);
         this.prepFaces(p, from, to, alpha, smoothInPaste);
@@ -551,7 +587,7 @@ export class Restorer {
    */
   private earlyStripes(p: Pending): EarlyStripes | null {
     const workers = this.pngWorkers();
-    if (!workers || this.opts.ext !== '.png' || this.opts.aligned || !p.shared) return null;
+    if (!workers || this.extOf(p) !== '.png' || this.opts.aligned || !p.shared || !PHOTO_OUTPUTS.some((k) => this.opts.outputs.includes(k))) return null;
     const { width: W, height: H } = p.img;
     let lo = H, hi = 0;
     for (const m of p.transforms) {
@@ -562,7 +598,7 @@ export class Restorer {
       }
     }
     const input: PngPart = { data: p.shared, width: W, alpha: p.img.alpha ? (p.sharedAlpha ??= sharedBytes(p.img.alpha)) : null };
-    const jobs = outputPngs(input, input, H).map((im) => pngStripeJobs(im.parts, im.height));
+    const jobs = photoPngs(input, input, H, PHOTO_OUTPUTS.filter((k) => this.opts.outputs.includes(k))).map((im) => pngStripeJobs(im.parts, im.height));
     const early = jobs.map((js) => js.map((j) => {
       const [first, end] = stripeReads(j);
       return end <= lo || first >= hi;
@@ -628,6 +664,7 @@ export class Restorer {
       t.p.done = Math.max(t.p.done, t.i + 1);
       t.p.result.stages_ms.infer += share;
     });
+    for (const p of new Set(take.map((t) => t.p))) this.progress(p);
   }
 
   /**
@@ -660,7 +697,7 @@ export class Restorer {
         r.stages_ms.infer += performance.now() - t;
       }
       stop();
-      const images = await this.finish(p, { ...o, write: false });
+      const images = await this.finish(p, { ...o, outputs: o.outputs ?? outputsOf(['gpen', 'comp'], o.saveFace), write: false });
       return { result: r, images };
     } finally {
       this.giveCrops(p.crops);
@@ -699,7 +736,7 @@ export class Restorer {
       comp.add(crop, S, p.transforms[0], mask, 0, smooth);
       const rgb = comp.composite(p.img.rgb);
       // not awaited: libvips encodes on its own threads, and the run may return before it is done
-      void encodeImage({ width: p.img.width, height: p.img.height, rgb, alpha: null }, this.opts.ext).catch(() => undefined);
+      void encodeImage({ width: p.img.width, height: p.img.height, rgb, alpha: null }, this.extOf(p)).catch(() => undefined);
       for (let i = 1; i < 3; i++) {
         // yield between the rounds: a run that returned meanwhile ends the warm-up
         await new Promise((r) => setImmediate(r));
@@ -720,7 +757,7 @@ export class Restorer {
 
   private async finish(p: Pending, o: FinishOptions = {}): Promise<[string, Buffer][]> {
     const alpha = o.alpha ?? this.opts.alpha;
-    const saveFace = o.saveFace ?? this.opts.saveFace;
+    const saveFace = (o.outputs ?? this.opts.outputs).includes('faces');
     const r = p.result;
     const S = this.size;
     const per = 3 * S * S;
@@ -763,9 +800,9 @@ export class Restorer {
     return this.encodeOutputs(p, { rgb: outRgb, width: outW, height: outH, alpha: outAlpha }, saved, o);
   }
 
-  /** Encodes the result, the side-by-side comparison and (with saveFace) each face's pair; writes them unless told not to. */
+  /** Encodes the outputs asked for (the result, the side-by-side comparison, each face's pair); writes them unless told not to. */
   private async encodeOutputs(p: Pending, out: { rgb: Uint8Array; width: number; height: number; alpha: Uint8Array | null }, saved: Float32Array | null, o: FinishOptions, early?: EarlyStripes | null): Promise<[string, Buffer][]> {
-    const saveFace = o.saveFace ?? this.opts.saveFace;
+    const kinds = o.outputs ?? this.opts.outputs;
     const write = o.write ?? this.opts.write;
     const r = p.result;
     const S = this.size;
@@ -774,32 +811,38 @@ export class Restorer {
     const { rgb: outRgb, width: outW, height: outH, alpha: outAlpha } = out;
     let t = performance.now();
     const lap = (k: StageName) => { const n = performance.now(); r.stages_ms[k] += n - t; t = n; };
-    const ext = o.ext ?? this.opts.ext;
+    const ext = this.extOf(p, o);
     const base = path.join(this.opts.outDir, p.name ?? path.parse(p.file).name);
     const description = this.info.synthetic ? `gpen-lab: ${SYNTHETIC_NOTE}` : `gpen-lab: restored with ${path.basename(this.label)}`;
+    // the photo's EXIF goes with it (Orientation 1: its pixels are upright now); the face crops get the description
+    const exif = img.source.exif ?? null;
+    const photo = PHOTO_OUTPUTS.filter((k) => kinds.includes(k));
     // the encodes run in sharp's threads, all at once, or as PNG stripes on every face worker
-    const jobs: [string, Promise<Buffer>][] = [];
+    const jobs: [OutputKind, string, Promise<Buffer>][] = [];
     // side by side: the input (scaled to the output's height when aligned) and the result
     const left = this.opts.aligned ? tensorToPixels(p.crops, S) : { width: img.width, height: img.height, data: p.shared ?? img.rgb };
-    const pngWorkers = ext === '.png' ? this.pngWorkers() : null;
+    const pngWorkers = ext === '.png' && photo.length > 0 ? this.pngWorkers() : null;
     if (pngWorkers) {
       const out: PngPart = { data: sharedBytes(outRgb), width: outW, alpha: outAlpha ? (p.sharedAlpha ??= sharedBytes(outAlpha)) : null };
-      const images = outputPngs({ data: sharedBytes(left.data), width: left.width, alpha: null }, out, outH);
-      const { encoded: [gpen, comp], stripes } = encodePngsStriped(pngWorkers, images, description, early ?? undefined);
+      const images = photoPngs({ data: sharedBytes(left.data), width: left.width, alpha: null }, out, outH, photo);
+      const metas = await Promise.all(images.map((im) => outputMetadata({ description, exif, width: partsWidth(im.parts), height: outH })));
+      const { encoded, stripes } = encodePngsStriped((jobs) => pngWorkers.pngStripes(jobs), images, metas, early ?? undefined);
       r.png_stripes = { total: stripes, early: early?.early.flat().filter(Boolean).length ?? 0 };
-      jobs.push([`${base}_GPEN${ext}`, gpen], [`${base}_COMP${ext}`, comp]);
+      photo.forEach((k, i) => jobs.push([k, `${base}_${SUFFIX[k]}${ext}`, encoded[i]]));
     } else {
-      jobs.push([`${base}_GPEN${ext}`, encodeImage({ width: outW, height: outH, rgb: outRgb, alpha: outAlpha }, ext, { description })]);
-      jobs.push([`${base}_COMP${ext}`, encodeImage(hstack([left, { width: outW, height: outH, data: outRgb }]), ext, { description })]);
-    }
-    if (saveFace) {
-      for (let i = 0; i < p.faces.length; i++) {
-        const pair = hstack([tensorToPixels(p.crops, S, i * per), tensorToPixels(saved!, S, i * per)]);
-        jobs.push([`${base}_face${String(i).padStart(2, '0')}${ext}`, encodeImage(pair, ext, { description })]);
+      for (const k of photo) {
+        const im = k === 'gpen' ? { width: outW, height: outH, rgb: outRgb, alpha: outAlpha } : hstack([left, { width: outW, height: outH, data: outRgb }]);
+        jobs.push([k, `${base}_${SUFFIX[k]}${ext}`, encodeImage(im, ext, { description, exif })]);
       }
     }
-    const buffers = await Promise.all(jobs.map((j) => j[1]));
-    const files: [string, Buffer][] = jobs.map((j, i) => [j[0], buffers[i]]);
+    if (kinds.includes('faces')) {
+      for (let i = 0; i < p.faces.length; i++) {
+        const pair = hstack([tensorToPixels(p.crops, S, i * per), tensorToPixels(saved!, S, i * per)]);
+        jobs.push(['faces', `${base}_face${String(i).padStart(2, '0')}${ext}`, encodeImage(pair, ext, { description })]);
+      }
+    }
+    const buffers = await Promise.all(jobs.map((j) => j[2]));
+    const files: [string, Buffer][] = jobs.map((j, i) => [j[1], buffers[i]]);
     lap('encode');
     // where the nodes ran (the C API route reads its first run's profile meanwhile)
     await this.session?.placementSettled?.();
@@ -817,7 +860,8 @@ export class Restorer {
       throw failed.reason;
     }
     lap('write');
-    r.outputs = { gpen: files[0][0], comp: files[1][0], faces: files.slice(2).map((f) => f[0]) };
+    const of = (k: OutputKind) => jobs.filter((j) => j[0] === k).map((j) => j[1]);
+    r.outputs = { gpen: of('gpen')[0] ?? null, comp: of('comp')[0] ?? null, faces: of('faces') };
     return files;
   }
 
@@ -833,48 +877,17 @@ export class Restorer {
   }
 }
 
-/** Stripes of the output PNGs compressed before the paste: those whose rows no face reaches (their pixels are the input's). */
-interface EarlyStripes {
-  /** Per image (the result, the comparison), per stripe: whether it is among the early ones. */
-  early: boolean[][];
-  /** The early stripes, in image then stripe order. */
-  stripes: Promise<PngStripe[]>;
+/** The outputs that show the whole photo, and their names' suffixes. */
+const PHOTO_OUTPUTS = ['gpen', 'comp'] as const;
+const SUFFIX = { gpen: 'GPEN', comp: 'COMP' } as const;
+
+/** The outputs asked for, in OUTPUT_KINDS' order; the deprecated saveFace adds faces. */
+function outputsOf(kinds: readonly string[], saveFace?: boolean): OutputKind[] {
+  if (kinds.length === 0 || kinds.some((k) => !(OUTPUT_KINDS as readonly string[]).includes(k))) throw badArgument('--outputs', `a list of ${OUTPUT_KINDS.join(', ')}`, kinds.join(','));
+  return OUTPUT_KINDS.filter((k) => kinds.includes(k) || (k === 'faces' && saveFace === true));
 }
 
-/** The two outputs' images: the result (with the photo's alpha) and the side-by-side comparison (input, result). */
-function outputPngs(left: PngPart, out: PngPart, height: number): { parts: PngPart[]; height: number }[] {
-  return [{ parts: [out], height }, { parts: [{ ...left, alpha: null }, { ...out, alpha: null }], height }];
-}
-
-/**
- * PNGs (each parts side by side) compressed in stripes on the face workers, every image's stripes in one round: one
- * promise per image, and how many stripes they have. The stripe jobs travel with the parts' shared memory, not a
- * copy. Stripes `early` compressed already are taken from it.
- */
-function encodePngsStriped(workers: FaceWorkers, images: { parts: PngPart[]; height: number }[], description: string, early?: EarlyStripes): { encoded: Promise<Buffer>[]; stripes: number } {
-  const jobs = images.map((im) => pngStripeJobs(im.parts, im.height));
-  const isEarly = (i: number, k: number) => early?.early[i]?.[k] === true;
-  const late = workers.pngStripes(jobs.flatMap((js, i) => js.filter((_, k) => !isEarly(i, k))));
-  const both = Promise.all([late, early?.stripes ?? Promise.resolve([])]);
-  const encoded = images.map(async (im, i) => {
-    const [lateOut, earlyOut] = await both;
-    // where image i's stripes start in each list
-    let li = 0, ei = 0;
-    for (let j = 0; j < i; j++) jobs[j].forEach((_, k) => { if (isEarly(j, k)) ei++; else li++; });
-    const stripes = jobs[i].map((_, k) => (isEarly(i, k) ? earlyOut[ei++] : lateOut[li++]));
-    return assemblePng(partsWidth(im.parts), im.height, jobs[i][0].channels, stripes, description);
-  });
-  return { encoded, stripes: jobs.reduce((a, js) => a + js.length, 0) };
-}
-
-function hstack(parts: { width: number; height: number; data: Uint8Array }[]): { width: number; height: number; rgb: Uint8Array; alpha: null } {
-  const h = Math.max(...parts.map((p) => p.height));
-  const w = partsWidth(parts);
-  const rgb = new Uint8Array(w * h * 3);
-  let x0 = 0;
-  for (const p of parts) {
-    for (let y = 0; y < p.height; y++) rgb.set(p.data.subarray(y * p.width * 3, (y + 1) * p.width * 3), (y * w + x0) * 3);
-    x0 += p.width;
-  }
-  return { width: w, height: h, rgb, alpha: null };
+function notSquare(file: string, img: { width: number; height: number }): GpenLabError {
+  return new GpenLabError('E_ARGUMENT', `--aligned takes square face crops, but ${file} is ${img.width}x${img.height}: it would be squashed onto the model's square`,
+    'Leave out --aligned to find and align the faces in the photo, or crop the face to a square first (GPEN\'s aligned faces are 512x512).', { input: file, width: img.width, height: img.height });
 }

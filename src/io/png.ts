@@ -152,6 +152,11 @@ export function stripeRows(height: number, rowBytes: number, stripeBytes = PNG_S
   return out;
 }
 
+/** A PNG chunk as one buffer: length, type, data, CRC-32. */
+export function pngChunk(type: string, data: Uint8Array): Buffer {
+  return Buffer.concat(chunk(type, data));
+}
+
 /** A PNG chunk: length, type, data, CRC-32 (given, or computed here). */
 function chunk(type: string, data: Uint8Array, crcGiven?: number): Uint8Array[] {
   const head = Buffer.alloc(8);
@@ -180,8 +185,11 @@ function exifDescription(text: string): Buffer {
   return str.length <= 4 ? b.subarray(0, 26) : b;
 }
 
-/** The PNG file from its stripes (in order): signature, header, description, the stream's chunks, end. */
-export function assemblePng(width: number, height: number, channels: 3 | 4, stripes: PngStripe[], description?: string, iccProfile?: Uint8Array): Buffer {
+/**
+ * The PNG file from its stripes (in order): signature, header, ICC profile, EXIF (`exif`, TIFF bytes, else one made of
+ * `description`), the stream's chunks, end.
+ */
+export function assemblePng(width: number, height: number, channels: 3 | 4, stripes: PngStripe[], description?: string, iccProfile?: Uint8Array, exif?: Uint8Array): Buffer {
   const ihdr = Buffer.alloc(13);
   ihdr.writeUInt32BE(width, 0);
   ihdr.writeUInt32BE(height, 4);
@@ -196,7 +204,7 @@ export function assemblePng(width: number, height: number, channels: 3 | 4, stri
     ...chunk('IHDR', ihdr),
     // an ICC profile: a name, a zero, compression method 0, the profile deflated
     ...(iccProfile ? chunk('iCCP', Buffer.concat([Buffer.from('ICC Profile\0\0', 'latin1'), zlib.deflateSync(iccProfile)])) : []),
-    ...(description ? chunk('eXIf', exifDescription(description)) : []),
+    ...(exif ? chunk('eXIf', exif) : description ? chunk('eXIf', exifDescription(description)) : []),
     // the zlib header (deflate, 32 KiB window, fastest), each stripe, the Adler-32: one stream over several IDATs
     ...chunk('IDAT', Uint8Array.from([0x78, 0x01])),
     ...stripes.flatMap((s) => chunk('IDAT', s.data, s.crc)),
@@ -221,4 +229,57 @@ export async function encodePngStriped(parts: PngPart[], height: number, opts: {
   const jobs = pngStripeJobs(parts, height, 1, opts.stripeBytes);
   const stripes = opts.deflate ? await opts.deflate(jobs) : jobs.map(deflateStripe);
   return assemblePng(partsWidth(parts), height, jobs[0].channels, stripes, opts.description, opts.iccProfile);
+}
+
+/** An image of parts side by side, `height` rows. */
+export interface PngImage {
+  parts: PngPart[];
+  height: number;
+}
+
+/** Stripes of PNGs compressed ahead (restore: before the paste, those whose rows no face reaches). */
+export interface EarlyStripes {
+  /** Per image, per stripe: whether it is among the early ones. */
+  early: boolean[][];
+  /** The early stripes, in image then stripe order. */
+  stripes: Promise<PngStripe[]>;
+}
+
+/** restore's photo outputs as PNG images: the result (`out`, with its alpha) and the side by side (`left`, `out`). */
+export function photoPngs(left: PngPart, out: PngPart, height: number, kinds: readonly ('gpen' | 'comp')[]): PngImage[] {
+  return kinds.map((k) => (k === 'gpen' ? { parts: [out], height } : { parts: [{ ...left, alpha: null }, { ...out, alpha: null }], height }));
+}
+
+/**
+ * PNGs compressed in stripes by `deflate` (a pool of threads), every image's stripes in one round: one promise per
+ * image (with its ICC profile and EXIF), and how many stripes they have. Stripes `early` compressed already are taken
+ * from it.
+ */
+export function encodePngsStriped(deflate: (jobs: PngStripeJob[]) => Promise<PngStripe[]>, images: PngImage[], metas: { icc?: Uint8Array | null; exif?: Uint8Array | null }[], early?: EarlyStripes): { encoded: Promise<Buffer>[]; stripes: number } {
+  const jobs = images.map((im) => pngStripeJobs(im.parts, im.height));
+  const isEarly = (i: number, k: number) => early?.early[i]?.[k] === true;
+  const late = deflate(jobs.flatMap((js, i) => js.filter((_, k) => !isEarly(i, k))));
+  const both = Promise.all([late, early?.stripes ?? Promise.resolve([])]);
+  const encoded = images.map(async (im, i) => {
+    const [lateOut, earlyOut] = await both;
+    // where image i's stripes start in each list
+    let li = 0, ei = 0;
+    for (let j = 0; j < i; j++) jobs[j].forEach((_, k) => { if (isEarly(j, k)) ei++; else li++; });
+    const stripes = jobs[i].map((_, k) => (isEarly(i, k) ? earlyOut[ei++] : lateOut[li++]));
+    return assemblePng(partsWidth(im.parts), im.height, jobs[i][0].channels, stripes, undefined, metas[i].icc ?? undefined, metas[i].exif ?? undefined);
+  });
+  return { encoded, stripes: jobs.reduce((a, js) => a + js.length, 0) };
+}
+
+/** RGB images side by side, top-aligned (a shorter one's rows below it black). */
+export function hstack(parts: { width: number; height: number; data: Uint8Array }[]): { width: number; height: number; rgb: Uint8Array; alpha: null } {
+  const h = Math.max(...parts.map((p) => p.height));
+  const w = partsWidth(parts);
+  const rgb = new Uint8Array(w * h * 3);
+  let x0 = 0;
+  for (const p of parts) {
+    for (let y = 0; y < p.height; y++) rgb.set(p.data.subarray(y * p.width * 3, (y + 1) * p.width * 3), (y * w + x0) * 3);
+    x0 += p.width;
+  }
+  return { width: w, height: h, rgb, alpha: null };
 }

@@ -24,7 +24,8 @@ try {
   // the cell's own provider (never auto), its route, and the workload its inputs make: one image a cold start
   const restorer = await Restorer.create({
     model: job.model, precision: job.precision, provider: job.provider, overwrite: true, route: job.route, workload: job.inputs.length === 1 ? 'single' : 'batch',
-    batch: job.batch, outDir: job.outDir, session: job.session,
+    // lossless outputs whatever the input's format: the cells' outputs are compared by PSNR/SSIM
+    batch: job.batch, outDir: job.outDir, session: job.session, ext: '.png',
   });
   emit({ ev: 'session', ms: performance.now() - t, parts: restorer.createMs });
 
@@ -54,7 +55,7 @@ try {
     await restorer.release();
     warm = await Restorer.create({
       model: job.model, precision: job.precision, provider: job.provider, overwrite: true, route: job.route, workload: 'batch',
-      batch: job.batch, outDir: job.outDir, session: job.session,
+      batch: job.batch, outDir: job.outDir, session: job.session, ext: '.png',
     });
     const rs = await warm.restoreFiles(job.inputs);
     const err = rs.find((r) => r.error)?.error;
