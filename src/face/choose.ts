@@ -2,7 +2,6 @@
 // WebGPU adapter, then the CPU, and the session that will run is the probe (no extra session is made to test a
 // provider). On each candidate the route's binding, precision, CUDA option set and batch come from runtime/routes.ts.
 // A candidate that fails is recorded with its reason and the next one is tried; an explicit provider fails as it is.
-import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { GpenLabError, errorMessage, isGpenLabError } from '../errors.js';
 import { cacheDir } from '../io/cache.js';
@@ -12,7 +11,7 @@ import { formForCuda, prepareModel, sniffFormat } from '../model/registry.js';
 import { defaultArch, largestActivation, maxCudaBatch } from '../model/arch.js';
 import { openSession } from '../runtime/capi-model.js';
 import type { Provider } from '../runtime/providers.js';
-import { missingProviderFiles, ortBinDir } from '../runtime/providers.js';
+import { missingProviderFiles, nvidiaDeviceVisible, ortBinDir } from '../runtime/providers.js';
 import type { ProviderChoice, Route, RouteChoice, Skipped, Workload } from '../runtime/routes.js';
 import { AUTO_ORDER, combination, cudaSetFor, defaultBatch, defaultPrecision, detectorPlacement, fastCudaOptions } from '../runtime/routes.js';
 import type { GpenRunner, SessionConfig } from '../runtime/session.js';
@@ -66,11 +65,6 @@ function notInstalled(p: 'cuda' | 'tensorrt'): string | null {
   if (missing.length === 0) return null;
   if (!nvidiaDeviceVisible()) return 'no NVIDIA GPU or driver is visible (no /dev/nvidia* device): nothing to install here';
   return `its provider is not installed (${missing.join(', ')} missing from ${ortBinDir()}): run \`gpen-lab setup cuda\``;
-}
-
-/** Whether the kernel exposes an NVIDIA GPU to this process (/dev/nvidiactl or /dev/nvidia0; in a container: --gpus). */
-export function nvidiaDeviceVisible(): boolean {
-  return existsSync('/dev/nvidiactl') || existsSync('/dev/nvidia0');
 }
 
 function checkBatch(provider: Provider, batch: number, prepared: PreparedModel): void {

@@ -61,6 +61,11 @@ export function ortBinDir(): string {
   return path.join(ortPackageDir(), 'bin', 'napi-v6', plat, arch);
 }
 
+/** Whether the kernel exposes an NVIDIA GPU to this process (/dev/nvidiactl or /dev/nvidia0; in a container: --gpus). */
+export function nvidiaDeviceVisible(): boolean {
+  return existsSync('/dev/nvidiactl') || existsSync('/dev/nvidia0');
+}
+
 /** Provider files missing from the binding folder (empty when the provider needs none or all are there). */
 export function missingProviderFiles(p: Provider): string[] {
   if (process.platform !== 'linux') return [];

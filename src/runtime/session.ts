@@ -8,7 +8,7 @@ import type * as OrtModule from 'onnxruntime-node';
 import { onFirstUse } from '../io/lazy-module.js';
 import { GpenLabError, errorMessage } from '../errors.js';
 import type { Provider } from './providers.js';
-import { PROVIDER_SPECS, PROVIDERS, missingProviderFiles, ortBinDir, ortVersion } from './providers.js';
+import { PROVIDER_SPECS, PROVIDERS, missingProviderFiles, nvidiaDeviceVisible, ortBinDir, ortVersion } from './providers.js';
 import type { Placement } from './profile.js';
 import type { PinnedStats } from './capi.js';
 import { placementFromProfileDir } from './profile.js';
@@ -67,7 +67,9 @@ export function providerFailure(cfg: SessionConfig, e: unknown): GpenLabError {
   if (missing.length > 0) {
     return new GpenLabError('E_PROVIDER_UNAVAILABLE',
       `The ${p} execution provider cannot load: ${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} missing from ${ortBinDir()} (ONNX Runtime said: ${said})`,
-      p === 'cuda' || p === 'tensorrt'
+      (p === 'cuda' || p === 'tensorrt') && !nvidiaDeviceVisible()
+        ? 'No NVIDIA GPU or driver is visible here (no /dev/nvidia* device), so installing the provider cannot help: run on a host with an NVIDIA GPU (in a container: --gpus all), or use --provider cpu.'
+        : p === 'cuda' || p === 'tensorrt'
         ? `Run \`gpen-lab setup cuda\` (installs the ${p} provider built for onnxruntime-node ${ortVersion()} next to libonnxruntime.so.1 in ${ortBinDir()}), or use --provider cpu.`
         : 'Use --provider cpu.',
       { input: label, provider: p, missing, ort: said });
