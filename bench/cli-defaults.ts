@@ -123,7 +123,7 @@ if (!onnx) {
 const coldFlags = ['--provider', 'cuda', '--precision', 'fp16', '--batch', '32', '--cuda-options', COLD_SET];
 cases.solvay_flagged_cold = await coldCase('solvay, flagged cold set', [SOLVAY, '--model', onnx, ...coldFlags]);
 cases.face_flagged_cold = await coldCase('demo face, flagged cold set', [FACE, '--model', onnx, ...coldFlags]);
-// the default's batch for a cold start, measured against runs at the batch the primer ran (1) and a smaller chunk
+// the default's batch for a cold start (1, the primer's shapes) asked for explicitly, and 8; 32 is the flagged cold set's
 cases.solvay_batch1 = await coldCase('solvay, defaults but --batch 1', [SOLVAY, '--model', a.model, '--batch', '1']);
 cases.solvay_batch8 = await coldCase('solvay, defaults but --batch 8', [SOLVAY, '--model', a.model, '--batch', '8']);
 cases.folder_flagged_warm = await folderCase('folder of 8, flagged warm set', ['--model', a.model, '--provider', 'cuda', '--precision', 'fp16', '--batch', '32', '--detector-provider', 'cuda', '--cuda-options', WARM_SET]);
