@@ -1,5 +1,5 @@
 // A cold start's imports: restore's command module loads sharp (it decodes the image) but not onnx-proto (protobufjs),
-// yauzl or onnxruntime-node, which load on first use (notes/gpu-speed.md, tenth session). Checked in a child process
+// yauzl or onnxruntime-node, which load on first use (docs/gpu.md, the cold start). Checked in a child process
 // through a module resolve hook, which sees every import the way Node resolves it.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# The GPU machine's figures (../shared/device: run after its stash calls, with dist carried, and .peer for the modes
+# that need the official GPEN). Each mode reproduces a file the docs quote; its results land in $OUT.
+#   peer    the official PyTorch GPEN-512 timed (native and fused ops, batch 1 and 32); saves its seeded weights
+#   cold    `gpen-lab restore` with no flag but the model: Solvay photo, demo face, a folder  -> cli-defaults-*.json
+#   photo   BlazeFace's first use and warm detections on the Solvay photo, per placement      -> detector-cold-*.json
+#   bench   `gpen-lab bench` on the peer's weights: P1-P5 against the peer (cold's figures merged in when there)
+#                                                                                              -> gpu-targets-*.json
+#   serve   `gpen-lab serve --model peer.pth`, its /readyz                                     -> readyz-*.json
+#   lab     the default lab (`gpen-lab lab`, no config)                                        -> lab-*/
+#   doctor  setup cuda, the doctor, the doctor with cuDNN hidden from the loader, then with its fix -> doctor-*
+# Modes may be given together: `bash scripts/device/run.sh cold bench`.
+set -uo pipefail
+OUT=${OUT:-/tmp/out}; P=/tmp/peer; mkdir -p "$OUT" $P
+export GPEN_SRC=$PWD/.peer/face_model
+setup() {
+  [ -n "${SETUP_DONE:-}" ] && return
+  bash .device/bin/setup.sh > "$OUT/setup-kit.txt" 2>&1 || { cat "$OUT/setup-kit.txt"; exit 1; }
+  . .device/bin/env.sh; SETUP_DONE=1
+}
+weights() { [ -f $P/peer.pth ] || { python3 .peer/torch_gpen.py --size 512 --batches 1 --runs 3 --out $P/seed.json --save-pth $P/peer.pth > "$OUT/peer-seed.log" 2>&1; echo "peer weights exit $?"; }; }
+peer() {
+  python3 .peer/torch_gpen.py --size 512 --batches 1,32 --out $P/native.json --save-pth $P/peer.pth > "$OUT/peer-native.log" 2>&1; echo "peer native exit $?"
+  python3 .peer/torch_gpen.py --size 512 --batches 1,32 --out $P/fused.json --fused > "$OUT/peer-fused.log" 2>&1; echo "peer fused exit $?"
+  tail -n 2 "$OUT/peer-native.log" "$OUT/peer-fused.log"; cp $P/native.json $P/fused.json "$OUT/"
+}
+cold() {
+  weights
+  node --import tsx bench/cli-defaults.ts --model $P/peer.pth --out $P/cli-defaults.json --runs 5 2> "$OUT/cli-defaults.txt"
+  echo "cli-defaults exit $?"; cut -c1-400 "$OUT/cli-defaults.txt"; cp $P/cli-defaults.json "$OUT/"
+}
+photo() {
+  node --import tsx bench/detector-cold.ts --out "$OUT/detector-cold.json" --rounds 2 2> "$OUT/detector-cold.txt"
+  echo "detector-cold exit $?"; cut -c1-300 "$OUT/detector-cold.txt"
+}
+bench() {
+  [ -f $P/native.json ] || peer
+  # the sets the routes table names: lean (least memory), warm (CUDA graphs, NHWC, FusedAct) with and without a
+  # trimmed arena, the cold set for fresh processes
+  local lean=cudnn_conv_algo_search=HEURISTIC,arena_extend_strategy=kSameAsRequested,cudnn_conv_use_max_workspace=0,mem_pattern=0
+  local warm=enable_cuda_graph=1,prefer_nhwc=1,fused_act=1
+  local coldset=cudnn_conv_algo_search=HEURISTIC,graph_optimization_level=0,prime=1,graph_cache=ort
+  node dist/cli/index.js bench --model $P/peer.pth --provider cuda --precision fp32,fp16 --batch 1,32 --runs 20 \
+    --capi-cuda enable_cuda_graph=1 --capi-cuda $lean \
+    --capi-cuda $warm,arena_extend_strategy=kSameAsRequested,arena.max_dead_bytes_per_chunk=1048576 --capi-cuda $warm \
+    --photo assets/Solvay_conference_1927.png --e2e-detector cuda --e2e-runs 7 --e2e-cuda-options $warm \
+    --cold 5 --cold-cuda-options $coldset --isolate --no-cold-binding \
+    --compare $P/peer.in.npy,$P/peer.out.npy --peer-native $P/native.json --peer-fused $P/fused.json \
+    --out "$OUT/gpu-bench.json" > "$OUT/bench.txt" 2> "$OUT/bench-progress.txt"
+  echo "bench exit $?"; cat "$OUT/bench.txt"; grep -v "^cold" "$OUT/bench-progress.txt" | cut -c1-300 | tail -30
+  if [ -f $P/cli-defaults.json ]; then
+    node -e "const f=require('fs');const b=JSON.parse(f.readFileSync(process.argv[1]));const c=JSON.parse(f.readFileSync(process.argv[2]));b.P3_cli_default_ms=c.figures.face_cold_ms;b.P3_cli_default_solvay_ms=c.figures.solvay_cold_ms;b.P4_cli_default_ms=c.figures.folder_images_2_8_ms;b.cli_defaults=c;f.writeFileSync(process.argv[1],JSON.stringify(b,null,1))" "$OUT/gpu-bench.json" $P/cli-defaults.json
+    echo "merge exit $?"
+  fi
+}
+serve() {
+  weights
+  node dist/cli/index.js serve --model $P/peer.pth --port 8091 > "$OUT/serve.log" 2>&1 &
+  local sp=$! i
+  for i in $(seq 1 120); do node -e "fetch('http://127.0.0.1:8091/readyz').then((r)=>r.ok?r.text():Promise.reject(r.status)).then((t)=>require('fs').writeFileSync(process.argv[1],t)).catch(()=>process.exit(1))" "$OUT/readyz.json" && break; sleep 1; done
+  echo "readyz after ${i} s:"; head -c 3000 "$OUT/readyz.json"; echo; kill $sp; wait $sp 2>/dev/null
+}
+lab() {
+  rm -rf /tmp/lab; timeout 540 node dist/cli/index.js lab --out /tmp/lab > "$OUT/lab.txt" 2>&1; echo "lab exit $?"
+  tail -40 "$OUT/lab.txt" | cut -c1-300; mkdir -p "$OUT/lab"; cp /tmp/lab/results.json /tmp/lab/report.md /tmp/lab/report.html "$OUT/lab/"
+}
+doctor() {
+  local g="node dist/cli/index.js" x="$OUT/doctor-extras.txt" f fix
+  # a warm machine from an earlier run: put cuDNN back first
+  if [ -d /opt/cudnn-hidden ]; then mv /opt/cudnn-hidden/* /usr/lib/x86_64-linux-gnu/ && rmdir /opt/cudnn-hidden && ldconfig; fi
+  { echo "== nvidia-smi"; nvidia-smi; echo "== setup cuda"; $g setup cuda --from /tmp/devkit/ort-cuda --json; } > "$x" 2>&1
+  $g doctor --provider cuda --provider tensorrt --provider webgpu --provider cpu --json > "$OUT/doctor.json" 2>> "$x"; echo "doctor exit $?"
+  $g doctor --provider cuda --provider tensorrt > "$OUT/doctor.txt" 2>&1
+  # cuDNN made unloadable: every libcudnn*.so.9* moved out of the loader's reach
+  mkdir -p /opt/cudnn-hidden
+  for f in $(ldconfig -p | awk '/libcudnn.*\.so\.9/ {print $NF}' | sort -u); do [ -e "$f" ] && mv "$(readlink -f "$f")" "$f" /opt/cudnn-hidden/ 2>/dev/null; done
+  ldconfig
+  $g doctor --provider cuda --json > "$OUT/doctor-no-cudnn.json" 2>> "$x"; echo "doctor without cudnn exit $?"
+  $g doctor --provider cuda > "$OUT/doctor-no-cudnn.txt" 2>&1
+  fix=$(node -e "const r=require(process.argv[1]);const f=r.providers[0].findings.find((f)=>/^export LD_LIBRARY_PATH/.test(f.fix||''));console.log(f?f.fix:'')" "$OUT/doctor-no-cudnn.json")
+  echo "fix: $fix"; ( eval "$fix"; $g doctor --provider cuda > "$OUT/doctor-fixed.txt" 2>&1; echo "doctor after the fix exit $?" )
+  mv /opt/cudnn-hidden/* /usr/lib/x86_64-linux-gnu/ && rmdir /opt/cudnn-hidden && ldconfig
+  tail -n 40 "$OUT/doctor.txt"; echo ----; tail -n 30 "$OUT/doctor-no-cudnn.txt"; echo ----; tail -n 12 "$OUT/doctor-fixed.txt"
+}
+# the doctor mode installs the CUDA provider itself (setup cuda --from the kit)
+[ "${1:-}" = doctor ] && export SKIP_CUDA_INSTALL=1
+[ $# -gt 0 ] || { echo "usage: scripts/device/run.sh peer|cold|photo|bench|serve|lab|doctor ..." >&2; exit 2; }
+for m in "$@"; do
+  case "$m" in
+    peer|cold|photo|bench|serve|lab|doctor) setup; echo "== $m"; "$m" ;;
+    *) echo "unknown mode: $m (peer|cold|photo|bench|serve|lab|doctor)" >&2; exit 2 ;;
+  esac
+done
