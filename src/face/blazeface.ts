@@ -370,7 +370,7 @@ export async function createBlazeFace(opts: BlazeFaceOptions = {}): Promise<Face
     // two input buffers when there are several runs: the next run's inputs are filled while this one runs
     const slots = Math.min(2, runs);
     // the face workers fill runs of 8 crops or more into shared memory; tiles are row copies, done here (a round trip
-    // to the workers cost 4-7 ms a run of 16 on the H200's host)
+    // to the workers costs 4-7 ms a run of 16, measured on an H200 host)
     const workers = count >= INPUT_WORKERS_FROM && input(0).kind === 'crop' ? opts.inputWorkers?.() ?? null : null;
     const staging = workers ? Array.from({ length: slots }, () => freeStaging.pop() ?? new Uint8Array(new SharedArrayBuffer(batch * BACK * BACK * 3))) : null;
     // a session that reads shared memory (the C API) runs from the workers' staging buffer itself; the stock binding

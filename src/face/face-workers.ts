@@ -24,9 +24,8 @@ export interface FaceReply { id: number; ok: boolean; error?: string; patches: F
 
 /**
  * Threads by default: the cores but one (the JavaScript thread waits for them), at least 2 and at most 16. On 2 cores
- * 2 workers took the Solvay photo's align from ~124 to ~65-90 ms and its paste from ~132 to ~75-80 ms; 1 gained nothing.
- * On the H200's 16-core host 15 workers took the warm GPU photo from 231-235 to 209 ms against 8 (align 14 -> 8, encode
- * 21 -> 14, detect 64 -> 59).
+ * 2 workers nearly halve the Solvay photo's align and paste where 1 gains nothing; on a 16-core host 15 workers beat 8
+ * (measured on an H200 host).
  */
 export function defaultFaceThreads(): number {
   return Math.max(2, Math.min(16, os.availableParallelism() - 1));

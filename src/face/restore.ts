@@ -100,9 +100,9 @@ export interface RestoreOptions {
   pipeline?: boolean;
   /**
    * Give every inference one batch size (runtime/fixed-batch.ts: the largest run so far up to --batch, fewer faces
-   * padded with zeros). Default true on CUDA and TensorRT, where each change of batch size cost ~1 s through the stock
-   * binding and ~0.1 s through the C API without CUDA graphs (H200), but not with enable_cuda_graph=1 (a graph per
-   * batch size); always for a model exported with a fixed batch; false elsewhere.
+   * padded with zeros). Default true on CUDA and TensorRT, where each change of batch size costs ~1 s through the
+   * stock binding and ~0.1 s through the C API without CUDA graphs (measured on an H200), but not with
+   * enable_cuda_graph=1 (a graph per batch size); always for a model exported with a fixed batch; false elsewhere.
    */
   padBatch?: boolean;
 }
@@ -120,15 +120,15 @@ export const PIPELINE_FROM = 12;
 /**
  * The faces of a chunk, each chunk a run of the session (on a GPU, a batch of 10 costs per face about what one of 29
  * does): at least a third of the image's faces, up to one face per worker (a chunk then aligns and pastes in one round
- * of the workers), at most half; fewer where --batch is smaller. The Solvay photo with 15 face workers (H200): 15 + 14
- * instead of 10 + 10 + 9, infer 51 -> 48 ms (s12d).
+ * of the workers), at most half; fewer where --batch is smaller. With 15 face workers the Solvay photo's 29 faces
+ * infer faster as 15 + 14 than as 10 + 10 + 9 (measured on an H200).
  */
 export function pipelineChunk(faces: number, workers: number, batch: number): number {
   return Math.max(1, Math.min(batch, Math.ceil(faces / 2), Math.max(workers, Math.ceil(faces / 3))));
 }
 /**
  * PNG outputs are compressed in stripes on the face workers from this many threads on (src/io/png.ts): Node's zlib
- * compresses at about half libvips' speed on one thread (Solvay: 36-46 against ~21 ms here), so 2 workers lose.
+ * compresses at about half libvips' speed on one thread, so 2 workers lose.
  */
 export const STRIPED_PNG_THREADS = 4;
 
@@ -489,9 +489,8 @@ export class Restorer {
     const per = 3 * S * S;
     const workers = this.faceWorkers(faces.length);
     const cropPool = workers ? this.sharedPool : this.pool;
-    // on the C API route, and through a session whose runs are padded to one batch size: through the stock binding's
-    // CUDA session unpadded, the Solvay photo in chunks of 10, 10 and 9 took 2.3-2.5 s instead of 0.47 (H200, warm:
-    // each change of batch size cost ~1 s there)
+    // on the C API route, and through a session whose runs are padded to one batch size: unpadded, the stock
+    // binding's CUDA session pays ~1 s for each change of batch size between chunks (measured on an H200)
     const split = workers && chunked && this.opts.pipeline !== false && !this.opts.parser && !this.opts.aligned && faces.length >= PIPELINE_FROM && (this.session?.readsSharedMemory === true || (this.session as PaddedRunner | null)?.paddedTo !== undefined);
     const size = pipelineChunk(faces.length, workers?.threads ?? 0, this.opts.batch);
     // in chunks, room for a whole last chunk: a padded session (fixed-batch.ts) runs it in place, without a copy
@@ -709,9 +708,8 @@ export class Restorer {
    * A cold start waits for its session after alignment, then for its first run (a worker thread's, on the C API
    * route). Meanwhile the paste runs on the first face's own crop (standing in for the restored one) until V8 has its
    * loops optimised, three times at most and only until the run returns, and one composite is encoded; all of it is
-   * thrown away. The real paste and encode after the first inference then run warm: a paste took 43-54 ms in H200 cold
-   * starts, 4-15 ms after this warm-up, and the reduction at its heart 25-35 ms for its first calls in a process
-   * against 2-4 ms from the third on (this machine).
+   * thrown away. The real paste and encode after the first inference then run warm: a paste in unoptimised code is
+   * several times slower.
    */
   private async prewarmFinish(p: Pending, until: Promise<unknown>): Promise<void> {
     if (this.prewarmed) return;

@@ -2,8 +2,9 @@
 // one raw deflate stream ended by a sync flush (the last one finished), primed with the 32 KiB before it as its
 // dictionary, so that the concatenation is one zlib stream compressing like a single pass; each stripe travels in its
 // own IDAT chunk and the stream's Adler-32 is combined from the stripes'. Written here because libvips (through
-// sharp) encodes a PNG on one thread: the Solvay photo's two outputs took 21-27 ms of the H200 host's photo.
-// Settings as sharp's were: filter None on every row and zlib level 1 (OpenCV's default, the official GPEN's).
+// sharp) encodes a PNG on one thread: 21-27 ms of the Solvay photo's time for its two outputs (measured on an H200
+// host). The settings of sharp's route: filter None on every row and zlib level 1 (OpenCV's default, the official
+// GPEN's).
 import zlib from 'node:zlib';
 
 /** Images side by side, row by row: each part has `width` pixels of RGB (and its alpha plane, when the PNG has one). */

@@ -259,7 +259,7 @@ export interface PeerReport { fused_ops: boolean; gpu?: string; rows: PeerRow[] 
 
 export interface Target { value: number | null; peer_native: number | null; peer_fused: number | null; peer: number | null; ratio: number | null }
 
-/** P1-P5 of the GPU-speed issue from a bench report, the peer's two variants and a cold-start figure. */
+/** The GPU-speed targets P1-P5 from a bench report, the peer's two variants and a cold-start figure. */
 export function targets(b: BenchReport, native: PeerReport | null, fused: PeerReport | null, coldMs: number | null): Record<'P1' | 'P2' | 'P3' | 'P4' | 'P5', Target> {
   const gpu = b.variants.filter((v) => v.ok && v.provider !== 'cpu');
   const minOf = (xs: (number | null | undefined)[]): number | null => {

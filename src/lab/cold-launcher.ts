@@ -1,6 +1,6 @@
 // Starts one cold start for `gpen-lab bench --cold` and times it from here: a fresh process that holds no CUDA, as a
-// shell is. Spawned from the bench's own process, a child took 25-140 ms longer to reach its own clock (the H200,
-// session 13: fork copies the mappings of a parent holding CUDA sessions and locked memory), which no user pays.
+// shell is. Spawned from the bench's own process, a child takes 25-140 ms longer to reach its own clock (measured on
+// an H200 host: fork copies the mappings of a parent holding CUDA sessions and locked memory), which no user pays.
 // argv[2]: a JSON LaunchJob, run with this process's environment. Writes one JSON line, a LaunchResult, then waits for
 // the child's end. Imports nothing of gpen-lab's: it stays light.
 import { spawn } from 'node:child_process';

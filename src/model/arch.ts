@@ -190,7 +190,7 @@ export function largestActivation(arch: GpenArch): number {
 
 /**
  * The largest batch whose activations stay under 2^31 elements: ONNX Runtime 1.29's CUDA Concat indexes with 32-bit
- * integers and fails with cudaErrorInvalidValue beyond (found by gpen-lab bench on an H200: GPEN-512 at batch 64).
+ * integers and fails with cudaErrorInvalidValue beyond (GPEN-512 at batch 64 is past it).
  */
 export function maxCudaBatch(arch: GpenArch): number {
   return Math.max(1, Math.floor((2 ** 31 - 1) / largestActivation(arch)));

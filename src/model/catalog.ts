@@ -64,7 +64,7 @@ export const CATALOG: readonly CatalogEntry[] = Object.freeze([
   linked('GPEN-BFR-512', 'GPEN-BFR-512.pth', 'blind face restoration, 512 px', true, GPEN_RUNS),
   modelscope('GPEN-BFR-1024', 'GPEN-BFR-1024.pth', 'blind face restoration, 1024 px', 'pytorch_model.pt'),
   modelscope('GPEN-BFR-2048', 'GPEN-BFR-2048.pth', 'blind face restoration, 2048 px (selfies)', 'pytorch_model-2048.pt'),
-  // upstream, issue 43: "GPEN-BFR-512-D is the discriminator"
+  // the upstream author, in yangxy/GPEN's GitHub issue #43: "GPEN-BFR-512-D is the discriminator"
   linked('GPEN-BFR-256-D', 'GPEN-BFR-256-D.pth', 'discriminator of GPEN-BFR-256 (training only)', false, 'no: a discriminator, not a generator; used for training, which gpen-lab does not do'),
   linked('GPEN-BFR-512-D', 'GPEN-BFR-512-D.pth', 'discriminator of GPEN-BFR-512 (training only)', false, 'no: a discriminator, not a generator; used for training, which gpen-lab does not do'),
   linked('GPEN-Colorization-1024', 'GPEN-Colorization-1024.pth', 'face colorization, 1024 px', false, NOT_GPEN_TASK),

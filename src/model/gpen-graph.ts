@@ -3,8 +3,8 @@
 // weight per layer, and lets the batch be dynamic. Equalised-lr scales are folded into the stored weights. Rewrites
 // for speed, each exact: FusedLeakyReLU's sqrt(2) folded into the consumers, the 3-channel 1x1 input convolution as
 // a MatMul, the fp16 graph's blurs as grouped convolutions, the demodulation and the noise weights carried to the
-// consumers' styles, ToRGB at the two largest resolutions as a batched MatMul with a per-sample weight
-// (notes/gpu-speed.md has the measurements).
+// consumers' styles, ToRGB at the two largest resolutions as a batched MatMul with a per-sample weight (docs/gpu.md
+// says why).
 import type { GpenArch } from './arch.js';
 import { channels, countParams, log2 } from './arch.js';
 import { GraphBuilder, TensorType } from './onnx-builder.js';
@@ -126,15 +126,12 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
   /**
    * Blur (upfirdn2d with up = down = 1) as a grouped convolution of 32 channels per group whose weight is zero off
    * each channel's own kernel: the same sums as the depthwise convolution, which cuDNN runs at a sixth of its memory
-   * speed, while the grouped form reaches its tensor-core kernels (bench/blur.ts on the H200, fp16 batch 32: 8.3 ->
-   * 4.1 ms at 64 channels x 512 px, 4.2 -> 2.1 ms at 128 x 256; notes/gpu-speed.md). In the fp16 graph only (a GPU
-   * precision): on the CPU the grouped form is 32 times the arithmetic (GPEN-512 fp32 10-15% slower on 2 cores), and
-   * fewer than 32 channels, or a count 32 does not divide, stay depthwise too. In the NHWC form (either
-   * precision) one dense convolution (zero off the diagonal): cuDNN's NHWC grouped convolutions copy each group's
-   * channels out and back (nhwcSliceC kernels, ~7% of a batch-32 run), and its NHWC depthwise one is 2.5 times slower
-   * again. Tried before and not kept: three 2x2 AveragePools (slower), one banded MatMul per axis (no faster), the
-   * blur merged into its convolution (a 6x6 stride-2 convolution, or transposed convolution, or a sub-pixel one: no
-   * faster in NCHW, slower in NHWC; notes/gpu-speed.md, session 10).
+   * speed, while the grouped form reaches its tensor-core kernels (twice as fast, measured with bench/blur.ts on an
+   * H200 at fp16 batch 32). In the fp16 graph only (a GPU precision): on the CPU the grouped form is 32 times the
+   * arithmetic (GPEN-512 fp32 10-15% slower on 2 cores), and fewer than 32 channels, or a count 32 does not divide,
+   * stay depthwise too. In the NHWC form (either precision) one dense convolution (zero off the diagonal): cuDNN's
+   * NHWC grouped convolutions copy each group's channels out and back (nhwcSliceC kernels, ~7% of a batch-32 run),
+   * and its NHWC depthwise one is 2.5 times slower again. The forms tried and not kept are in docs/gpu.md.
    */
   const diagonals = new Map<number, string>();
   const blur = (x: string, kernelName: string, c: number, pad0: number, pad1: number) => {
@@ -241,7 +238,7 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
     }
     const all = g.op('Gemm', [latent, g.initializer('modulation.weight', [total, S], mw), g.initializer('modulation.bias', [total], mb)], { transB: 1 });
     // two levels of Split with at most 8 outputs each: WebGPU allows 16 storage buffers per shader, and one Split
-    // into all 20+ styles needs more (found by the lab on an H200: "Too many storage buffers in shader")
+    // into all 20+ styles needs more (WebGPU then fails with "Too many storage buffers in shader")
     const sizes = modLayers.map((l) => l.cin);
     const groups: number[][] = [];
     for (let i = 0; i < sizes.length; i += 8) groups.push(sizes.slice(i, i + 8));

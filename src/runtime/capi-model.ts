@@ -137,7 +137,7 @@ export class CapiModelSession implements GpenRunner {
         // CUDA graphs replay on fixed GPU addresses: a batch size gets its bound tensors and a graph, captured by ONNX
         // Runtime on its first runs; plain runs on host tensors are refused then. A graph is never replayed after a
         // run of another size: ONNX Runtime's convolutions keep one plan per node, made again for each new size, and
-        // the older graph refers to the plan replaced (its replays failed with CUDA errors 700 and 717, session 11).
+        // the older graph refers to the plan replaced (its replays fail with CUDA errors 700 and 717).
         // So a change of size binds anew under a new graph id (the restore pipeline pads its runs to one size)
         const b = dims[0];
         if (this.bound?.size !== b) {
@@ -150,8 +150,8 @@ export class CapiModelSession implements GpenRunner {
         this.pins?.pin(x);
         this.pins?.pin(target);
         // on the JavaScript thread, always the same one: ONNX Runtime keeps CUDA graphs (and cuDNN/cuBLAS handles) per
-        // calling thread, and runs on libuv's rotating workers captured again and again (infer 378 ms for the Solvay
-        // photo's 29 faces against 188 ms through the stock binding, H200); synchronous, so runs cannot interleave
+        // calling thread, and runs on libuv's rotating workers would be captured again and again (twice the stock
+        // binding's inference time, measured on an H200); synchronous, so runs cannot interleave
         bound.upload(x);
         bound.run();
         bound.download(target);

@@ -359,7 +359,7 @@ export class HostPins {
     const rc = this.fns.hostRegister(new Uint8Array(buf), buf.byteLength, 0);
     if (rc !== 0) {
       // the runtime keeps the failure as its last error, which ONNX Runtime's next kernel check would report as its own
-      // (H200: "cudaErrorHostMemoryAlreadyRegistered" failed the next session's first run): cleared here
+      // ("cudaErrorHostMemoryAlreadyRegistered" failed the next session's first run): cleared here
       this.fns.getLastError();
       this.error = `cudaHostRegister of ${buf.byteLength} bytes failed with CUDA error ${rc}: copies go through pageable memory`;
       return;

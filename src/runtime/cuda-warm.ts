@@ -28,7 +28,7 @@ type Proto = ReturnType<typeof koffi.proto>;
  * The named functions of a library, found entirely on worker threads (dlopen, then dlsym) and decoded here with
  * `protos`. The JavaScript thread never calls dlopen itself: the dynamic loader's lock is held for as long as a large
  * library (cuBLAS Lt, cuDNN's engines) takes to map and relocate, and a dlopen here would wait for it (the model
- * stage of CUDA cold starts took 60-100 ms instead of 2-8 while the warm-up loaded its libraries).
+ * stage of a CUDA cold start would stall while the warm-up loads its libraries).
  */
 export async function functionsAsync(soname: string, protos: Record<string, Proto>): Promise<Record<string, AsyncFn>> {
   libc ??= (() => {

@@ -1,9 +1,7 @@
-// Runs of one batch size. Through the stock binding, ONNX Runtime's CUDA session pays ~0.9-1.2 s on every run whose
-// batch size differs from the run before (H200, GPEN-512 fp16: runs of 10, 9, 10, 9 took ~1 s each against 46 ms for
-// 10, 10, 10; 4, 1, 4, 1 the same): the CLI's default batch of 4 paid it twice on every photo whose face count is no
-// multiple of 4. A model exported with a fixed batch accepts nothing else. So runs are padded (zeros, their outputs
-// dropped) up to one size, which only grows: the largest run seen so far, at most `most`; runs beyond `most` go in
-// pieces of `most`.
+// Runs of one batch size. Through the stock binding, ONNX Runtime's CUDA session pays ~1 s on every run whose batch
+// size differs from the run before (measured on an H200, GPEN-512 fp16), and a model exported with a fixed batch
+// accepts nothing else. So runs are padded (zeros, their outputs dropped) up to one size, which only grows: the
+// largest run seen so far, at most `most`; runs beyond `most` go in pieces of `most`.
 import type { GpenRunner, RunResult } from './session.js';
 
 export interface PaddedRunner extends GpenRunner {
@@ -41,7 +39,7 @@ export function paddedRunner(inner: GpenRunner, o: { most: number; fixed?: boole
         if (r.data !== y) target.set(r.data.subarray(0, k * per));
       } else {
         // one scratch buffer each way, taken while a run uses them (a concurrent caller makes its own): reused, they
-        // stay page-locked on the C API route (HostPins), where a fresh output of 31 MB a run cost ~20 ms (session 11)
+        // stay page-locked on the C API route (HostPins), where a fresh output would be locked anew on every run
         const mine = scratch && scratch.length === size * per ? scratch : new Float32Array(size * per);
         const mineOut = scratchOut && scratchOut.length === size * per ? scratchOut : new Float32Array(size * per);
         scratch = null;

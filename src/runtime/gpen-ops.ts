@@ -3,7 +3,7 @@
 //   y[n, h, w, c] = prelu(cat(x, f)[n, h, w, c] + bias[n, c], slope[c]) * scale[n, c]
 // over NHWC tensors, f and scale optional, bias [C] or [N, C], slope [C], scale [N, C] (float32). It is the tail of
 // GPEN's styled convolution (the feature concatenation, FusedLeakyReLU's bias and slope, the next layer's modulation),
-// which ONNX Runtime runs as four passes over the activation and fuses none of (notes/gpu-speed.md, session 11).
+// which ONNX Runtime runs as four passes over the activation and fuses none of (docs/gpu.md).
 // On CUDA the compute callback launches a PTX kernel (act-ptx.ts) on ONNX Runtime's stream: under a CUDA graph only
 // the capture calls JavaScript, the replays do not. On the CPU it computes in JavaScript: the reference the tests run.
 import koffi, { loadFunctions } from './koffi.js';

@@ -1,8 +1,8 @@
 // The optimised graph, cached for later cold starts: the first session of a model file with a given option set has
 // ONNX Runtime write the graph it optimised (SetOptimizedModelFilePath); later sessions load that file with graph
-// optimisations off. On the H200, optimisations were ~250 ms of a GPEN-512 fp16 session's ~650 ms (cold starts at
-// graph_optimization_level 0 vs 99). Keyed like make judges a file (real path, size, mtime), plus ONNX Runtime's
-// version and the provider options, so a changed model, runtime or option set never meets a stale graph.
+// optimisations off: they are ~250 ms of a GPEN-512 fp16 session's ~650 ms creation (measured on an H200). Keyed
+// like make judges a file (real path, size, mtime), plus ONNX Runtime's version and the provider options, so a
+// changed model, runtime or option set never meets a stale graph.
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';

@@ -1,6 +1,6 @@
 // koffi with stacks large enough for what we call through it. koffi runs foreign calls on its own stacks: 2 MiB for
 // synchronous calls and only 128 KiB for asynchronous ones by default, and ONNX Runtime's CreateSession or CUDA's
-// context creation overflow 128 KiB (a segfault, seen on the H200 in the first async CreateSession and cudaFree(0)).
+// context creation overflow 128 KiB (a segfault in the first async CreateSession and cudaFree(0)).
 // Every module that calls native code through koffi imports it from here, so the configuration comes first.
 import koffi from 'koffi';
 

@@ -1,9 +1,9 @@
 // A primer for CUDA cold starts: the model's own graph with its weights replaced by zeros made on the device
 // (ConstantOfShape), created and run once on worker threads beside the real session's creation. In a fresh process
-// the first run of a GPEN-512 session took 500-900 ms on the H200 against ~90 ms for the first run of a second
-// session (bench/first-run.ts): most of it is paid once per process (cuDNN, cuBLAS and ONNX Runtime kernels loaded
-// and set up on first use, per convolution shape), so a graph with the same operators and shapes pays it while the
-// real session is still being created. The primer file holds no weights (a few hundred KB for GPEN-512) and is cached
+// the first run of a GPEN-512 session takes 500-900 ms against ~90 ms for the first run of a second session
+// (measured on an H200): most of it is paid once per process (cuDNN, cuBLAS and ONNX Runtime kernels loaded and set
+// up on first use, per convolution shape), so a graph with the same operators and shapes pays it while the real
+// session is still being created. The primer file holds no weights (a few hundred KB for GPEN-512) and is cached
 // per model file, like the optimised graph.
 import { existsSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';

@@ -79,8 +79,8 @@ function quoted(line: string, key: string): string | null {
 /**
  * The events placementFromEvents reads (Session events, node kernel times with their provider), picked out of the
  * profile's text at the lines that hold them instead of parsing all of it: ONNX Runtime writes one event a line, and
- * a GPEN-512 profile (~1 MB) took 18 ms of a cold start's JavaScript thread to parse whole (the H200, session 13),
- * just when the face is pasted and encoded. Null when the text is not laid out so (the caller parses it whole).
+ * a GPEN-512 profile (~1 MB) takes ~18 ms of a cold start's JavaScript thread to parse whole (measured on an H200
+ * host), just when the face is pasted and encoded. Null when the text is not laid out so (the caller parses it whole).
  */
 export function scanPlacementEvents(text: string): Ev[] | null {
   const out: Ev[] = [];
