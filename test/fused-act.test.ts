@@ -1,8 +1,8 @@
 // gpen-lab's FusedAct operator (src/runtime/gpen-ops.ts) and the graph form that uses it (BuildOptions.fusedAct): the
 // graph's structure, the official outputs reproduced through a C API CPU session with the operator's JavaScript
 // kernel (the custom-op plumbing: the OrtCustomOp struct, the callbacks, optional inputs, the output's allocation),
-// the PTX module's kernels and launch choice (the GPU kernel itself runs on the device: scripts/probe-fused.mjs), the
-// shape checks and the option's validation.
+// the PTX module's kernels and launch choice, the shape checks and the option's validation. The GPU kernel itself is
+// checked on the device: `gpen-lab bench`'s fused sets agree with the official outputs.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readNpy } from '../src/io/npy.js';
