@@ -126,7 +126,7 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
   /**
    * Blur (upfirdn2d with up = down = 1) as a grouped convolution of 32 channels per group whose weight is zero off
    * each channel's own kernel: the same sums as the depthwise convolution, which cuDNN runs at a sixth of its memory
-   * speed, while the grouped form reaches its tensor-core kernels (twice as fast, measured with bench/blur.ts on an
+   * speed, while the grouped form reaches its tensor-core kernels (twice as fast, measured on an
    * H200 at fp16 batch 32). In the fp16 graph only (a GPU precision): on the CPU the grouped form is 32 times the
    * arithmetic (GPEN-512 fp32 10-15% slower on 2 cores), and fewer than 32 channels, or a count 32 does not divide,
    * stay depthwise too. In the NHWC form (either precision) one dense convolution (zero off the diagonal): cuDNN's
