@@ -37,6 +37,22 @@ export const ERROR_CODES = [
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
+/** What kind of failure a code is, and so the CLI's exit status: fix the input (2), the environment or runtime failed (3), a bug (4). */
+export type FailureKind = 'input' | 'runtime' | 'internal';
+
+export const FAILURE_KINDS: Readonly<Record<ErrorCode, FailureKind>> = Object.freeze({
+  E_ARGUMENT: 'input', E_FILE_MISSING: 'input', E_FILE_UNREADABLE: 'input', E_FORMAT_UNKNOWN: 'input',
+  E_PTH_CORRUPT: 'input', E_PTH_UNSAFE: 'input', E_ONNX_CORRUPT: 'input', E_NOT_GPEN: 'input',
+  E_KEY_NOT_FOUND: 'input', E_SHAPE_MISMATCH: 'input', E_SIZE_UNKNOWN: 'input', E_NPY_INVALID: 'input',
+  E_PROVIDER_UNKNOWN: 'input', E_OUTPUT_EXISTS: 'input', E_IMAGE_CORRUPT: 'input', E_IMAGE_TOO_LARGE: 'input',
+  E_SETUP_SOURCE: 'input', E_CHECKSUM: 'input', E_CONFIG: 'input', E_BODY_TOO_LARGE: 'input', E_NOT_FOUND: 'input',
+  E_PROVIDER_UNAVAILABLE: 'runtime', E_SESSION: 'runtime', E_INFERENCE: 'runtime', E_WRITE: 'runtime',
+  E_NETWORK: 'runtime', E_RUNTIME_VERSION: 'runtime', E_BUSY: 'runtime', E_NOT_READY: 'runtime', E_TIMEOUT: 'runtime',
+  E_INTERNAL: 'internal',
+});
+
+export const EXIT_CODES: Readonly<Record<FailureKind, number>> = Object.freeze({ input: 2, runtime: 3, internal: 4 });
+
 export interface ErrorDetails {
   /** The file or value the error is about. */
   input?: string;

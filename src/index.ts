@@ -13,7 +13,7 @@ export type { OnnxModelInfo } from './model/onnx-file.js';
 export { synthStateDict } from './model/synth.js';
 export { convertPth, describeModel, loadCheckpoint, prepareModel, synthesizeGpen, synthesizeIdentity } from './model/registry.js';
 export type { ModelInfo, ModelSpec, PreparedModel } from './model/registry.js';
-export type { HostTensor, DType } from './model/tensor.js';
+export type { HostTensor, DType } from './io/tensor.js';
 export { PROVIDERS, PROVIDER_SPECS, parseProvider } from './runtime/providers.js';
 export type { Provider } from './runtime/providers.js';
 export { ModelSession, knownProviders, runtimeVersion } from './runtime/session.js';

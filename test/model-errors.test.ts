@@ -14,7 +14,7 @@ import { expectedShapes } from '../src/model/arch.js';
 import { readPth } from '../src/model/pth.js';
 import { convertPth, describeModel, synthesizeGpen } from '../src/model/registry.js';
 import { rng } from '../src/model/synth.js';
-import { float32ToHalfArray, numel, type HostTensor } from '../src/model/tensor.js';
+import { float32ToHalfArray, numel, type HostTensor } from '../src/io/tensor.js';
 import { missingProviderFiles } from '../src/runtime/providers.js';
 import { ModelSession } from '../src/runtime/session.js';
 import { fixture, maxAbsDiff } from './fixtures.js';

@@ -12,12 +12,12 @@ import { OFFICIAL_ARCH, countParams, defaultArch, expectedShapes, inferArch } fr
 import { describeModel, describeOnnxCached, synthesizeGpen, synthesizeIdentity } from '../src/model/registry.js';
 import { buildGpenOnnx } from '../src/model/gpen-graph.js';
 import { readPth } from '../src/model/pth.js';
-import { toFloat32 } from '../src/model/tensor.js';
+import { toFloat32 } from '../src/io/tensor.js';
 import { fixture } from './fixtures.js';
-import { onnx } from '../src/model/onnx-builder.js';
+import { onnx } from '../src/onnx/builder.js';
 import { fillNormal, rng } from '../src/model/synth.js';
-import type { HostTensor } from '../src/model/tensor.js';
-import { floatToHalf, halfToFloat } from '../src/model/tensor.js';
+import type { HostTensor } from '../src/io/tensor.js';
+import { floatToHalf, halfToFloat } from '../src/io/tensor.js';
 import { timingStats } from '../src/metrics/stats.js';
 import { ModelSession } from '../src/runtime/session.js';
 

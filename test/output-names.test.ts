@@ -78,7 +78,7 @@ describe('a write on a full disk', () => {
       (e: unknown) => e instanceof GpenLabError && e.code === 'E_WRITE' && /no space left on the device \(ENOSPC\)/.test(e.message) && /Free space/.test(e.fix));
     assert.deepEqual(readdirSync(mnt), []);
     const r = cli(['model', 'synth', '--size', '256', '-o', path.join(mnt, 's.onnx')]);
-    assert.equal(r.status, 2, r.stderr);
+    assert.equal(r.status, 3, r.stderr);
     assert.match(r.stderr, /error \[E_WRITE\].*no space left/);
     assert.deepEqual(readdirSync(mnt), []);
     assert.equal(existsSync(path.join(mnt, 's.onnx')), false);
@@ -108,7 +108,7 @@ describe('a folder that cannot be created', () => {
     await assert.rejects(writeFileAtomicSafe('/proc/gpen-lab-test/x/y.png', 'x'),
       (e: unknown) => e instanceof GpenLabError && e.code === 'E_WRITE' && /a folder cannot be created there/.test(e.message) && /\/proc/.test(e.fix));
     const r = cli(['restore', FACE, '-o', '/proc/gpen-lab-test/out', '--synthetic', '64', '--provider', 'cpu', '--json']);
-    assert.equal(r.status, 2, r.stderr);
+    assert.equal(r.status, 3, r.stderr);
     assert.equal((JSON.parse(r.stdout.trim().split('\n')[0]) as { error: { code: string } }).error.code, 'E_WRITE');
   });
 

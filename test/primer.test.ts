@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { GpenLabError } from '../src/errors.js';
-import { onnx } from '../src/model/onnx-builder.js';
+import { onnx } from '../src/onnx/builder.js';
 import { prepareModel } from '../src/model/registry.js';
 import { CapiSession, splitCudaOptions } from '../src/runtime/capi.js';
 import { prime, primerFor } from '../src/runtime/primer.js';

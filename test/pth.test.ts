@@ -12,7 +12,7 @@ import { isGpenLabError, type ErrorCode } from '../src/errors.js';
 import { countParams, defaultArch, expectedShapes } from '../src/model/arch.js';
 import { readPth, type Checkpoint } from '../src/model/pth.js';
 import { unpickle } from '../src/model/pickle.js';
-import { float32ToHalfArray, numel, type HostTensor } from '../src/model/tensor.js';
+import { float32ToHalfArray, numel, type HostTensor } from '../src/io/tensor.js';
 import { Pickle, crc32, f32, legacyFile, saveStateDict, zipFile, type Spec } from './helpers/pth-writer.js';
 
 const FIXTURES = fileURLToPath(new URL('../../shared/fixtures/gpen/', import.meta.url));

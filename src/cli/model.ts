@@ -6,7 +6,7 @@ import { writeFileAtomicSafe } from '../io/files.js';
 import { readNpy, writeNpy } from '../io/npy.js';
 import type { ModelInfo } from '../model/registry.js';
 import { convertPth, describeModel, synthesizeGpen, synthesizeIdentity, DEFAULT_SEED } from '../model/registry.js';
-import { numel, toFloat32 } from '../model/tensor.js';
+import { numel, toFloat32 } from '../io/tensor.js';
 import { chooseSession } from '../face/choose.js';
 import { PRECISIONS, PROVIDER_CHOICES, ROUTES, describeChoice, parseChoice } from '../runtime/routes.js';
 import { SYNTHETIC_WARNING, Steps, info, printJson, warn } from './output.js';

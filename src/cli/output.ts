@@ -2,7 +2,7 @@
 // message + fix (stack only with --debug) and a non-zero exit. With --json, stdout is JSON and nothing else: one
 // compact object per line, one per item for the commands that report items (restore, detect) and one for a single
 // document (demo, doctor, lab, model, setup) or an error.
-import { GpenLabError, errorMessage } from '../errors.js';
+import { EXIT_CODES, FAILURE_KINDS, GpenLabError, errorMessage } from '../errors.js';
 
 export const SYNTHETIC_WARNING = 'synthetic weights: seeded random GPEN, for speed and agreement measurements only; the image is not a restoration';
 
@@ -27,10 +27,9 @@ export function info(line: string): void {
   aboveStatus(`${line}\n`);
 }
 
-/** Exit code per kind of failure: 2 for bad usage or input, 3 for the runtime, 1 for anything unexpected. */
+/** Exit status per kind of failure (FAILURE_KINDS): 2 bad input, 3 runtime or environment, 4 a bug. */
 export function exitCodeFor(e: unknown): number {
-  if (!(e instanceof GpenLabError)) return 1;
-  return ['E_PROVIDER_UNAVAILABLE', 'E_SESSION', 'E_INFERENCE'].includes(e.code) ? 3 : 2;
+  return EXIT_CODES[e instanceof GpenLabError ? FAILURE_KINDS[e.code] : 'internal'];
 }
 
 export function reportError(e: unknown, opts: { debug: boolean; json: boolean }): number {

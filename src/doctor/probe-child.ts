@@ -13,7 +13,7 @@ try {
   stage(reached);
   const { ModelSession } = await import('../runtime/session.js');
   const { parseProvider } = await import('../runtime/providers.js');
-  const { GraphBuilder, TensorType } = await import('../model/onnx-builder.js');
+  const { GraphBuilder, TensorType } = await import('../onnx/builder.js');
   // a 1x1 convolution with identity weights: output = input, and it needs cuDNN on the CUDA provider, as GPEN does
   const g = new GraphBuilder();
   const w = g.initializer('w', [3, 3, 1, 1], Float32Array.from([1, 0, 0, 0, 1, 0, 0, 0, 1]));

@@ -4,7 +4,7 @@
 // every other node are untouched (a test checks batched detections against single-tile ones). Its input becomes bytes
 // (NHWC, 0-255), mapped to MediaPipe's [-1, 1] by the graph: tiles and crops are written, copied and uploaded at a
 // quarter of the size of floats.
-import { onnx } from '../model/onnx-builder.js';
+import { onnx } from '../onnx/builder.js';
 import { GpenLabError } from '../errors.js';
 
 /** The parts of the decoded protobuf messages used here (protobufjs objects, encoded back as they are). */

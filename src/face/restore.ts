@@ -2,7 +2,7 @@
 // encode, write. The CLI, the lab and the service all call this and share its RestoreResult.
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { GpenLabError, badArgument, errorMessage, isGpenLabError } from '../errors.js';
+import { GpenLabError, badArgument, errorMessage, isGpenLabError, type ErrorCode } from '../errors.js';
 import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { outputExists, writeFileAtomicSafe } from '../io/files.js';
@@ -172,7 +172,7 @@ export interface RestoreResult {
   route: RouteChoice;
   model: { file: string | null; sha256: string | null; size: number; synthetic: boolean };
   warnings: string[];
-  error?: { code: string; message: string; fix: string };
+  error?: { code: ErrorCode; message: string; fix: string };
 }
 
 /** A failure as a result's error: a coded error as it is, anything else E_INTERNAL. */

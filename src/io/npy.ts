@@ -1,8 +1,8 @@
 // NumPy .npy reader/writer for float32/float16 C-order arrays. Hand-written: the format is one header line, and the
 // registry's npy packages either only read or pull in a tensor library.
 import { GpenLabError } from '../errors.js';
-import type { DType, HostTensor } from '../model/tensor.js';
-import { numel } from '../model/tensor.js';
+import type { DType, HostTensor } from './tensor.js';
+import { numel } from './tensor.js';
 import { readInputFile, writeFileAtomicSafe } from './files.js';
 
 const MAGIC = Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]);

@@ -17,7 +17,7 @@ import { psnrFloat } from '../metrics/quality.js';
 import type { TimingStats } from '../metrics/stats.js';
 import { median, timingStats } from '../metrics/stats.js';
 import type { Precision } from '../model/gpen-graph.js';
-import { GraphBuilder, TensorType } from '../model/onnx-builder.js';
+import { GraphBuilder, TensorType } from '../onnx/builder.js';
 import type { ModelSpec } from '../model/registry.js';
 import { formForCuda, prepareModel } from '../model/registry.js';
 import type { Provider } from '../runtime/providers.js';

@@ -1,8 +1,8 @@
 // GPEN's FullGenerator architecture: the parameter table of a configuration, and its inference from a state dict.
 // Everything is derived from tensor names and shapes, so the user never states size, channel_multiplier or narrow.
 import { GpenLabError } from '../errors.js';
-import type { HostTensor } from './tensor.js';
-import { numel, sameDims } from './tensor.js';
+import type { HostTensor } from '../io/tensor.js';
+import { numel, sameDims } from '../io/tensor.js';
 
 /** Output sizes GPEN's channel table defines (official: 256..2048; the small ones serve tests). */
 export const GPEN_SIZES = [16, 32, 64, 128, 256, 512, 1024, 2048] as const;

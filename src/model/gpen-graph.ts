@@ -7,9 +7,10 @@
 // says why).
 import type { GpenArch } from './arch.js';
 import { channels, countParams, log2 } from './arch.js';
-import { GraphBuilder, TensorType } from './onnx-builder.js';
-import type { HostTensor } from './tensor.js';
-import { float32ToHalfArray, toFloat32 } from './tensor.js';
+import { GraphBuilder, TensorType } from '../onnx/builder.js';
+import type { HostTensor } from '../io/tensor.js';
+import { float32ToHalfArray, toFloat32 } from '../io/tensor.js';
+import { GPEN_OPS } from '../onnx/custom-ops.js';
 
 export type Precision = 'fp32' | 'fp16';
 export const PRECISIONS = ['fp32', 'fp16'] as const;
@@ -34,8 +35,6 @@ export interface BuildOptions {
 
 export const OPSET = 17;
 export { GRAPH_VERSION, graphTag } from './converted.js';
-/** The domain and version of gpen-lab's own operators (runtime/gpen-ops.ts). */
-export const GPEN_OPS = { domain: 'gpen_lab', version: 1, fusedAct: { fp32: 'FusedAct', fp16: 'FusedActHalf' } } as const;
 const SQRT2 = Math.SQRT2;
 const NEG_SLOPE = 0.2;
 /** Channels per group of the blur's convolution (see blur()). */

@@ -2,7 +2,7 @@
 // image-to-image net of a GPEN size, and tells gpen-lab's own, published and upstream torch exports apart.
 // Tensor bytes stay views into the one file buffer (protobufjs slices, never copies), so a 1 GB GPEN-2048 is read once.
 import type onnxProto from 'onnx-proto';
-import { onnx } from './onnx-builder.js';
+import { onnx } from '../onnx/builder.js';
 import { GpenLabError, errorMessage } from '../errors.js';
 import { readInputFile } from '../io/files.js';
 import { GPEN_SIZES } from './arch.js';

@@ -8,7 +8,7 @@ import { onFirstUse } from '../io/lazy-module.js';
 import { GpenLabError, errorMessage, isGpenLabError } from '../errors.js';
 import { assertReadableFile } from '../io/files.js';
 import { PyGlobal, PyTensor, unpickle } from './pickle.js';
-import { numel, type HostTensor } from './tensor.js';
+import { numel, type HostTensor } from '../io/tensor.js';
 
 /** yauzl, loaded on first use: a process that reads no .pth does not pay for it. */
 const zipLib = onFirstUse<typeof yauzl>('yauzl');

@@ -2,8 +2,8 @@
 // memory and cross-runtime agreement can be measured with nothing downloaded. Outputs made with them say "synthetic".
 import type { GpenArch } from './arch.js';
 import { expectedShapes } from './arch.js';
-import type { HostTensor } from './tensor.js';
-import { numel } from './tensor.js';
+import type { HostTensor } from '../io/tensor.js';
+import { numel } from '../io/tensor.js';
 
 /** mulberry32: tiny, fast, and the same stream in every JS engine. */
 export function rng(seed: number): () => number {

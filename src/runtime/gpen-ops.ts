@@ -8,10 +8,10 @@
 // the capture calls JavaScript, the replays do not. On the CPU it computes in JavaScript: the reference the tests run.
 import koffi, { loadFunctions } from './koffi.js';
 import { GpenLabError } from '../errors.js';
-import { halfToFloat, floatToHalf } from '../model/tensor.js';
+import { halfToFloat, floatToHalf } from '../io/tensor.js';
 import type { Api } from './capi.js';
 import { check } from './capi.js';
-import { GPEN_OPS } from '../model/gpen-graph.js';
+import { GPEN_OPS } from '../onnx/custom-ops.js';
 import { ACT_KERNELS, ACT_PARAMS, actLaunch, actPtx } from './act-ptx.js';
 
 

@@ -1,7 +1,7 @@
 // The primer's graph (primer.ts runs it): the model's graph with its weights made by ConstantOfShape. Apart from
 // primer.ts because it needs the ONNX protobuf modules, which a cold start whose primer is cached does not load.
 import type onnxProto from 'onnx-proto';
-import { onnx } from '../model/onnx-builder.js';
+import { onnx } from '../onnx/builder.js';
 
 type ITensor = onnxProto.onnx.ITensorProto;
 type INode = onnxProto.onnx.INodeProto;

@@ -8,8 +8,8 @@
 // Checked against torch 2.11: torch.load (weights_only True and False) reads zip and legacy files written here,
 // fp32, fp16 and nested, to the same bytes.
 import * as zlib from 'node:zlib';
-import type { HostTensor } from '../../src/model/tensor.js';
-import { numel } from '../../src/model/tensor.js';
+import type { HostTensor } from '../../src/io/tensor.js';
+import { numel } from '../../src/io/tensor.js';
 
 /** A tensor of a crafted pickle: storage class and key, the storage's element count, and the view on it. */
 export interface Spec { name: string; cls: string; key: string; numel: number; size: number[]; stride?: number[]; offset?: number }
