@@ -94,6 +94,14 @@ export function badArgument(name: string, expected: string, received: unknown, f
   );
 }
 
+/** The one fix of an E_INTERNAL error. */
+export const INTERNAL_FIX = 'This is a bug in gpen-lab: re-run with --debug (the service: see its log) and report the stack.';
+
+/** Any thrown value as a GpenLabError: a coded error as it is, anything else E_INTERNAL with the value as its cause. */
+export function toGpenLabError(e: unknown): GpenLabError {
+  return isGpenLabError(e) ? e : new GpenLabError('E_INTERNAL', errorMessage(e), INTERNAL_FIX, {}, { cause: e });
+}
+
 export function errorMessage(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }

@@ -2,7 +2,7 @@
 // message + fix (stack only with --debug) and a non-zero exit. With --json, stdout is JSON and nothing else: one
 // compact object per line, one per item for the commands that report items (restore, detect) and one for a single
 // document (demo, doctor, lab, model, setup) or an error.
-import { EXIT_CODES, FAILURE_KINDS, GpenLabError, errorMessage } from '../errors.js';
+import { EXIT_CODES, FAILURE_KINDS, GpenLabError, errorMessage, toGpenLabError } from '../errors.js';
 
 export const SYNTHETIC_WARNING = 'synthetic weights: seeded random GPEN, for speed and agreement measurements only; the image is not a restoration';
 
@@ -35,7 +35,7 @@ export function exitCodeFor(e: unknown): number {
 export function reportError(e: unknown, opts: { debug: boolean; json: boolean }): number {
   const code = exitCodeFor(e);
   if (opts.json) {
-    const body = e instanceof GpenLabError ? e.toJSON() : { code: 'E_INTERNAL', message: errorMessage(e), fix: 'Re-run with --debug and report the stack.' };
+    const body = toGpenLabError(e).toJSON();
     printJson({ error: body });
   }
   clearStatus();

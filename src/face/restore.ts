@@ -2,7 +2,7 @@
 // encode, write. The CLI, the lab and the service all call this and share its RestoreResult.
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { GpenLabError, badArgument, errorMessage, isGpenLabError, type ErrorCode } from '../errors.js';
+import { GpenLabError, badArgument, toGpenLabError, type ErrorCode } from '../errors.js';
 import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { outputExists, writeFileAtomicSafe } from '../io/files.js';
@@ -177,7 +177,8 @@ export interface RestoreResult {
 
 /** A failure as a result's error: a coded error as it is, anything else E_INTERNAL. */
 function resultError(e: unknown): NonNullable<RestoreResult['error']> {
-  return isGpenLabError(e) ? { code: e.code, message: e.message, fix: e.fix } : { code: 'E_INTERNAL', message: errorMessage(e), fix: 'Re-run with --debug and report it.' };
+  const g = toGpenLabError(e);
+  return { code: g.code, message: g.message, fix: g.fix };
 }
 
 const zeroStages = (): Record<StageName, number> => ({ decode: 0, detect: 0, align: 0, infer: 0, paste: 0, encode: 0, write: 0 });

@@ -6,6 +6,7 @@ const readyAt = Date.now();
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import type { CellJob } from './types.js';
+import { toGpenLabError } from '../errors.js';
 
 const emit = (ev: Record<string, unknown>) => process.stdout.write(`@@lab ${JSON.stringify(ev)}\n`);
 emit({ ev: 'ready', at: readyAt, pid: process.pid });
@@ -73,7 +74,7 @@ try {
   emit({ ev: 'done', maxRssMiB: process.resourceUsage().maxRSS / 1024 });
   process.exit(0);
 } catch (e) {
-  const x = e as { code?: string; message?: string; fix?: string };
-  emit({ ev: 'error', stage, code: x.code ?? 'E_INTERNAL', message: x.message ?? String(e), fix: x.fix ?? null });
+  const x = toGpenLabError(e);
+  emit({ ev: 'error', stage, code: x.code, message: x.message, fix: x.fix });
   process.exit(3);
 }

@@ -1,7 +1,7 @@
 // Prepares a model (builds synthetic weights, converts a .pth) in a worker thread, so that the service's event loop
 // keeps answering /healthz and /readyz while it loads. Posts the PreparedModel back (the graph bytes transferred).
 import { parentPort, workerData } from 'node:worker_threads';
-import { isGpenLabError } from '../errors.js';
+import { toGpenLabError } from '../errors.js';
 import { prepareModel } from '../model/registry.js';
 import type { Precision } from '../model/gpen-graph.js';
 import type { GraphForm, ModelSpec } from '../model/registry.js';
@@ -12,5 +12,5 @@ try {
   const transfer = typeof p.model === 'string' ? [] : [p.model.buffer as ArrayBuffer];
   parentPort!.postMessage({ ok: true, prepared: p }, transfer);
 } catch (e) {
-  parentPort!.postMessage({ ok: false, error: isGpenLabError(e) ? { code: e.code, message: e.message, fix: e.fix } : { code: 'E_INTERNAL', message: (e as Error).message, fix: 'Report it with the service log.' } });
+  parentPort!.postMessage({ ok: false, error: (({ code, message, fix }) => ({ code, message, fix }))(toGpenLabError(e)) });
 }

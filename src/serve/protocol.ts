@@ -1,6 +1,6 @@
 // The messages between the service's HTTP thread (engine.ts) and its engine thread (engine-worker.ts), and how a
 // coded error crosses between them: as its code, message, fix and details, made a GpenLabError again on arrival.
-import { GpenLabError, errorMessage, isGpenLabError } from '../errors.js';
+import { GpenLabError, toGpenLabError } from '../errors.js';
 import type { ErrorCode, ErrorDetails } from '../errors.js';
 import type { FinishOptions, RestoreResult } from '../face/restore.js';
 import type { Precision } from '../model/gpen-graph.js';
@@ -56,8 +56,8 @@ export type FromEngine =
   | { type: 'closed' };
 
 /** Any thrown value as a wire error: a coded error as it is (details made cloneable), anything else E_INTERNAL. */
-export function toWire(e: unknown): WireError {
-  if (!isGpenLabError(e)) return { code: 'E_INTERNAL', message: errorMessage(e), fix: 'Report it with the service log.', details: {} };
+export function toWire(thrown: unknown): WireError {
+  const e = toGpenLabError(thrown);
   let details: ErrorDetails = {};
   try {
     details = JSON.parse(JSON.stringify(e.details ?? {})) as ErrorDetails;

@@ -9,7 +9,7 @@ import Fastify from 'fastify';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import client from 'prom-client';
 import { runDoctor } from '../doctor/index.js';
-import { GpenLabError, badArgument, errorMessage, isGpenLabError } from '../errors.js';
+import { GpenLabError, badArgument, errorMessage, isGpenLabError, toGpenLabError } from '../errors.js';
 import { DEFAULT_MAX_PIXELS, imageSize, sniffImageFormat } from '../io/image.js';
 import type { Precision } from '../model/gpen-graph.js';
 import type { ModelSpec } from '../model/registry.js';
@@ -104,7 +104,7 @@ export async function startService(o: ServeOptions): Promise<Service> {
   const latencies: number[] = [];
 
   const sendError = (reply: FastifyReply, e: unknown, route: string, t0: number) => {
-    const err = isGpenLabError(e) ? e : new GpenLabError('E_INTERNAL', errorMessage(e), 'Report it with the service log.');
+    const err = toGpenLabError(e);
     const status = STATUS[err.code] ?? 500;
     m.errors.inc({ code: err.code });
     m.latency.observe({ route, status: String(status) }, (Date.now() - t0) / 1000);
