@@ -1,10 +1,10 @@
-// The README's quick start without weights, run as written: each line of its first shell block in a fresh folder
+// The README's quick start without weights and its library example, run as written. The quick start: each line of its first shell block in a fresh folder
 // (the repository's assets and examples beside it, `npx gpen-lab` resolving to this build's dist/), the service line
 // started in the background, the "another terminal" block against it, then the service stopped with SIGTERM.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { decodeImage } from '../src/io/image.js';
@@ -82,5 +82,28 @@ describe('the README quick start, as written', () => {
     assert.deepEqual(lab.cells.map((c: { id: string; status: string }) => [c.id, c.status]), [['cpu-fp32', 'done'], ['cpu-fp16', 'done']]);
     const bench = JSON.parse(readFileSync(path.join(dir, 'bench.json'), 'utf8'));
     assert.ok(bench.variants.length >= 2 && bench.variants.every((v: { ok: boolean }) => v.ok), JSON.stringify(bench.variants).slice(0, 500));
+  });
+});
+
+describe('the README library example, as written', () => {
+  it('restores the demo face through the package entry point', async () => {
+    const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+    const m = /\n## As a library\n[\s\S]*?```js\n([\s\S]*?)```/.exec(readme);
+    assert.ok(m, 'README has an "As a library" section with a js block');
+    assert.match(m[1], /from 'gpen-lab'/);
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'gpen-lab-readme-lib-'));
+    try {
+      mkdirSync(path.join(dir, 'node_modules'));
+      symlinkSync(ROOT, path.join(dir, 'node_modules/gpen-lab'));
+      symlinkSync(path.join(ROOT, 'assets'), path.join(dir, 'assets'));
+      writeFileSync(path.join(dir, 'example.mjs'), m[1]);
+      const r = spawnSync(process.execPath, ['example.mjs'], { cwd: dir, encoding: 'utf8' });
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stdout, /^restored-lib\/demo-face_GPEN\.png: 1 face\(s\) on (cpu|cuda|webgpu)$/m);
+      const [face, out] = await Promise.all([decodeImage(path.join(ROOT, 'assets/demo-face.png')), decodeImage(path.join(dir, 'restored-lib/demo-face_GPEN.png'))]);
+      assert.deepEqual([out.width, out.height], [face.width, face.height]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
