@@ -1,6 +1,7 @@
-// The README's quick start without weights and its library example, run as written. The quick start: each line of its first shell block in a fresh folder
-// (the repository's assets and examples beside it, `npx gpen-lab` resolving to this build's dist/), the service line
-// started in the background, the "another terminal" block against it, then the service stopped with SIGTERM.
+// The README's quick start without weights and its library example, run as written. The quick start: each line of its
+// first shell block in a fresh folder (the repository's assets and examples beside it, `npx gpen-lab` resolving to this
+// build's dist/), the service line started in the background, the "another terminal" block against it, then the
+// service stopped with SIGTERM.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
