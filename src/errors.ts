@@ -53,6 +53,11 @@ export const FAILURE_KINDS: Readonly<Record<ErrorCode, FailureKind>> = Object.fr
 
 export const EXIT_CODES: Readonly<Record<FailureKind, number>> = Object.freeze({ input: 2, runtime: 3, internal: 4 });
 
+/** The CLI's exit status for a failure of this code. */
+export function exitStatus(code: ErrorCode): number {
+  return EXIT_CODES[FAILURE_KINDS[code]];
+}
+
 export interface ErrorDetails {
   /** The file or value the error is about. */
   input?: string;

@@ -4,7 +4,7 @@
 import { Command, Option } from 'commander';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
-import { EXIT_CODES, FAILURE_KINDS } from '../errors.js';
+import { exitStatus } from '../errors.js';
 import { Restorer } from '../face/restore.js';
 import { PRECISIONS, PROVIDER_CHOICES, ROUTES, describeChoice, parseChoice } from '../runtime/routes.js';
 import { SYNTHETIC_WARNING, Steps, info, printJson, warn } from './output.js';
@@ -59,6 +59,6 @@ export function demoCommand(): Command {
         for (const [k, v] of Object.entries(result.stages_ms)) process.stdout.write(`  ${k.padEnd(14)} ${v.toFixed(0).padStart(6)} ms\n`);
         process.stdout.write(`wrote ${result.outputs.gpen} and ${result.outputs.comp}\n`);
       }
-      if (result.error) process.exitCode = EXIT_CODES[FAILURE_KINDS[result.error.code]];
+      if (result.error) process.exitCode = exitStatus(result.error.code);
     });
 }

@@ -2,7 +2,7 @@
 // message + fix (stack only with --debug) and a non-zero exit. With --json, stdout is JSON and nothing else: one
 // compact object per line, one per item for the commands that report items (restore, detect) and one for a single
 // document (demo, doctor, lab, model, setup) or an error.
-import { EXIT_CODES, FAILURE_KINDS, GpenLabError, errorMessage, toGpenLabError } from '../errors.js';
+import { EXIT_CODES, GpenLabError, errorMessage, exitStatus, toGpenLabError } from '../errors.js';
 
 export const SYNTHETIC_WARNING = 'synthetic weights: seeded random GPEN, for speed and agreement measurements only; the image is not a restoration';
 
@@ -29,7 +29,7 @@ export function info(line: string): void {
 
 /** Exit status per kind of failure (FAILURE_KINDS): 2 bad input, 3 runtime or environment, 4 a bug. */
 export function exitCodeFor(e: unknown): number {
-  return EXIT_CODES[e instanceof GpenLabError ? FAILURE_KINDS[e.code] : 'internal'];
+  return e instanceof GpenLabError ? exitStatus(e.code) : EXIT_CODES.internal;
 }
 
 export function reportError(e: unknown, opts: { debug: boolean; json: boolean }): number {

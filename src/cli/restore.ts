@@ -2,7 +2,7 @@
 import { Command, Option } from 'commander';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { EXIT_CODES, FAILURE_KINDS, GpenLabError, errorMessage } from '../errors.js';
+import { GpenLabError, errorMessage, exitStatus } from '../errors.js';
 import { parseCudaOptions } from '../runtime/capi-model.js';
 import type { WarmReport } from '../runtime/cuda-warm.js';
 import { cudaWarmup } from '../runtime/cuda-warm.js';
@@ -211,7 +211,7 @@ export function restoreCommand(): Command {
       }
       if (failed.length > 0) {
         process.stderr.write(`${failed.length} of ${results.length} image(s) failed: ${failed.map((r) => `${r.input} (${r.error!.code})`).join(', ')}\n`);
-        process.exitCode = Math.max(...failed.map((r) => EXIT_CODES[FAILURE_KINDS[r.error!.code]]));
+        process.exitCode = Math.max(...failed.map((r) => exitStatus(r.error!.code)));
       }
     });
 }
