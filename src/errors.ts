@@ -88,15 +88,80 @@ export function isGpenLabError(e: unknown): e is GpenLabError {
   return e instanceof GpenLabError;
 }
 
-/** sharp-style argument message: `Expected X for NAME but received V of type T`. */
+/**
+ * sharp-style argument message: `Expected X for NAME but received V of type T`. NAME is the option's key as the
+ * library spells it (`alpha`, `faceThreads`); `details.option` carries it, so the CLI and the service can name their
+ * own spelling of it (`--alpha`, `--face-threads`, `format`) with `renameOption`.
+ */
 export function badArgument(name: string, expected: string, received: unknown, fix?: string): GpenLabError {
   const shown = typeof received === 'string' ? JSON.stringify(received) : String(received);
   return new GpenLabError(
     'E_ARGUMENT',
     `Expected ${expected} for ${name} but received ${shown} of type ${typeof received}`,
     fix ?? `Pass ${expected} for ${name}.`,
-    { input: name, received: shown },
+    { input: name, option: name, received: shown },
   );
+}
+
+/** A flag's or a query's value read as a number (a string holding one); anything else as it is. */
+function numeric(v: unknown): unknown {
+  return typeof v === 'string' && v.trim() !== '' ? Number(v) : v;
+}
+
+/** An integer in [min, max]; a string holding one (a flag's value) is read as that number. */
+export function checkInteger(name: string, v: unknown, min: number, max: number, fix?: string): number {
+  const n = numeric(v);
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) {
+    throw badArgument(name, max === Number.MAX_SAFE_INTEGER ? `an integer of at least ${min}` : `an integer between ${min} and ${max}`, v, fix);
+  }
+  return n;
+}
+
+/** A finite number in [min, max] (with `above`, min itself excluded); a string holding one is read as that number. */
+export function checkNumber(name: string, v: unknown, bounds: { min: number; max?: number; above?: boolean }, fix?: string): number {
+  const { min, max = Infinity, above = false } = bounds;
+  const n = numeric(v);
+  const ok = typeof n === 'number' && Number.isFinite(n) && (above ? n > min : n >= min) && n <= max;
+  if (!ok) {
+    const range = max === Infinity ? `${above ? 'above' : 'of at least'} ${min}` : `between ${min} and ${max}`;
+    throw badArgument(name, `a number ${range}`, v, fix);
+  }
+  return n as number;
+}
+
+/** One value of a closed set. */
+export function checkOneOf<T extends string>(name: string, v: unknown, values: readonly T[], fix?: string): T {
+  if (typeof v !== 'string' || !(values as readonly string[]).includes(v)) throw badArgument(name, `one of ${values.join(', ')}`, v, fix);
+  return v as T;
+}
+
+/** A comma-separated, non-empty list of values of a closed set, each once, in the order given. */
+export function checkList<T extends string>(name: string, v: unknown, values: readonly T[], fix?: string): T[] {
+  const items = typeof v === 'string' ? v.split(',').map((s) => s.trim()).filter(Boolean) : [];
+  if (items.length === 0 || items.some((i) => !(values as readonly string[]).includes(i))) {
+    throw badArgument(name, `a comma-separated list of ${values.join(', ')}`, v, fix);
+  }
+  return [...new Set(items)] as T[];
+}
+
+/**
+ * The same error with an option's key spelled as the caller knows it (`faceThreads` as `--face-threads` for the CLI):
+ * every whole-word use of the key in message and fix. Errors that name no option come back as they are.
+ */
+export function renameOption(e: GpenLabError, spell: (key: string) => string): GpenLabError {
+  const key = e.details.option;
+  if (typeof key !== 'string') return e;
+  const to = spell(key);
+  if (to === key) return e;
+  const word = new RegExp(`(?<![\\w.=-])${key.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(?![\\w=-])`, 'g');
+  const renamed = new GpenLabError(e.code, e.message.replace(word, to), e.fix.replace(word, to), { ...e.details, input: to }, { cause: e.cause });
+  renamed.stack = e.stack;
+  return renamed;
+}
+
+/** An option key as a CLI flag: `faceThreads` as `--face-threads`. */
+export function flagOf(key: string): string {
+  return `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
 }
 
 /** The one fix of an E_INTERNAL error. */

@@ -4,7 +4,7 @@ import { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { GpenLabError } from '../errors.js';
+import { GpenLabError, checkNumber } from '../errors.js';
 import type { CatalogEntry } from '../model/catalog.js';
 import { CATALOG, baseUrlOverride, catalogEntry, modelsDir, urlFor } from '../model/catalog.js';
 import type { Progress } from '../model/download.js';
@@ -73,9 +73,7 @@ function sizeText(e: CatalogEntry): string {
 }
 
 function parseSeconds(v: string): number {
-  const n = Number(v);
-  if (!(n > 0)) throw new GpenLabError('E_ARGUMENT', `Expected a number of seconds above 0 for --stall-timeout but received ${JSON.stringify(v)}`, 'Pass --stall-timeout 30, for example.', { input: '--stall-timeout' });
-  return n;
+  return checkNumber('--stall-timeout', v, { min: 0, above: true }, 'Pass --stall-timeout 30 (seconds), for example.');
 }
 
 export function modelsCommand(): Command {

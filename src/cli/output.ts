@@ -2,7 +2,7 @@
 // message + fix (stack only with --debug) and a non-zero exit. With --json, stdout is JSON and nothing else: one
 // compact object per line, one per item for the commands that report items (restore, detect) and one for a single
 // document (demo, doctor, lab, model, setup) or an error.
-import { EXIT_CODES, GpenLabError, errorMessage, exitStatus, toGpenLabError } from '../errors.js';
+import { EXIT_CODES, GpenLabError, errorMessage, exitStatus, flagOf, renameOption, toGpenLabError } from '../errors.js';
 
 export const SYNTHETIC_WARNING = 'synthetic weights: seeded random GPEN, for speed and agreement measurements only; the image is not a restoration';
 
@@ -32,7 +32,13 @@ export function exitCodeFor(e: unknown): number {
   return e instanceof GpenLabError ? exitStatus(e.code) : EXIT_CODES.internal;
 }
 
-export function reportError(e: unknown, opts: { debug: boolean; json: boolean }): number {
+/** The library names its options by key (`faceThreads`); the CLI says the flag (`--face-threads`). */
+export function asCliError(e: GpenLabError): GpenLabError {
+  return renameOption(e, flagOf);
+}
+
+export function reportError(thrown: unknown, opts: { debug: boolean; json: boolean }): number {
+  const e = thrown instanceof GpenLabError ? asCliError(thrown) : thrown;
   const code = exitCodeFor(e);
   if (opts.json) {
     const body = toGpenLabError(e).toJSON();

@@ -2,7 +2,7 @@
 import { Command, Option } from 'commander';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { GpenLabError, errorMessage, exitStatus } from '../errors.js';
+import { GpenLabError, checkList, errorMessage, exitStatus } from '../errors.js';
 import { parseCudaOptions } from '../runtime/capi-model.js';
 import type { WarmReport } from '../runtime/cuda-warm.js';
 import { cudaWarmup } from '../runtime/cuda-warm.js';
@@ -11,7 +11,7 @@ import { OUTPUT_KINDS, Restorer, SYNTHETIC_NOTE } from '../face/restore.js';
 import { createBlazeFace } from '../face/blazeface.js';
 import type { DetectedFace, Pt } from '../face/types.js';
 import { assertReadableFile } from '../io/files.js';
-import { decodeImage } from '../io/image.js';
+import { OUTPUT_EXTS, decodeImage } from '../io/image.js';
 import { isRestoreOutput } from '../io/output-names.js';
 import type { OutputExt } from '../io/image.js';
 import type { ModelSpec } from '../model/registry.js';
@@ -68,12 +68,8 @@ export async function expandInputs(inputs: string[]): Promise<{ files: string[];
 
 /** `--outputs gpen,comp,faces`: which files each image gets. */
 export function parseOutputs(v: string): OutputKind[] {
-  const kinds = v.split(',').map((k) => k.trim().toLowerCase()).filter(Boolean);
-  const bad = kinds.filter((k) => !(OUTPUT_KINDS as readonly string[]).includes(k));
-  if (kinds.length === 0 || bad.length > 0) {
-    throw new GpenLabError('E_ARGUMENT', `Expected a comma-separated list of ${OUTPUT_KINDS.join(', ')} for --outputs but received ${JSON.stringify(v)}`,
-      'Pass --outputs gpen (the restored photo, the default), gpen,comp (and the side-by-side comparison) or gpen,comp,faces (and each face\'s crop pair).', { input: '--outputs' });
-  }
+  const kinds = checkList('--outputs', v.toLowerCase(), OUTPUT_KINDS,
+    'Pass --outputs gpen (the restored photo, the default), gpen,comp (and the side-by-side comparison) or gpen,comp,faces (and each face\'s crop pair).');
   return OUTPUT_KINDS.filter((k) => kinds.includes(k));
 }
 
@@ -107,7 +103,7 @@ export function restoreCommand(): Command {
       .argParser(parseOutputs).default(['gpen'], 'gpen'))
     // removed, and refused with the fix (--outputs gpen,comp,faces writes what it wrote)
     .addOption(new Option('--save-face').hideHelp())
-    .addOption(new Option('--ext <ext>', 'output format (default: the input\'s: JPEG at quality 92, PNG, WebP; others PNG)').choices(['.png', '.jpg', '.webp']))
+    .addOption(new Option('--ext <ext>', 'output format (default: the input\'s: JPEG at quality 92, PNG, WebP; others PNG)').choices([...OUTPUT_EXTS]))
     .option('--batch <n>', 'faces per inference (default: 32 on the CUDA fast route, 8 through the stock binding and on WebGPU, 4 on the CPU)', parseIntArg('--batch'))
     .option('--max-pixels <n>', 'refuse images larger than this (decompression bombs)', parseIntArg('--max-pixels'))
     .addOption(new Option('--detector-provider <p>', 'where the face detector runs (default: CUDA beside the fast route for several images, else the CPU)').choices([...PROVIDERS]))

@@ -5,8 +5,7 @@ import type { Provider } from '../runtime/providers.js';
 import { PROVIDER_SPECS } from '../runtime/providers.js';
 import type { RouteChoice, Skipped } from '../runtime/routes.js';
 import { AUTO_ORDER, combination, cudaSetFor, defaultBatch, defaultPrecision, describeChoice, detectorPlacement, fastCudaOptions } from '../runtime/routes.js';
-import type { ProviderReport } from './index.js';
-import type { GpuReport } from './types.js';
+import type { GpuReport, ProviderReport } from './types.js';
 
 /** Exit codes: 0 when what was asked runs; 3 when a provider that counts does not (the code of `doctor` since 1). */
 export const EXIT_OK = 0;

@@ -18,23 +18,11 @@ import { PROVIDER_REQUIREMENTS, REQUIRED_CUDA_MAJOR, driverMinimumFor, familyOf 
 import { diagnose } from './signatures.js';
 import type { SystemReport } from './system.js';
 import { readSystem } from './system.js';
-import type { FatbinSummary, Finding, GpuReport, LibraryCheck, ProbeResult } from './types.js';
+import type { Finding, GpuReport, LibraryCheck, ProviderReport } from './types.js';
+
+export type { ProviderReport } from './types.js';
 
 export const DOCTOR_SCHEMA = 'gpen-lab.doctor/1';
-
-export interface ProviderReport {
-  provider: Provider;
-  /** Provider files next to libonnxruntime.so.1. */
-  files: { dir: string; present: string[]; missing: string[] };
-  /** DT_NEEDED and RUNPATH of the provider library when present, and how they differ from the project's record. */
-  elf: { file: string; needed: string[]; runpath: string[]; notInRecord: string[]; recordedNotNeeded: string[] } | null;
-  libraries: LibraryCheck[];
-  fatbin: FatbinSummary | null;
-  kernels: { gpu: number; computeCapability: string; runs: boolean; how: string | null; reason: string }[];
-  probe: ProbeResult | null;
-  findings: Finding[];
-  verdict: 'ok' | 'fail';
-}
 
 export interface DoctorReport {
   schema: typeof DOCTOR_SCHEMA;

@@ -1,4 +1,5 @@
 // Shapes of the doctor's report (schema gpen-lab.doctor/1). The lab records one per cell, unchanged.
+import type { Provider } from '../runtime/providers.js';
 
 export type Verdict = 'ok' | 'warn' | 'fail' | 'skip';
 
@@ -86,4 +87,19 @@ export interface ProbeResult {
   stderrTail: string;
   exitCode: number | null;
   signal: string | null;
+}
+
+/** What the doctor found for one execution provider. */
+export interface ProviderReport {
+  provider: Provider;
+  /** Provider files next to libonnxruntime.so.1. */
+  files: { dir: string; present: string[]; missing: string[] };
+  /** DT_NEEDED and RUNPATH of the provider library when present, and how they differ from the project's record. */
+  elf: { file: string; needed: string[]; runpath: string[]; notInRecord: string[]; recordedNotNeeded: string[] } | null;
+  libraries: LibraryCheck[];
+  fatbin: FatbinSummary | null;
+  kernels: { gpu: number; computeCapability: string; runs: boolean; how: string | null; reason: string }[];
+  probe: ProbeResult | null;
+  findings: Finding[];
+  verdict: 'ok' | 'fail';
 }

@@ -1,6 +1,7 @@
 // Where a checkpoint converted for a session is kept, by what makes the conversion the same: the .pth's identity (real
 // path, size, mtime), its key, the precision and the graph's form. Light on imports: a cold start's early session
 // (cli/warm-start.ts) finds the converted file before the model-conversion modules load.
+import type { Precision } from '../onnx/precision.js';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
@@ -24,7 +25,7 @@ export function formForCuda(cudaOptions: Record<string, string> | undefined): Gr
   return { nhwc: cudaOptions?.prefer_nhwc === '1', fusedAct: cudaOptions?.prefer_nhwc === '1' && cudaOptions.fused_act === '1' };
 }
 
-export interface ConvertedKey { key?: string; precision: 'fp32' | 'fp16'; nhwc: boolean; fusedAct: boolean }
+export interface ConvertedKey { key?: string; precision: Precision; nhwc: boolean; fusedAct: boolean }
 
 /** The converted graph's path and its description's (the .json is written last: its presence commits both). */
 export function convertedPaths(pth: string, k: ConvertedKey): { onnx: string; info: string } {

@@ -12,8 +12,10 @@ import type { HostTensor } from '../io/tensor.js';
 import { float32ToHalfArray, toFloat32 } from '../io/tensor.js';
 import { GPEN_OPS } from '../onnx/custom-ops.js';
 
-export type Precision = 'fp32' | 'fp16';
-export const PRECISIONS = ['fp32', 'fp16'] as const;
+import type { Precision } from '../onnx/precision.js';
+
+export type { Precision } from '../onnx/precision.js';
+export { PRECISIONS } from '../onnx/precision.js';
 
 export interface BuildOptions {
   precision: Precision;

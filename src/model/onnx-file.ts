@@ -1,6 +1,7 @@
 // Inspects an .onnx that claims to be GPEN, without onnxruntime: decodes the protobuf, checks that it is a 3-channel
 // image-to-image net of a GPEN size, and tells gpen-lab's own, published and upstream torch exports apart.
 // Tensor bytes stay views into the one file buffer (protobufjs slices, never copies), so a 1 GB GPEN-2048 is read once.
+import type { Precision } from '../onnx/precision.js';
 import type onnxProto from 'onnx-proto';
 import { onnx } from '../onnx/builder.js';
 import { GpenLabError, errorMessage } from '../errors.js';
@@ -28,7 +29,7 @@ export interface OnnxModelInfo {
   outputDims: (number | string)[];
   /** The batch the input is fixed to (1 in published files), null when symbolic. */
   fixedBatch: number | null;
-  precision: 'fp32' | 'fp16';
+  precision: Precision;
   /** Elements of the float initializers and float Constant tensors. */
   params: number;
   opset: number;

@@ -12,8 +12,11 @@ export const AUTO_ORDER: readonly Provider[] = ['cuda', 'webgpu', 'cpu'];
 
 export const ROUTES = ['fast', 'stock'] as const;
 export type Route = (typeof ROUTES)[number];
-export const PRECISIONS = ['fp32', 'fp16'] as const;
-export type RoutePrecision = (typeof PRECISIONS)[number];
+import { PRECISIONS } from '../onnx/precision.js';
+import type { Precision as RoutePrecision } from '../onnx/precision.js';
+
+export { PRECISIONS };
+export type { RoutePrecision };
 
 /** How a session is made: onnxruntime-node's own binding, or ONNX Runtime's C API through koffi (runtime/capi.ts). */
 export type Binding = 'stock' | 'capi';

@@ -1,9 +1,10 @@
 // The service's request parsing and response shapes, beside server.ts: query and multipart options, the framework's
 // multipart failures as the client's coded errors, a coded error's HTTP status, and the JSON body of a result.
 import path from 'node:path';
-import { GpenLabError, errorMessage } from '../errors.js';
+import { GpenLabError, checkOneOf, errorMessage } from '../errors.js';
 import type { RestoreResult } from '../face/restore.js';
 import type { OutputExt } from '../io/image.js';
+import { OUTPUT_EXTS } from '../io/image.js';
 
 export const STATUS: Partial<Record<string, number>> = {
   E_ARGUMENT: 400, E_NOT_FOUND: 404, E_BODY_TOO_LARGE: 413, E_FORMAT_UNKNOWN: 415, E_IMAGE_CORRUPT: 422, E_IMAGE_TOO_LARGE: 422, E_BUSY: 429,
@@ -11,15 +12,22 @@ export const STATUS: Partial<Record<string, number>> = {
 };
 export const MIME: Record<OutputExt, string> = { '.png': 'image/png', '.jpg': 'image/jpeg', '.webp': 'image/webp' };
 
+/** The query's format names: the output formats, and jpeg for jpg. */
+const FORMATS: Record<string, OutputExt> = {
+  ...Object.fromEntries(OUTPUT_EXTS.map((e) => [e.slice(1), e])),
+  jpeg: '.jpg',
+};
+const FORMAT_NAMES = Object.keys(FORMATS);
+const BOOLEAN_WORDS = ['true', 'false', '1', '0', 'yes', 'no'] as const;
+
 export function parseOptions(q: Record<string, unknown>): { alpha: number; ext: OutputExt; saveFace: boolean } {
   const alpha = q.alpha === undefined ? 1 : Number(q.alpha);
   if (!(alpha >= 0 && alpha <= 1)) throw new GpenLabError('E_ARGUMENT', `Expected a number between 0 and 1 for alpha but received ${JSON.stringify(q.alpha)}`, 'Pass alpha between 0 (original) and 1 (restored).', { input: 'alpha' });
   const f = String(q.format ?? 'png').toLowerCase().replace(/^\./, '');
-  const ext = ({ png: '.png', jpg: '.jpg', jpeg: '.jpg', webp: '.webp' } as Record<string, OutputExt>)[f];
-  if (!ext) throw new GpenLabError('E_ARGUMENT', `Expected png, jpg or webp for format but received ${JSON.stringify(q.format)}`, 'Pass format=png, jpg or webp.', { input: 'format' });
+  const ext = FORMATS[checkOneOf('format', f, FORMAT_NAMES, `Pass format=${FORMAT_NAMES.join(', ')}.`)];
   const sf = String(q.save_faces ?? 'false').toLowerCase();
-  if (!['true', 'false', '1', '0', 'yes', 'no'].includes(sf)) throw new GpenLabError('E_ARGUMENT', `Expected true or false for save_faces but received ${JSON.stringify(q.save_faces)}`, 'Pass save_faces=true or false.', { input: 'save_faces' });
-  return { alpha, ext, saveFace: ['true', '1', 'yes'].includes(sf) };
+  const saveFace = checkOneOf('save_faces', sf, BOOLEAN_WORDS, 'Pass save_faces=true or false.');
+  return { alpha, ext, saveFace: ['true', '1', 'yes'].includes(saveFace) };
 }
 
 /** A multipart body the service cannot read, as the client's error: over the limit (413), else malformed (400). */
