@@ -3,6 +3,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 
 const ESLINT = path.resolve('node_modules/eslint/bin/eslint.js');
@@ -37,5 +39,31 @@ describe('the rooms import downwards only', () => {
     assert.match(lint('src/face/planted.ts', "import sharp from 'sharp';\nexport default sharp;\n").out, /Only src\/io imports sharp/);
     assert.match(lint('src/io/planted.ts', "import ort from 'onnxruntime-node';\nexport default ort;\n").out, /Only src\/runtime imports onnxruntime-node/);
     assert.equal(lint('src/io/planted.ts', "import sharp from 'sharp';\nexport default sharp;\n").status, 0);
+  });
+});
+
+describe('no import cycles (dependency-cruiser, .dependency-cruiser.cjs)', () => {
+  const CRUISE = path.resolve('node_modules/dependency-cruiser/bin/dependency-cruise.mjs');
+  const cruise = (dir: string) =>
+    spawnSync(process.execPath, [CRUISE, dir, '--config', path.resolve('.dependency-cruiser.cjs')], { encoding: 'utf8' });
+
+  it('src/ has none', () => {
+    const r = cruise('src');
+    assert.equal(r.status, 0, `${r.stdout}${r.stderr}`);
+  });
+
+  it('two modules importing each other fail, both named', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'gpen-cycle-'));
+    try {
+      writeFileSync(path.join(dir, 'a.ts'), "import { b } from './b.js';\nexport const a = () => b;\n");
+      writeFileSync(path.join(dir, 'b.ts'), "import { a } from './a.js';\nexport const b = () => a;\n");
+      const r = cruise(dir);
+      assert.notEqual(r.status, 0);
+      assert.match(r.stdout, /no-circular/);
+      assert.match(r.stdout, /a\.ts/);
+      assert.match(r.stdout, /b\.ts/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
