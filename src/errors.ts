@@ -161,6 +161,7 @@ export function renameOption(e: GpenLabError, spell: (key: string) => string): G
 
 /** An option key as a CLI flag: `faceThreads` as `--face-threads`. */
 export function flagOf(key: string): string {
+  if (key.startsWith('-')) return key;
   return `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
 }
 

@@ -52,6 +52,7 @@ function thrown(fn: () => unknown): GpenLabError {
 test('the CLI names an option by its flag, in the message and the fix, and leaves other words alone', () => {
   assert.equal(flagOf('faceThreads'), '--face-threads');
   assert.equal(flagOf('alpha'), '--alpha');
+  assert.equal(flagOf('--outputs'), '--outputs');
   const e = asCliError(thrown(() => checkInteger('faceThreads', 99, 0, 64, 'Pass faceThreads between 0 and 64 (faceThreads=0: none).')));
   assert.equal(e.message, 'Expected an integer between 0 and 64 for --face-threads but received 99 of type number');
   assert.equal(e.fix, 'Pass --face-threads between 0 and 64 (faceThreads=0: none).');

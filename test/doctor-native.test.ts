@@ -313,7 +313,7 @@ int nvmlDeviceGetMemoryInfo(void *h, M *m) { m->total = 85520809984ULL; m->free 
     assert.deepEqual([s.driverVersion, s.cudaDriverVersion, s.devices[0].computeCapability, s.devices[0].memoryTotalMiB], ['535.183.01', '12.2', '8.0', 40960]);
   });
 
-  it('samples utilisation and the watched processes\' memory through an NVML stub, again and again', async () => {
+  it('samples utilisation and the watched processes\' memory through an NVML stub, again and again', async (t) => {
     const nvml = buildLib(dir('sampler'), 'libnvidia-ml.so.1', `#include <string.h>
 #include <unistd.h>
 int nvmlInit_v2(void) { return 0; }
@@ -328,12 +328,14 @@ int nvmlDeviceGetComputeRunningProcesses_v3(void *h, unsigned *n, P *p) {
   if (*n < 2) { *n = 2; return 7; }
   p[0].pid = (unsigned)getpid(); p[0].used = 512ULL << 20; p[1].pid = 1; p[1].used = 1ULL << 30; *n = 2; return 0;
 }`);
+    // the sampler's interval on a mock clock: three ticks are three samples, besides those at its start and stop
+    t.mock.timers.enable({ apis: ['setInterval'] });
     for (let round = 0; round < 2; round++) {
       const s = startGpuSampler({ nvmlPath: nvml, intervalMs: 10, pids: () => [process.pid] });
-      await new Promise((r) => setTimeout(r, 60));
+      for (let i = 0; i < 3; i++) t.mock.timers.tick(10);
       const g = summarizeGpu(s.stop());
       assert.equal(g.source, 'nvml', `round ${round}: ${g.reason}`);
-      assert.ok(g.samples >= 3);
+      assert.equal(g.samples, 5);
       assert.deepEqual([g.utilMean, g.utilPeak, g.memUsedPeakMiB, g.processPeakMiB], [42, 42, 3072, 512], 'only the watched process counts');
     }
     const none = summarizeGpu(startGpuSampler({ nvmlPath: path.join(tmp, 'none.so'), smi: path.join(tmp, 'no-smi'), pids: () => [] }).stop());
@@ -341,8 +343,15 @@ int nvmlDeviceGetComputeRunningProcesses_v3(void *h, unsigned *n, P *p) {
     assert.match(none.reason ?? '', /NVML \(.*none\.so\): /);
     // stopped right after an nvidia-smi that could not start, again and again: killing a child whose spawn failed
     // once reached kill(0, SIGKILL) and took this whole process group down (the test runner with it)
-    for (let i = 0; i < 30; i++) startGpuSampler({ nvmlPath: path.join(tmp, 'none.so'), smi: path.join(tmp, 'no-smi'), pids: () => [] }).stop();
-    await new Promise((r) => setTimeout(r, 50));
+    const noSmi = () => startGpuSampler({
+      nvmlPath: path.join(tmp, 'none.so'), smi: path.join(tmp, 'no-smi'), pids: () => [],
+    });
+    for (let i = 0; i < 30; i++) noSmi().stop();
+    // a failed spawn's error is emitted on process.nextTick: after one turn of the event loop every one has been
+    // handled, and a sampler stopped then knows why it has no samples
+    const late = noSmi();
+    await new Promise((r) => setImmediate(r));
+    assert.match(summarizeGpu(late.stop()).reason ?? '', /nvidia-smi: nvidia-smi not found$/);
   });
 
   it('parses nvidia-smi CSV, including fields it cannot fill', () => {

@@ -7,7 +7,8 @@ import { existsSync, readFileSync, readdirSync, statSync, utimesSync, writeFileS
 import path from 'node:path';
 import { GpenLabError } from '../src/errors.js';
 import { prepareModel } from '../src/model/registry.js';
-import { CapiSession, mapFile } from '../src/runtime/capi.js';
+import { CapiSession } from '../src/runtime/capi/session.js';
+import { mapFile } from '../src/runtime/capi/device-io.js';
 import { graphCache } from '../src/runtime/graph-cache.js';
 import { useTempCache } from './helpers/cache-dir.js';
 

@@ -12,6 +12,7 @@ import { GpenLabError } from '../src/errors.js';
 import { normalizeConfig } from '../src/lab/config.js';
 import { readResults, runLab } from '../src/lab/runner.js';
 import { startService } from '../src/serve/server.js';
+import { fileAppears } from './helpers/signals.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'gpen-hard-'));
@@ -74,7 +75,16 @@ describe('the lab and SIGTERM', () => {
     const face = path.join(REPO, 'assets', 'demo-face.png');
     const marker = path.join(tmp, 'hang.pid');
     const hang = path.join(tmp, 'hang.mjs');
-    writeFileSync(hang, `import { writeFileSync } from 'node:fs';\nwriteFileSync(${JSON.stringify(marker)}, String(process.pid));\nsetInterval(() => {}, 1000);\nawait new Promise(() => {});\n`);
+    // the marker is written whole, then renamed into place: once it exists, it holds the pid
+    const partial = JSON.stringify(`${marker}.tmp`);
+    writeFileSync(hang, [
+      "import { renameSync, writeFileSync } from 'node:fs';",
+      `writeFileSync(${partial}, String(process.pid));`,
+      `renameSync(${partial}, ${JSON.stringify(marker)});`,
+      'setInterval(() => {}, 1000);',
+      'await new Promise(() => {});',
+      '',
+    ].join('\n'));
     const conf = path.join(tmp, 'hang.json');
     const out = path.join(tmp, 'lab-hang');
     writeFileSync(conf, JSON.stringify({ model: { identity: 64 }, inputs: [face], coldRuns: 1, warmRuns: 0, cells: [{ id: 'ok', provider: 'cpu' }, { id: 'hangs', provider: 'cpu', env: { NODE_OPTIONS: `--import=${hang}` } }] }));
@@ -83,10 +93,10 @@ describe('the lab and SIGTERM', () => {
     const lab = spawn(process.execPath, ['--import', 'tsx', 'src/cli/index.ts', 'lab', conf, '--out', out], { cwd: REPO, stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     lab.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-    // the hanging cell announces itself by its marker file
-    await new Promise<void>((resolve) => { const t = setInterval(() => { if (existsSync(marker)) { clearInterval(t); resolve(); } }, 50); });
-    const cellPid = Number(readFileSync(marker, 'utf8'));
     const exited = new Promise<number | null>((resolve) => lab.on('close', (code) => resolve(code)));
+    // the hanging cell announces itself by its marker file
+    await fileAppears(marker, exited);
+    const cellPid = Number(readFileSync(marker, 'utf8'));
     lab.kill('SIGTERM');
     assert.equal(await exited, 143, stderr);
     // gone, or dead and waiting for a parent to reap it (a zombie: /proc/PID/stat's state Z)

@@ -16,14 +16,17 @@ import { register } from 'node:module';
 import { MessageChannel } from 'node:worker_threads';
 const { port1, port2 } = new MessageChannel();
 const seen = [];
-port1.on('message', (u) => seen.push(u));
-port1.unref();
+// the hooks post each URL they resolve, in order: the last import's own URL comes after every one before it
+const LAST = 'data:text/javascript,export default 0';
+const all = new Promise((resolve) => port1.on('message', (u) => (u === LAST ? resolve() : seen.push(u))));
 const hooks = 'export async function initialize(p) { globalThis.port = p; }\\n' +
   'export async function resolve(s, c, next) { const r = await next(s, c); globalThis.port.postMessage(r.url); return r; }';
 register('data:text/javascript,' + encodeURIComponent(hooks), { data: port2, transferList: [port2] });
 await import('tsx/esm');
 await import(${JSON.stringify(path.join(root, module))});
-await new Promise((r) => setTimeout(r, 100));
+await import(LAST);
+await all;
+port1.close();
 process.stdout.write(JSON.stringify(${JSON.stringify(names)}.filter((m) => seen.some((u) => u.includes('/node_modules/' + m + '/')))));
 `;
   const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { cwd: root, encoding: 'utf8', timeout: 60_000 });

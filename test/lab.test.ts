@@ -15,6 +15,7 @@ import { renderHtml, renderMarkdown } from '../src/lab/report.js';
 import { analyse, expandVars, runLab } from '../src/lab/runner.js';
 import type { CellResult, CellSpec, LabResults } from '../src/lab/types.js';
 import { timingStats } from '../src/metrics/stats.js';
+import { readLines } from './helpers/signals.js';
 import { ROUTES } from '../src/runtime/routes.js';
 import type { Route, RouteChoice } from '../src/runtime/routes.js';
 
@@ -352,18 +353,16 @@ describe('a lab killed with SIGKILL, then resumed', () => {
     writeFileSync(cfgFile, JSON.stringify({ inputs: [FACE], model: { identity: 64 }, coldRuns: 2, warmRuns: 1, timeoutSec: 60, cells: ['a', 'b', 'c', 'd'].map((id) => ({ provider: 'cpu', id })) }));
     const out = path.join(tmp, 'resume-lab');
     const results = path.join(out, 'results.json');
-    const lab = spawn(process.execPath, ['--import', 'tsx', 'src/cli/index.ts', 'lab', cfgFile, '--out', out], { stdio: 'ignore' });
-    const doneIds = (): string[] => {
-      try {
-        return (JSON.parse(readFileSync(results, 'utf8')) as LabResults).cells.filter((c) => c.status === 'done').map((c) => c.id);
-      } catch {
-        return [];
-      }
-    };
-    const t0 = Date.now();
-    while (doneIds().length < 1 && Date.now() - t0 < 120_000) await new Promise((r) => setTimeout(r, 100));
+    // the timeout is a safety net only: a lab that hangs is killed before its second cell, and the test fails
+    const lab = spawn(process.execPath, ['--import', 'tsx', 'src/cli/index.ts', 'lab', cfgFile, '--out', out], {
+      stdio: ['ignore', 'ignore', 'pipe'], timeout: 300_000, killSignal: 'SIGKILL',
+    });
+    const progress = readLines(lab.stderr);
+    const closed = new Promise((r) => lab.once('close', r));
+    // the second cell starts only once the first one's result is in results.json
+    await progress.waitFor(/^\[cell 2\/4\] b: run 1\//);
     lab.kill('SIGKILL');
-    await new Promise((r) => lab.once('close', r));
+    await closed;
     const before = JSON.parse(readFileSync(results, 'utf8')) as LabResults;
     const kept = before.cells.filter((c) => c.status === 'done');
     assert.ok(kept.length >= 1 && kept.length < 4, `killed after ${kept.length} cells`);

@@ -31,8 +31,8 @@ describe('routes: the table of valid combinations', () => {
   });
 
   it('refuses CUDA options on another provider and on the stock route, saying what to do', () => {
-    assert.throws(() => combination('cpu', 'fast', 'fp32', { prime: '1' }), isCoded('E_ARGUMENT', /--cuda-options.*cpu.*--provider cuda/));
-    assert.throws(() => combination('cuda', 'stock', 'fp32', { prime: '1' }), isCoded('E_ARGUMENT', /stock route.*deviceId.*Drop --route stock/));
+    assert.throws(() => combination('cpu', 'fast', 'fp32', { prime: '1' }), isCoded('E_ARGUMENT', /cudaOptions.*cpu.*cuda provider/));
+    assert.throws(() => combination('cuda', 'stock', 'fp32', { prime: '1' }), isCoded('E_ARGUMENT', /stock route.*deviceId.*Use the fast route/));
     assert.equal(combination('cuda', 'fast', 'fp16', { prime: '1' }).binding, 'capi');
   });
 
@@ -100,7 +100,7 @@ describe('auto: the provider chosen for the user', () => {
       isCoded('E_PROVIDER_UNAVAILABLE', /cuda: faked: not installed.*gpen-lab doctor/));
   });
 
-  it('refuses --route stock with --cuda-options, and honours an explicit precision and batch', async () => {
+  it('refuses the stock route with cudaOptions, and honours an explicit precision and batch', async () => {
     await assert.rejects(chooseSession({ model: IDENTITY, provider: 'cuda', route: 'stock', session: { cudaOptions: { prime: '1' } } }), isCoded('E_ARGUMENT', /stock route/));
     const plan = await (await chooseSession({ model: { type: 'synthetic', size: 64 }, precision: 'fp16', batch: 2, available: none })).settled;
     assert.deepEqual([plan.choice.provider, plan.choice.precision, plan.prepared.info.precision, plan.choice.batch], ['cpu', 'fp16', 'fp16', 2]);

@@ -13,6 +13,7 @@ import type { Service } from '../src/serve/server.js';
 import { startService } from '../src/serve/server.js';
 import { FaceBatcher } from '../src/serve/batcher.js';
 import { imageInfo, pattern, write16BitPng, writeCmykJpeg, writePng, writePngBomb } from './helpers/images.js';
+import { readLines } from './helpers/signals.js';
 
 const FACE = readFileSync('assets/demo-face.png');
 let tmp: string;
@@ -207,22 +208,25 @@ describe('limits: queue overflow, not ready, timeout', () => {
   });
 
   it('while the model loads (in a worker thread): healthz answers, readyz and restore say 503 loading, then ready', async () => {
-    const svc = await startService({ port: 0, model: { type: 'synthetic', size: 256 }, logLevel: false });
+    // the engine thread is blocked before it builds the weights until release(): what answers meanwhile needs no load
+    const holdLoad = new Int32Array(new SharedArrayBuffer(4));
+    const release = () => { Atomics.store(holdLoad, 0, 1); Atomics.notify(holdLoad, 0); };
+    const svc = await startService({ port: 0, model: { type: 'synthetic', size: 256 }, logLevel: false, holdLoad });
     try {
-      const t0 = Date.now();
       const health = await fetch(`${svc.url}/healthz`);
-      assert.equal(health.status, 200);
-      assert.ok(Date.now() - t0 < 1000, 'healthz answers at once while the weights are built');
+      assert.equal(health.status, 200, 'healthz answers while the load is held');
       const rz = await fetch(`${svc.url}/readyz`);
       assert.deepEqual([rz.status, (await rz.json() as { status: string }).status], [503, 'loading']);
       const early = await post(svc.url, FACE);
       assert.equal(early.status, 503);
       assert.ok(Number(early.headers.get('retry-after')) >= 1);
       assert.deepEqual((await early.json() as { error: { code: string }; synthetic: boolean }), { error: { code: 'E_NOT_READY', message: 'The model is still loading', fix: 'Retry after the time in Retry-After; GET /readyz says when it is ready.' }, synthetic: true });
+      release();
       await svc.ready;
       assert.equal((await fetch(`${svc.url}/readyz`)).status, 200);
       assert.equal((await post(svc.url, FACE)).status, 200);
     } finally {
+      release();
       await svc.close();
     }
   });
@@ -249,12 +253,12 @@ describe('limits: queue overflow, not ready, timeout', () => {
   it('CUDA options with the cpu provider: the model does not load, and readyz names the reason', async () => {
     const svc = await startService({ port: 0, model: { type: 'identity', size: 64 }, provider: 'cpu', cudaOptions: { cudnn_conv_algo_search: 'HEURISTIC' }, logLevel: false });
     try {
-      await assert.rejects(svc.ready, (e: unknown) => e instanceof GpenLabError && e.code === 'E_ARGUMENT' && /--cuda-options were given but the provider is cpu/.test(e.message));
+      await assert.rejects(svc.ready, (e: unknown) => e instanceof GpenLabError && e.code === 'E_ARGUMENT' && /cudaOptions were given but the provider is cpu/.test(e.message));
       const rz = await fetch(`${svc.url}/readyz`);
       assert.equal(rz.status, 503);
       const body = await rz.json() as { status: string; error?: { message?: string } };
       assert.equal(body.status, 'failed');
-      assert.match(JSON.stringify(body), /--cuda-options were given but the provider is cpu/);
+      assert.match(JSON.stringify(body), /cudaOptions were given but the provider is cpu/);
     } finally {
       await svc.close();
     }
@@ -281,20 +285,27 @@ describe('gpen-lab serve, the command', () => {
   });
 
   it('SIGTERM while busy: every accepted request completes, then the process exits 0', async () => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/index.ts', 'serve', '--synthetic', '256', '--port', '0', '--max-wait-ms', '50'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let log = '';
-    child.stdout.on('data', (d: Buffer) => { log += d.toString(); });
-    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-    const t0 = Date.now();
-    while (!/"event":"ready"/.test(log) && Date.now() - t0 < 120_000) await new Promise((r) => setTimeout(r, 100));
-    const url = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(log)?.[1];
-    assert.ok(url, log);
+    const args = ['--import', 'tsx', 'src/cli/index.ts', 'serve', '--synthetic', '256', '--port', '0'];
+    args.push('--max-wait-ms', '50');
+    // the timeout is a safety net only: a child that hangs is killed, and the test fails on its exit code
+    const child = spawn(process.execPath, args, {
+      stdio: ['ignore', 'pipe', 'pipe'], timeout: 300_000, killSignal: 'SIGKILL',
+    });
+    const out = readLines(child.stdout);
+    const err = readLines(child.stderr);
+    const exited = new Promise<number | null>((r) => child.once('close', (code) => r(code)));
+    await out.waitFor(/"event":"ready"/).catch((e: unknown) => assert.fail(`${String(e)}\n${err.text}`));
+    const url = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(out.text)?.[1];
+    assert.ok(url, out.text);
     const pending = Array.from({ length: 4 }, () => post(url, FACE).then(async (r) => ({ status: r.status, bytes: (await r.arrayBuffer()).byteLength, synthetic: r.headers.get('x-gpen-synthetic') })));
-    await new Promise((r) => setTimeout(r, 150)); // accepted and in progress
+    // each request is logged once it is past fastify's check for a server closing: accepted, and then in progress
+    await out.waitFor(/"url":"\/v1\/restore".*"msg":"incoming request"/, 4);
     child.kill('SIGTERM');
     const results = await Promise.all(pending);
     for (const r of results) assert.deepEqual([r.status, r.bytes > 1000, r.synthetic], [200, true, 'true'], JSON.stringify(results));
     assert.equal(await exited, 0);
+    await out.ended;
+    const log = out.text;
     await assert.rejects(fetch(`${url}/healthz`), 'the port is closed after the shutdown');
     assert.match(log, /"event":"shutdown"/);
     assert.match(log, /"event":"stopped"/);

@@ -7,7 +7,7 @@ import { parseCudaOptions } from '../runtime/capi-model.js';
 import type { WarmReport } from '../runtime/cuda-warm.js';
 import { cudaWarmup } from '../runtime/cuda-warm.js';
 import type { OutputKind, RestoreResult } from '../face/restore.js';
-import { OUTPUT_KINDS, Restorer, SYNTHETIC_NOTE } from '../face/restore.js';
+import { OUTPUT_KINDS, Restorer, SYNTHETIC_NOTE, checkAlpha } from '../face/restore.js';
 import { createBlazeFace } from '../face/blazeface.js';
 import type { DetectedFace, Pt } from '../face/types.js';
 import { assertReadableFile } from '../io/files.js';
@@ -19,7 +19,7 @@ import { PROVIDERS, parseProvider } from '../runtime/providers.js';
 import { PRECISIONS, PROVIDER_CHOICES, ROUTES, describeChoice, parseChoice } from '../runtime/routes.js';
 import { marks } from '../runtime/marks.js';
 import { parseIntArg } from './model.js';
-import { Steps, info, printJson, warn } from './output.js';
+import { Steps, asCliError, info, printJson, warn } from './output.js';
 
 export const IMAGE_EXTS = ['.jpg', '.jpeg', '.png', '.webp', '.tif', '.tiff', '.gif'];
 
@@ -73,11 +73,6 @@ export function parseOutputs(v: string): OutputKind[] {
   return OUTPUT_KINDS.filter((k) => kinds.includes(k));
 }
 
-function parseAlpha(v: string): number {
-  const n = Number(v);
-  if (!(n >= 0 && n <= 1)) throw new GpenLabError('E_ARGUMENT', `Expected a number between 0 and 1 for --alpha but received ${JSON.stringify(v)}`, 'Pass --alpha between 0 (original) and 1 (restored).', { input: '--alpha' });
-  return n;
-}
 
 /** How an image's faces read in a line: "1 aligned face" with --aligned (the input is the face), else the count found. */
 function facesText(r: RestoreResult, aligned: boolean): string {
@@ -97,7 +92,7 @@ export function restoreCommand(): Command {
     .addOption(new Option('--provider <p>', 'execution provider (auto: CUDA, else a hardware WebGPU adapter, else the CPU)').choices([...PROVIDER_CHOICES]).default('auto'))
     .addOption(new Option('--route <r>', 'fast: the measured-best binding and options for the provider; stock: onnxruntime-node\'s binding (the baseline)').choices([...ROUTES]).default('fast'))
     .addOption(new Option('--precision <p>', 'for a .pth or --synthetic (default: fp16 on a GPU, fp32 on the CPU; an .onnx runs in its own)').choices([...PRECISIONS]))
-    .option('--alpha <a>', 'blend of restored (1) and original (0) face', parseAlpha, 1)
+    .option('--alpha <a>', 'blend of restored (1) and original (0) face', (v: string) => checkAlpha(v), 1)
     .option('--aligned', 'inputs are square aligned faces: GAN only')
     .addOption(new Option('--outputs <list>', 'files per image, comma-separated: gpen (NAME_GPEN, the restored photo), comp (NAME_COMP, input and result side by side), faces (NAME_faceNN, each aligned crop and its restoration)')
       .argParser(parseOutputs).default(['gpen'], 'gpen'))
@@ -197,7 +192,8 @@ export function restoreCommand(): Command {
       if (!o.json) {
         for (const r of results) {
           if (r.error) {
-            process.stdout.write(`${r.input}: error [${r.error.code}] ${r.error.message}\n  fix: ${r.error.fix}\n`);
+            const e = asCliError(new GpenLabError(r.error.code, r.error.message, r.error.fix, { option: r.error.option }));
+            process.stdout.write(`${r.input}: error [${e.code}] ${e.message}\n  fix: ${e.fix}\n`);
             continue;
           }
           const written = [r.outputs.gpen, r.outputs.comp, ...r.outputs.faces].filter((f): f is string => f !== null);

@@ -2,8 +2,9 @@
 // --cuda-options: on CUDA each model runs as one captured CUDA graph at the detector's padded batch (its byte input
 // and four outputs bound on the GPU), on the CPU as a plain run (what the tests check against the stock binding).
 import { GpenLabError } from '../errors.js';
-import type { DeviceIo } from '../runtime/capi.js';
-import { CapiSession, HostPins } from '../runtime/capi.js';
+import type { DeviceIo } from '../runtime/capi/device-io.js';
+import { CapiSession } from '../runtime/capi/session.js';
+import { HostPins } from '../runtime/cuda/host-pins.js';
 
 /** The graphs' input, and their outputs with [anchors, values] per image: scores and boxes of the 16x16 and 8x8 layers. */
 const INPUT = 'input:0';

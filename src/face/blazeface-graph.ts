@@ -36,7 +36,7 @@ function floatScalar(name: string, value: number): Tensor {
 const node = (opType: string, input: string[], output: string, attribute: Attr[] = []): Node =>
   onnx.NodeProto.create({ name: output, opType, input, output: [output], attribute }) as unknown as Node;
 
-/** The rewrite's form: the detector graphs cached on disk (blazeface.ts) are keyed by it. Bump on any change here. */
+/** The rewrite's form: the detector graphs cached on disk (blazeface-model.ts) are keyed by it. Bump on a change. */
 export const DETECTOR_GRAPH_FORM = 1;
 
 /** The model with a dynamic first dimension ("batch") and a byte input (0-255, mapped to [-1, 1]); `file` names it in errors. */

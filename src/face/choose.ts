@@ -73,8 +73,8 @@ function checkBatch(provider: Provider, batch: number, prepared: PreparedModel):
   const arch = defaultArch(i.size, { ...(i.channelMultiplier !== null ? { channelMultiplier: i.channelMultiplier } : {}), ...(i.narrow !== null ? { narrow: i.narrow } : {}) });
   const most = maxCudaBatch(arch);
   if (batch > most) {
-    throw new GpenLabError('E_ARGUMENT', `--batch ${batch} with GPEN-${i.size} on ${provider} makes activations of ${batch} x ${largestActivation(arch)} elements, beyond the 2^31 that ONNX Runtime's CUDA kernels index (its Concat fails with cudaErrorInvalidValue)`,
-      `Pass --batch ${most} or less: per face, batch 32 is as fast as any larger batch.`, { input: '--batch', batch, max: most });
+    throw new GpenLabError('E_ARGUMENT', `batch ${batch} with GPEN-${i.size} on ${provider} makes activations of ${batch} x ${largestActivation(arch)} elements, beyond the 2^31 that ONNX Runtime's CUDA kernels index (its Concat fails with cudaErrorInvalidValue)`,
+      `Pass batch ${most} or less: per face, 32 faces at a time are as fast as any more.`, { input: 'batch', option: 'batch', batch, max: most });
   }
 }
 

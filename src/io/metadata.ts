@@ -4,7 +4,7 @@
 // WebP VP8X/ICCP/EXIF): through sharp the profile would cost an lcms pass over pixels already in sRGB (~270 ms for
 // 12 MP here), and sharp writes EXIF only from strings, losing the camera's binary fields.
 import zlib from 'node:zlib';
-import type { OutputExt } from './image.js';
+import type { OutputExt } from './image-formats.js';
 import { pngChunk } from './png.js';
 import { readHead, sniffImageFormat } from './sniff.js';
 

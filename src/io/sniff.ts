@@ -1,5 +1,5 @@
-// What a file's bytes say it is: the container by its magic, and a PNG's first damaged chunk. Apart from image.ts so
-// that these byte-level checks stay small and testable on their own.
+// What a file's bytes say it is: the container by its magic, and a PNG's first damaged chunk. Apart from
+// image-decode.ts so that these byte-level checks stay small and testable on their own.
 import { open } from 'node:fs/promises';
 import { crc32 } from 'node:zlib';
 

@@ -34,10 +34,11 @@ export function defaultArch(size: number, over: Partial<GpenArch> = {}): GpenArc
   return { size, styleDim: 512, nMlp: 8, isConcat: true, lrMlp: 0.01, ...off, ...over };
 }
 
-export function checkSize(size: number, input: string): void {
+/** `input` names the option (a key such as size) or, with `option` false, the file the size was read from. */
+export function checkSize(size: number, input: string, option = true): void {
   if (!(GPEN_SIZES as readonly number[]).includes(size)) {
-    throw new GpenLabError('E_SIZE_UNKNOWN', `${input}: GPEN has no configuration of size ${size}`,
-      `Use one of ${GPEN_SIZES.join(', ')} (the official models are ${OFFICIAL_SIZES.join(', ')}).`, { input, size });
+    throw new GpenLabError('E_SIZE_UNKNOWN', `${input}: GPEN has no configuration for ${size} px`,
+      `Use one of ${GPEN_SIZES.join(', ')} (the official models are ${OFFICIAL_SIZES.join(', ')}).`, { input, ...(option ? { option: input } : {}), size });
   }
 }
 
@@ -152,7 +153,7 @@ export function inferArch(tensors: Map<string, HostTensor>, input: string): Gpen
     throw mismatch(`the layer counts disagree: ${nConvs} styled convs, ${nRgbs} ToRGB layers and ${nEcd} encoder stages do not describe one GPEN size`);
   }
   const size = 2 ** fromConvs;
-  checkSize(size, input);
+  checkSize(size, input, false);
 
   const dims = (n: string) => tensors.get(n)!.dims;
   const styleDim = dims('generator.style.1.weight')[1];

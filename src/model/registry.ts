@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, lstatSync } from 'node:fs';
 import { open, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { GpenLabError, badArgument } from '../errors.js';
+import { GpenLabError, checkInteger } from '../errors.js';
 import { cacheDir, fileIdentity } from '../io/cache.js';
 import { writeFileAtomicSafe, assertReadableFile } from '../io/files.js';
 import { sha256File } from '../io/hash.js';
@@ -175,12 +175,12 @@ export async function describeOnnxCached(file: string): Promise<ModelInfo> {
 }
 
 function checkSeed(seed: number): void {
-  if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) throw badArgument('--seed', 'an integer between 0 and 4294967295', seed);
+  if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) checkInteger('seed', seed, 0, 0xffffffff);
 }
 
 /** Synthetic GPEN of an official configuration for its size, as ONNX bytes. */
 export function synthesizeGpen(size: number, seed: number, precision: Precision, nhwc = false, fusedAct = false): { bytes: Uint8Array; arch: GpenArch } {
-  checkSize(size, '--size');
+  checkSize(size, 'size');
   checkSeed(seed);
   const arch = defaultArch(size);
   const tensors = synthStateDict(arch, seed);
@@ -194,7 +194,7 @@ export function synthesizeGpen(size: number, seed: number, precision: Precision,
 }
 
 export function synthesizeIdentity(size: number): Uint8Array {
-  checkSize(size, '--size');
+  checkSize(size, 'size');
   return buildIdentityOnnx(size);
 }
 
@@ -264,7 +264,7 @@ export async function prepareModel(spec: ModelSpec, asked?: Precision, form: Gra
     let model: string | Uint8Array;
     let arch: GpenArch;
     if (cached && existsSync(cached)) {
-      checkSize(spec.size, '--synthetic');
+      checkSize(spec.size, 'synthetic');
       arch = defaultArch(spec.size);
       model = cached;
     } else {

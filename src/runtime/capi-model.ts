@@ -5,9 +5,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { GpenLabError, errorMessage } from '../errors.js';
-import type { DeviceBinding } from './capi.js';
-import { CapiSession, HostPins, mapFile, splitCudaOptions } from './capi.js';
-import type { MappedFile, PinnedStats } from './capi.js';
+import { mapFile, type DeviceBinding, type MappedFile } from './capi/device-io.js';
+import { CapiSession } from './capi/session.js';
+import { splitCudaOptions } from './capi/options.js';
+import { HostPins, type PinnedStats } from './cuda/host-pins.js';
 import { mark } from './marks.js';
 import { graphCache } from './graph-cache.js';
 import { prime, type PrimeReport } from './primer.js';
@@ -160,7 +161,7 @@ export class CapiModelSession implements GpenRunner {
         // on the JavaScript thread too: ONNX Runtime's CUDA provider keeps cuDNN/cuBLAS handles and scratch per calling
         // thread, and runs spread over libuv's workers paid them on each (the C API pipeline ran slower end to end).
         // The first run alone goes to a worker: it waits on first-use work on the GPU (a cold start's 350-450 ms), and
-        // the JavaScript thread warms the paste up meanwhile (Restorer.prewarmFinish)
+        // the JavaScript thread warms the paste up meanwhile (face/pipeline/warmup.ts)
         const first = this.runs === 0;
         this.runs++;
         if (first) {
@@ -233,7 +234,7 @@ export function startEarlySession(model: string, cfg: SessionConfig & { cudaOpti
 /** A GPEN session: through the C API when CUDA provider options are given, else through the stock binding. */
 export async function openSession(model: string | Uint8Array, cfg: SessionConfig): Promise<GpenRunner> {
   if (cfg.cudaOptions && Object.keys(cfg.cudaOptions).length > 0) {
-    if (cfg.provider !== 'cuda') throw new GpenLabError('E_ARGUMENT', `CUDA provider options were given with --provider ${cfg.provider}`, 'Use --provider cuda with --cuda-options, or drop --cuda-options.', { input: '--cuda-options' });
+    if (cfg.provider !== 'cuda') throw new GpenLabError('E_ARGUMENT', `cudaOptions were given with the ${cfg.provider} provider`, 'Use the cuda provider with cudaOptions, or leave cudaOptions out.', { input: 'cudaOptions', option: 'cudaOptions' });
     return CapiModelSession.create(model, { ...cfg, cudaOptions: cfg.cudaOptions });
   }
   const { ModelSession } = await import('./session.js');

@@ -1,4 +1,4 @@
-// gpen-lab's own ONNX operators, registered with C API sessions (capi.ts, CapiOptions.gpenOps) as an ONNX Runtime
+// gpen-lab's own ONNX operators, registered with C API sessions (capi/, CapiOptions.gpenOps) as an ONNX Runtime
 // custom-op domain whose callbacks are JavaScript functions (koffi). One operator for now, FusedAct (domain gpen_lab):
 //   y[n, h, w, c] = prelu(cat(x, f)[n, h, w, c] + bias[n, c], slope[c]) * scale[n, c]
 // over NHWC tensors, f and scale optional, bias [C] or [N, C], slope [C], scale [N, C] (float32). It is the tail of
@@ -9,8 +9,8 @@
 import koffi, { loadFunctions } from './koffi.js';
 import { GpenLabError } from '../errors.js';
 import { halfToFloat, floatToHalf } from '../io/tensor.js';
-import type { Api } from './capi.js';
-import { check } from './capi.js';
+import type { Api } from './capi/api.js';
+import { check } from './capi/api.js';
 import { GPEN_OPS } from '../onnx/custom-ops.js';
 import { ACT_KERNELS, ACT_PARAMS, actLaunch, actPtx } from './act-ptx.js';
 

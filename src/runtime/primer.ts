@@ -8,7 +8,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { writeFileAtomicSafe } from '../io/files.js';
-import { CapiSession } from './capi.js';
+import { CapiSession } from './capi/session.js';
 import { modelCachePath } from './graph-cache.js';
 
 /** What a primer reads and writes: its input, if any, at batch 1, and its first output. */

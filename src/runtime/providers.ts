@@ -38,10 +38,10 @@ export function isProvider(v: unknown): v is Provider {
   return typeof v === 'string' && (PROVIDERS as readonly string[]).includes(v);
 }
 
-export function parseProvider(v: unknown, input = '--provider'): Provider {
+export function parseProvider(v: unknown, input = 'provider'): Provider {
   if (isProvider(v)) return v;
   throw new GpenLabError('E_PROVIDER_UNKNOWN', `Expected one of ${PROVIDERS.join(', ')} for ${input} but received ${JSON.stringify(v)}`,
-    `Use one of ${PROVIDERS.join(', ')}.`, { input, received: v });
+    `Use one of ${PROVIDERS.join(', ')}.`, { input, option: input, received: v });
 }
 
 const require = createRequire(import.meta.url);

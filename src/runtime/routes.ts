@@ -18,7 +18,7 @@ import type { Precision as RoutePrecision } from '../onnx/precision.js';
 export { PRECISIONS };
 export type { RoutePrecision };
 
-/** How a session is made: onnxruntime-node's own binding, or ONNX Runtime's C API through koffi (runtime/capi.ts). */
+/** How a session is made: onnxruntime-node's own binding, or ONNX Runtime's C API through koffi (runtime/capi/). */
 export type Binding = 'stock' | 'capi';
 
 /**
@@ -55,22 +55,22 @@ export function combination(provider: Provider, route: Route, precision: RoutePr
   const c = COMBINATIONS.find((x) => x.provider === provider && x.route === route && x.precision === precision);
   if (!c) {
     throw new GpenLabError('E_ARGUMENT', `There is no ${route} route for ${provider} in ${precision}`,
-      `Use one of: ${COMBINATIONS.filter((x) => x.provider === provider).map((x) => `--route ${x.route} --precision ${x.precision}`).join('; ')}.`, { input: '--route' });
+      `Use one of these routes and precisions for ${provider}: ${COMBINATIONS.filter((x) => x.provider === provider).map((x) => `${x.route} in ${x.precision}`).join('; ')}.`, { input: 'route' });
   }
   if (cudaOptions && Object.keys(cudaOptions).length > 0) {
     if (provider !== 'cuda') {
-      throw new GpenLabError('E_ARGUMENT', `--cuda-options were given but the provider is ${provider}`, 'Use --provider cuda (or auto on a machine with CUDA) with --cuda-options, or drop --cuda-options.', { input: '--cuda-options' });
+      throw new GpenLabError('E_ARGUMENT', `cudaOptions were given but the provider is ${provider}`, 'Use the cuda provider (or auto on a machine with CUDA) with cudaOptions, or leave cudaOptions out.', { input: 'cudaOptions', option: 'cudaOptions' });
     }
     if (route === 'stock') {
-      throw new GpenLabError('E_ARGUMENT', '--cuda-options cannot be passed on the stock route: onnxruntime-node\'s binding passes only deviceId to the CUDA provider',
-        'Drop --route stock (the fast route takes --cuda-options), or drop --cuda-options.', { input: '--cuda-options' });
+      throw new GpenLabError('E_ARGUMENT', 'cudaOptions cannot be passed on the stock route: onnxruntime-node\'s binding passes only deviceId to the CUDA provider',
+        'Use the fast route (it takes cudaOptions), or leave cudaOptions out.', { input: 'cudaOptions', option: 'cudaOptions' });
     }
   }
   return c;
 }
 
 /**
- * The CUDA provider's option sets on the fast route (ONNX Runtime's names and gpen-lab's session keys, runtime/capi.ts):
+ * The CUDA provider's option sets on the fast route (ONNX Runtime's names and gpen-lab's session keys, runtime/capi/options.ts):
  * `cold` is the soonest to a first image (cuDNN's heuristic search, the optimised graph cached in ONNX Runtime's format,
  * the first-use kernels primed on worker threads); `warm` the fastest per image (CUDA graphs, NHWC, the FusedAct
  * operator, cuDNN's exhaustive search, the arena grown as requested and split beyond 1 MiB unused). docs/routes.md.

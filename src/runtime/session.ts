@@ -10,7 +10,7 @@ import { GpenLabError, errorMessage } from '../errors.js';
 import type { Provider } from './providers.js';
 import { PROVIDER_SPECS, PROVIDERS, missingProviderFiles, nvidiaDeviceVisible, ortBinDir, ortVersion } from './providers.js';
 import type { Placement } from './profile.js';
-import type { PinnedStats } from './capi.js';
+import type { PinnedStats } from './cuda/host-pins.js';
 import { placementFromProfileDir } from './profile.js';
 
 // onnxruntime-node loaded on first use (the stock binding's addon and its JavaScript: 15-30 ms), not by a process
@@ -36,7 +36,7 @@ export interface SessionConfig {
   label?: string;
   /**
    * CUDA provider options by ONNX Runtime's names (cudnn_conv_algo_search, prefer_nhwc, arena_extend_strategy, ...):
-   * the session is then created through the C API route (src/runtime/capi.ts), since the stock binding passes only
+   * the session is then created through the C API route (src/runtime/capi/), since the stock binding passes only
    * deviceId. Only with provider cuda.
    */
   cudaOptions?: Record<string, string>;

@@ -50,6 +50,7 @@ const postWaiting = () => {
 };
 
 const loading = (async () => {
+  holdIfAsked(cfg.holdLoad);
   // each candidate's model prepared in its own worker, as before the engine thread existed
   const r = await Restorer.create({
     model: cfg.model, prepare: prepareInWorker, provider: cfg.provider ?? 'auto', route: cfg.route ?? 'fast', workload: 'service',
@@ -71,9 +72,8 @@ const loading = (async () => {
 })();
 loading.catch((e: unknown) => post({ type: 'load-failed', error: toWire(e) }));
 
-/** The test seam of EngineConfig.hold: blocks this thread while hold[0] is 0. */
-function holdIfAsked(): void {
-  const h = cfg.hold;
+/** The test seams of EngineConfig.hold and holdLoad: blocks this thread while h[0] is 0. */
+function holdIfAsked(h: Int32Array | undefined): void {
   while (h && Atomics.load(h, 0) === 0) Atomics.wait(h, 0, 0);
 }
 
@@ -86,7 +86,7 @@ async function runJob(m: Extract<ToEngine, { type: 'job' }>, job: { cancelled: b
     await slots.take();
     try {
       post({ type: 'started', id: m.id });
-      holdIfAsked();
+      holdIfAsked(cfg.hold);
       const early = stop();
       if (early) throw early;
       const img = await decodeImageBuffer(Buffer.from(m.body), m.name, cfg.maxPixels !== undefined ? { maxPixels: cfg.maxPixels } : {});

@@ -3,6 +3,7 @@
 import path from 'node:path';
 import { GpenLabError, checkOneOf, errorMessage } from '../errors.js';
 import type { RestoreResult } from '../face/restore.js';
+import { checkAlpha } from '../face/restore.js';
 import type { OutputExt } from '../io/image.js';
 import { OUTPUT_EXTS } from '../io/image.js';
 
@@ -21,8 +22,7 @@ const FORMAT_NAMES = Object.keys(FORMATS);
 const BOOLEAN_WORDS = ['true', 'false', '1', '0', 'yes', 'no'] as const;
 
 export function parseOptions(q: Record<string, unknown>): { alpha: number; ext: OutputExt; saveFace: boolean } {
-  const alpha = q.alpha === undefined ? 1 : Number(q.alpha);
-  if (!(alpha >= 0 && alpha <= 1)) throw new GpenLabError('E_ARGUMENT', `Expected a number between 0 and 1 for alpha but received ${JSON.stringify(q.alpha)}`, 'Pass alpha between 0 (original) and 1 (restored).', { input: 'alpha' });
+  const alpha = q.alpha === undefined ? 1 : checkAlpha(q.alpha);
   const f = String(q.format ?? 'png').toLowerCase().replace(/^\./, '');
   const ext = FORMATS[checkOneOf('format', f, FORMAT_NAMES, `Pass format=${FORMAT_NAMES.join(', ')}.`)];
   const sf = String(q.save_faces ?? 'false').toLowerCase();

@@ -24,6 +24,8 @@ export interface EngineConfig {
    * synchronous inference blocks it. A shared Int32Array; set hold[0] to 1 and notify to let the jobs go on.
    */
   hold?: Int32Array;
+  /** For tests: while holdLoad[0] is 0, the engine thread blocks (Atomics.wait) before it loads the model. */
+  holdLoad?: Int32Array;
 }
 
 /** A GpenLabError as it crosses the thread boundary. */

@@ -53,6 +53,8 @@ export interface ServeOptions {
   cudaOptions?: Record<string, string>;
   /** For tests (protocol.ts EngineConfig.hold): the engine thread blocks after acknowledging each job while hold[0] is 0. */
   hold?: Int32Array;
+  /** For tests (protocol.ts EngineConfig.holdLoad): the model's load waits while holdLoad[0] is 0. */
+  holdLoad?: Int32Array;
 }
 
 export interface Service {
@@ -244,6 +246,7 @@ export async function startService(o: ServeOptions): Promise<Service> {
     model: o.model, provider: o.provider ?? 'auto', route: o.route ?? 'fast', ...(o.precision ? { precision: o.precision } : {}), ...(o.maxBatch !== undefined ? { maxBatch: o.maxBatch } : {}),
     maxWaitMs, ...(o.maxPixels !== undefined ? { maxPixels: o.maxPixels } : {}), pipelineSlots: o.pipelineSlots ?? Math.max(2, os.availableParallelism()),
     ...(o.cudaOptions ? { cudaOptions: o.cudaOptions } : {}), ...(o.hold ? { hold: o.hold } : {}),
+    ...(o.holdLoad ? { holdLoad: o.holdLoad } : {}),
   }, (e) => {
     m.ready.set(0);
     app.log.error({ event: 'engine-crashed', error: e.message }, 'the engine thread stopped: restore answers 503 until the service is restarted');
