@@ -19,17 +19,24 @@ const PACKAGES = { 'onnxruntime-node': 'runtime', sharp: 'io' };
 function importRules(room) {
   const forbidden = Object.keys(ROOMS).filter((r) => r !== room && !ROOMS[room].includes(r));
   return {
-    'no-restricted-imports': ['error', {
-      paths: Object.entries(PACKAGES).filter(([, home]) => home !== room)
-        .map(([name, home]) => ({ name, message: `Only src/${home} imports ${name}.` })),
-      patterns: [
-        ...forbidden.map((r) => ({
-          regex: `^(\\.\\./)+${r}/`,
-          message: `src/${room} may not import src/${r}: imports point down the data's journey (docs/architecture.md).`,
-        })),
-        { regex: '^(\\.\\./)+index\\.js$', message: 'src/index.ts is the library entry point; import the module itself.' },
-      ],
-    }],
+    'no-restricted-imports': [
+      'error',
+      {
+        paths: Object.entries(PACKAGES)
+          .filter(([, home]) => home !== room)
+          .map(([name, home]) => ({ name, message: `Only src/${home} imports ${name}.` })),
+        patterns: [
+          ...forbidden.map((r) => ({
+            regex: `^(\\.\\./)+${r}/`,
+            message: `src/${room} may not import src/${r}: imports point down the data's journey (docs/architecture.md).`,
+          })),
+          {
+            regex: '^(\\.\\./)+index\\.js$',
+            message: 'src/index.ts is the library entry point; import the module itself.',
+          },
+        ],
+      },
+    ],
   };
 }
 
@@ -40,9 +47,15 @@ export default tseslint.config(
   {
     rules: {
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
-      'no-restricted-imports': ['error', {
-        paths: Object.entries(PACKAGES).map(([name, home]) => ({ name, message: `Only src/${home} imports ${name}.` })),
-      }],
+      'no-restricted-imports': [
+        'error',
+        {
+          paths: Object.entries(PACKAGES).map(([name, home]) => ({
+            name,
+            message: `Only src/${home} imports ${name}.`,
+          })),
+        },
+      ],
     },
   },
   ...Object.keys(ROOMS).map((room) => ({ files: [`src/${room}/**`], rules: importRules(room) })),

@@ -11,18 +11,31 @@ import { parseArgs } from 'node:util';
 
 const { values: a } = parseArgs({
   options: {
-    model: { type: 'string' }, out: { type: 'string' }, runs: { type: 'string', default: '5' }, 'merge-into': { type: 'string' },
-    cli: { type: 'string', default: 'dist/cli/index.js' }, onnx: { type: 'string' },
+    model: { type: 'string' },
+    out: { type: 'string' },
+    runs: { type: 'string', default: '5' },
+    'merge-into': { type: 'string' },
+    cli: { type: 'string', default: 'dist/cli/index.js' },
+    onnx: { type: 'string' },
   },
 });
-if (!a.model || !a.out) throw new Error('usage: cli-defaults.ts --model FILE.pth --out OUT.json [--runs N] [--merge-into bench.json] [--onnx converted-fp16.onnx]');
+if (!a.model || !a.out)
+  throw new Error(
+    'usage: cli-defaults.ts --model FILE.pth --out OUT.json [--runs N] [--merge-into bench.json] [--onnx converted-fp16.onnx]',
+  );
 const runs = Number(a.runs);
 const SOLVAY = 'assets/Solvay_conference_1927.png';
 const FACE = 'assets/demo-face.png';
 const COLD_SET = 'cudnn_conv_algo_search=HEURISTIC,graph_optimization_level=0,prime=1,graph_cache=ort';
 const WARM_SET = 'enable_cuda_graph=1,prefer_nhwc=1,fused_act=1';
 
-interface Run { spawnToResults: number[]; exitMs: number; code: number | null; results: Record<string, unknown>[]; stderrTail: string }
+interface Run {
+  spawnToResults: number[];
+  exitMs: number;
+  code: number | null;
+  results: Record<string, unknown>[];
+  stderrTail: string;
+}
 
 /** One fresh process: `gpen-lab restore ...args --json`, each result line's arrival and the exit timed from the spawn. */
 function restore(args: string[]): Promise<Run> {
@@ -39,15 +52,23 @@ function restore(args: string[]): Promise<Run> {
         const line = buf.slice(0, nl);
         buf = buf.slice(nl + 1);
         let r: Record<string, unknown>;
-        try { r = JSON.parse(line) as Record<string, unknown>; } catch { continue; }
+        try {
+          r = JSON.parse(line) as Record<string, unknown>;
+        } catch {
+          continue;
+        }
         // an image written (an error line, or a failed image, is no result)
         if (typeof (r.outputs as { gpen?: unknown } | undefined)?.gpen !== 'string') continue;
         at.push(performance.now() - t0);
         results.push(r);
       }
     });
-    c.stderr.on('data', (d: Buffer) => { err = (err + d.toString()).slice(-3000); });
-    c.on('close', (code) => resolve({ spawnToResults: at, exitMs: performance.now() - t0, code, results, stderrTail: err }));
+    c.stderr.on('data', (d: Buffer) => {
+      err = (err + d.toString()).slice(-3000);
+    });
+    c.on('close', (code) =>
+      resolve({ spawnToResults: at, exitMs: performance.now() - t0, code, results, stderrTail: err }),
+    );
   });
 }
 
@@ -61,8 +82,14 @@ const median = (xs: number[]): number | null => {
 function summary(r: Run): Record<string, unknown> {
   const first = r.results[0] ?? {};
   return {
-    toWrittenMs: r.spawnToResults[0] ?? null, exitMs: r.exitMs, code: r.code, stages: first.stages_ms ?? null, route: first.route ?? null,
-    provider: first.provider ?? null, startup: first.startup_ms ?? null, faces: Array.isArray(first.faces) ? first.faces.length : null,
+    toWrittenMs: r.spawnToResults[0] ?? null,
+    exitMs: r.exitMs,
+    code: r.code,
+    stages: first.stages_ms ?? null,
+    route: first.route ?? null,
+    provider: first.provider ?? null,
+    startup: first.startup_ms ?? null,
+    faces: Array.isArray(first.faces) ? first.faces.length : null,
     ...(r.code !== 0 ? { stderrTail: r.stderrTail } : {}),
   };
 }
@@ -79,8 +106,17 @@ async function coldCase(name: string, args: string[]): Promise<Record<string, un
   for (let i = 0; i < runs; i++) measured.push(await restore(argv()));
   rmSync(root, { recursive: true, force: true });
   const ok = measured.filter((r) => r.code === 0 && r.spawnToResults.length > 0);
-  const line = { name, argv: ['gpen-lab', 'restore', ...full], first: summary(first), runs: measured.map(summary), medianToWrittenMs: median(ok.map((r) => r.spawnToResults[0])), failed: measured.length - ok.length };
-  process.stderr.write(`${name}: first ${first.spawnToResults[0]?.toFixed(0) ?? 'FAILED'} ms, then median ${line.medianToWrittenMs?.toFixed(0) ?? '-'} ms (${ok.map((r) => r.spawnToResults[0].toFixed(0)).join(', ')})\n`);
+  const line = {
+    name,
+    argv: ['gpen-lab', 'restore', ...full],
+    first: summary(first),
+    runs: measured.map(summary),
+    medianToWrittenMs: median(ok.map((r) => r.spawnToResults[0])),
+    failed: measured.length - ok.length,
+  };
+  process.stderr.write(
+    `${name}: first ${first.spawnToResults[0]?.toFixed(0) ?? 'FAILED'} ms, then median ${line.medianToWrittenMs?.toFixed(0) ?? '-'} ms (${ok.map((r) => r.spawnToResults[0].toFixed(0)).join(', ')})\n`,
+  );
   return line;
 }
 
@@ -96,11 +132,21 @@ async function folderCase(name: string, extra: string[]): Promise<Record<string,
   rmSync(out, { recursive: true, force: true });
   const per = r.spawnToResults.slice(1).map((t, i) => t - r.spawnToResults[i]);
   const line = {
-    name, argv: ['gpen-lab', 'restore', ...args], firstProcessExitMs: first.exitMs, code: r.code, images: r.results.length, spawnToEachMs: r.spawnToResults,
-    perImageMs: per, medianImages2to8Ms: median(per), stages: r.results.map((x) => x.stages_ms ?? null), route: r.results[0]?.route ?? null,
+    name,
+    argv: ['gpen-lab', 'restore', ...args],
+    firstProcessExitMs: first.exitMs,
+    code: r.code,
+    images: r.results.length,
+    spawnToEachMs: r.spawnToResults,
+    perImageMs: per,
+    medianImages2to8Ms: median(per),
+    stages: r.results.map((x) => x.stages_ms ?? null),
+    route: r.results[0]?.route ?? null,
     ...(r.code !== 0 ? { stderrTail: r.stderrTail } : {}),
   };
-  process.stderr.write(`${name}: ${r.results.length} images, images 2-8 median ${line.medianImages2to8Ms?.toFixed(1) ?? '-'} ms (${per.map((x) => x.toFixed(0)).join(', ')}); exit ${r.exitMs.toFixed(0)} ms\n`);
+  process.stderr.write(
+    `${name}: ${r.results.length} images, images 2-8 median ${line.medianImages2to8Ms?.toFixed(1) ?? '-'} ms (${per.map((x) => x.toFixed(0)).join(', ')}); exit ${r.exitMs.toFixed(0)} ms\n`,
+  );
   return line;
 }
 
@@ -116,7 +162,9 @@ if (!onnx) {
   onnx = path.join(os.tmpdir(), 'gpen-cli-defaults-fp16.onnx');
   const target = onnx;
   await new Promise<void>((resolve, reject) => {
-    const c = spawn(process.execPath, [a.cli!, 'model', 'convert', model, '-o', target, '--fp16'], { stdio: ['ignore', 'inherit', 'inherit'] });
+    const c = spawn(process.execPath, [a.cli!, 'model', 'convert', model, '-o', target, '--fp16'], {
+      stdio: ['ignore', 'inherit', 'inherit'],
+    });
     c.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`model convert exited ${code}`))));
   });
 }
@@ -126,21 +174,62 @@ cases.face_flagged_cold = await coldCase('demo face, flagged cold set', [FACE, '
 // the default's batch for a cold start (1, the primer's shapes) asked for explicitly, and 8; 32 is the flagged cold set's
 cases.solvay_batch1 = await coldCase('solvay, defaults but --batch 1', [SOLVAY, '--model', a.model, '--batch', '1']);
 cases.solvay_batch8 = await coldCase('solvay, defaults but --batch 8', [SOLVAY, '--model', a.model, '--batch', '8']);
-cases.folder_flagged_warm = await folderCase('folder of 8, flagged warm set', ['--model', a.model, '--provider', 'cuda', '--precision', 'fp16', '--batch', '32', '--detector-provider', 'cuda', '--cuda-options', WARM_SET]);
-cases.folder_flagged_stock = await folderCase('folder of 8, stock binding', ['--model', a.model, '--provider', 'cuda', '--route', 'stock', '--precision', 'fp16', '--batch', '32', '--detector-provider', 'cuda']);
+cases.folder_flagged_warm = await folderCase('folder of 8, flagged warm set', [
+  '--model',
+  a.model,
+  '--provider',
+  'cuda',
+  '--precision',
+  'fp16',
+  '--batch',
+  '32',
+  '--detector-provider',
+  'cuda',
+  '--cuda-options',
+  WARM_SET,
+]);
+cases.folder_flagged_stock = await folderCase('folder of 8, stock binding', [
+  '--model',
+  a.model,
+  '--provider',
+  'cuda',
+  '--route',
+  'stock',
+  '--precision',
+  'fp16',
+  '--batch',
+  '32',
+  '--detector-provider',
+  'cuda',
+]);
 
 const num = (c: string, k: string): number | null => (cases[c]?.[k] as number | null | undefined) ?? null;
 const ratio = (x: number | null, y: number | null) => (x !== null && y !== null ? x / y : null);
 const figures = {
-  solvay_cold_ms: num('solvay_default', 'medianToWrittenMs'), solvay_cold_target_ms: 1500,
-  face_cold_ms: num('face_default', 'medianToWrittenMs'), face_cold_target_ms: 1000,
-  folder_images_2_8_ms: num('folder_default', 'medianImages2to8Ms'), folder_target_ms: 150,
+  solvay_cold_ms: num('solvay_default', 'medianToWrittenMs'),
+  solvay_cold_target_ms: 1500,
+  face_cold_ms: num('face_default', 'medianToWrittenMs'),
+  face_cold_target_ms: 1000,
+  folder_images_2_8_ms: num('folder_default', 'medianImages2to8Ms'),
+  folder_target_ms: 150,
   // the defaults against the best flagged route of each figure (within 10%: <= 1.10)
   solvay_vs_flagged: ratio(num('solvay_default', 'medianToWrittenMs'), num('solvay_flagged_cold', 'medianToWrittenMs')),
   face_vs_flagged: ratio(num('face_default', 'medianToWrittenMs'), num('face_flagged_cold', 'medianToWrittenMs')),
-  folder_vs_flagged: ratio(num('folder_default', 'medianImages2to8Ms'), num('folder_flagged_warm', 'medianImages2to8Ms')),
+  folder_vs_flagged: ratio(
+    num('folder_default', 'medianImages2to8Ms'),
+    num('folder_flagged_warm', 'medianImages2to8Ms'),
+  ),
 };
-const report = { schema: 'gpen-lab.cli-defaults/1', at: new Date().toISOString(), host: os.hostname(), cpus: os.cpus().length, model: a.model, runs, figures, cases };
+const report = {
+  schema: 'gpen-lab.cli-defaults/1',
+  at: new Date().toISOString(),
+  host: os.hostname(),
+  cpus: os.cpus().length,
+  model: a.model,
+  runs,
+  figures,
+  cases,
+};
 mkdirSync(path.dirname(path.resolve(a.out)), { recursive: true });
 writeFileSync(a.out, JSON.stringify(report, null, 1));
 process.stdout.write(`${JSON.stringify(figures)}\n`);

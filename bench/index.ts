@@ -19,7 +19,11 @@ const BUILD_REPEATS = Number(process.env.BENCH_BUILD_REPEATS ?? 3);
 const TARGET = { buildMs: 10_000, buildRssMb: 1536 };
 
 function worker<T>(...args: string[]): T {
-  const out = execFileSync(process.execPath, ['--import', 'tsx', 'bench/worker.ts', ...args], { cwd: root, encoding: 'utf8', maxBuffer: 1 << 24 });
+  const out = execFileSync(process.execPath, ['--import', 'tsx', 'bench/worker.ts', ...args], {
+    cwd: root,
+    encoding: 'utf8',
+    maxBuffer: 1 << 24,
+  });
   return JSON.parse(out.trim().split('\n').pop()!) as T;
 }
 const log = (s: string) => process.stderr.write(s + '\n');
@@ -39,25 +43,46 @@ try {
   };
 
   log(`GPEN-${SIZE}, ${os.cpus().length} cores, onnxruntime-node ${runtimeVersion()}`);
-  results.buildSynthetic = { fp32: builds(`build synthetic GPEN-${SIZE} fp32`, 'build-synthetic', String(SIZE), 'fp32'),
-    fp16: builds(`build synthetic GPEN-${SIZE} fp16`, 'build-synthetic', String(SIZE), 'fp16') };
+  results.buildSynthetic = {
+    fp32: builds(`build synthetic GPEN-${SIZE} fp32`, 'build-synthetic', String(SIZE), 'fp32'),
+    fp16: builds(`build synthetic GPEN-${SIZE} fp16`, 'build-synthetic', String(SIZE), 'fp16'),
+  };
 
   const pth = path.join(tmp, `gpen-${SIZE}.pth`);
   writeFileSync(pth, saveStateDict(synthStateDict(defaultArch(SIZE), 0), { format: 'zip' }));
-  results.buildFromPth = { fp32: builds(`convert GPEN-${SIZE} .pth -> .onnx fp32`, 'build-pth', pth, path.join(tmp, 'out.onnx'), 'fp32') };
+  results.buildFromPth = {
+    fp32: builds(`convert GPEN-${SIZE} .pth -> .onnx fp32`, 'build-pth', pth, path.join(tmp, 'out.onnx'), 'fp32'),
+  };
 
   const onnxFile = path.join(tmp, `gpen-${SIZE}.onnx`);
   writeFileSync(onnxFile, synthesizeGpen(SIZE, 0, 'fp32').bytes);
   type Run = { createMs: number; firstRunMs: number; times: number[]; maxRssMb: number };
   const run = worker<Run>('cpu-run', onnxFile, String(SIZE), String(RUNS));
   const rs = timingStats(run.times);
-  log(`CPU run GPEN-${SIZE} b1: ${formatStats(rs)}; session ${run.createMs.toFixed(0)} ms, first run ${run.firstRunMs.toFixed(0)} ms, peak RSS ${run.maxRssMb.toFixed(0)} MB`);
-  results.cpuRun = { batch: 1, sessionCreateMs: run.createMs, firstRunMs: run.firstRunMs, time: rs, peakRssMb: run.maxRssMb };
+  log(
+    `CPU run GPEN-${SIZE} b1: ${formatStats(rs)}; session ${run.createMs.toFixed(0)} ms, first run ${run.firstRunMs.toFixed(0)} ms, peak RSS ${run.maxRssMb.toFixed(0)} MB`,
+  );
+  results.cpuRun = {
+    batch: 1,
+    sessionCreateMs: run.createMs,
+    firstRunMs: run.firstRunMs,
+    time: rs,
+    peakRssMb: run.maxRssMb,
+  };
 
   const report = {
-    schema: 'gpen-lab.bench-foundation/1', date: new Date().toISOString(), size: SIZE,
-    machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, memGb: os.totalmem() / 2 ** 30, node: process.version, onnxruntime: runtimeVersion() },
-    synthetic: true, ...results,
+    schema: 'gpen-lab.bench-foundation/1',
+    date: new Date().toISOString(),
+    size: SIZE,
+    machine: {
+      cpus: os.cpus().length,
+      cpuModel: os.cpus()[0]?.model,
+      memGb: os.totalmem() / 2 ** 30,
+      node: process.version,
+      onnxruntime: runtimeVersion(),
+    },
+    synthetic: true,
+    ...results,
   };
   mkdirSync(path.join(root, 'bench-results'), { recursive: true });
   const file = path.join(root, 'bench-results', `foundation-${SIZE}.json`);

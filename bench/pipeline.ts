@@ -29,8 +29,12 @@ const faces = runs[0].faces.length;
 const perFace = runs.map((r) => pre.reduce((a, k) => a + r.stages_ms[k], 0) / faces);
 const stagesMedian = Object.fromEntries(pre.map((k) => [k, median(runs.map((r) => r.stages_ms[k]))]));
 const s = timingStats(perFace);
-log(`Solvay (${faces} faces), identity-512: (decode + align + paste + encode) per face ${formatStats(s)} -> ${s.median <= TARGET_MS_PER_FACE ? 'within' : 'OVER'} the ${TARGET_MS_PER_FACE} ms target`);
-log(`  median stage totals: ${pre.map((k) => `${k} ${stagesMedian[k].toFixed(1)} ms`).join(', ')}; detect ${median(runs.map((r) => r.stages_ms.detect)).toFixed(0)} ms`);
+log(
+  `Solvay (${faces} faces), identity-512: (decode + align + paste + encode) per face ${formatStats(s)} -> ${s.median <= TARGET_MS_PER_FACE ? 'within' : 'OVER'} the ${TARGET_MS_PER_FACE} ms target`,
+);
+log(
+  `  median stage totals: ${pre.map((k) => `${k} ${stagesMedian[k].toFixed(1)} ms`).join(', ')}; detect ${median(runs.map((r) => r.stages_ms.detect)).toFixed(0)} ms`,
+);
 
 let full: unknown = null;
 if (FULL) {
@@ -38,14 +42,41 @@ if (FULL) {
   const r = await g.restoreFile(SOLVAY);
   await g.release();
   const total = Object.values(r.stages_ms).reduce((a, b) => a + b, 0);
-  log(`Solvay, synthetic GPEN-512 on CPU, batch 4: ${(total / 1000).toFixed(1)} s (${Object.entries(r.stages_ms).map(([k, v]) => `${k} ${(v / 1000).toFixed(2)} s`).join(', ')})`);
-  full = { faces: r.faces.length, batch: 4, totalMs: total, stages_ms: r.stages_ms, provider: r.provider, synthetic: true };
+  log(
+    `Solvay, synthetic GPEN-512 on CPU, batch 4: ${(total / 1000).toFixed(1)} s (${Object.entries(r.stages_ms)
+      .map(([k, v]) => `${k} ${(v / 1000).toFixed(2)} s`)
+      .join(', ')})`,
+  );
+  full = {
+    faces: r.faces.length,
+    batch: 4,
+    totalMs: total,
+    stages_ms: r.stages_ms,
+    provider: r.provider,
+    synthetic: true,
+  };
 }
 
 const report = {
-  schema: 'gpen-lab.bench-pipeline/1', date: new Date().toISOString(), image: 'Solvay_conference_1927.png', size: 512,
-  machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, node: process.version, onnxruntime: runtimeVersion() },
-  prePost: { model: 'identity-512', faces, msPerFace: s, stagesMedianMs: stagesMedian, targetMsPerFace: TARGET_MS_PER_FACE, pass: s.median <= TARGET_MS_PER_FACE, runs: runs.map((r) => r.stages_ms) },
+  schema: 'gpen-lab.bench-pipeline/1',
+  date: new Date().toISOString(),
+  image: 'Solvay_conference_1927.png',
+  size: 512,
+  machine: {
+    cpus: os.cpus().length,
+    cpuModel: os.cpus()[0]?.model,
+    node: process.version,
+    onnxruntime: runtimeVersion(),
+  },
+  prePost: {
+    model: 'identity-512',
+    faces,
+    msPerFace: s,
+    stagesMedianMs: stagesMedian,
+    targetMsPerFace: TARGET_MS_PER_FACE,
+    pass: s.median <= TARGET_MS_PER_FACE,
+    runs: runs.map((r) => r.stages_ms),
+  },
   full,
 };
 mkdirSync(path.join(root, 'bench-results'), { recursive: true });

@@ -17,13 +17,31 @@ const PATTERNS = [
   /\bround \d+\b/gi,
   /(?<!upstream |GitHub )\bissue #?\d+\b/gi,
 ];
-const TEXT = new Set(['.ts', '.mts', '.js', '.mjs', '.cjs', '.md', '.sh', '.py', '.json', '.yaml', '.yml', '.txt', '.html']);
+const TEXT = new Set([
+  '.ts',
+  '.mts',
+  '.js',
+  '.mjs',
+  '.cjs',
+  '.md',
+  '.sh',
+  '.py',
+  '.json',
+  '.yaml',
+  '.yml',
+  '.txt',
+  '.html',
+]);
 const SKIP = new Set(['node_modules', 'dist', '.git', 'bench-results', 'test-artifacts']);
 const DEFAULT = ['README.md', 'DEVELOPERS.md', 'src', 'docs', 'scripts', 'bench', 'test', 'results', 'schema', '.ci'];
 
 function* files(p) {
   let st;
-  try { st = statSync(p); } catch { return; }
+  try {
+    st = statSync(p);
+  } catch {
+    return;
+  }
   if (st.isDirectory()) {
     for (const e of readdirSync(p).sort()) if (!SKIP.has(e)) yield* files(path.join(p, e));
   } else if (TEXT.has(path.extname(p)) || path.basename(p) === 'run') yield p;

@@ -41,13 +41,36 @@ export type ErrorCode = (typeof ERROR_CODES)[number];
 export type FailureKind = 'input' | 'runtime' | 'internal';
 
 export const FAILURE_KINDS: Readonly<Record<ErrorCode, FailureKind>> = Object.freeze({
-  E_ARGUMENT: 'input', E_FILE_MISSING: 'input', E_FILE_UNREADABLE: 'input', E_FORMAT_UNKNOWN: 'input',
-  E_PTH_CORRUPT: 'input', E_PTH_UNSAFE: 'input', E_ONNX_CORRUPT: 'input', E_NOT_GPEN: 'input',
-  E_KEY_NOT_FOUND: 'input', E_SHAPE_MISMATCH: 'input', E_SIZE_UNKNOWN: 'input', E_NPY_INVALID: 'input',
-  E_PROVIDER_UNKNOWN: 'input', E_OUTPUT_EXISTS: 'input', E_IMAGE_CORRUPT: 'input', E_IMAGE_TOO_LARGE: 'input',
-  E_SETUP_SOURCE: 'input', E_CHECKSUM: 'input', E_CONFIG: 'input', E_BODY_TOO_LARGE: 'input', E_NOT_FOUND: 'input',
-  E_PROVIDER_UNAVAILABLE: 'runtime', E_SESSION: 'runtime', E_INFERENCE: 'runtime', E_WRITE: 'runtime',
-  E_NETWORK: 'runtime', E_RUNTIME_VERSION: 'runtime', E_BUSY: 'runtime', E_NOT_READY: 'runtime', E_TIMEOUT: 'runtime',
+  E_ARGUMENT: 'input',
+  E_FILE_MISSING: 'input',
+  E_FILE_UNREADABLE: 'input',
+  E_FORMAT_UNKNOWN: 'input',
+  E_PTH_CORRUPT: 'input',
+  E_PTH_UNSAFE: 'input',
+  E_ONNX_CORRUPT: 'input',
+  E_NOT_GPEN: 'input',
+  E_KEY_NOT_FOUND: 'input',
+  E_SHAPE_MISMATCH: 'input',
+  E_SIZE_UNKNOWN: 'input',
+  E_NPY_INVALID: 'input',
+  E_PROVIDER_UNKNOWN: 'input',
+  E_OUTPUT_EXISTS: 'input',
+  E_IMAGE_CORRUPT: 'input',
+  E_IMAGE_TOO_LARGE: 'input',
+  E_SETUP_SOURCE: 'input',
+  E_CHECKSUM: 'input',
+  E_CONFIG: 'input',
+  E_BODY_TOO_LARGE: 'input',
+  E_NOT_FOUND: 'input',
+  E_PROVIDER_UNAVAILABLE: 'runtime',
+  E_SESSION: 'runtime',
+  E_INFERENCE: 'runtime',
+  E_WRITE: 'runtime',
+  E_NETWORK: 'runtime',
+  E_RUNTIME_VERSION: 'runtime',
+  E_BUSY: 'runtime',
+  E_NOT_READY: 'runtime',
+  E_TIMEOUT: 'runtime',
   E_INTERNAL: 'internal',
 });
 
@@ -71,7 +94,13 @@ export class GpenLabError extends Error {
   readonly fix: string;
   readonly details: ErrorDetails;
 
-  constructor(code: ErrorCode, message: string, fix: string, details: ErrorDetails = {}, options?: { cause?: unknown }) {
+  constructor(
+    code: ErrorCode,
+    message: string,
+    fix: string,
+    details: ErrorDetails = {},
+    options?: { cause?: unknown },
+  ) {
     super(message, options);
     this.name = 'GpenLabError';
     this.code = code;
@@ -112,13 +141,23 @@ function numeric(v: unknown): unknown {
 export function checkInteger(name: string, v: unknown, min: number, max: number, fix?: string): number {
   const n = numeric(v);
   if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) {
-    throw badArgument(name, max === Number.MAX_SAFE_INTEGER ? `an integer of at least ${min}` : `an integer between ${min} and ${max}`, v, fix);
+    throw badArgument(
+      name,
+      max === Number.MAX_SAFE_INTEGER ? `an integer of at least ${min}` : `an integer between ${min} and ${max}`,
+      v,
+      fix,
+    );
   }
   return n;
 }
 
 /** A finite number in [min, max] (with `above`, min itself excluded); a string holding one is read as that number. */
-export function checkNumber(name: string, v: unknown, bounds: { min: number; max?: number; above?: boolean }, fix?: string): number {
+export function checkNumber(
+  name: string,
+  v: unknown,
+  bounds: { min: number; max?: number; above?: boolean },
+  fix?: string,
+): number {
   const { min, max = Infinity, above = false } = bounds;
   const n = numeric(v);
   const ok = typeof n === 'number' && Number.isFinite(n) && (above ? n > min : n >= min) && n <= max;
@@ -131,13 +170,20 @@ export function checkNumber(name: string, v: unknown, bounds: { min: number; max
 
 /** One value of a closed set. */
 export function checkOneOf<T extends string>(name: string, v: unknown, values: readonly T[], fix?: string): T {
-  if (typeof v !== 'string' || !(values as readonly string[]).includes(v)) throw badArgument(name, `one of ${values.join(', ')}`, v, fix);
+  if (typeof v !== 'string' || !(values as readonly string[]).includes(v))
+    throw badArgument(name, `one of ${values.join(', ')}`, v, fix);
   return v as T;
 }
 
 /** A comma-separated, non-empty list of values of a closed set, each once, in the order given. */
 export function checkList<T extends string>(name: string, v: unknown, values: readonly T[], fix?: string): T[] {
-  const items = typeof v === 'string' ? v.split(',').map((s) => s.trim()).filter(Boolean) : [];
+  const items =
+    typeof v === 'string'
+      ? v
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean)
+      : [];
   if (items.length === 0 || items.some((i) => !(values as readonly string[]).includes(i))) {
     throw badArgument(name, `a comma-separated list of ${values.join(', ')}`, v, fix);
   }
@@ -154,7 +200,13 @@ export function renameOption(e: GpenLabError, spell: (key: string) => string): G
   const to = spell(key);
   if (to === key) return e;
   const word = new RegExp(`(?<![\\w.=-])${key.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(?![\\w=-])`, 'g');
-  const renamed = new GpenLabError(e.code, e.message.replace(word, to), e.fix.replace(word, to), { ...e.details, input: to }, { cause: e.cause });
+  const renamed = new GpenLabError(
+    e.code,
+    e.message.replace(word, to),
+    e.fix.replace(word, to),
+    { ...e.details, input: to },
+    { cause: e.cause },
+  );
   renamed.stack = e.stack;
   return renamed;
 }
@@ -166,7 +218,8 @@ export function flagOf(key: string): string {
 }
 
 /** The one fix of an E_INTERNAL error. */
-export const INTERNAL_FIX = 'This is a bug in gpen-lab: re-run with --debug (the service: see its log) and report the stack.';
+export const INTERNAL_FIX =
+  'This is a bug in gpen-lab: re-run with --debug (the service: see its log) and report the stack.';
 
 /** Any thrown value as a GpenLabError: a coded error as it is, anything else E_INTERNAL with the value as its cause. */
 export function toGpenLabError(e: unknown): GpenLabError {

@@ -2,7 +2,16 @@
 // architecture, graph builder, synthetic weights), the runtime layer and the coded errors. The CLI is built on it.
 export { GpenLabError, ERROR_CODES, isGpenLabError } from './errors.js';
 export type { ErrorCode, ErrorDetails } from './errors.js';
-export { GPEN_SIZES, OFFICIAL_SIZES, OFFICIAL_ARCH, channels, countParams, defaultArch, expectedShapes, inferArch } from './model/arch.js';
+export {
+  GPEN_SIZES,
+  OFFICIAL_SIZES,
+  OFFICIAL_ARCH,
+  channels,
+  countParams,
+  defaultArch,
+  expectedShapes,
+  inferArch,
+} from './model/arch.js';
 export type { GpenArch } from './model/arch.js';
 export { buildGpenOnnx, buildIdentityOnnx, PRECISIONS } from './model/gpen-graph.js';
 export type { BuildOptions, Precision } from './model/gpen-graph.js';
@@ -11,7 +20,14 @@ export type { Checkpoint } from './model/pth.js';
 export { inspectOnnx } from './model/onnx-file.js';
 export type { OnnxModelInfo } from './model/onnx-file.js';
 export { synthStateDict } from './model/synth.js';
-export { convertPth, describeModel, loadCheckpoint, prepareModel, synthesizeGpen, synthesizeIdentity } from './model/registry.js';
+export {
+  convertPth,
+  describeModel,
+  loadCheckpoint,
+  prepareModel,
+  synthesizeGpen,
+  synthesizeIdentity,
+} from './model/registry.js';
 export type { ModelInfo, ModelSpec, PreparedModel } from './model/registry.js';
 export type { HostTensor, DType } from './io/tensor.js';
 export { PROVIDERS, PROVIDER_SPECS, parseProvider } from './runtime/providers.js';

@@ -5,8 +5,9 @@ import assert from 'node:assert/strict';
 import { IX, TABLE, entriesBeyond, type ApiName } from '../src/runtime/capi/api.js';
 
 /** The last OrtApi index of each C API version 1..23 (the sizes onnxruntime_c_api.cc asserts; 19 and 21 add none). */
-const LAST = [101, 118, 124, 126, 149, 157, 161, 169, 191, 203, 209, 218, 224, 238, 254, 265, 275, 279, 279, 284, 284,
-  317, 389];
+const LAST = [
+  101, 118, 124, 126, 149, 157, 161, 169, 191, 203, 209, 218, 224, 238, 254, 265, 275, 279, 279, 284, 284, 317, 389,
+];
 
 const names = Object.keys(IX) as ApiName[];
 
@@ -29,11 +30,18 @@ describe('the OrtApi entries by C API version', () => {
     assert.deepEqual(entriesBeyond(23), []);
     assert.deepEqual(entriesBeyond(19), ['GetKeyValuePairs', 'ReleaseKeyValuePairs', 'AllocatorGetStats']);
     assert.deepEqual(entriesBeyond(21), entriesBeyond(19));
-    assert.deepEqual(entriesBeyond(14),
-      ['CreateAndRegisterAllocatorV2', 'GetKeyValuePairs', 'ReleaseKeyValuePairs', 'AllocatorGetStats']);
+    assert.deepEqual(entriesBeyond(14), [
+      'CreateAndRegisterAllocatorV2',
+      'GetKeyValuePairs',
+      'ReleaseKeyValuePairs',
+      'AllocatorGetStats',
+    ]);
     const all = entriesBeyond(0);
     assert.equal(all.length, names.length);
-    assert.deepEqual(all.map((n) => IX[n][0]), names.map((n) => IX[n][0]).sort((x, y) => x - y));
+    assert.deepEqual(
+      all.map((n) => IX[n][0]),
+      names.map((n) => IX[n][0]).sort((x, y) => x - y),
+    );
     assert.ok(!entriesBeyond(1).includes('CreateSession'));
     assert.ok(entriesBeyond(10).includes('SessionOptionsAppendExecutionProvider_CUDA_V2'));
   });

@@ -10,7 +10,12 @@ import { CapiSession } from '../src/runtime/capi/session.js';
 import { HostPins } from '../src/runtime/cuda/host-pins.js';
 import { ModelSession } from '../src/runtime/session.js';
 import type { Ev } from '../src/runtime/profile.js';
-import { placementFromEvents, placementFromProfile, placementFromProfileDirAsync, scanPlacementEvents } from '../src/runtime/profile.js';
+import {
+  placementFromEvents,
+  placementFromProfile,
+  placementFromProfileDirAsync,
+  scanPlacementEvents,
+} from '../src/runtime/profile.js';
 import { openSession, parseCudaOptions, startEarlySession } from '../src/runtime/capi-model.js';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -28,7 +33,10 @@ describe('ONNX Runtime C API route', () => {
     pins.pin(big);
     const st = pins.stats();
     assert.equal(st.buffers, 0);
-    assert.match(st.error ?? '', /cudaHostRegister of 16384 bytes failed with CUDA error \d+|libcudart\.so\.13\) could not be loaded/);
+    assert.match(
+      st.error ?? '',
+      /cudaHostRegister of 16384 bytes failed with CUDA error \d+|libcudart\.so\.13\) could not be loaded/,
+    );
     // after a failure no further attempt is made, and release has nothing to undo
     pins.pin(new Float32Array(8192));
     assert.deepEqual(pins.stats(), st);
@@ -36,9 +44,10 @@ describe('ONNX Runtime C API route', () => {
     assert.equal(big[0], 0);
   });
 
-  it('a C API session on the CPU gives the stock binding\'s output, bit for bit, at batch 1 and 2', async () => {
+  it("a C API session on the CPU gives the stock binding's output, bit for bit, at batch 1 and 2", async () => {
     const p = await prepareModel({ type: 'synthetic', size: 64, seed: 3 }, 'fp32');
-    const S = 64, per = 3 * S * S;
+    const S = 64,
+      per = 3 * S * S;
     const stock = await ModelSession.create(p.model, { provider: 'cpu', recordPlacement: false });
     const c = CapiSession.create(p.model, { provider: 'cpu' });
     try {
@@ -56,29 +65,38 @@ describe('ONNX Runtime C API route', () => {
       c.release();
       await stock.release();
     }
-    assert.throws(() => c.run(new Float32Array(per), [1, 3, S, S], per), (e: unknown) => e instanceof GpenLabError && /released/.test(e.message));
+    assert.throws(
+      () => c.run(new Float32Array(per), [1, 3, S, S], per),
+      (e: unknown) => e instanceof GpenLabError && /released/.test(e.message),
+    );
   });
 
-  it('CUDA options where the CUDA provider is not installed: E_SESSION naming the step and ONNX Runtime\'s reason', async (t) => {
+  it("CUDA options where the CUDA provider is not installed: E_SESSION naming the step and ONNX Runtime's reason", async (t) => {
     if (missingProviderFiles('cuda').length === 0) {
       t.skip('the CUDA provider is installed here: this case needs a machine without it');
       return;
     }
     const p = await prepareModel({ type: 'identity', size: 64 }, 'fp32');
-    assert.throws(() => CapiSession.create(p.model, { provider: 'cuda', cuda: { cudnn_conv_algo_search: 'HEURISTIC' } }),
-      (e: unknown) => e instanceof GpenLabError && e.code === 'E_SESSION' && /C API: \w+ failed: .+/.test(e.message));
+    assert.throws(
+      () => CapiSession.create(p.model, { provider: 'cuda', cuda: { cudnn_conv_algo_search: 'HEURISTIC' } }),
+      (e: unknown) => e instanceof GpenLabError && e.code === 'E_SESSION' && /C API: \w+ failed: .+/.test(e.message),
+    );
   });
 
   it('the profile ended on a worker thread gives the same placement, then its folder is gone', async () => {
     const p = await prepareModel({ type: 'synthetic', size: 64, seed: 3 }, 'fp32');
-    const S = 64, per = 3 * S * S;
+    const S = 64,
+      per = 3 * S * S;
     const dir = mkdtempSync(path.join(os.tmpdir(), 'gpen-capi-'));
     const s = CapiSession.create(p.model, { provider: 'cpu', profilePrefix: path.join(dir, 'prof') });
     try {
       s.run(new Float32Array(per).fill(0.2), [1, 3, S, S], per);
       const placed = await placementFromProfileDirAsync(dir, 'cpu', () => s.endProfilingAsync());
       assert.deepEqual([placed?.ran, placed?.mismatch], [['cpu'], false]);
-      assert.ok(placed!.nodesByProvider.cpu > 50 && placed!.sessionMs!.session_initialization > 0, JSON.stringify(placed));
+      assert.ok(
+        placed!.nodesByProvider.cpu > 50 && placed!.sessionMs!.session_initialization > 0,
+        JSON.stringify(placed),
+      );
       assert.equal(existsSync(dir), false);
       // the session runs on after its profile ended; on a worker thread it computes the same, into a given array too
       const want = s.run(new Float32Array(per).fill(0.2), [1, 3, S, S], per);
@@ -94,18 +112,23 @@ describe('ONNX Runtime C API route', () => {
 
   it('a session released on a worker thread is released: its runs are a coded error, a second release does nothing', async () => {
     const p = await prepareModel({ type: 'synthetic', size: 64, seed: 3 }, 'fp32');
-    const S = 64, per = 3 * S * S;
+    const S = 64,
+      per = 3 * S * S;
     const s = CapiSession.create(p.model, { provider: 'cpu' });
     assert.equal(s.run(new Float32Array(per).fill(0.2), [1, 3, S, S], per).length, per);
     await s.releaseAsync();
-    assert.throws(() => s.run(new Float32Array(per), [1, 3, S, S], per), (e: unknown) => e instanceof GpenLabError && e.code === 'E_ARGUMENT' && /released/.test(e.message));
+    assert.throws(
+      () => s.run(new Float32Array(per), [1, 3, S, S], per),
+      (e: unknown) => e instanceof GpenLabError && e.code === 'E_ARGUMENT' && /released/.test(e.message),
+    );
     await s.releaseAsync();
     s.release();
   });
 
   it('the placement read line by line from a profile equals the one from the whole profile parsed; a profile laid out otherwise is parsed whole', async () => {
     const p = await prepareModel({ type: 'synthetic', size: 64, seed: 3 }, 'fp32');
-    const S = 64, per = 3 * S * S;
+    const S = 64,
+      per = 3 * S * S;
     const dir = mkdtempSync(path.join(os.tmpdir(), 'gpen-capi-'));
     try {
       const a = CapiSession.create(p.model, { provider: 'cpu', profilePrefix: path.join(dir, 'prof') });
@@ -138,11 +161,17 @@ describe('ONNX Runtime C API route', () => {
 
   it('profiles runs (the profile names the provider of every node), writes the optimised graph, takes session config entries and memory patterns off', async () => {
     const p = await prepareModel({ type: 'synthetic', size: 64, seed: 3 }, 'fp32');
-    const S = 64, per = 3 * S * S;
+    const S = 64,
+      per = 3 * S * S;
     const dir = mkdtempSync(path.join(os.tmpdir(), 'gpen-capi-'));
     try {
       const optimized = path.join(dir, 'optimized.onnx');
-      const a = CapiSession.create(p.model, { provider: 'cpu', profilePrefix: path.join(dir, 'prof'), saveOptimizedTo: optimized, config: { 'session.intra_op.allow_spinning': '0' } });
+      const a = CapiSession.create(p.model, {
+        provider: 'cpu',
+        profilePrefix: path.join(dir, 'prof'),
+        saveOptimizedTo: optimized,
+        config: { 'session.intra_op.allow_spinning': '0' },
+      });
       const x = Float32Array.from({ length: per }, (_, i) => Math.cos(i * 0.11) * 0.7);
       const want = a.run(x, [1, 3, S, S], per);
       const file = a.endProfiling();
@@ -173,50 +202,134 @@ describe('ONNX Runtime C API route', () => {
     const p = await prepareModel({ type: 'identity', size: 64 }, 'fp32');
     const s = CapiSession.create(p.model, { provider: 'cpu' });
     try {
-      assert.throws(() => s.bindDevice([1, 3, 64, 64]), (e: unknown) => e instanceof GpenLabError && e.code === 'E_SESSION' && /CreateAllocator\(Cuda\)/.test(e.message));
+      assert.throws(
+        () => s.bindDevice([1, 3, 64, 64]),
+        (e: unknown) =>
+          e instanceof GpenLabError && e.code === 'E_SESSION' && /CreateAllocator\(Cuda\)/.test(e.message),
+      );
     } finally {
       s.release();
     }
   });
 
-  it('splits gpen-lab\'s session keys from CUDA provider options, and parses --cuda-options', () => {
-    assert.deepEqual(splitCudaOptions({ enable_cuda_graph: '1', mem_pattern: '0' }), { cuda: { enable_cuda_graph: '1' }, memPattern: false });
+  it("splits gpen-lab's session keys from CUDA provider options, and parses --cuda-options", () => {
+    assert.deepEqual(splitCudaOptions({ enable_cuda_graph: '1', mem_pattern: '0' }), {
+      cuda: { enable_cuda_graph: '1' },
+      memPattern: false,
+    });
     assert.deepEqual(splitCudaOptions({ prefer_nhwc: '1' }), { cuda: { prefer_nhwc: '1' } });
-    assert.deepEqual(splitCudaOptions({ graph_optimization_level: '0', cudnn_conv_algo_search: 'HEURISTIC' }), { cuda: { cudnn_conv_algo_search: 'HEURISTIC' }, graphOptimizationLevel: 0 });
-    assert.deepEqual(splitCudaOptions({ 'session.use_device_allocator_for_initializers': '1', device_id: '0' }), { cuda: { device_id: '0' }, config: { 'session.use_device_allocator_for_initializers': '1' } });
-    assert.deepEqual(splitCudaOptions({ graph_cache: 'ort', cudnn_conv_algo_search: 'HEURISTIC' }), { cuda: { cudnn_conv_algo_search: 'HEURISTIC' }, graphCache: 'ort' });
-    assert.throws(() => splitCudaOptions({ graph_cache: '1' }), (e: unknown) => e instanceof GpenLabError && e.code === 'E_ARGUMENT' && /graph_cache to be 0 or ort/.test(e.message));
+    assert.deepEqual(splitCudaOptions({ graph_optimization_level: '0', cudnn_conv_algo_search: 'HEURISTIC' }), {
+      cuda: { cudnn_conv_algo_search: 'HEURISTIC' },
+      graphOptimizationLevel: 0,
+    });
+    assert.deepEqual(splitCudaOptions({ 'session.use_device_allocator_for_initializers': '1', device_id: '0' }), {
+      cuda: { device_id: '0' },
+      config: { 'session.use_device_allocator_for_initializers': '1' },
+    });
+    assert.deepEqual(splitCudaOptions({ graph_cache: 'ort', cudnn_conv_algo_search: 'HEURISTIC' }), {
+      cuda: { cudnn_conv_algo_search: 'HEURISTIC' },
+      graphCache: 'ort',
+    });
+    assert.throws(
+      () => splitCudaOptions({ graph_cache: '1' }),
+      (e: unknown) =>
+        e instanceof GpenLabError && e.code === 'E_ARGUMENT' && /graph_cache to be 0 or ort/.test(e.message),
+    );
     assert.deepEqual(splitCudaOptions({ graph_cache: 'ort' }), { cuda: {}, graphCache: 'ort' });
     assert.deepEqual(splitCudaOptions({ graph_cache: '0' }), { cuda: {}, graphCache: false });
-    assert.throws(() => splitCudaOptions({ graph_cache: 'yes' }), (e: unknown) => e instanceof GpenLabError && e.code === 'E_ARGUMENT' && /graph_cache to be 0 or ort/.test(e.message) && /graph_cache=ort/.test(e.fix));
-    assert.deepEqual(splitCudaOptions({ 'arena.max_dead_bytes_per_chunk': '1048576', 'arena.arena_extend_strategy': '1', cudnn_conv_algo_search: 'HEURISTIC' }),
-      { cuda: { cudnn_conv_algo_search: 'HEURISTIC' }, arena: { max_dead_bytes_per_chunk: 1048576, arena_extend_strategy: 1 } });
-    for (const bad of [{ 'arena.no_such_key': '1' }, { 'arena.max_mem': '-5' }, { 'arena.max_mem': '1e9' }] as Record<string, string>[]) {
-      assert.throws(() => splitCudaOptions(bad), (e: unknown) => e instanceof GpenLabError && e.code === 'E_ARGUMENT' && /arena\./.test(e.message) && /arena\.max_dead_bytes_per_chunk=/.test(e.fix), JSON.stringify(bad));
+    assert.throws(
+      () => splitCudaOptions({ graph_cache: 'yes' }),
+      (e: unknown) =>
+        e instanceof GpenLabError &&
+        e.code === 'E_ARGUMENT' &&
+        /graph_cache to be 0 or ort/.test(e.message) &&
+        /graph_cache=ort/.test(e.fix),
+    );
+    assert.deepEqual(
+      splitCudaOptions({
+        'arena.max_dead_bytes_per_chunk': '1048576',
+        'arena.arena_extend_strategy': '1',
+        cudnn_conv_algo_search: 'HEURISTIC',
+      }),
+      {
+        cuda: { cudnn_conv_algo_search: 'HEURISTIC' },
+        arena: { max_dead_bytes_per_chunk: 1048576, arena_extend_strategy: 1 },
+      },
+    );
+    for (const bad of [{ 'arena.no_such_key': '1' }, { 'arena.max_mem': '-5' }, { 'arena.max_mem': '1e9' }] as Record<
+      string,
+      string
+    >[]) {
+      assert.throws(
+        () => splitCudaOptions(bad),
+        (e: unknown) =>
+          e instanceof GpenLabError &&
+          e.code === 'E_ARGUMENT' &&
+          /arena\./.test(e.message) &&
+          /arena\.max_dead_bytes_per_chunk=/.test(e.fix),
+        JSON.stringify(bad),
+      );
     }
-    assert.throws(() => splitCudaOptions({ graph_optimization_level: '3' }), (e: unknown) => e instanceof GpenLabError && e.code === 'E_ARGUMENT' && /graph_optimization_level/.test(e.message) && /0, 1, 2, 99/.test(e.message));
-    assert.deepEqual(parseCudaOptions('cudnn_conv_algo_search=HEURISTIC, prefer_nhwc=1'), { cudnn_conv_algo_search: 'HEURISTIC', prefer_nhwc: '1' });
+    assert.throws(
+      () => splitCudaOptions({ graph_optimization_level: '3' }),
+      (e: unknown) =>
+        e instanceof GpenLabError &&
+        e.code === 'E_ARGUMENT' &&
+        /graph_optimization_level/.test(e.message) &&
+        /0, 1, 2, 99/.test(e.message),
+    );
+    assert.deepEqual(parseCudaOptions('cudnn_conv_algo_search=HEURISTIC, prefer_nhwc=1'), {
+      cudnn_conv_algo_search: 'HEURISTIC',
+      prefer_nhwc: '1',
+    });
     for (const bad of ['HEURISTIC', '=1', 'k=', 'a=1,b']) {
-      assert.throws(() => parseCudaOptions(bad), (e: unknown) => e instanceof GpenLabError && e.code === 'E_ARGUMENT' && /--cuda-options/.test(e.message) && /key=value/.test(e.message), bad);
+      assert.throws(
+        () => parseCudaOptions(bad),
+        (e: unknown) =>
+          e instanceof GpenLabError &&
+          e.code === 'E_ARGUMENT' &&
+          /--cuda-options/.test(e.message) &&
+          /key=value/.test(e.message),
+        bad,
+      );
     }
     // gpen-lab's own keys are checked when the flag is parsed, before anything loads
-    assert.throws(() => parseCudaOptions('graph_optimization_level=5'), (e: unknown) => e instanceof GpenLabError && e.code === 'E_ARGUMENT' && /graph_optimization_level/.test(e.message));
+    assert.throws(
+      () => parseCudaOptions('graph_optimization_level=5'),
+      (e: unknown) =>
+        e instanceof GpenLabError && e.code === 'E_ARGUMENT' && /graph_optimization_level/.test(e.message),
+    );
   });
 
   it('CUDA options with another provider are refused; with CUDA not installed, the fix is setup cuda (where a GPU is visible) or says there is none', async (t) => {
     const p = await prepareModel({ type: 'identity', size: 64 }, 'fp32');
-    await assert.rejects(openSession(p.model, { provider: 'cpu', cudaOptions: { prefer_nhwc: '1' } }), (e: unknown) => e instanceof GpenLabError && e.code === 'E_ARGUMENT' && /--provider cpu/.test(e.message));
+    await assert.rejects(
+      openSession(p.model, { provider: 'cpu', cudaOptions: { prefer_nhwc: '1' } }),
+      (e: unknown) => e instanceof GpenLabError && e.code === 'E_ARGUMENT' && /--provider cpu/.test(e.message),
+    );
     if (missingProviderFiles('cuda').length === 0) {
       t.skip('the CUDA provider is installed here: the second case needs a machine without it');
       return;
     }
-    await assert.rejects(openSession(p.model, { provider: 'cuda', cudaOptions: { cudnn_conv_algo_search: 'HEURISTIC' }, label: 'identity-64' }),
-      (e: unknown) => e instanceof GpenLabError && e.code === 'E_PROVIDER_UNAVAILABLE' && (nvidiaDeviceVisible() ? /setup cuda/ : /No NVIDIA GPU/).test(e.fix) && e.details.input === 'identity-64');
+    await assert.rejects(
+      openSession(p.model, {
+        provider: 'cuda',
+        cudaOptions: { cudnn_conv_algo_search: 'HEURISTIC' },
+        label: 'identity-64',
+      }),
+      (e: unknown) =>
+        e instanceof GpenLabError &&
+        e.code === 'E_PROVIDER_UNAVAILABLE' &&
+        (nvidiaDeviceVisible() ? /setup cuda/ : /No NVIDIA GPU/).test(e.fix) &&
+        e.details.input === 'identity-64',
+    );
   });
 
   it('an early session is taken by the session asked for with the same file and configuration, once; another configuration makes its own', async (t) => {
     if (missingProviderFiles('cuda').length === 0) {
-      t.skip('the CUDA provider is installed here: this case tells sessions apart by their failure on a machine without it');
+      t.skip(
+        'the CUDA provider is installed here: this case tells sessions apart by their failure on a machine without it',
+      );
       return;
     }
     const p = await prepareModel({ type: 'identity', size: 64 }, 'fp32');
@@ -224,12 +337,19 @@ describe('ONNX Runtime C API route', () => {
     try {
       const file = path.join(dir, 'id.onnx');
       writeFileSync(file, p.model as Uint8Array);
-      const cfg = { provider: 'cuda' as const, label: file, allowSpinning: false, cudaOptions: { cudnn_conv_algo_search: 'HEURISTIC' } };
+      const cfg = {
+        provider: 'cuda' as const,
+        label: file,
+        allowSpinning: false,
+        cudaOptions: { cudnn_conv_algo_search: 'HEURISTIC' },
+      };
       const early = startEarlySession(file, cfg);
       const earlyError = await early.catch((e: unknown) => e);
       assert.ok(earlyError instanceof GpenLabError && earlyError.code === 'E_PROVIDER_UNAVAILABLE', String(earlyError));
       // the same file and configuration (options in another order): the early session's own outcome, the same object
-      const taken = await openSession(file, { ...cfg, cudaOptions: { cudnn_conv_algo_search: 'HEURISTIC' } }).catch((e: unknown) => e);
+      const taken = await openSession(file, { ...cfg, cudaOptions: { cudnn_conv_algo_search: 'HEURISTIC' } }).catch(
+        (e: unknown) => e,
+      );
       assert.equal(taken, earlyError);
       // taken once: the next request creates its own
       const again = await openSession(file, cfg).catch((e: unknown) => e);
@@ -244,21 +364,41 @@ describe('ONNX Runtime C API route', () => {
   });
 
   it('an arena configuration is checked by ONNX Runtime itself (CreateArenaCfgV2), and an unknown key is its coded error', () => {
-    checkArenaConfig({ max_dead_bytes_per_chunk: 1 << 20, arena_extend_strategy: 1, initial_chunk_size_bytes: 1 << 24 });
+    checkArenaConfig({
+      max_dead_bytes_per_chunk: 1 << 20,
+      arena_extend_strategy: 1,
+      initial_chunk_size_bytes: 1 << 24,
+    });
     // the CUDA pool's keys are ONNX Runtime 1.29's too (every key gpen-lab lets through is one it takes)
-    checkArenaConfig({ use_cuda_mempool: 1, cuda_mempool_release_threshold: 2 ** 33, cuda_mempool_bytes_to_keep_on_shrink: 0 });
-    for (const k of ARENA_KEYS) checkArenaConfig({ [k]: k === 'arena_extend_strategy' || k === 'use_cuda_mempool' ? 1 : 1 << 20 });
-    assert.throws(() => checkArenaConfig({ not_an_arena_key: 1 }), (e: unknown) => e instanceof GpenLabError && e.code === 'E_SESSION' && /CreateArenaCfgV2\(not_an_arena_key\) failed: .*not_an_arena_key/.test(e.message));
+    checkArenaConfig({
+      use_cuda_mempool: 1,
+      cuda_mempool_release_threshold: 2 ** 33,
+      cuda_mempool_bytes_to_keep_on_shrink: 0,
+    });
+    for (const k of ARENA_KEYS)
+      checkArenaConfig({ [k]: k === 'arena_extend_strategy' || k === 'use_cuda_mempool' ? 1 : 1 << 20 });
+    assert.throws(
+      () => checkArenaConfig({ not_an_arena_key: 1 }),
+      (e: unknown) =>
+        e instanceof GpenLabError &&
+        e.code === 'E_SESSION' &&
+        /CreateArenaCfgV2\(not_an_arena_key\) failed: .*not_an_arena_key/.test(e.message),
+    );
   });
 
   it('an arena configuration becomes an allocator registered with the environment, used by the sessions that ask (same output), replaced by the next configuration', async () => {
     const p = await prepareModel({ type: 'synthetic', size: 64, seed: 3 }, 'fp32');
-    const S = 64, per = 3 * S * S;
+    const S = 64,
+      per = 3 * S * S;
     const x = Float32Array.from({ length: per }, (_, i) => Math.sin(i * 0.21) * 0.6);
     const plain = CapiSession.create(p.model, { provider: 'cpu' });
     const want = plain.run(x, [1, 3, S, S], per);
     plain.release();
-    for (const arena of [{ max_dead_bytes_per_chunk: 1 << 20, arena_extend_strategy: 1 }, { initial_chunk_size_bytes: 1 << 22 }, { initial_chunk_size_bytes: 1 << 22 }] as Record<string, number>[]) {
+    for (const arena of [
+      { max_dead_bytes_per_chunk: 1 << 20, arena_extend_strategy: 1 },
+      { initial_chunk_size_bytes: 1 << 22 },
+      { initial_chunk_size_bytes: 1 << 22 },
+    ] as Record<string, number>[]) {
       const c = CapiSession.create(p.model, { provider: 'cpu', arena });
       try {
         assert.deepEqual(c.run(x, [1, 3, S, S], per), want, JSON.stringify(arena));
@@ -267,18 +407,23 @@ describe('ONNX Runtime C API route', () => {
       }
     }
     // ONNX Runtime refuses a session asking for the environment's allocators when the key is wrong: its coded error
-    assert.throws(() => CapiSession.create(p.model, { provider: 'cpu', arena: { not_an_arena_key: 1 } }),
-      (e: unknown) => e instanceof GpenLabError && e.code === 'E_SESSION' && /CreateArenaCfgV2\(not_an_arena_key\)/.test(e.message));
+    assert.throws(
+      () => CapiSession.create(p.model, { provider: 'cpu', arena: { not_an_arena_key: 1 } }),
+      (e: unknown) =>
+        e instanceof GpenLabError && e.code === 'E_SESSION' && /CreateArenaCfgV2\(not_an_arena_key\)/.test(e.message),
+    );
   });
 
-  it('the arena\'s statistics (AllocatorGetStats): the peak in use after a run covers the largest activation, and the counts are whole', async () => {
+  it("the arena's statistics (AllocatorGetStats): the peak in use after a run covers the largest activation, and the counts are whole", async () => {
     const p = await prepareModel({ type: 'synthetic', size: 64, seed: 3 }, 'fp32');
-    const S = 64, per = 3 * S * S;
+    const S = 64,
+      per = 3 * S * S;
     const c = CapiSession.create(p.model, { provider: 'cpu', graphOptimizationLevel: 0 });
     try {
       c.run(new Float32Array(per).fill(0.2), [1, 3, S, S], per);
       const st = c.allocatorStats('cpu');
-      for (const k of ['InUse', 'MaxInUse', 'TotalAllocated', 'NumAllocs']) assert.ok(Number.isInteger(st[k]) && st[k] >= 0, `${k}: ${st[k]}`);
+      for (const k of ['InUse', 'MaxInUse', 'TotalAllocated', 'NumAllocs'])
+        assert.ok(Number.isInteger(st[k]) && st[k] >= 0, `${k}: ${st[k]}`);
       // GPEN-64's widest activation: 4 x 64 x 64 float32 channels... at least one 64 x 64 x 64 float32 map (1 MiB)
       assert.ok(st.MaxInUse >= 64 * 64 * 64 * 4, `MaxInUse ${st.MaxInUse}`);
       assert.ok(st.TotalAllocated >= st.MaxInUse && st.MaxInUse >= st.InUse, JSON.stringify(st));
@@ -289,11 +434,14 @@ describe('ONNX Runtime C API route', () => {
 
   it('createAsync works on a worker thread: the event loop runs meanwhile, and the session computes the same output', async () => {
     const p = await prepareModel({ type: 'synthetic', size: 64, seed: 3 }, 'fp32');
-    const S = 64, per = 3 * S * S;
+    const S = 64,
+      per = 3 * S * S;
     // a creation on this thread settles before the event loop turns again; one on another thread settles from the
     // loop, and takes far longer than one turn of it
     let turned = false;
-    setImmediate(() => { turned = true; });
+    setImmediate(() => {
+      turned = true;
+    });
     const a = await CapiSession.createAsync(p.model, { provider: 'cpu' });
     const b = CapiSession.create(p.model, { provider: 'cpu' });
     try {
@@ -310,7 +458,10 @@ describe('ONNX Runtime C API route', () => {
     try {
       const bad = path.join(dir, 'not-a-model.onnx');
       writeFileSync(bad, 'not a model');
-      await assert.rejects(CapiSession.createAsync(bad, { provider: 'cpu' }), (e: unknown) => e instanceof GpenLabError && e.code === 'E_SESSION' && /CreateSession failed/.test(e.message));
+      await assert.rejects(
+        CapiSession.createAsync(bad, { provider: 'cpu' }),
+        (e: unknown) => e instanceof GpenLabError && e.code === 'E_SESSION' && /CreateSession failed/.test(e.message),
+      );
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -322,11 +473,15 @@ describe('ONNX Runtime C API route', () => {
       "import { load } from './src/runtime/capi/api.ts';",
       "import v8 from 'node:v8'; import vm from 'node:vm';",
       "v8.setFlagsFromString('--expose-gc'); const gc = vm.runInNewContext('gc');",
-      "const a = load(); for (let i = 0; i < 5; i++) gc();",
+      'const a = load(); for (let i = 0; i < 5; i++) gc();',
       "const st = a.fns.CreateStatus(1, 'still mapped'); const msg = a.fns.GetErrorMessage(st); a.fns.ReleaseStatus(st);",
-      "console.log(msg);",
+      'console.log(msg);',
     ].join('\n');
-    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: path.resolve(import.meta.dirname, '..'), encoding: 'utf8', timeout: 60_000 });
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      cwd: path.resolve(import.meta.dirname, '..'),
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
     assert.equal(r.signal, null, `the child died of ${r.signal}: ${r.stderr}`);
     assert.equal(r.status, 0, r.stderr);
     assert.equal(r.stdout.trim(), 'still mapped');

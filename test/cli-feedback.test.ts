@@ -19,19 +19,32 @@ const tmp = mkdtempSync(path.join(os.tmpdir(), 'gpen-feedback-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
 
 const ENV = { ...process.env, CI: '' };
-const cli = (args: string[], env: NodeJS.ProcessEnv = {}) => spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/index.ts', ...args], { cwd: REPO, encoding: 'utf8', timeout: 240_000, env: { ...ENV, ...env } });
+const cli = (args: string[], env: NodeJS.ProcessEnv = {}) =>
+  spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/index.ts', ...args], {
+    cwd: REPO,
+    encoding: 'utf8',
+    timeout: 240_000,
+    env: { ...ENV, ...env },
+  });
 const quote = (a: string) => `'${a.replace(/'/g, `'\\''`)}'`;
 /** The command in a pseudo-terminal (util-linux `script`): stdout and stderr both on it, as a user sees them. */
-const inTerminal = (args: string[], env: NodeJS.ProcessEnv = {}) => spawnSync('script', ['-qfec', [process.execPath, '--import', 'tsx', 'src/cli/index.ts', ...args].map(quote).join(' '), '/dev/null'],
-  { cwd: REPO, encoding: 'utf8', timeout: 240_000, env: { ...ENV, COLUMNS: '160', ...env } });
+const inTerminal = (args: string[], env: NodeJS.ProcessEnv = {}) =>
+  spawnSync(
+    'script',
+    ['-qfec', [process.execPath, '--import', 'tsx', 'src/cli/index.ts', ...args].map(quote).join(' '), '/dev/null'],
+    { cwd: REPO, encoding: 'utf8', timeout: 240_000, env: { ...ENV, COLUMNS: '160', ...env } },
+  );
 const hasScript = spawnSync('script', ['--version']).status === 0;
 
 describe('progress', () => {
-  it('Steps prints each item\'s own time and the time in all, and the steps of a long item (a scripted clock)', () => {
+  it("Steps prints each item's own time and the time in all, and the steps of a long item (a scripted clock)", () => {
     let now = 0;
     const lines: string[] = [];
     const write = process.stderr.write;
-    process.stderr.write = ((s: string) => { lines.push(s); return true; }) as typeof process.stderr.write;
+    process.stderr.write = ((s: string) => {
+      lines.push(s);
+      return true;
+    }) as typeof process.stderr.write;
     try {
       const steps = new Steps(2, false, { mode: 'lines', now: () => now });
       now = 1000;
@@ -47,7 +60,11 @@ describe('progress', () => {
     } finally {
       process.stderr.write = write;
     }
-    assert.deepEqual(lines, ['[1/2] a.jpg: 4/29 faces restored (1.5 s)\n', '[1/2] a.jpg: 29 faces in 3.0 s (4.0 s in all)\n', '[2/2] b.jpg: 1 face in 0.5 s (4.5 s in all)\n']);
+    assert.deepEqual(lines, [
+      '[1/2] a.jpg: 4/29 faces restored (1.5 s)\n',
+      '[1/2] a.jpg: 29 faces in 3.0 s (4.0 s in all)\n',
+      '[2/2] b.jpg: 1 face in 0.5 s (4.5 s in all)\n',
+    ]);
   });
 
   it('an updating line on a terminal (plain lines in CI), plain lines off one, none for --json off one', () => {
@@ -61,7 +78,19 @@ describe('progress', () => {
   it('in a pseudo-terminal with --json: the line updates (faces restored of found), finished images go above it, stdout keeps whole JSON lines', (t) => {
     if (!hasScript) return t.skip('util-linux script is not installed');
     const out = path.join(tmp, 'tty');
-    const r = inTerminal(['restore', SOLVAY, '-o', out, '--synthetic', '64', '--provider', 'cpu', '--batch', '8', '--json']);
+    const r = inTerminal([
+      'restore',
+      SOLVAY,
+      '-o',
+      out,
+      '--synthetic',
+      '64',
+      '--provider',
+      'cpu',
+      '--batch',
+      '8',
+      '--json',
+    ]);
     assert.equal(r.status, 0, r.stdout);
     const text = r.stdout;
     assert.ok(text.includes('\r\x1b[2K'), 'the line is redrawn in place');
@@ -79,23 +108,49 @@ describe('progress', () => {
 
   it('in CI (CI=true) a terminal gets plain lines, no redrawing', (t) => {
     if (!hasScript) return t.skip('util-linux script is not installed');
-    const r = inTerminal(['restore', FACE, '-o', path.join(tmp, 'ci'), '--synthetic', '64', '--provider', 'cpu'], { CI: 'true' });
+    const r = inTerminal(['restore', FACE, '-o', path.join(tmp, 'ci'), '--synthetic', '64', '--provider', 'cpu'], {
+      CI: 'true',
+    });
     assert.equal(r.status, 0, r.stdout);
     assert.ok(!r.stdout.includes('\x1b[2K'), 'no redrawing');
     assert.match(r.stdout, /\[1\/1\] demo-face\.png: 1 face in \d+\.\d s\r\n/);
   });
 
-  it('off a terminal: plain lines with each image\'s own time and the batches of a long image; with --json none', () => {
-    const r = cli(['restore', SOLVAY, FACE, '-o', path.join(tmp, 'plain'), '--synthetic', '64', '--provider', 'cpu', '--batch', '8']);
+  it("off a terminal: plain lines with each image's own time and the batches of a long image; with --json none", () => {
+    const r = cli([
+      'restore',
+      SOLVAY,
+      FACE,
+      '-o',
+      path.join(tmp, 'plain'),
+      '--synthetic',
+      '64',
+      '--provider',
+      'cpu',
+      '--batch',
+      '8',
+    ]);
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stderr, /^\[1\/2\] Solvay_conference_1927\.png: 8\/29 faces restored \(\d+\.\d s\)$/m);
     assert.match(r.stderr, /^\[1\/2\] Solvay_conference_1927\.png: 24\/29 faces restored \(\d+\.\d s\)$/m);
-    const first = /^\[1\/2\] Solvay_conference_1927\.png: 29 faces in (\d+\.\d) s \((\d+\.\d) s in all\)$/m.exec(r.stderr);
+    const first = /^\[1\/2\] Solvay_conference_1927\.png: 29 faces in (\d+\.\d) s \((\d+\.\d) s in all\)$/m.exec(
+      r.stderr,
+    );
     const second = /^\[2\/2\] demo-face\.png: 1 face in (\d+\.\d) s \((\d+\.\d) s in all\)$/m.exec(r.stderr);
     assert.ok(first && second, r.stderr);
     // the second image's own time is its own, not the time since the start
     assert.ok(Number(second[1]) < Number(second[2]) && Number(second[2]) >= Number(first[2]), r.stderr);
-    const j = cli(['restore', FACE, '-o', path.join(tmp, 'plain-json'), '--synthetic', '64', '--provider', 'cpu', '--json']);
+    const j = cli([
+      'restore',
+      FACE,
+      '-o',
+      path.join(tmp, 'plain-json'),
+      '--synthetic',
+      '64',
+      '--provider',
+      'cpu',
+      '--json',
+    ]);
     assert.equal(j.status, 0, j.stderr);
     assert.doesNotMatch(j.stderr, /^\[\d+\/\d+\]/m);
   });
@@ -109,12 +164,26 @@ describe('--json: one compact JSON object per line', () => {
   };
 
   it('restore and detect: a line per image; demo: one line; an error: one line', () => {
-    const r = cli(['restore', FACE, path.join(IMAGES, '00002.png'), '-o', path.join(tmp, 'json'), '--synthetic', '64', '--provider', 'cpu', '--json']);
+    const r = cli([
+      'restore',
+      FACE,
+      path.join(IMAGES, '00002.png'),
+      '-o',
+      path.join(tmp, 'json'),
+      '--synthetic',
+      '64',
+      '--provider',
+      'cpu',
+      '--json',
+    ]);
     assert.equal(r.status, 0, r.stderr);
     assert.equal(lines(r.stdout).length, 2);
     const d = cli(['detect', FACE, path.join(IMAGES, '00002.png'), '--json']);
     assert.equal(d.status, 0, d.stderr);
-    assert.deepEqual(lines(d.stdout).map((x) => x.input), [FACE, path.join(IMAGES, '00002.png')]);
+    assert.deepEqual(
+      lines(d.stdout).map((x) => x.input),
+      [FACE, path.join(IMAGES, '00002.png')],
+    );
     const demo = cli(['demo', '--size', '64', '--provider', 'cpu', '-o', path.join(tmp, 'demo'), '--json']);
     assert.equal(demo.status, 0, demo.stderr);
     const [doc] = lines(demo.stdout);
@@ -137,9 +206,30 @@ describe('detect', () => {
     writeFileSync(path.join(dir, 'c.jpg'), 'not a JPEG');
     const r = cli(['detect', dir, '--json']);
     assert.equal(r.status, 2, r.stderr);
-    const got = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { input: string; width?: number; height?: number; faces?: { box: number[]; score: number; landmarks: Record<string, number[]>; raw: number[][] }[]; error?: { code: string } });
-    assert.deepEqual(got.map((g) => path.basename(g.input)), ['a.png', 'b.png', 'c.jpg']);
-    assert.deepEqual(got.slice(0, 2).map((g) => [g.width, g.height, g.faces!.length]), [[92, 92, 1], [1024, 1024, 1]]);
+    const got = r.stdout
+      .trim()
+      .split('\n')
+      .map(
+        (l) =>
+          JSON.parse(l) as {
+            input: string;
+            width?: number;
+            height?: number;
+            faces?: { box: number[]; score: number; landmarks: Record<string, number[]>; raw: number[][] }[];
+            error?: { code: string };
+          },
+      );
+    assert.deepEqual(
+      got.map((g) => path.basename(g.input)),
+      ['a.png', 'b.png', 'c.jpg'],
+    );
+    assert.deepEqual(
+      got.slice(0, 2).map((g) => [g.width, g.height, g.faces!.length]),
+      [
+        [92, 92, 1],
+        [1024, 1024, 1],
+      ],
+    );
     assert.equal(got[2].error?.code, 'E_FORMAT_UNKNOWN');
     const tenths = (v: number) => Math.abs(v * 10 - Math.round(v * 10)) < 1e-9;
     for (const g of got.slice(0, 2)) {
@@ -152,7 +242,10 @@ describe('detect', () => {
     assert.ok(r.stdout.length < 1200, 'no 15-decimal numbers');
     const text = cli(['detect', path.join(dir, 'a.png')]);
     assert.equal(text.status, 0, text.stderr);
-    assert.match(text.stdout, /a\.png \(92x92\): 1 face\(s\)\n {2}00 score 0\.\d{3} box \[\d+\.\d, \d+\.\d, \d+\.\d, \d+\.\d\]/);
+    assert.match(
+      text.stdout,
+      /a\.png \(92x92\): 1 face\(s\)\n {2}00 score 0\.\d{3} box \[\d+\.\d, \d+\.\d, \d+\.\d, \d+\.\d\]/,
+    );
   });
 });
 
@@ -164,14 +257,44 @@ describe('inputs before the model', () => {
     writeFileSync(model, 'not a checkpoint');
     const empty = mkdtempSync(path.join(tmp, 'empty-'));
     const env = { GPEN_LAB_CACHE: cache };
-    const one = cli(['restore', path.join(tmp, 'nope.jpg'), '-o', path.join(tmp, 'out-missing'), '--model', model, '--provider', 'cpu', '--json'], env);
+    const one = cli(
+      [
+        'restore',
+        path.join(tmp, 'nope.jpg'),
+        '-o',
+        path.join(tmp, 'out-missing'),
+        '--model',
+        model,
+        '--provider',
+        'cpu',
+        '--json',
+      ],
+      env,
+    );
     assert.equal(one.status, 2, one.stderr);
     const err = JSON.parse(one.stdout.trim()) as { error: { code: string; message: string } };
     assert.equal(err.error.code, 'E_FILE_MISSING');
     assert.match(err.error.message, /nope\.jpg/);
-    const two = cli(['restore', path.join(tmp, 'nope.jpg'), empty, FACE, '-o', path.join(tmp, 'out-missing'), '--synthetic', '64', '--provider', 'cpu'], env);
+    const two = cli(
+      [
+        'restore',
+        path.join(tmp, 'nope.jpg'),
+        empty,
+        FACE,
+        '-o',
+        path.join(tmp, 'out-missing'),
+        '--synthetic',
+        '64',
+        '--provider',
+        'cpu',
+      ],
+      env,
+    );
     assert.equal(two.status, 2, two.stderr);
-    assert.match(two.stderr, /error \[E_FILE_MISSING\]: 2 inputs cannot be read: .*nope\.jpg.*; No image files in the folder .*empty-/);
+    assert.match(
+      two.stderr,
+      /error \[E_FILE_MISSING\]: 2 inputs cannot be read: .*nope\.jpg.*; No image files in the folder .*empty-/,
+    );
     assert.doesNotMatch(two.stderr, /provider cpu ->|synthetic GPEN/, 'no model was made');
     assert.deepEqual(readdirSync(cache), [], 'nothing cached');
     const d = cli(['detect', path.join(tmp, 'nope.jpg'), '--json']);

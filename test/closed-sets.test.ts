@@ -27,10 +27,13 @@ test('the lab schema enumerates the graph optimisation levels and the synthetic 
 
 test('the service accepts every output format by name, and names them all when refusing one', () => {
   for (const ext of OUTPUT_EXTS) assert.equal(parseOptions({ format: ext.slice(1) }).ext, ext);
-  assert.throws(() => parseOptions({ format: 'bmp' }), (e: unknown) => {
-    assert.ok(e instanceof GpenLabError);
-    assert.equal(e.code, 'E_ARGUMENT');
-    for (const ext of OUTPUT_EXTS) assert.match(e.message, new RegExp(ext.slice(1)));
-    return true;
-  });
+  assert.throws(
+    () => parseOptions({ format: 'bmp' }),
+    (e: unknown) => {
+      assert.ok(e instanceof GpenLabError);
+      assert.equal(e.code, 'E_ARGUMENT');
+      for (const ext of OUTPUT_EXTS) assert.match(e.message, new RegExp(ext.slice(1)));
+      return true;
+    },
+  );
 });

@@ -9,8 +9,9 @@ import { launch } from '../src/lab/cold-launcher.js';
 describe('the cold-start launcher', () => {
   it('reports the first line and its time, then waits for the child to end', async () => {
     // the child prints its clock's origin and pid, then runs until this test signals it (after the line was reported)
-    const child = 'process.on("SIGUSR2", () => process.exit(0)); setInterval(() => undefined, 1 << 30);'
-      + ' console.log(JSON.stringify({ origin: performance.timeOrigin, pid: process.pid }));';
+    const child =
+      'process.on("SIGUSR2", () => process.exit(0)); setInterval(() => undefined, 1 << 30);' +
+      ' console.log(JSON.stringify({ origin: performance.timeOrigin, pid: process.pid }));';
     const alive = (pid: number): boolean => {
       try {
         process.kill(pid, 0);
@@ -34,7 +35,10 @@ describe('the cold-start launcher', () => {
     const r = got as LaunchResult;
     const { origin, pid } = JSON.parse(r.line!) as { origin: number; pid: number };
     // the child's clock starts after its spawn, and the line comes before its end
-    assert.ok(origin > r.spawnedAt && origin - r.spawnedAt < r.ms, `origin ${origin - r.spawnedAt} ms after the spawn, line at ${r.ms} ms`);
+    assert.ok(
+      origin > r.spawnedAt && origin - r.spawnedAt < r.ms,
+      `origin ${origin - r.spawnedAt} ms after the spawn, line at ${r.ms} ms`,
+    );
     assert.ok(r.ms <= gotAt + 1);
     // the child ran on after its line until told to end, and had ended (reaped) when launch resolved
     assert.ok(aliveAtLine, 'the child was running when its line was reported');
@@ -44,7 +48,12 @@ describe('the cold-start launcher', () => {
 
   it('a child that ends without a line: its exit code and the end of its stderr', async () => {
     let got: LaunchResult | null = null;
-    await launch({ command: process.execPath, args: ['-e', 'console.error("no face model"); process.exit(3)'] }, (r) => { got = r; });
+    await launch(
+      { command: process.execPath, args: ['-e', 'console.error("no face model"); process.exit(3)'] },
+      (r) => {
+        got = r;
+      },
+    );
     const r = got as unknown as LaunchResult;
     assert.equal(r.line, null);
     assert.equal(r.code, 3);
@@ -53,7 +62,9 @@ describe('the cold-start launcher', () => {
 
   it('a command that cannot start is reported, not thrown', async () => {
     let got: LaunchResult | null = null;
-    await launch({ command: '/nonexistent/node', args: [] }, (r) => { got = r; });
+    await launch({ command: '/nonexistent/node', args: [] }, (r) => {
+      got = r;
+    });
     const r = got as unknown as LaunchResult;
     assert.equal(r.line, null);
     assert.match(r.stderrTail, /ENOENT/);
@@ -62,7 +73,12 @@ describe('the cold-start launcher', () => {
   it('run as a script, it prints the result as one JSON line', async () => {
     const job = { command: process.execPath, args: ['-e', 'console.log("ready")'] };
     const out = await new Promise<string>((resolve, reject) => {
-      execFile(process.execPath, ['--import', 'tsx', 'src/lab/cold-launcher.ts', JSON.stringify(job)], { timeout: 60_000 }, (err, stdout) => (err ? reject(err) : resolve(stdout)));
+      execFile(
+        process.execPath,
+        ['--import', 'tsx', 'src/lab/cold-launcher.ts', JSON.stringify(job)],
+        { timeout: 60_000 },
+        (err, stdout) => (err ? reject(err) : resolve(stdout)),
+      );
     });
     const r = JSON.parse(out.trim()) as LaunchResult;
     assert.equal(r.line, 'ready');

@@ -17,7 +17,8 @@ import { IMAGES } from './fixtures.js';
 
 async function photo(name: string): Promise<RgbImage> {
   const p = path.join(IMAGES, name);
-  if (!existsSync(p)) throw new Error(`Shared image missing: ${p}. The detection tests need ../shared/images beside the repository.`);
+  if (!existsSync(p))
+    throw new Error(`Shared image missing: ${p}. The detection tests need ../shared/images beside the repository.`);
   return readRgb(p);
 }
 
@@ -45,15 +46,28 @@ function faceFree(width: number, height: number, seed: number): RgbImage {
   const c1 = [r() * 255, r() * 255, r() * 255];
   const img = rgb(width, height, (x, y) => {
     const t = (x / width + y / height) / 2 + 0.1 * Math.sin(x / 37) * Math.cos(y / 53);
-    return [0, 1, 2].map((c) => Math.max(0, Math.min(255, c0[c] * (1 - t) + c1[c] * t + (r() - 0.5) * 40))) as [number, number, number];
+    return [0, 1, 2].map((c) => Math.max(0, Math.min(255, c0[c] * (1 - t) + c1[c] * t + (r() - 0.5) * 40))) as [
+      number,
+      number,
+      number,
+    ];
   });
   for (let n = 0; n < 120; n++) {
     const col = [r() * 255, r() * 255, r() * 255];
-    const cx = r() * width, cy = r() * height, size = 3 + r() * r() * 75, kind = Math.floor(r() * 3);
+    const cx = r() * width,
+      cy = r() * height,
+      size = 3 + r() * r() * 75,
+      kind = Math.floor(r() * 3);
     for (let y = Math.max(0, Math.floor(cy - size)); y < Math.min(height, cy + size); y++) {
       for (let x = Math.max(0, Math.floor(cx - size)); x < Math.min(width, cx + size); x++) {
-        const dx = (x - cx) / size, dy = (y - cy) / size;
-        const inside = kind === 0 ? dx * dx + dy * dy < 1 : kind === 1 ? Math.abs(dx) < 0.8 && Math.abs(dy) < 0.5 : dy > -0.8 && Math.abs(dx) < (dy + 0.8) / 1.6;
+        const dx = (x - cx) / size,
+          dy = (y - cy) / size;
+        const inside =
+          kind === 0
+            ? dx * dx + dy * dy < 1
+            : kind === 1
+              ? Math.abs(dx) < 0.8 && Math.abs(dy) < 0.5
+              : dy > -0.8 && Math.abs(dx) < (dy + 0.8) / 1.6;
         if (inside) img.data.set(col, (y * width + x) * 3);
       }
     }
@@ -69,19 +83,30 @@ const boxIou = (a: DetectedFace, b: DetectedFace): number => {
   return (ix * iy) / (width(a) * (a.box[3] - a.box[1]) + width(b) * (b.box[3] - b.box[1]) - ix * iy);
 };
 const median = (v: number[]): number => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
-const scores = (faces: DetectedFace[]): string => `scores ${faces.length ? `${Math.min(...faces.map((f) => f.score)).toFixed(3)} min, ${median(faces.map((f) => f.score)).toFixed(3)} median` : 'none'}`;
+const scores = (faces: DetectedFace[]): string =>
+  `scores ${faces.length ? `${Math.min(...faces.map((f) => f.score)).toFixed(3)} min, ${median(faces.map((f) => f.score)).toFixed(3)} median` : 'none'}`;
 
 /** The points of an upright face: eyes as seen, eyes above nose above mouth, all in (or near) the box. */
 function assertUpright(f: DetectedFace, what: string): void {
   const { left_eye: le, right_eye: re, nose, mouth } = f.landmarks;
   assert.ok(mouth, `${what}: BlazeFace gives the mouth centre`);
   assert.ok(le[0] < re[0], `${what}: left_eye ${le} is left of right_eye ${re}`);
-  assert.ok(Math.max(le[1], re[1]) < nose[1] && nose[1] < mouth[1], `${what}: eyes ${le}, ${re} above nose ${nose} above mouth ${mouth}`);
+  assert.ok(
+    Math.max(le[1], re[1]) < nose[1] && nose[1] < mouth[1],
+    `${what}: eyes ${le}, ${re} above nose ${nose} above mouth ${mouth}`,
+  );
   const eyes = Math.hypot(re[0] - le[0], re[1] - le[1]);
-  assert.ok(eyes > 0.25 * width(f) && eyes < 0.65 * width(f), `${what}: eye distance ${eyes.toFixed(1)} for a box ${width(f).toFixed(1)} wide`);
+  assert.ok(
+    eyes > 0.25 * width(f) && eyes < 0.65 * width(f),
+    `${what}: eye distance ${eyes.toFixed(1)} for a box ${width(f).toFixed(1)} wide`,
+  );
   const [x1, y1, x2, y2] = f.box;
   const slack = 0.1 * width(f);
-  for (const p of [le, re, nose, mouth]) assert.ok(p[0] > x1 - slack && p[0] < x2 + slack && p[1] > y1 - slack && p[1] < y2 + slack, `${what}: ${p} inside ${f.box}`);
+  for (const p of [le, re, nose, mouth])
+    assert.ok(
+      p[0] > x1 - slack && p[0] < x2 + slack && p[1] > y1 - slack && p[1] < y2 + slack,
+      `${what}: ${p} inside ${f.box}`,
+    );
   assert.equal(f.raw.length, 6);
   assert.deepEqual(f.raw.slice(0, 4), [le, re, nose, mouth]);
 }
@@ -92,15 +117,34 @@ describe('resampling (pure)', () => {
   it('halves with a 2x2 box filter', () => {
     assert.deepEqual([...halve(ramp).data], [35, 0, 255, 55, 0, 255]);
     // odd and one-pixel sides: output (x, y) averages source columns 2x, 2x+1 and rows 2y, 2y+1, clamped to the image
-    for (const [w, h] of [[1, 5], [5, 1], [3, 3], [7, 4], [6, 6], [2, 1]]) {
+    for (const [w, h] of [
+      [1, 5],
+      [5, 1],
+      [3, 3],
+      [7, 4],
+      [6, 6],
+      [2, 1],
+    ]) {
       const img = rgb(w, h, (x, y) => [(x * 53 + y * 7) & 255, (x * 11 + y * 97) & 255, (x * y * 31) & 255]);
       const got = halve(img);
-      const ow = Math.max(1, w >> 1), oh = Math.max(1, h >> 1);
+      const ow = Math.max(1, w >> 1),
+        oh = Math.max(1, h >> 1);
       assert.deepEqual([got.width, got.height], [ow, oh]);
       const at = (x: number, y: number, c: number) => img.data[(Math.min(y, h - 1) * w + Math.min(x, w - 1)) * 3 + c];
-      for (let y = 0; y < oh; y++) for (let x = 0; x < ow; x++) for (let c = 0; c < 3; c++) {
-        assert.equal(got.data[(y * ow + x) * 3 + c], (at(2 * x, 2 * y, c) + at(2 * x + 1, 2 * y, c) + at(2 * x, 2 * y + 1, c) + at(2 * x + 1, 2 * y + 1, c) + 2) >> 2, `${w}x${h} at ${x}, ${y}, ${c}`);
-      }
+      for (let y = 0; y < oh; y++)
+        for (let x = 0; x < ow; x++)
+          for (let c = 0; c < 3; c++) {
+            assert.equal(
+              got.data[(y * ow + x) * 3 + c],
+              (at(2 * x, 2 * y, c) +
+                at(2 * x + 1, 2 * y, c) +
+                at(2 * x, 2 * y + 1, c) +
+                at(2 * x + 1, 2 * y + 1, c) +
+                2) >>
+                2,
+              `${w}x${h} at ${x}, ${y}, ${c}`,
+            );
+          }
     }
     assert.deepEqual(halve(rgb(1, 1, () => [7, 8, 9])), { width: 1, height: 1, data: Uint8Array.from([7, 8, 9]) });
   });
@@ -109,15 +153,27 @@ describe('resampling (pure)', () => {
     assert.deepEqual([...resize(ramp, 2, 1).data], [35, 0, 255, 55, 0, 255]);
     assert.deepEqual([...resize(ramp, 4, 2).data], [...ramp.data]);
     // a 3 -> 2 shrink: each output pixel covers 1.5 source pixels
-    assert.deepEqual([...resize(rgb(3, 1, (x) => [x * 90, 0, 0]), 2, 1).data], [30, 0, 0, 150, 0, 0]);
+    assert.deepEqual(
+      [
+        ...resize(
+          rgb(3, 1, (x) => [x * 90, 0, 0]),
+          2,
+          1,
+        ).data,
+      ],
+      [30, 0, 0, 150, 0, 0],
+    );
     const up = resize(ramp, 8, 4);
     assert.deepEqual([up.data[0], up.data[3], up.data[21]], [10, 13, 40]); // edge pixels held, 10*.75 + 20*.25 between
   });
 
-  it('copies a window as bytes with black beyond the image, and over a reused buffer\'s old values', () => {
+  it("copies a window as bytes with black beyond the image, and over a reused buffer's old values", () => {
     const img = rgb(2, 2, (x, y) => [255, 10 * x + 100 * y, 51]);
     const t = windowToBytes(img, -1, -1, 3, new Uint8Array(27).fill(7));
-    assert.deepEqual([...t], [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 255, 0, 51, 255, 10, 51, 0, 0, 0, 255, 100, 51, 255, 110, 51]);
+    assert.deepEqual(
+      [...t],
+      [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 255, 0, 51, 255, 10, 51, 0, 0, 0, 255, 100, 51, 255, 110, 51],
+    );
     // inside the image: the pixels as they are; wholly outside: black
     assert.deepEqual([...windowToBytes(img, 1, 0, 1)], [255, 10, 51]);
     assert.deepEqual([...windowToBytes(img, 5, 5, 2, new Uint8Array(12).fill(9))], new Array(12).fill(0));
@@ -135,8 +191,14 @@ describe('resampling (pure)', () => {
     assert.deepEqual([up[0], up[3]], [113, 115]);
     // samples between bytes are rounded, not truncated: pixels 0 and 1 enlarged x2 read 0, 0.25, 0.75, 1
     const two = rgb(2, 2, (x) => [x, 0, 0]);
-    assert.deepEqual([0, 1, 2, 3].map((i) => cropToBytes([two], 1, 1, 2, 4).bytes[3 * i]), [0, 0, 1, 1]);
-    assert.deepEqual([...cropToBytes(levels, -100, -100, 20, 4, new Uint8Array(48).fill(3)).bytes].every((v) => v === 0), true);
+    assert.deepEqual(
+      [0, 1, 2, 3].map((i) => cropToBytes([two], 1, 1, 2, 4).bytes[3 * i]),
+      [0, 0, 1, 1],
+    );
+    assert.deepEqual(
+      [...cropToBytes(levels, -100, -100, 20, 4, new Uint8Array(48).fill(3)).bytes].every((v) => v === 0),
+      true,
+    );
   });
 });
 
@@ -153,7 +215,14 @@ describe('tiling and weighted NMS (pure)', () => {
   });
 
   it('merges overlapping detections weighted by score and keeps the best score', () => {
-    const det = (cx: number, score: number): Candidate => ({ cx, cy: 50, w: 20, h: 20, kp: new Float64Array(12).fill(cx), score });
+    const det = (cx: number, score: number): Candidate => ({
+      cx,
+      cy: 50,
+      w: 20,
+      h: 20,
+      kp: new Float64Array(12).fill(cx),
+      score,
+    });
     const merged = weightedNms([det(50, 0.6), det(52, 0.9), det(200, 0.7)]);
     assert.equal(merged.length, 2);
     assert.equal(merged[0].score, 0.9);
@@ -179,16 +248,27 @@ describe('BlazeFace on photos', () => {
     const t0 = performance.now();
     const faces = await detector.detect(img);
     const ms = performance.now() - t0;
-    t.diagnostic(`Solvay 1927 (${img.width}x${img.height}): ${faces.length} faces of 29 in ${ms.toFixed(0)} ms; ${scores(faces)}`);
+    t.diagnostic(
+      `Solvay 1927 (${img.width}x${img.height}): ${faces.length} faces of 29 in ${ms.toFixed(0)} ms; ${scores(faces)}`,
+    );
     assert.ok(faces.length >= 25 && faces.length <= 29, `${faces.length} faces (29 people)`);
     for (const f of faces) {
-      assert.ok(width(f) >= 25 && width(f) <= 120, `box ${f.box.map((v) => v.toFixed(0))} is ${width(f).toFixed(0)} px wide`);
+      assert.ok(
+        width(f) >= 25 && width(f) <= 120,
+        `box ${f.box.map((v) => v.toFixed(0))} is ${width(f).toFixed(0)} px wide`,
+      );
       // every face is a head in the three rows of people, none in the legs, hands or hats below y = 300
-      assert.ok(f.box[3] < 300, `a face at ${f.box.map((v) => v.toFixed(0))}: only legs, hands and hats are below y = 300`);
+      assert.ok(
+        f.box[3] < 300,
+        `a face at ${f.box.map((v) => v.toFixed(0))}: only legs, hands and hats are below y = 300`,
+      );
       assertUpright(f, `Solvay face at ${f.box.map((v) => v.toFixed(0))}`);
     }
-    for (let i = 0; i < faces.length; i++) for (let j = i + 1; j < faces.length; j++) assert.ok(boxIou(faces[i], faces[j]) <= 0.3, `faces ${i} and ${j} overlap`);
-    for (let i = 1; i < faces.length; i++) assert.ok(faces[i - 1].score >= faces[i].score, 'sorted by score, highest first');
+    for (let i = 0; i < faces.length; i++)
+      for (let j = i + 1; j < faces.length; j++)
+        assert.ok(boxIou(faces[i], faces[j]) <= 0.3, `faces ${i} and ${j} overlap`);
+    for (let i = 1; i < faces.length; i++)
+      assert.ok(faces[i - 1].score >= faces[i].score, 'sorted by score, highest first');
   });
 
   for (const name of ['00002.png', '00005.png', '00009.png']) {
@@ -207,7 +287,8 @@ describe('BlazeFace on photos', () => {
 
   it('finds the one face of a grey (R=G=B) portrait', async (t) => {
     const img = await photo('106000_gray.png');
-    for (let i = 0; i < img.data.length; i += 3) assert.ok(img.data[i] === img.data[i + 1] && img.data[i] === img.data[i + 2], 'the image is grey');
+    for (let i = 0; i < img.data.length; i += 3)
+      assert.ok(img.data[i] === img.data[i + 1] && img.data[i] === img.data[i + 2], 'the image is grey');
     const faces = await detector.detect(img);
     t.diagnostic(`106000_gray.png: ${faces.length} face; ${scores(faces)}`);
     assert.equal(faces.length, 1);
@@ -215,7 +296,11 @@ describe('BlazeFace on photos', () => {
     // a colour portrait made grey is still found, at the same place
     const colour = await photo('00005.png');
     const found = await detector.detect(colour);
-    for (let i = 0; i < colour.data.length; i += 3) colour.data[i] = colour.data[i + 1] = colour.data[i + 2] = Math.round((colour.data[i] + colour.data[i + 1] + colour.data[i + 2]) / 3);
+    for (let i = 0; i < colour.data.length; i += 3)
+      colour.data[i] =
+        colour.data[i + 1] =
+        colour.data[i + 2] =
+          Math.round((colour.data[i] + colour.data[i + 1] + colour.data[i + 2]) / 3);
     const grey = await detector.detect(colour);
     assert.equal(grey.length, 1);
     assert.ok(boxIou(grey[0], found[0]) > 0.8);
@@ -226,23 +311,42 @@ describe('BlazeFace on photos', () => {
     assert.deepEqual([img.width, img.height], [3024, 4032], 'readRgb applied the orientation');
     const t0 = performance.now();
     const faces = await detector.detect(img);
-    t.diagnostic(`selfie_20200320.jpg (${img.width}x${img.height}): ${faces.length} face in ${(performance.now() - t0).toFixed(0)} ms; ${scores(faces)}`);
+    t.diagnostic(
+      `selfie_20200320.jpg (${img.width}x${img.height}): ${faces.length} face in ${(performance.now() - t0).toFixed(0)} ms; ${scores(faces)}`,
+    );
     assert.equal(faces.length, 1);
     assertUpright(faces[0], 'selfie');
     assert.ok(width(faces[0]) > 1000, `a face filling the frame, ${width(faces[0]).toFixed(0)} px wide`);
   });
 
   it('finds no face where there is none', async () => {
-    for (const [w, h, seed] of [[800, 600, 1], [640, 900, 2], [1500, 400, 3]]) {
+    for (const [w, h, seed] of [
+      [800, 600, 1],
+      [640, 900, 2],
+      [1500, 400, 3],
+    ]) {
       const faces = await detector.detect(faceFree(w, h, seed));
-      assert.deepEqual(faces.map((f) => `${f.score.toFixed(2)} at ${f.box.map((v) => v.toFixed(0))}`), [], `synthetic ${w}x${h} (seed ${seed})`);
+      assert.deepEqual(
+        faces.map((f) => `${f.score.toFixed(2)} at ${f.box.map((v) => v.toFixed(0))}`),
+        [],
+        `synthetic ${w}x${h} (seed ${seed})`,
+      );
     }
     assert.deepEqual(await detector.detect(rgb(300, 200, () => [128, 128, 128])), []);
   });
 
   it('returns no face, without failing, for 1x1, 3x3 and thin images', async () => {
-    for (const [w, h] of [[1, 1], [3, 3], [2, 500], [500, 2]]) {
-      assert.deepEqual(await detector.detect(rgb(w, h, (x, y) => [(x * 50) % 256, (y * 30) % 256, 90])), [], `${w}x${h}`);
+    for (const [w, h] of [
+      [1, 1],
+      [3, 3],
+      [2, 500],
+      [500, 2],
+    ]) {
+      assert.deepEqual(
+        await detector.detect(rgb(w, h, (x, y) => [(x * 50) % 256, (y * 30) % 256, 90])),
+        [],
+        `${w}x${h}`,
+      );
     }
   });
 
@@ -253,23 +357,35 @@ describe('BlazeFace on photos', () => {
     // the portrait shrunk to 120 px and pasted into a 2000x1500 grey canvas
     const canvas = rgb(2000, 1500, () => [128, 128, 128]);
     const small = resize(portrait, 120, 120);
-    for (let y = 0; y < 120; y++) canvas.data.set(small.data.subarray(y * 360, (y + 1) * 360), ((700 + y) * 2000 + 900) * 3);
+    for (let y = 0; y < 120; y++)
+      canvas.data.set(small.data.subarray(y * 360, (y + 1) * 360), ((700 + y) * 2000 + 900) * 3);
     const faces = await detector.detect(canvas);
     assert.equal(faces.length, 1);
-    assert.ok(faces[0].box[0] > 900 && faces[0].box[2] < 1020 && faces[0].box[1] > 700 && faces[0].box[3] < 820, `${faces[0].box}`);
+    assert.ok(
+      faces[0].box[0] > 900 && faces[0].box[2] < 1020 && faces[0].box[1] > 700 && faces[0].box[3] < 820,
+      `${faces[0].box}`,
+    );
   });
 
   it('rejects pixel buffers that do not match their size', async () => {
-    await assert.rejects(detector.detect({ width: 10, height: 10, data: new Uint8Array(299) }),
-      (e: unknown) => e instanceof GpenLabError && e.code === 'E_ARGUMENT' && /300 bytes/.test(e.message));
-    await assert.rejects(detector.detect({ width: 0, height: 10, data: new Uint8Array(0) }), (e: unknown) => e instanceof GpenLabError && e.code === 'E_ARGUMENT');
+    await assert.rejects(
+      detector.detect({ width: 10, height: 10, data: new Uint8Array(299) }),
+      (e: unknown) => e instanceof GpenLabError && e.code === 'E_ARGUMENT' && /300 bytes/.test(e.message),
+    );
+    await assert.rejects(
+      detector.detect({ width: 0, height: 10, data: new Uint8Array(0) }),
+      (e: unknown) => e instanceof GpenLabError && e.code === 'E_ARGUMENT',
+    );
   });
 });
 
 describe('BlazeFace options', () => {
   it('rejects a minScore outside (0, 1) before loading anything', async () => {
     for (const bad of [0, 1, -0.5, Number.NaN]) {
-      await assert.rejects(createBlazeFace({ minScore: bad }), (e: unknown) => e instanceof GpenLabError && e.code === 'E_ARGUMENT' && e.message.includes('minScore'));
+      await assert.rejects(
+        createBlazeFace({ minScore: bad }),
+        (e: unknown) => e instanceof GpenLabError && e.code === 'E_ARGUMENT' && e.message.includes('minScore'),
+      );
     }
   });
 
@@ -293,10 +409,15 @@ describe('BlazeFace in batches (the graphs rewritten for a dynamic batch)', () =
         const img = await readRgb(path.join(IMAGES, name));
         const a = await one.detect(img);
         if (name.startsWith('Solvay')) assert.equal(a.length, 29);
-        for (const [how, b] of [['batched', await many.detect(img)], ['padded', await padded.detect(img)]] as const) {
+        for (const [how, b] of [
+          ['batched', await many.detect(img)],
+          ['padded', await padded.detect(img)],
+        ] as const) {
           assert.equal(b.length, a.length, `${name} ${how}`);
           a.forEach((f, i) => {
-            f.box.forEach((v, j) => assert.ok(Math.abs(v - b[i].box[j]) < 1e-3, `${name} ${how} face ${i} box ${j}: ${v} vs ${b[i].box[j]}`));
+            f.box.forEach((v, j) =>
+              assert.ok(Math.abs(v - b[i].box[j]) < 1e-3, `${name} ${how} face ${i} box ${j}: ${v} vs ${b[i].box[j]}`),
+            );
             assert.ok(Math.abs(f.score - b[i].score) < 1e-4, `${name} ${how} face ${i} score`);
           });
         }
@@ -338,7 +459,9 @@ describe('BlazeFace in batches (the graphs rewritten for a dynamic batch)', () =
         if (name.startsWith('Solvay')) assert.equal(a.length, 29);
         assert.equal(b.length, a.length, name);
         a.forEach((f, i) => {
-          f.box.forEach((v, j) => assert.ok(Math.abs(v - b[i].box[j]) < 1e-3, `${name} face ${i} box ${j}: ${v} vs ${b[i].box[j]}`));
+          f.box.forEach((v, j) =>
+            assert.ok(Math.abs(v - b[i].box[j]) < 1e-3, `${name} face ${i} box ${j}: ${v} vs ${b[i].box[j]}`),
+          );
           assert.ok(Math.abs(f.score - b[i].score) < 1e-4, `${name} face ${i} score`);
         });
       }
@@ -349,7 +472,7 @@ describe('BlazeFace in batches (the graphs rewritten for a dynamic batch)', () =
     }
   });
 
-  it('through the C API (the --cuda-options route; on the CPU here) the detector finds exactly the stock binding\'s faces, sequential and on the GPU schedule; a C API detector on CUDA without padded runs is refused', async () => {
+  it("through the C API (the --cuda-options route; on the CPU here) the detector finds exactly the stock binding's faces, sequential and on the GPU schedule; a C API detector on CUDA without padded runs is refused", async () => {
     const pool = new FaceWorkers(2);
     const stock = await createBlazeFace({ padBatch: true, concurrent: true, inputWorkers: () => pool });
     const capi = await createBlazeFace({ padBatch: true, concurrent: true, capi: true, inputWorkers: () => pool });
@@ -360,23 +483,35 @@ describe('BlazeFace in batches (the graphs rewritten for a dynamic batch)', () =
         const want = await stock.detect(img);
         if (name.startsWith('Solvay')) assert.equal(want.length, 29);
         assert.deepEqual(await capi.detect(img), want, name);
-        assert.deepEqual((await capiSeq.detect(img)).map((f) => f.box), want.map((f) => f.box), `${name}, sequential`);
+        assert.deepEqual(
+          (await capiSeq.detect(img)).map((f) => f.box),
+          want.map((f) => f.box),
+          `${name}, sequential`,
+        );
       }
     } finally {
       await Promise.all([stock.release(), capi.release(), capiSeq.release()]);
       await pool.close();
     }
-    await assert.rejects(createBlazeFace({ provider: 'cuda', capi: true, padBatch: false }), (e: unknown) => e instanceof GpenLabError && e.code === 'E_ARGUMENT' && e.message.includes('capi'));
+    await assert.rejects(
+      createBlazeFace({ provider: 'cuda', capi: true, padBatch: false }),
+      (e: unknown) => e instanceof GpenLabError && e.code === 'E_ARGUMENT' && e.message.includes('capi'),
+    );
   });
 
-  it('concurrent detect() calls on one detector (the service) each get their own image\'s faces', async () => {
+  it("concurrent detect() calls on one detector (the service) each get their own image's faces", async () => {
     const d = await createBlazeFace();
     try {
-      const imgs = await Promise.all(['00002.png', 'Solvay_conference_1927.png', '00009.png'].map((n) => readRgb(path.join(IMAGES, n))));
+      const imgs = await Promise.all(
+        ['00002.png', 'Solvay_conference_1927.png', '00009.png'].map((n) => readRgb(path.join(IMAGES, n))),
+      );
       const alone: DetectedFace[][] = [];
       for (const img of imgs) alone.push(await d.detect(img));
       const together = await Promise.all(imgs.map((img) => d.detect(img)));
-      assert.deepEqual(together.map((f) => f.length), alone.map((f) => f.length));
+      assert.deepEqual(
+        together.map((f) => f.length),
+        alone.map((f) => f.length),
+      );
       together.forEach((fs, i) => fs.forEach((f, j) => assert.deepEqual(f.box, alone[i][j].box)));
     } finally {
       await d.release();
@@ -386,7 +521,18 @@ describe('BlazeFace in batches (the graphs rewritten for a dynamic batch)', () =
   it('a graph other than the BlazeFace export is refused with a coded error, and a bad batch option too', async () => {
     const { detectorGraph } = await import('../src/face/blazeface-graph.js');
     const { synthesizeIdentity } = await import('../src/model/registry.js');
-    assert.throws(() => detectorGraph(synthesizeIdentity(64), 'identity.onnx'), (e: unknown) => e instanceof GpenLabError && e.code === 'E_ONNX_CORRUPT' && /identity\.onnx/.test(e.message) && /batch 1/.test(e.message));
-    for (const bad of [0, 1.5, 1000]) await assert.rejects(createBlazeFace({ batch: bad }), (e: unknown) => e instanceof GpenLabError && e.code === 'E_ARGUMENT' && e.message.includes('batch'));
+    assert.throws(
+      () => detectorGraph(synthesizeIdentity(64), 'identity.onnx'),
+      (e: unknown) =>
+        e instanceof GpenLabError &&
+        e.code === 'E_ONNX_CORRUPT' &&
+        /identity\.onnx/.test(e.message) &&
+        /batch 1/.test(e.message),
+    );
+    for (const bad of [0, 1.5, 1000])
+      await assert.rejects(
+        createBlazeFace({ batch: bad }),
+        (e: unknown) => e instanceof GpenLabError && e.code === 'E_ARGUMENT' && e.message.includes('batch'),
+      );
   });
 });

@@ -9,7 +9,11 @@ import type { GpenRunner } from '../src/runtime/session.js';
 /** A runner whose output is 2 x input (inputs are distinct: a misplaced one shows), recording sizes and inputs. */
 function fakeRunner(sizes: number[], inputs: Float32Array[] = []): GpenRunner & { released: boolean } {
   const r = {
-    asked: 'cuda' as const, createMs: 12, placement: null, cudaOptions: null, released: false,
+    asked: 'cuda' as const,
+    createMs: 12,
+    placement: null,
+    cudaOptions: null,
+    released: false,
     async run(data: Float32Array, dims: number[], into?: Float32Array) {
       sizes.push(dims[0]);
       inputs.push(Float32Array.from(data));
@@ -17,7 +21,9 @@ function fakeRunner(sizes: number[], inputs: Float32Array[] = []): GpenRunner & 
       for (let i = 0; i < data.length; i++) out[i] = 2 * data[i];
       return { data: out, dims, ms: 1 };
     },
-    async release() { r.released = true; },
+    async release() {
+      r.released = true;
+    },
   };
   return r;
 }
@@ -35,7 +41,11 @@ describe('padded runner', () => {
       const x = input(n, per);
       const into = n % 2 === 0 ? new Float32Array(n * per) : undefined;
       const got = await r.run(x, [n, 5], into);
-      assert.deepEqual(Array.from(got.data), Array.from(x, (v) => 2 * v), `a run of ${n}`);
+      assert.deepEqual(
+        Array.from(got.data),
+        Array.from(x, (v) => 2 * v),
+        `a run of ${n}`,
+      );
       assert.deepEqual(got.dims, [n, 5]);
       if (into) assert.equal(got.data, into, 'the output in place');
     }
@@ -45,10 +55,13 @@ describe('padded runner', () => {
     // the padding is zeros: the run of 1 padded to 3 carried 5 values, then 10 zeros
     assert.deepEqual(Array.from(inputs[1]), [1, 2, 3, 4, 5, ...new Array(10).fill(0)]);
     // the second piece of the run of 6: its inputs 5 and 6, then two inputs of zeros
-    assert.deepEqual(Array.from(inputs[5]), [...Array.from({ length: 10 }, (_, i) => 21 + i), ...new Array(10).fill(0)]);
+    assert.deepEqual(Array.from(inputs[5]), [
+      ...Array.from({ length: 10 }, (_, i) => 21 + i),
+      ...new Array(10).fill(0),
+    ]);
   });
 
-  it('runs a short piece in place where its arrays have room after them (no copy), the room\'s values its padding', async () => {
+  it("runs a short piece in place where its arrays have room after them (no copy), the room's values its padding", async () => {
     const sizes: number[] = [];
     const seen: { buffer: ArrayBufferLike; offset: number; length: number }[] = [];
     const inner = fakeRunner(sizes);
@@ -67,16 +80,22 @@ describe('padded runner', () => {
     const outs = new Float32Array(4 * per);
     const y = outs.subarray(0, 3 * per);
     const got = await r.run(x, [3, 2], y);
-    assert.deepEqual(Array.from(got.data), Array.from(x, (v) => 2 * v));
+    assert.deepEqual(
+      Array.from(got.data),
+      Array.from(x, (v) => 2 * v),
+    );
     assert.equal(got.data, y);
     assert.deepEqual(sizes, [4, 4]);
-    assert.equal(seen[1].buffer, xs.buffer, 'the input\'s own buffer');
+    assert.equal(seen[1].buffer, xs.buffer, "the input's own buffer");
     assert.deepEqual([seen[1].offset, seen[1].length], [0, 4 * per]);
     // the padding's output written in the room, the padding being what lay there
     assert.deepEqual(Array.from(outs.subarray(3 * per)), [-14, -14]);
     // without room in the output: padded through scratch buffers, the same result
     const got2 = await r.run(x, [3, 2], new Float32Array(3 * per));
-    assert.deepEqual(Array.from(got2.data), Array.from(x, (v) => 2 * v));
+    assert.deepEqual(
+      Array.from(got2.data),
+      Array.from(x, (v) => 2 * v),
+    );
     assert.notEqual(seen[2].buffer, xs.buffer);
   });
 

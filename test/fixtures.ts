@@ -10,7 +10,9 @@ export const IMAGES = path.join(SHARED, 'images');
 export function fixture(name: string): string {
   const p = path.join(GPEN_FIXTURES, name);
   if (!existsSync(p)) {
-    throw new Error(`Shared fixture missing: ${p}. The tests need ../shared (beside the repository) with fixtures/gpen; check out the shared folder next to the clone.`);
+    throw new Error(
+      `Shared fixture missing: ${p}. The tests need ../shared (beside the repository) with fixtures/gpen; check out the shared folder next to the clone.`,
+    );
   }
   return p;
 }

@@ -17,7 +17,11 @@ const FP16_MIN_PSNR = 45;
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'gpen-golden-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
 
-async function runCases(model: string | Uint8Array, name: string, batched: boolean): Promise<{ out: Float32Array; ref: Float32Array }[]> {
+async function runCases(
+  model: string | Uint8Array,
+  name: string,
+  batched: boolean,
+): Promise<{ out: Float32Array; ref: Float32Array }[]> {
   const cfg = fixtureConfig(name);
   const s = await ModelSession.create(model, { provider: 'cpu', label: name });
   try {
@@ -69,7 +73,10 @@ for (const name of ['gpen-tiny-64', 'gpen-128']) {
       // weights stored once: the file is about 4 bytes per parameter
       const { statSync } = await import('node:fs');
       const bytes = statSync(out).size;
-      assert.ok(bytes > cfg.params * 4 && bytes < cfg.params * 4 * 1.02, `file ${bytes} bytes for ${cfg.params} params`);
+      assert.ok(
+        bytes > cfg.params * 4 && bytes < cfg.params * 4 * 1.02,
+        `file ${bytes} bytes for ${cfg.params} params`,
+      );
       for (const batched of [false, true]) {
         for (const { out: o, ref } of await runCases(out, name, batched)) {
           const err = maxAbsDiff(o, ref);
@@ -99,7 +106,8 @@ describe('golden: the NHWC form (for CUDA sessions with prefer_nhwc=1)', () => {
         assert.ok(err <= TOL, `max abs error ${err} > ${TOL}`);
       }
       const fp16 = await prepareModel({ type: 'file', file: fixture(`${name}.pth`) }, 'fp16', { nhwc: true });
-      for (const { out, ref } of await runCases(fp16.model, name, false)) assert.ok(psnr(out, ref) >= FP16_MIN_PSNR, `fp16 NHWC form PSNR ${psnr(out, ref).toFixed(1)} dB`);
+      for (const { out, ref } of await runCases(fp16.model, name, false))
+        assert.ok(psnr(out, ref) >= FP16_MIN_PSNR, `fp16 NHWC form PSNR ${psnr(out, ref).toFixed(1)} dB`);
     });
   }
 });

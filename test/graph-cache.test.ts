@@ -33,7 +33,11 @@ describe('optimised graph cache', () => {
     // what a session saves there (the format itself is the next test's): committed, it is the entry
     writeFileSync(miss.saveTo!, 'optimised graph');
     await miss.commit();
-    assert.deepEqual(readdirSync(path.dirname(miss.file)).filter((f) => f.endsWith('.tmp')), [], 'no temporary file left');
+    assert.deepEqual(
+      readdirSync(path.dirname(miss.file)).filter((f) => f.endsWith('.tmp')),
+      [],
+      'no temporary file left',
+    );
     assert.equal((await graphCache(file, 'cpu', { cudnn_conv_algo_search: 'HEURISTIC' })).state, 'hit');
     assert.equal((await graphCache(file, 'cpu', { cudnn_conv_algo_search: 'EXHAUSTIVE' })).state, 'miss');
     assert.equal((await graphCache(file, 'cuda', { cudnn_conv_algo_search: 'HEURISTIC' })).state, 'miss');
@@ -41,12 +45,17 @@ describe('optimised graph cache', () => {
     assert.equal((await graphCache(file, 'cpu', { cudnn_conv_algo_search: 'HEURISTIC' })).state, 'miss');
   });
 
-  it('in ONNX Runtime\'s format: a miss saves it, a hit is mapped into memory and read in place, computing the same', async () => {
+  it("in ONNX Runtime's format: a miss saves it, a hit is mapped into memory and read in place, computing the same", async () => {
     const { file, x } = await modelFile('gpen64-ort.onnx', 6);
     const miss = await graphCache(file, 'cpu', {});
     assert.equal(miss.state, 'miss');
     assert.ok(miss.file.endsWith('.ort'), miss.file);
-    const a = await CapiSession.createAsync(miss.model, { provider: 'cpu', graphOptimizationLevel: 0, saveOptimizedTo: miss.saveTo!, config: { 'session.save_model_format': 'ORT' } });
+    const a = await CapiSession.createAsync(miss.model, {
+      provider: 'cpu',
+      graphOptimizationLevel: 0,
+      saveOptimizedTo: miss.saveTo!,
+      config: { 'session.save_model_format': 'ORT' },
+    });
     await miss.commit();
     const want = a.run(x, [1, 3, S, S], x.length);
     a.release();
@@ -56,7 +65,15 @@ describe('optimised graph cache', () => {
     assert.equal(hit.state, 'hit');
     const mapped = mapFile(hit.model);
     assert.equal(mapped.length, statSync(hit.model).size);
-    const b = await CapiSession.createAsync(mapped, { provider: 'cpu', graphOptimizationLevel: 0, config: { 'session.load_model_format': 'ORT', 'session.use_ort_model_bytes_directly': '1', 'session.use_ort_model_bytes_for_initializers': '1' } });
+    const b = await CapiSession.createAsync(mapped, {
+      provider: 'cpu',
+      graphOptimizationLevel: 0,
+      config: {
+        'session.load_model_format': 'ORT',
+        'session.use_ort_model_bytes_directly': '1',
+        'session.use_ort_model_bytes_for_initializers': '1',
+      },
+    });
     try {
       assert.deepEqual(b.run(x, [1, 3, S, S], x.length), want);
     } finally {
@@ -64,7 +81,10 @@ describe('optimised graph cache', () => {
     }
     // released with the session: unmapping again is a no-op, not a crash
     mapped.unmap();
-    assert.throws(() => mapFile(path.join(dir, 'no-such.ort')), (e: unknown) => e instanceof GpenLabError && e.code === 'E_FILE_MISSING' && e.message.includes('no-such.ort'));
+    assert.throws(
+      () => mapFile(path.join(dir, 'no-such.ort')),
+      (e: unknown) => e instanceof GpenLabError && e.code === 'E_FILE_MISSING' && e.message.includes('no-such.ort'),
+    );
   });
 
   it('a failed session leaves nothing behind', async () => {
@@ -77,7 +97,17 @@ describe('optimised graph cache', () => {
   });
 
   it('refuses a model made in memory and NHWC, saying what to do', async () => {
-    await assert.rejects(graphCache(new Uint8Array([1]), 'cuda', {}), (e: unknown) => e instanceof GpenLabError && e.code === 'E_ARGUMENT' && /ONNX file/.test(e.message) && /model convert/.test(e.fix));
-    await assert.rejects(graphCache(path.join(dir, 'x.onnx'), 'cuda', { prefer_nhwc: '1' }), (e: unknown) => e instanceof GpenLabError && e.code === 'E_ARGUMENT' && /prefer_nhwc/.test(e.message));
+    await assert.rejects(
+      graphCache(new Uint8Array([1]), 'cuda', {}),
+      (e: unknown) =>
+        e instanceof GpenLabError &&
+        e.code === 'E_ARGUMENT' &&
+        /ONNX file/.test(e.message) &&
+        /model convert/.test(e.fix),
+    );
+    await assert.rejects(
+      graphCache(path.join(dir, 'x.onnx'), 'cuda', { prefer_nhwc: '1' }),
+      (e: unknown) => e instanceof GpenLabError && e.code === 'E_ARGUMENT' && /prefer_nhwc/.test(e.message),
+    );
   });
 });

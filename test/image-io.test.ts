@@ -11,7 +11,16 @@ import { GpenLabError } from '../src/errors.js';
 import { decodeImage, encodeImage, parseOutputExt, splitRgba } from '../src/io/image.js';
 import { encodePngStriped } from '../src/io/png.js';
 import { IMAGES } from './fixtures.js';
-import { imageInfo, pattern, write16BitPng, writeAnimatedGif, writePngBomb, writeCmykJpeg, writeOrientation6Jpeg, writePng } from './helpers/images.js';
+import {
+  imageInfo,
+  pattern,
+  write16BitPng,
+  writeAnimatedGif,
+  writePngBomb,
+  writeCmykJpeg,
+  writeOrientation6Jpeg,
+  writePng,
+} from './helpers/images.js';
 
 let dir: string;
 before(() => {
@@ -20,7 +29,8 @@ before(() => {
 after(() => rmSync(dir, { recursive: true, force: true }));
 
 const f = (name: string): string => path.join(dir, name);
-const W = 24, H = 16;
+const W = 24,
+  H = 16;
 
 function meanAbs(a: Uint8Array, b: Uint8Array): number {
   assert.equal(a.length, b.length);
@@ -29,7 +39,8 @@ function meanAbs(a: Uint8Array, b: Uint8Array): number {
   return s / a.length;
 }
 
-const isCode = (code: string, re?: RegExp) => (e: unknown) => e instanceof GpenLabError && e.code === code && (!re || re.test(e.message)) && e.fix.length > 0;
+const isCode = (code: string, re?: RegExp) => (e: unknown) =>
+  e instanceof GpenLabError && e.code === code && (!re || re.test(e.message)) && e.fix.length > 0;
 
 describe('decodeImage', () => {
   it('decodes an RGB PNG exactly and says what it was', async () => {
@@ -154,12 +165,18 @@ describe('decodeImage: bad files are coded errors', () => {
 
   it('rejects a bad maxPixels', async () => {
     await assert.rejects(decodeImage(f('one.png'), { maxPixels: 0 }), isCode('E_ARGUMENT', /maxPixels/));
-    await assert.rejects(decodeImage(f('one.png'), { maxPixels: 1e99 }), isCode('E_ARGUMENT', /9007199254740991 for maxPixels/));
+    await assert.rejects(
+      decodeImage(f('one.png'), { maxPixels: 1e99 }),
+      isCode('E_ARGUMENT', /9007199254740991 for maxPixels/),
+    );
   });
 
   it('takes the documented formats by their bytes: an SVG named .png is refused, not rendered', async () => {
     const svg = f('drawing.png');
-    writeFileSync(svg, '<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64"><image href="one.png" width="64" height="64"/></svg>');
+    writeFileSync(
+      svg,
+      '<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64"><image href="one.png" width="64" height="64"/></svg>',
+    );
     await assert.rejects(decodeImage(svg), isCode('E_FORMAT_UNKNOWN', /none of/));
   });
 
@@ -201,7 +218,8 @@ describe('ICC profiles applied per distinct colour', () => {
 
   for (const withAlpha of [false, true]) {
     it(`a colour ${withAlpha ? 'RGBA' : 'RGB'} PNG with a profile decodes to exactly sharp's pixels (colours converted, not all the same)`, async () => {
-      const w = 97, h = 61;
+      const w = 97,
+        h = 61;
       const rgb = Uint8Array.from({ length: w * h * 3 }, (_, i) => (i * 37 + (i >> 5) * 11) & 255);
       const alpha = withAlpha ? Uint8Array.from({ length: w * h }, (_, i) => (i * 5) & 255) : null;
       const file = f(`icc-${withAlpha}.png`);
@@ -235,7 +253,8 @@ describe('ICC profiles applied per distinct colour', () => {
   for (const withAlpha of [false, true]) {
     it(`a grey ${withAlpha ? 'RGBA' : 'RGB'} PNG decodes to exactly sharp's pixels through the greys' table, made once per profile`, async () => {
       const linear = withLinearCurves(icc);
-      const w = 64, h = 9;
+      const w = 64,
+        h = 9;
       const rgb = new Uint8Array(w * h * 3);
       for (let q = 0; q < w * h; q++) rgb.fill((q * 7) & 255, 3 * q, 3 * q + 3);
       const alpha = withAlpha ? Uint8Array.from({ length: w * h }, (_, i) => (i * 3) & 255) : null;
@@ -258,7 +277,7 @@ describe('ICC profiles applied per distinct colour', () => {
     });
   }
 
-  it('the Solvay photo (greys: the profile leaves them) decodes to exactly sharp\'s pixels', async () => {
+  it("the Solvay photo (greys: the profile leaves them) decodes to exactly sharp's pixels", async () => {
     const file = path.join(IMAGES, 'Solvay_conference_1927.png');
     const fast = await decodeImage(file);
     const plain = await decodeImage(file, { iccByColours: false });
@@ -276,11 +295,16 @@ describe('splitRgba', () => {
           const data = mem.subarray(offset);
           for (let i = 0; i < data.length; i++) data[i] = (i * 97 + 13) & 255;
           if (opaqueAlpha) for (let i = 3; i < data.length; i += 4) data[i] = 255;
-          const rgb = new Uint8Array(3 * n), alpha = new Uint8Array(n);
+          const rgb = new Uint8Array(3 * n),
+            alpha = new Uint8Array(n);
           const got = splitRgba(data, n, rgb, alpha);
           let want = 255;
           for (let i = 0; i < n; i++) {
-            assert.deepEqual([rgb[3 * i], rgb[3 * i + 1], rgb[3 * i + 2], alpha[i]], [...data.subarray(4 * i, 4 * i + 4)], `n ${n}, offset ${offset}, pixel ${i}`);
+            assert.deepEqual(
+              [rgb[3 * i], rgb[3 * i + 1], rgb[3 * i + 2], alpha[i]],
+              [...data.subarray(4 * i, 4 * i + 4)],
+              `n ${n}, offset ${offset}, pixel ${i}`,
+            );
             want &= data[4 * i + 3];
           }
           assert.equal(got, want, `n ${n}, offset ${offset}`);

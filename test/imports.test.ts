@@ -29,14 +29,21 @@ await all;
 port1.close();
 process.stdout.write(JSON.stringify(${JSON.stringify(names)}.filter((m) => seen.some((u) => u.includes('/node_modules/' + m + '/')))));
 `;
-  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { cwd: root, encoding: 'utf8', timeout: 60_000 });
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+    cwd: root,
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
   assert.equal(r.status, 0, r.stderr);
   return JSON.parse(r.stdout) as string[];
 }
 
-describe('a cold start\'s imports', () => {
-  it('restore\'s command loads sharp, and neither onnx-proto, protobufjs, yauzl nor onnxruntime-node until they are used', () => {
-    assert.deepEqual(packagesImportedBy('src/cli/restore.ts', ['sharp', 'onnx-proto', 'protobufjs', 'yauzl', 'onnxruntime-node']), ['sharp']);
+describe("a cold start's imports", () => {
+  it("restore's command loads sharp, and neither onnx-proto, protobufjs, yauzl nor onnxruntime-node until they are used", () => {
+    assert.deepEqual(
+      packagesImportedBy('src/cli/restore.ts', ['sharp', 'onnx-proto', 'protobufjs', 'yauzl', 'onnxruntime-node']),
+      ['sharp'],
+    );
   });
 
   it('the check sees a package imported statically (the regression it guards against)', () => {

@@ -9,7 +9,10 @@ import path from 'node:path';
 
 const ESLINT = path.resolve('node_modules/eslint/bin/eslint.js');
 function lint(file: string, source: string): { status: number | null; out: string } {
-  const r = spawnSync(process.execPath, [ESLINT, '--stdin', '--stdin-filename', file], { input: source, encoding: 'utf8' });
+  const r = spawnSync(process.execPath, [ESLINT, '--stdin', '--stdin-filename', file], {
+    input: source,
+    encoding: 'utf8',
+  });
   return { status: r.status, out: `${r.stdout}${r.stderr}` };
 }
 
@@ -29,15 +32,25 @@ describe('the rooms import downwards only', () => {
   }
 
   it('imports along the journey pass: face -> model, runtime -> io, cli -> serve', () => {
-    for (const [file, spec] of [['src/face/planted.ts', '../model/arch.js'], ['src/runtime/planted.ts', '../io/files.js'], ['src/cli/planted.ts', '../serve/server.js']]) {
+    for (const [file, spec] of [
+      ['src/face/planted.ts', '../model/arch.js'],
+      ['src/runtime/planted.ts', '../io/files.js'],
+      ['src/cli/planted.ts', '../serve/server.js'],
+    ]) {
       const r = lint(file, `export { x } from '${spec}';\n`);
       assert.equal(r.status, 0, `${file} -> ${spec}: ${r.out}`);
     }
   });
 
   it('sharp outside src/io and onnxruntime-node outside src/runtime fail lint', () => {
-    assert.match(lint('src/face/planted.ts', "import sharp from 'sharp';\nexport default sharp;\n").out, /Only src\/io imports sharp/);
-    assert.match(lint('src/io/planted.ts', "import ort from 'onnxruntime-node';\nexport default ort;\n").out, /Only src\/runtime imports onnxruntime-node/);
+    assert.match(
+      lint('src/face/planted.ts', "import sharp from 'sharp';\nexport default sharp;\n").out,
+      /Only src\/io imports sharp/,
+    );
+    assert.match(
+      lint('src/io/planted.ts', "import ort from 'onnxruntime-node';\nexport default ort;\n").out,
+      /Only src\/runtime imports onnxruntime-node/,
+    );
     assert.equal(lint('src/io/planted.ts', "import sharp from 'sharp';\nexport default sharp;\n").status, 0);
   });
 });
@@ -45,7 +58,9 @@ describe('the rooms import downwards only', () => {
 describe('no import cycles (dependency-cruiser, .dependency-cruiser.cjs)', () => {
   const CRUISE = path.resolve('node_modules/dependency-cruiser/bin/dependency-cruise.mjs');
   const cruise = (dir: string) =>
-    spawnSync(process.execPath, [CRUISE, dir, '--config', path.resolve('.dependency-cruiser.cjs')], { encoding: 'utf8' });
+    spawnSync(process.execPath, [CRUISE, dir, '--config', path.resolve('.dependency-cruiser.cjs')], {
+      encoding: 'utf8',
+    });
 
   it('src/ has none', () => {
     const r = cruise('src');

@@ -48,13 +48,30 @@ function outDir(): string {
 }
 
 /** Asserts the promise rejects with a GpenLabError of `code` whose message names `file`, with a fix, and that `dir` stayed empty. */
-async function failsWith(p: Promise<unknown>, code: ErrorCode, file: string, dir: string | null, ...mentions: string[]): Promise<GpenLabError> {
+async function failsWith(
+  p: Promise<unknown>,
+  code: ErrorCode,
+  file: string,
+  dir: string | null,
+  ...mentions: string[]
+): Promise<GpenLabError> {
   let caught: unknown;
-  await p.then(() => assert.fail(`expected ${code}, but it succeeded`), (e: unknown) => { caught = e; });
+  await p.then(
+    () => assert.fail(`expected ${code}, but it succeeded`),
+    (e: unknown) => {
+      caught = e;
+    },
+  );
   return checkError(caught, code, file, dir, ...mentions);
 }
 
-function checkError(caught: unknown, code: ErrorCode, file: string, dir: string | null, ...mentions: string[]): GpenLabError {
+function checkError(
+  caught: unknown,
+  code: ErrorCode,
+  file: string,
+  dir: string | null,
+  ...mentions: string[]
+): GpenLabError {
   assert.ok(isGpenLabError(caught), `expected a GpenLabError, got ${String(caught)}`);
   assert.equal(caught.code, code, caught.message);
   assert.ok(caught.message.includes(file), `the message does not name ${file}: ${caught.message}`);
@@ -98,7 +115,9 @@ async function runOnIn0(model: string): Promise<{ out: Float32Array; ref: Float3
 }
 
 let tiny: Map<string, HostTensor>;
-before(async () => { tiny = (await readPth(TINY)).tensors; });
+before(async () => {
+  tiny = (await readPth(TINY)).tensors;
+});
 
 describe('convertPth and describeModel refuse damaged files', () => {
   const whole = readFileSync(TINY);
@@ -106,7 +125,13 @@ describe('convertPth and describeModel refuse damaged files', () => {
   it('truncated .pth (first half of gpen-tiny-64.pth) -> E_PTH_CORRUPT', async () => {
     const f = input('truncated.pth', whole.subarray(0, whole.length >> 1));
     const dir = outDir();
-    await failsWith(convertPth(f, path.join(dir, 'out.onnx'), { precision: 'fp32' }), 'E_PTH_CORRUPT', f, dir, 'partly downloaded');
+    await failsWith(
+      convertPth(f, path.join(dir, 'out.onnx'), { precision: 'fp32' }),
+      'E_PTH_CORRUPT',
+      f,
+      dir,
+      'partly downloaded',
+    );
     await failsWith(describeModel(f), 'E_PTH_CORRUPT', f, null);
   });
 
@@ -146,28 +171,57 @@ describe('convertPth and describeModel refuse damaged files', () => {
   it('convertPth on an .onnx -> E_FORMAT_UNKNOWN saying no conversion is needed', async () => {
     const f = fixture('gpen-tiny-64.upstream.onnx');
     const dir = outDir();
-    await failsWith(convertPth(f, path.join(dir, 'out.onnx'), { precision: 'fp32' }), 'E_FORMAT_UNKNOWN', f, dir, 'looks like an ONNX file');
+    await failsWith(
+      convertPth(f, path.join(dir, 'out.onnx'), { precision: 'fp32' }),
+      'E_FORMAT_UNKNOWN',
+      f,
+      dir,
+      'looks like an ONNX file',
+    );
   });
 });
 
 describe('convertPth refuses checkpoints that are not the GPEN it expects', () => {
   it('a ResNet-like state dict -> E_NOT_GPEN', async () => {
     const next = rng(1);
-    const t = (...dims: number[]): HostTensor => ({ dtype: 'float32', dims, data: new Float32Array(numel(dims)).map(() => next() - 0.5) });
+    const t = (...dims: number[]): HostTensor => ({
+      dtype: 'float32',
+      dims,
+      data: new Float32Array(numel(dims)).map(() => next() - 0.5),
+    });
     const resnet = new Map<string, HostTensor>([
-      ['conv1.weight', t(64, 3, 7, 7)], ['bn1.weight', t(64)], ['bn1.bias', t(64)], ['bn1.running_mean', t(64)], ['bn1.running_var', t(64)],
-      ['layer1.0.conv1.weight', t(64, 64, 3, 3)], ['fc.weight', t(1000, 512)], ['fc.bias', t(1000)],
+      ['conv1.weight', t(64, 3, 7, 7)],
+      ['bn1.weight', t(64)],
+      ['bn1.bias', t(64)],
+      ['bn1.running_mean', t(64)],
+      ['bn1.running_var', t(64)],
+      ['layer1.0.conv1.weight', t(64, 64, 3, 3)],
+      ['fc.weight', t(1000, 512)],
+      ['fc.bias', t(1000)],
     ]);
     const f = input('resnet.pth', saveStateDict(resnet));
     const dir = outDir();
-    await failsWith(convertPth(f, path.join(dir, 'out.onnx'), { precision: 'fp32' }), 'E_NOT_GPEN', f, dir, 'conv1.weight');
+    await failsWith(
+      convertPth(f, path.join(dir, 'out.onnx'), { precision: 'fp32' }),
+      'E_NOT_GPEN',
+      f,
+      dir,
+      'conv1.weight',
+    );
   });
 
   it("nested under 'g_ema', asked for 'netG' -> E_KEY_NOT_FOUND naming g_ema; with no key it converts and matches out0", async () => {
     const f = input('nested.pth', saveStateDict(tiny, { nestUnder: 'g_ema' }));
     const dir = outDir();
     const out = path.join(dir, 'out.onnx');
-    const e = await failsWith(convertPth(f, out, { precision: 'fp32', key: 'netG' }), 'E_KEY_NOT_FOUND', f, dir, '"netG"', 'g_ema');
+    const e = await failsWith(
+      convertPth(f, out, { precision: 'fp32', key: 'netG' }),
+      'E_KEY_NOT_FOUND',
+      f,
+      dir,
+      '"netG"',
+      'g_ema',
+    );
     assert.deepEqual(e.details.keys, ['g_ema', 'epoch']);
 
     const info = await convertPth(f, out, { precision: 'fp32' });
@@ -186,8 +240,15 @@ describe('convertPth refuses checkpoints that are not the GPEN it expects', () =
     edited.set(name, { dtype: 'float32', dims: [1, 60, 128, 3, 3], data: new Float32Array(60 * 128 * 9) });
     const f = input('wrong-shape.pth', saveStateDict(edited));
     const dir = outDir();
-    await failsWith(convertPth(f, path.join(dir, 'out.onnx'), { precision: 'fp32' }), 'E_SHAPE_MISMATCH', f, dir,
-      name, '[1, 60, 128, 3, 3]', '[1, 64, 128, 3, 3]');
+    await failsWith(
+      convertPth(f, path.join(dir, 'out.onnx'), { precision: 'fp32' }),
+      'E_SHAPE_MISMATCH',
+      f,
+      dir,
+      name,
+      '[1, 60, 128, 3, 3]',
+      '[1, 64, 128, 3, 3]',
+    );
   });
 
   it('a missing tensor -> E_SHAPE_MISMATCH naming it', async () => {
@@ -196,21 +257,51 @@ describe('convertPth refuses checkpoints that are not the GPEN it expects', () =
     assert.ok(edited.delete(name));
     const f = input('missing-tensor.pth', saveStateDict(edited));
     const dir = outDir();
-    await failsWith(convertPth(f, path.join(dir, 'out.onnx'), { precision: 'fp32' }), 'E_SHAPE_MISMATCH', f, dir, name, 'missing');
+    await failsWith(
+      convertPth(f, path.join(dir, 'out.onnx'), { precision: 'fp32' }),
+      'E_SHAPE_MISMATCH',
+      f,
+      dir,
+      name,
+      'missing',
+    );
   });
 
   it('a GPEN-shaped state dict of size 8 -> E_SIZE_UNKNOWN', async () => {
-    const shapes = expectedShapes({ size: 8, styleDim: 512, nMlp: 8, channelMultiplier: 2, narrow: 0.125, isConcat: true, lrMlp: 0.01 });
-    const sd = new Map([...shapes].map(([n, dims]): [string, HostTensor] => [n, { dtype: 'float32', dims, data: new Float32Array(numel(dims)) }]));
+    const shapes = expectedShapes({
+      size: 8,
+      styleDim: 512,
+      nMlp: 8,
+      channelMultiplier: 2,
+      narrow: 0.125,
+      isConcat: true,
+      lrMlp: 0.01,
+    });
+    const sd = new Map(
+      [...shapes].map(([n, dims]): [string, HostTensor] => [
+        n,
+        { dtype: 'float32', dims, data: new Float32Array(numel(dims)) },
+      ]),
+    );
     const f = input('size-8.pth', saveStateDict(sd));
     const dir = outDir();
-    await failsWith(convertPth(f, path.join(dir, 'out.onnx'), { precision: 'fp32' }), 'E_SIZE_UNKNOWN', f, dir, 'size 8');
+    await failsWith(
+      convertPth(f, path.join(dir, 'out.onnx'), { precision: 'fp32' }),
+      'E_SIZE_UNKNOWN',
+      f,
+      dir,
+      'size 8',
+    );
     await failsWith(describeModel(f), 'E_SIZE_UNKNOWN', f, null);
   });
 
   it('an fp16 checkpoint converts; describeModel says fp16; output within 45 dB PSNR of out0', async () => {
-    const half = new Map([...tiny].map(([n, t]): [string, HostTensor] =>
-      [n, { dtype: 'float16', dims: t.dims, data: float32ToHalfArray(t.data as Float32Array) }]));
+    const half = new Map(
+      [...tiny].map(([n, t]): [string, HostTensor] => [
+        n,
+        { dtype: 'float16', dims: t.dims, data: float32ToHalfArray(t.data as Float32Array) },
+      ]),
+    );
     const f = input('fp16.pth', saveStateDict(half));
     const m = await describeModel(f);
     assert.equal(m.precision, 'fp16');
@@ -243,16 +334,23 @@ describe('synthesizeGpen refuses bad arguments', () => {
 
 // ---- the command line ----
 
-interface CliResult { code: number; stdout: string; stderr: string }
+interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
 
 function cli(...args: string[]): Promise<CliResult> {
   return new Promise((resolve) => {
-    execFile(process.execPath, ['--import', 'tsx', 'src/cli/index.ts', ...args],
+    execFile(
+      process.execPath,
+      ['--import', 'tsx', 'src/cli/index.ts', ...args],
       { cwd: REPO, env: { ...process.env, NO_COLOR: '1' }, maxBuffer: 16 << 20, timeout: 60_000 },
       (err, stdout, stderr) => {
         const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
         resolve({ code, stdout, stderr });
-      });
+      },
+    );
   });
 }
 
@@ -296,7 +394,9 @@ describe('the CLI reports errors with a code, a fix and an exit status', () => {
     const dir = outDir();
     const r = await cli('model', 'convert', truncated, '-o', path.join(dir, 'out.onnx'), '--json');
     assert.equal(r.code, 2);
-    const body = JSON.parse(r.stdout) as { error: { code: string; message: string; fix: string; details: { input?: string } } };
+    const body = JSON.parse(r.stdout) as {
+      error: { code: string; message: string; fix: string; details: { input?: string } };
+    };
     assert.equal(body.error.code, 'E_PTH_CORRUPT');
     assert.ok(body.error.message.includes(truncated));
     assert.ok(body.error.fix.length > 0);
@@ -330,7 +430,17 @@ describe('the CLI reports errors with a code, a fix and an exit status', () => {
 
   it('model run --provider cuda without the CUDA provider: exit 3, E_PROVIDER_UNAVAILABLE naming the missing files', async () => {
     const dir = outDir();
-    const r = await cli('model', 'run', TINY, '--input', IN0, '--output', path.join(dir, 'y.npy'), '--provider', 'cuda');
+    const r = await cli(
+      'model',
+      'run',
+      TINY,
+      '--input',
+      IN0,
+      '--output',
+      path.join(dir, 'y.npy'),
+      '--provider',
+      'cuda',
+    );
     assert.equal(r.code, 3, r.stderr);
     const missing = missingProviderFiles('cuda');
     if (missing.length > 0) {
@@ -348,7 +458,17 @@ describe('the CLI reports errors with a code, a fix and an exit status', () => {
 
   it('model run --provider nope: a non-zero exit naming the choices, no output', async () => {
     const dir = outDir();
-    const r = await cli('model', 'run', TINY, '--input', IN0, '--output', path.join(dir, 'y.npy'), '--provider', 'nope');
+    const r = await cli(
+      'model',
+      'run',
+      TINY,
+      '--input',
+      IN0,
+      '--output',
+      path.join(dir, 'y.npy'),
+      '--provider',
+      'nope',
+    );
     assert.notEqual(r.code, 0);
     assert.equal(r.code, 2);
     assert.match(r.stderr, /nope/);
@@ -361,7 +481,12 @@ describe('the CLI reports errors with a code, a fix and an exit status', () => {
     const y = path.join(dir, 'y.npy');
     const r = await cli('model', 'run', TINY, '--input', IN0, '--output', y, '--json');
     assert.equal(r.code, 0, r.stderr);
-    const res = JSON.parse(r.stdout) as { provider: { asked: string; chosen: string; ran: string[]; mismatch: boolean }; route: { precision: string }; output: { dims: number[] }; model: { size: number } };
+    const res = JSON.parse(r.stdout) as {
+      provider: { asked: string; chosen: string; ran: string[]; mismatch: boolean };
+      route: { precision: string };
+      output: { dims: number[] };
+      model: { size: number };
+    };
     assert.equal(res.provider.asked, 'auto');
     assert.equal(res.provider.chosen, missingProviderFiles('cuda').length > 0 ? 'cpu' : res.provider.chosen);
     assert.equal(res.route.precision, res.provider.chosen === 'cpu' ? 'fp32' : 'fp16');
@@ -384,6 +509,14 @@ describe('an ONNX file runs in its own precision', () => {
     assert.equal(p.info.precision, 'fp16');
     assert.equal(p.model, file);
     assert.equal((await prepareModel({ type: 'file', file }, 'fp16')).info.precision, 'fp16');
-    await assert.rejects(prepareModel({ type: 'file', file }, 'fp32'), (e: unknown) => isGpenLabError(e) && e.code === 'E_ARGUMENT' && e.message.includes(file) && /fp16 ONNX graph but fp32/.test(e.message) && /Drop --fp16/.test(e.fix));
+    await assert.rejects(
+      prepareModel({ type: 'file', file }, 'fp32'),
+      (e: unknown) =>
+        isGpenLabError(e) &&
+        e.code === 'E_ARGUMENT' &&
+        e.message.includes(file) &&
+        /fp16 ONNX graph but fp32/.test(e.message) &&
+        /Drop --fp16/.test(e.fix),
+    );
   });
 });

@@ -30,7 +30,8 @@ describe('architecture', () => {
     it(`infers GPEN-${size} (official channel_multiplier ${OFFICIAL_ARCH[size].channelMultiplier}, narrow ${OFFICIAL_ARCH[size].narrow}) from names and shapes alone`, () => {
       const arch = defaultArch(size);
       const tensors = new Map<string, HostTensor>();
-      for (const [name, dims] of expectedShapes(arch)) tensors.set(name, { dtype: 'float32', dims, data: new Float32Array(0) });
+      for (const [name, dims] of expectedShapes(arch))
+        tensors.set(name, { dtype: 'float32', dims, data: new Float32Array(0) });
       assert.deepEqual(inferArch(tensors, 'x.pth'), arch);
     });
   }
@@ -54,15 +55,21 @@ describe('synthetic GPEN', () => {
       const g = onnx.ModelProto.decode(synthesizeGpen(256, 1, precision, nhwc).bytes).graph!;
       const made = new Map((g.node ?? []).map((n) => [n.output![0], n]));
       const dims = new Map((g.initializer ?? []).map((t) => [t.name!, (t.dims ?? []).map(Number)]));
-      return (g.node ?? []).filter((n) => n.opType === 'Conv' && (n.attribute ?? []).some((a) => a.name === 'kernel_shape' && (a.ints ?? []).map(Number).join() === '4,4')).map((n) => {
-        const group = Number(n.attribute!.find((a) => a.name === 'group')!.i);
-        // a grouped weight: Mul(kernel, diagonal) in fp32 (so that ONNX Runtime can fold it), Cast to fp16 in fp16
-        const made1 = made.get(n.input![1]);
-        const mul = made1?.opType === 'Cast' ? made.get(made1.input![0]) : made1;
-        if (made1) assert.deepEqual([made1.opType === 'Cast' || precision === 'fp32', mul?.opType], [true, 'Mul']);
-        const kernel = mul ? mul.input![0] : n.input![1];
-        return { group, channels: dims.get(kernel)![0], diagonal: mul ? dims.get(mul.input![1])! : null };
-      });
+      return (g.node ?? [])
+        .filter(
+          (n) =>
+            n.opType === 'Conv' &&
+            (n.attribute ?? []).some((a) => a.name === 'kernel_shape' && (a.ints ?? []).map(Number).join() === '4,4'),
+        )
+        .map((n) => {
+          const group = Number(n.attribute!.find((a) => a.name === 'group')!.i);
+          // a grouped weight: Mul(kernel, diagonal) in fp32 (so that ONNX Runtime can fold it), Cast to fp16 in fp16
+          const made1 = made.get(n.input![1]);
+          const mul = made1?.opType === 'Cast' ? made.get(made1.input![0]) : made1;
+          if (made1) assert.deepEqual([made1.opType === 'Cast' || precision === 'fp32', mul?.opType], [true, 'Mul']);
+          const kernel = mul ? mul.input![0] : n.input![1];
+          return { group, channels: dims.get(kernel)![0], diagonal: mul ? dims.get(mul.input![1])! : null };
+        });
     };
     const f32 = blurs('fp32');
     const f16 = blurs('fp16');
@@ -72,15 +79,25 @@ describe('synthetic GPEN', () => {
       if (b.channels % 32 === 0) assert.deepEqual([b.group, b.diagonal], [b.channels / 32, [b.channels, 32, 1, 1]]);
       else assert.deepEqual([b.group, b.diagonal], [b.channels, null]);
     }
-    assert.ok(f16.some((b) => b.group < b.channels), 'some blur grouped');
+    assert.ok(
+      f16.some((b) => b.group < b.channels),
+      'some blur grouped',
+    );
     // the NHWC form: one dense convolution per blur (cuDNN's NHWC grouped ones copy every group out and back)
-    for (const b of [...blurs('fp16', true), ...blurs('fp32', true)]) assert.deepEqual([b.group, b.diagonal], [1, [b.channels, b.channels, 1, 1]]);
+    for (const b of [...blurs('fp16', true), ...blurs('fp32', true)])
+      assert.deepEqual([b.group, b.diagonal], [1, [b.channels, b.channels, 1, 1]]);
   });
 
   it('the NHWC form: its MatMuls over NHWC views between Transposes, no other Transpose', () => {
     const g = onnx.ModelProto.decode(synthesizeGpen(256, 1, 'fp16', true).bytes).graph!;
     const made = new Map((g.node ?? []).map((n) => [n.output![0], n]));
-    const perm = (n: { attribute?: { name?: string | null; ints?: (number | { toString(): string })[] | null }[] | null }) => (n.attribute ?? []).find((a) => a.name === 'perm')!.ints!.map(Number).join();
+    const perm = (n: {
+      attribute?: { name?: string | null; ints?: (number | { toString(): string })[] | null }[] | null;
+    }) =>
+      (n.attribute ?? [])
+        .find((a) => a.name === 'perm')!
+        .ints!.map(Number)
+        .join();
     const matmuls = (g.node ?? []).filter((n) => n.opType === 'MatMul');
     assert.equal(matmuls.length, 3); // the input's 1x1 convolution, ToRGB at 128 and 256 px
     for (const m of matmuls) {
@@ -101,7 +118,9 @@ describe('synthetic GPEN', () => {
     const g = onnx.ModelProto.decode(buildGpenOnnx(arch, ck.tensors, { precision: 'fp16' })).graph!;
     const made = new Map((g.node ?? []).map((n) => [n.output![0], n]));
     const consumers = (t: string) => (g.node ?? []).filter((n) => (n.input ?? []).includes(t));
-    const concats = (g.node ?? []).filter((n) => n.opType === 'Concat' && made.get(n.input![0])?.opType !== 'ReduceSumSquare');
+    const concats = (g.node ?? []).filter(
+      (n) => n.opType === 'Concat' && made.get(n.input![0])?.opType !== 'ReduceSumSquare',
+    );
     const nw = [...ck.tensors].filter(([k]) => k.endsWith('noise.weight')).map(([, t]) => toFloat32(t)[0]);
     assert.equal(concats.length, nw.length);
     // every feature whose weight is not zero enters the Concat as the encoder made it (a LeakyRelu); a negative weight
@@ -109,12 +128,23 @@ describe('synthetic GPEN', () => {
     const direct = concats.filter((n) => made.get(n.input![1])?.opType === 'LeakyRelu').length;
     assert.equal(direct, nw.filter((w) => w !== 0).length);
     const activation = (n: (typeof concats)[number]) => consumers(consumers(n.output![0])[0].output![0])[0].opType;
-    assert.deepEqual(concats.map(activation), nw.map((w) => (w < 0 ? 'PRelu' : 'LeakyRelu')));
+    assert.deepEqual(
+      concats.map(activation),
+      nw.map((w) => (w < 0 ? 'PRelu' : 'LeakyRelu')),
+    );
     assert.ok(nw.some((w) => w < 0) && nw.some((w) => w > 0));
     // no pass multiplies a styled conv's output by its demodulation: it goes to the Concat (or through the blur)
-    const styled = (g.node ?? []).filter((x) => (x.opType === 'ConvTranspose' && (x.attribute ?? []).every((a) => a.name !== 'group')) || (x.opType === 'Conv' && (x.attribute ?? []).some((a) => a.name === 'kernel_shape' && (a.ints ?? []).map(Number).join() === '3,3') && made.get(x.input![0])?.opType === 'Mul'));
+    const styled = (g.node ?? []).filter(
+      (x) =>
+        (x.opType === 'ConvTranspose' && (x.attribute ?? []).every((a) => a.name !== 'group')) ||
+        (x.opType === 'Conv' &&
+          (x.attribute ?? []).some((a) => a.name === 'kernel_shape' && (a.ints ?? []).map(Number).join() === '3,3') &&
+          made.get(x.input![0])?.opType === 'Mul'),
+    );
     assert.equal(styled.length, nw.length);
-    for (const n of styled) for (const c of consumers(n.output![0])) assert.ok(c.opType === 'Concat' || c.opType === 'Conv', `${n.name} feeds ${c.opType}`);
+    for (const n of styled)
+      for (const c of consumers(n.output![0]))
+        assert.ok(c.opType === 'Concat' || c.opType === 'Conv', `${n.name} feeds ${c.opType}`);
     // MatMuls: the input conv and ToRGB at 64 and 128 px
     const matmuls = (g.node ?? []).filter((n) => n.opType === 'MatMul');
     assert.equal(matmuls.length, 3);
@@ -139,7 +169,11 @@ describe('synthetic GPEN', () => {
       assert.deepEqual(all.dims, [3, 3, 64, 64]);
       let sum = 0;
       let sq = 0;
-      for (const v of all.data) { assert.ok(Number.isFinite(v)); sum += v; sq += v * v; }
+      for (const v of all.data) {
+        assert.ok(Number.isFinite(v));
+        sum += v;
+        sq += v * v;
+      }
       const std = Math.sqrt(sq / all.data.length - (sum / all.data.length) ** 2);
       assert.ok(std > 0.05 && std < 3, `output std ${std}`);
       for (let i = 0; i < 3; i++) {
@@ -174,7 +208,10 @@ describe('identity model', () => {
     await s.release();
   });
   it('rejects a size GPEN does not define', () => {
-    assert.throws(() => synthesizeIdentity(100), (e: unknown) => e instanceof GpenLabError && e.code === 'E_SIZE_UNKNOWN');
+    assert.throws(
+      () => synthesizeIdentity(100),
+      (e: unknown) => e instanceof GpenLabError && e.code === 'E_SIZE_UNKNOWN',
+    );
   });
 });
 
@@ -202,9 +239,17 @@ describe('.npy', () => {
   });
   it('rejects a truncated array, another dtype and a non-npy file with E_NPY_INVALID naming the file', () => {
     const good = encodeNpy({ dtype: 'float32', dims: [4], data: new Float32Array(4) });
-    const bad = [good.subarray(0, good.length - 3), Buffer.from(good.toString('latin1').replace('<f4', '<i4'), 'latin1'), Buffer.from('hello world')];
+    const bad = [
+      good.subarray(0, good.length - 3),
+      Buffer.from(good.toString('latin1').replace('<f4', '<i4'), 'latin1'),
+      Buffer.from('hello world'),
+    ];
     for (const b of bad) {
-      assert.throws(() => decodeNpy(b, 'x.npy'), (e: unknown) => e instanceof GpenLabError && e.code === 'E_NPY_INVALID' && e.message.includes('x.npy') && e.fix.length > 0);
+      assert.throws(
+        () => decodeNpy(b, 'x.npy'),
+        (e: unknown) =>
+          e instanceof GpenLabError && e.code === 'E_NPY_INVALID' && e.message.includes('x.npy') && e.fix.length > 0,
+      );
     }
   });
 });
@@ -242,7 +287,10 @@ describe('model info cache (describeOnnxCached)', () => {
       assert.deepEqual(await describeOnnxCached(file), fresh);
       // a new mtime: the file is read again (and this one is not a model)
       utimesSync(file, 1_700_000_000, 1_700_000_005);
-      await assert.rejects(describeOnnxCached(file), (e: unknown) => e instanceof GpenLabError && e.code === 'E_ONNX_CORRUPT');
+      await assert.rejects(
+        describeOnnxCached(file),
+        (e: unknown) => e instanceof GpenLabError && e.code === 'E_ONNX_CORRUPT',
+      );
       // a corrupt cache is ignored
       writeFileSync(path.join(dir, 'cache', 'onnx-info.json'), '{not json');
       writeFileSync(file, synthesizeGpen(64, 4, 'fp32').bytes);

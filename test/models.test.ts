@@ -32,7 +32,9 @@ after(() => {
 });
 
 let srv: WeightsServer;
-before(async () => { srv = await startWeightsServer(); });
+before(async () => {
+  srv = await startWeightsServer();
+});
 after(() => srv.close());
 
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
@@ -42,16 +44,42 @@ const freshDir = () => path.join(root, `dir-${serial++}`);
 
 /** A catalog entry of a test file: its size as the catalog states it (null: unknown). */
 function entry(name: string, size: number | null, sha256: string | null = null): CatalogEntry {
-  return { name, file: `${name}.pth`, task: 'test weights', size, sizeSource: 'the test', sha256, url: null, source: 'the test server', runnable: true, runs: 'yes' };
+  return {
+    name,
+    file: `${name}.pth`,
+    task: 'test weights',
+    size,
+    sizeSource: 'the test',
+    sha256,
+    url: null,
+    source: 'the test server',
+    runnable: true,
+    runs: 'yes',
+  };
 }
 
-async function rejectsWith(p: Promise<unknown>, code: ErrorCode, ...mentions: (string | RegExp)[]): Promise<{ message: string; fix: string; details: Record<string, unknown> }> {
+async function rejectsWith(
+  p: Promise<unknown>,
+  code: ErrorCode,
+  ...mentions: (string | RegExp)[]
+): Promise<{ message: string; fix: string; details: Record<string, unknown> }> {
   let caught: unknown;
-  await p.then(() => assert.fail(`expected ${code}, but it succeeded`), (e: unknown) => { caught = e; });
+  await p.then(
+    () => assert.fail(`expected ${code}, but it succeeded`),
+    (e: unknown) => {
+      caught = e;
+    },
+  );
   assert.ok(isGpenLabError(caught), `expected a GpenLabError, got ${String(caught)}`);
   assert.equal(caught.code, code, caught.message);
   assert.ok(caught.fix.length > 0);
-  for (const m of mentions) assert.ok(typeof m === 'string' ? `${caught.message}\n${caught.fix}`.includes(m) : m.test(`${caught.message}\n${caught.fix}`), `${m} not in: ${caught.message} / ${caught.fix}`);
+  for (const m of mentions)
+    assert.ok(
+      typeof m === 'string'
+        ? `${caught.message}\n${caught.fix}`.includes(m)
+        : m.test(`${caught.message}\n${caught.fix}`),
+      `${m} not in: ${caught.message} / ${caught.fix}`,
+    );
   return caught;
 }
 
@@ -63,14 +91,20 @@ describe('models get, against a loopback HTTP server', () => {
     const final = path.join(dir, 'full.pth');
     const seen: Progress[] = [];
     const r = await getModel(entry('full', bytes.length), {
-      dir, baseUrl: srv.base,
-      onProgress: (p) => { assert.equal(existsSync(final), false, 'the final name appeared before the transfer ended'); seen.push(p); },
+      dir,
+      baseUrl: srv.base,
+      onProgress: (p) => {
+        assert.equal(existsSync(final), false, 'the final name appeared before the transfer ended');
+        seen.push(p);
+      },
     });
     assert.ok(seen.length > 2, 'progress is reported as the bytes come');
     assert.equal(seen.at(-1)!.received, bytes.length);
     assert.equal(seen.at(-1)!.total, bytes.length);
-    assert.deepEqual({ file: r.file, size: r.size, sha256: r.sha256, resumedFrom: r.resumedFrom, alreadyThere: r.alreadyThere },
-      { file: final, size: bytes.length, sha256: sha(bytes), resumedFrom: 0, alreadyThere: false });
+    assert.deepEqual(
+      { file: r.file, size: r.size, sha256: r.sha256, resumedFrom: r.resumedFrom, alreadyThere: r.alreadyThere },
+      { file: final, size: bytes.length, sha256: sha(bytes), resumedFrom: 0, alreadyThere: false },
+    );
     assert.ok(readFileSync(final).equals(bytes));
     assert.deepEqual(readdirSync(dir).sort(), ['full.pth', 'full.pth.json']);
     const record = await readRecord(final);
@@ -89,7 +123,12 @@ describe('models get, against a loopback HTTP server', () => {
     const bytes = seededBytes(900_000, 2);
     srv.serve('cut.pth', { bytes, behaviour: 'cut-once', cutAt: 300_000 });
     const dir = freshDir();
-    const e = await rejectsWith(getModel(entry('cut', bytes.length), { dir, baseUrl: srv.base }), 'E_NETWORK', `${srv.base}/cut.pth`, / stopped sending after \d+ of 900000 bytes/);
+    const e = await rejectsWith(
+      getModel(entry('cut', bytes.length), { dir, baseUrl: srv.base }),
+      'E_NETWORK',
+      `${srv.base}/cut.pth`,
+      / stopped sending after \d+ of 900000 bytes/,
+    );
     // what the client had read when the socket closed: fetch drops the chunks it had queued but not yet handed over
     const kept = statSync(path.join(dir, 'cut.pth.part')).size;
     assert.ok(kept > 0 && kept <= 300_000, `${kept} bytes kept`);
@@ -101,7 +140,10 @@ describe('models get, against a loopback HTTP server', () => {
     const first = srv.requests.length;
     const r = await getModel(entry('cut', bytes.length), { dir, baseUrl: srv.base });
     const resumed = srv.requests.slice(first);
-    assert.deepEqual(resumed.map((q) => [q.range, q.ifRange, q.status]), [[`bytes=${kept}-`, '"v1"', 206]]);
+    assert.deepEqual(
+      resumed.map((q) => [q.range, q.ifRange, q.status]),
+      [[`bytes=${kept}-`, '"v1"', 206]],
+    );
     assert.equal(r.resumedFrom, kept);
     assert.equal(r.sha256, sha(bytes));
     assert.ok(readFileSync(r.file).equals(bytes));
@@ -120,39 +162,65 @@ describe('models get, against a loopback HTTP server', () => {
     assert.equal(statSync(r.file).size, bytes.length);
   });
 
-  it('a Content-Length other than the catalog\'s size: E_NETWORK, nothing at the final name, no .part', async () => {
+  it("a Content-Length other than the catalog's size: E_NETWORK, nothing at the final name, no .part", async () => {
     const bytes = seededBytes(50_000, 4);
     srv.serve('wrong.pth', { bytes, behaviour: 'normal' });
     const dir = freshDir();
-    await rejectsWith(getModel(entry('wrong', bytes.length + 1), { dir, baseUrl: srv.base }), 'E_NETWORK', '50000 bytes (Content-Length)', 'is 50001 bytes');
+    await rejectsWith(
+      getModel(entry('wrong', bytes.length + 1), { dir, baseUrl: srv.base }),
+      'E_NETWORK',
+      '50000 bytes (Content-Length)',
+      'is 50001 bytes',
+    );
     assert.deepEqual(readdirSync(dir), []);
   });
 
-  it('a body without Content-Length shorter or longer than the catalog\'s size: E_NETWORK, no .part', async () => {
+  it("a body without Content-Length shorter or longer than the catalog's size: E_NETWORK, no .part", async () => {
     const bytes = seededBytes(300_000, 5);
     srv.serve('chunked.pth', { bytes, behaviour: 'chunked' });
     const dir = freshDir();
-    await rejectsWith(getModel(entry('chunked', bytes.length + 1), { dir, baseUrl: srv.base }), 'E_NETWORK', 'is 300000 bytes (received) but chunked is 300001 bytes');
+    await rejectsWith(
+      getModel(entry('chunked', bytes.length + 1), { dir, baseUrl: srv.base }),
+      'E_NETWORK',
+      'is 300000 bytes (received) but chunked is 300001 bytes',
+    );
     assert.deepEqual(readdirSync(dir), []);
     // a longer one is refused as soon as it passes the size
     const seen: number[] = [];
-    const e = await rejectsWith(getModel(entry('chunked', 1000), { dir, baseUrl: srv.base, onProgress: (p) => seen.push(p.received) }), 'E_NETWORK', /is \d+ bytes \(received so far, without a Content-Length\) but chunked is 1000 bytes/);
+    const e = await rejectsWith(
+      getModel(entry('chunked', 1000), { dir, baseUrl: srv.base, onProgress: (p) => seen.push(p.received) }),
+      'E_NETWORK',
+      /is \d+ bytes \(received so far, without a Content-Length\) but chunked is 1000 bytes/,
+    );
     assert.ok((e.details.got as number) > 1000);
-    assert.ok(seen.every((n) => n <= 1000), 'no progress past the size is reported');
+    assert.ok(
+      seen.every((n) => n <= 1000),
+      'no progress past the size is reported',
+    );
     assert.deepEqual(readdirSync(dir), []);
   });
 
-  it('a sha256 other than the catalog\'s: E_CHECKSUM, nothing kept', async () => {
+  it("a sha256 other than the catalog's: E_CHECKSUM, nothing kept", async () => {
     const bytes = seededBytes(10_000, 6);
     srv.serve('hash.pth', { bytes, behaviour: 'normal' });
     const dir = freshDir();
-    await rejectsWith(getModel(entry('hash', bytes.length, '0'.repeat(64)), { dir, baseUrl: srv.base }), 'E_CHECKSUM', sha(bytes));
+    await rejectsWith(
+      getModel(entry('hash', bytes.length, '0'.repeat(64)), { dir, baseUrl: srv.base }),
+      'E_CHECKSUM',
+      sha(bytes),
+    );
     assert.deepEqual(readdirSync(dir), []);
   });
 
   it('404: E_NETWORK naming the URL, with the fix', async () => {
     const dir = freshDir();
-    const e = await rejectsWith(getModel(entry('absent', null), { dir, baseUrl: srv.base }), 'E_NETWORK', `${srv.base}/absent.pth`, 'HTTP 404', '--url');
+    const e = await rejectsWith(
+      getModel(entry('absent', null), { dir, baseUrl: srv.base }),
+      'E_NETWORK',
+      `${srv.base}/absent.pth`,
+      'HTTP 404',
+      '--url',
+    );
     assert.equal(e.details.status, 404);
     assert.equal(existsSync(path.join(dir, 'absent.pth')), false);
   });
@@ -160,13 +228,24 @@ describe('models get, against a loopback HTTP server', () => {
   it('a refused connection: E_NETWORK saying so', async () => {
     const closed = await startWeightsServer();
     await closed.close();
-    await rejectsWith(getModel(entry('refused', null), { dir: freshDir(), baseUrl: closed.base }), 'E_NETWORK', 'ECONNREFUSED', `${closed.base}/refused.pth`);
+    await rejectsWith(
+      getModel(entry('refused', null), { dir: freshDir(), baseUrl: closed.base }),
+      'E_NETWORK',
+      'ECONNREFUSED',
+      `${closed.base}/refused.pth`,
+    );
   });
 
   it('a server that never answers: the stall timeout ends the get with E_NETWORK', async () => {
     srv.serve('silent.pth', { bytes: seededBytes(1000, 7), behaviour: 'silent' });
     const dir = freshDir();
-    await rejectsWith(getModel(entry('silent', null), { dir, baseUrl: srv.base, stallMs: 150 }), 'E_NETWORK', 'sent nothing for 0.1 s', 'stalled', '--stall-timeout');
+    await rejectsWith(
+      getModel(entry('silent', null), { dir, baseUrl: srv.base, stallMs: 150 }),
+      'E_NETWORK',
+      'sent nothing for 0.1 s',
+      'stalled',
+      '--stall-timeout',
+    );
     assert.equal(existsSync(path.join(dir, 'silent.pth')), false);
   });
 
@@ -174,7 +253,12 @@ describe('models get, against a loopback HTTP server', () => {
     const bytes = seededBytes(600_000, 8);
     srv.serve('stall.pth', { bytes, behaviour: 'stall-body', cutAt: 200_000 });
     const dir = freshDir();
-    await rejectsWith(getModel(entry('stall', bytes.length), { dir, baseUrl: srv.base, stallMs: 150 }), 'E_NETWORK', 'after 200000 bytes', 'resumes from byte 200000');
+    await rejectsWith(
+      getModel(entry('stall', bytes.length), { dir, baseUrl: srv.base, stallMs: 150 }),
+      'E_NETWORK',
+      'after 200000 bytes',
+      'resumes from byte 200000',
+    );
     assert.equal(existsSync(path.join(dir, 'stall.pth')), false);
     srv.serve('stall.pth', { bytes, behaviour: 'normal' });
     const r = await getModel(entry('stall', bytes.length), { dir, baseUrl: srv.base });
@@ -182,14 +266,18 @@ describe('models get, against a loopback HTTP server', () => {
     assert.equal(r.sha256, sha(bytes));
   });
 
-  it('a lock held by a live process is E_BUSY; a dead process\'s lock is taken over', async () => {
+  it("a lock held by a live process is E_BUSY; a dead process's lock is taken over", async () => {
     const bytes = seededBytes(2000, 9);
     srv.serve('locked.pth', { bytes, behaviour: 'normal' });
     const dir = freshDir();
     mkdirSync(dir, { recursive: true });
     const lockFile = path.join(dir, 'locked.pth.part.lock');
     writeFileSync(lockFile, String(process.pid));
-    await rejectsWith(getModel(entry('locked', bytes.length), { dir, baseUrl: srv.base }), 'E_BUSY', `pid ${process.pid}`);
+    await rejectsWith(
+      getModel(entry('locked', bytes.length), { dir, baseUrl: srv.base }),
+      'E_BUSY',
+      `pid ${process.pid}`,
+    );
     const dead = spawnSync(process.execPath, ['-e', '0']).pid!;
     writeFileSync(lockFile, String(dead));
     const r = await getModel(entry('locked', bytes.length), { dir, baseUrl: srv.base });
@@ -198,13 +286,26 @@ describe('models get, against a loopback HTTP server', () => {
   });
 });
 
-interface CliResult { code: number; stdout: string; stderr: string }
+interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
 
 function cli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
   return new Promise((resolve) => {
-    execFile(process.execPath, ['--import', 'tsx', 'src/cli/index.ts', ...args],
-      { cwd: REPO, env: { ...process.env, NO_COLOR: '1', GPEN_LAB_CUDA_WARMUP: '0', ...env }, maxBuffer: 16 << 20, timeout: 60_000 },
-      (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr }));
+    execFile(
+      process.execPath,
+      ['--import', 'tsx', 'src/cli/index.ts', ...args],
+      {
+        cwd: REPO,
+        env: { ...process.env, NO_COLOR: '1', GPEN_LAB_CUDA_WARMUP: '0', ...env },
+        maxBuffer: 16 << 20,
+        timeout: 60_000,
+      },
+      (err, stdout, stderr) =>
+        resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr }),
+    );
   });
 }
 
@@ -214,8 +315,22 @@ describe('the catalog', () => {
     assert.equal(r.code, 0, r.stderr);
     const listed = JSON.parse(r.stdout) as Awaited<ReturnType<typeof listModels>>;
     const names = listed.models.map((m) => m.name);
-    for (const n of ['GPEN-BFR-256', 'GPEN-BFR-512', 'GPEN-BFR-1024', 'GPEN-BFR-2048', 'GPEN-BFR-256-D', 'GPEN-BFR-512-D', 'GPEN-Colorization-1024',
-      'GPEN-Inpainting-1024', 'GPEN-Seg2face-512', 'RetinaFace-R50', 'RealESRNet_x1', 'RealESRNet_x2', 'RealESRNet_x4']) assert.ok(names.includes(n), n);
+    for (const n of [
+      'GPEN-BFR-256',
+      'GPEN-BFR-512',
+      'GPEN-BFR-1024',
+      'GPEN-BFR-2048',
+      'GPEN-BFR-256-D',
+      'GPEN-BFR-512-D',
+      'GPEN-Colorization-1024',
+      'GPEN-Inpainting-1024',
+      'GPEN-Seg2face-512',
+      'RetinaFace-R50',
+      'RealESRNet_x1',
+      'RealESRNet_x2',
+      'RealESRNet_x4',
+    ])
+      assert.ok(names.includes(n), n);
     for (const m of listed.models) {
       assert.equal(m.runnable, /^GPEN-BFR-\d+$/.test(m.name), m.name);
       assert.equal(m.size === null, m.sizeSource.startsWith('unknown'), m.name);
@@ -236,7 +351,10 @@ describe('the catalog', () => {
     await getModel(catalogEntry('GPEN-BFR-2048')!, { dir, baseUrl: srv.base });
     const listed = await listModels(dir, srv.base);
     const m = listed.models.find((x) => x.name === 'GPEN-BFR-2048')!;
-    assert.deepEqual(m.fetched && { recorded: m.fetched.recorded, sha256: m.fetched.sha256 }, { recorded: true, sha256: sha(bytes) });
+    assert.deepEqual(m.fetched && { recorded: m.fetched.recorded, sha256: m.fetched.sha256 }, {
+      recorded: true,
+      sha256: sha(bytes),
+    });
     assert.equal(m.getUrl, `${srv.base}/GPEN-BFR-2048.pth`);
   });
 });
@@ -249,7 +367,7 @@ describe('--model NAME', () => {
     fetched = (await getModel(catalogEntry('GPEN-BFR-1024')!, { dir: MODELS, baseUrl: srv.base })).file;
   });
 
-  it('a catalog name resolves to the fetched file, for describeModel and prepareModel (restore\'s path)', async () => {
+  it("a catalog name resolves to the fetched file, for describeModel and prepareModel (restore's path)", async () => {
     assert.equal(fetched, path.join(MODELS, 'GPEN-BFR-1024.pth'));
     assert.equal(await resolveModelFile('GPEN-BFR-1024'), fetched);
     assert.equal(await resolveModelFile('gpen-bfr-1024.pth'), fetched);
@@ -263,11 +381,31 @@ describe('--model NAME', () => {
   });
 
   it('the missing-model error names `gpen-lab models get` (with the name where it is a catalog name)', async () => {
-    await rejectsWith(resolveModelFile('GPEN-BFR-512'), 'E_FILE_MISSING', 'GPEN-BFR-512 has not been fetched', path.join(MODELS, 'GPEN-BFR-512.pth'), '`gpen-lab models get GPEN-BFR-512`');
-    await rejectsWith(resolveModelFile('weights/GPEN-BFR-512.pth'), 'E_FILE_MISSING', 'Input file is missing: weights/GPEN-BFR-512.pth', '`gpen-lab models get GPEN-BFR-512`');
-    await rejectsWith(resolveModelFile('nope.onnx'), 'E_FILE_MISSING', 'nope.onnx', '`gpen-lab models`', 'gpen-lab models get');
+    await rejectsWith(
+      resolveModelFile('GPEN-BFR-512'),
+      'E_FILE_MISSING',
+      'GPEN-BFR-512 has not been fetched',
+      path.join(MODELS, 'GPEN-BFR-512.pth'),
+      '`gpen-lab models get GPEN-BFR-512`',
+    );
+    await rejectsWith(
+      resolveModelFile('weights/GPEN-BFR-512.pth'),
+      'E_FILE_MISSING',
+      'Input file is missing: weights/GPEN-BFR-512.pth',
+      '`gpen-lab models get GPEN-BFR-512`',
+    );
+    await rejectsWith(
+      resolveModelFile('nope.onnx'),
+      'E_FILE_MISSING',
+      'nope.onnx',
+      '`gpen-lab models`',
+      'gpen-lab models get',
+    );
     await rejectsWith(resolveModelFile('RetinaFace-R50'), 'E_FILE_MISSING', 'not a model gpen-lab runs');
-    const r = await cli(['restore', 'README.md', '-o', path.join(root, 'out'), '--model', 'GPEN-BFR-512', '--provider', 'cpu'], { GPEN_LAB_MODELS: freshDir() });
+    const r = await cli(
+      ['restore', 'README.md', '-o', path.join(root, 'out'), '--model', 'GPEN-BFR-512', '--provider', 'cpu'],
+      { GPEN_LAB_MODELS: freshDir() },
+    );
     assert.equal(r.code, 2, r.stderr);
     assert.match(r.stderr, /error \[E_FILE_MISSING\]: Input file is missing: GPEN-BFR-512 /);
     assert.match(r.stderr, /fix: Fetch it with `gpen-lab models get GPEN-BFR-512`/);
@@ -290,7 +428,14 @@ describe('--model NAME', () => {
     utimesSync(fetched, 1_700_000_000, 1_700_000_000);
     assert.equal(await resolveModelFile('GPEN-BFR-1024'), fetched);
     utimesSync(fetched, 1_700_000_100, 1_700_000_100);
-    await rejectsWith(resolveModelFile('GPEN-BFR-1024'), 'E_CHECKSUM', fetched, record.sha256, sha(changed), '`gpen-lab models get GPEN-BFR-1024 --force`');
+    await rejectsWith(
+      resolveModelFile('GPEN-BFR-1024'),
+      'E_CHECKSUM',
+      fetched,
+      record.sha256,
+      sha(changed),
+      '`gpen-lab models get GPEN-BFR-1024 --force`',
+    );
     // the fix works: fetched again over the changed file
     const again = await getModel(catalogEntry('GPEN-BFR-1024')!, { dir: MODELS, baseUrl: srv.base, force: true });
     assert.equal(again.sha256, sha(bytes));

@@ -18,21 +18,37 @@ type Dims = (number | string)[];
 const FLOAT = 1;
 
 function vi(name: string, dims: Dims, elemType = FLOAT): onnxProto.onnx.IValueInfoProto {
-  return { name, type: { tensorType: { elemType, shape: { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) } } } };
+  return {
+    name,
+    type: {
+      tensorType: {
+        elemType,
+        shape: { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) },
+      },
+    },
+  };
 }
 
 /** A tiny model: Identity input -> output unless nodes are given. */
 function model(o: {
-  inputs: onnxProto.onnx.IValueInfoProto[]; outputs: onnxProto.onnx.IValueInfoProto[];
-  nodes?: onnxProto.onnx.INodeProto[]; initializers?: onnxProto.onnx.ITensorProto[];
-  metadata?: Record<string, string>; producer?: string;
+  inputs: onnxProto.onnx.IValueInfoProto[];
+  outputs: onnxProto.onnx.IValueInfoProto[];
+  nodes?: onnxProto.onnx.INodeProto[];
+  initializers?: onnxProto.onnx.ITensorProto[];
+  metadata?: Record<string, string>;
+  producer?: string;
 }): Uint8Array {
   return onnx.ModelProto.encode({
-    irVersion: 8, producerName: o.producer ?? 'test', opsetImport: [{ domain: '', version: 17 }],
+    irVersion: 8,
+    producerName: o.producer ?? 'test',
+    opsetImport: [{ domain: '', version: 17 }],
     metadataProps: Object.entries(o.metadata ?? {}).map(([key, value]) => ({ key, value })),
     graph: {
-      name: 'g', node: o.nodes ?? [{ opType: 'Identity', input: ['input'], output: ['output'] }],
-      initializer: o.initializers ?? [], input: o.inputs, output: o.outputs,
+      name: 'g',
+      node: o.nodes ?? [{ opType: 'Identity', input: ['input'], output: ['output'] }],
+      initializer: o.initializers ?? [],
+      input: o.inputs,
+      output: o.outputs,
     },
   }).finish();
 }
@@ -42,7 +58,8 @@ const floats = (name: string, dims: number[]): onnxProto.onnx.ITensorProto => {
   return { name, dims, dataType: FLOAT, rawData: new Uint8Array(data.buffer) };
 };
 
-const gpenLike = (s: number | string, t: number | string = s) => model({ inputs: [vi('input', [1, 3, s, t])], outputs: [vi('output', [1, 3, s, t])] });
+const gpenLike = (s: number | string, t: number | string = s) =>
+  model({ inputs: [vi('input', [1, 3, s, t])], outputs: [vi('output', [1, 3, s, t])] });
 
 function rejects(fn: () => unknown, code: ErrorCode, file: string): void {
   assert.throws(fn, (e: unknown) => {
@@ -80,14 +97,19 @@ test('upstream torch export fixture', async () => {
   assert.equal(info.producer, 'pytorch');
   assert.equal(info.inputName, 'input');
   assert.deepEqual(info.inputDims, [1, 3, 64, 64]);
-  assert.ok(info.outputDims.every((d) => typeof d === 'string'), 'torch leaves the output dims symbolic');
+  assert.ok(
+    info.outputDims.every((d) => typeof d === 'string'),
+    'torch leaves the output dims symbolic',
+  );
   assert.equal(info.synthetic, false);
   assert.equal(info.channelMultiplier, null);
   assert.ok(info.opset >= 11 && info.irVersion >= 6);
 });
 
 test('sha256File matches the fixture manifest', async () => {
-  const manifest = JSON.parse(await fs.readFile(path.join(FIXTURES, 'gpen-tiny-64.json'), 'utf8')) as { sha256: Record<string, string> };
+  const manifest = JSON.parse(await fs.readFile(path.join(FIXTURES, 'gpen-tiny-64.json'), 'utf8')) as {
+    sha256: Record<string, string>;
+  };
   assert.equal(await sha256File(UPSTREAM), manifest.sha256['gpen-tiny-64.upstream.onnx']);
   await rejectsAsync(sha256File(path.join(FIXTURES, 'nope.onnx')), 'E_FILE_MISSING');
 });
@@ -112,10 +134,22 @@ test('published-style file (old exporter: weights listed among the inputs too)',
 
 test('gpen-lab file: metadata drives kind, precision, synthetic and the arch', () => {
   const meta = {
-    'gpen-lab.kind': 'gpen', 'gpen-lab.size': '256', 'gpen-lab.channel_multiplier': '1', 'gpen-lab.narrow': '0.5',
-    'gpen-lab.synthetic': 'true', 'gpen-lab.seed': '7', 'gpen-lab.precision': 'fp16', 'gpen-lab.params': '1', 'gpen-lab.source': 'synthetic',
+    'gpen-lab.kind': 'gpen',
+    'gpen-lab.size': '256',
+    'gpen-lab.channel_multiplier': '1',
+    'gpen-lab.narrow': '0.5',
+    'gpen-lab.synthetic': 'true',
+    'gpen-lab.seed': '7',
+    'gpen-lab.precision': 'fp16',
+    'gpen-lab.params': '1',
+    'gpen-lab.source': 'synthetic',
   };
-  const buf = model({ producer: 'gpen-lab', inputs: [vi('input', ['batch', 3, 256, 256])], outputs: [vi('output', ['batch', 3, 256, 256])], metadata: meta });
+  const buf = model({
+    producer: 'gpen-lab',
+    inputs: [vi('input', ['batch', 3, 256, 256])],
+    outputs: [vi('output', ['batch', 3, 256, 256])],
+    metadata: meta,
+  });
   const info = inspectOnnxBuffer(buf, 'mine.onnx');
   assert.equal(info.origin, 'gpen-lab');
   assert.equal(info.kind, 'gpen');
@@ -127,44 +161,89 @@ test('gpen-lab file: metadata drives kind, precision, synthetic and the arch', (
   assert.equal(info.narrow, 0.5);
   assert.equal(info.metadata['gpen-lab.seed'], '7');
 
-  const id = inspectOnnxBuffer(model({
-    inputs: [vi('input', ['batch', 3, 64, 64])], outputs: [vi('output', ['batch', 3, 64, 64])],
-    metadata: { 'gpen-lab.kind': 'identity', 'gpen-lab.size': '64', 'gpen-lab.synthetic': 'false' },
-  }), 'id.onnx');
-  assert.deepEqual([id.origin, id.kind, id.size, id.synthetic, id.params, id.narrow], ['gpen-lab', 'identity', 64, false, 0, null]);
+  const id = inspectOnnxBuffer(
+    model({
+      inputs: [vi('input', ['batch', 3, 64, 64])],
+      outputs: [vi('output', ['batch', 3, 64, 64])],
+      metadata: { 'gpen-lab.kind': 'identity', 'gpen-lab.size': '64', 'gpen-lab.synthetic': 'false' },
+    }),
+    'id.onnx',
+  );
+  assert.deepEqual(
+    [id.origin, id.kind, id.size, id.synthetic, id.params, id.narrow],
+    ['gpen-lab', 'identity', 64, false, 0, null],
+  );
 });
 
 test('an image-to-image net of a GPEN size with no known origin is accepted as unknown', () => {
-  const info = inspectOnnxBuffer(model({ inputs: [vi('x', ['n', 3, 128, 128])], outputs: [vi('y', ['n', 3, 128, 128])],
-    nodes: [{ opType: 'Identity', input: ['x'], output: ['y'] }] }), 'other.onnx');
-  assert.deepEqual([info.origin, info.kind, info.size, info.inputName, info.outputName], ['unknown', 'gpen', 128, 'x', 'y']);
+  const info = inspectOnnxBuffer(
+    model({
+      inputs: [vi('x', ['n', 3, 128, 128])],
+      outputs: [vi('y', ['n', 3, 128, 128])],
+      nodes: [{ opType: 'Identity', input: ['x'], output: ['y'] }],
+    }),
+    'other.onnx',
+  );
+  assert.deepEqual(
+    [info.origin, info.kind, info.size, info.inputName, info.outputName],
+    ['unknown', 'gpen', 128, 'x', 'y'],
+  );
 });
 
 test('truncated, random and empty files are E_ONNX_CORRUPT', async () => {
   const whole = await fs.readFile(UPSTREAM);
-  await withTemp('half.onnx', whole.subarray(0, whole.length >> 1), async (f) => rejectsAsync(inspectOnnx(f), 'E_ONNX_CORRUPT'));
+  await withTemp('half.onnx', whole.subarray(0, whole.length >> 1), async (f) =>
+    rejectsAsync(inspectOnnx(f), 'E_ONNX_CORRUPT'),
+  );
   await withTemp('empty.onnx', new Uint8Array(0), async (f) => rejectsAsync(inspectOnnx(f), 'E_ONNX_CORRUPT'));
   let x = 0x9e3779b9; // xorshift32: deterministic "random" bytes
   const noise = Uint8Array.from({ length: 65536 }, () => ((x ^= x << 13), (x ^= x >>> 17), (x ^= x << 5), x & 0xff));
   await withTemp('noise.onnx', noise, async (f) => rejectsAsync(inspectOnnx(f), 'E_ONNX_CORRUPT'));
   // Cut at a field boundary decodes cleanly, so the byte count of raw_data must be checked.
   const short = { name: 'w', dims: [4], dataType: FLOAT, rawData: new Uint8Array(8) };
-  rejects(() => inspectOnnxBuffer(model({ inputs: [vi('input', [1, 3, 64, 64])], outputs: [vi('output', [1, 3, 64, 64])], initializers: [short] }), 'cut.onnx'),
-    'E_ONNX_CORRUPT', 'cut.onnx');
-  rejects(() => inspectOnnxBuffer(onnx.ModelProto.encode({ irVersion: 8, producerName: 'x' }).finish(), 'nograph.onnx'), 'E_ONNX_CORRUPT', 'nograph.onnx');
+  rejects(
+    () =>
+      inspectOnnxBuffer(
+        model({
+          inputs: [vi('input', [1, 3, 64, 64])],
+          outputs: [vi('output', [1, 3, 64, 64])],
+          initializers: [short],
+        }),
+        'cut.onnx',
+      ),
+    'E_ONNX_CORRUPT',
+    'cut.onnx',
+  );
+  rejects(
+    () => inspectOnnxBuffer(onnx.ModelProto.encode({ irVersion: 8, producerName: 'x' }).finish(), 'nograph.onnx'),
+    'E_ONNX_CORRUPT',
+    'nograph.onnx',
+  );
 });
 
 test('other networks are E_NOT_GPEN', () => {
-  const mnist = model({ inputs: [vi('input', [1, 1, 28, 28])], outputs: [vi('output', [1, 10])], nodes: [{ opType: 'Flatten', input: ['input'], output: ['output'] }] });
+  const mnist = model({
+    inputs: [vi('input', [1, 1, 28, 28])],
+    outputs: [vi('output', [1, 10])],
+    nodes: [{ opType: 'Flatten', input: ['input'], output: ['output'] }],
+  });
   rejects(() => inspectOnnxBuffer(mnist, 'mnist.onnx'), 'E_NOT_GPEN', 'mnist.onnx');
   const upscaler = model({ inputs: [vi('input', [1, 3, 64, 64])], outputs: [vi('output', [1, 3, 256, 256])] });
   rejects(() => inspectOnnxBuffer(upscaler, 'x4.onnx'), 'E_NOT_GPEN', 'x4.onnx');
-  const twoInputs = model({ inputs: [vi('input', [1, 3, 64, 64]), vi('mask', [1, 1, 64, 64])], outputs: [vi('output', [1, 3, 64, 64])] });
+  const twoInputs = model({
+    inputs: [vi('input', [1, 3, 64, 64]), vi('mask', [1, 1, 64, 64])],
+    outputs: [vi('output', [1, 3, 64, 64])],
+  });
   rejects(() => inspectOnnxBuffer(twoInputs, 'inpaint.onnx'), 'E_NOT_GPEN', 'inpaint.onnx');
 });
 
 test('GPEN-like files of sizes GPEN does not define are E_SIZE_UNKNOWN', () => {
-  for (const [s, t] of [[96, 96], [4096, 4096], [256, 512], ['h', 'w']] as const) {
+  for (const [s, t] of [
+    [96, 96],
+    [4096, 4096],
+    [256, 512],
+    ['h', 'w'],
+  ] as const) {
     rejects(() => inspectOnnxBuffer(gpenLike(s, t), `gpen_${s}.onnx`), 'E_SIZE_UNKNOWN', `gpen_${s}.onnx`);
   }
 });

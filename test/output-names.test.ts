@@ -16,7 +16,12 @@ import { useTempCache } from './helpers/cache-dir.js';
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const FACE = path.join(REPO, 'assets', 'demo-face.png');
 const tmp = useTempCache('gpen-outputs-');
-const cli = (args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/index.ts', ...args], { cwd: REPO, encoding: 'utf8', timeout: 120_000 });
+const cli = (args: string[]) =>
+  spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/index.ts', ...args], {
+    cwd: REPO,
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
 
 describe('output names', () => {
   it('one NAME per input: the stem, then the extension where stems meet, then a number by order', () => {
@@ -38,24 +43,34 @@ describe('restore never loses or replaces an output', () => {
     copyFileSync(FACE, path.join(dir, 'a', 'x.png'));
     copyFileSync(FACE, path.join(dir, 'b', 'x.png'));
     const out = path.join(dir, 'out');
-    const r = cli(['restore', path.join(dir, 'a', 'x.png'), path.join(dir, 'b', 'x.png'), '-o', out, '--synthetic', '64', '--provider', 'cpu']);
+    const r = cli([
+      'restore',
+      path.join(dir, 'a', 'x.png'),
+      path.join(dir, 'b', 'x.png'),
+      '-o',
+      out,
+      '--synthetic',
+      '64',
+      '--provider',
+      'cpu',
+    ]);
     assert.equal(r.status, 0, r.stderr);
     assert.deepEqual(readdirSync(out).sort(), ['x_png_2_GPEN.png', 'x_png_GPEN.png']);
   });
 
   it('an output already there is refused (E_OUTPUT_EXISTS, exit 2, the file untouched) unless --overwrite', () => {
     const out = mkdtempSync(path.join(tmp, 'exists-'));
-    writeFileSync(path.join(out, 'demo-face_GPEN.png'), 'the user\'s own file');
+    writeFileSync(path.join(out, 'demo-face_GPEN.png'), "the user's own file");
     const r = cli(['restore', FACE, '-o', out, '--synthetic', '64', '--provider', 'cpu', '--json']);
     assert.equal(r.status, 2, r.stderr);
     const res = JSON.parse(r.stdout.trim().split('\n')[0]) as { error: { code: string; message: string; fix: string } };
     assert.equal(res.error.code, 'E_OUTPUT_EXISTS');
     assert.match(res.error.fix, /--overwrite/);
-    assert.equal(readFileSync(path.join(out, 'demo-face_GPEN.png'), 'utf8'), 'the user\'s own file');
+    assert.equal(readFileSync(path.join(out, 'demo-face_GPEN.png'), 'utf8'), "the user's own file");
     assert.deepEqual(readdirSync(out), ['demo-face_GPEN.png'], 'nothing else written for that image');
     const again = cli(['restore', FACE, '-o', out, '--synthetic', '64', '--provider', 'cpu', '--overwrite']);
     assert.equal(again.status, 0, again.stderr);
-    assert.notEqual(readFileSync(path.join(out, 'demo-face_GPEN.png'), 'utf8'), 'the user\'s own file');
+    assert.notEqual(readFileSync(path.join(out, 'demo-face_GPEN.png'), 'utf8'), "the user's own file");
   });
 
   it('restore DIR -o DIR leaves out the outputs already in DIR and says so', () => {
@@ -72,10 +87,17 @@ describe('restore never loses or replaces an output', () => {
 describe('a write on a full disk', () => {
   it('leaves nothing behind and says E_WRITE with the cause (a 64 KiB tmpfs)', async (t) => {
     const mnt = mkdtempSync(path.join(os.tmpdir(), 'gpen-full-'));
-    if (spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', mnt]).status !== 0) return t.skip('cannot mount a tmpfs here (needs root)');
+    if (spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', mnt]).status !== 0)
+      return t.skip('cannot mount a tmpfs here (needs root)');
     t.after(() => spawnSync('umount', [mnt]));
-    await assert.rejects(writeFileAtomicSafe(path.join(mnt, 'y.npy'), new Uint8Array(786_560)),
-      (e: unknown) => e instanceof GpenLabError && e.code === 'E_WRITE' && /no space left on the device \(ENOSPC\)/.test(e.message) && /Free space/.test(e.fix));
+    await assert.rejects(
+      writeFileAtomicSafe(path.join(mnt, 'y.npy'), new Uint8Array(786_560)),
+      (e: unknown) =>
+        e instanceof GpenLabError &&
+        e.code === 'E_WRITE' &&
+        /no space left on the device \(ENOSPC\)/.test(e.message) &&
+        /Free space/.test(e.fix),
+    );
     assert.deepEqual(readdirSync(mnt), []);
     const r = cli(['model', 'synth', '--size', '256', '-o', path.join(mnt, 's.onnx')]);
     assert.equal(r.status, 3, r.stderr);
@@ -89,7 +111,13 @@ describe('a damaged cache entry', () => {
   it('a truncated detector graph in the cache is found by its hash and rebuilt: detection goes on', () => {
     const cache = mkdtempSync(path.join(tmp, 'cache-'));
     const env = { ...process.env, GPEN_LAB_CACHE: cache };
-    const detect = () => spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/index.ts', 'detect', FACE, '--json'], { cwd: REPO, encoding: 'utf8', timeout: 120_000, env });
+    const detect = () =>
+      spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/index.ts', 'detect', FACE, '--json'], {
+        cwd: REPO,
+        encoding: 'utf8',
+        timeout: 120_000,
+        env,
+      });
     const first = detect();
     assert.equal(first.status, 0, first.stderr);
     const dir = path.join(cache, 'detector');
@@ -104,18 +132,42 @@ describe('a damaged cache entry', () => {
 });
 
 describe('a folder that cannot be created', () => {
-  it('an output under /proc is E_WRITE at once (Node\'s recursive mkdir would loop there for ever), through the API and the CLI', async () => {
-    await assert.rejects(writeFileAtomicSafe('/proc/gpen-lab-test/x/y.png', 'x'),
-      (e: unknown) => e instanceof GpenLabError && e.code === 'E_WRITE' && /a folder cannot be created there/.test(e.message) && /\/proc/.test(e.fix));
-    const r = cli(['restore', FACE, '-o', '/proc/gpen-lab-test/out', '--synthetic', '64', '--provider', 'cpu', '--json']);
+  it("an output under /proc is E_WRITE at once (Node's recursive mkdir would loop there for ever), through the API and the CLI", async () => {
+    await assert.rejects(
+      writeFileAtomicSafe('/proc/gpen-lab-test/x/y.png', 'x'),
+      (e: unknown) =>
+        e instanceof GpenLabError &&
+        e.code === 'E_WRITE' &&
+        /a folder cannot be created there/.test(e.message) &&
+        /\/proc/.test(e.fix),
+    );
+    const r = cli([
+      'restore',
+      FACE,
+      '-o',
+      '/proc/gpen-lab-test/out',
+      '--synthetic',
+      '64',
+      '--provider',
+      'cpu',
+      '--json',
+    ]);
     assert.equal(r.status, 3, r.stderr);
     assert.equal((JSON.parse(r.stdout.trim().split('\n')[0]) as { error: { code: string } }).error.code, 'E_WRITE');
   });
 
   it('a cache under /proc costs the caches, never the restore', () => {
     const out = mkdtempSync(path.join(tmp, 'proc-cache-'));
-    const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/index.ts', 'restore', FACE, '-o', out, '--synthetic', '64', '--provider', 'cpu'],
-      { cwd: REPO, encoding: 'utf8', timeout: 120_000, env: { ...process.env, GPEN_LAB_CACHE: '/proc/gpen-lab-test/cache' } });
+    const r = spawnSync(
+      process.execPath,
+      ['--import', 'tsx', 'src/cli/index.ts', 'restore', FACE, '-o', out, '--synthetic', '64', '--provider', 'cpu'],
+      {
+        cwd: REPO,
+        encoding: 'utf8',
+        timeout: 120_000,
+        env: { ...process.env, GPEN_LAB_CACHE: '/proc/gpen-lab-test/cache' },
+      },
+    );
     assert.equal(r.status, 0, r.stderr);
     assert.deepEqual(readdirSync(out).sort(), ['demo-face_GPEN.png']);
   });

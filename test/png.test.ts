@@ -28,7 +28,8 @@ async function decoded(png: Buffer): Promise<{ data: Buffer; alpha: Uint8Array |
 }
 
 describe('striped PNG encoder', () => {
-  const W = 37, H = 53;
+  const W = 37,
+    H = 53;
   const a = pattern(W, H);
   const b = pattern(W, H).map((v) => 255 - v);
   const alpha = Uint8Array.from({ length: W * H }, (_, i) => (i * 7) % 256);
@@ -36,13 +37,17 @@ describe('striped PNG encoder', () => {
   it('Adler-32 of a concatenation combines from its pieces', () => {
     const x = Uint8Array.from({ length: 100_003 }, (_, i) => (i * 131 + (i >> 7)) & 255);
     for (const cut of [0, 1, 5552, 65521, 70_000, 100_003]) {
-      assert.equal(adler32Combine(adler32(x.subarray(0, cut)), adler32(x.subarray(cut)), x.length - cut), adler32(x), `cut at ${cut}`);
+      assert.equal(
+        adler32Combine(adler32(x.subarray(0, cut)), adler32(x.subarray(cut)), x.length - cut),
+        adler32(x),
+        `cut at ${cut}`,
+      );
     }
     // zlib's own value for a known string
     assert.equal(adler32(new TextEncoder().encode('Wikipedia')), 0x11e60398);
   });
 
-  it('the JavaScript CRC-32 (for Node without zlib.crc32) is zlib\'s, continued or not', () => {
+  it("the JavaScript CRC-32 (for Node without zlib.crc32) is zlib's, continued or not", () => {
     const x = Uint8Array.from({ length: 10_007 }, (_, i) => (i * 151 + (i >> 3)) & 255);
     assert.equal(crc32Js(new TextEncoder().encode('123456789')), 0xcbf43926);
     assert.equal(crc32Js(x), zlib.crc32(x) >>> 0);
@@ -51,13 +56,28 @@ describe('striped PNG encoder', () => {
 
   for (const stripeBytes of [64, 1000, 1 << 20]) {
     it(`RGB images side by side round-trip exactly (stripes of ${stripeBytes} bytes)`, async () => {
-      const png = await encodePngStriped([{ data: a, width: W, alpha: null }, { data: b, width: W, alpha: null }], H, { stripeBytes, description: 'gpen-lab: striped' });
+      const png = await encodePngStriped(
+        [
+          { data: a, width: W, alpha: null },
+          { data: b, width: W, alpha: null },
+        ],
+        H,
+        { stripeBytes, description: 'gpen-lab: striped' },
+      );
       const got = await decoded(png);
       assert.equal(got.alpha, null);
       assert.equal(got.width, 2 * W);
       for (let y = 0; y < H; y++) {
-        assert.deepEqual(got.data.subarray(y * 6 * W, y * 6 * W + 3 * W), Buffer.from(a.subarray(y * 3 * W, (y + 1) * 3 * W)), `row ${y}, left`);
-        assert.deepEqual(got.data.subarray(y * 6 * W + 3 * W, (y + 1) * 6 * W), Buffer.from(b.subarray(y * 3 * W, (y + 1) * 3 * W)), `row ${y}, right`);
+        assert.deepEqual(
+          got.data.subarray(y * 6 * W, y * 6 * W + 3 * W),
+          Buffer.from(a.subarray(y * 3 * W, (y + 1) * 3 * W)),
+          `row ${y}, left`,
+        );
+        assert.deepEqual(
+          got.data.subarray(y * 6 * W + 3 * W, (y + 1) * 6 * W),
+          Buffer.from(b.subarray(y * 3 * W, (y + 1) * 3 * W)),
+          `row ${y}, right`,
+        );
       }
       // one zlib stream whose checksum holds (inflateSync verifies the Adler-32): filter byte 0, then the row
       const raw = zlib.inflateSync(idat(png));
@@ -79,7 +99,10 @@ describe('striped PNG encoder', () => {
     const striped = await encodePngStriped(parts, img.height);
     const one = await encodePngStriped(parts, img.height, { stripeBytes: 1 << 30 });
     assert.ok(pngStripeJobs(parts, img.height).length >= 8);
-    assert.ok(idat(striped).length <= idat(one).length * 1.01, `${idat(striped).length} bytes in stripes against ${idat(one).length} in one`);
+    assert.ok(
+      idat(striped).length <= idat(one).length * 1.01,
+      `${idat(striped).length} bytes in stripes against ${idat(one).length} in one`,
+    );
     assert.deepEqual((await decoded(striped)).data, Buffer.from(img.rgb));
   });
 
@@ -91,7 +114,10 @@ describe('striped PNG encoder', () => {
       assert.ok(jobs.length > 6, `${jobs.length} stripes`);
       const there = await workers.pngStripes(jobs);
       const here = jobs.map(deflateStripe);
-      assert.deepEqual(there.map((s) => [s.adler, s.length, Buffer.from(s.data).toString('base64')]), here.map((s) => [s.adler, s.length, Buffer.from(s.data).toString('base64')]));
+      assert.deepEqual(
+        there.map((s) => [s.adler, s.length, Buffer.from(s.data).toString('base64')]),
+        here.map((s) => [s.adler, s.length, Buffer.from(s.data).toString('base64')]),
+      );
     } finally {
       await workers.close();
     }

@@ -25,7 +25,9 @@ describe('cold-start primer', () => {
       const m = onnx.ModelProto.decode(bytes);
       const pr = primerModel(bytes);
       const q = onnx.ModelProto.decode(pr.model);
-      const weights = m.graph!.initializer!.filter((t) => (t.dataType === 1 || t.dataType === 10) && (t.dims ?? []).map(Number).reduce((a, b) => a * b, 1) >= 64);
+      const weights = m.graph!.initializer!.filter(
+        (t) => (t.dataType === 1 || t.dataType === 10) && (t.dims ?? []).map(Number).reduce((a, b) => a * b, 1) >= 64,
+      );
       assert.ok(weights.length > 10, `${weights.length} weights`);
       assert.equal(pr.replaced.count, weights.length);
       const made = q.graph!.node!.filter((n) => n.opType === 'ConstantOfShape');
@@ -35,31 +37,44 @@ describe('cold-start primer', () => {
         assert.ok(n, w.name!);
         const shape = q.graph!.initializer!.find((t) => t.name === n.input![0])!;
         const raw = shape.rawData!;
-        assert.deepEqual([...new BigInt64Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength))].map(Number), (w.dims ?? []).map(Number), w.name!);
+        assert.deepEqual(
+          [...new BigInt64Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength))].map(Number),
+          (w.dims ?? []).map(Number),
+          w.name!,
+        );
         assert.equal(n.attribute![0].t!.dataType, w.dataType, w.name!);
       }
       // the model's own nodes follow, unchanged and in order
-      assert.deepEqual(q.graph!.node!.slice(made.length).map((n) => [n.opType, n.input, n.output]), m.graph!.node!.map((n) => [n.opType, n.input, n.output]));
+      assert.deepEqual(
+        q.graph!.node!.slice(made.length).map((n) => [n.opType, n.input, n.output]),
+        m.graph!.node!.map((n) => [n.opType, n.input, n.output]),
+      );
       assert.deepEqual([pr.input, pr.output.name], [{ name: 'input', dims: [1, 3, 64, 64] }, 'output']);
       assert.equal(pr.output.elements, 3 * 64 * 64);
       assert.ok(pr.model.byteLength < bytes.byteLength / 5, `${pr.model.byteLength} bytes against ${bytes.byteLength}`);
     });
   }
 
-  it('the primer runs (here on the CPU, once on a worker thread) with the model\'s input and output', async () => {
+  it("the primer runs (here on the CPU, once on a worker thread) with the model's input and output", async () => {
     const p = await prepareModel({ type: 'synthetic', size: 64, seed: 3 }, 'fp32');
     const pr = primerModel(p.model as Uint8Array);
     const s = CapiSession.create(pr.model, { provider: 'cpu', graphOptimizationLevel: 0 });
     try {
-      await s.runOnceAsync({ name: pr.input.name, x: new Float32Array(3 * 64 * 64), dims: pr.input.dims }, pr.output.name);
-      const out = s.run(new Float32Array(3 * 64 * 64), pr.input.dims, pr.output.elements, { input: pr.input.name, output: pr.output.name });
+      await s.runOnceAsync(
+        { name: pr.input.name, x: new Float32Array(3 * 64 * 64), dims: pr.input.dims },
+        pr.output.name,
+      );
+      const out = s.run(new Float32Array(3 * 64 * 64), pr.input.dims, pr.output.elements, {
+        input: pr.input.name,
+        output: pr.output.name,
+      });
       assert.equal(out.length, pr.output.elements);
     } finally {
       s.release();
     }
   });
 
-  it('a model file\'s primer is written once to the cache and read back after', async () => {
+  it("a model file's primer is written once to the cache and read back after", async () => {
     const p = await prepareModel({ type: 'synthetic', size: 64, seed: 4 }, 'fp32');
     const file = path.join(dir, 'g.onnx');
     writeFileSync(file, p.model as Uint8Array);
@@ -81,9 +96,16 @@ describe('cold-start primer', () => {
   });
 
   it('prime() reports a failure instead of throwing (no CUDA provider here), and prime takes 0 or 1 only', async (t) => {
-    assert.deepEqual(splitCudaOptions({ prime: '1', cudnn_conv_algo_search: 'HEURISTIC' }), { cuda: { cudnn_conv_algo_search: 'HEURISTIC' }, prime: 1 });
+    assert.deepEqual(splitCudaOptions({ prime: '1', cudnn_conv_algo_search: 'HEURISTIC' }), {
+      cuda: { cudnn_conv_algo_search: 'HEURISTIC' },
+      prime: 1,
+    });
     assert.equal(splitCudaOptions({ prime: '0' }).prime, 0);
-    for (const bad of ['yes', '2', '9', '-1']) assert.throws(() => splitCudaOptions({ prime: bad }), (e: unknown) => e instanceof GpenLabError && e.code === 'E_ARGUMENT' && /prime/.test(e.message));
+    for (const bad of ['yes', '2', '9', '-1'])
+      assert.throws(
+        () => splitCudaOptions({ prime: bad }),
+        (e: unknown) => e instanceof GpenLabError && e.code === 'E_ARGUMENT' && /prime/.test(e.message),
+      );
     if (missingProviderFiles('cuda').length === 0) {
       t.skip('the CUDA provider is installed here');
       return;

@@ -17,10 +17,13 @@ import { Pickle, crc32, f32, legacyFile, saveStateDict, zipFile, type Spec } fro
 
 const FIXTURES = fileURLToPath(new URL('../../shared/fixtures/gpen/', import.meta.url));
 if (!existsSync(path.join(FIXTURES, 'gpen-tiny-64.pth'))) {
-  throw new Error(`GPEN fixtures are missing: expected gpen-tiny-64.pth etc. in ${FIXTURES} (the shared/ checkout beside the repo)`);
+  throw new Error(
+    `GPEN fixtures are missing: expected gpen-tiny-64.pth etc. in ${FIXTURES} (the shared/ checkout beside the repo)`,
+  );
 }
 const fixture = (name: string): string => path.join(FIXTURES, name);
-const fixtureParams = (name: string): number => (JSON.parse(readFileSync(fixture(`${name}.json`), 'utf8')) as { params: number }).params;
+const fixtureParams = (name: string): number =>
+  (JSON.parse(readFileSync(fixture(`${name}.json`), 'utf8')) as { params: number }).params;
 
 let tmp = '';
 let serial = 0;
@@ -32,10 +35,16 @@ async function temp(data: Uint8Array, name = 'ckpt.pth'): Promise<string> {
 
 async function rejectsWith(p: Promise<unknown>, code: ErrorCode, ...mentions: string[]): Promise<Error> {
   let caught: unknown;
-  await p.then(() => assert.fail(`expected ${code}`), (e: unknown) => { caught = e; });
+  await p.then(
+    () => assert.fail(`expected ${code}`),
+    (e: unknown) => {
+      caught = e;
+    },
+  );
   assert.ok(isGpenLabError(caught), `expected a GpenLabError, got ${String(caught)}`);
   assert.equal(caught.code, code, caught.message);
-  for (const m of mentions) assert.ok(caught.message.includes(m) || caught.fix.includes(m), `"${m}" not in: ${caught.message} / ${caught.fix}`);
+  for (const m of mentions)
+    assert.ok(caught.message.includes(m) || caught.fix.includes(m), `"${m}" not in: ${caught.message} / ${caught.fix}`);
   return caught;
 }
 
@@ -47,12 +56,18 @@ function totalElements(c: Checkpoint): number {
 
 const openFds = (): number => (existsSync('/proc/self/fd') ? readdirSync('/proc/self/fd').length : 0);
 
-before(async () => { tmp = await mkdtemp(path.join(os.tmpdir(), 'gpen-pth-')); });
-after(async () => { await rm(tmp, { recursive: true, force: true }); });
+before(async () => {
+  tmp = await mkdtemp(path.join(os.tmpdir(), 'gpen-pth-'));
+});
+after(async () => {
+  await rm(tmp, { recursive: true, force: true });
+});
 
 describe('readPth on the fixtures', () => {
   let tiny: Checkpoint;
-  before(async () => { tiny = await readPth(fixture('gpen-tiny-64.pth')); });
+  before(async () => {
+    tiny = await readPth(fixture('gpen-tiny-64.pth'));
+  });
 
   it('reads gpen-tiny-64.pth (zip): 106 float32 tensors with their shapes and values', () => {
     assert.equal(tiny.format, 'zip');
@@ -85,7 +100,12 @@ describe('readPth on the fixtures', () => {
   });
 
   it('says a bare state dict has no nested key', async () => {
-    await rejectsWith(readPth(fixture('gpen-tiny-64.pth'), { key: 'g_ema' }), 'E_KEY_NOT_FOUND', 'itself a state dict of 106 tensors', 'Leave --key out');
+    await rejectsWith(
+      readPth(fixture('gpen-tiny-64.pth'), { key: 'g_ema' }),
+      'E_KEY_NOT_FOUND',
+      'itself a state dict of 106 tensors',
+      'Leave --key out',
+    );
   });
 
   it('reads gpen-128.pth: 125 tensors', async () => {
@@ -107,8 +127,12 @@ describe('readPth on the fixtures', () => {
       const l = legacy.tensors.get(name)!;
       assert.deepEqual(l.dims, t.dims, name);
       assert.equal(l.dtype, t.dtype);
-      assert.ok(Buffer.from(l.data.buffer, l.data.byteOffset, l.data.byteLength)
-        .equals(Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength)), name);
+      assert.ok(
+        Buffer.from(l.data.buffer, l.data.byteOffset, l.data.byteLength).equals(
+          Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength),
+        ),
+        name,
+      );
     }
   });
 });
@@ -118,25 +142,48 @@ describe('readPth on crafted checkpoints', () => {
     { name: `${prefix}a.weight`, cls: 'FloatStorage', key: `${base}`, numel: 6, size: [2, 3] },
     { name: `${prefix}a.bias`, cls: 'FloatStorage', key: `${base + 1}`, numel: 2, size: [2] },
   ];
-  const nested = (legacy: boolean): Pickle => new Pickle().op(0x7d)
-    .str('epoch').int(3).setitem()
-    .str('d').stateDict([{ name: 'w', cls: 'FloatStorage', key: '0', numel: 1, size: [1] }], legacy).setitem()
-    .str('g_ema').stateDict(sd('module.', 1), legacy).setitem();
-  const nestedZip = (): Buffer => zipFile([
-    ['data.pkl', nested(false).bytes()],
-    ['data/0', f32(9)], ['data/1', f32(1, 2, 3, 4, 5, 6)], ['data/2', f32(-1, -2)], ['version', Buffer.from('3\n')],
-  ]);
+  const nested = (legacy: boolean): Pickle =>
+    new Pickle()
+      .op(0x7d)
+      .str('epoch')
+      .int(3)
+      .setitem()
+      .str('d')
+      .stateDict([{ name: 'w', cls: 'FloatStorage', key: '0', numel: 1, size: [1] }], legacy)
+      .setitem()
+      .str('g_ema')
+      .stateDict(sd('module.', 1), legacy)
+      .setitem();
+  const nestedZip = (): Buffer =>
+    zipFile([
+      ['data.pkl', nested(false).bytes()],
+      ['data/0', f32(9)],
+      ['data/1', f32(1, 2, 3, 4, 5, 6)],
+      ['data/2', f32(-1, -2)],
+      ['version', Buffer.from('3\n')],
+    ]);
 
   it("finds the state dict under 'g_ema' and strips DataParallel's 'module.'", async () => {
     for (const [format, bytes] of [
       ['zip', nestedZip()],
-      ['legacy', legacyFile(nested(true), [['0', f32(9), 4], ['1', f32(1, 2, 3, 4, 5, 6), 4], ['2', f32(-1, -2), 4]])],
+      [
+        'legacy',
+        legacyFile(nested(true), [
+          ['0', f32(9), 4],
+          ['1', f32(1, 2, 3, 4, 5, 6), 4],
+          ['2', f32(-1, -2), 4],
+        ]),
+      ],
     ] as const) {
       const c = await readPth(await temp(bytes));
       assert.equal(c.format, format);
       assert.equal(c.key, 'g_ema');
       assert.deepEqual([...c.tensors.keys()], ['a.weight', 'a.bias']);
-      assert.deepEqual(c.tensors.get('a.weight'), { dtype: 'float32', dims: [2, 3], data: new Float32Array([1, 2, 3, 4, 5, 6]) });
+      assert.deepEqual(c.tensors.get('a.weight'), {
+        dtype: 'float32',
+        dims: [2, 3],
+        data: new Float32Array([1, 2, 3, 4, 5, 6]),
+      });
       assert.deepEqual([...c.tensors.get('a.bias')!.data], [-1, -2]);
     }
   });
@@ -152,7 +199,13 @@ describe('readPth on crafted checkpoints', () => {
 
   it('asks for --key when no known key holds a state dict', async () => {
     const main = new Pickle().op(0x7d).str('weights').stateDict(sd('', 1), false).setitem();
-    const f = await temp(zipFile([['data.pkl', main.bytes()], ['data/1', f32(1, 2, 3, 4, 5, 6)], ['data/2', f32(7, 8)]]));
+    const f = await temp(
+      zipFile([
+        ['data.pkl', main.bytes()],
+        ['data/1', f32(1, 2, 3, 4, 5, 6)],
+        ['data/2', f32(7, 8)],
+      ]),
+    );
     await rejectsWith(readPth(f), 'E_KEY_NOT_FOUND', 'weights', 'g_ema', '--key NAME');
     assert.equal((await readPth(f, { key: 'weights' })).tensors.size, 2);
   });
@@ -162,7 +215,14 @@ describe('readPth on crafted checkpoints', () => {
       { name: 'generator.conv1.conv.weight', cls: 'LongStorage', key: 'a', numel: 2, size: [2] },
       { name: 'final_linear.0.weight', cls: 'LongStorage', key: 'b', numel: 2, size: [2] },
     ];
-    const f = await temp(zipFile([['data.pkl', new Pickle().stateDict(specs, false).bytes()], ['data/a', Buffer.alloc(16, 1)], ['data/b', Buffer.alloc(16, 2)]]), 'int64.pth');
+    const f = await temp(
+      zipFile([
+        ['data.pkl', new Pickle().stateDict(specs, false).bytes()],
+        ['data/a', Buffer.alloc(16, 1)],
+        ['data/b', Buffer.alloc(16, 2)],
+      ]),
+      'int64.pth',
+    );
     const { loadCheckpoint } = await import('../src/model/registry.js');
     await rejectsWith(loadCheckpoint(f), 'E_NOT_GPEN', 'int64, not floating point', 'generator.conv1.conv.weight');
   });
@@ -181,13 +241,20 @@ describe('readPth on crafted checkpoints', () => {
     const bf = Buffer.from(new Uint16Array([0x3f80, 0xc0a0]).buffer); // 1, -5
     const f64 = Buffer.from(new Float64Array([0.5, -1e-3]).buffer);
     const storages: [string, Buffer, number][] = [
-      ['h', Buffer.from(new Uint16Array(half).buffer), 2], ['bf', bf, 2], ['f64', f64, 8],
-      ['s', f32(1, 2, 3, 4, 5, 6), 4], ['n', Buffer.alloc(8, 7), 8],
+      ['h', Buffer.from(new Uint16Array(half).buffer), 2],
+      ['bf', bf, 2],
+      ['f64', f64, 8],
+      ['s', f32(1, 2, 3, 4, 5, 6), 4],
+      ['n', Buffer.alloc(8, 7), 8],
     ];
     const files = [
       await temp(legacyFile(new Pickle().stateDict(specs, true), storages)),
-      await temp(zipFile([['data.pkl', new Pickle().stateDict(specs, false).bytes()],
-        ...storages.map(([k, b]) => [`data/${k}`, b, k === 's'] as [string, Buffer, boolean])])), // 's' deflated
+      await temp(
+        zipFile([
+          ['data.pkl', new Pickle().stateDict(specs, false).bytes()],
+          ...storages.map(([k, b]) => [`data/${k}`, b, k === 's'] as [string, Buffer, boolean]),
+        ]),
+      ), // 's' deflated
     ];
     for (const f of files) {
       const c = await readPth(f);
@@ -211,7 +278,14 @@ describe('readPth refuses unsafe and damaged files', () => {
     const marker = path.join(tmp, 'pwned');
     const evil = new Pickle().global('os', 'system').mark().str(`touch ${marker}`).tuple().op(0x52).bytes();
     for (const f of [await temp(evil), await temp(zipFile([['data.pkl', evil]]))]) {
-      await rejectsWith(readPth(f), 'E_PTH_UNSAFE', f, 'os.system', 'not executed', 'torch.save(model.state_dict(), path)');
+      await rejectsWith(
+        readPth(f),
+        'E_PTH_UNSAFE',
+        f,
+        'os.system',
+        'not executed',
+        'torch.save(model.state_dict(), path)',
+      );
     }
     assert.equal(existsSync(marker), false);
   });
@@ -220,22 +294,46 @@ describe('readPth refuses unsafe and damaged files', () => {
     const stackGlobal = new Pickle().str('builtins').str('eval').op(0x93).bytes();
     const inst = Buffer.from('\x80\x02(ibuiltins\nlist\n.', 'latin1');
     const callStorage = new Pickle().global('torch', 'FloatStorage').op(0x29, 0x52).bytes();
-    for (const [bytes, what] of [[stackGlobal, 'builtins.eval'], [inst, 'INST'], [callStorage, 'torch.FloatStorage']] as const) {
-      assert.throws(() => unpickle(bytes, { file: 'x.pth' }), (e: unknown) =>
-        isGpenLabError(e) && e.code === 'E_PTH_UNSAFE' && e.message.includes(what) && e.message.includes('x.pth'));
+    for (const [bytes, what] of [
+      [stackGlobal, 'builtins.eval'],
+      [inst, 'INST'],
+      [callStorage, 'torch.FloatStorage'],
+    ] as const) {
+      assert.throws(
+        () => unpickle(bytes, { file: 'x.pth' }),
+        (e: unknown) =>
+          isGpenLabError(e) && e.code === 'E_PTH_UNSAFE' && e.message.includes(what) && e.message.includes('x.pth'),
+      );
     }
   });
 
   it('reads the harmless extras: _codecs.encode bytes, BUILD of OrderedDict metadata', () => {
-    const p = new Pickle().orderedDict().str('k').global('_codecs', 'encode').mark().str('\u00ff\u0001').str('latin1').tuple().op(0x52)
-      .setitem().op(0x7d).str('_metadata').orderedDict().setitem().op(0x62).bytes();
+    const p = new Pickle()
+      .orderedDict()
+      .str('k')
+      .global('_codecs', 'encode')
+      .mark()
+      .str('\u00ff\u0001')
+      .str('latin1')
+      .tuple()
+      .op(0x52)
+      .setitem()
+      .op(0x7d)
+      .str('_metadata')
+      .orderedDict()
+      .setitem()
+      .op(0x62)
+      .bytes();
     const { value } = unpickle(p, { file: 'x' });
     assert.deepEqual(value, new Map([['k', new Uint8Array([0xff, 1])]]));
   });
 
   it('calls a bad opcode byte or a cut-off pickle corrupt', () => {
     for (const bytes of [Buffer.from([0x80, 2, 0xff]), new Pickle().str('abc').bytes().subarray(0, 6)]) {
-      assert.throws(() => unpickle(bytes, { file: 'x' }), (e: unknown) => isGpenLabError(e) && e.code === 'E_PTH_CORRUPT');
+      assert.throws(
+        () => unpickle(bytes, { file: 'x' }),
+        (e: unknown) => isGpenLabError(e) && e.code === 'E_PTH_CORRUPT',
+      );
     }
   });
 
@@ -255,7 +353,18 @@ describe('readPth refuses unsafe and damaged files', () => {
     const pkl = new Pickle().stateDict(specs, false).bytes();
     await rejectsWith(readPth(await temp(zipFile([['version', Buffer.from('3\n')]]))), 'E_PTH_CORRUPT', 'data.pkl');
     await rejectsWith(readPth(await temp(zipFile([['data.pkl', pkl]]))), 'E_PTH_CORRUPT', 'data/0');
-    await rejectsWith(readPth(await temp(zipFile([['data.pkl', pkl], ['data/0', f32(1, 2, 3)]]))), 'E_PTH_CORRUPT', 'tensor w');
+    await rejectsWith(
+      readPth(
+        await temp(
+          zipFile([
+            ['data.pkl', pkl],
+            ['data/0', f32(1, 2, 3)],
+          ]),
+        ),
+      ),
+      'E_PTH_CORRUPT',
+      'tensor w',
+    );
   });
 
   it('gives coded errors for empty, random and missing files, and leaks no file descriptors', async () => {
@@ -264,16 +373,37 @@ describe('readPth refuses unsafe and damaged files', () => {
     for (let i = 0; i < 8; i++) {
       const f = await temp(randomBytes(4096));
       let caught: unknown;
-      await readPth(f).catch((e: unknown) => { caught = e; });
-      assert.ok(isGpenLabError(caught) && ['E_FORMAT_UNKNOWN', 'E_PTH_CORRUPT', 'E_PTH_UNSAFE'].includes(caught.code), String(caught));
+      await readPth(f).catch((e: unknown) => {
+        caught = e;
+      });
+      assert.ok(
+        isGpenLabError(caught) && ['E_FORMAT_UNKNOWN', 'E_PTH_CORRUPT', 'E_PTH_UNSAFE'].includes(caught.code),
+        String(caught),
+      );
       assert.ok(caught.message.includes(f));
     }
     await rejectsWith(readPth(await temp(Buffer.from('not a checkpoint at all'))), 'E_FORMAT_UNKNOWN');
     await rejectsWith(readPth(path.join(tmp, 'nope.pth')), 'E_FILE_MISSING');
-    await rejectsWith(readPth(await temp(Buffer.from(readFileSync(fixture('gpen-tiny-64.pth')).subarray(0, 5000)))), 'E_PTH_CORRUPT');
-    const pkl = new Pickle().stateDict([{ name: 'w', cls: 'FloatStorage', key: '0', numel: 1, size: [1] }], false).bytes();
+    await rejectsWith(
+      readPth(await temp(Buffer.from(readFileSync(fixture('gpen-tiny-64.pth')).subarray(0, 5000)))),
+      'E_PTH_CORRUPT',
+    );
+    const pkl = new Pickle()
+      .stateDict([{ name: 'w', cls: 'FloatStorage', key: '0', numel: 1, size: [1] }], false)
+      .bytes();
     await rejectsWith(readPth(await temp(zipFile([['data.pkl', pkl]]))), 'E_PTH_CORRUPT');
-    await rejectsWith(readPth(await temp(zipFile([['data.pkl', pkl], ['data/0', f32(1)]])), { key: 'x' }), 'E_KEY_NOT_FOUND');
+    await rejectsWith(
+      readPth(
+        await temp(
+          zipFile([
+            ['data.pkl', pkl],
+            ['data/0', f32(1)],
+          ]),
+        ),
+        { key: 'x' },
+      ),
+      'E_KEY_NOT_FOUND',
+    );
     await readPth(fixture('gpen-tiny-64.legacy.pth'));
     assert.equal(openFds(), before);
   });
@@ -291,7 +421,9 @@ describe('saveStateDict (test/helpers/pth-writer.ts) round-trips through readPth
     }
   };
   let tiny: Map<string, HostTensor>;
-  before(async () => { tiny = (await readPth(fixture('gpen-tiny-64.pth'))).tensors; });
+  before(async () => {
+    tiny = (await readPth(fixture('gpen-tiny-64.pth'))).tensors;
+  });
 
   it('writes the CRC-32 of the zip format', () => {
     assert.equal(crc32(Buffer.from('123456789')), 0xcbf43926);
@@ -310,10 +442,16 @@ describe('saveStateDict (test/helpers/pth-writer.ts) round-trips through readPth
     });
 
     it(`saves float16 tensors as HalfStorage, nested under a key (${format})`, async () => {
-      const half = new Map([...tiny].map(([n, t]): [string, HostTensor] =>
-        [n, { dtype: 'float16', dims: t.dims, data: float32ToHalfArray(t.data as Float32Array) }]));
+      const half = new Map(
+        [...tiny].map(([n, t]): [string, HostTensor] => [
+          n,
+          { dtype: 'float16', dims: t.dims, data: float32ToHalfArray(t.data as Float32Array) },
+        ]),
+      );
       const bytes = saveStateDict(half, { format, nestUnder: 'g_ema' });
-      assert.ok(bytes.includes(Buffer.from('torch\nHalfStorage\n')) && !bytes.includes(Buffer.from('torch\nFloatStorage\n')));
+      assert.ok(
+        bytes.includes(Buffer.from('torch\nHalfStorage\n')) && !bytes.includes(Buffer.from('torch\nFloatStorage\n')),
+      );
       const c = await readPth(await temp(bytes, `half-${format}.pth`));
       assert.equal(c.key, 'g_ema');
       assert.deepEqual(c.dtypes, ['float16']);
@@ -321,7 +459,7 @@ describe('saveStateDict (test/helpers/pth-writer.ts) round-trips through readPth
     });
   }
 
-  it("lays the zip out as torch does: archive/data.pkl, byteorder, data/<i> at 64-byte offsets, version", async () => {
+  it('lays the zip out as torch does: archive/data.pkl, byteorder, data/<i> at 64-byte offsets, version', async () => {
     const two = new Map([...tiny].slice(0, 3));
     const bytes = saveStateDict(two);
     const names: string[] = [];
@@ -334,7 +472,14 @@ describe('saveStateDict (test/helpers/pth-writer.ts) round-trips through readPth
       names.push(name);
       p = dataStart + bytes.readUInt32LE(p + 18);
     }
-    assert.deepEqual(names, ['archive/data.pkl', 'archive/byteorder', 'archive/data/0', 'archive/data/1', 'archive/data/2', 'archive/version']);
+    assert.deepEqual(names, [
+      'archive/data.pkl',
+      'archive/byteorder',
+      'archive/data/0',
+      'archive/data/1',
+      'archive/data/2',
+      'archive/version',
+    ]);
   });
 
   it('handles a GPEN-512-size dict (71M params, 284 MB) with one copy of the data', async (t) => {
@@ -343,7 +488,7 @@ describe('saveStateDict (test/helpers/pth-writer.ts) round-trips through readPth
     let i = 0;
     for (const [name, dims] of expectedShapes(arch)) {
       const data = new Float32Array(numel(dims)); // zero pages; only the markers below are touched
-      data[data.length - 1] = -(++i);
+      data[data.length - 1] = -++i;
       data[0] = i; // a single-element tensor keeps +i
       big.set(name, { dtype: 'float32', dims, data });
     }

@@ -7,30 +7,50 @@ import { clampRegion, crop, diffHeatmap, psnr, psnrFloat, ssim } from '../src/me
 
 function seeded(seed: number): () => number {
   let s = seed >>> 0;
-  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+  return () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32;
 }
-const img = (w: number, h: number, ch: number, f: (i: number) => number): Rgb8 => ({ width: w, height: h, channels: ch, data: Uint8Array.from({ length: w * h * ch }, (_, i) => f(i)) });
+const img = (w: number, h: number, ch: number, f: (i: number) => number): Rgb8 => ({
+  width: w,
+  height: h,
+  channels: ch,
+  data: Uint8Array.from({ length: w * h * ch }, (_, i) => f(i)),
+});
 
 /** SSIM by its definition: a 2-D Gaussian window at every valid position, each statistic summed directly. */
 function ssimDirect(a: Rgb8, b: Rgb8): number {
-  const k = 11, s = 1.5, c1 = (0.01 * 255) ** 2, c2 = (0.03 * 255) ** 2;
+  const k = 11,
+    s = 1.5,
+    c1 = (0.01 * 255) ** 2,
+    c2 = (0.03 * 255) ** 2;
   const g1 = Array.from({ length: k }, (_, i) => Math.exp(-((i - 5) ** 2) / (2 * s * s)));
   const sum = g1.reduce((x, y) => x + y, 0) ** 2;
   let total = 0;
   for (let c = 0; c < a.channels; c++) {
-    let acc = 0, count = 0;
+    let acc = 0,
+      count = 0;
     for (let y0 = 0; y0 + k <= a.height; y0++) {
       for (let x0 = 0; x0 + k <= a.width; x0++) {
-        let ux = 0, uy = 0, xx = 0, yy = 0, xy = 0;
+        let ux = 0,
+          uy = 0,
+          xx = 0,
+          yy = 0,
+          xy = 0;
         for (let j = 0; j < k; j++) {
           for (let i = 0; i < k; i++) {
             const wgt = (g1[i] * g1[j]) / sum;
             const idx = ((y0 + j) * a.width + x0 + i) * a.channels + c;
-            const p = a.data[idx], q = b.data[idx];
-            ux += wgt * p; uy += wgt * q; xx += wgt * p * p; yy += wgt * q * q; xy += wgt * p * q;
+            const p = a.data[idx],
+              q = b.data[idx];
+            ux += wgt * p;
+            uy += wgt * q;
+            xx += wgt * p * p;
+            yy += wgt * q * q;
+            xy += wgt * p * q;
           }
         }
-        acc += ((2 * ux * uy + c1) * (2 * (xy - ux * uy) + c2)) / ((ux * ux + uy * uy + c1) * (xx - ux * ux + yy - uy * uy + c2));
+        acc +=
+          ((2 * ux * uy + c1) * (2 * (xy - ux * uy) + c2)) /
+          ((ux * ux + uy * uy + c1) * (xx - ux * ux + yy - uy * uy + c2));
         count++;
       }
     }
@@ -47,7 +67,14 @@ describe('PSNR', () => {
     const b = { ...a, data: a.data.map((v) => v + 5) };
     assert.ok(Math.abs(psnr(a, b) - 10 * Math.log10(255 ** 2 / 25)) < 1e-12);
     assert.ok(Math.abs(psnrFloat([0, 0, 0, 0], [0.1, -0.1, 0.1, -0.1], 2) - 10 * Math.log10(4 / 0.01)) < 1e-9);
-    assert.throws(() => psnr(a, img(16, 8, 3, () => 0)), /differ in shape/);
+    assert.throws(
+      () =>
+        psnr(
+          a,
+          img(16, 8, 3, () => 0),
+        ),
+      /differ in shape/,
+    );
   });
 });
 
@@ -57,7 +84,10 @@ describe('SSIM', () => {
     const a = img(24, 20, 3, () => Math.floor(r() * 256));
     assert.ok(Math.abs(ssim(a, a) - 1) < 1e-12);
     const c1 = (0.01 * 255) ** 2;
-    const got = ssim(img(15, 15, 1, () => 100), img(15, 15, 1, () => 120));
+    const got = ssim(
+      img(15, 15, 1, () => 100),
+      img(15, 15, 1, () => 120),
+    );
     assert.ok(Math.abs(got - (2 * 100 * 120 + c1) / (100 ** 2 + 120 ** 2 + c1)) < 1e-12, `${got}`);
   });
 
@@ -86,7 +116,10 @@ describe('regions and heat maps', () => {
     assert.deepEqual([...c.data.subarray(0, 3)], [...a.data.subarray(6 * 30, 6 * 30 + 3)]);
     const h = diffHeatmap(a, a);
     assert.ok(h.data.every((v) => v === 0));
-    const far = diffHeatmap(img(1, 1, 3, () => 0), img(1, 1, 3, () => 255));
+    const far = diffHeatmap(
+      img(1, 1, 3, () => 0),
+      img(1, 1, 3, () => 255),
+    );
     assert.deepEqual([...far.data], [255, 255, 255]);
   });
 });

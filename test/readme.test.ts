@@ -19,11 +19,21 @@ export function quickStartBlocks(readme: string): string[][] {
   assert.ok(start >= 0, 'README has a "Quick start" section');
   const end = readme.indexOf('\n## ', start + 1);
   const section = readme.slice(start, end < 0 ? undefined : end);
-  return [...section.matchAll(/```sh\n([\s\S]*?)```/g)].map((m) => m[1].split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#')));
+  return [...section.matchAll(/```sh\n([\s\S]*?)```/g)].map((m) =>
+    m[1]
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l && !l.startsWith('#')),
+  );
 }
 
 function run(line: string, cwd: string): { status: number | null; out: string } {
-  const r = spawnSync('bash', ['-c', line], { cwd, encoding: 'utf8', env: { ...process.env, CI: 'true' }, timeout: 300_000 });
+  const r = spawnSync('bash', ['-c', line], {
+    cwd,
+    encoding: 'utf8',
+    env: { ...process.env, CI: 'true' },
+    timeout: 300_000,
+  });
   return { status: r.status, out: `${r.stdout}\n${r.stderr}`.slice(-3000) };
 }
 
@@ -46,16 +56,30 @@ describe('the README quick start, as written', () => {
 
   it('has three blocks: without weights, the client of its service, and with the official weights', () => {
     assert.equal(blocks.length, 3, JSON.stringify(blocks));
-    assert.ok(blocks[0].every((l) => l.startsWith('npx gpen-lab ')), blocks[0].join('\n'));
-    assert.ok(blocks[0].every((l) => !/--model/.test(l)), 'the first block needs no weights');
+    assert.ok(
+      blocks[0].every((l) => l.startsWith('npx gpen-lab ')),
+      blocks[0].join('\n'),
+    );
+    assert.ok(
+      blocks[0].every((l) => !/--model/.test(l)),
+      'the first block needs no weights',
+    );
     assert.ok(blocks[1].length === 1 && blocks[1][0].startsWith('curl '), blocks[1].join('\n'));
-    assert.ok(blocks[2].some((l) => /--model GPEN-BFR-512/.test(l)), 'the third block uses the official weights');
+    assert.ok(
+      blocks[2].some((l) => /--model GPEN-BFR-512/.test(l)),
+      'the third block uses the official weights',
+    );
   });
 
   it('every command without weights succeeds and writes what the README says', async () => {
     for (const line of blocks[0]) {
       if (/ serve /.test(line)) {
-        server = spawn('bash', ['-c', line.replace(/\s+#.*$/, '')], { cwd: dir, detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CI: 'true' } });
+        server = spawn('bash', ['-c', line.replace(/\s+#.*$/, '')], {
+          cwd: dir,
+          detached: true,
+          stdio: ['ignore', 'pipe', 'pipe'],
+          env: { ...process.env, CI: 'true' },
+        });
         continue;
       }
       const r = run(line, dir);
@@ -66,8 +90,12 @@ describe('the README quick start, as written', () => {
     assert.equal(client.status, 0, `${blocks[1][0]}\n${client.out}`);
     // 'close' comes once every process of the group has closed the pipes it inherited: the service itself included
     let log = '';
-    server.stdout!.on('data', (d: Buffer) => { log += d; });
-    server.stderr!.on('data', (d: Buffer) => { log += d; });
+    server.stdout!.on('data', (d: Buffer) => {
+      log += d;
+    });
+    server.stderr!.on('data', (d: Buffer) => {
+      log += d;
+    });
     const closed = new Promise<void>((resolve) => server!.once('close', () => resolve()));
     process.kill(-server.pid!, 'SIGTERM');
     await closed;
@@ -80,9 +108,18 @@ describe('the README quick start, as written', () => {
       assert.deepEqual([img.width, img.height], [face.width, face.height], out);
     }
     const lab = JSON.parse(readFileSync(path.join(dir, 'lab-example/results.json'), 'utf8'));
-    assert.deepEqual(lab.cells.map((c: { id: string; status: string }) => [c.id, c.status]), [['cpu-fp32', 'done'], ['cpu-fp16', 'done']]);
+    assert.deepEqual(
+      lab.cells.map((c: { id: string; status: string }) => [c.id, c.status]),
+      [
+        ['cpu-fp32', 'done'],
+        ['cpu-fp16', 'done'],
+      ],
+    );
     const bench = JSON.parse(readFileSync(path.join(dir, 'bench.json'), 'utf8'));
-    assert.ok(bench.variants.length >= 2 && bench.variants.every((v: { ok: boolean }) => v.ok), JSON.stringify(bench.variants).slice(0, 500));
+    assert.ok(
+      bench.variants.length >= 2 && bench.variants.every((v: { ok: boolean }) => v.ok),
+      JSON.stringify(bench.variants).slice(0, 500),
+    );
   });
 });
 
@@ -101,7 +138,10 @@ describe('the README library example, as written', () => {
       const r = spawnSync(process.execPath, ['example.mjs'], { cwd: dir, encoding: 'utf8' });
       assert.equal(r.status, 0, r.stderr);
       assert.match(r.stdout, /^restored-lib\/demo-face_GPEN\.png: 1 face\(s\) on (cpu|cuda|webgpu)$/m);
-      const [face, out] = await Promise.all([decodeImage(path.join(ROOT, 'assets/demo-face.png')), decodeImage(path.join(dir, 'restored-lib/demo-face_GPEN.png'))]);
+      const [face, out] = await Promise.all([
+        decodeImage(path.join(ROOT, 'assets/demo-face.png')),
+        decodeImage(path.join(dir, 'restored-lib/demo-face_GPEN.png')),
+      ]);
       assert.deepEqual([out.width, out.height], [face.width, face.height]);
     } finally {
       rmSync(dir, { recursive: true, force: true });

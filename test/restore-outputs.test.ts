@@ -5,7 +5,17 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,7 +32,16 @@ const SELFIE = path.join(IMAGES, 'selfie_20200320.jpg');
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'gpen-outputs-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
 
-interface Meta { format: string; width: number; height: number; orientation: number | null; space: string; hasProfile: boolean; icc: string | null; exif: string | null }
+interface Meta {
+  format: string;
+  width: number;
+  height: number;
+  orientation: number | null;
+  space: string;
+  hasProfile: boolean;
+  icc: string | null;
+  exif: string | null;
+}
 
 /** sharp's metadata() of each file, read in a child process. */
 function metadataOf(files: string[]): Meta[] {
@@ -35,13 +54,27 @@ function metadataOf(files: string[]): Meta[] {
   }
   process.stdout.write(JSON.stringify(out));
 })();`;
-  const r = spawnSync(process.execPath, ['-e', script, JSON.stringify(files)], { cwd: REPO, encoding: 'utf8', timeout: 60_000 });
+  const r = spawnSync(process.execPath, ['-e', script, JSON.stringify(files)], {
+    cwd: REPO,
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
   assert.equal(r.status, 0, r.stderr);
   return JSON.parse(r.stdout) as Meta[];
 }
 
-const cli = (args: string[], env: NodeJS.ProcessEnv = {}) => spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/index.ts', ...args], { cwd: REPO, encoding: 'utf8', timeout: 180_000, env: { ...process.env, ...env } });
-const jsonLines = (stdout: string) => stdout.trim().split('\n').map((l) => JSON.parse(l) as RestoreResult & { error?: { code: string; message: string; fix: string } });
+const cli = (args: string[], env: NodeJS.ProcessEnv = {}) =>
+  spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/index.ts', ...args], {
+    cwd: REPO,
+    encoding: 'utf8',
+    timeout: 180_000,
+    env: { ...process.env, ...env },
+  });
+const jsonLines = (stdout: string) =>
+  stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as RestoreResult & { error?: { code: string; message: string; fix: string } });
 
 describe('restore outputs: format, EXIF and colour profile', () => {
   const dir = path.join(tmp, 'formats');
@@ -58,27 +91,43 @@ describe('restore outputs: format, EXIF and colour profile', () => {
     srgb = (await srgbProfile()).toString('base64');
     const r = await Restorer.create({ model: { type: 'identity', size: 256 }, outDir: out });
     try {
-      results = await r.restoreFiles(['selfie.jpg', 'face-png.png', 'face-webp.webp', 'anim.gif'].map((n) => path.join(dir, n)));
+      results = await r.restoreFiles(
+        ['selfie.jpg', 'face-png.png', 'face-webp.webp', 'anim.gif'].map((n) => path.join(dir, n)),
+      );
     } finally {
       await r.release();
     }
   });
 
-  it('by default each image gets NAME_GPEN alone, in its input\'s format: JPEG, PNG, WebP; a GIF gives PNG', () => {
+  it("by default each image gets NAME_GPEN alone, in its input's format: JPEG, PNG, WebP; a GIF gives PNG", () => {
     for (const r of results) assert.equal(r.error, undefined, `${r.input}: ${JSON.stringify(r.error)}`);
-    assert.deepEqual(readdirSync(out).sort(), ['anim_GPEN.png', 'face-png_GPEN.png', 'face-webp_GPEN.webp', 'selfie_GPEN.jpg']);
-    assert.deepEqual(results.map((r) => [r.outputs.comp, r.outputs.faces.length]), results.map(() => [null, 0]));
+    assert.deepEqual(readdirSync(out).sort(), [
+      'anim_GPEN.png',
+      'face-png_GPEN.png',
+      'face-webp_GPEN.webp',
+      'selfie_GPEN.jpg',
+    ]);
+    assert.deepEqual(
+      results.map((r) => [r.outputs.comp, r.outputs.faces.length]),
+      results.map(() => [null, 0]),
+    );
     const meta = metadataOf(results.map((r) => r.outputs.gpen!));
-    assert.deepEqual(meta.map((m) => m.format), ['jpeg', 'png', 'webp', 'png']);
+    assert.deepEqual(
+      meta.map((m) => m.format),
+      ['jpeg', 'png', 'webp', 'png'],
+    );
   });
 
-  it('every output is tagged sRGB (sharp\'s sRGB ICC profile) with EXIF Orientation 1; the photo\'s own EXIF goes with it', () => {
+  it("every output is tagged sRGB (sharp's sRGB ICC profile) with EXIF Orientation 1; the photo's own EXIF goes with it", () => {
     const meta = metadataOf(results.map((r) => r.outputs.gpen!));
     for (const [i, m] of meta.entries()) {
       assert.equal(m.orientation, 1, `${results[i].input}: orientation`);
       assert.equal(m.space, 'srgb');
       assert.ok(m.hasProfile && m.icc === srgb, `${results[i].input}: the sRGB profile`);
-      assert.ok(Buffer.from(m.icc, 'base64').includes(Buffer.from('sRGB', 'utf16le').swap16()), 'the profile says sRGB');
+      assert.ok(
+        Buffer.from(m.icc, 'base64').includes(Buffer.from('sRGB', 'utf16le').swap16()),
+        'the profile says sRGB',
+      );
       assert.match(Buffer.from(m.exif!, 'base64').toString('latin1'), /gpen-lab: restored with identity/);
     }
     // the selfie: stored turned (orientation 6), written upright (portrait), the camera's fields kept
@@ -106,7 +155,7 @@ describe('restore outputs: format, EXIF and colour profile', () => {
     assert.ok(sum / (a.rgb.length / 97) < 4, `mean level difference ${(sum / (a.rgb.length / 97)).toFixed(2)}`);
   });
 
-  it('outputExif keeps the camera\'s entries, sets Orientation 1, drops the thumbnail and fits a JPEG segment; without a source it makes one', () => {
+  it("outputExif keeps the camera's entries, sets Orientation 1, drops the thumbnail and fits a JPEG segment; without a source it makes one", () => {
     const jpg = readFileSync(SELFIE);
     // the APP1 segment's payload, as sharp's metadata() gives it
     const at = jpg.indexOf('Exif\0\0');
@@ -126,27 +175,48 @@ describe('restore outputs: format, EXIF and colour profile', () => {
   });
 });
 
-describe('restore outputs: the library\'s choices', () => {
-  it('the service\'s restoreDecoded still gives the result and the comparison (and the faces with saveFace), or what outputs asks', async () => {
-    const r = await Restorer.create({ model: { type: 'identity', size: 256 }, outDir: path.join(tmp, 'decoded'), write: false });
+describe("restore outputs: the library's choices", () => {
+  it("the service's restoreDecoded still gives the result and the comparison (and the faces with saveFace), or what outputs asks", async () => {
+    const r = await Restorer.create({
+      model: { type: 'identity', size: 256 },
+      outDir: path.join(tmp, 'decoded'),
+      write: false,
+    });
     try {
       const img = await decodeImage(FACE);
       const infer = (x: Float32Array, n: number) => r.inferCrops(x, n);
       const a = await r.restoreDecoded(img, 'x', { ext: '.png', saveFace: true }, infer);
-      assert.deepEqual(a.images.map(([f]) => path.basename(f)), ['x_GPEN.png', 'x_COMP.png', 'x_face00.png']);
+      assert.deepEqual(
+        a.images.map(([f]) => path.basename(f)),
+        ['x_GPEN.png', 'x_COMP.png', 'x_face00.png'],
+      );
       const b = await r.restoreDecoded(img, 'x', { ext: '.jpg' }, infer);
-      assert.deepEqual(b.images.map(([f]) => path.basename(f)), ['x_GPEN.jpg', 'x_COMP.jpg']);
+      assert.deepEqual(
+        b.images.map(([f]) => path.basename(f)),
+        ['x_GPEN.jpg', 'x_COMP.jpg'],
+      );
       const c = await r.restoreDecoded(img, 'x', { outputs: ['gpen'] }, infer);
-      assert.deepEqual(c.images.map(([f]) => path.basename(f)), ['x_GPEN.png']);
+      assert.deepEqual(
+        c.images.map(([f]) => path.basename(f)),
+        ['x_GPEN.png'],
+      );
     } finally {
       await r.release();
     }
-    await assert.rejects(Restorer.create({ model: { type: 'identity', size: 64 }, outDir: tmp, outputs: [] }), /--outputs/);
+    await assert.rejects(
+      Restorer.create({ model: { type: 'identity', size: 64 }, outDir: tmp, outputs: [] }),
+      /--outputs/,
+    );
   });
 
   it('PNGs compressed in stripes on the face workers carry the same sRGB profile and EXIF, for the outputs asked for', async () => {
     const out = path.join(tmp, 'striped');
-    const r = await Restorer.create({ model: { type: 'identity', size: 256 }, outDir: out, faceThreads: 4, outputs: ['gpen', 'comp'] });
+    const r = await Restorer.create({
+      model: { type: 'identity', size: 256 },
+      outDir: out,
+      faceThreads: 4,
+      outputs: ['gpen', 'comp'],
+    });
     let res: RestoreResult;
     try {
       res = (await r.restoreFiles([path.join(REPO, 'assets', 'Solvay_conference_1927.png')]))[0];
@@ -157,18 +227,25 @@ describe('restore outputs: the library\'s choices', () => {
     assert.ok(res.png_stripes && res.png_stripes.total > 0, 'striped');
     const srgb = (await srgbProfile()).toString('base64');
     const meta = metadataOf([res.outputs.gpen!, res.outputs.comp!]);
-    assert.deepEqual(meta.map((m) => [m.format, m.width, m.height, m.orientation, m.icc === srgb]), [['png', 1328, 568, 1, true], ['png', 2656, 568, 1, true]]);
-    for (const m of meta) assert.match(Buffer.from(m.exif!, 'base64').toString('latin1'), /gpen-lab: restored with identity/);
+    assert.deepEqual(
+      meta.map((m) => [m.format, m.width, m.height, m.orientation, m.icc === srgb]),
+      [
+        ['png', 1328, 568, 1, true],
+        ['png', 2656, 568, 1, true],
+      ],
+    );
+    for (const m of meta)
+      assert.match(Buffer.from(m.exif!, 'base64').toString('latin1'), /gpen-lab: restored with identity/);
   });
 
-  it('an output already there under the new name is E_OUTPUT_EXISTS before any work; other formats\' names are not in the way', async () => {
+  it("an output already there under the new name is E_OUTPUT_EXISTS before any work; other formats' names are not in the way", async () => {
     const dir = mkdtempSync(path.join(tmp, 'exists-'));
     const face = await decodeImage(FACE);
     const jpg = path.join(dir, 'p.jpg');
     writeFileSync(jpg, await encodeImage({ ...face, alpha: null }, '.jpg'));
     const out = path.join(dir, 'out');
     mkdirSync(out);
-    writeFileSync(path.join(out, 'p_GPEN.jpg'), 'the user\'s own file');
+    writeFileSync(path.join(out, 'p_GPEN.jpg'), "the user's own file");
     writeFileSync(path.join(out, 'p_GPEN.png'), 'another');
     const restore = async (opts: { ext?: '.png' }, outDir: string) => {
       const r = await Restorer.create({ model: { type: 'identity', size: 256 }, outDir, ...opts });
@@ -182,7 +259,7 @@ describe('restore outputs: the library\'s choices', () => {
     assert.equal(refused.error?.code, 'E_OUTPUT_EXISTS');
     assert.match(refused.error!.message, /p_GPEN\.jpg/);
     assert.equal(refused.stages_ms.decode, 0, 'refused before decoding');
-    assert.equal(readFileSync(path.join(out, 'p_GPEN.jpg'), 'utf8'), 'the user\'s own file');
+    assert.equal(readFileSync(path.join(out, 'p_GPEN.jpg'), 'utf8'), "the user's own file");
     const png = await restore({ ext: '.png' }, out);
     assert.equal(png.error?.code, 'E_OUTPUT_EXISTS', '--ext .png: its PNG name is there too');
     const out2 = path.join(dir, 'out2');
@@ -210,7 +287,14 @@ describe('restore CLI: --outputs, --ext, --save-face, --aligned', () => {
     assert.equal(all.r.status, 0, all.r.stderr);
     assert.deepEqual(all.files, ['demo-face_COMP.jpg', 'demo-face_GPEN.jpg', 'demo-face_face00.jpg']);
     const [res] = jsonLines(all.r.stdout);
-    assert.deepEqual([path.basename(res.outputs.gpen!), path.basename(res.outputs.comp!), res.outputs.faces.map((f) => path.basename(f))], ['demo-face_GPEN.jpg', 'demo-face_COMP.jpg', ['demo-face_face00.jpg']]);
+    assert.deepEqual(
+      [
+        path.basename(res.outputs.gpen!),
+        path.basename(res.outputs.comp!),
+        res.outputs.faces.map((f) => path.basename(f)),
+      ],
+      ['demo-face_GPEN.jpg', 'demo-face_COMP.jpg', ['demo-face_face00.jpg']],
+    );
     const meta = metadataOf(all.files.map((f) => path.join(all.out, f)));
     for (const m of meta) assert.deepEqual([m.format, m.orientation, m.hasProfile], ['jpeg', 1, true]);
     assert.equal(meta[0].width, 2 * meta[1].width, 'the comparison is input and result side by side');
@@ -247,7 +331,10 @@ describe('restore CLI: --outputs, --ext, --save-face, --aligned', () => {
     const out = path.join(dir, 'out');
     const r = cli(['restore', wide, square, '-o', out, '--synthetic', '64', '--provider', 'cpu', '--aligned']);
     assert.equal(r.status, 2, r.stderr);
-    assert.match(r.stdout, /wide\.png: error \[E_ARGUMENT\] --aligned takes square face crops, but .*wide\.png is 120x90/);
+    assert.match(
+      r.stdout,
+      /wide\.png: error \[E_ARGUMENT\] --aligned takes square face crops, but .*wide\.png is 120x90/,
+    );
     assert.match(r.stdout, /fix: Leave out --aligned/);
     assert.match(r.stdout, /square\.png: 1 aligned face -> .*square_GPEN\.png/);
     assert.doesNotMatch(r.stdout, /0 face/);

@@ -21,7 +21,14 @@ import type { GpenRunner } from '../src/runtime/session.js';
 import { CapiSession } from '../src/runtime/capi/session.js';
 
 const SIZE = 512;
-const PHOTOS = ['Solvay_conference_1927.png', '00002.png', '00005.png', '00009.png', '106000_gray.png', 'selfie_20200320.jpg'];
+const PHOTOS = [
+  'Solvay_conference_1927.png',
+  '00002.png',
+  '00005.png',
+  '00009.png',
+  '106000_gray.png',
+  'selfie_20200320.jpg',
+];
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'gpen-restore-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
 
@@ -40,17 +47,33 @@ async function restoreOnce(opts: RestoreOptions, photo: string): Promise<Restore
 }
 
 /** A GPEN runner through the C API on the CPU (it takes SharedArrayBuffer views as they are); `seen` hears each run. */
-function capiCpuRunner(model: Uint8Array, readsSharedMemory: boolean, seen: (data: Float32Array, dims: number[], into?: Float32Array) => void): GpenRunner {
+function capiCpuRunner(
+  model: Uint8Array,
+  readsSharedMemory: boolean,
+  seen: (data: Float32Array, dims: number[], into?: Float32Array) => void,
+): GpenRunner {
   const s = CapiSession.create(model, { provider: 'cpu' });
   return {
-    asked: 'cpu', createMs: 0, placement: null, cudaOptions: null, readsSharedMemory,
+    asked: 'cpu',
+    createMs: 0,
+    placement: null,
+    cudaOptions: null,
+    readsSharedMemory,
     async run(data, dims, into) {
       seen(data, dims, into);
       const t = performance.now();
-      const out = s.run(data, dims, dims.reduce((a, b) => a * b, 1), undefined, into);
+      const out = s.run(
+        data,
+        dims,
+        dims.reduce((a, b) => a * b, 1),
+        undefined,
+        into,
+      );
       return { data: out, dims, ms: performance.now() - t };
     },
-    async release() { s.release(); },
+    async release() {
+      s.release();
+    },
   };
 }
 
@@ -60,11 +83,27 @@ const IDENTITY_256 = { type: 'identity' as const, size: 256 };
  * The Solvay photo restored once with the identity model through a C API runner on the CPU (one that reads shared
  * memory or one that needs a copy, as the stock binding does): the result and each run's batch size.
  */
-async function solvayThroughCapi(readsSharedMemory: boolean, opts: Partial<RestoreOptions>, dir: string): Promise<{ res: RestoreResult; runs: number[] }> {
+async function solvayThroughCapi(
+  readsSharedMemory: boolean,
+  opts: Partial<RestoreOptions>,
+  dir: string,
+): Promise<{ res: RestoreResult; runs: number[] }> {
   const prepared = await prepareModel(IDENTITY_256, 'fp32');
   const runs: number[] = [];
   const runner = capiCpuRunner(prepared.model as Uint8Array, readsSharedMemory, (_data, dims) => runs.push(dims[0]));
-  const res = await restoreOnce({ model: IDENTITY_256, prepared, runner: Promise.resolve(runner), faceThreads: 2, batch: 32, outDir: path.join(tmp, dir), outputs: ['gpen', 'comp'], ...opts }, path.join(IMAGES, 'Solvay_conference_1927.png'));
+  const res = await restoreOnce(
+    {
+      model: IDENTITY_256,
+      prepared,
+      runner: Promise.resolve(runner),
+      faceThreads: 2,
+      batch: 32,
+      outDir: path.join(tmp, dir),
+      outputs: ['gpen', 'comp'],
+      ...opts,
+    },
+    path.join(IMAGES, 'Solvay_conference_1927.png'),
+  );
   return { res, runs };
 }
 
@@ -72,10 +111,18 @@ describe('identity model end to end', () => {
   let restorer: Restorer;
   const results = new Map<string, RestoreResult>();
   before(async () => {
-    for (const p of PHOTOS) if (!existsSync(path.join(IMAGES, p))) throw new Error(`shared image missing: ${path.join(IMAGES, p)}`);
+    for (const p of PHOTOS)
+      if (!existsSync(path.join(IMAGES, p))) throw new Error(`shared image missing: ${path.join(IMAGES, p)}`);
     // PNG for every photo (the selfie's default JPEG would change the pixels outside the masks) and the comparison too
-    restorer = await Restorer.create({ model: { type: 'identity', size: SIZE }, outDir: tmp, batch: 8, ext: '.png', outputs: ['gpen', 'comp'] });
-    for (const r of await restorer.restoreFiles(PHOTOS.map((p) => path.join(IMAGES, p)))) results.set(path.basename(r.input), r);
+    restorer = await Restorer.create({
+      model: { type: 'identity', size: SIZE },
+      outDir: tmp,
+      batch: 8,
+      ext: '.png',
+      outputs: ['gpen', 'comp'],
+    });
+    for (const r of await restorer.restoreFiles(PHOTOS.map((p) => path.join(IMAGES, p))))
+      results.set(path.basename(r.input), r);
   });
   after(async () => restorer?.release());
 
@@ -98,10 +145,16 @@ describe('identity model end to end', () => {
         const m = alignTransform(f.landmarks, SIZE);
         comp.add(dummy, SIZE, m, pasteMask(SIZE));
         // the crop is where the face is: the reference eyes land within a few pixels of the detected eyes
-        const eyeDist = Math.hypot(f.landmarks.right_eye[0] - f.landmarks.left_eye[0], f.landmarks.right_eye[1] - f.landmarks.left_eye[1]);
+        const eyeDist = Math.hypot(
+          f.landmarks.right_eye[0] - f.landmarks.left_eye[0],
+          f.landmarks.right_eye[1] - f.landmarks.left_eye[1],
+        );
         for (const k of ['left_eye', 'right_eye'] as const) {
           const p = applyAffine(invertAffine(m), ref[k]);
-          assert.ok(Math.hypot(p[0] - f.landmarks[k][0], p[1] - f.landmarks[k][1]) < 0.25 * eyeDist, `${k} of face at ${f.box}`);
+          assert.ok(
+            Math.hypot(p[0] - f.landmarks[k][0], p[1] - f.landmarks[k][1]) < 0.25 * eyeDist,
+            `${k} of face at ${f.box}`,
+          );
         }
       }
       let changedOutside = 0;
@@ -119,7 +172,11 @@ describe('identity model end to end', () => {
 });
 
 describe('restore CLI', () => {
-  const cli = (args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/index.ts', ...args], { encoding: 'utf8', timeout: 120_000 });
+  const cli = (args: string[]) =>
+    spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/index.ts', ...args], {
+      encoding: 'utf8',
+      timeout: 120_000,
+    });
   const identity = path.join(tmp, 'identity-128.onnx');
   before(() => {
     const r = cli(['model', 'synth', '--size', '128', '--kind', 'identity', '-o', identity]);
@@ -142,8 +199,14 @@ describe('restore CLI', () => {
       [['--model', identity, '--ext', '.gif'], /--ext|\.gif/],
       [['--model', identity, '--synthetic', '64'], /--model|--synthetic/],
       [['--model', identity, '--cuda-options', 'HEURISTIC'], /key=value.*--cuda-options/],
-      [['--model', identity, '--provider', 'cpu', '--cuda-options', 'prefer_nhwc=1'], /--cuda-options were given but the provider is cpu/],
-      [['--model', identity, '--provider', 'cuda', '--route', 'stock', '--cuda-options', 'prefer_nhwc=1'], /stock route/],
+      [
+        ['--model', identity, '--provider', 'cpu', '--cuda-options', 'prefer_nhwc=1'],
+        /--cuda-options were given but the provider is cpu/,
+      ],
+      [
+        ['--model', identity, '--provider', 'cuda', '--route', 'stock', '--cuda-options', 'prefer_nhwc=1'],
+        /stock route/,
+      ],
       [['--model', identity, '--precision', 'fp8'], /--precision/],
       [['--model', identity, '--route', 'fastest'], /--route/],
     ] as [string[], RegExp][]) {
@@ -167,12 +230,34 @@ describe('restore CLI', () => {
     const r = cli(['restore', dir, '-o', out, '--model', identity, '--json']);
     const endedBefore = Date.now();
     assert.equal(r.status, 2, r.stderr);
-    const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as RestoreResult);
+    const lines = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as RestoreResult);
     assert.equal(lines.length, 2);
     assert.equal(lines[0].faces.length, 1);
     // the first result says how the process got there; later ones do not repeat it
-    const { marks, session_profile: sessionProfile, ...startup } = (lines[0] as RestoreResult & { startup_ms?: Record<string, number> & { marks?: Record<string, number>; session_profile?: Record<string, number> } }).startup_ms ?? {};
-    assert.deepEqual(Object.keys(startup).sort(), ['detector', 'first_result_at', 'model', 'process', 'session', 'session_ready_at', 'time_origin']);
+    const {
+      marks,
+      session_profile: sessionProfile,
+      ...startup
+    } = (
+      lines[0] as RestoreResult & {
+        startup_ms?: Record<string, number> & {
+          marks?: Record<string, number>;
+          session_profile?: Record<string, number>;
+        };
+      }
+    ).startup_ms ?? {};
+    assert.deepEqual(Object.keys(startup).sort(), [
+      'detector',
+      'first_result_at',
+      'model',
+      'process',
+      'session',
+      'session_ready_at',
+      'time_origin',
+    ]);
     assert.ok(Object.values(startup).every((x) => x >= 0) && startup.process > 0);
     // where the child's clock starts (epoch ms), for a parent that timed the spawn: between the spawn and the end
     const origin = startup.time_origin;
@@ -182,7 +267,10 @@ describe('restore CLI', () => {
     assert.deepEqual(marks, {});
     assert.ok(sessionProfile && sessionProfile.session_initialization > 0, JSON.stringify(sessionProfile));
     // the timeline: the command started, the session was ready, then the first result came
-    assert.ok(startup.process < startup.session_ready_at && startup.session_ready_at <= startup.first_result_at, JSON.stringify(startup));
+    assert.ok(
+      startup.process < startup.session_ready_at && startup.session_ready_at <= startup.first_result_at,
+      JSON.stringify(startup),
+    );
     assert.equal((lines[1] as RestoreResult & { startup_ms?: unknown }).startup_ms, undefined);
     assert.ok(lines[1].error && lines[1].error.code.startsWith('E_'), JSON.stringify(lines[1]));
     assert.match(r.stderr, /1 of 2 image\(s\) failed/);
@@ -207,11 +295,33 @@ describe('restore CLI', () => {
 
   it('--aligned restores the whole input as one face, and --outputs faces writes the crop pairs', () => {
     const out = path.join(tmp, 'aligned-out');
-    const r = cli(['restore', path.join(IMAGES, '00009.png'), '-o', out, '--model', identity, '--aligned', '--ext', '.jpg', '--outputs', 'gpen,comp', '--json']);
+    const r = cli([
+      'restore',
+      path.join(IMAGES, '00009.png'),
+      '-o',
+      out,
+      '--model',
+      identity,
+      '--aligned',
+      '--ext',
+      '.jpg',
+      '--outputs',
+      'gpen,comp',
+      '--json',
+    ]);
     assert.equal(r.status, 0, r.stderr);
     assert.deepEqual(readdirSync(out).sort(), ['00009_COMP.jpg', '00009_GPEN.jpg']);
     const out2 = path.join(tmp, 'faces-out');
-    const r2 = cli(['restore', path.join(IMAGES, '00005.png'), '-o', out2, '--model', identity, '--outputs', 'gpen,comp,faces']);
+    const r2 = cli([
+      'restore',
+      path.join(IMAGES, '00005.png'),
+      '-o',
+      out2,
+      '--model',
+      identity,
+      '--outputs',
+      'gpen,comp,faces',
+    ]);
     assert.equal(r2.status, 0, r2.stderr);
     assert.deepEqual(readdirSync(out2).sort(), ['00005_COMP.png', '00005_GPEN.png', '00005_face00.png']);
   });
@@ -223,7 +333,16 @@ describe('restore: every odd or bad file', () => {
     mkdirSync(dir);
     const f = (n: string) => path.join(dir, n);
     const portrait = path.join(IMAGES, '00009.png');
-    const { pattern, write16BitPng, writeAnimatedGif, writeCmykJpeg, writeGrey, writePng, writePngBomb, withAlphaBand } = await import('./helpers/images.js');
+    const {
+      pattern,
+      write16BitPng,
+      writeAnimatedGif,
+      writeCmykJpeg,
+      writeGrey,
+      writePng,
+      writePngBomb,
+      withAlphaBand,
+    } = await import('./helpers/images.js');
     const { readFileSync } = await import('node:fs');
     writeFileSync(f('zero.png'), '');
     const jpg = readFileSync(path.join(IMAGES, 'selfie_20200320.jpg'));
@@ -240,7 +359,12 @@ describe('restore: every odd or bad file', () => {
     await writePng(f('one.png'), Uint8Array.from([1, 2, 3]), 1, 1);
 
     const out = path.join(tmp, 'odd-out');
-    const restorer = await Restorer.create({ model: { type: 'identity', size: 128 }, outDir: out, ext: '.png', outputs: ['gpen', 'comp'] });
+    const restorer = await Restorer.create({
+      model: { type: 'identity', size: 128 },
+      outDir: out,
+      ext: '.png',
+      outputs: ['gpen', 'comp'],
+    });
     let results: RestoreResult[];
     try {
       results = await restorer.restoreFiles(readdirSync(dir).sort().map(f));
@@ -248,11 +372,20 @@ describe('restore: every odd or bad file', () => {
       await restorer.release();
     }
     const by = new Map(results.map((r) => [path.basename(r.input), r]));
-    const expectError: Record<string, string> = { 'zero.png': 'E_FORMAT_UNKNOWN', 'half.jpg': 'E_IMAGE_CORRUPT', 'half.png': 'E_IMAGE_CORRUPT', 'text.jpg': 'E_FORMAT_UNKNOWN', 'bomb.png': 'E_IMAGE_TOO_LARGE' };
+    const expectError: Record<string, string> = {
+      'zero.png': 'E_FORMAT_UNKNOWN',
+      'half.jpg': 'E_IMAGE_CORRUPT',
+      'half.png': 'E_IMAGE_CORRUPT',
+      'text.jpg': 'E_FORMAT_UNKNOWN',
+      'bomb.png': 'E_IMAGE_TOO_LARGE',
+    };
     for (const [name, code] of Object.entries(expectError)) {
       const r = by.get(name)!;
       assert.equal(r.error?.code, code, `${name}: ${JSON.stringify(r.error)}`);
-      assert.ok(r.error!.message.includes(name) && r.error!.fix.length > 0, `${name}: the message names the file and a fix follows`);
+      assert.ok(
+        r.error!.message.includes(name) && r.error!.fix.length > 0,
+        `${name}: the message names the file and a fix follows`,
+      );
       assert.equal(r.outputs.gpen, null);
     }
     for (const name of ['cmyk.jpg', 'deep.png', 'alpha.png', 'grey.png', 'anim.gif', 'one.png']) {
@@ -267,7 +400,10 @@ describe('restore: every odd or bad file', () => {
     const outAlpha = (await decodeImage(by.get('alpha.png')!.outputs.gpen!)).alpha;
     assert.deepEqual(outAlpha, alpha, 'alpha goes through unchanged');
     // exactly the outputs of the good files: no temporary or partial file from the bad ones
-    const want = ['cmyk.jpg', 'deep.png', 'alpha.png', 'grey.png', 'anim.gif', 'one.png'].flatMap((n) => [`${path.parse(n).name}_COMP.png`, `${path.parse(n).name}_GPEN.png`]);
+    const want = ['cmyk.jpg', 'deep.png', 'alpha.png', 'grey.png', 'anim.gif', 'one.png'].flatMap((n) => [
+      `${path.parse(n).name}_COMP.png`,
+      `${path.parse(n).name}_GPEN.png`,
+    ]);
     assert.deepEqual(readdirSync(out).sort(), want.sort());
   });
 });
@@ -275,7 +411,11 @@ describe('restore: every odd or bad file', () => {
 describe('demo', () => {
   it('restores the embedded demo face through the whole pipeline, marked synthetic', () => {
     const out = path.join(tmp, 'demo');
-    const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/index.ts', 'demo', '--size', '64', '-o', out, '--json'], { encoding: 'utf8', timeout: 120_000 });
+    const r = spawnSync(
+      process.execPath,
+      ['--import', 'tsx', 'src/cli/index.ts', 'demo', '--size', '64', '-o', out, '--json'],
+      { encoding: 'utf8', timeout: 120_000 },
+    );
     assert.equal(r.status, 0, r.stderr);
     const res = JSON.parse(r.stdout) as RestoreResult & { setup_ms: number };
     assert.equal(res.faces.length, 1, 'BlazeFace finds the face in the demo crop');
@@ -283,7 +423,8 @@ describe('demo', () => {
     assert.ok(res.warnings.some((w) => /synthetic/.test(w)));
     assert.match(r.stderr, /synthetic/i);
     assert.deepEqual(readdirSync(out).sort(), ['demo-face_COMP.png', 'demo-face_GPEN.png']);
-    for (const k of ['decode', 'detect', 'align', 'infer', 'paste', 'encode', 'write'] as const) assert.ok(res.stages_ms[k] > 0, `${k} timed`);
+    for (const k of ['decode', 'detect', 'align', 'infer', 'paste', 'encode', 'write'] as const)
+      assert.ok(res.stages_ms[k] > 0, `${k} timed`);
   });
 });
 
@@ -295,9 +436,36 @@ describe('batch limit on CUDA', () => {
   });
 
   it('batch 64 with GPEN-512 on cuda is refused before any session, naming the option, the limit and the fix', async () => {
-    const info = { file: null, format: 'synthetic' as const, origin: 'gpen-lab', kind: 'gpen' as const, size: 512, channelMultiplier: 2, narrow: 1, params: 0, precision: 'fp32' as const, synthetic: true, seed: 0, sha256: null };
-    await assert.rejects(Restorer.create({ model: { type: 'synthetic', size: 512 }, prepared: { model: new Uint8Array(0), label: 'synthetic GPEN-512', info }, provider: 'cuda', batch: 64, outDir: os.tmpdir() }),
-      (e: unknown) => e instanceof GpenLabError && e.code === 'E_ARGUMENT' && e.details.option === 'batch' && /batch 64/.test(e.message) && /2\^31/.test(e.message) && /batch 63/.test(e.fix));
+    const info = {
+      file: null,
+      format: 'synthetic' as const,
+      origin: 'gpen-lab',
+      kind: 'gpen' as const,
+      size: 512,
+      channelMultiplier: 2,
+      narrow: 1,
+      params: 0,
+      precision: 'fp32' as const,
+      synthetic: true,
+      seed: 0,
+      sha256: null,
+    };
+    await assert.rejects(
+      Restorer.create({
+        model: { type: 'synthetic', size: 512 },
+        prepared: { model: new Uint8Array(0), label: 'synthetic GPEN-512', info },
+        provider: 'cuda',
+        batch: 64,
+        outDir: os.tmpdir(),
+      }),
+      (e: unknown) =>
+        e instanceof GpenLabError &&
+        e.code === 'E_ARGUMENT' &&
+        e.details.option === 'batch' &&
+        /batch 64/.test(e.message) &&
+        /2\^31/.test(e.message) &&
+        /batch 63/.test(e.fix),
+    );
   });
 });
 
@@ -314,12 +482,21 @@ describe('several files', () => {
     } finally {
       await r.release();
     }
-    assert.deepEqual(res.map((x) => x.input), files);
+    assert.deepEqual(
+      res.map((x) => x.input),
+      files,
+    );
     assert.equal(res[0].error, undefined, JSON.stringify(res[0].error));
-    assert.ok(res[1].error && ['E_IMAGE_CORRUPT', 'E_FORMAT_UNKNOWN'].includes(res[1].error.code), JSON.stringify(res[1].error));
+    assert.ok(
+      res[1].error && ['E_IMAGE_CORRUPT', 'E_FORMAT_UNKNOWN'].includes(res[1].error.code),
+      JSON.stringify(res[1].error),
+    );
     assert.equal(res[2].error, undefined, JSON.stringify(res[2].error));
     // the third file's output is what it gives restored on its own
-    const alone = await Restorer.create({ model: { type: 'identity', size: 256 }, outDir: path.join(tmp, 'ahead-alone') });
+    const alone = await Restorer.create({
+      model: { type: 'identity', size: 256 },
+      outDir: path.join(tmp, 'ahead-alone'),
+    });
     try {
       const one = (await alone.restoreFiles([files[2]]))[0];
       const [x, y] = await Promise.all([decodeImage(res[2].outputs.gpen!), decodeImage(one.outputs.gpen!)]);
@@ -335,7 +512,11 @@ describe('deferred session (the cold-start overlap)', () => {
   it('a deferred session gives the same output as an awaited one, and its creation time is recorded', async () => {
     const photo = path.join(IMAGES, '00002.png');
     const run = async (deferSession: boolean) => {
-      const r = await Restorer.create({ model: { type: 'identity', size: 256 }, outDir: path.join(tmp, `defer-${deferSession}`), deferSession });
+      const r = await Restorer.create({
+        model: { type: 'identity', size: 256 },
+        outDir: path.join(tmp, `defer-${deferSession}`),
+        deferSession,
+      });
       try {
         const res = (await r.restoreFiles([photo]))[0];
         assert.equal(res.error, undefined, JSON.stringify(res.error));
@@ -358,13 +539,21 @@ describe('deferred session (the cold-start overlap)', () => {
     const model = { type: 'identity' as const, size: 256 };
     const prepared = await prepareModel(model, 'fp32');
     let warmed!: () => void;
-    const held: Promise<GpenRunner> = new Promise<void>((resolve) => { warmed = resolve; })
-      .then(() => ModelSession.create(prepared.model, { provider: 'cpu' }));
-    const r = await Restorer.create({ model, prepared, runner: held, outDir: path.join(tmp, 'warm-held'), deferSession: true });
+    const held: Promise<GpenRunner> = new Promise<void>((resolve) => {
+      warmed = resolve;
+    }).then(() => ModelSession.create(prepared.model, { provider: 'cpu' }));
+    const r = await Restorer.create({
+      model,
+      prepared,
+      runner: held,
+      outDir: path.join(tmp, 'warm-held'),
+      deferSession: true,
+    });
     // the session is created once the Restorer sets finishWarmed: the field seen through an accessor that says so
     let finishWarmed = r.finishWarmed;
     Object.defineProperty(r, 'finishWarmed', {
-      configurable: true, enumerable: true,
+      configurable: true,
+      enumerable: true,
       get: () => finishWarmed,
       set: (v: boolean) => {
         finishWarmed = v;
@@ -393,7 +582,8 @@ describe('deferred session (the cold-start overlap)', () => {
 
   it('an image of many faces runs in overlapping chunks (its faces aligned, inferred and pasted chunk by chunk), with the output, the saved faces and the faces of one go', async () => {
     // the C API route on the CPU: a session that reads the face workers' shared memory
-    const restore = (pipeline: boolean) => solvayThroughCapi(true, { pipeline, saveFace: true }, `pipeline-${pipeline}`);
+    const restore = (pipeline: boolean) =>
+      solvayThroughCapi(true, { pipeline, saveFace: true }, `pipeline-${pipeline}`);
     const a = await restore(true);
     const b = await restore(false);
     assert.equal(a.res.faces.length, 29);
@@ -406,7 +596,11 @@ describe('deferred session (the cold-start overlap)', () => {
     assert.deepEqual(a.res.faces, b.res.faces);
     for (const k of ['align', 'infer', 'paste', 'encode'] as const) assert.ok(a.res.stages_ms[k] > 0, `${k} timed`);
     assert.equal(a.res.outputs.faces.length, 29);
-    const pairs: [string, string][] = [[a.res.outputs.gpen!, b.res.outputs.gpen!], [a.res.outputs.comp!, b.res.outputs.comp!], ...a.res.outputs.faces.map((f, i): [string, string] => [f, b.res.outputs.faces[i]])];
+    const pairs: [string, string][] = [
+      [a.res.outputs.gpen!, b.res.outputs.gpen!],
+      [a.res.outputs.comp!, b.res.outputs.comp!],
+      ...a.res.outputs.faces.map((f, i): [string, string] => [f, b.res.outputs.faces[i]]),
+    ];
     for (const [x, y] of pairs) {
       const [dx, dy] = await Promise.all([decodeImage(x), decodeImage(y)]);
       assert.deepEqual(Array.from(dx.rgb), Array.from(dy.rgb), `${path.basename(x)} differs from ${path.basename(y)}`);
@@ -436,7 +630,10 @@ describe('deferred session (the cold-start overlap)', () => {
     assert.equal(a.chunks, 3);
     assert.ok(a.png_stripes, 'striped');
     // the rows below the faces (about half the photo) went before the paste
-    assert.ok(a.png_stripes.early >= a.png_stripes.total / 4 && a.png_stripes.early < a.png_stripes.total, JSON.stringify(a.png_stripes));
+    assert.ok(
+      a.png_stripes.early >= a.png_stripes.total / 4 && a.png_stripes.early < a.png_stripes.total,
+      JSON.stringify(a.png_stripes),
+    );
     assert.equal(b.png_stripes, undefined);
     for (const k of ['gpen', 'comp'] as const) {
       const [x, y] = await Promise.all([decodeImage(a.outputs[k]!), decodeImage(b.outputs[k]!)]);
@@ -459,7 +656,7 @@ describe('deferred session (the cold-start overlap)', () => {
     assert.deepEqual(Array.from(x.rgb), Array.from(y.rgb));
   });
 
-  it('a session that reads shared memory takes the face workers\' crops in place (no copy in or out), with the same output', async () => {
+  it("a session that reads shared memory takes the face workers' crops in place (no copy in or out), with the same output", async () => {
     // the C API route on the CPU stands in for the CUDA one: it reads and writes SharedArrayBuffer views as they are
     const photo = path.join(IMAGES, 'Solvay_conference_1927.png');
     const model = { type: 'identity' as const, size: 256 };
@@ -467,10 +664,23 @@ describe('deferred session (the cold-start overlap)', () => {
     const restore = async (shared: boolean) => {
       const seen: string[] = [];
       const runner = capiCpuRunner(prepared.model as Uint8Array, shared, (data, dims, into) => {
-        seen.push(`in ${data.buffer instanceof SharedArrayBuffer ? 'shared' : 'own'}, out ${into === undefined ? 'none' : into.buffer instanceof SharedArrayBuffer ? 'shared' : 'own'}`);
+        seen.push(
+          `in ${data.buffer instanceof SharedArrayBuffer ? 'shared' : 'own'}, out ${into === undefined ? 'none' : into.buffer instanceof SharedArrayBuffer ? 'shared' : 'own'}`,
+        );
       });
       // in one go (pipeline: false): the chunked path has a test of its own
-      const res = await restoreOnce({ model, prepared, runner: Promise.resolve(runner), faceThreads: 2, batch: 32, pipeline: false, outDir: path.join(tmp, `shared-${shared}`) }, photo);
+      const res = await restoreOnce(
+        {
+          model,
+          prepared,
+          runner: Promise.resolve(runner),
+          faceThreads: 2,
+          batch: 32,
+          pipeline: false,
+          outDir: path.join(tmp, `shared-${shared}`),
+        },
+        photo,
+      );
       return { res, seen };
     };
     const a = await restore(true);
@@ -482,11 +692,32 @@ describe('deferred session (the cold-start overlap)', () => {
     assert.deepEqual(Array.from(x.rgb), Array.from(y.rgb));
   });
 
-  it('a deferred session that fails fails the run at the first inference, with the session\'s coded error; release still works', async () => {
-    const info = { file: null, format: 'identity' as const, origin: 'gpen-lab', kind: 'identity' as const, size: 256, channelMultiplier: null, narrow: null, params: 0, precision: 'fp32' as const, synthetic: false, seed: null, sha256: null };
-    const r = await Restorer.create({ model: { type: 'identity', size: 256 }, prepared: { model: new Uint8Array([1, 2, 3, 4]), label: 'junk-model', info }, outDir: path.join(tmp, 'defer-bad'), deferSession: true });
+  it("a deferred session that fails fails the run at the first inference, with the session's coded error; release still works", async () => {
+    const info = {
+      file: null,
+      format: 'identity' as const,
+      origin: 'gpen-lab',
+      kind: 'identity' as const,
+      size: 256,
+      channelMultiplier: null,
+      narrow: null,
+      params: 0,
+      precision: 'fp32' as const,
+      synthetic: false,
+      seed: null,
+      sha256: null,
+    };
+    const r = await Restorer.create({
+      model: { type: 'identity', size: 256 },
+      prepared: { model: new Uint8Array([1, 2, 3, 4]), label: 'junk-model', info },
+      outDir: path.join(tmp, 'defer-bad'),
+      deferSession: true,
+    });
     try {
-      await assert.rejects(r.restoreFiles([path.join(IMAGES, '00002.png')]), (e: unknown) => e instanceof GpenLabError && e.code === 'E_SESSION' && /junk-model/.test(e.message));
+      await assert.rejects(
+        r.restoreFiles([path.join(IMAGES, '00002.png')]),
+        (e: unknown) => e instanceof GpenLabError && e.code === 'E_SESSION' && /junk-model/.test(e.message),
+      );
       assert.equal(existsSync(path.join(tmp, 'defer-bad', '00002_GPEN.png')), false, 'nothing written');
     } finally {
       await r.release();

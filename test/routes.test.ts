@@ -12,31 +12,51 @@ import { chooseSession } from '../src/face/choose.js';
 import { nvidiaDeviceVisible } from '../src/runtime/providers.js';
 import { Restorer } from '../src/face/restore.js';
 import { PROVIDERS, missingProviderFiles } from '../src/runtime/providers.js';
-import { COMBINATIONS, CUDA_SETS, PRECISIONS, ROUTES, combination, defaultBatch, describeChoice, fastCudaOptions } from '../src/runtime/routes.js';
+import {
+  COMBINATIONS,
+  CUDA_SETS,
+  PRECISIONS,
+  ROUTES,
+  combination,
+  defaultBatch,
+  describeChoice,
+  fastCudaOptions,
+} from '../src/runtime/routes.js';
 import { useTempCache } from './helpers/cache-dir.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const tmp = useTempCache('gpen-routes-');
 const IDENTITY = { type: 'identity' as const, size: 64 };
 const cudaInstalled = missingProviderFiles('cuda').length === 0;
-const isCoded = (code: string, re: RegExp) => (e: unknown) => e instanceof GpenLabError && e.code === code && re.test(`${e.message} ${e.fix}`);
+const isCoded = (code: string, re: RegExp) => (e: unknown) =>
+  e instanceof GpenLabError && e.code === code && re.test(`${e.message} ${e.fix}`);
 
 describe('routes: the table of valid combinations', () => {
   it('holds every provider x route x precision once; fast is the C API on CUDA and the stock binding elsewhere', () => {
     assert.equal(COMBINATIONS.length, PROVIDERS.length * ROUTES.length * PRECISIONS.length);
     for (const c of COMBINATIONS) {
-      assert.equal(c.binding, c.provider === 'cuda' && c.route === 'fast' ? 'capi' : 'stock', `${c.provider} ${c.route} ${c.precision}`);
+      assert.equal(
+        c.binding,
+        c.provider === 'cuda' && c.route === 'fast' ? 'capi' : 'stock',
+        `${c.provider} ${c.route} ${c.precision}`,
+      );
       assert.ok(c.note.length > 10);
     }
   });
 
   it('refuses CUDA options on another provider and on the stock route, saying what to do', () => {
-    assert.throws(() => combination('cpu', 'fast', 'fp32', { prime: '1' }), isCoded('E_ARGUMENT', /cudaOptions.*cpu.*cuda provider/));
-    assert.throws(() => combination('cuda', 'stock', 'fp32', { prime: '1' }), isCoded('E_ARGUMENT', /stock route.*deviceId.*Use the fast route/));
+    assert.throws(
+      () => combination('cpu', 'fast', 'fp32', { prime: '1' }),
+      isCoded('E_ARGUMENT', /cudaOptions.*cpu.*cuda provider/),
+    );
+    assert.throws(
+      () => combination('cuda', 'stock', 'fp32', { prime: '1' }),
+      isCoded('E_ARGUMENT', /stock route.*deviceId.*Use the fast route/),
+    );
     assert.equal(combination('cuda', 'fast', 'fp16', { prime: '1' }).binding, 'capi');
   });
 
-  it('the fast route\'s CUDA sets: one image the cold set, several and the service the warm set; FusedAct only for graphs built here', () => {
+  it("the fast route's CUDA sets: one image the cold set, several and the service the warm set; FusedAct only for graphs built here", () => {
     assert.deepEqual(fastCudaOptions('single', true), CUDA_SETS.cold);
     assert.deepEqual(fastCudaOptions('batch', true), CUDA_SETS.warm);
     assert.deepEqual(fastCudaOptions('service', true), CUDA_SETS.warm);
@@ -53,68 +73,136 @@ describe('auto: the provider chosen for the user', () => {
     const plan = await settled;
     assert.equal(plan, first, 'the first candidate tried is the one that runs');
     const c = plan.choice;
-    assert.deepEqual([c.asked.provider, c.provider, c.route, c.binding, c.precision, c.batch, c.set, c.options], ['auto', 'cpu', 'fast', 'stock', 'fp32', 4, null, null]);
-    assert.deepEqual(c.skipped, [{ provider: 'cuda', reason: 'faked: not installed' }, { provider: 'webgpu', reason: 'faked: no hardware adapter' }]);
-    assert.equal(describeChoice(c), 'provider auto -> cpu (fast route: stock binding; fp32; batch 4; detector on cpu; single); cuda skipped: faked: not installed; webgpu skipped: faked: no hardware adapter');
+    assert.deepEqual(
+      [c.asked.provider, c.provider, c.route, c.binding, c.precision, c.batch, c.set, c.options],
+      ['auto', 'cpu', 'fast', 'stock', 'fp32', 4, null, null],
+    );
+    assert.deepEqual(c.skipped, [
+      { provider: 'cuda', reason: 'faked: not installed' },
+      { provider: 'webgpu', reason: 'faked: no hardware adapter' },
+    ]);
+    assert.equal(
+      describeChoice(c),
+      'provider auto -> cpu (fast route: stock binding; fp32; batch 4; detector on cpu; single); cuda skipped: faked: not installed; webgpu skipped: faked: no hardware adapter',
+    );
     await (await plan.runner).release();
   });
 
-  it('this machine\'s own answers: cuda skipped for its missing provider files (with the setup command), then webgpu, then cpu', async (t) => {
+  it("this machine's own answers: cuda skipped for its missing provider files (with the setup command), then webgpu, then cpu", async (t) => {
     if (cudaInstalled) return t.skip('the CUDA provider is installed here');
     const plan = await (await chooseSession({ model: IDENTITY })).settled;
     assert.equal(plan.choice.provider, 'cpu');
-    assert.deepEqual(plan.choice.skipped.map((s) => s.provider), ['cuda', 'webgpu']);
+    assert.deepEqual(
+      plan.choice.skipped.map((s) => s.provider),
+      ['cuda', 'webgpu'],
+    );
     // without an NVIDIA device the GPU is the cause; with one, the missing files and the command that installs them
-    assert.match(plan.choice.skipped[0].reason, nvidiaDeviceVisible() ? /libonnxruntime_providers_cuda\.so.*gpen-lab setup cuda/ : /^no NVIDIA GPU or driver is visible .*nothing to install here$/);
+    assert.match(
+      plan.choice.skipped[0].reason,
+      nvidiaDeviceVisible()
+        ? /libonnxruntime_providers_cuda\.so.*gpen-lab setup cuda/
+        : /^no NVIDIA GPU or driver is visible .*nothing to install here$/,
+    );
     assert.match(plan.choice.skipped[1].reason, /^no hardware adapter \(/);
     await (await plan.runner).release();
   });
 
   it('a candidate whose session fails is recorded and the next one runs: CUDA said to be there, its session cannot be made', async (t) => {
     if (cudaInstalled) return t.skip('the CUDA provider is installed here');
-    const { first, settled } = await chooseSession({ model: IDENTITY, available: { cuda: () => null, webgpu: () => 'faked: no hardware adapter' } });
-    assert.deepEqual([first.choice.provider, first.choice.binding, first.choice.precision, first.choice.batch, first.choice.set], ['cuda', 'capi', 'fp32', 1, 'cold'],
-      'the first candidate: CUDA on the C API route with the cold set, one face a run (an identity model is fp32 whatever is asked)');
+    const { first, settled } = await chooseSession({
+      model: IDENTITY,
+      available: { cuda: () => null, webgpu: () => 'faked: no hardware adapter' },
+    });
+    assert.deepEqual(
+      [first.choice.provider, first.choice.binding, first.choice.precision, first.choice.batch, first.choice.set],
+      ['cuda', 'capi', 'fp32', 1, 'cold'],
+      'the first candidate: CUDA on the C API route with the cold set, one face a run (an identity model is fp32 whatever is asked)',
+    );
     const plan = await settled;
     assert.equal(plan.choice.provider, 'cpu');
     assert.equal(plan.choice.skipped[0].provider, 'cuda');
-    assert.match(plan.choice.skipped[0].reason, /cuda execution provider cannot load.*libonnxruntime_providers_cuda\.so/);
+    assert.match(
+      plan.choice.skipped[0].reason,
+      /cuda execution provider cannot load.*libonnxruntime_providers_cuda\.so/,
+    );
     assert.equal(plan.choice.skipped[1].reason, 'faked: no hardware adapter');
     await (await plan.runner).release();
   });
 
-  it('the default batch follows the provider, the binding and the job: 1 for a cold start on CUDA\'s C API route, 32 for a folder or the service there, 8 through the stock binding on a GPU, 4 on the CPU', () => {
-    assert.deepEqual([defaultBatch('cuda', 'capi', 'single'), defaultBatch('cuda', 'capi', 'batch'), defaultBatch('cuda', 'capi', 'service')], [1, 32, 32]);
-    assert.deepEqual([defaultBatch('cuda', 'stock', 'single'), defaultBatch('webgpu', 'stock', 'batch'), defaultBatch('tensorrt', 'stock', 'single')], [8, 8, 8]);
+  it("the default batch follows the provider, the binding and the job: 1 for a cold start on CUDA's C API route, 32 for a folder or the service there, 8 through the stock binding on a GPU, 4 on the CPU", () => {
+    assert.deepEqual(
+      [
+        defaultBatch('cuda', 'capi', 'single'),
+        defaultBatch('cuda', 'capi', 'batch'),
+        defaultBatch('cuda', 'capi', 'service'),
+      ],
+      [1, 32, 32],
+    );
+    assert.deepEqual(
+      [
+        defaultBatch('cuda', 'stock', 'single'),
+        defaultBatch('webgpu', 'stock', 'batch'),
+        defaultBatch('tensorrt', 'stock', 'single'),
+      ],
+      [8, 8, 8],
+    );
     assert.deepEqual([defaultBatch('cpu', 'stock', 'single'), defaultBatch('cpu', 'capi', 'batch')], [4, 4]);
   });
 
   it('an explicit provider is never replaced: --provider cuda fails with its diagnosis', async (t) => {
     if (cudaInstalled) return t.skip('the CUDA provider is installed here');
     const { settled } = await chooseSession({ model: IDENTITY, provider: 'cuda' });
-    await assert.rejects(settled, isCoded('E_PROVIDER_UNAVAILABLE', nvidiaDeviceVisible() ? /libonnxruntime_providers_cuda\.so.*gpen-lab setup cuda/ : /libonnxruntime_providers_cuda\.so.*No NVIDIA GPU .*cannot help/));
+    await assert.rejects(
+      settled,
+      isCoded(
+        'E_PROVIDER_UNAVAILABLE',
+        nvidiaDeviceVisible()
+          ? /libonnxruntime_providers_cuda\.so.*gpen-lab setup cuda/
+          : /libonnxruntime_providers_cuda\.so.*No NVIDIA GPU .*cannot help/,
+      ),
+    );
   });
 
   it('with --cuda-options, auto means CUDA only: nothing else to run them on', async () => {
-    await assert.rejects(chooseSession({ model: IDENTITY, session: { cudaOptions: { prime: '1' } }, available: none }),
-      isCoded('E_PROVIDER_UNAVAILABLE', /cuda: faked: not installed.*gpen-lab doctor/));
+    await assert.rejects(
+      chooseSession({ model: IDENTITY, session: { cudaOptions: { prime: '1' } }, available: none }),
+      isCoded('E_PROVIDER_UNAVAILABLE', /cuda: faked: not installed.*gpen-lab doctor/),
+    );
   });
 
   it('refuses the stock route with cudaOptions, and honours an explicit precision and batch', async () => {
-    await assert.rejects(chooseSession({ model: IDENTITY, provider: 'cuda', route: 'stock', session: { cudaOptions: { prime: '1' } } }), isCoded('E_ARGUMENT', /stock route/));
-    const plan = await (await chooseSession({ model: { type: 'synthetic', size: 64 }, precision: 'fp16', batch: 2, available: none })).settled;
-    assert.deepEqual([plan.choice.provider, plan.choice.precision, plan.prepared.info.precision, plan.choice.batch], ['cpu', 'fp16', 'fp16', 2]);
+    await assert.rejects(
+      chooseSession({ model: IDENTITY, provider: 'cuda', route: 'stock', session: { cudaOptions: { prime: '1' } } }),
+      isCoded('E_ARGUMENT', /stock route/),
+    );
+    const plan = await (
+      await chooseSession({ model: { type: 'synthetic', size: 64 }, precision: 'fp16', batch: 2, available: none })
+    ).settled;
+    assert.deepEqual(
+      [plan.choice.provider, plan.choice.precision, plan.prepared.info.precision, plan.choice.batch],
+      ['cpu', 'fp16', 'fp16', 2],
+    );
     await (await plan.runner).release();
   });
 
   it('the RestoreResult says what was asked, what ran and why the others were skipped', async () => {
-    const r = await Restorer.create({ model: { type: 'identity', size: 256 }, outDir: mkdtempSync(path.join(tmp, 'out-')), available: none });
+    const r = await Restorer.create({
+      model: { type: 'identity', size: 256 },
+      outDir: mkdtempSync(path.join(tmp, 'out-')),
+      available: none,
+    });
     try {
       const res = await r.restoreFile(path.join(REPO, 'assets', 'demo-face.png'));
       assert.equal(res.error, undefined);
       assert.deepEqual(res.provider, { asked: 'auto', chosen: 'cpu', ran: ['cpu'] });
-      assert.deepEqual([res.route.route, res.route.binding, res.route.precision, res.route.workload, res.route.detector.provider], ['fast', 'stock', 'fp32', 'single', 'cpu']);
-      assert.deepEqual(res.route.skipped.map((s) => s.provider), ['cuda', 'webgpu']);
+      assert.deepEqual(
+        [res.route.route, res.route.binding, res.route.precision, res.route.workload, res.route.detector.provider],
+        ['fast', 'stock', 'fp32', 'single', 'cpu'],
+      );
+      assert.deepEqual(
+        res.route.skipped.map((s) => s.provider),
+        ['cuda', 'webgpu'],
+      );
     } finally {
       await r.release();
     }
@@ -126,14 +214,25 @@ describe('restore with no flag but the model and the output folder', () => {
     if (cudaInstalled) return t.skip('the CUDA provider is installed here');
     const out = mkdtempSync(path.join(tmp, 'cli-'));
     const r = await new Promise<{ code: number; stderr: string }>((resolve) => {
-      execFile(process.execPath, ['--import', 'tsx', 'src/cli/index.ts', 'restore', 'assets/demo-face.png', '-o', out, '--synthetic', '64'],
-        { cwd: REPO, env: { ...process.env, GPEN_LAB_CACHE: path.join(tmp, 'cache') }, timeout: 120_000 }, (err, _stdout, stderr) => resolve({ code: err ? Number(err.code) : 0, stderr }));
+      execFile(
+        process.execPath,
+        ['--import', 'tsx', 'src/cli/index.ts', 'restore', 'assets/demo-face.png', '-o', out, '--synthetic', '64'],
+        { cwd: REPO, env: { ...process.env, GPEN_LAB_CACHE: path.join(tmp, 'cache') }, timeout: 120_000 },
+        (err, _stdout, stderr) => resolve({ code: err ? Number(err.code) : 0, stderr }),
+      );
     });
     assert.equal(r.code, 0, r.stderr);
     const line = r.stderr.split('\n').filter((l) => l.startsWith('provider auto'));
     assert.equal(line.length, 1, r.stderr);
-    const cuda = nvidiaDeviceVisible() ? 'its provider is not installed .*gpen-lab setup cuda`' : 'no NVIDIA GPU or driver is visible \\(no /dev/nvidia\\* device\\): nothing to install here';
-    assert.match(line[0], new RegExp(`^provider auto -> cpu \\(fast route: stock binding; fp32; batch 4; detector on cpu; single\\); cuda skipped: ${cuda}; webgpu skipped: no hardware adapter \\(.+\\)$`));
+    const cuda = nvidiaDeviceVisible()
+      ? 'its provider is not installed .*gpen-lab setup cuda`'
+      : 'no NVIDIA GPU or driver is visible \\(no /dev/nvidia\\* device\\): nothing to install here';
+    assert.match(
+      line[0],
+      new RegExp(
+        `^provider auto -> cpu \\(fast route: stock binding; fp32; batch 4; detector on cpu; single\\); cuda skipped: ${cuda}; webgpu skipped: no hardware adapter \\(.+\\)$`,
+      ),
+    );
   });
 });
 
@@ -146,7 +245,10 @@ describe('a .pth converted once into the cache', () => {
     const pth = path.join(mkdtempSync(path.join(tmp, 'pth-')), 'tiny.pth');
     copyFileSync(TINY, pth);
     const a = await prepareModel({ type: 'file', file: pth }, 'fp32');
-    assert.deepEqual([typeof a.model, a.converted?.cached, a.info.format, a.info.precision], ['string', false, 'pth', 'fp32']);
+    assert.deepEqual(
+      [typeof a.model, a.converted?.cached, a.info.format, a.info.precision],
+      ['string', false, 'pth', 'fp32'],
+    );
     assert.ok((a.model as string).startsWith(path.join(tmp, 'cache', 'converted')), String(a.model));
     const b = await prepareModel({ type: 'file', file: pth }, 'fp32');
     assert.deepEqual([b.model, b.converted?.cached, b.info.sha256], [a.model, true, a.info.sha256]);
@@ -169,7 +271,9 @@ describe('a .pth converted once into the cache', () => {
       writeFileSync(file, 'x');
       const before = process.env.GPEN_LAB_CACHE;
       process.env.GPEN_LAB_CACHE = path.join(file, 'cache');
-      t.after(() => { process.env.GPEN_LAB_CACHE = before; });
+      t.after(() => {
+        process.env.GPEN_LAB_CACHE = before;
+      });
     } else {
       return t.skip('needs a cache path that cannot be made');
     }

@@ -3,7 +3,13 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { GpenLabError } from '../src/errors.js';
 import { synthesizeIdentity } from '../src/model/registry.js';
-import { PROVIDERS, missingProviderFiles, nvidiaDeviceVisible, ortBinDir, parseProvider } from '../src/runtime/providers.js';
+import {
+  PROVIDERS,
+  missingProviderFiles,
+  nvidiaDeviceVisible,
+  ortBinDir,
+  parseProvider,
+} from '../src/runtime/providers.js';
 import { ModelSession, knownProviders } from '../src/runtime/session.js';
 
 describe('providers', () => {
@@ -11,13 +17,20 @@ describe('providers', () => {
     assert.deepEqual([...PROVIDERS], ['cpu', 'cuda', 'tensorrt', 'webgpu']);
     for (const p of PROVIDERS) assert.equal(parseProvider(p), p);
     for (const bad of ['gpu', 'CUDA', '', 3]) {
-      assert.throws(() => parseProvider(bad), (e: unknown) => e instanceof GpenLabError && e.code === 'E_PROVIDER_UNKNOWN' && e.fix.includes('cpu, cuda, tensorrt, webgpu'));
+      assert.throws(
+        () => parseProvider(bad),
+        (e: unknown) =>
+          e instanceof GpenLabError && e.code === 'E_PROVIDER_UNKNOWN' && e.fix.includes('cpu, cuda, tensorrt, webgpu'),
+      );
     }
   });
 
   it('lists what the installed binary knows (cpu always, bundled)', () => {
     const known = knownProviders();
-    assert.deepEqual(known.find((k) => k.provider === 'cpu'), { provider: 'cpu', bundled: true });
+    assert.deepEqual(
+      known.find((k) => k.provider === 'cpu'),
+      { provider: 'cpu', bundled: true },
+    );
   });
 
   it('records the provider asked for and the one that ran each node', async () => {
@@ -36,7 +49,9 @@ describe('providers', () => {
     it(`asking for ${p} where its libraries are missing is a coded error naming the file, never a silent CPU run`, async (t) => {
       const missing = missingProviderFiles(p);
       if (missing.length === 0) {
-        t.diagnostic(`${p} provider files are installed here: checking that a session either runs on ${p} or fails with a coded error`);
+        t.diagnostic(
+          `${p} provider files are installed here: checking that a session either runs on ${p} or fails with a coded error`,
+        );
       }
       try {
         const s = await ModelSession.create(synthesizeIdentity(64), { provider: p, label: 'identity-64' });
@@ -49,8 +64,14 @@ describe('providers', () => {
         assert.ok(e.message.includes(p));
         for (const f of missing) assert.ok(e.message.includes(f), `${f} not named in: ${e.message}`);
         // the fix follows the cause: no NVIDIA device, nothing to install; else the command that installs the provider
-        if (nvidiaDeviceVisible()) assert.ok(e.fix.includes('gpen-lab setup cuda') && e.fix.includes(ortBinDir()), e.fix);
-        else assert.ok(/^No NVIDIA GPU or driver is visible .*cannot help.*--provider cpu\.$/.test(e.fix) && !e.fix.includes('setup cuda'), e.fix);
+        if (nvidiaDeviceVisible())
+          assert.ok(e.fix.includes('gpen-lab setup cuda') && e.fix.includes(ortBinDir()), e.fix);
+        else
+          assert.ok(
+            /^No NVIDIA GPU or driver is visible .*cannot help.*--provider cpu\.$/.test(e.fix) &&
+              !e.fix.includes('setup cuda'),
+            e.fix,
+          );
         assert.ok(typeof e.details.ort === 'string' && e.details.ort.length > 0, 'what ONNX Runtime said is kept');
       }
     });

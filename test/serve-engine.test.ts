@@ -15,11 +15,18 @@ import { writePngBomb } from './helpers/images.js';
 
 const FACE = readFileSync('assets/demo-face.png');
 let tmp: string;
-before(() => { tmp = mkdtempSync(path.join(os.tmpdir(), 'gpen-serve-engine-')); });
+before(() => {
+  tmp = mkdtempSync(path.join(os.tmpdir(), 'gpen-serve-engine-'));
+});
 after(() => rmSync(tmp, { recursive: true, force: true }));
 
 const post = (url: string, body: Buffer, signal?: AbortSignal) =>
-  fetch(`${url}/v1/restore`, { method: 'POST', body: new Uint8Array(body), headers: { 'content-type': 'application/octet-stream' }, ...(signal ? { signal } : {}) });
+  fetch(`${url}/v1/restore`, {
+    method: 'POST',
+    body: new Uint8Array(body),
+    headers: { 'content-type': 'application/octet-stream' },
+    ...(signal ? { signal } : {}),
+  });
 const metric = async (url: string, name: string): Promise<number> => {
   const text = await (await fetch(`${url}/metrics`)).text();
   return Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
@@ -28,7 +35,13 @@ const metric = async (url: string, name: string): Promise<number> => {
 /** A gate for EngineConfig.hold: the engine thread blocks after acknowledging each job until release(). */
 function gate(): { hold: Int32Array; release: () => void } {
   const hold = new Int32Array(new SharedArrayBuffer(4));
-  return { hold, release: () => { Atomics.store(hold, 0, 1); Atomics.notify(hold, 0); } };
+  return {
+    hold,
+    release: () => {
+      Atomics.store(hold, 0, 1);
+      Atomics.notify(hold, 0);
+    },
+  };
 }
 
 /** The next job id the engine thread acknowledges as in its pipeline (listening before the request is sent). */
@@ -52,7 +65,10 @@ describe('the engine thread', () => {
       await svc.ready;
       const started = nextStarted(svc);
       let finished = false;
-      const pending = post(svc.url, FACE).then((r) => { finished = true; return r; });
+      const pending = post(svc.url, FACE).then((r) => {
+        finished = true;
+        return r;
+      });
       await started;
       // the engine thread is blocked in Atomics.wait until release(): anything answered now was answered without it
       assert.equal((await fetch(`${svc.url}/healthz`)).status, 200);
@@ -88,7 +104,7 @@ describe('the engine thread', () => {
         const r = await response;
         assert.equal(await settled, code, `${what}: the engine thread's own error`);
         assert.equal(r.status, status, what);
-        const e = await r.json() as { error: { code: string; message: string; fix: string } };
+        const e = (await r.json()) as { error: { code: string; message: string; fix: string } };
         assert.deepEqual(Object.keys(e), ['error'], what);
         assert.deepEqual(Object.keys(e.error), ['code', 'message', 'fix'], what);
         assert.equal(e.error.code, code, what);
@@ -129,7 +145,14 @@ describe('the engine thread', () => {
   it('a request that times out answers 504 at once; its pixels come back when the engine thread has stopped it', async () => {
     const g = gate();
     // the demo face is 8464 pixels: a budget of 10000 holds one at a time
-    const svc = await startService({ port: 0, model: { type: 'identity', size: 64 }, logLevel: false, hold: g.hold, timeoutMs: 1, maxInflightPixels: 10_000 });
+    const svc = await startService({
+      port: 0,
+      model: { type: 'identity', size: 64 },
+      logLevel: false,
+      hold: g.hold,
+      timeoutMs: 1,
+      maxInflightPixels: 10_000,
+    });
     try {
       await svc.ready;
       const settledOf = settlements(svc);
@@ -137,14 +160,14 @@ describe('the engine thread', () => {
       const cancelled = once(svc.engine, 'cancel');
       const late = await post(svc.url, FACE);
       assert.equal(late.status, 504);
-      assert.equal((await late.json() as { error: { code: string } }).error.code, 'E_TIMEOUT');
+      assert.equal(((await late.json()) as { error: { code: string } }).error.code, 'E_TIMEOUT');
       const id = await started;
       assert.deepEqual(await cancelled, [id]);
       const settled = settledOf(id);
       // still held in the engine thread: its pixels are still counted
       const busy = await post(svc.url, FACE);
       assert.equal(busy.status, 429);
-      assert.equal((await busy.json() as { error: { code: string } }).error.code, 'E_BUSY');
+      assert.equal(((await busy.json()) as { error: { code: string } }).error.code, 'E_BUSY');
       g.release();
       assert.equal(await settled, 'E_TIMEOUT');
       const next = nextStarted(svc);
@@ -170,15 +193,18 @@ describe('the engine thread', () => {
       const r = await pending;
       assert.equal(r.status, 503);
       assert.ok(Number(r.headers.get('retry-after')) >= 1);
-      const e = await r.json() as { error: { code: string; message: string; fix: string } };
+      const e = (await r.json()) as { error: { code: string; message: string; fix: string } };
       assert.equal(e.error.code, 'E_NOT_READY');
       assert.match(e.error.message, /^The restoration engine stopped: it exited with code 1$/);
       const later = await post(svc.url, FACE);
       assert.equal(later.status, 503);
-      assert.equal((await later.json() as { error: { code: string } }).error.code, 'E_NOT_READY');
+      assert.equal(((await later.json()) as { error: { code: string } }).error.code, 'E_NOT_READY');
       const rz = await fetch(`${svc.url}/readyz`);
       assert.equal(rz.status, 503);
-      assert.deepEqual(await rz.json(), { status: 'failed', error: 'The restoration engine stopped: it exited with code 1' });
+      assert.deepEqual(await rz.json(), {
+        status: 'failed',
+        error: 'The restoration engine stopped: it exited with code 1',
+      });
       assert.equal((await fetch(`${svc.url}/healthz`)).status, 200);
       assert.equal(await metric(svc.url, 'gpen_ready'), 0);
     } finally {
@@ -192,7 +218,10 @@ describe('the engine thread', () => {
     const svc = await startService({ port: 0, model: { type: 'identity', size: 64 }, logLevel: false, hold: g.hold });
     await svc.ready;
     const started = nextStarted(svc);
-    const pending = post(svc.url, FACE).then(async (r) => ({ status: r.status, bytes: (await r.arrayBuffer()).byteLength }));
+    const pending = post(svc.url, FACE).then(async (r) => ({
+      status: r.status,
+      bytes: (await r.arrayBuffer()).byteLength,
+    }));
     await started;
     const closing = svc.close();
     g.release();

@@ -15,10 +15,17 @@ describe('the product text lint', () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'gpen-lab-text-'));
     try {
       const ids = ['s1' + '2c', 'fin' + 'al19', 'sess' + 'ion 11'];
-      writeFileSync(path.join(dir, 'planted.md'), `# notes\nmeasured in ${ids[0]}\nas ${ids[1]} showed\n\nsince ${ids[2]}\n`);
+      writeFileSync(
+        path.join(dir, 'planted.md'),
+        `# notes\nmeasured in ${ids[0]}\nas ${ids[1]} showed\n\nsince ${ids[2]}\n`,
+      );
       const r = lint(dir);
       assert.equal(r.status, 1);
-      for (const [id, line] of [[ids[0], 2], [ids[1], 3], [ids[2], 5]] as const) {
+      for (const [id, line] of [
+        [ids[0], 2],
+        [ids[1], 3],
+        [ids[2], 5],
+      ] as const) {
         assert.ok(r.stderr.includes(`planted.md:${line}: ${id}`), `${id} on line ${line} in:\n${r.stderr}`);
       }
     } finally {
@@ -29,7 +36,10 @@ describe('the product text lint', () => {
   it('passes the product words that look alike: session timings, upstream issues, fp16, sm_90', () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'gpen-lab-text-'));
     try {
-      writeFileSync(path.join(dir, 'ok.ts'), '// cuda fp16: session 0.4 s, session 12 ms; upstream issue 43; sm_90; s3 bucket\n');
+      writeFileSync(
+        path.join(dir, 'ok.ts'),
+        '// cuda fp16: session 0.4 s, session 12 ms; upstream issue 43; sm_90; s3 bucket\n',
+      );
       const r = lint(dir);
       assert.equal(r.status, 0, r.stderr);
     } finally {

@@ -93,10 +93,23 @@ before(() => {
 after(() => rmSync(tmp, { recursive: true, force: true }));
 
 /** A stub libvulkan.so.1 for one variant, in its own folder. */
-const stub = (variant: string): string => buildLib(path.join(tmp, variant), 'libvulkan.so.1', STUB_C, [`-D${variant}`, '-Wall', '-Werror']);
+const stub = (variant: string): string =>
+  buildLib(path.join(tmp, variant), 'libvulkan.so.1', STUB_C, [`-D${variant}`, '-Wall', '-Werror']);
 
-const LLVMPIPE = { name: 'llvmpipe (LLVM 15.0.6, 256 bits)', type: 'cpu', vendorId: 0x10005, deviceId: 0, apiVersion: '1.3.230' } as const;
-const H100 = { name: 'NVIDIA H100 80GB HBM3', type: 'discrete', vendorId: 0x10de, deviceId: 0x2330, apiVersion: '1.3.280' } as const;
+const LLVMPIPE = {
+  name: 'llvmpipe (LLVM 15.0.6, 256 bits)',
+  type: 'cpu',
+  vendorId: 0x10005,
+  deviceId: 0,
+  apiVersion: '1.3.230',
+} as const;
+const H100 = {
+  name: 'NVIDIA H100 80GB HBM3',
+  type: 'discrete',
+  vendorId: 0x10de,
+  deviceId: 0x2330,
+  apiVersion: '1.3.280',
+} as const;
 
 describe('the WebGPU adapter probe on stub Vulkan loaders', () => {
   it('a loader that is not there names the loader and how to install it', () => {
@@ -121,7 +134,10 @@ describe('the WebGPU adapter probe on stub Vulkan loaders', () => {
     assert.equal(r.ok, true, JSON.stringify(r));
     if (!r.ok) return;
     assert.equal(r.device.name, H100.name);
-    assert.deepEqual(r.devices.map((d) => d.type), ['cpu', 'integrated', 'discrete']);
+    assert.deepEqual(
+      r.devices.map((d) => d.type),
+      ['cpu', 'integrated', 'discrete'],
+    );
   });
 
   it('only llvmpipe is a software adapter, never hardware', () => {

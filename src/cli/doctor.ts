@@ -23,10 +23,16 @@ function printFindings(fs: Finding[], w: (s: string) => void): void {
 function runtimeProvidersLine(r: DoctorReport): string {
   const rp = r.system.runtimeProviders;
   const built = rp.filter((p) => p.bundled).map((p) => p.provider);
-  const loaded = rp.filter((p) => !p.bundled).map((p) => {
-    const state = p.missingFiles.length ? 'provider files absent' : r.decision.noGpu ? 'provider files present, no GPU to run on' : 'provider files present';
-    return `${p.provider} (${state})`;
-  });
+  const loaded = rp
+    .filter((p) => !p.bundled)
+    .map((p) => {
+      const state = p.missingFiles.length
+        ? 'provider files absent'
+        : r.decision.noGpu
+          ? 'provider files present, no GPU to run on'
+          : 'provider files present';
+      return `${p.provider} (${state})`;
+    });
   return `providers built in: ${built.join(', ') || 'none'}${loaded.length ? `; loaded from provider files: ${loaded.join(', ')}` : ''}`;
 }
 
@@ -50,12 +56,21 @@ function foldedUnderNoGpu(p: ProviderReport, r: DoctorReport): string {
   if (p.files.missing.length) parts.push(`its provider files are absent (${p.files.missing.join(', ')})`);
   const missing = p.libraries.filter((l) => !l.path);
   const found = p.libraries.filter((l) => l.path);
-  if (missing.length) parts.push(`${missing.length} of ${p.libraries.length} libraries it needs are missing (${familyNames(missing).join(', ')})`);
-  if (found.length) parts.push(`found: ${found.map((l) => `${l.soname}${l.version ? ` ${l.version}` : ''}`).join(', ')}`);
+  if (missing.length)
+    parts.push(
+      `${missing.length} of ${p.libraries.length} libraries it needs are missing (${familyNames(missing).join(', ')})`,
+    );
+  if (found.length)
+    parts.push(`found: ${found.map((l) => `${l.soname}${l.version ? ` ${l.version}` : ''}`).join(', ')}`);
   const skip = r.decision.skipped.find((s) => s.provider === p.provider);
   if (p.provider === 'webgpu' && skip) parts.push(skip.reason);
   const left = p.findings.filter((f) => f.verdict !== 'ok').length;
-  if (left) parts.push(left > 1 ? `${left} findings and their fixes left out (--json has them)` : '1 finding and its fix left out (--json has it)');
+  if (left)
+    parts.push(
+      left > 1
+        ? `${left} findings and their fixes left out (--json has them)`
+        : '1 finding and its fix left out (--json has it)',
+    );
   return `    folded under no GPU: ${parts.join('; ')}\n`;
 }
 
@@ -64,13 +79,18 @@ function formatDecision(r: DoctorReport, w: (s: string) => void): void {
   const d = r.decision;
   const cause = d.rootCause;
   const noGpuLine = () => {
-    const named = d.asked === 'auto' ? ['cuda', 'tensorrt'] : d.asked.filter((p) => PROVIDER_SPECS[p].gpu && p !== 'webgpu');
-    w(`    ${mark(d.asked !== 'auto' && d.failing.length ? 'fail' : 'warn')} no GPU: ${noGpuMessage(r.gpu)}, so ${named.length ? named.join(' and ') : 'cuda and tensorrt'} cannot run here and nothing to install for CUDA can help\n`);
+    const named =
+      d.asked === 'auto' ? ['cuda', 'tensorrt'] : d.asked.filter((p) => PROVIDER_SPECS[p].gpu && p !== 'webgpu');
+    w(
+      `    ${mark(d.asked !== 'auto' && d.failing.length ? 'fail' : 'warn')} no GPU: ${noGpuMessage(r.gpu)}, so ${named.length ? named.join(' and ') : 'cuda and tensorrt'} cannot run here and nothing to install for CUDA can help\n`,
+    );
     if (cause?.id === 'no-gpu' && cause.fix) w(`         ${cause.fix}\n`);
   };
   w('Decision\n');
   if (cause && cause.id !== 'no-gpu') {
-    w(`    FAIL ${cause.provider} does NOT run${r.gpu.devices.length ? ` although ${r.gpu.devices.length > 1 ? `${r.gpu.devices.length} GPUs are` : `GPU ${r.gpu.devices[0].index} (${r.gpu.devices[0].name}) is`} visible` : ''}: ${cause.message}\n`);
+    w(
+      `    FAIL ${cause.provider} does NOT run${r.gpu.devices.length ? ` although ${r.gpu.devices.length > 1 ? `${r.gpu.devices.length} GPUs are` : `GPU ${r.gpu.devices[0].index} (${r.gpu.devices[0].name}) is`} visible` : ''}: ${cause.message}\n`,
+    );
     if (cause.fix) w(`         fix: ${cause.fix}\n`);
   }
   if (d.noGpu && (cause?.id === 'no-gpu' || d.stopped.length)) noGpuLine();
@@ -80,9 +100,13 @@ function formatDecision(r: DoctorReport, w: (s: string) => void): void {
   else w(`    auto would choose ${auto} (not try-loaded in this run): ${d.why}\n`);
   const asked = d.asked === 'auto' ? null : d.asked.join(', ');
   if (d.exitCode === 0) {
-    w(`    exit 0: ${asked ? `${asked} run${d.asked.length > 1 ? '' : 's'}` : 'the provider auto chooses runs'}${d.excused.length ? `; ${d.excused.join(', ')} need a GPU and are not counted${d.excused.includes('cuda') ? ' (gpen-lab doctor --provider cuda exits 3 here)' : ''}` : ''}\n`);
+    w(
+      `    exit 0: ${asked ? `${asked} run${d.asked.length > 1 ? '' : 's'}` : 'the provider auto chooses runs'}${d.excused.length ? `; ${d.excused.join(', ')} need a GPU and are not counted${d.excused.includes('cuda') ? ' (gpen-lab doctor --provider cuda exits 3 here)' : ''}` : ''}\n`,
+    );
   } else {
-    w(`    exit ${d.exitCode}: ${asked ? `${d.failing.join(', ')} ${d.failing.length > 1 ? 'were' : 'was'} asked for and ${d.failing.length > 1 ? 'do' : 'does'} not run` : d.failing.length ? `not every provider runs: ${d.failing.join(', ')}` : 'no provider auto tries runs'}\n`);
+    w(
+      `    exit ${d.exitCode}: ${asked ? `${d.failing.join(', ')} ${d.failing.length > 1 ? 'were' : 'was'} asked for and ${d.failing.length > 1 ? 'do' : 'does'} not run` : d.failing.length ? `not every provider runs: ${d.failing.join(', ')}` : 'no provider auto tries runs'}\n`,
+    );
   }
 }
 
@@ -93,43 +117,69 @@ function tryLoad(r: DoctorReport, p: Provider): string {
 
 export function formatDoctor(r: DoctorReport): string {
   let s = '';
-  const w = (x: string) => { s += x; };
+  const w = (x: string) => {
+    s += x;
+  };
   const sys = r.system;
   const d = r.decision;
   const folded = (p: ProviderReport) => d.stopped.includes(p.provider);
   formatDecision(r, w);
   w('System\n');
-  w(`    ${sys.distro ?? sys.os} (${sys.arch}, kernel ${sys.kernel}), ${sys.libc ?? 'libc unknown'}, ${sys.container.inContainer ? `in a ${sys.container.kind} container (${sys.container.evidence})` : sys.container.kind ? sys.container.kind : 'not in a container'}\n`);
-  w(`    CPU ${sys.cpu.model} x ${sys.cpu.cores}, ${sys.memoryGiB} GiB; Node ${sys.node}; onnxruntime-node ${sys.onnxruntime} (${runtimeProvidersLine(r)})\n`);
+  w(
+    `    ${sys.distro ?? sys.os} (${sys.arch}, kernel ${sys.kernel}), ${sys.libc ?? 'libc unknown'}, ${sys.container.inContainer ? `in a ${sys.container.kind} container (${sys.container.evidence})` : sys.container.kind ? sys.container.kind : 'not in a container'}\n`,
+  );
+  w(
+    `    CPU ${sys.cpu.model} x ${sys.cpu.cores}, ${sys.memoryGiB} GiB; Node ${sys.node}; onnxruntime-node ${sys.onnxruntime} (${runtimeProvidersLine(r)})\n`,
+  );
   for (const [k, v] of Object.entries(sys.env)) w(`    ${k}=${v ?? '(unset)'}\n`);
   w(`GPU and driver (source: ${r.gpu.source})\n`);
-  if (r.gpu.devices.length === 0) w(`    none found (${r.gpu.tried.map((t) => `${t.source}: ${t.ok ? 'ok' : t.error}`).join('; ')})\n`);
+  if (r.gpu.devices.length === 0)
+    w(`    none found (${r.gpu.tried.map((t) => `${t.source}: ${t.ok ? 'ok' : t.error}`).join('; ')})\n`);
   else {
     w(`    driver ${r.gpu.driverVersion ?? '?'}, supports CUDA ${r.gpu.cudaDriverVersion ?? '?'}\n`);
-    for (const dev of r.gpu.devices) w(`    GPU ${dev.index}: ${dev.name}, compute capability ${dev.computeCapability ?? '?'}, ${dev.memoryTotalMiB ? `${(dev.memoryTotalMiB / 1024).toFixed(1)} GiB` : '? GiB'}\n`);
+    for (const dev of r.gpu.devices)
+      w(
+        `    GPU ${dev.index}: ${dev.name}, compute capability ${dev.computeCapability ?? '?'}, ${dev.memoryTotalMiB ? `${(dev.memoryTotalMiB / 1024).toFixed(1)} GiB` : '? GiB'}\n`,
+      );
   }
   // the no-GPU finding is the decision's root cause, printed first
   printFindings(d.rootCause?.id === 'no-gpu' ? r.findings.filter((f) => f.id !== 'no-gpu') : r.findings, w);
   for (const p of r.providers) {
-    const probe = p.probe ? `try-load: ${p.probe.ok ? `ran on ${p.probe.ran?.join(', ')}` : `failed at ${p.probe.stage}`}, ${(p.probe.ms / 1000).toFixed(1)} s` : '';
+    const probe = p.probe
+      ? `try-load: ${p.probe.ok ? `ran on ${p.probe.ran?.join(', ')}` : `failed at ${p.probe.stage}`}, ${(p.probe.ms / 1000).toFixed(1)} s`
+      : '';
     if (folded(p)) {
       w(`Provider ${p.provider}: does NOT run: no GPU, see Decision${probe ? ` (${probe})` : ''}\n`);
       w(foldedUnderNoGpu(p, r));
       continue;
     }
     w(`Provider ${p.provider}: ${p.verdict === 'ok' ? 'runs' : 'does NOT run'}${probe ? ` (${probe})` : ''}\n`);
-    if (p.files.present.length + p.files.missing.length > 0) w(`    files in ${p.files.dir}: ${p.files.present.map((f) => `${f} ok`).concat(p.files.missing.map((f) => `${f} MISSING`)).join(', ')}\n`);
+    if (p.files.present.length + p.files.missing.length > 0)
+      w(
+        `    files in ${p.files.dir}: ${p.files.present
+          .map((f) => `${f} ok`)
+          .concat(p.files.missing.map((f) => `${f} MISSING`))
+          .join(', ')}\n`,
+      );
     for (const l of p.libraries) {
-      w(`    ${l.path ? 'ok  ' : 'FAIL'} ${l.soname.padEnd(34)} ${l.path ? `${l.path}${l.version ? ` (${l.version})` : ''} [${l.foundVia}]` : 'missing'}${l.neededBy.startsWith('dlopen') ? '  (opened at run time)' : ''}\n`);
+      w(
+        `    ${l.path ? 'ok  ' : 'FAIL'} ${l.soname.padEnd(34)} ${l.path ? `${l.path}${l.version ? ` (${l.version})` : ''} [${l.foundVia}]` : 'missing'}${l.neededBy.startsWith('dlopen') ? '  (opened at run time)' : ''}\n`,
+      );
     }
-    if (p.fatbin && p.fatbin.entries > 0) w(`    kernels compiled in: sm ${p.fatbin.sm.join(', ')}${p.fatbin.ptx.length ? `; PTX ${p.fatbin.ptx.join(', ')}` : ''}\n`);
-    for (const k of p.kernels) w(`    ${k.runs ? 'ok  ' : 'FAIL'} GPU ${k.gpu} (${k.computeCapability}): ${k.reason}\n`);
+    if (p.fatbin && p.fatbin.entries > 0)
+      w(
+        `    kernels compiled in: sm ${p.fatbin.sm.join(', ')}${p.fatbin.ptx.length ? `; PTX ${p.fatbin.ptx.join(', ')}` : ''}\n`,
+      );
+    for (const k of p.kernels)
+      w(`    ${k.runs ? 'ok  ' : 'FAIL'} GPU ${k.gpu} (${k.computeCapability}): ${k.reason}\n`);
     printFindings(p.findings, w);
-    if (p.probe && !p.probe.ok && p.probe.error) w(`    ONNX Runtime said: ${p.probe.error.split('\n')[0].slice(0, 400)}\n`);
+    if (p.probe && !p.probe.ok && p.probe.error)
+      w(`    ONNX Runtime said: ${p.probe.error.split('\n')[0].slice(0, 400)}\n`);
   }
   const runs = r.providers.filter((p) => p.verdict === 'ok').map((p) => p.provider);
   if (d.failing.length) w(`Not every requested provider runs: ${d.failing.join(', ')}.\n`);
-  else if (d.excused.length) w(`Every provider that can run without a GPU runs: ${runs.join(', ')}; ${d.excused.join(', ')} need a GPU.\n`);
+  else if (d.excused.length)
+    w(`Every provider that can run without a GPU runs: ${runs.join(', ')}; ${d.excused.join(', ')} need a GPU.\n`);
   else w('Every requested provider runs.\n');
   return s;
 }
@@ -137,7 +187,12 @@ export function formatDoctor(r: DoctorReport): string {
 export function doctorCommand(): Command {
   return new Command('doctor')
     .description('why each execution provider will or will not run here, and the fix')
-    .addOption(new Option('--provider <p...>', 'providers to check; the exit is 3 unless each runs (default: all, and the exit follows the provider auto chooses)').choices([...PROVIDERS]))
+    .addOption(
+      new Option(
+        '--provider <p...>',
+        'providers to check; the exit is 3 unless each runs (default: all, and the exit follows the provider auto chooses)',
+      ).choices([...PROVIDERS]),
+    )
     .option('--no-probe', 'skip the try-load in a child process')
     .option('--json', `the whole report (schema gpen-lab.doctor/1)`)
     .action(async (o: { provider?: string[]; probe: boolean; json?: boolean }) => {

@@ -10,8 +10,25 @@ import type { Workload } from '../runtime/routes.js';
 import { defaultPrecision, fastCudaOptions } from '../runtime/routes.js';
 
 /** restore's options that take a value (the rest are switches); a test checks it against the command's definition. */
-export const RESTORE_VALUE_FLAGS = ['-o', '--out', '--model', '--synthetic', '--seed', '--key', '--provider', '--route', '--precision', '--alpha', '--outputs', '--ext',
-  '--batch', '--max-pixels', '--detector-provider', '--cuda-options', '--face-threads'] as const;
+export const RESTORE_VALUE_FLAGS = [
+  '-o',
+  '--out',
+  '--model',
+  '--synthetic',
+  '--seed',
+  '--key',
+  '--provider',
+  '--route',
+  '--precision',
+  '--alpha',
+  '--outputs',
+  '--ext',
+  '--batch',
+  '--max-pixels',
+  '--detector-provider',
+  '--cuda-options',
+  '--face-threads',
+] as const;
 
 export interface RestoreArgv {
   inputs: string[];
@@ -29,7 +46,8 @@ export function readRestoreArgv(argv: readonly string[]): RestoreArgv | null {
       const eq = a.indexOf('=');
       const name = eq > 0 ? a.slice(0, eq) : a;
       if (eq > 0) flags.set(name, a.slice(eq + 1));
-      else if ((RESTORE_VALUE_FLAGS as readonly string[]).includes(name) && i + 1 < args.length) flags.set(name, args[++i]);
+      else if ((RESTORE_VALUE_FLAGS as readonly string[]).includes(name) && i + 1 < args.length)
+        flags.set(name, args[++i]);
       else flags.set(name, true);
     } else {
       positional.push(a);
@@ -59,7 +77,13 @@ export function fetchedFile(model: string): string {
 
 /** Splits `k=v,k=v` loosely (restore's own parsing reports malformed options). */
 function looseOptions(s: string): Record<string, string> {
-  return Object.fromEntries(s.split(',').map((p) => p.trim().split('=')).filter((kv) => kv.length === 2 && kv[0] && kv[1]).map(([k, v]) => [k, v]));
+  return Object.fromEntries(
+    s
+      .split(',')
+      .map((p) => p.trim().split('='))
+      .filter((kv) => kv.length === 2 && kv[0] && kv[1])
+      .map(([k, v]) => [k, v]),
+  );
 }
 
 export interface EarlyPlan {
@@ -72,11 +96,18 @@ export interface EarlyPlan {
  * early session where restore's model is a file the session can load at once (an .onnx, or a .pth converted by an
  * earlier run). GPEN_LAB_CUDA_WARMUP=0 turns both off.
  */
-export function earlyPlan(argv: readonly string[], env: NodeJS.ProcessEnv = process.env, cudaInstalled = () => missingProviderFiles('cuda').length === 0): EarlyPlan | null {
+export function earlyPlan(
+  argv: readonly string[],
+  env: NodeJS.ProcessEnv = process.env,
+  cudaInstalled = () => missingProviderFiles('cuda').length === 0,
+): EarlyPlan | null {
   if (env.GPEN_LAB_CUDA_WARMUP === '0') return null;
   const r = readRestoreArgv(argv);
   if (!r) return null;
-  const get = (name: string): string | undefined => { const v = r.flags.get(name); return typeof v === 'string' ? v : undefined; };
+  const get = (name: string): string | undefined => {
+    const v = r.flags.get(name);
+    return typeof v === 'string' ? v : undefined;
+  };
   const provider = get('--provider') ?? 'auto';
   if (provider !== 'cuda' && !(provider === 'auto' && cudaInstalled())) return null;
   const user = get('--cuda-options');
@@ -85,9 +116,24 @@ export function earlyPlan(argv: readonly string[], env: NodeJS.ProcessEnv = proc
   if (route !== 'fast' || !model || r.flags.has('--help') || r.flags.has('-h')) return { session: null };
   const workload = workloadOf(r.inputs);
   const file = fetchedFile(model);
-  if (file !== model) return earlyPlan([...argv.slice(0, 2), ...argv.slice(2).map((a) => (a === model ? file : a === `--model=${model}` ? `--model=${file}` : a))], env, cudaInstalled);
+  if (file !== model)
+    return earlyPlan(
+      [
+        ...argv.slice(0, 2),
+        ...argv.slice(2).map((a) => (a === model ? file : a === `--model=${model}` ? `--model=${file}` : a)),
+      ],
+      env,
+      cudaInstalled,
+    );
   if (/\.onnx$/i.test(model)) {
-    return { session: { model, label: model, cudaOptions: user !== undefined ? looseOptions(user) : fastCudaOptions(workload, false), userOptions: user ?? null } };
+    return {
+      session: {
+        model,
+        label: model,
+        cudaOptions: user !== undefined ? looseOptions(user) : fastCudaOptions(workload, false),
+        userOptions: user ?? null,
+      },
+    };
   }
   if (!/\.(pth|pt|ckpt)$/i.test(model)) return { session: null };
   const cudaOptions = user !== undefined ? looseOptions(user) : fastCudaOptions(workload, true);
@@ -95,6 +141,11 @@ export function earlyPlan(argv: readonly string[], env: NodeJS.ProcessEnv = proc
   const asked = get('--precision');
   const precision = asked === 'fp32' || asked === 'fp16' ? asked : defaultPrecision('cuda');
   const key = get('--key');
-  const converted = findConverted(model, { ...(key !== undefined ? { key } : {}), precision, nhwc: form.nhwc === true, fusedAct: form.fusedAct === true });
+  const converted = findConverted(model, {
+    ...(key !== undefined ? { key } : {}),
+    precision,
+    nhwc: form.nhwc === true,
+    fusedAct: form.fusedAct === true,
+  });
   return { session: converted ? { model: converted, label: model, cudaOptions, userOptions: user ?? null } : null };
 }

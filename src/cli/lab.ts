@@ -25,21 +25,40 @@ async function labMachine(): Promise<LabMachine> {
   const installed: Provider[] = [];
   for (const p of ['cuda', 'tensorrt'] as const) if ((await availableNow[p]()) === null) installed.push(p);
   const gpus = await readGpus();
-  return { knownByBinary: knownProviders().map((p) => p.provider), installed, gpu: gpus.source !== 'none' && gpus.devices.length > 0 };
+  return {
+    knownByBinary: knownProviders().map((p) => p.provider),
+    installed,
+    gpu: gpus.source !== 'none' && gpus.devices.length > 0,
+  };
 }
 
 export function labCommand(): Command {
   return new Command('lab')
     .description('the compatibility matrix: every environment (cell) in fresh processes, one report')
-    .argument('[config]', 'a lab config (.json or .yaml, schema/lab.schema.json); default: what this machine can run (with a GPU: each installed GPU provider\'s fast route in fp16 and fp32 against its stock route in fp32, and cpu fp32)')
-    .option('--out <dir>', 'folder for results.json, report.md, report.html and the images (default: a new dated folder)')
-    .option('--resume', 'continue an interrupted lab in --out (default: the newest lab folder here) without re-running completed cells')
+    .argument(
+      '[config]',
+      "a lab config (.json or .yaml, schema/lab.schema.json); default: what this machine can run (with a GPU: each installed GPU provider's fast route in fp16 and fp32 against its stock route in fp32, and cpu fp32)",
+    )
+    .option(
+      '--out <dir>',
+      'folder for results.json, report.md, report.html and the images (default: a new dated folder)',
+    )
+    .option(
+      '--resume',
+      'continue an interrupted lab in --out (default: the newest lab folder here) without re-running completed cells',
+    )
     .option('--json', 'print results.json on stdout')
     .action(async (config: string | undefined, o: { out?: string; resume?: boolean; json?: boolean }) => {
       let out = o.out;
       if (o.resume && !out) {
         out = latestLab() ?? undefined;
-        if (!out) throw new GpenLabError('E_FILE_MISSING', 'lab --resume: no lab folder with a results.json in the current directory', 'Pass --out DIR, the folder of the lab to continue.', { input: '--resume' });
+        if (!out)
+          throw new GpenLabError(
+            'E_FILE_MISSING',
+            'lab --resume: no lab folder with a results.json in the current directory',
+            'Pass --out DIR, the folder of the lab to continue.',
+            { input: '--resume' },
+          );
       }
       out ??= `gpen-lab-${stamp()}`;
       // the lab's modules (ajv, yaml, the report) load on use: they would slow every other command's start
@@ -47,10 +66,15 @@ export function labCommand(): Command {
       const { cellPassed, runLab, stopCells } = await import('../lab/runner.js');
       const { headline } = await import('../lab/analyse.js');
       // cells die with the lab; what finished is in results.json already
-      for (const [signal, code] of [['SIGTERM', 143], ['SIGINT', 130]] as const) {
+      for (const [signal, code] of [
+        ['SIGTERM', 143],
+        ['SIGINT', 130],
+      ] as const) {
         process.once(signal, () => {
           stopCells();
-          process.stderr.write(`lab stopped by ${signal}: the cells finished so far are in ${path.join(out!, 'results.json')} (--resume continues)\n`);
+          process.stderr.write(
+            `lab stopped by ${signal}: the cells finished so far are in ${path.join(out!, 'results.json')} (--resume continues)\n`,
+          );
           process.exit(code);
         });
       }
@@ -58,11 +82,15 @@ export function labCommand(): Command {
       const steps = new Steps(cfg.cells.length * cfg.coldRuns, false);
       const tty = process.stderr.isTTY && !process.env.CI;
       const res = await runLab(cfg, {
-        out, resume: o.resume,
+        out,
+        resume: o.resume,
         onProgress: (e) => {
           if (tty) {
             if (/^run \d+\/\d+/.test(e.line)) steps.step(`${e.cell} ${e.line}`);
-          } else process.stderr.write(`${e.index < 0 ? '[model]' : `[cell ${e.index + 1}/${e.total}]`} ${e.cell}: ${e.line}\n`);
+          } else
+            process.stderr.write(
+              `${e.index < 0 ? '[model]' : `[cell ${e.index + 1}/${e.total}]`} ${e.cell}: ${e.line}\n`,
+            );
         },
       });
       steps.done();
@@ -71,15 +99,17 @@ export function labCommand(): Command {
       const files = { md: path.join(out, 'report.md'), html: path.join(out, 'report.html') };
       if (o.json) printJson(res);
       else {
-        process.stdout.write(`${headline(res)}\n${res.recommendations.map((r) => `- ${r}`).join('\n')}\n`
-          + `results: ${path.join(out, 'results.json')}\nreport:  ${files.md}\n         ${files.html}\n`);
+        process.stdout.write(
+          `${headline(res)}\n${res.recommendations.map((r) => `- ${r}`).join('\n')}\n` +
+            `results: ${path.join(out, 'results.json')}\nreport:  ${files.md}\n         ${files.html}\n`,
+        );
       }
     });
 }
 
 export function reportCommand(): Command {
   return new Command('report')
-    .description('re-render report.md and report.html from a lab\'s results.json alone')
+    .description("re-render report.md and report.html from a lab's results.json alone")
     .argument('<results>', 'results.json written by gpen-lab lab')
     .option('--out <dir>', 'where to write the reports (default: beside results.json)')
     .action(async (file: string, o: { out?: string }) => {

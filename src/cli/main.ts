@@ -18,10 +18,16 @@ const program = new Command('gpen-lab')
 // each command's module, loaded only when that command runs (all of them for help and unknown words): the modules of
 // the other commands are ~40-60 ms of imports a cold restore does not need
 const commands: Record<string, () => Promise<Command[]>> = {
-  lab: async () => { const m = await import('./lab.js'); return [m.labCommand(), m.reportCommand()]; },
+  lab: async () => {
+    const m = await import('./lab.js');
+    return [m.labCommand(), m.reportCommand()];
+  },
   serve: async () => [(await import('./serve.js')).serveCommand()],
   bench: async () => [(await import('./bench.js')).benchCommand()],
-  restore: async () => { const m = await import('./restore.js'); return [m.restoreCommand(), m.detectCommand()]; },
+  restore: async () => {
+    const m = await import('./restore.js');
+    return [m.restoreCommand(), m.detectCommand()];
+  },
   model: async () => [(await import('./model.js')).modelCommand()],
   models: async () => [(await import('./models.js')).modelsCommand()],
   setup: async () => [(await import('./setup.js')).setupCommand()],
@@ -30,7 +36,7 @@ const commands: Record<string, () => Promise<Command[]>> = {
 };
 const alias: Record<string, string> = { report: 'lab', detect: 'restore' };
 const word = argv.slice(2).find((a) => !a.startsWith('-'));
-const only = word === undefined ? undefined : commands[word] ?? commands[alias[word] ?? ''];
+const only = word === undefined ? undefined : (commands[word] ?? commands[alias[word] ?? '']);
 for (const load of only ? [only] : Object.values(commands)) for (const c of await load()) program.addCommand(c);
 for (const c of program.commands) {
   c.exitOverride();
@@ -44,7 +50,14 @@ try {
     // help and version exit 0; usage errors were already printed by commander (in --json, also as an error object)
     process.exitCode = e.exitCode === 0 ? 0 : 2;
     if (e.exitCode !== 0 && json) {
-      printJson({ error: { code: 'E_ARGUMENT', message: e.message.replace(/^error: /, ''), fix: 'Run the command with --help for its arguments.', details: { commander: e.code } } });
+      printJson({
+        error: {
+          code: 'E_ARGUMENT',
+          message: e.message.replace(/^error: /, ''),
+          fix: 'Run the command with --help for its arguments.',
+          details: { commander: e.code },
+        },
+      });
     }
   } else if (e instanceof GpenLabError || e instanceof Error) {
     process.exitCode = reportError(e, { debug, json });

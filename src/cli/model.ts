@@ -33,7 +33,10 @@ function describeText(m: ModelInfo): string {
     `sha256             ${m.sha256 ?? '-'}`,
     `synthetic          ${m.synthetic ? `yes (seed ${m.seed}) — ${SYNTHETIC_WARNING}` : 'no'}`,
   ];
-  if (m.onnx) lines.push(`io                 ${m.onnx.inputName} [${m.onnx.inputDims.join(', ')}] -> ${m.onnx.outputName}; batch ${m.onnx.fixedBatch ?? 'dynamic'}; opset ${m.onnx.opset}; producer ${m.onnx.producer || '-'}`);
+  if (m.onnx)
+    lines.push(
+      `io                 ${m.onnx.inputName} [${m.onnx.inputDims.join(', ')}] -> ${m.onnx.outputName}; batch ${m.onnx.fixedBatch ?? 'dynamic'}; opset ${m.onnx.opset}; producer ${m.onnx.producer || '-'}`,
+    );
   return lines.join('\n');
 }
 
@@ -45,7 +48,8 @@ function printModel(m: ModelInfo, json: boolean | undefined): void {
 export function modelCommand(): Command {
   const model = new Command('model').description('inspect, convert, synthesize and run GPEN models');
 
-  model.command('info')
+  model
+    .command('info')
     .description('format, size, channel_multiplier, narrow, params, sha256, synthetic?')
     .argument('<file>', '.pth checkpoint or .onnx graph')
     .option('--key <name>', 'key the generator is nested under in a training checkpoint (default: found automatically)')
@@ -55,93 +59,174 @@ export function modelCommand(): Command {
       printModel(m, o.json);
     });
 
-  model.command('convert')
+  model
+    .command('convert')
     .description('convert an official GPEN .pth to ONNX (architecture inferred from the checkpoint)')
     .argument('<in>', 'official GPEN checkpoint (.pth, zip or legacy format)')
     .requiredOption('-o, --output <file>', 'ONNX file to write')
     .option('--fp16', 'store weights and run convolutions in fp16 (style, demodulation and skips stay fp32)')
     .option('--key <name>', 'key the generator is nested under (default: found automatically, e.g. g_ema)')
-    .option('--nhwc', 'the form for CUDA sessions with prefer_nhwc=1 (--cuda-options): the fastest on the GPU, slower elsewhere')
+    .option(
+      '--nhwc',
+      'the form for CUDA sessions with prefer_nhwc=1 (--cuda-options): the fastest on the GPU, slower elsewhere',
+    )
     .option('--json', 'machine-readable output')
-    .action(async (input: string, o: { output: string; fp16?: boolean; key?: string; nhwc?: boolean; json?: boolean }) => {
-      const steps = new Steps(2, o.json);
-      steps.step(`reading and building ${path.basename(input)}`);
-      const m = await convertPth(input, o.output, { precision: o.fp16 ? 'fp16' : 'fp32', nhwc: o.nhwc === true, ...(o.key ? { key: o.key } : {}) });
-      steps.step(`wrote ${o.output}`);
-      steps.done();
-      printModel(m, o.json);
-    });
+    .action(
+      async (input: string, o: { output: string; fp16?: boolean; key?: string; nhwc?: boolean; json?: boolean }) => {
+        const steps = new Steps(2, o.json);
+        steps.step(`reading and building ${path.basename(input)}`);
+        const m = await convertPth(input, o.output, {
+          precision: o.fp16 ? 'fp16' : 'fp32',
+          nhwc: o.nhwc === true,
+          ...(o.key ? { key: o.key } : {}),
+        });
+        steps.step(`wrote ${o.output}`);
+        steps.done();
+        printModel(m, o.json);
+      },
+    );
 
-  model.command('synth')
+  model
+    .command('synth')
     .description('write a seeded synthetic GPEN (or the identity model) of any official size')
     .requiredOption('--size <n>', 'output size: 256, 512, 1024, 2048 (or 16..128 for tests)', parseIntArg('--size'))
     .option('--seed <s>', 'seed of the weights', parseIntArg('--seed'), DEFAULT_SEED)
-    .addOption(new Option('--kind <kind>', 'gpen or identity (input returned as output)').choices(['gpen', 'identity']).default('gpen'))
+    .addOption(
+      new Option('--kind <kind>', 'gpen or identity (input returned as output)')
+        .choices(['gpen', 'identity'])
+        .default('gpen'),
+    )
     .option('--fp16', 'fp16 variant')
     .option('--nhwc', 'the form for CUDA sessions with prefer_nhwc=1')
     .requiredOption('-o, --output <file>', 'ONNX file to write')
     .option('--json', 'machine-readable output')
-    .action(async (o: { size: number; seed: number; kind: 'gpen' | 'identity'; fp16?: boolean; nhwc?: boolean; output: string; json?: boolean }) => {
-      const bytes = o.kind === 'identity' ? synthesizeIdentity(o.size) : synthesizeGpen(o.size, o.seed, o.fp16 ? 'fp16' : 'fp32', o.nhwc === true).bytes;
-      await writeFileAtomicSafe(o.output, bytes);
-      const m = await describeModel(o.output);
-      if (o.kind === 'gpen') warn(SYNTHETIC_WARNING);
-      printModel(m, o.json);
-    });
+    .action(
+      async (o: {
+        size: number;
+        seed: number;
+        kind: 'gpen' | 'identity';
+        fp16?: boolean;
+        nhwc?: boolean;
+        output: string;
+        json?: boolean;
+      }) => {
+        const bytes =
+          o.kind === 'identity'
+            ? synthesizeIdentity(o.size)
+            : synthesizeGpen(o.size, o.seed, o.fp16 ? 'fp16' : 'fp32', o.nhwc === true).bytes;
+        await writeFileAtomicSafe(o.output, bytes);
+        const m = await describeModel(o.output);
+        if (o.kind === 'gpen') warn(SYNTHETIC_WARNING);
+        printModel(m, o.json);
+      },
+    );
 
-  model.command('run')
+  model
+    .command('run')
     .description('run a model on a float32 NCHW .npy tensor in [-1, 1] and write the output as .npy')
     .argument('<model>', '.onnx or .pth')
     .requiredOption('--input <file>', 'input tensor, [N,3,S,S] or [3,S,S], float32 (or float16) .npy')
     .requiredOption('--output <file>', 'output .npy (float32)')
-    .addOption(new Option('--provider <p>', 'execution provider (auto: CUDA, else a hardware WebGPU adapter, else the CPU)').choices([...PROVIDER_CHOICES]).default('auto'))
-    .addOption(new Option('--route <r>', 'fast: the measured-best binding and options; stock: onnxruntime-node\'s binding').choices([...ROUTES]).default('fast'))
-    .addOption(new Option('--precision <p>', 'for a .pth (default: fp16 on a GPU, fp32 on the CPU; an .onnx runs in its own)').choices([...PRECISIONS]))
+    .addOption(
+      new Option('--provider <p>', 'execution provider (auto: CUDA, else a hardware WebGPU adapter, else the CPU)')
+        .choices([...PROVIDER_CHOICES])
+        .default('auto'),
+    )
+    .addOption(
+      new Option('--route <r>', "fast: the measured-best binding and options; stock: onnxruntime-node's binding")
+        .choices([...ROUTES])
+        .default('fast'),
+    )
+    .addOption(
+      new Option(
+        '--precision <p>',
+        'for a .pth (default: fp16 on a GPU, fp32 on the CPU; an .onnx runs in its own)',
+      ).choices([...PRECISIONS]),
+    )
     .option('--key <name>', 'for a .pth: key the generator is nested under')
     .option('--json', 'machine-readable output')
-    .action(async (file: string, o: { input: string; output: string; provider: string; route: string; precision?: string; key?: string; json?: boolean }) => {
-      const x = await readNpy(o.input);
-      const spec = { type: 'file' as const, file, ...(o.key ? { key: o.key } : {}) };
-      const { first, settled } = await chooseSession({
-        model: spec, provider: parseChoice(PROVIDER_CHOICES, o.provider, '--provider'), route: parseChoice(ROUTES, o.route, '--route'),
-        ...(o.precision !== undefined ? { precision: parseChoice(PRECISIONS, o.precision, '--precision') } : {}),
-      });
-      const S = first.prepared.info.size;
-      const dims = x.dims.length === 3 ? [1, ...x.dims] : x.dims;
-      if (dims.length !== 4 || dims[1] !== 3 || dims[2] !== S || dims[3] !== S) {
-        void first.runner.then((r) => r.release(), () => undefined);
-        throw new GpenLabError('E_NPY_INVALID', `${o.input} has shape [${x.dims.join(', ')}] but ${first.prepared.label} takes [N, 3, ${S}, ${S}] (or [3, ${S}, ${S}])`,
-          `Resize the face to ${S}x${S} and save it as an NCHW float32 array in [-1, 1].`, { input: o.input });
-      }
-      const plan = await settled;
-      const { prepared, choice } = plan;
-      const session = await plan.runner;
-      info(describeChoice(choice));
-      if (prepared.info.synthetic) warn(SYNTHETIC_WARNING);
-      const fixed = prepared.info.onnx?.fixedBatch ?? null;
-      const data = toFloat32(x);
-      const per = 3 * S * S;
-      const out = new Float32Array(numel(dims));
-      const times: number[] = [];
-      const chunk = fixed ?? dims[0];
-      for (let b = 0; b < dims[0]; b += chunk) {
-        const n = Math.min(chunk, dims[0] - b);
-        const r = await session.run(data.subarray(b * per, (b + n) * per), [n, 3, S, S]);
-        out.set(r.data, b * per);
-        times.push(r.ms);
-      }
-      await writeNpy(o.output, { dtype: 'float32', dims, data: out });
-      await session.placementSettled?.();
-      const placement = session.placement;
-      await session.release();
-      const result = {
-        model: prepared.info, provider: { asked: choice.asked.provider, chosen: choice.provider, ran: placement?.ran ?? null, nodesByProvider: placement?.nodesByProvider ?? null, mismatch: placement?.mismatch ?? null },
-        route: choice,
-        input: { file: o.input, dims }, output: { file: o.output, dims }, sessionCreateMs: session.createMs, runMs: times, synthetic: prepared.info.synthetic,
-      };
-      if (placement?.mismatch) warn(`asked for ${choice.provider} but nodes ran on ${placement.ran.join(', ')} (${JSON.stringify(placement.nodesByProvider)})`);
-      if (o.json) printJson(result);
-      else info(`ran ${prepared.label} on ${choice.provider} (nodes: ${JSON.stringify(placement?.nodesByProvider ?? {})}): session ${session.createMs.toFixed(0)} ms, run ${times.map((t) => t.toFixed(0)).join('+')} ms -> ${o.output}`);
-    });
+    .action(
+      async (
+        file: string,
+        o: {
+          input: string;
+          output: string;
+          provider: string;
+          route: string;
+          precision?: string;
+          key?: string;
+          json?: boolean;
+        },
+      ) => {
+        const x = await readNpy(o.input);
+        const spec = { type: 'file' as const, file, ...(o.key ? { key: o.key } : {}) };
+        const { first, settled } = await chooseSession({
+          model: spec,
+          provider: parseChoice(PROVIDER_CHOICES, o.provider, '--provider'),
+          route: parseChoice(ROUTES, o.route, '--route'),
+          ...(o.precision !== undefined ? { precision: parseChoice(PRECISIONS, o.precision, '--precision') } : {}),
+        });
+        const S = first.prepared.info.size;
+        const dims = x.dims.length === 3 ? [1, ...x.dims] : x.dims;
+        if (dims.length !== 4 || dims[1] !== 3 || dims[2] !== S || dims[3] !== S) {
+          void first.runner.then(
+            (r) => r.release(),
+            () => undefined,
+          );
+          throw new GpenLabError(
+            'E_NPY_INVALID',
+            `${o.input} has shape [${x.dims.join(', ')}] but ${first.prepared.label} takes [N, 3, ${S}, ${S}] (or [3, ${S}, ${S}])`,
+            `Resize the face to ${S}x${S} and save it as an NCHW float32 array in [-1, 1].`,
+            { input: o.input },
+          );
+        }
+        const plan = await settled;
+        const { prepared, choice } = plan;
+        const session = await plan.runner;
+        info(describeChoice(choice));
+        if (prepared.info.synthetic) warn(SYNTHETIC_WARNING);
+        const fixed = prepared.info.onnx?.fixedBatch ?? null;
+        const data = toFloat32(x);
+        const per = 3 * S * S;
+        const out = new Float32Array(numel(dims));
+        const times: number[] = [];
+        const chunk = fixed ?? dims[0];
+        for (let b = 0; b < dims[0]; b += chunk) {
+          const n = Math.min(chunk, dims[0] - b);
+          const r = await session.run(data.subarray(b * per, (b + n) * per), [n, 3, S, S]);
+          out.set(r.data, b * per);
+          times.push(r.ms);
+        }
+        await writeNpy(o.output, { dtype: 'float32', dims, data: out });
+        await session.placementSettled?.();
+        const placement = session.placement;
+        await session.release();
+        const result = {
+          model: prepared.info,
+          provider: {
+            asked: choice.asked.provider,
+            chosen: choice.provider,
+            ran: placement?.ran ?? null,
+            nodesByProvider: placement?.nodesByProvider ?? null,
+            mismatch: placement?.mismatch ?? null,
+          },
+          route: choice,
+          input: { file: o.input, dims },
+          output: { file: o.output, dims },
+          sessionCreateMs: session.createMs,
+          runMs: times,
+          synthetic: prepared.info.synthetic,
+        };
+        if (placement?.mismatch)
+          warn(
+            `asked for ${choice.provider} but nodes ran on ${placement.ran.join(', ')} (${JSON.stringify(placement.nodesByProvider)})`,
+          );
+        if (o.json) printJson(result);
+        else
+          info(
+            `ran ${prepared.label} on ${choice.provider} (nodes: ${JSON.stringify(placement?.nodesByProvider ?? {})}): session ${session.createMs.toFixed(0)} ms, run ${times.map((t) => t.toFixed(0)).join('+')} ms -> ${o.output}`,
+          );
+      },
+    );
   return model;
 }

@@ -4,7 +4,8 @@
 // document (demo, doctor, lab, model, setup) or an error.
 import { EXIT_CODES, GpenLabError, errorMessage, exitStatus, flagOf, renameOption, toGpenLabError } from '../errors.js';
 
-export const SYNTHETIC_WARNING = 'synthetic weights: seeded random GPEN, for speed and agreement measurements only; the image is not a restoration';
+export const SYNTHETIC_WARNING =
+  'synthetic weights: seeded random GPEN, for speed and agreement measurements only; the image is not a restoration';
 
 /** One JSON document (or one item of a stream of them) as one line on stdout. */
 export function printJson(value: unknown): void {
@@ -48,7 +49,9 @@ export function reportError(thrown: unknown, opts: { debug: boolean; json: boole
   if (e instanceof GpenLabError) {
     process.stderr.write(`error [${e.code}]: ${e.message}\n  fix: ${e.fix}\n`);
   } else {
-    process.stderr.write(`error: ${errorMessage(e)}\n  fix: this is a bug in gpen-lab; re-run with --debug and report the stack.\n`);
+    process.stderr.write(
+      `error: ${errorMessage(e)}\n  fix: this is a bug in gpen-lab; re-run with --debug and report the stack.\n`,
+    );
   }
   if (opts.debug && e instanceof Error && e.stack) process.stderr.write(`${e.stack}\n`);
   return code;
@@ -57,7 +60,11 @@ export function reportError(thrown: unknown, opts: { debug: boolean; json: boole
 /** How progress shows on stderr: an updating line on a terminal (plain lines in CI), plain lines off one, none with --json off one. */
 export type ProgressMode = 'tty' | 'lines' | 'none';
 
-export function progressMode(json: boolean, stream: { isTTY?: boolean } = process.stderr, env: NodeJS.ProcessEnv = process.env): ProgressMode {
+export function progressMode(
+  json: boolean,
+  stream: { isTTY?: boolean } = process.stderr,
+  env: NodeJS.ProcessEnv = process.env,
+): ProgressMode {
   const ci = env.CI !== undefined && env.CI !== '' && env.CI !== 'false' && env.CI !== '0';
   if (stream.isTTY) return ci ? 'lines' : 'tty';
   return json ? 'none' : 'lines';
@@ -79,7 +86,10 @@ function aboveStatus(text: string): void {
 function showStatus(text: string | null): void {
   clearStatus();
   // one row: a line that wraps cannot be taken back with a carriage return
-  status = text === null ? null : [...text].slice(0, Math.max(20, (process.stderr.columns || Number(process.env.COLUMNS) || 80) - 1)).join('');
+  status =
+    text === null
+      ? null
+      : [...text].slice(0, Math.max(20, (process.stderr.columns || Number(process.env.COLUMNS) || 80) - 1)).join('');
   if (status !== null) process.stderr.write(status);
 }
 
@@ -102,7 +112,11 @@ export class Steps {
   private timer: NodeJS.Timeout | null = null;
   private readonly now: () => number;
 
-  constructor(private readonly total: number, json = false, opts: { mode?: ProgressMode; now?: () => number } = {}) {
+  constructor(
+    private readonly total: number,
+    json = false,
+    opts: { mode?: ProgressMode; now?: () => number } = {},
+  ) {
     this.mode = opts.mode ?? progressMode(json);
     this.now = opts.now ?? Date.now;
     this.t0 = this.began = this.now();
@@ -111,7 +125,8 @@ export class Steps {
   /** A step begins (lab, model, demo): the label says what, with the time since the job started. */
   step(label: string): void {
     this.i++;
-    if (this.mode === 'lines') process.stderr.write(`[${this.i}/${this.total}] ${label} (${seconds(this.now() - this.t0)})\n`);
+    if (this.mode === 'lines')
+      process.stderr.write(`[${this.i}/${this.total}] ${label} (${seconds(this.now() - this.t0)})\n`);
     this.finished = this.i - 1;
     if (this.mode === 'tty') this.draw(label, 0);
   }
@@ -144,16 +159,23 @@ export class Steps {
    */
   status(label: string, opts: { fraction?: number; plain?: boolean } = {}): void {
     if (this.mode === 'tty') this.draw(label, opts.fraction ?? 0);
-    else if (this.mode === 'lines' && opts.plain) process.stderr.write(`[${Math.min(this.total, this.finished + 1)}/${this.total}] ${label} (${seconds(this.now() - this.began)})\n`);
+    else if (this.mode === 'lines' && opts.plain)
+      process.stderr.write(
+        `[${Math.min(this.total, this.finished + 1)}/${this.total}] ${label} (${seconds(this.now() - this.began)})\n`,
+      );
   }
 
   private draw(label: string, fraction: number): void {
     this.label = label;
     this.fraction = fraction;
     const width = 20;
-    const filled = Math.round(width * Math.min(1, (this.finished + Math.min(1, Math.max(0, fraction))) / Math.max(1, this.total)));
+    const filled = Math.round(
+      width * Math.min(1, (this.finished + Math.min(1, Math.max(0, fraction))) / Math.max(1, this.total)),
+    );
     const item = Math.min(this.total, this.finished + 1);
-    showStatus(`[${item}/${this.total}] ${'#'.repeat(filled)}${'-'.repeat(width - filled)} ${label} ${seconds(this.now() - this.began)}`);
+    showStatus(
+      `[${item}/${this.total}] ${'#'.repeat(filled)}${'-'.repeat(width - filled)} ${label} ${seconds(this.now() - this.began)}`,
+    );
     // the clock ticks while an item takes long (the Solvay photo on a CPU: over a minute with no other change)
     this.timer ??= setInterval(() => this.draw(this.label, this.fraction), 1000).unref();
   }

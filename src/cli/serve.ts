@@ -13,51 +13,122 @@ export function serveCommand(): Command {
     .option('--port <n>', 'port (0: any free one)', parseIntArg('--port'), 8080)
     .option('--host <h>', 'address to listen on', '127.0.0.1')
     .option('--model <file>', 'GPEN weights: the official .pth or an .onnx')
-    .option('--synthetic <size>', 'seeded synthetic GPEN of this size (for measuring only: every response says so)', parseIntArg('--synthetic'))
+    .option(
+      '--synthetic <size>',
+      'seeded synthetic GPEN of this size (for measuring only: every response says so)',
+      parseIntArg('--synthetic'),
+    )
     .option('--seed <s>', 'seed of --synthetic weights', parseIntArg('--seed'), 0)
     .option('--key <name>', 'for a .pth: key the generator is nested under')
-    .addOption(new Option('--provider <p>', 'execution provider (auto: CUDA, else a hardware WebGPU adapter, else the CPU)').choices([...PROVIDER_CHOICES]).default('auto'))
-    .addOption(new Option('--route <r>', 'fast: the measured-best binding and options for the provider; stock: onnxruntime-node\'s binding').choices([...ROUTES]).default('fast'))
-    .addOption(new Option('--precision <p>', 'for a .pth or --synthetic (default: fp16 on a GPU, fp32 on the CPU)').choices([...PRECISIONS]))
-    .option('--max-batch <n>', 'faces per inference, across requests (default: 32 on the CUDA fast route, 8 through the stock binding and on WebGPU, 4 on the CPU)', parseIntArg('--max-batch'))
+    .addOption(
+      new Option('--provider <p>', 'execution provider (auto: CUDA, else a hardware WebGPU adapter, else the CPU)')
+        .choices([...PROVIDER_CHOICES])
+        .default('auto'),
+    )
+    .addOption(
+      new Option(
+        '--route <r>',
+        "fast: the measured-best binding and options for the provider; stock: onnxruntime-node's binding",
+      )
+        .choices([...ROUTES])
+        .default('fast'),
+    )
+    .addOption(
+      new Option('--precision <p>', 'for a .pth or --synthetic (default: fp16 on a GPU, fp32 on the CPU)').choices([
+        ...PRECISIONS,
+      ]),
+    )
+    .option(
+      '--max-batch <n>',
+      'faces per inference, across requests (default: 32 on the CUDA fast route, 8 through the stock binding and on WebGPU, 4 on the CPU)',
+      parseIntArg('--max-batch'),
+    )
     .option('--max-wait-ms <m>', 'how long a face waits for others to fill a batch', parseIntArg('--max-wait-ms'), 10)
     .option('--max-queue <q>', 'requests in progress at once; more get 429', parseIntArg('--max-queue'), 64)
-    .option('--max-inflight-mp <n>', 'megapixels of images in progress at once; more get 429 (default: the machine\'s memory / 80 bytes)', parseIntArg('--max-inflight-mp'))
+    .option(
+      '--max-inflight-mp <n>',
+      "megapixels of images in progress at once; more get 429 (default: the machine's memory / 80 bytes)",
+      parseIntArg('--max-inflight-mp'),
+    )
     .option('--body-limit-mb <n>', 'largest upload (413 above)', parseIntArg('--body-limit-mb'), 32)
     .option('--timeout-ms <n>', 'per-request limit (504 above)', parseIntArg('--timeout-ms'), 60_000)
     .option('--max-pixels <n>', 'refuse images larger than this (422)', parseIntArg('--max-pixels'))
     .option('--log-level <l>', 'JSON log level: fatal, error, warn, info, debug, silent', 'info')
-    .option('--cuda-options <k=v,...>', 'for experts: CUDA provider options replacing the fast route\'s set (docs/routes.md)', (v: string) => parseCudaOptions(v))
-    .action(async (o: { port: number; host: string; model?: string; synthetic?: number; seed: number; key?: string; provider: string; route: string; precision?: string; maxBatch?: number; maxWaitMs: number; maxQueue: number; maxInflightMp?: number; bodyLimitMb: number; timeoutMs: number; maxPixels?: number; logLevel: string; cudaOptions?: Record<string, string> }) => {
-      if ((o.model === undefined) === (o.synthetic === undefined)) {
-        throw new GpenLabError('E_ARGUMENT', o.model === undefined ? 'serve needs GPEN weights and none were given' : 'serve takes --model or --synthetic, not both',
-          'Pass --model FILE (the official GPEN-BFR-512.pth or a GPEN .onnx), or --synthetic 512 to measure the service with seeded random weights (every response says they are synthetic).',
-          { input: '--model' });
-      }
-      const model: ModelSpec = o.model !== undefined ? { type: 'file', file: o.model, ...(o.key ? { key: o.key } : {}) } : { type: 'synthetic', size: o.synthetic!, seed: o.seed };
-      if (model.type === 'synthetic') warn(SYNTHETIC_WARNING);
-      // loaded here, not at start: fastify and prom-client cost every other command's start (a cold restore's too)
-      const { startService } = await import('../serve/server.js');
-      const svc = await startService({
-        host: o.host, port: o.port, model, provider: parseChoice(PROVIDER_CHOICES, o.provider, '--provider'), route: parseChoice(ROUTES, o.route, '--route'),
-        ...(o.precision !== undefined ? { precision: parseChoice(PRECISIONS, o.precision, '--precision') } : {}), ...(o.maxBatch !== undefined ? { maxBatch: o.maxBatch } : {}), maxWaitMs: o.maxWaitMs, maxQueue: o.maxQueue, ...(o.maxInflightMp !== undefined ? { maxInflightPixels: o.maxInflightMp * 1e6 } : {}), bodyLimit: o.bodyLimitMb * 2 ** 20, timeoutMs: o.timeoutMs,
-        ...(o.maxPixels !== undefined ? { maxPixels: o.maxPixels } : {}), logLevel: o.logLevel === 'silent' ? false : o.logLevel,
-        ...(o.cudaOptions ? { cudaOptions: o.cudaOptions } : {}),
-      });
-      let closing = false;
-      const stop = (signal: string) => {
-        if (closing) return;
-        closing = true;
-        svc.app.log.info({ event: 'shutdown', signal }, 'stopping: no new requests, finishing those in progress');
-        void svc.close().then(() => {
-          svc.app.log.info({ event: 'stopped' }, 'stopped');
-          process.exit(0);
+    .option(
+      '--cuda-options <k=v,...>',
+      "for experts: CUDA provider options replacing the fast route's set (docs/routes.md)",
+      (v: string) => parseCudaOptions(v),
+    )
+    .action(
+      async (o: {
+        port: number;
+        host: string;
+        model?: string;
+        synthetic?: number;
+        seed: number;
+        key?: string;
+        provider: string;
+        route: string;
+        precision?: string;
+        maxBatch?: number;
+        maxWaitMs: number;
+        maxQueue: number;
+        maxInflightMp?: number;
+        bodyLimitMb: number;
+        timeoutMs: number;
+        maxPixels?: number;
+        logLevel: string;
+        cudaOptions?: Record<string, string>;
+      }) => {
+        if ((o.model === undefined) === (o.synthetic === undefined)) {
+          throw new GpenLabError(
+            'E_ARGUMENT',
+            o.model === undefined
+              ? 'serve needs GPEN weights and none were given'
+              : 'serve takes --model or --synthetic, not both',
+            'Pass --model FILE (the official GPEN-BFR-512.pth or a GPEN .onnx), or --synthetic 512 to measure the service with seeded random weights (every response says they are synthetic).',
+            { input: '--model' },
+          );
+        }
+        const model: ModelSpec =
+          o.model !== undefined
+            ? { type: 'file', file: o.model, ...(o.key ? { key: o.key } : {}) }
+            : { type: 'synthetic', size: o.synthetic!, seed: o.seed };
+        if (model.type === 'synthetic') warn(SYNTHETIC_WARNING);
+        // loaded here, not at start: fastify and prom-client cost every other command's start (a cold restore's too)
+        const { startService } = await import('../serve/server.js');
+        const svc = await startService({
+          host: o.host,
+          port: o.port,
+          model,
+          provider: parseChoice(PROVIDER_CHOICES, o.provider, '--provider'),
+          route: parseChoice(ROUTES, o.route, '--route'),
+          ...(o.precision !== undefined ? { precision: parseChoice(PRECISIONS, o.precision, '--precision') } : {}),
+          ...(o.maxBatch !== undefined ? { maxBatch: o.maxBatch } : {}),
+          maxWaitMs: o.maxWaitMs,
+          maxQueue: o.maxQueue,
+          ...(o.maxInflightMp !== undefined ? { maxInflightPixels: o.maxInflightMp * 1e6 } : {}),
+          bodyLimit: o.bodyLimitMb * 2 ** 20,
+          timeoutMs: o.timeoutMs,
+          ...(o.maxPixels !== undefined ? { maxPixels: o.maxPixels } : {}),
+          logLevel: o.logLevel === 'silent' ? false : o.logLevel,
+          ...(o.cudaOptions ? { cudaOptions: o.cudaOptions } : {}),
         });
-      };
-      process.on('SIGTERM', () => stop('SIGTERM'));
-      process.on('SIGINT', () => stop('SIGINT'));
-      await svc.ready.catch(() => undefined);
-      // the service stays up (readyz says "failed" when the model did not load)
-      await new Promise<void>(() => undefined);
-    });
+        let closing = false;
+        const stop = (signal: string) => {
+          if (closing) return;
+          closing = true;
+          svc.app.log.info({ event: 'shutdown', signal }, 'stopping: no new requests, finishing those in progress');
+          void svc.close().then(() => {
+            svc.app.log.info({ event: 'stopped' }, 'stopped');
+            process.exit(0);
+          });
+        };
+        process.on('SIGTERM', () => stop('SIGTERM'));
+        process.on('SIGINT', () => stop('SIGINT'));
+        await svc.ready.catch(() => undefined);
+        // the service stays up (readyz says "failed" when the model did not load)
+        await new Promise<void>(() => undefined);
+      },
+    );
 }

@@ -4,7 +4,16 @@
 import type { Provider } from '../runtime/providers.js';
 import { PROVIDER_SPECS } from '../runtime/providers.js';
 import type { RouteChoice, Skipped } from '../runtime/routes.js';
-import { AUTO_ORDER, combination, cudaSetFor, defaultBatch, defaultPrecision, describeChoice, detectorPlacement, fastCudaOptions } from '../runtime/routes.js';
+import {
+  AUTO_ORDER,
+  combination,
+  cudaSetFor,
+  defaultBatch,
+  defaultPrecision,
+  describeChoice,
+  detectorPlacement,
+  fastCudaOptions,
+} from '../runtime/routes.js';
 import type { GpuReport, ProviderReport } from './types.js';
 
 /** Exit codes: 0 when what was asked runs; 3 when a provider that counts does not (the code of `doctor` since 1). */
@@ -64,7 +73,9 @@ export function notInstalled(missing: string[], dir: string): string {
 }
 
 export function noGpuMessage(gpu: GpuReport): string {
-  return gpu.source === 'none' ? 'no NVIDIA GPU or driver is visible' : `the NVIDIA driver answers (${gpu.source}) but lists no GPU`;
+  return gpu.source === 'none'
+    ? 'no NVIDIA GPU or driver is visible'
+    : `the NVIDIA driver answers (${gpu.source}) but lists no GPU`;
 }
 
 /** restore's console line for the provider auto settles on (one image, a model gpen-lab builds: .pth or synthetic). */
@@ -74,9 +85,18 @@ export function choiceLine(provider: Provider, skipped: Skipped[]): string {
   const c = combination(provider, 'fast', precision);
   const capi = c.binding === 'capi';
   const choice: RouteChoice = {
-    asked: { provider: 'auto', route: 'fast', precision: null }, provider, route: 'fast', binding: c.binding, precision, workload,
-    set: capi ? cudaSetFor(workload) : null, options: capi ? fastCudaOptions(workload, true) : null,
-    batch: defaultBatch(provider, c.binding, workload), detector: detectorPlacement(provider, c.binding, workload), skipped, note: c.note,
+    asked: { provider: 'auto', route: 'fast', precision: null },
+    provider,
+    route: 'fast',
+    binding: c.binding,
+    precision,
+    workload,
+    set: capi ? cudaSetFor(workload) : null,
+    options: capi ? fastCudaOptions(workload, true) : null,
+    batch: defaultBatch(provider, c.binding, workload),
+    detector: detectorPlacement(provider, c.binding, workload),
+    skipped,
+    note: c.note,
   };
   return describeChoice(choice);
 }
@@ -85,7 +105,11 @@ function firstFailure(r: ProviderReport): { id: string; message: string; fix: st
   const f = r.findings.find((x) => x.verdict === 'fail');
   if (f) return f;
   const said = r.probe?.error?.split('\n')[0] ?? 'its checks failed';
-  return { id: 'probe-failed', message: `the try-load failed${r.probe ? ` at ${r.probe.stage}` : ''}: ${said}`, fix: 'gpen-lab doctor --json (the probe\'s stderr tail)' };
+  return {
+    id: 'probe-failed',
+    message: `the try-load failed${r.probe ? ` at ${r.probe.stage}` : ''}: ${said}`,
+    fix: "gpen-lab doctor --json (the probe's stderr tail)",
+  };
 }
 
 export function decide(i: DecisionInput): Decision {
@@ -94,7 +118,8 @@ export function decide(i: DecisionInput): Decision {
   let gate: { reason: string | null } | null = null;
   const adapter = (): string | null => (gate ??= { reason: i.webgpuAdapter() }).reason;
   // failing because there is no GPU: NVIDIA's providers without one, and WebGPU without a hardware adapter
-  const byNoGpu = (r: ProviderReport): boolean => noGpu && r.verdict === 'fail' && PROVIDER_SPECS[r.provider].gpu && (r.provider !== 'webgpu' || adapter() !== null);
+  const byNoGpu = (r: ProviderReport): boolean =>
+    noGpu && r.verdict === 'fail' && PROVIDER_SPECS[r.provider].gpu && (r.provider !== 'webgpu' || adapter() !== null);
 
   // auto's candidates in its order, each as restore would find it: runs, skipped (why), or not checked in this run
   const skipped: Skipped[] = [];
@@ -106,7 +131,12 @@ export function decide(i: DecisionInput): Decision {
     let runs: boolean | null = null;
     if (p === 'webgpu' && adapter() !== null) reason = adapter();
     else if (r && r.verdict === 'ok') runs = true;
-    else if (r) reason = byNoGpu(r) ? noGpuMessage(i.gpu) : p === 'cuda' && r.files.missing.length ? notInstalled(r.files.missing, r.files.dir) : firstFailure(r).message;
+    else if (r)
+      reason = byNoGpu(r)
+        ? noGpuMessage(i.gpu)
+        : p === 'cuda' && r.files.missing.length
+          ? notInstalled(r.files.missing, r.files.dir)
+          : firstFailure(r).message;
     else if (needsNvidia(p) && noGpu) reason = noGpuMessage(i.gpu);
     else if (i.missingFiles(p).length) reason = notInstalled(i.missingFiles(p), i.ortBinDir);
     if (reason !== null) {
@@ -117,11 +147,14 @@ export function decide(i: DecisionInput): Decision {
     works = runs;
     break;
   }
-  const why = auto ? choiceLine(auto, skipped) : `no provider runs: ${skipped.map((s) => `${s.provider} skipped: ${s.reason}`).join('; ')}`;
+  const why = auto
+    ? choiceLine(auto, skipped)
+    : `no provider runs: ${skipped.map((s) => `${s.provider} skipped: ${s.reason}`).join('; ')}`;
 
   const stopped = i.providers.filter(byNoGpu);
   const excused = i.asked === 'auto' ? stopped.map((r) => r.provider) : [];
-  const counted = i.asked === 'auto' ? i.providers : i.providers.filter((r) => (i.asked as Provider[]).includes(r.provider));
+  const counted =
+    i.asked === 'auto' ? i.providers : i.providers.filter((r) => (i.asked as Provider[]).includes(r.provider));
   const failing = counted.filter((r) => r.verdict !== 'ok' && !excused.includes(r.provider)).map((r) => r.provider);
   const exitCode = failing.length === 0 && (i.asked !== 'auto' || works === true) ? EXIT_OK : EXIT_PROVIDER_FAILS;
 
@@ -134,10 +167,29 @@ export function decide(i: DecisionInput): Decision {
     rootCause = { id: f.id, message: f.message, fix: f.fix, provider: other[0], consequences: [] };
   } else if (noGpu && (stopped.length > 0 || skipped.some((s) => needsNvidia(s.provider)))) {
     rootCause = {
-      id: 'no-gpu', message: noGpuMessage(i.gpu), provider: null,
-      fix: i.inContainer ? 'on a host with an NVIDIA GPU, start the container with --gpus all (NVIDIA Container Toolkit)' : null,
-      consequences: stopped.map((r) => ({ provider: r.provider, findings: r.findings.filter((f) => f.verdict !== 'ok').map((f) => f.id) })),
+      id: 'no-gpu',
+      message: noGpuMessage(i.gpu),
+      provider: null,
+      fix: i.inContainer
+        ? 'on a host with an NVIDIA GPU, start the container with --gpus all (NVIDIA Container Toolkit)'
+        : null,
+      consequences: stopped.map((r) => ({
+        provider: r.provider,
+        findings: r.findings.filter((f) => f.verdict !== 'ok').map((f) => f.id),
+      })),
     };
   }
-  return { asked: i.asked, auto, works, why, skipped, noGpu, rootCause, stopped: stopped.map((r) => r.provider), excused, failing, exitCode };
+  return {
+    asked: i.asked,
+    auto,
+    works,
+    why,
+    skipped,
+    noGpu,
+    rootCause,
+    stopped: stopped.map((r) => r.provider),
+    excused,
+    failing,
+    exitCode,
+  };
 }

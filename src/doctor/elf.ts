@@ -12,9 +12,21 @@ export interface ElfDynamic {
   rpath: string[];
 }
 
-interface Section { name: number; type: number; addr: bigint; offset: number; size: number; link: number }
+interface Section {
+  name: number;
+  type: number;
+  addr: bigint;
+  offset: number;
+  size: number;
+  link: number;
+}
 
-const DT_NULL = 0n, DT_NEEDED = 1n, DT_STRTAB = 5n, DT_SONAME = 14n, DT_RPATH = 15n, DT_RUNPATH = 29n;
+const DT_NULL = 0n,
+  DT_NEEDED = 1n,
+  DT_STRTAB = 5n,
+  DT_SONAME = 14n,
+  DT_RPATH = 15n,
+  DT_RUNPATH = 29n;
 const SHT_DYNAMIC = 6;
 
 class Reader {
@@ -24,12 +36,15 @@ class Reader {
     try {
       this.fd = openSync(file, 'r');
     } catch (e) {
-      throw new GpenLabError('E_FILE_MISSING', `Cannot open ${file}: ${(e as Error).message}`, 'Check the path.', { input: file });
+      throw new GpenLabError('E_FILE_MISSING', `Cannot open ${file}: ${(e as Error).message}`, 'Check the path.', {
+        input: file,
+      });
     }
     this.size = fstatSync(this.fd).size;
   }
   read(offset: number, length: number): Buffer {
-    if (offset < 0 || length < 0 || offset + length > this.size) throw bad(this.file, `it is truncated (needs bytes ${offset}..${offset + length} of ${this.size})`);
+    if (offset < 0 || length < 0 || offset + length > this.size)
+      throw bad(this.file, `it is truncated (needs bytes ${offset}..${offset + length} of ${this.size})`);
     const b = Buffer.alloc(length);
     let got = 0;
     while (got < length) {
@@ -46,8 +61,12 @@ class Reader {
 }
 
 function bad(file: string, why: string): GpenLabError {
-  return new GpenLabError('E_FORMAT_UNKNOWN', `${file} is not a readable ELF64 little-endian shared library: ${why}`,
-    'Pass a Linux x86-64 shared library (.so).', { input: file });
+  return new GpenLabError(
+    'E_FORMAT_UNKNOWN',
+    `${file} is not a readable ELF64 little-endian shared library: ${why}`,
+    'Pass a Linux x86-64 shared library (.so).',
+    { input: file },
+  );
 }
 
 function sections(r: Reader): Section[] {
@@ -63,7 +82,14 @@ function sections(r: Reader): Section[] {
   const out: Section[] = [];
   for (let i = 0; i < shnum; i++) {
     const o = i * shentsize;
-    out.push({ name: t.readUInt32LE(o), type: t.readUInt32LE(o + 4), addr: t.readBigUInt64LE(o + 0x10), offset: Number(t.readBigUInt64LE(o + 0x18)), size: Number(t.readBigUInt64LE(o + 0x20)), link: t.readUInt32LE(o + 0x28) });
+    out.push({
+      name: t.readUInt32LE(o),
+      type: t.readUInt32LE(o + 4),
+      addr: t.readBigUInt64LE(o + 0x10),
+      offset: Number(t.readBigUInt64LE(o + 0x18)),
+      size: Number(t.readBigUInt64LE(o + 0x20)),
+      link: t.readUInt32LE(o + 0x28),
+    });
   }
   return out;
 }

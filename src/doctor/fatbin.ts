@@ -26,7 +26,10 @@ export function parseFatbin(read: SectionReader, size: number, file = '(buffer)'
       const win = read(p, Math.min(4096, size - p));
       let q = 8;
       while (q + 4 <= win.length && win.readUInt32LE(q) !== FATBIN_MAGIC) q += 8;
-      if (q + 4 > win.length) { p += Math.max(8, win.length - 8); continue; }
+      if (q + 4 > win.length) {
+        p += Math.max(8, win.length - 8);
+        continue;
+      }
       p += q;
       head = read(p, 16);
       if (head.length < 16) break;
@@ -64,13 +67,26 @@ export function readFatbin(file: string): FatbinSummary {
  * Whether a GPU of compute capability "X.Y" finds kernels: a cubin of the same major with minor <= Y, or PTX of an
  * architecture <= XY (JIT-compiled at the first start, slowly).
  */
-export function kernelVerdict(cc: string, fb: FatbinSummary): { runs: boolean; how: 'cubin' | 'ptx-jit' | null; reason: string } {
+export function kernelVerdict(
+  cc: string,
+  fb: FatbinSummary,
+): { runs: boolean; how: 'cubin' | 'ptx-jit' | null; reason: string } {
   const [maj, min] = cc.split('.').map(Number);
   const gpu = maj * 10 + (min || 0);
   const list = `cubins for ${fb.sm.length ? fb.sm.map((s) => `sm_${s}`).join(', ') : 'no architecture'}${fb.ptx.length ? ` and PTX for ${fb.ptx.map((s) => `compute_${s}`).join(', ')}` : ', no PTX'}`;
   const cubin = fb.sm.filter((s) => Math.floor(s / 10) === maj && s % 10 <= (min || 0));
-  if (cubin.length) return { runs: true, how: 'cubin', reason: `sm_${gpu} GPU: runs the sm_${Math.max(...cubin)} cubin (this build has ${list})` };
+  if (cubin.length)
+    return {
+      runs: true,
+      how: 'cubin',
+      reason: `sm_${gpu} GPU: runs the sm_${Math.max(...cubin)} cubin (this build has ${list})`,
+    };
   const jit = fb.ptx.filter((s) => s <= gpu);
-  if (jit.length) return { runs: true, how: 'ptx-jit', reason: `sm_${gpu} GPU: no cubin for it, PTX compute_${Math.max(...jit)} is JIT-compiled at start (slow first start); this build has ${list}` };
+  if (jit.length)
+    return {
+      runs: true,
+      how: 'ptx-jit',
+      reason: `sm_${gpu} GPU: no cubin for it, PTX compute_${Math.max(...jit)} is JIT-compiled at start (slow first start); this build has ${list}`,
+    };
   return { runs: false, how: null, reason: `no kernel image for sm_${gpu}: this build has ${list}` };
 }

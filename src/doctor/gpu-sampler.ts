@@ -32,7 +32,12 @@ function structs(): NonNullable<typeof types> {
     Util: koffi.struct('gpenNvmlUtil', { gpu: 'unsigned int', memory: 'unsigned int' }),
     Mem: nvmlMemoryType(),
     // nvmlProcessInfo_t (v2/v3 layout): pid, usedGpuMemory, gpuInstanceId, computeInstanceId
-    Proc: koffi.struct('gpenNvmlProc', { pid: 'unsigned int', usedGpuMemory: 'unsigned long long', gpuInstanceId: 'unsigned int', computeInstanceId: 'unsigned int' }),
+    Proc: koffi.struct('gpenNvmlProc', {
+      pid: 'unsigned int',
+      usedGpuMemory: 'unsigned long long',
+      gpuInstanceId: 'unsigned int',
+      computeInstanceId: 'unsigned int',
+    }),
   };
   return types;
 }
@@ -42,13 +47,18 @@ function openNvml(file: string, deviceIndex: number): Nvml {
   const rc = lib.func('int nvmlInit_v2(void)')() as number;
   if (rc !== 0) throw new Error(`nvmlInit_v2 returned ${rc}`);
   const h: unknown[] = [null];
-  if ((lib.func('int nvmlDeviceGetHandleByIndex_v2(unsigned int i, _Out_ void **h)')(deviceIndex, h) as number) !== 0) throw new Error(`no GPU ${deviceIndex}`);
+  if ((lib.func('int nvmlDeviceGetHandleByIndex_v2(unsigned int i, _Out_ void **h)')(deviceIndex, h) as number) !== 0)
+    throw new Error(`no GPU ${deviceIndex}`);
   const { Util, Mem, Proc } = structs();
   const util = lib.func('nvmlDeviceGetUtilizationRates', 'int', ['void *', koffi.out(koffi.pointer(Util))]);
   const mem = lib.func('nvmlDeviceGetMemoryInfo', 'int', ['void *', koffi.out(koffi.pointer(Mem))]);
   let procs: ((...args: unknown[]) => unknown) | null = null;
   try {
-    procs = lib.func('nvmlDeviceGetComputeRunningProcesses_v3', 'int', ['void *', koffi.inout(koffi.pointer('unsigned int')), 'void *']);
+    procs = lib.func('nvmlDeviceGetComputeRunningProcesses_v3', 'int', [
+      'void *',
+      koffi.inout(koffi.pointer('unsigned int')),
+      'void *',
+    ]);
   } catch {
     procs = null;
   }
@@ -65,7 +75,10 @@ function openNvml(file: string, deviceIndex: number): Nvml {
         if (procs(h[0], n, buf) === 0) {
           procMiB = 0;
           for (let i = 0; i < n[0]; i++) {
-            const p = koffi.decode(buf, i * koffi.sizeof(Proc), Proc) as { pid: number; usedGpuMemory: number | bigint };
+            const p = koffi.decode(buf, i * koffi.sizeof(Proc), Proc) as {
+              pid: number;
+              usedGpuMemory: number | bigint;
+            };
             if (pids.has(p.pid)) procMiB += Number(p.usedGpuMemory) / 2 ** 20;
           }
         }
@@ -79,7 +92,13 @@ function openNvml(file: string, deviceIndex: number): Nvml {
 }
 
 /** Starts sampling every `intervalMs`; `stop()` returns what was seen. `pids()` names the processes to count. */
-export function startGpuSampler(opts: { intervalMs?: number; pids: () => Iterable<number>; nvmlPath?: string; smi?: string; deviceIndex?: number }): { stop(): GpuSampling } {
+export function startGpuSampler(opts: {
+  intervalMs?: number;
+  pids: () => Iterable<number>;
+  nvmlPath?: string;
+  smi?: string;
+  deviceIndex?: number;
+}): { stop(): GpuSampling } {
   const intervalMs = opts.intervalMs ?? 100;
   const samples: GpuSample[] = [];
   const t0 = Date.now();
@@ -88,7 +107,7 @@ export function startGpuSampler(opts: { intervalMs?: number; pids: () => Iterabl
   try {
     nvml = openNvml(opts.nvmlPath ?? 'libnvidia-ml.so.1', opts.deviceIndex ?? 0);
   } catch (e) {
-    reason = `NVML (${opts.nvmlPath ?? "libnvidia-ml.so.1"}): ${(e as Error).message}`;
+    reason = `NVML (${opts.nvmlPath ?? 'libnvidia-ml.so.1'}): ${(e as Error).message}`;
   }
   if (nvml) {
     const n = nvml;
@@ -107,15 +126,28 @@ export function startGpuSampler(opts: { intervalMs?: number; pids: () => Iterabl
   let smi: ChildProcess | null = null;
   let smiError: string | null = null;
   let buffered = '';
-  smi = spawn(opts.smi ?? 'nvidia-smi', ['--query-gpu=utilization.gpu,memory.used', '--format=csv,noheader,nounits', `-lms`, String(intervalMs), `--id=${opts.deviceIndex ?? 0}`], { stdio: ['ignore', 'pipe', 'pipe'] });
-  smi.on('error', (e) => { smiError = (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'nvidia-smi not found' : e.message; });
+  smi = spawn(
+    opts.smi ?? 'nvidia-smi',
+    [
+      '--query-gpu=utilization.gpu,memory.used',
+      '--format=csv,noheader,nounits',
+      `-lms`,
+      String(intervalMs),
+      `--id=${opts.deviceIndex ?? 0}`,
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  smi.on('error', (e) => {
+    smiError = (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'nvidia-smi not found' : e.message;
+  });
   smi.stdout?.on('data', (d: Buffer) => {
     buffered += d.toString();
     const lines = buffered.split('\n');
     buffered = lines.pop() ?? '';
     for (const l of lines) {
       const [u, m] = l.split(',').map((x) => Number(x.trim()));
-      if (Number.isFinite(u) && Number.isFinite(m)) samples.push({ t: Date.now() - t0, util: u, memUsedMiB: m, procMiB: null });
+      if (Number.isFinite(u) && Number.isFinite(m))
+        samples.push({ t: Date.now() - t0, util: u, memUsedMiB: m, procMiB: null });
     }
   });
   return {
@@ -129,13 +161,33 @@ export function startGpuSampler(opts: { intervalMs?: number; pids: () => Iterabl
   };
 }
 
-export function summarizeGpu(s: GpuSampling): { source: GpuSampling['source']; reason: string | null; samples: number; utilMean: number | null; utilPeak: number | null; memUsedPeakMiB: number | null; processPeakMiB: number | null } {
-  if (!s.samples.length) return { source: s.source, reason: s.reason, samples: 0, utilMean: null, utilPeak: null, memUsedPeakMiB: null, processPeakMiB: null };
+export function summarizeGpu(s: GpuSampling): {
+  source: GpuSampling['source'];
+  reason: string | null;
+  samples: number;
+  utilMean: number | null;
+  utilPeak: number | null;
+  memUsedPeakMiB: number | null;
+  processPeakMiB: number | null;
+} {
+  if (!s.samples.length)
+    return {
+      source: s.source,
+      reason: s.reason,
+      samples: 0,
+      utilMean: null,
+      utilPeak: null,
+      memUsedPeakMiB: null,
+      processPeakMiB: null,
+    };
   const u = s.samples.map((x) => x.util);
   const p = s.samples.map((x) => x.procMiB).filter((x): x is number => x !== null);
   return {
-    source: s.source, reason: s.reason, samples: s.samples.length,
-    utilMean: u.reduce((a, b) => a + b, 0) / u.length, utilPeak: Math.max(...u),
+    source: s.source,
+    reason: s.reason,
+    samples: s.samples.length,
+    utilMean: u.reduce((a, b) => a + b, 0) / u.length,
+    utilPeak: Math.max(...u),
     memUsedPeakMiB: Math.max(...s.samples.map((x) => x.memUsedMiB)),
     processPeakMiB: p.length ? Math.max(...p) : null,
   };

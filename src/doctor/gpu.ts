@@ -10,11 +10,12 @@ export function formatCudaVersion(n: number): string {
 }
 
 const cmp = (a: string, b: string): number => {
-  const x = a.split('.').map(Number), y = b.split('.').map(Number);
-  for (let i = 0; i < Math.max(x.length, y.length); i++) if ((x[i] ?? 0) !== (y[i] ?? 0)) return (x[i] ?? 0) - (y[i] ?? 0);
+  const x = a.split('.').map(Number),
+    y = b.split('.').map(Number);
+  for (let i = 0; i < Math.max(x.length, y.length); i++)
+    if ((x[i] ?? 0) !== (y[i] ?? 0)) return (x[i] ?? 0) - (y[i] ?? 0);
   return 0;
 };
-
 
 export function driverSupportsCuda(driverVersion: string, cudaMajor: number): boolean {
   const min = driverMinimumFor(cudaMajor);
@@ -28,23 +29,57 @@ export function driverSupportsCuda(driverVersion: string, cudaMajor: number): bo
  */
 export function maxCudaForDriver(driverVersion: string): string {
   const branch = Number(driverVersion.split('.')[0]);
-  const table: [number, string][] = [[580, '13.0'], [575, '12.9'], [570, '12.8'], [565, '12.7'], [560, '12.6'], [555, '12.5'], [550, '12.4'], [545, '12.3'], [535, '12.2'], [530, '12.1'], [525, '12.0'], [520, '11.8'], [515, '11.7'], [510, '11.6'], [495, '11.5'], [470, '11.4'], [465, '11.3'], [460, '11.2'], [455, '11.1'], [450, '11.0']];
+  const table: [number, string][] = [
+    [580, '13.0'],
+    [575, '12.9'],
+    [570, '12.8'],
+    [565, '12.7'],
+    [560, '12.6'],
+    [555, '12.5'],
+    [550, '12.4'],
+    [545, '12.3'],
+    [535, '12.2'],
+    [530, '12.1'],
+    [525, '12.0'],
+    [520, '11.8'],
+    [515, '11.7'],
+    [510, '11.6'],
+    [495, '11.5'],
+    [470, '11.4'],
+    [465, '11.3'],
+    [460, '11.2'],
+    [455, '11.1'],
+    [450, '11.0'],
+  ];
   for (const [b, v] of table) if (branch >= b) return v;
   return '10.2';
 }
 
 /** nvidia-smi --query-gpu=index,name,compute_cap,memory.total,driver_version --format=csv,noheader,nounits */
 export function parseSmiCsv(text: string): GpuDevice[] {
-  return text.trim().split('\n').filter((l) => l.includes(',')).map((l) => {
-    const [index, name, cc, mem] = l.split(',').map((s) => s.trim());
-    return { index: Number(index), name, computeCapability: /^\d+\.\d+$/.test(cc) ? cc : null, memoryTotalMiB: Number.isFinite(Number(mem)) ? Number(mem) : null };
-  });
+  return text
+    .trim()
+    .split('\n')
+    .filter((l) => l.includes(','))
+    .map((l) => {
+      const [index, name, cc, mem] = l.split(',').map((s) => s.trim());
+      return {
+        index: Number(index),
+        name,
+        computeCapability: /^\d+\.\d+$/.test(cc) ? cc : null,
+        memoryTotalMiB: Number.isFinite(Number(mem)) ? Number(mem) : null,
+      };
+    });
 }
 
 let memType: ReturnType<typeof koffi.struct> | null = null;
 /** nvmlMemory_t, declared once per process (koffi type names are global; a second declaration throws). */
 export function nvmlMemoryType(): ReturnType<typeof koffi.struct> {
-  memType ??= koffi.struct('nvmlMemory_t', { total: 'unsigned long long', free: 'unsigned long long', used: 'unsigned long long' });
+  memType ??= koffi.struct('nvmlMemory_t', {
+    total: 'unsigned long long',
+    free: 'unsigned long long',
+    used: 'unsigned long long',
+  });
   return memType;
 }
 
@@ -76,11 +111,17 @@ function viaNvml(file: string): Omit<GpuReport, 'source' | 'tried'> {
       if (getHandle(i, h) !== 0) continue;
       const nb = Buffer.alloc(96);
       getName(h[0], nb, 96);
-      const a = [0], b = [0];
+      const a = [0],
+        b = [0];
       const okCc = getCc(h[0], a, b) === 0;
       const m: { total?: number | bigint }[] = [{}];
       const okMem = getMem(h[0], m) === 0;
-      devices.push({ index: i, name: nb.toString('latin1', 0, nb.indexOf(0)), computeCapability: okCc ? `${a[0]}.${b[0]}` : null, memoryTotalMiB: okMem && m[0].total !== undefined ? Math.round(Number(m[0].total) / 2 ** 20) : null });
+      devices.push({
+        index: i,
+        name: nb.toString('latin1', 0, nb.indexOf(0)),
+        computeCapability: okCc ? `${a[0]}.${b[0]}` : null,
+        memoryTotalMiB: okMem && m[0].total !== undefined ? Math.round(Number(m[0].total) / 2 ** 20) : null,
+      });
     }
     return { driverVersion: driver || null, cudaDriverVersion: cv[0] ? formatCudaVersion(cv[0]) : null, devices };
   } finally {
@@ -93,7 +134,10 @@ function viaCudaDriver(file: string): Omit<GpuReport, 'source' | 'tried'> {
   const rc = lib.func('int cuInit(unsigned int flags)')(0) as number;
   const v = [0];
   lib.func('int cuDriverGetVersion(_Out_ int *v)')(v);
-  if (rc !== 0) throw new Error(`cuInit returned ${rc}${rc === 100 ? ' (CUDA_ERROR_NO_DEVICE)' : rc === 35 ? ' (CUDA_ERROR_INSUFFICIENT_DRIVER)' : ''}; the driver supports CUDA ${formatCudaVersion(v[0])}`);
+  if (rc !== 0)
+    throw new Error(
+      `cuInit returned ${rc}${rc === 100 ? ' (CUDA_ERROR_NO_DEVICE)' : rc === 35 ? ' (CUDA_ERROR_INSUFFICIENT_DRIVER)' : ''}; the driver supports CUDA ${formatCudaVersion(v[0])}`,
+    );
   const n = [0];
   lib.func('int cuDeviceGetCount(_Out_ int *n)')(n);
   const get = lib.func('int cuDeviceGet(_Out_ int *d, int ordinal)');
@@ -106,18 +150,30 @@ function viaCudaDriver(file: string): Omit<GpuReport, 'source' | 'tried'> {
     get(d, i);
     const nb = Buffer.alloc(96);
     name(nb, 96, d[0]);
-    const a = [0], b = [0], t = [0];
+    const a = [0],
+      b = [0],
+      t = [0];
     attr(a, 75, d[0]);
     attr(b, 76, d[0]);
     mem(t, d[0]);
-    devices.push({ index: i, name: nb.toString('latin1', 0, nb.indexOf(0)), computeCapability: `${a[0]}.${b[0]}`, memoryTotalMiB: Math.round(Number(t[0]) / 2 ** 20) });
+    devices.push({
+      index: i,
+      name: nb.toString('latin1', 0, nb.indexOf(0)),
+      computeCapability: `${a[0]}.${b[0]}`,
+      memoryTotalMiB: Math.round(Number(t[0]) / 2 ** 20),
+    });
   }
   return { driverVersion: null, cudaDriverVersion: formatCudaVersion(v[0]), devices };
 }
 
 function viaSmi(smi: string): Omit<GpuReport, 'source' | 'tried'> {
-  const q = spawnSync(smi, ['--query-gpu=index,name,compute_cap,memory.total,driver_version', '--format=csv,noheader,nounits'], { encoding: 'utf8', timeout: 20_000 });
-  if (q.error) throw new Error(`${smi}: ${(q.error as NodeJS.ErrnoException).code === 'ENOENT' ? 'not found' : q.error.message}`);
+  const q = spawnSync(
+    smi,
+    ['--query-gpu=index,name,compute_cap,memory.total,driver_version', '--format=csv,noheader,nounits'],
+    { encoding: 'utf8', timeout: 20_000 },
+  );
+  if (q.error)
+    throw new Error(`${smi}: ${(q.error as NodeJS.ErrnoException).code === 'ENOENT' ? 'not found' : q.error.message}`);
   if (q.status !== 0) throw new Error(`${smi} exited ${q.status}: ${(q.stdout + q.stderr).trim().split('\n')[0]}`);
   const devices = parseSmiCsv(q.stdout);
   const driver = q.stdout.trim().split('\n')[0]?.split(',')[4]?.trim() ?? null;

@@ -9,7 +9,14 @@ import type { LibraryHandle } from 'koffi';
 import { familyOf } from './requirements.js';
 import type { LibraryCandidate, LibraryCheck } from './types.js';
 
-export const DEFAULT_DIRS = ['/lib/x86_64-linux-gnu', '/usr/lib/x86_64-linux-gnu', '/lib64', '/usr/lib64', '/lib', '/usr/lib'];
+export const DEFAULT_DIRS = [
+  '/lib/x86_64-linux-gnu',
+  '/usr/lib/x86_64-linux-gnu',
+  '/lib64',
+  '/usr/lib64',
+  '/lib',
+  '/usr/lib',
+];
 
 export interface SearchOptions {
   runpath?: string[];
@@ -35,12 +42,18 @@ const real = (p: string): string => {
 };
 
 /** Where the loader would find `soname`, in its own order. */
-export function loaderSearch(soname: string, opts: SearchOptions = {}): { path: string | null; foundVia: LibraryCheck['foundVia'] } {
-  for (const d of opts.runpath ?? []) if (isFile(path.join(d, soname))) return { path: real(path.join(d, soname)), foundVia: 'runpath' };
-  for (const d of (opts.ldLibraryPath ?? '').split(':').filter(Boolean)) if (isFile(path.join(d, soname))) return { path: real(path.join(d, soname)), foundVia: 'ld_library_path' };
+export function loaderSearch(
+  soname: string,
+  opts: SearchOptions = {},
+): { path: string | null; foundVia: LibraryCheck['foundVia'] } {
+  for (const d of opts.runpath ?? [])
+    if (isFile(path.join(d, soname))) return { path: real(path.join(d, soname)), foundVia: 'runpath' };
+  for (const d of (opts.ldLibraryPath ?? '').split(':').filter(Boolean))
+    if (isFile(path.join(d, soname))) return { path: real(path.join(d, soname)), foundVia: 'ld_library_path' };
   const c = opts.cache?.get(soname);
   if (c && isFile(c)) return { path: real(c), foundVia: 'ld.so.cache' };
-  for (const d of opts.defaultDirs ?? DEFAULT_DIRS) if (isFile(path.join(d, soname))) return { path: real(path.join(d, soname)), foundVia: 'default' };
+  for (const d of opts.defaultDirs ?? DEFAULT_DIRS)
+    if (isFile(path.join(d, soname))) return { path: real(path.join(d, soname)), foundVia: 'default' };
   return { path: null, foundVia: null };
 }
 
@@ -64,7 +77,10 @@ const fmtCurand = (n: number): string => `${Math.floor(n / 1000)}.${Math.floor((
 const fmtMmp = (n: number): string => `${Math.floor(n / 10000)}.${Math.floor((n % 10000) / 100)}.${n % 100}`;
 
 /** Asks the library at `file` its version through koffi; never throws. */
-export function readVersion(file: string, soname: string = path.basename(file)): { version: string | null; error?: string } {
+export function readVersion(
+  file: string,
+  soname: string = path.basename(file),
+): { version: string | null; error?: string } {
   const fam = familyOf(soname);
   if (!fam?.version) return { version: null, error: `no version function is known for ${soname}` };
   let lib: LibraryHandle;
@@ -88,11 +104,16 @@ export function readVersion(file: string, soname: string = path.basename(file)):
         return { version: fmtMmp(lib.func(`int32_t ${v.symbol}(void)`)() as number) };
       case 'property': {
         const f = lib.func(`int ${v.symbol}(int type, _Out_ int *value)`);
-        const parts = [0, 1, 2].map((t) => { const o = [0]; f(t, o); return o[0]; });
+        const parts = [0, 1, 2].map((t) => {
+          const o = [0];
+          f(t, o);
+          return o[0];
+        });
         return { version: parts.join('.') };
       }
       case 'major-minor': {
-        const a = [0], b = [0];
+        const a = [0],
+          b = [0];
         lib.func(`int ${v.symbol}(_Out_ int *major, _Out_ int *minor)`)(a, b);
         return { version: `${a[0]}.${b[0]}` };
       }
@@ -118,9 +139,18 @@ function roots(opts: { ldLibraryPath?: string; extraRoots?: string[]; usual?: bo
   for (const d of (opts.ldLibraryPath ?? '').split(':').filter(Boolean)) out.push(['LD_LIBRARY_PATH', d]);
   for (const d of opts.extraRoots ?? []) out.push(['given', d]);
   if (opts.usual === false) return out;
-  const ls = (d: string): string[] => { try { return readdirSync(d); } catch { return []; } };
+  const ls = (d: string): string[] => {
+    try {
+      return readdirSync(d);
+    } catch {
+      return [];
+    }
+  };
   for (const c of ls('/usr/local').filter((n) => /^cuda/.test(n))) {
-    out.push([`/usr/local/${c}`, `/usr/local/${c}/lib64`], [`/usr/local/${c}`, `/usr/local/${c}/targets/x86_64-linux/lib`]);
+    out.push(
+      [`/usr/local/${c}`, `/usr/local/${c}/lib64`],
+      [`/usr/local/${c}`, `/usr/local/${c}/targets/x86_64-linux/lib`],
+    );
   }
   const home = os.homedir();
   const pyRoots = ['/usr/lib', '/usr/local/lib', path.join(home, '.local/lib'), '/opt/conda/lib'];
@@ -131,11 +161,18 @@ function roots(opts: { ldLibraryPath?: string; extraRoots?: string[]; usual?: bo
       for (const sp of ['site-packages', 'dist-packages']) {
         const nv = path.join(r, py, sp, 'nvidia');
         for (const pkg of ls(nv)) out.push(['pip wheel', path.join(nv, pkg, 'lib')]);
-        for (const pkg of ls(path.join(r, py, sp)).filter((n) => /^tensorrt/.test(n))) out.push(['pip wheel', path.join(r, py, sp, pkg)]);
+        for (const pkg of ls(path.join(r, py, sp)).filter((n) => /^tensorrt/.test(n)))
+          out.push(['pip wheel', path.join(r, py, sp, pkg)]);
       }
     }
   }
-  for (const d of [process.env.CONDA_PREFIX ? path.join(process.env.CONDA_PREFIX, 'lib') : '', '/opt/conda/lib', path.join(home, 'miniconda3/lib'), path.join(home, 'anaconda3/lib')].filter(Boolean)) out.push(['conda', d]);
+  for (const d of [
+    process.env.CONDA_PREFIX ? path.join(process.env.CONDA_PREFIX, 'lib') : '',
+    '/opt/conda/lib',
+    path.join(home, 'miniconda3/lib'),
+    path.join(home, 'anaconda3/lib'),
+  ].filter(Boolean))
+    out.push(['conda', d]);
   // /opt, four levels down at most
   const walk = (d: string, depth: number) => {
     if (depth > 4) return;
@@ -144,7 +181,9 @@ function roots(opts: { ldLibraryPath?: string; extraRoots?: string[]; usual?: bo
       const p = path.join(d, n);
       try {
         if (statSync(p).isDirectory() && !n.startsWith('.')) walk(p, depth + 1);
-      } catch { /* unreadable */ }
+      } catch {
+        /* unreadable */
+      }
     }
   };
   walk('/opt', 1);
@@ -152,7 +191,10 @@ function roots(opts: { ldLibraryPath?: string; extraRoots?: string[]; usual?: bo
 }
 
 /** Every copy of `soname`'s family (any major) in the usual places, with versions; sorted right major first. */
-export function findCandidates(soname: string, opts: { ldLibraryPath?: string; cache?: Map<string, string>; extraRoots?: string[]; usual?: boolean } = {}): LibraryCandidate[] {
+export function findCandidates(
+  soname: string,
+  opts: { ldLibraryPath?: string; cache?: Map<string, string>; extraRoots?: string[]; usual?: boolean } = {},
+): LibraryCandidate[] {
   const base = soname.replace(/\.so(\.\d+)*$/, '.so');
   const need = majorOf(soname);
   const seen = new Set<string>();
@@ -167,31 +209,56 @@ export function findCandidates(soname: string, opts: { ldLibraryPath?: string; c
     const v = readVersion(file, name);
     const vMajor = v.version ? Number(v.version.split('.')[0]) : null;
     const versionOk = vMajor === null || !versionTiedToSoname(name) || vMajor === major;
-    out.push({ path: file, soname: name, major, version: v.version, source, matches: major !== null && major === need && versionOk });
+    out.push({
+      path: file,
+      soname: name,
+      major,
+      version: v.version,
+      source,
+      matches: major !== null && major === need && versionOk,
+    });
   };
   for (const [label, dir] of roots(opts)) {
     let names: string[];
-    try { names = readdirSync(dir); } catch { continue; }
+    try {
+      names = readdirSync(dir);
+    } catch {
+      continue;
+    }
     for (const n of names) if (n.startsWith(`${base}.`)) add(path.join(dir, n), label);
   }
   for (const [name, file] of opts.cache ?? []) if (name.startsWith(`${base}.`)) add(file, 'ld.so.cache');
   return out.sort((a, b) => Number(b.matches) - Number(a.matches));
 }
 
-export function checkLibrary(soname: string, neededBy: string, needMajor: number, opts: SearchOptions & { extraRoots?: string[] } = {}): LibraryCheck {
+export function checkLibrary(
+  soname: string,
+  neededBy: string,
+  needMajor: number,
+  opts: SearchOptions & { extraRoots?: string[] } = {},
+): LibraryCheck {
   const found = loaderSearch(soname, opts);
   const v = found.path ? readVersion(found.path, soname) : { version: null };
   const vMajor = v.version ? Number(v.version.split('.')[0]) : null;
   // a file named for the right major that reports another (a stub, a renamed copy) is the wrong major
   const wrong = found.path !== null && versionTiedToSoname(soname) && vMajor !== null && vMajor !== needMajor;
   return {
-    soname, neededBy: neededBy === 'dlopen' ? 'dlopen at run time' : `${neededBy}`, foundVia: found.foundVia, path: found.path, version: v.version,
+    soname,
+    neededBy: neededBy === 'dlopen' ? 'dlopen at run time' : `${neededBy}`,
+    foundVia: found.foundVia,
+    path: found.path,
+    version: v.version,
     ...(v.error && found.path ? { versionError: v.error } : {}),
     // missing or wrong: every copy anywhere; resolved: copies of another major on LD_LIBRARY_PATH (a user who put
     // them there expected them to be used)
-    candidates: !found.path || wrong
-      ? findCandidates(soname, { ldLibraryPath: opts.ldLibraryPath ?? '', cache: opts.cache ?? new Map(), extraRoots: opts.extraRoots ?? [] })
-      : findCandidates(soname, { ldLibraryPath: opts.ldLibraryPath ?? '', usual: false }).filter((k) => !k.matches),
+    candidates:
+      !found.path || wrong
+        ? findCandidates(soname, {
+            ldLibraryPath: opts.ldLibraryPath ?? '',
+            cache: opts.cache ?? new Map(),
+            extraRoots: opts.extraRoots ?? [],
+          })
+        : findCandidates(soname, { ldLibraryPath: opts.ldLibraryPath ?? '', usual: false }).filter((k) => !k.matches),
   };
 }
 

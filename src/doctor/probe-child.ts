@@ -6,7 +6,8 @@ import { performance } from 'node:perf_hooks';
 const provider = process.argv[2] ?? 'cpu';
 const t0 = performance.now();
 const stage = (s: string) => process.stdout.write(`STAGE ${s}\n`);
-const done = (r: Record<string, unknown>) => process.stdout.write(`RESULT ${JSON.stringify({ provider, asked: provider, ms: performance.now() - t0, ...r })}\n`);
+const done = (r: Record<string, unknown>) =>
+  process.stdout.write(`RESULT ${JSON.stringify({ provider, asked: provider, ms: performance.now() - t0, ...r })}\n`);
 
 let reached = 'load-runtime';
 try {
@@ -19,8 +20,14 @@ try {
   const w = g.initializer('w', [3, 3, 1, 1], Float32Array.from([1, 0, 0, 0, 1, 0, 0, 0, 1]));
   const [y] = g.node('Conv', ['input', w], {}, 1, 'conv');
   g.rename(y, 'output');
-  const graph = g.encode({ name: 'doctor_probe', opset: 17, inputs: [{ name: 'input', elemType: TensorType.FLOAT, dims: [1, 3, 8, 8] }],
-    outputs: [{ name: 'output', elemType: TensorType.FLOAT, dims: [1, 3, 8, 8] }], metadata: {}, docString: 'gpen-lab doctor probe: 1x1 identity convolution' });
+  const graph = g.encode({
+    name: 'doctor_probe',
+    opset: 17,
+    inputs: [{ name: 'input', elemType: TensorType.FLOAT, dims: [1, 3, 8, 8] }],
+    outputs: [{ name: 'output', elemType: TensorType.FLOAT, dims: [1, 3, 8, 8] }],
+    metadata: {},
+    docString: 'gpen-lab doctor probe: 1x1 identity convolution',
+  });
   const p = parseProvider(provider);
   reached = 'create-session';
   stage(reached);
@@ -34,10 +41,26 @@ try {
   await session.release();
   reached = 'done';
   stage(reached);
-  done({ ok: same && !placement?.mismatch, stage: reached, ran: placement?.ran ?? null, nodesByProvider: placement?.nodesByProvider ?? null,
-    error: same ? (placement?.mismatch ? `asked for ${p} but nodes ran on ${placement.ran.join(', ')}` : null) : 'the identity graph returned other values' });
+  done({
+    ok: same && !placement?.mismatch,
+    stage: reached,
+    ran: placement?.ran ?? null,
+    nodesByProvider: placement?.nodesByProvider ?? null,
+    error: same
+      ? placement?.mismatch
+        ? `asked for ${p} but nodes ran on ${placement.ran.join(', ')}`
+        : null
+      : 'the identity graph returned other values',
+  });
 } catch (e) {
   const err = e as { message?: string; code?: string; fix?: string };
-  done({ ok: false, stage: reached, ran: null, error: err?.message ?? String(e), code: err?.code ?? null, fix: err?.fix ?? null });
+  done({
+    ok: false,
+    stage: reached,
+    ran: null,
+    error: err?.message ?? String(e),
+    code: err?.code ?? null,
+    fix: err?.fix ?? null,
+  });
   process.exitCode = 1;
 }

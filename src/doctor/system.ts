@@ -5,7 +5,15 @@ import os from 'node:os';
 import { missingProviderFiles } from '../runtime/providers.js';
 import { knownProviders, runtimeVersion } from '../runtime/session.js';
 
-export const ENV_VARS = ['LD_LIBRARY_PATH', 'CUDA_VISIBLE_DEVICES', 'CUDA_MODULE_LOADING', 'CUDA_HOME', 'CUDA_PATH', 'NVIDIA_VISIBLE_DEVICES', 'NVIDIA_DRIVER_CAPABILITIES'] as const;
+export const ENV_VARS = [
+  'LD_LIBRARY_PATH',
+  'CUDA_VISIBLE_DEVICES',
+  'CUDA_MODULE_LOADING',
+  'CUDA_HOME',
+  'CUDA_PATH',
+  'NVIDIA_VISIBLE_DEVICES',
+  'NVIDIA_DRIVER_CAPABILITIES',
+] as const;
 
 export interface ContainerInfo {
   inContainer: boolean;
@@ -42,18 +50,33 @@ const read = (f: string): string | null => {
 };
 
 /** Container detection from the usual marks; `files` lets tests point it at a fake root. */
-export function detectContainer(files: { dockerenv?: string; containerenv?: string; cgroup?: string; procVersion?: string } = {}, env: NodeJS.ProcessEnv = process.env): ContainerInfo {
+export function detectContainer(
+  files: { dockerenv?: string; containerenv?: string; cgroup?: string; procVersion?: string } = {},
+  env: NodeJS.ProcessEnv = process.env,
+): ContainerInfo {
   const dockerenv = files.dockerenv ?? '/.dockerenv';
   const containerenv = files.containerenv ?? '/run/.containerenv';
   if (existsSync(dockerenv)) return { inContainer: true, kind: 'docker', evidence: `${dockerenv} exists` };
   if (existsSync(containerenv)) return { inContainer: true, kind: 'podman', evidence: `${containerenv} exists` };
-  if (env.KUBERNETES_SERVICE_HOST) return { inContainer: true, kind: 'kubernetes', evidence: 'KUBERNETES_SERVICE_HOST is set' };
-  if (env.container) return { inContainer: true, kind: env.container, evidence: `container=${env.container} in the environment` };
+  if (env.KUBERNETES_SERVICE_HOST)
+    return { inContainer: true, kind: 'kubernetes', evidence: 'KUBERNETES_SERVICE_HOST is set' };
+  if (env.container)
+    return { inContainer: true, kind: env.container, evidence: `container=${env.container} in the environment` };
   const cgroup = read(files.cgroup ?? '/proc/1/cgroup') ?? '';
   const m = /(docker|kubepods|containerd|lxc|libpod)/.exec(cgroup);
-  if (m) return { inContainer: true, kind: m[1] === 'kubepods' ? 'kubernetes' : m[1] === 'libpod' ? 'podman' : m[1], evidence: `/proc/1/cgroup mentions ${m[1]}` };
+  if (m)
+    return {
+      inContainer: true,
+      kind: m[1] === 'kubepods' ? 'kubernetes' : m[1] === 'libpod' ? 'podman' : m[1],
+      evidence: `/proc/1/cgroup mentions ${m[1]}`,
+    };
   const ver = read(files.procVersion ?? '/proc/version') ?? '';
-  if (/microsoft/i.test(ver)) return { inContainer: false, kind: 'wsl', evidence: '/proc/version names Microsoft (WSL: libcuda.so.1 lives in /usr/lib/wsl/lib)' };
+  if (/microsoft/i.test(ver))
+    return {
+      inContainer: false,
+      kind: 'wsl',
+      evidence: '/proc/version names Microsoft (WSL: libcuda.so.1 lives in /usr/lib/wsl/lib)',
+    };
   return { inContainer: false, kind: null, evidence: null };
 }
 
@@ -73,7 +96,10 @@ export function readSystem(): SystemReport {
     memoryGiB: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
     node: process.version,
     onnxruntime: runtimeVersion(),
-    runtimeProviders: knownProviders().map((p) => ({ ...p, missingFiles: p.bundled ? [] : missingProviderFiles(p.provider) })),
+    runtimeProviders: knownProviders().map((p) => ({
+      ...p,
+      missingFiles: p.bundled ? [] : missingProviderFiles(p.provider),
+    })),
     env: Object.fromEntries(ENV_VARS.map((k) => [k, process.env[k] ?? null])),
   };
 }

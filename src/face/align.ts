@@ -21,7 +21,11 @@ export function referencePoints(size: number): typeof FFHQ_REF_512 & { mouth: Pt
   const sc = (p: Pt): Pt => [p[0] * s, p[1] * s];
   const r = FFHQ_REF_512;
   return {
-    left_eye: sc(r.left_eye), right_eye: sc(r.right_eye), nose: sc(r.nose), mouth_left: sc(r.mouth_left), mouth_right: sc(r.mouth_right),
+    left_eye: sc(r.left_eye),
+    right_eye: sc(r.right_eye),
+    nose: sc(r.nose),
+    mouth_left: sc(r.mouth_left),
+    mouth_right: sc(r.mouth_right),
     // BlazeFace gives the mouth centre: it maps to the corners' midpoint
     mouth: sc([(r.mouth_left[0] + r.mouth_right[0]) / 2, (r.mouth_left[1] + r.mouth_right[1]) / 2]),
   };
@@ -34,18 +38,35 @@ export function referencePoints(size: number): typeof FFHQ_REF_512 & { mouth: Pt
 export function umeyama(src: readonly Pt[], dst: readonly Pt[]): Affine {
   if (src.length !== dst.length || src.length < 2) throw new Error('umeyama needs two or more point pairs');
   const n = src.length;
-  let mx = 0, my = 0, nx = 0, ny = 0;
-  for (let i = 0; i < n; i++) { mx += src[i][0]; my += src[i][1]; nx += dst[i][0]; ny += dst[i][1]; }
-  mx /= n; my /= n; nx /= n; ny /= n;
-  let re = 0, im = 0, den = 0;
+  let mx = 0,
+    my = 0,
+    nx = 0,
+    ny = 0;
   for (let i = 0; i < n; i++) {
-    const x = src[i][0] - mx, y = src[i][1] - my, u = dst[i][0] - nx, v = dst[i][1] - ny;
+    mx += src[i][0];
+    my += src[i][1];
+    nx += dst[i][0];
+    ny += dst[i][1];
+  }
+  mx /= n;
+  my /= n;
+  nx /= n;
+  ny /= n;
+  let re = 0,
+    im = 0,
+    den = 0;
+  for (let i = 0; i < n; i++) {
+    const x = src[i][0] - mx,
+      y = src[i][1] - my,
+      u = dst[i][0] - nx,
+      v = dst[i][1] - ny;
     re += u * x + v * y;
     im += v * x - u * y;
     den += x * x + y * y;
   }
   if (den === 0) throw new Error('umeyama: the source points coincide');
-  const a = re / den, b = im / den;
+  const a = re / den,
+    b = im / den;
   return [a, -b, nx - (a * mx - b * my), b, a, ny - (b * mx + a * my)];
 }
 

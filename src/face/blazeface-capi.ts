@@ -8,7 +8,12 @@ import { HostPins } from '../runtime/cuda/host-pins.js';
 
 /** The graphs' input, and their outputs with [anchors, values] per image: scores and boxes of the 16x16 and 8x8 layers. */
 const INPUT = 'input:0';
-const OUTPUTS = [['Identity:0', 512, 1], ['Identity_1:0', 384, 1], ['Identity_2:0', 512, 16], ['Identity_3:0', 384, 16]] as const;
+const OUTPUTS = [
+  ['Identity:0', 512, 1],
+  ['Identity_1:0', 384, 1],
+  ['Identity_2:0', 512, 16],
+  ['Identity_3:0', 384, 16],
+] as const;
 
 /** What the detector asks of a model session: one byte input in, every output out. */
 export interface DetectorSession {
@@ -25,11 +30,17 @@ export interface DetectorSession {
  * graph (NHWC) is captured once at that shape and replayed; the runs are synchronous, on the calling thread (ONNX Runtime
  * keeps CUDA graphs per thread), a millisecond or two each.
  */
-export async function capiDetectorSession(model: Uint8Array, o: { provider: 'cpu' | 'cuda'; batch: number; label: string; cudaOptions?: Record<string, string> }): Promise<DetectorSession> {
+export async function capiDetectorSession(
+  model: Uint8Array,
+  o: { provider: 'cpu' | 'cuda'; batch: number; label: string; cudaOptions?: Record<string, string> },
+): Promise<DetectorSession> {
   // NHWC (prefer_nhwc=1): cuDNN's kernels for these depthwise-separable convolutions are NHWC; without it each
   // convolution is wrapped in layout conversions (measured on an H200, runs of 16: the front model twice as fast, the
   // back one ~20% faster; EXHAUSTIVE search gave nothing more than HEURISTIC)
-  const cuda = o.provider === 'cuda' ? { enable_cuda_graph: '1', cudnn_conv_algo_search: 'HEURISTIC', prefer_nhwc: '1', ...o.cudaOptions } : null;
+  const cuda =
+    o.provider === 'cuda'
+      ? { enable_cuda_graph: '1', cudnn_conv_algo_search: 'HEURISTIC', prefer_nhwc: '1', ...o.cudaOptions }
+      : null;
   const s = await CapiSession.createAsync(model, { provider: o.provider, ...(cuda ? { cuda } : {}) });
   let io: DeviceIo | null = null;
   let released = false;
@@ -46,11 +57,13 @@ export async function capiDetectorSession(model: Uint8Array, o: { provider: 'cpu
   const outputSet = (n: number): Record<string, { data: Float32Array }> => {
     const buf = new ArrayBuffer(OUTPUTS.reduce((t, [, anchors, k]) => t + n * anchors * k * 4, 0));
     let at = 0;
-    return Object.fromEntries(OUTPUTS.map(([name, anchors, k]) => {
-      const data = new Float32Array(buf, at, n * anchors * k);
-      at += data.byteLength;
-      return [name, { data }];
-    }));
+    return Object.fromEntries(
+      OUTPUTS.map(([name, anchors, k]) => {
+        const data = new Float32Array(buf, at, n * anchors * k);
+        at += data.byteLength;
+        return [name, { data }];
+      }),
+    );
   };
   return {
     // the C API reads the input's memory in place (a CPU tensor over it, or cudaMemcpy), shared or not
@@ -58,15 +71,32 @@ export async function capiDetectorSession(model: Uint8Array, o: { provider: 'cpu
     async runAll(data, dims) {
       const n = dims[0];
       if (!cuda) {
-        const got = s.runMulti({ name: INPUT, x: data, dims }, OUTPUTS.map(([name, anchors, k]) => ({ name, length: n * anchors * k })));
+        const got = s.runMulti(
+          { name: INPUT, x: data, dims },
+          OUTPUTS.map(([name, anchors, k]) => ({ name, length: n * anchors * k })),
+        );
         return { outputs: Object.fromEntries(OUTPUTS.map(([name], j) => [name, { data: got[j] }])) };
       }
       if (n !== o.batch) {
-        throw new GpenLabError('E_INFERENCE', `${o.label}: a run of ${n} inputs on a CUDA graph captured for ${o.batch}`, 'Report it: the detector pads every run to its batch on a GPU.');
+        throw new GpenLabError(
+          'E_INFERENCE',
+          `${o.label}: a run of ${n} inputs on a CUDA graph captured for ${o.batch}`,
+          'Report it: the detector pads every run to its batch on a GPU.',
+        );
       }
-      io ??= s.bindDeviceIo([{ name: INPUT, dims, type: 'uint8' }], OUTPUTS.map(([name, anchors, k]) => ({ name, dims: [n, anchors, k] })), 0);
+      io ??= s.bindDeviceIo(
+        [{ name: INPUT, dims, type: 'uint8' }],
+        OUTPUTS.map(([name, anchors, k]) => ({ name, dims: [n, anchors, k] })),
+        0,
+      );
       pins.pin(data);
-      io.upload(0, data.subarray(0, dims.reduce((x, y) => x * y, 1)));
+      io.upload(
+        0,
+        data.subarray(
+          0,
+          dims.reduce((x, y) => x * y, 1),
+        ),
+      );
       io.run();
       const into = spare.pop() ?? outputSet(n);
       outPins.pin(into[OUTPUTS[0][0]].data);

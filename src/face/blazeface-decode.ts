@@ -10,7 +10,10 @@ export const NMS_IOU = 0.3;
 /** Both models share one anchor layout: 16x16 cells x 2 anchors, then 8x8 cells x 6, centres in [0, 1] of the input. */
 const ANCHORS: Float32Array = (() => {
   const out: number[] = [];
-  for (const [grid, per] of [[16, 2], [8, 6]] as const) {
+  for (const [grid, per] of [
+    [16, 2],
+    [8, 6],
+  ] as const) {
     for (let y = 0; y < grid; y++) {
       for (let x = 0; x < grid; x++) for (let a = 0; a < per; a++) out.push((x + 0.5) / grid, (y + 0.5) / grid);
     }
@@ -79,7 +82,11 @@ export function iou(a: Box, b: Box): number {
 
 /** Score-weighted mean of the geometry of detections; the score is the caller's. */
 export function blend(group: Candidate[], score: number): Candidate {
-  let sw = 0, cx = 0, cy = 0, w = 0, h = 0;
+  let sw = 0,
+    cx = 0,
+    cy = 0,
+    w = 0,
+    h = 0;
   const kp = new Float64Array(12);
   for (const c of group) {
     sw += c.score;
@@ -120,8 +127,10 @@ export function decode(out: RunOutputs, f: Frame, minScore: number, into: Candid
   const { scores0, scores1, boxes0, boxes1 } = out;
   const minLogit = Math.log(minScore / (1 - minScore));
   // the overlap test with `near` inline (no box object for the ~80% it drops)
-  const nx0 = near ? near.cx - near.w / 2 : 0, nx1 = near ? near.cx + near.w / 2 : 0;
-  const ny0 = near ? near.cy - near.h / 2 : 0, ny1 = near ? near.cy + near.h / 2 : 0;
+  const nx0 = near ? near.cx - near.w / 2 : 0,
+    nx1 = near ? near.cx + near.w / 2 : 0;
+  const ny0 = near ? near.cy - near.h / 2 : 0,
+    ny1 = near ? near.cy + near.h / 2 : 0;
   const nArea = near ? near.w * near.h : 0;
   for (let i = 0; i < N_ANCHORS; i++) {
     const first = i < FIRST_LAYER;
@@ -141,7 +150,10 @@ export function decode(out: RunOutputs, f: Frame, minScore: number, into: Candid
     const size = Math.max(w, h);
     if (size < f.minW || size > f.maxW) continue;
     if (cx < f.xs[0] || cx >= f.xs[1] || cy < f.ys[0] || cy >= f.ys[1]) continue;
-    const bcx = f.ox + cx * f.step, bcy = f.oy + cy * f.step, bw = w * f.step, bh = h * f.step;
+    const bcx = f.ox + cx * f.step,
+      bcy = f.oy + cy * f.step,
+      bw = w * f.step,
+      bh = h * f.step;
     if (near) {
       // iou(box, near) > NMS_IOU, as iou() computes it
       const ix = Math.min(bcx + bw / 2, nx1) - Math.max(bcx - bw / 2, nx0);

@@ -19,7 +19,10 @@ export const FRONT_FILE = 'face_detection_front_128x128_barracuda.onnx';
  * An entry is checked by its hash on every read (a damaged one is rebuilt); a cache that cannot be written is skipped.
  */
 async function detectorGraphCached(file: string): Promise<Uint8Array> {
-  const key = createHash('sha256').update(`${DETECTOR_GRAPH_FORM}|${fileIdentity(file)}`).digest('hex').slice(0, 16);
+  const key = createHash('sha256')
+    .update(`${DETECTOR_GRAPH_FORM}|${fileIdentity(file)}`)
+    .digest('hex')
+    .slice(0, 16);
   const cached = path.join(cacheDir(), 'detector', `${path.basename(file, '.onnx')}-${key}.onnx`);
   const hit = readChecked(cached);
   if (hit) return hit;
@@ -43,9 +46,12 @@ function modelPath(file: string): string {
   }
   const p = dir ? path.join(dir, 'ONNX', file) : `${PACKAGE}/ONNX/${file}`;
   if (!dir || !existsSync(p)) {
-    throw new GpenLabError('E_FILE_MISSING',
+    throw new GpenLabError(
+      'E_FILE_MISSING',
       `Input file is missing: ${p} (expected the BlazeFace model of the npm package ${PACKAGE})`,
-      `Reinstall the dependencies (npm install) so that ${PACKAGE}@1.2.0 provides ONNX/${file}.`, { input: p });
+      `Reinstall the dependencies (npm install) so that ${PACKAGE}@1.2.0 provides ONNX/${file}.`,
+      { input: p },
+    );
   }
   return p;
 }

@@ -31,14 +31,33 @@ export interface DetectorRuns {
    * Runs `count` inputs of size x size x 3, `batch` at a time: `input(k)` says what input k is (a window or a crop of
    * the pyramid), `each(k, outputs)` gets its outputs (in order).
    */
-  runBatched(session: DetectorSession, size: number, count: number, levels: Levels, input: (k: number) => DetectorInput,
-    each: (k: number, outputs: RunOutputs) => void): Promise<void>;
+  runBatched(
+    session: DetectorSession,
+    size: number,
+    count: number,
+    levels: Levels,
+    input: (k: number) => DetectorInput,
+    each: (k: number, outputs: RunOutputs) => void,
+  ): Promise<void>;
   /** Runs a model on the square of `side` image pixels centred at (cx, cy) and decodes every anchor above `min`. */
-  look(session: DetectorSession, size: number, levels: Levels, cx: number, cy: number, side: number,
-    frame: Partial<Frame>, min: number): Promise<Candidate[]>;
+  look(
+    session: DetectorSession,
+    size: number,
+    levels: Levels,
+    cx: number,
+    cy: number,
+    side: number,
+    frame: Partial<Frame>,
+    min: number,
+  ): Promise<Candidate[]>;
   /** Each proposal seen again, centred, at the model's best scale: its score and geometry (null when not seen). */
-  againAll(session: DetectorSession, size: number, face: number, levels: Levels,
-    ps: Candidate[]): Promise<(Candidate | null)[]>;
+  againAll(
+    session: DetectorSession,
+    size: number,
+    face: number,
+    levels: Levels,
+    ps: Candidate[],
+  ): Promise<(Candidate | null)[]>;
 }
 
 /** One detector's runs, with the input buffers its calls reuse. */
@@ -48,8 +67,14 @@ export function detectorRuns({ batch, fixedShape, inputWorkers }: RunnerOptions)
   // and the face workers' shared staging buffers beside them, kept the same way (not allocated again per call)
   const freeStaging: Uint8Array[] = [];
 
-  async function runBatched(session: DetectorSession, size: number, count: number, levels: Levels,
-    input: (k: number) => DetectorInput, each: (k: number, outputs: RunOutputs) => void): Promise<void> {
+  async function runBatched(
+    session: DetectorSession,
+    size: number,
+    count: number,
+    levels: Levels,
+    input: (k: number) => DetectorInput,
+    each: (k: number, outputs: RunOutputs) => void,
+  ): Promise<void> {
     if (count === 0) return;
     const per = size * size * 3;
     const runs = Math.ceil(count / batch);
@@ -127,18 +152,37 @@ export function detectorRuns({ batch, fixedShape, inputWorkers }: RunnerOptions)
     }
   }
 
-  async function look(session: DetectorSession, size: number, levels: Levels, cx: number, cy: number, side: number,
-    frame: Partial<Frame>, min: number): Promise<Candidate[]> {
+  async function look(
+    session: DetectorSession,
+    size: number,
+    levels: Levels,
+    cx: number,
+    cy: number,
+    side: number,
+    frame: Partial<Frame>,
+    min: number,
+  ): Promise<Candidate[]> {
     const map = cropMap(cx, cy, side, size);
     const got: Candidate[] = [];
     const f: Frame = { ...ANYWHERE, ...frame, size, ox: map.ox, oy: map.oy, step: map.step };
-    await runBatched(session, size, 1, levels, () => ({ kind: 'crop', cx, cy, side }),
-      (_, outputs) => decode(outputs, f, min, got));
+    await runBatched(
+      session,
+      size,
+      1,
+      levels,
+      () => ({ kind: 'crop', cx, cy, side }),
+      (_, outputs) => decode(outputs, f, min, got),
+    );
     return got;
   }
 
-  async function againAll(session: DetectorSession, size: number, face: number, levels: Levels,
-    ps: Candidate[]): Promise<(Candidate | null)[]> {
+  async function againAll(
+    session: DetectorSession,
+    size: number,
+    face: number,
+    levels: Levels,
+    ps: Candidate[],
+  ): Promise<(Candidate | null)[]> {
     const side = (k: number) => (Math.max(ps[k].w, ps[k].h) * size) / face;
     const maps: CropMap[] = ps.map((p, k) => cropMap(p.cx, p.cy, side(k), size));
     const seenAgain: (Candidate | null)[] = [];
@@ -152,7 +196,10 @@ export function detectorRuns({ batch, fixedShape, inputWorkers }: RunnerOptions)
         return;
       }
       const best = Math.max(...got.map((c) => c.score));
-      seenAgain[k] = blend(got.filter((c) => c.score >= best / 2), best);
+      seenAgain[k] = blend(
+        got.filter((c) => c.score >= best / 2),
+        best,
+      );
     });
     return seenAgain;
   }

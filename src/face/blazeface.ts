@@ -65,7 +65,11 @@ const FRONT_MIN_FACE = 0.3;
 /** Proposals scoring below this are not looked at again (lowered with minScore): faces near 20 px score 0.4-0.5. */
 const PROPOSAL_SCORE = 0.4;
 /** The second looks: model, input side, and the face's width in the crop; the cheap 128 ones first. */
-const LOOKS = [['front', 128, 40], ['front', 128, 25], ['back', 256, 64]] as const;
+const LOOKS = [
+  ['front', 128, 40],
+  ['front', 128, 25],
+  ['back', 256, 64],
+] as const;
 /** Smallest face reported, in image pixels; the share of its box that must lie inside the image; the widest w:h. */
 const MIN_FACE_PX = 8;
 const MIN_INSIDE = 0.5;
@@ -76,16 +80,21 @@ function checkImage(img: RgbImage): void {
   if (!Number.isInteger(w) || w < 1) throw badArgument('image width', 'a positive integer', w);
   if (!Number.isInteger(h) || h < 1) throw badArgument('image height', 'a positive integer', h);
   if (!(data instanceof Uint8Array) || data.length !== w * h * 3) {
-    throw badArgument('image data', `a Uint8Array of ${w * h * 3} bytes (width x height x 3, interleaved RGB)`,
-      data instanceof Uint8Array ? `${data.length} bytes` : data);
+    throw badArgument(
+      'image data',
+      `a Uint8Array of ${w * h * 3} bytes (width x height x 3, interleaved RGB)`,
+      data instanceof Uint8Array ? `${data.length} bytes` : data,
+    );
   }
 }
 
 /** The merged detection as the public shape: box clipped to the image, or null when implausible. */
 function toFace(c: Candidate, img: RgbImage): DetectedFace | null {
   if (Math.min(c.w, c.h) < MIN_FACE_PX || c.w > MAX_ASPECT * c.h || c.h > MAX_ASPECT * c.w) return null;
-  const x1 = Math.max(0, c.cx - c.w / 2), y1 = Math.max(0, c.cy - c.h / 2);
-  const x2 = Math.min(img.width, c.cx + c.w / 2), y2 = Math.min(img.height, c.cy + c.h / 2);
+  const x1 = Math.max(0, c.cx - c.w / 2),
+    y1 = Math.max(0, c.cy - c.h / 2);
+  const x2 = Math.min(img.width, c.cx + c.w / 2),
+    y2 = Math.min(img.height, c.cy + c.h / 2);
   if (x2 <= x1 || y2 <= y1 || ((x2 - x1) * (y2 - y1)) / (c.w * c.h) < MIN_INSIDE) return null;
   const raw: Pt[] = [];
   for (let k = 0; k < 6; k++) raw.push([c.kp[2 * k], c.kp[2 * k + 1]]);
@@ -114,8 +123,11 @@ export async function createBlazeFace(opts: BlazeFaceOptions = {}): Promise<Face
   const proposalScore = Math.min(PROPOSAL_SCORE, minScore);
   const fixedShape = opts.padBatch ?? provider !== 'cpu';
   if (opts.capi && !(provider === 'cpu' || (provider === 'cuda' && fixedShape))) {
-    throw badArgument('capi', 'the C API route on the CPU, or on CUDA with padded runs (padBatch)',
-      `${provider}${fixedShape ? '' : ' without padBatch'}`);
+    throw badArgument(
+      'capi',
+      'the C API route on the CPU, or on CUDA with padded runs (padBatch)',
+      `${provider}${fixedShape ? '' : ' without padBatch'}`,
+    );
   }
   // the graphs rewritten for a dynamic batch (blazeface-graph.ts): tiles and second looks run `batch` at a time
   const open = async (file: string): Promise<DetectorSession> => {
@@ -145,13 +157,18 @@ export async function createBlazeFace(opts: BlazeFaceOptions = {}): Promise<Face
   // run costs per input and the looks' pruning saves work
   const concurrent = opts.concurrent ?? provider !== 'cpu';
   const { runBatched, look, againAll } = detectorRuns({
-    batch, fixedShape, inputWorkers: () => opts.inputWorkers?.() ?? null,
+    batch,
+    fixedShape,
+    inputWorkers: () => opts.inputWorkers?.() ?? null,
   });
 
   async function detect(img: RgbImage): Promise<DetectedFace[]> {
     if (released) {
-      throw new GpenLabError('E_ARGUMENT', 'This BlazeFace detector was released',
-        'Create a new detector with createBlazeFace().');
+      throw new GpenLabError(
+        'E_ARGUMENT',
+        'This BlazeFace detector was released',
+        'Create a new detector with createBlazeFace().',
+      );
     }
     checkImage(img);
     const levels = pyramid(img);
@@ -168,9 +185,14 @@ export async function createBlazeFace(opts: BlazeFaceOptions = {}): Promise<Face
       look(front, FRONT, lv, img.width / 2, img.height / 2, side, { minW: FRONT * FRONT_MIN_FACE }, proposalScore);
     const whole = concurrent ? wholeLook() : null;
     whole?.catch(() => undefined);
-    await runBatched(back, BACK, tiles.length, lv,
+    await runBatched(
+      back,
+      BACK,
+      tiles.length,
+      lv,
       (k) => ({ kind: 'window', level: tiles[k].L, x: tiles[k].x, y: tiles[k].y }),
-      (k, outputs) => decode(outputs, tiles[k].frame, proposalScore, cands));
+      (k, outputs) => decode(outputs, tiles[k].frame, proposalScore, cands),
+    );
     cands.push(...(await (whole ?? wholeLook())));
 
     // Each look in turn, for every proposal that can still reach minScore (batched across proposals). A look's input
@@ -183,11 +205,23 @@ export async function createBlazeFace(opts: BlazeFaceOptions = {}): Promise<Face
       return againAll(model === 'back' ? back : front, size, face, lv, ps);
     };
     const upfront = concurrent
-      ? await Promise.all(LOOKS.map((_, k) => lookAll(k, props.map((s) => s.views[0]))))
+      ? await Promise.all(
+          LOOKS.map((_, k) =>
+            lookAll(
+              k,
+              props.map((s) => s.views[0]),
+            ),
+          ),
+        )
       : null;
     for (let k = 0; k < LOOKS.length; k++) {
       const active = props.filter((s) => s.sum + (LOOKS.length - k) >= minScore * looks);
-      const vs = upfront ? active.map((s) => upfront[k][s.at]) : await lookAll(k, active.map((s) => s.views[0]));
+      const vs = upfront
+        ? active.map((s) => upfront[k][s.at])
+        : await lookAll(
+            k,
+            active.map((s) => s.views[0]),
+          );
       active.forEach((s, i) => {
         const v = vs[i];
         if (!v) return;

@@ -13,7 +13,15 @@ import { openSession } from '../runtime/capi-model.js';
 import type { Provider } from '../runtime/providers.js';
 import { missingProviderFiles, nvidiaDeviceVisible, ortBinDir } from '../runtime/providers.js';
 import type { ProviderChoice, Route, RouteChoice, Skipped, Workload } from '../runtime/routes.js';
-import { AUTO_ORDER, combination, cudaSetFor, defaultBatch, defaultPrecision, detectorPlacement, fastCudaOptions } from '../runtime/routes.js';
+import {
+  AUTO_ORDER,
+  combination,
+  cudaSetFor,
+  defaultBatch,
+  defaultPrecision,
+  detectorPlacement,
+  fastCudaOptions,
+} from '../runtime/routes.js';
 import type { GpenRunner, SessionConfig } from '../runtime/session.js';
 
 /** Whether a provider may be tried: null when it may, else why not (one sentence with the fix). */
@@ -63,18 +71,26 @@ export const availableNow: Required<Availability> = {
 function notInstalled(p: 'cuda' | 'tensorrt'): string | null {
   const missing = missingProviderFiles(p);
   if (missing.length === 0) return null;
-  if (!nvidiaDeviceVisible()) return 'no NVIDIA GPU or driver is visible (no /dev/nvidia* device): nothing to install here';
+  if (!nvidiaDeviceVisible())
+    return 'no NVIDIA GPU or driver is visible (no /dev/nvidia* device): nothing to install here';
   return `its provider is not installed (${missing.join(', ')} missing from ${ortBinDir()}): run \`gpen-lab setup cuda\``;
 }
 
 function checkBatch(provider: Provider, batch: number, prepared: PreparedModel): void {
   if (provider !== 'cuda' && provider !== 'tensorrt') return;
   const i = prepared.info;
-  const arch = defaultArch(i.size, { ...(i.channelMultiplier !== null ? { channelMultiplier: i.channelMultiplier } : {}), ...(i.narrow !== null ? { narrow: i.narrow } : {}) });
+  const arch = defaultArch(i.size, {
+    ...(i.channelMultiplier !== null ? { channelMultiplier: i.channelMultiplier } : {}),
+    ...(i.narrow !== null ? { narrow: i.narrow } : {}),
+  });
   const most = maxCudaBatch(arch);
   if (batch > most) {
-    throw new GpenLabError('E_ARGUMENT', `batch ${batch} with GPEN-${i.size} on ${provider} makes activations of ${batch} x ${largestActivation(arch)} elements, beyond the 2^31 that ONNX Runtime's CUDA kernels index (its Concat fails with cudaErrorInvalidValue)`,
-      `Pass batch ${most} or less: per face, 32 faces at a time are as fast as any more.`, { input: 'batch', option: 'batch', batch, max: most });
+    throw new GpenLabError(
+      'E_ARGUMENT',
+      `batch ${batch} with GPEN-${i.size} on ${provider} makes activations of ${batch} x ${largestActivation(arch)} elements, beyond the 2^31 that ONNX Runtime's CUDA kernels index (its Concat fails with cudaErrorInvalidValue)`,
+      `Pass batch ${most} or less: per face, 32 faces at a time are as fast as any more.`,
+      { input: 'batch', option: 'batch', batch, max: most },
+    );
   }
 }
 
@@ -86,9 +102,11 @@ function checkBatch(provider: Provider, batch: number, prepared: PreparedModel):
 export async function chooseSession(o: ChooseOptions): Promise<{ first: Plan; settled: Promise<Plan> }> {
   const asked = { provider: o.provider ?? 'auto', route: o.route ?? 'fast', precision: o.precision ?? null };
   const workload = o.workload ?? 'single';
-  const userOptions = o.session?.cudaOptions && Object.keys(o.session.cudaOptions).length > 0 ? o.session.cudaOptions : undefined;
+  const userOptions =
+    o.session?.cudaOptions && Object.keys(o.session.cudaOptions).length > 0 ? o.session.cudaOptions : undefined;
   // with CUDA options, auto can only mean CUDA (they would be dropped elsewhere)
-  const candidates: Provider[] = asked.provider === 'auto' ? (userOptions ? ['cuda'] : [...AUTO_ORDER]) : [asked.provider];
+  const candidates: Provider[] =
+    asked.provider === 'auto' ? (userOptions ? ['cuda'] : [...AUTO_ORDER]) : [asked.provider];
   const builtHere = o.model.type !== 'file' || (await sniffFormat(o.model.file)) === 'pth';
   const prepare = o.prepare ?? prepareModel;
   const skipped: Skipped[] = [];
@@ -103,7 +121,10 @@ export async function chooseSession(o: ChooseOptions): Promise<{ first: Plan; se
     const form = formForCuda(options ?? undefined);
     const fits = o.prepared && !usedPrepared && (precision === undefined || o.prepared.info.precision === precision);
     // synthetic weights on the C API route are built once into the cache: its graph cache and early session need a file
-    const spec: ModelSpec = binding === 'capi' && o.model.type === 'synthetic' && !o.model.cacheDir ? { ...o.model, cacheDir: path.join(cacheDir(), 'synthetic') } : o.model;
+    const spec: ModelSpec =
+      binding === 'capi' && o.model.type === 'synthetic' && !o.model.cacheDir
+        ? { ...o.model, cacheDir: path.join(cacheDir(), 'synthetic') }
+        : o.model;
     const prepared = fits ? o.prepared! : await prepare(spec, precision, form);
     usedPrepared = true;
     let note = '';
@@ -114,12 +135,30 @@ export async function chooseSession(o: ChooseOptions): Promise<{ first: Plan; se
     const batch = o.batch ?? defaultBatch(provider, binding, workload);
     checkBatch(provider, batch, prepared);
     const choice: RouteChoice = {
-      asked, provider, route, binding, precision: prepared.info.precision, workload,
-      set: binding === 'capi' && !userOptions ? cudaSetFor(workload) : null, options, batch,
-      detector: o.detectorProvider ? { provider: o.detectorProvider, capi: o.detectorProvider === 'cuda' && binding === 'capi' } : detectorPlacement(provider, binding, workload),
-      skipped, note: combination(provider, route, prepared.info.precision === 'fp16' ? 'fp16' : 'fp32').note + note,
+      asked,
+      provider,
+      route,
+      binding,
+      precision: prepared.info.precision,
+      workload,
+      set: binding === 'capi' && !userOptions ? cudaSetFor(workload) : null,
+      options,
+      batch,
+      detector: o.detectorProvider
+        ? { provider: o.detectorProvider, capi: o.detectorProvider === 'cuda' && binding === 'capi' }
+        : detectorPlacement(provider, binding, workload),
+      skipped,
+      note: combination(provider, route, prepared.info.precision === 'fp16' ? 'fp16' : 'fp32').note + note,
     };
-    const runner = o.runner ?? openSession(prepared.model, { provider, label: prepared.label, allowSpinning: false, ...o.session, ...(options ? { cudaOptions: options } : {}) });
+    const runner =
+      o.runner ??
+      openSession(prepared.model, {
+        provider,
+        label: prepared.label,
+        allowSpinning: false,
+        ...o.session,
+        ...(options ? { cudaOptions: options } : {}),
+      });
     return { choice, prepared, runner };
   };
 
@@ -144,8 +183,12 @@ export async function chooseSession(o: ChooseOptions): Promise<{ first: Plan; se
         skipped.push({ provider: p, reason: errorMessage(e) });
       }
     }
-    throw new GpenLabError('E_PROVIDER_UNAVAILABLE', `No execution provider could run ${o.model.type === 'file' ? o.model.file : 'the model'}: ${skipped.map((s) => `${s.provider}: ${s.reason}`).join('; ')}`,
-      'Run `gpen-lab doctor` for the cause of each.', { skipped });
+    throw new GpenLabError(
+      'E_PROVIDER_UNAVAILABLE',
+      `No execution provider could run ${o.model.type === 'file' ? o.model.file : 'the model'}: ${skipped.map((s) => `${s.provider}: ${s.reason}`).join('; ')}`,
+      'Run `gpen-lab doctor` for the cause of each.',
+      { skipped },
+    );
   };
 
   // the first candidate that may be tried, prepared now (a model that cannot be prepared fails here, on any provider)
@@ -161,8 +204,12 @@ export async function chooseSession(o: ChooseOptions): Promise<{ first: Plan; se
     settled.catch(() => undefined); // awaited by the Restorer; a failure is reported there
     return { first, settled };
   }
-  throw new GpenLabError('E_PROVIDER_UNAVAILABLE', `No execution provider may be tried here: ${skipped.map((s) => `${s.provider}: ${s.reason}`).join('; ')}`,
-    'Run `gpen-lab doctor` for the cause of each.', { skipped });
+  throw new GpenLabError(
+    'E_PROVIDER_UNAVAILABLE',
+    `No execution provider may be tried here: ${skipped.map((s) => `${s.provider}: ${s.reason}`).join('; ')}`,
+    'Run `gpen-lab doctor` for the cause of each.',
+    { skipped },
+  );
 }
 
 /** A session that failed because of its provider (libraries, device, driver), not because of the model or the options. */

@@ -20,7 +20,8 @@ port.on('message', (job: FaceJob) => {
       reply = { id: job.id, ok: true, patches: [] };
     } else if (job.kind === 'detector') {
       const per = job.size * job.size * 3;
-      for (const d of job.inputs) fillDetectorInput(job.levels, job.size, d.input, job.out.subarray(d.offset, d.offset + per));
+      for (const d of job.inputs)
+        fillDetectorInput(job.levels, job.size, d.input, job.out.subarray(d.offset, d.offset + per));
       reply = { id: job.id, ok: true, patches: [] };
     } else if (job.kind === 'composite') {
       compositeRows(job.band);
@@ -34,7 +35,9 @@ port.on('message', (job: FaceJob) => {
       reply = { id: job.id, ok: true, patches: [], stripes };
     } else {
       const mask = pasteMask(job.size);
-      const patches = job.faces.map((f) => facePatch(job.crops, job.size, f.toCrop, mask, job.width, job.height, f.offset, f.smooth));
+      const patches = job.faces.map((f) =>
+        facePatch(job.crops, job.size, f.toCrop, mask, job.width, job.height, f.offset, f.smooth),
+      );
       for (const p of patches) transfer.push(p.mask.buffer as ArrayBuffer, p.face.buffer as ArrayBuffer);
       reply = { id: job.id, ok: true, patches };
     }

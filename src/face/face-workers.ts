@@ -14,13 +14,41 @@ import type { DetectorInput } from './resample.js';
 import type { PixelsRgb } from './warp.js';
 
 export type FaceJob =
-  | { id: number; kind: 'warp'; img: PixelsRgb; size: number; out: Float32Array; faces: { toCrop: Affine; offset: number }[] }
-  | { id: number; kind: 'detector'; levels: PixelsRgb[]; size: number; out: Uint8Array; inputs: { input: DetectorInput; offset: number }[] }
-  | { id: number; kind: 'paste'; crops: Float32Array; size: number; width: number; height: number; faces: { toCrop: Affine; offset: number; smooth: boolean }[] }
+  | {
+      id: number;
+      kind: 'warp';
+      img: PixelsRgb;
+      size: number;
+      out: Float32Array;
+      faces: { toCrop: Affine; offset: number }[];
+    }
+  | {
+      id: number;
+      kind: 'detector';
+      levels: PixelsRgb[];
+      size: number;
+      out: Uint8Array;
+      inputs: { input: DetectorInput; offset: number }[];
+    }
+  | {
+      id: number;
+      kind: 'paste';
+      crops: Float32Array;
+      size: number;
+      width: number;
+      height: number;
+      faces: { toCrop: Affine; offset: number; smooth: boolean }[];
+    }
   | { id: number; kind: 'png'; stripes: PngStripeJob[] }
   | { id: number; kind: 'warm'; size: number }
   | { id: number; kind: 'composite'; band: CompositeJob };
-export interface FaceReply { id: number; ok: boolean; error?: string; patches: FacePatch[]; stripes?: PngStripe[] }
+export interface FaceReply {
+  id: number;
+  ok: boolean;
+  error?: string;
+  patches: FacePatch[];
+  stripes?: PngStripe[];
+}
 
 /**
  * Threads by default: the cores but one (the JavaScript thread waits for them), at least 2 and at most 16. On 2 cores
@@ -53,10 +81,18 @@ export class FaceWorkers {
     const script = args[args.length - 1];
     for (let i = 0; i < threads; i++) {
       // from the TypeScript sources (tests), the worker registers tsx itself: workers do not take --import
-      const w = args.length === 1 ? new Worker(script) : new Worker(`import('tsx/esm/api').then((t) => { t.register(); return import(${JSON.stringify(pathToFileURL(script).href)}); });`, { eval: true });
+      const w =
+        args.length === 1
+          ? new Worker(script)
+          : new Worker(
+              `import('tsx/esm/api').then((t) => { t.register(); return import(${JSON.stringify(pathToFileURL(script).href)}); });`,
+              { eval: true },
+            );
       w.on('message', (r: FaceReply) => this.settle(r));
       w.on('error', (e) => this.fail(e));
-      w.on('exit', (code) => { if (code !== 0 && !this.closing) this.fail(new Error(`a face worker exited with code ${code}`)); });
+      w.on('exit', (code) => {
+        if (code !== 0 && !this.closing) this.fail(new Error(`a face worker exited with code ${code}`));
+      });
       w.unref();
       this.workers.push(w);
     }
@@ -97,26 +133,64 @@ export class FaceWorkers {
   }
 
   /** Warps every face of `img` (its data in shared memory) into `out` (shared) at the given offsets. */
-  async warp(img: PixelsRgb, size: number, out: Float32Array, faces: { toCrop: Affine; offset: number }[]): Promise<void> {
+  async warp(
+    img: PixelsRgb,
+    size: number,
+    out: Float32Array,
+    faces: { toCrop: Affine; offset: number }[],
+  ): Promise<void> {
     const parts = this.deal(faces);
-    await Promise.all(parts.map((part, i) => (part.length ? this.send(this.workers[i], { id: this.nextId++, kind: 'warp', img, size, out, faces: part }) : null)));
+    await Promise.all(
+      parts.map((part, i) =>
+        part.length
+          ? this.send(this.workers[i], { id: this.nextId++, kind: 'warp', img, size, out, faces: part })
+          : null,
+      ),
+    );
   }
 
   /**
    * Fills detector inputs (NHWC, [-1, 1]) into `out` (shared) at their offsets, from pyramid levels in shared memory:
    * exactly what fillDetectorInput writes on the calling thread.
    */
-  async detectorInputs(levels: PixelsRgb[], size: number, out: Uint8Array, inputs: { input: DetectorInput; offset: number }[]): Promise<void> {
+  async detectorInputs(
+    levels: PixelsRgb[],
+    size: number,
+    out: Uint8Array,
+    inputs: { input: DetectorInput; offset: number }[],
+  ): Promise<void> {
     const parts = this.deal(inputs);
-    await Promise.all(parts.map((part, i) => (part.length ? this.send(this.workers[i], { id: this.nextId++, kind: 'detector', levels, size, out, inputs: part }) : null)));
+    await Promise.all(
+      parts.map((part, i) =>
+        part.length
+          ? this.send(this.workers[i], { id: this.nextId++, kind: 'detector', levels, size, out, inputs: part })
+          : null,
+      ),
+    );
   }
 
   /** Samples every restored face (crops in shared memory) into the photo's grid: patches in face order. */
-  async patches(crops: Float32Array, size: number, width: number, height: number, faces: { toCrop: Affine; offset: number; smooth: boolean }[]): Promise<FacePatch[]> {
+  async patches(
+    crops: Float32Array,
+    size: number,
+    width: number,
+    height: number,
+    faces: { toCrop: Affine; offset: number; smooth: boolean }[],
+  ): Promise<FacePatch[]> {
     const parts = this.deal(faces);
-    const replies = await Promise.all(parts.map((part, i) => (part.length ? this.send(this.workers[i], { id: this.nextId++, kind: 'paste', crops, size, width, height, faces: part }) : null)));
+    const replies = await Promise.all(
+      parts.map((part, i) =>
+        part.length
+          ? this.send(this.workers[i], { id: this.nextId++, kind: 'paste', crops, size, width, height, faces: part })
+          : null,
+      ),
+    );
     const out: FacePatch[] = new Array(faces.length);
-    replies.forEach((r, i) => r?.patches.forEach((p, j) => { out[j * this.workers.length + i] = p; }));
+    replies.forEach((r, i) =>
+      r?.patches.forEach((p, j) => {
+        out[j * this.workers.length + i] = p;
+      }),
+    );
     return out;
   }
 
@@ -136,15 +210,27 @@ export class FaceWorkers {
    */
   async pngStripes(jobs: PngStripeJob[]): Promise<PngStripe[]> {
     const parts = this.deal(jobs);
-    const replies = await Promise.all(parts.map((part, i) => (part.length ? this.send(this.workers[i], { id: this.nextId++, kind: 'png', stripes: part }) : null)));
+    const replies = await Promise.all(
+      parts.map((part, i) =>
+        part.length ? this.send(this.workers[i], { id: this.nextId++, kind: 'png', stripes: part }) : null,
+      ),
+    );
     const out: PngStripe[] = new Array(jobs.length);
-    replies.forEach((r, i) => r?.stripes?.forEach((s, j) => { out[j * this.workers.length + i] = s; }));
+    replies.forEach((r, i) =>
+      r?.stripes?.forEach((s, j) => {
+        out[j * this.workers.length + i] = s;
+      }),
+    );
     return out;
   }
 
   /** Composites bands of rows (Compositor.compositeOn), one band a worker. */
   async composite(bands: CompositeJob[]): Promise<void> {
-    await Promise.all(bands.map((band, i) => this.send(this.workers[i % this.workers.length], { id: this.nextId++, kind: 'composite', band })));
+    await Promise.all(
+      bands.map((band, i) =>
+        this.send(this.workers[i % this.workers.length], { id: this.nextId++, kind: 'composite', band }),
+      ),
+    );
   }
 
   async close(): Promise<void> {

@@ -43,7 +43,8 @@ export function pasteMask(size: number): Float32Array {
   const hit = maskCache.get(size);
   if (hit) return hit;
   const s = size / 512;
-  const lo = Math.round(26 * s), hi = Math.min(Math.round(486 * s), size - 1);
+  const lo = Math.round(26 * s),
+    hi = Math.min(Math.round(486 * s), size - 1);
   const k = gaussianKernel(Math.max(1, Math.round(50 * s)), 11 * s);
   const step = new Float64Array(size);
   step.fill(1, lo, hi + 1);
@@ -80,7 +81,9 @@ export function smoothSmallFace(t: Float32Array, size: number, offset = 0): void
     for (let y = 0; y < size; y++) {
       const next = refl(y + 1);
       if (y + 1 < size && y + 1 > 1) hPass(t, base + next * size, size, h, ((y + 1) % 3) * size);
-      const pa = (refl(y - 1) % 3) * size, pc = (y % 3) * size, pn = (next % 3) * size;
+      const pa = (refl(y - 1) % 3) * size,
+        pc = (y % 3) * size,
+        pn = (next % 3) * size;
       const o = base + y * size;
       for (let x = 0; x < size; x++) t[o + x] = (h[pa + x] + 2 * h[pc + x] + h[pn + x]) * 0.0625;
     }
@@ -88,7 +91,14 @@ export function smoothSmallFace(t: Float32Array, size: number, offset = 0): void
 }
 
 /** Blends the restored crop with the aligned original: alpha * restored + (1 - alpha) * original (in place). */
-export function blendAlpha(restored: Float32Array, original: Float32Array, alpha: number, n: number, rOff = 0, oOff = 0): void {
+export function blendAlpha(
+  restored: Float32Array,
+  original: Float32Array,
+  alpha: number,
+  n: number,
+  rOff = 0,
+  oOff = 0,
+): void {
   if (alpha === 1) return;
   for (let i = 0; i < n; i++) restored[rOff + i] = alpha * restored[rOff + i] + (1 - alpha) * original[oOff + i];
 }
@@ -100,7 +110,13 @@ let reduceRows = new Float32Array(0);
  * convolved with the small-face filter [1 2 1]/4 (taps [1/4, 3/4, 1, ..., 1, 3/4, 1/4]/k, reflect-101 edges), which
  * is exactly smoothing at full size and then box-reducing, for the cost of the reduction alone.
  */
-export function reducePlanar(t: Float32Array, size: number, offset: number, k: number, smooth = false): { data: Float32Array; size: number } {
+export function reducePlanar(
+  t: Float32Array,
+  size: number,
+  offset: number,
+  k: number,
+  smooth = false,
+): { data: Float32Array; size: number } {
   const s = Math.floor(size / k);
   const out = new Float32Array(3 * s * s);
   const inv = 1 / k;
@@ -131,7 +147,10 @@ export function reducePlanar(t: Float32Array, size: number, offset: number, k: n
         for (let i = 0; i < s; i++) out[orow + i] += h[hr + i];
       }
       if (smooth) {
-        const a = refl(y0 - 1) * s, b = y0 * s, cc = (y0 + k - 1) * s, d = refl(y0 + k) * s;
+        const a = refl(y0 - 1) * s,
+          b = y0 * s,
+          cc = (y0 + k - 1) * s,
+          d = refl(y0 + k) * s;
         for (let i = 0; i < s; i++) out[orow + i] += 0.25 * (h[a + i] - h[b + i] - h[cc + i] + h[d + i]);
       }
       for (let i = 0; i < s; i++) out[orow + i] *= inv;
@@ -161,19 +180,33 @@ export interface FacePatch {
  * resolution, the face from the crop (box-reduced first when the paste shrinks it by 2x or more, so that it does not
  * alias; bicubic when it enlarges it). Pure: the face workers run it for several faces at once.
  */
-export function facePatch(crop: Float32Array, size: number, toCrop: Affine, mask: Float32Array, width: number, height: number, offset = 0, smooth = false): FacePatch {
+export function facePatch(
+  crop: Float32Array,
+  size: number,
+  toCrop: Affine,
+  mask: Float32Array,
+  width: number,
+  height: number,
+  offset = 0,
+  smooth = false,
+): FacePatch {
   const [x0, y0, x1, y1] = cropFootprint(invertAffine(toCrop), size, width, height);
-  const w = Math.max(0, x1 - x0), h = Math.max(0, y1 - y0);
+  const w = Math.max(0, x1 - x0),
+    h = Math.max(0, y1 - y0);
   const pm = new Float32Array(w * h);
   const pf = new Float32Array(w * h * 3);
   const scale = affineScale(toCrop);
   const k = pasteReduction(toCrop);
   if (smooth && k === 1) throw new Error('internal: smooth in a paste needs a reduction; smooth the crop first');
-  let src = crop, ss = size, so = offset;
+  let src = crop,
+    ss = size,
+    so = offset;
   let m = toCrop;
   if (k > 1) {
     const red = reducePlanar(crop, size, offset, k, smooth);
-    src = red.data; ss = red.size; so = 0;
+    src = red.data;
+    ss = red.size;
+    so = 0;
     const sh = (k - 1) / 2;
     m = [toCrop[0] / k, toCrop[1] / k, (toCrop[2] - sh) / k, toCrop[3] / k, toCrop[4] / k, (toCrop[5] - sh) / k];
   }
@@ -204,7 +237,11 @@ export class Compositor {
   private readonly spanHi: Int32Array;
 
   /** With a pool, the two planes come from it (give them back with release()). */
-  constructor(readonly width: number, readonly height: number, private readonly pool?: FloatPool) {
+  constructor(
+    readonly width: number,
+    readonly height: number,
+    private readonly pool?: FloatPool,
+  ) {
     this.mask = pool ? pool.take(width * height).fill(0) : new Float32Array(width * height);
     this.face = pool ? pool.take(width * height * 3) : new Float32Array(width * height * 3);
     this.spanLo = new Int32Array(height).fill(width);
@@ -257,7 +294,17 @@ export class Compositor {
    */
   composite(rgb: Uint8Array, into?: Uint8Array): Uint8Array {
     const out = into ?? new Uint8Array(rgb.length);
-    compositeRows({ rgb, mask: this.mask, face: this.face, spanLo: this.spanLo, spanHi: this.spanHi, width: this.width, y0: 0, y1: this.height, out });
+    compositeRows({
+      rgb,
+      mask: this.mask,
+      face: this.face,
+      spanLo: this.spanLo,
+      spanHi: this.spanHi,
+      width: this.width,
+      y0: 0,
+      y1: this.height,
+      out,
+    });
     return out;
   }
 
@@ -265,17 +312,33 @@ export class Compositor {
    * composite() on the face workers, in bands of rows of about equal work (the photo, the planes and `into` in shared
    * memory: the Compositor's pool must be a shared one): the same bytes.
    */
-  async compositeOn(workers: { composite(jobs: CompositeJob[]): Promise<void>; threads: number }, rgb: Uint8Array, into: Uint8Array): Promise<Uint8Array> {
+  async compositeOn(
+    workers: { composite(jobs: CompositeJob[]): Promise<void>; threads: number },
+    rgb: Uint8Array,
+    into: Uint8Array,
+  ): Promise<Uint8Array> {
     // a row costs its copy (~1/8 of a composited pixel per pixel) and its span
     const cost = (y: number) => this.width / 8 + Math.max(0, this.spanHi[y] - this.spanLo[y]);
     let total = 0;
     for (let y = 0; y < this.height; y++) total += cost(y);
     const jobs: CompositeJob[] = [];
-    let y0 = 0, acc = 0;
+    let y0 = 0,
+      acc = 0;
     for (let y = 0; y < this.height; y++) {
       acc += cost(y);
       if (acc >= (total * (jobs.length + 1)) / workers.threads || y === this.height - 1) {
-        jobs.push({ rgb, mask: this.mask, face: this.face, spanLo: this.spanLo.subarray(y0, y + 1), spanHi: this.spanHi.subarray(y0, y + 1), width: this.width, y0, y1: y + 1, out: into, spansFrom: y0 });
+        jobs.push({
+          rgb,
+          mask: this.mask,
+          face: this.face,
+          spanLo: this.spanLo.subarray(y0, y + 1),
+          spanHi: this.spanHi.subarray(y0, y + 1),
+          width: this.width,
+          y0,
+          y1: y + 1,
+          out: into,
+          spansFrom: y0,
+        });
         y0 = y + 1;
       }
     }
@@ -326,7 +389,12 @@ export function warmPaste(size: number): void {
   const mask = pasteMask(size);
   const W = Math.ceil(size / 1.5) + 16;
   // a small face (reduced, with and without the small-face filter) twice, and one sampled directly
-  const faces: [number, boolean][] = [[size / 12, true], [size / 12, true], [size / 12, false], [size / 1.5, false]];
+  const faces: [number, boolean][] = [
+    [size / 12, true],
+    [size / 12, true],
+    [size / 12, false],
+    [size / 1.5, false],
+  ];
   const rgb = new Uint8Array(W * W * 3);
   const comp = new Compositor(W, W);
   for (const [face, smooth] of faces) {
@@ -346,8 +414,10 @@ function cubic(x: number): number {
 
 /** Bicubic sample of a size x size plane at (u, v), edges clamped. */
 function bicubic(t: Float32Array, size: number, base: number, u: number, v: number): number {
-  const xf = Math.floor(u), yf = Math.floor(v);
-  const fx = u - xf, fy = v - yf;
+  const xf = Math.floor(u),
+    yf = Math.floor(v);
+  const fx = u - xf,
+    fy = v - yf;
   let acc = 0;
   for (let j = -1; j <= 2; j++) {
     const yy = Math.min(Math.max(yf + j, 0), size - 1);
@@ -361,8 +431,12 @@ function bicubic(t: Float32Array, size: number, base: number, u: number, v: numb
 }
 
 function bilinear(t: Float32Array, size: number, base: number, u: number, v: number): number {
-  const x = Math.min(Math.floor(u), size - 2), y = Math.min(Math.floor(v), size - 2);
-  const fx = u - x, fy = v - y;
+  const x = Math.min(Math.floor(u), size - 2),
+    y = Math.min(Math.floor(v), size - 2);
+  const fx = u - x,
+    fy = v - y;
   const p = base + y * size + x;
-  return t[p] * (1 - fx) * (1 - fy) + t[p + 1] * fx * (1 - fy) + t[p + size] * (1 - fx) * fy + t[p + size + 1] * fx * fy;
+  return (
+    t[p] * (1 - fx) * (1 - fy) + t[p + 1] * fx * (1 - fy) + t[p + size] * (1 - fx) * fy + t[p + size + 1] * fx * fy
+  );
 }

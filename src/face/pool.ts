@@ -8,7 +8,10 @@ export class FloatPool {
    * @param keep most buffers held while idle
    * @param shared new buffers in shared memory (SharedArrayBuffer), which worker threads read and write in place
    */
-  constructor(private readonly keep = 8, readonly shared = false) {}
+  constructor(
+    private readonly keep = 8,
+    readonly shared = false,
+  ) {}
 
   /** A Float32Array of `length` elements; its contents are whatever was there (callers overwrite or fill). */
   take(length: number): Float32Array {

@@ -86,12 +86,24 @@ function axisTaps(src: number, origin: number, step: number, dst: number): AxisT
  * enlarging, black outside the source. Each value v is written as v * scale + bias (the detector's [-1, 1] in the
  * same pass).
  */
-function resampleFloat<T extends Float32Array | Uint8ClampedArray>(img: RgbImage, ox: number, oy: number, stepX: number, stepY: number, outW: number, outH: number, out: T, scale = 1, bias = 0): T {
+function resampleFloat<T extends Float32Array | Uint8ClampedArray>(
+  img: RgbImage,
+  ox: number,
+  oy: number,
+  stepX: number,
+  stepY: number,
+  outW: number,
+  outH: number,
+  out: T,
+  scale = 1,
+  bias = 0,
+): T {
   const { width: w, data: src } = img;
   const tx = axisTaps(w, ox, stepX, outW);
   const ty = axisTaps(img.height, oy, stepY, outH);
   // Only the source rows some output row reads.
-  let rowLo = img.height, rowHi = 0;
+  let rowLo = img.height,
+    rowHi = 0;
   for (let y = 0; y < outH; y++) {
     if (ty.count[y] > 0) {
       rowLo = Math.min(rowLo, ty.start[y]);
@@ -116,13 +128,16 @@ function resampleFloat<T extends Float32Array | Uint8ClampedArray>(img: RgbImage
       const n = xn[x];
       if (n === 2) {
         // bilinear taps (every enlargement's inner samples): no loop
-        const w0 = xw[q], w1 = xw[q + 1];
+        const w0 = xw[q],
+          w1 = xw[q + 1];
         mid[o] = src[p] * w0 + src[p + 3] * w1;
         mid[o + 1] = src[p + 1] * w0 + src[p + 4] * w1;
         mid[o + 2] = src[p + 2] * w0 + src[p + 5] * w1;
         continue;
       }
-      let r = 0, g = 0, b = 0;
+      let r = 0,
+        g = 0,
+        b = 0;
       for (let k = n; k > 0; k--, p += 3, q++) {
         const wt = xw[q];
         r += src[p] * wt;
@@ -163,7 +178,15 @@ function resampleFloat<T extends Float32Array | Uint8ClampedArray>(img: RgbImage
 }
 
 /** Like resampleFloat, rounded to 8 bits. */
-export function resample(img: RgbImage, ox: number, oy: number, stepX: number, stepY: number, outW: number, outH: number): RgbImage {
+export function resample(
+  img: RgbImage,
+  ox: number,
+  oy: number,
+  stepX: number,
+  stepY: number,
+  outW: number,
+  outH: number,
+): RgbImage {
   const f = resampleFloat(img, ox, oy, stepX, stepY, outW, outH, new Float32Array(outW * outH * 3));
   const data = new Uint8Array(f.length);
   for (let i = 0; i < f.length; i++) data[i] = Math.min(255, Math.round(f[i]));
@@ -179,7 +202,13 @@ export function resize(img: RgbImage, outW: number, outH: number): RgbImage {
  * Copies the window of `img` whose top-left is (x0, y0) into NHWC bytes of size x size; pixels outside the image are
  * black (0), like MediaPipe's zero-border letterbox.
  */
-export function windowToBytes(img: RgbImage, x0: number, y0: number, size: number, out: Uint8Array = new Uint8Array(size * size * 3)): Uint8Array {
+export function windowToBytes(
+  img: RgbImage,
+  x0: number,
+  y0: number,
+  size: number,
+  out: Uint8Array = new Uint8Array(size * size * 3),
+): Uint8Array {
   const { width: w, height: h, data } = img;
   const xa = Math.max(0, x0);
   const xb = Math.min(w, x0 + size);
@@ -187,7 +216,8 @@ export function windowToBytes(img: RgbImage, x0: number, y0: number, size: numbe
   const yb = Math.min(h, y0 + size);
   if (xa > x0 || xb < x0 + size || ya > y0 || yb < y0 + size) out.fill(0, 0, size * size * 3);
   if (xb <= xa) return out;
-  for (let y = ya; y < yb; y++) out.set(data.subarray((y * w + xa) * 3, (y * w + xb) * 3), ((y - y0) * size + (xa - x0)) * 3);
+  for (let y = ya; y < yb; y++)
+    out.set(data.subarray((y * w + xa) * 3, (y * w + xb) * 3), ((y - y0) * size + (xa - x0)) * 3);
   return out;
 }
 
@@ -203,7 +233,14 @@ export interface CropMap {
  * outside the image. `levels` is a pyramid (level L = image / 2^L); the coarsest level that still has `out` pixels
  * across the square is read, so shrinking costs about the output's size whatever the square's.
  */
-export function cropToBytes(levels: readonly RgbImage[], cx: number, cy: number, side: number, out: number, bytes: Uint8Array = new Uint8Array(out * out * 3)): { bytes: Uint8Array; map: CropMap } {
+export function cropToBytes(
+  levels: readonly RgbImage[],
+  cx: number,
+  cy: number,
+  side: number,
+  out: number,
+  bytes: Uint8Array = new Uint8Array(out * out * 3),
+): { bytes: Uint8Array; map: CropMap } {
   let L = 0;
   while (L + 1 < levels.length && side / 2 ** (L + 1) >= out) L++;
   const f = 2 ** L;
@@ -220,7 +257,8 @@ export function cropMap(cx: number, cy: number, side: number, out: number): Crop
 }
 
 /** A detector input: the window of pyramid level `level` at (x, y), or the square of `side` centred at (cx, cy). */
-export type DetectorInput = { kind: 'window'; level: number; x: number; y: number } | { kind: 'crop'; cx: number; cy: number; side: number };
+export type DetectorInput =
+  { kind: 'window'; level: number; x: number; y: number } | { kind: 'crop'; cx: number; cy: number; side: number };
 
 /** Writes one detector input (NHWC bytes, size x size) into `out`: the calling thread and the face workers alike. */
 export function fillDetectorInput(levels: readonly RgbImage[], size: number, d: DetectorInput, out: Uint8Array): void {

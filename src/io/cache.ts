@@ -8,7 +8,9 @@ import path from 'node:path';
 
 /** Where gpen-lab keeps what it learned about model files: $XDG_CACHE_HOME/gpen-lab or ~/.cache/gpen-lab. */
 export function cacheDir(): string {
-  return process.env.GPEN_LAB_CACHE ?? path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'gpen-lab');
+  return (
+    process.env.GPEN_LAB_CACHE ?? path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'gpen-lab')
+  );
 }
 
 /**

@@ -12,21 +12,37 @@ export async function assertReadableFile(file: string, what: string): Promise<vo
     st = await fs.stat(file);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ELOOP') {
-      throw new GpenLabError('E_FILE_UNREADABLE', `Input file cannot be read: ${file} is a loop of symbolic links (expected ${what})`,
-        'Point the link at the file itself.', { input: file });
+      throw new GpenLabError(
+        'E_FILE_UNREADABLE',
+        `Input file cannot be read: ${file} is a loop of symbolic links (expected ${what})`,
+        'Point the link at the file itself.',
+        { input: file },
+      );
     }
-    throw new GpenLabError('E_FILE_MISSING', `Input file is missing: ${file} (expected ${what})`,
-      `Check the path; it is resolved from ${process.cwd()}.`, { input: file });
+    throw new GpenLabError(
+      'E_FILE_MISSING',
+      `Input file is missing: ${file} (expected ${what})`,
+      `Check the path; it is resolved from ${process.cwd()}.`,
+      { input: file },
+    );
   }
   if (!st.isFile()) {
-    throw new GpenLabError('E_FILE_UNREADABLE', `Input is not a file: ${file} (expected ${what})`,
-      'Pass the path of a file, not a directory.', { input: file });
+    throw new GpenLabError(
+      'E_FILE_UNREADABLE',
+      `Input is not a file: ${file} (expected ${what})`,
+      'Pass the path of a file, not a directory.',
+      { input: file },
+    );
   }
   try {
     await fs.access(file, fsc.R_OK);
   } catch (e) {
-    throw new GpenLabError('E_FILE_UNREADABLE', `Input file cannot be read: ${file}: ${errorMessage(e)}`,
-      'Check the file permissions.', { input: file });
+    throw new GpenLabError(
+      'E_FILE_UNREADABLE',
+      `Input file cannot be read: ${file}: ${errorMessage(e)}`,
+      'Check the file permissions.',
+      { input: file },
+    );
   }
 }
 
@@ -35,8 +51,12 @@ export async function readInputFile(file: string, what: string): Promise<Buffer>
   try {
     return await fs.readFile(file);
   } catch (e) {
-    throw new GpenLabError('E_FILE_UNREADABLE', `Input file cannot be read: ${file}: ${errorMessage(e)}`,
-      'Check the file and the disk.', { input: file });
+    throw new GpenLabError(
+      'E_FILE_UNREADABLE',
+      `Input file cannot be read: ${file}: ${errorMessage(e)}`,
+      'Check the file and the disk.',
+      { input: file },
+    );
   }
 }
 
@@ -46,17 +66,33 @@ function writeFailure(e: unknown): { cause: string; fix: string; code: string | 
   switch (code) {
     case 'ENOSPC':
     case 'EDQUOT':
-      return { code, cause: 'no space left on the device', fix: 'Free space on that disk, or write to another folder.' };
+      return {
+        code,
+        cause: 'no space left on the device',
+        fix: 'Free space on that disk, or write to another folder.',
+      };
     case 'EROFS':
       return { code, cause: 'the file system is read-only', fix: 'Write to a folder on a writable file system.' };
     case 'EACCES':
     case 'EPERM':
-      return { code, cause: 'permission denied', fix: 'Write to a folder you may write to, or change its permissions.' };
+      return {
+        code,
+        cause: 'permission denied',
+        fix: 'Write to a folder you may write to, or change its permissions.',
+      };
     case 'ENOTDIR':
     case 'EEXIST':
-      return { code, cause: 'a part of the path is a file, not a folder', fix: 'Choose an output path whose folders are folders.' };
+      return {
+        code,
+        cause: 'a part of the path is a file, not a folder',
+        fix: 'Choose an output path whose folders are folders.',
+      };
     case 'ENOENT':
-      return { code, cause: 'a folder cannot be created there', fix: 'Choose an output folder on a writable file system (not under /proc or /sys).' };
+      return {
+        code,
+        cause: 'a folder cannot be created there',
+        fix: 'Choose an output folder on a writable file system (not under /proc or /sys).',
+      };
     default:
       return { code, cause: errorMessage(e), fix: 'Check that the output folder is writable and the disk has room.' };
   }
@@ -69,7 +105,11 @@ function writeFailure(e: unknown): { cause: string; fix: string; code: string | 
  * still atomic for every reader; only a power cut can lose the file): restore's images, which any other image writer
  * (sharp, OpenCV) leaves so too.
  */
-export async function writeFileAtomicSafe(file: string, data: Uint8Array | string, opts: { fsync?: boolean; noClobber?: boolean } = {}): Promise<void> {
+export async function writeFileAtomicSafe(
+  file: string,
+  data: Uint8Array | string,
+  opts: { fsync?: boolean; noClobber?: boolean } = {},
+): Promise<void> {
   const target = path.resolve(file);
   const tmp = `${target}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   let fh: FileHandle | null = null;
@@ -79,7 +119,8 @@ export async function writeFileAtomicSafe(file: string, data: Uint8Array | strin
     const bytes = typeof data === 'string' ? Buffer.from(data) : data;
     for (let off = 0; off < bytes.byteLength;) {
       const { bytesWritten } = await fh.write(bytes, off, bytes.byteLength - off, off);
-      if (bytesWritten <= 0) throw Object.assign(new Error(`${off} of ${bytes.byteLength} bytes written`), { code: 'ENOSPC' });
+      if (bytesWritten <= 0)
+        throw Object.assign(new Error(`${off} of ${bytes.byteLength} bytes written`), { code: 'ENOSPC' });
       off += bytesWritten;
     }
     if (opts.fsync ?? true) await fh.sync();
@@ -92,13 +133,21 @@ export async function writeFileAtomicSafe(file: string, data: Uint8Array | strin
     await fs.rm(tmp, { force: true }).catch(() => undefined);
     if (e instanceof GpenLabError) throw e;
     const f = writeFailure(e);
-    throw new GpenLabError('E_WRITE', `Could not write ${file}: ${f.cause}${f.code ? ` (${f.code})` : ''}`, f.fix, { input: file, cause: f.code });
+    throw new GpenLabError('E_WRITE', `Could not write ${file}: ${f.cause}${f.code ? ` (${f.code})` : ''}`, f.fix, {
+      input: file,
+      cause: f.code,
+    });
   }
 }
 
 /** An output already there: replacing it was not asked for. */
 export function outputExists(file: string): GpenLabError {
-  return new GpenLabError('E_OUTPUT_EXISTS', `${file} already exists and was not replaced`, 'Pass --overwrite to replace it, or choose another output folder.', { input: file });
+  return new GpenLabError(
+    'E_OUTPUT_EXISTS',
+    `${file} already exists and was not replaced`,
+    'Pass --overwrite to replace it, or choose another output folder.',
+    { input: file },
+  );
 }
 
 /**
@@ -112,7 +161,13 @@ async function linkNoClobber(tmp: string, target: string, file: string): Promise
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'EEXIST') throw outputExists(file);
     if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'EXDEV') throw e;
-    if (await fs.lstat(target).then(() => true, () => false)) throw outputExists(file);
+    if (
+      await fs.lstat(target).then(
+        () => true,
+        () => false,
+      )
+    )
+      throw outputExists(file);
     await fs.rename(tmp, target);
     return;
   }
@@ -128,7 +183,10 @@ const errCode = (e: unknown): string | undefined => (e as NodeJS.ErrnoException)
 export async function makeDirs(dir: string): Promise<void> {
   const missing: string[] = [];
   for (let d = path.resolve(dir); ; d = path.dirname(d)) {
-    const st = await fs.stat(d).catch((e: unknown) => { if (errCode(e) === 'ENOENT') return null; throw e; });
+    const st = await fs.stat(d).catch((e: unknown) => {
+      if (errCode(e) === 'ENOENT') return null;
+      throw e;
+    });
     if (st) {
       if (!st.isDirectory()) throw Object.assign(new Error(`${d} is not a folder`), { code: 'ENOTDIR' });
       break;
@@ -136,7 +194,10 @@ export async function makeDirs(dir: string): Promise<void> {
     missing.push(d);
     if (path.dirname(d) === d) break;
   }
-  for (const d of missing.reverse()) await fs.mkdir(d).catch((e: unknown) => { if (errCode(e) !== 'EEXIST') throw e; });
+  for (const d of missing.reverse())
+    await fs.mkdir(d).catch((e: unknown) => {
+      if (errCode(e) !== 'EEXIST') throw e;
+    });
 }
 
 /** makeDirs as a coded error: E_WRITE naming the folder and the cause. */
@@ -145,6 +206,11 @@ export async function makeOutputDir(dir: string): Promise<void> {
     await makeDirs(dir);
   } catch (e) {
     const f = writeFailure(e);
-    throw new GpenLabError('E_WRITE', `Could not create the folder ${dir}: ${f.cause}${f.code ? ` (${f.code})` : ''}`, f.fix, { input: dir, cause: f.code });
+    throw new GpenLabError(
+      'E_WRITE',
+      `Could not create the folder ${dir}: ${f.cause}${f.code ? ` (${f.code})` : ''}`,
+      f.fix,
+      { input: dir, cause: f.code },
+    );
   }
 }

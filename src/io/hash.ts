@@ -11,8 +11,12 @@ export async function sha256File(file: string): Promise<string> {
   try {
     for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
   } catch (e) {
-    throw new GpenLabError('E_FILE_UNREADABLE', `Input file cannot be read: ${file}: ${errorMessage(e)}`,
-      'Check the file and the disk.', { input: file });
+    throw new GpenLabError(
+      'E_FILE_UNREADABLE',
+      `Input file cannot be read: ${file}: ${errorMessage(e)}`,
+      'Check the file and the disk.',
+      { input: file },
+    );
   }
   return hash.digest('hex');
 }

@@ -56,11 +56,17 @@ export function splitRgba(data: Uint8Array, n: number, rgb: Uint8Array, alpha: U
     const px = new Uint32Array(data.buffer, data.byteOffset, n);
     const out = new Uint32Array(rgb.buffer, rgb.byteOffset, Math.floor((n * 3) / 4));
     for (let j = 0; i + 4 <= n; i += 4, j += 3) {
-      const p0 = px[i], p1 = px[i + 1], p2 = px[i + 2], p3 = px[i + 3];
+      const p0 = px[i],
+        p1 = px[i + 1],
+        p2 = px[i + 2],
+        p3 = px[i + 3];
       out[j] = (p0 & 0xffffff) | (p1 << 24);
       out[j + 1] = ((p1 >>> 8) & 0xffff) | (p2 << 16);
       out[j + 2] = ((p2 >>> 16) & 0xff) | (p3 << 8);
-      const a0 = p0 >>> 24, a1 = p1 >>> 24, a2 = p2 >>> 24, a3 = p3 >>> 24;
+      const a0 = p0 >>> 24,
+        a1 = p1 >>> 24,
+        a2 = p2 >>> 24,
+        a3 = p3 >>> 24;
       alpha[i] = a0;
       alpha[i + 1] = a1;
       alpha[i + 2] = a2;
@@ -100,8 +106,9 @@ export async function imageSize(buf: Buffer): Promise<{ width: number; height: n
 /** decodeImage for bytes already in memory (an upload); `name` stands for the file in messages and results. */
 export async function decodeImageBuffer(buf: Buffer, name: string, opts: DecodeOptions = {}): Promise<DecodedImage> {
   if (buf.length === 0) {
-    throw new GpenLabError('E_FORMAT_UNKNOWN', `${name} is empty (expected ${ACCEPTED})`, 'Send the image bytes.',
-      { input: name });
+    throw new GpenLabError('E_FORMAT_UNKNOWN', `${name} is empty (expected ${ACCEPTED})`, 'Send the image bytes.', {
+      input: name,
+    });
   }
   return decodeFrom(buf, name, opts);
 }
@@ -124,49 +131,70 @@ async function decodeFrom(src: string | Buffer, file: string, opts: DecodeOption
   const head = typeof src === 'string' ? await readHead(src) : src.subarray(0, 12);
   const sniffed = sniffImageFormat(head);
   if (!sniffed) {
-    throw new GpenLabError('E_FORMAT_UNKNOWN', `Cannot read ${file} as an image: its bytes are none of ${ACCEPTED}`,
-      'Pass a JPEG, PNG, WebP, TIFF or GIF file; convert other formats first.', { input: file });
+    throw new GpenLabError(
+      'E_FORMAT_UNKNOWN',
+      `Cannot read ${file} as an image: its bytes are none of ${ACCEPTED}`,
+      'Pass a JPEG, PNG, WebP, TIFF or GIF file; convert other formats first.',
+      { input: file },
+    );
   }
   let meta: Metadata;
   try {
     meta = await sharp(src, { limitInputPixels: false }).metadata(); // header only: the limit is ours, below
   } catch (e) {
-    throw new GpenLabError('E_IMAGE_CORRUPT',
+    throw new GpenLabError(
+      'E_IMAGE_CORRUPT',
       `${file} is a ${sniffed.toUpperCase()} whose header cannot be read: ${errorMessage(e)}`,
-      'The file is damaged (a checksum or a length does not match): re-export or re-download it.', { input: file });
+      'The file is damaged (a checksum or a length does not match): re-export or re-download it.',
+      { input: file },
+    );
   }
   const { width = 0, height = 0 } = meta;
   if (!meta.format || !(width > 0 && height > 0)) {
-    throw new GpenLabError('E_FORMAT_UNKNOWN',
+    throw new GpenLabError(
+      'E_FORMAT_UNKNOWN',
       `Cannot read ${file} as an image: no size in its header (expected ${ACCEPTED})`,
-      'Pass a JPEG, PNG, WebP, TIFF or GIF file.', { input: file });
+      'Pass a JPEG, PNG, WebP, TIFF or GIF file.',
+      { input: file },
+    );
   }
   if (width * height > maxPixels) {
-    throw new GpenLabError('E_IMAGE_TOO_LARGE',
-      `${file} is ${width}x${height} (${((width * height) / 1e6).toFixed(1)} MP), `
-        + `more than the limit of ${(maxPixels / 1e6).toFixed(1)} MP`,
-      'Downscale the image first, or raise the limit with --max-pixels if the machine has the memory '
-        + '(about 12 bytes per pixel).',
-      { input: file, width, height, maxPixels });
+    throw new GpenLabError(
+      'E_IMAGE_TOO_LARGE',
+      `${file} is ${width}x${height} (${((width * height) / 1e6).toFixed(1)} MP), ` +
+        `more than the limit of ${(maxPixels / 1e6).toFixed(1)} MP`,
+      'Downscale the image first, or raise the limit with --max-pixels if the machine has the memory ' +
+        '(about 12 bytes per pixel).',
+      { input: file, width, height, maxPixels },
+    );
   }
   let data: Buffer;
   let info: OutputInfo;
   try {
-    const byColours = opts.iccByColours !== false && meta.icc && meta.space === 'srgb' && meta.depth === 'uchar'
-      && (meta.channels === 3 || meta.channels === 4)
-      ? await decodeIccByColours(src, maxPixels, meta.icc)
-      : null;
-    ({ data, info } = byColours ?? await sharp(src, { limitInputPixels: maxPixels, failOn: 'error', pages: 1 })
-      .rotate()
-      .toColourspace('srgb')
-      .raw({ depth: 'uchar' })
-      .toBuffer({ resolveWithObject: true }));
+    const byColours =
+      opts.iccByColours !== false &&
+      meta.icc &&
+      meta.space === 'srgb' &&
+      meta.depth === 'uchar' &&
+      (meta.channels === 3 || meta.channels === 4)
+        ? await decodeIccByColours(src, maxPixels, meta.icc)
+        : null;
+    ({ data, info } =
+      byColours ??
+      (await sharp(src, { limitInputPixels: maxPixels, failOn: 'error', pages: 1 })
+        .rotate()
+        .toColourspace('srgb')
+        .raw({ depth: 'uchar' })
+        .toBuffer({ resolveWithObject: true })));
   } catch (e) {
     // libspng says only "Unknown error" for a chunk whose checksum is wrong: name the chunk
     const chunk = meta.format === 'png' ? pngBadChunk(typeof src === 'string' ? await readFile(src) : src) : null;
-    throw new GpenLabError('E_IMAGE_CORRUPT',
+    throw new GpenLabError(
+      'E_IMAGE_CORRUPT',
       `Cannot decode the pixels of ${file} (${meta.format}, ${width}x${height}): ${chunk ?? errorMessage(e)}`,
-      'The file is truncated or damaged: re-export or re-download it.', { input: file });
+      'The file is truncated or damaged: re-export or re-download it.',
+      { input: file },
+    );
   }
   const n = info.width * info.height;
   const ch = info.channels;
@@ -185,8 +213,12 @@ async function decodeFrom(src: string | Buffer, file: string, opts: DecodeOption
       if (alpha) alpha[i] = data[2 * i + 1];
     }
   } else {
-    throw new GpenLabError('E_FORMAT_UNKNOWN', `${file} decodes to ${ch} channels (expected 1 to 4)`,
-      'Convert it to RGB or RGBA first.', { input: file });
+    throw new GpenLabError(
+      'E_FORMAT_UNKNOWN',
+      `${file} decodes to ${ch} channels (expected 1 to 4)`,
+      'Convert it to RGB or RGBA first.',
+      { input: file },
+    );
   }
   if (ch === 2 && alpha?.every((v) => v === 255)) alpha = null;
   return {

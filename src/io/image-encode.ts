@@ -21,7 +21,9 @@ export const JPEG_QUALITY = 92;
 let srgb: Promise<Buffer> | null = null;
 /** sharp's sRGB ICC profile (libvips' built-in, 480 bytes), read once from a 1x1 image carrying it. */
 export function srgbProfile(): Promise<Buffer> {
-  srgb ??= sharp({ create: { width: 1, height: 1, channels: 3, background: '#000' } }).withIccProfile('srgb').png()
+  srgb ??= sharp({ create: { width: 1, height: 1, channels: 3, background: '#000' } })
+    .withIccProfile('srgb')
+    .png()
     .toBuffer()
     .then(async (b) => (await sharp(b).metadata()).icc ?? Buffer.alloc(0));
   return srgb;
@@ -46,8 +48,11 @@ export async function outputMetadata(opts: {
  * 4:4:4) or WebP (q95), tagged sRGB (the pixels are) with EXIF: the source's `exif` (Orientation 1: the pixels are
  * upright) and `description` in ImageDescription.
  */
-export async function encodeImage(img: PixelsOut, ext: OutputExt,
-  opts: { description?: string; exif?: Uint8Array | null } = {}): Promise<Buffer> {
+export async function encodeImage(
+  img: PixelsOut,
+  ext: OutputExt,
+  opts: { description?: string; exif?: Uint8Array | null } = {},
+): Promise<Buffer> {
   const { width, height, rgb } = img;
   const withAlpha = img.alpha !== null && ext !== '.jpg';
   let raw: Buffer;
@@ -66,9 +71,12 @@ export async function encodeImage(img: PixelsOut, ext: OutputExt,
   const p = sharp(raw, { raw: { width, height, channels: withAlpha ? 4 : 3 } });
   // PNG at zlib level 1, OpenCV's default and so the official GPEN's (cv2.imwrite): faster to encode than level 3,
   // for somewhat larger files
-  const enc = ext === '.jpg'
-    ? p.jpeg({ quality: JPEG_QUALITY, chromaSubsampling: '4:4:4' })
-    : ext === '.webp' ? p.webp({ quality: 95 }) : p.png({ compressionLevel: 1 });
+  const enc =
+    ext === '.jpg'
+      ? p.jpeg({ quality: JPEG_QUALITY, chromaSubsampling: '4:4:4' })
+      : ext === '.webp'
+        ? p.webp({ quality: 95 })
+        : p.png({ compressionLevel: 1 });
   const [buf, meta] = await Promise.all([enc.toBuffer(), outputMetadata({ ...opts, width, height })]);
   const format = ext === '.jpg' ? 'jpeg' : ext === '.webp' ? 'webp' : 'png';
   return withMetadata(buf, format, meta, { width, height, alpha: withAlpha });

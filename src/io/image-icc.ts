@@ -20,7 +20,10 @@ function popcount(x: number): number {
 /** RGB pixels (width x height) converted to sRGB through an ICC profile, as sharp converts an image carrying it. */
 async function convertThrough(rgb: Uint8Array, width: number, height: number, icc: Buffer): Promise<Buffer | null> {
   const png = await encodePngStriped([{ data: rgb, width, alpha: null }], height, { iccProfile: icc });
-  const converted = await sharp(png, { failOn: 'error' }).rotate().toColourspace('srgb').raw({ depth: 'uchar' })
+  const converted = await sharp(png, { failOn: 'error' })
+    .rotate()
+    .toColourspace('srgb')
+    .raw({ depth: 'uchar' })
     .toBuffer({ resolveWithObject: true });
   if (converted.info.channels !== 3 || converted.info.width !== width || converted.info.height !== height) return null;
   return converted.data;
@@ -65,8 +68,11 @@ async function greyLevels(icc: Buffer): Promise<{ rgb: Uint8Array; identity: boo
  * (greyLevels).
  * Null when the decode gives other than RGB(A).
  */
-export async function decodeIccByColours(src: string | Buffer, maxPixels: number,
-  icc: Buffer): Promise<{ data: Buffer; info: OutputInfo } | null> {
+export async function decodeIccByColours(
+  src: string | Buffer,
+  maxPixels: number,
+  icc: Buffer,
+): Promise<{ data: Buffer; info: OutputInfo } | null> {
   const { data, info } = await sharp(src, { limitInputPixels: maxPixels, failOn: 'error', pages: 1, ignoreIcc: true })
     .rotate()
     .toColourspace('srgb')
@@ -134,7 +140,8 @@ export async function decodeIccByColours(src: string | Buffer, maxPixels: number
   }
   for (let i = 0, o = 0; i < n; i++, o += ch) {
     const key = (data[o] << 16) | (data[o + 1] << 8) | data[o + 2];
-    const w = key >>> 5, bit = key & 31;
+    const w = key >>> 5,
+      bit = key & 31;
     const at = 3 * (rank[w] + (bit === 0 ? 0 : popcount(bits[w] & (0xffffffff >>> (32 - bit)))));
     data[o] = to[at];
     data[o + 1] = to[at + 1];

@@ -26,7 +26,9 @@ export async function readRgb(file: string, square?: number): Promise<RgbImage> 
   const img = await decodeImage(file);
   if (!square) return { width: img.width, height: img.height, data: img.rgb };
   const { data, info } = await sharp(rawBuffer(img.rgb), { raw: { width: img.width, height: img.height, channels: 3 } })
-    .resize(square, square, { fit: 'fill', kernel: 'lanczos3' }).raw().toBuffer({ resolveWithObject: true });
+    .resize(square, square, { fit: 'fill', kernel: 'lanczos3' })
+    .raw()
+    .toBuffer({ resolveWithObject: true });
   const rgb = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   return { width: info.width, height: info.height, data: rgb };
 }
@@ -36,9 +38,8 @@ export async function writeRgb(file: string, img: RgbImage, description?: string
   let p = sharp(rawBuffer(img.data), { raw: { width: img.width, height: img.height, channels: 3 } });
   if (description) p = p.withExif({ IFD0: { ImageDescription: description } });
   const ext = file.toLowerCase().split('.').pop();
-  const enc = ext === 'jpg' || ext === 'jpeg'
-    ? p.jpeg({ quality: 95 })
-    : ext === 'webp' ? p.webp({ quality: 95 }) : p.png();
+  const enc =
+    ext === 'jpg' || ext === 'jpeg' ? p.jpeg({ quality: 95 }) : ext === 'webp' ? p.webp({ quality: 95 }) : p.png();
   await writeFileAtomicSafe(file, await enc.toBuffer());
 }
 
@@ -54,18 +55,22 @@ export function rgbToTensor(img: RgbImage): Float32Array {
 export function tensorToRgb(t: Float32Array, width: number, height: number): RgbImage {
   const n = width * height;
   const data = new Uint8Array(3 * n);
-  for (let i = 0; i < n; i++) for (let c = 0; c < 3; c++) {
-    const v = Math.min(1, Math.max(0, t[c * n + i] * 0.5 + 0.5));
-    data[i * 3 + c] = Math.round(v * 255);
-  }
+  for (let i = 0; i < n; i++)
+    for (let c = 0; c < 3; c++) {
+      const v = Math.min(1, Math.max(0, t[c * n + i] * 0.5 + 0.5));
+      data[i * 3 + c] = Math.round(v * 255);
+    }
   return { width, height, data };
 }
 
 /** A WebP thumbnail (longest side <= maxSide, quality 80) of raw RGB pixels or an image file, for reports. */
-export async function thumbnailWebp(src: string | { width: number; height: number; data: Uint8Array },
-  maxSide = 1024): Promise<Buffer> {
-  const input = typeof src === 'string'
-    ? sharp(src, { limitInputPixels: DEFAULT_MAX_PIXELS }).rotate()
-    : sharp(rawBuffer(src.data), { raw: { width: src.width, height: src.height, channels: 3 } });
+export async function thumbnailWebp(
+  src: string | { width: number; height: number; data: Uint8Array },
+  maxSide = 1024,
+): Promise<Buffer> {
+  const input =
+    typeof src === 'string'
+      ? sharp(src, { limitInputPixels: DEFAULT_MAX_PIXELS }).rotate()
+      : sharp(rawBuffer(src.data), { raw: { width: src.width, height: src.height, channels: 3 } });
   return input.resize(maxSide, maxSide, { fit: 'inside', withoutEnlargement: true }).webp({ quality: 80 }).toBuffer();
 }

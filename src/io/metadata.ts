@@ -12,7 +12,12 @@ const TAG = { description: 0x010e, orientation: 0x0112, exifIfd: 0x8769, pixelX:
 /** JPEG's APP1 holds at most 65533 bytes, "Exif\0\0" included. */
 const MAX_JPEG_EXIF = 65533 - 6;
 
-interface Entry { tag: number; type: number; count: number; value: Buffer }
+interface Entry {
+  tag: number;
+  type: number;
+  count: number;
+  value: Buffer;
+}
 
 /** A TIFF structure (EXIF without the "Exif\0\0" prefix) and its byte order, or null when it is not one. */
 function tiffOf(exif: Uint8Array | null | undefined): { b: Buffer; le: boolean; ifd0: number } | null {
@@ -33,7 +38,12 @@ function readEntries(b: Buffer, le: boolean, at: number): Entry[] {
   const n = le ? b.readUInt16LE(at) : b.readUInt16BE(at);
   const out: Entry[] = [];
   for (let i = 0, o = at + 2; i < n; i++, o += 12) {
-    out.push({ tag: le ? b.readUInt16LE(o) : b.readUInt16BE(o), type: le ? b.readUInt16LE(o + 2) : b.readUInt16BE(o + 2), count: le ? b.readUInt32LE(o + 4) : b.readUInt32BE(o + 4), value: b.subarray(o + 8, o + 12) });
+    out.push({
+      tag: le ? b.readUInt16LE(o) : b.readUInt16BE(o),
+      type: le ? b.readUInt16LE(o + 2) : b.readUInt16BE(o + 2),
+      count: le ? b.readUInt32LE(o + 4) : b.readUInt32BE(o + 4),
+      value: b.subarray(o + 8, o + 12),
+    });
   }
   return out;
 }
@@ -44,17 +54,28 @@ function readEntries(b: Buffer, le: boolean, at: number): Entry[] {
  * (IFD1: the unrestored, unrotated picture) and the Exif IFD's pixel size set to the output's; without a source (or
  * one that does not parse), a new one with those two entries.
  */
-export function outputExif(source: Uint8Array | null | undefined, opts: { description?: string; width?: number; height?: number } = {}): Buffer {
+export function outputExif(
+  source: Uint8Array | null | undefined,
+  opts: { description?: string; width?: number; height?: number } = {},
+): Buffer {
   const t = tiffOf(source);
   const le = t?.le ?? false;
   const base = t ? Buffer.from(t.b) : Buffer.from([0x4d, 0x4d, 0, 42, 0, 0, 0, 8]);
   const w16 = (buf: Buffer, v: number, o: number) => (le ? buf.writeUInt16LE(v, o) : buf.writeUInt16BE(v, o));
   const w32 = (buf: Buffer, v: number, o: number) => (le ? buf.writeUInt32LE(v, o) : buf.writeUInt32BE(v, o));
-  const entries = t ? readEntries(base, le, t.ifd0).filter((e) => e.tag !== TAG.description && e.tag !== TAG.orientation) : [];
+  const entries = t
+    ? readEntries(base, le, t.ifd0).filter((e) => e.tag !== TAG.description && e.tag !== TAG.orientation)
+    : [];
   // the output's size in the Exif IFD, in place (a value that fits its field)
   const exifAt = entries.find((e) => e.tag === TAG.exifIfd);
   const exifOffset = exifAt ? (le ? exifAt.value.readUInt32LE(0) : exifAt.value.readUInt32BE(0)) : 0;
-  if (exifAt && opts.width && opts.height && exifOffset + 2 <= base.length && exifOffset + 2 + 12 * (le ? base.readUInt16LE(exifOffset) : base.readUInt16BE(exifOffset)) <= base.length) {
+  if (
+    exifAt &&
+    opts.width &&
+    opts.height &&
+    exifOffset + 2 <= base.length &&
+    exifOffset + 2 + 12 * (le ? base.readUInt16LE(exifOffset) : base.readUInt16BE(exifOffset)) <= base.length
+  ) {
     for (const e of readEntries(base, le, exifOffset)) {
       const v = e.tag === TAG.pixelX ? opts.width : e.tag === TAG.pixelY ? opts.height : null;
       if (v === null || e.count !== 1) continue;
@@ -135,7 +156,15 @@ function jpegWith(buf: Buffer, m: FileMetadata): Buffer {
   if (m.icc) {
     const chunk = 65533 - 16;
     const n = Math.ceil(m.icc.length / chunk);
-    for (let i = 0; i < n; i++) add.push(...segment(0xe2, Buffer.from('ICC_PROFILE\0', 'latin1'), Uint8Array.from([i + 1, n]), m.icc.subarray(i * chunk, (i + 1) * chunk)));
+    for (let i = 0; i < n; i++)
+      add.push(
+        ...segment(
+          0xe2,
+          Buffer.from('ICC_PROFILE\0', 'latin1'),
+          Uint8Array.from([i + 1, n]),
+          m.icc.subarray(i * chunk, (i + 1) * chunk),
+        ),
+      );
   }
   return Buffer.concat([buf.subarray(0, 2), ...(app0 ? [app0] : []), ...add, ...kept, buf.subarray(o)]);
 }
@@ -143,7 +172,9 @@ function jpegWith(buf: Buffer, m: FileMetadata): Buffer {
 /** The iCCP and eXIf chunks of `m`, in the order they go after IHDR. */
 export function pngMetadataChunks(m: FileMetadata): Buffer[] {
   return [
-    ...(m.icc ? [pngChunk('iCCP', Buffer.concat([Buffer.from('ICC Profile\0\0', 'latin1'), zlib.deflateSync(m.icc)]))] : []),
+    ...(m.icc
+      ? [pngChunk('iCCP', Buffer.concat([Buffer.from('ICC Profile\0\0', 'latin1'), zlib.deflateSync(m.icc)]))]
+      : []),
     ...(m.exif ? [pngChunk('eXIf', m.exif)] : []),
   ];
 }
@@ -164,7 +195,8 @@ function pngWith(buf: Buffer, m: FileMetadata): Buffer {
 
 /** WebP: the extended format (VP8X) with ICCP after VP8X and EXIF after the image data. */
 function webpWith(buf: Buffer, m: FileMetadata, size: { width: number; height: number; alpha: boolean }): Buffer {
-  if (buf.toString('latin1', 0, 4) !== 'RIFF' || buf.toString('latin1', 8, 12) !== 'WEBP') throw new Error('not a WebP');
+  if (buf.toString('latin1', 0, 4) !== 'RIFF' || buf.toString('latin1', 8, 12) !== 'WEBP')
+    throw new Error('not a WebP');
   const chunks: { type: string; data: Buffer }[] = [];
   for (let o = 12; o + 8 <= buf.length;) {
     const len = buf.readUInt32LE(o + 4);
@@ -182,7 +214,12 @@ function webpWith(buf: Buffer, m: FileMetadata, size: { width: number; height: n
   }
   vp8x[0] = (vp8x[0] & ~0x28) | (m.icc ? 0x20 : 0) | (m.exif ? 0x08 : 0);
   const body = chunks.filter((c) => !['VP8X', 'ICCP', 'EXIF'].includes(c.type));
-  const list = [{ type: 'VP8X', data: vp8x }, ...(m.icc ? [{ type: 'ICCP', data: Buffer.from(m.icc) }] : []), ...body, ...(m.exif ? [{ type: 'EXIF', data: Buffer.from(m.exif) }] : [])];
+  const list = [
+    { type: 'VP8X', data: vp8x },
+    ...(m.icc ? [{ type: 'ICCP', data: Buffer.from(m.icc) }] : []),
+    ...body,
+    ...(m.exif ? [{ type: 'EXIF', data: Buffer.from(m.exif) }] : []),
+  ];
   const out: Buffer[] = [];
   for (const c of list) {
     const head = Buffer.alloc(8);
@@ -198,7 +235,12 @@ function webpWith(buf: Buffer, m: FileMetadata, size: { width: number; height: n
 }
 
 /** Encoded JPEG, PNG or WebP bytes with `m` written into them (the pixels untouched). */
-export function withMetadata(buf: Buffer, format: 'jpeg' | 'png' | 'webp', m: FileMetadata, size: { width: number; height: number; alpha: boolean }): Buffer {
+export function withMetadata(
+  buf: Buffer,
+  format: 'jpeg' | 'png' | 'webp',
+  m: FileMetadata,
+  size: { width: number; height: number; alpha: boolean },
+): Buffer {
   if (!m.exif && !m.icc) return buf;
   if (format === 'jpeg') return jpegWith(buf, m);
   if (format === 'png') return pngWith(buf, m);

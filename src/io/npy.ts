@@ -8,9 +8,12 @@ import { readInputFile, writeFileAtomicSafe } from './files.js';
 const MAGIC = Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]);
 
 function invalid(file: string, why: string): GpenLabError {
-  return new GpenLabError('E_NPY_INVALID', `Not a usable .npy array: ${file}: ${why}`,
+  return new GpenLabError(
+    'E_NPY_INVALID',
+    `Not a usable .npy array: ${file}: ${why}`,
     'Save a float32 (or float16) little-endian C-order array with numpy.save, e.g. np.save(f, x.astype(np.float32)).',
-    { input: file });
+    { input: file },
+  );
 }
 
 export function decodeNpy(buf: Buffer, file = '<buffer>'): HostTensor {
@@ -39,13 +42,20 @@ export function decodeNpy(buf: Buffer, file = '<buffer>'): HostTensor {
   if (descr === '<f4' || descr === '=f4') dtype = 'float32';
   else if (descr === '<f2' || descr === '=f2') dtype = 'float16';
   else throw invalid(file, `dtype ${descr} is not float32 or float16`);
-  const dims = shapeText.split(',').map((s) => s.trim()).filter((s) => s.length > 0).map(Number);
+  const dims = shapeText
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0)
+    .map(Number);
   if (dims.some((d) => !Number.isInteger(d) || d < 0)) throw invalid(file, `shape (${shapeText}) is malformed`);
   const start = offset + headerLen;
   const bytesPer = dtype === 'float32' ? 4 : 2;
   const n = numel(dims);
   if (buf.length - start !== n * bytesPer) {
-    throw invalid(file, `expected ${n * bytesPer} data bytes for shape (${dims.join(', ')}) but found ${buf.length - start}`);
+    throw invalid(
+      file,
+      `expected ${n * bytesPer} data bytes for shape (${dims.join(', ')}) but found ${buf.length - start}`,
+    );
   }
   const copy = new ArrayBuffer(n * bytesPer);
   new Uint8Array(copy).set(buf.subarray(start));

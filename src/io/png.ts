@@ -52,7 +52,8 @@ export function crc32Js(data: Uint8Array, value = 0): number {
   return ~c >>> 0;
 }
 /** CRC-32 through zlib where Node has it (20.15 and later), else crc32Js. */
-const crc32: (data: Uint8Array, value?: number) => number = typeof zlib.crc32 === 'function' ? (d, v = 0) => zlib.crc32(d, v) >>> 0 : crc32Js;
+const crc32: (data: Uint8Array, value?: number) => number =
+  typeof zlib.crc32 === 'function' ? (d, v = 0) => zlib.crc32(d, v) >>> 0 : crc32Js;
 /** CRC-32 of the chunk type 'IDAT', where an IDAT chunk's CRC starts. */
 const IDAT_CRC = crc32(Buffer.from('IDAT', 'latin1'));
 const ADLER_BASE = 65521;
@@ -190,7 +191,15 @@ function exifDescription(text: string): Buffer {
  * The PNG file from its stripes (in order): signature, header, ICC profile, EXIF (`exif`, TIFF bytes, else one made of
  * `description`), the stream's chunks, end.
  */
-export function assemblePng(width: number, height: number, channels: 3 | 4, stripes: PngStripe[], description?: string, iccProfile?: Uint8Array, exif?: Uint8Array): Buffer {
+export function assemblePng(
+  width: number,
+  height: number,
+  channels: 3 | 4,
+  stripes: PngStripe[],
+  description?: string,
+  iccProfile?: Uint8Array,
+  exif?: Uint8Array,
+): Buffer {
   const ihdr = Buffer.alloc(13);
   ihdr.writeUInt32BE(width, 0);
   ihdr.writeUInt32BE(height, 4);
@@ -204,7 +213,9 @@ export function assemblePng(width: number, height: number, channels: 3 | 4, stri
     Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
     ...chunk('IHDR', ihdr),
     // an ICC profile: a name, a zero, compression method 0, the profile deflated
-    ...(iccProfile ? chunk('iCCP', Buffer.concat([Buffer.from('ICC Profile\0\0', 'latin1'), zlib.deflateSync(iccProfile)])) : []),
+    ...(iccProfile
+      ? chunk('iCCP', Buffer.concat([Buffer.from('ICC Profile\0\0', 'latin1'), zlib.deflateSync(iccProfile)]))
+      : []),
     ...(exif ? chunk('eXIf', exif) : description ? chunk('eXIf', exifDescription(description)) : []),
     // the zlib header (deflate, 32 KiB window, fastest), each stripe, the Adler-32: one stream over several IDATs
     ...chunk('IDAT', Uint8Array.from([0x78, 0x01])),
@@ -215,7 +226,12 @@ export function assemblePng(width: number, height: number, channels: 3 | 4, stri
 }
 
 /** The stripe jobs of an image made of `parts` side by side, `height` rows. */
-export function pngStripeJobs(parts: PngPart[], height: number, level = 1, stripeBytes = PNG_STRIPE_BYTES): PngStripeJob[] {
+export function pngStripeJobs(
+  parts: PngPart[],
+  height: number,
+  level = 1,
+  stripeBytes = PNG_STRIPE_BYTES,
+): PngStripeJob[] {
   const channels: 3 | 4 = parts.every((p) => p.alpha) ? 4 : 3;
   const rowBytes = rowBytesOf(parts, channels);
   const spans = stripeRows(height, rowBytes, stripeBytes);
@@ -226,7 +242,16 @@ export function pngStripeJobs(parts: PngPart[], height: number, level = 1, strip
  * Encodes parts side by side as a PNG, the stripes compressed by `deflate` (a pool of threads; default: this thread,
  * one after the other).
  */
-export async function encodePngStriped(parts: PngPart[], height: number, opts: { description?: string; iccProfile?: Uint8Array; deflate?: (jobs: PngStripeJob[]) => Promise<PngStripe[]>; stripeBytes?: number } = {}): Promise<Buffer> {
+export async function encodePngStriped(
+  parts: PngPart[],
+  height: number,
+  opts: {
+    description?: string;
+    iccProfile?: Uint8Array;
+    deflate?: (jobs: PngStripeJob[]) => Promise<PngStripe[]>;
+    stripeBytes?: number;
+  } = {},
+): Promise<Buffer> {
   const jobs = pngStripeJobs(parts, height, 1, opts.stripeBytes);
   const stripes = opts.deflate ? await opts.deflate(jobs) : jobs.map(deflateStripe);
   return assemblePng(partsWidth(parts), height, jobs[0].channels, stripes, opts.description, opts.iccProfile);
@@ -247,8 +272,23 @@ export interface EarlyStripes {
 }
 
 /** restore's photo outputs as PNG images: the result (`out`, with its alpha) and the side by side (`left`, `out`). */
-export function photoPngs(left: PngPart, out: PngPart, height: number, kinds: readonly ('gpen' | 'comp')[]): PngImage[] {
-  return kinds.map((k) => (k === 'gpen' ? { parts: [out], height } : { parts: [{ ...left, alpha: null }, { ...out, alpha: null }], height }));
+export function photoPngs(
+  left: PngPart,
+  out: PngPart,
+  height: number,
+  kinds: readonly ('gpen' | 'comp')[],
+): PngImage[] {
+  return kinds.map((k) =>
+    k === 'gpen'
+      ? { parts: [out], height }
+      : {
+          parts: [
+            { ...left, alpha: null },
+            { ...out, alpha: null },
+          ],
+          height,
+        },
+  );
 }
 
 /**
@@ -256,7 +296,12 @@ export function photoPngs(left: PngPart, out: PngPart, height: number, kinds: re
  * image (with its ICC profile and EXIF), and how many stripes they have. Stripes `early` compressed already are taken
  * from it.
  */
-export function encodePngsStriped(deflate: (jobs: PngStripeJob[]) => Promise<PngStripe[]>, images: PngImage[], metas: { icc?: Uint8Array | null; exif?: Uint8Array | null }[], early?: EarlyStripes): { encoded: Promise<Buffer>[]; stripes: number } {
+export function encodePngsStriped(
+  deflate: (jobs: PngStripeJob[]) => Promise<PngStripe[]>,
+  images: PngImage[],
+  metas: { icc?: Uint8Array | null; exif?: Uint8Array | null }[],
+  early?: EarlyStripes,
+): { encoded: Promise<Buffer>[]; stripes: number } {
   const jobs = images.map((im) => pngStripeJobs(im.parts, im.height));
   const isEarly = (i: number, k: number) => early?.early[i]?.[k] === true;
   const late = deflate(jobs.flatMap((js, i) => js.filter((_, k) => !isEarly(i, k))));
@@ -264,22 +309,41 @@ export function encodePngsStriped(deflate: (jobs: PngStripeJob[]) => Promise<Png
   const encoded = images.map(async (im, i) => {
     const [lateOut, earlyOut] = await both;
     // where image i's stripes start in each list
-    let li = 0, ei = 0;
-    for (let j = 0; j < i; j++) jobs[j].forEach((_, k) => { if (isEarly(j, k)) ei++; else li++; });
+    let li = 0,
+      ei = 0;
+    for (let j = 0; j < i; j++)
+      jobs[j].forEach((_, k) => {
+        if (isEarly(j, k)) ei++;
+        else li++;
+      });
     const stripes = jobs[i].map((_, k) => (isEarly(i, k) ? earlyOut[ei++] : lateOut[li++]));
-    return assemblePng(partsWidth(im.parts), im.height, jobs[i][0].channels, stripes, undefined, metas[i].icc ?? undefined, metas[i].exif ?? undefined);
+    return assemblePng(
+      partsWidth(im.parts),
+      im.height,
+      jobs[i][0].channels,
+      stripes,
+      undefined,
+      metas[i].icc ?? undefined,
+      metas[i].exif ?? undefined,
+    );
   });
   return { encoded, stripes: jobs.reduce((a, js) => a + js.length, 0) };
 }
 
 /** RGB images side by side, top-aligned (a shorter one's rows below it black). */
-export function hstack(parts: { width: number; height: number; data: Uint8Array }[]): { width: number; height: number; rgb: Uint8Array; alpha: null } {
+export function hstack(parts: { width: number; height: number; data: Uint8Array }[]): {
+  width: number;
+  height: number;
+  rgb: Uint8Array;
+  alpha: null;
+} {
   const h = Math.max(...parts.map((p) => p.height));
   const w = partsWidth(parts);
   const rgb = new Uint8Array(w * h * 3);
   let x0 = 0;
   for (const p of parts) {
-    for (let y = 0; y < p.height; y++) rgb.set(p.data.subarray(y * p.width * 3, (y + 1) * p.width * 3), (y * w + x0) * 3);
+    for (let y = 0; y < p.height; y++)
+      rgb.set(p.data.subarray(y * p.width * 3, (y + 1) * p.width * 3), (y * w + x0) * 3);
     x0 += p.width;
   }
   return { width: w, height: h, rgb, alpha: null };

@@ -10,7 +10,8 @@ export function pngBadChunk(png: Uint8Array): string | null {
     const len = b.readUInt32BE(o);
     if (o + 12 + len > b.length) return null;
     const type = b.toString('latin1', o + 4, o + 8);
-    if (crc32(b.subarray(o + 4, o + 8 + len)) !== b.readUInt32BE(o + 8 + len)) return `its ${type} chunk's checksum does not match its bytes`;
+    if (crc32(b.subarray(o + 4, o + 8 + len)) !== b.readUInt32BE(o + 8 + len))
+      return `its ${type} chunk's checksum does not match its bytes`;
     if (type === 'IEND') return null;
     o += 12 + len;
   }

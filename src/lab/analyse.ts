@@ -23,23 +23,42 @@ export async function rgbOf(file: string): Promise<Rgb8> {
 function envDiff(a: CellResult, b: CellResult): string[] {
   const out: string[] = [];
   const keys = new Set([...Object.keys(a.env.vars), ...Object.keys(b.env.vars)]);
-  for (const k of keys) if (a.env.vars[k] !== b.env.vars[k]) out.push(`${k}: ${b.env.vars[k] ?? '(unset)'} vs ${a.env.vars[k] ?? '(unset)'}`);
-  const sk = new Set([...Object.keys(a.env.session), ...Object.keys(b.env.session)]) as Set<keyof CellResult['env']['session']>;
-  for (const k of sk) if (a.env.session[k] !== b.env.session[k]) out.push(`session ${k}: ${b.env.session[k] ?? 'default'} vs ${a.env.session[k] ?? 'default'}`);
-  const la = a.doctor?.libraries ?? [], lb = b.doctor?.libraries ?? [];
+  for (const k of keys)
+    if (a.env.vars[k] !== b.env.vars[k])
+      out.push(`${k}: ${b.env.vars[k] ?? '(unset)'} vs ${a.env.vars[k] ?? '(unset)'}`);
+  const sk = new Set([...Object.keys(a.env.session), ...Object.keys(b.env.session)]) as Set<
+    keyof CellResult['env']['session']
+  >;
+  for (const k of sk)
+    if (a.env.session[k] !== b.env.session[k])
+      out.push(`session ${k}: ${b.env.session[k] ?? 'default'} vs ${a.env.session[k] ?? 'default'}`);
+  const la = a.doctor?.libraries ?? [],
+    lb = b.doctor?.libraries ?? [];
   for (const l of lb) {
     const m = la.find((x) => x.soname === l.soname);
-    if (m && (m.path !== l.path || m.version !== l.version)) out.push(`${l.soname}: ${l.path ?? 'missing'} (${l.version ?? '?'}) vs ${m.path ?? 'missing'} (${m.version ?? '?'})`);
+    if (m && (m.path !== l.path || m.version !== l.version))
+      out.push(
+        `${l.soname}: ${l.path ?? 'missing'} (${l.version ?? '?'}) vs ${m.path ?? 'missing'} (${m.version ?? '?'})`,
+      );
   }
   return out;
 }
 
 const inputsKey = (c: CellResult): string => c.env.inputs.join('\n');
-const shown = (v: unknown): string => (v === undefined ? 'default' : v !== null && typeof v === 'object' ? Object.entries(v).map(([k, x]) => `${k}=${String(x)}`).join(', ') || 'none' : String(v));
+const shown = (v: unknown): string =>
+  v === undefined
+    ? 'default'
+    : v !== null && typeof v === 'object'
+      ? Object.entries(v)
+          .map(([k, x]) => `${k}=${String(x)}`)
+          .join(', ') || 'none'
+      : String(v);
 
 /** A cell's own settings, what it sets beyond the defaults: session options and variables ("defaults" where none). */
 export function settingsOf(c: CellResult): string {
-  const s = Object.entries(c.env.session).filter(([, v]) => v !== undefined).map(([k, v]) => `session ${k} ${shown(v)}`);
+  const s = Object.entries(c.env.session)
+    .filter(([, v]) => v !== undefined)
+    .map(([k, v]) => `session ${k} ${shown(v)}`);
   const e = Object.entries(c.env.vars).map(([k, v]) => `${k}=${v}`);
   return [...s, ...e].join('; ') || 'defaults';
 }
@@ -58,12 +77,21 @@ export function settingsDiff(res: LabResults, ref: CellResult, c: CellResult): s
   diff('precision', c.env.precision, ref.env.precision);
   const batch = (x: CellResult) => res.config.cells.find((s) => s.id === x.id)?.batch;
   diff('batch', batch(c), batch(ref));
-  for (const k of new Set([...Object.keys(c.env.session), ...Object.keys(ref.env.session)]) as Set<keyof CellResult['env']['session']>) diff(`session ${k}`, c.env.session[k], ref.env.session[k]);
+  for (const k of new Set([...Object.keys(c.env.session), ...Object.keys(ref.env.session)]) as Set<
+    keyof CellResult['env']['session']
+  >)
+    diff(`session ${k}`, c.env.session[k], ref.env.session[k]);
   for (const k of new Set([...Object.keys(c.env.vars), ...Object.keys(ref.env.vars)])) {
     const [a, b] = [c.env.vars[k], ref.env.vars[k]];
-    if (a !== b) out.push(`${a === undefined ? `${k} unset` : `${k}=${a}`} (reference: ${b === undefined ? 'unset' : `${k}=${b}`})`);
+    if (a !== b)
+      out.push(
+        `${a === undefined ? `${k} unset` : `${k}=${a}`} (reference: ${b === undefined ? 'unset' : `${k}=${b}`})`,
+      );
   }
-  if (inputsKey(c) !== inputsKey(ref)) out.push(`inputs ${c.env.inputs.map((i) => path.basename(i)).join(', ')} (reference: ${ref.env.inputs.map((i) => path.basename(i)).join(', ')})`);
+  if (inputsKey(c) !== inputsKey(ref))
+    out.push(
+      `inputs ${c.env.inputs.map((i) => path.basename(i)).join(', ')} (reference: ${ref.env.inputs.map((i) => path.basename(i)).join(', ')})`,
+    );
   const lib = (l: { path: string | null; version: string | null }) => `${l.path ?? 'missing'} (${l.version ?? '?'})`;
   for (const l of c.doctor?.libraries ?? []) {
     const m = (ref.doctor?.libraries ?? []).find((x) => x.soname === l.soname);
@@ -74,7 +102,10 @@ export function settingsDiff(res: LabResults, ref: CellResult, c: CellResult): s
 
 const speedOf = (c: CellResult): number | null => c.warm.total?.median ?? c.cold.total?.median ?? null;
 
-async function compareOutputs(a: CellResult, b: CellResult): Promise<{ psnr: number; ssim: number; diff: Rgb8 } | null> {
+async function compareOutputs(
+  a: CellResult,
+  b: CellResult,
+): Promise<{ psnr: number; ssim: number; diff: Rgb8 } | null> {
   if (!a.restore?.outputs.gpen || !b.restore?.outputs.gpen || a.restore.input !== b.restore.input) return null;
   const [x, y] = [await rgbOf(a.restore.outputs.gpen), await rgbOf(b.restore.outputs.gpen)];
   if (x.width !== y.width || x.height !== y.height) return null;
@@ -84,7 +115,11 @@ async function compareOutputs(a: CellResult, b: CellResult): Promise<{ psnr: num
 /** Reference, agreement, slow flags and recommendations, from the cells alone. */
 export async function analyse(res: LabResults, out: string): Promise<void> {
   const passing = res.cells.filter(cellPassed);
-  const ref = passing.find((c) => c.id === res.config.reference) ?? passing.find((c) => c.env.provider === 'cpu' && c.env.precision === 'fp32') ?? passing[0] ?? null;
+  const ref =
+    passing.find((c) => c.id === res.config.reference) ??
+    passing.find((c) => c.env.provider === 'cpu' && c.env.precision === 'fp32') ??
+    passing[0] ??
+    null;
   res.reference = ref?.id ?? null;
   res.pairs = [];
   for (const c of res.cells) {
@@ -103,7 +138,13 @@ export async function analyse(res: LabResults, out: string): Promise<void> {
       const cmp = await compareOutputs(ref, c);
       if (cmp) {
         const file = path.join(out, 'cells', c.id, 'diff-vs-reference.png');
-        await writeFileAtomicSafe(file, await encodeImage({ width: cmp.diff.width, height: cmp.diff.height, rgb: cmp.diff.data, alpha: null }, '.png'));
+        await writeFileAtomicSafe(
+          file,
+          await encodeImage(
+            { width: cmp.diff.width, height: cmp.diff.height, rgb: cmp.diff.data, alpha: null },
+            '.png',
+          ),
+        );
         c.output.vsReference = { psnr: cmp.psnr, ssim: cmp.ssim, heatmap: path.relative(out, file) };
       }
     }
@@ -112,19 +153,28 @@ export async function analyse(res: LabResults, out: string): Promise<void> {
   for (let i = 0; i < passing.length; i++) {
     for (let j = i + 1; j < passing.length; j++) {
       const cmp = await compareOutputs(passing[i], passing[j]);
-      if (cmp) res.pairs.push({ a: passing[i].id, b: passing[j].id, psnr: cmp.psnr, ssim: cmp.ssim } satisfies PairResult);
+      if (cmp)
+        res.pairs.push({ a: passing[i].id, b: passing[j].id, psnr: cmp.psnr, ssim: cmp.ssim } satisfies PairResult);
     }
   }
   // runs but slow: >= 20% slower than the best passing cell of the same provider, route and precision (the stock
   // route is the baseline, slower by design)
   const routeOf = (c: CellResult) => res.config.cells.find((x) => x.id === c.id)?.route ?? 'fast';
   for (const c of passing) {
-    const peers = passing.filter((p) => p.env.provider === c.env.provider && p.env.precision === c.env.precision && routeOf(p) === routeOf(c) && speedOf(p) !== null);
+    const peers = passing.filter(
+      (p) =>
+        p.env.provider === c.env.provider &&
+        p.env.precision === c.env.precision &&
+        routeOf(p) === routeOf(c) &&
+        speedOf(p) !== null,
+    );
     const best = peers.sort((a, b) => speedOf(a)! - speedOf(b)!)[0];
     const s = speedOf(c);
     if (best && best !== c && s !== null && s >= SLOW_RATIO * speedOf(best)!) {
       const diff = envDiff(best, c);
-      c.flags.push(`runs but slow: ${Math.round((s / speedOf(best)! - 1) * 100)}% slower than ${best.id}${diff.length ? `; differences: ${diff.join('; ')}` : ''}`);
+      c.flags.push(
+        `runs but slow: ${Math.round((s / speedOf(best)! - 1) * 100)}% slower than ${best.id}${diff.length ? `; differences: ${diff.join('; ')}` : ''}`,
+      );
     }
   }
   res.recommendations = recommend(res);
@@ -145,7 +195,11 @@ function bindingOf(c: CellResult): string | null {
 }
 
 /** The cells whose per-image times compare, and the fastest of them that passes everything. */
-function comparable(res: LabResults): { passing: CellResult[]; common: string | undefined; fastest: CellResult | undefined } {
+function comparable(res: LabResults): {
+  passing: CellResult[];
+  common: string | undefined;
+  fastest: CellResult | undefined;
+} {
   const passing = res.cells.filter(cellPassed);
   // per-image times compare only on the same inputs: those of the reference (else of the most cells); the default
   // lab's CPU cells restore one face where its GPU cells restore the whole photo
@@ -153,7 +207,12 @@ function comparable(res: LabResults): { passing: CellResult[]; common: string | 
   const counts = new Map<string, number>();
   for (const c of passing) counts.set(inputsKey(c), (counts.get(inputsKey(c)) ?? 0) + 1);
   const common = ref ? inputsKey(ref) : [...counts.entries()].sort((a, b) => b[1] - a[1])[0]?.[0];
-  const ok = passing.filter((c) => inputsKey(c) === common && c.output.visuallyLossless !== false && !c.flags.some((f) => f.startsWith('runs but slow') || f.startsWith('asked for')));
+  const ok = passing.filter(
+    (c) =>
+      inputsKey(c) === common &&
+      c.output.visuallyLossless !== false &&
+      !c.flags.some((f) => f.startsWith('runs but slow') || f.startsWith('asked for')),
+  );
   const fastest = [...ok].filter((c) => speedOf(c) !== null).sort((a, b) => speedOf(a)! - speedOf(b)!)[0];
   return { passing, common, fastest };
 }
@@ -162,12 +221,21 @@ function comparable(res: LabResults): { passing: CellResult[]; common: string | 
 export function headline(res: LabResults): string {
   const { passing, fastest } = comparable(res);
   const parts = [`${passing.length} of ${res.cells.length} cells pass`];
-  if (fastest) parts.push(`fastest: ${fastest.id} (median ${(speedOf(fastest)! / 1000).toFixed(3)} s per image ${fastest.warm.total ? 'warm' : 'cold'})`);
+  if (fastest)
+    parts.push(
+      `fastest: ${fastest.id} (median ${(speedOf(fastest)! / 1000).toFixed(3)} s per image ${fastest.warm.total ? 'warm' : 'cold'})`,
+    );
   parts.push(`reference: ${res.reference ?? 'none'}`);
   const groups = failureGroups(res);
   const failing = groups.reduce((n, g) => n + g.cells.length, 0);
-  if (groups.length === 1) parts.push(`${failing} ${failing === 1 ? 'fails' : 'fail'}: ${groups[0].cause.cause} (${groups[0].cells.map((c) => c.id).join(', ')})`);
-  else if (groups.length > 1) parts.push(`${failing} fail for ${groups.length} reasons (${groups.map((g) => g.cells.map((c) => c.id).join(', ')).join('; ')})`);
+  if (groups.length === 1)
+    parts.push(
+      `${failing} ${failing === 1 ? 'fails' : 'fail'}: ${groups[0].cause.cause} (${groups[0].cells.map((c) => c.id).join(', ')})`,
+    );
+  else if (groups.length > 1)
+    parts.push(
+      `${failing} fail for ${groups.length} reasons (${groups.map((g) => g.cells.map((c) => c.id).join(', ')).join('; ')})`,
+    );
   return `${parts.join('; ')}.`;
 }
 
@@ -179,23 +247,41 @@ export function recommend(res: LabResults): string[] {
     const binding = bindingOf(fastest);
     // the stock route of the same provider, the baseline the fast route is measured against (the same precision
     // first); none where the provider's fast route is the stock binding too (the same session either way)
-    const baseline = route === 'fast' && !fastIsStock(fastest.env.provider, fastest.env.precision)
-      ? passing.filter((c) => c.env.provider === fastest.env.provider && routeOf(res, c) === 'stock' && speedOf(c) !== null)
-        .sort((a, b) => Number(b.env.precision === fastest.env.precision) - Number(a.env.precision === fastest.env.precision) || speedOf(a)! - speedOf(b)!)[0]
-      : undefined;
+    const baseline =
+      route === 'fast' && !fastIsStock(fastest.env.provider, fastest.env.precision)
+        ? passing
+            .filter(
+              (c) => c.env.provider === fastest.env.provider && routeOf(res, c) === 'stock' && speedOf(c) !== null,
+            )
+            .sort(
+              (a, b) =>
+                Number(b.env.precision === fastest.env.precision) - Number(a.env.precision === fastest.env.precision) ||
+                speedOf(a)! - speedOf(b)!,
+            )[0]
+        : undefined;
     // medians, as the report's table
-    out.push(`Fastest cell that passes everything: ${fastest.id} (${fastest.env.provider} ${route} ${fastest.env.precision}${binding ? `, ${binding}` : ''}, `
-      + `median ${(speedOf(fastest)! / 1000).toFixed(3)} s per image warm${fastest.cold.total ? `, ${(fastest.cold.total.median / 1000).toFixed(2)} s cold` : ''}`
-      + `${baseline ? `; ${(speedOf(baseline)! / speedOf(fastest)!).toFixed(1)}x the stock baseline ${baseline.id}` : ''}).`);
+    out.push(
+      `Fastest cell that passes everything: ${fastest.id} (${fastest.env.provider} ${route} ${fastest.env.precision}${binding ? `, ${binding}` : ''}, ` +
+        `median ${(speedOf(fastest)! / 1000).toFixed(3)} s per image warm${fastest.cold.total ? `, ${(fastest.cold.total.median / 1000).toFixed(2)} s cold` : ''}` +
+        `${baseline ? `; ${(speedOf(baseline)! / speedOf(fastest)!).toFixed(1)}x the stock baseline ${baseline.id}` : ''}).`,
+    );
   } else out.push('No cell passed every stage.');
   const apart = passing.filter((c) => inputsKey(c) !== common && speedOf(c) !== null);
-  if (apart.length) out.push(`Restoring other inputs, so not compared: ${apart.map((c) => `${c.id} (${c.env.inputs.map((i) => path.basename(i)).join(', ')}: ${(speedOf(c)! / 1000).toFixed(3)} s per image warm)`).join('; ')}.`);
+  if (apart.length)
+    out.push(
+      `Restoring other inputs, so not compared: ${apart.map((c) => `${c.id} (${c.env.inputs.map((i) => path.basename(i)).join(', ')}: ${(speedOf(c)! / 1000).toFixed(3)} s per image warm)`).join('; ')}.`,
+    );
   for (const c of passing.filter((x) => x.env.precision === 'fp16')) {
-    if (c.output.deltaDbVsReference !== null) out.push(`${c.id}: fp16 ${c.output.visuallyLossless ? 'stays' : 'does not stay'} within ${LOSSLESS_DB} dB of the reference (${c.output.deltaDbVsReference >= 0 ? '+' : ''}${c.output.deltaDbVsReference.toFixed(3)} dB).`);
+    if (c.output.deltaDbVsReference !== null)
+      out.push(
+        `${c.id}: fp16 ${c.output.visuallyLossless ? 'stays' : 'does not stay'} within ${LOSSLESS_DB} dB of the reference (${c.output.deltaDbVsReference >= 0 ? '+' : ''}${c.output.deltaDbVsReference.toFixed(3)} dB).`,
+      );
   }
   // the fix that follows from the root cause (causes.ts), not the first finding that has one
   for (const c of res.cells.filter((x) => !cellPassed(x))) out.push(failureLine(res, c));
-  for (const c of passing) for (const f of c.flags.filter((x) => x.startsWith('runs but slow') || x.startsWith('asked for'))) out.push(`${c.id} ${f}.`);
+  for (const c of passing)
+    for (const f of c.flags.filter((x) => x.startsWith('runs but slow') || x.startsWith('asked for')))
+      out.push(`${c.id} ${f}.`);
   return out;
 }
 
@@ -204,14 +290,47 @@ export function readResults(file: string): LabResults {
   try {
     r = JSON.parse(readFileSync(file, 'utf8')) as LabResults;
   } catch (e) {
-    throw new GpenLabError('E_CONFIG', `Cannot read lab results ${file}: ${(e as Error).message}`, 'Pass the results.json a lab wrote (or run the lab without --resume).', { input: file });
+    throw new GpenLabError(
+      'E_CONFIG',
+      `Cannot read lab results ${file}: ${(e as Error).message}`,
+      'Pass the results.json a lab wrote (or run the lab without --resume).',
+      { input: file },
+    );
   }
-  if (r === null || typeof r !== 'object' || r.schema !== RESULTS_SCHEMA) throw new GpenLabError('E_CONFIG', `${file} is not gpen-lab lab results (schema ${String((r as { schema?: unknown } | null)?.schema)}, expected ${RESULTS_SCHEMA})`, 'Pass the results.json a lab wrote.', { input: file });
+  if (r === null || typeof r !== 'object' || r.schema !== RESULTS_SCHEMA)
+    throw new GpenLabError(
+      'E_CONFIG',
+      `${file} is not gpen-lab lab results (schema ${String((r as { schema?: unknown } | null)?.schema)}, expected ${RESULTS_SCHEMA})`,
+      'Pass the results.json a lab wrote.',
+      { input: file },
+    );
   // the shape the report and --resume read: a damaged or edited file is refused here, not met as a crash later
-  const bad = !Array.isArray(r.cells) ? 'cells is not a list'
-    : r.cells.find((c) => !c || typeof c !== 'object' || typeof c.id !== 'string' || !c.env || typeof c.env !== 'object' || !Array.isArray(c.runs) || !c.output || !c.cold || !c.warm) ? 'a cell lacks id, env, runs, cold, warm or output'
-      : !r.config || typeof r.config !== 'object' || !Array.isArray(r.config.cells) || !Array.isArray(r.config.inputs) ? 'config lacks its cells or inputs'
-        : !r.machine || typeof r.machine !== 'object' ? 'machine is missing' : null;
-  if (bad) throw new GpenLabError('E_CONFIG', `${file} is damaged: ${bad}`, 'Pass the results.json a lab wrote, unedited; or run the lab again without --resume.', { input: file });
+  const bad = !Array.isArray(r.cells)
+    ? 'cells is not a list'
+    : r.cells.find(
+          (c) =>
+            !c ||
+            typeof c !== 'object' ||
+            typeof c.id !== 'string' ||
+            !c.env ||
+            typeof c.env !== 'object' ||
+            !Array.isArray(c.runs) ||
+            !c.output ||
+            !c.cold ||
+            !c.warm,
+        )
+      ? 'a cell lacks id, env, runs, cold, warm or output'
+      : !r.config || typeof r.config !== 'object' || !Array.isArray(r.config.cells) || !Array.isArray(r.config.inputs)
+        ? 'config lacks its cells or inputs'
+        : !r.machine || typeof r.machine !== 'object'
+          ? 'machine is missing'
+          : null;
+  if (bad)
+    throw new GpenLabError(
+      'E_CONFIG',
+      `${file} is damaged: ${bad}`,
+      'Pass the results.json a lab wrote, unedited; or run the lab again without --resume.',
+      { input: file },
+    );
   return r;
 }

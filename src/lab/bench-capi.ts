@@ -22,14 +22,33 @@ import type { BenchOptions, BenchVariant } from './bench-report.js';
  * captured graph), like the peer's timing of the forward pass on a GPU tensor; the copies to and from the GPU are
  * timed beside it. GPU memory is read after the runs of each batch size (the arena keeps its peak).
  */
-export async function capiVariant(o: BenchOptions, cudaOptions: Record<string, string>, precision: Precision,
-  log: (l: string) => void): Promise<BenchVariant> {
+export async function capiVariant(
+  o: BenchOptions,
+  cudaOptions: Record<string, string>,
+  precision: Precision,
+  log: (l: string) => void,
+): Promise<BenchVariant> {
   const v: BenchVariant = {
-    provider: 'cuda', route: 'capi', capiOptions: cudaOptions, precision, ok: false, error: null, ran: null,
-    prepareMs: 0, sessionMs: 0, firstRunMs: 0, contextMiB: null, batch1ProcessMiB: null, rows: [],
-    agreement: { vsFp32Psnr: null, vsPeerPsnr: null, vsPeerMaxAbs: null }, e2e: null, copyMs: {},
+    provider: 'cuda',
+    route: 'capi',
+    capiOptions: cudaOptions,
+    precision,
+    ok: false,
+    error: null,
+    ran: null,
+    prepareMs: 0,
+    sessionMs: 0,
+    firstRunMs: 0,
+    contextMiB: null,
+    batch1ProcessMiB: null,
+    rows: [],
+    agreement: { vsFp32Psnr: null, vsPeerPsnr: null, vsPeerMaxAbs: null },
+    e2e: null,
+    copyMs: {},
   };
-  const tag = `cuda (C API ${Object.entries(cudaOptions).map(([k, x]) => `${k}=${x}`).join(',')}) ${precision}`;
+  const tag = `cuda (C API ${Object.entries(cudaOptions)
+    .map(([k, x]) => `${k}=${x}`)
+    .join(',')}) ${precision}`;
   let s: CapiSession | null = null;
   const graphs = cudaOptions.enable_cuda_graph === '1';
   try {
@@ -45,11 +64,16 @@ export async function capiVariant(o: BenchOptions, cudaOptions: Record<string, s
     // --cold-cuda-options measures them
     const coldKey = graphCache
       ? `graph_cache=${graphCache === 'ort' ? 'ort' : '1'}`
-      : usePrimer ? `prime=${usePrimer}` : null;
+      : usePrimer
+        ? `prime=${usePrimer}`
+        : null;
     if (coldKey) {
-      throw new GpenLabError('E_ARGUMENT',
+      throw new GpenLabError(
+        'E_ARGUMENT',
         `${coldKey} is not measured by --capi-cuda (it serves a cold start's session, made from a model file)`,
-        `Pass ${coldKey} in --cold-cuda-options, where restore uses it.`, { input: '--capi-cuda' });
+        `Pass ${coldKey} in --cold-cuda-options, where restore uses it.`,
+        { input: '--capi-cuda' },
+      );
     }
     s = CapiSession.create(prepared.model, { provider: 'cuda', ...split, gpenOps: split.fusedAct === true });
     v.sessionMs = performance.now() - t;
@@ -112,7 +136,12 @@ export async function capiVariant(o: BenchOptions, cudaOptions: Record<string, s
         const mib = await processMiB();
         const stats = timingStats(times);
         v.rows.push({
-          provider: 'cuda', precision, batch: b, stats, msPerFace: stats.median / b, gpuProcessPeakMiB: mib,
+          provider: 'cuda',
+          precision,
+          batch: b,
+          stats,
+          msPerFace: stats.median / b,
+          gpuProcessPeakMiB: mib,
         });
         let arena = '';
         if (b === 1) {
@@ -145,7 +174,10 @@ export async function capiVariant(o: BenchOptions, cudaOptions: Record<string, s
       s.release();
       s = null;
       v.profile = profileNodes(prepared.model, cudaOptions, o.profileBatch, S);
-      const byOp = Object.entries(v.profile.byOp).slice(0, 8).map(([k, x]) => `${k} ${x.toFixed(2)}`).join(', ');
+      const byOp = Object.entries(v.profile.byOp)
+        .slice(0, 8)
+        .map(([k, x]) => `${k} ${x.toFixed(2)}`)
+        .join(', ');
       log(`${tag} profile at batch ${o.profileBatch}: ${byOp} ms`);
     }
     v.ok = true;
@@ -162,12 +194,19 @@ export async function capiVariant(o: BenchOptions, cudaOptions: Record<string, s
  * ONNX Runtime's per-node profile of one run at `batch` (after two unprofiled-in-effect warm-up runs): time per
  * operator type and the slowest nodes. Run under CUDA_LAUNCH_BLOCKING=1 the node times include the GPU's work.
  */
-function profileNodes(model: string | Uint8Array, cudaOptions: Record<string, string>, batch: number,
-  S: number): NonNullable<BenchVariant['profile']> {
+function profileNodes(
+  model: string | Uint8Array,
+  cudaOptions: Record<string, string>,
+  batch: number,
+  S: number,
+): NonNullable<BenchVariant['profile']> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'gpen-bench-prof-'));
   const split = splitCudaOptions(cudaOptions);
   const s = CapiSession.create(model, {
-    provider: 'cuda', ...split, cuda: { ...split.cuda, enable_cuda_graph: '0' }, profilePrefix: path.join(dir, 'p'),
+    provider: 'cuda',
+    ...split,
+    cuda: { ...split.cuda, enable_cuda_graph: '0' },
+    profilePrefix: path.join(dir, 'p'),
   });
   try {
     const x = seededInput(batch, S);
@@ -183,7 +222,10 @@ function profileNodes(model: string | Uint8Array, cudaOptions: Record<string, st
       total += v.ms;
     }
     const sorted = Object.fromEntries(Object.entries(byOp).sort((a, b) => b[1] - a[1]));
-    const top = [...last.entries()].sort((a, b) => b[1].ms - a[1].ms).slice(0, 40).map(([node, v]) => ({ node, ...v }));
+    const top = [...last.entries()]
+      .sort((a, b) => b[1].ms - a[1].ms)
+      .slice(0, 40)
+      .map(([node, v]) => ({ node, ...v }));
     const launchBlocking = process.env.CUDA_LAUNCH_BLOCKING === '1';
     return { batch, launchBlocking, nodes: last.size, totalMs: total, byOp: sorted, top };
   } finally {

@@ -30,31 +30,60 @@ export interface ChildEnd {
 }
 
 /** The variant a process of its own wrote, or, where it wrote none, a failed variant saying how the process ended. */
-export function isolatedResult(written: string | null, cudaOptions: Record<string, string>, precision: Precision,
-  end: ChildEnd): BenchVariant {
+export function isolatedResult(
+  written: string | null,
+  cudaOptions: Record<string, string>,
+  precision: Precision,
+  end: ChildEnd,
+): BenchVariant {
   if (written !== null) {
     try {
       return { ...(JSON.parse(written) as BenchVariant), isolated: true };
-    } catch { /* a torn file: reported below */ }
+    } catch {
+      /* a torn file: reported below */
+    }
   }
-  const ended = end.timedOutMs !== undefined
-    ? `was still running after ${end.timedOutMs / 1000} s and was killed`
-    : end.signal ? `was killed by ${end.signal}` : `exited with code ${end.code}`;
+  const ended =
+    end.timedOutMs !== undefined
+      ? `was still running after ${end.timedOutMs / 1000} s and was killed`
+      : end.signal
+        ? `was killed by ${end.signal}`
+        : `exited with code ${end.code}`;
   const what = written === null ? 'before writing its result' : 'and its result could not be read';
   const how = end.spawnError ?? `${ended} ${what}`;
-  const last = plain(end.stderrTail).trim().split('\n')
-    .filter((l) => l.trim() && !l.includes('W:onnxruntime')).slice(-3).join(' | ');
+  const last = plain(end.stderrTail)
+    .trim()
+    .split('\n')
+    .filter((l) => l.trim() && !l.includes('W:onnxruntime'))
+    .slice(-3)
+    .join(' | ');
   return {
-    provider: 'cuda', route: 'capi', capiOptions: cudaOptions, precision, ok: false, isolated: true,
+    provider: 'cuda',
+    route: 'capi',
+    capiOptions: cudaOptions,
+    precision,
+    ok: false,
+    isolated: true,
     error: `the variant's process ${how}${last ? ` (last lines: ${last})` : ''}`,
-    ran: null, prepareMs: 0, sessionMs: 0, firstRunMs: 0, contextMiB: null, batch1ProcessMiB: null, rows: [],
-    agreement: { vsFp32Psnr: null, vsPeerPsnr: null, vsPeerMaxAbs: null }, e2e: null,
+    ran: null,
+    prepareMs: 0,
+    sessionMs: 0,
+    firstRunMs: 0,
+    contextMiB: null,
+    batch1ProcessMiB: null,
+    rows: [],
+    agreement: { vsFp32Psnr: null, vsPeerPsnr: null, vsPeerMaxAbs: null },
+    e2e: null,
   };
 }
 
 /** capiVariant in a new process (bench-child.ts), its progress lines passed on as they come. */
-export async function isolatedVariant(o: BenchOptions, cudaOptions: Record<string, string>, precision: Precision,
-  log: (l: string) => void): Promise<BenchVariant> {
+export async function isolatedVariant(
+  o: BenchOptions,
+  cudaOptions: Record<string, string>,
+  precision: Precision,
+  log: (l: string) => void,
+): Promise<BenchVariant> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'gpen-bench-variant-'));
   try {
     const { onProgress: _drop, ...options } = o;
@@ -76,7 +105,10 @@ export async function isolatedVariant(o: BenchOptions, cudaOptions: Record<strin
       let settled = false;
       let timedOut = false;
       const limit = o.isolateTimeoutMs ?? 20 * 60_000;
-      const timer = setTimeout(() => { timedOut = true; child.kill('SIGKILL'); }, limit);
+      const timer = setTimeout(() => {
+        timedOut = true;
+        child.kill('SIGKILL');
+      }, limit);
       const finish = (e: ChildEnd) => {
         if (settled) return;
         settled = true;
@@ -84,7 +116,8 @@ export async function isolatedVariant(o: BenchOptions, cudaOptions: Record<strin
         resolve(timedOut ? { ...e, timedOutMs: limit } : e);
       };
       child.on('error', (e) =>
-        finish({ code: null, signal: null, stderrTail: tail, spawnError: `could not start (${e.message})` }));
+        finish({ code: null, signal: null, stderrTail: tail, spawnError: `could not start (${e.message})` }),
+      );
       child.on('close', (code, signal) => {
         if (plain(partial).trim() && !partial.includes('W:onnxruntime')) log(plain(partial));
         finish({ code, signal, stderrTail: tail });
@@ -93,7 +126,9 @@ export async function isolatedVariant(o: BenchOptions, cudaOptions: Record<strin
     const written = existsSync(job.out) ? readFileSync(job.out, 'utf8') : null;
     const v = isolatedResult(written, cudaOptions, precision, end);
     if (!v.ok && written === null) {
-      const set = Object.entries(cudaOptions).map(([k, x]) => `${k}=${x}`).join(',');
+      const set = Object.entries(cudaOptions)
+        .map(([k, x]) => `${k}=${x}`)
+        .join(',');
       log(`cuda (C API ${set}) ${precision}: ${v.error}`);
     }
     return v;

@@ -118,8 +118,18 @@ export interface BenchReport {
 }
 
 /** One row of torch_gpen.py's output. */
-interface PeerRow { dtype: string; batch: number; median_ms: number; ms_per_face: number; peak_gb: number }
-export interface PeerReport { fused_ops: boolean; gpu?: string; rows: PeerRow[] }
+interface PeerRow {
+  dtype: string;
+  batch: number;
+  median_ms: number;
+  ms_per_face: number;
+  peak_gb: number;
+}
+export interface PeerReport {
+  fused_ops: boolean;
+  gpu?: string;
+  rows: PeerRow[];
+}
 
 export interface Target {
   value: number | null;
@@ -130,8 +140,12 @@ export interface Target {
 }
 
 /** The GPU-speed targets P1-P5 from a bench report, the peer's two variants and a cold-start figure. */
-export function targets(b: BenchReport, native: PeerReport | null, fused: PeerReport | null,
-  coldMs: number | null): Record<'P1' | 'P2' | 'P3' | 'P4' | 'P5', Target> {
+export function targets(
+  b: BenchReport,
+  native: PeerReport | null,
+  fused: PeerReport | null,
+  coldMs: number | null,
+): Record<'P1' | 'P2' | 'P3' | 'P4' | 'P5', Target> {
   const gpu = b.variants.filter((v) => v.ok && v.provider !== 'cpu');
   const minOf = (xs: (number | null | undefined)[]): number | null => {
     const ys = xs.filter((x): x is number => typeof x === 'number' && Number.isFinite(x));
@@ -146,8 +160,9 @@ export function targets(b: BenchReport, native: PeerReport | null, fused: PeerRe
   const peerBest = (p: PeerReport | null) => minOf(p?.rows.map((r) => r.ms_per_face) ?? []);
   const peerMem = (p: PeerReport | null) => minOf(fp16b1(p)?.map((r) => r.peak_gb) ?? []);
   // in GB (1e9 bytes), the unit of the peer's peak_gb (torch's bytes / 1e9); NVML's figures are MiB
-  const measured = gpu.filter((v) => v.provider === 'cuda' && v.precision === 'fp16'
-    && v.batch1ProcessMiB !== null && v.contextMiB !== null);
+  const measured = gpu.filter(
+    (v) => v.provider === 'cuda' && v.precision === 'fp16' && v.batch1ProcessMiB !== null && v.contextMiB !== null,
+  );
   const mem = minOf(measured.map((v) => ((v.batch1ProcessMiB! - v.contextMiB!) * 2 ** 20) / 1e9));
   const b1 = minOf(gpu.flatMap((v) => v.rows.filter((r) => r.batch === 1).map((r) => r.stats.median)));
   return {

@@ -24,16 +24,27 @@ export { targets } from './bench-report.js';
 export { isolatedResult } from './bench-isolate.js';
 
 /** The end-to-end sets of one binding variant: the photo restored, warm, per detector provider and C API route. */
-async function e2eSets(o: BenchOptions, v: BenchVariant, provider: Provider, precision: Precision,
-  log: (l: string) => void): Promise<void> {
+async function e2eSets(
+  o: BenchOptions,
+  v: BenchVariant,
+  provider: Provider,
+  precision: Precision,
+  log: (l: string) => void,
+): Promise<void> {
   const photo = o.photo!;
-  const routes: (Record<string, string> | null)[] = [null, ...(provider === 'cuda' ? o.e2eCudaOptions ?? [] : [])];
+  const routes: (Record<string, string> | null)[] = [null, ...(provider === 'cuda' ? (o.e2eCudaOptions ?? []) : [])];
   const sets = (o.e2eDetectors ?? ['cpu']).flatMap((d) => routes.map((c) => [d, c] as const));
   for (const [detectorProvider, cudaOptions] of sets) {
     // batch 32 at most: the photo's 29 faces in one run, and under the CUDA kernels' limit
     const r = await Restorer.create({
-      model: o.model, precision, provider, route: cudaOptions ? 'fast' : 'stock', detectorProvider,
-      batch: Math.min(Math.max(...o.batches), 32), outDir: '/tmp', write: false,
+      model: o.model,
+      precision,
+      provider,
+      route: cudaOptions ? 'fast' : 'stock',
+      detectorProvider,
+      batch: Math.min(Math.max(...o.batches), 32),
+      outDir: '/tmp',
+      write: false,
       ...(cudaOptions ? { session: { cudaOptions } } : {}),
     });
     await r.restoreFile(photo);
@@ -51,14 +62,20 @@ async function e2eSets(o: BenchOptions, v: BenchVariant, provider: Provider, pre
     const pinned = r.runner?.pinnedStats?.() ?? null;
     await r.release();
     const e2e: E2e = {
-      photo, detector: detectorProvider, cudaOptions, faces, stats: timingStats(totals),
+      photo,
+      detector: detectorProvider,
+      cudaOptions,
+      faces,
+      stats: timingStats(totals),
       stagesMedianMs: Object.fromEntries(Object.entries(stages).map(([k, xs]) => [k, median(xs)])),
       ...(pinned ? { pinned } : {}),
     };
     (v.e2eAll ??= []).push(e2e);
     if (!v.e2e || e2e.stats.median < v.e2e.stats.median) v.e2e = e2e;
     const route = `detector on ${detectorProvider}${cudaOptions ? `, C API ${JSON.stringify(cudaOptions)}` : ''}`;
-    const stageText = Object.entries(e2e.stagesMedianMs).map(([k, x]) => `${k} ${x.toFixed(0)}`).join(', ');
+    const stageText = Object.entries(e2e.stagesMedianMs)
+      .map(([k, x]) => `${k} ${x.toFixed(0)}`)
+      .join(', ');
     const total = `${median(totals).toFixed(0)} ms for ${faces} faces`;
     log(`${provider} ${precision} end to end (${route}): ${total} (${stageText})`);
   }
@@ -73,9 +90,19 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   for (const provider of o.providers) {
     for (const precision of o.precisions) {
       const v: BenchVariant = {
-        provider, precision, ok: false, error: null, ran: null, prepareMs: 0, sessionMs: 0, firstRunMs: 0,
-        contextMiB: null, batch1ProcessMiB: null, rows: [],
-        agreement: { vsFp32Psnr: null, vsPeerPsnr: null, vsPeerMaxAbs: null }, e2e: null,
+        provider,
+        precision,
+        ok: false,
+        error: null,
+        ran: null,
+        prepareMs: 0,
+        sessionMs: 0,
+        firstRunMs: 0,
+        contextMiB: null,
+        batch1ProcessMiB: null,
+        rows: [],
+        agreement: { vsFp32Psnr: null, vsPeerPsnr: null, vsPeerMaxAbs: null },
+        e2e: null,
       };
       variants.push(v);
       let session: ModelSession | null = null;
@@ -116,7 +143,12 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
             const g = summarizeGpu(sampler.stop());
             const stats = timingStats(times);
             v.rows.push({
-              provider, precision, batch: b, stats, msPerFace: stats.median / b, gpuProcessPeakMiB: g.processPeakMiB,
+              provider,
+              precision,
+              batch: b,
+              stats,
+              msPerFace: stats.median / b,
+              gpuProcessPeakMiB: g.processPeakMiB,
             });
             if (b === 1) v.batch1ProcessMiB = g.processPeakMiB;
             const memory = g.processPeakMiB !== null ? `, ${g.processPeakMiB.toFixed(0)} MiB` : '';

@@ -13,11 +13,27 @@ import { cellPassed } from './verdicts.js';
  */
 const RANK: Record<string, number> = {
   'no-gpu': 0,
-  'driver-too-old': 1, 'driver-insufficient': 1, 'no-cuda-device': 1, 'no-kernel-image': 1,
-  'provider-files-missing': 2, 'provider-shared-missing': 2, 'provider-file-missing': 2, 'provider-unreadable': 2, 'provider-unsupported': 2,
-  'provider-dependency-missing': 3, 'tensorrt-missing': 3, 'tensorrt-not-installed': 3, 'cudnn8-nvrtc': 3, 'cudnn-missing': 3, 'cudnn-unavailable': 3,
-  'lib-missing': 3, 'lib-wrong-major': 3, 'vulkan-missing': 3, 'undefined-symbol': 3,
-  'webgpu-no-adapter': 4, 'generic-cuda-requirements': 4,
+  'driver-too-old': 1,
+  'driver-insufficient': 1,
+  'no-cuda-device': 1,
+  'no-kernel-image': 1,
+  'provider-files-missing': 2,
+  'provider-shared-missing': 2,
+  'provider-file-missing': 2,
+  'provider-unreadable': 2,
+  'provider-unsupported': 2,
+  'provider-dependency-missing': 3,
+  'tensorrt-missing': 3,
+  'tensorrt-not-installed': 3,
+  'cudnn8-nvrtc': 3,
+  'cudnn-missing': 3,
+  'cudnn-unavailable': 3,
+  'lib-missing': 3,
+  'lib-wrong-major': 3,
+  'vulkan-missing': 3,
+  'undefined-symbol': 3,
+  'webgpu-no-adapter': 4,
+  'generic-cuda-requirements': 4,
   'ep-append-failed': 5,
 };
 const rankOf = (f: Finding): number => RANK[f.id] ?? 4;
@@ -52,21 +68,36 @@ const sentence = (s: string): string => (/[.!?)]$/.test(s.trim()) ? s.trim() : `
 /** The root cause of a failing cell and the fix that follows from it; null for a passing cell. */
 export function rootCause(res: LabResults, c: CellResult): RootCause | null {
   if (cellPassed(c)) return null;
-  if (c.status === 'running') return { id: 'run', cause: 'the lab stopped before this cell finished (--resume runs it)', fix: null, also: [], elsewhere: null };
+  if (c.status === 'running')
+    return {
+      id: 'run',
+      cause: 'the lab stopped before this cell finished (--resume runs it)',
+      fix: null,
+      also: [],
+      elsewhere: null,
+    };
   const fails = (c.doctor?.findings ?? []).filter((f) => f.verdict === 'fail');
   // the CUDA and TensorRT providers need an NVIDIA GPU; WebGPU counts as stopped by the machine only where it found
   // no adapter (or no Vulkan) on a machine without one: another vendor's GPU would have given it an adapter
   const gpu = PROVIDER_SPECS[c.env.provider]?.gpu ?? false;
   const noNvidia = machineHasGpu(res) === false || fails.some((f) => f.id === 'no-gpu');
-  const noGpu = gpu && noNvidia && (c.env.provider !== 'webgpu' || (fails.length > 0 && fails.every((f) => f.id === 'webgpu-no-adapter' || f.id === 'vulkan-missing')));
-  const ranked = fails.map((f, i) => ({ f, i })).sort((a, b) => rankOf(a.f) - rankOf(b.f) || a.i - b.i).map((x) => x.f);
+  const noGpu =
+    gpu &&
+    noNvidia &&
+    (c.env.provider !== 'webgpu' ||
+      (fails.length > 0 && fails.every((f) => f.id === 'webgpu-no-adapter' || f.id === 'vulkan-missing')));
+  const ranked = fails
+    .map((f, i) => ({ f, i }))
+    .sort((a, b) => rankOf(a.f) - rankOf(b.f) || a.i - b.i)
+    .map((x) => x.f);
   const lowest = Math.min(...ranked.map(rankOf));
   // a restatement ("could not be loaded") says nothing once the file or library that did not load is named
   const rest = (skip: (f: Finding) => boolean, fix: string | null): Finding[] => {
     const seen = new Set<string>();
     return ranked.filter((f) => {
       const key = `${f.message}\n${f.fix}`;
-      if (skip(f) || seen.has(key) || (f.fix !== null && f.fix === fix) || (rankOf(f) === 5 && lowest <= 3)) return false;
+      if (skip(f) || seen.has(key) || (f.fix !== null && f.fix === fix) || (rankOf(f) === 5 && lowest <= 3))
+        return false;
       seen.add(key);
       return true;
     });
@@ -76,10 +107,23 @@ export function rootCause(res: LabResults, c: CellResult): RootCause | null {
     const fix = `run on a host with an NVIDIA GPU and driver (in a container: --gpus all with the NVIDIA Container Toolkit), or use ${here.length ? `the cells that pass here: ${here.join(', ')}` : 'the cpu provider'}`;
     const others = rest((f) => f.id === 'no-gpu', fix);
     const elsewhere = others.find((f) => rankOf(f) === PROVIDER_FILES && f.fix)?.fix ?? null;
-    return { id: 'no-gpu', cause: 'this machine has no NVIDIA GPU (or no driver for one), so no GPU cell can run here', fix, also: others.filter((f) => f.fix !== elsewhere), elsewhere };
+    return {
+      id: 'no-gpu',
+      cause: 'this machine has no NVIDIA GPU (or no driver for one), so no GPU cell can run here',
+      fix,
+      also: others.filter((f) => f.fix !== elsewhere),
+      elsewhere,
+    };
   }
   const first = ranked[0];
-  if (first) return { id: first.id, cause: first.message, fix: first.fix, also: rest((f) => f === first, first.fix), elsewhere: null };
+  if (first)
+    return {
+      id: first.id,
+      cause: first.message,
+      fix: first.fix,
+      also: rest((f) => f === first, first.fix),
+      elsewhere: null,
+    };
   const run = c.runs.find((r) => !r.ok);
   // an unrecognised error has no fix of its own: the raw log is the lead
   return { id: 'run', cause: run?.error ?? 'no run recorded', fix: null, also: [], elsewhere: null };

@@ -18,15 +18,28 @@ try {
   const { knownProviders, runtimeVersion } = await import('../runtime/session.js');
   const { Restorer } = await import('../face/restore.js');
   const { decodeImage } = await import('../io/image.js');
-  emit({ ev: 'module', ms: performance.now() - t, runtime: runtimeVersion(), providers: knownProviders().map((p) => p.provider) });
+  emit({
+    ev: 'module',
+    ms: performance.now() - t,
+    runtime: runtimeVersion(),
+    providers: knownProviders().map((p) => p.provider),
+  });
 
   stage = 'inference';
   t = performance.now();
   // the cell's own provider (never auto), its route, and the workload its inputs make: one image a cold start
   const restorer = await Restorer.create({
-    model: job.model, precision: job.precision, provider: job.provider, overwrite: true, route: job.route, workload: job.inputs.length === 1 ? 'single' : 'batch',
+    model: job.model,
+    precision: job.precision,
+    provider: job.provider,
+    overwrite: true,
+    route: job.route,
+    workload: job.inputs.length === 1 ? 'single' : 'batch',
     // lossless outputs whatever the input's format: the cells' outputs are compared by PSNR/SSIM
-    batch: job.batch, outDir: job.outDir, session: job.session, ext: '.png',
+    batch: job.batch,
+    outDir: job.outDir,
+    session: job.session,
+    ext: '.png',
   });
   emit({ ev: 'session', ms: performance.now() - t, parts: restorer.createMs });
 
@@ -55,8 +68,16 @@ try {
   if (job.warmRuns > 0 && restorer.choice.set === 'cold') {
     await restorer.release();
     warm = await Restorer.create({
-      model: job.model, precision: job.precision, provider: job.provider, overwrite: true, route: job.route, workload: 'batch',
-      batch: job.batch, outDir: job.outDir, session: job.session, ext: '.png',
+      model: job.model,
+      precision: job.precision,
+      provider: job.provider,
+      overwrite: true,
+      route: job.route,
+      workload: 'batch',
+      batch: job.batch,
+      outDir: job.outDir,
+      session: job.session,
+      ext: '.png',
     });
     const rs = await warm.restoreFiles(job.inputs);
     const err = rs.find((r) => r.error)?.error;

@@ -39,15 +39,23 @@ export function launch(job: LaunchJob, onLine: (r: LaunchResult) => void): Promi
       told = true;
       onLine({ ...r, spawnedAt });
     };
-    c.stderr.on('data', (d: Buffer) => { err = (err + d.toString()).slice(-4000); });
+    c.stderr.on('data', (d: Buffer) => {
+      err = (err + d.toString()).slice(-4000);
+    });
     c.stdout.on('data', (d: Buffer) => {
       if (told) return;
       out += d.toString();
       const nl = out.indexOf('\n');
       if (nl >= 0) tell({ ms: performance.now() - t0, line: out.slice(0, nl), code: null, stderrTail: '' });
     });
-    c.on('error', (e) => { tell({ ms: performance.now() - t0, line: null, code: null, stderrTail: e.message }); resolve(); });
-    c.on('close', (code) => { tell({ ms: performance.now() - t0, line: null, code, stderrTail: err }); resolve(); });
+    c.on('error', (e) => {
+      tell({ ms: performance.now() - t0, line: null, code: null, stderrTail: e.message });
+      resolve();
+    });
+    c.on('close', (code) => {
+      tell({ ms: performance.now() - t0, line: null, code, stderrTail: err });
+      resolve();
+    });
   });
 }
 

@@ -21,10 +21,23 @@ export const DEFAULTS = { coldRuns: 3, warmRuns: 5, timeoutSec: 300 } as const;
 let validator: ValidateFunction | null = null;
 
 function validate(value: unknown, file: string): asserts value is LabConfigInput {
-  if (!validator) validator = new Ajv({ allErrors: true, useDefaults: false }).compile(JSON.parse(readFileSync(SCHEMA_FILE, 'utf8')) as object);
+  if (!validator)
+    validator = new Ajv({ allErrors: true, useDefaults: false }).compile(
+      JSON.parse(readFileSync(SCHEMA_FILE, 'utf8')) as object,
+    );
   if (validator(value)) return;
-  const errs = (validator.errors ?? []).slice(0, 5).map((e) => `${e.instancePath || '(top)'} ${e.message}${e.params && 'allowedValues' in e.params ? ` (${(e.params.allowedValues as unknown[]).join(', ')})` : ''}${e.params && 'additionalProperty' in e.params ? `: ${String(e.params.additionalProperty)}` : ''}`);
-  throw new GpenLabError('E_CONFIG', `${file} is not a valid lab config: ${errs.join('; ')}`, `Fix the config against ${SCHEMA_FILE} (README: "Lab config").`, { input: file });
+  const errs = (validator.errors ?? [])
+    .slice(0, 5)
+    .map(
+      (e) =>
+        `${e.instancePath || '(top)'} ${e.message}${e.params && 'allowedValues' in e.params ? ` (${(e.params.allowedValues as unknown[]).join(', ')})` : ''}${e.params && 'additionalProperty' in e.params ? `: ${String(e.params.additionalProperty)}` : ''}`,
+    );
+  throw new GpenLabError(
+    'E_CONFIG',
+    `${file} is not a valid lab config: ${errs.join('; ')}`,
+    `Fix the config against ${SCHEMA_FILE} (README: "Lab config").`,
+    { input: file },
+  );
 }
 
 export function modelSpecOf(m: LabConfig['model'], cacheDir?: string): ModelSpec {
@@ -35,7 +48,9 @@ export function modelSpecOf(m: LabConfig['model'], cacheDir?: string): ModelSpec
 
 /** Whether the provider's fast route is onnxruntime-node's own binding, the stock route's (COMBINATIONS: cpu, webgpu, tensorrt). */
 export function fastIsStock(p: Provider, precision: Precision): boolean {
-  return COMBINATIONS.some((x) => x.provider === p && x.route === 'fast' && x.precision === precision && x.binding === 'stock');
+  return COMBINATIONS.some(
+    (x) => x.provider === p && x.route === 'fast' && x.precision === precision && x.binding === 'stock',
+  );
 }
 
 /**
@@ -43,10 +58,13 @@ export function fastIsStock(p: Provider, precision: Precision): boolean {
  * is left out of a fast cell whose fast route is the stock binding (cpu-fp32, webgpu-fp16).
  */
 export function cellId(p: Provider, route: Route, precision: Precision, envName?: string): string {
-  return [p, route === 'fast' && fastIsStock(p, precision) ? undefined : route, precision, envName].filter(Boolean).join('-');
+  return [p, route === 'fast' && fastIsStock(p, precision) ? undefined : route, precision, envName]
+    .filter(Boolean)
+    .join('-');
 }
 
-const asConfigWords = (s: string): string => s.replace(/--cuda-options/g, 'session.cudaOptions').replace(/--(route|precision|provider) /g, '$1 ');
+const asConfigWords = (s: string): string =>
+  s.replace(/--cuda-options/g, 'session.cudaOptions').replace(/--(route|precision|provider) /g, '$1 ');
 
 /** A cell's provider, route, precision and CUDA options as runtime/routes.ts allows them, else E_CONFIG naming the cell and what is valid. */
 function checkCombination(c: CellSpec, file: string): void {
@@ -54,9 +72,15 @@ function checkCombination(c: CellSpec, file: string): void {
     combination(c.provider, c.route, c.precision, c.session?.cudaOptions);
   } catch (e) {
     if (!isGpenLabError(e)) throw e;
-    const valid = COMBINATIONS.filter((x) => x.provider === c.provider).map((x) => `route ${x.route} with ${x.precision}`).join(', ');
-    throw new GpenLabError('E_CONFIG', `${file}: cell "${c.id}" (provider ${c.provider}, route ${c.route}, ${c.precision}${c.session?.cudaOptions ? ', session.cudaOptions' : ''}) is not a valid combination: ${asConfigWords(e.message)}`,
-      `Change the cell: provider ${c.provider} takes ${valid}; session.cudaOptions only with provider cuda on route fast (runtime/routes.ts).`, { input: file, cell: c.id });
+    const valid = COMBINATIONS.filter((x) => x.provider === c.provider)
+      .map((x) => `route ${x.route} with ${x.precision}`)
+      .join(', ');
+    throw new GpenLabError(
+      'E_CONFIG',
+      `${file}: cell "${c.id}" (provider ${c.provider}, route ${c.route}, ${c.precision}${c.session?.cudaOptions ? ', session.cudaOptions' : ''}) is not a valid combination: ${asConfigWords(e.message)}`,
+      `Change the cell: provider ${c.provider} takes ${valid}; session.cudaOptions only with provider cuda on route fast (runtime/routes.ts).`,
+      { input: file, cell: c.id },
+    );
   }
 }
 
@@ -66,8 +90,15 @@ export function normalizeConfig(input: LabConfigInput, baseDir: string, file = '
   const abs = (p: string) => path.resolve(baseDir, p);
   const cells: CellSpec[] = [];
   for (const c of input.cells ?? []) {
-    const route = c.route ?? 'fast', precision = c.precision ?? 'fp32';
-    cells.push({ ...c, id: c.id ?? cellId(c.provider, route, precision), route, precision, ...(c.inputs ? { inputs: c.inputs.map(abs) } : {}) });
+    const route = c.route ?? 'fast',
+      precision = c.precision ?? 'fp32';
+    cells.push({
+      ...c,
+      id: c.id ?? cellId(c.provider, route, precision),
+      route,
+      precision,
+      ...(c.inputs ? { inputs: c.inputs.map(abs) } : {}),
+    });
   }
   if (input.matrix) {
     const m = input.matrix;
@@ -75,7 +106,14 @@ export function normalizeConfig(input: LabConfigInput, baseDir: string, file = '
       for (const route of m.route ?? ['fast']) {
         for (const precision of m.precision ?? ['fp32']) {
           for (const env of m.env ?? [undefined]) {
-            cells.push({ id: cellId(provider, route, precision, env?.name), provider, route, precision, ...(m.session ? { session: m.session } : {}), ...(env ? { env: env.vars } : {}) });
+            cells.push({
+              id: cellId(provider, route, precision, env?.name),
+              provider,
+              route,
+              precision,
+              ...(m.session ? { session: m.session } : {}),
+              ...(env ? { env: env.vars } : {}),
+            });
           }
         }
       }
@@ -83,12 +121,23 @@ export function normalizeConfig(input: LabConfigInput, baseDir: string, file = '
   }
   const seen = new Set<string>();
   for (const c of cells) {
-    if (seen.has(c.id)) throw new GpenLabError('E_CONFIG', `${file} has two cells with the id "${c.id}"`, 'Give each cell a unique "id".', { input: file });
+    if (seen.has(c.id))
+      throw new GpenLabError(
+        'E_CONFIG',
+        `${file} has two cells with the id "${c.id}"`,
+        'Give each cell a unique "id".',
+        { input: file },
+      );
     seen.add(c.id);
     checkCombination(c, file);
   }
   if (input.reference && !seen.has(input.reference)) {
-    throw new GpenLabError('E_CONFIG', `${file}: reference "${input.reference}" is not a cell (cells: ${[...seen].join(', ')})`, 'Set "reference" to one of the cell ids.', { input: file });
+    throw new GpenLabError(
+      'E_CONFIG',
+      `${file}: reference "${input.reference}" is not a cell (cells: ${[...seen].join(', ')})`,
+      'Set "reference" to one of the cell ids.',
+      { input: file },
+    );
   }
   const model = { ...input.model } as LabConfig['model'];
   if (model.file) model.file = abs(model.file);
@@ -110,13 +159,23 @@ export function readConfig(file: string): LabConfig {
   try {
     text = readFileSync(file, 'utf8');
   } catch (e) {
-    throw new GpenLabError('E_FILE_MISSING', `Cannot read the lab config ${file}: ${(e as Error).message}`, 'Pass an existing .json or .yaml file, or no config for the default lab.', { input: file });
+    throw new GpenLabError(
+      'E_FILE_MISSING',
+      `Cannot read the lab config ${file}: ${(e as Error).message}`,
+      'Pass an existing .json or .yaml file, or no config for the default lab.',
+      { input: file },
+    );
   }
   let value: unknown;
   try {
     value = /\.ya?ml$/i.test(file) ? YAML.parse(text) : JSON.parse(text);
   } catch (e) {
-    throw new GpenLabError('E_CONFIG', `${file} is not valid ${/\.ya?ml$/i.test(file) ? 'YAML' : 'JSON'}: ${(e as Error).message}`, 'Fix the syntax (a .yaml/.yml file is read as YAML, anything else as JSON).', { input: file });
+    throw new GpenLabError(
+      'E_CONFIG',
+      `${file} is not valid ${/\.ya?ml$/i.test(file) ? 'YAML' : 'JSON'}: ${(e as Error).message}`,
+      'Fix the syntax (a .yaml/.yml file is read as YAML, anything else as JSON).',
+      { input: file },
+    );
   }
   return normalizeConfig(value as LabConfigInput, path.dirname(path.resolve(file)), file);
 }
@@ -148,8 +207,15 @@ const GPU_PROVIDERS = PROVIDERS.filter((p) => PROVIDER_SPECS[p].gpu);
  * fp16 cell per GPU provider, each failing at its dependencies or inference with the doctor's diagnosis.
  */
 export function defaultConfig(face: string, photo: string, m: LabMachine): LabConfig {
-  const cell = (provider: Provider, route: Route, precision: Precision): CellSpec => ({ id: cellId(provider, route, precision), provider, route, precision });
-  const installed = GPU_PROVIDERS.filter((p) => (p === 'webgpu' ? m.knownByBinary.includes(p) : m.installed.includes(p)));
+  const cell = (provider: Provider, route: Route, precision: Precision): CellSpec => ({
+    id: cellId(provider, route, precision),
+    provider,
+    route,
+    precision,
+  });
+  const installed = GPU_PROVIDERS.filter((p) =>
+    p === 'webgpu' ? m.knownByBinary.includes(p) : m.installed.includes(p),
+  );
   const offered = GPU_PROVIDERS.filter((p) => p !== 'webgpu' || m.knownByBinary.includes(p));
   const cells: CellSpec[] = [cell('cpu', 'fast', 'fp32')];
   let reference = 'cpu-fp32';
@@ -168,5 +234,15 @@ export function defaultConfig(face: string, photo: string, m: LabMachine): LabCo
     // keeps it measured
     cells.push(cell('cpu', 'fast', 'fp16'), ...offered.map((p) => cell(p, 'fast', 'fp16')));
   }
-  return { name: 'default', inputs: [face], gpuInputs: [photo], model: { synthetic: 512, seed: 0 }, coldRuns: DEFAULTS.coldRuns, warmRuns: DEFAULTS.warmRuns, timeoutSec: DEFAULTS.timeoutSec, reference, cells };
+  return {
+    name: 'default',
+    inputs: [face],
+    gpuInputs: [photo],
+    model: { synthetic: 512, seed: 0 },
+    coldRuns: DEFAULTS.coldRuns,
+    warmRuns: DEFAULTS.warmRuns,
+    timeoutSec: DEFAULTS.timeoutSec,
+    reference,
+    cells,
+  };
 }

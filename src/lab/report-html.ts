@@ -13,8 +13,10 @@ import { LOSSLESS_DB, cellPassed } from './verdicts.js';
 import type { CellResult, LabResults, StageVerdict } from './types.js';
 
 /** A fix to paste set as code; one in words stays text. */
-const fixHtml = (s: string): string => (/^(gpen-lab|export|apt|pip|npm|sudo|unset)\b/.test(s) ? `<code>${esc(s)}</code>` : esc(s));
-const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+const fixHtml = (s: string): string =>
+  /^(gpen-lab|export|apt|pip|npm|sudo|unset)\b/.test(s) ? `<code>${esc(s)}</code>` : esc(s);
+const esc = (s: string): string =>
+  s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 
 async function embed(file: string | null, base: string): Promise<string | null> {
   if (!file) return null;
@@ -35,10 +37,18 @@ export function radarValues(res: LabResults, c: CellResult): Record<string, numb
   const coldBest = Math.min(...res.cells.filter(cellPassed).map((x) => x.cold.total?.median ?? Infinity));
   const ok = (v: StageVerdict) => (v?.ok ? 1 : 0);
   return {
-    'start-up': ok(c.stages.startup), dependencies: ok(c.stages.dependencies), inference: ok(c.stages.inference), output: ok(c.stages.output),
+    'start-up': ok(c.stages.startup),
+    dependencies: ok(c.stages.dependencies),
+    inference: ok(c.stages.inference),
+    output: ok(c.stages.output),
     'warm speed': cellPassed(c) && s ? best / s : 0,
     'cold start': cellPassed(c) && c.cold.total ? coldBest / c.cold.total.median : 0,
-    agreement: c.output.deltaDbVsReference === null ? (c.id === res.reference ? 1 : 0) : Math.max(0, 1 - Math.abs(c.output.deltaDbVsReference) / (4 * LOSSLESS_DB)),
+    agreement:
+      c.output.deltaDbVsReference === null
+        ? c.id === res.reference
+          ? 1
+          : 0
+        : Math.max(0, 1 - Math.abs(c.output.deltaDbVsReference) / (4 * LOSSLESS_DB)),
   };
 }
 
@@ -47,7 +57,9 @@ export function radarGroups(res: LabResults): { ids: string[]; passed: boolean; 
   const groups = new Map<string, { ids: string[]; passed: boolean; radar: Record<string, number> }>();
   for (const c of res.cells) {
     const radar = radarValues(res, c);
-    const key = `${cellPassed(c)}|${Object.values(radar).map((v) => v.toFixed(3)).join(',')}`;
+    const key = `${cellPassed(c)}|${Object.values(radar)
+      .map((v) => v.toFixed(3))
+      .join(',')}`;
     const g = groups.get(key);
     if (g) g.ids.push(c.id);
     else groups.set(key, { ids: [c.id], passed: cellPassed(c), radar });
@@ -66,7 +78,7 @@ function failuresHtml(res: LabResults): string {
     return `<article class="fail-group" data-cells="${esc(ids.join(' '))}">
 <h3><span class="cells">${esc(ids.join(', '))}</span> ${ids.length > 1 ? 'fail' : 'fails'} at ${esc(g.stage)}</h3>
 <p class="cause"><b>Cause:</b> ${esc(g.cause.cause)}</p>
-<p class="fix"><b>Fix:</b> ${g.cause.fix ? fixHtml(g.cause.fix) : 'none known: the raw log has the process\'s own words'}</p>
+<p class="fix"><b>Fix:</b> ${g.cause.fix ? fixHtml(g.cause.fix) : "none known: the raw log has the process's own words"}</p>
 ${g.elsewhere.map((e) => `<p class="elsewhere">On a GPU host, this install's missing provider files also need: ${fixHtml(e.fix)}${e.cells.length < ids.length ? ` <i>(${esc(e.cells.join(', '))})</i>` : ''}</p>\n`).join('')}${settings.length ? `<p class="settings-head">Settings where they differ from the reference:</p><ul class="settings">${settings.map((s) => `<li>${esc(s)}</li>`).join('')}</ul>\n` : ''}${g.also.length ? `<details class="findings"><summary>${g.also.length} more ${g.also.length === 1 ? 'finding' : 'findings'}</summary><ul>${g.also.map((a) => `<li>${esc(a.finding.message)}${a.finding.fix ? ` — fix: ${fixHtml(a.finding.fix)}` : ''}${a.cells.length < ids.length ? ` <i>(${esc(a.cells.join(', '))})</i>` : ''}</li>`).join('')}</ul></details>\n` : ''}${g.cells.map((c) => `<details class="raw" data-cell="${esc(c.id)}"><summary>raw log: ${esc(c.id)}</summary><pre>${esc(rawLog(c))}</pre></details>`).join('\n')}
 </article>`;
   });
@@ -86,7 +98,13 @@ export async function renderHtml(res: LabResults, base: string): Promise<string>
   }
   const data = {
     reference: res.reference,
-    cells: res.cells.map((c) => ({ id: c.id, passed: cellPassed(c), radar: radarValues(res, c), cold: spread(c.cold.total), warm: spread(c.warm.total) })),
+    cells: res.cells.map((c) => ({
+      id: c.id,
+      passed: cellPassed(c),
+      radar: radarValues(res, c),
+      cold: spread(c.cold.total),
+      warm: spread(c.warm.total),
+    })),
     radar: radarGroups(res),
     pairs: res.pairs,
   };

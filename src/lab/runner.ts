@@ -42,7 +42,8 @@ export interface LabOptions {
 /** Expands $NAME and ${NAME} from the lab's own environment, so a cell can say "/opt/cuda12/lib:$LD_LIBRARY_PATH". */
 export function expandVars(vars: Record<string, string>, env: NodeJS.ProcessEnv = process.env): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(vars)) out[k] = v.replace(/\$\{(\w+)\}|\$(\w+)/g, (_m, a: string, b: string) => env[a ?? b] ?? '').replace(/^:+|:+$/g, '');
+  for (const [k, v] of Object.entries(vars))
+    out[k] = v.replace(/\$\{(\w+)\}|\$(\w+)/g, (_m, a: string, b: string) => env[a ?? b] ?? '').replace(/^:+|:+$/g, '');
   return out;
 }
 
@@ -74,11 +75,20 @@ export function stopCells(): void {
   live.clear();
 }
 
-function runChild(jobFile: string, env: NodeJS.ProcessEnv, timeoutMs: number, pids: Set<number>): Promise<ChildOutcome> {
+function runChild(
+  jobFile: string,
+  env: NodeJS.ProcessEnv,
+  timeoutMs: number,
+  pids: Set<number>,
+): Promise<ChildOutcome> {
   return new Promise((resolve) => {
     const spawnAt = Date.now();
     // a process group of its own: stopCells ends the cell with whatever it started
-    const child = spawn(process.execPath, [...nodeScriptArgs(import.meta.url, 'cell-child'), jobFile], { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    const child = spawn(process.execPath, [...nodeScriptArgs(import.meta.url, 'cell-child'), jobFile], {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
     if (child.pid) {
       pids.add(child.pid);
       live.add(child.pid);
@@ -95,11 +105,22 @@ function runChild(jobFile: string, env: NodeJS.ProcessEnv, timeoutMs: number, pi
         if (!l.startsWith('@@lab ')) continue;
         try {
           events.push({ ...(JSON.parse(l.slice(6)) as { ev: string }), recvAt: Date.now() });
-        } catch { /* a torn line from a dying process */ }
+        } catch {
+          /* a torn line from a dying process */
+        }
       }
     });
-    child.stderr.on('data', (d: Buffer) => { err = (err + d.toString()).slice(-64 * 1024); });
-    const timer = setTimeout(() => { timedOut = true; try { process.kill(-child.pid!, 'SIGKILL'); } catch { child.kill('SIGKILL'); } }, timeoutMs);
+    child.stderr.on('data', (d: Buffer) => {
+      err = (err + d.toString()).slice(-64 * 1024);
+    });
+    const timer = setTimeout(() => {
+      timedOut = true;
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        child.kill('SIGKILL');
+      }
+    }, timeoutMs);
     let settled = false;
     const finish = (code: number | null, signal: string | null, spawnError?: string) => {
       if (settled) return;
@@ -110,7 +131,12 @@ function runChild(jobFile: string, env: NodeJS.ProcessEnv, timeoutMs: number, pi
         live.delete(child.pid);
       }
       // eslint-disable-next-line no-control-regex
-      const tail = (spawnError ? `${spawnError}\n` : '') + err.replace(/\x1b\[[0-9;]*m/g, '').trim().slice(-TAIL);
+      const tail =
+        (spawnError ? `${spawnError}\n` : '') +
+        err
+          .replace(/\x1b\[[0-9;]*m/g, '')
+          .trim()
+          .slice(-TAIL);
       resolve({ events, exitCode: code, signal, timedOut, stderrTail: tail, spawnAt, pid: child.pid ?? null });
     };
     child.on('error', (e) => finish(null, null, `could not start ${process.execPath}: ${e.message}`));
@@ -118,13 +144,20 @@ function runChild(jobFile: string, env: NodeJS.ProcessEnv, timeoutMs: number, pi
   });
 }
 
-const STAGE_OF_EVENT: Record<string, string> = { ready: 'startup', module: 'inference', session: 'inference', restore: 'output', output: 'warm', done: 'done' };
+const STAGE_OF_EVENT: Record<string, string> = {
+  ready: 'startup',
+  module: 'inference',
+  session: 'inference',
+  restore: 'output',
+  output: 'warm',
+  done: 'done',
+};
 
 function toRunRecord(run: number, o: ChildOutcome, timeoutMs: number): RunRecord {
   const ev = (name: string) => o.events.find((e) => e.ev === name);
   const last = o.events.filter((e) => e.ev !== 'error' && e.ev !== 'warm').at(-1);
   const error = ev('error') as { stage?: string; code?: string; message?: string; fix?: string | null } | undefined;
-  let stage = last ? STAGE_OF_EVENT[last.ev] ?? 'warm' : 'startup';
+  let stage = last ? (STAGE_OF_EVENT[last.ev] ?? 'warm') : 'startup';
   if (error?.stage) stage = error.stage;
   const stages: Record<string, number> = {};
   const ready = ev('ready') as { at?: number } | undefined;
@@ -132,9 +165,11 @@ function toRunRecord(run: number, o: ChildOutcome, timeoutMs: number): RunRecord
   const mod = ev('module') as { ms?: number } | undefined;
   if (mod?.ms !== undefined) stages.module = mod.ms;
   const ses = ev('session') as { parts?: { model: number; session: number; detector: number } } | undefined;
-  if (ses?.parts) Object.assign(stages, { model: ses.parts.model, session: ses.parts.session, detector: ses.parts.detector });
+  if (ses?.parts)
+    Object.assign(stages, { model: ses.parts.model, session: ses.parts.session, detector: ses.parts.detector });
   const res = ev('restore') as { results?: RestoreResult[] } | undefined;
-  for (const r of res?.results ?? []) for (const [k, v] of Object.entries(r.stages_ms)) stages[k === 'infer' ? 'infer' : k] = (stages[k] ?? 0) + v;
+  for (const r of res?.results ?? [])
+    for (const [k, v] of Object.entries(r.stages_ms)) stages[k === 'infer' ? 'infer' : k] = (stages[k] ?? 0) + v;
   const out = ev('output');
   const done = ev('done') as { maxRssMiB?: number } | undefined;
   const ok = !!done && o.exitCode === 0 && !o.timedOut;
@@ -144,8 +179,17 @@ function toRunRecord(run: number, o: ChildOutcome, timeoutMs: number): RunRecord
   else if (o.signal) why = `the process was killed by ${o.signal} at stage ${stage}`;
   else if (!ok) why = `the process exited ${o.exitCode} at stage ${stage} without a result`;
   return {
-    run, ok, stage: ok ? 'done' : stage, exitCode: o.exitCode, signal: o.signal, timedOut: o.timedOut, error: why, stderrTail: ok ? '' : o.stderrTail,
-    stages_ms: stages, total_ms: out ? out.recvAt - o.spawnAt : null, maxRssMiB: done?.maxRssMiB ?? null,
+    run,
+    ok,
+    stage: ok ? 'done' : stage,
+    exitCode: o.exitCode,
+    signal: o.signal,
+    timedOut: o.timedOut,
+    error: why,
+    stderrTail: ok ? '' : o.stderrTail,
+    stages_ms: stages,
+    total_ms: out ? out.recvAt - o.spawnAt : null,
+    maxRssMiB: done?.maxRssMiB ?? null,
   };
 }
 
@@ -165,16 +209,29 @@ async function agreementVsInput(results: RestoreResult[]): Promise<OutputAgreeme
   for (const r of results) {
     if (!r.outputs.gpen) continue;
     const [a, b] = [await rgbOf(r.input), await rgbOf(r.outputs.gpen)];
-    let fp = 0, fs = 0, n = 0;
+    let fp = 0,
+      fs = 0,
+      n = 0;
     for (const f of r.faces) {
-      const reg = clampRegion({ x: f.box[0], y: f.box[1], width: f.box[2] - f.box[0], height: f.box[3] - f.box[1] }, a.width, a.height);
+      const reg = clampRegion(
+        { x: f.box[0], y: f.box[1], width: f.box[2] - f.box[0], height: f.box[3] - f.box[1] },
+        a.width,
+        a.height,
+      );
       if (!reg) continue;
       const [ca, cb] = [crop(a, reg), crop(b, reg)];
       fp += Math.min(psnr(ca, cb), 100);
       fs += ssim(ca, cb);
       n++;
     }
-    out.push({ input: r.input, output: r.outputs.gpen, psnr: Math.min(psnr(a, b), 100), ssim: ssim(a, b), facePsnr: n ? fp / n : null, faceSsim: n ? fs / n : null });
+    out.push({
+      input: r.input,
+      output: r.outputs.gpen,
+      psnr: Math.min(psnr(a, b), 100),
+      ssim: ssim(a, b),
+      facePsnr: n ? fp / n : null,
+      faceSsim: n ? fs / n : null,
+    });
   }
   return out;
 }
@@ -183,19 +240,53 @@ const mean = (xs: number[]): number | null => (xs.length ? xs.reduce((a, b) => a
 
 function emptyCell(c: CellSpec, cfg: LabConfig): CellResult {
   return {
-    id: c.id, status: 'running',
-    env: { provider: c.provider, route: c.route, precision: c.precision, session: c.session ?? {}, vars: c.env ?? {}, launcher: c.launcher?.type ?? 'local', inputs: inputsOf(cfg, c) },
+    id: c.id,
+    status: 'running',
+    env: {
+      provider: c.provider,
+      route: c.route,
+      precision: c.precision,
+      session: c.session ?? {},
+      vars: c.env ?? {},
+      launcher: c.launcher?.type ?? 'local',
+      inputs: inputsOf(cfg, c),
+    },
     stages: { startup: null, dependencies: null, inference: null, output: null },
     provider: { asked: c.provider, ran: null, knownByBinary: null },
-    runs: [], cold: { total: null, stages: {} }, warm: { total: null, stages: {} },
-    gpu: { source: 'none', reason: 'not sampled', samples: 0, utilMean: null, utilPeak: null, memUsedPeakMiB: null, processPeakMiB: null },
-    output: { vsInput: [], psnr: null, ssim: null, deltaDbVsReference: null, visuallyLossless: null, vsReference: null },
-    doctor: null, restore: null, flags: [], finishedAt: null,
+    runs: [],
+    cold: { total: null, stages: {} },
+    warm: { total: null, stages: {} },
+    gpu: {
+      source: 'none',
+      reason: 'not sampled',
+      samples: 0,
+      utilMean: null,
+      utilPeak: null,
+      memUsedPeakMiB: null,
+      processPeakMiB: null,
+    },
+    output: {
+      vsInput: [],
+      psnr: null,
+      ssim: null,
+      deltaDbVsReference: null,
+      visuallyLossless: null,
+      vsReference: null,
+    },
+    doctor: null,
+    restore: null,
+    flags: [],
+    finishedAt: null,
   };
 }
 
-
-async function runCell(c: CellSpec, cfg: LabConfig, out: string, gpuPresent: string | null, progress: (line: string) => void): Promise<CellResult> {
+async function runCell(
+  c: CellSpec,
+  cfg: LabConfig,
+  out: string,
+  gpuPresent: string | null,
+  progress: (line: string) => void,
+): Promise<CellResult> {
   const r = emptyCell(c, cfg);
   const vars = expandVars(c.env ?? {});
   const found: Record<string, string[]> = {};
@@ -203,7 +294,10 @@ async function runCell(c: CellSpec, cfg: LabConfig, out: string, gpuPresent: str
   const env = { ...process.env, ...vars };
   // dependencies: the doctor's static report for this environment (the try-load is the cell itself)
   if (c.provider === 'cpu') {
-    r.stages.dependencies = { ok: true, reason: 'the CPU provider is inside libonnxruntime.so.1: nothing else to load' };
+    r.stages.dependencies = {
+      ok: true,
+      reason: 'the CPU provider is inside libonnxruntime.so.1: nothing else to load',
+    };
   } else {
     const d = await runDoctor({ providers: [c.provider], probe: false, env });
     const p = d.providers[0];
@@ -212,9 +306,15 @@ async function runCell(c: CellSpec, cfg: LabConfig, out: string, gpuPresent: str
       if (dirs.length) found[l.soname] = dirs;
     }
     gpuInfo = d.gpu;
-    r.doctor = { verdict: p.verdict, findings: [...d.findings, ...p.findings], libraries: p.libraries.map((l) => ({ soname: l.soname, path: l.path, version: l.version })) };
+    r.doctor = {
+      verdict: p.verdict,
+      findings: [...d.findings, ...p.findings],
+      libraries: p.libraries.map((l) => ({ soname: l.soname, path: l.path, version: l.version })),
+    };
     const fail = p.findings.find((f) => f.verdict === 'fail');
-    r.stages.dependencies = fail ? { ok: false, reason: `${fail.message}${fail.fix ? ` (fix: ${fail.fix})` : ''}` } : { ok: true, reason: `${p.libraries.filter((l) => l.path).length} of ${p.libraries.length} libraries resolved` };
+    r.stages.dependencies = fail
+      ? { ok: false, reason: `${fail.message}${fail.fix ? ` (fix: ${fail.fix})` : ''}` }
+      : { ok: true, reason: `${p.libraries.filter((l) => l.path).length} of ${p.libraries.length} libraries resolved` };
   }
   const cellDir = path.join(out, 'cells', c.id);
   await makeDirs(cellDir);
@@ -225,8 +325,17 @@ async function runCell(c: CellSpec, cfg: LabConfig, out: string, gpuPresent: str
   for (let i = 0; i < cfg.coldRuns; i++) {
     const last = i === cfg.coldRuns - 1;
     const job: CellJob = {
-      cellId: c.id, run: i, provider: c.provider, route: c.route, precision: c.precision, ...(c.session ? { session: c.session } : {}), ...(c.batch ? { batch: c.batch } : {}),
-      model: modelSpecOf(cfg.model, path.join(out, '.cache')), inputs: inputsOf(cfg, c), outDir: cellDir, warmRuns: last ? cfg.warmRuns : 0,
+      cellId: c.id,
+      run: i,
+      provider: c.provider,
+      route: c.route,
+      precision: c.precision,
+      ...(c.session ? { session: c.session } : {}),
+      ...(c.batch ? { batch: c.batch } : {}),
+      model: modelSpecOf(cfg.model, path.join(out, '.cache')),
+      inputs: inputsOf(cfg, c),
+      outDir: cellDir,
+      warmRuns: last ? cfg.warmRuns : 0,
     };
     const jobFile = path.join(cellDir, `job-${i}.json`);
     writeFileSync(jobFile, JSON.stringify(job));
@@ -243,20 +352,33 @@ async function runCell(c: CellSpec, cfg: LabConfig, out: string, gpuPresent: str
     }
     const ws = o.events.find((e) => e.ev === 'warm-session') as { route?: RouteChoice } | undefined;
     if (ws?.route) r.warmRoute = ws.route;
-    for (const w of o.events.filter((e) => e.ev === 'warm') as unknown as { ms: number; stages: Record<string, number>[] }[]) {
+    for (const w of o.events.filter((e) => e.ev === 'warm') as unknown as {
+      ms: number;
+      stages: Record<string, number>[];
+    }[]) {
       const st: Record<string, number> = {};
       for (const s of w.stages) for (const [k, v] of Object.entries(s)) st[k] = (st[k] ?? 0) + v;
       warmRecords.push({ stages_ms: st, total_ms: w.ms });
     }
-    progress(rec.ok ? `run ${i + 1}: ${((rec.total_ms ?? 0) / 1000).toFixed(2)} s to the first image` : `run ${i + 1} failed at ${rec.stage}: ${rec.error}`);
+    progress(
+      rec.ok
+        ? `run ${i + 1}: ${((rec.total_ms ?? 0) / 1000).toFixed(2)} s to the first image`
+        : `run ${i + 1} failed at ${rec.stage}: ${rec.error}`,
+    );
     if (!rec.ok) break; // a failing environment fails the same way again
   }
   // the failure's own words matched against the doctor's known signatures: cause and fix
   const failedRun = r.runs.find((x) => !x.ok);
   if (failedRun) {
     const text = `${failedRun.error ?? ''}\n${failedRun.stderrTail}`;
-    const diag = diagnose(text, { provider: c.provider, found, driverVersion: gpuInfo?.driverVersion ?? null, cudaDriverVersion: gpuInfo?.cudaDriverVersion ?? null, requiredCudaMajor: REQUIRED_CUDA_MAJOR, driverMinimum: driverMinimumFor(REQUIRED_CUDA_MAJOR) })
-      .filter((f) => !(r.doctor?.findings ?? []).some((x) => x.id === f.id));
+    const diag = diagnose(text, {
+      provider: c.provider,
+      found,
+      driverVersion: gpuInfo?.driverVersion ?? null,
+      cudaDriverVersion: gpuInfo?.cudaDriverVersion ?? null,
+      requiredCudaMajor: REQUIRED_CUDA_MAJOR,
+      driverMinimum: driverMinimumFor(REQUIRED_CUDA_MAJOR),
+    }).filter((f) => !(r.doctor?.findings ?? []).some((x) => x.id === f.id));
     if (diag.length) {
       r.doctor ??= { verdict: 'fail', findings: [], libraries: [] };
       r.doctor.findings.unshift(...diag);
@@ -265,16 +387,32 @@ async function runCell(c: CellSpec, cfg: LabConfig, out: string, gpuPresent: str
   if (sampler) r.gpu = summarizeGpu(sampler.stop());
   else r.gpu = { ...r.gpu, reason: c.provider === 'cpu' ? 'cpu cell' : `no GPU: ${gpuPresent}` };
   const first = r.runs[0];
-  const reached = (s: string) => ['startup', 'inference', 'output', 'warm', 'done'].indexOf(first.stage) > ['startup', 'inference', 'output', 'warm', 'done'].indexOf(s);
-  r.stages.startup = reached('startup') || first.ok ? { ok: true, reason: `onnxruntime-node loaded; the binary knows ${r.provider.knownByBinary?.join(', ') ?? '?'}` } : { ok: false, reason: first.error };
-  r.stages.inference = reached('inference') || first.ok
-    ? { ok: true, reason: `asked ${c.provider}, ran ${r.provider.ran?.join(' + ') ?? '?'}` }
-    : r.stages.startup.ok ? { ok: false, reason: first.error } : null;
-  r.stages.output = reached('output') || first.ok ? { ok: true, reason: 'written and decoded back' } : r.stages.inference?.ok ? { ok: false, reason: first.error } : null;
+  const reached = (s: string) =>
+    ['startup', 'inference', 'output', 'warm', 'done'].indexOf(first.stage) >
+    ['startup', 'inference', 'output', 'warm', 'done'].indexOf(s);
+  r.stages.startup =
+    reached('startup') || first.ok
+      ? { ok: true, reason: `onnxruntime-node loaded; the binary knows ${r.provider.knownByBinary?.join(', ') ?? '?'}` }
+      : { ok: false, reason: first.error };
+  r.stages.inference =
+    reached('inference') || first.ok
+      ? { ok: true, reason: `asked ${c.provider}, ran ${r.provider.ran?.join(' + ') ?? '?'}` }
+      : r.stages.startup.ok
+        ? { ok: false, reason: first.error }
+        : null;
+  r.stages.output =
+    reached('output') || first.ok
+      ? { ok: true, reason: 'written and decoded back' }
+      : r.stages.inference?.ok
+        ? { ok: false, reason: first.error }
+        : null;
   if (r.provider.ran && r.provider.ran.some((p) => p !== c.provider)) {
-    r.flags.push(`asked for ${c.provider}, but ${r.provider.ran.filter((p) => p !== c.provider).join(', ')} ran some nodes`);
+    r.flags.push(
+      `asked for ${c.provider}, but ${r.provider.ran.filter((p) => p !== c.provider).join(', ')} ran some nodes`,
+    );
   }
-  if (r.doctor && !r.stages.dependencies?.ok && r.stages.inference?.ok) r.flags.push('ran although the doctor found a dependency problem');
+  if (r.doctor && !r.stages.dependencies?.ok && r.stages.inference?.ok)
+    r.flags.push('ran although the doctor found a dependency problem');
   const passed = r.runs.filter((x) => x.ok);
   r.cold = statsOf(passed.length ? passed : r.runs.filter((x) => x.total_ms !== null));
   r.warm = statsOf(warmRecords);
@@ -293,7 +431,12 @@ export async function runLab(cfg: LabConfig, opts: LabOptions): Promise<LabResul
   try {
     await makeDirs(out);
   } catch (e) {
-    throw new GpenLabError('E_WRITE', `Could not create the lab's folder ${out}: ${errorMessage(e)}`, 'Pass --out a folder on a writable file system.', { input: out });
+    throw new GpenLabError(
+      'E_WRITE',
+      `Could not create the lab's folder ${out}: ${errorMessage(e)}`,
+      'Pass --out a folder on a writable file system.',
+      { input: out },
+    );
   }
   const file = path.join(out, 'results.json');
   let res: LabResults;
@@ -301,27 +444,62 @@ export async function runLab(cfg: LabConfig, opts: LabOptions): Promise<LabResul
     res = readResults(file);
     cfg = res.config; // the interrupted lab's own config: the cells already done were measured under it
   } else {
-    if (opts.resume) throw new GpenLabError('E_FILE_MISSING', `--resume: ${file} does not exist`, `Run the lab into ${out} first, or drop --resume.`, { input: file });
+    if (opts.resume)
+      throw new GpenLabError(
+        'E_FILE_MISSING',
+        `--resume: ${file} does not exist`,
+        `Run the lab into ${out} first, or drop --resume.`,
+        { input: file },
+      );
     // every input checked before the first cell (a missing one would fail every cell, one by one)
     const missing = [...new Set(cfg.cells.flatMap((c) => inputsOf(cfg, c)))].filter((f) => !existsSync(f));
-    if (missing.length) throw new GpenLabError('E_FILE_MISSING', `The lab's inputs are missing: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ` and ${missing.length - 5} more` : ''}`, 'Fix the paths in the config (relative paths are resolved from the config\'s folder).', { input: missing[0] });
+    if (missing.length)
+      throw new GpenLabError(
+        'E_FILE_MISSING',
+        `The lab's inputs are missing: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ` and ${missing.length - 5} more` : ''}`,
+        "Fix the paths in the config (relative paths are resolved from the config's folder).",
+        { input: missing[0] },
+      );
     const sys = readSystem();
     const gpus = await readGpus();
     res = {
-      schema: RESULTS_SCHEMA, startedAt: new Date().toISOString(), finishedAt: null,
-      machine: { hostname: os.hostname(), cpu: sys.cpu.model, cores: sys.cpu.cores, memoryGiB: sys.memoryGiB, os: `${sys.distro ?? sys.os} (${sys.kernel}, ${sys.arch})`, libc: sys.libc, container: sys.container, node: sys.node, onnxruntime: sys.onnxruntime, gpu: { source: gpus.source, driver: gpus.driverVersion, cuda: gpus.cudaDriverVersion, devices: gpus.devices } },
-      config: cfg, reference: null, cells: [], pairs: [], recommendations: [],
+      schema: RESULTS_SCHEMA,
+      startedAt: new Date().toISOString(),
+      finishedAt: null,
+      machine: {
+        hostname: os.hostname(),
+        cpu: sys.cpu.model,
+        cores: sys.cpu.cores,
+        memoryGiB: sys.memoryGiB,
+        os: `${sys.distro ?? sys.os} (${sys.kernel}, ${sys.arch})`,
+        libc: sys.libc,
+        container: sys.container,
+        node: sys.node,
+        onnxruntime: sys.onnxruntime,
+        gpu: { source: gpus.source, driver: gpus.driverVersion, cuda: gpus.cudaDriverVersion, devices: gpus.devices },
+      },
+      config: cfg,
+      reference: null,
+      cells: [],
+      pairs: [],
+      recommendations: [],
     };
   }
   const gpuMachine = res.machine.gpu as { source: string; devices: unknown[] };
-  const gpuPresent = gpuMachine.source === 'none' || gpuMachine.devices.length === 0 ? 'no NVIDIA GPU or driver found' : null;
+  const gpuPresent =
+    gpuMachine.source === 'none' || gpuMachine.devices.length === 0 ? 'no NVIDIA GPU or driver found' : null;
   const save = () => writeFileAtomicSafe(file, JSON.stringify(res, null, 1));
   // synthetic weights are built once here; the cells' processes load the file like a user's model
   if (cfg.model.synthetic) {
     for (const precision of new Set(cfg.cells.map((c) => c.precision))) {
       const t = Date.now();
       await prepareModel(modelSpecOf(cfg.model, path.join(out, '.cache')), precision);
-      opts.onProgress?.({ cell: 'model', index: -1, total: cfg.cells.length, line: `synthetic GPEN-${cfg.model.synthetic} ${precision} ready in ${path.join(out, '.cache')} (${((Date.now() - t) / 1000).toFixed(1)} s; built once, loaded by every cell)` });
+      opts.onProgress?.({
+        cell: 'model',
+        index: -1,
+        total: cfg.cells.length,
+        line: `synthetic GPEN-${cfg.model.synthetic} ${precision} ready in ${path.join(out, '.cache')} (${((Date.now() - t) / 1000).toFixed(1)} s; built once, loaded by every cell)`,
+      });
     }
   }
   const total = cfg.cells.length;

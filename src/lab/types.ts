@@ -123,7 +123,15 @@ export interface OutputAgreement {
 export interface CellResult {
   id: string;
   status: 'done' | 'running';
-  env: { provider: Provider; route?: Route; precision: Precision; session: SessionOptions; vars: Record<string, string>; launcher: string; inputs: string[] };
+  env: {
+    provider: Provider;
+    route?: Route;
+    precision: Precision;
+    session: SessionOptions;
+    vars: Record<string, string>;
+    launcher: string;
+    inputs: string[];
+  };
   stages: { startup: StageVerdict; dependencies: StageVerdict; inference: StageVerdict; output: StageVerdict };
   /** Provider asked for and what ran (from ONNX Runtime's profile). */
   provider: { asked: Provider; ran: string[] | null; knownByBinary: string[] | null };
@@ -131,8 +139,19 @@ export interface CellResult {
   cold: { total: TimingStats | null; stages: Record<string, TimingStats> };
   warm: { total: TimingStats | null; stages: Record<string, TimingStats> };
   gpu: GpuSummary;
-  output: { vsInput: OutputAgreement[]; psnr: number | null; ssim: number | null; deltaDbVsReference: number | null; visuallyLossless: boolean | null; vsReference: { psnr: number; ssim: number; heatmap: string | null } | null };
-  doctor: { verdict: string; findings: Finding[]; libraries: { soname: string; path: string | null; version: string | null }[] } | null;
+  output: {
+    vsInput: OutputAgreement[];
+    psnr: number | null;
+    ssim: number | null;
+    deltaDbVsReference: number | null;
+    visuallyLossless: boolean | null;
+    vsReference: { psnr: number; ssim: number; heatmap: string | null } | null;
+  };
+  doctor: {
+    verdict: string;
+    findings: Finding[];
+    libraries: { soname: string; path: string | null; version: string | null }[];
+  } | null;
   restore: RestoreResult | null;
   /** Where the warm runs took a session of their own (a folder's workload on CUDA's fast route: the warm set): what it ran. */
   warmRoute?: RouteChoice;

@@ -19,21 +19,29 @@ export interface Region {
 
 function checkSame(a: Rgb8, b: Rgb8): void {
   if (a.width !== b.width || a.height !== b.height || a.channels !== b.channels) {
-    throw new Error(`images differ in shape: ${a.width}x${a.height}x${a.channels} vs ${b.width}x${b.height}x${b.channels}`);
+    throw new Error(
+      `images differ in shape: ${a.width}x${a.height}x${a.channels} vs ${b.width}x${b.height}x${b.channels}`,
+    );
   }
 }
 
 /** Clamps a region to the image (rounded outwards); null when nothing is left. */
 export function clampRegion(r: Region, width: number, height: number): Region | null {
-  const x0 = Math.max(0, Math.floor(r.x)), y0 = Math.max(0, Math.floor(r.y));
-  const x1 = Math.min(width, Math.ceil(r.x + r.width)), y1 = Math.min(height, Math.ceil(r.y + r.height));
+  const x0 = Math.max(0, Math.floor(r.x)),
+    y0 = Math.max(0, Math.floor(r.y));
+  const x1 = Math.min(width, Math.ceil(r.x + r.width)),
+    y1 = Math.min(height, Math.ceil(r.y + r.height));
   return x1 > x0 && y1 > y0 ? { x: x0, y: y0, width: x1 - x0, height: y1 - y0 } : null;
 }
 
 export function crop(img: Rgb8, r: Region): Rgb8 {
   const c = img.channels;
   const out = new Uint8Array(r.width * r.height * c);
-  for (let y = 0; y < r.height; y++) out.set(img.data.subarray(((r.y + y) * img.width + r.x) * c, ((r.y + y) * img.width + r.x + r.width) * c), y * r.width * c);
+  for (let y = 0; y < r.height; y++)
+    out.set(
+      img.data.subarray(((r.y + y) * img.width + r.x) * c, ((r.y + y) * img.width + r.x + r.width) * c),
+      y * r.width * c,
+    );
   return { width: r.width, height: r.height, channels: c, data: out };
 }
 
@@ -65,7 +73,9 @@ function gaussian(size: number, sigma: number): Float64Array {
 
 /** Separable 'valid' filtering of a w x h plane: (w-k+1) x (h-k+1). */
 function filterValid(src: Float64Array, w: number, h: number, g: Float64Array): Float64Array {
-  const k = g.length, ow = w - k + 1, oh = h - k + 1;
+  const k = g.length,
+    ow = w - k + 1,
+    oh = h - k + 1;
   const tmp = new Float64Array(ow * h);
   for (let y = 0; y < h; y++) {
     const row = y * w;
@@ -96,21 +106,37 @@ export function ssim(a: Rgb8, b: Rgb8, peak = 255): number {
   let k = Math.min(SSIM_WINDOW, w, h);
   if (k % 2 === 0) k--;
   const g = gaussian(k, SSIM_SIGMA);
-  const c1 = (0.01 * peak) ** 2, c2 = (0.03 * peak) ** 2;
+  const c1 = (0.01 * peak) ** 2,
+    c2 = (0.03 * peak) ** 2;
   const n = w * h;
   let total = 0;
   for (let c = 0; c < ch; c++) {
-    const x = new Float64Array(n), y = new Float64Array(n), xx = new Float64Array(n), yy = new Float64Array(n), xy = new Float64Array(n);
+    const x = new Float64Array(n),
+      y = new Float64Array(n),
+      xx = new Float64Array(n),
+      yy = new Float64Array(n),
+      xy = new Float64Array(n);
     for (let i = 0; i < n; i++) {
-      const p = a.data[i * ch + c], q = b.data[i * ch + c];
-      x[i] = p; y[i] = q; xx[i] = p * p; yy[i] = q * q; xy[i] = p * q;
+      const p = a.data[i * ch + c],
+        q = b.data[i * ch + c];
+      x[i] = p;
+      y[i] = q;
+      xx[i] = p * p;
+      yy[i] = q * q;
+      xy[i] = p * q;
     }
-    const mx = filterValid(x, w, h, g), my = filterValid(y, w, h, g);
-    const sxx = filterValid(xx, w, h, g), syy = filterValid(yy, w, h, g), sxy = filterValid(xy, w, h, g);
+    const mx = filterValid(x, w, h, g),
+      my = filterValid(y, w, h, g);
+    const sxx = filterValid(xx, w, h, g),
+      syy = filterValid(yy, w, h, g),
+      sxy = filterValid(xy, w, h, g);
     let s = 0;
     for (let i = 0; i < mx.length; i++) {
-      const ux = mx[i], uy = my[i];
-      const vx = sxx[i] - ux * ux, vy = syy[i] - uy * uy, cxy = sxy[i] - ux * uy;
+      const ux = mx[i],
+        uy = my[i];
+      const vx = sxx[i] - ux * ux,
+        vy = syy[i] - uy * uy,
+        cxy = sxy[i] - ux * uy;
       s += ((2 * ux * uy + c1) * (2 * cxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2));
     }
     total += s / mx.length;
@@ -121,7 +147,8 @@ export function ssim(a: Rgb8, b: Rgb8, peak = 255): number {
 /** A heat map of |a - b| (mean over channels), `gain` times amplified: black (equal) to red to yellow to white. */
 export function diffHeatmap(a: Rgb8, b: Rgb8, gain = 8): Rgb8 {
   checkSame(a, b);
-  const n = a.width * a.height, ch = a.channels;
+  const n = a.width * a.height,
+    ch = a.channels;
   const out = new Uint8Array(n * 3);
   for (let i = 0; i < n; i++) {
     let d = 0;

@@ -27,7 +27,16 @@ export function timingStats(times: readonly number[]): TimingStats {
   const med = median(times);
   const mad = 1.4826 * median(times.map((t) => Math.abs(t - med)));
   const outliers = mad > 0 ? times.flatMap((t, i) => (Math.abs(t - med) / mad > 3 ? [i] : [])) : [];
-  return { runs: n, mean, stddev, median: med, min: Math.min(...times), max: Math.max(...times), outliers, times: [...times] };
+  return {
+    runs: n,
+    mean,
+    stddev,
+    median: med,
+    min: Math.min(...times),
+    max: Math.max(...times),
+    outliers,
+    times: [...times],
+  };
 }
 
 /** "123.4 ms ± 5.6 ms (min … max: 118.0 … 131.2 ms, 5 runs)" */

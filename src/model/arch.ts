@@ -37,8 +37,12 @@ export function defaultArch(size: number, over: Partial<GpenArch> = {}): GpenArc
 /** `input` names the option (a key such as size) or, with `option` false, the file the size was read from. */
 export function checkSize(size: number, input: string, option = true): void {
   if (!(GPEN_SIZES as readonly number[]).includes(size)) {
-    throw new GpenLabError('E_SIZE_UNKNOWN', `${input}: GPEN has no configuration for ${size} px`,
-      `Use one of ${GPEN_SIZES.join(', ')} (the official models are ${OFFICIAL_SIZES.join(', ')}).`, { input, ...(option ? { option: input } : {}), size });
+    throw new GpenLabError(
+      'E_SIZE_UNKNOWN',
+      `${input}: GPEN has no configuration for ${size} px`,
+      `Use one of ${GPEN_SIZES.join(', ')} (the official models are ${OFFICIAL_SIZES.join(', ')}).`,
+      { input, ...(option ? { option: input } : {}), size },
+    );
   }
 }
 
@@ -47,8 +51,16 @@ export function channels(arch: Pick<GpenArch, 'channelMultiplier' | 'narrow'>): 
   const { channelMultiplier: cm, narrow } = arch;
   const c = (v: number) => Math.trunc(v * narrow + 1e-9);
   return {
-    4: c(512), 8: c(512), 16: c(512), 32: c(512),
-    64: c(256 * cm), 128: c(128 * cm), 256: c(64 * cm), 512: c(32 * cm), 1024: c(16 * cm), 2048: c(8 * cm),
+    4: c(512),
+    8: c(512),
+    16: c(512),
+    32: c(512),
+    64: c(256 * cm),
+    128: c(128 * cm),
+    256: c(64 * cm),
+    512: c(32 * cm),
+    1024: c(16 * cm),
+    2048: c(8 * cm),
   };
 }
 
@@ -117,9 +129,12 @@ export function countParams(arch: GpenArch): number {
 
 function notGpen(input: string, why: string, names: string[]): GpenLabError {
   const sample = names.slice(0, 5).join(', ');
-  return new GpenLabError('E_NOT_GPEN', `${input} is not a GPEN FullGenerator checkpoint: ${why} (its first tensors: ${sample || 'none'})`,
+  return new GpenLabError(
+    'E_NOT_GPEN',
+    `${input} is not a GPEN FullGenerator checkpoint: ${why} (its first tensors: ${sample || 'none'})`,
     'Pass an official GPEN .pth (GPEN-BFR-256/512/1024/2048) or a training checkpoint that holds one under g_ema; use --key NAME if it is nested under another key.',
-    { input });
+    { input },
+  );
 }
 
 function indexCount(names: string[], re: RegExp): number {
@@ -137,7 +152,13 @@ function indexCount(names: string[], re: RegExp): number {
  */
 export function inferArch(tensors: Map<string, HostTensor>, input: string): GpenArch {
   const names = [...tensors.keys()];
-  const core = ['generator.input.input', 'generator.conv1.conv.weight', 'final_linear.0.weight', 'ecd0.0.0.weight', 'generator.style.1.weight'];
+  const core = [
+    'generator.input.input',
+    'generator.conv1.conv.weight',
+    'final_linear.0.weight',
+    'ecd0.0.0.weight',
+    'generator.style.1.weight',
+  ];
   const missing = core.filter((n) => !tensors.has(n));
   if (missing.length === core.length) throw notGpen(input, 'none of the GPEN tensors is present', names);
   if (missing.length > 0) throw notGpen(input, `tensor ${missing[0]} is missing`, names);
@@ -147,10 +168,17 @@ export function inferArch(tensors: Map<string, HostTensor>, input: string): Gpen
   const nEcd = indexCount(names, /^ecd(\d+)\.0\.\d+\.weight$/);
   const nMlp = indexCount(names, /^generator\.style\.(\d+)\.weight$/) - 1;
   const fromConvs = nConvs / 2 + 2;
-  const mismatch = (why: string) => new GpenLabError('E_SHAPE_MISMATCH', `${input}: ${why}`,
-    'The checkpoint is damaged or edited; use the original file from the GPEN release.', { input });
+  const mismatch = (why: string) =>
+    new GpenLabError(
+      'E_SHAPE_MISMATCH',
+      `${input}: ${why}`,
+      'The checkpoint is damaged or edited; use the original file from the GPEN release.',
+      { input },
+    );
   if (nConvs % 2 !== 0 || fromConvs !== nRgbs + 2 || fromConvs !== nEcd + 1) {
-    throw mismatch(`the layer counts disagree: ${nConvs} styled convs, ${nRgbs} ToRGB layers and ${nEcd} encoder stages do not describe one GPEN size`);
+    throw mismatch(
+      `the layer counts disagree: ${nConvs} styled convs, ${nRgbs} ToRGB layers and ${nEcd} encoder stages do not describe one GPEN size`,
+    );
   }
   const size = 2 ** fromConvs;
   checkSize(size, input, false);
@@ -169,18 +197,27 @@ export function inferArch(tensors: Map<string, HostTensor>, input: string): Gpen
   const actOut = dims('generator.conv1.activate.bias')[0];
   const isConcat = actOut === 2 * ch4;
   const arch: GpenArch = { size, styleDim, nMlp, channelMultiplier, narrow, isConcat, lrMlp: 0.01 };
-  if (!Number.isFinite(channelMultiplier) || channelMultiplier <= 0) throw mismatch(`channel widths imply no valid channel_multiplier`);
+  if (!Number.isFinite(channelMultiplier) || channelMultiplier <= 0)
+    throw mismatch(`channel widths imply no valid channel_multiplier`);
 
   const expected = expectedShapes(arch);
   for (const [name, shape] of expected) {
     const t = tensors.get(name);
-    if (!t) throw mismatch(`tensor ${name} is missing (expected shape [${shape.join(', ')}] for GPEN-${size}, channel_multiplier ${channelMultiplier}, narrow ${narrow})`);
+    if (!t)
+      throw mismatch(
+        `tensor ${name} is missing (expected shape [${shape.join(', ')}] for GPEN-${size}, channel_multiplier ${channelMultiplier}, narrow ${narrow})`,
+      );
     if (!sameDims(t.dims, shape)) {
-      throw mismatch(`tensor ${name} has shape [${t.dims.join(', ')}] but GPEN-${size} with channel_multiplier ${channelMultiplier} and narrow ${narrow} (implied by the other tensors) needs [${shape.join(', ')}]`);
+      throw mismatch(
+        `tensor ${name} has shape [${t.dims.join(', ')}] but GPEN-${size} with channel_multiplier ${channelMultiplier} and narrow ${narrow} (implied by the other tensors) needs [${shape.join(', ')}]`,
+      );
     }
   }
   const extra = names.filter((n) => !expected.has(n));
-  if (extra.length > 0) throw mismatch(`unexpected tensor ${extra[0]} for GPEN-${size} (the FullGenerator has no such parameter; an SR or other variant is not supported)`);
+  if (extra.length > 0)
+    throw mismatch(
+      `unexpected tensor ${extra[0]} for GPEN-${size} (the FullGenerator has no such parameter; an SR or other variant is not supported)`,
+    );
   return arch;
 }
 

@@ -33,7 +33,8 @@ export interface CatalogEntry {
 }
 
 const GPEN_RUNS = 'yes: restore, model convert/info/run (the .pth loader infers size, channel_multiplier and narrow)';
-const NOT_GPEN_TASK = 'no: listed only; gpen-lab\'s pipeline is face restoration (BFR), it has no pipeline for this task';
+const NOT_GPEN_TASK =
+  "no: listed only; gpen-lab's pipeline is face restoration (BFR), it has no pipeline for this task";
 
 const UNKNOWN = 'unknown: upstream does not state it';
 
@@ -48,14 +49,32 @@ const STATED_SIZES: Record<string, number> = {
 
 function linked(name: string, file: string, task: string, runnable: boolean, runs: string): CatalogEntry {
   const size = STATED_SIZES[file] ?? null;
-  return { name, file, task, size, sizeSource: size !== null ? NOTEBOOK : UNKNOWN, sha256: null, url: UPSTREAM_BASE_URL + file, source: `upstream README (${README}): ${UPSTREAM_BASE_URL}${file}`, runnable, runs };
+  return {
+    name,
+    file,
+    task,
+    size,
+    sizeSource: size !== null ? NOTEBOOK : UNKNOWN,
+    sha256: null,
+    url: UPSTREAM_BASE_URL + file,
+    source: `upstream README (${README}): ${UPSTREAM_BASE_URL}${file}`,
+    runnable,
+    runs,
+  };
 }
 
 function modelscope(name: string, file: string, task: string, upstreamFile: string): CatalogEntry {
   return {
-    name, file, task, size: null, sizeSource: UNKNOWN, sha256: null, url: null,
+    name,
+    file,
+    task,
+    size: null,
+    sizeSource: UNKNOWN,
+    sha256: null,
+    url: null,
     source: `ModelScope only (${MODELSCOPE_HIRES}), as ${upstreamFile}; the upstream README links no direct file`,
-    runnable: true, runs: GPEN_RUNS,
+    runnable: true,
+    runs: GPEN_RUNS,
   };
 }
 
@@ -63,19 +82,72 @@ export const CATALOG: readonly CatalogEntry[] = Object.freeze([
   linked('GPEN-BFR-256', 'GPEN-BFR-256.pth', 'blind face restoration, 256 px', true, GPEN_RUNS),
   linked('GPEN-BFR-512', 'GPEN-BFR-512.pth', 'blind face restoration, 512 px', true, GPEN_RUNS),
   modelscope('GPEN-BFR-1024', 'GPEN-BFR-1024.pth', 'blind face restoration, 1024 px', 'pytorch_model.pt'),
-  modelscope('GPEN-BFR-2048', 'GPEN-BFR-2048.pth', 'blind face restoration, 2048 px (selfies)', 'pytorch_model-2048.pt'),
+  modelscope(
+    'GPEN-BFR-2048',
+    'GPEN-BFR-2048.pth',
+    'blind face restoration, 2048 px (selfies)',
+    'pytorch_model-2048.pt',
+  ),
   // the upstream author, in yangxy/GPEN's GitHub issue #43: "GPEN-BFR-512-D is the discriminator"
-  linked('GPEN-BFR-256-D', 'GPEN-BFR-256-D.pth', 'discriminator of GPEN-BFR-256 (training only)', false, 'no: a discriminator, not a generator; used for training, which gpen-lab does not do'),
-  linked('GPEN-BFR-512-D', 'GPEN-BFR-512-D.pth', 'discriminator of GPEN-BFR-512 (training only)', false, 'no: a discriminator, not a generator; used for training, which gpen-lab does not do'),
+  linked(
+    'GPEN-BFR-256-D',
+    'GPEN-BFR-256-D.pth',
+    'discriminator of GPEN-BFR-256 (training only)',
+    false,
+    'no: a discriminator, not a generator; used for training, which gpen-lab does not do',
+  ),
+  linked(
+    'GPEN-BFR-512-D',
+    'GPEN-BFR-512-D.pth',
+    'discriminator of GPEN-BFR-512 (training only)',
+    false,
+    'no: a discriminator, not a generator; used for training, which gpen-lab does not do',
+  ),
   linked('GPEN-Colorization-1024', 'GPEN-Colorization-1024.pth', 'face colorization, 1024 px', false, NOT_GPEN_TASK),
   linked('GPEN-Inpainting-1024', 'GPEN-Inpainting-1024.pth', 'face inpainting, 1024 px', false, NOT_GPEN_TASK),
   linked('GPEN-Seg2face-512', 'GPEN-Seg2face-512.pth', 'segmentation map to face, 512 px', false, NOT_GPEN_TASK),
-  linked('RetinaFace-R50', 'RetinaFace-R50.pth', 'face detector (upstream\'s)', false, 'no: gpen-lab detects faces with BlazeFace'),
-  linked('ParseNet-latest', 'ParseNet-latest.pth', 'face parsing (upstream\'s paste-back mask)', false, 'no: gpen-lab pastes back with its own mask'),
-  linked('model_ir_se50', 'model_ir_se50.pth', 'face recognition network (upstream\'s training loss)', false, 'no: used for training only'),
-  linked('RealESRNet_x1', 'realesrnet_x1.pth', 'background super-resolution, x1', false, 'no: gpen-lab restores faces only, not the background'),
-  linked('RealESRNet_x2', 'realesrnet_x2.pth', 'background super-resolution, x2', false, 'no: gpen-lab restores faces only, not the background'),
-  linked('RealESRNet_x4', 'realesrnet_x4.pth', 'background super-resolution, x4', false, 'no: gpen-lab restores faces only, not the background'),
+  linked(
+    'RetinaFace-R50',
+    'RetinaFace-R50.pth',
+    "face detector (upstream's)",
+    false,
+    'no: gpen-lab detects faces with BlazeFace',
+  ),
+  linked(
+    'ParseNet-latest',
+    'ParseNet-latest.pth',
+    "face parsing (upstream's paste-back mask)",
+    false,
+    'no: gpen-lab pastes back with its own mask',
+  ),
+  linked(
+    'model_ir_se50',
+    'model_ir_se50.pth',
+    "face recognition network (upstream's training loss)",
+    false,
+    'no: used for training only',
+  ),
+  linked(
+    'RealESRNet_x1',
+    'realesrnet_x1.pth',
+    'background super-resolution, x1',
+    false,
+    'no: gpen-lab restores faces only, not the background',
+  ),
+  linked(
+    'RealESRNet_x2',
+    'realesrnet_x2.pth',
+    'background super-resolution, x2',
+    false,
+    'no: gpen-lab restores faces only, not the background',
+  ),
+  linked(
+    'RealESRNet_x4',
+    'realesrnet_x4.pth',
+    'background super-resolution, x4',
+    false,
+    'no: gpen-lab restores faces only, not the background',
+  ),
 ]);
 
 /** The entry a name means: its name or its file name, either case (`gpen-bfr-512`, `GPEN-BFR-512.pth`). */

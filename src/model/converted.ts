@@ -19,18 +19,39 @@ export function graphTag(nhwc = false, fusedAct = false): string {
 }
 
 /** The form of a graph built here (BuildOptions.nhwc, .fusedAct). */
-export interface GraphForm { nhwc?: boolean; fusedAct?: boolean }
+export interface GraphForm {
+  nhwc?: boolean;
+  fusedAct?: boolean;
+}
 /** The form a CUDA session with these options runs fastest: NHWC with prefer_nhwc=1, FusedAct with fused_act=1. */
 export function formForCuda(cudaOptions: Record<string, string> | undefined): GraphForm {
-  return { nhwc: cudaOptions?.prefer_nhwc === '1', fusedAct: cudaOptions?.prefer_nhwc === '1' && cudaOptions.fused_act === '1' };
+  return {
+    nhwc: cudaOptions?.prefer_nhwc === '1',
+    fusedAct: cudaOptions?.prefer_nhwc === '1' && cudaOptions.fused_act === '1',
+  };
 }
 
-export interface ConvertedKey { key?: string; precision: Precision; nhwc: boolean; fusedAct: boolean }
+export interface ConvertedKey {
+  key?: string;
+  precision: Precision;
+  nhwc: boolean;
+  fusedAct: boolean;
+}
 
 /** The converted graph's path and its description's (the .json is written last: its presence commits both). */
 export function convertedPaths(pth: string, k: ConvertedKey): { onnx: string; info: string } {
-  const id = createHash('sha256').update(JSON.stringify([fileIdentity(pth), k.key ?? null, k.precision, graphTag(k.nhwc, k.fusedAct)])).digest('hex').slice(0, 24);
-  const base = path.join(cacheDir(), 'converted', `${path.basename(pth).replace(/\.[^.]*$/, '').replace(/[^A-Za-z0-9_.-]/g, '_')}-${k.precision}-${graphTag(k.nhwc, k.fusedAct)}-${id}`);
+  const id = createHash('sha256')
+    .update(JSON.stringify([fileIdentity(pth), k.key ?? null, k.precision, graphTag(k.nhwc, k.fusedAct)]))
+    .digest('hex')
+    .slice(0, 24);
+  const base = path.join(
+    cacheDir(),
+    'converted',
+    `${path
+      .basename(pth)
+      .replace(/\.[^.]*$/, '')
+      .replace(/[^A-Za-z0-9_.-]/g, '_')}-${k.precision}-${graphTag(k.nhwc, k.fusedAct)}-${id}`,
+  );
   return { onnx: `${base}.onnx`, info: `${base}.json` };
 }
 

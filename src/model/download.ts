@@ -48,7 +48,12 @@ export interface GetResult {
 }
 
 /** What the `.part` file was fetched from: a resume asks the same URL for the same version of the file. */
-interface PartMeta { url: string; total: number | null; etag: string | null; lastModified: string | null }
+interface PartMeta {
+  url: string;
+  total: number | null;
+  etag: string | null;
+  lastModified: string | null;
+}
 
 function netError(url: string, message: string, fix: string, details: Record<string, unknown> = {}): GpenLabError {
   return new GpenLabError('E_NETWORK', message, fix, { input: url, url, ...details });
@@ -59,8 +64,13 @@ function connectionFailure(e: unknown): string {
   const cause = (e as { cause?: { code?: string; message?: string } }).cause;
   const code = cause?.code ?? (e as NodeJS.ErrnoException).code;
   const words: Record<string, string> = {
-    ECONNREFUSED: 'the connection was refused', ENOTFOUND: 'the host name does not resolve', EAI_AGAIN: 'the host name could not be resolved now',
-    ECONNRESET: 'the connection was reset', ETIMEDOUT: 'the connection timed out', EHOSTUNREACH: 'the host is unreachable', ENETUNREACH: 'the network is unreachable',
+    ECONNREFUSED: 'the connection was refused',
+    ENOTFOUND: 'the host name does not resolve',
+    EAI_AGAIN: 'the host name could not be resolved now',
+    ECONNRESET: 'the connection was reset',
+    ETIMEDOUT: 'the connection timed out',
+    EHOSTUNREACH: 'the host is unreachable',
+    ENETUNREACH: 'the network is unreachable',
   };
   return code && words[code] ? `${words[code]} (${code})` : (cause?.message ?? errorMessage(e));
 }
@@ -76,8 +86,12 @@ async function lock(file: string, url: string): Promise<() => Promise<void>> {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
       const pid = Number(await readFile(lockFile, 'utf8').catch(() => ''));
       if (Number.isInteger(pid) && pid > 0 && alive(pid)) {
-        throw new GpenLabError('E_BUSY', `Another gpen-lab (pid ${pid}) is fetching ${path.basename(file)} into ${path.dirname(file)}`,
-          `Wait for it to finish, or end process ${pid} and run the command again (it resumes).`, { input: url, pid, lock: lockFile });
+        throw new GpenLabError(
+          'E_BUSY',
+          `Another gpen-lab (pid ${pid}) is fetching ${path.basename(file)} into ${path.dirname(file)}`,
+          `Wait for it to finish, or end process ${pid} and run the command again (it resumes).`,
+          { input: url, pid, lock: lockFile },
+        );
       }
       await rm(lockFile, { force: true });
     }
@@ -96,7 +110,8 @@ function alive(pid: number): boolean {
 
 async function hashPrefix(file: string, bytes: number): Promise<Hash> {
   const hash = createHash('sha256');
-  if (bytes > 0) for await (const chunk of createReadStream(file, { start: 0, end: bytes - 1 })) hash.update(chunk as Buffer);
+  if (bytes > 0)
+    for await (const chunk of createReadStream(file, { start: 0, end: bytes - 1 })) hash.update(chunk as Buffer);
   return hash;
 }
 
@@ -115,8 +130,12 @@ async function readPartMeta(file: string): Promise<PartMeta | null> {
 export async function getModel(entry: CatalogEntry, opts: GetOptions): Promise<GetResult> {
   const url = urlFor(entry, opts.baseUrl ?? undefined);
   if (!url) {
-    throw new GpenLabError('E_ARGUMENT', `${entry.name} has no direct download: ${entry.source}`,
-      `Download it there and pass the file to --model, or pass --url BASE of a mirror that serves ${entry.file}.`, { input: entry.name });
+    throw new GpenLabError(
+      'E_ARGUMENT',
+      `${entry.name} has no direct download: ${entry.source}`,
+      `Download it there and pass the file to --model, or pass --url BASE of a mirror that serves ${entry.file}.`,
+      { input: entry.name },
+    );
   }
   const dir = path.resolve(opts.dir);
   const final = path.join(dir, entry.file);
@@ -126,16 +145,33 @@ export async function getModel(entry: CatalogEntry, opts: GetOptions): Promise<G
   if (!opts.force && existsSync(final)) {
     const record = await readRecord(final);
     if (!record) {
-      throw new GpenLabError('E_OUTPUT_EXISTS', `${final} is already there, but no record says gpen-lab fetched it (its sha256 is unknown)`,
-        `Pass --force to fetch it again over it, or pass the file to --model as it is.`, { input: final });
+      throw new GpenLabError(
+        'E_OUTPUT_EXISTS',
+        `${final} is already there, but no record says gpen-lab fetched it (its sha256 is unknown)`,
+        `Pass --force to fetch it again over it, or pass the file to --model as it is.`,
+        { input: final },
+      );
     }
     await verifyFetched(final, record);
-    return { name: entry.name, file: final, url: record.url, size: record.size, sha256: record.sha256, resumedFrom: 0, alreadyThere: true };
+    return {
+      name: entry.name,
+      file: final,
+      url: record.url,
+      size: record.size,
+      sha256: record.sha256,
+      resumedFrom: 0,
+      alreadyThere: true,
+    };
   }
   try {
     await makeDirs(dir);
   } catch (e) {
-    throw new GpenLabError('E_WRITE', `Could not make the models folder ${dir}: ${errorMessage(e)}`, 'Pass --dir with a writable folder, or set GPEN_LAB_MODELS.', { input: dir });
+    throw new GpenLabError(
+      'E_WRITE',
+      `Could not make the models folder ${dir}: ${errorMessage(e)}`,
+      'Pass --dir with a writable folder, or set GPEN_LAB_MODELS.',
+      { input: dir },
+    );
   }
   const unlock = await lock(part, url);
   try {
@@ -145,7 +181,15 @@ export async function getModel(entry: CatalogEntry, opts: GetOptions): Promise<G
   }
 }
 
-async function transfer(entry: CatalogEntry, url: string, final: string, part: string, metaFile: string, opts: GetOptions, retry: string): Promise<GetResult> {
+async function transfer(
+  entry: CatalogEntry,
+  url: string,
+  final: string,
+  part: string,
+  metaFile: string,
+  opts: GetOptions,
+  retry: string,
+): Promise<GetResult> {
   const stallMs = opts.stallMs ?? DEFAULT_STALL_MS;
   const discard = () => Promise.all([rm(part, { force: true }), rm(metaFile, { force: true })]);
   const meta = await readPartMeta(metaFile);
@@ -153,20 +197,31 @@ async function transfer(entry: CatalogEntry, url: string, final: string, part: s
   if (!opts.force && meta?.url === url && existsSync(part)) offset = (await stat(part)).size;
   else await discard();
   let hash = await hashPrefix(part, offset);
-  const wrongSize = (got: number, where: string) => netError(url,
-    `${url} is ${got} bytes (${where}) but ${entry.name} is ${entry.size} bytes (${entry.sizeSource})`,
-    'The server holds another file than the catalog\'s: check the URL (--url, GPEN_LAB_MODELS_URL), or report it if upstream changed the file.',
-    { expected: entry.size, got });
+  const wrongSize = (got: number, where: string) =>
+    netError(
+      url,
+      `${url} is ${got} bytes (${where}) but ${entry.name} is ${entry.size} bytes (${entry.sizeSource})`,
+      "The server holds another file than the catalog's: check the URL (--url, GPEN_LAB_MODELS_URL), or report it if upstream changed the file.",
+      { expected: entry.size, got },
+    );
 
   const controller = new AbortController();
   let stalled = false;
   let timer: NodeJS.Timeout | undefined;
   const arm = () => {
     clearTimeout(timer);
-    timer = setTimeout(() => { stalled = true; controller.abort(); }, stallMs);
+    timer = setTimeout(() => {
+      stalled = true;
+      controller.abort();
+    }, stallMs);
   };
-  const stallError = (received: number) => netError(url, `${url} sent nothing for ${(stallMs / 1000).toFixed(1)} s${received > 0 ? ` after ${received} bytes` : ''}: the transfer stalled`,
-    `Run \`${retry}\` again${received > 0 ? `: it resumes from byte ${received}` : ''}; on a slow link pass a longer --stall-timeout.`, { stallMs, received });
+  const stallError = (received: number) =>
+    netError(
+      url,
+      `${url} sent nothing for ${(stallMs / 1000).toFixed(1)} s${received > 0 ? ` after ${received} bytes` : ''}: the transfer stalled`,
+      `Run \`${retry}\` again${received > 0 ? `: it resumes from byte ${received}` : ''}; on a slow link pass a longer --stall-timeout.`,
+      { stallMs, received },
+    );
 
   arm();
   try {
@@ -181,8 +236,11 @@ async function transfer(entry: CatalogEntry, url: string, final: string, part: s
       res = await fetch(url, { headers, signal: controller.signal, redirect: 'follow' });
     } catch (e) {
       if (stalled) throw stallError(offset);
-      throw netError(url, `Could not fetch ${url}: ${connectionFailure(e)}`,
-        `Check the network and the host name (Node's fetch does not go through HTTP_PROXY); from where the host is unreachable, pass --url BASE of a mirror. Then run \`${retry}\` again.`);
+      throw netError(
+        url,
+        `Could not fetch ${url}: ${connectionFailure(e)}`,
+        `Check the network and the host name (Node's fetch does not go through HTTP_PROXY); from where the host is unreachable, pass --url BASE of a mirror. Then run \`${retry}\` again.`,
+      );
     }
     arm();
     let total: number | null;
@@ -193,19 +251,33 @@ async function transfer(entry: CatalogEntry, url: string, final: string, part: s
       await res.body?.cancel();
       if (whole !== offset) {
         await discard();
-        throw netError(url, `${url} refused to resume ${path.basename(part)} at byte ${offset} (HTTP 416): the file on the server changed`, `Run \`${retry}\` again: it starts over.`, { status: 416 });
+        throw netError(
+          url,
+          `${url} refused to resume ${path.basename(part)} at byte ${offset} (HTTP 416): the file on the server changed`,
+          `Run \`${retry}\` again: it starts over.`,
+          { status: 416 },
+        );
       }
       total = offset;
       resumedFrom = offset;
     } else {
       if (res.status === 404 || res.status === 410) {
         await res.body?.cancel();
-        throw netError(url, `${url} answered HTTP ${res.status} ${res.statusText || 'Not Found'}: the file is not there`,
-          `Check the name and the URL (--url, GPEN_LAB_MODELS_URL; upstream's links are in docs/models.md and its README). If upstream moved it, download it by hand and pass the file to --model.`, { status: res.status });
+        throw netError(
+          url,
+          `${url} answered HTTP ${res.status} ${res.statusText || 'Not Found'}: the file is not there`,
+          `Check the name and the URL (--url, GPEN_LAB_MODELS_URL; upstream's links are in docs/models.md and its README). If upstream moved it, download it by hand and pass the file to --model.`,
+          { status: res.status },
+        );
       }
       if (res.status !== 200 && res.status !== 206) {
         await res.body?.cancel();
-        throw netError(url, `${url} answered HTTP ${res.status} ${res.statusText}`, `Run \`${retry}\` again later; if it persists, the host refuses the download: use a mirror with --url BASE.`, { status: res.status });
+        throw netError(
+          url,
+          `${url} answered HTTP ${res.status} ${res.statusText}`,
+          `Run \`${retry}\` again later; if it persists, the host refuses the download: use a mirror with --url BASE.`,
+          { status: res.status },
+        );
       }
       const length = res.headers.get('content-length') !== null ? Number(res.headers.get('content-length')) : null;
       if (res.status === 206) {
@@ -213,7 +285,12 @@ async function transfer(entry: CatalogEntry, url: string, final: string, part: s
         if (!m || Number(m[1]) !== offset) {
           await res.body?.cancel();
           await discard();
-          throw netError(url, `${url} answered a resume from byte ${offset} with the range "${res.headers.get('content-range')}"`, `Run \`${retry}\` again: it starts over.`, { status: 206 });
+          throw netError(
+            url,
+            `${url} answered a resume from byte ${offset} with the range "${res.headers.get('content-range')}"`,
+            `Run \`${retry}\` again: it starts over.`,
+            { status: 206 },
+          );
         }
         total = m[3] === '*' ? null : Number(m[3]);
         resumedFrom = offset;
@@ -230,20 +307,40 @@ async function transfer(entry: CatalogEntry, url: string, final: string, part: s
         await discard();
         throw wrongSize(total, res.status === 206 ? 'Content-Range' : 'Content-Length');
       }
-      await writeFileAtomicSafe(metaFile, JSON.stringify({ url, total, etag: res.headers.get('etag'), lastModified: res.headers.get('last-modified') } satisfies PartMeta), { fsync: false });
-      offset = await receive(res, part, offset, hash, total ?? entry.size, arm, opts.onProgress).catch(async (e: unknown) => {
-        const got = existsSync(part) ? (await stat(part)).size : 0;
-        if (stalled) throw stallError(got);
-        if (e instanceof GpenLabError) throw e;
-        if (e instanceof TooLong) {
-          await discard();
-          throw wrongSize(e.at, 'received so far, without a Content-Length');
-        }
-        throw netError(url, `${url} stopped sending after ${got}${total !== null ? ` of ${total}` : ''} bytes: ${connectionFailure(e)}`,
-          `Run \`${retry}\` again: it resumes from byte ${got}.`, { received: got, total });
-      });
+      await writeFileAtomicSafe(
+        metaFile,
+        JSON.stringify({
+          url,
+          total,
+          etag: res.headers.get('etag'),
+          lastModified: res.headers.get('last-modified'),
+        } satisfies PartMeta),
+        { fsync: false },
+      );
+      offset = await receive(res, part, offset, hash, total ?? entry.size, arm, opts.onProgress).catch(
+        async (e: unknown) => {
+          const got = existsSync(part) ? (await stat(part)).size : 0;
+          if (stalled) throw stallError(got);
+          if (e instanceof GpenLabError) throw e;
+          if (e instanceof TooLong) {
+            await discard();
+            throw wrongSize(e.at, 'received so far, without a Content-Length');
+          }
+          throw netError(
+            url,
+            `${url} stopped sending after ${got}${total !== null ? ` of ${total}` : ''} bytes: ${connectionFailure(e)}`,
+            `Run \`${retry}\` again: it resumes from byte ${got}.`,
+            { received: got, total },
+          );
+        },
+      );
       if (total !== null && offset !== total) {
-        throw netError(url, `${url} ended the transfer after ${offset} of ${total} bytes`, `Run \`${retry}\` again: it resumes from byte ${offset}.`, { received: offset, total });
+        throw netError(
+          url,
+          `${url} ended the transfer after ${offset} of ${total} bytes`,
+          `Run \`${retry}\` again: it resumes from byte ${offset}.`,
+          { received: offset, total },
+        );
       }
     }
     if (entry.size !== null && offset !== entry.size) {
@@ -253,13 +350,24 @@ async function transfer(entry: CatalogEntry, url: string, final: string, part: s
     const sha256 = hash.digest('hex');
     if (entry.sha256 !== null && sha256 !== entry.sha256) {
       await discard();
-      throw new GpenLabError('E_CHECKSUM', `${url} gave a file whose sha256 is ${sha256}, not ${entry.name}'s ${entry.sha256}`,
-        `Run \`${retry}\` again; if it repeats, the server holds another file: use a mirror with --url BASE.`, { input: url, sha256, expected: entry.sha256 });
+      throw new GpenLabError(
+        'E_CHECKSUM',
+        `${url} gave a file whose sha256 is ${sha256}, not ${entry.name}'s ${entry.sha256}`,
+        `Run \`${retry}\` again; if it repeats, the server holds another file: use a mirror with --url BASE.`,
+        { input: url, sha256, expected: entry.sha256 },
+      );
     }
     // the record first, then the rename (which keeps the mtime the record states): the final name never holds a file
     // without its record, and a record whose file never arrived is found missing
     const st = await stat(part);
-    const record: FetchRecord = await writeRecord(final, { name: entry.name, url, size: st.size, mtimeMs: st.mtimeMs, sha256, fetchedAt: new Date().toISOString() });
+    const record: FetchRecord = await writeRecord(final, {
+      name: entry.name,
+      url,
+      size: st.size,
+      mtimeMs: st.mtimeMs,
+      sha256,
+      fetchedAt: new Date().toISOString(),
+    });
     await rename(part, final);
     await rm(metaFile, { force: true });
     return { name: entry.name, file: final, url, size: record.size, sha256, resumedFrom, alreadyThere: false };
@@ -279,7 +387,15 @@ class TooLong extends Error {
  * Appends the body to `part` from `offset`, hashing as it goes; returns the part's size at the end of the body. `total`:
  * the size expected, from the headers or else the catalog.
  */
-async function receive(res: Response, part: string, offset: number, hash: Hash, total: number | null, arm: () => void, onProgress?: (p: Progress) => void): Promise<number> {
+async function receive(
+  res: Response,
+  part: string,
+  offset: number,
+  hash: Hash,
+  total: number | null,
+  arm: () => void,
+  onProgress?: (p: Progress) => void,
+): Promise<number> {
   const fh = await open(part, offset > 0 ? 'r+' : 'w');
   const resumedFrom = offset;
   let at = offset;
@@ -289,10 +405,24 @@ async function receive(res: Response, part: string, offset: number, hash: Hash, 
     for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
       arm();
       for (let off = 0; off < chunk.byteLength;) {
-        const bytesWritten = await fh.write(chunk, off, chunk.byteLength - off, at).then((w) => w.bytesWritten, (e: unknown) => {
-          throw new GpenLabError('E_WRITE', `Could not write ${part}: ${errorMessage(e)}`, 'Free space on that disk, or pass --dir on another; the command resumes.', { input: part });
-        });
-        if (bytesWritten <= 0) throw new GpenLabError('E_WRITE', `Could not write ${part}: ${at} bytes written, then none`, 'Free space on that disk, or pass --dir on another; the command resumes.', { input: part });
+        const bytesWritten = await fh.write(chunk, off, chunk.byteLength - off, at).then(
+          (w) => w.bytesWritten,
+          (e: unknown) => {
+            throw new GpenLabError(
+              'E_WRITE',
+              `Could not write ${part}: ${errorMessage(e)}`,
+              'Free space on that disk, or pass --dir on another; the command resumes.',
+              { input: part },
+            );
+          },
+        );
+        if (bytesWritten <= 0)
+          throw new GpenLabError(
+            'E_WRITE',
+            `Could not write ${part}: ${at} bytes written, then none`,
+            'Free space on that disk, or pass --dir on another; the command resumes.',
+            { input: part },
+          );
         off += bytesWritten;
         at += bytesWritten;
       }

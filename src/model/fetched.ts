@@ -32,7 +32,9 @@ export function recordPathFor(file: string): string {
 export async function readRecord(file: string): Promise<FetchRecord | null> {
   try {
     const r = JSON.parse(await readFile(recordPathFor(file), 'utf8')) as FetchRecord;
-    return r.by === BY && typeof r.sha256 === 'string' && typeof r.size === 'number' && typeof r.mtimeMs === 'number' ? r : null;
+    return r.by === BY && typeof r.sha256 === 'string' && typeof r.size === 'number' && typeof r.mtimeMs === 'number'
+      ? r
+      : null;
   } catch {
     return null;
   }
@@ -64,10 +66,12 @@ export async function verifyFetched(file: string, record: FetchRecord): Promise<
   if (checked.has(key) || (st.size === record.size && st.mtimeMs === record.mtimeMs)) return { rehashed: false };
   const sha256 = await sha256File(file);
   if (sha256 !== record.sha256) {
-    throw new GpenLabError('E_CHECKSUM',
+    throw new GpenLabError(
+      'E_CHECKSUM',
       `${file} has changed since \`${BY}\` fetched it: sha256 ${sha256}, recorded ${record.sha256} (${st.size} bytes, recorded ${record.size})`,
       `Fetch it again: \`${getCommand(record.name, path.dirname(file), true)}\`.`,
-      { input: file, sha256, recorded: record.sha256 });
+      { input: file, sha256, recorded: record.sha256 },
+    );
   }
   checked.add(key);
   try {
@@ -95,10 +99,14 @@ export async function locateModel(arg: string, what: string): Promise<string> {
     const dir = modelsDir();
     const file = path.join(dir, entry.file);
     if (!existsSync(file)) {
-      throw new GpenLabError('E_FILE_MISSING', `Input file is missing: ${arg} (expected ${what}): ${entry.name} has not been fetched, there is no ${file}`,
-        entry.runnable ? `Fetch it with \`${getCommand(entry.name, dir)}\`${entry.url ? '' : ` (upstream publishes it on ModelScope only: pass --url BASE of a mirror that has ${entry.file}, or download it there and pass the file to --model)`}, then pass --model ${entry.name} again.`
+      throw new GpenLabError(
+        'E_FILE_MISSING',
+        `Input file is missing: ${arg} (expected ${what}): ${entry.name} has not been fetched, there is no ${file}`,
+        entry.runnable
+          ? `Fetch it with \`${getCommand(entry.name, dir)}\`${entry.url ? '' : ` (upstream publishes it on ModelScope only: pass --url BASE of a mirror that has ${entry.file}, or download it there and pass the file to --model)`}, then pass --model ${entry.name} again.`
           : `${entry.name} is not a model gpen-lab runs (${entry.runs}); pass a GPEN-BFR checkpoint (\`gpen-lab models\` lists them).`,
-        { input: arg, name: entry.name, file });
+        { input: arg, name: entry.name, file },
+      );
     }
     const record = await readRecord(file);
     if (record) await verifyFetched(file, record);

@@ -42,7 +42,11 @@ const NEG_SLOPE = 0.2;
 /** Channels per group of the blur's convolution (see blur()). */
 const BLUR_GROUP = 32;
 
-export function gpenMetadata(arch: GpenArch, precision: Precision, extra: Record<string, string>): Record<string, string> {
+export function gpenMetadata(
+  arch: GpenArch,
+  precision: Precision,
+  extra: Record<string, string>,
+): Record<string, string> {
   return {
     'gpen-lab.kind': 'gpen',
     'gpen-lab.size': String(arch.size),
@@ -94,8 +98,11 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
    * into the consumer's weight or style instead of costing a pass over the activation.
    */
   const fusedLreluUnscaled = (x: string, biasName: string, c: number) =>
-    fused ? fusedAct(x, null, g.initializer(biasName, [c], get(biasName)), leakySlope(c), null)
-      : g.op('LeakyRelu', [g.op('Add', [x, param(biasName, [1, c, 1, 1], get(biasName))])], { alpha: { float: NEG_SLOPE } });
+    fused
+      ? fusedAct(x, null, g.initializer(biasName, [c], get(biasName)), leakySlope(c), null)
+      : g.op('LeakyRelu', [g.op('Add', [x, param(biasName, [1, c, 1, 1], get(biasName))])], {
+          alpha: { float: NEG_SLOPE },
+        });
   /**
    * FusedAct (BuildOptions.fusedAct) on NCHW values: prelu(cat(x, f) + bias, slope) * scale, computed over NHWC views
    * between Transposes that ONNX Runtime's layout pass cancels against its own (as for the MatMuls below). bias [C] or
@@ -103,7 +110,13 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
    */
   const fusedAct = (x: string, f: string | null, bias: string, slope: string, scale: string | null) => {
     const v = (t: string) => g.op('Transpose', [t], { perm: [0, 2, 3, 1] });
-    const y = g.customOp(GPEN_OPS.domain, GPEN_OPS.version, half ? GPEN_OPS.fusedAct.fp16 : GPEN_OPS.fusedAct.fp32, [v(x), f ? v(f) : '', bias, slope, scale ?? ''], 'fused_act');
+    const y = g.customOp(
+      GPEN_OPS.domain,
+      GPEN_OPS.version,
+      half ? GPEN_OPS.fusedAct.fp16 : GPEN_OPS.fusedAct.fp32,
+      [v(x), f ? v(f) : '', bias, slope, scale ?? ''],
+      'fused_act',
+    );
     return g.op('Transpose', [y], { perm: [0, 3, 1, 2] });
   };
   const slopes = new Map<number, string>();
@@ -138,7 +151,12 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
   const blur = (x: string, kernelName: string, c: number, pad0: number, pad1: number) => {
     const k = depthwise(flipped(get(kernelName), 4), c);
     const per = nhwc ? c : BLUR_GROUP;
-    if (!nhwc && (!half || c % per !== 0)) return g.op('Conv', [x, param(kernelName, [c, 1, 4, 4], k)], { group: c, pads: [pad0, pad0, pad1, pad1], kernel_shape: [4, 4] });
+    if (!nhwc && (!half || c % per !== 0))
+      return g.op('Conv', [x, param(kernelName, [c, 1, 4, 4], k)], {
+        group: c,
+        pads: [pad0, pad0, pad1, pad1],
+        kernel_shape: [4, 4],
+      });
     // the grouped weight made in the graph (kernel x a 0/1 diagonal, one per channel count): stored, it would add 32
     // copies of every blur kernel to the file. In fp32, then cast: ONNX Runtime folds constants with CPU kernels, and
     // an fp16 Mul has none (a CUDA session warned for each blur and computed the weight at every run)
@@ -169,9 +187,14 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
       const wt = new Float32Array(3 * c);
       const ws = scaled(w, 1 / Math.sqrt(3));
       for (let o = 0; o < c; o++) for (let i = 0; i < 3; i++) wt[i * c + o] = ws[o * 3 + i];
-      const flat = g.op('Reshape', [g.op('Transpose', [x], { perm: [0, 2, 3, 1] }), g.constInt64([0, -1, 3], 'shape_np3')]);
+      const flat = g.op('Reshape', [
+        g.op('Transpose', [x], { perm: [0, 2, 3, 1] }),
+        g.constInt64([0, -1, 3], 'shape_np3'),
+      ]);
       const mm = g.op('MatMul', [flat, param('ecd0.0.0.weight', [3, c], wt)]);
-      x = g.op('Transpose', [g.op('Reshape', [mm, g.constInt64([0, S, S, c], 'shape_ecd0_nhwc')])], { perm: [0, 3, 1, 2] });
+      x = g.op('Transpose', [g.op('Reshape', [mm, g.constInt64([0, S, S, c], 'shape_ecd0_nhwc')])], {
+        perm: [0, 3, 1, 2],
+      });
     } else {
       const flat = g.op('Reshape', [x, g.constInt64([0, 3, -1], 'shape_n3p')]);
       const mm = g.op('MatMul', [param('ecd0.0.0.weight', [c, 3], scaled(w, 1 / Math.sqrt(3))), flat]);
@@ -187,7 +210,10 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
     const blurred = blur(x, `ecd${j}.0.0.kernel`, cin, 2, 2);
     // the input's sqrt(2) folds into this (linear) convolution's weight
     const w = scaled(get(`ecd${j}.0.1.weight`), SQRT2 / Math.sqrt(cin * 9));
-    x = g.op('Conv', [blurred, param(`ecd${j}.0.1.weight`, [cout, cin, 3, 3], w)], { kernel_shape: [3, 3], strides: [2, 2] });
+    x = g.op('Conv', [blurred, param(`ecd${j}.0.1.weight`, [cout, cin, 3, 3], w)], {
+      kernel_shape: [3, 3],
+      strides: [2, 2],
+    });
     x = fusedLreluUnscaled(x, `ecd${j}.0.2.bias`, cout);
     feats.push(x);
     cin = cout;
@@ -196,8 +222,16 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
   const c4 = ch[4];
   let w = toFloat(g.op('Flatten', [x], { axis: 1 }));
   {
-    const fw = g.initializer('final_linear.0.weight', [arch.styleDim, c4 * 16], scaled(get('final_linear.0.weight'), SQRT2 / Math.sqrt(c4 * 16)));
-    w = lrelu(g.op('Gemm', [w, fw, g.initializer('final_linear.0.bias', [arch.styleDim], get('final_linear.0.bias'))], { transB: 1 }));
+    const fw = g.initializer(
+      'final_linear.0.weight',
+      [arch.styleDim, c4 * 16],
+      scaled(get('final_linear.0.weight'), SQRT2 / Math.sqrt(c4 * 16)),
+    );
+    w = lrelu(
+      g.op('Gemm', [w, fw, g.initializer('final_linear.0.bias', [arch.styleDim], get('final_linear.0.bias'))], {
+        transB: 1,
+      }),
+    );
   }
   // ---- mapping network (fp32): PixelNorm, then n_mlp EqualLinear with lr_mul
   {
@@ -205,7 +239,11 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
     w = g.op('Div', [w, g.op('Sqrt', [g.op('Add', [ms, epsF])])]);
     const S = arch.styleDim;
     for (let i = 1; i <= arch.nMlp; i++) {
-      const mw = g.initializer(`generator.style.${i}.weight`, [S, S], scaled(get(`generator.style.${i}.weight`), arch.lrMlp / Math.sqrt(S)));
+      const mw = g.initializer(
+        `generator.style.${i}.weight`,
+        [S, S],
+        scaled(get(`generator.style.${i}.weight`), arch.lrMlp / Math.sqrt(S)),
+      );
       const mb = g.initializer(`generator.style.${i}.bias`, [S], scaled(get(`generator.style.${i}.bias`), arch.lrMlp));
       w = lrelu(g.op('Gemm', [w, mw, mb], { transB: 1 }));
     }
@@ -220,8 +258,11 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
     for (let i = 3; i <= L; i++) {
       const cout = ch[2 ** i];
       const k = 2 * (i - 3);
-      modLayers.push({ prefix: `generator.convs.${k}.conv`, cin: c * f }, { prefix: `generator.convs.${k + 1}.conv`, cin: cout * f },
-        { prefix: `generator.to_rgbs.${i - 3}.conv`, cin: cout * f });
+      modLayers.push(
+        { prefix: `generator.convs.${k}.conv`, cin: c * f },
+        { prefix: `generator.convs.${k + 1}.conv`, cin: cout * f },
+        { prefix: `generator.to_rgbs.${i - 3}.conv`, cin: cout * f },
+      );
       c = cout;
     }
   }
@@ -237,17 +278,40 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
       mb.set(get(`${l.prefix}.modulation.bias`), row);
       row += l.cin;
     }
-    const all = g.op('Gemm', [latent, g.initializer('modulation.weight', [total, S], mw), g.initializer('modulation.bias', [total], mb)], { transB: 1 });
+    const all = g.op(
+      'Gemm',
+      [latent, g.initializer('modulation.weight', [total, S], mw), g.initializer('modulation.bias', [total], mb)],
+      { transB: 1 },
+    );
     // two levels of Split with at most 8 outputs each: WebGPU allows 16 storage buffers per shader, and one Split
     // into all 20+ styles needs more (WebGPU then fails with "Too many storage buffers in shader")
     const sizes = modLayers.map((l) => l.cin);
     const groups: number[][] = [];
     for (let i = 0; i < sizes.length; i += 8) groups.push(sizes.slice(i, i + 8));
     const outs: string[] = [];
-    if (groups.length === 1) outs.push(...g.node('Split', [all, g.constInt64(sizes, 'split')], { axis: 1 }, sizes.length, 'style'));
+    if (groups.length === 1)
+      outs.push(...g.node('Split', [all, g.constInt64(sizes, 'split')], { axis: 1 }, sizes.length, 'style'));
     else {
-      const parts = g.node('Split', [all, g.constInt64(groups.map((x) => x.reduce((a, b) => a + b, 0)), 'split')], { axis: 1 }, groups.length, 'style_groups');
-      groups.forEach((x, j) => outs.push(...(x.length === 1 ? [parts[j]] : g.node('Split', [parts[j], g.constInt64(x, `split_${j}`)], { axis: 1 }, x.length, `style_${j}`))));
+      const parts = g.node(
+        'Split',
+        [
+          all,
+          g.constInt64(
+            groups.map((x) => x.reduce((a, b) => a + b, 0)),
+            'split',
+          ),
+        ],
+        { axis: 1 },
+        groups.length,
+        'style_groups',
+      );
+      groups.forEach((x, j) =>
+        outs.push(
+          ...(x.length === 1
+            ? [parts[j]]
+            : g.node('Split', [parts[j], g.constInt64(x, `split_${j}`)], { axis: 1 }, x.length, `style_${j}`)),
+        ),
+      );
     }
     modLayers.forEach((l, i) => styles.set(l.prefix, outs[i]));
   }
@@ -257,7 +321,15 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
    */
   const modulate = (xin: string, prefix: string, scale: string | number) => {
     const st = styles.get(prefix)!;
-    const s = scale === 1 ? st : g.op('Mul', [st, typeof scale === 'number' ? g.constFloat([scale], [], `in_scale_${scale === SQRT2 ? 'sqrt2' : scale}`) : scale]);
+    const s =
+      scale === 1
+        ? st
+        : g.op('Mul', [
+            st,
+            typeof scale === 'number'
+              ? g.constFloat([scale], [], `in_scale_${scale === SQRT2 ? 'sqrt2' : scale}`)
+              : scale,
+          ]);
     return g.op('Mul', [xin, toCompute(g.op('Reshape', [s, R4]))]);
   };
 
@@ -271,17 +343,35 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
    * over the activation fewer per layer (the demodulation's Mul and the feature's), the same sums. A feature whose
    * weight is zero (or whose bias / weight would strain fp16) keeps its Mul.
    */
-  const styledConv = (xin: string, owedIn: string | null, p: string, ci: number, co: number, up: boolean, feat: string, inScale: number,
-    io: { modulated?: boolean; modulateNext?: string } = {}): { h: string; owed: string | null; modulated: boolean } => {
+  const styledConv = (
+    xin: string,
+    owedIn: string | null,
+    p: string,
+    ci: number,
+    co: number,
+    up: boolean,
+    feat: string,
+    inScale: number,
+    io: { modulated?: boolean; modulateNext?: string } = {},
+  ): { h: string; owed: string | null; modulated: boolean } => {
     const raw = scaled(get(`${p}.conv.weight`), 1 / Math.sqrt(ci * 9));
     // io.modulated: the producer's FusedAct applied this layer's modulation already
-    const xs = io.modulated ? xin : modulate(xin, `${p}.conv`, owedIn ? g.op('Mul', [owedIn, inScale === SQRT2 ? sqrt2F : g.constFloat([inScale], [], 'owed_scale')]) : inScale);
+    const xs = io.modulated
+      ? xin
+      : modulate(
+          xin,
+          `${p}.conv`,
+          owedIn
+            ? g.op('Mul', [owedIn, inScale === SQRT2 ? sqrt2F : g.constFloat([inScale], [], 'owed_scale')])
+            : inScale,
+        );
     let out: string;
     let wName: string;
     if (up) {
       // ConvTranspose wants [cin, cout, k, k]: the official code transposes the same weight this way.
       const t = new Float32Array(raw.length);
-      for (let o = 0; o < co; o++) for (let i = 0; i < ci; i++) for (let k = 0; k < 9; k++) t[(i * co + o) * 9 + k] = raw[(o * ci + i) * 9 + k];
+      for (let o = 0; o < co; o++)
+        for (let i = 0; i < ci; i++) for (let k = 0; k < 9; k++) t[(i * co + o) * 9 + k] = raw[(o * ci + i) * 9 + k];
       wName = param(`${p}.conv.weight`, [ci, co, 3, 3], t);
       out = g.op('ConvTranspose', [xs, wName], { kernel_shape: [3, 3], strides: [2, 2] });
     } else {
@@ -300,7 +390,11 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
       out = g.op('Mul', [out, toCompute(g.op('Reshape', [demod, R4]))]);
       if (up) out = blur(out, `${p}.conv.blur.kernel`, co, 1, 1);
       const injected = g.op('Mul', [feat, param(`${p}.noise.weight`, [1], Float32Array.of(nwRaw))]);
-      return { h: fusedLreluUnscaled(g.op('Add', [out, injected]), `${p}.activate.bias`, co), owed: null, modulated: false };
+      return {
+        h: fusedLreluUnscaled(g.op('Add', [out, injected]), `${p}.activate.bias`, co),
+        owed: null,
+        modulated: false,
+      };
     }
     if (up) out = blur(out, `${p}.conv.blur.kernel`, co, 1, 1);
     // r = 1 / d over the conv's channels, exactly 1 over the feature's: the weight sums extended with zeros (folded at
@@ -322,16 +416,21 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
     const biasNc = g.op('Mul', [r, g.initializer(`${p}.activate.bias`, [2 * co], b2)]);
     const injected = foldNoise ? feat : g.op('Mul', [feat, param(`${p}.noise.weight`, [1], Float32Array.of(nwRaw))]);
     const owed = g.op('Mul', [g.op('Reciprocal', [r]), g.initializer(`${p}.owed`, [2 * co], w2)]);
-    const prelu = foldNoise && nwRaw < 0 ? new Float32Array(2 * co).fill(NEG_SLOPE, 0, co).fill(1 / NEG_SLOPE, co) : null;
+    const prelu =
+      foldNoise && nwRaw < 0 ? new Float32Array(2 * co).fill(NEG_SLOPE, 0, co).fill(1 / NEG_SLOPE, co) : null;
     if (fused) {
       const slope = prelu ? g.initializer(`${p}.activate.slope`, [2 * co], prelu) : leakySlope(2 * co);
       // the next convolution's modulation (its style times what this output owes, and the sqrt(2)) where it is the
       // only consumer: the output leaves already modulated
-      const scale = io.modulateNext ? g.op('Mul', [g.op('Mul', [styles.get(`${io.modulateNext}.conv`)!, owed]), sqrt2F]) : null;
+      const scale = io.modulateNext
+        ? g.op('Mul', [g.op('Mul', [styles.get(`${io.modulateNext}.conv`)!, owed]), sqrt2F])
+        : null;
       return { h: fusedAct(out, injected, biasNc, slope, scale), owed, modulated: scale !== null };
     }
     const pre = g.op('Add', [g.op('Concat', [out, injected], { axis: 1 }), toCompute(g.op('Reshape', [biasNc, R4]))]);
-    const h = prelu ? g.op('PRelu', [pre, param(`${p}.activate.slope`, [2 * co, 1, 1], prelu)]) : g.op('LeakyRelu', [pre], { alpha: { float: NEG_SLOPE } });
+    const h = prelu
+      ? g.op('PRelu', [pre, param(`${p}.activate.slope`, [2 * co, 1, 1], prelu)])
+      : g.op('LeakyRelu', [pre], { alpha: { float: NEG_SLOPE } });
     return { h, owed, modulated: false };
   };
 
@@ -342,7 +441,11 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
     // a batched MatMul at the two largest resolutions, where the modulated copy it saves is large (three quarters of
     // the gain at GPEN-512); below, cuDNN's 1x1 convolution: each MatMul shape is more first-use work at a cold start
     if (res < arch.size / 2) {
-      out = toFloat(g.op('Conv', [modulate(xin, `${p}.conv`, owed ?? 1), param(`${p}.conv.weight`, [3, ci, 1, 1], w)], { kernel_shape: [1, 1] }));
+      out = toFloat(
+        g.op('Conv', [modulate(xin, `${p}.conv`, owed ?? 1), param(`${p}.conv.weight`, [3, ci, 1, 1], w)], {
+          kernel_shape: [1, 1],
+        }),
+      );
       return toRgbTail(out, p, skip);
     }
     // the modulation on the weight, per sample ([N, 3, ci]: tiny), and the 1x1 conv as one batched MatMul over
@@ -352,9 +455,14 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
       // [N, H*W, ci] x [N, ci, 3] over an NHWC view; the 3-channel result back to NCHW
       const wt = new Float32Array(3 * ci);
       for (let o = 0; o < 3; o++) for (let i = 0; i < ci; i++) wt[i * 3 + o] = w[o * ci + i];
-      const s = toCompute(g.op('Reshape', [owed ? g.op('Mul', [st, owed]) : st, g.constInt64([0, ci, 1], 'shape_nc1')]));
+      const s = toCompute(
+        g.op('Reshape', [owed ? g.op('Mul', [st, owed]) : st, g.constInt64([0, ci, 1], 'shape_nc1')]),
+      );
       const wn = g.op('Mul', [param(`${p}.conv.weight`, [1, ci, 3], wt), s]);
-      const flat = g.op('Reshape', [g.op('Transpose', [xin], { perm: [0, 2, 3, 1] }), g.constInt64([0, -1, ci], 'shape_n_hw_c')]);
+      const flat = g.op('Reshape', [
+        g.op('Transpose', [xin], { perm: [0, 2, 3, 1] }),
+        g.constInt64([0, -1, ci], 'shape_n_hw_c'),
+      ]);
       const mm = g.op('Reshape', [g.op('MatMul', [flat, wn]), g.constInt64([0, res, res, 3], 'shape_rgb_nhwc')]);
       out = toFloat(g.op('Transpose', [mm], { perm: [0, 3, 1, 2] }));
       return toRgbTail(out, p, skip);
@@ -372,7 +480,12 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
       // upfirdn2d(up=2, pad=(2,1)) with kernel k is a stride-2 transposed conv with k itself and pads 1
       const k = get(`${p}.upsample.kernel`);
       const uk = g.initializer(`${p}.upsample.kernel`, [3, 1, 4, 4], depthwise(k, 3));
-      const up = g.op('ConvTranspose', [skip, uk], { group: 3, kernel_shape: [4, 4], strides: [2, 2], pads: [1, 1, 1, 1] });
+      const up = g.op('ConvTranspose', [skip, uk], {
+        group: 3,
+        kernel_shape: [4, 4],
+        strides: [2, 2],
+        pads: [1, 1, 1, 1],
+      });
       out = g.op('Add', [out, up]);
     }
     return out;
@@ -388,7 +501,9 @@ export function buildGpenOnnx(arch: GpenArch, tensors: Map<string, HostTensor>, 
     const k = 2 * (i - 3);
     const feat = feats[L - i];
     // the first convolution of a resolution feeds only the second (the second feeds ToRGB too)
-    h = styledConv(h.h, h.owed, `generator.convs.${k}`, c * f, co, true, feat, SQRT2, { modulateNext: `generator.convs.${k + 1}` });
+    h = styledConv(h.h, h.owed, `generator.convs.${k}`, c * f, co, true, feat, SQRT2, {
+      modulateNext: `generator.convs.${k + 1}`,
+    });
     h = styledConv(h.h, h.owed, `generator.convs.${k + 1}`, co * f, co, false, feat, SQRT2, { modulated: h.modulated });
     skip = toRgb(h.h, h.owed, `generator.to_rgbs.${i - 3}`, co * f, 2 ** i, skip);
     c = co;
@@ -415,7 +530,14 @@ export function buildIdentityOnnx(size: number, metadata: Record<string, string>
     opset: OPSET,
     inputs: [{ name: 'input', elemType: TensorType.FLOAT, dims: ['batch', 3, size, size] }],
     outputs: [{ name: 'output', elemType: TensorType.FLOAT, dims: ['batch', 3, size, size] }],
-    metadata: { 'gpen-lab.kind': 'identity', 'gpen-lab.size': String(size), 'gpen-lab.precision': 'fp32', 'gpen-lab.params': '0', 'gpen-lab.synthetic': 'false', ...metadata },
+    metadata: {
+      'gpen-lab.kind': 'identity',
+      'gpen-lab.size': String(size),
+      'gpen-lab.precision': 'fp32',
+      'gpen-lab.params': '0',
+      'gpen-lab.synthetic': 'false',
+      ...metadata,
+    },
     docString: `Identity ${size}x${size}: output = input, to measure the pipeline without a network`,
   });
 }

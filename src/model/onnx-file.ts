@@ -45,7 +45,23 @@ const FLOAT = 1;
 const FLOAT16 = 10;
 const FLOAT_TYPES = new Set([FLOAT, FLOAT16, 11 /* DOUBLE */, 16 /* BFLOAT16 */]);
 /** Bytes per element by TensorProto.DataType (STRING has no raw form). */
-const ELEM_BYTES: Record<number, number> = { 1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8, 14: 8, 15: 16, 16: 2 };
+const ELEM_BYTES: Record<number, number> = {
+  1: 4,
+  2: 1,
+  3: 1,
+  4: 2,
+  5: 2,
+  6: 4,
+  7: 8,
+  9: 1,
+  10: 2,
+  11: 8,
+  12: 4,
+  13: 8,
+  14: 8,
+  15: 16,
+  16: 2,
+};
 const EXTERNAL = 1;
 const GPEN_NAME = /^(generator\.|ecd\d+\.|final_linear\.)/;
 
@@ -58,11 +74,20 @@ export async function inspectOnnx(file: string): Promise<OnnxModelInfo> {
 
 export function inspectOnnxBuffer(buf: Uint8Array, file: string): OnnxModelInfo {
   const corrupt = (what: string, cause?: unknown): GpenLabError =>
-    new GpenLabError('E_ONNX_CORRUPT', `${file} is not a readable ONNX model: ${what} (expected a complete ONNX ModelProto)`,
-      'Download or export the file again; it is truncated or not an .onnx at all.', { input: file }, { cause });
+    new GpenLabError(
+      'E_ONNX_CORRUPT',
+      `${file} is not a readable ONNX model: ${what} (expected a complete ONNX ModelProto)`,
+      'Download or export the file again; it is truncated or not an .onnx at all.',
+      { input: file },
+      { cause },
+    );
   const notGpen = (what: string): GpenLabError =>
-    new GpenLabError('E_NOT_GPEN', `${file} is an ONNX model of another network: ${what} (expected GPEN: one float input [N,3,S,S] and one output of the same shape)`,
-      'Pass a GPEN face-restoration model, such as gpen_bfr_512.onnx or one gpen-lab built.', { input: file });
+    new GpenLabError(
+      'E_NOT_GPEN',
+      `${file} is an ONNX model of another network: ${what} (expected GPEN: one float input [N,3,S,S] and one output of the same shape)`,
+      'Pass a GPEN face-restoration model, such as gpen_bfr_512.onnx or one gpen-lab built.',
+      { input: file },
+    );
 
   if (buf.length === 0) throw corrupt('the file is empty');
   let model: onnxProto.onnx.ModelProto;
@@ -78,10 +103,15 @@ export function inspectOnnxBuffer(buf: Uint8Array, file: string): OnnxModelInfo 
   if (g.input.length === 0 || g.output.length === 0) throw corrupt('the graph has no inputs or no outputs');
   const opsetEntry = model.opsetImport.find((o) => !o.domain || o.domain === 'ai.onnx');
   if (!opsetEntry) throw corrupt('no opset_import for the default domain');
-  const constants = g.node.filter((n) => n.opType === 'Constant').map((n) => (n.attribute ?? []).find((a) => a.name === 'value')?.t)
+  const constants = g.node
+    .filter((n) => n.opType === 'Constant')
+    .map((n) => (n.attribute ?? []).find((a) => a.name === 'value')?.t)
     .filter((t): t is Tensor => !!t);
   for (const t of [...g.initializer, ...constants]) {
-    if (!tensorDataComplete(t)) throw corrupt(`tensor ${t.name || '(constant)'} holds fewer or more bytes than its dims [${(t.dims ?? []).map(num).join(',')}] need`);
+    if (!tensorDataComplete(t))
+      throw corrupt(
+        `tensor ${t.name || '(constant)'} holds fewer or more bytes than its dims [${(t.dims ?? []).map(num).join(',')}] need`,
+      );
   }
 
   const metadata: Record<string, string> = {};
@@ -91,7 +121,8 @@ export function inspectOnnxBuffer(buf: Uint8Array, file: string): OnnxModelInfo 
   const inits = new Set(g.initializer.map((t) => t.name ?? ''));
   const inputs = g.input.filter((v) => !inits.has(v.name ?? ''));
   if (inputs.length !== 1) throw notGpen(`${inputs.length} graph inputs (${inputs.map((v) => v.name).join(', ')})`);
-  if (g.output.length !== 1) throw notGpen(`${g.output.length} graph outputs (${g.output.map((v) => v.name).join(', ')})`);
+  if (g.output.length !== 1)
+    throw notGpen(`${g.output.length} graph outputs (${g.output.map((v) => v.name).join(', ')})`);
   const [inp, out] = [inputs[0], g.output[0]];
   const inT = describe(inp);
   const outT = describe(out);
@@ -109,10 +140,12 @@ export function inspectOnnxBuffer(buf: Uint8Array, file: string): OnnxModelInfo 
 
   const [, , h, w] = iD;
   if (typeof h !== 'number' || typeof w !== 'number' || h !== w || !(GPEN_SIZES as readonly number[]).includes(h)) {
-    throw new GpenLabError('E_SIZE_UNKNOWN',
+    throw new GpenLabError(
+      'E_SIZE_UNKNOWN',
       `${file} looks like GPEN but its input is ${shown(iD)}: expected a square S x S with S one of ${GPEN_SIZES.join(', ')}`,
       'Use a GPEN model of a standard size (the official ones are 256, 512, 1024 and 2048), exported with a fixed input size.',
-      { input: file, inputDims: iD });
+      { input: file, inputDims: iD },
+    );
   }
   const size = h;
 
@@ -120,13 +153,19 @@ export function inspectOnnxBuffer(buf: Uint8Array, file: string): OnnxModelInfo 
   let kind: OnnxGpenKind = 'gpen';
   const mdKind = metadata['gpen-lab.kind'];
   const producer = model.producerName;
-  const fixed1 = (d: (number | string)[] | null) => !!d && d.length === 4 && [1, 3, size, size].every((v, i) => d[i] === v);
+  const fixed1 = (d: (number | string)[] | null) =>
+    !!d && d.length === 4 && [1, 3, size, size].every((v, i) => d[i] === v);
   if (mdKind !== undefined) {
-    if (mdKind !== 'gpen' && mdKind !== 'identity') throw notGpen(`metadata gpen-lab.kind is ${JSON.stringify(mdKind)}, not gpen or identity`);
+    if (mdKind !== 'gpen' && mdKind !== 'identity')
+      throw notGpen(`metadata gpen-lab.kind is ${JSON.stringify(mdKind)}, not gpen or identity`);
     const mdSize = metadata['gpen-lab.size'];
     if (mdSize !== undefined && Number(mdSize) !== size) {
-      throw new GpenLabError('E_SHAPE_MISMATCH', `${file}: metadata gpen-lab.size is ${mdSize} but the input is ${shown(iD)}`,
-        'Rebuild the model with gpen-lab; the file was edited after it was written.', { input: file });
+      throw new GpenLabError(
+        'E_SHAPE_MISMATCH',
+        `${file}: metadata gpen-lab.size is ${mdSize} but the input is ${shown(iD)}`,
+        'Rebuild the model with gpen-lab; the file was edited after it was written.',
+        { input: file },
+      );
     }
     origin = 'gpen-lab';
     kind = mdKind;
@@ -147,21 +186,37 @@ export function inspectOnnxBuffer(buf: Uint8Array, file: string): OnnxModelInfo 
     if (t.dataType === FLOAT16) half += n;
   }
   const mdPrecision = metadata['gpen-lab.precision'];
-  const precision = origin === 'gpen-lab' && (mdPrecision === 'fp32' || mdPrecision === 'fp16') ? mdPrecision
-    : inT.elemType === FLOAT16 || half * 2 > params ? 'fp16' : 'fp32';
+  const precision =
+    origin === 'gpen-lab' && (mdPrecision === 'fp32' || mdPrecision === 'fp16')
+      ? mdPrecision
+      : inT.elemType === FLOAT16 || half * 2 > params
+        ? 'fp16'
+        : 'fp32';
   const mdNumber = (key: string): number | null => {
     const v = origin === 'gpen-lab' && metadata[key] !== undefined ? Number(metadata[key]) : NaN;
     return Number.isFinite(v) ? v : null;
   };
 
   return {
-    file, format: 'onnx', origin, kind, size,
-    inputName: inp.name ?? '', outputName: out.name ?? '', inputDims: iD, outputDims: oD ?? [],
+    file,
+    format: 'onnx',
+    origin,
+    kind,
+    size,
+    inputName: inp.name ?? '',
+    outputName: out.name ?? '',
+    inputDims: iD,
+    outputDims: oD ?? [],
     fixedBatch: typeof iD[0] === 'number' ? iD[0] : null,
-    precision, params,
-    opset: num(opsetEntry.version), irVersion: num(model.irVersion), producer,
-    metadata, synthetic: metadata['gpen-lab.synthetic'] === 'true',
-    channelMultiplier: mdNumber('gpen-lab.channel_multiplier'), narrow: mdNumber('gpen-lab.narrow'),
+    precision,
+    params,
+    opset: num(opsetEntry.version),
+    irVersion: num(model.irVersion),
+    producer,
+    metadata,
+    synthetic: metadata['gpen-lab.synthetic'] === 'true',
+    channelMultiplier: mdNumber('gpen-lab.channel_multiplier'),
+    narrow: mdNumber('gpen-lab.narrow'),
   };
 }
 
@@ -169,7 +224,9 @@ export function inspectOnnxBuffer(buf: Uint8Array, file: string): OnnxModelInfo 
 function describe(v: ValueInfo): { elemType: number; dims: (number | string)[] | null } | null {
   const tt = v.type?.tensorType;
   if (!tt) return null;
-  const dims = tt.shape ? (tt.shape.dim ?? []).map((d) => (d.dimValue != null ? num(d.dimValue) : d.dimParam || '?')) : null;
+  const dims = tt.shape
+    ? (tt.shape.dim ?? []).map((d) => (d.dimValue != null ? num(d.dimValue) : d.dimParam || '?'))
+    : null;
   return { elemType: tt.elemType ?? 0, dims };
 }
 
@@ -180,7 +237,12 @@ function tensorDataComplete(t: Tensor): boolean {
   const width = ELEM_BYTES[t.dataType ?? 0];
   if (t.rawData && t.rawData.length > 0) return width === undefined || t.rawData.length === n * width;
   const complex = t.dataType === 14 || t.dataType === 15 ? 2 : 1;
-  const count = (t.floatData?.length ?? 0) + (t.int32Data?.length ?? 0) + (t.int64Data?.length ?? 0)
-    + (t.doubleData?.length ?? 0) + (t.uint64Data?.length ?? 0) + (t.stringData?.length ?? 0);
+  const count =
+    (t.floatData?.length ?? 0) +
+    (t.int32Data?.length ?? 0) +
+    (t.int64Data?.length ?? 0) +
+    (t.doubleData?.length ?? 0) +
+    (t.uint64Data?.length ?? 0) +
+    (t.stringData?.length ?? 0);
   return count === n * complex;
 }

@@ -35,18 +35,36 @@ export interface ReadPthOptions {
 export const STATE_DICT_KEYS = ['g_ema', 'params_ema', 'params', 'state_dict', 'model', 'generator', 'netG'];
 
 const STORAGE_DTYPE: Record<string, string> = {
-  FloatStorage: 'float32', HalfStorage: 'float16', DoubleStorage: 'float64', BFloat16Storage: 'bfloat16',
-  LongStorage: 'int64', IntStorage: 'int32', ShortStorage: 'int16', CharStorage: 'int8', ByteStorage: 'uint8',
-  BoolStorage: 'bool', UntypedStorage: 'uint8',
+  FloatStorage: 'float32',
+  HalfStorage: 'float16',
+  DoubleStorage: 'float64',
+  BFloat16Storage: 'bfloat16',
+  LongStorage: 'int64',
+  IntStorage: 'int32',
+  ShortStorage: 'int16',
+  CharStorage: 'int8',
+  ByteStorage: 'uint8',
+  BoolStorage: 'bool',
+  UntypedStorage: 'uint8',
 };
 const DTYPE_SIZE: Record<string, number> = {
-  float32: 4, float16: 2, bfloat16: 2, float64: 8, int64: 8, int32: 4, int16: 2, int8: 1, uint8: 1, bool: 1,
+  float32: 4,
+  float16: 2,
+  bfloat16: 2,
+  float64: 8,
+  int64: 8,
+  int32: 4,
+  int16: 2,
+  int8: 1,
+  uint8: 1,
+  bool: 1,
 };
 const FLOAT_DTYPES = new Set(['float32', 'float16', 'bfloat16', 'float64']);
 const LEGACY_MAGIC = 0x1950a86a20f9469cfc6cn;
 const LEGACY_PROTOCOL = 1001;
-const REDO_FIX = 'The file is damaged or incomplete: download it again, or re-save it in Python with '
-  + 'torch.save(model.state_dict(), path).';
+const REDO_FIX =
+  'The file is damaged or incomplete: download it again, or re-save it in Python with ' +
+  'torch.save(model.state_dict(), path).';
 
 interface RootStorage {
   key: string;
@@ -60,12 +78,17 @@ interface RootStorage {
 
 /** What a persistent id resolves to: a root storage, or (legacy) a view at an element offset into one. */
 class StorageView {
-  constructor(readonly root: RootStorage, readonly offset: number) {}
+  constructor(
+    readonly root: RootStorage,
+    readonly offset: number,
+  ) {}
 }
 
 function corrupt(file: string, why: string, details: Record<string, unknown> = {}): GpenLabError {
-  return new GpenLabError('E_PTH_CORRUPT', `${file} is not a readable PyTorch checkpoint: ${why}`, REDO_FIX,
-    { input: file, ...details });
+  return new GpenLabError('E_PTH_CORRUPT', `${file} is not a readable PyTorch checkpoint: ${why}`, REDO_FIX, {
+    input: file,
+    ...details,
+  });
 }
 
 export async function readPth(file: string, opts: ReadPthOptions = {}): Promise<Checkpoint> {
@@ -82,12 +105,18 @@ export async function readPth(file: string, opts: ReadPthOptions = {}): Promise<
       zip = await openZip(file);
       const archive = await indexZip(zip, file);
       const pkl = await readEntry(zip, fh, file, size, archive.pkl);
-      const order = archive.byteorder ? new TextDecoder().decode(await readEntry(zip, fh, file, size, archive.byteorder)) : 'little';
+      const order = archive.byteorder
+        ? new TextDecoder().decode(await readEntry(zip, fh, file, size, archive.byteorder))
+        : 'little';
       const top = unpickle(pkl, { file, persistentLoad: storageLoader(file, roots) }).value;
       const picked = pick(file, top, opts.key);
       for (const root of usedRoots(picked)) {
         const entry = archive.entries.get(`${archive.prefix}data/${root.key}`);
-        if (!entry) throw corrupt(file, `the archive has no data for storage ${root.key} (${archive.prefix}data/${root.key} is missing)`);
+        if (!entry)
+          throw corrupt(
+            file,
+            `the archive has no data for storage ${root.key} (${archive.prefix}data/${root.key} is missing)`,
+          );
         root.data = await readEntry(zip, fh, file, size, entry);
       }
       return finish(file, 'zip', picked, order.trim() === 'big');
@@ -101,30 +130,45 @@ export async function readPth(file: string, opts: ReadPthOptions = {}): Promise<
       for (const key of legacy.keys) {
         const root = roots.get(key);
         if (!root) throw corrupt(file, `storage ${key} is listed but no tensor refers to it`);
-        const count = new DataView((await readAt(fh, file, size, pos, 8, `the length of storage ${key}`)).buffer)
-          .getBigInt64(0, legacy.littleEndian);
+        const count = new DataView(
+          (await readAt(fh, file, size, pos, 8, `the length of storage ${key}`)).buffer,
+        ).getBigInt64(0, legacy.littleEndian);
         const nbytes = Number(count) * DTYPE_SIZE[root.dtype];
-        if (count < 0n || !Number.isSafeInteger(nbytes)) throw corrupt(file, `storage ${key} has a bad length ${count}`);
+        if (count < 0n || !Number.isSafeInteger(nbytes))
+          throw corrupt(file, `storage ${key} has a bad length ${count}`);
         if (used.has(root)) root.data = await readAt(fh, file, size, pos + 8, nbytes, `storage ${key}`);
         pos += 8 + nbytes;
       }
       if (pos > size) throw corrupt(file, `the storages run to byte ${pos} but the file ends at ${size} (truncated?)`);
       for (const root of used) {
-        if (!root.data) throw corrupt(file, `storage ${root.key} is used by a tensor but missing from the storage list`);
+        if (!root.data)
+          throw corrupt(file, `storage ${root.key} is used by a tensor but missing from the storage list`);
       }
       return finish(file, 'legacy', picked, !legacy.littleEndian);
     }
-    if (size > 262 && new TextDecoder().decode((await readAt(fh, file, size, 257, 5, 'the header'))) === 'ustar') {
-      throw new GpenLabError('E_FORMAT_UNKNOWN', `${file} is a tar-format checkpoint from a very old torch, which gpen-lab does not read`,
-        'Load it with an old torch and re-save it: torch.save(model.state_dict(), path).', { input: file });
+    if (size > 262 && new TextDecoder().decode(await readAt(fh, file, size, 257, 5, 'the header')) === 'ustar') {
+      throw new GpenLabError(
+        'E_FORMAT_UNKNOWN',
+        `${file} is a tar-format checkpoint from a very old torch, which gpen-lab does not read`,
+        'Load it with an old torch and re-save it: torch.save(model.state_dict(), path).',
+        { input: file },
+      );
     }
-    throw new GpenLabError('E_FORMAT_UNKNOWN',
+    throw new GpenLabError(
+      'E_FORMAT_UNKNOWN',
       `${file} is not a PyTorch checkpoint: it starts with neither a zip header (PK) nor a pickle (0x80)`,
-      'Pass the .pth file of a GPEN generator, e.g. GPEN-BFR-512.pth.', { input: file });
+      'Pass the .pth file of a GPEN generator, e.g. GPEN-BFR-512.pth.',
+      { input: file },
+    );
   } catch (e) {
     if (isGpenLabError(e)) throw e;
-    throw new GpenLabError('E_PTH_CORRUPT', `${file} is not a readable PyTorch checkpoint: ${errorMessage(e)}`,
-      REDO_FIX, { input: file }, { cause: e });
+    throw new GpenLabError(
+      'E_PTH_CORRUPT',
+      `${file} is not a readable PyTorch checkpoint: ${errorMessage(e)}`,
+      REDO_FIX,
+      { input: file },
+      { cause: e },
+    );
   } finally {
     if (zip) await closeZip(zip);
     await fh?.close();
@@ -132,9 +176,18 @@ export async function readPth(file: string, opts: ReadPthOptions = {}): Promise<
 }
 
 /** Reads exactly `len` bytes at `pos` into a fresh buffer (offset 0, so every typed view is aligned). */
-async function readAt(fh: FileHandle, file: string, size: number, pos: number, len: number, what: string): Promise<Uint8Array> {
+async function readAt(
+  fh: FileHandle,
+  file: string,
+  size: number,
+  pos: number,
+  len: number,
+  what: string,
+): Promise<Uint8Array> {
   if (pos + len > size) {
-    throw corrupt(file, `${what} needs bytes ${pos}..${pos + len} but the file ends at ${size} (truncated?)`, { truncated: true });
+    throw corrupt(file, `${what} needs bytes ${pos}..${pos + len} but the file ends at ${size} (truncated?)`, {
+      truncated: true,
+    });
   }
   const out = new Uint8Array(len);
   for (let off = 0; off < len;) {
@@ -160,8 +213,12 @@ async function openZip(file: string): Promise<yauzl.ZipFile> {
     // autoClose off: entries are read after the central directory; the finally of readPth closes it.
     return await zipLib().openPromise(file, { autoClose: false, lazyEntries: true });
   } catch (e) {
-    throw corrupt(file, `it starts like a zip archive but its directory cannot be read (${errorMessage(e)}); `
-      + 'a partly downloaded file looks like this', { cause: errorMessage(e) });
+    throw corrupt(
+      file,
+      `it starts like a zip archive but its directory cannot be read (${errorMessage(e)}); ` +
+        'a partly downloaded file looks like this',
+      { cause: errorMessage(e) },
+    );
   }
 }
 
@@ -180,13 +237,22 @@ async function indexZip(zip: yauzl.ZipFile, file: string): Promise<ZipIndex> {
   for await (const entry of zip.eachEntry()) entries.set(entry.fileName, entry);
   const name = [...entries.keys()].find((n) => /^([^/]+\/)?data\.pkl$/.test(n));
   if (name === undefined) {
-    throw corrupt(file, `the zip archive has no data.pkl, so it is not a torch.save file (entries: ${[...entries.keys()].slice(0, 5).join(', ') || 'none'})`);
+    throw corrupt(
+      file,
+      `the zip archive has no data.pkl, so it is not a torch.save file (entries: ${[...entries.keys()].slice(0, 5).join(', ') || 'none'})`,
+    );
   }
   const prefix = name.slice(0, -'data.pkl'.length);
   return { entries, prefix, pkl: entries.get(name)!, byteorder: entries.get(`${prefix}byteorder`) };
 }
 
-async function readEntry(zip: yauzl.ZipFile, fh: FileHandle, file: string, size: number, entry: yauzl.Entry): Promise<Uint8Array> {
+async function readEntry(
+  zip: yauzl.ZipFile,
+  fh: FileHandle,
+  file: string,
+  size: number,
+  entry: yauzl.Entry,
+): Promise<Uint8Array> {
   const len = entry.uncompressedSize;
   if (entry.compressionMethod === 0) {
     // Stored (torch's choice): read straight from the file, bypassing the stream's chunk copies.
@@ -195,7 +261,10 @@ async function readEntry(zip: yauzl.ZipFile, fh: FileHandle, file: string, size:
     return readAt(fh, file, size, fileDataStart, len, `entry ${entry.fileName}`);
   }
   if (entry.compressionMethod !== 8) {
-    throw corrupt(file, `entry ${entry.fileName} uses zip compression method ${entry.compressionMethod}; torch writes stored or deflated entries`);
+    throw corrupt(
+      file,
+      `entry ${entry.fileName} uses zip compression method ${entry.compressionMethod}; torch writes stored or deflated entries`,
+    );
   }
   const out = new Uint8Array(len);
   let off = 0;
@@ -218,7 +287,12 @@ interface Legacy {
   littleEndian: boolean;
 }
 
-async function parseLegacy(fh: FileHandle, file: string, size: number, roots: Map<string, RootStorage>): Promise<Legacy> {
+async function parseLegacy(
+  fh: FileHandle,
+  file: string,
+  size: number,
+  roots: Map<string, RootStorage>,
+): Promise<Legacy> {
   // The pickles come first and are small; read a head, and a larger one only if a pickle runs past it.
   for (let len = Math.min(size, 1 << 20); ; len = Math.min(size, len * 4)) {
     const head = await readAt(fh, file, size, 0, len, 'the pickles');
@@ -234,11 +308,15 @@ async function parseLegacy(fh: FileHandle, file: string, size: number, roots: Ma
 function parseLegacyHead(head: Uint8Array, file: string, roots: Map<string, RootStorage>): Legacy {
   const magic = unpickle(head, { file });
   if (magic.value !== LEGACY_MAGIC) {
-    throw corrupt(file, 'it is a pickle but not one torch.save wrote (no torch magic number); '
-      + 'gpen-lab reads tensors saved by torch.save only');
+    throw corrupt(
+      file,
+      'it is a pickle but not one torch.save wrote (no torch magic number); ' +
+        'gpen-lab reads tensors saved by torch.save only',
+    );
   }
   const proto = unpickle(head, { file }, magic.end);
-  if (proto.value !== LEGACY_PROTOCOL) throw corrupt(file, `legacy protocol ${String(proto.value)} is not ${LEGACY_PROTOCOL}`);
+  if (proto.value !== LEGACY_PROTOCOL)
+    throw corrupt(file, `legacy protocol ${String(proto.value)} is not ${LEGACY_PROTOCOL}`);
   const sys = unpickle(head, { file }, proto.end);
   const littleEndian = !(sys.value instanceof Map && sys.value.get('little_endian') === false);
   const main = unpickle(head, { file, persistentLoad: storageLoader(file, roots) }, sys.end);
@@ -262,9 +340,11 @@ function storageLoader(file: string, roots: Map<string, RootStorage>): (pid: unk
       throw corrupt(file, 'a storage reference is malformed');
     }
     let root = roots.get(key);
-    if (!root) roots.set(key, (root = { key, dtype: STORAGE_DTYPE[cls.name], numel: n as number, data: null, users: 0 }));
+    if (!root)
+      roots.set(key, (root = { key, dtype: STORAGE_DTYPE[cls.name], numel: n as number, data: null, users: 0 }));
     if (view === undefined || view === null) return new StorageView(root, 0);
-    if (!Array.isArray(view) || !Number.isSafeInteger(view[1])) throw corrupt(file, `storage view of ${key} is malformed`);
+    if (!Array.isArray(view) || !Number.isSafeInteger(view[1]))
+      throw corrupt(file, `storage view of ${key} is malformed`);
     return new StorageView(root, view[1] as number);
   };
 }
@@ -296,22 +376,33 @@ function listKeys(m: Map<unknown, unknown>): string {
 
 function pick(file: string, top: unknown, key: string | undefined): Picked {
   if (!(top instanceof Map)) {
-    throw new GpenLabError('E_NOT_GPEN', `${file} holds a ${describe(top)}, not a dict of tensors`,
-      'Re-save the generator weights with torch.save(model.state_dict(), path).', { input: file });
+    throw new GpenLabError(
+      'E_NOT_GPEN',
+      `${file} holds a ${describe(top)}, not a dict of tensors`,
+      'Re-save the generator weights with torch.save(model.state_dict(), path).',
+      { input: file },
+    );
   }
   let used: string | null = null;
   let dict: Map<string, PyTensor> | undefined;
   if (key !== undefined && !top.has(key) && isTensorDict(top)) {
-    throw new GpenLabError('E_KEY_NOT_FOUND', `${file}: there is no key "${key}": the file is itself a state dict of ${top.size} tensors`,
-      'Leave --key out for this file.', { input: file, key });
+    throw new GpenLabError(
+      'E_KEY_NOT_FOUND',
+      `${file}: there is no key "${key}": the file is itself a state dict of ${top.size} tensors`,
+      'Leave --key out for this file.',
+      { input: file, key },
+    );
   }
   if (key !== undefined) {
     const v = top.get(key);
     if (!isTensorDict(v)) {
       const why = top.has(key) ? `"${key}" holds a ${describe(v)}, not tensors` : `there is no key "${key}"`;
-      throw new GpenLabError('E_KEY_NOT_FOUND', `${file}: ${why}; its top-level keys are: ${listKeys(top)}`,
+      throw new GpenLabError(
+        'E_KEY_NOT_FOUND',
+        `${file}: ${why}; its top-level keys are: ${listKeys(top)}`,
         'Pass --key NAME with the key that holds the generator weights, or leave --key out to search g_ema, params_ema, params, ...',
-        { input: file, key, keys: [...top.keys()].map(String) });
+        { input: file, key, keys: [...top.keys()].map(String) },
+      );
     }
     [used, dict] = [key, v];
   } else if (isTensorDict(top)) {
@@ -319,11 +410,13 @@ function pick(file: string, top: unknown, key: string | undefined): Picked {
   } else {
     used = STATE_DICT_KEYS.find((k) => isTensorDict(top.get(k))) ?? null;
     if (used === null) {
-      throw new GpenLabError('E_KEY_NOT_FOUND',
-        `${file}: found no state dict: the top level is not one and none of ${STATE_DICT_KEYS.join(', ')} holds one; `
-        + `its top-level keys are: ${listKeys(top)}`,
+      throw new GpenLabError(
+        'E_KEY_NOT_FOUND',
+        `${file}: found no state dict: the top level is not one and none of ${STATE_DICT_KEYS.join(', ')} holds one; ` +
+          `its top-level keys are: ${listKeys(top)}`,
         'Pass --key NAME with the key that holds the generator weights.',
-        { input: file, keys: [...top.keys()].map(String) });
+        { input: file, keys: [...top.keys()].map(String) },
+      );
     }
     dict = top.get(used) as Map<string, PyTensor>;
   }
@@ -364,7 +457,14 @@ function finish(file: string, format: Checkpoint['format'], p: Picked, bigEndian
   return { file, format, key: p.key, tensors, dtypes: [...dtypes].sort(), others };
 }
 
-function materialise(file: string, name: string, t: PyTensor, view: StorageView, dtype: string, bigEndian: boolean): HostTensor {
+function materialise(
+  file: string,
+  name: string,
+  t: PyTensor,
+  view: StorageView,
+  dtype: string,
+  bigEndian: boolean,
+): HostTensor {
   const { root } = view;
   const data = root.data!;
   const es = DTYPE_SIZE[dtype];
@@ -374,8 +474,12 @@ function materialise(file: string, name: string, t: PyTensor, view: StorageView,
   let last = 0; // highest element index touched, relative to base
   for (let i = 0; i < dims.length; i++) last += (dims[i] - 1) * t.stride[i];
   if (n > 0 && base + (last + 1) * es > data.length) {
-    throw corrupt(file, `tensor ${name} ${JSON.stringify(dims)} needs ${base + (last + 1) * es} bytes of storage ${root.key}, `
-      + `which holds ${data.length}`, { tensor: name });
+    throw corrupt(
+      file,
+      `tensor ${name} ${JSON.stringify(dims)} needs ${base + (last + 1) * es} bytes of storage ${root.key}, ` +
+        `which holds ${data.length}`,
+      { tensor: name },
+    );
   }
   let contiguous = true;
   for (let i = dims.length - 1, want = 1; i >= 0; want *= dims[i], i--) {
@@ -391,11 +495,15 @@ function materialise(file: string, name: string, t: PyTensor, view: StorageView,
   }
   if (bigEndian && es > 1) {
     const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    if (es === 2) b.swap16(); else if (es === 4) b.swap32(); else b.swap64();
+    if (es === 2) b.swap16();
+    else if (es === 4) b.swap32();
+    else b.swap64();
   }
   switch (dtype) {
-    case 'float32': return { dtype: 'float32', dims, data: new Float32Array(bytes.buffer, bytes.byteOffset, n) };
-    case 'float16': return { dtype: 'float16', dims, data: new Uint16Array(bytes.buffer, bytes.byteOffset, n) };
+    case 'float32':
+      return { dtype: 'float32', dims, data: new Float32Array(bytes.buffer, bytes.byteOffset, n) };
+    case 'float16':
+      return { dtype: 'float16', dims, data: new Uint16Array(bytes.buffer, bytes.byteOffset, n) };
     case 'bfloat16': {
       const src = new Uint16Array(bytes.buffer, bytes.byteOffset, n);
       const out = new Float32Array(n);

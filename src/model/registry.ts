@@ -42,7 +42,14 @@ export interface ModelInfo {
   /** For .pth: zip or legacy, and the key the generator was found under. */
   pth?: { format: 'zip' | 'legacy'; key: string | null; dtypes: string[] };
   /** For .onnx: names and dims of the graph input/output, batch fixed or dynamic. */
-  onnx?: { inputName: string; outputName: string; inputDims: (number | string)[]; fixedBatch: number | null; opset: number; producer: string };
+  onnx?: {
+    inputName: string;
+    outputName: string;
+    inputDims: (number | string)[];
+    fixedBatch: number | null;
+    opset: number;
+    producer: string;
+  };
 }
 
 /** What `model run`, the pipeline and the lab accept as a model. */
@@ -78,8 +85,12 @@ export async function resolveModelFile(arg: string): Promise<string> {
     const fetch = entry?.runnable
       ? `or fetch the official weights with \`gpen-lab models get ${entry.name}\` and pass --model ${entry.name}`
       : 'or get official weights: `gpen-lab models` lists them, `gpen-lab models get GPEN-BFR-512` fetches one (then --model GPEN-BFR-512)';
-    throw new GpenLabError('E_FILE_MISSING', `Input file is missing: ${arg} (expected ${MODEL_WHAT})`,
-      `Check the path (it is resolved from ${process.cwd()}), ${fetch}.`, { input: arg });
+    throw new GpenLabError(
+      'E_FILE_MISSING',
+      `Input file is missing: ${arg} (expected ${MODEL_WHAT})`,
+      `Check the path (it is resolved from ${process.cwd()}), ${fetch}.`,
+      { input: arg },
+    );
   }
   return file;
 }
@@ -105,8 +116,12 @@ export async function sniffFormat(arg: string): Promise<'pth' | 'onnx'> {
     if (bytesRead >= 1 && head[0] === 0x80) return 'pth';
     const ext = path.extname(file).toLowerCase();
     if (ext === '.pth' || ext === '.pt' || ext === '.ckpt') {
-      throw new GpenLabError('E_PTH_CORRUPT', `${file} is neither a zip (torch >= 1.6) nor a legacy pickle checkpoint: it starts with bytes ${head.subarray(0, bytesRead).toString('hex') || '(none: the file is empty)'}`,
-        'The download is probably incomplete or the file is of another kind; download the checkpoint again.', { input: file });
+      throw new GpenLabError(
+        'E_PTH_CORRUPT',
+        `${file} is neither a zip (torch >= 1.6) nor a legacy pickle checkpoint: it starts with bytes ${head.subarray(0, bytesRead).toString('hex') || '(none: the file is empty)'}`,
+        'The download is probably incomplete or the file is of another kind; download the checkpoint again.',
+        { input: file },
+      );
     }
     return 'onnx';
   } finally {
@@ -114,20 +129,37 @@ export async function sniffFormat(arg: string): Promise<'pth' | 'onnx'> {
   }
 }
 
-export async function loadCheckpoint(file: string, key?: string): Promise<{ arch: GpenArch; tensors: Awaited<ReturnType<typeof readPth>>['tensors']; info: ModelInfo }> {
+export async function loadCheckpoint(
+  file: string,
+  key?: string,
+): Promise<{ arch: GpenArch; tensors: Awaited<ReturnType<typeof readPth>>['tensors']; info: ModelInfo }> {
   // hash while reading: both stream the same file, and the page cache serves the second
   const [ck, sha256] = await Promise.all([readPth(file, key !== undefined ? { key } : undefined), sha256File(file)]);
   // GPEN's weights stored in a type that is not floating point: say so (inferArch would find none of them)
   const nonFloat = ck.others.filter((o) => /^(generator|ecd\d|final_linear)\./.test(o.name));
   if (nonFloat.length > 0 && ![...ck.tensors.keys()].some((n) => n.startsWith('generator.'))) {
-    throw new GpenLabError('E_NOT_GPEN', `${file} holds GPEN's tensors as ${[...new Set(nonFloat.map((o) => o.dtype))].join(', ')}, not floating point (${nonFloat[0].name} and ${nonFloat.length - 1} more)`,
-      'Use the official float32 checkpoint (GPEN-BFR-512.pth); a quantised or converted one cannot be read as GPEN weights.', { input: file });
+    throw new GpenLabError(
+      'E_NOT_GPEN',
+      `${file} holds GPEN's tensors as ${[...new Set(nonFloat.map((o) => o.dtype))].join(', ')}, not floating point (${nonFloat[0].name} and ${nonFloat.length - 1} more)`,
+      'Use the official float32 checkpoint (GPEN-BFR-512.pth); a quantised or converted one cannot be read as GPEN weights.',
+      { input: file },
+    );
   }
   const arch = inferArch(ck.tensors, file);
   const info: ModelInfo = {
-    file, format: 'pth', origin: 'checkpoint', kind: 'gpen', size: arch.size, channelMultiplier: arch.channelMultiplier, narrow: arch.narrow,
-    params: countParams(arch), precision: ck.dtypes.includes('float16') && !ck.dtypes.includes('float32') ? 'fp16' : 'fp32',
-    synthetic: false, seed: null, sha256, pth: { format: ck.format, key: ck.key, dtypes: ck.dtypes },
+    file,
+    format: 'pth',
+    origin: 'checkpoint',
+    kind: 'gpen',
+    size: arch.size,
+    channelMultiplier: arch.channelMultiplier,
+    narrow: arch.narrow,
+    params: countParams(arch),
+    precision: ck.dtypes.includes('float16') && !ck.dtypes.includes('float32') ? 'fp16' : 'fp32',
+    synthetic: false,
+    seed: null,
+    sha256,
+    pth: { format: ck.format, key: ck.key, dtypes: ck.dtypes },
   };
   return { arch, tensors: ck.tensors, info };
 }
@@ -137,10 +169,26 @@ export async function describeModel(arg: string, key?: string): Promise<ModelInf
   if ((await sniffFormat(file)) === 'pth') return (await loadCheckpoint(file, key)).info;
   const o = await inspectOnnx(file);
   return {
-    file, format: 'onnx', origin: o.origin, kind: o.kind, size: o.size, channelMultiplier: o.channelMultiplier, narrow: o.narrow,
-    params: o.metadata['gpen-lab.params'] !== undefined ? Number(o.metadata['gpen-lab.params']) : o.params, precision: o.precision, synthetic: o.synthetic, seed: o.metadata['gpen-lab.seed'] !== undefined ? Number(o.metadata['gpen-lab.seed']) : null,
+    file,
+    format: 'onnx',
+    origin: o.origin,
+    kind: o.kind,
+    size: o.size,
+    channelMultiplier: o.channelMultiplier,
+    narrow: o.narrow,
+    params: o.metadata['gpen-lab.params'] !== undefined ? Number(o.metadata['gpen-lab.params']) : o.params,
+    precision: o.precision,
+    synthetic: o.synthetic,
+    seed: o.metadata['gpen-lab.seed'] !== undefined ? Number(o.metadata['gpen-lab.seed']) : null,
     sha256: await sha256File(file),
-    onnx: { inputName: o.inputName, outputName: o.outputName, inputDims: o.inputDims, fixedBatch: o.fixedBatch, opset: o.opset, producer: o.producer },
+    onnx: {
+      inputName: o.inputName,
+      outputName: o.outputName,
+      inputDims: o.inputDims,
+      fixedBatch: o.fixedBatch,
+      opset: o.opset,
+      producer: o.producer,
+    },
   };
 }
 
@@ -165,7 +213,11 @@ export async function describeOnnxCached(file: string): Promise<ModelInfo> {
   if (key) {
     try {
       // keep the newest entries only: one per file path
-      const kept = Object.fromEntries(Object.entries(entries).filter(([k]) => !k.startsWith(`${key!.split('|')[0]}|`)).slice(-63));
+      const kept = Object.fromEntries(
+        Object.entries(entries)
+          .filter(([k]) => !k.startsWith(`${key!.split('|')[0]}|`))
+          .slice(-63),
+      );
       await writeFileAtomicSafe(store, JSON.stringify({ ...kept, [key]: info }));
     } catch {
       // a read-only home: the next process reads the file again, nothing else changes
@@ -179,7 +231,13 @@ function checkSeed(seed: number): void {
 }
 
 /** Synthetic GPEN of an official configuration for its size, as ONNX bytes. */
-export function synthesizeGpen(size: number, seed: number, precision: Precision, nhwc = false, fusedAct = false): { bytes: Uint8Array; arch: GpenArch } {
+export function synthesizeGpen(
+  size: number,
+  seed: number,
+  precision: Precision,
+  nhwc = false,
+  fusedAct = false,
+): { bytes: Uint8Array; arch: GpenArch } {
   checkSize(size, 'size');
   checkSeed(seed);
   const arch = defaultArch(size);
@@ -188,7 +246,11 @@ export function synthesizeGpen(size: number, seed: number, precision: Precision,
     precision,
     nhwc,
     fusedAct,
-    metadata: { 'gpen-lab.synthetic': 'true', 'gpen-lab.seed': String(seed), 'gpen-lab.source': `synthetic (seed ${seed})` },
+    metadata: {
+      'gpen-lab.synthetic': 'true',
+      'gpen-lab.seed': String(seed),
+      'gpen-lab.source': `synthetic (seed ${seed})`,
+    },
   });
   return { bytes, arch };
 }
@@ -199,24 +261,51 @@ export function synthesizeIdentity(size: number): Uint8Array {
 }
 
 /** Converts an official checkpoint to ONNX, written atomically. */
-export async function convertPth(arg: string, out: string, opts: { precision: Precision; key?: string; nhwc?: boolean }): Promise<ModelInfo> {
+export async function convertPth(
+  arg: string,
+  out: string,
+  opts: { precision: Precision; key?: string; nhwc?: boolean },
+): Promise<ModelInfo> {
   const file = await resolveModelFile(arg);
   if ((await sniffFormat(file)) !== 'pth') {
-    throw new GpenLabError('E_FORMAT_UNKNOWN', `${file} is not a .pth checkpoint (it looks like an ONNX file)`,
-      'An ONNX file needs no conversion: pass it to `gpen-lab model run` (or --model) directly.', { input: file });
+    throw new GpenLabError(
+      'E_FORMAT_UNKNOWN',
+      `${file} is not a .pth checkpoint (it looks like an ONNX file)`,
+      'An ONNX file needs no conversion: pass it to `gpen-lab model run` (or --model) directly.',
+      { input: file },
+    );
   }
   const { arch, tensors, info } = await loadCheckpoint(file, opts.key);
   const bytes = buildGpenOnnx(arch, tensors, {
     precision: opts.precision,
     nhwc: opts.nhwc === true,
-    metadata: { 'gpen-lab.source': `${path.basename(file)} sha256:${info.sha256}${info.pth?.key ? ` key:${info.pth.key}` : ''}` },
+    metadata: {
+      'gpen-lab.source': `${path.basename(file)} sha256:${info.sha256}${info.pth?.key ? ` key:${info.pth.key}` : ''}`,
+    },
   });
   await writeFileAtomicSafe(out, bytes);
   // described from what was written, without reading 300 MB back
   return {
-    file: out, format: 'onnx', origin: 'gpen-lab', kind: 'gpen', size: arch.size, channelMultiplier: arch.channelMultiplier, narrow: arch.narrow,
-    params: info.params, precision: opts.precision, synthetic: false, seed: null, sha256: createHash('sha256').update(bytes).digest('hex'),
-    onnx: { inputName: 'input', outputName: 'output', inputDims: ['batch', 3, arch.size, arch.size], fixedBatch: null, opset: OPSET, producer: 'gpen-lab' },
+    file: out,
+    format: 'onnx',
+    origin: 'gpen-lab',
+    kind: 'gpen',
+    size: arch.size,
+    channelMultiplier: arch.channelMultiplier,
+    narrow: arch.narrow,
+    params: info.params,
+    precision: opts.precision,
+    synthetic: false,
+    seed: null,
+    sha256: createHash('sha256').update(bytes).digest('hex'),
+    onnx: {
+      inputName: 'input',
+      outputName: 'output',
+      inputDims: ['batch', 3, arch.size, arch.size],
+      fixedBatch: null,
+      opset: OPSET,
+      producer: 'gpen-lab',
+    },
   };
 }
 
@@ -226,11 +315,18 @@ export async function convertPth(arg: string, out: string, opts: { precision: Pr
  * route's early session, graph cache and primer need a file). A cache that cannot be written keeps the graph in memory
  * and says so (PreparedModel.note).
  */
-async function preparePth(file: string, key: string | undefined, precision: Precision, nhwc: boolean, fusedAct: boolean): Promise<PreparedModel> {
+async function preparePth(
+  file: string,
+  key: string | undefined,
+  precision: Precision,
+  nhwc: boolean,
+  fusedAct: boolean,
+): Promise<PreparedModel> {
   const paths = convertedPaths(file, { ...(key !== undefined ? { key } : {}), precision, nhwc, fusedAct });
   try {
     const info = JSON.parse(await readFile(paths.info, 'utf8')) as ModelInfo;
-    if (info.format === 'pth' && typeof info.sha256 === 'string' && existsSync(paths.onnx)) return { model: paths.onnx, label: file, info: { ...info, file }, converted: { file: paths.onnx, cached: true } };
+    if (info.format === 'pth' && typeof info.sha256 === 'string' && existsSync(paths.onnx))
+      return { model: paths.onnx, label: file, info: { ...info, file }, converted: { file: paths.onnx, cached: true } };
   } catch {
     // not converted yet, or an unreadable entry: convert again
   }
@@ -243,7 +339,12 @@ async function preparePth(file: string, key: string | undefined, precision: Prec
     return { model: paths.onnx, label: file, info: described, converted: { file: paths.onnx, cached: false } };
   } catch (e) {
     await rm(paths.onnx, { force: true }).catch(() => undefined);
-    return { model: bytes, label: file, info: described, note: `the converted graph could not be cached (${(e as Error).message}): every process converts ${file} again` };
+    return {
+      model: bytes,
+      label: file,
+      info: described,
+      note: `the converted graph could not be cached (${(e as Error).message}): every process converts ${file} again`,
+    };
   }
 }
 
@@ -260,7 +361,9 @@ export async function prepareModel(spec: ModelSpec, asked?: Precision, form: Gra
   if (spec.type === 'synthetic') {
     const seed = spec.seed ?? DEFAULT_SEED;
     // with a cache folder the graph is built once and later processes load the file (the lab's cold runs)
-    const cached = spec.cacheDir ? path.join(spec.cacheDir, `synthetic-gpen-${spec.size}-s${seed}-${precision}-${graphTag(nhwc, fusedAct)}.onnx`) : null;
+    const cached = spec.cacheDir
+      ? path.join(spec.cacheDir, `synthetic-gpen-${spec.size}-s${seed}-${precision}-${graphTag(nhwc, fusedAct)}.onnx`)
+      : null;
     let model: string | Uint8Array;
     let arch: GpenArch;
     if (cached && existsSync(cached)) {
@@ -280,24 +383,51 @@ export async function prepareModel(spec: ModelSpec, asked?: Precision, form: Gra
       model,
       label: `synthetic GPEN-${spec.size} (seed ${seed})`,
       info: {
-        file: null, format: 'synthetic', origin: 'gpen-lab', kind: 'gpen', size: arch.size, channelMultiplier: arch.channelMultiplier,
-        narrow: arch.narrow, params: countParams(arch), precision, synthetic: true, seed, sha256: null,
+        file: null,
+        format: 'synthetic',
+        origin: 'gpen-lab',
+        kind: 'gpen',
+        size: arch.size,
+        channelMultiplier: arch.channelMultiplier,
+        narrow: arch.narrow,
+        params: countParams(arch),
+        precision,
+        synthetic: true,
+        seed,
+        sha256: null,
       },
     };
   }
   if (spec.type === 'identity') {
     return {
-      model: synthesizeIdentity(spec.size), label: `identity-${spec.size}`,
-      info: { file: null, format: 'identity', origin: 'gpen-lab', kind: 'identity', size: spec.size, channelMultiplier: null, narrow: null, params: 0, precision: 'fp32', synthetic: false, seed: null, sha256: null },
+      model: synthesizeIdentity(spec.size),
+      label: `identity-${spec.size}`,
+      info: {
+        file: null,
+        format: 'identity',
+        origin: 'gpen-lab',
+        kind: 'identity',
+        size: spec.size,
+        channelMultiplier: null,
+        narrow: null,
+        params: 0,
+        precision: 'fp32',
+        synthetic: false,
+        seed: null,
+        sha256: null,
+      },
     };
   }
   const file = await resolveModelFile(spec.file);
   if ((await sniffFormat(file)) === 'pth') return preparePth(file, spec.key, precision, nhwc, fusedAct);
   const info = await describeOnnxCached(file);
   if (asked !== undefined && asked !== info.precision) {
-    throw new GpenLabError('E_ARGUMENT', `${file} is an ${info.precision} ONNX graph but ${asked} was asked for`,
+    throw new GpenLabError(
+      'E_ARGUMENT',
+      `${file} is an ${info.precision} ONNX graph but ${asked} was asked for`,
       `Drop --fp16/--precision for a ready-made ONNX file (it runs in its own precision), or convert the official .pth with \`gpen-lab model convert IN.pth -o OUT.onnx${asked === 'fp16' ? ' --fp16' : ''}\`.`,
-      { input: file });
+      { input: file },
+    );
   }
   return { model: file, label: file, info };
 }

@@ -33,7 +33,7 @@ export function fillNormal(out: Float32Array, next: () => number, std = 1, mean 
 export function blurKernel(factor: number): Float32Array {
   const k1 = [1, 3, 3, 1];
   const o = new Float32Array(16);
-  for (let i = 0; i < 4; i++) for (let j = 0; j < 4; j++) o[i * 4 + j] = (k1[i] * k1[j] / 64) * factor * factor;
+  for (let i = 0; i < 4; i++) for (let j = 0; j < 4; j++) o[i * 4 + j] = ((k1[i] * k1[j]) / 64) * factor * factor;
   return o;
 }
 

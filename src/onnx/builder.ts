@@ -41,10 +41,21 @@ export class GraphBuilder {
     return name;
   }
 
-  initializer(name: string, dims: number[], data: Float32Array | Uint16Array | BigInt64Array, elemType?: number): string {
+  initializer(
+    name: string,
+    dims: number[],
+    data: Float32Array | Uint16Array | BigInt64Array,
+    elemType?: number,
+  ): string {
     if (this.used.has(name)) throw new Error(`duplicate value name ${name}`);
     this.used.add(name);
-    const type = elemType ?? (data instanceof Float32Array ? TensorType.FLOAT : data instanceof Uint16Array ? TensorType.FLOAT16 : TensorType.INT64);
+    const type =
+      elemType ??
+      (data instanceof Float32Array
+        ? TensorType.FLOAT
+        : data instanceof Uint16Array
+          ? TensorType.FLOAT16
+          : TensorType.INT64);
     this.initializers.push({ name, dims, dataType: type, rawData: bytesOf(data) });
     return name;
   }
@@ -95,7 +106,14 @@ export class GraphBuilder {
     this.used.add(to);
   }
 
-  encode(opts: { inputs: ValueInfo[]; outputs: ValueInfo[]; metadata: Record<string, string>; opset: number; name: string; docString?: string }): Uint8Array {
+  encode(opts: {
+    inputs: ValueInfo[];
+    outputs: ValueInfo[];
+    metadata: Record<string, string>;
+    opset: number;
+    name: string;
+    docString?: string;
+  }): Uint8Array {
     const vi = (v: ValueInfo): onnxProto.onnx.IValueInfoProto => ({
       name: v.name,
       type: {
@@ -110,7 +128,10 @@ export class GraphBuilder {
       producerName: 'gpen-lab',
       producerVersion: '0.1.0',
       docString: opts.docString ?? '',
-      opsetImport: [{ domain: '', version: opts.opset }, ...[...this.domains].map(([domain, version]) => ({ domain, version }))],
+      opsetImport: [
+        { domain: '', version: opts.opset },
+        ...[...this.domains].map(([domain, version]) => ({ domain, version })),
+      ],
       metadataProps: Object.entries(opts.metadata).map(([key, value]) => ({ key, value })),
       graph: {
         name: opts.name,

@@ -6,10 +6,28 @@
 // Generated rather than written out: each vector width unrolls the same per-element steps.
 
 /** Kernel names by element type and vector width (elements per thread). */
-export const ACT_KERNELS = { half8: 'gpen_act_h8', half1: 'gpen_act_h1', float4: 'gpen_act_f4', float1: 'gpen_act_f1' } as const;
+export const ACT_KERNELS = {
+  half8: 'gpen_act_h8',
+  half1: 'gpen_act_h1',
+  float4: 'gpen_act_f4',
+  float1: 'gpen_act_f1',
+} as const;
 
 /** The kernels' parameters, in order (pointers are u64, the rest u32). */
-export const ACT_PARAMS = ['x', 'f', 'bias', 'slope', 'scale', 'out', 'c1', 'c2', 'hw', 'count', 'bstride', 'sstride'] as const;
+export const ACT_PARAMS = [
+  'x',
+  'f',
+  'bias',
+  'slope',
+  'scale',
+  'out',
+  'c1',
+  'c2',
+  'hw',
+  'count',
+  'bstride',
+  'sstride',
+] as const;
 
 function kernel(name: string, half: boolean, vec: number): string {
   const eb = half ? 2 : 4; // bytes per element
@@ -74,7 +92,11 @@ function kernel(name: string, half: boolean, vec: number): string {
   // per-channel vectors: bias [n * bstride + c], slope [c], scale [n * sstride + c] (f32)
   const loadVec = (base: string, first: number) => {
     if (vec === 1) e(`ld.global.nc.f32 %f${first}, [${base}];`);
-    else for (let i = 0; i < vec; i += 4) e(`ld.global.nc.v4.f32 {%f${first + i}, %f${first + i + 1}, %f${first + i + 2}, %f${first + i + 3}}, [${base}+${i * 4}];`);
+    else
+      for (let i = 0; i < vec; i += 4)
+        e(
+          `ld.global.nc.v4.f32 {%f${first + i}, %f${first + i + 1}, %f${first + i + 2}, %f${first + i + 3}}, [${base}+${i * 4}];`,
+        );
   };
   e('cvt.u64.u32 %rd4, %r10;'); // c
   e('ld.param.u32 %r15, [p_bstride];');
@@ -148,9 +170,20 @@ export function actPtx(): string {
 }
 
 /** Which kernel and how many groups for a run: the vector form where both inputs' channel counts allow it. */
-export function actLaunch(half: boolean, c1: number, c2: number, elements: number): { kernel: string; vec: number; count: number } {
+export function actLaunch(
+  half: boolean,
+  c1: number,
+  c2: number,
+  elements: number,
+): { kernel: string; vec: number; count: number } {
   const wide = half ? 8 : 4;
   const vec = c1 % wide === 0 && c2 % wide === 0 ? wide : 1;
-  const kernel = half ? (vec === 8 ? ACT_KERNELS.half8 : ACT_KERNELS.half1) : (vec === 4 ? ACT_KERNELS.float4 : ACT_KERNELS.float1);
+  const kernel = half
+    ? vec === 8
+      ? ACT_KERNELS.half8
+      : ACT_KERNELS.half1
+    : vec === 4
+      ? ACT_KERNELS.float4
+      : ACT_KERNELS.float1;
   return { kernel, vec, count: elements / vec };
 }

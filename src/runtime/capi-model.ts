@@ -22,9 +22,18 @@ import { placementFromProfileDirAsync } from './profile.js';
 /** Parses `k=v,k=v` (CUDA provider options by ONNX Runtime's names). */
 export function parseCudaOptions(s: string, flag = '--cuda-options'): Record<string, string> {
   const o: Record<string, string> = {};
-  for (const part of s.split(',').map((x) => x.trim()).filter(Boolean)) {
+  for (const part of s
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean)) {
     const eq = part.indexOf('=');
-    if (eq <= 0 || eq === part.length - 1) throw new GpenLabError('E_ARGUMENT', `Expected key=value pairs for ${flag} but received "${part}"`, `Pass e.g. ${flag} cudnn_conv_algo_search=HEURISTIC,prefer_nhwc=1 (CUDA provider options by ONNX Runtime's names).`, { input: flag });
+    if (eq <= 0 || eq === part.length - 1)
+      throw new GpenLabError(
+        'E_ARGUMENT',
+        `Expected key=value pairs for ${flag} but received "${part}"`,
+        `Pass e.g. ${flag} cudnn_conv_algo_search=HEURISTIC,prefer_nhwc=1 (CUDA provider options by ONNX Runtime's names).`,
+        { input: flag },
+      );
     o[part.slice(0, eq)] = part.slice(eq + 1);
   }
   splitCudaOptions(o); // gpen-lab's own keys (graph_optimization_level, ...) checked now, not at session creation
@@ -52,7 +61,14 @@ export class CapiModelSession implements GpenRunner {
   /** When its creation began (ms since the process started): before node's modules for an early session. */
   startedAt = 0;
   private profileDir: string | null;
-  private constructor(private readonly s: CapiSession, readonly asked: Provider, readonly createMs: number, readonly cudaOptions: Record<string, string>, profileDir: string | null, private readonly label: string) {
+  private constructor(
+    private readonly s: CapiSession,
+    readonly asked: Provider,
+    readonly createMs: number,
+    readonly cudaOptions: Record<string, string>,
+    profileDir: string | null,
+    private readonly label: string,
+  ) {
     this.profileDir = profileDir;
     this.pins = asked === 'cuda' && process.env.GPEN_LAB_PIN_HOST !== '0' ? new HostPins() : null;
   }
@@ -61,7 +77,10 @@ export class CapiModelSession implements GpenRunner {
    * Created on a worker thread (CapiSession.createAsync): the JavaScript thread goes on meanwhile. A session started
    * early for the same model file and configuration (startEarlySession) is taken instead of creating another.
    */
-  static create(model: string | Uint8Array, cfg: SessionConfig & { cudaOptions: Record<string, string> }): Promise<CapiModelSession> {
+  static create(
+    model: string | Uint8Array,
+    cfg: SessionConfig & { cudaOptions: Record<string, string> },
+  ): Promise<CapiModelSession> {
     const key = earlyKey(model, cfg);
     const early = key !== null ? earlySessions.get(key) : undefined;
     if (early) {
@@ -72,31 +91,57 @@ export class CapiModelSession implements GpenRunner {
   }
 
   /** Creates a session now (create() takes an early one first). */
-  static async createNow(model: string | Uint8Array, cfg: SessionConfig & { cudaOptions: Record<string, string> }): Promise<CapiModelSession> {
+  static async createNow(
+    model: string | Uint8Array,
+    cfg: SessionConfig & { cudaOptions: Record<string, string> },
+  ): Promise<CapiModelSession> {
     const t0 = performance.now();
     const { graphCache: useCache, prime: usePrimer, ...split } = splitCudaOptions(cfg.cudaOptions);
     const { graph_cache: _gc, prime: _pr, ...keyed } = cfg.cudaOptions;
     // prime=1: the weightless copy of the graph created and run beside this session (primer.ts); never awaited here
-    const primer = usePrimer ? prime(model, { device_id: String(cfg.deviceId ?? 0), ...split.cuda }, 'cuda', split.fusedAct === true) : null;
+    const primer = usePrimer
+      ? prime(model, { device_id: String(cfg.deviceId ?? 0), ...split.cuda }, 'cuda', split.fusedAct === true)
+      : null;
     // graph_cache=ort: the optimised graph of an earlier session in ONNX Runtime's format, mapped into memory and read
     // in place, optimisations off (no protobuf to parse, the weights taken from the mapping: the session is created sooner)
     // a cache folder that cannot be made costs the cache, never the session (its argument errors still stand)
-    const cache = useCache ? await graphCache(model, 'cuda', keyed).catch((e: unknown) => { if (e instanceof GpenLabError) throw e; return null; }) : null;
+    const cache = useCache
+      ? await graphCache(model, 'cuda', keyed).catch((e: unknown) => {
+          if (e instanceof GpenLabError) throw e;
+          return null;
+        })
+      : null;
     const ortHit = cache?.state === 'hit';
-    const ortConfig: Record<string, string> = !cache ? {} : ortHit
-      ? { 'session.load_model_format': 'ORT', 'session.use_ort_model_bytes_directly': '1', 'session.use_ort_model_bytes_for_initializers': '1' }
-      : { 'session.save_model_format': 'ORT' };
-    const profileDir = cfg.recordPlacement ?? true ? mkdtempSync(path.join(os.tmpdir(), 'gpen-lab-prof-')) : null;
+    const ortConfig: Record<string, string> = !cache
+      ? {}
+      : ortHit
+        ? {
+            'session.load_model_format': 'ORT',
+            'session.use_ort_model_bytes_directly': '1',
+            'session.use_ort_model_bytes_for_initializers': '1',
+          }
+        : { 'session.save_model_format': 'ORT' };
+    const profileDir = (cfg.recordPlacement ?? true) ? mkdtempSync(path.join(os.tmpdir(), 'gpen-lab-prof-')) : null;
     let s: CapiSession;
     let mapped: MappedFile | null = null;
     try {
       mark('session_create_dispatched');
       mapped = ortHit ? mapFile(cache!.model) : null;
       s = await CapiSession.createAsync(mapped ?? (cache ? cache.model : model), {
-        provider: 'cuda', ...split, cuda: { device_id: String(cfg.deviceId ?? 0), ...split.cuda }, gpenOps: split.fusedAct === true,
-        ...(cache?.state === 'hit' ? { graphOptimizationLevel: 0 as const } : {}), ...(cache?.saveTo ? { saveOptimizedTo: cache.saveTo } : {}),
+        provider: 'cuda',
+        ...split,
+        cuda: { device_id: String(cfg.deviceId ?? 0), ...split.cuda },
+        gpenOps: split.fusedAct === true,
+        ...(cache?.state === 'hit' ? { graphOptimizationLevel: 0 as const } : {}),
+        ...(cache?.saveTo ? { saveOptimizedTo: cache.saveTo } : {}),
         ...(cfg.intraOpNumThreads ? { intraOpNumThreads: cfg.intraOpNumThreads } : {}),
-        config: { ...(cfg.allowSpinning === false ? { 'session.intra_op.allow_spinning': '0', 'session.inter_op.allow_spinning': '0' } : {}), ...ortConfig, ...split.config },
+        config: {
+          ...(cfg.allowSpinning === false
+            ? { 'session.intra_op.allow_spinning': '0', 'session.inter_op.allow_spinning': '0' }
+            : {}),
+          ...ortConfig,
+          ...split.config,
+        },
         ...(profileDir ? { profilePrefix: path.join(profileDir, 'profile') } : {}),
       });
       await cache?.commit();
@@ -109,11 +154,20 @@ export class CapiModelSession implements GpenRunner {
       const { providerFailure } = await import('./session.js');
       throw providerFailure({ ...cfg, provider: 'cuda' }, e);
     }
-    const r = new CapiModelSession(s, 'cuda', performance.now() - t0, cfg.cudaOptions, profileDir, cfg.label ?? 'the model');
+    const r = new CapiModelSession(
+      s,
+      'cuda',
+      performance.now() - t0,
+      cfg.cudaOptions,
+      profileDir,
+      cfg.label ?? 'the model',
+    );
     r.startedAt = t0;
     r.graphCache = cache ? (cache.state === 'hit' ? 'hit' : 'written') : null;
     r.primer = primer;
-    void primer?.then((p) => { r.primerReport = p; });
+    void primer?.then((p) => {
+      r.primerReport = p;
+    });
     return r;
   }
 
@@ -178,8 +232,12 @@ export class CapiModelSession implements GpenRunner {
         }
       }
     } catch (e) {
-      throw new GpenLabError('E_INFERENCE', `Inference failed on cuda (C API, ${JSON.stringify(this.cudaOptions)}) for ${this.label} with input [${dims.join(', ')}]: ${errorMessage(e)}`,
-        'Run `gpen-lab doctor --provider cuda` for the cause, or drop --cuda-options to use the stock binding.', { input: this.label, provider: 'cuda', dims });
+      throw new GpenLabError(
+        'E_INFERENCE',
+        `Inference failed on cuda (C API, ${JSON.stringify(this.cudaOptions)}) for ${this.label} with input [${dims.join(', ')}]: ${errorMessage(e)}`,
+        'Run `gpen-lab doctor --provider cuda` for the cause, or drop --cuda-options to use the stock binding.',
+        { input: this.label, provider: 'cuda', dims },
+      );
     }
     const ms = performance.now() - t0;
     mark('first_run_done');
@@ -189,7 +247,14 @@ export class CapiModelSession implements GpenRunner {
       const dir = this.profileDir;
       this.profileDir = null;
       this.placementP = placementFromProfileDirAsync(dir, this.asked, () => this.s.endProfilingAsync())
-        .then((p) => { this.placementValue = p; }, () => { this.placementValue = null; })
+        .then(
+          (p) => {
+            this.placementValue = p;
+          },
+          () => {
+            this.placementValue = null;
+          },
+        )
         .finally(() => mark('placement_read'));
     }
     return { data: out, dims, ms };
@@ -213,10 +278,19 @@ export class CapiModelSession implements GpenRunner {
 const earlySessions = new Map<string, Promise<CapiModelSession>>();
 
 /** What makes an early session the one a later create() asks for: the model file and every setting it was made with. */
-function earlyKey(model: string | Uint8Array, cfg: SessionConfig & { cudaOptions: Record<string, string> }): string | null {
+function earlyKey(
+  model: string | Uint8Array,
+  cfg: SessionConfig & { cudaOptions: Record<string, string> },
+): string | null {
   if (typeof model !== 'string') return null;
   const { cudaOptions, ...rest } = cfg;
-  return JSON.stringify({ model, cfg: Object.entries(rest).filter(([, v]) => v !== undefined).sort(), cudaOptions: Object.entries(cudaOptions).sort() });
+  return JSON.stringify({
+    model,
+    cfg: Object.entries(rest)
+      .filter(([, v]) => v !== undefined)
+      .sort(),
+    cudaOptions: Object.entries(cudaOptions).sort(),
+  });
 }
 
 /**
@@ -224,7 +298,10 @@ function earlyKey(model: string | Uint8Array, cfg: SessionConfig & { cudaOptions
  * later (the CLI does this for `restore --cuda-options` before loading its modules: ~150 ms sooner). A session nobody
  * takes is never used; its failure surfaces in the create() that takes it.
  */
-export function startEarlySession(model: string, cfg: SessionConfig & { cudaOptions: Record<string, string> }): Promise<CapiModelSession> {
+export function startEarlySession(
+  model: string,
+  cfg: SessionConfig & { cudaOptions: Record<string, string> },
+): Promise<CapiModelSession> {
   const p = CapiModelSession.createNow(model, cfg);
   p.catch(() => undefined); // reported by the create() that takes it, not as an unhandled rejection here
   earlySessions.set(earlyKey(model, cfg)!, p);
@@ -234,7 +311,13 @@ export function startEarlySession(model: string, cfg: SessionConfig & { cudaOpti
 /** A GPEN session: through the C API when CUDA provider options are given, else through the stock binding. */
 export async function openSession(model: string | Uint8Array, cfg: SessionConfig): Promise<GpenRunner> {
   if (cfg.cudaOptions && Object.keys(cfg.cudaOptions).length > 0) {
-    if (cfg.provider !== 'cuda') throw new GpenLabError('E_ARGUMENT', `cudaOptions were given with the ${cfg.provider} provider`, 'Use the cuda provider with cudaOptions, or leave cudaOptions out.', { input: 'cudaOptions', option: 'cudaOptions' });
+    if (cfg.provider !== 'cuda')
+      throw new GpenLabError(
+        'E_ARGUMENT',
+        `cudaOptions were given with the ${cfg.provider} provider`,
+        'Use the cuda provider with cudaOptions, or leave cudaOptions out.',
+        { input: 'cudaOptions', option: 'cudaOptions' },
+      );
     return CapiModelSession.create(model, { ...cfg, cudaOptions: cfg.cudaOptions });
   }
   const { ModelSession } = await import('./session.js');

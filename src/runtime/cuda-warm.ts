@@ -5,7 +5,11 @@
 // An optimisation only: what it did and how long each step took is reported (startup_ms.warmup), failures included.
 import koffi from './koffi.js';
 
-export interface WarmStep { ms: number; ok: boolean; error?: string }
+export interface WarmStep {
+  ms: number;
+  ok: boolean;
+  error?: string;
+}
 export interface WarmReport {
   /** Milliseconds since the process started when the warm-up began. */
   startedAt: number;
@@ -17,7 +21,9 @@ const RTLD_NOW_GLOBAL = 0x2 | 0x100;
 type AsyncFn = ((...a: unknown[]) => unknown) & { async: (...a: unknown[]) => void };
 
 function callAsync(f: AsyncFn, ...args: unknown[]): Promise<unknown> {
-  return new Promise((resolve, reject) => f.async(...args, (err: unknown, res: unknown) => (err ? reject(err) : resolve(res))));
+  return new Promise((resolve, reject) =>
+    f.async(...args, (err: unknown, res: unknown) => (err ? reject(err) : resolve(res))),
+  );
 }
 
 let libc: { dlopen: AsyncFn; dlsym: AsyncFn; dlerror: () => string | null } | null = null;
@@ -33,7 +39,11 @@ type Proto = ReturnType<typeof koffi.proto>;
 export async function functionsAsync(soname: string, protos: Record<string, Proto>): Promise<Record<string, AsyncFn>> {
   libc ??= (() => {
     const l = koffi.load('libc.so.6');
-    return { dlopen: l.func('void *dlopen(const char *file, int mode)') as AsyncFn, dlsym: l.func('void *dlsym(void *handle, const char *name)') as AsyncFn, dlerror: l.func('const char *dlerror()') as () => string | null };
+    return {
+      dlopen: l.func('void *dlopen(const char *file, int mode)') as AsyncFn,
+      dlsym: l.func('void *dlsym(void *handle, const char *name)') as AsyncFn,
+      dlerror: l.func('const char *dlerror()') as () => string | null,
+    };
   })();
   const h = await callAsync(libc.dlopen, soname, RTLD_NOW_GLOBAL);
   if (!h) throw new Error(`${soname} could not be loaded: ${libc.dlerror() ?? 'not found'}`);

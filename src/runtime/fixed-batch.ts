@@ -35,7 +35,11 @@ export function paddedRunner(inner: GpenRunner, o: { most: number; fixed?: boole
       const room = (a: Float32Array) => a.byteOffset / 4 + (s + size) * per <= a.buffer.byteLength / 4;
       if (k === size || (room(data) && room(out))) {
         const y = new Float32Array(out.buffer, out.byteOffset + s * per * 4, size * per);
-        r = await inner.run(new Float32Array(data.buffer, data.byteOffset + s * per * 4, size * per), [size, ...rest], y);
+        r = await inner.run(
+          new Float32Array(data.buffer, data.byteOffset + s * per * 4, size * per),
+          [size, ...rest],
+          y,
+        );
         if (r.data !== y) target.set(r.data.subarray(0, k * per));
       } else {
         // one scratch buffer each way, taken while a run uses them (a concurrent caller makes its own): reused, they

@@ -14,7 +14,6 @@ import { check } from './capi/api.js';
 import { GPEN_OPS } from '../onnx/custom-ops.js';
 import { ACT_KERNELS, ACT_PARAMS, actLaunch, actPtx } from './act-ptx.js';
 
-
 const FLOAT = 1;
 const FLOAT16 = 10;
 /** OrtCustomOpInputOutputCharacteristic */
@@ -30,13 +29,31 @@ const ORT_FAIL = 1;
 
 const OrtCustomOp = koffi.struct('gpenOrtCustomOp', {
   version: 'uint32_t',
-  CreateKernel: 'void *', GetName: 'void *', GetExecutionProviderType: 'void *', GetInputType: 'void *',
-  GetInputTypeCount: 'void *', GetOutputType: 'void *', GetOutputTypeCount: 'void *', KernelCompute: 'void *',
-  KernelDestroy: 'void *', GetInputCharacteristic: 'void *', GetOutputCharacteristic: 'void *', GetInputMemoryType: 'void *',
-  GetVariadicInputMinArity: 'void *', GetVariadicInputHomogeneity: 'void *', GetVariadicOutputMinArity: 'void *',
-  GetVariadicOutputHomogeneity: 'void *', CreateKernelV2: 'void *', KernelComputeV2: 'void *', InferOutputShapeFn: 'void *',
-  GetStartVersion: 'void *', GetEndVersion: 'void *', GetMayInplace: 'void *', ReleaseMayInplace: 'void *',
-  GetAliasMap: 'void *', ReleaseAliasMap: 'void *',
+  CreateKernel: 'void *',
+  GetName: 'void *',
+  GetExecutionProviderType: 'void *',
+  GetInputType: 'void *',
+  GetInputTypeCount: 'void *',
+  GetOutputType: 'void *',
+  GetOutputTypeCount: 'void *',
+  KernelCompute: 'void *',
+  KernelDestroy: 'void *',
+  GetInputCharacteristic: 'void *',
+  GetOutputCharacteristic: 'void *',
+  GetInputMemoryType: 'void *',
+  GetVariadicInputMinArity: 'void *',
+  GetVariadicInputHomogeneity: 'void *',
+  GetVariadicOutputMinArity: 'void *',
+  GetVariadicOutputHomogeneity: 'void *',
+  CreateKernelV2: 'void *',
+  KernelComputeV2: 'void *',
+  InferOutputShapeFn: 'void *',
+  GetStartVersion: 'void *',
+  GetEndVersion: 'void *',
+  GetMayInplace: 'void *',
+  ReleaseMayInplace: 'void *',
+  GetAliasMap: 'void *',
+  ReleaseAliasMap: 'void *',
 });
 const P = {
   createKernel: koffi.proto('void *gpenCreateKernel(void *op, void *api, void *info)'),
@@ -53,7 +70,19 @@ const P = {
 interface Driver {
   loadData: (out: unknown[], image: string) => number;
   getFunction: (out: unknown[], module: unknown, name: string) => number;
-  launch: (f: unknown, gx: number, gy: number, gz: number, bx: number, by: number, bz: number, shared: number, stream: unknown, params: unknown, extra: unknown) => number;
+  launch: (
+    f: unknown,
+    gx: number,
+    gy: number,
+    gz: number,
+    bx: number,
+    by: number,
+    bz: number,
+    shared: number,
+    stream: unknown,
+    params: unknown,
+    extra: unknown,
+  ) => number;
   errorString: (code: number, out: unknown[]) => number;
   ctxGetCurrent: (out: unknown[]) => number;
   ctxSetCurrent: (ctx: unknown) => number;
@@ -64,7 +93,8 @@ function cuda(): Driver {
   driver ??= loadFunctions<Driver>('libcuda.so.1', {
     loadData: 'int cuModuleLoadData(_Out_ void **module, const char *image)',
     getFunction: 'int cuModuleGetFunction(_Out_ void **f, void *module, const char *name)',
-    launch: 'int cuLaunchKernel(void *f, unsigned int gx, unsigned int gy, unsigned int gz, unsigned int bx, unsigned int by, unsigned int bz, unsigned int shared, void *stream, void *params, void *extra)',
+    launch:
+      'int cuLaunchKernel(void *f, unsigned int gx, unsigned int gy, unsigned int gz, unsigned int bx, unsigned int by, unsigned int bz, unsigned int shared, void *stream, void *params, void *extra)',
     errorString: 'int cuGetErrorString(int code, _Out_ const char **s)',
     ctxGetCurrent: 'int cuCtxGetCurrent(_Out_ void **ctx)',
     ctxSetCurrent: 'int cuCtxSetCurrent(void *ctx)',
@@ -76,7 +106,11 @@ function cuCheck(rc: number, what: string): void {
   if (rc === 0) return;
   const s: unknown[] = [null];
   cuda().errorString(rc, s);
-  throw new GpenLabError('E_INFERENCE', `CUDA driver: ${what} failed with error ${rc} (${String(s[0] ?? 'unknown')})`, 'Run `gpen-lab doctor --provider cuda`, or leave fused_act out of the CUDA options.');
+  throw new GpenLabError(
+    'E_INFERENCE',
+    `CUDA driver: ${what} failed with error ${rc} (${String(s[0] ?? 'unknown')})`,
+    'Run `gpen-lab doctor --provider cuda`, or leave fused_act out of the CUDA options.',
+  );
 }
 
 /**
@@ -119,7 +153,10 @@ function kernelFn(ctx: unknown, name: string): unknown {
   return fns.get(name);
 }
 
-interface Tensor { ptr: bigint; dims: number[] }
+interface Tensor {
+  ptr: bigint;
+  dims: number[];
+}
 
 /** An input of the kernel context (null where an optional one is absent), with its dims. */
 function input(a: Api, ctx: unknown, i: number): Tensor | null {
@@ -148,28 +185,59 @@ function dataOf(a: Api, value: unknown): bigint {
 }
 
 /** FusedAct's shapes checked: x [N, H, W, C1], f [N, H, W, C2], bias [C] or [N, C], slope [C], scale [N, C]. */
-export function actShapes(x: number[], f: number[] | null, bias: number[], slope: number[], scale: number[] | null): { n: number; hw: number; c1: number; c2: number; ct: number; bstride: number } {
-  const bad = (what: string) => new GpenLabError('E_INFERENCE', `FusedAct: ${what} (x ${x.join('x')}, f ${f?.join('x') ?? '-'}, bias ${bias.join('x')}, slope ${slope.join('x')}, scale ${scale?.join('x') ?? '-'})`,
-    'The graph was built wrongly: rebuild the model (report this as a bug).');
+export function actShapes(
+  x: number[],
+  f: number[] | null,
+  bias: number[],
+  slope: number[],
+  scale: number[] | null,
+): { n: number; hw: number; c1: number; c2: number; ct: number; bstride: number } {
+  const bad = (what: string) =>
+    new GpenLabError(
+      'E_INFERENCE',
+      `FusedAct: ${what} (x ${x.join('x')}, f ${f?.join('x') ?? '-'}, bias ${bias.join('x')}, slope ${slope.join('x')}, scale ${scale?.join('x') ?? '-'})`,
+      'The graph was built wrongly: rebuild the model (report this as a bug).',
+    );
   if (x.length !== 4) throw bad('x must be NHWC');
   const [n, h, w, c1] = x;
   const c2 = f ? f[3] : 0;
   if (f && (f.length !== 4 || f[0] !== n || f[1] !== h || f[2] !== w)) throw bad('f must match x but for its channels');
   const ct = c1 + c2;
   const bstride = bias.length === 2 ? ct : 0;
-  if (bias[bias.length - 1] !== ct || (bias.length === 2 && bias[0] !== n) || bias.length > 2) throw bad('bias must be [C] or [N, C]');
+  if (bias[bias.length - 1] !== ct || (bias.length === 2 && bias[0] !== n) || bias.length > 2)
+    throw bad('bias must be [C] or [N, C]');
   if (slope.length !== 1 || slope[0] !== ct) throw bad('slope must be [C]');
   if (scale && (scale.length !== 2 || scale[0] !== n || scale[1] !== ct)) throw bad('scale must be [N, C]');
   return { n, hw: h * w, c1, c2, ct, bstride };
 }
 
 /** A node's inputs, their shapes checked, and its output allocated (NHWC, the channels of x and f together). */
-function gather(a: Api, ctx: unknown): { x: Tensor; f: Tensor | null; bias: Tensor; slope: Tensor; scale: Tensor | null; s: ReturnType<typeof actShapes>; out: bigint } {
+function gather(
+  a: Api,
+  ctx: unknown,
+): {
+  x: Tensor;
+  f: Tensor | null;
+  bias: Tensor;
+  slope: Tensor;
+  scale: Tensor | null;
+  s: ReturnType<typeof actShapes>;
+  out: bigint;
+} {
   const [x, f, bias, slope, scale] = [0, 1, 2, 3, 4].map((i) => input(a, ctx, i));
-  if (!x || !bias || !slope) throw new GpenLabError('E_INFERENCE', 'FusedAct: x, bias and slope are required', 'The graph was built wrongly: rebuild the model (report this as a bug).');
+  if (!x || !bias || !slope)
+    throw new GpenLabError(
+      'E_INFERENCE',
+      'FusedAct: x, bias and slope are required',
+      'The graph was built wrongly: rebuild the model (report this as a bug).',
+    );
   const s = actShapes(x.dims, f?.dims ?? null, bias.dims, slope.dims, scale?.dims ?? null);
   const outV: unknown[] = [null];
-  check(a, a.fns.KernelContext_GetOutput(ctx, 0, BigInt64Array.from([s.n, x.dims[1], x.dims[2], s.ct].map(BigInt)), 4, outV), 'KernelContext_GetOutput');
+  check(
+    a,
+    a.fns.KernelContext_GetOutput(ctx, 0, BigInt64Array.from([s.n, x.dims[1], x.dims[2], s.ct].map(BigInt)), 4, outV),
+    'KernelContext_GetOutput',
+  );
   return { x, f, bias, slope, scale, s, out: dataOf(a, outV[0]) };
 }
 
@@ -177,7 +245,8 @@ function gather(a: Api, ctx: unknown): { x: Tensor; f: Tensor | null; bias: Tens
 function computeCpu(a: Api, ctx: unknown, half: boolean): void {
   const { x, f, bias, slope, scale, s, out } = gather(a, ctx);
   const eb = half ? 2 : 4;
-  const view = (t: Tensor, count: number) => (half ? new Uint16Array(koffi.view(t.ptr, count * eb)) : new Float32Array(koffi.view(t.ptr, count * eb)));
+  const view = (t: Tensor, count: number) =>
+    half ? new Uint16Array(koffi.view(t.ptr, count * eb)) : new Float32Array(koffi.view(t.ptr, count * eb));
   const px = s.n * s.hw;
   const xs = view(x, px * s.c1);
   const fs = f ? view(f, px * s.c2) : null;
@@ -199,7 +268,10 @@ function computeCpu(a: Api, ctx: unknown, half: boolean): void {
 }
 
 /** Per node (kernel instance): the launch's parameter block, allocated once (cuLaunchKernel copies it at each launch). */
-interface GpuKernel { store: bigint; argv: bigint }
+interface GpuKernel {
+  store: bigint;
+  argv: bigint;
+}
 function computeCuda(a: Api, k: GpuKernel, ctx: unknown, half: boolean): void {
   const { x, f, bias, slope, scale, s, out } = gather(a, ctx);
   const stream: unknown[] = [null];
@@ -208,11 +280,26 @@ function computeCuda(a: Api, k: GpuKernel, ctx: unknown, half: boolean): void {
   if (elements === 0) return;
   const cuCtx = ensureContext();
   const l = actLaunch(half, s.c1, s.c2, elements);
-  const values: bigint[] = [x.ptr, f?.ptr ?? 0n, bias.ptr, slope.ptr, scale?.ptr ?? 0n, out,
-    BigInt(s.c1), BigInt(s.c2), BigInt(s.hw), BigInt(l.count), BigInt(s.bstride), BigInt(scale ? s.ct : 0)];
+  const values: bigint[] = [
+    x.ptr,
+    f?.ptr ?? 0n,
+    bias.ptr,
+    slope.ptr,
+    scale?.ptr ?? 0n,
+    out,
+    BigInt(s.c1),
+    BigInt(s.c2),
+    BigInt(s.hw),
+    BigInt(l.count),
+    BigInt(s.bstride),
+    BigInt(scale ? s.ct : 0),
+  ];
   values.forEach((v, i) => koffi.encode(k.store, i * 8, 'uint64', v));
   const block = 256;
-  cuCheck(cuda().launch(kernelFn(cuCtx, l.kernel), Math.ceil(l.count / block), 1, 1, block, 1, 1, 0, stream[0], k.argv, null), `cuLaunchKernel(${l.kernel})`);
+  cuCheck(
+    cuda().launch(kernelFn(cuCtx, l.kernel), Math.ceil(l.count / block), 1, 1, block, 1, 1, 0, stream[0], k.argv, null),
+    `cuLaunchKernel(${l.kernel})`,
+  );
 }
 
 type Provider = 'cpu' | 'cuda';
@@ -281,15 +368,25 @@ function makeOp(a: Api, provider: Provider, half: boolean): bigint {
     GetOutputTypeCount: reg(() => 1, P.count),
     KernelCompute: null,
     KernelDestroy: destroy,
-    GetInputCharacteristic: reg((_op: unknown, i: number) => (Number(i) === 1 || Number(i) === 4 ? OPTIONAL : REQUIRED), P.intAt),
+    GetInputCharacteristic: reg(
+      (_op: unknown, i: number) => (Number(i) === 1 || Number(i) === 4 ? OPTIONAL : REQUIRED),
+      P.intAt,
+    ),
     GetOutputCharacteristic: reg(() => REQUIRED, P.intAt),
     GetInputMemoryType: reg(() => 0, P.intAt), // OrtMemTypeDefault: the provider's device
     GetVariadicInputMinArity: reg(() => 1, P.int),
     GetVariadicInputHomogeneity: reg(() => 1, P.int),
     GetVariadicOutputMinArity: reg(() => 1, P.int),
     GetVariadicOutputHomogeneity: reg(() => 1, P.int),
-    CreateKernelV2: null, KernelComputeV2: compute, InferOutputShapeFn: null, GetStartVersion: null, GetEndVersion: null,
-    GetMayInplace: null, ReleaseMayInplace: null, GetAliasMap: null, ReleaseAliasMap: null,
+    CreateKernelV2: null,
+    KernelComputeV2: compute,
+    InferOutputShapeFn: null,
+    GetStartVersion: null,
+    GetEndVersion: null,
+    GetMayInplace: null,
+    ReleaseMayInplace: null,
+    GetAliasMap: null,
+    ReleaseAliasMap: null,
   });
   return op;
 }
@@ -301,7 +398,8 @@ export function gpenOpsDomain(a: Api, provider: Provider): unknown {
   const out: unknown[] = [null];
   check(a, a.fns.CreateCustomOpDomain(GPEN_OPS.domain, out), 'CreateCustomOpDomain');
   d = out[0];
-  for (const half of [false, true]) check(a, a.fns.CustomOpDomain_Add(d, makeOp(a, provider, half)), 'CustomOpDomain_Add');
+  for (const half of [false, true])
+    check(a, a.fns.CustomOpDomain_Add(d, makeOp(a, provider, half)), 'CustomOpDomain_Add');
   domains.set(provider, d);
   return d;
 }

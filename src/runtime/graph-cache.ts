@@ -42,24 +42,51 @@ export interface GraphCacheEntry {
  * Looks up the optimised graph of `model` for `provider` with `options` (sorted into the key), in ONNX Runtime's own
  * format (a session saves it with session.save_model_format=ORT and loads it with session.load_model_format=ORT).
  */
-export async function graphCache(model: string | Uint8Array, provider: string, options: Record<string, string>): Promise<GraphCacheEntry> {
+export async function graphCache(
+  model: string | Uint8Array,
+  provider: string,
+  options: Record<string, string>,
+): Promise<GraphCacheEntry> {
   if (typeof model !== 'string') {
-    throw new GpenLabError('E_ARGUMENT', 'graph_cache=ort needs the model as an ONNX file, and this one was made in memory (from a .pth or --synthetic)',
-      'Convert it once with `gpen-lab model convert IN.pth -o OUT.onnx` (add --fp16 for fp16) and pass --model OUT.onnx, or drop graph_cache.', { input: 'graph_cache' });
+    throw new GpenLabError(
+      'E_ARGUMENT',
+      'graph_cache=ort needs the model as an ONNX file, and this one was made in memory (from a .pth or --synthetic)',
+      'Convert it once with `gpen-lab model convert IN.pth -o OUT.onnx` (add --fp16 for fp16) and pass --model OUT.onnx, or drop graph_cache.',
+      { input: 'graph_cache' },
+    );
   }
   if (options.prefer_nhwc === '1') {
-    throw new GpenLabError('E_ARGUMENT', 'graph_cache=ort cannot be combined with prefer_nhwc=1: the NHWC graph holds ONNX Runtime\'s internal operators, which cannot be saved',
-      'Drop one of graph_cache=ort and prefer_nhwc=1.', { input: 'graph_cache' });
+    throw new GpenLabError(
+      'E_ARGUMENT',
+      "graph_cache=ort cannot be combined with prefer_nhwc=1: the NHWC graph holds ONNX Runtime's internal operators, which cannot be saved",
+      'Drop one of graph_cache=ort and prefer_nhwc=1.',
+      { input: 'graph_cache' },
+    );
   }
   const opts = Object.fromEntries(Object.entries(options).sort(([a], [b]) => a.localeCompare(b)));
   const file = `${modelCachePath('optimized', model, { provider, opts, format: 'ort' })}.ort`;
   const dir = path.dirname(file);
-  if (existsSync(file)) return { state: 'hit', model: file, saveTo: null, file, commit: async () => undefined, abandon: async () => undefined };
+  if (existsSync(file))
+    return {
+      state: 'hit',
+      model: file,
+      saveTo: null,
+      file,
+      commit: async () => undefined,
+      abandon: async () => undefined,
+    };
   await makeDirs(dir);
   const saveTo = `${file}.${process.pid}.tmp`;
   return {
-    state: 'miss', model, saveTo, file,
-    commit: async () => { if (existsSync(saveTo)) await rename(saveTo, file); },
-    abandon: async () => { await rm(saveTo, { force: true }); },
+    state: 'miss',
+    model,
+    saveTo,
+    file,
+    commit: async () => {
+      if (existsSync(saveTo)) await rename(saveTo, file);
+    },
+    abandon: async () => {
+      await rm(saveTo, { force: true });
+    },
   };
 }

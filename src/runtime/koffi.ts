@@ -6,7 +6,12 @@ import koffi from 'koffi';
 
 const MiB = 1024 * 1024;
 export const KOFFI_STACK_BYTES = 8 * MiB;
-koffi.config({ ...koffi.config(), sync_stack_size: KOFFI_STACK_BYTES, async_stack_size: KOFFI_STACK_BYTES, resident_async_pools: 4 });
+koffi.config({
+  ...koffi.config(),
+  sync_stack_size: KOFFI_STACK_BYTES,
+  async_stack_size: KOFFI_STACK_BYTES,
+  resident_async_pools: 4,
+});
 
 export default koffi;
 

@@ -14,15 +14,34 @@ const FLOAT16 = 10;
 
 /** A value's dims with every symbolic or unknown dim taken as 1 (batch 1). */
 function fixedDims(v: IValueInfo | undefined): number[] {
-  return (v?.type?.tensorType?.shape?.dim ?? []).map((d) => (d.dimValue !== undefined && d.dimValue !== null && Number(d.dimValue) > 0 ? Number(d.dimValue) : 1));
+  return (v?.type?.tensorType?.shape?.dim ?? []).map((d) =>
+    d.dimValue !== undefined && d.dimValue !== null && Number(d.dimValue) > 0 ? Number(d.dimValue) : 1,
+  );
 }
 
 /** `name` made as zeros of `dims` and ONNX type `type` on the device: its shape initializer and ConstantOfShape node. */
 function zeros(name: string, dims: number[], type: number, suffix: string): { shape: ITensor; node: INode } {
   const shape = `${name}__${suffix}_shape`;
   return {
-    shape: { name: shape, dims: [dims.length], dataType: 7, rawData: new Uint8Array(BigInt64Array.from(dims.map(BigInt)).buffer) },
-    node: { opType: 'ConstantOfShape', name: `${name}__${suffix}`, input: [shape], output: [name], attribute: [{ name: 'value', type: 4, t: { dims: [1], dataType: type, rawData: new Uint8Array(type === FLOAT16 ? 2 : type === 11 ? 8 : 4) } }] },
+    shape: {
+      name: shape,
+      dims: [dims.length],
+      dataType: 7,
+      rawData: new Uint8Array(BigInt64Array.from(dims.map(BigInt)).buffer),
+    },
+    node: {
+      opType: 'ConstantOfShape',
+      name: `${name}__${suffix}`,
+      input: [shape],
+      output: [name],
+      attribute: [
+        {
+          name: 'value',
+          type: 4,
+          t: { dims: [1], dataType: type, rawData: new Uint8Array(type === FLOAT16 ? 2 : type === 11 ? 8 : 4) },
+        },
+      ],
+    },
   };
 }
 
@@ -66,4 +85,3 @@ export function primerModel(bytes: Uint8Array): Primer {
     replaced: { count, bytes: replacedBytes },
   };
 }
-

@@ -12,7 +12,10 @@ import { CapiSession } from './capi/session.js';
 import { modelCachePath } from './graph-cache.js';
 
 /** What a primer reads and writes: its input, if any, at batch 1, and its first output. */
-export interface PrimerIo { input: { name: string; dims: number[] } | null; output: string }
+export interface PrimerIo {
+  input: { name: string; dims: number[] } | null;
+  output: string;
+}
 
 /** Where a model file's primer is cached (by the file's identity and the runtime's version). */
 function cacheBase(model: string): string {
@@ -24,10 +27,16 @@ function cacheBase(model: string): string {
  * input and output); made in memory for bytes. A cache hit is read without yielding and without the ONNX protobuf
  * modules: in a cold start the primer's session is then asked for in the same moment as the real one.
  */
-export async function primerFor(model: string | Uint8Array): Promise<{ model: Uint8Array; io: PrimerIo; cache: 'hit' | 'written' | null }> {
+export async function primerFor(
+  model: string | Uint8Array,
+): Promise<{ model: Uint8Array; io: PrimerIo; cache: 'hit' | 'written' | null }> {
   const base = typeof model === 'string' ? cacheBase(model) : null;
   if (base && existsSync(`${base}.onnx`) && existsSync(`${base}.io.json`)) {
-    return { model: readFileSync(`${base}.onnx`), io: JSON.parse(readFileSync(`${base}.io.json`, 'utf8')) as PrimerIo, cache: 'hit' };
+    return {
+      model: readFileSync(`${base}.onnx`),
+      io: JSON.parse(readFileSync(`${base}.io.json`, 'utf8')) as PrimerIo,
+      cache: 'hit',
+    };
   }
   const { primerModel } = await import('./primer-graph.js');
   const p = primerModel(typeof model === 'string' ? new Uint8Array(await readFile(model)) : model);
@@ -39,18 +48,41 @@ export async function primerFor(model: string | Uint8Array): Promise<{ model: Ui
 }
 
 export interface PrimeReport {
-  ms: number; ok: boolean; error?: string; cache?: 'hit' | 'written' | null; createMs?: number; runMs?: number;
+  ms: number;
+  ok: boolean;
+  error?: string;
+  cache?: 'hit' | 'written' | null;
+  createMs?: number;
+  runMs?: number;
   /** The timeline, in ms since the process started: prime() called, its (whole) session's creation begun, its run ended. */
-  startedAt?: number; createStartedAt?: number; ranAt?: number;
+  startedAt?: number;
+  createStartedAt?: number;
+  ranAt?: number;
 }
 
 /** Creates `bytes` on CUDA and runs it once, both on worker threads. */
-async function createAndRun(bytes: Uint8Array, io: PrimerIo, provider: 'cpu' | 'cuda', cuda: Record<string, string>, gpenOps: boolean): Promise<{ createMs: number; runMs: number; createStartedAt: number }> {
+async function createAndRun(
+  bytes: Uint8Array,
+  io: PrimerIo,
+  provider: 'cpu' | 'cuda',
+  cuda: Record<string, string>,
+  gpenOps: boolean,
+): Promise<{ createMs: number; runMs: number; createStartedAt: number }> {
   const t0 = performance.now();
-  const s = await CapiSession.createAsync(bytes, { provider, ...(provider === 'cuda' ? { cuda } : {}), graphOptimizationLevel: 0, gpenOps });
+  const s = await CapiSession.createAsync(bytes, {
+    provider,
+    ...(provider === 'cuda' ? { cuda } : {}),
+    graphOptimizationLevel: 0,
+    gpenOps,
+  });
   const t1 = performance.now();
   try {
-    await s.runOnceAsync(io.input ? { name: io.input.name, x: new Float32Array(io.input.dims.reduce((a, b) => a * b, 1)), dims: io.input.dims } : null, io.output);
+    await s.runOnceAsync(
+      io.input
+        ? { name: io.input.name, x: new Float32Array(io.input.dims.reduce((a, b) => a * b, 1)), dims: io.input.dims }
+        : null,
+      io.output,
+    );
     const runMs = performance.now() - t1;
     return { createMs: t1 - t0, runMs, createStartedAt: t0 };
   } finally {
@@ -64,13 +96,27 @@ async function createAndRun(bytes: Uint8Array, io: PrimerIo, provider: 'cpu' | '
  * (`provider` 'cpu' runs the same steps on the CPU: the tests' way through the cache.) `gpenOps`: the graph uses
  * gpen-lab's operators (fused_act=1).
  */
-export async function prime(model: string | Uint8Array, cuda: Record<string, string>, provider: 'cpu' | 'cuda' = 'cuda', gpenOps = false): Promise<PrimeReport> {
+export async function prime(
+  model: string | Uint8Array,
+  cuda: Record<string, string>,
+  provider: 'cpu' | 'cuda' = 'cuda',
+  gpenOps = false,
+): Promise<PrimeReport> {
   const t0 = performance.now();
   const { enable_cuda_graph: _g, ...opts } = cuda;
   try {
     const p = await primerFor(model);
     const r = await createAndRun(p.model, p.io, provider, opts, gpenOps);
-    return { ms: performance.now() - t0, ok: true, cache: p.cache, createMs: r.createMs, runMs: r.runMs, startedAt: t0, createStartedAt: r.createStartedAt, ranAt: r.createStartedAt + r.createMs + r.runMs };
+    return {
+      ms: performance.now() - t0,
+      ok: true,
+      cache: p.cache,
+      createMs: r.createMs,
+      runMs: r.runMs,
+      startedAt: t0,
+      createStartedAt: r.createStartedAt,
+      ranAt: r.createStartedAt + r.createMs + r.runMs,
+    };
   } catch (e) {
     return { ms: performance.now() - t0, ok: false, error: (e as Error).message };
   }

@@ -17,14 +17,26 @@ export interface Placement {
 }
 
 /** One node's run in an ONNX Runtime profile: node name, operator, execution provider, time, output shapes. */
-export interface ProfileNode { node: string; op: string; provider: string; ms: number; outputShapes: number[][]; outputTypes: string[] }
+export interface ProfileNode {
+  node: string;
+  op: string;
+  provider: string;
+  ms: number;
+  outputShapes: number[][];
+  outputTypes: string[];
+}
 
 /** The node runs of an ONNX Runtime profile (its "_kernel_time" events), in execution order, every run's. */
 export function readProfileNodes(file: string): ProfileNode[] {
   return profileNodes(readEvents(file));
 }
 
-export type Ev = { cat?: string; name?: string; dur?: number; args?: { op_name?: string; provider?: string; output_type_shape?: Record<string, number[]>[] } };
+export type Ev = {
+  cat?: string;
+  name?: string;
+  dur?: number;
+  args?: { op_name?: string; provider?: string; output_type_shape?: Record<string, number[]>[] };
+};
 
 function readEvents(file: string): Ev[] {
   return JSON.parse(readFileSync(file, 'utf8')) as Ev[];
@@ -35,7 +47,10 @@ function profileNodes(events: Ev[]): ProfileNode[] {
   for (const e of events) {
     if (e.cat !== 'Node' || !e.name?.endsWith('_kernel_time')) continue;
     out.push({
-      node: e.name.slice(0, -'_kernel_time'.length), op: e.args?.op_name ?? '?', provider: e.args?.provider ?? '?', ms: (e.dur ?? 0) / 1000,
+      node: e.name.slice(0, -'_kernel_time'.length),
+      op: e.args?.op_name ?? '?',
+      provider: e.args?.provider ?? '?',
+      ms: (e.dur ?? 0) / 1000,
       outputShapes: (e.args?.output_type_shape ?? []).map((o) => Object.values(o)[0] ?? []),
       outputTypes: (e.args?.output_type_shape ?? []).map((o) => Object.keys(o)[0] ?? '?'),
     });
@@ -62,9 +77,15 @@ export function placementFromEvents(events: Ev[], asked: Provider): Placement {
   const ran = Object.keys(counts);
   const sessionMs: Record<string, number> = {};
   for (const e of events) {
-    if (e.cat === 'Session' && e.name && e.name !== 'model_run') sessionMs[e.name] = (sessionMs[e.name] ?? 0) + (e.dur ?? 0) / 1000;
+    if (e.cat === 'Session' && e.name && e.name !== 'model_run')
+      sessionMs[e.name] = (sessionMs[e.name] ?? 0) + (e.dur ?? 0) / 1000;
   }
-  return { nodesByProvider: counts, ran, mismatch: ran.some((p) => p !== asked), ...(Object.keys(sessionMs).length ? { sessionMs } : {}) };
+  return {
+    nodesByProvider: counts,
+    ran,
+    mismatch: ran.some((p) => p !== asked),
+    ...(Object.keys(sessionMs).length ? { sessionMs } : {}),
+  };
 }
 
 /** The quoted value after `key` in `line` (ONNX Runtime writes `"key" : "value"` or `"key" :"value"`), or null. */
@@ -130,7 +151,11 @@ export function placementFromProfileDir(dir: string, asked: Provider, end: () =>
 }
 
 /** placementFromProfileDir with the profile ended on a worker thread (the C API route: its first run returns sooner). */
-export async function placementFromProfileDirAsync(dir: string, asked: Provider, end: () => Promise<unknown>): Promise<Placement | null> {
+export async function placementFromProfileDirAsync(
+  dir: string,
+  asked: Provider,
+  end: () => Promise<unknown>,
+): Promise<Placement | null> {
   try {
     await end();
     return placementInDir(dir, asked);
@@ -144,4 +169,3 @@ function placementInDir(dir: string, asked: Provider): Placement | null {
   const file = readdirSync(dir).find((f) => f.endsWith('.json'));
   return file ? placementFromProfile(path.join(dir, file), asked) : null;
 }
-

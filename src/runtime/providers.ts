@@ -19,10 +19,21 @@ export interface ProviderSpec {
 
 export const PROVIDER_SPECS: Record<Provider, ProviderSpec> = {
   cpu: { ort: 'cpu', epName: 'CPUExecutionProvider', gpu: false, files: [] },
-  cuda: { ort: 'cuda', epName: 'CUDAExecutionProvider', gpu: true, files: ['libonnxruntime_providers_shared.so', 'libonnxruntime_providers_cuda.so'] },
+  cuda: {
+    ort: 'cuda',
+    epName: 'CUDAExecutionProvider',
+    gpu: true,
+    files: ['libonnxruntime_providers_shared.so', 'libonnxruntime_providers_cuda.so'],
+  },
   tensorrt: {
-    ort: 'tensorrt', epName: 'TensorrtExecutionProvider', gpu: true,
-    files: ['libonnxruntime_providers_shared.so', 'libonnxruntime_providers_tensorrt.so', 'libonnxruntime_providers_cuda.so'],
+    ort: 'tensorrt',
+    epName: 'TensorrtExecutionProvider',
+    gpu: true,
+    files: [
+      'libonnxruntime_providers_shared.so',
+      'libonnxruntime_providers_tensorrt.so',
+      'libonnxruntime_providers_cuda.so',
+    ],
   },
   webgpu: { ort: 'webgpu', epName: 'WebGpuExecutionProvider', gpu: true, files: [] },
 };
@@ -40,8 +51,12 @@ export function isProvider(v: unknown): v is Provider {
 
 export function parseProvider(v: unknown, input = 'provider'): Provider {
   if (isProvider(v)) return v;
-  throw new GpenLabError('E_PROVIDER_UNKNOWN', `Expected one of ${PROVIDERS.join(', ')} for ${input} but received ${JSON.stringify(v)}`,
-    `Use one of ${PROVIDERS.join(', ')}.`, { input, option: input, received: v });
+  throw new GpenLabError(
+    'E_PROVIDER_UNKNOWN',
+    `Expected one of ${PROVIDERS.join(', ')} for ${input} but received ${JSON.stringify(v)}`,
+    `Use one of ${PROVIDERS.join(', ')}.`,
+    { input, option: input, received: v },
+  );
 }
 
 const require = createRequire(import.meta.url);

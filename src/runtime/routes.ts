@@ -44,26 +44,64 @@ const FAST_IS_STOCK: Record<Exclude<Provider, 'cuda'>, string> = {
 };
 
 /** Every valid provider x route x precision, and how it runs. */
-export const COMBINATIONS: readonly Combination[] = PROVIDERS.flatMap((provider) => ROUTES.flatMap((route) => PRECISIONS.map((precision): Combination => {
-  if (route === 'stock') return { provider, route, precision, binding: 'stock', note: 'onnxruntime-node\'s binding: the baseline, provider options beyond deviceId cannot be passed' };
-  if (provider === 'cuda') return { provider, route, precision, binding: 'capi', note: 'the C API route with the measured-best option set for the workload (CUDA_SETS)' };
-  return { provider, route, precision, binding: 'stock', note: FAST_IS_STOCK[provider] };
-})));
+export const COMBINATIONS: readonly Combination[] = PROVIDERS.flatMap((provider) =>
+  ROUTES.flatMap((route) =>
+    PRECISIONS.map((precision): Combination => {
+      if (route === 'stock')
+        return {
+          provider,
+          route,
+          precision,
+          binding: 'stock',
+          note: "onnxruntime-node's binding: the baseline, provider options beyond deviceId cannot be passed",
+        };
+      if (provider === 'cuda')
+        return {
+          provider,
+          route,
+          precision,
+          binding: 'capi',
+          note: 'the C API route with the measured-best option set for the workload (CUDA_SETS)',
+        };
+      return { provider, route, precision, binding: 'stock', note: FAST_IS_STOCK[provider] };
+    }),
+  ),
+);
 
 /** The combination, or a coded error for one outside the table or options it cannot take. */
-export function combination(provider: Provider, route: Route, precision: RoutePrecision, cudaOptions?: Record<string, string>): Combination {
+export function combination(
+  provider: Provider,
+  route: Route,
+  precision: RoutePrecision,
+  cudaOptions?: Record<string, string>,
+): Combination {
   const c = COMBINATIONS.find((x) => x.provider === provider && x.route === route && x.precision === precision);
   if (!c) {
-    throw new GpenLabError('E_ARGUMENT', `There is no ${route} route for ${provider} in ${precision}`,
-      `Use one of these routes and precisions for ${provider}: ${COMBINATIONS.filter((x) => x.provider === provider).map((x) => `${x.route} in ${x.precision}`).join('; ')}.`, { input: 'route' });
+    throw new GpenLabError(
+      'E_ARGUMENT',
+      `There is no ${route} route for ${provider} in ${precision}`,
+      `Use one of these routes and precisions for ${provider}: ${COMBINATIONS.filter((x) => x.provider === provider)
+        .map((x) => `${x.route} in ${x.precision}`)
+        .join('; ')}.`,
+      { input: 'route' },
+    );
   }
   if (cudaOptions && Object.keys(cudaOptions).length > 0) {
     if (provider !== 'cuda') {
-      throw new GpenLabError('E_ARGUMENT', `cudaOptions were given but the provider is ${provider}`, 'Use the cuda provider (or auto on a machine with CUDA) with cudaOptions, or leave cudaOptions out.', { input: 'cudaOptions', option: 'cudaOptions' });
+      throw new GpenLabError(
+        'E_ARGUMENT',
+        `cudaOptions were given but the provider is ${provider}`,
+        'Use the cuda provider (or auto on a machine with CUDA) with cudaOptions, or leave cudaOptions out.',
+        { input: 'cudaOptions', option: 'cudaOptions' },
+      );
     }
     if (route === 'stock') {
-      throw new GpenLabError('E_ARGUMENT', 'cudaOptions cannot be passed on the stock route: onnxruntime-node\'s binding passes only deviceId to the CUDA provider',
-        'Use the fast route (it takes cudaOptions), or leave cudaOptions out.', { input: 'cudaOptions', option: 'cudaOptions' });
+      throw new GpenLabError(
+        'E_ARGUMENT',
+        "cudaOptions cannot be passed on the stock route: onnxruntime-node's binding passes only deviceId to the CUDA provider",
+        'Use the fast route (it takes cudaOptions), or leave cudaOptions out.',
+        { input: 'cudaOptions', option: 'cudaOptions' },
+      );
     }
   }
   return c;
@@ -77,7 +115,13 @@ export function combination(provider: Provider, route: Route, precision: RoutePr
  */
 export const CUDA_SETS = {
   cold: { cudnn_conv_algo_search: 'HEURISTIC', graph_optimization_level: '0', prime: '1', graph_cache: 'ort' },
-  warm: { enable_cuda_graph: '1', prefer_nhwc: '1', fused_act: '1', arena_extend_strategy: 'kSameAsRequested', 'arena.max_dead_bytes_per_chunk': '1048576' },
+  warm: {
+    enable_cuda_graph: '1',
+    prefer_nhwc: '1',
+    fused_act: '1',
+    arena_extend_strategy: 'kSameAsRequested',
+    'arena.max_dead_bytes_per_chunk': '1048576',
+  },
 } as const satisfies Record<string, Record<string, string>>;
 export type CudaSet = keyof typeof CUDA_SETS;
 
@@ -116,18 +160,30 @@ export function defaultBatch(provider: Provider, binding: Binding, workload: Wor
  * Where the face detector runs: on CUDA beside the warm set (its graphs on the C API route, NHWC), on the CPU for a
  * cold start (its CUDA session's first run would compete with GPEN's) and on every other provider.
  */
-export function detectorPlacement(provider: Provider, binding: Binding, workload: Workload): { provider: Provider; capi: boolean } {
+export function detectorPlacement(
+  provider: Provider,
+  binding: Binding,
+  workload: Workload,
+): { provider: Provider; capi: boolean } {
   if (provider === 'cuda' && workload !== 'single') return { provider: 'cuda', capi: binding === 'capi' };
   return { provider: 'cpu', capi: false };
 }
 
 export function parseChoice<T extends string>(values: readonly T[], v: unknown, flag: string): T {
   if (typeof v === 'string' && (values as readonly string[]).includes(v)) return v as T;
-  throw new GpenLabError('E_ARGUMENT', `Expected one of ${values.join(', ')} for ${flag} but received ${JSON.stringify(v)}`, `Pass ${flag} ${values.join('|')}.`, { input: flag, received: v });
+  throw new GpenLabError(
+    'E_ARGUMENT',
+    `Expected one of ${values.join(', ')} for ${flag} but received ${JSON.stringify(v)}`,
+    `Pass ${flag} ${values.join('|')}.`,
+    { input: flag, received: v },
+  );
 }
 
 /** A provider skipped by `auto`, and why. */
-export interface Skipped { provider: Provider; reason: string }
+export interface Skipped {
+  provider: Provider;
+  reason: string;
+}
 
 /** What was asked for and what runs: one line on the console, a field of every RestoreResult and of /readyz. */
 export interface RouteChoice {

@@ -8,7 +8,14 @@ import type * as OrtModule from 'onnxruntime-node';
 import { onFirstUse } from '../io/lazy-module.js';
 import { GpenLabError, errorMessage } from '../errors.js';
 import type { Provider } from './providers.js';
-import { PROVIDER_SPECS, PROVIDERS, missingProviderFiles, nvidiaDeviceVisible, ortBinDir, ortVersion } from './providers.js';
+import {
+  PROVIDER_SPECS,
+  PROVIDERS,
+  missingProviderFiles,
+  nvidiaDeviceVisible,
+  ortBinDir,
+  ortVersion,
+} from './providers.js';
 import type { Placement } from './profile.js';
 import type { PinnedStats } from './cuda/host-pins.js';
 import { placementFromProfileDir } from './profile.js';
@@ -50,8 +57,15 @@ export interface RunResult {
 
 /** Providers the installed binary knows, and whether their libraries ship with it. */
 export function knownProviders(): { provider: Provider; bundled: boolean }[] {
-  const listed = new Map(ort().listSupportedBackends().map((b) => [b.name, b.bundled] as const));
-  return PROVIDERS.filter((p) => listed.has(PROVIDER_SPECS[p].ort)).map((p) => ({ provider: p, bundled: listed.get(PROVIDER_SPECS[p].ort) ?? false }));
+  const listed = new Map(
+    ort()
+      .listSupportedBackends()
+      .map((b) => [b.name, b.bundled] as const),
+  );
+  return PROVIDERS.filter((p) => listed.has(PROVIDER_SPECS[p].ort)).map((p) => ({
+    provider: p,
+    bundled: listed.get(PROVIDER_SPECS[p].ort) ?? false,
+  }));
 }
 
 export function runtimeVersion(): string {
@@ -65,27 +79,42 @@ export function providerFailure(cfg: SessionConfig, e: unknown): GpenLabError {
   const missing = missingProviderFiles(p);
   const label = cfg.label ?? 'the model';
   if (missing.length > 0) {
-    return new GpenLabError('E_PROVIDER_UNAVAILABLE',
+    return new GpenLabError(
+      'E_PROVIDER_UNAVAILABLE',
       `The ${p} execution provider cannot load: ${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} missing from ${ortBinDir()} (ONNX Runtime said: ${said})`,
       (p === 'cuda' || p === 'tensorrt') && !nvidiaDeviceVisible()
         ? 'No NVIDIA GPU or driver is visible here (no /dev/nvidia* device), so installing the provider cannot help: run on a host with an NVIDIA GPU (in a container: --gpus all), or use --provider cpu.'
         : p === 'cuda' || p === 'tensorrt'
-        ? `Run \`gpen-lab setup cuda\` (installs the ${p} provider built for onnxruntime-node ${ortVersion()} next to libonnxruntime.so.1 in ${ortBinDir()}), or use --provider cpu.`
-        : 'Use --provider cpu.',
-      { input: label, provider: p, missing, ort: said });
+          ? `Run \`gpen-lab setup cuda\` (installs the ${p} provider built for onnxruntime-node ${ortVersion()} next to libonnxruntime.so.1 in ${ortBinDir()}), or use --provider cpu.`
+          : 'Use --provider cpu.',
+      { input: label, provider: p, missing, ort: said },
+    );
   }
   if (/adapter|vulkan|webgpu/i.test(said) && p === 'webgpu') {
-    return new GpenLabError('E_PROVIDER_UNAVAILABLE', `The webgpu execution provider found no GPU adapter for ${label} (ONNX Runtime said: ${said})`,
+    return new GpenLabError(
+      'E_PROVIDER_UNAVAILABLE',
+      `The webgpu execution provider found no GPU adapter for ${label} (ONNX Runtime said: ${said})`,
       'Install a Vulkan driver (libvulkan1 and the GPU vendor ICD) or use --provider cpu.',
-      { input: label, provider: p, ort: said });
+      { input: label, provider: p, ort: said },
+    );
   }
   // a library that did not load (not "Failed to load model because protobuf parsing failed": that is the model)
   if (/load(ing)? (shared )?librar|shared library|cannot open shared|dlopen/i.test(said)) {
-    return new GpenLabError('E_PROVIDER_UNAVAILABLE', `The ${p} execution provider failed to load for ${label}: a library it depends on did not load (ONNX Runtime said: ${said})`,
-      `Run \`gpen-lab doctor --provider ${p}\`: it names the library that did not load and prints the line to fix it (the ${p} provider of this build needs CUDA 13, cuDNN 9 and a driver for CUDA 13).`, { input: label, provider: p, ort: said });
+    return new GpenLabError(
+      'E_PROVIDER_UNAVAILABLE',
+      `The ${p} execution provider failed to load for ${label}: a library it depends on did not load (ONNX Runtime said: ${said})`,
+      `Run \`gpen-lab doctor --provider ${p}\`: it names the library that did not load and prints the line to fix it (the ${p} provider of this build needs CUDA 13, cuDNN 9 and a driver for CUDA 13).`,
+      { input: label, provider: p, ort: said },
+    );
   }
-  return new GpenLabError('E_SESSION', `ONNX Runtime could not create a ${p} session for ${label}: ${said}`,
-    p === 'cpu' ? 'Check that the model is a valid ONNX file with `gpen-lab model info FILE`.' : `Run \`gpen-lab doctor --provider ${p}\`: it matches this error against known causes and prints the fix; \`gpen-lab model info FILE\` checks the model itself.`, { input: label, provider: p, ort: said });
+  return new GpenLabError(
+    'E_SESSION',
+    `ONNX Runtime could not create a ${p} session for ${label}: ${said}`,
+    p === 'cpu'
+      ? 'Check that the model is a valid ONNX file with `gpen-lab model info FILE`.'
+      : `Run \`gpen-lab doctor --provider ${p}\`: it matches this error against known causes and prints the fix; \`gpen-lab model info FILE\` checks the model itself.`,
+    { input: label, provider: p, ort: said },
+  );
 }
 
 /** What the restoration pipeline needs of a GPEN session (the stock binding's ModelSession, or the C API route's). */
@@ -124,7 +153,12 @@ export class ModelSession implements GpenRunner {
   private profileDir: string | null;
   private runs = 0;
 
-  private constructor(private readonly session: OrtModule.InferenceSession, cfg: SessionConfig, createMs: number, profileDir: string | null) {
+  private constructor(
+    private readonly session: OrtModule.InferenceSession,
+    cfg: SessionConfig,
+    createMs: number,
+    profileDir: string | null,
+  ) {
     this.config = cfg;
     this.asked = cfg.provider;
     this.createMs = createMs;
@@ -139,7 +173,11 @@ export class ModelSession implements GpenRunner {
     const spec = PROVIDER_SPECS[cfg.provider];
     const deviceId = cfg.deviceId ?? 0;
     const ep: OrtModule.InferenceSession.ExecutionProviderConfig =
-      cfg.provider === 'cuda' ? { name: 'cuda', deviceId } : cfg.provider === 'tensorrt' ? { name: 'tensorrt', deviceId } : spec.ort;
+      cfg.provider === 'cuda'
+        ? { name: 'cuda', deviceId }
+        : cfg.provider === 'tensorrt'
+          ? { name: 'tensorrt', deviceId }
+          : spec.ort;
     const record = cfg.recordPlacement ?? true;
     const profileDir = record ? mkdtempSync(path.join(os.tmpdir(), 'gpen-lab-prof-')) : null;
     const options: OrtModule.InferenceSession.SessionOptions = {
@@ -147,13 +185,18 @@ export class ModelSession implements GpenRunner {
       graphOptimizationLevel: cfg.graphOptimizationLevel ?? 'all',
       logSeverityLevel: 3,
       ...(cfg.intraOpNumThreads ? { intraOpNumThreads: cfg.intraOpNumThreads } : {}),
-      ...(cfg.allowSpinning === false ? { extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } } } : {}),
+      ...(cfg.allowSpinning === false
+        ? { extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } } }
+        : {}),
       ...(profileDir ? { enableProfiling: true, profileFilePrefix: path.join(profileDir, 'profile') } : {}),
     };
     const t0 = performance.now();
     let session: OrtModule.InferenceSession;
     try {
-      session = typeof model === 'string' ? await ort().InferenceSession.create(model, options) : await ort().InferenceSession.create(model, options);
+      session =
+        typeof model === 'string'
+          ? await ort().InferenceSession.create(model, options)
+          : await ort().InferenceSession.create(model, options);
     } catch (e) {
       if (profileDir) rmSync(profileDir, { recursive: true, force: true });
       throw providerFailure(cfg, e);
@@ -179,18 +222,32 @@ export class ModelSession implements GpenRunner {
   }
 
   /** Runs the first input (float32, or bytes for a graph that takes them) and returns every float32 output (detectors have several). */
-  async runAll(data: Float32Array | Uint8Array, dims: number[], into?: Float32Array): Promise<{ outputs: Record<string, { data: Float32Array; dims: number[] }>; ms: number }> {
+  async runAll(
+    data: Float32Array | Uint8Array,
+    dims: number[],
+    into?: Float32Array,
+  ): Promise<{ outputs: Record<string, { data: Float32Array; dims: number[] }>; ms: number }> {
     const t0 = performance.now();
     let out: OrtModule.InferenceSession.OnnxValueMapType;
     try {
-      const feeds = { [this.inputName]: data instanceof Uint8Array ? new (ort().Tensor)('uint8', data, dims) : new (ort().Tensor)('float32', data, dims) };
+      const feeds = {
+        [this.inputName]:
+          data instanceof Uint8Array
+            ? new (ort().Tensor)('uint8', data, dims)
+            : new (ort().Tensor)('float32', data, dims),
+      };
       out = into
         ? await this.session.run(feeds, { [this.outputName]: new (ort().Tensor)('float32', into, dims) })
         : await this.session.run(feeds);
     } catch (e) {
-      throw new GpenLabError('E_INFERENCE', `Inference failed on ${this.asked} for ${this.config.label ?? 'the model'} with input [${dims.join(', ')}]: ${errorMessage(e)}`,
-        this.asked === 'cpu' ? 'Check the input shape against the model with `gpen-lab model info FILE`.' : `Run \`gpen-lab doctor --provider ${this.asked}\` for the cause, or use --provider cpu; \`gpen-lab model info FILE\` checks the input shape.`,
-        { input: this.config.label, provider: this.asked, dims });
+      throw new GpenLabError(
+        'E_INFERENCE',
+        `Inference failed on ${this.asked} for ${this.config.label ?? 'the model'} with input [${dims.join(', ')}]: ${errorMessage(e)}`,
+        this.asked === 'cpu'
+          ? 'Check the input shape against the model with `gpen-lab model info FILE`.'
+          : `Run \`gpen-lab doctor --provider ${this.asked}\` for the cause, or use --provider cpu; \`gpen-lab model info FILE\` checks the input shape.`,
+        { input: this.config.label, provider: this.asked, dims },
+      );
     }
     const ms = performance.now() - t0;
     const outputs: Record<string, { data: Float32Array; dims: number[] }> = {};

@@ -14,8 +14,7 @@ export interface VulkanDevice {
 }
 
 export type AdapterProbe =
-  | { ok: true; device: VulkanDevice; devices: VulkanDevice[] }
-  | { ok: false; reason: string; devices: VulkanDevice[] };
+  { ok: true; device: VulkanDevice; devices: VulkanDevice[] } | { ok: false; reason: string; devices: VulkanDevice[] };
 
 const DEFAULT_LIBRARY = 'libvulkan.so.1';
 
@@ -48,18 +47,34 @@ let types: { AppInfo: CType; CreateInfo: CType; Props: CType } | null = null;
 function vkTypes(): NonNullable<typeof types> {
   if (types) return types;
   const AppInfo = koffi.struct('gpenVkApplicationInfo', {
-    sType: 'int32_t', pNext: 'void *', pApplicationName: 'const char *', applicationVersion: 'uint32_t',
-    pEngineName: 'const char *', engineVersion: 'uint32_t', apiVersion: 'uint32_t',
+    sType: 'int32_t',
+    pNext: 'void *',
+    pApplicationName: 'const char *',
+    applicationVersion: 'uint32_t',
+    pEngineName: 'const char *',
+    engineVersion: 'uint32_t',
+    apiVersion: 'uint32_t',
   });
   const CreateInfo = koffi.struct('gpenVkInstanceCreateInfo', {
-    sType: 'int32_t', pNext: 'void *', flags: 'uint32_t', pApplicationInfo: koffi.pointer(AppInfo),
-    enabledLayerCount: 'uint32_t', ppEnabledLayerNames: 'void *', enabledExtensionCount: 'uint32_t', ppEnabledExtensionNames: 'void *',
+    sType: 'int32_t',
+    pNext: 'void *',
+    flags: 'uint32_t',
+    pApplicationInfo: koffi.pointer(AppInfo),
+    enabledLayerCount: 'uint32_t',
+    ppEnabledLayerNames: 'void *',
+    enabledExtensionCount: 'uint32_t',
+    ppEnabledExtensionNames: 'void *',
   });
   // The leading fields of VkPhysicalDeviceProperties at their real offsets; the tail stands for VkPhysicalDeviceLimits
   // and VkPhysicalDeviceSparseProperties (824 bytes in all on x86-64) and is oversized so the driver's write fits.
   const Props = koffi.struct('gpenVkPhysicalDeviceProperties', {
-    apiVersion: 'uint32_t', driverVersion: 'uint32_t', vendorID: 'uint32_t', deviceID: 'uint32_t', deviceType: 'int32_t',
-    deviceName: koffi.array('char', 256, 'String'), pipelineCacheUUID: koffi.array('uint8_t', 16, 'Typed'),
+    apiVersion: 'uint32_t',
+    driverVersion: 'uint32_t',
+    vendorID: 'uint32_t',
+    deviceID: 'uint32_t',
+    deviceType: 'int32_t',
+    deviceName: koffi.array('char', 256, 'String'),
+    pipelineCacheUUID: koffi.array('uint8_t', 16, 'Typed'),
     tail: [8, koffi.array('uint8_t', 1536, 'Typed')],
   });
   types = { AppInfo, CreateInfo, Props };
@@ -95,23 +110,41 @@ function enumerate(library: string): AdapterProbe {
   let fns: Record<'create' | 'destroy' | 'enumerate' | 'props', Fn>;
   try {
     fns = {
-      create: lib.func('vkCreateInstance', 'int32_t', [koffi.pointer(CreateInfo), 'void *', koffi.out(koffi.pointer('void *'))]),
+      create: lib.func('vkCreateInstance', 'int32_t', [
+        koffi.pointer(CreateInfo),
+        'void *',
+        koffi.out(koffi.pointer('void *')),
+      ]),
       destroy: lib.func('void vkDestroyInstance(void *instance, void *allocator)'),
       enumerate: lib.func('int32_t vkEnumeratePhysicalDevices(void *instance, _Inout_ uint32_t *count, void *devices)'),
       props: lib.func('void vkGetPhysicalDeviceProperties(void *device, void *properties)'),
     };
   } catch (err) {
-    return { ok: false, reason: `${library} is not a usable Vulkan loader: ${err instanceof Error ? err.message : String(err)}`, devices: [] };
+    return {
+      ok: false,
+      reason: `${library} is not a usable Vulkan loader: ${err instanceof Error ? err.message : String(err)}`,
+      devices: [],
+    };
   }
 
   const instance: unknown[] = [null];
   const info = {
-    sType: 1, pNext: null, flags: 0,
+    sType: 1,
+    pNext: null,
+    flags: 0,
     pApplicationInfo: {
-      sType: 0, pNext: null, pApplicationName: 'gpen-lab', applicationVersion: 1, pEngineName: 'gpen-lab', engineVersion: 1,
+      sType: 0,
+      pNext: null,
+      pApplicationName: 'gpen-lab',
+      applicationVersion: 1,
+      pEngineName: 'gpen-lab',
+      engineVersion: 1,
       apiVersion: VK_API_VERSION_1_1,
     },
-    enabledLayerCount: 0, ppEnabledLayerNames: null, enabledExtensionCount: 0, ppEnabledExtensionNames: null,
+    enabledLayerCount: 0,
+    ppEnabledLayerNames: null,
+    enabledExtensionCount: 0,
+    ppEnabledExtensionNames: null,
   };
   const rc = fns.create(info, null, instance) as number;
   if (rc < 0) return { ok: false, reason: vkFailure('vkCreateInstance', rc), devices: [] };
@@ -132,9 +165,21 @@ function enumerate(library: string): AdapterProbe {
     const devices = ptrs.map((p): VulkanDevice => {
       const buf = Buffer.alloc(koffi.sizeof(Props));
       fns.props(p, buf);
-      const d = koffi.decode(buf, Props) as { apiVersion: number; vendorID: number; deviceID: number; deviceType: number; deviceName: string };
+      const d = koffi.decode(buf, Props) as {
+        apiVersion: number;
+        vendorID: number;
+        deviceID: number;
+        deviceType: number;
+        deviceName: string;
+      };
       const type = DEVICE_TYPES[d.deviceType] ?? 'other';
-      return { name: d.deviceName, type, vendorId: d.vendorID, deviceId: d.deviceID, apiVersion: versionString(d.apiVersion) };
+      return {
+        name: d.deviceName,
+        type,
+        vendorId: d.vendorID,
+        deviceId: d.deviceID,
+        apiVersion: versionString(d.apiVersion),
+      };
     });
     const device = pickAdapter(devices);
     if (device) return { ok: true, device, devices };
@@ -155,7 +200,11 @@ export function probeWebgpuAdapter(opts?: { library?: string }): AdapterProbe {
     try {
       result = enumerate(library);
     } catch (err) {
-      result = { ok: false, reason: `probing Vulkan through ${library} failed: ${err instanceof Error ? err.message : String(err)}`, devices: [] };
+      result = {
+        ok: false,
+        reason: `probing Vulkan through ${library} failed: ${err instanceof Error ? err.message : String(err)}`,
+        devices: [],
+      };
     }
     cache.set(library, result);
   }

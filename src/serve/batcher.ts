@@ -36,7 +36,16 @@ export class FaceBatcher {
 
   infer(crops: Float32Array, n: number): Promise<Float32Array> {
     return new Promise((resolve, reject) => {
-      this.queue.push({ crops, n, taken: 0, done: 0, out: new Float32Array(n * this.o.perFace), arrived: Date.now(), resolve, reject });
+      this.queue.push({
+        crops,
+        n,
+        taken: 0,
+        done: 0,
+        out: new Float32Array(n * this.o.perFace),
+        arrived: Date.now(),
+        resolve,
+        reject,
+      });
       this.queuedFaces += n;
       if (this.queuedFaces >= this.o.maxBatch) this.wake?.();
       if (!this.looping) void this.loop();
@@ -51,7 +60,10 @@ export class FaceBatcher {
         if (this.queuedFaces < this.o.maxBatch && wait > 0) {
           await new Promise<void>((r) => {
             const t = setTimeout(r, wait);
-            this.wake = () => { clearTimeout(t); r(); };
+            this.wake = () => {
+              clearTimeout(t);
+              r();
+            };
           });
           this.wake = null;
         }
@@ -76,7 +88,10 @@ export class FaceBatcher {
     }
     if (n === 0) return;
     this.queuedFaces -= n;
-    const x = parts.length === 1 && parts[0].from === 0 && parts[0].count === parts[0].e.n ? parts[0].e.crops : new Float32Array(n * per);
+    const x =
+      parts.length === 1 && parts[0].from === 0 && parts[0].count === parts[0].e.n
+        ? parts[0].e.crops
+        : new Float32Array(n * per);
     if (x !== parts[0].e.crops) {
       let at = 0;
       for (const p of parts) {

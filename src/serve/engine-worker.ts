@@ -20,7 +20,9 @@ const post = (m: FromEngine, transfer: ArrayBuffer[] = []) => port.postMessage(m
 class Slots {
   private free: number;
   private readonly waiting: (() => void)[] = [];
-  constructor(n: number) { this.free = n; }
+  constructor(n: number) {
+    this.free = n;
+  }
   take(): Promise<void> {
     if (this.free > 0) {
       this.free--;
@@ -53,19 +55,37 @@ const loading = (async () => {
   holdIfAsked(cfg.holdLoad);
   // each candidate's model prepared in its own worker, as before the engine thread existed
   const r = await Restorer.create({
-    model: cfg.model, prepare: prepareInWorker, provider: cfg.provider ?? 'auto', route: cfg.route ?? 'fast', workload: 'service',
-    ...(cfg.precision ? { precision: cfg.precision } : {}), ...(cfg.maxBatch !== undefined ? { batch: cfg.maxBatch } : {}), outDir: os.tmpdir(), write: false,
+    model: cfg.model,
+    prepare: prepareInWorker,
+    provider: cfg.provider ?? 'auto',
+    route: cfg.route ?? 'fast',
+    workload: 'service',
+    ...(cfg.precision ? { precision: cfg.precision } : {}),
+    ...(cfg.maxBatch !== undefined ? { batch: cfg.maxBatch } : {}),
+    outDir: os.tmpdir(),
+    write: false,
     ...(cfg.maxPixels !== undefined ? { maxPixels: cfg.maxPixels } : {}),
     // one core kept for the other threads (the HTTP thread's event loop, decode, paste) while inference holds the rest
-    session: { intraOpNumThreads: Math.max(1, os.availableParallelism() - 1), ...(cfg.cudaOptions ? { cudaOptions: cfg.cudaOptions } : {}) },
+    session: {
+      intraOpNumThreads: Math.max(1, os.availableParallelism() - 1),
+      ...(cfg.cudaOptions ? { cudaOptions: cfg.cudaOptions } : {}),
+    },
   });
   const per = 3 * r.size * r.size;
   await r.inferCrops(new Float32Array(per), 1); // warm-up: the first run pays for allocation and algorithm search
   batcher = new FaceBatcher({
-    maxBatch: r.choice.batch, maxWaitMs: cfg.maxWaitMs, perFace: per,
+    maxBatch: r.choice.batch,
+    maxWaitMs: cfg.maxWaitMs,
+    perFace: per,
     // the batcher has taken this run's faces off its count when it calls run
-    run: (x, n) => { postWaiting(); return r.inferCrops(x, n); },
-    onBatch: (faces, requests, ms) => { post({ type: 'batch', faces, requests, ms }); postWaiting(); },
+    run: (x, n) => {
+      postWaiting();
+      return r.inferCrops(x, n);
+    },
+    onBatch: (faces, requests, ms) => {
+      post({ type: 'batch', faces, requests, ms });
+      postWaiting();
+    },
   });
   restorer = r;
   post({ type: 'ready', info: r.info, choice: r.choice, label: r.label, maxBatch: r.choice.batch });
@@ -79,9 +99,21 @@ function holdIfAsked(h: Int32Array | undefined): void {
 
 async function runJob(m: Extract<ToEngine, { type: 'job' }>, job: { cancelled: boolean }): Promise<void> {
   // the HTTP thread answers the client itself (504, or nobody to answer); this only stops the work
-  const stop = () => (job.cancelled ? new GpenLabError('E_TIMEOUT', 'The job was cancelled: its request timed out or its client went away', 'Nothing to do: the work was dropped.') : null);
+  const stop = () =>
+    job.cancelled
+      ? new GpenLabError(
+          'E_TIMEOUT',
+          'The job was cancelled: its request timed out or its client went away',
+          'Nothing to do: the work was dropped.',
+        )
+      : null;
   try {
-    if (!restorer || !batcher) throw new GpenLabError('E_NOT_READY', 'The model is not loaded', 'Retry after the time in Retry-After; GET /readyz says when it is ready.');
+    if (!restorer || !batcher)
+      throw new GpenLabError(
+        'E_NOT_READY',
+        'The model is not loaded',
+        'Retry after the time in Retry-After; GET /readyz says when it is ready.',
+      );
     const [r, b] = [restorer, batcher];
     await slots.take();
     try {
@@ -89,22 +121,36 @@ async function runJob(m: Extract<ToEngine, { type: 'job' }>, job: { cancelled: b
       holdIfAsked(cfg.hold);
       const early = stop();
       if (early) throw early;
-      const img = await decodeImageBuffer(Buffer.from(m.body), m.name, cfg.maxPixels !== undefined ? { maxPixels: cfg.maxPixels } : {});
+      const img = await decodeImageBuffer(
+        Buffer.from(m.body),
+        m.name,
+        cfg.maxPixels !== undefined ? { maxPixels: cfg.maxPixels } : {},
+      );
       // the Restorer's face workers read the photo in shared memory and copy it there unless it already is: moved
       // once here, the detection, warp, paste and encode use that copy, and none holds a second (3 bytes a pixel)
       img.rgb = sharedBytes(img.rgb);
-      const { result, images } = await r.restoreDecoded(img, m.name, m.opts, (x, n) => {
-        const out = b.infer(x, n);
-        postWaiting();
-        return out;
-      }, stop);
+      const { result, images } = await r.restoreDecoded(
+        img,
+        m.name,
+        m.opts,
+        (x, n) => {
+          const out = b.infer(x, n);
+          postWaiting();
+          return out;
+        },
+        stop,
+      );
       // each output's memory moves to the HTTP thread: whole buffers as they are, views of a larger one copied first
       const sent = images.map(([f, buf]): [string, Uint8Array] => {
-        const whole = buf.buffer instanceof ArrayBuffer && buf.byteOffset === 0 && buf.byteLength === buf.buffer.byteLength;
+        const whole =
+          buf.buffer instanceof ArrayBuffer && buf.byteOffset === 0 && buf.byteLength === buf.buffer.byteLength;
         return [f, whole ? new Uint8Array(buf.buffer, 0, buf.byteLength) : new Uint8Array(buf)];
       });
       try {
-        post({ type: 'result', id: m.id, result, images: sent }, sent.map(([, u]) => u.buffer as ArrayBuffer));
+        post(
+          { type: 'result', id: m.id, result, images: sent },
+          sent.map(([, u]) => u.buffer as ArrayBuffer),
+        );
       } catch {
         // a buffer that cannot be transferred (nothing is detached then) goes as a copy
         post({ type: 'result', id: m.id, result, images: sent });

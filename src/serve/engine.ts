@@ -51,7 +51,12 @@ function startWorker(cfg: EngineConfig): Worker {
   const file = existsSync(js) ? js : fileURLToPath(new URL('./engine-worker.ts', import.meta.url));
   return file.endsWith('.js')
     ? new Worker(file, { workerData: cfg })
-    : new Worker(new URL(`data:text/javascript,${encodeURIComponent(`import { register } from ${JSON.stringify(import.meta.resolve('tsx/esm/api'))}; register(); await import(${JSON.stringify(pathToFileURL(file).href)});`)}`), { workerData: cfg });
+    : new Worker(
+        new URL(
+          `data:text/javascript,${encodeURIComponent(`import { register } from ${JSON.stringify(import.meta.resolve('tsx/esm/api'))}; register(); await import(${JSON.stringify(pathToFileURL(file).href)});`)}`,
+        ),
+        { workerData: cfg },
+      );
 }
 
 export class Engine extends EventEmitter<EngineEvents> {
@@ -71,9 +76,14 @@ export class Engine extends EventEmitter<EngineEvents> {
   private settleReady!: { resolve: (r: EngineReady) => void; reject: (e: unknown) => void };
   private onClosed: (() => void) | null = null;
 
-  constructor(cfg: EngineConfig, private readonly onCrash: (e: GpenLabError) => void = () => undefined) {
+  constructor(
+    cfg: EngineConfig,
+    private readonly onCrash: (e: GpenLabError) => void = () => undefined,
+  ) {
     super();
-    this.ready = new Promise((resolve, reject) => { this.settleReady = { resolve, reject }; });
+    this.ready = new Promise((resolve, reject) => {
+      this.settleReady = { resolve, reject };
+    });
     this.ready.catch(() => undefined);
     this.worker = startWorker(cfg);
     this.worker.on('message', (m: FromEngine) => this.receive(m));
@@ -81,7 +91,10 @@ export class Engine extends EventEmitter<EngineEvents> {
     this.worker.on('exit', (code) => {
       if (!this.closing) this.crash(`it exited with code ${code}`);
       // jobs still in hand at the end of a shutdown (their requests timed out) have nobody waiting on their answer
-      for (const p of this.pending.values()) p.reject(new GpenLabError('E_NOT_READY', 'The service stopped', 'Retry on another instance or once it is back.'));
+      for (const p of this.pending.values())
+        p.reject(
+          new GpenLabError('E_NOT_READY', 'The service stopped', 'Retry on another instance or once it is back.'),
+        );
       this.pending.clear();
     });
   }
@@ -103,7 +116,11 @@ export class Engine extends EventEmitter<EngineEvents> {
       this.pending.delete(m.id);
       this.emit('settled', m.id, m.type === 'error' ? m.code : null);
       if (!p) return;
-      if (m.type === 'result') p.resolve({ result: m.result, images: m.images.map(([f, u]) => [f, Buffer.from(u.buffer, u.byteOffset, u.byteLength)]) });
+      if (m.type === 'result')
+        p.resolve({
+          result: m.result,
+          images: m.images.map(([f, u]) => [f, Buffer.from(u.buffer, u.byteOffset, u.byteLength)]),
+        });
       else p.reject(p.cancelled ?? fromWire(m));
     } else if (m.type === 'batch') {
       this.emit('batch', m.faces, m.requests, m.ms);
@@ -119,7 +136,12 @@ export class Engine extends EventEmitter<EngineEvents> {
     if (this.state === 'crashed' || this.state === 'closed') return;
     const wasLoading = this.state === 'loading';
     this.state = 'crashed';
-    this.failure = new GpenLabError('E_NOT_READY', `The restoration engine stopped: ${why}`, 'Restart the service; its log says why the engine thread stopped.', { input: 'engine' });
+    this.failure = new GpenLabError(
+      'E_NOT_READY',
+      `The restoration engine stopped: ${why}`,
+      'Restart the service; its log says why the engine thread stopped.',
+      { input: 'engine' },
+    );
     this.waitingFaces = 0;
     for (const p of this.pending.values()) p.reject(this.failure);
     this.pending.clear();
@@ -134,10 +156,24 @@ export class Engine extends EventEmitter<EngineEvents> {
    */
   run(body: Buffer, name: string, opts: FinishOptions): { id: number; output: Promise<EngineOutput> } {
     const id = this.nextId++;
-    if (this.state !== 'ready') return { id, output: Promise.reject(this.failure ?? new GpenLabError('E_NOT_READY', 'The model is still loading', 'Retry after the time in Retry-After; GET /readyz says when it is ready.')) };
-    const whole = body.buffer instanceof ArrayBuffer && body.byteOffset === 0 && body.byteLength === body.buffer.byteLength;
-    const bytes = whole ? body.buffer as ArrayBuffer : new Uint8Array(body).buffer;
-    const output = new Promise<EngineOutput>((resolve, reject) => this.pending.set(id, { resolve, reject, cancelled: null }));
+    if (this.state !== 'ready')
+      return {
+        id,
+        output: Promise.reject(
+          this.failure ??
+            new GpenLabError(
+              'E_NOT_READY',
+              'The model is still loading',
+              'Retry after the time in Retry-After; GET /readyz says when it is ready.',
+            ),
+        ),
+      };
+    const whole =
+      body.buffer instanceof ArrayBuffer && body.byteOffset === 0 && body.byteLength === body.buffer.byteLength;
+    const bytes = whole ? (body.buffer as ArrayBuffer) : new Uint8Array(body).buffer;
+    const output = new Promise<EngineOutput>((resolve, reject) =>
+      this.pending.set(id, { resolve, reject, cancelled: null }),
+    );
     this.send({ type: 'job', id, body: bytes, name, opts }, [bytes]);
     return { id, output };
   }
@@ -161,7 +197,9 @@ export class Engine extends EventEmitter<EngineEvents> {
     this.closing ??= (async () => {
       if (this.state !== 'crashed') {
         const exited = new Promise<void>((r) => this.worker.once('exit', () => r()));
-        const closed = new Promise<void>((r) => { this.onClosed = r; });
+        const closed = new Promise<void>((r) => {
+          this.onClosed = r;
+        });
         this.worker.postMessage({ type: 'close' } satisfies ToEngine);
         await Promise.race([closed, exited]);
       }

@@ -7,13 +7,22 @@ import type { WireError } from './protocol.js';
 import type { Precision } from '../model/gpen-graph.js';
 import type { GraphForm, ModelSpec, PreparedModel } from '../model/registry.js';
 
-export function prepareInWorker(model: ModelSpec, precision: Precision | undefined, form: GraphForm = {}): Promise<PreparedModel> {
+export function prepareInWorker(
+  model: ModelSpec,
+  precision: Precision | undefined,
+  form: GraphForm = {},
+): Promise<PreparedModel> {
   const js = fileURLToPath(new URL('./prepare-worker.js', import.meta.url));
   const file = existsSync(js) ? js : fileURLToPath(new URL('./prepare-worker.ts', import.meta.url));
   // built: the .js file; from the sources (tests, tsx): register tsx inside the worker, then import the .ts
   const worker = file.endsWith('.js')
     ? new Worker(file, { workerData: { model, precision, form } })
-    : new Worker(new URL(`data:text/javascript,${encodeURIComponent(`import { register } from ${JSON.stringify(import.meta.resolve('tsx/esm/api'))}; register(); await import(${JSON.stringify(pathToFileURL(file).href)});`)}`), { workerData: { model, precision, form } });
+    : new Worker(
+        new URL(
+          `data:text/javascript,${encodeURIComponent(`import { register } from ${JSON.stringify(import.meta.resolve('tsx/esm/api'))}; register(); await import(${JSON.stringify(pathToFileURL(file).href)});`)}`,
+        ),
+        { workerData: { model, precision, form } },
+      );
   return new Promise((resolve, reject) => {
     worker.once('message', (m: { ok: true; prepared: PreparedModel } | { ok: false; error: WireError }) => {
       void worker.terminate();

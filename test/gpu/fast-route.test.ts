@@ -31,7 +31,12 @@ after(() => rmSync(tmp, { recursive: true, force: true }));
 
 async function restore(name: string, o: Partial<RestoreOptions>): Promise<RestoreResult> {
   const outDir = path.join(tmp, name);
-  const r = await Restorer.create({ model: { type: 'synthetic', size: 512, seed: 0 }, outDir, outputs: ['gpen', 'faces'], ...o });
+  const r = await Restorer.create({
+    model: { type: 'synthetic', size: 512, seed: 0 },
+    outDir,
+    outputs: ['gpen', 'faces'],
+    ...o,
+  });
   try {
     const [res] = await r.restoreFiles([PHOTO]);
     assert.equal(res.error, undefined, `${name}: ${res.error?.code} ${res.error?.message}`);
@@ -53,14 +58,16 @@ describe('the CUDA fast route against the CPU (Solvay photo, synthetic GPEN-512)
 
   it(`the detector on CUDA finds the CPU's ${FACES} faces, boxes within ${BOX_PX} px`, async (t) => {
     const img = await decodeImage(PHOTO);
-    const runs = await Promise.all((['cpu', 'cuda'] as const).map(async (provider) => {
-      const d = await createBlazeFace({ provider });
-      try {
-        return await d.detect({ data: img.rgb, width: img.width, height: img.height });
-      } finally {
-        await d.release();
-      }
-    }));
+    const runs = await Promise.all(
+      (['cpu', 'cuda'] as const).map(async (provider) => {
+        const d = await createBlazeFace({ provider });
+        try {
+          return await d.detect({ data: img.rgb, width: img.width, height: img.height });
+        } finally {
+          await d.release();
+        }
+      }),
+    );
     const [onCpu, onCuda] = runs;
     assert.equal(onCuda.length, onCpu.length);
     const diff = Math.max(...onCpu.map((f, i) => Math.max(...f.box.map((v, k) => Math.abs(v - onCuda[i].box[k])))));
@@ -86,8 +93,10 @@ describe('the CUDA fast route against the CPU (Solvay photo, synthetic GPEN-512)
         faceDb.push(psnr(fa, fb));
       }
       const worst = Math.min(...faceDb);
-      t.diagnostic(`${gpu.route.set ?? 'custom'} set, batch ${gpu.route.batch}: photo ${photoDb.toFixed(2)} dB / SSIM ` +
-        `${photoSsim.toFixed(5)}; face crops worst ${worst.toFixed(2)} dB, median ${median(faceDb).toFixed(2)} dB; boxes ${boxes.toFixed(3)} px`);
+      t.diagnostic(
+        `${gpu.route.set ?? 'custom'} set, batch ${gpu.route.batch}: photo ${photoDb.toFixed(2)} dB / SSIM ` +
+          `${photoSsim.toFixed(5)}; face crops worst ${worst.toFixed(2)} dB, median ${median(faceDb).toFixed(2)} dB; boxes ${boxes.toFixed(3)} px`,
+      );
       assert.ok(photoDb >= PHOTO_DB, `photo ${photoDb} dB < ${PHOTO_DB}`);
       assert.ok(photoSsim >= PHOTO_SSIM, `photo SSIM ${photoSsim} < ${PHOTO_SSIM}`);
       assert.ok(worst >= FACE_DB[precision], `worst face crop ${worst} dB < ${FACE_DB[precision]}`);

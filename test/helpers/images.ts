@@ -7,13 +7,25 @@ import zlib from 'node:zlib';
 /** A w x h RGB pattern: red ramps with x, green with y, blue constant. */
 export function pattern(w: number, h: number): Uint8Array {
   const d = new Uint8Array(w * h * 3);
-  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) d.set([Math.round((x * 255) / Math.max(1, w - 1)), Math.round((y * 255) / Math.max(1, h - 1)), 90], (y * w + x) * 3);
+  for (let y = 0; y < h; y++)
+    for (let x = 0; x < w; x++)
+      d.set(
+        [Math.round((x * 255) / Math.max(1, w - 1)), Math.round((y * 255) / Math.max(1, h - 1)), 90],
+        (y * w + x) * 3,
+      );
   return d;
 }
 
-const raw = (d: Uint8Array, w: number, h: number, channels: 1 | 2 | 3 | 4) => sharp(Buffer.from(d), { raw: { width: w, height: h, channels } });
+const raw = (d: Uint8Array, w: number, h: number, channels: 1 | 2 | 3 | 4) =>
+  sharp(Buffer.from(d), { raw: { width: w, height: h, channels } });
 
-export async function writePng(file: string, d: Uint8Array, w: number, h: number, channels: 1 | 2 | 3 | 4 = 3): Promise<void> {
+export async function writePng(
+  file: string,
+  d: Uint8Array,
+  w: number,
+  h: number,
+  channels: 1 | 2 | 3 | 4 = 3,
+): Promise<void> {
   writeFileSync(file, await raw(d, w, h, channels).png().toBuffer());
 }
 
@@ -27,22 +39,43 @@ export async function writeCmykJpeg(file: string, d: Uint8Array, w: number, h: n
 
 /** An animated GIF: the first frame is `first`, the second is all black. */
 export async function writeAnimatedGif(file: string, first: Uint8Array, w: number, h: number): Promise<void> {
-  const frames = [await raw(first, w, h, 3).png().toBuffer(), await raw(new Uint8Array(w * h * 3), w, h, 3).png().toBuffer()];
-  writeFileSync(file, await sharp(frames, { join: { animated: true } }).gif({ dither: 0 }).toBuffer());
+  const frames = [
+    await raw(first, w, h, 3).png().toBuffer(),
+    await raw(new Uint8Array(w * h * 3), w, h, 3)
+      .png()
+      .toBuffer(),
+  ];
+  writeFileSync(
+    file,
+    await sharp(frames, { join: { animated: true } })
+      .gif({ dither: 0 })
+      .toBuffer(),
+  );
 }
 
 /** A JPEG whose pixels are stored rotated, tagged with EXIF orientation 6 (display = stored turned 90 degrees clockwise). */
 export async function writeOrientation6Jpeg(file: string, upright: Uint8Array, w: number, h: number): Promise<void> {
   // store the upright image turned 90 degrees counter-clockwise: the viewer's clockwise turn restores it
   const stored = await raw(upright, w, h, 3).rotate(-90).png().toBuffer();
-  writeFileSync(file, await sharp(stored).jpeg({ quality: 100, chromaSubsampling: '4:4:4' }).withMetadata({ orientation: 6 }).toBuffer());
+  writeFileSync(
+    file,
+    await sharp(stored).jpeg({ quality: 100, chromaSubsampling: '4:4:4' }).withMetadata({ orientation: 6 }).toBuffer(),
+  );
 }
 
-export async function imageInfo(buf: Buffer): Promise<{ format: string; width: number; height: number; channels: number; description: string | null }> {
+export async function imageInfo(
+  buf: Buffer,
+): Promise<{ format: string; width: number; height: number; channels: number; description: string | null }> {
   const m = await sharp(buf).metadata();
   const exif = m.exif ? m.exif.toString('latin1') : '';
   const match = /gpen-lab[^\0]*/.exec(exif);
-  return { format: m.format ?? '', width: m.width ?? 0, height: m.height ?? 0, channels: m.channels ?? 0, description: match ? match[0] : null };
+  return {
+    format: m.format ?? '',
+    width: m.width ?? 0,
+    height: m.height ?? 0,
+    channels: m.channels ?? 0,
+    description: match ? match[0] : null,
+  };
 }
 
 /**
@@ -72,7 +105,15 @@ export function writePngBomb(file: string, side: number): void {
   ihdr.set([8, 2, 0, 0, 0], 8);
   const scan = Buffer.alloc(1 + side * 3);
   const idat = zlib.deflateSync(Buffer.concat(Array.from({ length: 64 }, () => scan)), { level: 9 });
-  writeFileSync(file, Buffer.concat([Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]), chunk('IHDR', ihdr), chunk('IDAT', idat), chunk('IEND', Buffer.alloc(0))]));
+  writeFileSync(
+    file,
+    Buffer.concat([
+      Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]),
+      chunk('IHDR', ihdr),
+      chunk('IDAT', idat),
+      chunk('IEND', Buffer.alloc(0)),
+    ]),
+  );
 }
 
 /** A portrait with an alpha channel: a transparent band across the top rows, opaque elsewhere. */
@@ -85,7 +126,12 @@ export async function withAlphaBand(src: string, file: string): Promise<Uint8Arr
     alpha[i] = i < info.width * 40 ? 0 : 255;
     rgba.set([data[3 * i], data[3 * i + 1], data[3 * i + 2], alpha[i]], 4 * i);
   }
-  writeFileSync(file, await sharp(rgba, { raw: { width: info.width, height: info.height, channels: 4 } }).png().toBuffer());
+  writeFileSync(
+    file,
+    await sharp(rgba, { raw: { width: info.width, height: info.height, channels: 4 } })
+      .png()
+      .toBuffer(),
+  );
   return alpha;
 }
 

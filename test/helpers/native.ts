@@ -10,7 +10,8 @@ export function haveCc(): boolean {
 }
 
 export function requireCc(): void {
-  if (!haveCc()) throw new Error('these tests build stub shared libraries and need a C compiler: apt-get install -y gcc');
+  if (!haveCc())
+    throw new Error('these tests build stub shared libraries and need a C compiler: apt-get install -y gcc');
 }
 
 /** C bodies of the version functions, keyed by family, each answering `v` (the library's own integer encoding). */
@@ -18,7 +19,8 @@ export const VERSION_C: Record<string, (v: number) => string> = {
   cudart: (v) => `int cudaRuntimeGetVersion(int *v) { *v = ${v}; return 0; }`,
   cuda: (v) => `int cuDriverGetVersion(int *v) { *v = ${v}; return 0; }`,
   cublasLt: (v) => `#include <stddef.h>\nsize_t cublasLtGetVersion(void) { return ${v}; }`,
-  cublas: (v) => `int cublasGetProperty(int t, int *v) { *v = t == 0 ? ${Math.floor(v / 10000)} : t == 1 ? ${Math.floor((v % 10000) / 100)} : ${v % 100}; return 0; }`,
+  cublas: (v) =>
+    `int cublasGetProperty(int t, int *v) { *v = t == 0 ? ${Math.floor(v / 10000)} : t == 1 ? ${Math.floor((v % 10000) / 100)} : ${v % 100}; return 0; }`,
   curand: (v) => `int curandGetVersion(int *v) { *v = ${v}; return 0; }`,
   nvrtc: (v) => `int nvrtcVersion(int *a, int *b) { *a = ${Math.floor(v / 10)}; *b = ${v % 10}; return 0; }`,
   cudnn: (v) => `#include <stddef.h>\nsize_t cudnnGetVersion(void) { return ${v}; }`,

@@ -39,7 +39,9 @@ export function readLines(stream: Readable): Lines {
     waiting.clear();
   });
   return {
-    get text() { return lines.map((l) => `${l}\n`).join(''); },
+    get text() {
+      return lines.map((l) => `${l}\n`).join('');
+    },
     ended,
     waitFor(re, count = 1) {
       return new Promise((resolve, reject) => {
@@ -61,7 +63,9 @@ export function fileAppears(file: string, unless: Promise<unknown>): Promise<voi
       if (e) reject(e);
       else resolve();
     };
-    w.on('change', () => { if (existsSync(file)) done(); });
+    w.on('change', () => {
+      if (existsSync(file)) done();
+    });
     w.on('error', done);
     const gone = () => done(new Error(`${file} never appeared`));
     unless.then(gone, gone);

@@ -18,7 +18,12 @@ export interface Served {
   cutAt?: number;
 }
 
-export interface ServedRequest { path: string; range: string | null; ifRange: string | null; status: number }
+export interface ServedRequest {
+  path: string;
+  range: string | null;
+  ifRange: string | null;
+  status: number;
+}
 
 export interface WeightsServer {
   /** `http://127.0.0.1:PORT/m`: pass as the base URL. */
@@ -42,7 +47,13 @@ export async function startWeightsServer(): Promise<WeightsServer> {
   const server = http.createServer((req, res) => {
     const name = decodeURIComponent((req.url ?? '').replace(/^\/m\//, ''));
     const f = files.get(name);
-    const log = (status: number) => requests.push({ path: req.url ?? '', range: req.headers.range ?? null, ifRange: (req.headers['if-range'] as string | undefined) ?? null, status });
+    const log = (status: number) =>
+      requests.push({
+        path: req.url ?? '',
+        range: req.headers.range ?? null,
+        ifRange: (req.headers['if-range'] as string | undefined) ?? null,
+        status,
+      });
     if (!f || f.behaviour === 'not-found') {
       log(404);
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found');
@@ -78,7 +89,9 @@ export async function startWeightsServer(): Promise<WeightsServer> {
     const status = m ? 206 : 200;
     log(status);
     res.writeHead(status, {
-      'content-length': bytes.length - start, etag: '"v1"', 'accept-ranges': 'bytes',
+      'content-length': bytes.length - start,
+      etag: '"v1"',
+      'accept-ranges': 'bytes',
       ...(m ? { 'content-range': `bytes ${start}-${bytes.length - 1}/${bytes.length}` } : {}),
     });
     res.end(bytes.subarray(start));
@@ -89,9 +102,10 @@ export async function startWeightsServer(): Promise<WeightsServer> {
     base: `http://127.0.0.1:${port}/m`,
     requests,
     serve: (file, s) => files.set(file, { ...s, hits: 0 }),
-    close: () => new Promise<void>((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
   };
 }

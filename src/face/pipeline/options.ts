@@ -13,14 +13,24 @@ export function checkOptions(opts: RestoreOptions): { alpha: number; outputs: Ou
   const alpha = checkAlpha(opts.alpha ?? 1);
   if (opts.batch !== undefined) checkInteger('batch', opts.batch, 1, 256);
   if (opts.faceThreads !== undefined) {
-    checkInteger('faceThreads', opts.faceThreads, 0, 64, 'Pass faceThreads between 0 (warp and paste on the main thread) and 64.');
+    checkInteger(
+      'faceThreads',
+      opts.faceThreads,
+      0,
+      64,
+      'Pass faceThreads between 0 (warp and paste on the main thread) and 64.',
+    );
   }
   return { alpha, outputs: outputsOf(opts.outputs ?? ['gpen'], opts.saveFace) };
 }
 
 /** The outputs asked for, in OUTPUT_KINDS' order; the deprecated saveFace adds faces. */
 export function outputsOf(kinds: readonly string[], saveFace?: boolean): OutputKind[] {
-  if (!Array.isArray(kinds) || kinds.length === 0 || kinds.some((k) => !(OUTPUT_KINDS as readonly string[]).includes(k))) {
+  if (
+    !Array.isArray(kinds) ||
+    kinds.length === 0 ||
+    kinds.some((k) => !(OUTPUT_KINDS as readonly string[]).includes(k))
+  ) {
     throw new GpenLabError(
       'E_ARGUMENT',
       `Expected a list of ${OUTPUT_KINDS.join(', ')} for outputs but received ${JSON.stringify(kinds)}`,

@@ -15,30 +15,65 @@ import { ortBinDir } from '../providers.js';
  */
 export const IX = {
   // version 1
-  CreateStatus: [0, 1], GetErrorMessage: [2, 1], CreateEnv: [3, 1], CreateSession: [7, 1],
-  CreateSessionFromArray: [8, 1], Run: [9, 1], CreateSessionOptions: [10, 1], SetOptimizedModelFilePath: [11, 1],
-  EnableProfiling: [14, 1], DisableMemPattern: [17, 1], SetSessionGraphOptimizationLevel: [23, 1],
-  SetIntraOpNumThreads: [24, 1], CreateCustomOpDomain: [26, 1], CustomOpDomain_Add: [27, 1],
-  AddCustomOpDomain: [28, 1], CreateRunOptions: [39, 1], CreateTensorAsOrtValue: [48, 1],
-  CreateTensorWithDataAsOrtValue: [49, 1], GetTensorMutableData: [51, 1], GetDimensionsCount: [61, 1],
-  GetDimensions: [62, 1], GetTensorTypeAndShape: [65, 1], CreateMemoryInfo: [68, 1], CreateCpuMemoryInfo: [69, 1],
-  AllocatorFree: [76, 1], GetAllocatorWithDefaultOptions: [78, 1], KernelContext_GetInput: [90, 1],
-  KernelContext_GetOutput: [91, 1], ReleaseEnv: [92, 1], ReleaseStatus: [93, 1], ReleaseMemoryInfo: [94, 1],
-  ReleaseSession: [95, 1], ReleaseValue: [96, 1], ReleaseRunOptions: [97, 1], ReleaseTensorTypeAndShapeInfo: [99, 1],
+  CreateStatus: [0, 1],
+  GetErrorMessage: [2, 1],
+  CreateEnv: [3, 1],
+  CreateSession: [7, 1],
+  CreateSessionFromArray: [8, 1],
+  Run: [9, 1],
+  CreateSessionOptions: [10, 1],
+  SetOptimizedModelFilePath: [11, 1],
+  EnableProfiling: [14, 1],
+  DisableMemPattern: [17, 1],
+  SetSessionGraphOptimizationLevel: [23, 1],
+  SetIntraOpNumThreads: [24, 1],
+  CreateCustomOpDomain: [26, 1],
+  CustomOpDomain_Add: [27, 1],
+  AddCustomOpDomain: [28, 1],
+  CreateRunOptions: [39, 1],
+  CreateTensorAsOrtValue: [48, 1],
+  CreateTensorWithDataAsOrtValue: [49, 1],
+  GetTensorMutableData: [51, 1],
+  GetDimensionsCount: [61, 1],
+  GetDimensions: [62, 1],
+  GetTensorTypeAndShape: [65, 1],
+  CreateMemoryInfo: [68, 1],
+  CreateCpuMemoryInfo: [69, 1],
+  AllocatorFree: [76, 1],
+  GetAllocatorWithDefaultOptions: [78, 1],
+  KernelContext_GetInput: [90, 1],
+  KernelContext_GetOutput: [91, 1],
+  ReleaseEnv: [92, 1],
+  ReleaseStatus: [93, 1],
+  ReleaseMemoryInfo: [94, 1],
+  ReleaseSession: [95, 1],
+  ReleaseValue: [96, 1],
+  ReleaseRunOptions: [97, 1],
+  ReleaseTensorTypeAndShapeInfo: [99, 1],
   ReleaseSessionOptions: [100, 1],
   // versions 2 to 11
   SessionEndProfiling: [110, 2],
-  AddSessionConfigEntry: [130, 5], CreateAllocator: [131, 5], ReleaseAllocator: [132, 5], RunWithBinding: [133, 5],
-  CreateIoBinding: [134, 5], ReleaseIoBinding: [135, 5], BindInput: [136, 5], BindOutput: [137, 5],
+  AddSessionConfigEntry: [130, 5],
+  CreateAllocator: [131, 5],
+  ReleaseAllocator: [132, 5],
+  RunWithBinding: [133, 5],
+  CreateIoBinding: [134, 5],
+  ReleaseIoBinding: [135, 5],
+  BindInput: [136, 5],
+  BindOutput: [137, 5],
   ReleaseArenaCfg: [157, 6],
-  CreateArenaCfgV2: [164, 8], AddRunConfigEntry: [165, 8],
+  CreateArenaCfgV2: [164, 8],
+  AddRunConfigEntry: [165, 8],
   UnregisterAllocator: [177, 9],
   KernelContext_GetGPUComputeStream: [193, 10],
-  SessionOptionsAppendExecutionProvider_CUDA_V2: [204, 11], CreateCUDAProviderOptions: [205, 11],
-  UpdateCUDAProviderOptions: [206, 11], ReleaseCUDAProviderOptions: [208, 11],
+  SessionOptionsAppendExecutionProvider_CUDA_V2: [204, 11],
+  CreateCUDAProviderOptions: [205, 11],
+  UpdateCUDAProviderOptions: [206, 11],
+  ReleaseCUDAProviderOptions: [208, 11],
   // later versions
   CreateAndRegisterAllocatorV2: [259, 16],
-  GetKeyValuePairs: [298, 22], ReleaseKeyValuePairs: [300, 22],
+  GetKeyValuePairs: [298, 22],
+  ReleaseKeyValuePairs: [300, 22],
   AllocatorGetStats: [319, 23],
 } as const satisfies Record<string, readonly [index: number, since: number]>;
 
@@ -76,17 +111,23 @@ const PROTOS: Record<ApiName, string> = {
   CreateEnv: 'void *f(int level, const char *logid, _Out_ void **env)',
   CreateSession: 'void *f(void *env, const char *path, void *options, _Out_ void **session)',
   CreateSessionFromArray: 'void *f(void *env, const void *data, size_t len, void *options, _Out_ void **session)',
-  Run: 'void *f(void *session, void *runOptions, const char **inNames, void **inputs, size_t nIn, '
-    + 'const char **outNames, size_t nOut, _Inout_ void **outputs)',
+  Run:
+    'void *f(void *session, void *runOptions, const char **inNames, void **inputs, size_t nIn, ' +
+    'const char **outNames, size_t nOut, _Inout_ void **outputs)',
   CreateSessionOptions: 'void *f(_Out_ void **options)',
   SetSessionGraphOptimizationLevel: 'void *f(void *options, int level)',
   SetIntraOpNumThreads: 'void *f(void *options, int n)',
-  CreateTensorWithDataAsOrtValue: 'void *f(void *info, void *data, size_t bytes, const int64_t *shape, size_t rank, '
-    + 'int type, _Out_ void **value)',
+  CreateTensorWithDataAsOrtValue:
+    'void *f(void *info, void *data, size_t bytes, const int64_t *shape, size_t rank, ' +
+    'int type, _Out_ void **value)',
   GetTensorMutableData: 'void *f(void *value, _Out_ void **data)',
   CreateCpuMemoryInfo: 'void *f(int allocator, int memType, _Out_ void **info)',
-  ReleaseEnv: 'void f(void *p)', ReleaseStatus: 'void f(void *p)', ReleaseMemoryInfo: 'void f(void *p)',
-  ReleaseSession: 'void f(void *p)', ReleaseValue: 'void f(void *p)', ReleaseSessionOptions: 'void f(void *p)',
+  ReleaseEnv: 'void f(void *p)',
+  ReleaseStatus: 'void f(void *p)',
+  ReleaseMemoryInfo: 'void f(void *p)',
+  ReleaseSession: 'void f(void *p)',
+  ReleaseValue: 'void f(void *p)',
+  ReleaseSessionOptions: 'void f(void *p)',
   SessionOptionsAppendExecutionProvider_CUDA_V2: 'void *f(void *options, void *cudaOptions)',
   CreateCUDAProviderOptions: 'void *f(_Out_ void **cudaOptions)',
   UpdateCUDAProviderOptions: 'void *f(void *cudaOptions, const char **keys, const char **values, size_t n)',
@@ -116,8 +157,9 @@ const PROTOS: Record<ApiName, string> = {
   GetKeyValuePairs: 'void f(void *kvps, _Out_ void **keys, _Out_ void **values, _Out_ size_t *n)',
   ReleaseKeyValuePairs: 'void f(void *p)',
   AllocatorGetStats: 'void *f(void *allocator, _Out_ void **kvps)',
-  CreateAndRegisterAllocatorV2: 'void *f(void *env, const char *provider, void *info, void *arenaCfg, '
-    + 'const char **keys, const char **values, size_t n)',
+  CreateAndRegisterAllocatorV2:
+    'void *f(void *env, const char *provider, void *info, void *arenaCfg, ' +
+    'const char **keys, const char **values, size_t n)',
   CreateStatus: 'void *f(int code, const char *message)',
   CreateCustomOpDomain: 'void *f(const char *domain, _Out_ void **out)',
   CustomOpDomain_Add: 'void *f(void *domain, void *op)',
@@ -147,8 +189,11 @@ export function load(): Api {
   const version = koffi.call(b.GetVersionString, getVersion) as string;
   const table = koffi.call(b.GetApi, getApi, API_VERSION) as unknown;
   if (!table) {
-    throw new GpenLabError('E_RUNTIME_VERSION',
-      `libonnxruntime.so.1 ${version} does not offer C API version ${API_VERSION}`, 'Use onnxruntime-node 1.29.0.');
+    throw new GpenLabError(
+      'E_RUNTIME_VERSION',
+      `libonnxruntime.so.1 ${version} does not offer C API version ${API_VERSION}`,
+      'Use onnxruntime-node 1.29.0.',
+    );
   }
   const ptrs = koffi.decode(table, koffi.array('void *', TABLE)) as unknown[];
   const fns = {} as Record<ApiName, Fn>;
@@ -212,6 +257,9 @@ export function check(a: Api, status: unknown, what: string): void {
   if (!status) return;
   const msg = a.fns.GetErrorMessage(status) as string;
   a.fns.ReleaseStatus(status);
-  throw new GpenLabError('E_SESSION', `ONNX Runtime C API: ${what} failed: ${msg}`,
-    'Run `gpen-lab doctor` for the provider, or use the stock session (without --capi).');
+  throw new GpenLabError(
+    'E_SESSION',
+    `ONNX Runtime C API: ${what} failed: ${msg}`,
+    'Run `gpen-lab doctor` for the provider, or use the stock session (without --capi).',
+  );
 }

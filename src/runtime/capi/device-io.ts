@@ -47,8 +47,14 @@ export interface IoOwner {
  * Allocates `tensors` with `session`'s CUDA allocator on `deviceId` and binds them by name; `graphId` tags the
  * runs (run config gpu_graph_id). Whatever was made is released again when a step fails.
  */
-export function bindIo(a: Api, session: unknown, deviceId: number, tensors: IoTensors, graphId: number | undefined,
-  owner: IoOwner): DeviceIo {
+export function bindIo(
+  a: Api,
+  session: unknown,
+  deviceId: number,
+  tensors: IoTensors,
+  graphId: number | undefined,
+  owner: IoOwner,
+): DeviceIo {
   const { inputs, outputs } = tensors;
   const out: unknown[] = [null];
   const owned: { kind: 'value' | 'binding' | 'runOptions' | 'allocator' | 'info'; p: unknown }[] = [];
@@ -147,14 +153,21 @@ export function mapFile(file: string): MappedFile {
   try {
     length = statSync(file).size;
   } catch {
-    throw new GpenLabError('E_FILE_MISSING',
+    throw new GpenLabError(
+      'E_FILE_MISSING',
       `Cannot map ${file}: it does not exist (expected a cached ONNX Runtime model)`,
-      'Run again: the cache entry is written anew.', { input: file });
+      'Run again: the cache entry is written anew.',
+      { input: file },
+    );
   }
   const fd = libcMap.open(file, 0 /* O_RDONLY */);
   if (fd < 0) {
-    throw new GpenLabError('E_FILE_UNREADABLE', `Cannot open ${file} to map it`,
-      'Check that the cache folder is readable.', { input: file });
+    throw new GpenLabError(
+      'E_FILE_UNREADABLE',
+      `Cannot open ${file} to map it`,
+      'Check that the cache folder is readable.',
+      { input: file },
+    );
   }
   let ptr: unknown;
   try {
@@ -163,13 +176,19 @@ export function mapFile(file: string): MappedFile {
     libcMap.close(fd);
   }
   if (!ptr || koffi.address(ptr) === 0xffffffffffffffffn) {
-    throw new GpenLabError('E_FILE_UNREADABLE', `Cannot map ${file} into memory`,
-      'Check the free memory and the cache folder.', { input: file });
+    throw new GpenLabError(
+      'E_FILE_UNREADABLE',
+      `Cannot map ${file} into memory`,
+      'Check the free memory and the cache folder.',
+      { input: file },
+    );
   }
   let mapped = true;
   const m = libcMap;
   return {
-    file, ptr, length,
+    file,
+    ptr,
+    length,
     unmap: () => {
       if (mapped) {
         mapped = false;

@@ -27,29 +27,42 @@ export interface CapiOptions {
 }
 
 /** The keys CreateArenaCfgV2 takes (onnxruntime_c_api.h). */
-export const ARENA_KEYS = ['max_mem', 'arena_extend_strategy', 'initial_chunk_size_bytes', 'max_dead_bytes_per_chunk',
-  'initial_growth_chunk_size_bytes', 'max_power_of_two_extend_bytes',
+export const ARENA_KEYS = [
+  'max_mem',
+  'arena_extend_strategy',
+  'initial_chunk_size_bytes',
+  'max_dead_bytes_per_chunk',
+  'initial_growth_chunk_size_bytes',
+  'max_power_of_two_extend_bytes',
   // CUDA's own stream-ordered pool (cudaMallocFromPoolAsync) in place of the BFC arena (ONNX Runtime 1.23+; not
   // with CUDA graphs)
-  'use_cuda_mempool', 'cuda_mempool_release_threshold', 'cuda_mempool_bytes_to_keep_on_shrink'] as const;
+  'use_cuda_mempool',
+  'cuda_mempool_release_threshold',
+  'cuda_mempool_bytes_to_keep_on_shrink',
+] as const;
 
 /** Keys of a CUDA option set that are session options of gpen-lab's, not CUDA provider options. */
 export const SESSION_KEYS = {
   mem_pattern: 'ONNX Runtime memory patterns, 0 or 1',
   graph_optimization_level: 'ONNX Runtime graph optimisations: 0 disabled, 1 basic, 2 extended, 99 all',
-  graph_cache: 'ort: cache the optimised graph of an ONNX file in ONNX Runtime\'s own format and load it in later '
-    + 'sessions from memory, optimisations off, its weights used in place (no protobuf to parse: the session is '
-    + 'created sooner); 0: off',
-  prime: '1: create and run a weightless copy of the graph on worker threads beside the session (a cold start\'s '
-    + 'per-process first-run costs); 0: off',
-  fused_act: '1 (with prefer_nhwc=1): the graph built with gpen-lab\'s FusedAct operator, one GPU kernel for each '
-    + 'styled convolution\'s concatenation, bias, leaky ReLU and next modulation (C API route only)',
-  'arena.*': 'the CUDA arena (OrtArenaCfg): arena.max_dead_bytes_per_chunk, arena.initial_chunk_size_bytes, '
-    + 'arena.arena_extend_strategy (0 power of two, 1 as requested), arena.max_mem, ...; arena.use_cuda_mempool=1: '
-    + 'CUDA\'s stream-ordered pool instead of the arena (not with enable_cuda_graph), '
-    + 'arena.cuda_mempool_release_threshold: the bytes it keeps at a synchronisation',
-  'session.*': 'any other key with a dot: an ONNX Runtime session config entry '
-    + '(e.g. session.use_device_allocator_for_initializers=1)',
+  graph_cache:
+    "ort: cache the optimised graph of an ONNX file in ONNX Runtime's own format and load it in later " +
+    'sessions from memory, optimisations off, its weights used in place (no protobuf to parse: the session is ' +
+    'created sooner); 0: off',
+  prime:
+    "1: create and run a weightless copy of the graph on worker threads beside the session (a cold start's " +
+    'per-process first-run costs); 0: off',
+  fused_act:
+    "1 (with prefer_nhwc=1): the graph built with gpen-lab's FusedAct operator, one GPU kernel for each " +
+    "styled convolution's concatenation, bias, leaky ReLU and next modulation (C API route only)",
+  'arena.*':
+    'the CUDA arena (OrtArenaCfg): arena.max_dead_bytes_per_chunk, arena.initial_chunk_size_bytes, ' +
+    'arena.arena_extend_strategy (0 power of two, 1 as requested), arena.max_mem, ...; arena.use_cuda_mempool=1: ' +
+    "CUDA's stream-ordered pool instead of the arena (not with enable_cuda_graph), " +
+    'arena.cuda_mempool_release_threshold: the bytes it keeps at a synchronisation',
+  'session.*':
+    'any other key with a dot: an ONNX Runtime session config entry ' +
+    '(e.g. session.use_device_allocator_for_initializers=1)',
 } as const;
 
 const LEVELS = [0, 1, 2, 99] as const;
@@ -79,10 +92,12 @@ export function splitCudaOptions(all: Record<string, string>): SplitOptions {
   for (const [k, v] of arenaEntries) {
     const key = k.slice('arena.'.length);
     if (!(ARENA_KEYS as readonly string[]).includes(key) || !/^\d+$/.test(v)) {
-      throw badKey(k,
-        `Expected ${k} to be one of arena.${ARENA_KEYS.join(', arena.')} with a whole number of bytes, `
-        + `but received "${k}=${v}"`,
-        `Pass e.g. arena.max_dead_bytes_per_chunk=1048576 (${SESSION_KEYS['arena.*']}).`);
+      throw badKey(
+        k,
+        `Expected ${k} to be one of arena.${ARENA_KEYS.join(', arena.')} with a whole number of bytes, ` +
+          `but received "${k}=${v}"`,
+        `Pass e.g. arena.max_dead_bytes_per_chunk=1048576 (${SESSION_KEYS['arena.*']}).`,
+      );
     }
     arena[key] = Number(v);
   }
@@ -92,26 +107,40 @@ export function splitCudaOptions(all: Record<string, string>): SplitOptions {
   if (gl !== undefined) {
     level = LEVELS.find((l) => String(l) === gl);
     if (level === undefined) {
-      throw badKey('graph_optimization_level',
+      throw badKey(
+        'graph_optimization_level',
         `Expected graph_optimization_level to be one of ${LEVELS.join(', ')} but received "${gl}"`,
-        `Pass graph_optimization_level=${LEVELS.join('|')} (${SESSION_KEYS.graph_optimization_level}).`);
+        `Pass graph_optimization_level=${LEVELS.join('|')} (${SESSION_KEYS.graph_optimization_level}).`,
+      );
     }
   }
   if (gc !== undefined && !['0', 'ort'].includes(gc)) {
-    throw badKey('graph_cache', `Expected graph_cache to be 0 or ort but received "${gc}"`,
-      `Pass graph_cache=ort (${SESSION_KEYS.graph_cache}) or leave it out.`);
+    throw badKey(
+      'graph_cache',
+      `Expected graph_cache to be 0 or ort but received "${gc}"`,
+      `Pass graph_cache=ort (${SESSION_KEYS.graph_cache}) or leave it out.`,
+    );
   }
   if (fa !== undefined && !['0', '1'].includes(fa)) {
-    throw badKey('fused_act', `Expected fused_act to be 0 or 1 but received "${fa}"`,
-      `Pass fused_act=1 (${SESSION_KEYS.fused_act}) or leave it out.`);
+    throw badKey(
+      'fused_act',
+      `Expected fused_act to be 0 or 1 but received "${fa}"`,
+      `Pass fused_act=1 (${SESSION_KEYS.fused_act}) or leave it out.`,
+    );
   }
   if (fa === '1' && rest.prefer_nhwc !== '1') {
-    throw badKey('fused_act', 'fused_act=1 needs prefer_nhwc=1: the FusedAct operator works on NHWC tensors',
-      'Add prefer_nhwc=1, or leave fused_act out.');
+    throw badKey(
+      'fused_act',
+      'fused_act=1 needs prefer_nhwc=1: the FusedAct operator works on NHWC tensors',
+      'Add prefer_nhwc=1, or leave fused_act out.',
+    );
   }
   if (pr !== undefined && !['0', '1'].includes(pr)) {
-    throw badKey('prime', `Expected prime to be 0 or 1 but received "${pr}"`,
-      `Pass prime=1 (${SESSION_KEYS.prime}) or leave it out.`);
+    throw badKey(
+      'prime',
+      `Expected prime to be 0 or 1 but received "${pr}"`,
+      `Pass prime=1 (${SESSION_KEYS.prime}) or leave it out.`,
+    );
   }
   return {
     cuda,
@@ -119,7 +148,7 @@ export function splitCudaOptions(all: Record<string, string>): SplitOptions {
     ...(mp !== undefined ? { memPattern: mp !== '0' } : {}),
     ...(level !== undefined ? { graphOptimizationLevel: level } : {}),
     ...(Object.keys(config).length ? { config } : {}),
-    ...(gc !== undefined ? { graphCache: gc === '0' ? false as const : 'ort' as const } : {}),
+    ...(gc !== undefined ? { graphCache: gc === '0' ? (false as const) : ('ort' as const) } : {}),
     ...(arenaEntries.length ? { arena } : {}),
     ...(fa !== undefined ? { fusedAct: fa === '1' } : {}),
   };
@@ -149,8 +178,12 @@ let registered: { provider: 'cpu' | 'cuda'; key: string; info: unknown } | null 
  * made from the same provider options (device, gpu_mem_limit, arena_extend_strategy) as the session's provider.
  * The environment must exist (envLoaded).
  */
-export function registerArena(a: Api, provider: 'cpu' | 'cuda', providerOptions: Record<string, string>,
-  arena: Record<string, number>): void {
+export function registerArena(
+  a: Api,
+  provider: 'cpu' | 'cuda',
+  providerOptions: Record<string, string>,
+  arena: Record<string, number>,
+): void {
   const key = JSON.stringify([provider, providerOptions, arena]);
   if (registered?.key === key) return;
   const env = ortEnv();
@@ -176,8 +209,19 @@ export function registerArena(a: Api, provider: 'cpu' | 'cuda', providerOptions:
   try {
     const entries = Object.entries(providerOptions);
     const ep = provider === 'cuda' ? 'CUDAExecutionProvider' : 'CPUExecutionProvider';
-    check(a, a.fns.CreateAndRegisterAllocatorV2(env, ep, info, cfg, entries.map((e) => e[0]), entries.map((e) => e[1]),
-      entries.length), `CreateAndRegisterAllocatorV2(${provider}, ${Object.keys(arena).join(', ')})`);
+    check(
+      a,
+      a.fns.CreateAndRegisterAllocatorV2(
+        env,
+        ep,
+        info,
+        cfg,
+        entries.map((e) => e[0]),
+        entries.map((e) => e[1]),
+        entries.length,
+      ),
+      `CreateAndRegisterAllocatorV2(${provider}, ${Object.keys(arena).join(', ')})`,
+    );
   } catch (e) {
     a.fns.ReleaseMemoryInfo(info);
     throw e;
@@ -195,8 +239,11 @@ export function sessionOptions(o: CapiOptions): { a: Api; opts: unknown; cudaAsk
   const opts = out[0];
   let cudaAsked: Record<string, string> | null = null;
   try {
-    check(a, a.fns.SetSessionGraphOptimizationLevel(opts, o.graphOptimizationLevel ?? 99),
-      'SetSessionGraphOptimizationLevel');
+    check(
+      a,
+      a.fns.SetSessionGraphOptimizationLevel(opts, o.graphOptimizationLevel ?? 99),
+      'SetSessionGraphOptimizationLevel',
+    );
     if (o.intraOpNumThreads) {
       check(a, a.fns.SetIntraOpNumThreads(opts, o.intraOpNumThreads), 'SetIntraOpNumThreads');
     }
@@ -218,18 +265,32 @@ export function sessionOptions(o: CapiOptions): { a: Api; opts: unknown; cudaAsk
       // ONNX Runtime takes an arena configuration for its CUDA provider only as an allocator registered with the
       // environment (UpdateCUDAProviderOptionsWithValue knows user_compute_stream alone); sessions opt in
       registerArena(a, o.provider, cudaAsked ?? {}, o.arena);
-      check(a, a.fns.AddSessionConfigEntry(opts, 'session.use_env_allocators', '1'),
-        'AddSessionConfigEntry(session.use_env_allocators=1)');
+      check(
+        a,
+        a.fns.AddSessionConfigEntry(opts, 'session.use_env_allocators', '1'),
+        'AddSessionConfigEntry(session.use_env_allocators=1)',
+      );
     }
     if (cudaAsked) {
       check(a, a.fns.CreateCUDAProviderOptions(out), 'CreateCUDAProviderOptions');
       const cudaOpts = out[0];
       try {
         const entries = Object.entries(cudaAsked);
-        check(a, a.fns.UpdateCUDAProviderOptions(cudaOpts, entries.map((e) => e[0]), entries.map((e) => e[1]),
-          entries.length), 'UpdateCUDAProviderOptions');
-        check(a, a.fns.SessionOptionsAppendExecutionProvider_CUDA_V2(opts, cudaOpts),
-          'SessionOptionsAppendExecutionProvider_CUDA_V2');
+        check(
+          a,
+          a.fns.UpdateCUDAProviderOptions(
+            cudaOpts,
+            entries.map((e) => e[0]),
+            entries.map((e) => e[1]),
+            entries.length,
+          ),
+          'UpdateCUDAProviderOptions',
+        );
+        check(
+          a,
+          a.fns.SessionOptionsAppendExecutionProvider_CUDA_V2(opts, cudaOpts),
+          'SessionOptionsAppendExecutionProvider_CUDA_V2',
+        );
       } finally {
         a.fns.ReleaseCUDAProviderOptions(cudaOpts);
       }

@@ -14,8 +14,13 @@ export class CapiSession {
   private released = false;
   private readonly bindings = new Set<DeviceIo>();
   private mapped: MappedFile | null = null;
-  private constructor(private readonly a: Api, private readonly session: unknown, private readonly info: unknown,
-    readonly runtimeVersion: string, readonly cudaOptions: Record<string, string> | null) {}
+  private constructor(
+    private readonly a: Api,
+    private readonly session: unknown,
+    private readonly info: unknown,
+    readonly runtimeVersion: string,
+    readonly cudaOptions: Record<string, string> | null,
+  ) {}
 
   static create(model: string | Uint8Array, o: CapiOptions): CapiSession {
     const { a, opts, cudaAsked } = sessionOptions(o);
@@ -75,14 +80,19 @@ export class CapiSession {
     const val: unknown[] = [null];
     const shape = BigInt64Array.from(dims.map(BigInt));
     const type = x instanceof Uint8Array ? UINT8 : FLOAT;
-    check(this.a, this.a.fns.CreateTensorWithDataAsOrtValue(this.info, x, x.byteLength, shape, dims.length, type, val),
-      'CreateTensorWithDataAsOrtValue');
+    check(
+      this.a,
+      this.a.fns.CreateTensorWithDataAsOrtValue(this.info, x, x.byteLength, shape, dims.length, type, val),
+      'CreateTensorWithDataAsOrtValue',
+    );
     return val[0];
   }
 
   /** Runs one input and returns several float outputs (`length` elements each), copied out: a detector's run. */
-  runMulti(input: { name: string; x: Float32Array | Uint8Array; dims: number[] },
-    outputs: { name: string; length: number }[]): Float32Array[] {
+  runMulti(
+    input: { name: string; x: Float32Array | Uint8Array; dims: number[] },
+    outputs: { name: string; length: number }[],
+  ): Float32Array[] {
     this.live();
     const a = this.a;
     const val = this.inputTensor(input.x, input.dims);
@@ -101,8 +111,13 @@ export class CapiSession {
    * Runs input `input` (float32, dims; the tensor reads `x` in place) and returns output `output` (`outLength`
    * elements), copied into `into` when given.
    */
-  run(x: Float32Array, dims: number[], outLength: number, names: Names = DEFAULT_NAMES,
-    into?: Float32Array): Float32Array {
+  run(
+    x: Float32Array,
+    dims: number[],
+    outLength: number,
+    names: Names = DEFAULT_NAMES,
+    into?: Float32Array,
+  ): Float32Array {
     this.live();
     const a = this.a;
     const val = [this.inputTensor(x, dims)];
@@ -137,8 +152,13 @@ export class CapiSession {
    * run() on a worker thread: the JavaScript thread is free meanwhile. For a cold start's first run, which waits on
    * first-use work on the GPU (later runs on the JavaScript thread set up their own per-thread handles once).
    */
-  async runAsync(x: Float32Array, dims: number[], outLength: number, names: Names = DEFAULT_NAMES,
-    into?: Float32Array): Promise<Float32Array> {
+  async runAsync(
+    x: Float32Array,
+    dims: number[],
+    outLength: number,
+    names: Names = DEFAULT_NAMES,
+    into?: Float32Array,
+  ): Promise<Float32Array> {
     this.live();
     const a = this.a;
     const val = this.inputTensor(x, dims);
@@ -180,7 +200,8 @@ export class CapiSession {
     const inputs = [{ name: names.input, dims, type: 'float32' as const }];
     const io = this.bindDeviceIo(inputs, [{ name: names.output, dims }], graphId);
     return {
-      dims, elements: dims.reduce((x, y) => x * y, 1),
+      dims,
+      elements: dims.reduce((x, y) => x * y, 1),
       upload: (x) => io.upload(0, x),
       download: (into) => io.download(0, into),
       run: () => io.run(),

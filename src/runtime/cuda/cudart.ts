@@ -27,8 +27,10 @@ export function cudart(): Cudart {
 export function memcpy(dst: unknown, src: unknown, bytes: number, kind: 1 | 2): void {
   const rc = cudart().memcpy(dst, src, bytes, kind);
   if (rc !== 0) {
-    throw new GpenLabError('E_INFERENCE',
+    throw new GpenLabError(
+      'E_INFERENCE',
       `cudaMemcpy (${kind === 1 ? 'host to device' : 'device to host'}, ${bytes} bytes) failed with CUDA error ${rc}`,
-      'Run `gpen-lab doctor --provider cuda`.');
+      'Run `gpen-lab doctor --provider cuda`.',
+    );
   }
 }

@@ -2,7 +2,11 @@
 import { cudart, type Cudart } from './cudart.js';
 
 /** What HostPins holds locked, and why locking stopped (null while it works). */
-export interface PinnedStats { buffers: number; bytes: number; error: string | null }
+export interface PinnedStats {
+  buffers: number;
+  bytes: number;
+  error: string | null;
+}
 
 /**
  * Host buffers page-locked in place (cudaHostRegister) for copies to and from the GPU: a copy from pageable memory goes
@@ -15,7 +19,10 @@ export class HostPins {
   private readonly pinned = new Map<ArrayBufferLike, number>();
   private error: string | null = null;
   private fns: Cudart | null = null;
-  constructor(private readonly most = 4, private readonly minBytes = 8 << 20) {}
+  constructor(
+    private readonly most = 4,
+    private readonly minBytes = 8 << 20,
+  ) {}
 
   /** Locks the whole buffer under `a` unless it is small, locked already, or locking failed before. */
   pin(a: Float32Array | Uint8Array): void {
@@ -40,8 +47,9 @@ export class HostPins {
       // the runtime keeps the failure as its last error, which ONNX Runtime's next kernel check would report as its own
       // ("cudaErrorHostMemoryAlreadyRegistered" failed the next session's first run): cleared here
       this.fns.getLastError();
-      this.error = `cudaHostRegister of ${buf.byteLength} bytes failed with CUDA error ${rc}: `
-        + 'copies go through pageable memory';
+      this.error =
+        `cudaHostRegister of ${buf.byteLength} bytes failed with CUDA error ${rc}: ` +
+        'copies go through pageable memory';
       return;
     }
     this.pinned.set(buf, buf.byteLength);
