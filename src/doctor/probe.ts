@@ -1,5 +1,6 @@
 // Runs the try-load child (probe-child) for one provider with a timeout, and reads what it reached, what ran, what
 // failed, and the tail of its stderr; a crash or a hang is a result, not an exception.
+import { stripVTControlCharacters } from 'node:util';
 import { spawn } from 'node:child_process';
 import { nodeScriptArgs } from '../io/node-script.js';
 import type { ProbeResult } from './types.js';
@@ -36,11 +37,7 @@ export function probeProvider(provider: string, opts: ProbeOptions = {}): Promis
     const finish = (code: number | null, signal: string | null, spawnError?: string) => {
       clearTimeout(timer);
       // strip ANSI colour codes ONNX Runtime puts around its log lines
-      // eslint-disable-next-line no-control-regex
-      const stderrTail = err
-        .replace(/\x1b\[[0-9;]*m/g, '')
-        .trim()
-        .slice(-TAIL);
+      const stderrTail = stripVTControlCharacters(err).trim().slice(-TAIL);
       const stages = [...out.matchAll(/^STAGE (\S+)$/gm)].map((m) => m[1]);
       const line = /^RESULT (.*)$/m.exec(out);
       let r: Partial<ProbeResult> & { ok?: boolean } = {};

@@ -1,6 +1,7 @@
 // Runs a lab: each cell's runs in fresh processes (timeout, crash and hang recorded with the stage reached and the
 // tail of stderr), the doctor's library report for the cell's environment, GPU sampling, output agreement; results
 // written after every cell so that --resume continues without re-running a completed cell.
+import { stripVTControlCharacters } from 'node:util';
 import { spawn } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -130,13 +131,7 @@ function runChild(
         pids.delete(child.pid);
         live.delete(child.pid);
       }
-      // eslint-disable-next-line no-control-regex
-      const tail =
-        (spawnError ? `${spawnError}\n` : '') +
-        err
-          .replace(/\x1b\[[0-9;]*m/g, '')
-          .trim()
-          .slice(-TAIL);
+      const tail = (spawnError ? `${spawnError}\n` : '') + stripVTControlCharacters(err).trim().slice(-TAIL);
       resolve({ events, exitCode: code, signal, timedOut, stderrTail: tail, spawnAt, pid: child.pid ?? null });
     };
     child.on('error', (e) => finish(null, null, `could not start ${process.execPath}: ${e.message}`));
