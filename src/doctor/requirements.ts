@@ -4,7 +4,6 @@
 // sources). Version functions: how to ask each library its version.
 
 export const REQUIRED_CUDA_MAJOR = 13;
-export const REQUIRED_CUDNN_MAJOR = 9;
 
 /** How a library family answers its version; `scale` turns the integer into major.minor(.patch). */
 export type VersionCall =

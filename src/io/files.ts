@@ -200,17 +200,3 @@ export async function makeDirs(dir: string): Promise<void> {
     });
 }
 
-/** makeDirs as a coded error: E_WRITE naming the folder and the cause. */
-export async function makeOutputDir(dir: string): Promise<void> {
-  try {
-    await makeDirs(dir);
-  } catch (e) {
-    const f = writeFailure(e);
-    throw new GpenLabError(
-      'E_WRITE',
-      `Could not create the folder ${dir}: ${f.cause}${f.code ? ` (${f.code})` : ''}`,
-      f.fix,
-      { input: dir, cause: f.code },
-    );
-  }
-}

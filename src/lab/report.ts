@@ -9,8 +9,7 @@ import { renderHtml } from './report-html.js';
 import { db, groupSettings, machineLine, modelLine, tableRows } from './report-table.js';
 import type { LabResults } from './types.js';
 
-export { radarValues, renderHtml } from './report-html.js';
-export { machineLine, modelLine, tableRows } from './report-table.js';
+export { renderHtml } from './report-html.js';
 
 const md = (s: string): string => s.replace(/\|/g, '\\|').replace(/\n/g, ' ');
 /** A code span that survives backticks inside. */
