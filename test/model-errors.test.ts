@@ -290,7 +290,7 @@ describe('convertPth refuses checkpoints that are not the GPEN it expects', () =
       'E_SIZE_UNKNOWN',
       f,
       dir,
-      'size 8',
+      'for 8 px',
     );
     await failsWith(describeModel(f), 'E_SIZE_UNKNOWN', f, null);
   });
@@ -317,7 +317,7 @@ describe('convertPth refuses checkpoints that are not the GPEN it expects', () =
 });
 
 describe('synthesizeGpen refuses bad arguments', () => {
-  it('size 100 -> E_SIZE_UNKNOWN; seed -1 -> E_ARGUMENT', () => {
+  it('size 100 -> E_SIZE_UNKNOWN; seed -1 -> E_ARGUMENT, each naming its option by key', () => {
     const call = (size: number, seed: number): unknown => {
       try {
         synthesizeGpen(size, seed, 'fp32');
@@ -326,9 +326,9 @@ describe('synthesizeGpen refuses bad arguments', () => {
       }
       return assert.fail(`synthesizeGpen(${size}, ${seed}) succeeded`);
     };
-    checkError(call(100, 0), 'E_SIZE_UNKNOWN', '--size', null, '100');
-    checkError(call(64, -1), 'E_ARGUMENT', '--seed', null, '-1');
-    checkError(call(64, 1.5), 'E_ARGUMENT', '--seed', null);
+    assert.equal(checkError(call(100, 0), 'E_SIZE_UNKNOWN', 'size', null, '100').details.option, 'size');
+    assert.equal(checkError(call(64, -1), 'E_ARGUMENT', 'seed', null, '-1').details.option, 'seed');
+    checkError(call(64, 1.5), 'E_ARGUMENT', 'seed', null);
   });
 });
 
