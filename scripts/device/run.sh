@@ -9,6 +9,7 @@
 #   serve   `gpen-lab serve --model peer.pth`, its /readyz                                     -> readyz-*.json
 #   lab     the default lab (`gpen-lab lab`, no config)                                        -> lab-*/
 #   doctor  setup cuda, the doctor, the doctor with cuDNN hidden from the loader, then with its fix -> doctor-*
+#   tests   the GPU test tier (npm run test:gpu: the fast route against the CPU)                -> test-gpu-*.txt
 # Modes may be given together: `bash scripts/device/run.sh cold bench`.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; P=/tmp/peer; mkdir -p "$OUT" $P
@@ -82,12 +83,16 @@ doctor() {
   mv /opt/cudnn-hidden/* /usr/lib/x86_64-linux-gnu/ && rmdir /opt/cudnn-hidden && ldconfig
   tail -n 40 "$OUT/doctor.txt"; echo ----; tail -n 30 "$OUT/doctor-no-cudnn.txt"; echo ----; tail -n 12 "$OUT/doctor-fixed.txt"
 }
+tests() {
+  node --import tsx --test --test-reporter=spec test/gpu/*.test.ts > "$OUT/test-gpu.txt" 2>&1; echo "test:gpu exit $?"
+  grep -v "^\s*at " "$OUT/test-gpu.txt" | tail -40 | cut -c1-400
+}
 # the doctor mode installs the CUDA provider itself (setup cuda --from the kit)
 [ "${1:-}" = doctor ] && export SKIP_CUDA_INSTALL=1
-[ $# -gt 0 ] || { echo "usage: scripts/device/run.sh peer|cold|photo|bench|serve|lab|doctor ..." >&2; exit 2; }
+[ $# -gt 0 ] || { echo "usage: scripts/device/run.sh peer|cold|photo|bench|serve|lab|doctor|tests ..." >&2; exit 2; }
 for m in "$@"; do
   case "$m" in
-    peer|cold|photo|bench|serve|lab|doctor) setup; echo "== $m"; "$m" ;;
-    *) echo "unknown mode: $m (peer|cold|photo|bench|serve|lab|doctor)" >&2; exit 2 ;;
+    peer|cold|photo|bench|serve|lab|doctor|tests) setup; echo "== $m"; "$m" ;;
+    *) echo "unknown mode: $m (peer|cold|photo|bench|serve|lab|doctor|tests)" >&2; exit 2 ;;
   esac
 done
