@@ -21,6 +21,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { RestoreResult } from '../src/face/restore.js';
 import { Restorer } from '../src/face/restore.js';
+import { GpenLabError } from '../src/errors.js';
 import { decodeImage, encodeImage, srgbProfile } from '../src/io/image.js';
 import { exifOrientation, outputExif } from '../src/io/metadata.js';
 import { IMAGES } from './fixtures.js';
@@ -205,7 +206,7 @@ describe("restore outputs: the library's choices", () => {
     }
     await assert.rejects(
       Restorer.create({ model: { type: 'identity', size: 64 }, outDir: tmp, outputs: [] }),
-      /--outputs/,
+      (e: unknown) => e instanceof GpenLabError && e.details.option === 'outputs' && /for outputs/.test(e.message),
     );
   });
 

@@ -1,89 +1,24 @@
-// `gpen-lab restore` and `gpen-lab detect`: the job users come for, on files and folders.
+// `gpen-lab restore`: the job users come for, on files and folders. `detect` (detect.ts) is exported here too: the
+// command line loads both from this module.
 import { Command, Option } from 'commander';
-import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { GpenLabError, checkList, errorMessage, exitStatus } from '../errors.js';
+import { GpenLabError, checkList, exitStatus } from '../errors.js';
 import { parseCudaOptions } from '../runtime/capi-model.js';
 import type { WarmReport } from '../runtime/cuda-warm.js';
 import { cudaWarmup } from '../runtime/cuda-warm.js';
 import type { OutputKind, RestoreResult } from '../face/restore.js';
 import { OUTPUT_KINDS, Restorer, SYNTHETIC_NOTE, checkAlpha } from '../face/restore.js';
-import { createBlazeFace } from '../face/blazeface.js';
-import type { DetectedFace, Pt } from '../face/types.js';
-import { assertReadableFile } from '../io/files.js';
-import { OUTPUT_EXTS, decodeImage } from '../io/image.js';
-import { isRestoreOutput } from '../io/output-names.js';
+import { OUTPUT_EXTS } from '../io/image.js';
 import type { OutputExt } from '../io/image.js';
 import type { ModelSpec } from '../model/registry.js';
 import { PROVIDERS, parseProvider } from '../runtime/providers.js';
 import { PRECISIONS, PROVIDER_CHOICES, ROUTES, describeChoice, parseChoice } from '../runtime/routes.js';
 import { marks } from '../runtime/marks.js';
+import { expandInputs } from './inputs.js';
 import { parseIntArg } from './model.js';
 import { Steps, asCliError, info, printJson, warn } from './output.js';
 
-export const IMAGE_EXTS = ['.jpg', '.jpeg', '.png', '.webp', '.tif', '.tiff', '.gif'];
-
-const ACCEPTED = 'an image (JPEG, PNG, WebP, TIFF or GIF)';
-
-/**
- * Files as given; folders expand to their image files (sorted, not recursive), leaving out restore's own outputs
- * (NAME_GPEN, NAME_COMP, NAME_faceNN: never read back as inputs), which are counted in `skipped`. Every input is checked
- * first, before any model work: a file that is missing or unreadable, or a folder without image files, is one coded
- * error naming them all.
- */
-export async function expandInputs(inputs: string[]): Promise<{ files: string[]; skipped: number }> {
-  const files: string[] = [];
-  const problems: GpenLabError[] = [];
-  let skipped = 0;
-  for (const i of inputs) {
-    const st = await fs.stat(i).catch(() => null);
-    if (!st?.isDirectory()) {
-      // a file that cannot be read stops the command here, not after the model is built
-      await assertReadableFile(i, ACCEPTED).then(
-        () => files.push(i),
-        (e: GpenLabError) => problems.push(e),
-      );
-      continue;
-    }
-    let names: string[];
-    try {
-      names = (await fs.readdir(i)).filter((n) => IMAGE_EXTS.includes(path.extname(n).toLowerCase())).sort();
-    } catch (e) {
-      problems.push(
-        new GpenLabError(
-          'E_FILE_UNREADABLE',
-          `Input folder cannot be read: ${i}: ${errorMessage(e)}`,
-          "Check the folder's permissions.",
-          { input: i },
-        ),
-      );
-      continue;
-    }
-    const own = names.filter(isRestoreOutput);
-    skipped += own.length;
-    if (own.length === names.length) {
-      problems.push(
-        new GpenLabError(
-          'E_FILE_MISSING',
-          `No image files in the folder ${i}${own.length ? ` (only restore's own outputs, NAME_GPEN, NAME_COMP, NAME_faceNN)` : ''}`,
-          `Pass image files (${IMAGE_EXTS.join(', ')}) or folders holding them.`,
-          { input: i },
-        ),
-      );
-    }
-    files.push(...names.filter((n) => !isRestoreOutput(n)).map((n) => path.join(i, n)));
-  }
-  if (problems.length === 1) throw problems[0];
-  if (problems.length > 1) {
-    throw new GpenLabError(
-      problems.some((e) => e.code === 'E_FILE_MISSING') ? 'E_FILE_MISSING' : 'E_FILE_UNREADABLE',
-      `${problems.length} inputs cannot be read: ${problems.map((e) => e.message).join('; ')}`,
-      'Check the paths (they are resolved from the current folder) and the permissions.',
-      { input: problems.map((e) => e.details.input).join(', ') },
-    );
-  }
-  return { files, skipped };
-}
+export { detectCommand } from './detect.js';
 
 /** `--outputs gpen,comp,faces`: which files each image gets. */
 export function parseOutputs(v: string): OutputKind[] {
@@ -383,75 +318,4 @@ export function restoreCommand(): Command {
         },
       )
   );
-}
-
-/** Image coordinates to 0.1 px, scores to 3 decimals: what a detector's precision supports. */
-function rounded(f: DetectedFace): DetectedFace {
-  const px = (v: number) => Math.round(v * 10) / 10;
-  const pt = (p: Pt): Pt => [px(p[0]), px(p[1])];
-  const landmarks = Object.fromEntries(
-    Object.entries(f.landmarks).map(([k, p]) => [k, pt(p as Pt)]),
-  ) as unknown as DetectedFace['landmarks'];
-  return {
-    box: f.box.map(px) as DetectedFace['box'],
-    score: Math.round(f.score * 1000) / 1000,
-    landmarks,
-    raw: f.raw.map(pt),
-  };
-}
-
-export function detectCommand(): Command {
-  return new Command('detect')
-    .description("find faces: box, score, named landmarks, the detector's raw points (image pixels, to 0.1 px)")
-    .argument('<input...>', 'image files or folders')
-    .option('--max-pixels <n>', 'refuse images larger than this', parseIntArg('--max-pixels'))
-    .option(
-      '--json',
-      'one object per image, a JSON object per line: {input, width, height, faces, warnings} or {input, error}',
-    )
-    .action(async (inputs: string[], o: { json?: boolean; maxPixels?: number }) => {
-      const { files } = await expandInputs(inputs);
-      const det = await createBlazeFace({ provider: 'cpu' });
-      let failed = 0;
-      try {
-        for (const file of files) {
-          let out: { input: string; width: number; height: number; faces: DetectedFace[]; warnings: string[] };
-          try {
-            const img = await decodeImage(file, o.maxPixels !== undefined ? { maxPixels: o.maxPixels } : undefined);
-            const faces = (await det.detect({ width: img.width, height: img.height, data: img.rgb })).map(rounded);
-            out = {
-              input: file,
-              width: img.width,
-              height: img.height,
-              faces,
-              warnings: faces.length === 0 ? [`no face found in ${file}`] : [],
-            };
-          } catch (e) {
-            if (!(e instanceof GpenLabError)) throw e;
-            failed++;
-            if (o.json) printJson({ input: file, error: { code: e.code, message: e.message, fix: e.fix } });
-            else process.stdout.write(`${file}: error [${e.code}] ${e.message}\n  fix: ${e.fix}\n`);
-            continue;
-          }
-          if (o.json) {
-            printJson(out);
-            continue;
-          }
-          process.stdout.write(`${file} (${out.width}x${out.height}): ${out.faces.length} face(s)\n`);
-          const xy = (p: Pt) => `(${p.map((v) => v.toFixed(1)).join(', ')})`;
-          out.faces.forEach((f, i) =>
-            process.stdout.write(
-              `  ${String(i).padStart(2, '0')} score ${f.score.toFixed(3)} box [${f.box.map((v) => v.toFixed(1)).join(', ')}] eyes ${xy(f.landmarks.left_eye)} ${xy(f.landmarks.right_eye)}\n`,
-            ),
-          );
-          for (const w of out.warnings) warn(w);
-        }
-      } finally {
-        await det.release();
-      }
-      if (failed > 0) {
-        process.stderr.write(`${failed} of ${files.length} image(s) failed\n`);
-        process.exitCode = 2;
-      }
-    });
 }

@@ -199,4 +199,3 @@ export async function makeDirs(dir: string): Promise<void> {
       if (errCode(e) !== 'EEXIST') throw e;
     });
 }
-

@@ -63,8 +63,7 @@ export function cellId(p: Provider, route: Route, precision: Precision, envName?
     .join('-');
 }
 
-const asConfigWords = (s: string): string =>
-  s.replace(/--cuda-options/g, 'session.cudaOptions').replace(/--(route|precision|provider) /g, '$1 ');
+const asConfigWords = (s: string): string => s.replace(/(?<![.\w])cudaOptions/g, 'session.cudaOptions');
 
 /** A cell's provider, route, precision and CUDA options as runtime/routes.ts allows them, else E_CONFIG naming the cell and what is valid. */
 function checkCombination(c: CellSpec, file: string): void {
