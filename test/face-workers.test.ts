@@ -149,7 +149,8 @@ describe('face workers', () => {
         (e: unknown) =>
           e instanceof GpenLabError &&
           e.code === 'E_ARGUMENT' &&
-          /--face-threads/.test(e.message) &&
+          e.details.option === 'faceThreads' &&
+          /for faceThreads/.test(e.message) &&
           e.message.includes(String(bad)),
       );
     }

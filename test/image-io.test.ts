@@ -344,6 +344,6 @@ describe('encodeImage', () => {
     assert.equal(parseOutputExt('.PNG'), '.png');
     assert.equal(parseOutputExt('jpeg'), '.jpg');
     assert.equal(parseOutputExt('webp'), '.webp');
-    assert.throws(() => parseOutputExt('.gif'), isCode('E_ARGUMENT', /--ext/));
+    assert.throws(() => parseOutputExt('.gif'), isCode('E_ARGUMENT', /for ext but received ".gif"/));
   });
 });
