@@ -7,12 +7,14 @@ import os from 'node:os';
 import path from 'node:path';
 import * as tar from 'tar';
 import { GpenLabError, errorMessage } from '../errors.js';
+import { BUILD_SPECS } from '../runtime/builds.js';
 import { ortBinDir, ortVersion } from '../runtime/providers.js';
 
 /** The npm package that carries the provider libraries, and the onnxruntime-node version they were built for. */
-export const GPU_PACKAGE = 'com.github.asus4.onnxruntime.linux-x64-gpu';
-export const GPU_PACKAGE_VERSION = '0.4.9';
-export const GPU_PACKAGE_ORT = '1.29.0';
+const BUILD = BUILD_SPECS['ort1.29-cuda13'];
+export const GPU_PACKAGE = BUILD.providerPackage.name;
+export const GPU_PACKAGE_VERSION = BUILD.providerPackage.version;
+export const GPU_PACKAGE_ORT = BUILD.ortVersion;
 /** Where the libraries sit inside the package. */
 export const PACKAGE_LIB_DIR = 'Plugins/Linux/x64';
 

@@ -148,13 +148,20 @@ export async function capiVariant(
           v.batch1ProcessMiB = mib;
           try {
             const st = s.allocatorStats('cuda');
-            v.batch1Arena = {
-              maxInUseMiB: st.MaxInUse / 2 ** 20,
-              inUseMiB: st.InUse / 2 ** 20,
-              reservedMiB: st.TotalAllocated / 2 ** 20,
-            };
-            const { maxInUseMiB, reservedMiB } = v.batch1Arena;
-            arena = ` (arena: peak in use ${maxInUseMiB.toFixed(0)} MiB, reserved ${reservedMiB.toFixed(0)} MiB)`;
+            if (st) {
+              v.batch1Arena = {
+                maxInUseMiB: st.MaxInUse / 2 ** 20,
+                inUseMiB: st.InUse / 2 ** 20,
+                reservedMiB: st.TotalAllocated / 2 ** 20,
+              };
+              const { maxInUseMiB, reservedMiB } = v.batch1Arena;
+              arena = ` (arena: peak in use ${maxInUseMiB.toFixed(0)} MiB, reserved ${reservedMiB.toFixed(0)} MiB)`;
+            } else {
+              // a build whose C API lacks AllocatorGetStats: recorded as an omission, not a failure
+              v.batch1Arena = null;
+              v.batch1ArenaOmitted = s.allocatorStatsOmitted ?? 'AllocatorGetStats answered nothing';
+              arena = ` (arena statistics: ${v.batch1ArenaOmitted})`;
+            }
           } catch (err) {
             v.batch1Arena = null;
             arena = ` (arena statistics: ${(err as Error).message})`;

@@ -95,6 +95,8 @@ export interface BenchVariant {
    * libraries' kernels).
    */
   batch1Arena?: { maxInUseMiB: number; inUseMiB: number; reservedMiB: number } | null;
+  /** C API variants on a runtime build whose C API lacks AllocatorGetStats: why batch1Arena is null. */
+  batch1ArenaOmitted?: string;
   /** C API variants: median ms to copy the batch to the GPU and back, per batch size (not in the rows' times). */
   copyMs?: Record<string, number>;
   /** C API variants with --profile-batch: ONNX Runtime's node times of one run. */

@@ -1,8 +1,8 @@
 // The optimised graph, cached for later cold starts: the first session of a model file with a given option set has
 // ONNX Runtime write the graph it optimised (SetOptimizedModelFilePath); later sessions load that file with graph
 // optimisations off: they are ~250 ms of a GPEN-512 fp16 session's ~650 ms creation (measured on an H200). Keyed
-// like make judges a file (real path, size, mtime), plus ONNX Runtime's version and the provider options, so a
-// changed model, runtime or option set never meets a stale graph.
+// like make judges a file (real path, size, mtime), plus the version of the ONNX Runtime loaded (the process's runtime
+// build, builds.ts) and the provider options, so a changed model, runtime or option set never meets a stale graph.
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
@@ -10,16 +10,17 @@ import { makeDirs } from '../io/files.js';
 import path from 'node:path';
 import { GpenLabError } from '../errors.js';
 import { cacheDir, fileIdentity } from '../io/cache.js';
-import { ortVersion } from './providers.js';
+import { load } from './capi/api.js';
 
 /**
  * Where something made from model file `model` is cached: `<cache>/<folder>/<hash>` (add the extension), the hash
- * over the file's identity, ONNX Runtime's version and `settings`, so a changed file, runtime or setting never meets
- * a stale entry. The optimised graph and the primer (primer.ts) are cached this way. Synchronous (two stat calls): a
- * cold start's sessions are asked for at once, not after the modules that load meanwhile.
+ * over the file's identity, the version of the C API route's library (GetVersionString of the build loaded, loaded
+ * here if none is yet) and `settings`, so a changed file, runtime or setting never meets a stale entry. The optimised
+ * graph and the primer (primer.ts) are cached this way, both for C API sessions. Synchronous (two stat calls): a cold
+ * start's sessions are asked for at once, not after the modules that load meanwhile.
  */
 export function modelCachePath(folder: string, model: string, settings: Record<string, unknown>): string {
-  const key = JSON.stringify({ model: fileIdentity(model), runtime: ortVersion(), ...settings });
+  const key = JSON.stringify({ model: fileIdentity(model), runtime: load().version, ...settings });
   return path.join(cacheDir(), folder, createHash('sha256').update(key).digest('hex').slice(0, 32));
 }
 

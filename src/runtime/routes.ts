@@ -2,6 +2,7 @@
 // the measured-best CUDA option set per workload. The table of valid combinations is written here once; the CLI, the
 // pipeline, the service, the lab and docs/routes.md derive from it.
 import { GpenLabError } from '../errors.js';
+import { DEFAULT_BUILD, ROUTES, checkBuildCombination, type Route, type RuntimeBuild } from './builds.js';
 import type { Provider } from './providers.js';
 import { PROVIDERS, PROVIDER_SPECS } from './providers.js';
 
@@ -10,8 +11,8 @@ export type ProviderChoice = (typeof PROVIDER_CHOICES)[number];
 /** The providers `auto` tries, in order: the first whose session is created runs. */
 export const AUTO_ORDER: readonly Provider[] = ['cuda', 'webgpu', 'cpu'];
 
-export const ROUTES = ['fast', 'stock'] as const;
-export type Route = (typeof ROUTES)[number];
+export { ROUTES };
+export type { Route };
 import { PRECISIONS } from '../onnx/precision.js';
 import type { Precision as RoutePrecision } from '../onnx/precision.js';
 
@@ -68,13 +69,18 @@ export const COMBINATIONS: readonly Combination[] = PROVIDERS.flatMap((provider)
   ),
 );
 
-/** The combination, or a coded error for one outside the table or options it cannot take. */
+/**
+ * The combination, or a coded error for one outside the table, the runtime build's (builds.ts) or options it cannot
+ * take. On a build other than onnxruntime-node's every route is the C API's.
+ */
 export function combination(
   provider: Provider,
   route: Route,
   precision: RoutePrecision,
   cudaOptions?: Record<string, string>,
+  build: RuntimeBuild = DEFAULT_BUILD,
 ): Combination {
+  checkBuildCombination(build, provider, route);
   const c = COMBINATIONS.find((x) => x.provider === provider && x.route === route && x.precision === precision);
   if (!c) {
     throw new GpenLabError(
@@ -103,6 +109,13 @@ export function combination(
         { input: 'cudaOptions', option: 'cudaOptions' },
       );
     }
+  }
+  if (build !== DEFAULT_BUILD && c.binding !== 'capi') {
+    return {
+      ...c,
+      binding: 'capi',
+      note: `${build}: the C API route (the stock binding is onnxruntime-node's own build)`,
+    };
   }
   return c;
 }

@@ -1,12 +1,14 @@
-// ONNX Runtime's C API reached directly through koffi, in the same libonnxruntime.so.1 that onnxruntime-node loads:
-// the route to what the stock binding does not pass to the CUDA provider (cudnn_conv_algo_search, prefer_nhwc,
-// enable_cuda_graph, arena settings). OrtGetApiBase() -> GetApi(version) -> a table of function pointers, called by
-// index (the order of OrtApi in onnxruntime_c_api.h, append-only across versions). Runs are synchronous.
-import path from 'node:path';
+// ONNX Runtime's C API reached directly through koffi, in the libonnxruntime of the process's runtime build
+// (builds.ts; onnxruntime-node's own by default): the route to what the stock binding does not pass to the CUDA
+// provider (cudnn_conv_algo_search, prefer_nhwc, enable_cuda_graph, arena settings). OrtGetApiBase() ->
+// GetApi(version) -> a table of function pointers, called by index (the order of OrtApi in onnxruntime_c_api.h,
+// append-only across versions). Runs are synchronous.
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import koffi from '../koffi.js';
-import { GpenLabError } from '../../errors.js';
+import { GpenLabError, INTERNAL_FIX } from '../../errors.js';
 import { mark } from '../marks.js';
-import { ortBinDir } from '../providers.js';
+import { DEFAULT_BUILD, buildLibraryPath, buildSpec, type BuildApiVersion, type RuntimeBuild } from '../builds.js';
 
 /**
  * The OrtApi entries used, each as [index in OrtApi, the C API version that added it]. An entry keeps its index in
@@ -79,12 +81,7 @@ export const IX = {
 
 export type ApiName = keyof typeof IX;
 
-/**
- * The C API version asked of GetApi. A build answers any version it offers with its whole table, so the entries
- * beyond this version are there too on the build this route asks for (onnxruntime-node 1.29.0).
- */
-export const API_VERSION = 14;
-/** The pointers read from the table: one past the highest index used. */
+/** The pointers read from the table at most: one past the highest index used. */
 export const TABLE = 320;
 
 /** The entries used that C API version `version` does not have, in table order. */
@@ -98,9 +95,34 @@ export const UINT8 = 2;
 
 /** A decoded function pointer: callable, and `.async(...args, callback)` runs it on one of libuv's worker threads. */
 export type Fn = ((...args: unknown[]) => unknown) & { async: (...args: unknown[]) => void };
+
+/** Whether A > B, for the small whole numbers of C API versions. */
+type Tuple<N extends number, T extends unknown[] = []> = T['length'] extends N ? T : Tuple<N, [...T, 0]>;
+type Above<A extends number, B extends number> = Tuple<B> extends [...Tuple<A>, ...unknown[]] ? false : true;
+/** The entries some build's C API lacks (added after its version): absent from `fns` there. */
+type LateName = {
+  [K in ApiName]: BuildApiVersion extends infer V extends number
+    ? V extends number
+      ? Above<(typeof IX)[K][1], V> extends true
+        ? K
+        : never
+      : never
+    : never;
+}[ApiName];
+export type Fns = Record<Exclude<ApiName, LateName>, Fn> & Partial<Record<LateName, Fn>>;
+
 export interface Api {
-  fns: Record<ApiName, Fn>;
+  /** The entries of C API version `apiVersion`; those added later are absent (listed in `omitted`). */
+  fns: Fns;
+  /** ONNX Runtime's version, as the library says (GetVersionString). */
   version: string;
+  build: RuntimeBuild;
+  /** The C API version asked of GetApi: the build's. */
+  apiVersion: number;
+  /** The pointers read from the table: no index at or past it is decoded. */
+  entries: number;
+  /** The entries used elsewhere that this build's C API does not have, in table order. */
+  omitted: ApiName[];
   /** koffi closes a library when its handle is collected: the table's pointers stay valid only while this is held. */
   library: unknown;
 }
@@ -176,39 +198,91 @@ const PROTOS: Record<ApiName, string> = {
 let api: Api | null = null;
 let env: unknown = null;
 
-/** The C API's table, loaded once. */
-export function load(): Api {
-  if (api) return api;
+const require = createRequire(import.meta.url);
+
+/** Whether onnxruntime-node's binding (which links its own libonnxruntime.so.1) is loaded in this process. */
+function bindingLoaded(): boolean {
+  return Object.keys(require.cache).some((k) => k.endsWith('onnxruntime_binding.node'));
+}
+
+/**
+ * The C API's table of runtime build `build` (builds.ts), loaded once: without a build, the one loaded, else
+ * onnxruntime-node's own. A process runs one build; asking for another afterwards is a coded error.
+ */
+export function load(build?: RuntimeBuild): Api {
+  if (api) {
+    if (build && build !== api.build) {
+      throw new GpenLabError(
+        'E_RUNTIME_VERSION',
+        `The runtime ${build} was asked for in a process that runs ${api.build}: a process runs one build`,
+        `Run ${build} in a process of its own (a new gpen-lab command, or a child process).`,
+        { input: 'runtime', option: 'runtime', received: build },
+      );
+    }
+    return api;
+  }
+  const b = build ?? DEFAULT_BUILD;
+  const spec = buildSpec(b);
+  const file = buildLibraryPath(b);
+  if (b !== DEFAULT_BUILD && bindingLoaded()) {
+    throw new GpenLabError(
+      'E_RUNTIME_VERSION',
+      `The runtime ${b} was asked for in a process that loaded onnxruntime-node's binding (${buildSpec(DEFAULT_BUILD).ortVersion}): a process runs one build`,
+      `Run ${b} in a process of its own, one that does not use the stock route.`,
+      { input: 'runtime', option: 'runtime', received: b },
+    );
+  }
+  if (spec.library.from === 'npm-pack' && !existsSync(file)) {
+    throw new GpenLabError(
+      'E_RUNTIME_VERSION',
+      `The runtime ${b}'s library is not in ${file}`,
+      `Fetch it first: ensureBuildLibrary('${b}') (src/runtime/build-fetch.ts) takes it from npm pack ${spec.library.spec}.`,
+      { input: 'runtime', option: 'runtime', file },
+    );
+  }
   mark('capi_load_started');
-  const lib = koffi.load(path.join(ortBinDir(), 'libonnxruntime.so.1'));
+  const lib = koffi.load(file);
   const ApiBase = koffi.struct('gpenOrtApiBase', { GetApi: 'void *', GetVersionString: 'void *' });
   const base = lib.func('OrtGetApiBase', koffi.pointer(ApiBase), [])() as unknown;
-  const b = koffi.decode(base, ApiBase) as { GetApi: unknown; GetVersionString: unknown };
+  const bs = koffi.decode(base, ApiBase) as { GetApi: unknown; GetVersionString: unknown };
   const getApi = koffi.proto('void *gpenGetApi(uint32_t version)');
   const getVersion = koffi.proto('const char *gpenGetVersionString()');
-  const version = koffi.call(b.GetVersionString, getVersion) as string;
-  const table = koffi.call(b.GetApi, getApi, API_VERSION) as unknown;
+  const version = koffi.call(bs.GetVersionString, getVersion) as string;
+  const table = koffi.call(bs.GetApi, getApi, spec.apiVersion) as unknown;
   if (!table) {
     throw new GpenLabError(
       'E_RUNTIME_VERSION',
-      `libonnxruntime.so.1 ${version} does not offer C API version ${API_VERSION}`,
-      'Use onnxruntime-node 1.29.0.',
+      `${file} (ONNX Runtime ${version}) does not offer C API version ${spec.apiVersion}, which the runtime ${b} offers`,
+      spec.library.from === 'onnxruntime-node'
+        ? `Use onnxruntime-node ${spec.ortVersion}.`
+        : `Remove ${file} and fetch it again (ensureBuildLibrary('${b}')).`,
+      { input: 'runtime', option: 'runtime', file },
     );
   }
-  const ptrs = koffi.decode(table, koffi.array('void *', TABLE)) as unknown[];
-  const fns = {} as Record<ApiName, Fn>;
+  // the table holds tableEntries pointers: none past it is read, nor any entry added after the version asked
+  const entries = Math.min(spec.tableEntries, TABLE);
+  const ptrs = koffi.decode(table, koffi.array('void *', entries)) as unknown[];
+  const omitted = entriesBeyond(spec.apiVersion);
+  const fns: Partial<Record<ApiName, Fn>> = {};
   for (const [name, [i]] of Object.entries(IX) as [ApiName, readonly [number, number]][]) {
+    if (omitted.includes(name)) continue;
+    if (i >= entries) {
+      throw new GpenLabError('E_INTERNAL', `${name} (index ${i}) lies past the ${entries} entries read`, INTERNAL_FIX);
+    }
     const proto = koffi.proto(PROTOS[name].replace(/\bf\(/, `gpenOrt${name}(`));
     fns[name] = koffi.decode(ptrs[i], proto) as Fn;
   }
-  api = { fns, version, library: lib };
+  api = { fns: fns as Fns, version, build: b, apiVersion: spec.apiVersion, entries, omitted, library: lib };
   mark('capi_loaded');
   return api;
 }
 
-/** The C API with the process's environment created (ONNX Runtime's logger, which the providers' loading needs). */
-export function envLoaded(): Api {
-  const a = load();
+/**
+ * The C API with the process's environment created (ONNX Runtime's logger, which the providers' loading needs); one
+ * environment, of the one build loaded.
+ */
+export function envLoaded(build?: RuntimeBuild): Api {
+  const a = load(build);
   if (!env) {
     const out: unknown[] = [null];
     check(a, a.fns.CreateEnv(3, 'gpen-lab', out), 'CreateEnv');

@@ -2,6 +2,7 @@
 // --cuda-options), the arena configuration (which ONNX Runtime takes as an allocator registered with the
 // environment), and the OrtSessionOptions made from them.
 import { GpenLabError } from '../../errors.js';
+import type { RuntimeBuild } from '../builds.js';
 import { gpenOpsDomain } from '../gpen-ops.js';
 import { check, envLoaded, load, ortEnv, type Api } from './api.js';
 
@@ -24,6 +25,8 @@ export interface CapiOptions {
   arena?: Record<string, number>;
   /** Register gpen-lab's operators (gpen-ops.ts: FusedAct) for graphs built with BuildOptions.fusedAct. */
   gpenOps?: boolean;
+  /** The runtime build (builds.ts): the process's, loaded by its first session; another is a coded error. */
+  runtime?: RuntimeBuild;
 }
 
 /** The keys CreateArenaCfgV2 takes (onnxruntime_c_api.h). */
@@ -233,7 +236,7 @@ export function registerArena(
 
 /** The environment (once) and the session options for `o`; the caller releases the options. */
 export function sessionOptions(o: CapiOptions): { a: Api; opts: unknown; cudaAsked: Record<string, string> | null } {
-  const a = envLoaded();
+  const a = envLoaded(o.runtime);
   const out: unknown[] = [null];
   check(a, a.fns.CreateSessionOptions(out), 'CreateSessionOptions');
   const opts = out[0];

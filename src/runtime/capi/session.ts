@@ -40,7 +40,7 @@ export class CapiSession {
    * e.g. decoding and detecting the first image of a cold start while CUDA and the model load.
    */
   static async createAsync(model: string | Uint8Array | MappedFile, o: CapiOptions): Promise<CapiSession> {
-    if (o.provider === 'cuda') await loadCudaProvider(envLoaded());
+    if (o.provider === 'cuda') await loadCudaProvider(envLoaded(o.runtime));
     const { a, opts, cudaAsked } = sessionOptions(o);
     const env = ortEnv();
     const out: unknown[] = [null];
@@ -221,12 +221,27 @@ export class CapiSession {
   }
 
   /**
+   * Why allocatorStats() answers null in this process: the runtime build's C API lacks AllocatorGetStats (and the
+   * key-value pairs it answers with); null where it has them.
+   */
+  get allocatorStatsOmitted(): string | null {
+    const lacks = (['AllocatorGetStats', 'GetKeyValuePairs', 'ReleaseKeyValuePairs'] as const).filter(
+      (n) => !this.a.fns[n],
+    );
+    if (lacks.length === 0) return null;
+    return `not in ONNX Runtime ${this.a.version}'s C API (version ${this.a.apiVersion} lacks ${lacks.join(', ')})`;
+  }
+
+  /**
    * The statistics of the session's arena on `device` (AllocatorGetStats: InUse, MaxInUse, TotalAllocated, NumAllocs,
    * NumReserves, ... in bytes and counts): MaxInUse is the allocator's peak, what torch's max_memory_allocated counts.
+   * Null on a build whose C API lacks them (allocatorStatsOmitted says why).
    */
-  allocatorStats(device: 'cpu' | 'cuda'): Record<string, number> {
+  allocatorStats(device: 'cpu' | 'cuda'): Record<string, number> | null {
     this.live();
     const a = this.a;
+    const { AllocatorGetStats: getStats, GetKeyValuePairs: getPairs, ReleaseKeyValuePairs: releasePairs } = a.fns;
+    if (!getStats || !getPairs || !releasePairs) return null;
     const out: unknown[] = [null];
     const deviceId = Number(this.cudaOptions?.device_id ?? 0);
     check(a, a.fns.CreateMemoryInfo(device === 'cuda' ? 'Cuda' : 'Cpu', 1, deviceId, 0, out), 'CreateMemoryInfo');
@@ -235,18 +250,18 @@ export class CapiSession {
       check(a, a.fns.CreateAllocator(this.session, info, out), `CreateAllocator(${device})`);
       const allocator = out[0];
       try {
-        check(a, a.fns.AllocatorGetStats(allocator, out), 'AllocatorGetStats');
+        check(a, getStats(allocator, out), 'AllocatorGetStats');
         const kvps = out[0];
         try {
           const keys: unknown[] = [null];
           const values: unknown[] = [null];
           const n: number[] = [0];
-          a.fns.GetKeyValuePairs(kvps, keys, values, n);
+          getPairs(kvps, keys, values, n);
           const k = koffi.decode(keys[0], koffi.array('const char *', n[0])) as string[];
           const v = koffi.decode(values[0], koffi.array('const char *', n[0])) as string[];
           return Object.fromEntries(k.map((key, i) => [key, Number(v[i])]));
         } finally {
-          a.fns.ReleaseKeyValuePairs(kvps);
+          releasePairs(kvps);
         }
       } finally {
         a.fns.ReleaseAllocator(allocator);
