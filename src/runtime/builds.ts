@@ -2,6 +2,7 @@
 // C API version it offers, what it needs of the machine (CUDA, cuDNN, the driver) and which providers and routes it
 // supports. A process runs one build: both libraries are named libonnxruntime.so.1 (their SONAME), and the second
 // loaded would resolve to the first.
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { GpenLabError, checkOneOf } from '../errors.js';
 import { cacheDir } from '../io/cache.js';
@@ -145,4 +146,41 @@ export function checkBuildCombination(build: RuntimeBuild, provider: Provider, r
       details,
     );
   }
+}
+
+/** Where a build's CUDA and TensorRT providers live: beside onnxruntime-node's library for 1.29, else its own folder. */
+export function providerDir(b: RuntimeBuild, cache = cacheDir()): string {
+  return buildSpec(b).library.from === 'onnxruntime-node' ? ortBinDir() : buildDir(b, cache);
+}
+
+/** The builds whose library and CUDA provider are in place (`gpen-lab setup cuda` installs them), in set order. */
+export function installedBuilds(cache = cacheDir()): RuntimeBuild[] {
+  return RUNTIME_BUILDS.filter(
+    (b) =>
+      existsSync(buildLibraryPath(b, cache)) &&
+      existsSync(path.join(providerDir(b, cache), 'libonnxruntime_providers_cuda.so')),
+  );
+}
+
+/**
+ * The build a GPU run takes without `runtime`: the newest installed one whose CUDA major the driver runs
+ * (`driverCuda`: cuDriverGetVersion's value, 13000 for CUDA 13.0), else null with why.
+ */
+export function buildForDriver(
+  driverCuda: number | null,
+  installed: readonly RuntimeBuild[],
+): { build: RuntimeBuild; reason: string } | { build: null; reason: string } {
+  if (installed.length === 0)
+    return { build: null, reason: 'no build has its CUDA provider installed (gpen-lab setup cuda)' };
+  if (driverCuda === null) return { build: null, reason: 'no NVIDIA driver answers here' };
+  const ceiling = Math.floor(driverCuda / 1000);
+  const fits = installed.filter((b) => buildSpec(b).cudaMajor <= ceiling);
+  if (fits.length === 0) {
+    return {
+      build: null,
+      reason: `the driver runs CUDA ${ceiling} at most, and the installed builds need ${installed.map((b) => `${b}: CUDA ${buildSpec(b).cudaMajor}`).join(', ')}`,
+    };
+  }
+  const best = fits.reduce((x, y) => (buildSpec(y).cudaMajor > buildSpec(x).cudaMajor ? y : x));
+  return { build: best, reason: `the driver runs CUDA ${ceiling}; ${best} needs CUDA ${buildSpec(best).cudaMajor}` };
 }
