@@ -151,6 +151,11 @@ function report(
     system: SYSTEM,
     gpu,
     providers,
+    builds: [],
+    buildChoice: {
+      run: { build: null, reason: 'no NVIDIA driver answers here' },
+      setup: { build: 'ort1.29-cuda13', reason: 'no NVIDIA driver answers here' },
+    },
     findings: [],
     ok: providers.every((p) => p.verdict === 'ok'),
     decision,

@@ -8,8 +8,15 @@ import os from 'node:os';
 import path from 'node:path';
 import * as tar from 'tar';
 import { GpenLabError } from '../src/errors.js';
-import type { ProviderFile } from '../src/doctor/setup-cuda.js';
-import { PACKAGE_LIB_DIR, PROVIDER_FILES, setupCuda } from '../src/doctor/setup-cuda.js';
+import type { ProviderFile, SetupOptions } from '../src/doctor/setup-cuda.js';
+import { PACKAGE_LIB_DIR, PROVIDER_FILES, setupCuda as setup } from '../src/doctor/setup-cuda.js';
+import { useTempCache } from './helpers/cache-dir.js';
+
+// No driver answers (the default build, whatever this machine's GPU), and a cache of the file's own: --remove looks
+// at every build's folder there.
+useTempCache('gpen-setup-cache-');
+const setupCuda = (o: SetupOptions) =>
+  setup({ gpu: { source: 'none', tried: [], driverVersion: null, cudaDriverVersion: null, devices: [] }, ...o });
 
 let tmp: string;
 let files: ProviderFile[];

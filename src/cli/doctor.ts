@@ -5,7 +5,7 @@ import { noGpuMessage } from '../doctor/decision.js';
 import type { DoctorReport, ProviderReport } from '../doctor/index.js';
 import { runDoctor } from '../doctor/index.js';
 import { familyOf } from '../doctor/requirements.js';
-import type { Finding, LibraryCheck } from '../doctor/types.js';
+import type { BuildReport, Finding, LibraryCheck } from '../doctor/types.js';
 import type { Provider } from '../runtime/providers.js';
 import { PROVIDERS, PROVIDER_SPECS, parseProvider } from '../runtime/providers.js';
 import { printJson } from './output.js';
@@ -115,6 +115,55 @@ function tryLoad(r: DoctorReport, p: Provider): string {
   return probe ? ` (try-load ${(probe.ms / 1000).toFixed(1)} s)` : ' (its checks pass; not try-loaded: --no-probe)';
 }
 
+/** A library line: where the loader finds it and its version, or missing. */
+function libraryLine(l: LibraryCheck, missing = 'FAIL'): string {
+  return `    ${l.path ? 'ok  ' : missing} ${l.soname.padEnd(34)} ${l.path ? `${l.path}${l.version ? ` (${l.version})` : ''} [${l.foundVia}]` : 'missing'}${l.neededBy.startsWith('dlopen') ? '  (opened at run time)' : ''}\n`;
+}
+
+function buildHeading(b: BuildReport): string {
+  return `Build ${b.build} (onnxruntime ${b.ortVersion}, providers ${b.providerPackage}; needs CUDA ${b.needs.cudaMajor}, cuDNN ${b.needs.cudnnMajor}, driver >= ${b.needs.driverMinimum ?? '?'})`;
+}
+
+/** One section per runtime build: installed or not, fits or not (and why), its libraries, the first fix. */
+function formatBuilds(r: DoctorReport, w: (s: string) => void): void {
+  if (r.builds.length === 0) return;
+  const c = r.buildChoice;
+  if (r.decision.noGpu) {
+    // nothing to install can help without a GPU: one line per build, no fix
+    w('Runtime builds: no GPU, see Decision\n');
+    for (const b of r.builds) {
+      const missing = b.libraries.filter((l) => !l.path);
+      w(
+        `${buildHeading(b)}: ${b.installed ? `installed in ${b.files.dir}` : 'not installed'}; ${missing.length ? `${missing.length} of ${b.libraries.length} libraries it needs are missing (${familyNames(missing).join(', ')})` : 'every library it needs resolves'}\n`,
+      );
+    }
+    return;
+  }
+  w(
+    `Runtime builds: a GPU run without --runtime takes ${c.run.build ?? 'none'} (${c.run.reason}); gpen-lab setup cuda here installs ${c.setup.build ?? 'none'} (${c.setup.reason})\n`,
+  );
+  for (const b of r.builds) {
+    const driver = b.driver.cudaCeiling
+      ? `${b.driver.version ? `driver ${b.driver.version}` : 'the driver'} runs CUDA ${b.driver.cudaCeiling} at most`
+      : 'the driver says no CUDA version';
+    const state = b.ready
+      ? 'runs here'
+      : b.fits === false
+        ? 'does NOT fit this machine'
+        : b.installed
+          ? 'fits this machine, does NOT run yet'
+          : 'fits this machine, not installed';
+    w(`${buildHeading(b)}: ${b.installed ? `installed in ${b.files.dir}` : 'not installed'}; ${state} (${driver})\n`);
+    for (const l of b.libraries) w(libraryLine(l));
+    // TensorRT is optional: its missing libraries warn
+    for (const l of b.tensorrtLibraries) w(libraryLine(l, 'warn'));
+    for (const k of b.kernels)
+      w(`    ${k.runs ? 'ok  ' : 'FAIL'} GPU ${k.gpu} (${k.computeCapability}): ${k.reason}\n`);
+    printFindings(b.findings, w);
+    if (b.fix) w(`    first: ${b.fix}\n`);
+  }
+}
+
 export function formatDoctor(r: DoctorReport): string {
   let s = '';
   const w = (x: string) => {
@@ -161,11 +210,7 @@ export function formatDoctor(r: DoctorReport): string {
           .concat(p.files.missing.map((f) => `${f} MISSING`))
           .join(', ')}\n`,
       );
-    for (const l of p.libraries) {
-      w(
-        `    ${l.path ? 'ok  ' : 'FAIL'} ${l.soname.padEnd(34)} ${l.path ? `${l.path}${l.version ? ` (${l.version})` : ''} [${l.foundVia}]` : 'missing'}${l.neededBy.startsWith('dlopen') ? '  (opened at run time)' : ''}\n`,
-      );
-    }
+    for (const l of p.libraries) w(libraryLine(l));
     if (p.fatbin && p.fatbin.entries > 0)
       w(
         `    kernels compiled in: sm ${p.fatbin.sm.join(', ')}${p.fatbin.ptx.length ? `; PTX ${p.fatbin.ptx.join(', ')}` : ''}\n`,
@@ -176,6 +221,7 @@ export function formatDoctor(r: DoctorReport): string {
     if (p.probe && !p.probe.ok && p.probe.error)
       w(`    ONNX Runtime said: ${p.probe.error.split('\n')[0].slice(0, 400)}\n`);
   }
+  formatBuilds(r, w);
   const runs = r.providers.filter((p) => p.verdict === 'ok').map((p) => p.provider);
   if (d.failing.length) w(`Not every requested provider runs: ${d.failing.join(', ')}.\n`);
   else if (d.excused.length)

@@ -1,7 +1,8 @@
-// `gpen-lab setup cuda`: install (or --remove) the CUDA and TensorRT execution provider libraries for the pinned
-// onnxruntime-node. An explicit user step, never part of npm ci (230 MB).
-import { Command } from 'commander';
-import { GPU_PACKAGE, GPU_PACKAGE_VERSION, setupCuda } from '../doctor/setup-cuda.js';
+// `gpen-lab setup cuda`: install (or --remove) the CUDA and TensorRT execution provider libraries of a runtime build:
+// the one the NVIDIA driver runs, or the one --runtime names. An explicit user step, never part of npm ci.
+import { Command, Option } from 'commander';
+import { setupCuda } from '../doctor/setup-cuda.js';
+import { RUNTIME_BUILDS, parseRuntimeBuild } from '../runtime/builds.js';
 import { printJson } from './output.js';
 
 export function setupCommand(): Command {
@@ -9,15 +10,21 @@ export function setupCommand(): Command {
   setup.addCommand(
     new Command('cuda')
       .description(
-        `install the CUDA (and TensorRT) execution providers from ${GPU_PACKAGE}@${GPU_PACKAGE_VERSION} next to libonnxruntime.so.1`,
+        'install the CUDA (and TensorRT) execution providers of the runtime build the NVIDIA driver runs (>= 580: ort1.29-cuda13, beside libonnxruntime.so.1; >= 525: ort1.19-cuda12, in the gpen-lab cache)',
       )
-      .option('--from <tgz|dir>', 'install from this npm tarball or folder instead of the npm registry')
+      .addOption(
+        new Option('--runtime <build>', 'install this build whatever the driver (default: the newest it runs)').choices(
+          [...RUNTIME_BUILDS],
+        ),
+      )
+      .option('--from <tgz|dir>', "install from this npm tarball or folder of the build's provider package")
       .option('--no-tensorrt', 'leave out the TensorRT provider')
-      .option('--remove', 'remove the provider libraries')
+      .option('--remove', "remove the provider libraries (without --runtime: every build's)")
       .option('--json', 'machine-readable output')
-      .action(async (o: { from?: string; tensorrt: boolean; remove?: boolean; json?: boolean }) => {
+      .action(async (o: { runtime?: string; from?: string; tensorrt: boolean; remove?: boolean; json?: boolean }) => {
         const log = (l: string) => process.stderr.write(`${l}\n`);
         const r = await setupCuda({
+          ...(o.runtime ? { runtime: parseRuntimeBuild(o.runtime) } : {}),
           ...(o.from ? { from: o.from } : {}),
           tensorrt: o.tensorrt,
           remove: !!o.remove,
@@ -28,10 +35,11 @@ export function setupCommand(): Command {
           const done = r.actions.filter(
             (a) => a.action === 'installed' || a.action === 'replaced' || a.action === 'removed',
           ).length;
+          const from = [...new Set(r.actions.filter((a) => a.action === 'removed').map((a) => a.build))];
           process.stdout.write(
             o.remove
-              ? `${done} provider file(s) removed from ${r.binDir}\n`
-              : `${done ? `${done} file(s) installed` : 'nothing to do: already installed'} in ${r.binDir}; check with: gpen-lab doctor --provider cuda\n`,
+              ? `${done} provider file(s) removed${from.length ? ` (${from.join(', ')})` : ''}\n`
+              : `${r.runtime}: ${done ? `${done} file(s) installed` : 'nothing to do: already installed'} in ${r.binDir}${r.library?.action === 'fetched' ? ` (and ${r.library.path})` : ''}; check with: gpen-lab doctor --provider cuda\n`,
           );
         }
       }),

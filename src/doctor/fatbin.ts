@@ -9,6 +9,9 @@ const KIND_PTX = 1;
 const KIND_CUBIN = 2;
 /** Offset of the architecture (e.g. 90 for sm_90) in an entry header; checked against nvcc 13.0 output. */
 const SM_OFFSET = 28;
+/** Offsets of an entry's version (minor, major): for PTX the PTX ISA (".version 8.2" in its text, read on 0.2.1's). */
+const MINOR_OFFSET = 24;
+const MAJOR_OFFSET = 26;
 
 /** Reads bytes of the section: (offset within the section, length) -> bytes (shorter at the end). */
 export type SectionReader = (offset: number, length: number) => Buffer;
@@ -18,6 +21,7 @@ export function parseFatbin(read: SectionReader, size: number, file = '(buffer)'
   const sm = new Set<number>();
   const ptx = new Set<number>();
   let entries = 0;
+  let isa: [number, number] | null = null;
   let p = 0;
   while (p + 16 <= size) {
     let head = read(p, 16);
@@ -47,13 +51,38 @@ export function parseFatbin(read: SectionReader, size: number, file = '(buffer)'
       if (ehs < 32) break;
       entries++;
       if (kind === KIND_CUBIN) sm.add(arch);
-      else if (kind === KIND_PTX) ptx.add(arch);
+      else if (kind === KIND_PTX) {
+        ptx.add(arch);
+        const v: [number, number] = [h.readUInt16LE(MAJOR_OFFSET), h.readUInt16LE(MINOR_OFFSET)];
+        if (v[0] > 0 && (!isa || v[0] > isa[0] || (v[0] === isa[0] && v[1] > isa[1]))) isa = v;
+      }
       e += ehs + padded;
     }
     p = p + hs + fs;
   }
   const sorted = (s: Set<number>) => [...s].sort((a, b) => a - b);
-  return { file, sm: sorted(sm), ptx: sorted(ptx), entries };
+  return { file, sm: sorted(sm), ptx: sorted(ptx), entries, ...(isa ? { ptxIsa: `${isa[0]}.${isa[1]}` } : {}) };
+}
+
+/**
+ * The oldest CUDA whose driver JIT-compiles PTX of ISA `isa` (PTX ISA 8.0 came with CUDA 12.0, 8.2 with 12.2,
+ * 8.5 with 12.5, 8.7 with 12.8, 8.8 with 12.9, 9.0 with 13.0); null when unknown.
+ */
+export function cudaForPtxIsa(isa: string): string | null {
+  const table: Record<string, string> = {
+    '7.8': '11.8',
+    '8.0': '12.0',
+    '8.1': '12.1',
+    '8.2': '12.2',
+    '8.3': '12.3',
+    '8.4': '12.4',
+    '8.5': '12.5',
+    '8.6': '12.7',
+    '8.7': '12.8',
+    '8.8': '12.9',
+    '9.0': '13.0',
+  };
+  return table[isa] ?? null;
 }
 
 /** The architectures compiled into a shared library (empty lists when it has no .nv_fatbin). */

@@ -27,32 +27,39 @@ export function driverSupportsCuda(driverVersion: string, cudaMajor: number): bo
  * 530 -> 12.1, 535 -> 12.2, 545 -> 12.3, 550 -> 12.4, 555 -> 12.5, 560 -> 12.6, 565 -> 12.7, 570 -> 12.8,
  * 575 -> 12.9, 580 -> 13.0).
  */
+const DRIVER_CUDA: [number, string][] = [
+  [580, '13.0'],
+  [575, '12.9'],
+  [570, '12.8'],
+  [565, '12.7'],
+  [560, '12.6'],
+  [555, '12.5'],
+  [550, '12.4'],
+  [545, '12.3'],
+  [535, '12.2'],
+  [530, '12.1'],
+  [525, '12.0'],
+  [520, '11.8'],
+  [515, '11.7'],
+  [510, '11.6'],
+  [495, '11.5'],
+  [470, '11.4'],
+  [465, '11.3'],
+  [460, '11.2'],
+  [455, '11.1'],
+  [450, '11.0'],
+];
+
 export function maxCudaForDriver(driverVersion: string): string {
   const branch = Number(driverVersion.split('.')[0]);
-  const table: [number, string][] = [
-    [580, '13.0'],
-    [575, '12.9'],
-    [570, '12.8'],
-    [565, '12.7'],
-    [560, '12.6'],
-    [555, '12.5'],
-    [550, '12.4'],
-    [545, '12.3'],
-    [535, '12.2'],
-    [530, '12.1'],
-    [525, '12.0'],
-    [520, '11.8'],
-    [515, '11.7'],
-    [510, '11.6'],
-    [495, '11.5'],
-    [470, '11.4'],
-    [465, '11.3'],
-    [460, '11.2'],
-    [455, '11.1'],
-    [450, '11.0'],
-  ];
-  for (const [b, v] of table) if (branch >= b) return v;
+  for (const [b, v] of DRIVER_CUDA) if (branch >= b) return v;
   return '10.2';
+}
+
+/** The oldest driver branch that runs CUDA `version` ("12.2" -> 535), null when the table does not reach it. */
+export function driverBranchFor(version: string): number | null {
+  const fits = DRIVER_CUDA.filter(([, v]) => cmp(v, version) >= 0);
+  return fits.length ? fits[fits.length - 1][0] : null;
 }
 
 /** nvidia-smi --query-gpu=index,name,compute_cap,memory.total,driver_version --format=csv,noheader,nounits */

@@ -1,26 +1,35 @@
 // `gpen-lab doctor`: why each execution provider will or will not run here, and the exact fix. Sections: system,
 // GPU and driver, the libraries each provider needs (resolved as the loader would, versions read by calling them),
 // checks against the rules (driver minimum, kernel architectures, cuDNN major), a try-load in a child process, a
-// diagnosis of whatever failed from a knowledge base of known error texts, and the decision over them (decision.ts).
+// diagnosis of whatever failed from a knowledge base of known error texts, the decision over them (decision.ts), and
+// each runtime build's GPU path (build-report.ts).
 import { existsSync } from 'node:fs';
 import path from 'node:path';
+import { cacheDir as defaultCacheDir } from '../io/cache.js';
+import { DEFAULT_BUILD, RUNTIME_BUILDS, buildSpec } from '../runtime/builds.js';
 import type { Provider } from '../runtime/providers.js';
 import { PROVIDERS, PROVIDER_SPECS, missingProviderFiles, ortBinDir } from '../runtime/providers.js';
 import { probeWebgpuAdapter } from '../runtime/webgpu-adapter.js';
+import type { BuildChoices } from './build-report.js';
+import { buildChoices, checkBuild } from './build-report.js';
+import type { Needed } from './checks.js';
+import { checkKernels, checkNeeded, checkProviderElf, libraryFindings } from './checks.js';
 import type { Decision } from './decision.js';
 import { decide } from './decision.js';
-import { expandOrigin, readElfDynamic } from './elf.js';
-import { kernelVerdict, readFatbin } from './fatbin.js';
+import { readFatbin } from './fatbin.js';
 import { driverSupportsCuda, maxCudaForDriver, readGpus } from './gpu.js';
-import { checkLibrary, exportLine, formatCandidate, readLdCache, versionTiedToSoname } from './libs.js';
+import { readLdCache } from './libs.js';
 import { probeProvider } from './probe.js';
-import { PROVIDER_REQUIREMENTS, REQUIRED_CUDA_MAJOR, driverMinimumFor, familyOf } from './requirements.js';
+import type { Requirement } from './requirements.js';
+import { PROVIDER_REQUIREMENTS, REQUIRED_CUDA_MAJOR, driverMinimumFor } from './requirements.js';
+import { driverFacts } from './setup-choice.js';
 import { diagnose } from './signatures.js';
 import type { SystemReport } from './system.js';
 import { readSystem } from './system.js';
-import type { Finding, GpuReport, LibraryCheck, ProviderReport } from './types.js';
+import type { BuildReport, Finding, GpuReport, LibraryCheck, ProviderReport } from './types.js';
 
 export type { ProviderReport } from './types.js';
+export { libraryFindings } from './checks.js';
 
 export const DOCTOR_SCHEMA = 'gpen-lab.doctor/1';
 
@@ -30,6 +39,10 @@ export interface DoctorReport {
   system: SystemReport;
   gpu: GpuReport;
   providers: ProviderReport[];
+  /** Each runtime build's GPU path here (none when only cpu or webgpu is asked about). */
+  builds: BuildReport[];
+  /** The build a GPU run takes without --runtime, and the one `gpen-lab setup cuda` installs, each with why. */
+  buildChoice: BuildChoices;
   findings: Finding[];
   /** Every requested provider can run (all four without --provider; `decision.exitCode` says what the exit is). */
   ok: boolean;
@@ -47,81 +60,29 @@ export interface DoctorOptions {
   gpu?: GpuReport;
   /** restore's WebGPU gate as given instead of probed: null for a hardware adapter, else why not. */
   webgpuAdapter?: string | null;
+  /** Report each runtime build (default: unless only cpu or webgpu is asked about). */
+  builds?: boolean;
+  /** The gpen-lab cache holding the builds other than ort1.29-cuda13 (default cacheDir()). */
+  cacheDir?: string;
+  /** For tests: the folder taken for onnxruntime-node's in the build report (ort1.29-cuda13's files). */
+  ortBinDir?: string;
 }
 
-const major = (v: string | null): number | null => (v && /^\d+/.test(v) ? Number(/^\d+/.exec(v)![0]) : null);
-const sonameMajor = (s: string): number | null => {
-  const m = /\.so\.(\d+)/.exec(s);
-  return m ? Number(m[1]) : null;
-};
-
-export function libraryFindings(checks: LibraryCheck[]): Finding[] {
-  const out: Finding[] = [];
-  // missing libraries grouped by family (cuDNN's nine files are one finding)
-  const groups = new Map<string, LibraryCheck[]>();
-  for (const c of checks.filter((x) => !x.path)) {
-    const key = familyOf(c.soname)?.prefix ?? c.soname;
-    groups.set(key, [...(groups.get(key) ?? []), c]);
-  }
-  for (const group of groups.values()) {
-    const first = group[0];
-    const need = sonameMajor(first.soname);
-    const fam = familyOf(first.soname);
-    const good = group.flatMap((c) => c.candidates).find((k) => k.matches);
-    const others = [
-      ...new Map(
-        group
-          .flatMap((c) => c.candidates)
-          .filter((k) => !k.matches)
-          .map((k) => [k.path, k]),
-      ).values(),
-    ].map((k) => formatCandidate(k, need ?? 0));
-    const names = group.map((c) => c.soname).join(', ');
-    out.push({
-      id: 'lib-missing',
-      verdict: 'fail',
-      message: `${names} (${fam?.what ?? 'library'}, ${first.neededBy}) not found by the dynamic loader${good ? `; a matching copy is in ${path.dirname(good.path)}` : ''}${others.length ? `; elsewhere: ${others.join('; ')}` : ''}`,
-      fix: good
-        ? exportLine(path.dirname(good.path))
-        : `install ${fam?.install ?? first.soname}, then export LD_LIBRARY_PATH=<its folder>:$LD_LIBRARY_PATH`,
-    });
-  }
-  for (const c of checks.filter((x) => x.path)) {
-    const need = sonameMajor(c.soname);
-    const good = c.candidates.find((k) => k.matches);
-    if (c.version && need !== null && versionTiedToSoname(c.soname) && major(c.version) !== need) {
-      out.push({
-        id: 'lib-wrong-major',
-        verdict: 'fail',
-        message: `${c.soname} resolves to ${c.path}, version ${c.version}: this build needs ${need}.x`,
-        fix: good
-          ? exportLine(path.dirname(good.path))
-          : `install ${familyOf(c.soname)?.install ?? `the CUDA ${need} runtime`}`,
-      });
-    } else if (c.candidates.length && c.candidates.every((k) => !k.matches)) {
-      out.push({
-        id: 'lib-other-major-on-path',
-        verdict: 'warn',
-        message: `LD_LIBRARY_PATH holds ${c.candidates.map((k) => formatCandidate(k, need ?? 0)).join('; ')}; it is not used: ${c.soname} resolves to ${c.path} (${c.version ?? 'version unknown'}) via ${c.foundVia}`,
-        fix: `remove ${[...new Set(c.candidates.map((k) => path.dirname(k.path)))].join(', ')} from LD_LIBRARY_PATH if nothing else needs it`,
-      });
-    }
-  }
-  return out;
+/** What one doctor run reads once: the loader cache, and each library's answer by soname and RUNPATH. */
+interface RunState {
+  ldCache: Map<string, string>;
+  memo: Map<string, LibraryCheck>;
 }
 
-function recordFor(provider: Provider): { soname: string; neededBy: string }[] {
-  const rec =
-    (PROVIDER_REQUIREMENTS as Record<string, { soname: string; neededBy: string; system?: boolean }[] | undefined>)[
-      provider
-    ] ?? [];
+function recordFor(provider: Provider): Needed[] {
+  const rec = (PROVIDER_REQUIREMENTS as Record<string, Requirement[] | undefined>)[provider] ?? [];
   return rec.filter((r) => !r.system);
 }
 
 async function checkProvider(
   provider: Provider,
   gpu: GpuReport,
-  cache: Map<string, string>,
+  run: RunState,
   opts: DoctorOptions,
 ): Promise<ProviderReport> {
   const spec = PROVIDER_SPECS[provider];
@@ -141,6 +102,20 @@ async function checkProvider(
     findings,
     verdict: 'fail',
   };
+  // the driver against the runtime's CUDA major: first, since installing files cannot help a driver too old
+  if (
+    recordFor(provider).length > 0 &&
+    gpu.driverVersion &&
+    !driverSupportsCuda(gpu.driverVersion, REQUIRED_CUDA_MAJOR)
+  ) {
+    const other = RUNTIME_BUILDS.find((b) => b !== DEFAULT_BUILD && driverFacts(gpu).runs(b));
+    findings.push({
+      id: 'driver-too-old',
+      verdict: 'fail',
+      message: `driver ${gpu.driverVersion} supports CUDA <= ${maxCudaForDriver(gpu.driverVersion)}; this build needs ${REQUIRED_CUDA_MAJOR}.x`,
+      fix: `update the NVIDIA driver to >= ${driverMinimumFor(REQUIRED_CUDA_MAJOR) ?? '?'} or use the cpu/webgpu provider${other ? `, or the runtime ${other}, which this driver runs (gpen-lab setup cuda installs it; see Runtime builds)` : ''}`,
+    });
+  }
   if (missing.length > 0) {
     findings.push({
       id: 'provider-files-missing',
@@ -160,70 +135,30 @@ async function checkProvider(
     let runpath: string[] = [];
     if (main && present.includes(main)) {
       const file = path.join(dir, main);
-      try {
-        const dyn = readElfDynamic(file);
-        runpath = expandOrigin(dyn.runpath.length ? dyn.runpath : dyn.rpath, file);
-        const recorded = new Set(record.filter((x) => x.neededBy === 'DT_NEEDED').map((x) => x.soname));
-        const system = /^(libc|libm|libdl|librt|libpthread|libstdc\+\+|libgcc_s|ld-linux-[\w-]+)\.so/;
-        const needed = dyn.needed.filter((n) => !system.test(n));
-        r.elf = {
-          file,
-          needed: dyn.needed,
-          runpath,
-          notInRecord: needed.filter((n) => !recorded.has(n)),
-          recordedNotNeeded: [...recorded].filter((n) => !needed.includes(n)),
-        };
-        if (r.elf.notInRecord.length || r.elf.recordedNotNeeded.length) {
-          findings.push({
-            id: 'needed-differs',
-            verdict: 'warn',
-            message: `${main} needs ${needed.join(', ')}; the project's record differs (not recorded: ${r.elf.notInRecord.join(', ') || 'none'}; recorded but not needed: ${r.elf.recordedNotNeeded.join(', ') || 'none'}): another build than ${'0.4.9'}?`,
-            fix: 'gpen-lab setup cuda (installs the recorded build)',
-          });
-        }
-        if (provider === 'cuda') r.fatbin = readFatbin(file);
-      } catch (e) {
-        findings.push({
-          id: 'provider-unreadable',
-          verdict: 'fail',
-          message: `${file} cannot be read as a shared library: ${(e as Error).message}`,
-          fix: 'gpen-lab setup cuda --remove && gpen-lab setup cuda',
-        });
-      }
+      const pkg = buildSpec(DEFAULT_BUILD).providerPackage;
+      const e = checkProviderElf(file, record, pkg.version, 'gpen-lab setup cuda');
+      r.elf = e.elf;
+      runpath = e.runpath;
+      findings.push(...e.findings);
+      if (e.elf && provider === 'cuda') r.fatbin = readFatbin(file);
     }
-    for (const req of record) {
-      r.libraries.push(
-        checkLibrary(req.soname, req.neededBy, sonameMajor(req.soname) ?? 0, {
-          runpath,
-          ldLibraryPath: env.LD_LIBRARY_PATH ?? '',
-          cache,
-        }),
-      );
-    }
+    r.libraries = checkNeeded(record, {
+      runpath,
+      ldLibraryPath: env.LD_LIBRARY_PATH ?? '',
+      ldCache: run.ldCache,
+      memo: run.memo,
+    });
     findings.push(...libraryFindings(r.libraries));
-    // the driver against the runtime's CUDA major
-    if (gpu.driverVersion && !driverSupportsCuda(gpu.driverVersion, REQUIRED_CUDA_MAJOR)) {
-      findings.push({
-        id: 'driver-too-old',
-        verdict: 'fail',
-        message: `driver ${gpu.driverVersion} supports CUDA <= ${maxCudaForDriver(gpu.driverVersion)}; this build needs ${REQUIRED_CUDA_MAJOR}.x`,
-        fix: `update the NVIDIA driver to >= ${driverMinimumFor(REQUIRED_CUDA_MAJOR) ?? '?'} or use the cpu/webgpu provider`,
-      });
-    }
     // the GPU's architecture against the kernels compiled in
     if (r.fatbin && r.fatbin.entries > 0) {
-      for (const d of gpu.devices) {
-        if (!d.computeCapability) continue;
-        const v = kernelVerdict(d.computeCapability, r.fatbin);
-        r.kernels.push({ gpu: d.index, computeCapability: d.computeCapability, ...v });
-        if (!v.runs)
-          findings.push({
-            id: 'no-kernel-image',
-            verdict: 'fail',
-            message: `GPU ${d.index} (${d.name}, compute capability ${d.computeCapability}): ${v.reason}`,
-            fix: 'use a build with kernels for this GPU, or the webgpu provider',
-          });
-      }
+      const k = checkKernels(
+        r.fatbin,
+        gpu,
+        gpu.cudaDriverVersion,
+        'use a build with kernels for this GPU, or the webgpu provider',
+      );
+      r.kernels = k.kernels;
+      findings.push(...k.findings);
     }
   }
   if (spec.gpu && gpu.source === 'none' && provider !== 'webgpu') {
@@ -270,7 +205,7 @@ export async function runDoctor(opts: DoctorOptions = {}): Promise<DoctorReport>
   const providers = opts.providers?.length ? opts.providers : [...PROVIDERS];
   const system = readSystem();
   const gpu = opts.gpu ?? (await readGpus());
-  const cache = readLdCache();
+  const run: RunState = { ldCache: readLdCache(), memo: new Map() };
   const findings: Finding[] = [];
   if (gpu.source === 'none') {
     findings.push({
@@ -281,7 +216,25 @@ export async function runDoctor(opts: DoctorOptions = {}): Promise<DoctorReport>
     });
   }
   const reports: ProviderReport[] = [];
-  for (const p of providers) reports.push(await checkProvider(p, gpu, cache, opts));
+  for (const p of providers) reports.push(await checkProvider(p, gpu, run, opts));
+  const cache = opts.cacheDir ?? defaultCacheDir();
+  const choice = buildChoices(gpu, cache, opts.ortBinDir);
+  const withBuilds = opts.builds ?? providers.some((p) => p === 'cuda' || p === 'tensorrt');
+  const builds = withBuilds
+    ? RUNTIME_BUILDS.map((b) =>
+        checkBuild(
+          b,
+          {
+            gpu,
+            cacheDir: cache,
+            ...(opts.ortBinDir ? { ortBinDir: opts.ortBinDir } : {}),
+            ldLibraryPath: (opts.env ?? process.env).LD_LIBRARY_PATH ?? '',
+            ...run,
+          },
+          choice,
+        ),
+      )
+    : [];
   const decision = decide({
     gpu,
     providers: reports,
@@ -297,6 +250,8 @@ export async function runDoctor(opts: DoctorOptions = {}): Promise<DoctorReport>
     system,
     gpu,
     providers: reports,
+    builds,
+    buildChoice: choice,
     findings,
     ok: reports.every((r) => r.verdict === 'ok'),
     decision,

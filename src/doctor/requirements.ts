@@ -1,9 +1,13 @@
-// What the pinned GPU provider build needs from the system, recorded here so that the doctor works before
-// `setup cuda`: ONNX Runtime 1.29.0's providers from com.github.asus4.onnxruntime.linux-x64-gpu@0.4.9, built against
-// CUDA 13 and cuDNN 9 (DT_NEEDED read from the files with readelf on 2026-11-24; dlopen'ed ones from ONNX Runtime's
-// sources). Version functions: how to ask each library its version.
+// What each runtime build's GPU providers need from the system, recorded here so that the doctor works before
+// `setup cuda`. DT_NEEDED read from the files with readelf: ort1.29-cuda13 from
+// com.github.asus4.onnxruntime.linux-x64-gpu@0.4.9 (CUDA 13, cuDNN 9), ort1.19-cuda12 from its 0.2.1 (CUDA 12,
+// cuDNN 9); dlopen'ed ones from ONNX Runtime's and cuDNN's sources. Version functions: how to ask each library.
+import type { RuntimeBuild } from '../runtime/builds.js';
+import { BUILD_SPECS } from '../runtime/builds.js';
+import type { FatbinSummary } from './types.js';
 
-export const REQUIRED_CUDA_MAJOR = 13;
+/** The CUDA major of the default build (onnxruntime-node 1.29.0's providers). */
+export const REQUIRED_CUDA_MAJOR = BUILD_SPECS['ort1.29-cuda13'].cudaMajor;
 
 /** How a library family answers its version; `scale` turns the integer into major.minor(.patch). */
 export type VersionCall =
@@ -18,70 +22,83 @@ export interface LibraryFamily {
   prefix: string;
   what: string;
   version: VersionCall | null;
-  /** Where users get it, for the fix when no copy is found. */
-  install: string;
+  /** Where users get it for a build of CUDA major `cuda`, for the fix when no copy is found. */
+  install: (cuda: number) => string;
 }
+
+/** pip's NVIDIA wheels: unsuffixed for CUDA 13, `-cu12` for CUDA 12. */
+const pip = (name: string, cuda: number): string => (cuda >= 13 ? name : `${name}-cu${cuda}`);
+/** The oldest driver branch of a CUDA major, for the install lines. */
+const driverBranch = (cuda: number): string => driverMinimumFor(cuda)?.split('.')[0] ?? '?';
 
 export const FAMILIES: LibraryFamily[] = [
   {
     prefix: 'libcudart.so',
     what: 'CUDA runtime',
     version: { kind: 'out-int', symbol: 'cudaRuntimeGetVersion', format: 'cuda' },
-    install: 'the CUDA 13 toolkit (cuda-cudart-13-0) or pip install nvidia-cuda-runtime',
+    install: (c) => `the CUDA ${c} toolkit (cuda-cudart-${c}-0) or pip install ${pip('nvidia-cuda-runtime', c)}`,
   },
   {
     prefix: 'libcuda.so',
     what: 'CUDA driver',
     version: { kind: 'out-int', symbol: 'cuDriverGetVersion', format: 'cuda' },
-    install: 'the NVIDIA driver (>= 580 for CUDA 13); in a container: --gpus all with the NVIDIA Container Toolkit',
+    install: (c) =>
+      `the NVIDIA driver (>= ${driverBranch(c)} for CUDA ${c}); in a container: --gpus all with the NVIDIA Container Toolkit`,
   },
   {
     prefix: 'libcublasLt.so',
     what: 'cuBLASLt',
     version: { kind: 'ret-size', symbol: 'cublasLtGetVersion', format: 'mmp' },
-    install: 'cuBLAS for CUDA 13 (libcublas-13-0) or pip install nvidia-cublas',
+    install: (c) => `cuBLAS for CUDA ${c} (libcublas-${c}-0) or pip install ${pip('nvidia-cublas', c)}`,
   },
   {
     prefix: 'libcublas.so',
     what: 'cuBLAS',
     version: { kind: 'property', symbol: 'cublasGetProperty' },
-    install: 'cuBLAS for CUDA 13 (libcublas-13-0) or pip install nvidia-cublas',
+    install: (c) => `cuBLAS for CUDA ${c} (libcublas-${c}-0) or pip install ${pip('nvidia-cublas', c)}`,
   },
   {
     prefix: 'libcurand.so',
     what: 'cuRAND',
     version: { kind: 'out-int', symbol: 'curandGetVersion', format: 'curand' },
-    install: 'cuRAND for CUDA 13 (libcurand-13-0) or pip install nvidia-curand',
+    install: (c) => `cuRAND for CUDA ${c} (libcurand-${c}-0) or pip install ${pip('nvidia-curand', c)}`,
+  },
+  {
+    // cufftGetVersion answers major*1000 + minor*100 + patch, as cuRAND does
+    prefix: 'libcufft.so',
+    what: 'cuFFT',
+    version: { kind: 'out-int', symbol: 'cufftGetVersion', format: 'curand' },
+    install: (c) => `cuFFT for CUDA ${c} (libcufft-${c}-0) or pip install ${pip('nvidia-cufft', c)}`,
   },
   {
     prefix: 'libnvrtc.so',
     what: 'NVRTC',
     version: { kind: 'major-minor', symbol: 'nvrtcVersion' },
-    install: 'NVRTC for CUDA 13 (cuda-nvrtc-13-0) or pip install nvidia-cuda-nvrtc',
+    install: (c) => `NVRTC for CUDA ${c} (cuda-nvrtc-${c}-0) or pip install ${pip('nvidia-cuda-nvrtc', c)}`,
   },
   {
     prefix: 'libcudnn',
     what: 'cuDNN',
     version: { kind: 'ret-size', symbol: 'cudnnGetVersion', format: 'mmp' },
-    install: 'cuDNN 9 for CUDA 13 (apt cudnn9-cuda-13 or pip install nvidia-cudnn-cu13)',
+    install: (c) => `cuDNN 9 for CUDA ${c} (apt cudnn9-cuda-${c} or pip install nvidia-cudnn-cu${c})`,
   },
   {
     prefix: 'libnvinfer',
     what: 'TensorRT',
     version: { kind: 'ret-int', symbol: 'getInferLibVersion', format: 'mmp' },
-    install: 'TensorRT 10 for CUDA 13 (apt libnvinfer10 or pip install tensorrt-cu13)',
+    install: (c) => `TensorRT 10 for CUDA ${c} (apt libnvinfer10 or pip install tensorrt-cu${c})`,
   },
   {
     prefix: 'libnvonnxparser.so',
     what: 'TensorRT ONNX parser',
     version: null,
-    install: 'TensorRT 10 (apt libnvonnxparsers10 or pip install tensorrt-cu13)',
+    install: (c) => `TensorRT 10 (apt libnvonnxparsers10 or pip install tensorrt-cu${c})`,
   },
   {
     prefix: 'libvulkan.so',
     what: 'Vulkan loader',
     version: null,
-    install: "the Vulkan loader (apt install libvulkan1) and the NVIDIA driver's Vulkan ICD",
+    install: () => "the Vulkan loader (apt install libvulkan1) and the NVIDIA driver's Vulkan ICD",
   },
 ];
 
@@ -90,6 +107,11 @@ export function familyOf(soname: string): LibraryFamily | null {
   return (
     [...FAMILIES].sort((a, b) => b.prefix.length - a.prefix.length).find((f) => soname.startsWith(f.prefix)) ?? null
   );
+}
+
+/** Where to get `soname` for a build of CUDA major `cuda` (the soname itself when its family is unknown). */
+export function installLine(soname: string, cuda: number = REQUIRED_CUDA_MAJOR): string {
+  return familyOf(soname)?.install(cuda) ?? soname;
 }
 
 export interface Requirement {
@@ -111,8 +133,10 @@ const SYSTEM = [
   'ld-linux-x86-64.so.2',
 ];
 const sys = (s: string): Requirement => ({ soname: s, neededBy: 'DT_NEEDED', system: true });
-const CUDNN = [
-  'libcudnn.so.9',
+const needed = (s: string): Requirement => ({ soname: s, neededBy: 'DT_NEEDED' });
+const opened = (s: string): Requirement => ({ soname: s, neededBy: 'dlopen' });
+// libcudnn.so.9 opens the others as a session needs them
+const CUDNN_PARTS = [
   'libcudnn_graph.so.9',
   'libcudnn_ops.so.9',
   'libcudnn_cnn.so.9',
@@ -122,24 +146,68 @@ const CUDNN = [
   'libcudnn_heuristic.so.9',
 ];
 
-export const PROVIDER_REQUIREMENTS: Record<'cuda' | 'tensorrt' | 'webgpu', Requirement[]> = {
-  cuda: [
-    ...['libcublasLt.so.13', 'libcublas.so.13', 'libcurand.so.10', 'libcudart.so.13', 'libcuda.so.1'].map(
-      (s): Requirement => ({ soname: s, neededBy: 'DT_NEEDED' }),
-    ),
-    ...SYSTEM.map(sys),
-    ...CUDNN.map((s): Requirement => ({ soname: s, neededBy: 'dlopen' })),
-    { soname: 'libnvrtc.so.13', neededBy: 'dlopen' },
-  ],
-  tensorrt: [
-    ...['libcublas.so.13', 'libnvinfer.so.10', 'libnvonnxparser.so.10', 'libcudart.so.13', 'libcudnn.so.9'].map(
-      (s): Requirement => ({ soname: s, neededBy: 'DT_NEEDED' }),
-    ),
-    ...SYSTEM.map(sys),
-    { soname: 'libnvinfer_plugin.so.10', neededBy: 'dlopen' },
-  ],
+type GpuProvider = 'cuda' | 'tensorrt';
+
+/** Each build's CUDA and TensorRT providers: what they need, in the order the doctor lists it. */
+export const BUILD_REQUIREMENTS: Record<RuntimeBuild, Record<GpuProvider, Requirement[]>> = {
+  'ort1.29-cuda13': {
+    cuda: [
+      ...['libcublasLt.so.13', 'libcublas.so.13', 'libcurand.so.10', 'libcudart.so.13', 'libcuda.so.1'].map(needed),
+      ...SYSTEM.map(sys),
+      ...['libcudnn.so.9', ...CUDNN_PARTS].map(opened),
+      opened('libnvrtc.so.13'),
+    ],
+    tensorrt: [
+      ...['libcublas.so.13', 'libnvinfer.so.10', 'libnvonnxparser.so.10', 'libcudart.so.13', 'libcudnn.so.9'].map(
+        needed,
+      ),
+      ...SYSTEM.map(sys),
+      opened('libnvinfer_plugin.so.10'),
+    ],
+  },
+  // 0.2.1's CUDA provider links cuDNN and cuFFT and not libcuda.so.1, which libcudart opens
+  'ort1.19-cuda12': {
+    cuda: [
+      ...[
+        'libcublasLt.so.12',
+        'libcublas.so.12',
+        'libcudnn.so.9',
+        'libcurand.so.10',
+        'libcufft.so.11',
+        'libcudart.so.12',
+      ].map(needed),
+      ...SYSTEM.map(sys),
+      opened('libcuda.so.1'),
+      ...CUDNN_PARTS.map(opened),
+      opened('libnvrtc.so.12'),
+    ],
+    tensorrt: [
+      ...[
+        'libcudnn.so.9',
+        'libcublas.so.12',
+        'libnvinfer.so.10',
+        'libnvinfer_plugin.so.10',
+        'libnvonnxparser.so.10',
+        'libcudart.so.12',
+      ].map(needed),
+      ...SYSTEM.map(sys),
+    ],
+  },
+};
+
+export const PROVIDER_REQUIREMENTS: Record<GpuProvider | 'webgpu', Requirement[]> = {
+  ...BUILD_REQUIREMENTS['ort1.29-cuda13'],
   // Dawn (WebGPU) reaches the GPU through Vulkan on Linux
-  webgpu: [{ soname: 'libvulkan.so.1', neededBy: 'dlopen' }],
+  webgpu: [opened('libvulkan.so.1')],
+};
+
+/**
+ * The kernels compiled into each build's CUDA provider (its .nv_fatbin read with fatbin.ts), so that the doctor says
+ * which GPUs find one before `setup cuda`: 0.2.1's ships PTX of ISA 8.2 (CUDA 12.2), which sm_90 and newer JIT-compile.
+ */
+export const RECORDED_KERNELS: Record<RuntimeBuild, Omit<FatbinSummary, 'file'>> = {
+  'ort1.29-cuda13': { sm: [75, 80, 86, 89, 90, 120], ptx: [], entries: 1591 },
+  'ort1.19-cuda12': { sm: [60, 61, 70, 75, 80], ptx: [60, 61, 70, 75, 80], entries: 1520, ptxIsa: '8.2' },
 };
 
 /** Linux driver minimums per CUDA major (NVIDIA's CUDA toolkit release notes). */

@@ -1,59 +1,56 @@
-// `gpen-lab setup cuda`: puts the CUDA (and TensorRT) execution provider libraries for onnxruntime-node 1.29.0 next to
-// libonnxruntime.so.1, from the npm package built for exactly that version, checked against sums recorded here.
-import { spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, promises as fs, statSync } from 'node:fs';
+// `gpen-lab setup cuda`: installs a runtime build's CUDA (and TensorRT) execution provider libraries, from the npm
+// package built for exactly that build, checked against the sums recorded in provider-files.ts. The build is the one
+// the driver runs (setup-choice.ts) unless --runtime names one. ort1.29-cuda13's providers go beside
+// onnxruntime-node's libonnxruntime.so.1, where its binding finds them; any other build's go in its own folder with
+// its libonnxruntime, fetched by ensureBuildLibrary; builds sit side by side.
+import { existsSync, promises as fs, readdirSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import * as tar from 'tar';
-import { GpenLabError, errorMessage } from '../errors.js';
-import { BUILD_SPECS } from '../runtime/builds.js';
-import { ortBinDir, ortVersion } from '../runtime/providers.js';
+import { GpenLabError } from '../errors.js';
+import { cacheDir as defaultCacheDir } from '../io/cache.js';
+import { makeDirs } from '../io/files.js';
+import { ensureBuildLibrary } from '../runtime/build-fetch.js';
+import type { RuntimeBuild } from '../runtime/builds.js';
+import {
+  DEFAULT_BUILD,
+  RUNTIME_BUILDS,
+  buildDir,
+  buildLibraryPath,
+  buildSpec,
+  providerDir,
+} from '../runtime/builds.js';
+import { ortVersion } from '../runtime/providers.js';
+import { readGpus } from './gpu.js';
+import type { ProviderFile } from './provider-files.js';
+import { PROVIDER_PACKAGES } from './provider-files.js';
+import type { SetupChoice } from './setup-choice.js';
+import { chooseSetupBuild } from './setup-choice.js';
+import type { PackageRef } from './setup-source.js';
+import { extract, installFile, libraryDir, npmPack, sha256Of, sourceError } from './setup-source.js';
+import type { GpuReport } from './types.js';
 
-/** The npm package that carries the provider libraries, and the onnxruntime-node version they were built for. */
-const BUILD = BUILD_SPECS['ort1.29-cuda13'];
-export const GPU_PACKAGE = BUILD.providerPackage.name;
-export const GPU_PACKAGE_VERSION = BUILD.providerPackage.version;
-export const GPU_PACKAGE_ORT = BUILD.ortVersion;
-/** Where the libraries sit inside the package. */
-export const PACKAGE_LIB_DIR = 'Plugins/Linux/x64';
+export type { ProviderFile } from './provider-files.js';
+export { PACKAGE_LIB_DIR } from './provider-files.js';
 
-export interface ProviderFile {
-  name: string;
-  sha256: string;
-  bytes: number;
-  /** Installed unless --no-tensorrt. */
-  optional: boolean;
-}
-
-/** Recorded from com.github.asus4.onnxruntime.linux-x64-gpu@0.4.9 (npm pack, 2026-11-24). */
-export const PROVIDER_FILES: readonly ProviderFile[] = [
-  {
-    name: 'libonnxruntime_providers_shared.so',
-    sha256: 'c6a12593396095f5670160e284c35d1700b7708cf3037b7042e2a5200ccae772',
-    bytes: 14632,
-    optional: false,
-  },
-  {
-    name: 'libonnxruntime_providers_cuda.so',
-    sha256: '56cf3254b118ad837ccc4ed8f6d1b23504bbf7ef91b34cbc0b289cb7f10b3037',
-    bytes: 229780440,
-    optional: false,
-  },
-  {
-    name: 'libonnxruntime_providers_tensorrt.so',
-    sha256: 'ef6071798a339038ad66c428fb1a809cf8e499bffc3b6870e4e8bc4f4c6a6320',
-    bytes: 859144,
-    optional: true,
-  },
-];
+/** The default build's provider files (com.github.asus4.onnxruntime.linux-x64-gpu@0.4.9). */
+export const PROVIDER_FILES: readonly ProviderFile[] = PROVIDER_PACKAGES[DEFAULT_BUILD].files;
 
 export interface SetupOptions {
   /** An npm tarball (.tgz) of the package, or a folder holding the libraries (as is, or under Plugins/Linux/x64). */
   from?: string;
   tensorrt?: boolean;
+  /** Removes the build's files; without `runtime`, those of every build that has a folder (and ort1.29-cuda13's). */
   remove?: boolean;
-  /** For tests: where to install, the version to check, the files expected. */
+  /** The build (--runtime); default: the newest the driver runs (chooseSetupBuild). */
+  runtime?: RuntimeBuild;
+  /** The GPUs and driver as given instead of read, or where readGpus looks (tests fake a driver). */
+  gpu?: GpuReport;
+  gpuSources?: { nvmlPath?: string; cudaPath?: string; smi?: string };
+  /** The gpen-lab cache (default cacheDir()): a build other than ort1.29 lives in <cache>/runtimes/<build>. */
+  cacheDir?: string;
+  /** The npm command ensureBuildLibrary runs (tests pass a stub). */
+  npm?: string;
+  /** For tests: where ort1.29-cuda13's providers go, its onnxruntime-node version, the files expected. */
   binDir?: string;
   runtimeVersion?: string;
   files?: readonly ProviderFile[];
@@ -62,6 +59,7 @@ export interface SetupOptions {
 }
 
 export interface SetupAction {
+  build: RuntimeBuild;
   file: string;
   action: 'installed' | 'already-installed' | 'replaced' | 'removed' | 'absent';
   path: string;
@@ -71,204 +69,225 @@ export interface SetupAction {
 export interface SetupResult {
   schema: 'gpen-lab.setup/1';
   provider: 'cuda';
+  /** The build installed or removed; null for --remove of every build. */
+  runtime: RuntimeBuild | null;
+  /** Why this build (null for --remove). */
+  choice: SetupChoice | null;
   source: string | null;
+  /** Where the build's provider files are (ort1.29-cuda13's with --remove of every build). */
   binDir: string;
+  /** ONNX Runtime's version of the build (onnxruntime-node's installed one for ort1.29-cuda13). */
   runtimeVersion: string;
+  /** The build's own libonnxruntime (null for ort1.29-cuda13, which uses onnxruntime-node's). */
+  library: { path: string; action: 'fetched' | 'already-installed' | 'removed' | 'absent' } | null;
   actions: SetupAction[];
 }
 
-export async function sha256Of(file: string): Promise<string> {
-  const h = createHash('sha256');
-  for await (const chunk of createReadStream(file)) h.update(chunk as Buffer);
-  return h.digest('hex');
+interface Target {
+  build: RuntimeBuild;
+  dir: string;
+  files: readonly ProviderFile[];
+  pkg: PackageRef;
 }
 
-function sourceError(message: string, fix: string, input?: string): GpenLabError {
-  return new GpenLabError('E_SETUP_SOURCE', message, fix, input ? { input } : {});
+function target(build: RuntimeBuild, opts: SetupOptions, cache: string): Target {
+  const spec = buildSpec(build);
+  const own = build === DEFAULT_BUILD;
+  return {
+    build,
+    dir: own ? (opts.binDir ?? providerDir(build, cache)) : providerDir(build, cache),
+    files: opts.files ?? PROVIDER_PACKAGES[build].files,
+    pkg: { ...spec.providerPackage, size: PROVIDER_PACKAGES[build].size },
+  };
 }
 
-/** Fetches the package tarball with `npm pack` (the npm registry only) into `dir`; returns its path. */
-function npmPack(dir: string, log: (l: string) => void): string {
-  const spec = `${GPU_PACKAGE}@${GPU_PACKAGE_VERSION}`;
-  log(`downloading ${spec} from the npm registry (about 230 MB)`);
-  const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
-  const r = spawnSync(npm, ['pack', spec, '--pack-destination', dir, '--silent'], {
-    encoding: 'utf8',
-    maxBuffer: 1 << 20,
-  });
-  if (r.error || r.status !== 0) {
-    throw sourceError(
-      `npm pack ${spec} failed: ${r.error ? errorMessage(r.error) : (r.stderr || r.stdout).trim().split('\n').slice(-3).join(' ')}`,
-      `Check access to the npm registry, or fetch the package on another machine (npm pack ${spec}) and run gpen-lab setup cuda --from ${GPU_PACKAGE}-${GPU_PACKAGE_VERSION}.tgz`,
-    );
+async function removeBuild(t: Target, cache: string, log: (l: string) => void): Promise<SetupResult['actions']> {
+  const actions: SetupAction[] = [];
+  for (const f of t.files) {
+    const p = path.join(t.dir, f.name);
+    const there = existsSync(p);
+    if (there) await fs.rm(p, { force: true });
+    actions.push({ build: t.build, file: f.name, action: there ? 'removed' : 'absent', path: p, sha256: null });
+    log(`${there ? 'removed' : 'not installed'}: ${p}`);
   }
-  const tgz = path.join(dir, `${GPU_PACKAGE}-${GPU_PACKAGE_VERSION}.tgz`);
-  if (!existsSync(tgz))
-    throw sourceError(
-      `npm pack ${spec} wrote no ${path.basename(tgz)} in ${dir}`,
-      'Run it by hand and pass the file with --from.',
-    );
-  return tgz;
-}
-
-/** Extracts only the wanted libraries from the package tarball into `dir`. */
-async function extract(tgz: string, names: string[], dir: string): Promise<void> {
-  const wanted = new Set(names.map((n) => `package/${PACKAGE_LIB_DIR}/${n}`));
-  try {
-    await tar.x({ file: tgz, cwd: dir, filter: (p) => wanted.has(p.replace(/^\.\//, '')), strict: true });
-  } catch (e) {
-    throw sourceError(
-      `Cannot read ${tgz} as the npm tarball of ${GPU_PACKAGE}: ${errorMessage(e)}`,
-      `Pass the .tgz written by npm pack ${GPU_PACKAGE}@${GPU_PACKAGE_VERSION}, or a folder holding the libraries.`,
-      tgz,
-    );
+  if (t.build !== DEFAULT_BUILD) {
+    const lib = buildLibraryPath(t.build, cache);
+    if (existsSync(lib)) {
+      await fs.rm(lib, { force: true });
+      log(`removed: ${lib}`);
+    }
+    const dir = buildDir(t.build, cache);
+    if (existsSync(dir) && readdirSync(dir).length === 0) await fs.rmdir(dir);
   }
+  return actions;
 }
 
-/** The folder holding the libraries within --from DIR (as is, under Plugins/Linux/x64, or package/Plugins/...). */
-function libraryDir(dir: string, names: string[]): string {
-  for (const d of [dir, path.join(dir, PACKAGE_LIB_DIR), path.join(dir, 'package', PACKAGE_LIB_DIR)]) {
-    if (names.every((n) => existsSync(path.join(d, n)))) return d;
+async function remove(opts: SetupOptions, cache: string, log: (l: string) => void): Promise<SetupResult> {
+  const builds = opts.runtime
+    ? [opts.runtime]
+    : RUNTIME_BUILDS.filter((b) => b === DEFAULT_BUILD || existsSync(buildDir(b, cache)));
+  const result: SetupResult = {
+    schema: 'gpen-lab.setup/1',
+    provider: 'cuda',
+    runtime: opts.runtime ?? null,
+    choice: null,
+    source: null,
+    binDir: target(opts.runtime ?? DEFAULT_BUILD, opts, cache).dir,
+    runtimeVersion: opts.runtime ? versionOf(opts.runtime, opts) : versionOf(DEFAULT_BUILD, opts),
+    library: null,
+    actions: [],
+  };
+  for (const b of builds) {
+    const lib = b === DEFAULT_BUILD ? null : buildLibraryPath(b, cache);
+    const had = lib !== null && existsSync(lib);
+    result.actions.push(...(await removeBuild(target(b, opts, cache), cache, log)));
+    if (lib && b === opts.runtime) result.library = { path: lib, action: had ? 'removed' : 'absent' };
   }
-  const missing = names.filter((n) => !existsSync(path.join(dir, n)));
-  throw sourceError(
-    `${dir} does not hold ${missing.join(', ')} (looked in it, in ${PACKAGE_LIB_DIR} and in package/${PACKAGE_LIB_DIR})`,
-    `Pass the folder with the provider libraries of ${GPU_PACKAGE}@${GPU_PACKAGE_VERSION}, or its .tgz.`,
-    dir,
-  );
+  return result;
 }
 
-/** Copies src to dest through a temporary file and a rename: never a half-written library. */
-async function installFile(src: string, dest: string): Promise<void> {
-  const tmp = `${dest}.tmp-${process.pid}`;
-  try {
-    await fs.copyFile(src, tmp);
-    await fs.chmod(tmp, 0o755);
-    await fs.rename(tmp, dest);
-  } catch (e) {
-    await fs.rm(tmp, { force: true });
+const versionOf = (b: RuntimeBuild, opts: SetupOptions): string =>
+  b === DEFAULT_BUILD ? (opts.runtimeVersion ?? ortVersion()) : buildSpec(b).ortVersion;
+
+/** ort1.29-cuda13's providers must match onnxruntime-node exactly and sit beside its library. */
+function checkDefaultBuild(t: Target, version: string): void {
+  const spec = buildSpec(t.build);
+  if (version !== spec.ortVersion) {
     throw new GpenLabError(
-      'E_WRITE',
-      `Could not write ${dest}: ${errorMessage(e)}`,
-      `Check that ${path.dirname(dest)} is writable (it is inside node_modules/onnxruntime-node).`,
-      { input: dest },
+      'E_RUNTIME_VERSION',
+      `onnxruntime-node ${version} is installed, but the provider libraries of ${t.pkg.name}@${t.pkg.version} are built for ${spec.ortVersion} exactly (a mismatch fails to load or crashes)`,
+      `Reinstall the pinned version: npm install --save-exact onnxruntime-node@${spec.ortVersion}`,
+      { input: 'onnxruntime-node', installed: version },
     );
   }
+  if (!existsSync(path.join(t.dir, 'libonnxruntime.so.1'))) {
+    throw new GpenLabError(
+      'E_FILE_MISSING',
+      `libonnxruntime.so.1 is not in ${t.dir}: the provider libraries must sit next to it`,
+      'Reinstall the dependencies (npm ci) so that onnxruntime-node provides its binary.',
+      { input: t.dir },
+    );
+  }
+}
+
+/** The folder holding the package's libraries, from --from or npm pack, extracted into `work` when a tarball. */
+async function sourceDir(
+  t: Target,
+  names: string[],
+  from: string | undefined,
+  work: string,
+  log: (l: string) => void,
+): Promise<{ dir: string; source: string }> {
+  if (!from) {
+    const tgz = npmPack(t.pkg, work, log);
+    log(`extracting ${names.join(', ')}`);
+    await extract(t.pkg, tgz, names, work);
+    await fs.rm(tgz, { force: true });
+    return { dir: libraryDir(t.pkg, work, names), source: `npm:${t.pkg.name}@${t.pkg.version}` };
+  }
+  if (!existsSync(from))
+    throw sourceError(
+      `--from ${from} does not exist`,
+      `Pass the .tgz of ${t.pkg.name}@${t.pkg.version} or a folder holding its libraries.`,
+      from,
+    );
+  if (statSync(from).isDirectory()) return { dir: libraryDir(t.pkg, from, names), source: path.resolve(from) };
+  log(`extracting ${names.join(', ')} from ${from}`);
+  await extract(t.pkg, from, names, work);
+  return { dir: libraryDir(t.pkg, work, names), source: path.resolve(from) };
 }
 
 export async function setupCuda(opts: SetupOptions = {}): Promise<SetupResult> {
   const log = opts.log ?? (() => undefined);
-  const binDir = opts.binDir ?? ortBinDir();
-  const version = opts.runtimeVersion ?? ortVersion();
-  const files = (opts.files ?? PROVIDER_FILES).filter((f) => !f.optional || opts.tensorrt !== false);
+  const cache = opts.cacheDir ?? defaultCacheDir();
+  if (opts.remove) return remove(opts, cache, log);
+
+  const gpu = opts.gpu ?? (await readGpus(opts.gpuSources ?? {}));
+  const choice = chooseSetupBuild(gpu, opts.runtime);
+  log(`runtime ${choice.build}: ${choice.reason}`);
+  const t = target(choice.build, opts, cache);
+  const version = versionOf(t.build, opts);
+  const own = t.build === DEFAULT_BUILD;
+  const files = t.files.filter((f) => !f.optional || opts.tensorrt !== false);
   const result: SetupResult = {
     schema: 'gpen-lab.setup/1',
     provider: 'cuda',
+    runtime: t.build,
+    choice,
     source: null,
-    binDir,
+    binDir: t.dir,
     runtimeVersion: version,
+    library: null,
     actions: [],
   };
+  if (own) checkDefaultBuild(t, version);
+  /** ort1.19's library: fetched (npm pack of its onnxruntime-node) unless there; E_NETWORK / E_CHECKSUM otherwise. */
+  const library = async () => {
+    if (own) return;
+    const spec = buildSpec(t.build).library;
+    const lib = buildLibraryPath(t.build, cache);
+    const had = spec.from === 'npm-pack' && existsSync(lib) && statSync(lib).size === spec.bytes;
+    const p = await ensureBuildLibrary(t.build, { cacheDir: cache, ...(opts.npm ? { npm: opts.npm } : {}), log });
+    result.library = { path: p, action: had ? 'already-installed' : 'fetched' };
+    log(`${had ? 'already installed' : 'fetched'}: ${p}`);
+  };
 
-  if (opts.remove) {
-    for (const f of opts.files ?? PROVIDER_FILES) {
-      const p = path.join(binDir, f.name);
-      const there = existsSync(p);
-      if (there) await fs.rm(p, { force: true });
-      result.actions.push({ file: f.name, action: there ? 'removed' : 'absent', path: p, sha256: null });
-      log(`${there ? 'removed' : 'not installed'}: ${p}`);
-    }
-    return result;
-  }
-
-  if (version !== GPU_PACKAGE_ORT) {
-    throw new GpenLabError(
-      'E_RUNTIME_VERSION',
-      `onnxruntime-node ${version} is installed, but the provider libraries of ${GPU_PACKAGE}@${GPU_PACKAGE_VERSION} are built for ${GPU_PACKAGE_ORT} exactly (a mismatch fails to load or crashes)`,
-      `Reinstall the pinned version: npm install --save-exact onnxruntime-node@${GPU_PACKAGE_ORT}`,
-      { input: 'onnxruntime-node', installed: version },
-    );
-  }
-  if (!existsSync(path.join(binDir, 'libonnxruntime.so.1'))) {
-    throw new GpenLabError(
-      'E_FILE_MISSING',
-      `libonnxruntime.so.1 is not in ${binDir}: the provider libraries must sit next to it`,
-      'Reinstall the dependencies (npm ci) so that onnxruntime-node provides its binary.',
-      { input: binDir },
-    );
-  }
-
-  // Already there with the recorded sums: nothing to do (and no download).
+  // Already there with the recorded sums: nothing to do (and no download of the provider package).
   const present = await Promise.all(
     files.map(async (f) => {
-      const p = path.join(binDir, f.name);
+      const p = path.join(t.dir, f.name);
       return existsSync(p) && statSync(p).size === f.bytes && (await sha256Of(p)) === f.sha256;
     }),
   );
   if (present.every(Boolean)) {
+    await library();
     for (const f of files) {
-      result.actions.push({
-        file: f.name,
-        action: 'already-installed',
-        path: path.join(binDir, f.name),
-        sha256: f.sha256,
-      });
-      log(`already installed: ${path.join(binDir, f.name)}`);
+      const p = path.join(t.dir, f.name);
+      result.actions.push({ build: t.build, file: f.name, action: 'already-installed', path: p, sha256: f.sha256 });
+      log(`already installed: ${p}`);
     }
     return result;
   }
 
   const work = await fs.mkdtemp(path.join(os.tmpdir(), 'gpen-lab-setup-'));
   try {
-    let srcDir: string;
     const names = files.map((f) => f.name);
-    if (opts.from) {
-      if (!existsSync(opts.from))
-        throw sourceError(
-          `--from ${opts.from} does not exist`,
-          `Pass the .tgz of ${GPU_PACKAGE}@${GPU_PACKAGE_VERSION} or a folder holding its libraries.`,
-          opts.from,
-        );
-      result.source = path.resolve(opts.from);
-      if (statSync(opts.from).isDirectory()) {
-        srcDir = libraryDir(opts.from, names);
-      } else {
-        log(`extracting ${names.join(', ')} from ${opts.from}`);
-        await extract(opts.from, names, work);
-        srcDir = libraryDir(work, names);
-      }
-    } else {
-      const tgz = npmPack(work, log);
-      result.source = `npm:${GPU_PACKAGE}@${GPU_PACKAGE_VERSION}`;
-      log(`extracting ${names.join(', ')}`);
-      await extract(tgz, names, work);
-      await fs.rm(tgz, { force: true });
-      srcDir = libraryDir(work, names);
-    }
-    // Every source file is checked before any is installed: all or nothing.
+    const src = await sourceDir(t, names, opts.from, work, log);
+    result.source = src.source;
+    // Every source file is checked, and the build's library is in place, before any file is installed.
     for (const f of files) {
-      const src = path.join(srcDir, f.name);
-      const sum = await sha256Of(src);
+      const file = path.join(src.dir, f.name);
+      const sum = await sha256Of(file);
       if (sum !== f.sha256) {
         throw new GpenLabError(
           'E_CHECKSUM',
-          `${src} has sha256 ${sum}, not the ${f.sha256} recorded for ${f.name} of ${GPU_PACKAGE}@${GPU_PACKAGE_VERSION}`,
-          `Use the files of ${GPU_PACKAGE}@${GPU_PACKAGE_VERSION} unchanged (npm pack ${GPU_PACKAGE}@${GPU_PACKAGE_VERSION}); nothing was installed.`,
-          { input: src, sha256: sum, expected: f.sha256 },
+          `${file} has sha256 ${sum}, not the ${f.sha256} recorded for ${f.name} of ${t.pkg.name}@${t.pkg.version}`,
+          `Use the files of ${t.pkg.name}@${t.pkg.version} unchanged (npm pack ${t.pkg.name}@${t.pkg.version})${choice.by === 'runtime' ? '' : `, or name the build they are for with --runtime (${t.build} was chosen: ${choice.reason})`}; nothing was installed.`,
+          { input: file, sha256: sum, expected: f.sha256 },
         );
       }
     }
+    await library();
+    if (!own) await makeDirs(t.dir);
+    const where = own ? 'it is inside node_modules/onnxruntime-node' : `the gpen-lab cache: GPEN_LAB_CACHE moves it`;
     for (const [i, f] of files.entries()) {
-      const dest = path.join(binDir, f.name);
+      const dest = path.join(t.dir, f.name);
       if (present[i]) {
-        result.actions.push({ file: f.name, action: 'already-installed', path: dest, sha256: f.sha256 });
+        result.actions.push({
+          build: t.build,
+          file: f.name,
+          action: 'already-installed',
+          path: dest,
+          sha256: f.sha256,
+        });
         log(`already installed: ${dest}`);
         continue;
       }
       const existed = existsSync(dest);
-      await installFile(path.join(srcDir, f.name), dest);
-      result.actions.push({ file: f.name, action: existed ? 'replaced' : 'installed', path: dest, sha256: f.sha256 });
-      log(`${existed ? 'replaced' : 'installed'}: ${dest} (sha256 ${f.sha256.slice(0, 12)}…)`);
+      await installFile(path.join(src.dir, f.name), dest, where);
+      const action = existed ? 'replaced' : 'installed';
+      result.actions.push({ build: t.build, file: f.name, action, path: dest, sha256: f.sha256 });
+      log(`${action}: ${dest} (sha256 ${f.sha256.slice(0, 12)}…)`);
     }
     return result;
   } finally {

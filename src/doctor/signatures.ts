@@ -1,7 +1,7 @@
 // Known error texts of ONNX Runtime's GPU providers and CUDA, matched on their stable part (paths and numbers vary),
 // each with its cause and a fix to paste. New signatures go here, each with a test on the real message.
 import { exportLine } from './libs.js';
-import { FAMILIES, familyOf } from './requirements.js';
+import { familyOf, installLine } from './requirements.js';
 import type { Finding } from './types.js';
 
 export interface DiagnosisContext {
@@ -30,8 +30,7 @@ export interface Signature {
 function libraryFix(lib: string, ctx: DiagnosisContext): string {
   const dirs = ctx.found?.[lib] ?? [];
   if (dirs.length) return exportLine(dirs[0]);
-  const fam = familyOf(lib);
-  return `install ${fam ? fam.install : lib}, then export LD_LIBRARY_PATH=<the folder holding ${lib}>:$LD_LIBRARY_PATH`;
+  return `install ${installLine(lib, cuda(ctx))}, then export LD_LIBRARY_PATH=<the folder holding ${lib}>:$LD_LIBRARY_PATH`;
 }
 
 const cuda = (ctx: DiagnosisContext) => ctx.requiredCudaMajor ?? 13;
@@ -66,7 +65,7 @@ export const SIGNATURES: Signature[] = [
     cause: (m) =>
       `${m[1]} (cuDNN 8) could not open ${m[2]}: NVRTC is missing, and cuDNN 8 is the wrong major for this build (it needs cuDNN 9)`,
     fix: (_m, ctx) =>
-      `install cuDNN 9 for CUDA ${cuda(ctx)} (apt cudnn9-cuda-13 or pip install nvidia-cudnn-cu13) and NVRTC ${cuda(ctx)}, then export LD_LIBRARY_PATH=<their folder>:$LD_LIBRARY_PATH`,
+      `install ${installLine('libcudnn.so.9', cuda(ctx))} and NVRTC ${cuda(ctx)}, then export LD_LIBRARY_PATH=<their folder>:$LD_LIBRARY_PATH`,
   },
   {
     id: 'cudnn-missing',
@@ -152,14 +151,14 @@ export const SIGNATURES: Signature[] = [
     id: 'vulkan-missing',
     pattern: /Couldn't load Vulkan: (libvulkan\.so\.\d+)/,
     cause: (m) => `${m[1]} (the Vulkan loader, which WebGPU uses on Linux) is not installed`,
-    fix: () => `install ${FAMILIES.find((f) => f.prefix === 'libvulkan.so')!.install}`,
+    fix: () => `install ${installLine('libvulkan.so.1')}`,
   },
   {
     id: 'webgpu-no-adapter',
     pattern: /found no GPU adapter|Failed to get a WebGPU adapter/,
     cause: () => 'WebGPU found no GPU adapter: no GPU with a Vulkan driver is visible',
     fix: () =>
-      `install ${FAMILIES.find((f) => f.prefix === 'libvulkan.so')!.install}; on a headless NVIDIA machine also export VK_DRIVER_FILES=<the nvidia_icd.json of the driver>`,
+      `install ${installLine('libvulkan.so.1')}; on a headless NVIDIA machine also export VK_DRIVER_FILES=<the nvidia_icd.json of the driver>`,
   },
 ];
 

@@ -1,4 +1,5 @@
 // Shapes of the doctor's report (schema gpen-lab.doctor/1). The lab records one per cell, unchanged.
+import type { RuntimeBuild } from '../runtime/builds.js';
 import type { Provider } from '../runtime/providers.js';
 
 export type Verdict = 'ok' | 'warn' | 'fail' | 'skip';
@@ -71,6 +72,8 @@ export interface FatbinSummary {
   /** Virtual architectures shipped as PTX (JIT-compiled for newer GPUs). */
   ptx: number[];
   entries: number;
+  /** The highest PTX ISA version of its PTX ("8.2"), when it ships PTX: a driver JIT-compiles only ISAs it knows. */
+  ptxIsa?: string;
 }
 
 export interface ProbeResult {
@@ -102,4 +105,36 @@ export interface ProviderReport {
   probe: ProbeResult | null;
   findings: Finding[];
   verdict: 'ok' | 'fail';
+}
+
+/** One runtime build's GPU path on this machine: what it needs, what resolves, whether it fits, what to do. */
+export interface BuildReport {
+  build: RuntimeBuild;
+  ortVersion: string;
+  /** The npm package its providers come from, "name@version". */
+  providerPackage: string;
+  needs: { cudaMajor: number; cudnnMajor: number; driverMinimum: string | null };
+  /** Its libonnxruntime and CUDA provider are in place (installedBuilds). */
+  installed: boolean;
+  library: { path: string; present: boolean };
+  /** Its provider files in the folder they go in (beside onnxruntime-node's library for ort1.29-cuda13). */
+  files: { dir: string; present: string[]; missing: string[] };
+  /** The installed CUDA provider's DT_NEEDED and RUNPATH against the record; null when it is not installed. */
+  elf: ProviderReport['elf'];
+  /** What its CUDA provider needs (the record), each resolved as the loader would, with its version. */
+  libraries: LibraryCheck[];
+  /** What its TensorRT provider needs beyond those; their findings are warnings, TensorRT being optional. */
+  tensorrtLibraries: LibraryCheck[];
+  /** The kernels of its CUDA provider: read from the installed file, else the project's record of it. */
+  fatbin: FatbinSummary;
+  kernels: ProviderReport['kernels'];
+  /** The driver: its version, the newest CUDA it runs, whether that runs this build (null: no driver answers). */
+  driver: { version: string | null; cudaCeiling: string | null; runsBuild: boolean | null };
+  /** This machine can run it: the driver runs its CUDA major and every GPU finds a kernel; null without a GPU. */
+  fits: boolean | null;
+  /** Installed, fits, and no failing finding: its CUDA provider can load here. */
+  ready: boolean;
+  findings: Finding[];
+  /** The first thing to do (the first failing finding's fix); null when ready or without a GPU. */
+  fix: string | null;
 }
