@@ -33,6 +33,8 @@ export type { HostTensor, DType } from './io/tensor.js';
 export { PROVIDERS, PROVIDER_SPECS, parseProvider } from './runtime/providers.js';
 export type { Provider } from './runtime/providers.js';
 export { ModelSession, knownProviders, runtimeVersion } from './runtime/session.js';
+export { RUNTIME_BUILDS, BUILD_SPECS } from './runtime/builds.js';
+export type { RuntimeBuild } from './runtime/builds.js';
 export type { RunResult, SessionConfig } from './runtime/session.js';
 export type { Placement } from './runtime/profile.js';
 export { readNpy, writeNpy, decodeNpy, encodeNpy } from './io/npy.js';

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { PROVIDERS } from '../src/runtime/providers.js';
 import { ROUTES } from '../src/runtime/routes.js';
+import { RUNTIME_BUILDS } from '../src/runtime/builds.js';
 import { PRECISIONS } from '../src/onnx/precision.js';
 import { GRAPH_OPT_LEVELS } from '../src/runtime/session.js';
 import { OFFICIAL_SIZES } from '../src/model/arch.js';
@@ -18,6 +19,10 @@ test('the lab schema enumerates the providers, routes and precisions of src/', (
   assert.deepEqual(schema.definitions.provider.enum, [...PROVIDERS]);
   assert.deepEqual(schema.definitions.route.enum, [...ROUTES]);
   assert.deepEqual(schema.definitions.precision.enum, [...PRECISIONS]);
+});
+
+test("the lab schema enumerates a cell's runtime builds of src/", () => {
+  assert.deepEqual(schema.definitions.cell.properties.runtime.enum, [...RUNTIME_BUILDS]);
 });
 
 test('the lab schema enumerates the graph optimisation levels and the synthetic model sizes of src/', () => {

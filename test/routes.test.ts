@@ -83,7 +83,7 @@ describe('auto: the provider chosen for the user', () => {
     ]);
     assert.equal(
       describeChoice(c),
-      'provider auto -> cpu (fast route: stock binding; fp32; batch 4; detector on cpu; single); cuda skipped: faked: not installed; webgpu skipped: faked: no hardware adapter',
+      'provider auto -> cpu (fast route: stock binding; fp32; batch 4; detector on cpu; single; runtime ort1.29-cuda13); cuda skipped: faked: not installed; webgpu skipped: faked: no hardware adapter',
     );
     await (await plan.runner).release();
   });
@@ -230,7 +230,7 @@ describe('restore with no flag but the model and the output folder', () => {
     assert.match(
       line[0],
       new RegExp(
-        `^provider auto -> cpu \\(fast route: stock binding; fp32; batch 4; detector on cpu; single\\); cuda skipped: ${cuda}; webgpu skipped: no hardware adapter \\(.+\\)$`,
+        `^provider auto -> cpu \\(fast route: stock binding; fp32; batch 4; detector on cpu; single; runtime ort1\\.29-cuda13\\); cuda skipped: ${cuda}; webgpu skipped: no hardware adapter \\(.+\\)$`,
       ),
     );
   });

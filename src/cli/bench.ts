@@ -20,6 +20,9 @@ import type { Provider } from '../runtime/providers.js';
 import { DEMO_FACE } from './demo.js';
 import { parseIntArg } from './model.js';
 import { parseCudaOptions } from '../runtime/capi-model.js';
+import { DEFAULT_BUILD, type RuntimeBuild } from '../runtime/builds.js';
+import { chooseRuntime } from '../runtime/runtime-choice.js';
+import { runtimeOption } from './runtime-option.js';
 import { median } from '../metrics/stats.js';
 
 const list = (s: string): string[] =>
@@ -129,6 +132,7 @@ export function benchCommand(): Command {
     .option('--model <file>', 'GPEN weights (.pth or .onnx)')
     .option('--synthetic <size>', 'seeded synthetic GPEN of this size', parseIntArg('--synthetic'))
     .option('--provider <list>', 'providers, comma-separated', 'cpu')
+    .addOption(runtimeOption())
     .option('--precision <list>', 'fp32, fp16', 'fp32,fp16')
     .option('--batch <list>', 'batch sizes', '1,4')
     .option(
@@ -189,6 +193,7 @@ export function benchCommand(): Command {
         model?: string;
         synthetic?: number;
         provider: string;
+        runtime?: RuntimeBuild;
         precision: string;
         batch: string;
         runs: number;
@@ -232,7 +237,17 @@ export function benchCommand(): Command {
         const batches = list(o.batch).map((b) => checkInteger('--batch', b, 1, 256, 'Pass --batch 1,8,16.'));
         const cmp = o.compare ? list(o.compare) : null;
         const log = (l: string) => process.stderr.write(`${l}\n`);
+        // one build for every variant (a process runs one): asked for, it must run each provider; else as restore
+        // chooses it for the first GPU provider listed
+        const gpu = providers.find((p) => p === 'cuda' || p === 'tensorrt');
+        const runtime = (o.runtime ? providers : [gpu ?? providers[0] ?? 'cpu']).map((p) =>
+          chooseRuntime({ runtime: o.runtime, provider: p, route: 'fast' }),
+        )[0];
+        const build = runtime.build;
+        const own = build === DEFAULT_BUILD;
+        log(`runtime ${runtime.asked === 'auto' ? `auto -> ${build}: ${runtime.reason}` : build}`);
         const report = await runBench({
+          ...(own ? {} : { runtime: build }),
           ...(o.capiCuda ? { capiCuda: o.capiCuda } : {}),
           ...(o.profileBatch ? { profileBatch: o.profileBatch } : {}),
           ...(o.isolate ? { isolate: true } : {}),
@@ -272,6 +287,7 @@ export function benchCommand(): Command {
                 const extra = [
                   '--precision',
                   precision,
+                  ...(own ? [] : ['--runtime', build]),
                   ...(cudaOptions
                     ? [
                         '--cuda-options',
@@ -279,7 +295,9 @@ export function benchCommand(): Command {
                           .map(([k, x]) => `${k}=${x}`)
                           .join(','),
                       ]
-                    : ['--route', 'stock']),
+                    : own
+                      ? ['--route', 'stock']
+                      : []),
                 ];
                 const entries = variants.map((v) => ({
                   v,
@@ -309,7 +327,7 @@ export function benchCommand(): Command {
                   cold.push({
                     provider,
                     precision,
-                    route: cudaOptions ? 'capi' : 'binding',
+                    route: cudaOptions || !own ? 'capi' : 'binding',
                     cudaOptions,
                     warmup: e.v.warmup,
                     earlySession: e.v.warmup && cudaOptions !== null,

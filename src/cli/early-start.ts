@@ -5,9 +5,11 @@ import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { catalogEntry, modelsDir } from '../model/catalog.js';
 import { findConverted, formForCuda } from '../model/converted.js';
+import { DEFAULT_BUILD, RUNTIME_BUILDS, providerDir, type RuntimeBuild } from '../runtime/builds.js';
 import { missingProviderFiles } from '../runtime/providers.js';
 import type { Workload } from '../runtime/routes.js';
-import { defaultPrecision, fastCudaOptions } from '../runtime/routes.js';
+import { ROUTES, defaultPrecision, fastCudaOptions } from '../runtime/routes.js';
+import { chooseRuntime, machineProbe, type RuntimeProbe } from '../runtime/runtime-choice.js';
 
 /** restore's options that take a value (the rest are switches); a test checks it against the command's definition. */
 export const RESTORE_VALUE_FLAGS = [
@@ -19,6 +21,7 @@ export const RESTORE_VALUE_FLAGS = [
   '--key',
   '--provider',
   '--route',
+  '--runtime',
   '--precision',
   '--alpha',
   '--outputs',
@@ -87,6 +90,8 @@ function looseOptions(s: string): Record<string, string> {
 }
 
 export interface EarlyPlan {
+  /** The runtime build restore will run (runtime-choice.ts, as face/choose.ts chooses it): the CUDA it warms up. */
+  build: RuntimeBuild;
   /** The C API session to start now: the ONNX file, its label (the --model argument), and the options as restore will pass them. */
   session: { model: string; label: string; cudaOptions: Record<string, string>; userOptions: string | null } | null;
 }
@@ -94,12 +99,14 @@ export interface EarlyPlan {
 /**
  * Whether a restore will run on CUDA (asked for, or auto with CUDA's provider installed) and so warm it up now; and the
  * early session where restore's model is a file the session can load at once (an .onnx, or a .pth converted by an
- * earlier run). GPEN_LAB_CUDA_WARMUP=0 turns both off.
+ * earlier run). Both for the runtime build restore will choose (--runtime, else the one that fits the driver); a
+ * command line restore will refuse starts neither. GPEN_LAB_CUDA_WARMUP=0 turns both off.
  */
 export function earlyPlan(
   argv: readonly string[],
   env: NodeJS.ProcessEnv = process.env,
-  cudaInstalled = () => missingProviderFiles('cuda').length === 0,
+  cudaInstalled = (b: RuntimeBuild = DEFAULT_BUILD) => missingProviderFiles('cuda', providerDir(b)).length === 0,
+  probe: RuntimeProbe = machineProbe,
 ): EarlyPlan | null {
   if (env.GPEN_LAB_CUDA_WARMUP === '0') return null;
   const r = readRestoreArgv(argv);
@@ -109,11 +116,24 @@ export function earlyPlan(
     return typeof v === 'string' ? v : undefined;
   };
   const provider = get('--provider') ?? 'auto';
-  if (provider !== 'cuda' && !(provider === 'auto' && cudaInstalled())) return null;
-  const user = get('--cuda-options');
+  if (provider !== 'cuda' && provider !== 'auto') return null;
   const route = get('--route') ?? 'fast';
+  const runtime = get('--runtime');
+  if (!(ROUTES as readonly string[]).includes(route)) return null;
+  if (runtime !== undefined && !(RUNTIME_BUILDS as readonly string[]).includes(runtime)) return null;
+  let build: RuntimeBuild;
+  try {
+    build = chooseRuntime(
+      { runtime: runtime as RuntimeBuild | undefined, provider, route: route as (typeof ROUTES)[number] },
+      probe,
+    ).build;
+  } catch {
+    return null; // restore says why
+  }
+  if (provider === 'auto' && !cudaInstalled(build)) return null;
+  const user = get('--cuda-options');
   const model = get('--model');
-  if (route !== 'fast' || !model || r.flags.has('--help') || r.flags.has('-h')) return { session: null };
+  if (route !== 'fast' || !model || r.flags.has('--help') || r.flags.has('-h')) return { build, session: null };
   const workload = workloadOf(r.inputs);
   const file = fetchedFile(model);
   if (file !== model)
@@ -124,9 +144,11 @@ export function earlyPlan(
       ],
       env,
       cudaInstalled,
+      probe,
     );
   if (/\.onnx$/i.test(model)) {
     return {
+      build,
       session: {
         model,
         label: model,
@@ -135,7 +157,7 @@ export function earlyPlan(
       },
     };
   }
-  if (!/\.(pth|pt|ckpt)$/i.test(model)) return { session: null };
+  if (!/\.(pth|pt|ckpt)$/i.test(model)) return { build, session: null };
   const cudaOptions = user !== undefined ? looseOptions(user) : fastCudaOptions(workload, true);
   const form = formForCuda(cudaOptions);
   const asked = get('--precision');
@@ -147,5 +169,8 @@ export function earlyPlan(
     nhwc: form.nhwc === true,
     fusedAct: form.fusedAct === true,
   });
-  return { session: converted ? { model: converted, label: model, cudaOptions, userOptions: user ?? null } : null };
+  return {
+    build,
+    session: converted ? { model: converted, label: model, cudaOptions, userOptions: user ?? null } : null,
+  };
 }

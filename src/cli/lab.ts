@@ -25,10 +25,12 @@ async function labMachine(): Promise<LabMachine> {
   const installed: Provider[] = [];
   for (const p of ['cuda', 'tensorrt'] as const) if ((await availableNow[p]()) === null) installed.push(p);
   const gpus = await readGpus();
+  const { installedBuilds } = await import('../runtime/builds.js');
   return {
     knownByBinary: knownProviders().map((p) => p.provider),
     installed,
     gpu: gpus.source !== 'none' && gpus.devices.length > 0,
+    builds: installedBuilds(),
   };
 }
 

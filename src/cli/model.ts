@@ -9,7 +9,9 @@ import { convertPth, describeModel, synthesizeGpen, synthesizeIdentity, DEFAULT_
 import { numel, toFloat32 } from '../io/tensor.js';
 import { chooseSession } from '../face/choose.js';
 import { PRECISIONS, PROVIDER_CHOICES, ROUTES, describeChoice, parseChoice } from '../runtime/routes.js';
+import type { RuntimeBuild } from '../runtime/builds.js';
 import { SYNTHETIC_WARNING, Steps, info, printJson, warn } from './output.js';
+import { runtimeOption } from './runtime-option.js';
 
 export function parseIntArg(name: string) {
   return (v: string): number => {
@@ -137,6 +139,7 @@ export function modelCommand(): Command {
         .choices([...ROUTES])
         .default('fast'),
     )
+    .addOption(runtimeOption())
     .addOption(
       new Option(
         '--precision <p>',
@@ -153,6 +156,7 @@ export function modelCommand(): Command {
           output: string;
           provider: string;
           route: string;
+          runtime?: RuntimeBuild;
           precision?: string;
           key?: string;
           json?: boolean;
@@ -164,6 +168,7 @@ export function modelCommand(): Command {
           model: spec,
           provider: parseChoice(PROVIDER_CHOICES, o.provider, '--provider'),
           route: parseChoice(ROUTES, o.route, '--route'),
+          ...(o.runtime !== undefined ? { runtime: o.runtime } : {}),
           ...(o.precision !== undefined ? { precision: parseChoice(PRECISIONS, o.precision, '--precision') } : {}),
         });
         const S = first.prepared.info.size;

@@ -12,9 +12,11 @@ import { OUTPUT_EXTS } from '../io/image.js';
 import type { OutputExt } from '../io/image.js';
 import type { ModelSpec } from '../model/registry.js';
 import { PROVIDERS, parseProvider } from '../runtime/providers.js';
+import type { RuntimeBuild } from '../runtime/builds.js';
 import { PRECISIONS, PROVIDER_CHOICES, ROUTES, describeChoice, parseChoice } from '../runtime/routes.js';
 import { marks } from '../runtime/marks.js';
 import { expandInputs } from './inputs.js';
+import { runtimeOption } from './runtime-option.js';
 import { parseIntArg } from './model.js';
 import { Steps, asCliError, info, printJson, warn } from './output.js';
 
@@ -66,6 +68,7 @@ export function restoreCommand(): Command {
           .choices([...ROUTES])
           .default('fast'),
       )
+      .addOption(runtimeOption())
       .addOption(
         new Option(
           '--precision <p>',
@@ -131,6 +134,7 @@ export function restoreCommand(): Command {
             key?: string;
             provider: string;
             route: string;
+            runtime?: RuntimeBuild;
             precision?: string;
             alpha: number;
             aligned?: boolean;
@@ -196,6 +200,7 @@ export function restoreCommand(): Command {
               model: spec,
               provider: parseChoice(PROVIDER_CHOICES, o.provider, '--provider'),
               route: parseChoice(ROUTES, o.route, '--route'),
+              ...(o.runtime !== undefined ? { runtime: o.runtime } : {}),
               ...(o.precision !== undefined ? { precision: parseChoice(PRECISIONS, o.precision, '--precision') } : {}),
               // one image is a cold start; several take the set fastest per image
               workload: files.length === 1 ? 'single' : 'batch',

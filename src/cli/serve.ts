@@ -5,6 +5,8 @@ import type { ModelSpec } from '../model/registry.js';
 import { PRECISIONS, PROVIDER_CHOICES, ROUTES, parseChoice } from '../runtime/routes.js';
 import { parseCudaOptions } from '../runtime/capi-model.js';
 import { parseIntArg } from './model.js';
+import { runtimeOption } from './runtime-option.js';
+import type { RuntimeBuild } from '../runtime/builds.js';
 import { SYNTHETIC_WARNING, warn } from './output.js';
 
 export function serveCommand(): Command {
@@ -33,6 +35,7 @@ export function serveCommand(): Command {
         .choices([...ROUTES])
         .default('fast'),
     )
+    .addOption(runtimeOption())
     .addOption(
       new Option('--precision <p>', 'for a .pth or --synthetic (default: fp16 on a GPU, fp32 on the CPU)').choices([
         ...PRECISIONS,
@@ -69,6 +72,7 @@ export function serveCommand(): Command {
         key?: string;
         provider: string;
         route: string;
+        runtime?: RuntimeBuild;
         precision?: string;
         maxBatch?: number;
         maxWaitMs: number;
@@ -103,6 +107,7 @@ export function serveCommand(): Command {
           model,
           provider: parseChoice(PROVIDER_CHOICES, o.provider, '--provider'),
           route: parseChoice(ROUTES, o.route, '--route'),
+          ...(o.runtime !== undefined ? { runtime: o.runtime } : {}),
           ...(o.precision !== undefined ? { precision: parseChoice(PRECISIONS, o.precision, '--precision') } : {}),
           ...(o.maxBatch !== undefined ? { maxBatch: o.maxBatch } : {}),
           maxWaitMs: o.maxWaitMs,

@@ -2,6 +2,7 @@
 // --cuda-options: on CUDA each model runs as one captured CUDA graph at the detector's padded batch (its byte input
 // and four outputs bound on the GPU), on the CPU as a plain run (what the tests check against the stock binding).
 import { GpenLabError } from '../errors.js';
+import type { RuntimeBuild } from '../runtime/builds.js';
 import type { DeviceIo } from '../runtime/capi/device-io.js';
 import { CapiSession } from '../runtime/capi/session.js';
 import { HostPins } from '../runtime/cuda/host-pins.js';
@@ -32,7 +33,14 @@ export interface DetectorSession {
  */
 export async function capiDetectorSession(
   model: Uint8Array,
-  o: { provider: 'cpu' | 'cuda'; batch: number; label: string; cudaOptions?: Record<string, string> },
+  o: {
+    provider: 'cpu' | 'cuda';
+    batch: number;
+    label: string;
+    cudaOptions?: Record<string, string>;
+    /** The process's runtime build (its library's C API). */
+    runtime?: RuntimeBuild;
+  },
 ): Promise<DetectorSession> {
   // NHWC (prefer_nhwc=1): cuDNN's kernels for these depthwise-separable convolutions are NHWC; without it each
   // convolution is wrapped in layout conversions (measured on an H200, runs of 16: the front model twice as fast, the
@@ -41,7 +49,11 @@ export async function capiDetectorSession(
     o.provider === 'cuda'
       ? { enable_cuda_graph: '1', cudnn_conv_algo_search: 'HEURISTIC', prefer_nhwc: '1', ...o.cudaOptions }
       : null;
-  const s = await CapiSession.createAsync(model, { provider: o.provider, ...(cuda ? { cuda } : {}) });
+  const s = await CapiSession.createAsync(model, {
+    provider: o.provider,
+    ...(cuda ? { cuda } : {}),
+    ...(o.runtime ? { runtime: o.runtime } : {}),
+  });
   let io: DeviceIo | null = null;
   let released = false;
   // outputs given back by the detector, filled again by later runs (~1 MB a run of 16: fresh ones cost collections)

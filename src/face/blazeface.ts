@@ -6,6 +6,7 @@
 // knees, hair, bokeh) that a few hundred tile runs turn up.
 import type { RgbImage } from '../io/image.js';
 import { GpenLabError, badArgument } from '../errors.js';
+import { DEFAULT_BUILD, type RuntimeBuild } from '../runtime/builds.js';
 import type { Provider } from '../runtime/providers.js';
 import { ModelSession } from '../runtime/session.js';
 import type { DetectorSession } from './blazeface-capi.js';
@@ -58,6 +59,11 @@ export interface BlazeFaceOptions {
   capi?: boolean;
   /** With capi on CUDA: provider options over the detector's own (CUDA graphs, HEURISTIC search, prefer_nhwc=1). */
   cudaOptions?: Record<string, string>;
+  /**
+   * The runtime build (runtime/builds.ts; default onnxruntime-node's): another runs through its C API (capi on), as
+   * the process's GPEN session does.
+   */
+  runtime?: RuntimeBuild;
 }
 
 /** The front model's whole-frame pass is there for big faces: it proposes faces of at least this share of the frame. */
@@ -122,9 +128,11 @@ export async function createBlazeFace(opts: BlazeFaceOptions = {}): Promise<Face
   }
   const proposalScore = Math.min(PROPOSAL_SCORE, minScore);
   const fixedShape = opts.padBatch ?? provider !== 'cpu';
-  if (opts.capi && !(provider === 'cpu' || (provider === 'cuda' && fixedShape))) {
+  const runtime = opts.runtime ?? DEFAULT_BUILD;
+  const capi = opts.capi === true || runtime !== DEFAULT_BUILD;
+  if (capi && !(provider === 'cpu' || (provider === 'cuda' && fixedShape))) {
     throw badArgument(
-      'capi',
+      opts.capi ? 'capi' : 'runtime',
       'the C API route on the CPU, or on CUDA with padded runs (padBatch)',
       `${provider}${fixedShape ? '' : ' without padBatch'}`,
     );
@@ -132,7 +140,7 @@ export async function createBlazeFace(opts: BlazeFaceOptions = {}): Promise<Face
   // the graphs rewritten for a dynamic batch (blazeface-graph.ts): tiles and second looks run `batch` at a time
   const open = async (file: string): Promise<DetectorSession> => {
     const label = `BlazeFace ${file}`;
-    if (!opts.capi) {
+    if (!capi) {
       const model = await detectorModel(file);
       return ModelSession.create(model, { provider, recordPlacement: false, allowSpinning: false, label });
     }
@@ -141,6 +149,7 @@ export async function createBlazeFace(opts: BlazeFaceOptions = {}): Promise<Face
       provider: provider as 'cpu' | 'cuda',
       batch,
       label,
+      runtime,
       ...(opts.cudaOptions ? { cudaOptions: opts.cudaOptions } : {}),
     });
   };

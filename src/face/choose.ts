@@ -1,6 +1,7 @@
 // The session a restore runs on, chosen the way a user who names nothing expects: `auto` tries CUDA, then a hardware
 // WebGPU adapter, then the CPU, and the session that will run is the probe (no extra session is made to test a
-// provider). On each candidate the route's binding, precision, CUDA option set and batch come from runtime/routes.ts.
+// provider). On each candidate the route's binding, precision, CUDA option set and batch come from runtime/routes.ts;
+// the runtime build, one for every candidate (a process runs one), from runtime/runtime-choice.ts.
 // A candidate that fails is recorded with its reason and the next one is tried; an explicit provider fails as it is.
 import path from 'node:path';
 import { GpenLabError, errorMessage, isGpenLabError } from '../errors.js';
@@ -9,12 +10,15 @@ import type { Precision } from '../model/gpen-graph.js';
 import type { GraphForm, ModelSpec, PreparedModel } from '../model/registry.js';
 import { formForCuda, prepareModel, sniffFormat } from '../model/registry.js';
 import { defaultArch, largestActivation, maxCudaBatch } from '../model/arch.js';
+import { DEFAULT_BUILD, buildSpec, providerDir, type RuntimeBuild } from '../runtime/builds.js';
 import { openSession } from '../runtime/capi-model.js';
 import type { Provider } from '../runtime/providers.js';
-import { missingProviderFiles, nvidiaDeviceVisible, ortBinDir } from '../runtime/providers.js';
+import { missingProviderFiles, nvidiaDeviceVisible } from '../runtime/providers.js';
+import { chooseRuntime, type RuntimeProbe } from '../runtime/runtime-choice.js';
 import type { ProviderChoice, Route, RouteChoice, Skipped, Workload } from '../runtime/routes.js';
 import {
   AUTO_ORDER,
+  checkCapiProvider,
   combination,
   cudaSetFor,
   defaultBatch,
@@ -44,6 +48,10 @@ export interface ChooseOptions {
   runner?: Promise<GpenRunner>;
   /** Availability checks for `auto` (tests fake them); missing entries use availableNow's. */
   available?: Availability;
+  /** The runtime build (default: on a GPU provider the installed one that fits the driver; runtime-choice.ts). */
+  runtime?: RuntimeBuild;
+  /** What the runtime's choice reads of the machine (tests fake it). */
+  runtimeProbe?: RuntimeProbe;
 }
 
 export interface Plan {
@@ -68,12 +76,14 @@ export const availableNow: Required<Availability> = {
  * Why a provider whose files are missing is skipped: without an NVIDIA device node the GPU is the cause (installing the
  * provider cannot help), else the missing files and the command that installs them. Read only when files are missing.
  */
-function notInstalled(p: 'cuda' | 'tensorrt'): string | null {
-  const missing = missingProviderFiles(p);
+function notInstalled(p: 'cuda' | 'tensorrt', build: RuntimeBuild = DEFAULT_BUILD): string | null {
+  const dir = providerDir(build);
+  const missing = missingProviderFiles(p, dir);
   if (missing.length === 0) return null;
   if (!nvidiaDeviceVisible())
     return 'no NVIDIA GPU or driver is visible (no /dev/nvidia* device): nothing to install here';
-  return `its provider is not installed (${missing.join(', ')} missing from ${ortBinDir()}): run \`gpen-lab setup cuda\``;
+  const setup = build === DEFAULT_BUILD ? 'gpen-lab setup cuda' : `gpen-lab setup cuda --runtime ${build}`;
+  return `its provider is not installed (${missing.join(', ')} missing from ${dir}): run \`${setup}\``;
 }
 
 function checkBatch(provider: Provider, batch: number, prepared: PreparedModel): void {
@@ -101,6 +111,18 @@ function checkBatch(provider: Provider, batch: number, prepared: PreparedModel):
  */
 export async function chooseSession(o: ChooseOptions): Promise<{ first: Plan; settled: Promise<Plan> }> {
   const asked = { provider: o.provider ?? 'auto', route: o.route ?? 'fast', precision: o.precision ?? null };
+  // one build for every candidate: a process runs one (runtime/process-build.ts)
+  const runtime = chooseRuntime({ runtime: o.runtime, provider: asked.provider, route: asked.route }, o.runtimeProbe);
+  const build = runtime.build;
+  const onOwn = build === DEFAULT_BUILD;
+  if (!onOwn && o.detectorProvider !== undefined && o.detectorProvider !== 'cpu' && o.detectorProvider !== 'cuda') {
+    throw new GpenLabError(
+      'E_ARGUMENT',
+      `detectorProvider ${o.detectorProvider} with the runtime ${build}: the detector runs through its C API, on cpu or cuda`,
+      `Pass detectorProvider cpu or cuda, or leave it out.`,
+      { input: 'detectorProvider', option: 'detectorProvider', received: o.detectorProvider },
+    );
+  }
   const workload = o.workload ?? 'single';
   const userOptions =
     o.session?.cudaOptions && Object.keys(o.session.cudaOptions).length > 0 ? o.session.cudaOptions : undefined;
@@ -111,13 +133,25 @@ export async function chooseSession(o: ChooseOptions): Promise<{ first: Plan; se
   const prepare = o.prepare ?? prepareModel;
   const skipped: Skipped[] = [];
   let usedPrepared = false;
+  /** Why auto may not try a provider (null: it may): the build's providers first, then the machine's answer. */
+  const unavailable = async (p: Provider): Promise<string | null> => {
+    if (asked.provider !== 'auto') return null;
+    if (!onOwn && !buildSpec(build).providers.includes(p))
+      return `the runtime ${build} has no ${p} provider (it is onnxruntime-node ${buildSpec(DEFAULT_BUILD).ortVersion}'s)`;
+    const check =
+      o.available?.[p] ?? (p === 'cuda' || p === 'tensorrt' ? () => notInstalled(p, build) : availableNow[p]);
+    return check();
+  };
 
   const attempt = async (provider: Provider): Promise<Plan> => {
     // an ONNX file runs in its own precision; a model built here in the one asked for, else the provider's default
     const precision = o.precision ?? (builtHere ? defaultPrecision(provider) : undefined);
     const route = asked.route;
-    const { binding } = combination(provider, route, precision ?? 'fp32', userOptions);
-    const options = binding === 'capi' ? { ...(userOptions ?? fastCudaOptions(workload, builtHere)) } : null;
+    const { binding } = combination(provider, route, precision ?? 'fp32', userOptions, build);
+    if (!onOwn) checkCapiProvider(provider, build);
+    // CUDA's option sets on the C API route; another build on the CPU runs there with none
+    const capiCuda = binding === 'capi' && provider === 'cuda';
+    const options = capiCuda ? { ...(userOptions ?? fastCudaOptions(workload, builtHere)) } : null;
     const form = formForCuda(options ?? undefined);
     const fits = o.prepared && !usedPrepared && (precision === undefined || o.prepared.info.precision === precision);
     // synthetic weights on the C API route are built once into the cache: its graph cache and early session need a file
@@ -141,14 +175,20 @@ export async function chooseSession(o: ChooseOptions): Promise<{ first: Plan; se
       binding,
       precision: prepared.info.precision,
       workload,
-      set: binding === 'capi' && !userOptions ? cudaSetFor(workload) : null,
+      set: capiCuda && !userOptions ? cudaSetFor(workload) : null,
       options,
       batch,
+      // on another build the detector runs through the same library's C API, whatever its provider
       detector: o.detectorProvider
-        ? { provider: o.detectorProvider, capi: o.detectorProvider === 'cuda' && binding === 'capi' }
-        : detectorPlacement(provider, binding, workload),
+        ? { provider: o.detectorProvider, capi: !onOwn || (o.detectorProvider === 'cuda' && binding === 'capi') }
+        : onOwn
+          ? detectorPlacement(provider, binding, workload)
+          : { provider: detectorPlacement(provider, binding, workload).provider, capi: true },
       skipped,
-      note: combination(provider, route, prepared.info.precision === 'fp16' ? 'fp16' : 'fp32').note + note,
+      note:
+        combination(provider, route, prepared.info.precision === 'fp16' ? 'fp16' : 'fp32', undefined, build).note +
+        note,
+      runtime,
     };
     const runner =
       o.runner ??
@@ -158,6 +198,7 @@ export async function chooseSession(o: ChooseOptions): Promise<{ first: Plan; se
         allowSpinning: false,
         ...o.session,
         ...(options ? { cudaOptions: options } : {}),
+        runtime: build,
       });
     return { choice, prepared, runner };
   };
@@ -168,9 +209,9 @@ export async function chooseSession(o: ChooseOptions): Promise<{ first: Plan; se
       const p = candidates[k];
       let plan: Plan | undefined = k === i ? planned : undefined;
       if (!plan) {
-        const unavailable = asked.provider === 'auto' ? await (o.available?.[p] ?? availableNow[p])() : null;
-        if (unavailable) {
-          skipped.push({ provider: p, reason: unavailable });
+        const why = await unavailable(p);
+        if (why) {
+          skipped.push({ provider: p, reason: why });
           continue;
         }
         plan = await attempt(p);
@@ -194,9 +235,9 @@ export async function chooseSession(o: ChooseOptions): Promise<{ first: Plan; se
   // the first candidate that may be tried, prepared now (a model that cannot be prepared fails here, on any provider)
   for (let i = 0; i < candidates.length; i++) {
     const p = candidates[i];
-    const unavailable = asked.provider === 'auto' ? await (o.available?.[p] ?? availableNow[p])() : null;
-    if (unavailable) {
-      skipped.push({ provider: p, reason: unavailable });
+    const why = await unavailable(p);
+    if (why) {
+      skipped.push({ provider: p, reason: why });
       continue;
     }
     const first = await attempt(p);

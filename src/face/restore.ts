@@ -5,6 +5,7 @@ import { performance } from 'node:perf_hooks';
 import type { GpenLabError } from '../errors.js';
 import type { DecodedImage } from '../io/image.js';
 import type { ModelInfo } from '../model/registry.js';
+import { DEFAULT_BUILD } from '../runtime/builds.js';
 import { paddedRunner } from '../runtime/fixed-batch.js';
 import type { RouteChoice } from '../runtime/routes.js';
 import type { GpenRunner } from '../runtime/session.js';
@@ -91,12 +92,15 @@ export class Restorer implements RestorerState {
       // BlazeFace fills its crops on the face workers too (the Restorer's, made at first use); on CUDA it takes the
       // GPEN session's route: through the C API (CUDA graphs) on the fast route
       const placement = plan.choice.detector;
+      const build = plan.choice.runtime?.build ?? DEFAULT_BUILD;
       detector = opts.aligned
         ? null
         : (opts.detector ??
           (await createBlazeFace({
             provider: placement.provider,
-            capi: placement.capi && !opts.runner,
+            // a session made elsewhere may be the stock binding's, whose process the detector's C API would not share
+            capi: placement.capi && (!opts.runner || build !== DEFAULT_BUILD),
+            runtime: build,
             inputWorkers: () => holder.ctx?.workerPool() ?? null,
           })));
     } catch (e) {

@@ -52,7 +52,7 @@ export async function capiVariant(
   let s: CapiSession | null = null;
   const graphs = cudaOptions.enable_cuda_graph === '1';
   try {
-    v.contextMiB = await contextBaseline('cuda');
+    v.contextMiB = await contextBaseline('cuda', o.runtime);
     let t = performance.now();
     // prefer_nhwc=1 takes the graph's NHWC form (BuildOptions.nhwc), fused_act=1 its FusedAct nodes
     const prepared = await prepareModel(o.model, precision, formForCuda(cudaOptions));
@@ -75,7 +75,12 @@ export async function capiVariant(
         { input: '--capi-cuda' },
       );
     }
-    s = CapiSession.create(prepared.model, { provider: 'cuda', ...split, gpenOps: split.fusedAct === true });
+    s = CapiSession.create(prepared.model, {
+      provider: 'cuda',
+      ...split,
+      gpenOps: split.fusedAct === true,
+      ...(o.runtime ? { runtime: o.runtime } : {}),
+    });
     v.sessionMs = performance.now() - t;
     v.sessionProcessMiB = await processMiB();
     const per = 3 * S * S;

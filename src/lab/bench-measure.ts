@@ -3,8 +3,9 @@
 import { startGpuSampler, summarizeGpu } from '../doctor/gpu-sampler.js';
 import { psnrFloat } from '../metrics/quality.js';
 import { GraphBuilder, TensorType } from '../onnx/builder.js';
+import type { RuntimeBuild } from '../runtime/builds.js';
+import { openSession } from '../runtime/capi-model.js';
 import type { Provider } from '../runtime/providers.js';
-import { ModelSession } from '../runtime/session.js';
 import type { BenchVariant } from './bench-report.js';
 
 /** `n` images of 3 x size x size in [-0.9, 0.9], the same for the same seed (an LCG). */
@@ -17,8 +18,11 @@ export function seededInput(n: number, size: number, seed = 1): Float32Array {
   return x;
 }
 
-/** The process's GPU memory with a bare CUDA context (a 1x1 convolution session); null off CUDA and TensorRT. */
-export async function contextBaseline(provider: Provider): Promise<number | null> {
+/**
+ * The process's GPU memory with a bare CUDA context (a 1x1 convolution session, of the process's runtime build);
+ * null off CUDA and TensorRT.
+ */
+export async function contextBaseline(provider: Provider, runtime?: RuntimeBuild): Promise<number | null> {
   if (provider !== 'cuda' && provider !== 'tensorrt') return null;
   const g = new GraphBuilder();
   const w = g.initializer('w', [1, 1, 1, 1], Float32Array.from([1]));
@@ -31,7 +35,7 @@ export async function contextBaseline(provider: Provider): Promise<number | null
     outputs: [{ name: 'output', elemType: TensorType.FLOAT, dims: [1, 1, 4, 4] }],
     metadata: {},
   });
-  const s = await ModelSession.create(graph, { provider: 'cuda', recordPlacement: false });
+  const s = await openSession(graph, { provider: 'cuda', recordPlacement: false, ...(runtime ? { runtime } : {}) });
   await s.run(new Float32Array(16), [1, 1, 4, 4]);
   const mib = await processMiB();
   await s.release();

@@ -3,6 +3,7 @@
 import type { Precision } from '../model/gpen-graph.js';
 import type { ModelSpec } from '../model/registry.js';
 import type { TimingStats } from '../metrics/stats.js';
+import type { RuntimeBuild } from '../runtime/builds.js';
 import type { Provider } from '../runtime/providers.js';
 import type { PinnedStats } from '../runtime/cuda/host-pins.js';
 
@@ -30,6 +31,11 @@ export interface BenchOptions {
   onProgress?: (line: string) => void;
   /** Also time CUDA through ONNX Runtime's C API (src/runtime/capi/), once per set of CUDA provider options. */
   capiCuda?: Record<string, string>[];
+  /**
+   * The runtime build every variant runs (runtime/builds.ts; default onnxruntime-node's): another runs the model-only
+   * and end-to-end variants through its C API, and has no stock binding to compare with.
+   */
+  runtime?: RuntimeBuild;
   /** Profile one run per C API variant at this batch size (node times by operator). */
   profileBatch?: number;
   /**
@@ -113,7 +119,9 @@ export interface BenchVariant {
 export interface BenchReport {
   schema: typeof BENCH_SCHEMA;
   date: string;
+  /** ONNX Runtime's version, of the build that ran (`build`). */
   runtime: string;
+  build?: RuntimeBuild;
   gpu: { name: string | null; driver: string | null; cuda: string | null };
   model: string;
   variants: BenchVariant[];

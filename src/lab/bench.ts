@@ -11,8 +11,10 @@ import { psnrFloat } from '../metrics/quality.js';
 import { median, timingStats } from '../metrics/stats.js';
 import type { Precision } from '../model/gpen-graph.js';
 import { prepareModel } from '../model/registry.js';
+import { DEFAULT_BUILD } from '../runtime/builds.js';
+import { openSession } from '../runtime/capi-model.js';
 import type { Provider } from '../runtime/providers.js';
-import { ModelSession, runtimeVersion } from '../runtime/session.js';
+import { runtimeVersion, type GpenRunner } from '../runtime/session.js';
 import { capiVariant } from './bench-capi.js';
 import { isolatedVariant } from './bench-isolate.js';
 import { contextBaseline, seededInput, vsPeer } from './bench-measure.js';
@@ -36,11 +38,14 @@ async function e2eSets(
   const sets = (o.e2eDetectors ?? ['cpu']).flatMap((d) => routes.map((c) => [d, c] as const));
   for (const [detectorProvider, cudaOptions] of sets) {
     // batch 32 at most: the photo's 29 faces in one run, and under the CUDA kernels' limit
+    // the stock binding's pipeline where the build has it, else the build's C API route
+    const own = (o.runtime ?? DEFAULT_BUILD) === DEFAULT_BUILD;
     const r = await Restorer.create({
       model: o.model,
       precision,
       provider,
-      route: cudaOptions ? 'fast' : 'stock',
+      route: cudaOptions || !own ? 'fast' : 'stock',
+      ...(o.runtime ? { runtime: o.runtime } : {}),
       detectorProvider,
       batch: Math.min(Math.max(...o.batches), 32),
       outDir: '/tmp',
@@ -105,21 +110,27 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
         e2e: null,
       };
       variants.push(v);
-      let session: ModelSession | null = null;
+      let session: GpenRunner | null = null;
       try {
-        v.contextMiB = await contextBaseline(provider);
+        v.contextMiB = await contextBaseline(provider, o.runtime);
         let t = performance.now();
         const prepared = await prepareModel(o.model, precision);
         label = prepared.label;
         v.prepareMs = performance.now() - t;
         t = performance.now();
-        session = await ModelSession.create(prepared.model, { provider, label: prepared.label });
+        // the stock binding on onnxruntime-node's build, the C API route on another
+        session = await openSession(prepared.model, {
+          provider,
+          label: prepared.label,
+          ...(o.runtime ? { runtime: o.runtime } : {}),
+        });
         v.sessionMs = performance.now() - t;
         const S = prepared.info.size;
         const one = seededInput(1, S);
         t = performance.now();
         const first = await session.run(one, [1, 3, S, S]);
         v.firstRunMs = performance.now() - t;
+        await session.placementSettled?.();
         v.ran = session.placement?.ran ?? null;
         const seconds = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
         const ran = `ran ${v.ran?.join('+')}`;
@@ -183,5 +194,6 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   }
   const gpu = { name: gpus.devices[0]?.name ?? null, driver: gpus.driverVersion, cuda: gpus.cudaDriverVersion };
   const date = new Date().toISOString();
-  return { schema: BENCH_SCHEMA, date, runtime: runtimeVersion(), gpu, model: label, variants };
+  const build = o.runtime ?? DEFAULT_BUILD;
+  return { schema: BENCH_SCHEMA, date, runtime: runtimeVersion(), build, gpu, model: label, variants };
 }

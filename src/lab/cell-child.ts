@@ -15,6 +15,8 @@ let stage = 'startup';
 try {
   const job = JSON.parse(readFileSync(process.argv[2], 'utf8')) as CellJob;
   let t = performance.now();
+  // the cell's build claimed first: with another than onnxruntime-node's, nothing may load the stock binding
+  if (job.runtime) (await import('../runtime/process-build.js')).claimBuild(job.runtime);
   const { knownProviders, runtimeVersion } = await import('../runtime/session.js');
   const { Restorer } = await import('../face/restore.js');
   const { decodeImage } = await import('../io/image.js');
@@ -34,6 +36,7 @@ try {
     provider: job.provider,
     overwrite: true,
     route: job.route,
+    ...(job.runtime ? { runtime: job.runtime } : {}),
     workload: job.inputs.length === 1 ? 'single' : 'batch',
     // lossless outputs whatever the input's format: the cells' outputs are compared by PSNR/SSIM
     batch: job.batch,
@@ -73,6 +76,7 @@ try {
       provider: job.provider,
       overwrite: true,
       route: job.route,
+      ...(job.runtime ? { runtime: job.runtime } : {}),
       workload: 'batch',
       batch: job.batch,
       outDir: job.outDir,

@@ -7,6 +7,7 @@ import { runDoctor } from '../doctor/index.js';
 import { REQUIRED_CUDA_MAJOR, driverMinimumFor } from '../doctor/requirements.js';
 import { diagnose } from '../doctor/signatures.js';
 import { startGpuSampler, summarizeGpu } from '../doctor/gpu-sampler.js';
+import { DEFAULT_BUILD, buildSpec } from '../runtime/builds.js';
 import type { RouteChoice } from '../runtime/routes.js';
 import type { RestoreResult } from '../face/restore.js';
 import { makeDirs } from '../io/files.js';
@@ -78,6 +79,7 @@ export function emptyCell(c: CellSpec, cfg: LabConfig): CellResult {
       provider: c.provider,
       route: c.route,
       precision: c.precision,
+      ...(c.runtime && c.runtime !== DEFAULT_BUILD ? { runtime: c.runtime } : {}),
       session: c.session ?? {},
       vars: c.env ?? {},
       launcher: c.launcher?.type ?? 'local',
@@ -162,6 +164,7 @@ export async function runCell(
       provider: c.provider,
       route: c.route,
       precision: c.precision,
+      ...(c.runtime ? { runtime: c.runtime } : {}),
       ...(c.session ? { session: c.session } : {}),
       ...(c.batch ? { batch: c.batch } : {}),
       model: modelSpecOf(cfg.model, path.join(out, '.cache')),
@@ -201,6 +204,8 @@ export async function runCell(
   }
   // the failure's own words matched against the doctor's known signatures: cause and fix
   const failedRun = r.runs.find((x) => !x.ok);
+  // the CUDA the cell's build needs (onnxruntime-node's: the doctor's)
+  const cudaMajor = c.runtime ? buildSpec(c.runtime).cudaMajor : REQUIRED_CUDA_MAJOR;
   if (failedRun) {
     const text = `${failedRun.error ?? ''}\n${failedRun.stderrTail}`;
     const diag = diagnose(text, {
@@ -208,8 +213,8 @@ export async function runCell(
       found,
       driverVersion: gpuInfo?.driverVersion ?? null,
       cudaDriverVersion: gpuInfo?.cudaDriverVersion ?? null,
-      requiredCudaMajor: REQUIRED_CUDA_MAJOR,
-      driverMinimum: driverMinimumFor(REQUIRED_CUDA_MAJOR),
+      requiredCudaMajor: cudaMajor,
+      driverMinimum: driverMinimumFor(cudaMajor),
     }).filter((f) => !(r.doctor?.findings ?? []).some((x) => x.id === f.id));
     if (diag.length) {
       r.doctor ??= { verdict: 'fail', findings: [], libraries: [] };
@@ -224,7 +229,10 @@ export async function runCell(
     ['startup', 'inference', 'output', 'warm', 'done'].indexOf(s);
   r.stages.startup =
     reached('startup') || first.ok
-      ? { ok: true, reason: `onnxruntime-node loaded; the binary knows ${r.provider.knownByBinary?.join(', ') ?? '?'}` }
+      ? {
+          ok: true,
+          reason: `${c.runtime && c.runtime !== DEFAULT_BUILD ? `ONNX Runtime ${buildSpec(c.runtime).ortVersion} (${c.runtime}) loaded through its C API` : 'onnxruntime-node loaded'}; the binary knows ${r.provider.knownByBinary?.join(', ') ?? '?'}`,
+        }
       : { ok: false, reason: first.error };
   r.stages.inference =
     reached('inference') || first.ok

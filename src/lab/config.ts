@@ -9,10 +9,11 @@ import YAML from 'yaml';
 import { GpenLabError, isGpenLabError } from '../errors.js';
 import type { Precision } from '../model/gpen-graph.js';
 import type { ModelSpec } from '../model/registry.js';
+import { DEFAULT_BUILD, type RuntimeBuild } from '../runtime/builds.js';
 import type { Provider } from '../runtime/providers.js';
 import { PROVIDERS, PROVIDER_SPECS } from '../runtime/providers.js';
 import type { Route } from '../runtime/routes.js';
-import { COMBINATIONS, combination } from '../runtime/routes.js';
+import { COMBINATIONS, checkCapiProvider, combination } from '../runtime/routes.js';
 import type { CellSpec, LabConfig, LabConfigInput } from './types.js';
 
 export const SCHEMA_FILE = fileURLToPath(new URL('../../schema/lab.schema.json', import.meta.url));
@@ -54,11 +55,19 @@ export function fastIsStock(p: Provider, precision: Precision): boolean {
 }
 
 /**
- * A cell's id: provider, route, precision and the matrix env's name (cuda-fast-fp16, cuda-stock-fp32-cu12); the route
- * is left out of a fast cell whose fast route is the stock binding (cpu-fp32, webgpu-fp16).
+ * A cell's id: provider, route, precision, the matrix env's name and a runtime build other than onnxruntime-node's
+ * by its ONNX Runtime part (cuda-fast-fp16, cuda-stock-fp32-cu12, cuda-fast-fp16-ort1.19); the route is left out of a
+ * fast cell whose fast route is the stock binding (cpu-fp32, webgpu-fp16, cpu-fp32-ort1.19).
  */
-export function cellId(p: Provider, route: Route, precision: Precision, envName?: string): string {
-  return [p, route === 'fast' && fastIsStock(p, precision) ? undefined : route, precision, envName]
+export function cellId(
+  p: Provider,
+  route: Route,
+  precision: Precision,
+  envName?: string,
+  runtime?: RuntimeBuild,
+): string {
+  const build = runtime && runtime !== DEFAULT_BUILD ? runtime.split('-')[0] : undefined;
+  return [p, route === 'fast' && fastIsStock(p, precision) ? undefined : route, precision, envName, build]
     .filter(Boolean)
     .join('-');
 }
@@ -67,10 +76,20 @@ const asConfigWords = (s: string): string => s.replace(/(?<![.\w])cudaOptions/g,
 
 /** A cell's provider, route, precision and CUDA options as runtime/routes.ts allows them, else E_CONFIG naming the cell and what is valid. */
 function checkCombination(c: CellSpec, file: string): void {
+  const build = c.runtime ?? DEFAULT_BUILD;
   try {
-    combination(c.provider, c.route, c.precision, c.session?.cudaOptions);
+    combination(c.provider, c.route, c.precision, c.session?.cudaOptions, build);
+    if (build !== DEFAULT_BUILD) checkCapiProvider(c.provider, build);
   } catch (e) {
     if (!isGpenLabError(e)) throw e;
+    if (e.details.option === 'runtime') {
+      throw new GpenLabError(
+        'E_CONFIG',
+        `${file}: cell "${c.id}" (provider ${c.provider}, route ${c.route}, runtime ${build}) is not a valid combination: ${e.message}`,
+        `Change the cell's provider, route or runtime: ${e.fix}`,
+        { input: file, cell: c.id },
+      );
+    }
     const valid = COMBINATIONS.filter((x) => x.provider === c.provider)
       .map((x) => `route ${x.route} with ${x.precision}`)
       .join(', ');
@@ -93,7 +112,7 @@ export function normalizeConfig(input: LabConfigInput, baseDir: string, file = '
       precision = c.precision ?? 'fp32';
     cells.push({
       ...c,
-      id: c.id ?? cellId(c.provider, route, precision),
+      id: c.id ?? cellId(c.provider, route, precision, undefined, c.runtime),
       route,
       precision,
       ...(c.inputs ? { inputs: c.inputs.map(abs) } : {}),
@@ -192,6 +211,8 @@ export interface LabMachine {
   installed: Provider[];
   /** Whether an NVIDIA GPU was found (doctor/gpu.ts readGpus). */
   gpu: boolean;
+  /** The runtime builds with their CUDA provider installed (runtime/builds.ts installedBuilds); default none. */
+  builds?: RuntimeBuild[];
 }
 
 const GPU_PROVIDERS = PROVIDERS.filter((p) => PROVIDER_SPECS[p].gpu);
@@ -203,14 +224,16 @@ const GPU_PROVIDERS = PROVIDERS.filter((p) => PROVIDER_SPECS[p].gpu);
  * in fp16 and fp32 and the stock route in fp32, the baseline (one cell where the fast route is the stock binding),
  * one cheap fp16 cell per GPU provider not installed (it shows the diagnosis), and cpu fp32; the reference is
  * cuda-stock-fp32 where cuda is installed, else cpu-fp32. Without: cpu fp32 (the reference) and fp16, and one fast
- * fp16 cell per GPU provider, each failing at its dependencies or inference with the doctor's diagnosis.
+ * fp16 cell per GPU provider, each failing at its dependencies or inference with the doctor's diagnosis. Each
+ * installed runtime build other than onnxruntime-node's adds a CUDA fast fp16 cell of its own (cuda-fast-fp16-ort1.19).
  */
 export function defaultConfig(face: string, photo: string, m: LabMachine): LabConfig {
-  const cell = (provider: Provider, route: Route, precision: Precision): CellSpec => ({
-    id: cellId(provider, route, precision),
+  const cell = (provider: Provider, route: Route, precision: Precision, runtime?: RuntimeBuild): CellSpec => ({
+    id: cellId(provider, route, precision, undefined, runtime),
     provider,
     route,
     precision,
+    ...(runtime ? { runtime } : {}),
   });
   const installed = GPU_PROVIDERS.filter((p) =>
     p === 'webgpu' ? m.knownByBinary.includes(p) : m.installed.includes(p),
@@ -233,6 +256,8 @@ export function defaultConfig(face: string, photo: string, m: LabMachine): LabCo
     // keeps it measured
     cells.push(cell('cpu', 'fast', 'fp16'), ...offered.map((p) => cell(p, 'fast', 'fp16')));
   }
+  // each other installed build on CUDA's fast route beside onnxruntime-node's: which of them this driver runs
+  for (const b of m.builds ?? []) if (b !== DEFAULT_BUILD) cells.push(cell('cuda', 'fast', 'fp16', b));
   return {
     name: 'default',
     inputs: [face],

@@ -51,7 +51,11 @@ export function tableRows(res: LabResults): [string, string[]][] {
   const cs = res.cells;
   const row = (name: string, f: (c: CellResult) => string): [string, string[]] => [name, cs.map(f)];
   const rows: [string, string[]][] = [
-    row('provider, route, precision', (c) => `${c.env.provider} ${c.env.route ?? 'fast'} ${c.env.precision}`),
+    row(
+      'provider, route, precision',
+      (c) =>
+        `${c.env.provider} ${c.env.route ?? 'fast'} ${c.env.precision}${c.env.runtime ? ` (${c.env.runtime})` : ''}`,
+    ),
     row('settings vs reference', (c) => settingsCell(res, c)),
     row('start-up', (c) => verdict(c.stages.startup)),
     row('dependencies', (c) => verdict(c.stages.dependencies)),

@@ -5,6 +5,7 @@ import type { RestoreResult } from '../face/restore.js';
 import type { Precision } from '../model/gpen-graph.js';
 import type { ModelSpec } from '../model/registry.js';
 import type { TimingStats } from '../metrics/stats.js';
+import type { RuntimeBuild } from '../runtime/builds.js';
 import type { Provider } from '../runtime/providers.js';
 import type { Route, RouteChoice } from '../runtime/routes.js';
 import type { GraphOptLevel } from '../runtime/session.js';
@@ -30,6 +31,11 @@ export interface CellSpec {
   /** fast (default): the measured-best binding and options for the provider; stock: onnxruntime-node's binding, the baseline. */
   route: Route;
   precision: Precision;
+  /**
+   * The ONNX Runtime build (runtime/builds.ts); default onnxruntime-node's, ort1.29-cuda13, whatever the driver:
+   * a cell names its environment, and another build is a cell of its own (its id ends in the build).
+   */
+  runtime?: RuntimeBuild;
   session?: SessionOptions;
   /** Variables set for the cell's processes (LD_LIBRARY_PATH points a cell at another CUDA library set). */
   env?: Record<string, string>;
@@ -74,6 +80,7 @@ export interface CellJob {
   provider: Provider;
   route: Route;
   precision: Precision;
+  runtime?: RuntimeBuild;
   session?: SessionOptions;
   batch?: number;
   model: ModelSpec;
@@ -127,6 +134,8 @@ export interface CellResult {
     provider: Provider;
     route?: Route;
     precision: Precision;
+    /** Set for a cell of a build other than onnxruntime-node's. */
+    runtime?: RuntimeBuild;
     session: SessionOptions;
     vars: Record<string, string>;
     launcher: string;

@@ -1,11 +1,14 @@
 // The C API route (capi.ts) behind the same interface as the stock binding's ModelSession, so that the restoration
-// pipeline, the bench's cold starts and the lab can ask for CUDA provider options the stock binding cannot pass.
+// pipeline, the bench's cold starts and the lab can ask for CUDA provider options the stock binding cannot pass, and
+// run a runtime build other than onnxruntime-node's (builds.ts), on the CUDA provider or the CPU.
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { GpenLabError, errorMessage } from '../errors.js';
+import { DEFAULT_BUILD } from './builds.js';
 import { mapFile, type DeviceBinding, type MappedFile } from './capi/device-io.js';
+import { load } from './capi/api.js';
 import { CapiSession } from './capi/session.js';
 import { splitCudaOptions } from './capi/options.js';
 import { HostPins, type PinnedStats } from './cuda/host-pins.js';
@@ -13,6 +16,7 @@ import { mark } from './marks.js';
 import { graphCache } from './graph-cache.js';
 import { prime, type PrimeReport } from './primer.js';
 import type { Provider } from './providers.js';
+import { checkCapiProvider } from './routes.js';
 import type { GpenRunner, RunResult, SessionConfig } from './session.js';
 import type { Placement } from './profile.js';
 import { placementFromProfileDirAsync } from './profile.js';
@@ -96,6 +100,9 @@ export class CapiModelSession implements GpenRunner {
     cfg: SessionConfig & { cudaOptions: Record<string, string> },
   ): Promise<CapiModelSession> {
     const t0 = performance.now();
+    const provider = checkCapiProvider(cfg.provider, cfg.runtime ?? DEFAULT_BUILD);
+    // the build's library first: the primer and the caches key on the build loaded, and load none of their own
+    load(cfg.runtime);
     const { graphCache: useCache, prime: usePrimer, ...split } = splitCudaOptions(cfg.cudaOptions);
     const { graph_cache: _gc, prime: _pr, ...keyed } = cfg.cudaOptions;
     // prime=1: the weightless copy of the graph created and run beside this session (primer.ts); never awaited here
@@ -106,7 +113,7 @@ export class CapiModelSession implements GpenRunner {
     // in place, optimisations off (no protobuf to parse, the weights taken from the mapping: the session is created sooner)
     // a cache folder that cannot be made costs the cache, never the session (its argument errors still stand)
     const cache = useCache
-      ? await graphCache(model, 'cuda', keyed).catch((e: unknown) => {
+      ? await graphCache(model, provider, keyed).catch((e: unknown) => {
           if (e instanceof GpenLabError) throw e;
           return null;
         })
@@ -128,9 +135,10 @@ export class CapiModelSession implements GpenRunner {
       mark('session_create_dispatched');
       mapped = ortHit ? mapFile(cache!.model) : null;
       s = await CapiSession.createAsync(mapped ?? (cache ? cache.model : model), {
-        provider: 'cuda',
+        provider,
         ...split,
-        cuda: { device_id: String(cfg.deviceId ?? 0), ...split.cuda },
+        ...(provider === 'cuda' ? { cuda: { device_id: String(cfg.deviceId ?? 0), ...split.cuda } } : {}),
+        ...(cfg.runtime ? { runtime: cfg.runtime } : {}),
         gpenOps: split.fusedAct === true,
         ...(cache?.state === 'hit' ? { graphOptimizationLevel: 0 as const } : {}),
         ...(cache?.saveTo ? { saveOptimizedTo: cache.saveTo } : {}),
@@ -152,11 +160,11 @@ export class CapiModelSession implements GpenRunner {
       if (profileDir) rmSync(profileDir, { recursive: true, force: true });
       // the same diagnosis as the stock binding's (missing provider files, a library that did not load, ...)
       const { providerFailure } = await import('./session.js');
-      throw providerFailure({ ...cfg, provider: 'cuda' }, e);
+      throw providerFailure({ ...cfg, provider }, e);
     }
     const r = new CapiModelSession(
       s,
-      'cuda',
+      provider,
       performance.now() - t0,
       cfg.cudaOptions,
       profileDir,
@@ -234,9 +242,9 @@ export class CapiModelSession implements GpenRunner {
     } catch (e) {
       throw new GpenLabError(
         'E_INFERENCE',
-        `Inference failed on cuda (C API, ${JSON.stringify(this.cudaOptions)}) for ${this.label} with input [${dims.join(', ')}]: ${errorMessage(e)}`,
-        'Run `gpen-lab doctor --provider cuda` for the cause, or drop --cuda-options to use the stock binding.',
-        { input: this.label, provider: 'cuda', dims },
+        `Inference failed on ${this.asked} (C API, ${JSON.stringify(this.cudaOptions)}) for ${this.label} with input [${dims.join(', ')}]: ${errorMessage(e)}`,
+        `Run \`gpen-lab doctor --provider ${this.asked}\` for the cause, or drop --cuda-options to use the stock binding.`,
+        { input: this.label, provider: this.asked, dims },
       );
     }
     const ms = performance.now() - t0;
@@ -308,7 +316,10 @@ export function startEarlySession(
   return p;
 }
 
-/** A GPEN session: through the C API when CUDA provider options are given, else through the stock binding. */
+/**
+ * A GPEN session: through the C API when CUDA provider options are given or the runtime build is not
+ * onnxruntime-node's, else through the stock binding.
+ */
 export async function openSession(model: string | Uint8Array, cfg: SessionConfig): Promise<GpenRunner> {
   if (cfg.cudaOptions && Object.keys(cfg.cudaOptions).length > 0) {
     if (cfg.provider !== 'cuda')
@@ -320,6 +331,7 @@ export async function openSession(model: string | Uint8Array, cfg: SessionConfig
       );
     return CapiModelSession.create(model, { ...cfg, cudaOptions: cfg.cudaOptions });
   }
+  if (cfg.runtime && cfg.runtime !== DEFAULT_BUILD) return CapiModelSession.create(model, { ...cfg, cudaOptions: {} });
   const { ModelSession } = await import('./session.js');
   return ModelSession.create(model, cfg);
 }

@@ -91,28 +91,31 @@ async function handleRoundTrip(soname: string, create: string, destroy: string):
 
 /**
  * Starts the warm-up and returns its report when every step is done. The context first (everything else needs it),
- * then cuDNN and cuBLAS side by side.
+ * then cuDNN and cuBLAS side by side; `cudaMajor` picks the CUDA libraries the runtime build's provider links (13 for
+ * ort1.29, 12 for ort1.19: builds.ts).
  */
-export async function warmCuda(): Promise<WarmReport> {
+export async function warmCuda(cudaMajor = 13): Promise<WarmReport> {
   const report: WarmReport = { startedAt: performance.now(), steps: {} };
   const ok = await step(report.steps, 'context', async () => {
-    const { cudaFree } = await functionsAsync('libcudart.so.13', { cudaFree: warmProtos().free });
+    const { cudaFree } = await functionsAsync(`libcudart.so.${cudaMajor}`, { cudaFree: warmProtos().free });
     const rc = (await callAsync(cudaFree, null)) as number;
     if (rc !== 0) throw new Error(`cudaFree(0) returned CUDA error ${rc}`);
   });
   if (!ok) return report;
   await Promise.all([
     step(report.steps, 'cudnn', () => handleRoundTrip('libcudnn.so.9', 'cudnnCreate', 'cudnnDestroy')),
-    step(report.steps, 'cublas', () => handleRoundTrip('libcublas.so.13', 'cublasCreate_v2', 'cublasDestroy_v2')),
+    step(report.steps, 'cublas', () =>
+      handleRoundTrip(`libcublas.so.${cudaMajor}`, 'cublasCreate_v2', 'cublasDestroy_v2'),
+    ),
   ]);
   return report;
 }
 
 let started: Promise<WarmReport> | null = null;
 
-/** Starts the warm-up once per process; later calls return the same promise. */
-export function startCudaWarmup(): Promise<WarmReport> {
-  started ??= warmCuda();
+/** Starts the warm-up once per process (for the CUDA major of the process's build); later calls return the same promise. */
+export function startCudaWarmup(cudaMajor = 13): Promise<WarmReport> {
+  started ??= warmCuda(cudaMajor);
   return started;
 }
 

@@ -81,9 +81,11 @@ export function nvidiaDeviceVisible(): boolean {
   return existsSync('/dev/nvidiactl') || existsSync('/dev/nvidia0');
 }
 
-/** Provider files missing from the binding folder (empty when the provider needs none or all are there). */
-export function missingProviderFiles(p: Provider): string[] {
+/**
+ * Provider files missing from `dir` (default the binding folder, ort1.29's; another build's is its own folder):
+ * empty when the provider needs none or all are there.
+ */
+export function missingProviderFiles(p: Provider, dir = ortBinDir()): string[] {
   if (process.platform !== 'linux') return [];
-  const dir = ortBinDir();
   return PROVIDER_SPECS[p].files.filter((f) => !existsSync(path.join(dir, f)));
 }

@@ -5,6 +5,7 @@ import { GpenLabError } from '../errors.js';
 import { DEFAULT_BUILD, ROUTES, checkBuildCombination, type Route, type RuntimeBuild } from './builds.js';
 import type { Provider } from './providers.js';
 import { PROVIDERS, PROVIDER_SPECS } from './providers.js';
+import type { RuntimeChoice } from './runtime-choice.js';
 
 export const PROVIDER_CHOICES = ['auto', ...PROVIDERS] as const;
 export type ProviderChoice = (typeof PROVIDER_CHOICES)[number];
@@ -121,6 +122,22 @@ export function combination(
 }
 
 /**
+ * The providers the C API route drives: cpu and cuda. A build other than onnxruntime-node's runs only there, so
+ * another provider with it is a coded error naming the option `runtime`.
+ */
+export function checkCapiProvider(provider: Provider, build: RuntimeBuild): 'cpu' | 'cuda' {
+  if (provider === 'cpu' || provider === 'cuda') return provider;
+  throw new GpenLabError(
+    'E_ARGUMENT',
+    build === DEFAULT_BUILD
+      ? `The C API route drives the cpu and cuda providers, not ${provider}`
+      : `The runtime ${build} runs through the C API route, which drives the cpu and cuda providers, not ${provider}`,
+    `Use provider cuda or cpu with runtime ${build}, or runtime ${DEFAULT_BUILD} (onnxruntime-node's binding) for ${provider}.`,
+    { input: 'runtime', option: 'runtime', received: build, provider },
+  );
+}
+
+/**
  * The CUDA provider's option sets on the fast route (ONNX Runtime's names and gpen-lab's session keys, runtime/capi/options.ts):
  * `cold` is the soonest to a first image (cuDNN's heuristic search, the optimised graph cached in ONNX Runtime's format,
  * the first-use kernels primed on worker threads); `warm` the fastest per image (CUDA graphs, NHWC, the FusedAct
@@ -214,13 +231,21 @@ export interface RouteChoice {
   detector: { provider: Provider; capi: boolean };
   skipped: Skipped[];
   note: string;
+  /** The runtime build asked for (or auto), the one that runs and why (runtime-choice.ts); set by every session chosen. */
+  runtime?: RuntimeChoice;
 }
 
 /** The one console line: what was asked, what was chosen, why the others were skipped. */
 export function describeChoice(c: RouteChoice): string {
   const asked = c.asked.provider === 'auto' ? 'auto' : c.asked.provider;
-  const how = c.binding === 'capi' ? `C API${c.set ? `, ${c.set} set` : ', --cuda-options'}` : 'stock binding';
-  const head = `provider ${asked} -> ${c.provider} (${c.route} route: ${how}; ${c.precision}; batch ${c.batch}; detector on ${c.detector.provider}; ${c.workload})`;
+  const how =
+    c.binding === 'capi' ? `C API${c.set ? `, ${c.set} set` : c.options ? ', --cuda-options' : ''}` : 'stock binding';
+  const r = c.runtime;
+  // a build chosen here is said with its reason where it matters: on a GPU, or where it is not onnxruntime-node's
+  const gpu = c.provider === 'cuda' || c.provider === 'tensorrt';
+  const why = r && r.asked === 'auto' && (gpu || r.build !== DEFAULT_BUILD);
+  const build = r && !why ? `; runtime ${r.build}` : '';
+  const head = `provider ${asked} -> ${c.provider} (${c.route} route: ${how}; ${c.precision}; batch ${c.batch}; detector on ${c.detector.provider}; ${c.workload}${build})`;
   const skipped = c.skipped.map((s) => `${s.provider} skipped: ${s.reason}`);
-  return [head, ...skipped].join('; ');
+  return [head, ...(why ? [`runtime auto -> ${r.build}: ${r.reason}`] : []), ...skipped].join('; ');
 }

@@ -8,21 +8,35 @@ import type * as OrtModule from 'onnxruntime-node';
 import { onFirstUse } from '../io/lazy-module.js';
 import { GpenLabError, errorMessage } from '../errors.js';
 import type { Provider } from './providers.js';
-import {
-  PROVIDER_SPECS,
-  PROVIDERS,
-  missingProviderFiles,
-  nvidiaDeviceVisible,
-  ortBinDir,
-  ortVersion,
-} from './providers.js';
+import { PROVIDER_SPECS, PROVIDERS, missingProviderFiles, nvidiaDeviceVisible, ortVersion } from './providers.js';
 import type { Placement } from './profile.js';
 import type { PinnedStats } from './cuda/host-pins.js';
 import { placementFromProfileDir } from './profile.js';
+import { DEFAULT_BUILD, buildSpec, providerDir, type RuntimeBuild } from './builds.js';
+import { claimBuild, foreignBuild } from './process-build.js';
 
 // onnxruntime-node loaded on first use (the stock binding's addon and its JavaScript: 15-30 ms), not by a process
-// that runs only through the C API route (a cold start with --cuda-options)
-const ort = onFirstUse<typeof OrtModule>('onnxruntime-node');
+// that runs only through the C API route (a cold start with --cuda-options, a build other than onnxruntime-node's)
+const binding = onFirstUse<typeof OrtModule>('onnxruntime-node');
+let bindingChecked = false;
+
+/** onnxruntime-node; refused in a process that runs another build, whose libonnxruntime.so.1 the binding would take. */
+function ort(): typeof OrtModule {
+  if (!bindingChecked) {
+    const other = foreignBuild();
+    if (other) {
+      throw new GpenLabError(
+        'E_RUNTIME_VERSION',
+        `onnxruntime-node's binding (${ortVersion()}) cannot load in a process that runs ${other}: a process runs one build`,
+        `Run ${DEFAULT_BUILD} (the stock route, WebGPU) in a process of its own; runtime ${other} runs through the C API on the fast route.`,
+        { input: 'runtime', option: 'runtime', received: other },
+      );
+    }
+    claimBuild(DEFAULT_BUILD);
+    bindingChecked = true;
+  }
+  return binding();
+}
 
 export const GRAPH_OPT_LEVELS = ['disabled', 'basic', 'extended', 'all'] as const;
 export type GraphOptLevel = (typeof GRAPH_OPT_LEVELS)[number];
@@ -47,6 +61,8 @@ export interface SessionConfig {
    * deviceId. Only with provider cuda.
    */
   cudaOptions?: Record<string, string>;
+  /** The runtime build (builds.ts; default onnxruntime-node's): any other is created through the C API route. */
+  runtime?: RuntimeBuild;
 }
 
 export interface RunResult {
@@ -55,8 +71,13 @@ export interface RunResult {
   ms: number;
 }
 
-/** Providers the installed binary knows, and whether their libraries ship with it. */
+/**
+ * Providers the installed binary knows, and whether their libraries ship with it; in a process that runs another
+ * build, that build's (its CPU provider is inside its library), without loading the binding.
+ */
 export function knownProviders(): { provider: Provider; bundled: boolean }[] {
+  const other = foreignBuild();
+  if (other) return buildSpec(other).providers.map((p) => ({ provider: p, bundled: p === 'cpu' }));
   const listed = new Map(
     ort()
       .listSupportedBackends()
@@ -68,24 +89,30 @@ export function knownProviders(): { provider: Provider; bundled: boolean }[] {
   }));
 }
 
+/** ONNX Runtime's version of the build this process runs (onnxruntime-node's unless another is loaded or claimed). */
 export function runtimeVersion(): string {
-  return ortVersion();
+  const other = foreignBuild();
+  return other ? buildSpec(other).ortVersion : ortVersion();
 }
 
 /** A session that could not be created, as the user's error: missing provider files, a library that did not load, or else. */
 export function providerFailure(cfg: SessionConfig, e: unknown): GpenLabError {
   const said = errorMessage(e).trim();
   const p = cfg.provider;
-  const missing = missingProviderFiles(p);
+  const build = cfg.runtime ?? DEFAULT_BUILD;
+  const spec = buildSpec(build);
+  const dir = providerDir(build);
+  const missing = missingProviderFiles(p, dir);
   const label = cfg.label ?? 'the model';
+  const setup = build === DEFAULT_BUILD ? 'gpen-lab setup cuda' : `gpen-lab setup cuda --runtime ${build}`;
   if (missing.length > 0) {
     return new GpenLabError(
       'E_PROVIDER_UNAVAILABLE',
-      `The ${p} execution provider cannot load: ${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} missing from ${ortBinDir()} (ONNX Runtime said: ${said})`,
+      `The ${p} execution provider cannot load: ${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} missing from ${dir} (ONNX Runtime said: ${said})`,
       (p === 'cuda' || p === 'tensorrt') && !nvidiaDeviceVisible()
         ? 'No NVIDIA GPU or driver is visible here (no /dev/nvidia* device), so installing the provider cannot help: run on a host with an NVIDIA GPU (in a container: --gpus all), or use --provider cpu.'
         : p === 'cuda' || p === 'tensorrt'
-          ? `Run \`gpen-lab setup cuda\` (installs the ${p} provider built for onnxruntime-node ${ortVersion()} next to libonnxruntime.so.1 in ${ortBinDir()}), or use --provider cpu.`
+          ? `Run \`${setup}\` (installs the ${p} provider built for ONNX Runtime ${spec.ortVersion} next to its libonnxruntime in ${dir}), or use --provider cpu.`
           : 'Use --provider cpu.',
       { input: label, provider: p, missing, ort: said },
     );
@@ -103,7 +130,7 @@ export function providerFailure(cfg: SessionConfig, e: unknown): GpenLabError {
     return new GpenLabError(
       'E_PROVIDER_UNAVAILABLE',
       `The ${p} execution provider failed to load for ${label}: a library it depends on did not load (ONNX Runtime said: ${said})`,
-      `Run \`gpen-lab doctor --provider ${p}\`: it names the library that did not load and prints the line to fix it (the ${p} provider of this build needs CUDA 13, cuDNN 9 and a driver for CUDA 13).`,
+      `Run \`gpen-lab doctor --provider ${p}\`: it names the library that did not load and prints the line to fix it (the ${p} provider of ${build} needs CUDA ${spec.cudaMajor}, cuDNN ${spec.cudnnMajor} and a driver for CUDA ${spec.cudaMajor}).`,
       { input: label, provider: p, ort: said },
     );
   }

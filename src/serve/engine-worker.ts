@@ -59,6 +59,7 @@ const loading = (async () => {
     prepare: prepareInWorker,
     provider: cfg.provider ?? 'auto',
     route: cfg.route ?? 'fast',
+    ...(cfg.runtime ? { runtime: cfg.runtime } : {}),
     workload: 'service',
     ...(cfg.precision ? { precision: cfg.precision } : {}),
     ...(cfg.maxBatch !== undefined ? { batch: cfg.maxBatch } : {}),

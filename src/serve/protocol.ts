@@ -5,6 +5,7 @@ import type { ErrorCode, ErrorDetails } from '../errors.js';
 import type { FinishOptions, RestoreResult } from '../face/restore.js';
 import type { Precision } from '../model/gpen-graph.js';
 import type { ModelInfo, ModelSpec } from '../model/registry.js';
+import type { RuntimeBuild } from '../runtime/builds.js';
 import type { ProviderChoice, Route, RouteChoice } from '../runtime/routes.js';
 
 /** What the engine thread is started with (workerData): everything Restorer.create and the batcher take. */
@@ -12,6 +13,7 @@ export interface EngineConfig {
   model: ModelSpec;
   provider?: ProviderChoice;
   route?: Route;
+  runtime?: RuntimeBuild;
   precision?: Precision;
   maxBatch?: number;
   maxWaitMs: number;

@@ -12,8 +12,11 @@ import { badArgument, errorMessage } from '../errors.js';
 import { DEFAULT_MAX_PIXELS } from '../io/image.js';
 import type { Precision } from '../model/gpen-graph.js';
 import type { ModelSpec } from '../model/registry.js';
+import { DEFAULT_BUILD, type RuntimeBuild } from '../runtime/builds.js';
+import { claimBuild } from '../runtime/process-build.js';
 import type { ProviderChoice, Route } from '../runtime/routes.js';
 import { describeChoice } from '../runtime/routes.js';
+import { chooseRuntime } from '../runtime/runtime-choice.js';
 import { defaultPixelBudget } from './budget.js';
 import { Engine } from './engine.js';
 import { listen } from './listen.js';
@@ -28,6 +31,8 @@ export interface ServeOptions {
   provider?: ProviderChoice;
   /** Default fast: on CUDA the C API route with the warm set (runtime/routes.ts), its slower start paid once. */
   route?: Route;
+  /** The runtime build (runtime/builds.ts; default: as restore chooses it, runtime/runtime-choice.ts). */
+  runtime?: RuntimeBuild;
   precision?: Precision;
   /** Faces per inference across requests (default per provider: routes.ts defaultBatch). */
   maxBatch?: number;
@@ -77,6 +82,10 @@ export async function startService(o: ServeOptions): Promise<Service> {
   if (o.maxInflightPixels !== undefined && !(Number.isFinite(o.maxInflightPixels) && o.maxInflightPixels >= 1))
     throw badArgument('maxInflightPixels', 'a positive number of pixels', o.maxInflightPixels);
   const pixelBudget = o.maxInflightPixels ?? defaultPixelBudget(o.maxPixels ?? DEFAULT_MAX_PIXELS);
+  // the engine thread runs the build; this thread claims it, so that nothing here (the doctor's route) loads
+  // onnxruntime-node's binding beside another build's library. A build that cannot run fails before the port is taken
+  const build = chooseRuntime({ runtime: o.runtime, provider: o.provider ?? 'auto', route: o.route ?? 'fast' }).build;
+  if (build !== DEFAULT_BUILD) claimBuild(build);
   const synthetic = o.model.type === 'synthetic';
   const { registry, m } = serviceMetrics();
 
@@ -108,6 +117,7 @@ export async function startService(o: ServeOptions): Promise<Service> {
       model: o.model,
       provider: o.provider ?? 'auto',
       route: o.route ?? 'fast',
+      ...(o.runtime ? { runtime: o.runtime } : {}),
       ...(o.precision ? { precision: o.precision } : {}),
       ...(o.maxBatch !== undefined ? { maxBatch: o.maxBatch } : {}),
       maxWaitMs,

@@ -4,6 +4,7 @@ import type { ErrorCode } from '../../errors.js';
 import type { DecodedImage, OutputExt } from '../../io/image.js';
 import type { Precision } from '../../model/gpen-graph.js';
 import type { GraphForm, ModelInfo, ModelSpec, PreparedModel } from '../../model/registry.js';
+import type { RuntimeBuild } from '../../runtime/builds.js';
 import type { Provider } from '../../runtime/providers.js';
 import type { ProviderChoice, Route, RouteChoice, Workload } from '../../runtime/routes.js';
 import type { GpenRunner, SessionConfig } from '../../runtime/session.js';
@@ -23,6 +24,12 @@ export interface RestoreOptions {
   provider?: ProviderChoice;
   /** Default fast: the measured-best binding and options for the provider (runtime/routes.ts); stock: the baseline. */
   route?: Route;
+  /**
+   * The ONNX Runtime build (runtime/builds.ts). Default: on a GPU provider (or auto's CUDA candidate) the installed
+   * build that fits the driver, else onnxruntime-node's own (runtime/runtime-choice.ts; said in the route's `runtime`).
+   * One build per process: another than onnxruntime-node's runs the session and the detector through its C API.
+   */
+  runtime?: RuntimeBuild;
   /** The job's shape, which picks the fast route's CUDA set: one image (default), several, or a service. */
   workload?: Workload;
   /** How the model is prepared for a candidate (the service does it in a worker thread); default prepareModel. */

@@ -9,6 +9,7 @@ import koffi from '../koffi.js';
 import { GpenLabError, INTERNAL_FIX } from '../../errors.js';
 import { mark } from '../marks.js';
 import { DEFAULT_BUILD, buildLibraryPath, buildSpec, type BuildApiVersion, type RuntimeBuild } from '../builds.js';
+import { bindingMapped, claimBuild, foreignBuild } from '../process-build.js';
 
 /**
  * The OrtApi entries used, each as [index in OrtApi, the C API version that added it]. An entry keeps its index in
@@ -202,12 +203,12 @@ const require = createRequire(import.meta.url);
 
 /** Whether onnxruntime-node's binding (which links its own libonnxruntime.so.1) is loaded in this process. */
 function bindingLoaded(): boolean {
-  return Object.keys(require.cache).some((k) => k.endsWith('onnxruntime_binding.node'));
+  return Object.keys(require.cache).some((k) => k.endsWith('onnxruntime_binding.node')) || bindingMapped();
 }
 
 /**
- * The C API's table of runtime build `build` (builds.ts), loaded once: without a build, the one loaded, else
- * onnxruntime-node's own. A process runs one build; asking for another afterwards is a coded error.
+ * The C API's table of runtime build `build` (builds.ts), loaded once: without a build, the one loaded or claimed
+ * (process-build.ts), else onnxruntime-node's own. A process runs one build; asking for another is a coded error.
  */
 export function load(build?: RuntimeBuild): Api {
   if (api) {
@@ -221,7 +222,7 @@ export function load(build?: RuntimeBuild): Api {
     }
     return api;
   }
-  const b = build ?? DEFAULT_BUILD;
+  const b = build ?? foreignBuild() ?? DEFAULT_BUILD;
   const spec = buildSpec(b);
   const file = buildLibraryPath(b);
   if (b !== DEFAULT_BUILD && bindingLoaded()) {
@@ -232,6 +233,7 @@ export function load(build?: RuntimeBuild): Api {
       { input: 'runtime', option: 'runtime', received: b },
     );
   }
+  claimBuild(b);
   if (spec.library.from === 'npm-pack' && !existsSync(file)) {
     throw new GpenLabError(
       'E_RUNTIME_VERSION',

@@ -1,7 +1,10 @@
-// The CUDA runtime functions the C API route calls itself, from the libcudart.so.13 that ONNX Runtime's CUDA provider
-// has already loaded: copies between host and GPU-bound tensors, and page-locking host buffers.
+// The CUDA runtime functions the C API route calls itself, from the libcudart that ONNX Runtime's CUDA provider has
+// already loaded (libcudart.so.13 for ort1.29, .12 for ort1.19: the build's CUDA major): copies between host and
+// GPU-bound tensors, and page-locking host buffers.
 import { loadFunctions } from '../koffi.js';
 import { GpenLabError } from '../../errors.js';
+import { buildSpec } from '../builds.js';
+import { load } from '../capi/api.js';
 
 export interface Cudart {
   memcpy: (dst: unknown, src: unknown, bytes: number, kind: number) => number;
@@ -14,13 +17,18 @@ let cudartFns: Cudart | null = null;
 
 /** The CUDA runtime's functions, loaded once. */
 export function cudart(): Cudart {
-  cudartFns ??= loadFunctions<Cudart>('libcudart.so.13', {
+  cudartFns ??= loadFunctions<Cudart>(cudartName(), {
     memcpy: 'int cudaMemcpy(void *dst, void *src, size_t count, int kind)',
     hostRegister: 'int cudaHostRegister(void *p, size_t bytes, unsigned int flags)',
     hostUnregister: 'int cudaHostUnregister(void *p)',
     getLastError: 'int cudaGetLastError()',
   });
   return cudartFns;
+}
+
+/** The soname of the CUDA runtime the process's build links (its C API loaded by the session that needs it). */
+export function cudartName(): string {
+  return `libcudart.so.${buildSpec(load().build).cudaMajor}`;
 }
 
 /** cudaMemcpy of `bytes`, `kind` 1 host to device, 2 device to host; a CUDA error is a coded error. */

@@ -38,7 +38,7 @@ export class HostPins {
       this.fns ??= cudart();
     } catch (e) {
       const why = (e as Error).message;
-      this.error = `the CUDA runtime (libcudart.so.13) could not be loaded to lock host memory: ${why}`;
+      this.error = `the CUDA runtime (the build's libcudart) could not be loaded to lock host memory: ${why}`;
       return;
     }
     while (this.pinned.size >= this.most) this.unpin(this.pinned.keys().next().value!);
