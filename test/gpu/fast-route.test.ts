@@ -46,6 +46,9 @@ async function restore(name: string, o: Partial<RestoreOptions>): Promise<Restor
   }
 }
 
+const boxDiff = (a: readonly number[], b: readonly number[]): number =>
+  Math.max(...a.map((v, k) => Math.abs(v - b[k])));
+
 const maxBoxDiff = (a: RestoreResult, b: RestoreResult): number =>
   Math.max(...a.faces.map((f, i) => Math.max(...f.box.map((v, k) => Math.abs(v - b.faces[i].box[k])))));
 
@@ -70,7 +73,8 @@ describe('the CUDA fast route against the CPU (Solvay photo, synthetic GPEN-512)
     );
     const [onCpu, onCuda] = runs;
     assert.equal(onCuda.length, onCpu.length);
-    const diff = Math.max(...onCpu.map((f, i) => Math.max(...f.box.map((v, k) => Math.abs(v - onCuda[i].box[k])))));
+    // the two lists may order faces of near-equal score differently: each CPU face against its nearest CUDA face
+    const diff = Math.max(...onCpu.map((f) => Math.min(...onCuda.map((g) => boxDiff(f.box, g.box)))));
     t.diagnostic(`${onCuda.length} faces; largest box difference ${diff.toFixed(3)} px`);
     assert.ok(diff <= BOX_PX, `box difference ${diff} px > ${BOX_PX}`);
   });
