@@ -13,7 +13,8 @@ import { SCHEMA_FILE, defaultConfig, normalizeConfig, readConfig } from '../src/
 import { rootCause } from '../src/lab/causes.js';
 import { renderHtml, renderMarkdown } from '../src/lab/report.js';
 import { analyse, expandVars, runLab } from '../src/lab/runner.js';
-import type { CellResult, CellSpec, LabResults } from '../src/lab/types.js';
+import type { CellResult, CellSpec, LabConfig, LabResults } from '../src/lab/types.js';
+import { emptyCell } from '../src/lab/cell.js';
 import { timingStats } from '../src/metrics/stats.js';
 import { readLines } from './helpers/signals.js';
 import { ROUTES } from '../src/runtime/routes.js';
@@ -316,73 +317,57 @@ describe('recommendations', () => {
     warmMs: number,
     coldMs: number,
     opts: { passed?: boolean; choice?: Partial<RouteChoice>; inputs?: string[]; warmRoute?: Partial<RouteChoice> } = {},
-  ): CellResult => ({
-    id: spec.id,
-    status: 'done',
-    env: {
-      provider: spec.provider,
-      precision: spec.precision,
-      session: {},
-      vars: {},
-      launcher: 'local',
-      inputs: opts.inputs ?? ['/p.png'],
-    },
-    ...(opts.warmRoute ? { warmRoute: opts.warmRoute as RouteChoice } : {}),
-    stages: {
-      startup: { ok: true, reason: '' },
-      dependencies: { ok: true, reason: '' },
-      inference: { ok: opts.passed !== false, reason: '' },
-      output: opts.passed === false ? null : { ok: true, reason: '' },
-    },
-    provider: { asked: spec.provider, ran: [spec.provider], knownByBinary: null },
-    runs:
-      opts.passed === false
-        ? [
-            {
-              run: 0,
-              ok: false,
-              stage: 'inference',
-              exitCode: 3,
-              signal: null,
-              timedOut: false,
-              error: 'E_SESSION: no',
-              stderrTail: '',
-              stages_ms: {},
-              total_ms: null,
-              maxRssMiB: null,
-            },
-          ]
-        : [],
-    cold: { total: opts.passed === false ? null : stats(coldMs), stages: {} },
-    warm: { total: opts.passed === false ? null : stats(warmMs), stages: {} },
-    gpu: {
-      source: 'none',
-      reason: 'test',
-      samples: 0,
-      utilMean: null,
-      utilPeak: null,
-      memUsedPeakMiB: null,
-      processPeakMiB: null,
-    },
-    output: {
-      vsInput: [],
-      psnr: null,
-      ssim: null,
-      deltaDbVsReference: null,
-      visuallyLossless: null,
-      vsReference: null,
-    },
-    doctor: null,
-    restore: opts.choice
-      ? ({
-          input: '/p.png',
-          outputs: { gpen: null, comp: null, faces: [] },
-          route: { provider: spec.provider, route: spec.route, precision: spec.precision, ...opts.choice },
-        } as unknown as RestoreResult)
-      : null,
-    flags: [],
-    finishedAt: null,
-  });
+  ): CellResult => {
+    const blank = emptyCell(spec, { inputs: ['/p.png'] } as LabConfig);
+    return {
+      ...blank,
+      status: 'done',
+      env: {
+        provider: spec.provider,
+        precision: spec.precision,
+        session: {},
+        vars: {},
+        launcher: 'local',
+        inputs: opts.inputs ?? ['/p.png'],
+      },
+      ...(opts.warmRoute ? { warmRoute: opts.warmRoute as RouteChoice } : {}),
+      stages: {
+        startup: { ok: true, reason: '' },
+        dependencies: { ok: true, reason: '' },
+        inference: { ok: opts.passed !== false, reason: '' },
+        output: opts.passed === false ? null : { ok: true, reason: '' },
+      },
+      provider: { asked: spec.provider, ran: [spec.provider], knownByBinary: null },
+      runs:
+        opts.passed === false
+          ? [
+              {
+                run: 0,
+                ok: false,
+                stage: 'inference',
+                exitCode: 3,
+                signal: null,
+                timedOut: false,
+                error: 'E_SESSION: no',
+                stderrTail: '',
+                stages_ms: {},
+                total_ms: null,
+                maxRssMiB: null,
+              },
+            ]
+          : [],
+      cold: { total: opts.passed === false ? null : stats(coldMs), stages: {} },
+      warm: { total: opts.passed === false ? null : stats(warmMs), stages: {} },
+      gpu: { ...blank.gpu, reason: 'test' },
+      restore: opts.choice
+        ? ({
+            input: '/p.png',
+            outputs: { gpen: null, comp: null, faces: [] },
+            route: { provider: spec.provider, route: spec.route, precision: spec.precision, ...opts.choice },
+          } as unknown as RestoreResult)
+        : null,
+    };
+  };
   const spec = (
     provider: CellSpec['provider'],
     route: Route,

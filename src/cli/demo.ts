@@ -1,7 +1,7 @@
 // `gpen-lab demo`: the restoration pipeline (detect, align, GPEN, paste back) on the embedded default — a face cut
 // from the Solvay 1927 photo (public domain) — with synthetic GPEN-512 and every stage timed. The README's first
 // command runs it.
-import { Command, Option } from 'commander';
+import { Command } from 'commander';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { exitStatus } from '../errors.js';
@@ -9,28 +9,24 @@ import { Restorer } from '../face/restore.js';
 import { PRECISIONS, PROVIDER_CHOICES, ROUTES, describeChoice, parseChoice } from '../runtime/routes.js';
 import { SYNTHETIC_WARNING, Steps, info, printJson, warn } from './output.js';
 import { parseIntArg } from './model.js';
+import { sessionOptions } from './runtime-option.js';
 
 export const DEMO_FACE = fileURLToPath(new URL('../../assets/demo-face.png', import.meta.url));
 export const DEMO_PHOTO = fileURLToPath(new URL('../../assets/Solvay_conference_1927.png', import.meta.url));
 
 export function demoCommand(): Command {
-  return new Command('demo')
+  const cmd = new Command('demo')
     .description('restore the embedded demo face with synthetic GPEN (nothing downloaded) and time each stage')
     .option('-o, --out <dir>', 'output folder', 'gpen-lab-demo')
     .option('--size <n>', 'GPEN size', parseIntArg('--size'), 512)
     .option('--seed <s>', 'seed of the synthetic weights', parseIntArg('--seed'), 0)
-    .option('--photo', 'the whole Solvay 1927 photo (29 faces) instead of one face: minutes on a CPU')
-    .addOption(
-      new Option('--provider <p>', 'execution provider (auto: CUDA, else a hardware WebGPU adapter, else the CPU)')
-        .choices([...PROVIDER_CHOICES])
-        .default('auto'),
-    )
-    .addOption(
-      new Option('--route <r>', "fast: the measured-best binding and options; stock: onnxruntime-node's binding")
-        .choices([...ROUTES])
-        .default('fast'),
-    )
-    .addOption(new Option('--precision <p>', 'default: fp16 on a GPU, fp32 on the CPU').choices([...PRECISIONS]))
+    .option('--photo', 'the whole Solvay 1927 photo (29 faces) instead of one face: minutes on a CPU');
+  sessionOptions(cmd, {
+    route: "fast: the measured-best binding and options; stock: onnxruntime-node's binding",
+    precision: 'default: fp16 on a GPU, fp32 on the CPU',
+    runtime: false,
+  });
+  return cmd
     .option('--json', 'machine-readable output: the RestoreResult plus model build and session times')
     .action(
       async (o: {

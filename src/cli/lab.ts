@@ -73,11 +73,13 @@ export function labCommand(): Command {
         ['SIGINT', 130],
       ] as const) {
         process.once(signal, () => {
-          stopCells();
-          process.stderr.write(
-            `lab stopped by ${signal}: the cells finished so far are in ${path.join(out!, 'results.json')} (--resume continues)\n`,
-          );
-          process.exit(code);
+          // the lab exits once its cells have: no process of it outlives it
+          void stopCells().then(() => {
+            process.stderr.write(
+              `lab stopped by ${signal}: the cells finished so far are in ${path.join(out!, 'results.json')} (--resume continues)\n`,
+            );
+            process.exit(code);
+          });
         });
       }
       const cfg = config ? readConfig(config) : defaultConfig(DEMO_FACE, DEMO_PHOTO, await labMachine());

@@ -11,7 +11,7 @@ import { chooseSession } from '../face/choose.js';
 import { PRECISIONS, PROVIDER_CHOICES, ROUTES, describeChoice, parseChoice } from '../runtime/routes.js';
 import type { RuntimeBuild } from '../runtime/builds.js';
 import { SYNTHETIC_WARNING, Steps, info, printJson, warn } from './output.js';
-import { runtimeOption } from './runtime-option.js';
+import { sessionOptions } from './runtime-option.js';
 
 export function parseIntArg(name: string) {
   return (v: string): number => {
@@ -123,29 +123,17 @@ export function modelCommand(): Command {
       },
     );
 
-  model
+  const run = model
     .command('run')
     .description('run a model on a float32 NCHW .npy tensor in [-1, 1] and write the output as .npy')
     .argument('<model>', '.onnx or .pth')
     .requiredOption('--input <file>', 'input tensor, [N,3,S,S] or [3,S,S], float32 (or float16) .npy')
-    .requiredOption('--output <file>', 'output .npy (float32)')
-    .addOption(
-      new Option('--provider <p>', 'execution provider (auto: CUDA, else a hardware WebGPU adapter, else the CPU)')
-        .choices([...PROVIDER_CHOICES])
-        .default('auto'),
-    )
-    .addOption(
-      new Option('--route <r>', "fast: the measured-best binding and options; stock: onnxruntime-node's binding")
-        .choices([...ROUTES])
-        .default('fast'),
-    )
-    .addOption(runtimeOption())
-    .addOption(
-      new Option(
-        '--precision <p>',
-        'for a .pth (default: fp16 on a GPU, fp32 on the CPU; an .onnx runs in its own)',
-      ).choices([...PRECISIONS]),
-    )
+    .requiredOption('--output <file>', 'output .npy (float32)');
+  sessionOptions(run, {
+    route: "fast: the measured-best binding and options; stock: onnxruntime-node's binding",
+    precision: 'for a .pth (default: fp16 on a GPU, fp32 on the CPU; an .onnx runs in its own)',
+  });
+  run
     .option('--key <name>', 'for a .pth: key the generator is nested under')
     .option('--json', 'machine-readable output')
     .action(

@@ -10,13 +10,14 @@ import type { OutputKind, RestoreResult } from '../face/restore.js';
 import { OUTPUT_KINDS, Restorer, SYNTHETIC_NOTE, checkAlpha } from '../face/restore.js';
 import { OUTPUT_EXTS } from '../io/image.js';
 import type { OutputExt } from '../io/image.js';
-import type { ModelSpec } from '../model/registry.js';
 import { PROVIDERS, parseProvider } from '../runtime/providers.js';
-import type { RuntimeBuild } from '../runtime/builds.js';
 import { PRECISIONS, PROVIDER_CHOICES, ROUTES, describeChoice, parseChoice } from '../runtime/routes.js';
 import { marks } from '../runtime/marks.js';
 import { expandInputs } from './inputs.js';
-import { runtimeOption } from './runtime-option.js';
+import type { SessionFlags } from './runtime-option.js';
+import { sessionOptions } from './runtime-option.js';
+import type { ModelSourceFlags } from './model-options.js';
+import { modelSourceOptions, modelSpec } from './model-options.js';
 import { parseIntArg } from './model.js';
 import { Steps, asCliError, info, printJson, warn } from './output.js';
 
@@ -40,41 +41,20 @@ function facesText(r: RestoreResult, aligned: boolean): string {
 }
 
 export function restoreCommand(): Command {
+  const cmd = new Command('restore')
+    .description(
+      "restore the faces in photos: detect, align, GPEN, paste back; writes NAME_GPEN in the input's format (and, asked for, NAME_COMP, NAME_faceNN)",
+    )
+    .argument('<input...>', 'image files or folders')
+    .requiredOption('-o, --out <dir>', 'output folder');
+  modelSourceOptions(cmd, 'seeded synthetic GPEN of this size (for measuring only: the faces become noise)');
+  sessionOptions(cmd, {
+    route:
+      "fast: the measured-best binding and options for the provider; stock: onnxruntime-node's binding (the baseline)",
+    precision: 'for a .pth or --synthetic (default: fp16 on a GPU, fp32 on the CPU; an .onnx runs in its own)',
+  });
   return (
-    new Command('restore')
-      .description(
-        "restore the faces in photos: detect, align, GPEN, paste back; writes NAME_GPEN in the input's format (and, asked for, NAME_COMP, NAME_faceNN)",
-      )
-      .argument('<input...>', 'image files or folders')
-      .requiredOption('-o, --out <dir>', 'output folder')
-      .option('--model <file>', 'GPEN weights: the official .pth or an .onnx')
-      .option(
-        '--synthetic <size>',
-        'seeded synthetic GPEN of this size (for measuring only: the faces become noise)',
-        parseIntArg('--synthetic'),
-      )
-      .option('--seed <s>', 'seed of --synthetic weights', parseIntArg('--seed'), 0)
-      .option('--key <name>', 'for a .pth: key the generator is nested under')
-      .addOption(
-        new Option('--provider <p>', 'execution provider (auto: CUDA, else a hardware WebGPU adapter, else the CPU)')
-          .choices([...PROVIDER_CHOICES])
-          .default('auto'),
-      )
-      .addOption(
-        new Option(
-          '--route <r>',
-          "fast: the measured-best binding and options for the provider; stock: onnxruntime-node's binding (the baseline)",
-        )
-          .choices([...ROUTES])
-          .default('fast'),
-      )
-      .addOption(runtimeOption())
-      .addOption(
-        new Option(
-          '--precision <p>',
-          'for a .pth or --synthetic (default: fp16 on a GPU, fp32 on the CPU; an .onnx runs in its own)',
-        ).choices([...PRECISIONS]),
-      )
+    cmd
       .option('--alpha <a>', 'blend of restored (1) and original (0) face', (v: string) => checkAlpha(v), 1)
       .option('--aligned', 'inputs are square aligned faces: GAN only')
       .addOption(
@@ -126,29 +106,22 @@ export function restoreCommand(): Command {
       .action(
         async (
           inputs: string[],
-          o: {
-            out: string;
-            model?: string;
-            synthetic?: number;
-            seed: number;
-            key?: string;
-            provider: string;
-            route: string;
-            runtime?: RuntimeBuild;
-            precision?: string;
-            alpha: number;
-            aligned?: boolean;
-            outputs: OutputKind[];
-            saveFace?: boolean;
-            overwrite?: boolean;
-            ext?: OutputExt;
-            batch?: number;
-            maxPixels?: number;
-            json?: boolean;
-            cudaOptions?: Record<string, string>;
-            detectorProvider?: string;
-            faceThreads?: number;
-          },
+          o: ModelSourceFlags &
+            SessionFlags & {
+              out: string;
+              alpha: number;
+              aligned?: boolean;
+              outputs: OutputKind[];
+              saveFace?: boolean;
+              overwrite?: boolean;
+              ext?: OutputExt;
+              batch?: number;
+              maxPixels?: number;
+              json?: boolean;
+              cudaOptions?: Record<string, string>;
+              detectorProvider?: string;
+              faceThreads?: number;
+            },
         ) => {
           // time since the process started, to here: node's own start and the modules loaded (a cold start's first part)
           const startMs = performance.now();
@@ -181,10 +154,7 @@ export function restoreCommand(): Command {
               { input: '--model' },
             );
           }
-          const spec: ModelSpec =
-            o.model !== undefined
-              ? { type: 'file', file: o.model, ...(o.key ? { key: o.key } : {}) }
-              : { type: 'synthetic', size: o.synthetic!, seed: o.seed };
+          const spec = modelSpec(o);
           // the inputs first: a path that is wrong is said before the model is built
           const { files, skipped } = await expandInputs(inputs);
           if (skipped > 0)

@@ -1,46 +1,26 @@
 // `gpen-lab serve`: the restoration service (src/serve/server.ts) with a graceful shutdown on SIGTERM and SIGINT.
-import { Command, Option } from 'commander';
+import { Command } from 'commander';
 import { GpenLabError } from '../errors.js';
-import type { ModelSpec } from '../model/registry.js';
 import { PRECISIONS, PROVIDER_CHOICES, ROUTES, parseChoice } from '../runtime/routes.js';
 import { parseCudaOptions } from '../runtime/capi-model.js';
 import { parseIntArg } from './model.js';
-import { runtimeOption } from './runtime-option.js';
-import type { RuntimeBuild } from '../runtime/builds.js';
+import type { SessionFlags } from './runtime-option.js';
+import { sessionOptions } from './runtime-option.js';
+import type { ModelSourceFlags } from './model-options.js';
+import { modelSourceOptions, modelSpec } from './model-options.js';
 import { SYNTHETIC_WARNING, warn } from './output.js';
 
 export function serveCommand(): Command {
-  return new Command('serve')
+  const cmd = new Command('serve')
     .description('face restoration over HTTP: POST /v1/restore, /healthz, /readyz, /v1/doctor, /metrics')
     .option('--port <n>', 'port (0: any free one)', parseIntArg('--port'), 8080)
-    .option('--host <h>', 'address to listen on', '127.0.0.1')
-    .option('--model <file>', 'GPEN weights: the official .pth or an .onnx')
-    .option(
-      '--synthetic <size>',
-      'seeded synthetic GPEN of this size (for measuring only: every response says so)',
-      parseIntArg('--synthetic'),
-    )
-    .option('--seed <s>', 'seed of --synthetic weights', parseIntArg('--seed'), 0)
-    .option('--key <name>', 'for a .pth: key the generator is nested under')
-    .addOption(
-      new Option('--provider <p>', 'execution provider (auto: CUDA, else a hardware WebGPU adapter, else the CPU)')
-        .choices([...PROVIDER_CHOICES])
-        .default('auto'),
-    )
-    .addOption(
-      new Option(
-        '--route <r>',
-        "fast: the measured-best binding and options for the provider; stock: onnxruntime-node's binding",
-      )
-        .choices([...ROUTES])
-        .default('fast'),
-    )
-    .addOption(runtimeOption())
-    .addOption(
-      new Option('--precision <p>', 'for a .pth or --synthetic (default: fp16 on a GPU, fp32 on the CPU)').choices([
-        ...PRECISIONS,
-      ]),
-    )
+    .option('--host <h>', 'address to listen on', '127.0.0.1');
+  modelSourceOptions(cmd, 'seeded synthetic GPEN of this size (for measuring only: every response says so)');
+  sessionOptions(cmd, {
+    route: "fast: the measured-best binding and options for the provider; stock: onnxruntime-node's binding",
+    precision: 'for a .pth or --synthetic (default: fp16 on a GPU, fp32 on the CPU)',
+  });
+  return cmd
     .option(
       '--max-batch <n>',
       'faces per inference, across requests (default: 32 on the CUDA fast route, 8 through the stock binding and on WebGPU, 4 on the CPU)',
@@ -63,27 +43,22 @@ export function serveCommand(): Command {
       (v: string) => parseCudaOptions(v),
     )
     .action(
-      async (o: {
-        port: number;
-        host: string;
-        model?: string;
-        synthetic?: number;
-        seed: number;
-        key?: string;
-        provider: string;
-        route: string;
-        runtime?: RuntimeBuild;
-        precision?: string;
-        maxBatch?: number;
-        maxWaitMs: number;
-        maxQueue: number;
-        maxInflightMp?: number;
-        bodyLimitMb: number;
-        timeoutMs: number;
-        maxPixels?: number;
-        logLevel: string;
-        cudaOptions?: Record<string, string>;
-      }) => {
+      async (
+        o: ModelSourceFlags &
+          SessionFlags & {
+            port: number;
+            host: string;
+            maxBatch?: number;
+            maxWaitMs: number;
+            maxQueue: number;
+            maxInflightMp?: number;
+            bodyLimitMb: number;
+            timeoutMs: number;
+            maxPixels?: number;
+            logLevel: string;
+            cudaOptions?: Record<string, string>;
+          },
+      ) => {
         if ((o.model === undefined) === (o.synthetic === undefined)) {
           throw new GpenLabError(
             'E_ARGUMENT',
@@ -94,10 +69,7 @@ export function serveCommand(): Command {
             { input: '--model' },
           );
         }
-        const model: ModelSpec =
-          o.model !== undefined
-            ? { type: 'file', file: o.model, ...(o.key ? { key: o.key } : {}) }
-            : { type: 'synthetic', size: o.synthetic!, seed: o.seed };
+        const model = modelSpec(o);
         if (model.type === 'synthetic') warn(SYNTHETIC_WARNING);
         // loaded here, not at start: fastify and prom-client cost every other command's start (a cold restore's too)
         const { startService } = await import('../serve/server.js');

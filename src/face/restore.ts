@@ -2,8 +2,6 @@
 // encode, write. The CLI, the lab and the service all call this and share its RestoreResult; the parts are in
 // ./pipeline/ (docs/architecture.md).
 import { performance } from 'node:perf_hooks';
-import type { GpenLabError } from '../errors.js';
-import type { DecodedImage } from '../io/image.js';
 import type { ModelInfo } from '../model/registry.js';
 import { DEFAULT_BUILD } from '../runtime/builds.js';
 import { paddedRunner } from '../runtime/fixed-batch.js';
@@ -14,8 +12,9 @@ import { chooseSession } from './choose.js';
 import { restoreFiles } from './pipeline/batch.js';
 import { RestoreContext } from './pipeline/context.js';
 import { checkOptions } from './pipeline/options.js';
-import { inferCrops, restoreDecoded, type InferCrops } from './pipeline/service.js';
-import type { FinishOptions, ResolvedOptions, RestoreOptions, RestoreResult, RestorerState } from './pipeline/types.js';
+import { inferCrops, restoreDecoded } from './pipeline/service.js';
+import type { DecodedRestored, RestoreDecodedArgs } from './pipeline/service.js';
+import type { ResolvedOptions, RestoreOptions, RestoreResult, RestorerState } from './pipeline/types.js';
 import type { FaceDetector } from './types.js';
 
 export { pipelineChunk } from './pipeline/chunked.js';
@@ -163,14 +162,8 @@ export class Restorer implements RestorerState {
    * One decoded image through the pipeline, its faces inferred by `infer` (the service passes a batcher that shares
    * batches with other requests); nothing is written: the encoded images come back.
    */
-  restoreDecoded(
-    img: DecodedImage,
-    name: string,
-    o: FinishOptions,
-    infer: InferCrops,
-    cancelled?: () => GpenLabError | null,
-  ): Promise<{ result: RestoreResult; images: [string, Buffer][] }> {
-    return restoreDecoded(this.ctx, img, name, o, infer, cancelled);
+  restoreDecoded(...args: RestoreDecodedArgs): Promise<DecodedRestored> {
+    return restoreDecoded(this.ctx, ...args);
   }
 
   /** Runs `n` aligned crops (planar, [-1, 1]) through the session at once: the service's batched inference. */

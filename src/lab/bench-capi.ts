@@ -15,6 +15,7 @@ import { splitCudaOptions } from '../runtime/capi/options.js';
 import { readProfileNodes } from '../runtime/profile.js';
 import { contextBaseline, processMiB, seededInput, vsPeer } from './bench-measure.js';
 import type { BenchOptions, BenchVariant } from './bench-report.js';
+import { unmeasured } from './bench-report.js';
 
 /**
  * CUDA through the C API with one set of provider options: session creation, first run, then per batch size the
@@ -35,15 +36,7 @@ export async function capiVariant(
     precision,
     ok: false,
     error: null,
-    ran: null,
-    prepareMs: 0,
-    sessionMs: 0,
-    firstRunMs: 0,
-    contextMiB: null,
-    batch1ProcessMiB: null,
-    rows: [],
-    agreement: { vsFp32Psnr: null, vsPeerPsnr: null, vsPeerMaxAbs: null },
-    e2e: null,
+    ...unmeasured(),
     copyMs: {},
   };
   const tag = `cuda (C API ${Object.entries(cudaOptions)

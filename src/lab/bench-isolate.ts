@@ -7,6 +7,7 @@ import path from 'node:path';
 import { nodeScriptArgs } from '../io/node-script.js';
 import type { Precision } from '../model/gpen-graph.js';
 import type { BenchOptions, BenchVariant } from './bench-report.js';
+import { unmeasured } from './bench-report.js';
 
 /** A line without its terminal colours (ONNX Runtime colours its own log lines). */
 // eslint-disable-next-line no-control-regex
@@ -65,15 +66,7 @@ export function isolatedResult(
     ok: false,
     isolated: true,
     error: `the variant's process ${how}${last ? ` (last lines: ${last})` : ''}`,
-    ran: null,
-    prepareMs: 0,
-    sessionMs: 0,
-    firstRunMs: 0,
-    contextMiB: null,
-    batch1ProcessMiB: null,
-    rows: [],
-    agreement: { vsFp32Psnr: null, vsPeerPsnr: null, vsPeerMaxAbs: null },
-    e2e: null,
+    ...unmeasured(),
   };
 }
 

@@ -116,6 +116,24 @@ export interface BenchVariant {
   };
 }
 
+/** A variant's measurements before any ran: what an error leaves in the report. */
+export function unmeasured(): Pick<
+  BenchVariant,
+  'ran' | 'prepareMs' | 'sessionMs' | 'firstRunMs' | 'contextMiB' | 'batch1ProcessMiB' | 'rows' | 'agreement' | 'e2e'
+> {
+  return {
+    ran: null,
+    prepareMs: 0,
+    sessionMs: 0,
+    firstRunMs: 0,
+    contextMiB: null,
+    batch1ProcessMiB: null,
+    rows: [],
+    agreement: { vsFp32Psnr: null, vsPeerPsnr: null, vsPeerMaxAbs: null },
+    e2e: null,
+  };
+}
+
 export interface BenchReport {
   schema: typeof BENCH_SCHEMA;
   date: string;

@@ -19,7 +19,7 @@ import { capiVariant } from './bench-capi.js';
 import { isolatedVariant } from './bench-isolate.js';
 import { contextBaseline, seededInput, vsPeer } from './bench-measure.js';
 import type { BenchOptions, BenchReport, BenchVariant, E2e } from './bench-report.js';
-import { BENCH_SCHEMA } from './bench-report.js';
+import { BENCH_SCHEMA, unmeasured } from './bench-report.js';
 
 export type { BenchOptions, BenchReport, PeerReport } from './bench-report.js';
 export { targets } from './bench-report.js';
@@ -99,15 +99,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
         precision,
         ok: false,
         error: null,
-        ran: null,
-        prepareMs: 0,
-        sessionMs: 0,
-        firstRunMs: 0,
-        contextMiB: null,
-        batch1ProcessMiB: null,
-        rows: [],
-        agreement: { vsFp32Psnr: null, vsPeerPsnr: null, vsPeerMaxAbs: null },
-        e2e: null,
+        ...unmeasured(),
       };
       variants.push(v);
       let session: GpenRunner | null = null;

@@ -30,20 +30,22 @@ try {
   stage = 'inference';
   t = performance.now();
   // the cell's own provider (never auto), its route, and the workload its inputs make: one image a cold start
-  const restorer = await Restorer.create({
-    model: job.model,
-    precision: job.precision,
-    provider: job.provider,
-    overwrite: true,
-    route: job.route,
-    ...(job.runtime ? { runtime: job.runtime } : {}),
-    workload: job.inputs.length === 1 ? 'single' : 'batch',
-    // lossless outputs whatever the input's format: the cells' outputs are compared by PSNR/SSIM
-    batch: job.batch,
-    outDir: job.outDir,
-    session: job.session,
-    ext: '.png',
-  });
+  const create = (workload: 'single' | 'batch') =>
+    Restorer.create({
+      model: job.model,
+      precision: job.precision,
+      provider: job.provider,
+      overwrite: true,
+      route: job.route,
+      ...(job.runtime ? { runtime: job.runtime } : {}),
+      workload,
+      batch: job.batch,
+      outDir: job.outDir,
+      session: job.session,
+      // lossless outputs whatever the input's format: the cells' outputs are compared by PSNR/SSIM
+      ext: '.png',
+    });
+  const restorer = await create(job.inputs.length === 1 ? 'single' : 'batch');
   emit({ ev: 'session', ms: performance.now() - t, parts: restorer.createMs });
 
   t = performance.now();
@@ -70,19 +72,7 @@ try {
   let warm = restorer;
   if (job.warmRuns > 0 && restorer.choice.set === 'cold') {
     await restorer.release();
-    warm = await Restorer.create({
-      model: job.model,
-      precision: job.precision,
-      provider: job.provider,
-      overwrite: true,
-      route: job.route,
-      ...(job.runtime ? { runtime: job.runtime } : {}),
-      workload: 'batch',
-      batch: job.batch,
-      outDir: job.outDir,
-      session: job.session,
-      ext: '.png',
-    });
+    warm = await create('batch');
     const rs = await warm.restoreFiles(job.inputs);
     const err = rs.find((r) => r.error)?.error;
     if (err) throw new Error(`the warm set's first run: ${err.message}`);

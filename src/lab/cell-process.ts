@@ -18,15 +18,16 @@ interface ChildOutcome {
   pid: number | null;
 }
 
-/** The cells' processes running now (each the leader of its process group). */
-const live = new Set<number>();
+/** The cells' processes running now (each the leader of its process group), each with the promise of its exit. */
+const live = new Map<number, Promise<void>>();
 
 /**
  * Ends every cell process still running, with its process group (the lab's SIGTERM and SIGINT: cells die with the
- * lab). results.json holds every cell finished so far, written after each.
+ * lab), and resolves once each has exited. results.json holds every cell finished so far, written after each.
  */
-export function stopCells(): void {
-  for (const pid of live) {
+export async function stopCells(): Promise<void> {
+  const exits = [...live.values()];
+  for (const pid of live.keys()) {
     try {
       process.kill(-pid, 'SIGKILL');
     } catch {
@@ -34,6 +35,7 @@ export function stopCells(): void {
     }
   }
   live.clear();
+  await Promise.all(exits);
 }
 
 export function runChild(
@@ -52,7 +54,7 @@ export function runChild(
     });
     if (child.pid) {
       pids.add(child.pid);
-      live.add(child.pid);
+      live.set(child.pid, new Promise((done) => child.once('exit', () => done())));
     }
     const events: ChildOutcome['events'] = [];
     let buf = '';

@@ -13,18 +13,29 @@ import type { FinishOptions, RestoreResult } from './types.js';
 /** Runs `n` crops through a batcher's inference: planar [-1, 1], one after another; the restored crops back. */
 export type InferCrops = (crops: Float32Array, n: number) => Promise<Float32Array>;
 
+/** restoreDecoded's arguments after the context (Restorer.restoreDecoded passes them on). */
+export type RestoreDecodedArgs = [
+  img: DecodedImage,
+  name: string,
+  o: FinishOptions,
+  infer: InferCrops,
+  cancelled?: () => GpenLabError | null,
+];
+
+/** A decoded image's result and its encoded images (file name, bytes). */
+export interface DecodedRestored {
+  result: RestoreResult;
+  images: [string, Buffer][];
+}
+
 /**
  * One decoded image through the pipeline, its faces inferred by `infer` (the service passes a batcher that shares
  * batches with other requests); nothing is written: the encoded images come back.
  */
 export async function restoreDecoded(
   ctx: RestoreContext,
-  img: DecodedImage,
-  name: string,
-  o: FinishOptions,
-  infer: InferCrops,
-  cancelled?: () => GpenLabError | null,
-): Promise<{ result: RestoreResult; images: [string, Buffer][] }> {
+  ...[img, name, o, infer, cancelled]: RestoreDecodedArgs
+): Promise<DecodedRestored> {
   const r = ctx.emptyResult(name);
   const stop = () => {
     const e = cancelled?.();
