@@ -21,8 +21,10 @@ test('the lab schema enumerates the providers, routes and precisions of src/', (
   assert.deepEqual(schema.definitions.precision.enum, [...PRECISIONS]);
 });
 
-test("the lab schema enumerates a cell's runtime builds of src/", () => {
-  assert.deepEqual(schema.definitions.cell.properties.runtime.enum, [...RUNTIME_BUILDS]);
+test('the lab schema enumerates the runtime builds of src/, for a cell and the matrix', () => {
+  assert.deepEqual(schema.definitions.runtime.enum, [...RUNTIME_BUILDS]);
+  assert.equal(schema.definitions.cell.properties.runtime.$ref, '#/definitions/runtime');
+  assert.equal(schema.properties.matrix.properties.runtime.items.$ref, '#/definitions/runtime');
 });
 
 test('the lab schema enumerates the graph optimisation levels and the synthetic model sizes of src/', () => {

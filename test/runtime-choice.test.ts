@@ -257,6 +257,21 @@ describe('lab cells of a runtime build', () => {
     );
   });
 
+  it('a matrix axis of builds: a cell per build, the default build leaving the id as it was', () => {
+    const m = normalizeConfig(
+      { inputs: ['a.png'], model: { identity: 64 }, matrix: { provider: ['cpu'], runtime: [NEW, OLD] } },
+      tmp,
+      'lab.json',
+    ).cells;
+    assert.deepEqual(
+      m.map((x) => [x.id, x.runtime]),
+      [
+        ['cpu-fp32', NEW],
+        ['cpu-fp32-ort1.19', OLD],
+      ],
+    );
+  });
+
   it('a combination the build lacks, or a build outside the set: E_CONFIG naming the cell', () => {
     for (const [cell, re] of [
       [

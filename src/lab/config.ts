@@ -124,14 +124,17 @@ export function normalizeConfig(input: LabConfigInput, baseDir: string, file = '
       for (const route of m.route ?? ['fast']) {
         for (const precision of m.precision ?? ['fp32']) {
           for (const env of m.env ?? [undefined]) {
-            cells.push({
-              id: cellId(provider, route, precision, env?.name),
-              provider,
-              route,
-              precision,
-              ...(m.session ? { session: m.session } : {}),
-              ...(env ? { env: env.vars } : {}),
-            });
+            for (const runtime of m.runtime ?? [undefined]) {
+              cells.push({
+                id: cellId(provider, route, precision, env?.name, runtime),
+                provider,
+                route,
+                precision,
+                ...(runtime ? { runtime } : {}),
+                ...(m.session ? { session: m.session } : {}),
+                ...(env ? { env: env.vars } : {}),
+              });
+            }
           }
         }
       }

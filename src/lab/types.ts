@@ -52,6 +52,8 @@ export interface MatrixSpec {
   precision?: Precision[];
   /** Named environments: each becomes an axis value, its name part of the cell id. */
   env?: { name: string; vars: Record<string, string> }[];
+  /** Runtime builds: each a cell of its own, its id ending in the build unless it is onnxruntime-node's. */
+  runtime?: RuntimeBuild[];
   session?: SessionOptions;
 }
 
