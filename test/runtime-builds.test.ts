@@ -317,6 +317,28 @@ describe('ensureBuildLibrary with a stub npm (no network)', () => {
     assert.deepEqual(filesUnder(s.cache), [LIB.from === 'npm-pack' ? LIB.file : '']);
   });
 
+  it('a folder holding the library (setup cuda --from DIR, offline): taken from there, checked, no npm run', async () => {
+    const s = stub(null);
+    const from = path.join(tmp, 'offline-kit');
+    mkdirSync(from, { recursive: true });
+    copyFileSync(await library(), path.join(from, LIB.from === 'npm-pack' ? LIB.file : ''));
+    const file = await ensureBuildLibrary(OLD, { cacheDir: s.cache, npm: s.npm, from });
+    assert.equal(file, buildLibraryPath(OLD, s.cache));
+    assert.deepEqual(readFileSync(file), readFileSync(await library()));
+    assert.equal(s.calls(), 0);
+    // other bytes under the library's name: E_CHECKSUM, nothing in the cache
+    const bad = stub(null);
+    const wrong = path.join(tmp, 'offline-wrong');
+    mkdirSync(wrong, { recursive: true });
+    writeFileSync(path.join(wrong, LIB.from === 'npm-pack' ? LIB.file : ''), 'not the library');
+    await assert.rejects(
+      ensureBuildLibrary(OLD, { cacheDir: bad.cache, npm: bad.npm, from: wrong }),
+      isCoded('E_CHECKSUM', /offline-wrong\/libonnxruntime\.so\.1\.19\.2 has sha256 [0-9a-f]{64}, not the recorded/),
+    );
+    assert.deepEqual(filesUnder(bad.cache), []);
+    assert.equal(bad.calls(), 0);
+  });
+
   it("ort1.29's library is onnxruntime-node's own: nothing is fetched", async () => {
     const s = stub(null);
     assert.equal(

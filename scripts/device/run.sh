@@ -10,6 +10,8 @@
 #   lab     the default lab (`gpen-lab lab`, no config)                                        -> lab-*/
 #   doctor  setup cuda, the doctor, the doctor with cuDNN hidden from the loader, then with its fix -> doctor-*
 #   tests   the GPU test tier (npm run test:gpu: the fast route against the CPU)                -> test-gpu-*.txt
+#   cuda-sets  the CUDA library sets (pack-cuda-sets.sh's parts stashed): the CUDA 12 build installed, whether it runs
+#           on the machine's cuDNN, its CUDA options one by one, then examples/lab-cuda-sets.yaml  -> lab-cuda-*/
 # Modes may be given together: `bash scripts/device/run.sh cold bench`.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; P=/tmp/peer; mkdir -p "$OUT" $P
@@ -87,12 +89,47 @@ tests() {
   node --import tsx --test --test-reporter=spec test/gpu/*.test.ts > "$OUT/test-gpu.txt" 2>&1; echo "test:gpu exit $?"
   grep -v "^\s*at " "$OUT/test-gpu.txt" | tail -40 | cut -c1-400
 }
+cuda_sets() {
+  local kit=/tmp/devkit S=/tmp/cuda-sets k=/tmp/sets-kit g="node dist/cli/index.js" f
+  weights
+  if [ ! -d $S/12.4 ]; then
+    (cd $kit && sha256sum -c --quiet sets-00/SHA256SUMS) || { echo "cuda-sets: a part is missing or damaged: carry each .device/sets-NN with stash.sh"; return 1; }
+    rm -rf $k && mkdir -p $k/x124 $k/x118 $k/ort121 $S/12.4-no-cufft
+    cat $(ls $kit/sets-*/sets.tar.* | sort) | tar -x -C $k
+    for f in $k/debs/*.deb; do case $f in *libcudart11.0_*) dpkg -x $f $k/x118 ;; *) dpkg -x $f $k/x124 ;; esac; done
+    mv $k/x124/usr/lib/x86_64-linux-gnu $S/12.4 && mv $k/x118/usr/lib/x86_64-linux-gnu $S/11.8
+    for f in $S/12.4/*; do case $(basename $f) in libcufft*) ;; *) ln -s $f $S/12.4-no-cufft/ ;; esac; done
+    tar -xJf $k/stream/ort121-providers.tar.xz -C $k/ort121
+    xz -dc $k/stream/libonnxruntime.so.1.19.2.xz > $k/ort121/libonnxruntime.so.1.19.2
+  fi
+  $g setup cuda --runtime ort1.19-cuda12 --from $k/ort121 --json > "$OUT/setup-ort119.json" 2>&1; echo "setup ort1.19 exit $?"
+  ls -l $S/*/ | head -40
+  # torch's CUDA 13 wheels: every folder of theirs holding a shared library
+  export CUDA_SETS=$S GPEN_MODEL=$P/peer.pth
+  TORCH_CUDA_LIBS=$(find "$(python3 -c 'import nvidia; print(list(nvidia.__path__)[0])')" -name 'lib*.so*' -printf '%h\n' | sort -u | paste -sd:)
+  export TORCH_CUDA_LIBS; echo "TORCH_CUDA_LIBS=$TORCH_CUDA_LIBS"
+  # first: the CUDA 12 build on the machine's cuDNN 9 (built for CUDA 13)
+  ( export LD_LIBRARY_PATH=$S/12.4:$LD_LIBRARY_PATH
+    $g doctor --provider cuda --json > "$OUT/doctor-cuda124.json" 2> "$OUT/doctor-cuda124.err"; echo "doctor 12.4 exit $?"
+    $g restore assets/demo-face.png --model $P/peer.pth --runtime ort1.19-cuda12 --provider cuda -o /tmp/o119 --json > "$OUT/restore-ort119.json" 2> "$OUT/restore-ort119.err"
+    echo "restore ort1.19 on 12.4 exit $?"; tail -c 1500 "$OUT/restore-ort119.err"
+    # the CUDA options of the fast route one by one, each variant in a process of its own
+    timeout 300 $g bench --model $P/peer.pth --runtime ort1.19-cuda12 --provider cuda --precision fp16 --batch 1,8 --runs 10 --isolate \
+      --capi-cuda cudnn_conv_algo_search=HEURISTIC --capi-cuda enable_cuda_graph=1 --capi-cuda prefer_nhwc=1 --capi-cuda fused_act=1 \
+      --capi-cuda enable_cuda_graph=1,prefer_nhwc=1,fused_act=1,arena_extend_strategy=kSameAsRequested,arena.max_dead_bytes_per_chunk=1048576 \
+      --out "$OUT/bench-ort119.json" > "$OUT/bench-ort119.txt" 2> "$OUT/bench-ort119.err"; echo "bench ort1.19 exit $?"
+    cat "$OUT/bench-ort119.txt" | cut -c1-300 | tail -20 )
+  rm -rf /tmp/lab-sets; timeout 420 $g lab examples/lab-cuda-sets.yaml --out /tmp/lab-sets > "$OUT/lab-sets.txt" 2>&1; echo "lab exit $?"
+  tail -30 "$OUT/lab-sets.txt" | cut -c1-300; mkdir -p "$OUT/lab-cuda"
+  cp /tmp/lab-sets/results.json /tmp/lab-sets/report.md /tmp/lab-sets/report.html "$OUT/lab-cuda/"
+}
 # the doctor mode installs the CUDA provider itself (setup cuda --from the kit)
 [ "${1:-}" = doctor ] && export SKIP_CUDA_INSTALL=1
-[ $# -gt 0 ] || { echo "usage: scripts/device/run.sh peer|cold|photo|bench|serve|lab|doctor|tests ..." >&2; exit 2; }
+[ $# -gt 0 ] || { echo "usage: scripts/device/run.sh peer|cold|photo|bench|serve|lab|doctor|tests|cuda-sets ..." >&2; exit 2; }
 for m in "$@"; do
   case "$m" in
     peer|cold|photo|bench|serve|lab|doctor|tests) setup; echo "== $m"; "$m" ;;
-    *) echo "unknown mode: $m (peer|cold|photo|bench|serve|lab|doctor|tests)" >&2; exit 2 ;;
+    cuda-sets) setup; echo "== $m"; cuda_sets ;;
+    *) echo "unknown mode: $m (peer|cold|photo|bench|serve|lab|doctor|tests|cuda-sets)" >&2; exit 2 ;;
   esac
 done

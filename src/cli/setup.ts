@@ -17,7 +17,10 @@ export function setupCommand(): Command {
           [...RUNTIME_BUILDS],
         ),
       )
-      .option('--from <tgz|dir>', "install from this npm tarball or folder of the build's provider package")
+      .option(
+        '--from <tgz|dir>',
+        "install from this npm tarball or folder of the build's provider package (a folder may also hold the build's libonnxruntime, taken instead of npm pack)",
+      )
       .option('--no-tensorrt', 'leave out the TensorRT provider')
       .option('--remove', "remove the provider libraries (without --runtime: every build's)")
       .option('--json', 'machine-readable output')
@@ -39,7 +42,7 @@ export function setupCommand(): Command {
           process.stdout.write(
             o.remove
               ? `${done} provider file(s) removed${from.length ? ` (${from.join(', ')})` : ''}\n`
-              : `${r.runtime}: ${done ? `${done} file(s) installed` : 'nothing to do: already installed'} in ${r.binDir}${r.library?.action === 'fetched' ? ` (and ${r.library.path})` : ''}; check with: gpen-lab doctor --provider cuda\n`,
+              : `${r.runtime}: ${done ? `${done} file(s) installed` : 'nothing to do: already installed'} in ${r.binDir}${r.library && ['fetched', 'copied'].includes(r.library.action) ? ` (and ${r.library.path})` : ''}; check with: gpen-lab doctor --provider cuda\n`,
           );
         }
       }),

@@ -111,8 +111,14 @@ export function familyOf(soname: string): LibraryFamily | null {
 
 /** Where to get `soname` for a build of CUDA major `cuda` (the soname itself when its family is unknown). */
 export function installLine(soname: string, cuda: number = REQUIRED_CUDA_MAJOR): string {
-  return familyOf(soname)?.install(cuda) ?? soname;
+  const line = familyOf(soname)?.install(cuda) ?? soname;
+  const suite = DEBIAN_SUITES[cuda];
+  const m = /^lib(cudart|cublasLt|cublas|curand|cufft|nvrtc)\.so\.([\d.]+)$/.exec(soname);
+  return suite && m ? `${line}, or Debian's ${`lib${m[1]}${m[2]}`.toLowerCase()} (${suite} non-free)` : line;
 }
+
+/** Debian's suites whose non-free component packages a CUDA major's runtime libraries (12.4 and 11.8). */
+const DEBIAN_SUITES: Record<number, string> = { 12: 'trixie', 11: 'bookworm' };
 
 export interface Requirement {
   soname: string;

@@ -79,7 +79,7 @@ export interface SetupResult {
   /** ONNX Runtime's version of the build (onnxruntime-node's installed one for ort1.29-cuda13). */
   runtimeVersion: string;
   /** The build's own libonnxruntime (null for ort1.29-cuda13, which uses onnxruntime-node's). */
-  library: { path: string; action: 'fetched' | 'already-installed' | 'removed' | 'absent' } | null;
+  library: { path: string; action: 'fetched' | 'copied' | 'already-installed' | 'removed' | 'absent' } | null;
   actions: SetupAction[];
 }
 
@@ -227,9 +227,17 @@ export async function setupCuda(opts: SetupOptions = {}): Promise<SetupResult> {
     const spec = buildSpec(t.build).library;
     const lib = buildLibraryPath(t.build, cache);
     const had = spec.from === 'npm-pack' && existsSync(lib) && statSync(lib).size === spec.bytes;
-    const p = await ensureBuildLibrary(t.build, { cacheDir: cache, ...(opts.npm ? { npm: opts.npm } : {}), log });
-    result.library = { path: p, action: had ? 'already-installed' : 'fetched' };
-    log(`${had ? 'already installed' : 'fetched'}: ${p}`);
+    const from = opts.from && existsSync(opts.from) && statSync(opts.from).isDirectory() ? opts.from : undefined;
+    const p = await ensureBuildLibrary(t.build, {
+      cacheDir: cache,
+      ...(opts.npm ? { npm: opts.npm } : {}),
+      ...(from ? { from } : {}),
+      log,
+    });
+    const copied = !had && from !== undefined && existsSync(path.join(from, spec.file));
+    const action = had ? 'already-installed' : copied ? 'copied' : 'fetched';
+    result.library = { path: p, action };
+    log(`${action.replace('-', ' ')}: ${p}`);
   };
 
   // Already there with the recorded sums: nothing to do (and no download of the provider package).

@@ -44,7 +44,7 @@ function envDiff(a: CellResult, b: CellResult): string[] {
   return out;
 }
 
-const inputsKey = (c: CellResult): string => c.env.inputs.join('\n');
+export const inputsKey = (c: CellResult): string => c.env.inputs.join('\n');
 const shown = (v: unknown): string =>
   v === undefined
     ? 'default'
@@ -195,7 +195,7 @@ function bindingOf(c: CellResult): string | null {
 }
 
 /** The cells whose per-image times compare, and the fastest of them that passes everything. */
-function comparable(res: LabResults): {
+export function comparable(res: LabResults): {
   passing: CellResult[];
   common: string | undefined;
   fastest: CellResult | undefined;

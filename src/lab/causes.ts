@@ -17,6 +17,8 @@ const RANK: Record<string, number> = {
   'driver-insufficient': 1,
   'no-cuda-device': 1,
   'no-kernel-image': 1,
+  'ptx-too-new': 1,
+  'build-not-installed': 2,
   'provider-files-missing': 2,
   'provider-shared-missing': 2,
   'provider-file-missing': 2,
@@ -28,6 +30,9 @@ const RANK: Record<string, number> = {
   'cudnn8-nvrtc': 3,
   'cudnn-missing': 3,
   'cudnn-unavailable': 3,
+  'library-set-no-build': 3,
+  'library-set-wrong-build': 3,
+  'library-set-incomplete': 3,
   'lib-missing': 3,
   'lib-wrong-major': 3,
   'vulkan-missing': 3,
@@ -37,6 +42,14 @@ const RANK: Record<string, number> = {
   'ep-append-failed': 5,
 };
 const rankOf = (f: Finding): number => RANK[f.id] ?? 4;
+
+/** The failing finding nearest the root (lowest rank, then first listed), or undefined where none fails. */
+export function rootFinding(findings: Finding[]): Finding | undefined {
+  return findings
+    .map((f, i) => ({ f, i }))
+    .filter((x) => x.f.verdict === 'fail')
+    .sort((a, b) => rankOf(a.f) - rankOf(b.f) || a.i - b.i)[0]?.f;
+}
 const PROVIDER_FILES = 2;
 
 export interface RootCause {

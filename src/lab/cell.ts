@@ -4,6 +4,7 @@
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { runDoctor } from '../doctor/index.js';
+import { addedDirs, describeSet, librarySetFindings } from '../doctor/library-set.js';
 import { REQUIRED_CUDA_MAJOR, driverMinimumFor } from '../doctor/requirements.js';
 import { diagnose } from '../doctor/signatures.js';
 import { startGpuSampler, summarizeGpu } from '../doctor/gpu-sampler.js';
@@ -17,6 +18,7 @@ import { inputsOf, modelSpecOf } from './config.js';
 import type { CellJob, CellResult, CellSpec, LabConfig, OutputAgreement } from './types.js';
 import { rgbOf } from './analyse.js';
 import { runChild, toRunRecord } from './cell-process.js';
+import { rootFinding } from './causes.js';
 
 /** Expands $NAME and ${NAME} from the lab's own environment, so a cell can say "/opt/cuda12/lib:$LD_LIBRARY_PATH". */
 export function expandVars(vars: Record<string, string>, env: NodeJS.ProcessEnv = process.env): Record<string, string> {
@@ -134,21 +136,36 @@ export async function runCell(
     };
   } else {
     const d = await runDoctor({ providers: [c.provider], probe: false, env });
+    // a build other than onnxruntime-node's: its own report (its providers, its CUDA's libraries)
+    const b = c.runtime && c.runtime !== DEFAULT_BUILD ? d.builds.find((x) => x.build === c.runtime) : undefined;
     const p = d.providers[0];
-    for (const l of p.libraries) {
+    const libraries = b ? b.libraries : p.libraries;
+    // (the machine's own verdict, no GPU, is the provider section's)
+    const own = b
+      ? [...p.findings.filter((f) => f.id === 'no-gpu'), ...b.findings.filter((f) => !f.id.startsWith('tensorrt-'))]
+      : p.findings;
+    // the library sets this cell adds to the lab's LD_LIBRARY_PATH, against what the build took from them
+    const sets = addedDirs(vars.LD_LIBRARY_PATH, process.env.LD_LIBRARY_PATH).map(describeSet);
+    const setFindings = librarySetFindings(sets, c.runtime ?? DEFAULT_BUILD, libraries);
+    for (const l of libraries) {
       const dirs = l.candidates.filter((k) => k.matches).map((k) => path.dirname(k.path));
       if (dirs.length) found[l.soname] = dirs;
     }
     gpuInfo = d.gpu;
+    const findings = [...setFindings, ...own];
     r.doctor = {
-      verdict: p.verdict,
-      findings: [...d.findings, ...p.findings],
-      libraries: p.libraries.map((l) => ({ soname: l.soname, path: l.path, version: l.version })),
+      verdict: findings.some((f) => f.verdict === 'fail') ? 'fail' : 'ok',
+      findings: [...d.findings, ...findings],
+      libraries: libraries.map((l) => ({ soname: l.soname, path: l.path, version: l.version })),
+      ...(sets.length ? { sets } : {}),
     };
-    const fail = p.findings.find((f) => f.verdict === 'fail');
+    // the stage names the root cause: the build's files before the libraries they load (causes.ts)
+    const fail = rootFinding(findings);
     r.stages.dependencies = fail
       ? { ok: false, reason: `${fail.message}${fail.fix ? ` (fix: ${fail.fix})` : ''}` }
-      : { ok: true, reason: `${p.libraries.filter((l) => l.path).length} of ${p.libraries.length} libraries resolved` };
+      : { ok: true, reason: `${libraries.filter((l) => l.path).length} of ${libraries.length} libraries resolved` };
+    const unused = setFindings.find((f) => f.id === 'library-set-unused');
+    if (unused) r.flags.push(`the library set is not the build's CUDA: ${unused.message} (fix: ${unused.fix})`);
   }
   const cellDir = path.join(out, 'cells', c.id);
   await makeDirs(cellDir);

@@ -105,7 +105,21 @@ function checkCombination(c: CellSpec, file: string): void {
 /** Defaults, the matrix expanded, ids checked unique, relative paths resolved against `baseDir`. */
 export function normalizeConfig(input: LabConfigInput, baseDir: string, file = '(config)'): LabConfig {
   validate(input, file);
-  const abs = (p: string) => path.resolve(baseDir, p);
+  // paths may name variables of the lab's environment ($PEER_PTH, ${CUDA_SETS}/photo.png): unset is E_CONFIG
+  const expand = (p: string): string =>
+    p.replace(/\$\{(\w+)\}|\$(\w+)/g, (_m, a: string | undefined, b: string | undefined) => {
+      const name = a ?? b!;
+      const v = process.env[name];
+      if (v === undefined || v === '')
+        throw new GpenLabError(
+          'E_CONFIG',
+          `${file}: the path "${p}" names $${name}, which is not set`,
+          `Set ${name} in the environment the lab runs in, or write the path out.`,
+          { input: file, variable: name },
+        );
+      return v;
+    });
+  const abs = (p: string) => path.resolve(baseDir, expand(p));
   const cells: CellSpec[] = [];
   for (const c of input.cells ?? []) {
     const route = c.route ?? 'fast',

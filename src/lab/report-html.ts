@@ -8,6 +8,7 @@ import { thumbnailWebp } from '../io/image.js';
 import type { TimingStats } from '../metrics/stats.js';
 import { headline } from './analyse.js';
 import { failureGroups, rawLog } from './causes.js';
+import { studyRows } from './report-study.js';
 import { groupSettings, machineLine, modelLine, tableRows } from './report-table.js';
 import { LOSSLESS_DB, cellPassed } from './verdicts.js';
 import type { CellResult, LabResults, StageVerdict } from './types.js';
@@ -108,8 +109,10 @@ export async function renderHtml(res: LabResults, base: string): Promise<string>
     radar: radarGroups(res),
     pairs: res.pairs,
   };
-  const rows = tableRows(res);
-  const table = `<table><thead><tr><th></th>${res.cells.map((c) => `<th>${esc(c.id)}</th>`).join('')}</tr></thead><tbody>${rows.map(([n, v]) => `<tr><th>${esc(n)}</th>${v.map((x) => `<td class="${/FAIL|DIFFERS/.test(x) ? 'bad' : x.startsWith('pass') || x.includes('lossless') ? 'good' : ''}">${esc(x)}</td>`).join('')}</tr>`).join('')}</tbody></table>`;
+  const tableOf = (rows: [string, string[]][]): string =>
+    `<table><thead><tr><th></th>${res.cells.map((c) => `<th>${esc(c.id)}</th>`).join('')}</tr></thead><tbody>${rows.map(([n, v]) => `<tr><th>${esc(n)}</th>${v.map((x) => `<td class="${/FAIL|DIFFERS|do not use/.test(x) ? 'bad' : x.startsWith('pass') || x.startsWith('recommended') || x.includes('lossless') ? 'good' : ''}">${esc(x)}</td>`).join('')}</tr>`).join('')}</tbody></table>`;
+  const glance = tableOf(studyRows(res));
+  const table = tableOf(tableRows(res));
   const { model, notice } = modelLine(res);
   const title = `gpen-lab compatibility report${res.config.name ? `: ${esc(res.config.name)}` : ''}`;
   const json = JSON.stringify(data).replace(/</g, '\\u003c');
@@ -134,6 +137,9 @@ pre{background:#f5f6f8;padding:6px;font-size:12px;white-space:pre-wrap;overflow-
 <p class="verdict" id="verdict">${esc(headline(res))}</p>
 <p class="machine" id="machine">${esc(machineLine(res))}</p>
 ${notice ? `<p class="notice" id="model-notice">${esc(notice)}</p>\n` : ''}<p>Started ${esc(res.startedAt)}${res.finishedAt ? `, finished ${esc(res.finishedAt)}` : ' (not finished)'}. Model: ${esc(model)}; ${res.config.coldRuns} fresh processes per cell, ${res.config.warmRuns} warm runs in the last. Reference cell: <b>${esc(res.reference ?? 'none')}</b>. Times are medians (min … max; every raw timing in results.json). Environments within ${LOSSLESS_DB} dB PSNR of the reference count as visually lossless.</p>
+<h2>At a glance</h2>
+<div class="table-wrap" id="glance">${glance}</div>
+<h2>Every dimension</h2>
 <div class="table-wrap">${table}</div>
 ${failuresHtml(res)}
 <h2>Charts</h2>

@@ -6,6 +6,7 @@ import { writeFileAtomicSafe } from '../io/files.js';
 import { headline } from './analyse.js';
 import { failureGroups, rawLog } from './causes.js';
 import { renderHtml } from './report-html.js';
+import { studyRows } from './report-study.js';
 import { db, groupSettings, machineLine, modelLine, tableRows } from './report-table.js';
 import type { LabResults } from './types.js';
 
@@ -67,6 +68,14 @@ export function renderMarkdown(res: LabResults): string {
     `Model: ${model}; ${res.config.coldRuns} fresh processes per cell, ${res.config.warmRuns} warm runs in the last. Times are medians (min … max and every raw timing in results.json). Reference: ${res.reference ?? 'none (no cell passed)'}.`,
     '',
     ...(notice ? [`> ${notice}`, ''] : []),
+    '## At a glance',
+    '',
+    `| | ${cs.map((c) => c.id).join(' | ')} |`,
+    `|---|${cs.map(() => '---').join('|')}|`,
+    ...studyRows(res).map(([name, vals]) => `| ${md(name)} | ${vals.map(md).join(' | ')} |`),
+    '',
+    '## Every dimension',
+    '',
     `| | ${cs.map((c) => c.id).join(' | ')} |`,
     `|---|${cs.map(() => '---').join('|')}|`,
     ...tableRows(res).map(([name, vals]) => `| ${md(name)} | ${vals.map(md).join(' | ')} |`),

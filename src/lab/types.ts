@@ -1,5 +1,6 @@
 // The lab's shapes: the declarative config (schema/lab.schema.json publishes it), the job a cell process receives,
 // and results.json (schema gpen-lab.results/1).
+import type { LibrarySet } from '../doctor/library-set.js';
 import type { Finding } from '../doctor/types.js';
 import type { RestoreResult } from '../face/restore.js';
 import type { Precision } from '../model/gpen-graph.js';
@@ -162,6 +163,8 @@ export interface CellResult {
     verdict: string;
     findings: Finding[];
     libraries: { soname: string; path: string | null; version: string | null }[];
+    /** The CUDA library sets the cell's LD_LIBRARY_PATH adds to the lab's: which CUDA each is, what it holds. */
+    sets?: LibrarySet[];
   } | null;
   restore: RestoreResult | null;
   /** Where the warm runs took a session of their own (a folder's workload on CUDA's fast route: the warm set): what it ran. */

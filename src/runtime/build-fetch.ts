@@ -4,7 +4,7 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, statSync } from 'node:fs';
-import { mkdtemp, readdir, rename, rm } from 'node:fs/promises';
+import { copyFile, mkdtemp, readdir, rename, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import * as tar from 'tar';
@@ -20,6 +20,8 @@ export interface FetchOptions {
   npm?: string;
   /** Progress lines. */
   log?: (line: string) => void;
+  /** A folder that may hold the library file already (`setup cuda --from DIR` offline): taken from there when it does. */
+  from?: string;
 }
 
 async function sha256Of(file: string): Promise<string> {
@@ -55,6 +57,8 @@ export async function ensureBuildLibrary(build: RuntimeBuild, opts: FetchOptions
   if (existsSync(dest) && statSync(dest).size === lib.bytes) return dest;
   const dir = buildDir(build, cache);
   await makeDirs(dir);
+  const local = opts.from ? path.join(opts.from, lib.file) : null;
+  if (local && existsSync(local)) return copyChecked(local, lib, build, dir, dest, opts.log);
   const packDir = await mkdtemp(path.join(os.tmpdir(), 'gpen-lab-pack-'));
   // extracted beside the destination, so that the rename that puts it in place is atomic
   const work = await mkdtemp(path.join(dir, '.fetch-'));
@@ -90,6 +94,29 @@ export async function ensureBuildLibrary(build: RuntimeBuild, opts: FetchOptions
     await rm(work, { recursive: true, force: true });
     await rm(packDir, { recursive: true, force: true });
   }
+}
+
+/** The library file from a folder, checked against its recorded sum, put in place by a rename in the cache's folder. */
+async function copyChecked(
+  file: string,
+  lib: { file: string; sha256: string; spec: string },
+  build: RuntimeBuild,
+  dir: string,
+  dest: string,
+  log?: (line: string) => void,
+): Promise<string> {
+  const sum = await sha256Of(file);
+  if (sum !== lib.sha256)
+    throw checksumError(lib, build, `${file} has sha256 ${sum}, not the recorded ${lib.sha256}`, dir);
+  const tmp = path.join(dir, `.${lib.file}.${process.pid}.part`);
+  try {
+    await copyFile(file, tmp);
+    await rename(tmp, dest);
+  } finally {
+    await rm(tmp, { force: true });
+  }
+  log?.(`took ${lib.file} from ${path.dirname(file)} (sha256 checked)`);
+  return dest;
 }
 
 function checksumError(lib: { spec: string }, build: RuntimeBuild, what: string, dir: string): GpenLabError {

@@ -22,6 +22,7 @@ export const VERSION_C: Record<string, (v: number) => string> = {
   cublas: (v) =>
     `int cublasGetProperty(int t, int *v) { *v = t == 0 ? ${Math.floor(v / 10000)} : t == 1 ? ${Math.floor((v % 10000) / 100)} : ${v % 100}; return 0; }`,
   curand: (v) => `int curandGetVersion(int *v) { *v = ${v}; return 0; }`,
+  cufft: (v) => `int cufftGetVersion(int *v) { *v = ${v}; return 0; }`,
   nvrtc: (v) => `int nvrtcVersion(int *a, int *b) { *a = ${Math.floor(v / 10)}; *b = ${v % 10}; return 0; }`,
   cudnn: (v) => `#include <stddef.h>\nsize_t cudnnGetVersion(void) { return ${v}; }`,
   nvinfer: (v) => `int getInferLibVersion(void) { return ${v}; }`,
