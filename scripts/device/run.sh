@@ -10,8 +10,9 @@
 #   lab     the default lab (`gpen-lab lab`, no config)                                        -> lab-*/
 #   doctor  setup cuda, the doctor, the doctor with cuDNN hidden from the loader, then with its fix -> doctor-*
 #   tests   the GPU test tier (npm run test:gpu: the fast route against the CPU)                -> test-gpu-*.txt
-#   cuda-sets  the CUDA library sets (pack-cuda-sets.sh's parts stashed): the CUDA 12 build installed, whether it runs
-#           on the machine's cuDNN, its CUDA options one by one, then examples/lab-cuda-sets.yaml  -> lab-cuda-*/
+#   cuda-sets  the CUDA library sets (pack-cuda-sets.sh's parts stashed) unpacked, the CUDA 12 build installed, whether
+#           it runs on the machine's cuDNN, its CUDA options one by one                     -> bench-ort119-*.json
+#   lab-sets   examples/lab-cuda-sets.yaml, after cuda-sets                                  -> lab-cuda-*/
 # Modes may be given together: `bash scripts/device/run.sh cold bench`.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; P=/tmp/peer; mkdir -p "$OUT" $P
@@ -119,17 +120,25 @@ cuda_sets() {
       --capi-cuda enable_cuda_graph=1,prefer_nhwc=1,fused_act=1,arena_extend_strategy=kSameAsRequested,arena.max_dead_bytes_per_chunk=1048576 \
       --out "$OUT/bench-ort119.json" > "$OUT/bench-ort119.txt" 2> "$OUT/bench-ort119.err"; echo "bench ort1.19 exit $?"
     cat "$OUT/bench-ort119.txt" | cut -c1-300 | tail -20 )
-  rm -rf /tmp/lab-sets; timeout 420 $g lab examples/lab-cuda-sets.yaml --out /tmp/lab-sets > "$OUT/lab-sets.txt" 2>&1; echo "lab exit $?"
+}
+lab_sets() {
+  local S=/tmp/cuda-sets g="node dist/cli/index.js"
+  [ -d $S/12.4 ] || { echo "lab-sets: run the cuda-sets mode first"; return 1; }
+  export CUDA_SETS=$S GPEN_MODEL=$P/peer.pth
+  TORCH_CUDA_LIBS=$(find "$(python3 -c 'import nvidia; print(list(nvidia.__path__)[0])')" -name 'lib*.so*' -printf '%h\n' | sort -u | paste -sd:)
+  export TORCH_CUDA_LIBS
+  rm -rf /tmp/lab-sets; timeout 540 $g lab examples/lab-cuda-sets.yaml --out /tmp/lab-sets > "$OUT/lab-sets.txt" 2>&1; echo "lab exit $?"
   tail -30 "$OUT/lab-sets.txt" | cut -c1-300; mkdir -p "$OUT/lab-cuda"
   cp /tmp/lab-sets/results.json /tmp/lab-sets/report.md /tmp/lab-sets/report.html "$OUT/lab-cuda/"
 }
 # the doctor mode installs the CUDA provider itself (setup cuda --from the kit)
 [ "${1:-}" = doctor ] && export SKIP_CUDA_INSTALL=1
-[ $# -gt 0 ] || { echo "usage: scripts/device/run.sh peer|cold|photo|bench|serve|lab|doctor|tests|cuda-sets ..." >&2; exit 2; }
+[ $# -gt 0 ] || { echo "usage: scripts/device/run.sh peer|cold|photo|bench|serve|lab|doctor|tests|cuda-sets|lab-sets ..." >&2; exit 2; }
 for m in "$@"; do
   case "$m" in
     peer|cold|photo|bench|serve|lab|doctor|tests) setup; echo "== $m"; "$m" ;;
     cuda-sets) setup; echo "== $m"; cuda_sets ;;
-    *) echo "unknown mode: $m (peer|cold|photo|bench|serve|lab|doctor|tests|cuda-sets)" >&2; exit 2 ;;
+    lab-sets) setup; echo "== $m"; lab_sets ;;
+    *) echo "unknown mode: $m (peer|cold|photo|bench|serve|lab|doctor|tests|cuda-sets|lab-sets)" >&2; exit 2 ;;
   esac
 done
