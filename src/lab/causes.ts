@@ -19,6 +19,10 @@ const RANK: Record<string, number> = {
   'no-kernel-image': 1,
   'ptx-too-new': 1,
   'build-not-installed': 2,
+  // a library set of the wrong CUDA (or lacking a library) explains every library of it that does not load
+  'library-set-no-build': 2,
+  'library-set-wrong-build': 2,
+  'library-set-incomplete': 2,
   'provider-files-missing': 2,
   'provider-shared-missing': 2,
   'provider-file-missing': 2,
@@ -30,9 +34,6 @@ const RANK: Record<string, number> = {
   'cudnn8-nvrtc': 3,
   'cudnn-missing': 3,
   'cudnn-unavailable': 3,
-  'library-set-no-build': 3,
-  'library-set-wrong-build': 3,
-  'library-set-incomplete': 3,
   'lib-missing': 3,
   'lib-wrong-major': 3,
   'vulkan-missing': 3,
@@ -119,7 +120,8 @@ export function rootCause(res: LabResults, c: CellResult): RootCause | null {
     const here = res.cells.filter(cellPassed).map((x) => x.id);
     const fix = `run on a host with an NVIDIA GPU and driver (in a container: --gpus all with the NVIDIA Container Toolkit), or use ${here.length ? `the cells that pass here: ${here.join(', ')}` : 'the cpu provider'}`;
     const others = rest((f) => f.id === 'no-gpu', fix);
-    const elsewhere = others.find((f) => rankOf(f) === PROVIDER_FILES && f.fix)?.fix ?? null;
+    const elsewhere =
+      others.find((f) => rankOf(f) === PROVIDER_FILES && !f.id.startsWith('library-set-') && f.fix)?.fix ?? null;
     return {
       id: 'no-gpu',
       cause: 'this machine has no NVIDIA GPU (or no driver for one), so no GPU cell can run here',
