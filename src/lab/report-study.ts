@@ -54,6 +54,11 @@ function recommendation(res: LabResults, c: CellResult, best: CellResult | null)
   return `works${ratio ? ` (first image ${ratio.toFixed(2)}x ${best!.id}'s)` : ''}${caveats.length ? `; ${caveats.join('; ')}` : ''}`;
 }
 
+const faces = (c: CellResult): string => {
+  const n = c.restore?.faces?.length;
+  return n === undefined ? 'written' : `${n} ${n === 1 ? 'face' : 'faces'}`;
+};
+
 /** The summary rows: dimension -> one value per cell. */
 export function studyRows(res: LabResults): [string, string[]][] {
   const best = quickest(res);
@@ -66,7 +71,7 @@ export function studyRows(res: LabResults): [string, string[]][] {
     }),
     row('full restoration to a PNG', (c) =>
       cellPassed(c)
-        ? `pass (${c.restore ? `${c.restore.faces.length} ${c.restore.faces.length === 1 ? 'face' : 'faces'}` : 'written'}, decoded back)`
+        ? `pass (${faces(c)}, decoded back)`
         : c.stages.inference?.ok === false || c.stages.output?.ok === false
           ? `FAIL: ${short((c.stages.output?.ok === false ? c.stages.output : c.stages.inference)?.reason)}`
           : '—',
