@@ -4,7 +4,8 @@
 # (trixie non-free) and libcudart11.0 of CUDA 11.8 (bookworm non-free), fetched with apt-get through a sources list
 # and lists of its own (the system's stay as they are); the CUDA 12 build's providers
 # (com.github.asus4.onnxruntime.linux-x64-gpu@0.2.1) and its libonnxruntime (onnxruntime-node@1.19.2), both with npm
-# pack. One stream in parts of 58 MiB, .device/sets-NN/, each with the stream's sums; run.sh's cuda-sets mode unpacks.
+# pack. One stream in parts sized to the calls, .device/sets-NN/, each with the stream's sums; run.sh's cuda-sets mode
+# unpacks.
 set -euo pipefail
 work=${CUDA_SETS_WORK:-$HOME/.cache/device-kit/cuda-sets}
 mkdir -p "$work/apt/lists/partial" "$work/apt/cache/archives/partial" "$work/debs" "$work/stream"
@@ -36,11 +37,29 @@ if [ ! -f "$s/libonnxruntime.so.1.19.2.xz" ]; then
   xz -9 -c "$tmp/package/bin/napi-v3/linux/x64/libonnxruntime.so.1.19.2" > "$s/libonnxruntime.so.1.19.2.xz"; rm -rf "$tmp"
 fi
 rm -rf .device/sets-*
-tar -C "$work" -cf - debs stream | split -b 58M -d - "$work/sets.tar."
-n=0
-for part in "$work"/sets.tar.*; do
-  d=.device/sets-$(printf %02d $n); mkdir -p "$d"; mv "$part" "$d/"; n=$((n + 1))
-done
+# part sizes fill each call up to the 64 MiB a call carries: the first five ride with pack.sh's payloads (node and
+# the GL debs with cuda-03, node_modules with dist, each cuda-0N), the rest alone
+tar -C "$work" -cf "$work/sets.tar" debs stream
+n=$(python3 - "$work/sets.tar" <<'PY'
+import os, sys
+src = sys.argv[1]
+sizes = [30_000_000, 24_500_000, 10_000_000, 10_000_000, 10_000_000]
+with open(src, 'rb') as f:
+    i = 0
+    while True:
+        size = sizes[i] if i < len(sizes) else 62_500_000
+        chunk = f.read(size)
+        if not chunk:
+            break
+        d = f'.device/sets-{i:02d}'
+        os.makedirs(d, exist_ok=True)
+        with open(f'{d}/sets.tar.{i:02d}', 'wb') as o:
+            o.write(chunk)
+        i += 1
+print(i)
+PY
+)
+rm "$work/sets.tar"
 (cd .device && sha256sum sets-*/sets.tar.* > "$work/SHA256SUMS")
 for d in .device/sets-*; do cp "$work/SHA256SUMS" "$d/"; done
 echo "$n parts:"; du -sh .device/sets-*
