@@ -11,6 +11,7 @@ import { OFFICIAL_SIZES } from '../src/model/arch.js';
 import { OUTPUT_EXTS } from '../src/io/image.js';
 import { parseOptions } from '../src/serve/http.js';
 import { SCHEMA_FILE } from '../src/lab/config.js';
+import { ENGINES, LAUNCHER_TYPES } from '../src/lab/launchers.js';
 import { GpenLabError } from '../src/errors.js';
 
 const schema = JSON.parse(readFileSync(SCHEMA_FILE, 'utf8'));
@@ -23,8 +24,16 @@ test('the lab schema enumerates the providers, routes and precisions of src/', (
 
 test('the lab schema enumerates the runtime builds of src/, for a cell and the matrix', () => {
   assert.deepEqual(schema.definitions.runtime.enum, [...RUNTIME_BUILDS]);
-  assert.equal(schema.definitions.cell.properties.runtime.$ref, '#/definitions/runtime');
+  assert.equal(schema.definitions.gpenLabCell.properties.runtime.$ref, '#/definitions/runtime');
   assert.equal(schema.properties.matrix.properties.runtime.items.$ref, '#/definitions/runtime');
+});
+
+test('the lab schema enumerates the launcher types and docker engines of src/', () => {
+  const types = schema.definitions.launcher.oneOf.map(
+    (l: { properties: { type: { const: string } } }) => l.properties.type.const,
+  );
+  assert.deepEqual(types, [...LAUNCHER_TYPES]);
+  assert.deepEqual(schema.definitions.launcher.oneOf[2].properties.engine.enum, [...ENGINES]);
 });
 
 test('the lab schema enumerates the graph optimisation levels and the synthetic model sizes of src/', () => {

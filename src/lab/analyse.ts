@@ -102,12 +102,19 @@ export function settingsDiff(res: LabResults, ref: CellResult, c: CellResult): s
 
 const speedOf = (c: CellResult): number | null => c.warm.total?.median ?? c.cold.total?.median ?? null;
 
+/** A cell's first output and its input: a restore's, or a command cell's. */
+export function outputOf(c: CellResult): { input: string; output: string } | null {
+  if (c.restore?.outputs.gpen) return { input: c.restore.input, output: c.restore.outputs.gpen };
+  return c.commandOutputs?.[0] ?? null;
+}
+
 async function compareOutputs(
   a: CellResult,
   b: CellResult,
 ): Promise<{ psnr: number; ssim: number; diff: Rgb8 } | null> {
-  if (!a.restore?.outputs.gpen || !b.restore?.outputs.gpen || a.restore.input !== b.restore.input) return null;
-  const [x, y] = [await rgbOf(a.restore.outputs.gpen), await rgbOf(b.restore.outputs.gpen)];
+  const [oa, ob] = [outputOf(a), outputOf(b)];
+  if (!oa || !ob || oa.input !== ob.input) return null;
+  const [x, y] = [await rgbOf(oa.output), await rgbOf(ob.output)];
   if (x.width !== y.width || x.height !== y.height) return null;
   return { psnr: Math.min(psnr(x, y), 100), ssim: ssim(x, y), diff: diffHeatmap(x, y) };
 }

@@ -122,11 +122,25 @@ export function normalizeConfig(input: LabConfigInput, baseDir: string, file = '
   const abs = (p: string) => path.resolve(baseDir, expand(p));
   const cells: CellSpec[] = [];
   for (const c of input.cells ?? []) {
+    if (c.command) {
+      // a command cell: provider and route are labels (cuda where it uses the GPU), precision what it says it runs
+      const gpu = c.gpu !== false;
+      cells.push({
+        ...c,
+        id: c.id!,
+        provider: gpu ? 'cuda' : 'cpu',
+        route: 'fast',
+        precision: c.precision ?? 'fp32',
+        ...(c.inputs ? { inputs: c.inputs.map(abs) } : {}),
+      });
+      continue;
+    }
     const route = c.route ?? 'fast',
       precision = c.precision ?? 'fp32';
     cells.push({
       ...c,
-      id: c.id ?? cellId(c.provider, route, precision, undefined, c.runtime),
+      id: c.id ?? cellId(c.provider!, route, precision, undefined, c.runtime),
+      provider: c.provider!,
       route,
       precision,
       ...(c.inputs ? { inputs: c.inputs.map(abs) } : {}),
@@ -164,7 +178,7 @@ export function normalizeConfig(input: LabConfigInput, baseDir: string, file = '
         { input: file },
       );
     seen.add(c.id);
-    checkCombination(c, file);
+    if (!c.command) checkCombination(c, file);
   }
   if (input.reference && !seen.has(input.reference)) {
     throw new GpenLabError(

@@ -27,6 +27,7 @@ const STAGE_ROWS = [
   'paste',
   'encode',
   'write',
+  'command',
 ];
 
 /** A cell's settings against the reference's: "reference (…)", "as reference", or what differs. */
@@ -51,10 +52,10 @@ export function tableRows(res: LabResults): [string, string[]][] {
   const cs = res.cells;
   const row = (name: string, f: (c: CellResult) => string): [string, string[]] => [name, cs.map(f)];
   const rows: [string, string[]][] = [
-    row(
-      'provider, route, precision',
-      (c) =>
-        `${c.env.provider} ${c.env.route ?? 'fast'} ${c.env.precision}${c.env.runtime ? ` (${c.env.runtime})` : ''}`,
+    row('provider, route, precision', (c) =>
+      c.env.command
+        ? `command ${c.env.command.argv.slice(0, 2).join(' ')}… ${c.env.precision} (${c.env.launcher})`
+        : `${c.env.provider} ${c.env.route ?? 'fast'} ${c.env.precision}${c.env.runtime ? ` (${c.env.runtime})` : ''}${c.env.launcher !== 'local' ? ` (${c.env.launcher})` : ''}`,
     ),
     row('settings vs reference', (c) => settingsCell(res, c)),
     row('start-up', (c) => verdict(c.stages.startup)),
@@ -68,10 +69,20 @@ export function tableRows(res: LabResults): [string, string[]][] {
   ];
   for (const k of STAGE_ROWS) {
     if (cs.some((c) => c.cold.stages[k]))
-      rows.push(row(`  cold: ${k} (median)`, (c) => (c.cold.stages[k] ? sec(c.cold.stages[k].median) : '—')));
+      rows.push(
+        row(`  cold: ${k} (median)`, (c) =>
+          c.cold.stages[k]
+            ? sec(c.cold.stages[k].median)
+            : c.env.command && cellPassed(c) && k !== 'command'
+              ? 'not reported'
+              : '—',
+        ),
+      );
   }
   rows.push(
-    row('warm per image (median, min … max, runs)', (c) => stat(c.warm.total)),
+    row('warm per image (median, min … max, runs)', (c) =>
+      c.env.command && cellPassed(c) && !c.warm.total ? 'not reported' : stat(c.warm.total),
+    ),
     row('GPU utilisation mean / peak', (c) =>
       c.gpu.utilMean !== null ? `${c.gpu.utilMean.toFixed(0)}% / ${c.gpu.utilPeak}%` : '—',
     ),

@@ -15,6 +15,7 @@ import { RESULTS_SCHEMA } from './types.js';
 import { writeReport } from './report.js';
 import { analyse, readResults } from './analyse.js';
 import { emptyCell, runCell } from './cell.js';
+import { runCommandCell } from './command-cell.js';
 
 export { cellPassed } from './verdicts.js';
 export { analyse, readResults, recommend } from './analyse.js';
@@ -117,7 +118,8 @@ export async function runLab(cfg: LabConfig, opts: LabOptions): Promise<LabResul
     const placeholder = emptyCell(c, cfg);
     res.cells.push(placeholder);
     await save();
-    const r = await runCell(c, cfg, out, PROVIDER_SPECS[c.provider].gpu ? gpuPresent : null, progress);
+    const gpu = PROVIDER_SPECS[c.provider].gpu ? gpuPresent : null;
+    const r = c.command ? await runCommandCell(c, cfg, out, gpu, progress) : await runCell(c, cfg, out, gpu, progress);
     res.cells[res.cells.indexOf(placeholder)] = r;
     await save();
   }

@@ -21,9 +21,43 @@ export interface SessionOptions {
   cudaOptions?: Record<string, string>;
 }
 
-/** How a cell's process is started: local now; docker and ssh are the seam. */
-export interface Launcher {
-  type: 'local';
+/** Where and how a cell's processes start (src/lab/launchers.ts). */
+export type Launcher =
+  | { type: 'local' }
+  | {
+      type: 'ssh';
+      host: string;
+      user?: string;
+      port?: number;
+      /** The private key file (ssh -i). */
+      key?: string;
+      /** The known_hosts file the host is checked against (default: ssh's own). */
+      knownHosts?: string;
+      /** Where inputs, jobs and outputs go on the host (default /tmp/gpen-lab-remote). */
+      workDir?: string;
+      /** How gpen-lab starts there (default ['gpen-lab']). */
+      gpenLab?: string[];
+    }
+  | {
+      type: 'docker';
+      image: string;
+      engine?: 'docker' | 'podman';
+      /** docker's --gpus value; podman takes it as --device nvidia.com/gpu=VALUE. */
+      gpus?: string;
+      /** HOST:CONTAINER[:ro]. */
+      volumes?: string[];
+      env?: Record<string, string>;
+      extraArgs?: string[];
+    };
+
+/** A command cell's command: argv with {input}, {output} and {gpu} replaced, run once per fresh process. */
+export interface CommandSpec {
+  argv: string[];
+  /** Its start-up and dependency stages, each a command that must exit 0. */
+  probes?: { startup?: string[]; dependencies?: string[] };
+  env?: Record<string, string>;
+  /** Per process (default the lab's timeoutSec). */
+  timeoutSec?: number;
 }
 
 export interface CellSpec {
@@ -44,6 +78,10 @@ export interface CellSpec {
   inputs?: string[];
   launcher?: Launcher;
   batch?: number;
+  /** Set for a command cell: anything that restores a face, run as a command (provider, route and precision are labels). */
+  command?: CommandSpec;
+  /** A command cell's GPU use is sampled unless false. */
+  gpu?: boolean;
 }
 
 export interface MatrixSpec {
@@ -73,7 +111,7 @@ export interface LabConfig {
 
 /** What the config file may say before defaults and the matrix are applied. */
 export interface LabConfigInput extends Partial<Omit<LabConfig, 'cells'>> {
-  cells?: (Partial<CellSpec> & { provider: Provider })[];
+  cells?: ((Partial<CellSpec> & { provider: Provider }) | (Partial<CellSpec> & { id: string; command: CommandSpec }))[];
   matrix?: MatrixSpec;
 }
 
@@ -141,8 +179,13 @@ export interface CellResult {
     runtime?: RuntimeBuild;
     session: SessionOptions;
     vars: Record<string, string>;
+    /** The launcher, in words: "local", "ssh root@gpu-2:22", "docker IMAGE (--gpus all)". */
     launcher: string;
+    /** Where the cell ran: this host's name, or the ssh host's. */
+    host?: string;
     inputs: string[];
+    /** A command cell's command as configured. */
+    command?: CommandSpec;
   };
   stages: { startup: StageVerdict; dependencies: StageVerdict; inference: StageVerdict; output: StageVerdict };
   /** Provider asked for and what ran (from ONNX Runtime's profile). */
@@ -167,6 +210,8 @@ export interface CellResult {
     sets?: LibrarySet[];
   } | null;
   restore: RestoreResult | null;
+  /** A command cell's outputs, one per input (the last run's), compared like a restore's. */
+  commandOutputs?: { input: string; output: string }[];
   /** Where the warm runs took a session of their own (a folder's workload on CUDA's fast route: the warm set): what it ran. */
   warmRoute?: RouteChoice;
   flags: string[];
