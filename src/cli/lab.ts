@@ -111,6 +111,18 @@ export function labCommand(): Command {
     });
 }
 
+/** `gpen-lab cell-run JOB.json`: one run of a lab cell in this process, as the lab starts it on another host (ssh). */
+export function cellRunCommand(): Command {
+  return new Command('cell-run')
+    .description('one run of a lab cell from its job file (the lab starts it, here or on another host over ssh)')
+    .argument('<job>', 'the job file the lab wrote')
+    .action(async (job: string) => {
+      // cell-child reads its job from argv[2] and prints its @@lab lines on stdout
+      process.argv.splice(2, process.argv.length - 2, path.resolve(job));
+      await import('../lab/cell-child.js');
+    });
+}
+
 export function reportCommand(): Command {
   return new Command('report')
     .description("re-render report.md and report.html from a lab's results.json alone")

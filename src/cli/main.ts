@@ -20,7 +20,7 @@ const program = new Command('gpen-lab')
 const commands: Record<string, () => Promise<Command[]>> = {
   lab: async () => {
     const m = await import('./lab.js');
-    return [m.labCommand(), m.reportCommand()];
+    return [m.labCommand(), m.reportCommand(), m.cellRunCommand()];
   },
   serve: async () => [(await import('./serve.js')).serveCommand()],
   bench: async () => [(await import('./bench.js')).benchCommand()],
@@ -34,7 +34,7 @@ const commands: Record<string, () => Promise<Command[]>> = {
   doctor: async () => [(await import('./doctor.js')).doctorCommand()],
   demo: async () => [(await import('./demo.js')).demoCommand()],
 };
-const alias: Record<string, string> = { report: 'lab', detect: 'restore' };
+const alias: Record<string, string> = { report: 'lab', 'cell-run': 'lab', detect: 'restore' };
 const word = argv.slice(2).find((a) => !a.startsWith('-'));
 const only = word === undefined ? undefined : (commands[word] ?? commands[alias[word] ?? '']);
 for (const load of only ? [only] : Object.values(commands)) for (const c of await load()) program.addCommand(c);

@@ -43,12 +43,15 @@ export function runChild(
   env: NodeJS.ProcessEnv,
   timeoutMs: number,
   pids: Set<number>,
+  /** What to spawn instead of cell-child here (a launcher's: ssh to `gpen-lab cell-run JOB` there). */
+  launch?: { file: string; args: string[]; env: NodeJS.ProcessEnv },
 ): Promise<ChildOutcome> {
   return new Promise((resolve) => {
     const spawnAt = Date.now();
+    const file = launch?.file ?? process.execPath;
     // a process group of its own: stopCells ends the cell with whatever it started
-    const child = spawn(process.execPath, [...nodeScriptArgs(import.meta.url, 'cell-child'), jobFile], {
-      env,
+    const child = spawn(file, launch?.args ?? [...nodeScriptArgs(import.meta.url, 'cell-child'), jobFile], {
+      env: launch?.env ?? env,
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: true,
     });
@@ -96,7 +99,7 @@ export function runChild(
       const tail = (spawnError ? `${spawnError}\n` : '') + stripVTControlCharacters(err).trim().slice(-TAIL);
       resolve({ events, exitCode: code, signal, timedOut, stderrTail: tail, spawnAt, pid: child.pid ?? null });
     };
-    child.on('error', (e) => finish(null, null, `could not start ${process.execPath}: ${e.message}`));
+    child.on('error', (e) => finish(null, null, `could not start ${file}: ${e.message}`));
     child.on('close', (code, signal) => finish(code, signal));
   });
 }

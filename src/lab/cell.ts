@@ -18,6 +18,8 @@ import { inputsOf, modelSpecOf } from './config.js';
 import type { CellJob, CellResult, CellSpec, LabConfig, OutputAgreement } from './types.js';
 import { rgbOf } from './analyse.js';
 import { runChild, toRunRecord } from './cell-process.js';
+import { remoteCell } from './cell-remote.js';
+import type { RunEnd } from './launchers.js';
 import { rootFinding } from './causes.js';
 
 /** Expands $NAME and ${NAME} from the lab's own environment, so a cell can say "/opt/cuda12/lib:$LD_LIBRARY_PATH". */
@@ -128,14 +130,30 @@ export async function runCell(
   const found: Record<string, string[]> = {};
   let gpuInfo: { driverVersion: string | null; cudaDriverVersion: string | null } | null = null;
   const env = { ...process.env, ...vars };
+  const cellDir = path.join(out, 'cells', c.id);
+  // on another host over ssh: the doctor there, and each run's job sent there
+  const remote =
+    c.launcher?.type === 'ssh' ? remoteCell(c.launcher, { cellId: c.id, cellDir, inputs: inputsOf(cfg, c) }) : null;
+  if (remote) {
+    r.env.launcher = remote.launcher.describe;
+    r.env.host = remote.launcher.host;
+  }
+  const there = remote ? await remote.doctor(c.provider, vars) : null;
   // dependencies: the doctor's static report for this environment (the try-load is the cell itself)
-  if (c.provider === 'cpu') {
+  if (there && 'error' in there) {
+    r.doctor = {
+      verdict: 'fail',
+      findings: [{ id: 'remote-doctor', verdict: 'fail', message: there.error, fix: there.fix }],
+      libraries: [],
+    };
+    r.stages.dependencies = { ok: false, reason: `${there.error} (fix: ${there.fix})` };
+  } else if (c.provider === 'cpu') {
     r.stages.dependencies = {
       ok: true,
       reason: 'the CPU provider is inside libonnxruntime.so.1: nothing else to load',
     };
   } else {
-    const d = await runDoctor({ providers: [c.provider], probe: false, env });
+    const d = there ?? (await runDoctor({ providers: [c.provider], probe: false, env }));
     // a build other than onnxruntime-node's: its own report (its providers, its CUDA's libraries)
     const b = c.runtime && c.runtime !== DEFAULT_BUILD ? d.builds.find((x) => x.build === c.runtime) : undefined;
     const p = d.providers[0];
@@ -167,10 +185,10 @@ export async function runCell(
     const unused = setFindings.find((f) => f.id === 'library-set-unused');
     if (unused) r.flags.push(`the library set is not the build's CUDA: ${unused.message} (fix: ${unused.fix})`);
   }
-  const cellDir = path.join(out, 'cells', c.id);
   await makeDirs(cellDir);
   const pids = new Set<number>();
-  const sampler = gpuPresent === null && c.provider !== 'cpu' ? startGpuSampler({ pids: () => pids }) : null;
+  // another host's GPU is not sampled from here
+  const sampler = gpuPresent === null && c.provider !== 'cpu' && !remote ? startGpuSampler({ pids: () => pids }) : null;
   const timeoutMs = cfg.timeoutSec * 1000;
   const warmRecords: { stages_ms: Record<string, number>; total_ms: number | null }[] = [];
   for (let i = 0; i < cfg.coldRuns; i++) {
@@ -192,7 +210,37 @@ export async function runCell(
     const jobFile = path.join(cellDir, `job-${i}.json`);
     writeFileSync(jobFile, JSON.stringify(job));
     progress(`run ${i + 1}/${cfg.coldRuns}${last && cfg.warmRuns ? ` (+${cfg.warmRuns} warm)` : ''}`);
-    const o = await runChild(jobFile, env, timeoutMs, pids);
+    let launch: { file: string; args: string[]; env: NodeJS.ProcessEnv } | undefined;
+    try {
+      if (remote) launch = { ...(await remote.prepare(job, jobFile, vars)), env: process.env };
+    } catch (e) {
+      const end = (e as { end?: RunEnd }).end;
+      const f = end ? remote!.launcher.diagnose(end) : null;
+      r.doctor ??= { verdict: 'fail', findings: [], libraries: [] };
+      if (f) r.doctor.findings.unshift(f);
+      r.runs.push({
+        ...toRunRecord(
+          i,
+          {
+            events: [],
+            exitCode: null,
+            signal: null,
+            timedOut: false,
+            stderrTail: (e as Error).message,
+            spawnAt: Date.now(),
+            pid: null,
+          },
+          timeoutMs,
+        ),
+        error: (e as Error).message,
+      });
+      break;
+    }
+    const o = await runChild(jobFile, env, timeoutMs, pids, launch);
+    if (remote) {
+      const ev = o.events.find((e) => e.ev === 'restore') as { results?: RestoreResult[] } | undefined;
+      if (ev?.results) ev.results = await remote.finish(ev.results);
+    }
     const rec = toRunRecord(i, o, timeoutMs);
     r.runs.push(rec);
     const mod = o.events.find((e) => e.ev === 'module') as { providers?: string[] } | undefined;
