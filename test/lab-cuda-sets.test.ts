@@ -10,7 +10,8 @@ import path from 'node:path';
 import { GpenLabError } from '../src/errors.js';
 import { readConfig } from '../src/lab/config.js';
 import { runCell } from '../src/lab/cell.js';
-import { studyRows } from '../src/lab/report-study.js';
+import { quickest, studyRows } from '../src/lab/report-study.js';
+import { deriveFlags } from '../src/lab/analyse.js';
 import { renderMarkdown } from '../src/lab/report.js';
 import type { CellSpec, LabConfig, LabResults } from '../src/lab/types.js';
 import { VERSION_C, buildLib, requireCc } from './helpers/native.js';
@@ -172,5 +173,50 @@ describe('the summary table', () => {
     const md = renderMarkdown(res);
     assert.ok(md.indexOf('## At a glance') > 0 && md.indexOf('## At a glance') < md.indexOf('## Every dimension'));
     assert.match(md, /\| recommendation \| works; restores other inputs/);
+  });
+});
+
+describe('the CUDA-sets study on the H100 (results/device/lab-cuda-2026-12-07)', () => {
+  const res = JSON.parse(readFileSync('results/device/lab-cuda-2026-12-07/results.json', 'utf8')) as LabResults;
+  deriveFlags(res);
+  const cell = (id: string) => res.cells.find((c) => c.id === id)!;
+
+  it('passing cells agree with each other >= 45 dB, and each library set is the one its cell resolved', () => {
+    const passing = ['cuda13-system', 'cuda13-torch', 'cuda12.4-ort1.19', 'cuda12.4-ort1.29'];
+    for (let i = 0; i < passing.length; i++)
+      for (const b of passing.slice(i + 1)) {
+        const p = res.pairs.find((x) => (x.a === passing[i] && x.b === b) || (x.a === b && x.b === passing[i]));
+        assert.ok(p && p.psnr >= 45, `${passing[i]} vs ${b}: ${p?.psnr}`);
+      }
+    const rt = (id: string) => cell(id).doctor!.libraries.find((l) => l.soname.startsWith('libcudart.so.'))!;
+    assert.match(rt('cuda13-torch').path!, /site-packages\/nvidia\/cu13\/lib/);
+    assert.deepEqual(
+      [rt('cuda12.4-ort1.19').path, rt('cuda12.4-ort1.19').version],
+      ['/tmp/cuda-sets/12.4/libcudart.so.12.4.127', '12.4'],
+    );
+  });
+
+  it('the findings: no build for CUDA 11.8, the missing cuFFT, the CUDA 13 build skipping the 12.4 set', () => {
+    assert.match(
+      cell('cuda11.8-ort1.19').stages.dependencies!.reason!,
+      /holds CUDA 11\.8 .*no gpen-lab build runs on CUDA 11/,
+    );
+    assert.match(cell('cuda12.4-no-cufft').stages.dependencies!.reason!, /it lacks libcufft\.so\.11 \(cuFFT\)/);
+    assert.ok(
+      cell('cuda12.4-ort1.29').flags.some((f) =>
+        /^the library set is not the build's CUDA: .*takes only libcurand\.so\.10 10\.3\.5 from it/.test(f),
+      ),
+    );
+  });
+
+  it('read again: the CUDA 12 build’s warm session refused NHWC (a later run failing is flagged), compared first image to first image', () => {
+    const c = cell('cuda12.4-ort1.19');
+    assert.ok(
+      c.flags.some((f) => /^run 3 failed at warm: .*This build does not support NHWC layout/.test(f)),
+      c.flags.join('\n'),
+    );
+    const slow = c.flags.find((f) => f.startsWith('runs but slow'));
+    assert.match(slow ?? '', /^runs but slow: 37% slower than cuda12\.4-ort1\.29 \(first image\)/);
+    assert.equal(quickest(res)?.id, 'cuda13-torch', 'flagged cells are not recommended');
   });
 });

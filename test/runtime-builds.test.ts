@@ -12,6 +12,8 @@ import * as tar from 'tar';
 import { GpenLabError } from '../src/errors.js';
 import { convertPth, prepareModel } from '../src/model/registry.js';
 import { ensureBuildLibrary } from '../src/runtime/build-fetch.js';
+import { CUDA_SETS, fastCudaOptions } from '../src/runtime/routes.js';
+import { formForCuda } from '../src/model/registry.js';
 import {
   BUILD_SPECS,
   RUNTIME_BUILDS,
@@ -232,6 +234,23 @@ try { load('ort1.19-cuda12'); console.log('null'); } catch (e) { console.log(JSO
     const r = child(script, { GPEN_LAB_CACHE: cache }) as { code: string; message: string } | null;
     assert.equal(r?.code, 'E_RUNTIME_VERSION');
     assert.match(r?.message ?? '', /loaded onnxruntime-node's binding \(1\.29\.0\): a process runs one build/);
+  });
+});
+
+describe("the fast route's CUDA sets per build", () => {
+  it('ort1.19-cuda12 has no NHWC kernels: its warm set keeps CUDA graphs and the arena, without NHWC and FusedAct', () => {
+    assert.equal(buildSpec('ort1.29-cuda13').nhwc, true);
+    assert.equal(buildSpec(OLD).nhwc, false);
+    assert.deepEqual(fastCudaOptions('batch', true), { ...CUDA_SETS.warm });
+    const old = fastCudaOptions('batch', true, OLD);
+    assert.deepEqual(old, {
+      enable_cuda_graph: '1',
+      arena_extend_strategy: 'kSameAsRequested',
+      'arena.max_dead_bytes_per_chunk': '1048576',
+    });
+    // the graph it takes is the NCHW one, without FusedAct nodes
+    assert.deepEqual(formForCuda(old), { nhwc: false, fusedAct: false });
+    assert.deepEqual(fastCudaOptions('single', true, OLD), { ...CUDA_SETS.cold });
   });
 });
 

@@ -109,6 +109,7 @@ cuda_sets() {
   export CUDA_SETS=$S GPEN_MODEL=$P/peer.pth
   TORCH_CUDA_LIBS=$(find "$(python3 -c 'import nvidia; print(list(nvidia.__path__)[0])')" -name 'lib*.so*' -printf '%h\n' | sort -u | paste -sd:)
   export TORCH_CUDA_LIBS; echo "TORCH_CUDA_LIBS=$TORCH_CUDA_LIBS"
+  [ -n "${SETS_INSTALL_ONLY:-}" ] && return 0
   # first: the CUDA 12 build on the machine's cuDNN 9 (built for CUDA 13)
   ( export LD_LIBRARY_PATH=$S/12.4:$LD_LIBRARY_PATH
     $g doctor --provider cuda --json > "$OUT/doctor-cuda124.json" 2> "$OUT/doctor-cuda124.err"; echo "doctor 12.4 exit $?"

@@ -130,9 +130,11 @@ export function reportCommand(): Command {
     .option('--out <dir>', 'where to write the reports (default: beside results.json)')
     .action(async (file: string, o: { out?: string }) => {
       const { readResults, recommend } = await import('../lab/runner.js');
+      const { deriveFlags } = await import('../lab/analyse.js');
       const { writeReport } = await import('../lab/report.js');
       const res = readResults(file);
       // derived from the cells alone: made again, so a report shows the current reading of the same measurements
+      deriveFlags(res);
       res.recommendations = recommend(res);
       const out = path.resolve(o.out ?? path.dirname(file));
       const files = await writeReport(res, out);

@@ -2,7 +2,7 @@
 // --cuda-options: on CUDA each model runs as one captured CUDA graph at the detector's padded batch (its byte input
 // and four outputs bound on the GPU), on the CPU as a plain run (what the tests check against the stock binding).
 import { GpenLabError } from '../errors.js';
-import type { RuntimeBuild } from '../runtime/builds.js';
+import { DEFAULT_BUILD, buildSpec, type RuntimeBuild } from '../runtime/builds.js';
 import type { DeviceIo } from '../runtime/capi/device-io.js';
 import { CapiSession } from '../runtime/capi/session.js';
 import { HostPins } from '../runtime/cuda/host-pins.js';
@@ -47,7 +47,12 @@ export async function capiDetectorSession(
   // back one ~20% faster; EXHAUSTIVE search gave nothing more than HEURISTIC)
   const cuda =
     o.provider === 'cuda'
-      ? { enable_cuda_graph: '1', cudnn_conv_algo_search: 'HEURISTIC', prefer_nhwc: '1', ...o.cudaOptions }
+      ? {
+          enable_cuda_graph: '1',
+          cudnn_conv_algo_search: 'HEURISTIC',
+          ...(buildSpec(o.runtime ?? DEFAULT_BUILD).nhwc ? { prefer_nhwc: '1' } : {}),
+          ...o.cudaOptions,
+        }
       : null;
   const s = await CapiSession.createAsync(model, {
     provider: o.provider,

@@ -151,7 +151,7 @@ export async function chooseSession(o: ChooseOptions): Promise<{ first: Plan; se
     if (!onOwn) checkCapiProvider(provider, build);
     // CUDA's option sets on the C API route; another build on the CPU runs there with none
     const capiCuda = binding === 'capi' && provider === 'cuda';
-    const options = capiCuda ? { ...(userOptions ?? fastCudaOptions(workload, builtHere)) } : null;
+    const options = capiCuda ? { ...(userOptions ?? fastCudaOptions(workload, builtHere, build)) } : null;
     const form = formForCuda(options ?? undefined);
     const fits = o.prepared && !usedPrepared && (precision === undefined || o.prepared.info.precision === precision);
     // synthetic weights on the C API route are built once into the cache: its graph cache and early session need a file

@@ -119,6 +119,45 @@ async function compareOutputs(
   return { psnr: Math.min(psnr(x, y), 100), ssim: ssim(x, y), diff: diffHeatmap(x, y) };
 }
 
+const LATER = /^run \d+ failed at /;
+
+/**
+ * The flags read from the runs alone, made again on every reading (`gpen-lab report` too): a later run failing where
+ * the first passed, and "runs but slow": >= 20% slower than the best passing cell of the same provider, route and
+ * precision (the stock route is the baseline, slower by design), warm against warm, else first image against first.
+ */
+export function deriveFlags(res: LabResults): void {
+  for (const c of res.cells) {
+    c.flags = c.flags.filter((f) => !f.startsWith('runs but slow') && !LATER.test(f));
+    // the warm set's own session failing after two good cold runs is not a pass to keep quiet about
+    const later = c.runs.find((x, i) => i > 0 && !x.ok);
+    if (later && c.runs[0]?.ok)
+      c.flags.push(`run ${later.run + 1} failed at ${later.stage}: ${later.error ?? 'no result'}`);
+  }
+  const passing = res.cells.filter(cellPassed);
+  const routeOf = (c: CellResult) => res.config.cells.find((x) => x.id === c.id)?.route ?? 'fast';
+  for (const c of passing) {
+    const kind = c.warm.total ? 'warm' : 'cold';
+    const s = c[kind].total?.median;
+    if (s === undefined) continue;
+    const peers = passing.filter(
+      (p) =>
+        p.env.provider === c.env.provider &&
+        p.env.precision === c.env.precision &&
+        routeOf(p) === routeOf(c) &&
+        p[kind].total,
+    );
+    const best = peers.sort((a, b) => a[kind].total!.median - b[kind].total!.median)[0];
+    const b = best?.[kind].total?.median;
+    if (best && best !== c && b !== undefined && s >= SLOW_RATIO * b) {
+      const diff = envDiff(best, c);
+      c.flags.push(
+        `runs but slow: ${Math.round((s / b - 1) * 100)}% slower than ${best.id}${kind === 'cold' ? ' (first image)' : ''}${diff.length ? `; differences: ${diff.join('; ')}` : ''}`,
+      );
+    }
+  }
+}
+
 /** Reference, agreement, slow flags and recommendations, from the cells alone. */
 export async function analyse(res: LabResults, out: string): Promise<void> {
   const passing = res.cells.filter(cellPassed);
@@ -130,7 +169,7 @@ export async function analyse(res: LabResults, out: string): Promise<void> {
   res.reference = ref?.id ?? null;
   res.pairs = [];
   for (const c of res.cells) {
-    c.flags = c.flags.filter((f) => !f.startsWith('runs but slow') && !f.startsWith('reference'));
+    c.flags = c.flags.filter((f) => !f.startsWith('reference'));
     c.output.deltaDbVsReference = null;
     c.output.visuallyLossless = null;
     c.output.vsReference = null;
@@ -164,26 +203,7 @@ export async function analyse(res: LabResults, out: string): Promise<void> {
         res.pairs.push({ a: passing[i].id, b: passing[j].id, psnr: cmp.psnr, ssim: cmp.ssim } satisfies PairResult);
     }
   }
-  // runs but slow: >= 20% slower than the best passing cell of the same provider, route and precision (the stock
-  // route is the baseline, slower by design)
-  const routeOf = (c: CellResult) => res.config.cells.find((x) => x.id === c.id)?.route ?? 'fast';
-  for (const c of passing) {
-    const peers = passing.filter(
-      (p) =>
-        p.env.provider === c.env.provider &&
-        p.env.precision === c.env.precision &&
-        routeOf(p) === routeOf(c) &&
-        speedOf(p) !== null,
-    );
-    const best = peers.sort((a, b) => speedOf(a)! - speedOf(b)!)[0];
-    const s = speedOf(c);
-    if (best && best !== c && s !== null && s >= SLOW_RATIO * speedOf(best)!) {
-      const diff = envDiff(best, c);
-      c.flags.push(
-        `runs but slow: ${Math.round((s / speedOf(best)! - 1) * 100)}% slower than ${best.id}${diff.length ? `; differences: ${diff.join('; ')}` : ''}`,
-      );
-    }
-  }
+  deriveFlags(res);
   res.recommendations = recommend(res);
 }
 
@@ -218,7 +238,13 @@ export function comparable(res: LabResults): {
     (c) =>
       inputsKey(c) === common &&
       c.output.visuallyLossless !== false &&
-      !c.flags.some((f) => f.startsWith('runs but slow') || f.startsWith('asked for')),
+      !c.flags.some(
+        (f) =>
+          f.startsWith('runs but slow') ||
+          f.startsWith('asked for') ||
+          f.startsWith("the library set is not the build's CUDA") ||
+          LATER.test(f),
+      ),
   );
   const fastest = [...ok].filter((c) => speedOf(c) !== null).sort((a, b) => speedOf(a)! - speedOf(b)!)[0];
   return { passing, common, fastest };

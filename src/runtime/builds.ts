@@ -51,6 +51,11 @@ export interface BuildSpec {
   driverMin: number;
   providers: readonly Provider[];
   routes: readonly Route[];
+  /**
+   * Whether its CUDA provider has NHWC kernels (prefer_nhwc=1, and the FusedAct operator, which works on NHWC):
+   * 0.2.1's was built without, and its session creation refuses prefer_nhwc=1 (measured on an H100).
+   */
+  nhwc: boolean;
 }
 
 const PROVIDER_PACKAGE = 'com.github.asus4.onnxruntime.linux-x64-gpu';
@@ -67,6 +72,7 @@ export const BUILD_SPECS = {
     driverMin: 580,
     providers: ['cpu', 'cuda', 'tensorrt', 'webgpu'],
     routes: ['fast', 'stock'],
+    nhwc: true,
   },
   'ort1.19-cuda12': {
     ortVersion: '1.19.2',
@@ -87,6 +93,7 @@ export const BUILD_SPECS = {
     driverMin: 525,
     providers: ['cpu', 'cuda', 'tensorrt'],
     routes: ['fast'],
+    nhwc: false,
   },
 } as const satisfies Record<RuntimeBuild, BuildSpec>;
 

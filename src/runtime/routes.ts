@@ -2,7 +2,7 @@
 // the measured-best CUDA option set per workload. The table of valid combinations is written here once; the CLI, the
 // pipeline, the service, the lab and docs/routes.md derive from it.
 import { GpenLabError } from '../errors.js';
-import { DEFAULT_BUILD, ROUTES, checkBuildCombination, type Route, type RuntimeBuild } from './builds.js';
+import { DEFAULT_BUILD, ROUTES, buildSpec, checkBuildCombination, type Route, type RuntimeBuild } from './builds.js';
 import type { Provider } from './providers.js';
 import { PROVIDERS, PROVIDER_SPECS } from './providers.js';
 import type { RuntimeChoice } from './runtime-choice.js';
@@ -162,11 +162,21 @@ export function cudaSetFor(workload: Workload): CudaSet {
 
 /**
  * The fast route's CUDA options for a workload. fused_act=1 only where gpen-lab builds the graph (a .pth, synthetic
- * weights): a ready-made ONNX file has no FusedAct nodes and keeps its own layout.
+ * weights): a ready-made ONNX file has no FusedAct nodes and keeps its own layout. A build without NHWC kernels
+ * (ort1.19-cuda12) takes neither.
  */
-export function fastCudaOptions(workload: Workload, builtHere: boolean): Record<string, string> {
+export function fastCudaOptions(
+  workload: Workload,
+  builtHere: boolean,
+  build: RuntimeBuild = DEFAULT_BUILD,
+): Record<string, string> {
   const set: Record<string, string> = { ...CUDA_SETS[cudaSetFor(workload)] };
   if (!builtHere) delete set.fused_act;
+  // a build without NHWC kernels: CUDA graphs and the arena settings stay, NHWC and FusedAct go
+  if (!buildSpec(build).nhwc) {
+    delete set.prefer_nhwc;
+    delete set.fused_act;
+  }
   return set;
 }
 
