@@ -14,7 +14,7 @@ import { quickest, studyRows } from '../src/lab/report-study.js';
 import { deriveFlags } from '../src/lab/analyse.js';
 import { renderMarkdown } from '../src/lab/report.js';
 import type { CellSpec, LabConfig, LabResults } from '../src/lab/types.js';
-import { VERSION_C, buildLib, requireCc } from './helpers/native.js';
+import { DEBIAN_CUDA_12_4, VERSION_C, buildLib, buildSet, requireCc } from './helpers/native.js';
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'gpen-lab-sets-'));
 const EXAMPLE = path.resolve('examples/lab-cuda-sets.yaml');
@@ -75,15 +75,7 @@ describe('a cell on a library set', () => {
   before(() => {
     requireCc();
     buildLib(path.join(tmp, '11.8'), 'libcudart.so.11.0', VERSION_C.cudart(11080));
-    for (const [n, body] of [
-      ['libcudart.so.12', VERSION_C.cudart(12040)],
-      ['libcublas.so.12', VERSION_C.cublas(120405)],
-      ['libcublasLt.so.12', VERSION_C.cublasLt(120405)],
-      ['libcurand.so.10', VERSION_C.curand(10305)],
-      ['libcufft.so.11', VERSION_C.cufft(11201)],
-      ['libnvrtc.so.12', VERSION_C.nvrtc(124)],
-    ])
-      buildLib(path.join(tmp, '12.4'), n, body);
+    buildSet(path.join(tmp, '12.4'), DEBIAN_CUDA_12_4);
   });
 
   const cfg = (cells: CellSpec[]): LabConfig => ({

@@ -12,7 +12,7 @@ import { checkNeeded } from '../src/doctor/checks.js';
 import { addedDirs, describeSet, librarySetFindings } from '../src/doctor/library-set.js';
 import { BUILD_REQUIREMENTS } from '../src/doctor/requirements.js';
 import type { RuntimeBuild } from '../src/runtime/builds.js';
-import { VERSION_C, buildLib, requireCc } from './helpers/native.js';
+import { DEBIAN_CUDA_12_4, VERSION_C, buildLib, buildSet, requireCc } from './helpers/native.js';
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'gpen-libset-'));
 const d = (n: string) => path.join(tmp, n);
@@ -34,18 +34,8 @@ before(() => {
     ),
   ];
   for (const [n, body] of sys) cache.set(n, buildLib(d('system'), n, body));
-  const set124: [string, string][] = [
-    ['libcudart.so.12', VERSION_C.cudart(12040)],
-    ['libcublas.so.12', VERSION_C.cublas(120405)],
-    ['libcublasLt.so.12', VERSION_C.cublasLt(120405)],
-    ['libcurand.so.10', VERSION_C.curand(10305)],
-    ['libcufft.so.11', VERSION_C.cufft(11201)],
-    ['libnvrtc.so.12', VERSION_C.nvrtc(124)],
-  ];
-  for (const [n, body] of set124) {
-    buildLib(d('cuda-12.4'), n, body);
-    if (n !== 'libcufft.so.11') buildLib(d('cuda-12.4-no-cufft'), n, body);
-  }
+  buildSet(d('cuda-12.4'), DEBIAN_CUDA_12_4);
+  buildSet(d('cuda-12.4-no-cufft'), DEBIAN_CUDA_12_4, ['libcufft.so.11']);
   buildLib(d('cuda-11.8'), 'libcudart.so.11.0', VERSION_C.cudart(11080));
 });
 

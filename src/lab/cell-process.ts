@@ -1,7 +1,7 @@
 // A lab cell's run in a fresh `node` process (cell-child.ts): its own process group, so that a timeout or stopCells
 // ends it with whatever it started; its `@@lab {json}` lines and stderr tail make a RunRecord with the stage reached.
 import { stripVTControlCharacters } from 'node:util';
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import type { RestoreResult } from '../face/restore.js';
 import { nodeScriptArgs } from '../io/node-script.js';
 import type { RunRecord } from './types.js';
@@ -36,6 +36,15 @@ export async function stopCells(): Promise<void> {
   }
   live.clear();
   await Promise.all(exits);
+}
+
+/** Ends a detached child with its whole process group (what it started too), or the child alone where that fails. */
+export function killGroup(child: ChildProcess): void {
+  try {
+    process.kill(-child.pid!, 'SIGKILL');
+  } catch {
+    child.kill('SIGKILL');
+  }
 }
 
 export function runChild(
@@ -81,11 +90,7 @@ export function runChild(
     });
     const timer = setTimeout(() => {
       timedOut = true;
-      try {
-        process.kill(-child.pid!, 'SIGKILL');
-      } catch {
-        child.kill('SIGKILL');
-      }
+      killGroup(child);
     }, timeoutMs);
     let settled = false;
     const finish = (code: number | null, signal: string | null, spawnError?: string) => {

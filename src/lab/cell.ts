@@ -30,7 +30,8 @@ export function expandVars(vars: Record<string, string>, env: NodeJS.ProcessEnv 
   return out;
 }
 
-function statsOf(records: { stages_ms: Record<string, number>; total_ms: number | null }[]): CellResult['cold'] {
+/** Timing statistics of the runs: the total and each stage, over the runs that have it. */
+export function statsOf(records: { stages_ms: Record<string, number>; total_ms: number | null }[]): CellResult['cold'] {
   const totals = records.map((r) => r.total_ms).filter((x): x is number => x !== null);
   const keys = [...new Set(records.flatMap((r) => Object.keys(r.stages_ms)))];
   const stages: CellResult['cold']['stages'] = {};

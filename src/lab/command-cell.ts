@@ -14,10 +14,10 @@ import { diagnose } from '../doctor/signatures.js';
 import type { Finding } from '../doctor/types.js';
 import { makeDirs } from '../io/files.js';
 import { psnr, ssim } from '../metrics/quality.js';
-import { timingStats } from '../metrics/stats.js';
 import { rgbOf } from './analyse.js';
 import { inputsOf } from './config.js';
-import { emptyCell, expandVars } from './cell.js';
+import { emptyCell, expandVars, statsOf } from './cell.js';
+import { killGroup } from './cell-process.js';
 import { launcherFor, type CellLauncher } from './launchers.js';
 import type { CellResult, CellSpec, LabConfig, RunRecord } from './types.js';
 
@@ -75,11 +75,7 @@ function runOnce(l: CellLauncher, argv: string[], vars: Record<string, string>, 
     child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-64 * 1024)));
     const timer = setTimeout(() => {
       timedOut = true;
-      try {
-        process.kill(-child.pid!, 'SIGKILL');
-      } catch {
-        child.kill('SIGKILL');
-      }
+      killGroup(child);
       void l.stop(tag);
     }, timeoutMs);
     const finish = (code: number | null, signal: string | null, spawnError: string | null) => {
@@ -297,18 +293,8 @@ export async function runCommandCell(
         ? { ok: false, reason: first.error }
         : null;
   }
-  const stats = (rs: { stages_ms: Record<string, number>; total_ms: number | null }[]): CellResult['cold'] => {
-    const totals = rs.map((x) => x.total_ms).filter((x): x is number => x !== null);
-    const keys = [...new Set(rs.flatMap((x) => Object.keys(x.stages_ms)))];
-    const stages: CellResult['cold']['stages'] = {};
-    for (const k of keys) {
-      const xs = rs.map((x) => x.stages_ms[k]).filter((x): x is number => x !== undefined);
-      if (xs.length) stages[k] = timingStats(xs);
-    }
-    return { total: totals.length ? timingStats(totals) : null, stages };
-  };
-  r.cold = stats(passed);
-  r.warm = stats(warm);
+  r.cold = statsOf(passed);
+  r.warm = statsOf(warm);
   if (passed.length) {
     r.commandOutputs = outputs;
     for (const o of outputs) {

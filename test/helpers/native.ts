@@ -37,3 +37,18 @@ export function buildLib(dir: string, soname: string, body: string, extra: strin
   execFileSync('cc', ['-shared', '-fPIC', '-o', out, src, `-Wl,-soname,${soname}`, ...extra], { stdio: 'pipe' });
   return out;
 }
+
+/** Debian's CUDA 12.4 runtime set (trixie non-free) as stubs answering its versions: soname -> C body. */
+export const DEBIAN_CUDA_12_4: [string, string][] = [
+  ['libcudart.so.12', VERSION_C.cudart(12040)],
+  ['libcublas.so.12', VERSION_C.cublas(120405)],
+  ['libcublasLt.so.12', VERSION_C.cublasLt(120405)],
+  ['libcurand.so.10', VERSION_C.curand(10305)],
+  ['libcufft.so.11', VERSION_C.cufft(11201)],
+  ['libnvrtc.so.12', VERSION_C.nvrtc(124)],
+];
+
+/** Stubs of a set in `dir`, leaving out the sonames in `without`. */
+export function buildSet(dir: string, set: [string, string][], without: string[] = []): void {
+  for (const [n, body] of set) if (!without.includes(n)) buildLib(dir, n, body);
+}
