@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # What the tests need beyond npm, installed when missing and this user can (root with apt-get): a C compiler (the
-# doctor's tests build stub shared libraries) and Debian's chromium (the report test drives it with playwright-core).
+# doctor's tests build stub shared libraries), Debian's chromium (the report test drives it with playwright-core) and
+# OpenSSH's server and client (the ssh launcher's tests).
 # Otherwise it says how, and the tests that need them fail loudly.
 set -euo pipefail
 need=()
 command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then need+=(chromium); fi
+# the ssh launcher's tests start OpenSSH's server on a loopback port
+{ [ -x /usr/sbin/sshd ] && command -v ssh >/dev/null 2>&1 && command -v scp >/dev/null 2>&1; } || need+=(openssh-server openssh-client)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
   echo "installing ${need[*]} (Debian packages) for the tests..." >&2

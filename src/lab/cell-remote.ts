@@ -5,24 +5,11 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { DoctorReport } from '../doctor/index.js';
 import type { RestoreResult } from '../face/restore.js';
-import { runHere, shellQuote, sshLauncher } from './launch-ssh.js';
+import { runHere, shellQuote, sshArgs, sshLauncher } from './launch-ssh.js';
 import type { CellLauncher } from './launchers.js';
 import type { CellJob, Launcher } from './types.js';
 
 type Ssh = Extract<Launcher, { type: 'ssh' }>;
-
-const sshArgs = (l: Ssh): string[] => [
-  '-p',
-  String(l.port ?? 22),
-  '-o',
-  'BatchMode=yes',
-  '-o',
-  'ConnectTimeout=15',
-  ...(l.key ? ['-i', l.key, '-o', 'IdentitiesOnly=yes'] : []),
-  ...(l.knownHosts ? ['-o', `UserKnownHostsFile=${l.knownHosts}`, '-o', 'StrictHostKeyChecking=yes'] : []),
-  l.user ? `${l.user}@${l.host}` : l.host,
-  '--',
-];
 
 export interface RemoteCell {
   launcher: CellLauncher;

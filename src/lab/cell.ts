@@ -2,6 +2,7 @@
 // first that fails), the failure matched against the doctor's signatures, GPU sampling, stage verdicts, timing
 // statistics and the output's agreement with its input.
 import { writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { runDoctor } from '../doctor/index.js';
 import { addedDirs, describeSet, librarySetFindings } from '../doctor/library-set.js';
@@ -88,6 +89,7 @@ export function emptyCell(c: CellSpec, cfg: LabConfig): CellResult {
       session: c.session ?? {},
       vars: c.env ?? {},
       launcher: c.launcher?.type ?? 'local',
+      host: c.launcher?.type === 'ssh' ? c.launcher.host : os.hostname(),
       inputs: inputsOf(cfg, c),
     },
     stages: { startup: null, dependencies: null, inference: null, output: null },

@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Finding } from '../doctor/types.js';
-import type { CellLauncher, LaunchContext, RunEnd } from './launchers.js';
+import type { CellLauncher, LaunchContext, RunEnd } from './launcher-types.js';
 import type { Launcher } from './types.js';
 
 type Ssh = Extract<Launcher, { type: 'ssh' }>;
@@ -28,6 +28,9 @@ function options(l: Ssh, scp: boolean): string[] {
 }
 
 const destOf = (l: Ssh): string => (l.user ? `${l.user}@${l.host}` : l.host);
+
+/** ssh's arguments up to the remote command: options, destination, `--`. */
+export const sshArgs = (l: Ssh): string[] => [...options(l, false), destOf(l), '--'];
 
 /** Runs a program here to its end: exit code and output (no timeout: ssh's ConnectTimeout bounds the connection). */
 export function runHere(file: string, args: string[]): Promise<{ code: number | null; out: string; err: string }> {
@@ -130,13 +133,33 @@ export function sshFailure(l: Ssh, end: RunEnd): Finding | null {
     };
   if (end.exitCode !== 255) return null;
   const e = end.stderr;
-  const line = (e.split('\n').find((x) => /ssh:|Permission denied|Host key|refused|resolve/i.test(x)) ?? e).trim();
+  const lines = e.split(/\r?\n/).map((x) => x.trim());
+  // the line that says why: a changed host key's warning runs to a dozen lines before its own
+  const line =
+    [
+      /Permission denied/i,
+      /^Host key for .* has changed/i,
+      /^No .* host key is known/i,
+      /Host key verification failed/i,
+      /^ssh: /,
+      /refused|resolve/i,
+    ]
+      .map((re) => lines.find((x) => re.test(x)))
+      .find((x) => x !== undefined) ??
+    lines.find(Boolean) ??
+    '';
+  const port = l.port ?? 22;
+  const knownHosts = l.knownHosts ?? '~/.ssh/known_hosts';
+  const hostName = port === 22 ? l.host : `[${l.host}]:${port}`;
+  const keyscan = `ssh-keyscan -p ${port} ${l.host} >> ${knownHosts}`;
   const fix = /Permission denied/i.test(e)
-    ? `put the public key of ${l.key ?? 'your key'} in ~/.ssh/authorized_keys of ${l.user ?? 'the user'} on ${l.host} (ssh-copy-id -i ${l.key ?? '~/.ssh/id_ed25519'} -p ${l.port ?? 22} ${destOf(l)})`
-    : /Host key verification failed|REMOTE HOST IDENTIFICATION/i.test(e)
-      ? `add the host's key to ${l.knownHosts ?? '~/.ssh/known_hosts'} (ssh-keyscan -p ${l.port ?? 22} ${l.host} >> ${l.knownHosts ?? '~/.ssh/known_hosts'}) after checking it`
-      : /Could not resolve|Name or service not known/i.test(e)
-        ? `check the host name ${l.host}`
-        : `check that sshd runs on ${dest} and that this machine reaches it (ssh -p ${l.port ?? 22} ${destOf(l)} true)`;
+    ? `put the public key of ${l.key ?? 'your key'} in ~/.ssh/authorized_keys of ${l.user ?? 'the user'} on ${l.host} (ssh-copy-id -i ${l.key ?? '~/.ssh/id_ed25519'} -p ${port} ${destOf(l)})`
+    : /REMOTE HOST IDENTIFICATION HAS CHANGED|Host key for .* has changed/i.test(e)
+      ? `the host's key is not the one ${knownHosts} names: once you have checked the new one is right, ssh-keygen -f ${knownHosts} -R '${hostName}' && ${keyscan}`
+      : /Host key verification failed|host key is known/i.test(e)
+        ? `add the host's key to ${knownHosts} (${keyscan}) after checking it`
+        : /Could not resolve|Name or service not known/i.test(e)
+          ? `check the host name ${l.host}`
+          : `check that sshd runs on ${dest} and that this machine reaches it (ssh -p ${port} ${destOf(l)} true)`;
   return { id: 'launcher-ssh-failed', verdict: 'fail', message: `ssh to ${dest} failed: ${line.slice(0, 300)}`, fix };
 }
