@@ -15,6 +15,7 @@ import { SCHEMA_FILE, normalizeConfig } from '../src/lab/config.js';
 import { runCommandCell, protocolOf } from '../src/lab/command-cell.js';
 import { dockerLauncher, engineFailure } from '../src/lab/launchers.js';
 import { runLab } from '../src/lab/runner.js';
+import { rgbOf } from '../src/lab/analyse.js';
 import type { CellSpec, LabConfig } from '../src/lab/types.js';
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'gpen-lab-command-'));
@@ -196,6 +197,35 @@ describe('command cells', () => {
     const md = readFileSync(path.join(out, 'report.md'), 'utf8');
     assert.match(md, /command .*restore\.mjs… fp32 \(local\)/);
     assert.match(md, /not reported/, 'stage times the command did not report are marked, not zero');
+  });
+});
+
+describe('aligned inputs', () => {
+  it("aligned: gpen-lab's cells run the GAN only on the face as given, as GPEN's own script does", async () => {
+    const out = path.join(tmp, 'lab-aligned');
+    const cfg = normalizeConfig(
+      {
+        inputs: [FACE],
+        aligned: true,
+        model: { identity: 64 },
+        coldRuns: 1,
+        warmRuns: 0,
+        cells: [{ provider: 'cpu', id: 'cpu-fp32' }],
+      },
+      tmp,
+    );
+    assert.equal(cfg.aligned, true);
+    const res = await runLab(cfg, { out });
+    const c = res.cells[0];
+    assert.equal(c.stages.output?.ok, true, JSON.stringify(c.runs));
+    const job = JSON.parse(readFileSync(path.join(out, 'cells', 'cpu-fp32', 'job-0.json'), 'utf8')) as {
+      aligned?: boolean;
+    };
+    assert.equal(job.aligned, true);
+    // no detection: the GAN's output at the model's size, 64 px for the 92 px face
+    assert.equal(c.restore?.stages_ms.detect ?? 0, 0);
+    const img = await rgbOf(c.restore!.outputs.gpen!);
+    assert.deepEqual([img.width, img.height], [64, 64]);
   });
 });
 

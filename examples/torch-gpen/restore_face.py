@@ -4,7 +4,7 @@ stages and warm runs are reported beside gpen-lab's own cells.
 
 Needs the upstream model code (github.com/yangxy/GPEN, its face_model/ folder) on GPEN_SRC or beside this file.
   python restore_face.py --weights GPEN-BFR-512.pth --input face.png --output out.png [--size 512] [--warm 5] [--cpu]
-The image is read and written with OpenCV (BGR), normalised to [-1, 1] as upstream's face_gan.py does.
+The image is read and written with OpenCV (BGR), turned to RGB in [-1, 1] and back as upstream's face_gan.py does.
 """
 import argparse, os, sys, time
 
@@ -39,7 +39,9 @@ img = cv2.imread(a.input, cv2.IMREAD_COLOR)
 if img is None:
     sys.exit(f'{a.input}: not an image OpenCV reads')
 img = cv2.resize(img, (a.size, a.size))
-x = torch.from_numpy(img.astype(np.float32) / 255.0).permute(2, 0, 1).unsqueeze(0).to(device) * 2 - 1
+# as upstream's face_gan.py: [-1, 1], BGR to RGB
+x = (torch.from_numpy(img.astype(np.float32) / 255.0).to(device) - 0.5) / 0.5
+x = x.permute(2, 0, 1).unsqueeze(0).flip(1)
 stage('decode', t)
 
 def run():
@@ -53,7 +55,8 @@ t = time.perf_counter()
 y = run()
 stage('infer', t)
 t = time.perf_counter()
-out = ((y[0].clamp(-1, 1) + 1) / 2 * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+# as upstream's tensor2img: RGB to BGR, clipped to [0, 1], scaled and truncated to 8 bits
+out = (np.clip((y[0] * 0.5 + 0.5).permute(1, 2, 0).flip(2).float().cpu().numpy(), 0, 1) * 255).astype(np.uint8)
 os.makedirs(os.path.dirname(os.path.abspath(a.output)), exist_ok=True)
 if not cv2.imwrite(a.output, out):
     sys.exit(f'{a.output}: OpenCV could not write it')

@@ -13,6 +13,8 @@
 #   cuda-sets  the CUDA library sets (pack-cuda-sets.sh's parts stashed) unpacked, the CUDA 12 build installed, whether
 #           it runs on the machine's cuDNN, its CUDA options one by one                     -> bench-ort119-*.json
 #   lab-sets   examples/lab-cuda-sets.yaml, after cuda-sets                                  -> lab-cuda-*/
+#   lab-torch  the official PyTorch GPEN as a command cell beside gpen-lab's cells on the aligned demo face at 512
+#           (with the CUDA 12 build's cell when cuda-sets ran first)                         -> lab-torch-*/
 # Modes may be given together: `bash scripts/device/run.sh cold bench`.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; P=/tmp/peer; mkdir -p "$OUT" $P
@@ -132,14 +134,48 @@ lab_sets() {
   tail -30 "$OUT/lab-sets.txt" | cut -c1-300; mkdir -p "$OUT/lab-cuda"
   cp /tmp/lab-sets/results.json /tmp/lab-sets/report.md /tmp/lab-sets/report.html "$OUT/lab-cuda/"
 }
+lab_torch() {
+  local g="node dist/cli/index.js" y=/tmp/lab-torch.yaml sets=""
+  weights
+  # the demo face at the model's size: the aligned input gpen-lab's cells (aligned: GAN only) and GPEN's script take
+  node -e "require('sharp')('assets/demo-face.png').resize(512, 512).png().toFile('/tmp/face512.png')"
+  [ -d /tmp/cuda-sets/12.4 ] && sets="  - { id: cuda-fast-fp16-ort1.19, provider: cuda, precision: fp16, runtime: ort1.19-cuda12, env: { LD_LIBRARY_PATH: '/tmp/cuda-sets/12.4:\$LD_LIBRARY_PATH' } }"
+  {
+    echo "name: the official PyTorch GPEN beside gpen-lab, on an aligned face"
+    echo "inputs: [/tmp/face512.png]"
+    echo "aligned: true"
+    echo "model: { file: $P/peer.pth }"
+    echo "coldRuns: 3"
+    echo "warmRuns: 5"
+    echo "reference: cuda-fast-fp32"
+    echo "cells:"
+    echo "  - { id: cuda-fast-fp32, provider: cuda, precision: fp32 }"
+    echo "  - { id: cuda-fast-fp16, provider: cuda, precision: fp16 }"
+    [ -n "$sets" ] && echo "$sets"
+    echo "  - { id: webgpu-fp32, provider: webgpu, precision: fp32 }"
+    echo "  - { id: cpu-fp32, provider: cpu, precision: fp32 }"
+    echo "  - id: torch-fp32"
+    echo "    precision: fp32"
+    echo "    command:"
+    echo "      argv: [python3, $PWD/examples/torch-gpen/restore_face.py, --weights, $P/peer.pth, --input, '{input}', --output, '{output}', --warm, '5']"
+    echo "      probes:"
+    echo "        startup: [python3, -c, 'import torch; print(torch.__version__, torch.version.cuda, torch.cuda.is_available())']"
+    echo "        dependencies: [python3, -c, 'import cv2, numpy; print(\"cv2\", cv2.__version__, \"numpy\", numpy.__version__)']"
+    echo "      env: { GPEN_SRC: $PWD/.peer/face_model }"
+  } > $y
+  rm -rf /tmp/lab-torch; timeout 500 $g lab $y --out /tmp/lab-torch > "$OUT/lab-torch.txt" 2>&1; echo "lab exit $?"
+  tail -25 "$OUT/lab-torch.txt" | cut -c1-300; mkdir -p "$OUT/lab-torch"
+  cp /tmp/lab-torch/results.json /tmp/lab-torch/report.md /tmp/lab-torch/report.html $y "$OUT/lab-torch/"
+}
 # the doctor mode installs the CUDA provider itself (setup cuda --from the kit)
 [ "${1:-}" = doctor ] && export SKIP_CUDA_INSTALL=1
-[ $# -gt 0 ] || { echo "usage: scripts/device/run.sh peer|cold|photo|bench|serve|lab|doctor|tests|cuda-sets|lab-sets ..." >&2; exit 2; }
+[ $# -gt 0 ] || { echo "usage: scripts/device/run.sh peer|cold|photo|bench|serve|lab|doctor|tests|cuda-sets|lab-sets|lab-torch ..." >&2; exit 2; }
 for m in "$@"; do
   case "$m" in
     peer|cold|photo|bench|serve|lab|doctor|tests) setup; echo "== $m"; "$m" ;;
     cuda-sets) setup; echo "== $m"; cuda_sets ;;
     lab-sets) setup; echo "== $m"; lab_sets ;;
-    *) echo "unknown mode: $m (peer|cold|photo|bench|serve|lab|doctor|tests|cuda-sets|lab-sets)" >&2; exit 2 ;;
+    lab-torch) setup; echo "== $m"; lab_torch ;;
+    *) echo "unknown mode: $m (peer|cold|photo|bench|serve|lab|doctor|tests|cuda-sets|lab-sets|lab-torch)" >&2; exit 2 ;;
   esac
 done

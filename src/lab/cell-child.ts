@@ -42,6 +42,7 @@ try {
       batch: job.batch,
       outDir: job.outDir,
       session: job.session,
+      ...(job.aligned ? { aligned: true } : {}),
       // lossless outputs whatever the input's format: the cells' outputs are compared by PSNR/SSIM
       ext: '.png',
     });

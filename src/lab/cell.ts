@@ -48,6 +48,8 @@ async function agreementVsInput(results: RestoreResult[]): Promise<OutputAgreeme
   for (const r of results) {
     if (!r.outputs.gpen) continue;
     const [a, b] = [await rgbOf(r.input), await rgbOf(r.outputs.gpen)];
+    // an aligned face comes out at the model's size: no whole-image agreement with an input of another size
+    if (a.width !== b.width || a.height !== b.height) continue;
     let fp = 0,
       fs = 0,
       n = 0;
@@ -209,6 +211,7 @@ export async function runCell(
       inputs: inputsOf(cfg, c),
       outDir: cellDir,
       warmRuns: last ? cfg.warmRuns : 0,
+      ...(cfg.aligned ? { aligned: true } : {}),
     };
     const jobFile = path.join(cellDir, `job-${i}.json`);
     writeFileSync(jobFile, JSON.stringify(job));

@@ -195,6 +195,7 @@ export function normalizeConfig(input: LabConfigInput, baseDir: string, file = '
     inputs: (input.inputs ?? []).map(abs),
     ...(input.gpuInputs ? { gpuInputs: input.gpuInputs.map(abs) } : {}),
     model,
+    ...(input.aligned ? { aligned: true } : {}),
     coldRuns: input.coldRuns ?? DEFAULTS.coldRuns,
     warmRuns: input.warmRuns ?? DEFAULTS.warmRuns,
     timeoutSec: input.timeoutSec ?? DEFAULTS.timeoutSec,

@@ -102,6 +102,8 @@ export interface LabConfig {
   /** Inputs of GPU cells when they differ (the default lab gives GPU cells the whole photo). */
   gpuInputs?: string[];
   model: { file?: string; synthetic?: number; identity?: number; seed?: number };
+  /** The inputs are aligned square faces: gpen-lab's cells run the GAN only (restore --aligned), as GPEN's own script. */
+  aligned?: boolean;
   coldRuns: number;
   warmRuns: number;
   timeoutSec: number;
@@ -128,6 +130,7 @@ export interface CellJob {
   inputs: string[];
   outDir: string;
   warmRuns: number;
+  aligned?: boolean;
 }
 
 export type StageVerdict = { ok: boolean; reason: string | null } | null;
