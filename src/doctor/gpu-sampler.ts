@@ -161,15 +161,19 @@ export function startGpuSampler(opts: {
   };
 }
 
-export function summarizeGpu(s: GpuSampling): {
+/** What a lab cell records of its GPU use (results.json's `gpu`). */
+export interface GpuSummary {
   source: GpuSampling['source'];
   reason: string | null;
   samples: number;
   utilMean: number | null;
   utilPeak: number | null;
   memUsedPeakMiB: number | null;
+  /** Memory the cell's processes held, as the driver reports per process. */
   processPeakMiB: number | null;
-} {
+}
+
+export function summarizeGpu(s: GpuSampling): GpuSummary {
   if (!s.samples.length)
     return {
       source: s.source,

@@ -5,7 +5,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { DoctorReport } from '../doctor/index.js';
 import type { RestoreResult } from '../face/restore.js';
-import { runHere, shellQuote, sshArgs, sshLauncher } from './launch-ssh.js';
+import { runHere, sshLauncher } from './launch-ssh.js';
 import type { CellLauncher } from './launchers.js';
 import type { CellJob, Launcher } from './types.js';
 
@@ -30,9 +30,12 @@ export function remoteCell(l: Ssh, ctx: { cellId: string; cellDir: string; input
   return {
     launcher,
     async doctor(provider, vars) {
-      const env = Object.entries(vars).map(([k, v]) => shellQuote(`${k}=${v}`));
-      const cmd = ['env', ...env, ...gpenLab.map(shellQuote), 'doctor', '--provider', provider, '--no-probe', '--json'];
-      const r = await runHere('ssh', [...sshArgs(l), cmd.join(' ')]);
+      const s = launcher.spawn(
+        [...gpenLab, 'doctor', '--provider', provider, '--no-probe', '--json'],
+        vars,
+        ctx.cellId,
+      );
+      const r = await runHere(s.file, s.args);
       try {
         return JSON.parse(r.out) as DoctorReport;
       } catch {
@@ -52,7 +55,7 @@ export function remoteCell(l: Ssh, ctx: { cellId: string; cellDir: string; input
       const files = [...job.inputs, ...(job.model.type === 'file' ? [job.model.file] : [])];
       for (const f of job.inputs) back.set(launcher.inputPath(f), f);
       localOut = job.outDir;
-      remoteOut = launcher.outputPath(path.join(job.outDir, 'x')).replace(/\/x$/, '');
+      remoteOut = launcher.outputPath(job.outDir);
       const remote: CellJob = {
         ...job,
         inputs: job.inputs.map((f) => launcher.inputPath(f)),

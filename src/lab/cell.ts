@@ -5,6 +5,7 @@ import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { runDoctor } from '../doctor/index.js';
+import { isGpenLabError } from '../errors.js';
 import { addedDirs, describeSet, librarySetFindings } from '../doctor/library-set.js';
 import { REQUIRED_CUDA_MAJOR, driverMinimumFor } from '../doctor/requirements.js';
 import { diagnose } from '../doctor/signatures.js';
@@ -220,7 +221,7 @@ export async function runCell(
     try {
       if (remote) launch = { ...(await remote.prepare(job, jobFile, vars)), env: process.env };
     } catch (e) {
-      const end = (e as { end?: RunEnd }).end;
+      const end = isGpenLabError(e) ? (e.details.end as RunEnd | undefined) : undefined;
       const f = end ? remote!.launcher.diagnose(end) : null;
       r.doctor ??= { verdict: 'fail', findings: [], libraries: [] };
       if (f) r.doctor.findings.unshift(f);

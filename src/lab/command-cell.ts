@@ -9,6 +9,7 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { stripVTControlCharacters } from 'node:util';
 import { startGpuSampler, summarizeGpu } from '../doctor/gpu-sampler.js';
+import { isGpenLabError } from '../errors.js';
 import { REQUIRED_CUDA_MAJOR, driverMinimumFor } from '../doctor/requirements.js';
 import { diagnose } from '../doctor/signatures.js';
 import type { Finding } from '../doctor/types.js';
@@ -18,7 +19,7 @@ import { rgbOf } from './analyse.js';
 import { inputsOf } from './config.js';
 import { emptyCell, expandVars, statsOf } from './cell.js';
 import { killGroup } from './cell-process.js';
-import { launcherFor, type CellLauncher } from './launchers.js';
+import { launcherFor, type CellLauncher, type RunEnd } from './launchers.js';
 import type { CellResult, CellSpec, LabConfig, RunRecord } from './types.js';
 
 const TAIL = 4000;
@@ -163,7 +164,7 @@ export async function runCommandCell(
   try {
     await l.send(inputs);
   } catch (e) {
-    const end = (e as { end?: { spawnError: string | null; exitCode: number | null; stderr: string } }).end;
+    const end = isGpenLabError(e) ? (e.details.end as RunEnd | undefined) : undefined;
     const f = end ? l.diagnose(end) : null;
     if (f) findings.push(f);
     r.stages.startup = { ok: false, reason: `the inputs could not be sent: ${(e as Error).message}` };

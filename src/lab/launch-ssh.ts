@@ -5,6 +5,7 @@ import { spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Finding } from '../doctor/types.js';
+import { GpenLabError } from '../errors.js';
 import type { CellLauncher, LaunchContext, RunEnd } from './launcher-types.js';
 import type { Launcher } from './types.js';
 
@@ -29,9 +30,6 @@ function options(l: Ssh, scp: boolean): string[] {
 
 const destOf = (l: Ssh): string => (l.user ? `${l.user}@${l.host}` : l.host);
 
-/** ssh's arguments up to the remote command: options, destination, `--`. */
-export const sshArgs = (l: Ssh): string[] => [...options(l, false), destOf(l), '--'];
-
 /** Runs a program here to its end: exit code and output (no timeout: ssh's ConnectTimeout bounds the connection). */
 export function runHere(file: string, args: string[]): Promise<{ code: number | null; out: string; err: string }> {
   return new Promise((resolve) => {
@@ -43,15 +41,6 @@ export function runHere(file: string, args: string[]): Promise<{ code: number | 
     c.on('error', (e) => resolve({ code: null, out, err: `${err}${e.message}` }));
     c.on('close', (code) => resolve({ code, out, err }));
   });
-}
-
-export class SshError extends Error {
-  constructor(
-    message: string,
-    readonly end: RunEnd,
-  ) {
-    super(message);
-  }
 }
 
 export function sshLauncher(l: Ssh, ctx: LaunchContext): CellLauncher {
@@ -68,13 +57,12 @@ export function sshLauncher(l: Ssh, ctx: LaunchContext): CellLauncher {
   const ssh = (command: string) => runHere('ssh', [...options(l, false), dest, '--', command]);
   const check = (what: string, r: { code: number | null; err: string }) => {
     if (r.code !== 0)
-      throw new SshError(
+      // details.end: the run's end as the launcher's diagnosis reads it
+      throw new GpenLabError(
+        'E_NETWORK',
         `${what} on ${dest} failed (exit ${r.code}): ${r.err.trim().split('\n').slice(-2).join(' ')}`,
-        {
-          spawnError: r.code === null ? r.err : null,
-          exitCode: r.code,
-          stderr: r.err,
-        },
+        `check that this machine reaches ${dest} over ssh (ssh -p ${l.port ?? 22} ${dest} true)`,
+        { input: dest, end: { spawnError: r.code === null ? r.err : null, exitCode: r.code, stderr: r.err } },
       );
   };
   return {

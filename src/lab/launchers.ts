@@ -2,6 +2,7 @@
 // cell, the inputs and the cell's folder mounted), or on another host over ssh (launch-ssh.ts). Each launcher says
 // where a local file is as the command sees it, spawns through one program here, and names its own failures (no
 // engine, no image, GPUs refused, host unreachable) as findings with the fix.
+import { spawnSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import type { Finding } from '../doctor/types.js';
@@ -78,7 +79,6 @@ export function dockerLauncher(l: Extract<Launcher, { type: 'docker' }>, ctx: La
     }),
     fetch: async () => undefined,
     stop: async (tag) => {
-      const { spawnSync } = await import('node:child_process');
       spawnSync(engine, ['kill', tag], { stdio: 'ignore', timeout: 30_000 });
     },
     diagnose: (end) => engineFailure(engine, l, end),

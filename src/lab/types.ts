@@ -1,5 +1,6 @@
 // The lab's shapes: the declarative config (schema/lab.schema.json publishes it), the job a cell process receives,
 // and results.json (schema gpen-lab.results/1).
+import type { GpuSummary } from '../doctor/gpu-sampler.js';
 import type { LibrarySet } from '../doctor/library-set.js';
 import type { Finding } from '../doctor/types.js';
 import type { RestoreResult } from '../face/restore.js';
@@ -149,17 +150,6 @@ export interface RunRecord {
   stages_ms: Record<string, number>;
   total_ms: number | null;
   maxRssMiB: number | null;
-}
-
-export interface GpuSummary {
-  source: 'nvml' | 'nvidia-smi' | 'none';
-  reason: string | null;
-  samples: number;
-  utilMean: number | null;
-  utilPeak: number | null;
-  memUsedPeakMiB: number | null;
-  /** Memory the cell's processes held, as the driver reports per process. */
-  processPeakMiB: number | null;
 }
 
 export interface OutputAgreement {
