@@ -32,6 +32,7 @@ export const ERROR_CODES = [
   'E_BODY_TOO_LARGE', // a request body or upload over the service's limit
   'E_NOT_FOUND', // a service route that does not exist
   'E_CONFIG', // a lab config or results file that does not match its schema
+  'E_NOT_ALLOWED', // a queued job asks a worker for what its own configuration does not allow (a command)
   'E_INTERNAL', // a bug: not caused by the input (reported with --debug)
 ] as const;
 
@@ -60,6 +61,7 @@ export const FAILURE_KINDS: Readonly<Record<ErrorCode, FailureKind>> = Object.fr
   E_SETUP_SOURCE: 'input',
   E_CHECKSUM: 'input',
   E_CONFIG: 'input',
+  E_NOT_ALLOWED: 'input',
   E_BODY_TOO_LARGE: 'input',
   E_NOT_FOUND: 'input',
   E_PROVIDER_UNAVAILABLE: 'runtime',

@@ -49,66 +49,82 @@ export function labCommand(): Command {
       '--resume',
       'continue an interrupted lab in --out (default: the newest lab folder here) without re-running completed cells',
     )
+    .option('--redis <url>', "Redis for cells whose launcher is a queue (default: the launcher's own redis)")
+    .option('--redis-ca <file>', 'for rediss://: the CA certificate (PEM) the server is checked against')
     .option('--json', 'print results.json on stdout')
-    .action(async (config: string | undefined, o: { out?: string; resume?: boolean; json?: boolean }) => {
-      let out = o.out;
-      if (o.resume && !out) {
-        out = latestLab() ?? undefined;
-        if (!out)
-          throw new GpenLabError(
-            'E_FILE_MISSING',
-            'lab --resume: no lab folder with a results.json in the current directory',
-            'Pass --out DIR, the folder of the lab to continue.',
-            { input: '--resume' },
-          );
-      }
-      out ??= `gpen-lab-${stamp()}`;
-      // the lab's modules (ajv, yaml, the report) load on use: they would slow every other command's start
-      const { defaultConfig, readConfig } = await import('../lab/config.js');
-      const { cellPassed, runLab, stopCells } = await import('../lab/runner.js');
-      const { headline } = await import('../lab/analyse.js');
-      // cells die with the lab; what finished is in results.json already
-      for (const [signal, code] of [
-        ['SIGTERM', 143],
-        ['SIGINT', 130],
-      ] as const) {
-        process.once(signal, () => {
-          // the lab exits once its cells have: no process of it outlives it
-          void stopCells().then(() => {
-            process.stderr.write(
-              `lab stopped by ${signal}: the cells finished so far are in ${path.join(out!, 'results.json')} (--resume continues)\n`,
+    .action(
+      async (
+        config: string | undefined,
+        o: { out?: string; resume?: boolean; json?: boolean; redis?: string; redisCa?: string },
+      ) => {
+        let out = o.out;
+        if (o.resume && !out) {
+          out = latestLab() ?? undefined;
+          if (!out)
+            throw new GpenLabError(
+              'E_FILE_MISSING',
+              'lab --resume: no lab folder with a results.json in the current directory',
+              'Pass --out DIR, the folder of the lab to continue.',
+              { input: '--resume' },
             );
-            process.exit(code);
+        }
+        out ??= `gpen-lab-${stamp()}`;
+        // the lab's modules (ajv, yaml, the report) load on use: they would slow every other command's start
+        const { defaultConfig, readConfig } = await import('../lab/config.js');
+        const { cellPassed, runLab, stopCells } = await import('../lab/runner.js');
+        const { headline } = await import('../lab/analyse.js');
+        // cells die with the lab; what finished is in results.json already
+        for (const [signal, code] of [
+          ['SIGTERM', 143],
+          ['SIGINT', 130],
+        ] as const) {
+          process.once(signal, () => {
+            // the lab exits once its cells have: no process of it outlives it
+            void stopCells().then(() => {
+              process.stderr.write(
+                `lab stopped by ${signal}: the cells finished so far are in ${path.join(out!, 'results.json')} (--resume continues)\n`,
+              );
+              process.exit(code);
+            });
           });
+        }
+        const cfg = config ? readConfig(config) : defaultConfig(DEMO_FACE, DEMO_PHOTO, await labMachine());
+        const steps = new Steps(cfg.cells.length * cfg.coldRuns, false);
+        const tty = process.stderr.isTTY && !process.env.CI;
+        const queued = cfg.cells.some((c) => c.launcher?.type === 'queue');
+        const res = await runLab(cfg, {
+          out,
+          resume: o.resume,
+          ...(queued
+            ? {
+                queueCell: (await import('../queue/lab-queue.js')).queueCellRunner({
+                  ...(o.redis ? { url: o.redis } : {}),
+                  ...(o.redisCa ? { ca: o.redisCa } : {}),
+                }),
+              }
+            : {}),
+          onProgress: (e) => {
+            if (tty) {
+              if (/^run \d+\/\d+/.test(e.line)) steps.step(`${e.cell} ${e.line}`);
+            } else
+              process.stderr.write(
+                `${e.index < 0 ? '[model]' : `[cell ${e.index + 1}/${e.total}]`} ${e.cell}: ${e.line}\n`,
+              );
+          },
         });
-      }
-      const cfg = config ? readConfig(config) : defaultConfig(DEMO_FACE, DEMO_PHOTO, await labMachine());
-      const steps = new Steps(cfg.cells.length * cfg.coldRuns, false);
-      const tty = process.stderr.isTTY && !process.env.CI;
-      const res = await runLab(cfg, {
-        out,
-        resume: o.resume,
-        onProgress: (e) => {
-          if (tty) {
-            if (/^run \d+\/\d+/.test(e.line)) steps.step(`${e.cell} ${e.line}`);
-          } else
-            process.stderr.write(
-              `${e.index < 0 ? '[model]' : `[cell ${e.index + 1}/${e.total}]`} ${e.cell}: ${e.line}\n`,
-            );
-        },
-      });
-      steps.done();
-      // a lab in which no cell passed is a failure of the machine under test: exit 3, like a runtime failure
-      if (!res.cells.some(cellPassed)) process.exitCode = 3;
-      const files = { md: path.join(out, 'report.md'), html: path.join(out, 'report.html') };
-      if (o.json) printJson(res);
-      else {
-        process.stdout.write(
-          `${headline(res)}\n${res.recommendations.map((r) => `- ${r}`).join('\n')}\n` +
-            `results: ${path.join(out, 'results.json')}\nreport:  ${files.md}\n         ${files.html}\n`,
-        );
-      }
-    });
+        steps.done();
+        // a lab in which no cell passed is a failure of the machine under test: exit 3, like a runtime failure
+        if (!res.cells.some(cellPassed)) process.exitCode = 3;
+        const files = { md: path.join(out, 'report.md'), html: path.join(out, 'report.html') };
+        if (o.json) printJson(res);
+        else {
+          process.stdout.write(
+            `${headline(res)}\n${res.recommendations.map((r) => `- ${r}`).join('\n')}\n` +
+              `results: ${path.join(out, 'results.json')}\nreport:  ${files.md}\n         ${files.html}\n`,
+          );
+        }
+      },
+    );
 }
 
 /** `gpen-lab cell-run JOB.json`: one run of a lab cell in this process, as the lab starts it on another host (ssh). */

@@ -33,8 +33,18 @@ const commands: Record<string, () => Promise<Command[]>> = {
   setup: async () => [(await import('./setup.js')).setupCommand()],
   doctor: async () => [(await import('./doctor.js')).doctorCommand()],
   demo: async () => [(await import('./demo.js')).demoCommand()],
+  worker: async () => {
+    const m = await import('./queue.js');
+    return [m.workerCommand(), m.submitCommand(), m.jobsCommand()];
+  },
 };
-const alias: Record<string, string> = { report: 'lab', 'cell-run': 'lab', detect: 'restore' };
+const alias: Record<string, string> = {
+  report: 'lab',
+  'cell-run': 'lab',
+  detect: 'restore',
+  submit: 'worker',
+  jobs: 'worker',
+};
 const word = argv.slice(2).find((a) => !a.startsWith('-'));
 const only = word === undefined ? undefined : (commands[word] ?? commands[alias[word] ?? '']);
 for (const load of only ? [only] : Object.values(commands)) for (const c of await load()) program.addCommand(c);

@@ -14,14 +14,14 @@ import { RestoreContext } from './pipeline/context.js';
 import { checkOptions } from './pipeline/options.js';
 import { inferCrops, restoreDecoded } from './pipeline/service.js';
 import type { DecodedRestored, RestoreDecodedArgs } from './pipeline/service.js';
-import type { ResolvedOptions, RestoreOptions, RestoreResult, RestorerState } from './pipeline/types.js';
+import type { OutputTarget, ResolvedOptions, RestoreOptions, RestoreResult, RestorerState } from './pipeline/types.js';
 import type { FaceDetector } from './types.js';
 
 export { pipelineChunk } from './pipeline/chunked.js';
 export { SYNTHETIC_NOTE } from './pipeline/context.js';
 export { OUTPUT_KINDS } from './pipeline/types.js';
 export { checkAlpha } from './pipeline/options.js';
-export type { FinishOptions, OutputKind, RestoreOptions, RestoreResult } from './pipeline/types.js';
+export type { FinishOptions, OutputKind, OutputTarget, RestoreOptions, RestoreResult } from './pipeline/types.js';
 
 export class Restorer implements RestorerState {
   /**
@@ -149,9 +149,16 @@ export class Restorer implements RestorerState {
     return this.ctx.ready();
   }
 
-  /** Restores every file; a bad file becomes a result with `error`, and the others go on. */
-  restoreFiles(files: string[], onResult?: (r: RestoreResult, index: number) => void): Promise<RestoreResult[]> {
-    return restoreFiles(this.ctx, files, onResult);
+  /**
+   * Restores every file; a bad file becomes a result with `error`, and the others go on. `targets` (one per file)
+   * names each file's output folder and NAME instead of the options' outDir and the names of io/output-names.ts.
+   */
+  restoreFiles(
+    files: string[],
+    onResult?: (r: RestoreResult, index: number) => void,
+    targets?: readonly OutputTarget[],
+  ): Promise<RestoreResult[]> {
+    return restoreFiles(this.ctx, files, onResult, targets);
   }
 
   async restoreFile(file: string): Promise<RestoreResult> {

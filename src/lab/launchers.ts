@@ -144,5 +144,6 @@ const firstLine = (text: string, re: RegExp): string => {
 export function launcherFor(l: Launcher | undefined, ctx: LaunchContext): CellLauncher {
   if (!l || l.type === 'local') return localLauncher();
   if (l.type === 'docker') return dockerLauncher(l, ctx);
+  if (l.type === 'queue') throw new Error(`internal: cell ${ctx.cellId} runs on a queue, not through a launcher`);
   return sshLauncher(l, ctx);
 }

@@ -10,7 +10,7 @@ import { makeDirs, writeFileAtomicSafe } from '../io/files.js';
 import { prepareModel } from '../model/registry.js';
 import { PROVIDER_SPECS } from '../runtime/providers.js';
 import { inputsOf, modelSpecOf } from './config.js';
-import type { LabConfig, LabResults } from './types.js';
+import type { CellResult, CellSpec, LabConfig, LabResults } from './types.js';
 import { RESULTS_SCHEMA } from './types.js';
 import { writeReport } from './report.js';
 import { analyse, readResults } from './analyse.js';
@@ -25,6 +25,8 @@ export { stopCells } from './cell-process.js';
 export interface LabOptions {
   out: string;
   resume?: boolean;
+  /** Runs a cell whose launcher is a queue (src/queue: the lab room does not reach Redis itself). */
+  queueCell?: (c: CellSpec, cfg: LabConfig, out: string, progress: (line: string) => void) => Promise<CellResult>;
   /** Progress: one line per step (the CLI shows a bar on a TTY). */
   onProgress?: (e: { cell: string; index: number; total: number; line: string }) => void;
 }
@@ -105,6 +107,16 @@ export async function runLab(cfg: LabConfig, opts: LabOptions): Promise<LabResul
       });
     }
   }
+  const queued =
+    opts.queueCell ??
+    (() => {
+      throw new GpenLabError(
+        'E_CONFIG',
+        "a cell's launcher is a queue, and this lab runs without Redis",
+        'Run the lab with `gpen-lab lab CONFIG --redis URL`.',
+        { input: 'launcher' },
+      );
+    });
   const total = cfg.cells.length;
   for (let i = 0; i < total; i++) {
     const c = cfg.cells[i];
@@ -119,7 +131,12 @@ export async function runLab(cfg: LabConfig, opts: LabOptions): Promise<LabResul
     res.cells.push(placeholder);
     await save();
     const gpu = PROVIDER_SPECS[c.provider].gpu ? gpuPresent : null;
-    const r = c.command ? await runCommandCell(c, cfg, out, gpu, progress) : await runCell(c, cfg, out, gpu, progress);
+    const r =
+      c.launcher?.type === 'queue'
+        ? await queued(c, cfg, out, progress)
+        : c.command
+          ? await runCommandCell(c, cfg, out, gpu, progress)
+          : await runCell(c, cfg, out, gpu, progress);
     res.cells[res.cells.indexOf(placeholder)] = r;
     await save();
   }

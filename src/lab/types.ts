@@ -49,6 +49,13 @@ export type Launcher =
       volumes?: string[];
       env?: Record<string, string>;
       extraArgs?: string[];
+    }
+  | {
+      /** A worker serving this BullMQ queue runs the cell (src/queue: `gpen-lab worker --queue NAME`). */
+      type: 'queue';
+      queue: string;
+      /** Its Redis URL ($VAR allowed); default the lab's --redis. */
+      redis?: string;
     };
 
 /** A command cell's command: argv with {input}, {output} and {gpu} replaced, run once per fresh process. */

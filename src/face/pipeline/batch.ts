@@ -10,7 +10,7 @@ import type { RestoreContext } from './context.js';
 import { finish, outputFiles } from './outputs.js';
 import { prepare } from './prepare.js';
 import { readableCrops, runCrops, type SessionInput } from './stages.js';
-import type { Pending, RestoreResult } from './types.js';
+import type { OutputTarget, Pending, RestoreResult } from './types.js';
 import { prewarmFinish } from './warmup.js';
 
 /** A failure as a result's error: a coded error as it is, anything else E_INTERNAL. */
@@ -25,6 +25,7 @@ export async function restoreFiles(
   ctx: RestoreContext,
   files: string[],
   onResult?: (r: RestoreResult, index: number) => void,
+  targets?: readonly OutputTarget[],
 ): Promise<RestoreResult[]> {
   const results: RestoreResult[] = [];
   const queue: Pending[] = [];
@@ -55,7 +56,8 @@ export async function restoreFiles(
       }
     }
   };
-  const names = outputNames(files);
+  const names = targets?.map((t) => t.name) ?? outputNames(files);
+  const dirs = targets?.map((t) => t.outDir) ?? null;
   // the next file is decoded (off this thread) while this one is restored: one decoded image ahead at most
   const decodeAhead = (k: number): Promise<DecodedImage> | null => {
     if (k >= files.length) return null;
@@ -72,11 +74,12 @@ export async function restoreFiles(
     try {
       // outputs already there are refused before any work (and again, atomically, when written)
       if (ctx.opts.write && !ctx.opts.overwrite) {
-        for (const f of await outputFiles(ctx, names[i], file)) if (existsSync(f)) throw outputExists(f);
+        for (const f of await outputFiles(ctx, names[i], file, dirs?.[i])) if (existsSync(f)) throw outputExists(f);
       }
       // an image restored in chunks runs on its own: only when nothing is queued before it
       p = await prepare(ctx, file, r, queue.length === 0, decoding);
       p.name = names[i];
+      if (dirs) p.outDir = dirs[i];
     } catch (e) {
       r.error = resultError(e);
     }

@@ -32,9 +32,14 @@ interface OutputPixels {
  * The outputs known before detection (NAME_GPEN, NAME_COMP, as asked) in the format they take; NAME_faceNN come
  * after it.
  */
-export async function outputFiles(ctx: RestoreContext, name: string, file: string): Promise<string[]> {
+export async function outputFiles(
+  ctx: RestoreContext,
+  name: string,
+  file: string,
+  outDir = ctx.opts.outDir,
+): Promise<string[]> {
   const ext = ctx.opts.ext ?? (await outputExtOf(file));
-  const base = path.join(ctx.opts.outDir, name);
+  const base = path.join(outDir, name);
   return PHOTO_OUTPUTS.filter((k) => ctx.opts.outputs.includes(k)).map((k) => `${base}_${SUFFIX[k]}${ext}`);
 }
 
@@ -149,7 +154,7 @@ export async function encodeOutputs(
   const { rgb: outRgb, width: outW, height: outH, alpha: outAlpha } = out;
   const clock = new StageClock(r);
   const ext = ctx.extOf(p, o);
-  const base = path.join(ctx.opts.outDir, p.name ?? path.parse(p.file).name);
+  const base = path.join(p.outDir ?? ctx.opts.outDir, p.name ?? path.parse(p.file).name);
   const description = ctx.info.synthetic
     ? `gpen-lab: ${SYNTHETIC_NOTE}`
     : `gpen-lab: restored with ${path.basename(ctx.label)}`;

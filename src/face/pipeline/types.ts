@@ -164,11 +164,19 @@ export interface RestorerState {
   readonly notes: string[];
 }
 
+/** Where one input's outputs go: the folder and NAME (NAME_GPEN.ext there), chosen by the caller. */
+export interface OutputTarget {
+  outDir: string;
+  name: string;
+}
+
 /** One image between its alignment and its outputs. */
 export interface Pending {
   file: string;
   /** Its outputs' NAME (io/output-names.ts: unique among the inputs of one call). */
   name?: string;
+  /** Its outputs' folder where the call named one per file (the queue's jobs); else the options' outDir. */
+  outDir?: string;
   img: DecodedImage;
   faces: DetectedFace[];
   transforms: Affine[];

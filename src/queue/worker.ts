@@ -1,0 +1,261 @@
+// `gpen-lab worker`: a BullMQ worker on one queue. Restore jobs run on this host's own model and session (the jobs
+// in flight batched into one restoreFiles call); an output goes in place atomically before its completion is
+// recorded, so a job run twice (its worker killed) writes its output once. Lab cells run here as on a local lab;
+// a command cell, or a cell that sets environment variables, only on a worker started with allowCommands.
+import { existsSync } from 'node:fs';
+import os from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { Worker, type Job } from 'bullmq';
+import { Redis } from 'ioredis';
+import { GpenLabError } from '../errors.js';
+import { outputExists } from '../io/files.js';
+import { Restorer, type OutputTarget, type RestoreOptions, type RestoreResult } from '../face/restore.js';
+import type { ModelSpec } from '../model/registry.js';
+import { bullConnection, type RedisTarget } from './connection.js';
+import { runCellJob } from './cell-job.js';
+import {
+  PREFIX,
+  jobError,
+  keys,
+  modelId,
+  wrongModel,
+  type CellJobResult,
+  type JobData,
+  type JobOptions,
+  type RestoreJobData,
+  type RestoreJobResult,
+} from './jobs.js';
+
+export interface WorkerOptions {
+  redis: RedisTarget;
+  queue: string;
+  concurrency: number;
+  allowCommands: boolean;
+  /** How long a job's lock lasts: a killed worker's job goes to another after about this long. */
+  lockMs: number;
+  model: ModelSpec;
+  /** The session's choice (provider, route, precision, runtime), as restore takes it. */
+  session: Pick<RestoreOptions, 'provider' | 'route' | 'precision' | 'runtime' | 'maxPixels'>;
+  onEvent?: (e: WorkerEvent) => void;
+}
+
+export type WorkerEvent =
+  | { type: 'joined'; info: WorkerInfo }
+  | { type: 'done'; job: string; input: string; result: RestoreJobResult | { cell: string } }
+  | { type: 'failed'; job: string; input: string; code: string; message: string; final: boolean };
+
+/** What a worker says of itself when it joins (in Redis for `gpen-lab jobs`, and on its own stdout). */
+export interface WorkerInfo {
+  id: string;
+  host: string;
+  pid: number;
+  queue: string;
+  model: { id: string; label: string };
+  choice: string;
+  provider: string;
+  runtime: string | null;
+  concurrency: number;
+  allowCommands: boolean;
+  joinedAt: string;
+}
+
+/** The jobs in flight on one option set, restored together: restoreFiles batches their faces across images. */
+class Batcher {
+  private pending: { file: string; target: OutputTarget; done: (r: RestoreResult | Error) => void }[] = [];
+  private running = false;
+  constructor(private readonly restorer: Restorer) {}
+
+  restore(file: string, target: OutputTarget): Promise<RestoreResult> {
+    return new Promise((resolve, reject) => {
+      this.pending.push({ file, target, done: (r) => (r instanceof Error ? reject(r) : resolve(r)) });
+      void this.pump();
+    });
+  }
+
+  release(): Promise<void> {
+    return this.restorer.release();
+  }
+
+  private async pump(): Promise<void> {
+    if (this.running) return;
+    this.running = true;
+    while (this.pending.length > 0) {
+      const take = this.pending.splice(0);
+      try {
+        await this.restorer.restoreFiles(
+          take.map((t) => t.file),
+          (r, i) => take[i].done(r),
+          take.map((t) => t.target),
+        );
+      } catch (e) {
+        for (const t of take) t.done(e instanceof Error ? e : new Error(String(e)));
+      }
+    }
+    this.running = false;
+  }
+}
+
+export interface RunningWorker {
+  info: WorkerInfo;
+  close(): Promise<void>;
+}
+
+export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
+  const k = keys(o.queue);
+  const id = `${os.hostname()}-${process.pid}-${randomBytes(2).toString('hex')}`;
+  const mine = await modelId(o.model);
+  const restorers = new Map<string, Promise<Batcher>>();
+  const batcherFor = (opts: JobOptions): Promise<Batcher> => {
+    const key = JSON.stringify(opts);
+    let b = restorers.get(key);
+    if (!b) {
+      b = Restorer.create({
+        model: o.model,
+        ...o.session,
+        workload: 'batch',
+        alpha: opts.alpha,
+        aligned: opts.aligned,
+        outputs: opts.outputs,
+        overwrite: opts.overwrite,
+        ...(opts.ext ? { ext: opts.ext } : {}),
+        outDir: os.tmpdir(),
+      }).then((r) => new Batcher(r));
+      b.catch(() => restorers.delete(key));
+      restorers.set(key, b);
+    }
+    return b;
+  };
+  // the default option set made now: a model or provider that cannot run stops the worker before it takes a job
+  const first = await Restorer.create({
+    model: o.model,
+    ...o.session,
+    workload: 'batch',
+    outDir: os.tmpdir(),
+  });
+  restorers.set(
+    JSON.stringify({ alpha: 1, aligned: false, outputs: ['gpen'], ext: null, overwrite: false }),
+    Promise.resolve(new Batcher(first)),
+  );
+  const info: WorkerInfo = {
+    id,
+    host: os.hostname(),
+    pid: process.pid,
+    queue: o.queue,
+    model: { id: mine, label: first.label },
+    choice: `${first.choice.provider} ${first.choice.route} ${first.choice.precision}`,
+    provider: first.choice.provider,
+    runtime: first.choice.runtime?.build ?? null,
+    concurrency: o.concurrency,
+    allowCommands: o.allowCommands,
+    joinedAt: new Date().toISOString(),
+  };
+  const redis = new Redis(o.redis.options);
+  redis.on('error', () => undefined); // ioredis reconnects; BullMQ's own connection reports
+  const seen = () => redis.hset(k.workers, id, JSON.stringify({ ...info, lastSeen: new Date().toISOString() }));
+  await seen();
+  const beat = setInterval(() => void seen().catch(() => undefined), 5000);
+  beat.unref();
+
+  const complete = async (job: Job<JobData>, d: RestoreJobData, r: Omit<RestoreJobResult, 'worker'>) => {
+    const fresh = await redis.hsetnx(k.done, job.id!, JSON.stringify({ output: d.gpen, worker: id, at: Date.now() }));
+    const m = redis.multi().hdel(k.claims, job.id!);
+    if (fresh === 1) m.hincrby(k.submission(d.submission), 'done', 1).hincrby(k.workerStats(id), 'done', 1);
+    await m.exec();
+    return { ...r, worker: id };
+  };
+
+  const restoreJob = async (job: Job<JobData>, d: RestoreJobData): Promise<RestoreJobResult> => {
+    if (d.model !== mine) throw wrongModel(d.model, mine, job.id!);
+    if (d.gpen && !d.options.overwrite && existsSync(d.gpen)) {
+      // complete already: outputs are written whole or not at all. This job's own when it claimed it before
+      const [claim, done] = await Promise.all([redis.hget(k.claims, job.id!), redis.hget(k.done, job.id!)]);
+      if (claim !== null || done !== null) return complete(job, d, { output: d.gpen, faces: 0, ms: 0, already: true });
+      throw outputExists(d.gpen);
+    }
+    await redis.hset(k.claims, job.id!, id);
+    const t = performance.now();
+    const r = await (await batcherFor(d.options)).restore(d.input, { outDir: d.outDir, name: d.name });
+    if (r.error) throw new GpenLabError(r.error.code, r.error.message, r.error.fix, { input: d.input });
+    return complete(job, d, {
+      output: r.outputs.gpen,
+      faces: r.faces.length,
+      ms: performance.now() - t,
+      already: false,
+    });
+  };
+
+  const worker = new Worker<JobData, RestoreJobResult | CellJobResult>(
+    o.queue,
+    async (job) => {
+      try {
+        if (job.data.kind === 'restore') return await restoreJob(job, job.data);
+        return { ...(await runCellJob(job.data, { allowCommands: o.allowCommands, model: o.model })), worker: id };
+      } catch (e) {
+        throw jobError(e);
+      }
+    },
+    {
+      connection: bullConnection(o.redis),
+      prefix: PREFIX,
+      concurrency: o.concurrency,
+      name: id,
+      lockDuration: o.lockMs,
+      stalledInterval: o.lockMs,
+      maxStalledCount: 2,
+    },
+  );
+  worker.on('error', () => undefined); // connection errors while Redis restarts: BullMQ reconnects
+  worker.on('completed', (job, r) => {
+    const d = job.data;
+    o.onEvent?.({
+      type: 'done',
+      job: job.id!,
+      input: d.kind === 'restore' ? d.input : d.cell.id,
+      result: d.kind === 'restore' ? (r as RestoreJobResult) : { cell: d.cell.id },
+    });
+  });
+  worker.on('failed', (job, err) => {
+    if (!job) return;
+    const final = err.name === 'UnrecoverableError' || job.attemptsMade >= (job.opts.attempts ?? 1);
+    let code = 'unknown';
+    let message = err.message;
+    try {
+      ({ code, message } = JSON.parse(err.message) as { code: string; message: string });
+    } catch {
+      // BullMQ's own reason
+    }
+    const d = job.data;
+    if (final && d.kind === 'restore')
+      void redis
+        .multi()
+        .hincrby(k.submission(d.submission), 'failed', 1)
+        .hincrby(k.workerStats(id), 'failed', 1)
+        .hdel(k.claims, job.id!)
+        .exec()
+        .catch(() => undefined);
+    o.onEvent?.({
+      type: 'failed',
+      job: job.id!,
+      input: d.kind === 'restore' ? d.input : d.cell.id,
+      code,
+      message,
+      final,
+    });
+  });
+  await worker.waitUntilReady();
+  o.onEvent?.({ type: 'joined', info });
+  return {
+    info,
+    async close() {
+      clearInterval(beat);
+      await worker.close();
+      await redis.hdel(k.workers, id).catch(() => undefined);
+      redis.disconnect();
+      for (const b of restorers.values())
+        await b.then(
+          (x) => x.release(),
+          () => undefined,
+        );
+    },
+  };
+}
