@@ -161,6 +161,7 @@ async function follow(
   const t0 = Date.now();
   const start = new Map<string, number>();
   let last = '';
+  let lastAt = 0;
   for (;;) {
     const s = (await submissionStatus(view.redis, view.queue, id))!;
     const workers = await workerStatuses(view.redis, view.queue);
@@ -171,8 +172,16 @@ async function follow(
     }
     const text = line(s, workers, rates, t0);
     if (mode === 'tty') process.stderr.write(`\r\x1b[2K${text.slice(0, (process.stderr.columns || 100) - 1)}`);
-    else if (mode === 'lines' && text !== last) process.stderr.write(`${text}\n`);
-    last = text;
+    else if (mode === 'lines') {
+      // a line every 2 s while the counts change, every 10 s while they do not, and the last one
+      const counts = `${s.done}/${s.failed}`;
+      const since = Date.now() - lastAt;
+      if ((counts !== last && since >= 2000) || since >= 10_000 || s.done + s.failed >= s.queued) {
+        process.stderr.write(`${text}\n`);
+        last = counts;
+        lastAt = Date.now();
+      }
+    }
     if (s.done + s.failed >= s.queued) {
       if (mode === 'tty') process.stderr.write('\n');
       return s;

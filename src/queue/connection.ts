@@ -2,6 +2,7 @@
 // against the system's CAs or the one given), the options BullMQ's connections take, and a first check that it
 // answers, so that a wrong URL is one coded error and not a worker retrying forever.
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import type { ConnectionOptions } from 'bullmq';
 import { Redis, type RedisOptions } from 'ioredis';
 import { GpenLabError, errorMessage } from '../errors.js';
@@ -63,7 +64,7 @@ export function redisTarget(url: string, ca?: string): RedisTarget {
       db,
       ...(u.username ? { username: decodeURIComponent(u.username) } : {}),
       ...(u.password ? { password: decodeURIComponent(u.password) } : {}),
-      ...(tls ? { tls: { servername: host, ...(caPem ? { ca: caPem } : {}) } } : {}),
+      ...(tls ? { tls: { ...(isIP(host) ? {} : { servername: host }), ...(caPem ? { ca: caPem } : {}) } } : {}),
       // BullMQ's workers wait through a Redis restart rather than fail their commands
       maxRetriesPerRequest: null,
     },
@@ -85,14 +86,18 @@ export async function checkRedis(t: RedisTarget): Promise<{ version: string }> {
     retryStrategy: () => null,
     connectTimeout: 5000,
   });
-  client.on('error', () => undefined);
+  // the connection's own error (a refused password, a certificate) says more than the command's "closed"
+  let cause: unknown = null;
+  client.on('error', (e) => {
+    cause ??= e;
+  });
   try {
     await client.connect();
     await client.ping();
     const info = await client.info('server');
     return { version: /redis_version:(\S+)/.exec(info)?.[1] ?? 'unknown' };
   } catch (e) {
-    const said = errorMessage(e);
+    const said = cause ? errorMessage(cause) : errorMessage(e);
     const auth = /NOAUTH|WRONGPASS|invalid password|invalid username/i.test(said);
     throw new GpenLabError(
       'E_NETWORK',

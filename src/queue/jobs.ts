@@ -10,7 +10,7 @@ import type { ModelSpec } from '../model/registry.js';
 import type { CellSpec, LabConfig } from '../lab/types.js';
 
 export const DEFAULT_QUEUE = 'gpen-lab';
-/** BullMQ's key prefix, and ours: every key of a queue starts with gpen-lab:QUEUE: */
+/** BullMQ's key prefix: its keys of a queue start with gpen-lab:QUEUE:, ours (keys) with gpen-lab-queue:QUEUE: */
 export const PREFIX = 'gpen-lab';
 
 /** The options a restore job is for: part of its id. */
@@ -70,17 +70,20 @@ export interface RestoreJobResult {
   already: boolean;
 }
 
-/** Redis keys beside BullMQ's, per queue. */
+/** Redis keys beside BullMQ's, per queue: under a prefix of their own, never one of BullMQ's names. */
+const OWN = `${PREFIX}-queue`;
 export const keys = (queue: string) => ({
   /** jobId -> {output, worker, at}: completed restores; outlives BullMQ's trimming of completed jobs. */
-  done: `${PREFIX}:${queue}:done`,
+  done: `${OWN}:${queue}:done`,
+  /** jobId -> code: restores failed for good (counted once; taken back when retried). */
+  failed: `${OWN}:${queue}:failed`,
   /** jobId -> worker: a restore under way; an output found later with a claim is that job's own. */
-  claims: `${PREFIX}:${queue}:claims`,
+  claims: `${OWN}:${queue}:claims`,
   /** workerId -> what it is (model, provider, host) and when it was last seen. */
-  workers: `${PREFIX}:${queue}:workers`,
-  workerStats: (id: string) => `${PREFIX}:${queue}:worker:${id}`,
-  submission: (id: string) => `${PREFIX}:${queue}:submission:${id}`,
-  submissions: `${PREFIX}:${queue}:submissions`,
+  workers: `${OWN}:${queue}:workers`,
+  workerStats: (id: string) => `${OWN}:${queue}:worker:${id}`,
+  submission: (id: string) => `${OWN}:${queue}:submission:${id}`,
+  submissions: `${OWN}:${queue}:submissions`,
 });
 
 const sha = (s: string) => createHash('sha256').update(s).digest('hex');

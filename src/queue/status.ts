@@ -112,7 +112,8 @@ export class QueueView {
       for (const j of jobs) {
         await j.retry('failed');
         const d = j.data as JobData;
-        if (d.kind === 'restore') await this.redis.hincrby(k.submission(d.submission), 'failed', -1);
+        if (d.kind === 'restore' && (await this.redis.hdel(k.failed, j.id!)) === 1)
+          await this.redis.hincrby(k.submission(d.submission), 'failed', -1);
         n++;
       }
     }

@@ -3,6 +3,8 @@
 // recorded, so a job run twice (its worker killed) writes its output once. Lab cells run here as on a local lab;
 // a command cell, or a cell that sets environment variables, only on a worker started with allowCommands.
 import { existsSync } from 'node:fs';
+import { readdir, rm } from 'node:fs/promises';
+import path from 'node:path';
 import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { Worker, type Job } from 'bullmq';
@@ -95,6 +97,15 @@ class Batcher {
   }
 }
 
+/** A target's temporary files (io/files.ts writeFileAtomicSafe: TARGET.PID.HEX.tmp), left by a process killed mid-write. */
+async function removeTemporaries(target: string): Promise<void> {
+  const dir = path.dirname(target);
+  const base = path.basename(target);
+  const names = await readdir(dir).catch(() => [] as string[]);
+  const tmp = names.filter((n) => n.startsWith(`${base}.`) && /^\.\d+\.[0-9a-f]+\.tmp$/.test(n.slice(base.length)));
+  await Promise.all(tmp.map((n) => rm(path.join(dir, n), { force: true })));
+}
+
 export interface RunningWorker {
   info: WorkerInfo;
   close(): Promise<void>;
@@ -156,11 +167,32 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
   const beat = setInterval(() => void seen().catch(() => undefined), 5000);
   beat.unref();
 
+  // once per job whatever runs it again: a job run twice, or a command resent by the client after Redis came back
+  redis.defineCommand('gpenLabComplete', {
+    numberOfKeys: 4,
+    lua: `if redis.call('hsetnx', KEYS[1], ARGV[1], ARGV[2]) == 1 then
+  redis.call('hincrby', KEYS[3], 'done', 1)
+  redis.call('hincrby', KEYS[4], 'done', 1)
+end
+redis.call('hdel', KEYS[2], ARGV[1])
+return 1`,
+  });
+  redis.defineCommand('gpenLabFailed', {
+    numberOfKeys: 4,
+    lua: `if redis.call('hsetnx', KEYS[1], ARGV[1], ARGV[2]) == 1 then
+  redis.call('hincrby', KEYS[3], 'failed', 1)
+  redis.call('hincrby', KEYS[4], 'failed', 1)
+end
+redis.call('hdel', KEYS[2], ARGV[1])
+return 1`,
+  });
+  const scripts = redis as unknown as Record<
+    'gpenLabComplete' | 'gpenLabFailed',
+    (...a: (string | number)[]) => Promise<number>
+  >;
   const complete = async (job: Job<JobData>, d: RestoreJobData, r: Omit<RestoreJobResult, 'worker'>) => {
-    const fresh = await redis.hsetnx(k.done, job.id!, JSON.stringify({ output: d.gpen, worker: id, at: Date.now() }));
-    const m = redis.multi().hdel(k.claims, job.id!);
-    if (fresh === 1) m.hincrby(k.submission(d.submission), 'done', 1).hincrby(k.workerStats(id), 'done', 1);
-    await m.exec();
+    const record = JSON.stringify({ output: d.gpen, worker: id, at: Date.now() });
+    await scripts.gpenLabComplete(k.done, k.claims, k.submission(d.submission), k.workerStats(id), job.id!, record);
     return { ...r, worker: id };
   };
 
@@ -169,9 +201,14 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
     if (d.gpen && !d.options.overwrite && existsSync(d.gpen)) {
       // complete already: outputs are written whole or not at all. This job's own when it claimed it before
       const [claim, done] = await Promise.all([redis.hget(k.claims, job.id!), redis.hget(k.done, job.id!)]);
-      if (claim !== null || done !== null) return complete(job, d, { output: d.gpen, faces: 0, ms: 0, already: true });
+      if (claim !== null || done !== null) {
+        await removeTemporaries(d.gpen);
+        return complete(job, d, { output: d.gpen, faces: 0, ms: 0, already: true });
+      }
       throw outputExists(d.gpen);
     }
+    // an earlier run of this job that stopped (its worker killed) may have left its temporary output beside the target
+    if (d.gpen && (await redis.hget(k.claims, job.id!)) !== null) await removeTemporaries(d.gpen);
     await redis.hset(k.claims, job.id!, id);
     const t = performance.now();
     const r = await (await batcherFor(d.options)).restore(d.input, { outDir: d.outDir, name: d.name });
@@ -226,12 +263,8 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
     }
     const d = job.data;
     if (final && d.kind === 'restore')
-      void redis
-        .multi()
-        .hincrby(k.submission(d.submission), 'failed', 1)
-        .hincrby(k.workerStats(id), 'failed', 1)
-        .hdel(k.claims, job.id!)
-        .exec()
+      void scripts
+        .gpenLabFailed(k.failed, k.claims, k.submission(d.submission), k.workerStats(id), job.id!, code)
         .catch(() => undefined);
     o.onEvent?.({
       type: 'failed',
