@@ -6,14 +6,13 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import sharp from 'sharp';
-import { Queue } from 'bullmq';
 import { startRedis, type RedisServer } from './helpers/redis.js';
 import { readLines, type Lines } from './helpers/signals.js';
+import { decoded, images, jobsOf } from './helpers/queue.js';
 import { psnrFloat } from '../src/metrics/quality.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -66,22 +65,6 @@ async function stop(w: Proc): Promise<void> {
   await w.exited;
 }
 
-async function images(dir: string, n: number): Promise<string[]> {
-  mkdirSync(dir, { recursive: true });
-  const files: string[] = [];
-  for (let i = 0; i < n; i++) {
-    const d = Buffer.alloc(64 * 64 * 3);
-    for (let k = 0; k < d.length; k++) d[k] = (k * 7 + i * 31) % 251;
-    const f = path.join(dir, `img${String(i).padStart(3, '0')}.png`);
-    await sharp(d, { raw: { width: 64, height: 64, channels: 3 } })
-      .png()
-      .toFile(f);
-    files.push(f);
-  }
-  return files;
-}
-
-const decoded = async (f: string) => sharp(f).removeAlpha().raw().toBuffer();
 const psnr = (a: Buffer, b: Buffer) => psnrFloat(a, b, 255);
 
 before(async () => {
@@ -140,13 +123,10 @@ describe('queue workers on a real Redis', () => {
       assert.ok(psnr(a, b) > 40, `${names[i]}: PSNR ${psnr(a, b)}`);
     }
     // the killed worker's jobs were taken by the others: every job completed, none by a worker that was not there
-    const q = new Queue('many', { connection: { host: '127.0.0.1', port: redis.port }, prefix: 'gpen-lab' });
+    const q = await jobsOf(redis.port, 'many');
     try {
-      const counts = await q.getJobCounts('completed', 'failed', 'waiting', 'active', 'delayed');
-      assert.deepEqual(counts, { completed: 300, failed: 0, waiting: 0, active: 0, delayed: 0 });
-      const done = await q.getCompleted(0, 299);
-      const by = new Set(done.map((j) => j.processedBy));
-      for (const w of by)
+      assert.deepEqual(q.counts, { completed: 300, failed: 0, waiting: 0, active: 0, delayed: 0 });
+      for (const w of new Set(q.processedBy))
         assert.ok(
           ids.some((x) => x.id === w),
           `processed by ${w}`,
@@ -208,9 +188,9 @@ describe('queue workers on a real Redis', () => {
     assert.equal(retry.code, 'E_WRITE');
     rmSync(blocked);
     assert.equal(await sub.exited, 0, sub.err.text);
-    const q = new Queue('poison', { connection: { host: '127.0.0.1', port: redis.port }, prefix: 'gpen-lab' });
+    const q = await jobsOf(redis.port, 'poison');
     try {
-      const job = await q.getJob(retry.job);
+      const job = await q.job(retry.job);
       assert.equal(job?.attemptsMade, 2);
       assert.ok(job?.returnvalue, 'completed on its second try');
     } finally {

@@ -9,7 +9,6 @@ import type { OutputKind } from '../face/restore.js';
 import type { ModelSpec } from '../model/registry.js';
 import type { CellSpec, LabConfig } from '../lab/types.js';
 
-export const DEFAULT_QUEUE = 'gpen-lab';
 /** BullMQ's key prefix: its keys of a queue start with gpen-lab:QUEUE:, ours (keys) with gpen-lab-queue:QUEUE: */
 export const PREFIX = 'gpen-lab';
 
