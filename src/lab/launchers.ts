@@ -12,7 +12,8 @@ import type { Launcher } from './types.js';
 
 export type { CellLauncher, LaunchContext, RunEnd } from './launcher-types.js';
 
-export const LAUNCHER_TYPES = ['local', 'ssh', 'docker'] as const;
+/** Where a cell runs: here, over ssh, in a container, or on a worker serving a queue (src/queue, through the runner). */
+export const LAUNCHER_TYPES = ['local', 'ssh', 'docker', 'queue'] as const;
 export const ENGINES = ['docker', 'podman'] as const;
 
 export function localLauncher(): CellLauncher {
