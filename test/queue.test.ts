@@ -228,8 +228,9 @@ describe('queue workers on a real Redis', () => {
   });
 
   it('a lab command cell sent to a worker started without --allow-commands fails with E_NOT_ALLOWED; a gpen-lab cell runs there', async () => {
-    const w = worker(redis.url, 'cells');
-    await joined(w);
+    // one worker serving two queues
+    const w = worker(redis.url, 'cells-b,cells');
+    assert.deepEqual(((await joined(w)) as unknown as { queues: string[] }).queues, ['cells-b', 'cells']);
     const face = (await images(path.join(tmp, 'cells-in'), 1))[0];
     const cfg = path.join(tmp, 'cells.json');
     writeFileSync(

@@ -24,15 +24,26 @@ function redisOptions(cmd: Command): Command {
   return cmd
     .requiredOption('--redis <url>', 'Redis: redis://[:PASSWORD@]HOST[:PORT][/DB], rediss://... for TLS')
     .option('--redis-ca <file>', 'for rediss://: the CA certificate (PEM) the server is checked against')
-    .option('--queue <name>', 'the queue', 'gpen-lab');
+    .option('--queue <name>', 'the queue (a worker may serve several: a,b)', 'gpen-lab');
 }
 
-async function target(o: RedisFlags) {
+/** `--queue`: one name, or for a worker a comma-separated list. */
+function queueNames(v: string, several: boolean): string[] {
+  const names = several ? v.split(',').map((x) => x.trim()) : [v];
+  for (const n of names)
+    if (!/^[A-Za-z0-9_.-]+$/.test(n))
+      throw new GpenLabError(
+        'E_ARGUMENT',
+        `--queue ${v}: "${n}" is not a queue name`,
+        `Use letters, digits, _ . and -${several ? ' (several: comma-separated)' : ''}.`,
+        { input: '--queue' },
+      );
+  return names;
+}
+
+async function target(o: RedisFlags, several = false) {
   const { redisTarget, checkRedis } = await import('../queue/connection.js');
-  if (!/^[A-Za-z0-9_.-]+$/.test(o.queue))
-    throw new GpenLabError('E_ARGUMENT', `--queue ${o.queue} is not a queue name`, 'Use letters, digits, _ . and -.', {
-      input: '--queue',
-    });
+  queueNames(o.queue, several);
   const t = redisTarget(o.redis, o.redisCa);
   await checkRedis(t);
   return t;
@@ -91,13 +102,13 @@ export function workerCommand(): Command {
           throw new GpenLabError('E_ARGUMENT', `--concurrency ${o.concurrency} is out of range`, 'Pass 1 to 256.', {
             input: '--concurrency',
           });
-        const t = await target(o);
+        const t = await target(o, true);
         const { startWorker } = await import('../queue/worker.js');
         const say = (line: string, obj: Record<string, unknown>) =>
           o.json ? printJson(obj) : process.stdout.write(`${line}\n`);
         const w = await startWorker({
           redis: t,
-          queue: o.queue,
+          queues: queueNames(o.queue, true),
           concurrency: o.concurrency,
           allowCommands: !!o.allowCommands,
           lockMs: o.lockMs,
@@ -112,7 +123,7 @@ export function workerCommand(): Command {
           onEvent: (e) => {
             if (e.type === 'joined')
               say(
-                `worker ${e.info.id} joined queue ${e.info.queue} at ${t.shown}: ${e.info.model.label} (${e.info.model.id}), ${e.info.choice}${e.info.runtime ? `, ${e.info.runtime}` : ''}, concurrency ${e.info.concurrency}${e.info.allowCommands ? ', commands allowed' : ''}`,
+                `worker ${e.info.id} joined queue ${e.info.queues.join(', ')} at ${t.shown}: ${e.info.model.label} (${e.info.model.id}), ${e.info.choice}${e.info.runtime ? `, ${e.info.runtime}` : ''}, concurrency ${e.info.concurrency}${e.info.allowCommands ? ', commands allowed' : ''}`,
                 { event: 'joined', ...e.info },
               );
             else if (e.type === 'done')

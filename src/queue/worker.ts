@@ -30,7 +30,8 @@ import {
 
 export interface WorkerOptions {
   redis: RedisTarget;
-  queue: string;
+  /** The queues it serves (a host may serve several: its GPU's and a lab's). */
+  queues: string[];
   concurrency: number;
   allowCommands: boolean;
   /** How long a job's lock lasts: a killed worker's job goes to another after about this long. */
@@ -51,7 +52,7 @@ export interface WorkerInfo {
   id: string;
   host: string;
   pid: number;
-  queue: string;
+  queues: string[];
   model: { id: string; label: string };
   choice: string;
   provider: string;
@@ -112,7 +113,6 @@ export interface RunningWorker {
 }
 
 export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
-  const k = keys(o.queue);
   const id = `${os.hostname()}-${process.pid}-${randomBytes(2).toString('hex')}`;
   const mine = await modelId(o.model);
   const restorers = new Map<string, Promise<Batcher>>();
@@ -151,7 +151,7 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
     id,
     host: os.hostname(),
     pid: process.pid,
-    queue: o.queue,
+    queues: o.queues,
     model: { id: mine, label: first.label },
     choice: `${first.choice.provider} ${first.choice.route} ${first.choice.precision}`,
     provider: first.choice.provider,
@@ -162,7 +162,10 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
   };
   const redis = new Redis(o.redis.options);
   redis.on('error', () => undefined); // ioredis reconnects; BullMQ's own connection reports
-  const seen = () => redis.hset(k.workers, id, JSON.stringify({ ...info, lastSeen: new Date().toISOString() }));
+  const seen = async () => {
+    const now = JSON.stringify({ ...info, lastSeen: new Date().toISOString() });
+    for (const q of o.queues) await redis.hset(keys(q).workers, id, now);
+  };
   await seen();
   const beat = setInterval(() => void seen().catch(() => undefined), 5000);
   beat.unref();
@@ -191,12 +194,14 @@ return 1`,
     (...a: (string | number)[]) => Promise<number>
   >;
   const complete = async (job: Job<JobData>, d: RestoreJobData, r: Omit<RestoreJobResult, 'worker'>) => {
+    const k = keys(job.queueName);
     const record = JSON.stringify({ output: d.gpen, worker: id, at: Date.now() });
     await scripts.gpenLabComplete(k.done, k.claims, k.submission(d.submission), k.workerStats(id), job.id!, record);
     return { ...r, worker: id };
   };
 
   const restoreJob = async (job: Job<JobData>, d: RestoreJobData): Promise<RestoreJobResult> => {
+    const k = keys(job.queueName);
     if (d.model !== mine) throw wrongModel(d.model, mine, job.id!);
     if (d.gpen && !d.options.overwrite && existsSync(d.gpen)) {
       // complete already: outputs are written whole or not at all. This job's own when it claimed it before
@@ -221,68 +226,73 @@ return 1`,
     });
   };
 
-  const worker = new Worker<JobData, RestoreJobResult | CellJobResult>(
-    o.queue,
-    async (job) => {
+  const serve = (queue: string) => {
+    const k = keys(queue);
+    const worker = new Worker<JobData, RestoreJobResult | CellJobResult>(
+      queue,
+      async (job) => {
+        try {
+          if (job.data.kind === 'restore') return await restoreJob(job, job.data);
+          return { ...(await runCellJob(job.data, { allowCommands: o.allowCommands, model: o.model })), worker: id };
+        } catch (e) {
+          throw jobError(e);
+        }
+      },
+      {
+        connection: bullConnection(o.redis),
+        prefix: PREFIX,
+        concurrency: o.concurrency,
+        name: id,
+        lockDuration: o.lockMs,
+        stalledInterval: o.lockMs,
+        maxStalledCount: 2,
+      },
+    );
+    worker.on('error', () => undefined); // connection errors while Redis restarts: BullMQ reconnects
+    worker.on('completed', (job, r) => {
+      const d = job.data;
+      o.onEvent?.({
+        type: 'done',
+        job: job.id!,
+        input: d.kind === 'restore' ? d.input : d.cell.id,
+        result: d.kind === 'restore' ? (r as RestoreJobResult) : { cell: d.cell.id },
+      });
+    });
+    worker.on('failed', (job, err) => {
+      if (!job) return;
+      const final = err.name === 'UnrecoverableError' || job.attemptsMade >= (job.opts.attempts ?? 1);
+      let code = 'unknown';
+      let message = err.message;
       try {
-        if (job.data.kind === 'restore') return await restoreJob(job, job.data);
-        return { ...(await runCellJob(job.data, { allowCommands: o.allowCommands, model: o.model })), worker: id };
-      } catch (e) {
-        throw jobError(e);
+        ({ code, message } = JSON.parse(err.message) as { code: string; message: string });
+      } catch {
+        // BullMQ's own reason
       }
-    },
-    {
-      connection: bullConnection(o.redis),
-      prefix: PREFIX,
-      concurrency: o.concurrency,
-      name: id,
-      lockDuration: o.lockMs,
-      stalledInterval: o.lockMs,
-      maxStalledCount: 2,
-    },
-  );
-  worker.on('error', () => undefined); // connection errors while Redis restarts: BullMQ reconnects
-  worker.on('completed', (job, r) => {
-    const d = job.data;
-    o.onEvent?.({
-      type: 'done',
-      job: job.id!,
-      input: d.kind === 'restore' ? d.input : d.cell.id,
-      result: d.kind === 'restore' ? (r as RestoreJobResult) : { cell: d.cell.id },
+      const d = job.data;
+      if (final && d.kind === 'restore')
+        void scripts
+          .gpenLabFailed(k.failed, k.claims, k.submission(d.submission), k.workerStats(id), job.id!, code)
+          .catch(() => undefined);
+      o.onEvent?.({
+        type: 'failed',
+        job: job.id!,
+        input: d.kind === 'restore' ? d.input : d.cell.id,
+        code,
+        message,
+        final,
+      });
     });
-  });
-  worker.on('failed', (job, err) => {
-    if (!job) return;
-    const final = err.name === 'UnrecoverableError' || job.attemptsMade >= (job.opts.attempts ?? 1);
-    let code = 'unknown';
-    let message = err.message;
-    try {
-      ({ code, message } = JSON.parse(err.message) as { code: string; message: string });
-    } catch {
-      // BullMQ's own reason
-    }
-    const d = job.data;
-    if (final && d.kind === 'restore')
-      void scripts
-        .gpenLabFailed(k.failed, k.claims, k.submission(d.submission), k.workerStats(id), job.id!, code)
-        .catch(() => undefined);
-    o.onEvent?.({
-      type: 'failed',
-      job: job.id!,
-      input: d.kind === 'restore' ? d.input : d.cell.id,
-      code,
-      message,
-      final,
-    });
-  });
-  await worker.waitUntilReady();
+    return worker;
+  };
+  const workers = o.queues.map(serve);
+  await Promise.all(workers.map((w) => w.waitUntilReady()));
   o.onEvent?.({ type: 'joined', info });
   return {
     info,
     async close() {
       clearInterval(beat);
-      await worker.close();
-      await redis.hdel(k.workers, id).catch(() => undefined);
+      await Promise.all(workers.map((w) => w.close()));
+      for (const q of o.queues) await redis.hdel(keys(q).workers, id).catch(() => undefined);
       redis.disconnect();
       for (const b of restorers.values())
         await b.then(
