@@ -165,6 +165,14 @@ describe('queue workers on a real Redis', () => {
     assert.match(byName['truncated.png'].code, /^E_IMAGE_CORRUPT$|^E_FORMAT_UNKNOWN$/);
     assert.equal(byName['text.png'].code, 'E_FORMAT_UNKNOWN');
     for (const f of s.failures) assert.equal(f.attempts, 1, `${f.input} was tried again`);
+    // retried by hand: back on the queue, failed again with the same codes
+    const retried = cli(['jobs', '--redis', redis.url, '--queue', 'poison', '--retry']);
+    assert.match(retried.stderr, /2 failed job\(s\) put back on the queue/);
+    await w.out.waitFor(/"event":"failed".*"final":true/, 4);
+    const again = JSON.parse(cli(['jobs', '--redis', redis.url, '--queue', 'poison', '--json']).stdout) as {
+      failures: { input: string; code: string }[];
+    };
+    assert.deepEqual(again.failures.map((f) => f.code).sort(), s.failures.map((f) => f.code).sort());
 
     // the output folder's place taken by a file: E_WRITE, a runtime failure, retried once the place is free
     const blocked = path.join(tmp, 'blocked');

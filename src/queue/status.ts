@@ -102,21 +102,19 @@ export class QueueView {
     };
   }
 
-  /** Every failed job back on the queue (its submission's failed count taken back): how many. */
+  /** Every job failed now put back on the queue once (its submission's failed count taken back): how many. */
   async retryFailed(): Promise<number> {
     const k = keys(this.queue);
-    let n = 0;
-    for (;;) {
-      const jobs = await this.q.getFailed(0, 499);
-      if (jobs.length === 0) return n;
-      for (const j of jobs) {
-        await j.retry('failed');
-        const d = j.data as JobData;
-        if (d.kind === 'restore' && (await this.redis.hdel(k.failed, j.id!)) === 1)
-          await this.redis.hincrby(k.submission(d.submission), 'failed', -1);
-        n++;
-      }
+    // the failed ones as of now: a job that fails again meanwhile is not retried twice
+    const jobs = await this.q.getFailed(0, -1);
+    for (const j of jobs) {
+      // its failure uncounted first: the retried run's own end is counted afresh
+      const d = j.data as JobData;
+      if (d.kind === 'restore' && (await this.redis.hdel(k.failed, j.id!)) === 1)
+        await this.redis.hincrby(k.submission(d.submission), 'failed', -1);
+      await j.retry('failed');
     }
+    return jobs.length;
   }
 
   /** Completed jobs removed from Redis (their done records stay: submitting them again still does nothing). */
