@@ -5,14 +5,13 @@
 // worker started without --allow-commands.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startRedis, type RedisServer } from './helpers/redis.js';
-import { readLines, type Lines } from './helpers/signals.js';
-import { decoded, images, jobsOf } from './helpers/queue.js';
+import { decoded, images, joined, jobsOf, startCli, stop } from './helpers/queue.js';
 import { psnrFloat } from '../src/metrics/quality.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -26,20 +25,8 @@ const children = new Set<ChildProcess>();
 const cli = (args: string[]) =>
   spawnSync(process.execPath, [...CLI, ...args], { cwd: REPO, encoding: 'utf8', env: ENV, timeout: 120_000 });
 
-interface Proc {
-  child: ChildProcess;
-  out: Lines;
-  err: Lines;
-  exited: Promise<number | null>;
-}
-
-function start(args: string[]): Proc {
-  const child = spawn(process.execPath, [...CLI, ...args], { cwd: REPO, env: ENV, stdio: ['ignore', 'pipe', 'pipe'] });
-  children.add(child);
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  void exited.then(() => children.delete(child));
-  return { child, out: readLines(child.stdout!), err: readLines(child.stderr!), exited };
-}
+const start = (args: string[]) => startCli(args, ENV, children);
+const psnr = (a: Buffer, b: Buffer) => psnrFloat(a, b, 255);
 
 const worker = (url: string, queue: string, ...more: string[]) =>
   start([
@@ -57,15 +44,6 @@ const worker = (url: string, queue: string, ...more: string[]) =>
     '--json',
     ...more,
   ]);
-
-const joined = async (w: Proc) => JSON.parse((await w.out.waitFor(/"event":"joined"/))[0]) as { id: string };
-
-async function stop(w: Proc): Promise<void> {
-  if (w.child.exitCode === null && w.child.signalCode === null) w.child.kill('SIGTERM');
-  await w.exited;
-}
-
-const psnr = (a: Buffer, b: Buffer) => psnrFloat(a, b, 255);
 
 before(async () => {
   redis = await startRedis();

@@ -5,7 +5,7 @@ import { noGpuMessage } from '../doctor/decision.js';
 import type { DoctorReport, ProviderReport } from '../doctor/index.js';
 import { runDoctor } from '../doctor/index.js';
 import { familyOf } from '../doctor/requirements.js';
-import type { BuildReport, Finding, LibraryCheck } from '../doctor/types.js';
+import type { BuildReport, Finding, GpuDevice, LibraryCheck } from '../doctor/types.js';
 import type { Provider } from '../runtime/providers.js';
 import { PROVIDERS, PROVIDER_SPECS, parseProvider } from '../runtime/providers.js';
 import { printJson } from './output.js';
@@ -48,6 +48,15 @@ function familyNames(libs: LibraryCheck[]): string[] {
     const major = /\.so\.(\d+)/.exec(g[0].soname)?.[1];
     return `${g.length} ${familyOf(g[0].soname)?.what ?? ''} libraries (${prefix.replace(/\.so$/, '')}*.so${major ? `.${major}` : ''})`;
   });
+}
+
+/** What else runs on a GPU, as NVML reports it: ", nothing else on it", ", 1024 MiB in use: pid 4243 python3 (1024 MiB)". */
+function occupancy(dev: GpuDevice): string {
+  if (!dev.processes) return dev.memoryUsedMiB ? `, ${dev.memoryUsedMiB} MiB in use` : '';
+  if (dev.processes.length === 0)
+    return dev.memoryUsedMiB ? `, ${dev.memoryUsedMiB} MiB in use, no process` : ', nothing else on it';
+  const ps = dev.processes.map((p) => `pid ${p.pid}${p.command ? ` ${p.command}` : ''} (${p.usedMiB} MiB)`);
+  return `, ${dev.memoryUsedMiB ?? '?'} MiB in use: ${ps.join(', ')}`;
 }
 
 /** A provider stopped by the absence of a GPU: one line for what follows from it, no install line that cannot help. */
@@ -188,7 +197,7 @@ export function formatDoctor(r: DoctorReport): string {
     w(`    driver ${r.gpu.driverVersion ?? '?'}, supports CUDA ${r.gpu.cudaDriverVersion ?? '?'}\n`);
     for (const dev of r.gpu.devices)
       w(
-        `    GPU ${dev.index}: ${dev.name}, compute capability ${dev.computeCapability ?? '?'}, ${dev.memoryTotalMiB ? `${(dev.memoryTotalMiB / 1024).toFixed(1)} GiB` : '? GiB'}\n`,
+        `    GPU ${dev.index}: ${dev.name}, compute capability ${dev.computeCapability ?? '?'}, ${dev.memoryTotalMiB ? `${(dev.memoryTotalMiB / 1024).toFixed(1)} GiB` : '? GiB'}${occupancy(dev)}\n`,
       );
   }
   // the no-GPU finding is the decision's root cause, printed first

@@ -78,6 +78,15 @@ export function workerCommand(): Command {
       30000,
     )
     .option('--max-pixels <n>', 'refuse images larger than this (decompression bombs)', parseIntArg('--max-pixels'))
+    .option(
+      '--devices <list>',
+      'all, or GPU indices (0,2): one worker process a GPU, each its own session; the queue feeds whichever is free',
+    )
+    .addOption(
+      new Option('--device-id <n>', 'the GPU of this worker process (set by --devices)')
+        .argParser(parseIntArg('--device-id'))
+        .hideHelp(),
+    )
     .option('--json', 'one JSON object per event (joined, done, failed) on stdout')
     .action(
       async (
@@ -89,6 +98,8 @@ export function workerCommand(): Command {
             lockMs: number;
             maxPixels?: number;
             json?: boolean;
+            devices?: string;
+            deviceId?: number;
           },
       ) => {
         if (o.model === undefined && o.synthetic === undefined)
@@ -103,6 +114,12 @@ export function workerCommand(): Command {
             input: '--concurrency',
           });
         const t = await target(o, true);
+        if (o.devices !== undefined) {
+          const { readGpus } = await import('../doctor/gpu.js');
+          const { parseDevices } = await import('../doctor/devices.js');
+          process.exitCode = await perDevice(parseDevices(o.devices, await readGpus()));
+          return;
+        }
         const { startWorker } = await import('../queue/worker.js');
         const say = (line: string, obj: Record<string, unknown>) =>
           o.json ? printJson(obj) : process.stdout.write(`${line}\n`);
@@ -112,6 +129,7 @@ export function workerCommand(): Command {
           concurrency: o.concurrency,
           allowCommands: !!o.allowCommands,
           lockMs: o.lockMs,
+          device: o.deviceId ?? null,
           model: modelSpec(o),
           session: {
             provider: parseChoice(PROVIDER_CHOICES, o.provider, '--provider'),
@@ -148,6 +166,34 @@ export function workerCommand(): Command {
         await w.close();
       },
     );
+}
+
+/**
+ * `worker --devices`: this command again once per GPU, each with --device-id (its own process: a session per GPU, as
+ * the C API route's per-thread state needs); their lines on this one's stdout; SIGTERM and Ctrl-C passed on. The
+ * exit status is the highest of theirs.
+ */
+async function perDevice(devices: number[]): Promise<number> {
+  const { spawn } = await import('node:child_process');
+  const argv = process.argv.slice(2);
+  const own: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '--devices') i++;
+    else if (!argv[i].startsWith('--devices=')) own.push(argv[i]);
+  }
+  info(`worker: one process for each of GPU ${devices.join(', ')}`);
+  const children = devices.map((d) =>
+    spawn(process.execPath, [...process.execArgv, process.argv[1], ...own, '--device-id', String(d)], {
+      stdio: 'inherit',
+    }),
+  );
+  const pass = (sig: NodeJS.Signals) => () => children.forEach((c) => c.kill(sig));
+  process.once('SIGTERM', pass('SIGTERM'));
+  process.once('SIGINT', pass('SIGINT'));
+  const codes = await Promise.all(
+    children.map((c) => new Promise<number>((resolve) => c.once('exit', (code) => resolve(code ?? 1)))),
+  );
+  return Math.max(...codes);
 }
 
 function line(s: SubmissionStatus, workers: WorkerStatus[], rates: Map<string, number>, t0: number): string {

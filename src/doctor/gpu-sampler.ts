@@ -3,7 +3,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { spawn } from 'node:child_process';
 import koffi from '../runtime/koffi.js';
-import { nvmlMemoryType } from './gpu.js';
+import { nvmlMemoryType, nvmlProcType } from './gpu.js';
 
 export interface GpuSample {
   t: number;
@@ -31,13 +31,7 @@ function structs(): NonNullable<typeof types> {
   types ??= {
     Util: koffi.struct('gpenNvmlUtil', { gpu: 'unsigned int', memory: 'unsigned int' }),
     Mem: nvmlMemoryType(),
-    // nvmlProcessInfo_t (v2/v3 layout): pid, usedGpuMemory, gpuInstanceId, computeInstanceId
-    Proc: koffi.struct('gpenNvmlProc', {
-      pid: 'unsigned int',
-      usedGpuMemory: 'unsigned long long',
-      gpuInstanceId: 'unsigned int',
-      computeInstanceId: 'unsigned int',
-    }),
+    Proc: nvmlProcType(),
   };
   return types;
 }

@@ -1,6 +1,7 @@
 // GPUs and the driver without Python: NVML (libnvidia-ml.so.1) through koffi, else the CUDA driver API (libcuda.so.1),
 // else nvidia-smi; the source that answered and why the others did not are part of the report.
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import koffi from '../runtime/koffi.js';
 import { driverMinimumFor } from './requirements.js';
 import type { GpuDevice, GpuReport } from './types.js';
@@ -90,6 +91,27 @@ export function nvmlMemoryType(): ReturnType<typeof koffi.struct> {
   return memType;
 }
 
+let procType: ReturnType<typeof koffi.struct> | null = null;
+/** nvmlProcessInfo_t (the v2/v3 layout): pid, usedGpuMemory, gpuInstanceId, computeInstanceId. */
+export function nvmlProcType(): ReturnType<typeof koffi.struct> {
+  procType ??= koffi.struct('gpenNvmlProc', {
+    pid: 'unsigned int',
+    usedGpuMemory: 'unsigned long long',
+    gpuInstanceId: 'unsigned int',
+    computeInstanceId: 'unsigned int',
+  });
+  return procType;
+}
+
+/** A process's name (/proc/PID/comm), or null where it is not visible here (another container's). */
+function commOf(pid: number): string | null {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim() || null;
+  } catch {
+    return null;
+  }
+}
+
 function loadError(lib: string, e: unknown): string {
   return `${lib}: ${(e as Error).message}`;
 }
@@ -112,6 +134,18 @@ function viaNvml(file: string): Omit<GpuReport, 'source' | 'tried'> {
     const getCc = lib.func('int nvmlDeviceGetCudaComputeCapability(void *h, _Out_ int *major, _Out_ int *minor)');
     const Mem = nvmlMemoryType();
     const getMem = lib.func('nvmlDeviceGetMemoryInfo', 'int', ['void *', koffi.out(koffi.pointer(Mem))]);
+    const Proc = nvmlProcType();
+    let getProcs: ((...args: unknown[]) => unknown) | null = null;
+    try {
+      getProcs = lib.func('nvmlDeviceGetComputeRunningProcesses_v3', 'int', [
+        'void *',
+        koffi.inout(koffi.pointer('unsigned int')),
+        'void *',
+      ]);
+    } catch {
+      getProcs = null; // an older driver: what runs on a GPU is not reported
+    }
+    const procBuf = Buffer.alloc(koffi.sizeof(Proc) * 64);
     const devices: GpuDevice[] = [];
     for (let i = 0; i < count[0]; i++) {
       const h: unknown[] = [null];
@@ -121,13 +155,31 @@ function viaNvml(file: string): Omit<GpuReport, 'source' | 'tried'> {
       const a = [0],
         b = [0];
       const okCc = getCc(h[0], a, b) === 0;
-      const m: { total?: number | bigint }[] = [{}];
+      const m: { total?: number | bigint; used?: number | bigint }[] = [{}];
       const okMem = getMem(h[0], m) === 0;
+      let processes: GpuDevice['processes'] = null;
+      const n = [64];
+      if (getProcs && getProcs(h[0], n, procBuf) === 0) {
+        processes = [];
+        for (let k = 0; k < n[0]; k++) {
+          const p = koffi.decode(procBuf, k * koffi.sizeof(Proc), Proc) as {
+            pid: number;
+            usedGpuMemory: number | bigint;
+          };
+          processes.push({
+            pid: p.pid,
+            usedMiB: Math.round(Number(p.usedGpuMemory) / 2 ** 20),
+            command: commOf(p.pid),
+          });
+        }
+      }
       devices.push({
         index: i,
         name: nb.toString('latin1', 0, nb.indexOf(0)),
         computeCapability: okCc ? `${a[0]}.${b[0]}` : null,
         memoryTotalMiB: okMem && m[0].total !== undefined ? Math.round(Number(m[0].total) / 2 ** 20) : null,
+        memoryUsedMiB: okMem && m[0].used !== undefined ? Math.round(Number(m[0].used) / 2 ** 20) : null,
+        processes,
       });
     }
     return { driverVersion: driver || null, cudaDriverVersion: cv[0] ? formatCudaVersion(cv[0]) : null, devices };

@@ -51,6 +51,10 @@ export interface GpuDevice {
   computeCapability: string | null;
   memoryTotalMiB: number | null;
   uuid?: string | null;
+  /** In use now, by anyone (NVML only). */
+  memoryUsedMiB?: number | null;
+  /** What else runs on it: the compute processes NVML reports (null: not reported by this source or driver). */
+  processes?: { pid: number; usedMiB: number; command: string | null }[] | null;
 }
 
 export interface GpuReport {

@@ -194,7 +194,10 @@ export async function runCell(
   await makeDirs(cellDir);
   const pids = new Set<number>();
   // another host's GPU is not sampled from here
-  const sampler = gpuPresent === null && c.provider !== 'cpu' && !remote ? startGpuSampler({ pids: () => pids }) : null;
+  const sampler =
+    gpuPresent === null && c.provider !== 'cpu' && !remote
+      ? startGpuSampler({ pids: () => pids, deviceIndex: c.session?.deviceId ?? 0 })
+      : null;
   const timeoutMs = cfg.timeoutSec * 1000;
   const warmRecords: { stages_ms: Record<string, number>; total_ms: number | null }[] = [];
   for (let i = 0; i < cfg.coldRuns; i++) {

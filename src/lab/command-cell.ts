@@ -154,7 +154,10 @@ export async function runCommandCell(
   const gpu = vars.CUDA_VISIBLE_DEVICES?.split(',')[0] ?? '0';
   const timeoutMs = (cmd.timeoutSec ?? cfg.timeoutSec) * 1000;
   const findings: Finding[] = [];
-  const sampler = gpuPresent === null && c.gpu !== false ? startGpuSampler({ pids: () => groupMembers(groups) }) : null;
+  const sampler =
+    gpuPresent === null && c.gpu !== false
+      ? startGpuSampler({ pids: () => groupMembers(groups), deviceIndex: Number(gpu) || 0 })
+      : null;
   let failedText = '';
   const launcherFinding = (x: Ran): boolean => {
     const f = l.diagnose({ spawnError: x.spawnError, exitCode: x.exitCode, stderr: x.stderr });

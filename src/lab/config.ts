@@ -168,6 +168,27 @@ export function normalizeConfig(input: LabConfigInput, baseDir: string, file = '
       }
     }
   }
+  // a cell with devices: one cell a GPU, its id ending in -gpuN; gpen-lab's take the GPU as deviceId, a command as
+  // CUDA_VISIBLE_DEVICES (and {gpu})
+  for (let i = 0; i < cells.length; i++) {
+    const c = cells[i];
+    if (!c.devices) continue;
+    if (c.provider !== 'cuda' && c.provider !== 'tensorrt')
+      throw new GpenLabError(
+        'E_CONFIG',
+        `${file}: cell "${c.id}" has devices but runs on ${c.command ? 'no GPU (gpu: false)' : c.provider}`,
+        'Give devices to a cuda or tensorrt cell (or a command cell on the GPU), or leave them out.',
+        { input: file, cell: c.id },
+      );
+    const { devices, ...rest } = c;
+    const per = devices.map((d): CellSpec =>
+      c.command
+        ? { ...rest, id: `${c.id}-gpu${d}`, env: { ...(c.env ?? {}), CUDA_VISIBLE_DEVICES: String(d) } }
+        : { ...rest, id: `${c.id}-gpu${d}`, session: { ...(c.session ?? {}), deviceId: d } },
+    );
+    cells.splice(i, 1, ...per);
+    i += per.length - 1;
+  }
   const seen = new Set<string>();
   for (const c of cells) {
     if (seen.has(c.id))

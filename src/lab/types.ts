@@ -90,6 +90,8 @@ export interface CellSpec {
   command?: CommandSpec;
   /** A command cell's GPU use is sampled unless false. */
   gpu?: boolean;
+  /** In a config: run the cell once on each of these GPUs (normalizeConfig makes one cell a GPU, -gpuN). */
+  devices?: number[];
 }
 
 export interface MatrixSpec {

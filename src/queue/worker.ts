@@ -39,6 +39,8 @@ export interface WorkerOptions {
   model: ModelSpec;
   /** The session's choice (provider, route, precision, runtime), as restore takes it. */
   session: Pick<RestoreOptions, 'provider' | 'route' | 'precision' | 'runtime' | 'maxPixels'>;
+  /** The GPU its sessions run on (CUDA's device_id), one worker a GPU under `--devices`; null: the default, 0. */
+  device: number | null;
   onEvent?: (e: WorkerEvent) => void;
 }
 
@@ -56,6 +58,8 @@ export interface WorkerInfo {
   model: { id: string; label: string };
   choice: string;
   provider: string;
+  /** The GPU it was given (deviceId), or null for the default. */
+  device: number | null;
   runtime: string | null;
   concurrency: number;
   allowCommands: boolean;
@@ -113,7 +117,8 @@ export interface RunningWorker {
 }
 
 export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
-  const id = `${os.hostname()}-${process.pid}-${randomBytes(2).toString('hex')}`;
+  const id = `${os.hostname()}-${o.device !== null ? `gpu${o.device}-` : ''}${process.pid}-${randomBytes(2).toString('hex')}`;
+  const session = { ...o.session, ...(o.device !== null ? { session: { deviceId: o.device } } : {}) };
   const mine = await modelId(o.model);
   const restorers = new Map<string, Promise<Batcher>>();
   const batcherFor = (opts: JobOptions): Promise<Batcher> => {
@@ -122,7 +127,7 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
     if (!b) {
       b = Restorer.create({
         model: o.model,
-        ...o.session,
+        ...session,
         workload: 'batch',
         alpha: opts.alpha,
         aligned: opts.aligned,
@@ -139,7 +144,7 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
   // the default option set made now: a model or provider that cannot run stops the worker before it takes a job
   const first = await Restorer.create({
     model: o.model,
-    ...o.session,
+    ...session,
     workload: 'batch',
     outDir: os.tmpdir(),
   });
@@ -155,6 +160,7 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
     model: { id: mine, label: first.label },
     choice: `${first.choice.provider} ${first.choice.route} ${first.choice.precision}`,
     provider: first.choice.provider,
+    device: o.device,
     runtime: first.choice.runtime?.build ?? null,
     concurrency: o.concurrency,
     allowCommands: o.allowCommands,

@@ -1,9 +1,41 @@
 // What the queue's tests make and look at: small distinct images, decoded pixels, and BullMQ's own view of a queue's
 // jobs (which worker processed each, how many tries a job took).
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
 import { Queue } from 'bullmq';
+import { readLines, type Lines } from './signals.js';
+
+const REPO = path.resolve(import.meta.dirname, '..', '..');
+const CLI = ['--import', 'tsx', path.join(REPO, 'src/cli/index.ts')];
+
+/** A gpen-lab command running, its output read line by line. */
+export interface Proc {
+  child: ChildProcess;
+  out: Lines;
+  err: Lines;
+  exited: Promise<number | null>;
+}
+
+/** Starts `gpen-lab ARGS` from the repository; `children` holds it until it exits (killed after the tests). */
+export function startCli(args: string[], env: NodeJS.ProcessEnv, children: Set<ChildProcess>): Proc {
+  const child = spawn(process.execPath, [...CLI, ...args], { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  children.add(child);
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  void exited.then(() => children.delete(child));
+  return { child, out: readLines(child.stdout!), err: readLines(child.stderr!), exited };
+}
+
+/** A worker's joined event (`--json`). */
+export const joined = async (w: Proc) =>
+  JSON.parse((await w.out.waitFor(/"event":"joined"/))[0]) as { id: string; device: number | null; queues: string[] };
+
+/** SIGTERM, then its exit: the jobs in flight finish first. */
+export async function stop(w: Proc): Promise<void> {
+  if (w.child.exitCode === null && w.child.signalCode === null) w.child.kill('SIGTERM');
+  await w.exited;
+}
 
 /** `n` distinct 64x64 RGB PNGs in `dir`: img000.png, img001.png, ... */
 export async function images(dir: string, n: number): Promise<string[]> {
