@@ -4,13 +4,14 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { GpenLabError } from '../src/errors.js';
 import { parseDevices } from '../src/doctor/devices.js';
 import { readGpus } from '../src/doctor/gpu.js';
 import { normalizeConfig } from '../src/lab/config.js';
+import { startService } from '../src/serve/server.js';
 import { buildNvmlStub } from './helpers/nvml-stub.js';
 import { startRedis, type RedisServer } from './helpers/redis.js';
 import { images, jobsOf, startCli, stop } from './helpers/queue.js';
@@ -130,6 +131,61 @@ describe('a worker per GPU', () => {
     );
     await stop(w);
     assert.equal(await w.exited, 0);
+  });
+});
+
+describe('serve on every GPU', () => {
+  it('serve with two devices: an engine a GPU, concurrent requests spread over both, per-GPU figures in /metrics and /readyz', async () => {
+    const svc = await startService({
+      port: 0,
+      model: { type: 'identity', size: 64 },
+      provider: 'cpu',
+      devices: [0, 1],
+      maxBatch: 4,
+      maxWaitMs: 50,
+      maxQueue: 64,
+      bodyLimit: 2 * 2 ** 20,
+      logLevel: false,
+    });
+    try {
+      await svc.ready;
+      const [face] = await images(path.join(tmp, 'serve'), 1);
+      const body = readFileSync(face);
+      const codes = await Promise.all(
+        Array.from({ length: 8 }, () =>
+          fetch(`${svc.url}/v1/restore`, { method: 'POST', body, headers: { 'content-type': 'image/png' } }).then(
+            async (r) => (await r.arrayBuffer(), r.status),
+          ),
+        ),
+      );
+      assert.deepEqual(codes, Array(8).fill(200));
+      const figures = svc.pool.figures();
+      assert.deepEqual(
+        figures.map((f) => f.device),
+        [0, 1],
+      );
+      for (const f of figures) assert.ok(f.done > 0, `GPU ${f.device} took no request: ${JSON.stringify(figures)}`);
+      assert.equal(
+        figures.reduce((n, f) => n + f.done, 0),
+        8,
+      );
+      const metrics = await (await fetch(`${svc.url}/metrics`)).text();
+      for (const f of figures)
+        assert.match(metrics, new RegExp(`gpen_device_requests_done\\{device="${f.device}"\\} ${f.done}`));
+      const ready = (await (await fetch(`${svc.url}/readyz`)).json()) as { devices: { device: number }[] };
+      assert.deepEqual(
+        ready.devices.map((d) => d.device),
+        [0, 1],
+      );
+    } finally {
+      await svc.close();
+    }
+  });
+
+  it('serve --devices with a GPU that is not there exits 2 naming the GPUs', () => {
+    const r = cli(['serve', '--synthetic', '64', '--provider', 'cpu', '--devices', '0,7', '--port', '0']);
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /no GPU 7; this host has GPU 0/);
   });
 });
 

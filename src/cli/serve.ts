@@ -42,10 +42,15 @@ export function serveCommand(): Command {
       "for experts: CUDA provider options replacing the fast route's set (docs/routes.md)",
       (v: string) => parseCudaOptions(v),
     )
+    .option(
+      '--devices <list>',
+      'all, or GPU indices (0,2): one engine thread a GPU, each its own session; a request goes to the GPU with the fewest',
+    )
     .action(
       async (
         o: ModelSourceFlags &
           SessionFlags & {
+            devices?: string;
             port: number;
             host: string;
             maxBatch?: number;
@@ -70,6 +75,12 @@ export function serveCommand(): Command {
           );
         }
         const model = modelSpec(o);
+        let devices: number[] | undefined;
+        if (o.devices !== undefined) {
+          const { readGpus } = await import('../doctor/gpu.js');
+          const { parseDevices } = await import('../doctor/devices.js');
+          devices = parseDevices(o.devices, await readGpus());
+        }
         if (model.type === 'synthetic') warn(SYNTHETIC_WARNING);
         // loaded here, not at start: fastify and prom-client cost every other command's start (a cold restore's too)
         const { startService } = await import('../serve/server.js');
@@ -77,6 +88,7 @@ export function serveCommand(): Command {
           host: o.host,
           port: o.port,
           model,
+          ...(devices ? { devices } : {}),
           provider: parseChoice(PROVIDER_CHOICES, o.provider, '--provider'),
           route: parseChoice(ROUTES, o.route, '--route'),
           ...(o.runtime !== undefined ? { runtime: o.runtime } : {}),

@@ -68,6 +68,7 @@ const loading = (async () => {
     ...(cfg.maxPixels !== undefined ? { maxPixels: cfg.maxPixels } : {}),
     // one core kept for the other threads (the HTTP thread's event loop, decode, paste) while inference holds the rest
     session: {
+      ...(cfg.deviceId !== undefined ? { deviceId: cfg.deviceId } : {}),
       intraOpNumThreads: Math.max(1, os.availableParallelism() - 1),
       ...(cfg.cudaOptions ? { cudaOptions: cfg.cudaOptions } : {}),
     },

@@ -21,6 +21,8 @@ export interface EngineConfig {
   /** Images in the pipeline at once; the other jobs wait in the engine thread for a slot. */
   pipelineSlots: number;
   cudaOptions?: Record<string, string>;
+  /** The GPU of this engine (serve --devices: one engine thread a GPU). */
+  deviceId?: number;
   /**
    * For tests: while hold[0] is 0, the engine thread blocks (Atomics.wait) right after acknowledging each job, as a
    * synchronous inference blocks it. A shared Int32Array; set hold[0] to 1 and notify to let the jobs go on.

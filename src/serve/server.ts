@@ -19,6 +19,7 @@ import { describeChoice } from '../runtime/routes.js';
 import { chooseRuntime } from '../runtime/runtime-choice.js';
 import { defaultPixelBudget } from './budget.js';
 import { Engine } from './engine.js';
+import { EnginePool } from './engine-pool.js';
 import { listen } from './listen.js';
 import { addRoutes } from './routes.js';
 import { serviceMetrics } from './service-metrics.js';
@@ -27,6 +28,8 @@ export interface ServeOptions {
   host?: string;
   port?: number;
   model: ModelSpec;
+  /** One engine thread a GPU, each its own session on that deviceId (serve --devices); default one, on the default device. */
+  devices?: number[];
   /** Default auto (face/choose.ts). */
   provider?: ProviderChoice;
   /** Default fast: on CUDA the C API route with the warm set (runtime/routes.ts), its slower start paid once. */
@@ -70,7 +73,10 @@ export interface Service {
   metrics: client.Registry;
   url: string;
   /** The engine thread's handle: its state, and events per job (started, cancel, settled). */
+  /** The first GPU's engine thread (the only one without --devices). */
   engine: Engine;
+  /** Every GPU's engine, and where requests go. */
+  pool: EnginePool;
   close(): Promise<void>;
 }
 
@@ -100,7 +106,7 @@ export async function startService(o: ServeOptions): Promise<Service> {
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
 
   // started once the port is taken; null only before that
-  let engine: Engine | null = null;
+  let engine: EnginePool | null = null;
   addRoutes(
     app,
     registry,
@@ -112,36 +118,44 @@ export async function startService(o: ServeOptions): Promise<Service> {
   const url = await listen(app, o.host, o.port ?? 8080);
 
   // the model is loaded, warmed up and run on the engine thread; /healthz answers throughout
-  const eng = new Engine(
-    {
-      model: o.model,
-      provider: o.provider ?? 'auto',
-      route: o.route ?? 'fast',
-      ...(o.runtime ? { runtime: o.runtime } : {}),
-      ...(o.precision ? { precision: o.precision } : {}),
-      ...(o.maxBatch !== undefined ? { maxBatch: o.maxBatch } : {}),
-      maxWaitMs,
-      ...(o.maxPixels !== undefined ? { maxPixels: o.maxPixels } : {}),
-      pipelineSlots: o.pipelineSlots ?? Math.max(2, os.availableParallelism()),
-      ...(o.cudaOptions ? { cudaOptions: o.cudaOptions } : {}),
-      ...(o.hold ? { hold: o.hold } : {}),
-      ...(o.holdLoad ? { holdLoad: o.holdLoad } : {}),
-    },
-    (e) => {
-      m.ready.set(0);
-      app.log.error(
-        { event: 'engine-crashed', error: e.message },
-        'the engine thread stopped: restore answers 503 until the service is restarted',
-      );
-    },
+  const devices: (number | null)[] = o.devices ?? [null];
+  const engines = devices.map(
+    (device) =>
+      new Engine(
+        {
+          ...(device !== null ? { deviceId: device } : {}),
+          model: o.model,
+          provider: o.provider ?? 'auto',
+          route: o.route ?? 'fast',
+          ...(o.runtime ? { runtime: o.runtime } : {}),
+          ...(o.precision ? { precision: o.precision } : {}),
+          ...(o.maxBatch !== undefined ? { maxBatch: o.maxBatch } : {}),
+          maxWaitMs,
+          ...(o.maxPixels !== undefined ? { maxPixels: o.maxPixels } : {}),
+          pipelineSlots: o.pipelineSlots ?? Math.max(2, os.availableParallelism()),
+          ...(o.cudaOptions ? { cudaOptions: o.cudaOptions } : {}),
+          ...(o.hold ? { hold: o.hold } : {}),
+          ...(o.holdLoad ? { holdLoad: o.holdLoad } : {}),
+        },
+        (e) => {
+          m.ready.set(0);
+          app.log.error(
+            { event: 'engine-crashed', error: e.message },
+            'the engine thread stopped: restore answers 503 until the service is restarted',
+          );
+        },
+      ),
   );
-  engine = eng;
-  eng.on('batch', (faces, requests, ms) => {
+  const eng = engines[0];
+  const pool = new EnginePool(engines, devices);
+  engine = pool;
+  pool.on('batch', (faces, requests, ms, device) => {
     m.batch.observe(faces);
     m.batchRequests.observe(requests);
     m.batchSeconds.observe(ms / 1000);
+    m.deviceBatchSeconds.observe({ device: device === null ? 'default' : String(device) }, ms / 1000);
   });
-  const ready = eng.ready.then(
+  const ready = pool.ready.then(
     (r) => {
       m.ready.set(1);
       app.log.info(
@@ -172,6 +186,7 @@ export async function startService(o: ServeOptions): Promise<Service> {
     metrics: registry,
     url,
     engine: eng,
+    pool,
     async close() {
       // stops accepting and waits for the requests in progress; keep-alive connections that fall idle after their
       // last response are closed as they do (the server would otherwise wait out their keep-alive timeout)
@@ -181,7 +196,7 @@ export async function startService(o: ServeOptions): Promise<Service> {
       } finally {
         clearInterval(idle);
         // then the engine thread finishes what it still has (jobs whose requests timed out) and ends
-        await eng.close();
+        await pool.close();
       }
     },
   };

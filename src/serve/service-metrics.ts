@@ -46,6 +46,25 @@ export function serviceMetrics() {
       labelNames: ['code'],
       registers: [registry],
     }),
+    deviceInFlight: new client.Gauge({
+      name: 'gpen_device_requests_in_flight',
+      help: 'Restore requests on each GPU now (serve --devices: one engine a GPU)',
+      labelNames: ['device'],
+      registers: [registry],
+    }),
+    deviceDone: new client.Gauge({
+      name: 'gpen_device_requests_done',
+      help: 'Restore requests each GPU has finished',
+      labelNames: ['device'],
+      registers: [registry],
+    }),
+    deviceBatchSeconds: new client.Histogram({
+      name: 'gpen_device_batch_inference_seconds',
+      help: 'Time of one batched inference, by GPU',
+      labelNames: ['device'],
+      buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers: [registry],
+    }),
     ready: new client.Gauge({
       name: 'gpen_ready',
       help: '1 once the model is loaded and warmed up',
