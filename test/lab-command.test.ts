@@ -387,7 +387,9 @@ describe('example configs', () => {
   it('every config under examples/ validates against the schema', () => {
     const validate = new Ajv({ allErrors: true }).compile(JSON.parse(readFileSync(SCHEMA_FILE, 'utf8')) as object);
     const dir = path.resolve('examples');
-    const files = ['lab-cpu.yaml', 'lab-cuda-sets.yaml', 'lab-torch.yaml'].map((f) => path.join(dir, f));
+    const files = ['lab-cpu.yaml', 'lab-cuda-sets.yaml', 'lab-gpus.yaml', 'lab-torch.yaml'].map((f) =>
+      path.join(dir, f),
+    );
     for (const f of files) {
       assert.ok(existsSync(f), f);
       const ok = validate(YAML.parse(readFileSync(f, 'utf8')));

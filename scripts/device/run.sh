@@ -15,6 +15,8 @@
 #   lab-sets   examples/lab-cuda-sets.yaml, after cuda-sets                                  -> lab-cuda-*/
 #   lab-torch  the official PyTorch GPEN as a command cell beside gpen-lab's cells on the aligned demo face at 512
 #           (with the CUDA 12 build's cell when cuda-sets ran first)                         -> lab-torch-*/
+#   gpus    on a host of several GPUs: serve --devices on 1, 2 and all GPUs (bench/multi-gpu.ts), then
+#           examples/lab-gpus.yaml with a cell on each GPU                                   -> multi-gpu-*.json, lab-gpus-*/
 # Modes may be given together: `bash scripts/device/run.sh cold bench`.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; P=/tmp/peer; mkdir -p "$OUT" $P
@@ -167,15 +169,29 @@ lab_torch() {
   tail -25 "$OUT/lab-torch.txt" | cut -c1-300; mkdir -p "$OUT/lab-torch"
   cp /tmp/lab-torch/results.json /tmp/lab-torch/report.md /tmp/lab-torch/report.html $y "$OUT/lab-torch/"
 }
+gpus() {
+  local g="node dist/cli/index.js" y=/tmp/lab-gpus.yaml n
+  weights
+  node --import tsx bench/multi-gpu.ts --model $P/peer.pth --out "$OUT/multi-gpu.json" 2> "$OUT/multi-gpu.txt"
+  echo "multi-gpu exit $?"; grep -v '^{' "$OUT/multi-gpu.txt" | tail -8
+  # the example's cell on every GPU this host has
+  n=$(nvidia-smi --query-gpu=index --format=csv,noheader | paste -sd, -)
+  sed "s/devices: \[0, 1\]/devices: [$n]/" examples/lab-gpus.yaml > $y
+  sed -i "s#\.\./assets/#$PWD/assets/#" $y
+  rm -rf /tmp/lab-gpus; GPEN_MODEL=$P/peer.pth timeout 500 $g lab $y --out /tmp/lab-gpus > "$OUT/lab-gpus.txt" 2>&1; echo "lab exit $?"
+  tail -12 "$OUT/lab-gpus.txt" | cut -c1-300; mkdir -p "$OUT/lab-gpus"
+  cp /tmp/lab-gpus/results.json /tmp/lab-gpus/report.md /tmp/lab-gpus/report.html $y "$OUT/lab-gpus/"
+}
 # the doctor mode installs the CUDA provider itself (setup cuda --from the kit)
 [ "${1:-}" = doctor ] && export SKIP_CUDA_INSTALL=1
-[ $# -gt 0 ] || { echo "usage: scripts/device/run.sh peer|cold|photo|bench|serve|lab|doctor|tests|cuda-sets|lab-sets|lab-torch ..." >&2; exit 2; }
+[ $# -gt 0 ] || { echo "usage: scripts/device/run.sh peer|cold|photo|bench|serve|lab|doctor|tests|cuda-sets|lab-sets|lab-torch|gpus ..." >&2; exit 2; }
 for m in "$@"; do
   case "$m" in
     peer|cold|photo|bench|serve|lab|doctor|tests) setup; echo "== $m"; "$m" ;;
     cuda-sets) setup; echo "== $m"; cuda_sets ;;
     lab-sets) setup; echo "== $m"; lab_sets ;;
     lab-torch) setup; echo "== $m"; lab_torch ;;
-    *) echo "unknown mode: $m (peer|cold|photo|bench|serve|lab|doctor|tests|cuda-sets|lab-sets|lab-torch)" >&2; exit 2 ;;
+    gpus) setup; echo "== $m"; gpus ;;
+    *) echo "unknown mode: $m (peer|cold|photo|bench|serve|lab|doctor|tests|cuda-sets|lab-sets|lab-torch|gpus)" >&2; exit 2 ;;
   esac
 done
