@@ -3,7 +3,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { spawn } from 'node:child_process';
 import koffi from '../runtime/koffi.js';
-import { nvmlMemoryType, nvmlProcType } from './gpu.js';
+import { nvmlMemoryType, nvmlProcType, nvmlProcsFn } from './gpu.js';
 
 export interface GpuSample {
   t: number;
@@ -46,16 +46,7 @@ function openNvml(file: string, deviceIndex: number): Nvml {
   const { Util, Mem, Proc } = structs();
   const util = lib.func('nvmlDeviceGetUtilizationRates', 'int', ['void *', koffi.out(koffi.pointer(Util))]);
   const mem = lib.func('nvmlDeviceGetMemoryInfo', 'int', ['void *', koffi.out(koffi.pointer(Mem))]);
-  let procs: ((...args: unknown[]) => unknown) | null = null;
-  try {
-    procs = lib.func('nvmlDeviceGetComputeRunningProcesses_v3', 'int', [
-      'void *',
-      koffi.inout(koffi.pointer('unsigned int')),
-      'void *',
-    ]);
-  } catch {
-    procs = null;
-  }
+  const procs = nvmlProcsFn(lib);
   const buf = Buffer.alloc(koffi.sizeof(Proc) * 64);
   return {
     sample(pids) {

@@ -103,6 +103,19 @@ export function nvmlProcType(): ReturnType<typeof koffi.struct> {
   return procType;
 }
 
+/** nvmlDeviceGetComputeRunningProcesses_v3 of an opened NVML, or null for a driver without it. */
+export function nvmlProcsFn(lib: ReturnType<typeof koffi.load>): ((...args: unknown[]) => unknown) | null {
+  try {
+    return lib.func('nvmlDeviceGetComputeRunningProcesses_v3', 'int', [
+      'void *',
+      koffi.inout(koffi.pointer('unsigned int')),
+      'void *',
+    ]);
+  } catch {
+    return null;
+  }
+}
+
 /** A process's name (/proc/PID/comm), or null where it is not visible here (another container's). */
 function commOf(pid: number): string | null {
   try {
@@ -135,16 +148,7 @@ function viaNvml(file: string): Omit<GpuReport, 'source' | 'tried'> {
     const Mem = nvmlMemoryType();
     const getMem = lib.func('nvmlDeviceGetMemoryInfo', 'int', ['void *', koffi.out(koffi.pointer(Mem))]);
     const Proc = nvmlProcType();
-    let getProcs: ((...args: unknown[]) => unknown) | null = null;
-    try {
-      getProcs = lib.func('nvmlDeviceGetComputeRunningProcesses_v3', 'int', [
-        'void *',
-        koffi.inout(koffi.pointer('unsigned int')),
-        'void *',
-      ]);
-    } catch {
-      getProcs = null; // an older driver: what runs on a GPU is not reported
-    }
+    const getProcs = nvmlProcsFn(lib);
     const procBuf = Buffer.alloc(koffi.sizeof(Proc) * 64);
     const devices: GpuDevice[] = [];
     for (let i = 0; i < count[0]; i++) {

@@ -176,33 +176,24 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
   const beat = setInterval(() => void seen().catch(() => undefined), 5000);
   beat.unref();
 
-  // once per job whatever runs it again: a job run twice, or a command resent by the client after Redis came back
-  redis.defineCommand('gpenLabComplete', {
+  // once per job whatever runs it again (a job run twice, a command resent by the client after Redis came back): the
+  // job's record set only if absent, and only then its submission's and this worker's counter FIELD raised
+  redis.defineCommand('gpenLabCount', {
     numberOfKeys: 4,
     lua: `if redis.call('hsetnx', KEYS[1], ARGV[1], ARGV[2]) == 1 then
-  redis.call('hincrby', KEYS[3], 'done', 1)
-  redis.call('hincrby', KEYS[4], 'done', 1)
+  redis.call('hincrby', KEYS[3], ARGV[3], 1)
+  redis.call('hincrby', KEYS[4], ARGV[3], 1)
 end
 redis.call('hdel', KEYS[2], ARGV[1])
 return 1`,
   });
-  redis.defineCommand('gpenLabFailed', {
-    numberOfKeys: 4,
-    lua: `if redis.call('hsetnx', KEYS[1], ARGV[1], ARGV[2]) == 1 then
-  redis.call('hincrby', KEYS[3], 'failed', 1)
-  redis.call('hincrby', KEYS[4], 'failed', 1)
-end
-redis.call('hdel', KEYS[2], ARGV[1])
-return 1`,
-  });
-  const scripts = redis as unknown as Record<
-    'gpenLabComplete' | 'gpenLabFailed',
-    (...a: (string | number)[]) => Promise<number>
-  >;
+  const count = (
+    redis as unknown as { gpenLabCount: (...a: (string | number)[]) => Promise<number> }
+  ).gpenLabCount.bind(redis);
   const complete = async (job: Job<JobData>, d: RestoreJobData, r: Omit<RestoreJobResult, 'worker'>) => {
     const k = keys(job.queueName);
     const record = JSON.stringify({ output: d.gpen, worker: id, at: Date.now() });
-    await scripts.gpenLabComplete(k.done, k.claims, k.submission(d.submission), k.workerStats(id), job.id!, record);
+    await count(k.done, k.claims, k.submission(d.submission), k.workerStats(id), job.id!, record, 'done');
     return { ...r, worker: id };
   };
 
@@ -276,9 +267,9 @@ return 1`,
       }
       const d = job.data;
       if (final && d.kind === 'restore')
-        void scripts
-          .gpenLabFailed(k.failed, k.claims, k.submission(d.submission), k.workerStats(id), job.id!, code)
-          .catch(() => undefined);
+        void count(k.failed, k.claims, k.submission(d.submission), k.workerStats(id), job.id!, code, 'failed').catch(
+          () => undefined,
+        );
       o.onEvent?.({
         type: 'failed',
         job: job.id!,
