@@ -431,7 +431,14 @@ int nvmlDeviceGetMemoryInfo(void *h, M *m) { m->total = 85520809984ULL; m->free 
     );
     assert.deepEqual([r.driverVersion, r.cudaDriverVersion], ['580.95.05', '13.0']);
     assert.deepEqual(r.devices, [
-      { index: 0, name: 'NVIDIA H100 80GB HBM3', computeCapability: '9.0', memoryTotalMiB: 81559 },
+      {
+        index: 0,
+        name: 'NVIDIA H100 80GB HBM3',
+        computeCapability: '9.0',
+        memoryTotalMiB: 81559,
+        memoryUsedMiB: 0,
+        processes: null,
+      },
     ]);
 
     const failingNvml = buildLib(
