@@ -115,9 +115,8 @@ export function workerCommand(): Command {
           });
         const t = await target(o, true);
         if (o.devices !== undefined) {
-          const { readGpus } = await import('../doctor/gpu.js');
-          const { parseDevices } = await import('../doctor/devices.js');
-          process.exitCode = await perDevice(parseDevices(o.devices, await readGpus()));
+          const { devicesHere } = await import('../doctor/devices.js');
+          process.exitCode = await perDevice(await devicesHere(o.devices));
           return;
         }
         const { startWorker } = await import('../queue/worker.js');

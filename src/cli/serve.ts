@@ -77,9 +77,8 @@ export function serveCommand(): Command {
         const model = modelSpec(o);
         let devices: number[] | undefined;
         if (o.devices !== undefined) {
-          const { readGpus } = await import('../doctor/gpu.js');
-          const { parseDevices } = await import('../doctor/devices.js');
-          devices = parseDevices(o.devices, await readGpus());
+          const { devicesHere } = await import('../doctor/devices.js');
+          devices = await devicesHere(o.devices);
         }
         if (model.type === 'synthetic') warn(SYNTHETIC_WARNING);
         // loaded here, not at start: fastify and prom-client cost every other command's start (a cold restore's too)

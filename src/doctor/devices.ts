@@ -1,6 +1,7 @@
 // `--devices all|0,2,...`: which GPUs of this host a command spreads over, checked against the GPUs the doctor sees
 // (NVML, the CUDA driver or nvidia-smi); a GPU that is not there is a coded error naming the ones that are.
 import { GpenLabError } from '../errors.js';
+import { readGpus } from './gpu.js';
 import type { GpuReport } from './types.js';
 
 const listOf = (g: GpuReport) =>
@@ -43,4 +44,9 @@ export function parseDevices(spec: string, gpus: GpuReport, flag = '--devices'):
     if (!out.includes(n)) out.push(n);
   }
   return out;
+}
+
+/** `spec` against the GPUs this host has now (the doctor's reading). */
+export async function devicesHere(spec: string, flag = '--devices'): Promise<number[]> {
+  return parseDevices(spec, await readGpus(), flag);
 }

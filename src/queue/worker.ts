@@ -17,6 +17,7 @@ import { bullConnection, type RedisTarget } from './connection.js';
 import { runCellJob } from './cell-job.js';
 import {
   PREFIX,
+  failureOf,
   jobError,
   keys,
   modelId,
@@ -258,13 +259,7 @@ return 1`,
     worker.on('failed', (job, err) => {
       if (!job) return;
       const final = err.name === 'UnrecoverableError' || job.attemptsMade >= (job.opts.attempts ?? 1);
-      let code = 'unknown';
-      let message = err.message;
-      try {
-        ({ code, message } = JSON.parse(err.message) as { code: string; message: string });
-      } catch {
-        // BullMQ's own reason
-      }
+      const { code, message } = failureOf(err.message);
       const d = job.data;
       if (final && d.kind === 'restore')
         void count(k.failed, k.claims, k.submission(d.submission), k.workerStats(id), job.id!, code, 'failed').catch(

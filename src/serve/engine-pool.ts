@@ -10,6 +10,9 @@ interface PoolEvents {
   batch: [faces: number, requests: number, ms: number, device: number | null];
 }
 
+/** A GPU as the metrics label it: its index, or "default" for the one engine without --devices. */
+export const deviceLabel = (device: number | null): string => (device === null ? 'default' : String(device));
+
 export interface DeviceFigures {
   device: number | null;
   state: EngineState;

@@ -7,7 +7,7 @@ import { runDoctor } from '../doctor/index.js';
 import { GpenLabError, isGpenLabError, toGpenLabError } from '../errors.js';
 import { imageSize, sniffImageFormat } from '../io/image.js';
 import { describeChoice } from '../runtime/routes.js';
-import type { EnginePool } from './engine-pool.js';
+import { deviceLabel, type EnginePool } from './engine-pool.js';
 import { MIME, STATUS, jsonResult, multipartError, parseOptions } from './http.js';
 import type { ServiceMetrics } from './service-metrics.js';
 
@@ -107,7 +107,7 @@ export function addRoutes(
         route: r.choice,
         why: describeChoice(r.choice),
         synthetic,
-        ...(engine!.devices.length > 1 || engine!.devices[0] !== null ? { devices: engine!.figures() } : {}),
+        ...(engine!.devices[0] !== null ? { devices: engine!.figures() } : {}),
       };
     const failure = engine?.failure ?? null;
     return reply
@@ -123,7 +123,7 @@ export function addRoutes(
     const engine = engineNow();
     m.waitingFaces.set(engine?.waitingFaces ?? 0);
     for (const f of engine?.figures() ?? []) {
-      const device = f.device === null ? 'default' : String(f.device);
+      const device = deviceLabel(f.device);
       m.deviceInFlight.set({ device }, f.inFlight);
       m.deviceDone.set({ device }, f.done);
     }

@@ -19,7 +19,7 @@ import { describeChoice } from '../runtime/routes.js';
 import { chooseRuntime } from '../runtime/runtime-choice.js';
 import { defaultPixelBudget } from './budget.js';
 import { Engine } from './engine.js';
-import { EnginePool } from './engine-pool.js';
+import { EnginePool, deviceLabel } from './engine-pool.js';
 import { listen } from './listen.js';
 import { addRoutes } from './routes.js';
 import { serviceMetrics } from './service-metrics.js';
@@ -72,8 +72,7 @@ export interface Service {
   ready: Promise<void>;
   metrics: client.Registry;
   url: string;
-  /** The engine thread's handle: its state, and events per job (started, cancel, settled). */
-  /** The first GPU's engine thread (the only one without --devices). */
+  /** The first GPU's engine thread (the only one without --devices): its state, and events per job. */
   engine: Engine;
   /** Every GPU's engine, and where requests go. */
   pool: EnginePool;
@@ -138,10 +137,14 @@ export async function startService(o: ServeOptions): Promise<Service> {
           ...(o.holdLoad ? { holdLoad: o.holdLoad } : {}),
         },
         (e) => {
-          m.ready.set(0);
+          // with other GPUs' engines still ready, the service goes on on those
+          const serving = pool.state === 'ready';
+          if (!serving) m.ready.set(0);
           app.log.error(
-            { event: 'engine-crashed', error: e.message },
-            'the engine thread stopped: restore answers 503 until the service is restarted',
+            { event: 'engine-crashed', error: e.message, device: deviceLabel(device) },
+            serving
+              ? `the engine thread of GPU ${deviceLabel(device)} stopped: the other GPUs serve on`
+              : 'the engine thread stopped: restore answers 503 until the service is restarted',
           );
         },
       ),
@@ -153,7 +156,7 @@ export async function startService(o: ServeOptions): Promise<Service> {
     m.batch.observe(faces);
     m.batchRequests.observe(requests);
     m.batchSeconds.observe(ms / 1000);
-    m.deviceBatchSeconds.observe({ device: device === null ? 'default' : String(device) }, ms / 1000);
+    m.deviceBatchSeconds.observe({ device: deviceLabel(device) }, ms / 1000);
   });
   const ready = pool.ready.then(
     (r) => {
